@@ -1,0 +1,107 @@
+"""What the interpreter decides. Plain, frozen values; the engine carries them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """The `$$` context object of one state visit."""
+
+    execution_id: str  # execution ARN
+    execution_name: str
+    execution_input: Any
+    execution_start_time: datetime
+    state_machine_id: str  # state machine ARN
+    state_machine_name: str
+    state_name: str
+    state_entered_time: datetime
+    retry_count: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The context object as `$$` paths see it."""
+        return {
+            "Execution": {
+                "Id": self.execution_id,
+                "Input": self.execution_input,
+                "Name": self.execution_name,
+                "StartTime": iso_millis(self.execution_start_time),
+            },
+            "State": {
+                "EnteredTime": iso_millis(self.state_entered_time),
+                "Name": self.state_name,
+                "RetryCount": self.retry_count,
+            },
+            "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
+        }
+
+
+def iso_millis(moment: datetime) -> str:
+    """`2019-03-26T20:14:13.192Z`, the format AWS uses in the context object."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GoTo:
+    """Leave the current state for `next_state` with `output` as its input."""
+
+    next_state: str
+    output: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Succeed:
+    """The execution succeeds with `output`."""
+
+    output: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fail:
+    """The execution fails. `States.Runtime` is never caught."""
+
+    error: str
+    cause: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitUntil:
+    """A Wait state: stay until `until` (aware UTC, whole seconds), then carry out `then`."""
+
+    until: datetime
+    then: GoTo | Succeed
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallTask:
+    """A Task state: call `resource` with `payload` (the effective input)."""
+
+    resource: str
+    payload: Any
+    timeout_seconds: float | None = None  # TimeoutSeconds[Path]; None means AWS's default
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryAt:
+    """A retrier matched: call the task again at `until` with the updated counters."""
+
+    until: datetime
+    retry_counts: tuple[int, ...]  # one counter per retrier, in declaration order
+    error: str
+    cause: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caught:
+    """A catcher matched: go to `next_state` with `output` (input + error at ResultPath)."""
+
+    next_state: str
+    output: Any
+    error: str
+    cause: str | None = None
+
+
+Decision = GoTo | Succeed | Fail | WaitUntil | CallTask | RetryAt | Caught
