@@ -1,0 +1,5 @@
+import sys
+
+from stepd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,261 @@
+"""The AWS Step Functions JSON 1.0 protocol: operations in, AWS-shaped answers out.
+
+`Operations` speaks plain dicts so that any transport (the aiohttp server here) can carry it.
+Errors are raised as ApiError subclasses; the server shapes them as AWS does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stepd.engine.arns import Arns
+from stepd.engine.executor import ROLE_ARN, Engine
+from stepd.errors import (
+    ExecutionDoesNotExist,
+    InvalidToken,
+    StateMachineDoesNotExist,
+    UnknownOperation,
+    ValidationException,
+)
+from stepd.store.records import STATUSES, Event, Execution
+
+TARGET_PREFIX = "AWSStepFunctions."
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _string(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ValidationException(f"1 validation error detected: '{key}' must not be null")
+        return None
+    if not isinstance(value, str):
+        raise ValidationException(f"'{key}' must be a string")
+    return value
+
+
+def _int(body: dict[str, Any], key: str, default: int, maximum: int) -> int:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationException(f"'{key}' must be an integer")
+    if value == 0:
+        return default
+    if not 0 < value <= maximum:
+        raise ValidationException(f"'{key}' must be between 1 and {maximum}")
+    return value
+
+
+def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationException(f"'{key}' must be a boolean")
+    return value
+
+
+def _token(value: int) -> str:
+    return base64.urlsafe_b64encode(f"stepd:{value}".encode()).decode()
+
+
+def _untoken(token: str | None) -> int | None:
+    if token is None:
+        return None
+    prefix = ""
+    try:
+        prefix, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        value = int(number)
+    except ValueError:
+        value = None
+    if prefix != "stepd" or value is None:
+        raise InvalidToken(f"Invalid Token: '{token[:64]}'")
+    return value
+
+
+class Operations:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.handlers: dict[str, Handler] = {
+            "StartExecution": self.start_execution,
+            "DescribeExecution": self.describe_execution,
+            "StopExecution": self.stop_execution,
+            "ListExecutions": self.list_executions,
+            "GetExecutionHistory": self.get_execution_history,
+            "ListStateMachines": self.list_state_machines,
+            "DescribeStateMachine": self.describe_state_machine,
+        }
+
+    @property
+    def arns(self) -> Arns:
+        return self.engine.arns
+
+    async def handle(self, target: str | None, body: Any) -> dict[str, Any]:
+        operation = (target or "").removeprefix(TARGET_PREFIX)
+        handler = self.handlers.get(operation)
+        if handler is None:
+            raise UnknownOperation(f"Unknown operation: '{target}'")
+        if not isinstance(body, dict):
+            raise ValidationException("The request body must be a JSON object")
+        return await handler(body)
+
+    # -- executions ------------------------------------------------------------------
+
+    async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        machine_arn = _string(body, "stateMachineArn", required=True) or ""
+        machine = self.arns.machine_of(machine_arn)
+        name = _string(body, "name") or str(uuid.uuid4())
+        input_text = _string(body, "input")
+        started = await self.engine.start_execution(
+            machine, name, "{}" if input_text is None else input_text
+        )
+        execution = started.execution
+        return {
+            "executionArn": self.arns.execution(execution.machine, execution.name),
+            "startDate": execution.start_date,
+        }
+
+    async def _find(self, arn: str) -> Execution:
+        machine, name = self.arns.execution_of(arn)
+        execution = await self.engine.store.find_execution(machine, name)
+        if execution is None:
+            raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
+        return execution
+
+    async def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        described: dict[str, Any] = {
+            **self._summary(execution),
+            "input": execution.input,
+            "inputDetails": {"included": True},
+            "redriveCount": 0,
+            "redriveStatus": "NOT_REDRIVABLE",
+        }
+        if execution.output is not None:
+            described["output"] = execution.output
+            described["outputDetails"] = {"included": True}
+        if execution.error is not None:
+            described["error"] = execution.error
+        if execution.cause is not None:
+            described["cause"] = execution.cause
+        if execution.status == "RUNNING":
+            described["stepd"] = {"state": execution.state, "dueAt": execution.due_at}
+        return described
+
+    def _summary(self, execution: Execution) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "executionArn": self.arns.execution(execution.machine, execution.name),
+            "stateMachineArn": self.arns.state_machine(execution.machine),
+            "name": execution.name,
+            "status": execution.status,
+            "startDate": execution.start_date,
+        }
+        if execution.stop_date is not None:
+            summary["stopDate"] = execution.stop_date
+        return summary
+
+    async def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = _string(body, "executionArn", required=True) or ""
+        machine, name = self.arns.execution_of(arn)
+        stopped = await self.engine.stop_execution(
+            machine, name, _string(body, "error"), _string(body, "cause")
+        )
+        return {"stopDate": stopped.stop_date}
+
+    async def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
+        machine_arn = _string(body, "stateMachineArn")
+        machine = None
+        if machine_arn is not None:
+            machine = self.arns.machine_of(machine_arn)
+            self.engine.machine(machine)
+        status = _string(body, "statusFilter")
+        if status is not None and status not in STATUSES:
+            raise ValidationException(
+                f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
+            )
+        limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        rows = await self.engine.store.list_executions(
+            machine=machine,
+            status=status,
+            limit=limit + 1,
+            before_id=_untoken(_string(body, "nextToken")),
+        )
+        answer: dict[str, Any] = {"executions": [self._summary(r) for r in rows[:limit]]}
+        if len(rows) > limit:
+            answer["nextToken"] = _token(rows[limit - 1].id)
+        return answer
+
+    async def get_execution_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        reverse = _bool(body, "reverseOrder", default=False)
+        include_data = _bool(body, "includeExecutionData", default=True)
+        events = await self.engine.store.history(
+            execution.id,
+            reverse=reverse,
+            limit=limit + 1,
+            after=_untoken(_string(body, "nextToken")),
+        )
+        answer: dict[str, Any] = {
+            "events": [_event(e, include_data=include_data) for e in events[:limit]]
+        }
+        if len(events) > limit:
+            answer["nextToken"] = _token(events[limit - 1].id)
+        return answer
+
+    # -- state machines --------------------------------------------------------------
+
+    async def list_state_machines(self, body: dict[str, Any]) -> dict[str, Any]:
+        _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        machines = sorted(self.engine.machines.values(), key=lambda m: m.name)
+        return {
+            "stateMachines": [
+                {
+                    "stateMachineArn": self.arns.state_machine(m.name),
+                    "name": m.name,
+                    "type": "STANDARD",
+                    "creationDate": m.created_at,
+                }
+                for m in machines
+            ]
+        }
+
+    async def describe_state_machine(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = _string(body, "stateMachineArn", required=True) or ""
+        machine = self.engine.machines.get(self.arns.machine_of(arn))
+        if machine is None:
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{arn}'")
+        return {
+            "stateMachineArn": self.arns.state_machine(machine.name),
+            "name": machine.name,
+            "status": "ACTIVE",
+            "definition": json.dumps(machine.definition, indent=2),
+            "roleArn": ROLE_ARN.format(account=self.arns.account),
+            "type": "STANDARD",
+            "creationDate": machine.created_at,
+        }
+
+
+def _event(event: Event, *, include_data: bool) -> dict[str, Any]:
+    shaped: dict[str, Any] = {
+        "timestamp": event.ts,
+        "type": event.type,
+        "id": event.id,
+        "previousEventId": event.previous_id,
+    }
+    for key, details in event.details.items():
+        if include_data or not isinstance(details, dict):
+            shaped[key] = details
+        else:
+            shaped[key] = {
+                k: v for k, v in details.items() if k not in {"input", "output", "parameters"}
+            }
+    return shaped

@@ -1,0 +1,139 @@
+"""The state machines a config names: loaded, validated and mapped to endpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stepd.asl.loader import load_definition
+from stepd.asl.validate import Finding, validate
+from stepd.config import MachineSettings, Settings
+from stepd.engine.arns import check_name
+from stepd.engine.machines import Machine
+from stepd.errors import ApiError, ConfigError, DefinitionError
+from stepd.tasks.endpoints import EndpointMap
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """One finding about the config, located as `where: CODE: message`."""
+
+    where: str
+    code: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.code}: {self.message}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalog:
+    machines: Mapping[str, Machine]
+    reports: tuple[Report, ...]
+
+    @property
+    def errors(self) -> tuple[Report, ...]:
+        return tuple(r for r in self.reports if r.severity == "error")
+
+
+def build_catalog(settings: Settings, config_source: str = "config") -> Catalog:
+    """Load every configured machine; collect every finding rather than stop at the first."""
+    machines: dict[str, Machine] = {}
+    reports: list[Report] = []
+    for index, machine_settings in enumerate(settings.machines):
+        where = f"{config_source}#/machines/{index}"
+        machine, found = _load_machine(machine_settings, settings, where)
+        reports.extend(found)
+        if machine is not None and not any(r.severity == "error" for r in found):
+            machines[machine.name] = machine
+    return Catalog(machines=machines, reports=tuple(reports))
+
+
+def _load_machine(
+    machine_settings: MachineSettings, settings: Settings, where: str
+) -> tuple[Machine | None, list[Report]]:
+    reports: list[Report] = []
+    try:
+        check_name(machine_settings.name, "state machine")
+    except ApiError as exc:
+        reports.append(Report(where=f"{where}/name", code="INVALID_NAME", message=exc.message))
+    try:
+        endpoints = EndpointMap(
+            base_url=settings.http.base_url, routes=dict(machine_settings.endpoints)
+        )
+    except ConfigError as exc:
+        reports.append(
+            Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
+        )
+        endpoints = EndpointMap(base_url="", routes={})
+    try:
+        loaded = load_definition(machine_settings.definition, machine_settings.key)
+    except DefinitionError as exc:
+        reports.append(
+            Report(
+                where=exc.where or str(machine_settings.definition),
+                code="INVALID_DEFINITION",
+                message=exc.message,
+            )
+        )
+        return None, reports
+    source = str(machine_settings.definition)
+    reports.extend(_report(source, finding) for finding in validate(loaded.definition))
+    reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
+    machine = Machine(
+        name=machine_settings.name,
+        definition=loaded.definition,
+        definition_text=json.dumps(loaded.definition, separators=(",", ":"), sort_keys=True),
+        endpoints=endpoints,
+        source=source,
+        http_events=loaded.http_events,
+        late_threshold_seconds=machine_settings.late_threshold_seconds,
+        late_policy=machine_settings.late_policy,
+    )
+    return machine, reports
+
+
+def _report(source: str, finding: Finding) -> Report:
+    return Report(
+        where=f"{source}#{finding.where}",
+        code=finding.code,
+        message=finding.message,
+        severity=finding.severity,
+    )
+
+
+def _unmapped_tasks(
+    source: str, definition: Mapping[str, Any], endpoints: EndpointMap
+) -> Iterator[Report]:
+    for pointer, name, state in _task_states(definition, ""):
+        if endpoints.resolve(name, state.get("Resource")) is None:
+            yield Report(
+                where=f"{source}#{pointer}",
+                code="UNMAPPED_TASK",
+                message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
+                "to [machines.endpoints]",
+            )
+
+
+def _task_states(
+    definition: Mapping[str, Any], prefix: str
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    states = definition.get("States")
+    if not isinstance(states, Mapping):
+        return
+    for name, state in states.items():
+        if not isinstance(state, Mapping):
+            continue
+        pointer = f"{prefix}/States/{name}"
+        if state.get("Type") == "Task":
+            yield pointer, str(name), state
+        for index, branch in enumerate(state.get("Branches") or []):
+            if isinstance(branch, Mapping):
+                yield from _task_states(branch, f"{pointer}/Branches/{index}")
+        for key in ("Iterator", "ItemProcessor"):
+            nested = state.get(key)
+            if isinstance(nested, Mapping):
+                yield from _task_states(nested, f"{pointer}/{key}")

@@ -1,0 +1,300 @@
+"""The `stepd` command line: run and check the daemon, and talk to its API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stepd import __version__
+from stepd.catalog import build_catalog
+from stepd.client import ApiClientError, Client, api_url
+from stepd.config import EX_CONFIG, load_settings
+from stepd.engine.arns import Arns
+from stepd.errors import ConfigError, StepdError
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_UNAVAILABLE = 69
+DEFAULT_CONFIG = Path("/etc/stepd/stepd.toml")
+
+
+def _default_config() -> Path:
+    return Path(os.environ.get("STEPD_CONFIG", str(DEFAULT_CONFIG)))
+
+
+def _err(message: str) -> None:
+    print(f"stepd: {message}", file=sys.stderr)
+
+
+# -- run / check -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stepd import logs
+    from stepd.daemon import run_daemon
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    logs.configure(settings.log.level, settings.log.format)
+    catalog = build_catalog(settings, str(args.config))
+    for report in catalog.reports:
+        print(report, file=sys.stderr)
+    if catalog.errors:
+        _err(f"{len(catalog.errors)} error(s) in the configuration; not starting")
+        return EX_CONFIG
+    try:
+        return run_daemon(args.config, settings, catalog)
+    except StepdError as exc:
+        _err(str(exc))
+        return EX_FAILURE
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: CONFIG: {exc}")
+        return EX_CONFIG
+    catalog = build_catalog(settings, str(args.config))
+    for report in catalog.reports:
+        print(report)
+    if catalog.errors:
+        return EX_CONFIG
+    if not args.quiet:
+        print(f"{args.config}: OK: {len(catalog.machines)} state machine(s)", file=sys.stderr)
+    return EX_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stepd.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+# -- API clients -------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> tuple[Client, Arns]:
+    if args.api:
+        return Client(args.api), Arns()
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise StepdError(f"{exc} (or pass --api URL)") from None
+    arns = Arns(region=settings.api.region, account=settings.api.account)
+    return Client(api_url(settings.api.listen)), arns
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(float(value), UTC).isoformat(timespec="milliseconds")
+
+
+def _print(answer: dict[str, Any], args: argparse.Namespace, human: Callable[[], None]) -> None:
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        human()
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    body: dict[str, Any] = {"stateMachineArn": arns.state_machine(args.machine), "name": args.name}
+    if args.input is not None:
+        body["input"] = args.input
+    answer = client.call("StartExecution", body)
+    _print(
+        answer,
+        args,
+        lambda: print(f"{answer['executionArn']}  started {_when(answer['startDate'])}"),
+    )
+    return EX_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    answer = client.call(
+        "DescribeExecution", {"executionArn": arns.execution(args.machine, args.name)}
+    )
+
+    def human() -> None:
+        for key in (
+            "name",
+            "status",
+            "executionArn",
+            "startDate",
+            "stopDate",
+            "input",
+            "output",
+            "error",
+            "cause",
+        ):
+            if key in answer:
+                value = _when(answer[key]) if key.endswith("Date") else answer[key]
+                print(f"{key:>14}: {value}")
+        extra = answer.get("stepd") or {}
+        if extra:
+            print(f"{'state':>14}: {extra.get('state')}")
+            print(f"{'next step at':>14}: {_when(extra.get('dueAt'))}")
+
+    _print(answer, args, human)
+    return EX_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    body: dict[str, Any] = {"maxResults": args.max}
+    if args.machine:
+        body["stateMachineArn"] = arns.state_machine(args.machine)
+    if args.status:
+        body["statusFilter"] = args.status.upper()
+    answer = client.call("ListExecutions", body)
+
+    def human() -> None:
+        print(f"{'STATUS':<10} {'STARTED':<30} {'MACHINE':<20} NAME")
+        for item in answer["executions"]:
+            machine = item["stateMachineArn"].rsplit(":", 1)[-1]
+            print(
+                f"{item['status']:<10} {_when(item['startDate']):<30} {machine:<20} {item['name']}"
+            )
+
+    _print(answer, args, human)
+    return EX_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    arn = arns.execution(args.machine, args.name)
+    events: list[dict[str, Any]] = []
+    token = None
+    while True:
+        body: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        if token:
+            body["nextToken"] = token
+        answer = client.call("GetExecutionHistory", body)
+        events.extend(answer["events"])
+        token = answer.get("nextToken")
+        if not token:
+            break
+
+    def human() -> None:
+        for event in events:
+            details: dict[str, Any] = next(
+                (v for k, v in event.items() if k.endswith("EventDetails")), {}
+            )
+            summary = " ".join(
+                f"{k}={v}"
+                for k, v in details.items()
+                if k in {"name", "error", "cause", "resource", "output"}
+            )
+            print(f"{event['id']:>4}  {_when(event['timestamp'])}  {event['type']:<22} {summary}")
+
+    _print({"events": events}, args, human)
+    return EX_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    body: dict[str, Any] = {"executionArn": arns.execution(args.machine, args.name)}
+    if args.error:
+        body["error"] = args.error
+    if args.cause:
+        body["cause"] = args.cause
+    answer = client.call("StopExecution", body)
+    _print(answer, args, lambda: print(f"stopped {_when(answer['stopDate'])}"))
+    return EX_OK
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepd", description="Run Amazon States Language state machines durably."
+    )
+    parser.add_argument("--version", action="version", version=f"stepd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=_default_config(),
+            help="config file (default: $STEPD_CONFIG or /etc/stepd/stepd.toml)",
+        )
+
+    run = commands.add_parser("run", help="run the daemon")
+    config_arg(run)
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check", help="validate the config and its definitions")
+    config_arg(check)
+    check.add_argument("-q", "--quiet", action="store_true", help="print findings only")
+    check.set_defaults(func=cmd_check)
+
+    demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
+    demo.set_defaults(func=cmd_demo)
+
+    def client_parser(
+        name: str,
+        help_text: str,
+        func: Callable[[argparse.Namespace], int],
+        machine: str = "required",
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_text)
+        config_arg(p)
+        p.add_argument("--api", help="API URL (http://HOST:PORT or unix:/PATH) instead of -c")
+        p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+        if machine == "required":
+            p.add_argument("machine", help="state machine name or ARN")
+        else:
+            p.add_argument("machine", nargs="?", help="state machine name or ARN")
+        p.set_defaults(func=func)
+        return p
+
+    start = client_parser("start", "start an execution", cmd_start)
+    start.add_argument("name", help="execution name, e.g. the class id")
+    start.add_argument("--input", help="execution input as JSON")
+    describe = client_parser("describe", "describe an execution", cmd_describe)
+    describe.add_argument("name")
+    listing = client_parser("list", "list executions", cmd_list, machine="optional")
+    listing.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED")
+    listing.add_argument("--max", type=int, default=100, help="at most this many (default 100)")
+    hist = client_parser("history", "show an execution's history", cmd_history)
+    hist.add_argument("name")
+    stop = client_parser("stop", "stop (abort) an execution", cmd_stop)
+    stop.add_argument("name")
+    stop.add_argument("--error")
+    stop.add_argument("--cause")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "machine", None):
+            args.machine = Arns.machine_of(args.machine)
+        code: int = args.func(args)
+    except ApiClientError as exc:
+        _err(str(exc))
+        return EX_FAILURE
+    except StepdError as exc:
+        _err(str(exc))
+        return EX_UNAVAILABLE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

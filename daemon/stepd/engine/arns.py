@@ -1,0 +1,54 @@
+"""Names and ARNs as AWS spells them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from stepd.errors import InvalidArn, InvalidName
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"
+MAX_NAME_LENGTH = 80
+# AWS: no whitespace, brackets < > { } [ ], wildcards ? *, special characters
+# " # % \ ^ | ~ ` $ & , ; : /, control characters (U+0000-001F, U+007F-009F) or surrogates.
+_FORBIDDEN = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_name(name: str, what: str = "execution") -> None:
+    """Raise InvalidName unless `name` is a valid AWS execution or state machine name."""
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise InvalidName(f"Invalid Name: '{name}' ({what} names are 1 to 80 characters)")
+    bad = _FORBIDDEN.search(name)
+    if bad is not None:
+        raise InvalidName(f"Invalid Name: '{name}' ({what} names may not contain {bad.group()!r})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arns:
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
+
+    def state_machine(self, machine: str) -> str:
+        return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{machine}"
+
+    def execution(self, machine: str, name: str) -> str:
+        return f"arn:aws:states:{self.region}:{self.account}:execution:{machine}:{name}"
+
+    @staticmethod
+    def machine_of(arn_or_name: str) -> str:
+        """The machine name in a state machine ARN; a bare name is accepted as is."""
+        if not arn_or_name.startswith("arn:"):
+            return arn_or_name
+        parts = arn_or_name.split(":")
+        if len(parts) < 7 or parts[2] != "states" or parts[5] != "stateMachine":
+            raise InvalidArn(f"Invalid Arn: '{arn_or_name}'")
+        return parts[6]
+
+    @staticmethod
+    def execution_of(arn: str) -> tuple[str, str]:
+        """(machine, name) of an execution ARN."""
+        parts = arn.split(":")
+        if len(parts) != 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "execution":
+            raise InvalidArn(f"Invalid Arn: '{arn}'")
+        return parts[6], parts[7]

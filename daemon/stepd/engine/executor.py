@@ -1,0 +1,386 @@
+"""The durable executor: the only writer of execution state.
+
+Every transition is one store commit. Before a task is called its intent (TaskScheduled and
+TaskStarted, `pending.sent`) is committed; the call carries an idempotency key made of the
+execution and the id of the state's TaskStateEntered event, so a retry and a re-send after a
+crash carry the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from stepd.engine import history
+from stepd.engine.arns import Arns, check_name
+from stepd.engine.machines import LATE_FAIL, Machine
+from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
+from stepd.engine.steps import RUNTIME, Step, resource_text
+from stepd.errors import (
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
+    InvalidExecutionInput,
+    StateMachineDoesNotExist,
+    ValidationException,
+)
+from stepd.store.base import Store
+from stepd.store.records import (
+    ABORTED,
+    PHASE_TASK,
+    RUNNING,
+    Execution,
+    NewEvent,
+    NewExecution,
+    Transition,
+)
+from stepd.tasks.caller import TaskCaller, TaskOutcome, TaskRequest
+
+log = structlog.get_logger("stepd.engine")
+
+MAX_INPUT_BYTES = 262_144  # AWS's payload limit
+DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
+LATE_ERROR = "stepd.StepLate"
+ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
+MAX_ERROR_LENGTH = 256
+MAX_CAUSE_LENGTH = 32_768
+
+
+@dataclass
+class EngineStats:
+    """Counters a person or a metrics endpoint reads."""
+
+    steps: int = 0
+    steps_late: int = 0
+    worst_lateness: float = 0.0
+    task_calls: dict[str, int] = field(default_factory=dict)
+    resends: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started:
+    execution: Execution
+    created: bool
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        caller: TaskCaller,
+        machines: Mapping[str, Machine],
+        arns: Arns,
+        task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = _random.random,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self.store = store
+        self.caller = caller
+        self.machines = dict(machines)
+        self.arns = arns
+        self.task_timeout_seconds = task_timeout_seconds
+        self.clock = clock
+        self.random = random
+        self.stats = EngineStats()
+        self.queue = DueQueue(self.advance, workers=workers)
+        self._definitions: dict[int, Mapping[str, Any]] = {}
+        self._arm: Callable[[int, float], None] = self.queue.push
+
+    def set_timer(self, arm: Callable[[int, float], None]) -> None:
+        """Where future due times go (the timers); without one, everything runs at once."""
+        self._arm = arm
+
+    def dispatch(self, execution_id: int, due_at: float) -> None:
+        self.queue.push(execution_id, due_at)
+
+    # -- definitions -----------------------------------------------------------------
+
+    async def register(self, machines: Mapping[str, Machine]) -> None:
+        """Snapshot each machine's definition in the store and serve new executions with it."""
+        registered: dict[str, Machine] = {}
+        for name, machine in machines.items():
+            definition_id = await self.store.put_definition(name, machine.definition_text)
+            self._definitions[definition_id] = machine.definition
+            registered[name] = _with_id(machine, definition_id)
+        self.machines = registered
+
+    async def _definition(self, definition_id: int) -> Mapping[str, Any]:
+        cached = self._definitions.get(definition_id)
+        if cached is None:
+            cached = json.loads(await self.store.get_definition(definition_id))
+            self._definitions[definition_id] = cached
+        return cached
+
+    def machine(self, name: str) -> Machine:
+        machine = self.machines.get(name)
+        if machine is None:
+            raise StateMachineDoesNotExist(
+                f"State Machine Does Not Exist: '{self.arns.state_machine(name)}'"
+            )
+        return machine
+
+    # -- the control API's writes ----------------------------------------------------
+
+    async def start_execution(self, machine_name: str, name: str, input_text: str) -> Started:
+        machine = self.machine(machine_name)
+        check_name(name)
+        input_value = _parse_input(input_text)
+        now = self.clock()
+        step = Step(
+            definition=machine.definition,
+            machine=machine.name,
+            name=name,
+            execution_arn=self.arns.execution(machine.name, name),
+            machine_arn=self.arns.state_machine(machine.name),
+            execution_input=input_text,
+            start_date=now,
+            now=now,
+            random=self.random,
+        )
+        step.begin(ROLE_ARN.format(account=self.arns.account))
+        step.run()
+        execution, created = await self.store.create_execution(
+            NewExecution(
+                machine=machine.name,
+                name=name,
+                definition_id=machine.definition_id,
+                input=input_text,
+                start_date=now,
+                fields=step.columns(),
+                events=tuple(step.events),
+            )
+        )
+        if not created:
+            same = execution.status == RUNNING and _same_input(execution.input, input_value)
+            if not same:
+                raise ExecutionAlreadyExists(
+                    f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
+                )
+            return Started(execution=execution, created=False)
+        log.info(
+            "execution.started",
+            machine=machine.name,
+            execution=name,
+            state=execution.state,
+            due_at=execution.due_at,
+        )
+        self._schedule(execution)
+        return Started(execution=execution, created=True)
+
+    async def stop_execution(
+        self, machine_name: str, name: str, error: str | None, cause: str | None
+    ) -> Execution:
+        if error is not None and len(error) > MAX_ERROR_LENGTH:
+            raise ValidationException("error: at most 256 characters")
+        if cause is not None and len(cause) > MAX_CAUSE_LENGTH:
+            raise ValidationException("cause: at most 32768 characters")
+        while True:
+            execution = await self.store.find_execution(machine_name, name)
+            if execution is None:
+                raise ExecutionDoesNotExist(
+                    f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
+                )
+            if execution.status != RUNNING:
+                return execution
+            now = self.clock()
+            stopped = await self.store.commit(
+                Transition(
+                    execution_id=execution.id,
+                    expected_version=execution.version,
+                    fields={
+                        "status": ABORTED,
+                        "stop_date": now,
+                        "phase": None,
+                        "due_at": None,
+                        "pending": {},
+                        "error": error,
+                        "cause": cause,
+                    },
+                    events=(
+                        _event("ExecutionAborted", history.execution_aborted(error, cause), now),
+                    ),
+                )
+            )
+            if stopped is not None:
+                log.info("execution.aborted", machine=machine_name, execution=name)
+                return stopped
+
+    # -- running ---------------------------------------------------------------------
+
+    def _schedule(self, execution: Execution) -> None:
+        if execution.status == RUNNING and execution.due_at is not None:
+            self._arm(execution.id, execution.due_at)
+
+    async def advance(self, execution_id: int) -> None:
+        """Carry out whatever is due for one execution, as far as it goes without waiting."""
+        execution = await self.store.get_execution(execution_id)
+        while execution is not None and execution.status == RUNNING:
+            due_at = execution.due_at
+            if due_at is None:
+                return
+            now = self.clock()
+            if due_at > now:
+                self._arm(execution.id, due_at)
+                return
+            with structlog.contextvars.bound_contextvars(
+                machine=execution.machine, execution=execution.name, state=execution.state
+            ):
+                definition = await self._definition(execution.definition_id)
+                step = self._step(execution, definition, now)
+                if execution.phase == PHASE_TASK:
+                    updated = await self._call_task(execution, step)
+                else:
+                    self._note_lateness(execution, step)
+                    step.run()
+                    updated = await self.store.commit(step.transition())
+                    self._log_closed(updated)
+            if updated is None:  # changed meanwhile (stopped): look again
+                updated = await self.store.get_execution(execution_id)
+            execution = updated
+
+    def _step(self, execution: Execution, definition: Mapping[str, Any], now: float) -> Step:
+        return Step(
+            definition=definition,
+            machine=execution.machine,
+            name=execution.name,
+            execution_arn=self.arns.execution(execution.machine, execution.name),
+            machine_arn=self.arns.state_machine(execution.machine),
+            execution_input=execution.input,
+            start_date=execution.start_date,
+            now=now,
+            random=self.random,
+            row=execution,
+        )
+
+    def _note_lateness(self, execution: Execution, step: Step) -> bool:
+        """Record how late this step runs; True when the machine's policy fails it."""
+        if execution.due_at is None or execution.phase is None:
+            return False
+        if execution.phase == PHASE_TASK and execution.pending.get("sent"):
+            return False
+        lateness = max(0.0, step.now - execution.due_at)
+        self.stats.steps += 1
+        self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
+        machine = self.machines.get(execution.machine)
+        threshold = machine.late_threshold_seconds if machine else float("inf")
+        if lateness <= threshold:
+            return False
+        self.stats.steps_late += 1
+        policy = machine.late_policy if machine else "run"
+        log.warning(
+            "step.late",
+            lateness_seconds=round(lateness, 3),
+            threshold_seconds=threshold,
+            policy=policy,
+            phase=execution.phase,
+        )
+        return policy == LATE_FAIL
+
+    async def _call_task(self, execution: Execution, step: Step) -> Execution | None:
+        late = self._note_lateness(execution, step)
+        resend = bool(execution.pending.get("sent"))
+        if not resend:
+            step.task_sent(self.arns.region)
+            execution_or_none = await self.store.commit(step.transition())
+            if execution_or_none is None:
+                return None
+            execution = execution_or_none
+            step = self._step(execution, step.definition, step.now)
+        else:
+            self.stats.resends += 1
+        if late:
+            outcome = TaskOutcome(
+                error=LATE_ERROR,
+                cause=f"The step ran later than the machine's threshold of "
+                f"{self.machines[execution.machine].late_threshold_seconds} s.",
+            )
+        else:
+            outcome = await self._send(execution, resend=resend)
+        step = self._step(execution, step.definition, self.clock())
+        step.task_done(outcome)
+        step.run()
+        updated = await self.store.commit(step.transition())
+        if updated is None:
+            log.info("task.result_discarded", reason="execution changed while the call ran")
+        self._log_closed(updated)
+        return updated
+
+    async def _send(self, execution: Execution, *, resend: bool) -> TaskOutcome:
+        machine = self.machines.get(execution.machine)
+        pending = execution.pending
+        resource = pending.get("resource")
+        url = machine.endpoints.resolve(execution.state or "", resource) if machine else None
+        if url is None:
+            return TaskOutcome(
+                error=RUNTIME,
+                cause=f"No endpoint is configured for the Task state '{execution.state}' "
+                f"(Resource {resource_text(resource)})",
+            )
+        timeout = self.task_timeout_seconds
+        if pending.get("timeout") is not None:
+            timeout = min(timeout, float(pending["timeout"]))
+        key = f"{execution.machine}/{execution.name}/{execution.state_entered_event}"
+        log.info("task.call", url=url, attempt=execution.attempt, key=key, resend=resend)
+        self.stats.in_flight += 1
+        try:
+            outcome = await self.caller.call(
+                TaskRequest(
+                    url=url,
+                    payload=json.loads(pending.get("payload", "{}")),
+                    idempotency_key=key,
+                    timeout_seconds=timeout,
+                )
+            )
+        finally:
+            self.stats.in_flight -= 1
+        label = outcome.error or "success"
+        self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
+        return outcome
+
+    def _log_closed(self, execution: Execution | None) -> None:
+        if execution is None:
+            return
+        if execution.status != RUNNING:
+            log.info(
+                "execution.closed",
+                status=execution.status,
+                error=execution.error,
+                cause=execution.cause,
+            )
+        else:
+            self._schedule(execution)
+
+
+def _with_id(machine: Machine, definition_id: int) -> Machine:
+    return replace(machine, definition_id=definition_id)
+
+
+def _event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:
+    return NewEvent(type=event_type, details=details, ts=ts)
+
+
+def _parse_input(input_text: str) -> Any:
+    if len(input_text.encode()) > MAX_INPUT_BYTES:
+        raise InvalidExecutionInput(
+            f"Invalid execution input: {len(input_text.encode())} bytes is more than the "
+            f"limit of {MAX_INPUT_BYTES}"
+        )
+    try:
+        return json.loads(input_text)
+    except ValueError as exc:
+        raise InvalidExecutionInput(f"Invalid execution input: not JSON: {exc}") from None
+
+
+def _same_input(stored: str, given: Any) -> bool:
+    try:
+        return bool(json.loads(stored) == given)
+    except ValueError:
+        return False

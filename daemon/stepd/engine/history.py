@@ -1,0 +1,118 @@
+"""History events shaped as AWS Step Functions' GetExecutionHistory returns them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+RESOURCE_TYPE = "http"
+MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
+
+
+def dumps(value: Any) -> str:
+    """JSON text as stored and returned (compact, key order kept)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _payload(text: str) -> dict[str, Any]:
+    return {"truncated": len(text) > MAX_PAYLOAD_CHARS}
+
+
+def execution_started(input_text: str, role_arn: str) -> dict[str, Any]:
+    return {
+        "executionStartedEventDetails": {
+            "input": input_text,
+            "inputDetails": _payload(input_text),
+            "roleArn": role_arn,
+        }
+    }
+
+
+def execution_succeeded(output: str) -> dict[str, Any]:
+    return {"executionSucceededEventDetails": {"output": output, "outputDetails": _payload(output)}}
+
+
+def _error_cause(error: str | None, cause: str | None) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    if error is not None:
+        details["error"] = error
+    if cause is not None:
+        details["cause"] = cause
+    return details
+
+
+def execution_failed(error: str | None, cause: str | None) -> dict[str, Any]:
+    return {"executionFailedEventDetails": _error_cause(error, cause)}
+
+
+def execution_aborted(error: str | None, cause: str | None) -> dict[str, Any]:
+    return {"executionAbortedEventDetails": _error_cause(error, cause)}
+
+
+def state_entered(name: str, input_text: str) -> dict[str, Any]:
+    return {
+        "stateEnteredEventDetails": {
+            "name": name,
+            "input": input_text,
+            "inputDetails": _payload(input_text),
+        }
+    }
+
+
+def state_exited(name: str, output_text: str) -> dict[str, Any]:
+    return {
+        "stateExitedEventDetails": {
+            "name": name,
+            "output": output_text,
+            "outputDetails": _payload(output_text),
+        }
+    }
+
+
+def task_scheduled(
+    resource: str, parameters: str, timeout: float | None, region: str
+) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "resourceType": RESOURCE_TYPE,
+        "resource": resource,
+        "region": region,
+        "parameters": parameters,
+    }
+    if timeout is not None:
+        details["timeoutInSeconds"] = int(timeout)
+    return {"taskScheduledEventDetails": details}
+
+
+def task_started(resource: str) -> dict[str, Any]:
+    return {"taskStartedEventDetails": {"resourceType": RESOURCE_TYPE, "resource": resource}}
+
+
+def task_succeeded(resource: str, output: str) -> dict[str, Any]:
+    return {
+        "taskSucceededEventDetails": {
+            "resourceType": RESOURCE_TYPE,
+            "resource": resource,
+            "output": output,
+            "outputDetails": _payload(output),
+        }
+    }
+
+
+def task_failed(resource: str, error: str, cause: str | None) -> dict[str, Any]:
+    return {
+        "taskFailedEventDetails": {
+            "resourceType": RESOURCE_TYPE,
+            "resource": resource,
+            **_error_cause(error, cause),
+        }
+    }
+
+
+def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, Any]:
+    return {
+        "taskTimedOutEventDetails": {
+            "resourceType": RESOURCE_TYPE,
+            "resource": resource,
+            **_error_cause(error, cause),
+        }
+    }

@@ -1,0 +1,100 @@
+"""The run queue: executions that are due, served earliest-due-first by a bounded set of workers.
+
+An execution is in the queue at most once and handled by one worker at a time; a push for an
+execution that is being handled is remembered and served after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("stepd.engine")
+
+DEFAULT_WORKERS = 64
+
+
+class DueQueue:
+    def __init__(
+        self, handler: Callable[[int], Awaitable[None]], *, workers: int = DEFAULT_WORKERS
+    ) -> None:
+        self._handler = handler
+        self._workers = workers
+        self._heap: list[tuple[float, int]] = []
+        self._queued: dict[int, float] = {}
+        self._running: set[int] = set()
+        self._again: dict[int, float] = {}
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = True
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def is_active(self, execution_id: int) -> bool:
+        return execution_id in self._running or execution_id in self._queued
+
+    def push(self, execution_id: int, due_at: float) -> None:
+        if not self._accepting:
+            return
+        if execution_id in self._running:
+            self._again[execution_id] = min(due_at, self._again.get(execution_id, due_at))
+            return
+        queued = self._queued.get(execution_id)
+        if queued is not None and queued <= due_at:
+            return
+        self._queued[execution_id] = due_at
+        heapq.heappush(self._heap, (due_at, execution_id))
+        self._ready.set()
+
+    def start(self) -> None:
+        self._accepting = True
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"stepd-worker-{n}")
+            for n in range(self._workers)
+        ]
+
+    async def stop(self, timeout: float) -> None:
+        """Take no more work; let running handlers finish within `timeout`, then cancel them."""
+        self._accepting = False
+        self._heap.clear()
+        self._queued.clear()
+        self._ready.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _work(self) -> None:
+        while self._accepting:
+            if not self._heap:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            due_at, execution_id = heapq.heappop(self._heap)
+            if self._queued.get(execution_id) != due_at:
+                continue  # superseded by an earlier push
+            del self._queued[execution_id]
+            self._running.add(execution_id)
+            try:
+                await self._handler(execution_id)
+            except Exception:
+                log.exception("engine.advance_failed", execution_id=execution_id)
+            finally:
+                self._running.discard(execution_id)
+                again = self._again.pop(execution_id, None)
+                if again is not None:
+                    self.push(execution_id, again)

@@ -1,0 +1,342 @@
+"""Turning interpreter decisions into one transition: events to append, columns to set.
+
+A `Step` starts from an execution as stored, runs every state that completes at once (Pass,
+Choice, a Wait whose time has come, task results) and stops at the first thing that has to wait:
+a Wait in the future, a task to call, or the end of the execution.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from stepd.asl import interpreter
+from stepd.asl.decisions import (
+    CallTask,
+    Caught,
+    Context,
+    Decision,
+    Fail,
+    GoTo,
+    RetryAt,
+    Succeed,
+    WaitUntil,
+)
+from stepd.engine import history
+from stepd.engine.history import dumps
+from stepd.store.records import (
+    FAILED,
+    PHASE_ENTER,
+    PHASE_TASK,
+    PHASE_WAIT,
+    RUNNING,
+    SUCCEEDED,
+    Execution,
+    NewEvent,
+    Transition,
+)
+from stepd.tasks.caller import TaskOutcome
+
+MAX_EVENTS = 25_000  # AWS's history limit per execution
+MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
+RUNTIME = "States.Runtime"
+TIMEOUT = "States.Timeout"
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def resource_text(resource: Any) -> str:
+    return resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)
+
+
+class Step:
+    """The transition being built for one execution at instant `now`."""
+
+    def __init__(
+        self,
+        *,
+        definition: Mapping[str, Any],
+        machine: str,
+        name: str,
+        execution_arn: str,
+        machine_arn: str,
+        execution_input: str,
+        start_date: float,
+        now: float,
+        random: Callable[[], float],
+        row: Execution | None = None,
+    ) -> None:
+        self.definition = definition
+        self.machine = machine
+        self.name = name
+        self.execution_arn = execution_arn
+        self.machine_arn = machine_arn
+        self.execution_input = execution_input
+        self.start_date = start_date
+        self.now = now
+        self.random = random
+        self.events: list[NewEvent] = []
+        self.status = RUNNING
+        self.fields: dict[str, Any] = {}
+        if row is None:
+            self.last_event_id = 0
+            self.version = 0
+            self.state: str | None = None
+            self.phase: str | None = None
+            self.data = execution_input
+            self.pending: dict[str, Any] = {}
+            self.entered_event = 0
+            self.entered_at: float | None = None
+            self.attempt = 0
+            self.retry_counts: tuple[int, ...] = ()
+            self.due_at: float | None = None
+            self.execution_id = 0
+        else:
+            self.last_event_id = row.last_event_id
+            self.version = row.version
+            self.state = row.state
+            self.phase = row.phase
+            self.data = row.data or "{}"
+            self.pending = dict(row.pending)
+            self.entered_event = row.state_entered_event
+            self.entered_at = row.state_entered_at
+            self.attempt = row.attempt
+            self.retry_counts = row.retry_counts
+            self.due_at = row.due_at
+            self.execution_id = row.id
+
+    # -- building blocks -------------------------------------------------------------
+
+    def add(self, event_type: str, details: dict[str, Any]) -> int:
+        self.events.append(NewEvent(type=event_type, details=details, ts=self.now))
+        return self.last_event_id + len(self.events)
+
+    @property
+    def event_count(self) -> int:
+        return self.last_event_id + len(self.events)
+
+    def context(self) -> Context:
+        return Context(
+            execution_id=self.execution_arn,
+            execution_name=self.name,
+            execution_input=json.loads(self.execution_input),
+            execution_start_time=utc(self.start_date),
+            state_machine_id=self.machine_arn,
+            state_machine_name=self.machine,
+            state_name=self.state or "",
+            state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
+            retry_count=self.attempt,
+        )
+
+    def state_type(self) -> str:
+        states = self.definition.get("States", {})
+        state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
+        return str(state.get("Type", "Unknown")) if isinstance(state, Mapping) else "Unknown"
+
+    def transition(self) -> Transition:
+        return Transition(
+            execution_id=self.execution_id,
+            expected_version=self.version,
+            fields=self.columns(),
+            events=tuple(self.events),
+        )
+
+    def columns(self) -> dict[str, Any]:
+        columns: dict[str, Any] = {
+            "status": self.status,
+            "state": self.state,
+            "phase": self.phase,
+            "data": self.data,
+            "pending": self.pending,
+            "state_entered_event": self.entered_event,
+            "state_entered_at": self.entered_at,
+            "attempt": self.attempt,
+            "retry_counts": self.retry_counts,
+            "due_at": self.due_at,
+        }
+        columns.update(self.fields)
+        return columns
+
+    # -- the execution's beginning and end ---------------------------------------------
+
+    def begin(self, role_arn: str) -> None:
+        self.add("ExecutionStarted", history.execution_started(self.execution_input, role_arn))
+        try:
+            self.state = interpreter.start_state(self.definition)
+        except Exception as exc:
+            self.fail(RUNTIME, f"The definition has no valid StartAt: {exc}")
+            return
+        self.phase = PHASE_ENTER
+        self.data = self.execution_input
+        self.due_at = self.now
+
+    def succeed(self, output: Any) -> None:
+        text = dumps(output)
+        self.add("ExecutionSucceeded", history.execution_succeeded(text))
+        self._close(SUCCEEDED)
+        self.fields["output"] = text
+
+    def fail(self, error: str | None, cause: str | None) -> None:
+        self.add("ExecutionFailed", history.execution_failed(error, cause))
+        self._close(FAILED)
+        self.fields["error"] = error
+        self.fields["cause"] = cause
+
+    def _close(self, status: str) -> None:
+        self.status = status
+        self.phase = None
+        self.due_at = None
+        self.pending = {}
+        self.fields["stop_date"] = self.now
+
+    # -- running states --------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run every state that completes at `now`; stop at the first thing that waits."""
+        for _ in range(MAX_STEPS_PER_TRANSITION):
+            if self.status != RUNNING:
+                return
+            if self.event_count >= MAX_EVENTS:
+                self.fail(RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events.")
+                return
+            if self.phase == PHASE_ENTER:
+                self._enter()
+            elif self.phase == PHASE_WAIT and self.due_at is not None and self.due_at <= self.now:
+                self._leave_wait()
+            else:
+                return
+
+    def _enter(self) -> None:
+        state_type = self.state_type()
+        self.entered_event = self.add(
+            f"{state_type}StateEntered", history.state_entered(self.state or "", self.data)
+        )
+        self.entered_at = self.now
+        self.attempt = 0
+        self.retry_counts = ()
+        try:
+            state_input = json.loads(self.data)
+            decision: Decision = interpreter.enter(
+                self.definition, self.state or "", state_input, self.context(), utc(self.now)
+            )
+        except Exception as exc:
+            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        self.apply(decision, state_type)
+
+    def _leave_wait(self) -> None:
+        then = self.pending.get("then", {})
+        output_text = then.get("output", self.data)
+        self.add("WaitStateExited", history.state_exited(self.state or "", output_text))
+        if then.get("next") is None:
+            self.succeed(json.loads(output_text))
+            return
+        self._go(then["next"], output_text)
+
+    def _go(self, next_state: str, output_text: str) -> None:
+        self.state = next_state
+        self.phase = PHASE_ENTER
+        self.data = output_text
+        self.pending = {}
+        self.due_at = self.now
+
+    def _runtime_cause(self, cause: str | None) -> str:
+        prefix = (
+            f"An error occurred while executing the state '{self.state}' "
+            f"(entered at the event id #{self.entered_event})."
+        )
+        return f"{prefix} {cause}" if cause else prefix
+
+    def apply(self, decision: Decision, state_type: str) -> None:
+        name = self.state or ""
+        match decision:
+            case GoTo(next_state=next_state, output=output):
+                text = dumps(output)
+                self.add(f"{state_type}StateExited", history.state_exited(name, text))
+                self._go(next_state, text)
+            case Succeed(output=output):
+                self.add(f"{state_type}StateExited", history.state_exited(name, dumps(output)))
+                self.succeed(output)
+            case Fail(error=error, cause=cause):
+                if state_type != "Fail":
+                    cause = self._runtime_cause(cause) if error == RUNTIME else cause
+                self.fail(error, cause)
+            case WaitUntil(until=until, then=then):
+                self.phase = PHASE_WAIT
+                self.due_at = until.timestamp()
+                if isinstance(then, GoTo):
+                    self.pending = {"then": {"next": then.next_state, "output": dumps(then.output)}}
+                else:
+                    self.pending = {"then": {"next": None, "output": dumps(then.output)}}
+            case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
+                self.phase = PHASE_TASK
+                self.pending = {
+                    "resource": resource,
+                    "payload": dumps(payload),
+                    "timeout": timeout,
+                    "sent": False,
+                }
+                self.due_at = self.now
+            case RetryAt(until=until, retry_counts=counts):
+                self.phase = PHASE_TASK
+                self.attempt += 1
+                self.retry_counts = counts
+                self.pending = {**self.pending, "sent": False}
+                self.due_at = until.timestamp()
+            case Caught(next_state=next_state, output=output):
+                text = dumps(output)
+                self.add("TaskStateExited", history.state_exited(name, text))
+                self._go(next_state, text)
+
+    # -- tasks -----------------------------------------------------------------------
+
+    def task_sent(self, region: str) -> None:
+        """Record the intent to call: the task is scheduled and started."""
+        resource = resource_text(self.pending.get("resource"))
+        self.add(
+            "TaskScheduled",
+            history.task_scheduled(
+                resource, self.pending.get("payload", "{}"), self.pending.get("timeout"), region
+            ),
+        )
+        self.add("TaskStarted", history.task_started(resource))
+        self.pending = {**self.pending, "sent": True, "sent_at": self.now}
+
+    def task_done(self, outcome: TaskOutcome) -> None:
+        """Record a task's outcome and decide what follows."""
+        resource = resource_text(self.pending.get("resource"))
+        state_input = json.loads(self.data)
+        decision: Decision
+        if outcome.error is None:
+            self.add("TaskSucceeded", history.task_succeeded(resource, dumps(outcome.result)))
+            decision = interpreter.task_succeeded(
+                self.definition, self.state or "", state_input, outcome.result, self.context()
+            )
+        else:
+            details = (history.task_timed_out if outcome.error == TIMEOUT else history.task_failed)(
+                resource, outcome.error, outcome.cause
+            )
+            self.add("TaskTimedOut" if outcome.error == TIMEOUT else "TaskFailed", details)
+            decision = interpreter.task_failed(
+                self.definition,
+                self.state or "",
+                state_input,
+                outcome.error,
+                outcome.cause,
+                self.retry_counts,
+                utc(self.now),
+                self.random,
+            )
+            if isinstance(decision, RetryAt) and outcome.retry_after:
+                earliest = self.now + outcome.retry_after
+                if decision.until.timestamp() < earliest:
+                    decision = RetryAt(
+                        until=utc(earliest),
+                        retry_counts=decision.retry_counts,
+                        error=decision.error,
+                        cause=decision.cause,
+                    )
+        self.apply(decision, "Task")

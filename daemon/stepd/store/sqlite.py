@@ -1,0 +1,480 @@
+"""The SQLite store: WAL, durable commits, one writer thread that commits in groups.
+
+Every write is a function run on the writer thread inside a SAVEPOINT; the writer takes
+whatever writes are queued, runs them in one transaction and commits once (group commit), so a
+burst of transitions costs one fsync instead of one each. Each caller's future resolves only
+after that COMMIT returned: an acknowledged write is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from stepd.errors import StoreError, StoreLocked
+from stepd.store.base import Store
+from stepd.store.records import (
+    RUNNING,
+    Event,
+    Execution,
+    NewEvent,
+    NewExecution,
+    Transition,
+)
+from stepd.store.schema import MIGRATIONS
+
+T = TypeVar("T")
+
+MAX_BATCH = 512  # writes per group commit
+BUSY_TIMEOUT_MS = 5000
+COLUMNS = (
+    "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
+    " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
+    " retry_counts, due_at, last_event_id, version"
+)
+JSON_COLUMNS = frozenset({"pending", "retry_counts"})
+
+
+def _row_to_execution(row: sqlite3.Row) -> Execution:
+    return Execution(
+        id=row["id"],
+        machine=row["machine"],
+        name=row["name"],
+        definition_id=row["definition_id"],
+        status=row["status"],
+        input=row["input"],
+        start_date=row["start_date"],
+        stop_date=row["stop_date"],
+        output=row["output"],
+        error=row["error"],
+        cause=row["cause"],
+        state=row["state"],
+        phase=row["phase"],
+        data=row["data"],
+        pending=json.loads(row["pending"]) if row["pending"] else {},
+        state_entered_event=row["state_entered_event"],
+        state_entered_at=row["state_entered_at"],
+        attempt=row["attempt"],
+        retry_counts=tuple(json.loads(row["retry_counts"])),
+        due_at=row["due_at"],
+        last_event_id=row["last_event_id"],
+        version=row["version"],
+    )
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return value
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class _Write:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._lock_file: IO[str] | None = None
+        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepd-store-read")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+        self._thread = threading.Thread(target=self._write_loop, name="stepd-store-write")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self._take_lock()
+            conn = _connect(self.path)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+            self._writer = conn
+            self._reader = _connect(self.path)
+            self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+        except OSError as exc:
+            self._release_lock()
+            raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
+
+    def _take_lock(self) -> IO[str]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreLocked(
+                f"{self.path}: the database is in use by another stepd process"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this stepd "
+                f"understands ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._writes.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._reads.shutdown(wait=True)
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
+        self._release_lock()
+
+    # -- the writer ------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        conn = self._writer
+        assert conn is not None
+        while True:
+            first = self._writes.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        outcomes: list[tuple[_Write, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                conn.execute("SAVEPOINT w")
+                try:
+                    result = write.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    outcomes.append((write, None, _wrap(exc)))
+                else:
+                    conn.execute("RELEASE w")
+                    outcomes.append((write, result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"{self.path}: write failed: {exc}")
+            outcomes = [(write, None, failure) for write in batch]
+        for write, result, error in outcomes:
+            write.loop.call_soon_threadsafe(_settle, write.future, result, error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(fn, loop, future))
+        return await future
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader
+        if conn is None:
+            raise StoreError("the store is not open")
+
+        def run() -> T:
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._reads, run)
+
+    # -- definitions -----------------------------------------------------------------
+
+    async def put_definition(self, machine: str, body: str) -> int:
+        digest = hashlib.sha256(body.encode()).hexdigest()
+
+        def put(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT id FROM definitions WHERE machine = ? AND sha256 = ?", (machine, digest)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = conn.execute(
+                "INSERT INTO definitions (machine, sha256, body, created_at) VALUES (?, ?, ?, ?)",
+                (machine, digest, body, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self._write(put)
+
+    async def get_definition(self, definition_id: int) -> str:
+        def get(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                "SELECT body FROM definitions WHERE id = ?", (definition_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"definition {definition_id} is not in the store")
+            return str(row[0])
+
+        return await self._read(get)
+
+    # -- executions ------------------------------------------------------------------
+
+    async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:
+        def create(conn: sqlite3.Connection) -> tuple[Execution, bool]:
+            existing = conn.execute(
+                f"SELECT {COLUMNS} FROM executions WHERE machine = ? AND name = ?",  # noqa: S608
+                (new.machine, new.name),
+            ).fetchone()
+            if existing is not None:
+                return _row_to_execution(existing), False
+            columns = {
+                "machine": new.machine,
+                "name": new.name,
+                "definition_id": new.definition_id,
+                "status": RUNNING,
+                "input": new.input,
+                "start_date": new.start_date,
+            }
+            columns.update({k: _encode(k, v) for k, v in new.fields.items()})
+            columns["last_event_id"] = len(new.events)
+            names = ", ".join(columns)
+            marks = ", ".join("?" for _ in columns)
+            cur = conn.execute(
+                f"INSERT INTO executions ({names}) VALUES ({marks})",  # noqa: S608
+                tuple(columns.values()),
+            )
+            execution_id = int(cur.lastrowid or 0)
+            _append_events(conn, execution_id, 0, new.events)
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
+                (execution_id,),
+            ).fetchone()
+            return _row_to_execution(row), True
+
+        return await self._write(create)
+
+    async def commit(self, transition: Transition) -> Execution | None:
+        def apply(conn: sqlite3.Connection) -> Execution | None:
+            row = conn.execute(
+                "SELECT version, last_event_id FROM executions WHERE id = ?",
+                (transition.execution_id,),
+            ).fetchone()
+            if row is None or row["version"] != transition.expected_version:
+                return None
+            last_event_id = int(row["last_event_id"])
+            _append_events(conn, transition.execution_id, last_event_id, transition.events)
+            columns = {k: _encode(k, v) for k, v in transition.fields.items()}
+            columns["last_event_id"] = last_event_id + len(transition.events)
+            columns["version"] = transition.expected_version + 1
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            conn.execute(
+                f"UPDATE executions SET {assignments} WHERE id = ?",  # noqa: S608
+                (*columns.values(), transition.execution_id),
+            )
+            updated = conn.execute(
+                f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
+                (transition.execution_id,),
+            ).fetchone()
+            return _row_to_execution(updated)
+
+        return await self._write(apply)
+
+    async def get_execution(self, execution_id: int) -> Execution | None:
+        def get(conn: sqlite3.Connection) -> Execution | None:
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
+                (execution_id,),
+            ).fetchone()
+            return None if row is None else _row_to_execution(row)
+
+        return await self._read(get)
+
+    async def find_execution(self, machine: str, name: str) -> Execution | None:
+        def find(conn: sqlite3.Connection) -> Execution | None:
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM executions WHERE machine = ? AND name = ?",  # noqa: S608
+                (machine, name),
+            ).fetchone()
+            return None if row is None else _row_to_execution(row)
+
+        return await self._read(find)
+
+    async def list_executions(
+        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+    ) -> list[Execution]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if machine is not None:
+            clauses.append("machine = ?")
+            params.append(machine)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(before_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
+        params.append(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Execution]:
+            return [_row_to_execution(r) for r in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def history(
+        self, execution_id: int, *, reverse: bool, limit: int, after: int | None
+    ) -> list[Event]:
+        order = "DESC" if reverse else "ASC"
+        compare = "<" if reverse else ">"
+        start = after if after is not None else (2**62 if reverse else 0)
+        sql = (
+            "SELECT id, previous_id, ts, type, details FROM events"  # noqa: S608
+            f" WHERE execution_id = ? AND id {compare} ? ORDER BY id {order} LIMIT ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            return [
+                Event(
+                    id=r["id"],
+                    previous_id=r["previous_id"],
+                    ts=r["ts"],
+                    type=r["type"],
+                    details=json.loads(r["details"]),
+                )
+                for r in conn.execute(sql, (execution_id, start, limit))
+            ]
+
+        return await self._read(run)
+
+    async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[int, float]]:
+            rows = conn.execute(
+                "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < ?"
+                " ORDER BY due_at LIMIT ?",
+                (before, limit),
+            )
+            return [(int(r[0]), float(r[1])) for r in rows]
+
+        return await self._read(run)
+
+    async def count_by_status(self) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT status, count(*) FROM executions GROUP BY status")
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run)
+
+
+def _append_events(
+    conn: sqlite3.Connection, execution_id: int, last_id: int, events: Sequence[NewEvent]
+) -> None:
+    rows = []
+    previous = last_id
+    for offset, event in enumerate(events, start=1):
+        event_id = last_id + offset
+        rows.append(
+            (
+                execution_id,
+                event_id,
+                previous,
+                event.ts,
+                event.type,
+                json.dumps(event.details, separators=(",", ":")),
+            )
+        )
+        previous = event_id
+    conn.executemany(
+        "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def _wrap(exc: Exception) -> Exception:
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(str(exc))
+    return exc

@@ -1,0 +1,298 @@
+"""The outbound HTTP call of a Task state.
+
+One POST per attempt; `TaskCaller.call` turns whatever happens into a `TaskOutcome` and
+never raises for HTTP or network problems (only cancellation propagates). Error names:
+
+    States.Http.StatusCode.<code>  the server answered with a non-2xx status (3xx included;
+                                   redirects are not followed)
+    States.Http.Socket             connect refused/reset, TLS or protocol error, dropped
+                                   connection
+    States.Timeout                 any httpx timeout (connect/read/write/pool) or the whole
+                                   attempt took longer than `TaskRequest.timeout_seconds`
+    States.TaskFailed              a 2xx answer whose body is not JSON
+    States.DataLimitExceeded       a 2xx body larger than MAX_RESULT_BYTES
+    States.Runtime                 the request cannot be made at all (task input that is not
+                                   JSON, a URL that is not http(s)); retrying cannot help
+
+A 2xx answer with an empty body (e.g. 204) succeeds with the result ``null``, as a Lambda
+function that returns nothing does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+import structlog
+
+from stepd import __version__
+from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+DEFAULT_USER_AGENT = f"stepd/{__version__}"
+DEFAULT_MAX_CONNECTIONS = 100
+CONNECT_TIMEOUT_SECONDS = 5.0  # capped by the request's own timeout
+DEFAULT_TIMEOUT_SECONDS = 10.0  # the client's default; each call sets its own
+KEEPALIVE_EXPIRY_SECONDS = 30.0  # idle pooled connections are closed after this
+MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
+CAUSE_BODY_CHARS = 256
+
+ERROR_SOCKET = "States.Http.Socket"
+ERROR_TIMEOUT = "States.Timeout"
+ERROR_TASK_FAILED = "States.TaskFailed"
+ERROR_DATA_LIMIT = "States.DataLimitExceeded"
+ERROR_RUNTIME = "States.Runtime"
+STATUS_ERROR_PREFIX = "States.Http.StatusCode."
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+JSON_CONTENT_TYPE = "application/json"
+
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRequest:
+    """One attempt of a Task call: POST `payload` as JSON to `url`."""
+
+    url: str
+    payload: Any
+    idempotency_key: str  # the same for every attempt of one state entry
+    timeout_seconds: float  # for the whole attempt: connect, send, wait, read
+
+    def __post_init__(self) -> None:
+        if not self.timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be positive, not {self.timeout_seconds!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOutcome:
+    """What one attempt came to: a `result` when `error` is None, else an ASL error name."""
+
+    result: Any = None
+    error: str | None = None
+    cause: str | None = None  # short human text: status line and body start, or the network error
+    status: int | None = None  # HTTP status, when the server answered
+    retry_after: float | None = None  # seconds, from Retry-After on a non-2xx answer
+
+    def __post_init__(self) -> None:
+        if self.error is not None and self.result is not None:
+            raise ValueError("a TaskOutcome holds a result or an error, not both")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TaskCaller:
+    """Makes Task calls over one pooled HTTP client. Safe to share between tasks.
+
+    `signing_secret` (``whsec_<base64>`` or a plain string) adds ``webhook-signature``;
+    an invalid one raises ConfigError here, not at the first call. `transport` replaces the
+    network (tests use ``httpx.MockTransport``); `clock` gives unix seconds for
+    ``webhook-timestamp`` and for Retry-After dates.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        signing_secret: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if signing_secret is not None:
+            secret_key(signing_secret)
+        self._secret = signing_secret
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            headers={"User-Agent": user_agent, "Accept": JSON_CONTENT_TYPE},
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            ),
+            timeout=httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+            follow_redirects=False,
+            trust_env=False,  # no proxies or .netrc from the environment: calls go where configured
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections. The caller cannot be used afterwards."""
+        await self._client.aclose()
+
+    async def call(self, request: TaskRequest) -> TaskOutcome:
+        """POST the request once and report the outcome. Raises only on cancellation."""
+        log = logger.bind(url=request.url, key=request.idempotency_key)
+        try:
+            body = encode_json(request.payload)
+        except (TypeError, ValueError) as exc:
+            return _not_sent(log, f"task input is not JSON: {exc}")
+        log.debug("task.call", timeout_seconds=request.timeout_seconds, bytes=len(body))
+        started = time.perf_counter()
+        outcome = await self._post(request, body)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        if outcome.ok:
+            log.info("task.result", status=outcome.status, duration_ms=duration_ms)
+        else:
+            log.warning(
+                "task.failed",
+                status=outcome.status,
+                error=outcome.error,
+                cause=outcome.cause,
+                retry_after=outcome.retry_after,
+                duration_ms=duration_ms,
+            )
+        return outcome
+
+    def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": JSON_CONTENT_TYPE,
+            IDEMPOTENCY_KEY_HEADER: idempotency_key,
+            ID_HEADER: idempotency_key,
+            TIMESTAMP_HEADER: str(timestamp),
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self._secret, idempotency_key, timestamp, body)
+        return headers
+
+    async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
+        limit = request.timeout_seconds
+        timeout = httpx.Timeout(limit, connect=min(CONNECT_TIMEOUT_SECONDS, limit))
+        try:
+            async with (
+                asyncio.timeout(limit),
+                self._client.stream(
+                    "POST",
+                    request.url,
+                    content=body,
+                    headers=self._headers(request.idempotency_key, body),
+                    timeout=timeout,
+                ) as response,
+            ):
+                content, complete = await _read_at_most(response, MAX_RESULT_BYTES)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            return TaskOutcome(
+                error=ERROR_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            return TaskOutcome(error=ERROR_RUNTIME, cause=f"cannot call {request.url!r}: {exc}")
+        except httpx.RequestError as exc:
+            return TaskOutcome(error=ERROR_SOCKET, cause=_describe(exc))
+        return _outcome(response, content, complete=complete, clock=self._clock)
+
+
+def _not_sent(log: structlog.typing.FilteringBoundLogger, cause: str) -> TaskOutcome:
+    log.error("task.failed", error=ERROR_RUNTIME, cause=cause)
+    return TaskOutcome(error=ERROR_RUNTIME, cause=cause)
+
+
+def encode_json(payload: Any) -> bytes:
+    """The request body: compact JSON in UTF-8. Raises ValueError for NaN or infinities."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date), never negative.
+
+    None when absent or unreadable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC by RFC 5322
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of the (decoded) body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], False
+    return b"".join(chunks), True
+
+
+def _outcome(
+    response: httpx.Response, content: bytes, *, complete: bool, clock: Callable[[], float]
+) -> TaskOutcome:
+    status = response.status_code
+    if not httpx.codes.is_success(status):
+        return TaskOutcome(
+            error=f"{STATUS_ERROR_PREFIX}{status}",
+            cause=_cause(response, content),
+            status=status,
+            retry_after=_retry_after(response, clock),
+        )
+    if not complete:
+        return TaskOutcome(
+            error=ERROR_DATA_LIMIT,
+            cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
+            status=status,
+        )
+    if not content.strip():
+        return TaskOutcome(result=None, status=status)
+    try:
+        result = json.loads(content, parse_constant=_reject_constant)
+    except ValueError:
+        return TaskOutcome(
+            error=ERROR_TASK_FAILED,
+            cause=f"the answer is not JSON: {_cause(response, content)}",
+            status=status,
+        )
+    return TaskOutcome(result=result, status=status)
+
+
+def _retry_after(response: httpx.Response, clock: Callable[[], float]) -> float | None:
+    value = response.headers.get("Retry-After")
+    return None if value is None else parse_retry_after(value, now=clock())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _cause(response: httpx.Response, content: bytes) -> str:
+    line = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    text = content.decode("utf-8", errors="replace").strip()[:CAUSE_BODY_CHARS]
+    return f"{line}: {text}" if text else line
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

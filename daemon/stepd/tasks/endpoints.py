@@ -1,0 +1,115 @@
+"""Which URL a Task state POSTs to.
+
+The config maps names to endpoints::
+
+    [machines.endpoints]
+    StartRecording = "/recording/start"                  # a Task state name
+    consult-api-dev-StartRecorder = "/recording/start"   # a Lambda function name
+    "startRecording.Arn" = "https://other.example/rec"   # a Fn::GetAtt, absolute URL
+
+A state name wins over its Resource. A value is a path appended to ``base_url`` (which may
+carry a path prefix of its own) or an absolute ``http(s)`` URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from stepd.errors import ConfigError
+
+HTTP_SCHEMES = frozenset({"http", "https"})
+LAMBDA_FUNCTION_MARKER = ":function:"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointMap:
+    """Task state names and Resources mapped to URLs on the classroom server.
+
+    Raises ConfigError when ``base_url`` or an absolute route is not an http(s) URL.
+    """
+
+    base_url: str
+    routes: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if self.base_url:
+            _check_http_url(self.base_url, where="base_url")
+        for name, route in self.routes.items():
+            if _is_absolute(route):
+                _check_http_url(route, where=f"endpoints.{name}")
+            elif not self.base_url:
+                raise ConfigError(f"endpoints.{name}: path {route!r} needs a base_url")
+
+    def resolve(self, state_name: str, resource: Any) -> str | None:
+        """The URL for a Task state: by state name, else by a key of its Resource.
+
+        None when neither is mapped.
+        """
+        for key in (state_name, *resource_keys(resource)):
+            route = self.routes.get(key)
+            if route is not None:
+                return self._url(route)
+        return None
+
+    def _url(self, route: str) -> str:
+        if _is_absolute(route):
+            return route
+        return f"{self.base_url.rstrip('/')}/{route.lstrip('/')}"
+
+
+def resource_keys(resource: Any) -> list[str]:
+    """The names a config may use for a Task `Resource`, most specific first.
+
+    - ``"arn:aws:lambda:…:function:Name[:alias]"`` → the ARN, then ``Name``
+    - ``{"Fn::GetAtt": ["Logical", "Arn"]}`` (or ``"Logical.Arn"``) → ``Logical.Arn``, ``Logical``
+    - ``{"Ref": "Logical"}`` → ``Logical``
+    - ``{"Fn::Sub": template}`` → as the template string
+    - any other string → itself; anything else → nothing
+    """
+    keys: list[str] = []
+    if isinstance(resource, str):
+        keys = [resource]
+        if LAMBDA_FUNCTION_MARKER in resource:
+            function = resource.rsplit(LAMBDA_FUNCTION_MARKER, 1)[1].split(":", 1)[0]
+            keys.append(function)
+    elif isinstance(resource, Mapping) and len(resource) == 1:
+        ((intrinsic, argument),) = resource.items()
+        if intrinsic == "Fn::GetAtt":
+            keys = _getatt_keys(argument)
+        elif intrinsic == "Ref" and isinstance(argument, str):
+            keys = [argument]
+        elif intrinsic == "Fn::Sub":
+            template = argument[0] if isinstance(argument, list) and argument else argument
+            keys = resource_keys(template) if isinstance(template, str) else []
+    return list(dict.fromkeys(key for key in keys if key))
+
+
+def _getatt_keys(argument: Any) -> list[str]:
+    if isinstance(argument, str):
+        logical_id, _, attribute = argument.partition(".")
+    elif (
+        isinstance(argument, list)
+        and len(argument) == 2
+        and all(isinstance(part, str) for part in argument)
+    ):
+        logical_id, attribute = argument
+    else:
+        return []
+    return [f"{logical_id}.{attribute}", logical_id] if attribute else [logical_id]
+
+
+def _is_absolute(route: str) -> bool:
+    return "://" in route
+
+
+def _check_http_url(url: str, *, where: str) -> None:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in HTTP_SCHEMES and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(f"{where}: {url!r} is not an http(s) URL")

@@ -1,0 +1,108 @@
+"""Timers: wake-ups for executions that fall due soon. The only module that imports APScheduler.
+
+Timers are hints. The store is the truth: a date job per execution due within the window, an
+interval job that loads the next window, and an interval job that sweeps anything overdue (a
+missed wake-up, a clock that jumped, a crash). Firing only pushes the execution to the run
+queue; the engine checks the due time itself, so an early wake-up is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+log = structlog.get_logger("stepd.timers")
+
+WINDOW_SECONDS = 120.0  # executions due within this much of now get a date job
+RELOAD_SECONDS = 30.0  # how often the next window is loaded from the store
+SWEEP_SECONDS = 1.0  # how often overdue executions are looked for
+SWEEP_LIMIT = 5000  # overdue executions taken per sweep
+WINDOW_LIMIT = 200_000  # date jobs armed per window load
+
+LoadDue = Callable[[float, int], Awaitable[Sequence[tuple[int, float]]]]
+OnDue = Callable[[int, float], None]
+
+
+class Timers:
+    def __init__(
+        self,
+        *,
+        on_due: OnDue,
+        load_due: LoadDue,
+        clock: Callable[[], float] = time.time,
+        window_seconds: float = WINDOW_SECONDS,
+    ) -> None:
+        self._on_due = on_due
+        self._load_due = load_due
+        self._clock = clock
+        self._window = window_seconds
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        self._armed: dict[int, float] = {}
+
+    @property
+    def armed(self) -> int:
+        return len(self._armed)
+
+    async def start(self) -> None:
+        """Load what is due in the window (overdue first, in due order) and start ticking."""
+        await self.load_window()
+        self._scheduler.add_job(
+            self.load_window, "interval", seconds=RELOAD_SECONDS, id="load-window"
+        )
+        self._scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep")
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        self._armed.clear()
+
+    def arm(self, execution_id: int, due_at: float) -> None:
+        """Wake `execution_id` at `due_at` if that is within the window; otherwise later."""
+        now = self._clock()
+        if due_at <= now:
+            self.disarm(execution_id)
+            self._on_due(execution_id, due_at)
+            return
+        if due_at > now + self._window or self._armed.get(execution_id) == due_at:
+            return
+        self._armed[execution_id] = due_at
+        self._scheduler.add_job(
+            self._fire,
+            "date",
+            run_date=datetime.fromtimestamp(due_at, UTC),
+            args=(execution_id, due_at),
+            id=str(execution_id),
+            replace_existing=True,
+        )
+
+    def disarm(self, execution_id: int) -> None:
+        if self._armed.pop(execution_id, None) is not None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(str(execution_id))
+
+    async def _fire(self, execution_id: int, due_at: float) -> None:
+        if self._armed.get(execution_id) == due_at:
+            del self._armed[execution_id]
+        self._on_due(execution_id, due_at)
+
+    async def load_window(self) -> None:
+        horizon = self._clock() + self._window
+        due = await self._load_due(horizon, WINDOW_LIMIT)
+        for execution_id, due_at in due:
+            self.arm(execution_id, due_at)
+        log.debug("timers.window_loaded", due=len(due), armed=len(self._armed))
+
+    async def sweep(self) -> None:
+        now = self._clock()
+        for execution_id, due_at in await self._load_due(now, SWEEP_LIMIT):
+            self._on_due(execution_id, due_at)
