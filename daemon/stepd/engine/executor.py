@@ -21,7 +21,7 @@ from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.machines import LATE_FAIL, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
-from stepd.engine.steps import RUNTIME, Step, resource_text
+from stepd.engine.steps import LATE_ERROR, RUNTIME, Step, resource_text
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -45,7 +45,6 @@ log = structlog.get_logger("stepd.engine")
 
 MAX_INPUT_BYTES = 262_144  # AWS's payload limit
 DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
-LATE_ERROR = "stepd.StepLate"
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -238,7 +237,6 @@ class Engine:
                 if execution.phase == PHASE_TASK:
                     updated = await self._call_task(execution, step)
                 else:
-                    self._note_lateness(execution, step)
                     step.run()
                     updated = await self.store.commit(step.transition())
                     self._log_closed(updated)
@@ -261,12 +259,12 @@ class Engine:
         )
 
     def _note_lateness(self, execution: Execution, step: Step) -> bool:
-        """Record how late this step runs; True when the machine's policy fails it."""
-        if execution.due_at is None or execution.phase is None:
+        """Record how late a task call starts against the instant it was due (the end of
+        the wait that led to it); True when the machine's policy fails it."""
+        due = execution.pending.get("due", execution.due_at)
+        if due is None:
             return False
-        if execution.phase == PHASE_TASK and execution.pending.get("sent"):
-            return False
-        lateness = max(0.0, step.now - execution.due_at)
+        lateness = max(0.0, step.now - float(due))
         self.stats.steps += 1
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
         machine = self.machines.get(execution.machine)
@@ -280,13 +278,12 @@ class Engine:
             lateness_seconds=round(lateness, 3),
             threshold_seconds=threshold,
             policy=policy,
-            phase=execution.phase,
         )
         return policy == LATE_FAIL
 
     async def _call_task(self, execution: Execution, step: Step) -> Execution | None:
-        late = self._note_lateness(execution, step)
         resend = bool(execution.pending.get("sent"))
+        late = False if resend else self._note_lateness(execution, step)
         if not resend:
             step.task_sent(self.arns.region)
             execution_or_none = await self.store.commit(step.transition())

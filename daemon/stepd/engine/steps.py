@@ -42,6 +42,7 @@ from stepd.tasks.caller import TaskOutcome
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 RUNTIME = "States.Runtime"
+LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 TIMEOUT = "States.Timeout"
 
 
@@ -82,6 +83,7 @@ class Step:
         self.events: list[NewEvent] = []
         self.status = RUNNING
         self.fields: dict[str, Any] = {}
+        self.chain_due: float | None = None  # due instant of the wait this step began with
         if row is None:
             self.last_event_id = 0
             self.version = 0
@@ -229,6 +231,8 @@ class Step:
 
     def _leave_wait(self) -> None:
         then = self.pending.get("then", {})
+        if self.chain_due is None:
+            self.chain_due = self.due_at
         output_text = then.get("output", self.data)
         self.add("WaitStateExited", history.state_exited(self.state or "", output_text))
         if then.get("next") is None:
@@ -278,14 +282,15 @@ class Step:
                     "payload": dumps(payload),
                     "timeout": timeout,
                     "sent": False,
+                    "due": self.chain_due if self.chain_due is not None else self.now,
                 }
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
                 self.phase = PHASE_TASK
                 self.attempt += 1
                 self.retry_counts = counts
-                self.pending = {**self.pending, "sent": False}
                 self.due_at = until.timestamp()
+                self.pending = {**self.pending, "sent": False, "due": self.due_at}
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 self.add("TaskStateExited", history.state_exited(name, text))
@@ -321,7 +326,9 @@ class Step:
             )
             self.add("TaskTimedOut" if outcome.error == TIMEOUT else "TaskFailed", details)
             decision = interpreter.task_failed(
-                self.definition,
+                _without_retry(self.definition, self.state or "")
+                if outcome.error == LATE_ERROR
+                else self.definition,
                 self.state or "",
                 state_input,
                 outcome.error,
@@ -340,3 +347,9 @@ class Step:
                         cause=decision.cause,
                     )
         self.apply(decision, "Task")
+
+
+def _without_retry(definition: Mapping[str, Any], state_name: str) -> Mapping[str, Any]:
+    states = dict(definition.get("States", {}))
+    states[state_name] = {k: v for k, v in states[state_name].items() if k != "Retry"}
+    return {**definition, "States": states}

@@ -1,0 +1,393 @@
+"""The durable engine: transitions, intent before calls, stable keys, stops and restarts.
+
+Real SQLite in a temporary folder; the clock and the classroom server are fakes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepd.engine.arns import Arns
+from stepd.engine.executor import Engine
+from stepd.engine.machines import LATE_FAIL, Machine
+from stepd.errors import ExecutionAlreadyExists, InvalidExecutionInput, InvalidName
+from stepd.store.sqlite import SqliteStore
+from stepd.tasks.caller import TaskOutcome, TaskRequest
+from stepd.tasks.endpoints import EndpointMap
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+CLASSROOM = {
+    "StartAt": "RecordingWait",
+    "States": {
+        "RecordingWait": {"Type": "Wait", "TimestampPath": "$.start", "Next": "StartRecording"},
+        "StartRecording": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:1:function:start",
+            "ResultPath": None,
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 2}],
+            "Next": "PingWait",
+        },
+        "PingWait": {"Type": "Wait", "Seconds": 60, "Next": "StopRecording"},
+        "StopRecording": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:1:function:stop",
+            "ResultPath": None,
+            "End": True,
+        },
+    },
+}
+INPUT = json.dumps({"start": "2027-01-15T08:00:10Z", "end": "2027-01-15T09:00:00Z"})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeCaller:
+    """Answers scripted outcomes and remembers every request and what the store held then."""
+
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    requests: list[TaskRequest] = field(default_factory=list)
+    during_call: list[Any] = field(default_factory=list)
+    store: SqliteStore | None = None
+    hook: Any = None
+
+    async def call(self, request: TaskRequest) -> TaskOutcome:
+        self.requests.append(request)
+        if self.store is not None:
+            execution = await self.store.find_execution("classroom", "c1")
+            assert execution is not None
+            events = await self.store.history(execution.id, reverse=False, limit=100, after=None)
+            self.during_call.append((execution, [e.type for e in events]))
+        if self.hook is not None:
+            await self.hook()
+        return self.outcomes.pop(0) if self.outcomes else TaskOutcome(result={"ok": True})
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _machine(late_policy: str = "run") -> Machine:
+    return Machine(
+        name="classroom",
+        definition=CLASSROOM,
+        definition_text=json.dumps(CLASSROOM),
+        endpoints=EndpointMap(
+            base_url="http://classroom.test",
+            routes={"StartRecording": "/start", "StopRecording": "/stop"},
+        ),
+        late_threshold_seconds=30,
+        late_policy=late_policy,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    opened = SqliteStore(tmp_path / "stepd.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def _engine(store: SqliteStore, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
+    engine = Engine(
+        store=store,
+        caller=caller,  # type: ignore[arg-type]
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+    )
+    await engine.register({"classroom": _machine(**kw)})
+    engine.set_timer(lambda _id, _due: None)
+    return engine
+
+
+async def _types(store: SqliteStore, execution_id: int) -> list[str]:
+    return [
+        e.type for e in await store.history(execution_id, reverse=False, limit=1000, after=None)
+    ]
+
+
+async def test_start_commits_the_first_wait_with_its_absolute_due_instant(store: SqliteStore):
+    """A TimestampPath wait becomes an absolute due instant in the same commit as the start."""
+    engine = await _engine(store, Clock(), FakeCaller())
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    assert (started.created, started.execution.state, started.execution.due_at) == (
+        True,
+        "RecordingWait",
+        T0 + 10,
+    )
+    assert await _types(store, started.execution.id) == ["ExecutionStarted", "WaitStateEntered"]
+
+
+async def test_nothing_runs_before_its_due_instant(store: SqliteStore):
+    """Advancing an execution early changes nothing and calls nothing."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 9.999
+    await engine.advance(started.execution.id)
+    assert (caller.requests, await _types(store, started.execution.id)) == (
+        [],
+        ["ExecutionStarted", "WaitStateEntered"],
+    )
+
+
+async def test_intent_is_committed_before_the_call_is_made(store: SqliteStore):
+    """While the task is in flight the store already holds TaskScheduled and TaskStarted."""
+    clock = Clock()
+    caller = FakeCaller(store=store)
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    during, types = caller.during_call[0]
+    assert (during.phase, during.pending["sent"]) == ("task", True)
+    assert types[-3:] == [
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+    ]
+
+
+async def test_the_call_carries_the_state_input_and_a_key_naming_the_state_entry(
+    store: SqliteStore,
+):
+    """The POST body is the effective input; the key is machine/name/entered-event-id."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    request = caller.requests[0]
+    assert (request.url, request.payload, request.idempotency_key) == (
+        "http://classroom.test/start",
+        json.loads(INPUT),
+        "classroom/c1/4",
+    )
+
+
+async def test_a_seconds_wait_is_absolute_from_when_the_state_was_entered(store: SqliteStore):
+    """Wait Seconds: 60 is due 60 s after entry, however late the engine looks at it."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10.5
+    await engine.advance(started.execution.id)
+    waiting = await store.get_execution(started.execution.id)
+    assert waiting is not None
+    assert (waiting.state, waiting.due_at) == ("PingWait", T0 + 10.5 + 60)
+
+
+async def test_a_crash_after_the_intent_resends_with_the_same_key(store: SqliteStore):
+    """A call whose result was never committed is sent again, with the same key, once."""
+    clock = Clock()
+
+    class Crash(BaseException):
+        pass
+
+    async def crash() -> None:
+        raise Crash
+
+    crashing = FakeCaller(hook=crash)
+    engine = await _engine(store, clock, crashing)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    with pytest.raises(Crash):
+        await engine.advance(started.execution.id)
+    restarted_caller = FakeCaller()
+    restarted = await _engine(store, clock, restarted_caller)
+    clock.now = T0 + 11
+    await restarted.advance(started.execution.id)
+    after = await store.get_execution(started.execution.id)
+    assert after is not None
+    assert [r.idempotency_key for r in crashing.requests + restarted_caller.requests] == [
+        "classroom/c1/4",
+        "classroom/c1/4",
+    ]
+    assert (after.state, restarted.stats.resends) == ("PingWait", 1)
+    assert (await _types(store, after.id)).count("TaskScheduled") == 1
+
+
+async def test_a_retry_waits_its_interval_and_keeps_the_key(store: SqliteStore):
+    """A 503 is retried after IntervalSeconds with the same idempotency key."""
+    clock = Clock()
+    caller = FakeCaller(
+        outcomes=[TaskOutcome(error="States.Http.StatusCode.503", cause="503", status=503)]
+    )
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    retrying = await store.get_execution(started.execution.id)
+    assert retrying is not None
+    assert (retrying.state, retrying.attempt, retrying.due_at) == ("StartRecording", 1, T0 + 12)
+    clock.now = T0 + 12
+    await engine.advance(started.execution.id)
+    assert [r.idempotency_key for r in caller.requests] == ["classroom/c1/4"] * 2
+    assert (await _types(store, started.execution.id))[3:] == [
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskFailed",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "WaitStateEntered",
+    ]
+
+
+async def test_retry_after_from_the_server_is_honoured(store: SqliteStore):
+    """A 429 with Retry-After: 7 is not retried before 7 s, even if the retrier says 2 s."""
+    clock = Clock()
+    caller = FakeCaller(
+        outcomes=[TaskOutcome(error="States.Http.StatusCode.429", status=429, retry_after=7.0)]
+    )
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    retrying = await store.get_execution(started.execution.id)
+    assert retrying is not None
+    assert retrying.due_at == T0 + 17
+
+
+async def test_exhausted_retries_fail_the_execution_with_the_task_error(store: SqliteStore):
+    """After MaxAttempts the error fails the execution, named as the caller named it."""
+    clock = Clock()
+    failure = TaskOutcome(error="States.Http.Socket", cause="connection refused")
+    caller = FakeCaller(outcomes=[failure, failure, failure])
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    for at in (10, 12, 16):
+        clock.now = T0 + at
+        await engine.advance(started.execution.id)
+    failed = await store.get_execution(started.execution.id)
+    assert failed is not None
+    assert (failed.status, failed.error, len(caller.requests)) == (
+        "FAILED",
+        "States.Http.Socket",
+        3,
+    )
+
+
+async def test_a_stop_during_a_call_wins_over_its_result(store: SqliteStore):
+    """An execution stopped while its call is in flight stays ABORTED; the result is dropped."""
+    clock = Clock()
+    engine_box: list[Engine] = []
+
+    async def stop_now() -> None:
+        await engine_box[0].stop_execution("classroom", "c1", "Cancelled", "class deleted")
+
+    caller = FakeCaller(hook=stop_now)
+    engine = await _engine(store, clock, caller)
+    engine_box.append(engine)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    after = await store.get_execution(started.execution.id)
+    assert after is not None
+    assert (after.status, after.error, after.due_at) == ("ABORTED", "Cancelled", None)
+    assert (await _types(store, after.id))[-1] == "ExecutionAborted"
+
+
+async def test_whole_classroom_succeeds_with_complete_history(store: SqliteStore):
+    """Run to the end: every step once, and a history AWS would recognise."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    for at in (10, 70, 3600):
+        clock.now = T0 + at
+        await engine.advance(started.execution.id)
+    done = await store.get_execution(started.execution.id)
+    assert done is not None
+    assert (done.status, done.output) == ("SUCCEEDED", INPUT.replace(" ", ""))
+    assert [r.url for r in caller.requests] == [
+        "http://classroom.test/start",
+        "http://classroom.test/stop",
+    ]
+    assert await _types(store, done.id) == [
+        "ExecutionStarted",
+        "WaitStateEntered",
+        "WaitStateExited",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "WaitStateEntered",
+        "WaitStateExited",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ]
+
+
+async def test_late_steps_are_counted_and_run_by_default(store: SqliteStore):
+    """A step later than the threshold still runs (AWS's behaviour) and is counted."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10 + 45
+    await engine.advance(started.execution.id)
+    assert (len(caller.requests), engine.stats.steps_late) == (1, 1)
+
+
+async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: SqliteStore):
+    """With late_policy = "fail", a task later than the threshold fails with stepd.StepLate."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller, late_policy=LATE_FAIL)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10 + 45  # the wait exits late; the task it leads to is as late
+    await engine.advance(started.execution.id)
+    clock.now += 1000
+    await engine.advance(started.execution.id)
+    failed = await store.get_execution(started.execution.id)
+    assert failed is not None
+    assert (failed.status, failed.error, caller.requests) == ("FAILED", "stepd.StepLate", [])
+
+
+@pytest.mark.parametrize(
+    ("name", "input_text", "error"),
+    [
+        pytest.param("has space", "{}", InvalidName, id="space-in-name"),
+        pytest.param("a/b", "{}", InvalidName, id="slash-in-name"),
+        pytest.param("x" * 81, "{}", InvalidName, id="name-too-long"),
+        pytest.param("ok", "{not json", InvalidExecutionInput, id="input-not-json"),
+        pytest.param("ok", json.dumps({"a": "x" * 262_144}), InvalidExecutionInput, id="too-big"),
+    ],
+)
+async def test_bad_starts_are_refused_and_store_nothing(
+    store: SqliteStore, name: str, input_text: str, error: type[Exception]
+):
+    """Invalid names and inputs are refused before anything is written."""
+    engine = await _engine(store, Clock(), FakeCaller())
+    with pytest.raises(error):
+        await engine.start_execution("classroom", name, input_text)
+    assert await store.count_by_status() == {}
+
+
+async def test_same_name_and_input_while_running_is_the_same_execution(store: SqliteStore):
+    """StartExecution is idempotent while RUNNING; other input is ExecutionAlreadyExists."""
+    engine = await _engine(store, Clock(), FakeCaller())
+    first = await engine.start_execution("classroom", "c1", INPUT)
+    again = await engine.start_execution("classroom", "c1", INPUT)
+    assert (again.created, again.execution.id) == (False, first.execution.id)
+    with pytest.raises(ExecutionAlreadyExists):
+        await engine.start_execution("classroom", "c1", '{"start": "other"}')
