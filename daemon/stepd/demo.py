@@ -167,18 +167,23 @@ async def _run_class(client: httpx.AsyncClient, server: ClassroomServer) -> int:
         history = await _aws(
             client, "GetExecutionHistory", {"executionArn": arn, "maxResults": 1000}
         )
+        lines: list[tuple[float, str]] = []
         for event in history["events"][seen_events:]:
             text = _describe_event(event)
             if text:
-                _say(f"  {_clock(event['timestamp'])}  step   {text}")
+                lines.append((event["timestamp"], f"stepd   {text}"))
         seen_events = len(history["events"])
         for record in server.records[seen_posts:]:
             dup = " (duplicate)" if record.duplicate else ""
-            _say(
-                f"  {_clock(record.received_at)}  server POST {record.path}  "
-                f"Idempotency-Key {record.idempotency_key}{dup}"
+            lines.append(
+                (
+                    record.received_at,
+                    f"server  POST {record.path}  Idempotency-Key {record.idempotency_key}{dup}",
+                )
             )
         seen_posts = len(server.records)
+        for at, text in sorted(lines):
+            _say(f"  {_clock(at)}  {text}")
         described = await _aws(client, "DescribeExecution", {"executionArn": arn})
         if described["status"] != "RUNNING":
             _say(f"execution {described['status']}")
