@@ -80,7 +80,7 @@ Ping = "/ping"
     def start_daemon(self) -> None:
         log = (self.folder / "daemon.log").open("ab")
         self.started_at = time.time()
-        self.process = subprocess.Popen(  # noqa: ASYNC220
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "stepd", "run", "-c", str(self.folder / "stepd.toml")],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +72,11 @@ class Fail:
 
 @dataclass(frozen=True, kw_only=True)
 class WaitUntil:
-    """A Wait state: stay until `until` (aware UTC, whole seconds), then carry out `then`."""
+    """A Wait state: stay until `until` (aware UTC), then carry out `then`.
+
+    `until` is whole seconds for `Timestamp[Path]` (AWS truncates milliseconds) and exactly
+    the entry instant plus the duration for `Seconds[Path]`; it may lie in the past.
+    """
 
     until: datetime
     then: GoTo | Succeed
@@ -79,7 +86,7 @@ class WaitUntil:
 class CallTask:
     """A Task state: call `resource` with `payload` (the effective input)."""
 
-    resource: str
+    resource: str | Mapping[str, Any]  # as written: an ARN, or `{"Fn::GetAtt": …}` / `{"Ref": …}`
     payload: Any
     timeout_seconds: float | None = None  # TimeoutSeconds[Path]; None means AWS's default
 
