@@ -1,0 +1,406 @@
+"""The pure ASL interpreter: what to do when a state is entered and when its task ends.
+
+Every function takes the definition (a plain dict), the state's name and its raw input, and
+returns a decision from `stepd.asl.decisions`; nothing here reads a clock, does I/O or draws
+randomness it was not given. A state that cannot run returns `Fail(error="States.Runtime")`
+with the cause AWS gives; the engine adds the "An error occurred while executing the state"
+prefix itself.
+
+Choices where AWS is silent or unverified:
+- `Seconds[Path]` waits end at exactly `now + seconds` (not truncated); `Timestamp[Path]`
+  waits end at the timestamp truncated to whole seconds. A past instant is returned as is.
+- A timestamp with a numeric offset (`+02:00`) is accepted (the spec allows it).
+- `SecondsPath` must reference a JSON integer: `"10"`, `1.0` and `true` fail.
+- `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`.
+- A `ResultSelector` or `ResultPath` failure after a task succeeded is never retried (the
+  task must not run twice); `States.ResultPathMatchFailure` can be caught by a catcher.
+- A Fail state without `Error` fails with `error=""` (AWS reports no error name).
+- A Choice with no match and no Default fails with `States.Runtime` (not NoChoiceMatched).
+- A catcher's `{"Error", "Cause"}` output has no `Cause` when the task gave none.
+- `States.UUID` and `States.MathRandom` draw from a generator seeded by the execution, the
+  state, its entry time and its retry count, so evaluating a state again gives the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeAlias
+
+from stepd.asl import paths, payload
+from stepd.asl.choice import matches
+from stepd.asl.decisions import (
+    CallTask,
+    Caught,
+    Context,
+    Fail,
+    GoTo,
+    RetryAt,
+    Succeed,
+    WaitUntil,
+    iso_millis,
+)
+from stepd.asl.failures import (
+    STATES_RUNTIME,
+    PathError,
+    ResultPathMatchError,
+    StateError,
+    StatesRuntimeError,
+)
+from stepd.asl.intrinsics import Random, is_intrinsic, seeded_random
+from stepd.asl.intrinsics import evaluate as evaluate_intrinsic
+from stepd.asl.retry import error_output, find_catcher, next_retry
+from stepd.asl.timestamps import InvalidTimestampError, parse_timestamp, truncate_to_seconds
+from stepd.errors import DefinitionError
+
+MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
+MAX_LONG: Final = 2**63 - 1  # SecondsPath is read as a Java long
+WAIT_TOO_LONG: Final = "Wait state delay is too long."
+NO_CHOICE_MATCHED: Final = (
+    "No choice rule matched and the Choice state has no Default (States.NoChoiceMatched)."
+)
+UNSUPPORTED_TYPES: Final = frozenset({"Parallel", "Map"})
+
+Definition: TypeAlias = Mapping[str, Any]
+State: TypeAlias = Mapping[str, Any]
+Entered: TypeAlias = GoTo | Succeed | Fail | WaitUntil | CallTask
+
+
+# --- public API -------------------------------------------------------------------------
+
+
+def start_state(definition: Definition) -> str:
+    """The name of the state an execution starts in."""
+    start = definition.get("StartAt")
+    if not isinstance(start, str):
+        raise DefinitionError("The definition has no StartAt")
+    return start
+
+
+def enter(
+    definition: Definition, state_name: str, state_input: Any, ctx: Context, now: datetime
+) -> Entered:
+    """Run `state_name` on entry: everything but a Task completes here; a Task asks to be called.
+
+    `now` is the aware UTC instant of entry; Wait states measure from it.
+    """
+    try:
+        state = _state(definition, state_name)
+        kind = state.get("Type")
+        handler = _ENTER.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            supported = "is not supported by stepd" if kind in UNSUPPORTED_TYPES else "is unknown"
+            raise StatesRuntimeError(f"The state type '{kind}' {supported}")
+        return handler(state, state_input, ctx, now)
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
+
+
+def task_succeeded(
+    definition: Definition, state_name: str, state_input: Any, result: Any, ctx: Context
+) -> GoTo | Succeed | Fail | Caught:
+    """A Task returned `result`: ResultSelector, ResultPath, OutputPath, then Next or End."""
+    try:
+        state = _state(definition, state_name)
+        if "ResultSelector" in state:
+            random = _random(ctx, "ResultSelector")
+            result = payload.render(state["ResultSelector"], result, ctx.as_json(), random)
+        try:
+            combined = _apply_result_path(state, state_input, result)
+        except ResultPathMatchError as failure:
+            return _catch(state, state_input, failure.error, failure.message)
+        return _transition(state, _apply_output_path(state, combined))
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
+
+
+def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
+    definition: Definition,
+    state_name: str,
+    state_input: Any,
+    error: str,
+    cause: str | None,
+    retry_counts: tuple[int, ...],
+    now: datetime,
+    random: Callable[[], float],
+) -> RetryAt | Caught | Fail:
+    """A Task failed with `error`: retry it, hand the error to a catcher, or fail.
+
+    `retry_counts` holds one counter per retrier of this visit (shorter tuples, such as `()`
+    on the first failure, count as zeros); the RetryAt returned carries the updated counters.
+    """
+    if error == STATES_RUNTIME:
+        return Fail(error=error, cause=cause)
+    try:
+        state = _state(definition, state_name)
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
+    retry = next_retry(state.get("Retry", ()), error, retry_counts, random)
+    if retry is not None:
+        return RetryAt(
+            until=now + timedelta(seconds=retry.delay_seconds),
+            retry_counts=retry.retry_counts,
+            error=error,
+            cause=cause,
+        )
+    return _catch(state, state_input, error, cause)
+
+
+# --- states -----------------------------------------------------------------------------
+
+
+def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    effective = _apply_input_path(state, state_input)
+    if "Parameters" in state:
+        effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
+    result = state.get("Result", effective)
+    combined = _apply_result_path(state, state_input, result)
+    return _transition(state, _apply_output_path(state, combined))
+
+
+def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    effective = _apply_input_path(state, state_input)
+    context = ctx.as_json()
+    for rule in state.get("Choices", ()):
+        if matches(rule, effective, context):
+            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective))
+    default = state.get("Default")
+    if isinstance(default, str):
+        return GoTo(next_state=default, output=_apply_output_path(state, effective))
+    raise StatesRuntimeError(NO_CHOICE_MATCHED)
+
+
+def _succeed(state: State, state_input: Any, _ctx: Context, _now: datetime) -> Entered:
+    return Succeed(output=_apply_output_path(state, _apply_input_path(state, state_input)))
+
+
+def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    error = _fail_field(state, "Error", state_input, ctx)
+    cause = _fail_field(state, "Cause", state_input, ctx)
+    return Fail(error=error or "", cause=cause)
+
+
+def _wait(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    effective = _apply_input_path(state, state_input)
+    until = _wait_until(state, effective, ctx.as_json(), now)
+    return WaitUntil(until=until, then=_transition(state, _apply_output_path(state, effective)))
+
+
+def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    resource = state.get("Resource")
+    if not isinstance(resource, str | Mapping):
+        raise StatesRuntimeError("The Task state has no Resource")
+    effective = _apply_input_path(state, state_input)
+    timeout = _timeout_seconds(state, effective)
+    if "Parameters" in state:
+        effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
+    return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
+
+
+_ENTER: Final[Mapping[str, Callable[[State, Any, Context, datetime], Entered]]] = {
+    "Pass": _pass,
+    "Choice": _choice,
+    "Succeed": _succeed,
+    "Fail": _fail,
+    "Wait": _wait,
+    "Task": _task,
+}
+
+
+# --- input and output processing --------------------------------------------------------
+
+
+def _state(definition: Definition, name: str) -> State:
+    states = definition.get("States")
+    state = states.get(name) if isinstance(states, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise StatesRuntimeError(f"The state '{name}' does not exist in the definition")
+    if state.get("QueryLanguage", definition.get("QueryLanguage")) == "JSONata":
+        raise StatesRuntimeError("JSONata states are not supported by stepd")
+    return state
+
+
+def _apply_input_path(state: State, data: Any) -> Any:
+    if "InputPath" not in state:
+        return data
+    path = state["InputPath"]
+    return {} if path is None else paths.read(data, path)
+
+
+def _apply_output_path(state: State, data: Any) -> Any:
+    if "OutputPath" not in state:
+        return data
+    path = state["OutputPath"]
+    return {} if path is None else paths.read(data, path)
+
+
+def _apply_result_path(state: State, state_input: Any, result: Any) -> Any:
+    if "ResultPath" not in state:
+        return result
+    path = state["ResultPath"]
+    return state_input if path is None else paths.write(state_input, path, result)
+
+
+def _transition(state: State, output: Any) -> GoTo | Succeed:
+    if state.get("End") is True:
+        return Succeed(output=output)
+    next_state = state.get("Next")
+    if not isinstance(next_state, str):
+        raise StatesRuntimeError("The state has neither Next nor End")
+    return GoTo(next_state=next_state, output=output)
+
+
+def _target(rule: Mapping[str, Any]) -> str:
+    next_state = rule.get("Next")
+    if not isinstance(next_state, str):
+        raise StatesRuntimeError("A choice rule or catcher has no Next")
+    return next_state
+
+
+def _catch(state: State, state_input: Any, error: str, cause: str | None) -> Caught | Fail:
+    catcher = find_catcher(state.get("Catch", ()), error)
+    if catcher is None:
+        return Fail(error=error, cause=cause)
+    try:
+        output = _apply_result_path(
+            {"ResultPath": catcher.get("ResultPath", paths.ROOT)},
+            state_input,
+            error_output(error, cause),
+        )
+        return Caught(next_state=_target(catcher), output=output, error=error, cause=cause)
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
+
+
+def _random(ctx: Context, purpose: str = "Parameters") -> Random:
+    entered = iso_millis(ctx.state_entered_time)
+    seed = f"{ctx.execution_id}|{ctx.state_name}|{entered}|{ctx.retry_count}|{purpose}"
+    return seeded_random(seed)
+
+
+def _fail_field(state: State, name: str, state_input: Any, ctx: Context) -> str | None:
+    if name in state:
+        return _string_field(name, state[name])
+    path_name = f"{name}Path"
+    if path_name not in state:
+        return None
+    expression = state[path_name]
+    if not isinstance(expression, str):
+        raise StatesRuntimeError(f"The {path_name} field must be a path or intrinsic")
+    context = ctx.as_json()
+    if is_intrinsic(expression):
+        value = evaluate_intrinsic(expression, state_input, context, _random(ctx, path_name))
+    else:
+        value = paths.resolve(expression, state_input, context)
+    return _string_field(path_name, value)
+
+
+def _string_field(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise StatesRuntimeError(f"The {name} field must be a string, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else paths.to_json(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- Task timeout -----------------------------------------------------------------------
+
+
+def _timeout_seconds(state: State, effective: Any) -> float | None:
+    if "TimeoutSeconds" in state:
+        value = state["TimeoutSeconds"]
+        if not _is_int(value) or value <= 0:
+            raise StatesRuntimeError(f"TimeoutSeconds must be a positive integer: {_show(value)}")
+        return float(value)
+    if "TimeoutSecondsPath" in state:
+        path = state["TimeoutSecondsPath"]
+        value = paths.read(effective, path)
+        if not _is_int(value) or value <= 0:
+            raise StatesRuntimeError(
+                f"The TimeoutSecondsPath parameter references an invalid value: "
+                f"{path} == {_show(value)}"
+            )
+        return float(value)
+    return None
+
+
+# --- Wait -------------------------------------------------------------------------------
+
+
+def _wait_until(state: State, data: Any, context: Mapping[str, Any], now: datetime) -> datetime:
+    if "Seconds" in state:
+        seconds = state["Seconds"]
+        if not _is_int(seconds) or seconds < 0:
+            raise StatesRuntimeError(f"Seconds must be a non-negative integer: {_show(seconds)}")
+        return _after(now, seconds)
+    if "SecondsPath" in state:
+        return _after(now, _seconds_at(state["SecondsPath"], data, context))
+    if "Timestamp" in state:
+        text = state["Timestamp"]
+        try:
+            moment = parse_timestamp(text)
+        except InvalidTimestampError:
+            raise StatesRuntimeError(
+                "The Timestamp value does not reference a valid ISO-8601 extended offset "
+                f"date-time format string: {_show(text)}"
+            ) from None
+        return _at(now, moment)
+    if "TimestampPath" in state:
+        return _at(now, _timestamp_at(state["TimestampPath"], data, context))
+    raise StatesRuntimeError(
+        "The Wait state has none of Seconds, SecondsPath, Timestamp, TimestampPath"
+    )
+
+
+def _after(now: datetime, seconds: int) -> datetime:
+    if seconds > MAX_WAIT_DELAY_SECONDS:
+        raise StatesRuntimeError(WAIT_TOO_LONG)
+    return now + timedelta(seconds=seconds)
+
+
+def _at(now: datetime, moment: datetime) -> datetime:
+    until = truncate_to_seconds(moment)
+    if (until - now).total_seconds() > MAX_WAIT_DELAY_SECONDS:
+        raise StatesRuntimeError(WAIT_TOO_LONG)
+    return until
+
+
+def _seconds_at(path: str, data: Any, context: Mapping[str, Any]) -> int:
+    try:
+        value = paths.resolve(path, data, context)
+    except PathError:
+        raise StatesRuntimeError(
+            f"The SecondsPath parameter does not reference an input value: {path}"
+        ) from None
+    if not _is_int(value) or value > MAX_LONG:
+        raise StatesRuntimeError(
+            f"The SecondsPath parameter cannot be parsed as a long value: {path} == {_show(value)}"
+        )
+    if value < 0:
+        raise StatesRuntimeError(
+            f"The SecondsPath parameter references a negative value: {path} == {value}"
+        )
+    return int(value)
+
+
+def _timestamp_at(path: str, data: Any, context: Mapping[str, Any]) -> datetime:
+    try:
+        value = paths.resolve(path, data, context)
+    except PathError:
+        raise StatesRuntimeError(
+            f"The TimestampPath parameter does not reference an input value: {path}"
+        ) from None
+    try:
+        moment = parse_timestamp(value)
+    except InvalidTimestampError:
+        raise StatesRuntimeError(
+            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset "
+            f"date-time format string: {path} == {_show(value)}"
+        ) from None
+    return moment

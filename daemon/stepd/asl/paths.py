@@ -1,0 +1,222 @@
+"""JSONPath as ASL uses it: reference paths, `$$` context paths, and `[*]` wildcards.
+
+Supported steps: `.name`, `['name']` / `["name"]`, `[0]`, `[-1]` (from the end), `.*`, `[*]`.
+A path without wildcards is *definite*: reading it gives one value or fails. A path with
+wildcards gives the list of every match, possibly empty. Only definite paths can be written
+(ResultPath).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, TypeAlias
+
+from stepd.asl.failures import PathError, ResultPathMatchError
+
+ROOT: Final = "$"
+CONTEXT_ROOT: Final = "$$"
+
+
+class Wildcard:
+    """The `*` step: every member of an object or every item of an array."""
+
+    def __repr__(self) -> str:
+        return "*"
+
+
+ALL: Final = Wildcard()
+
+Step: TypeAlias = str | int | Wildcard
+
+
+@dataclass(frozen=True, kw_only=True)
+class Path:
+    """A parsed path: its text as written and its steps after `$`."""
+
+    text: str
+    steps: tuple[Step, ...]
+
+    @property
+    def is_definite(self) -> bool:
+        return not any(isinstance(step, Wildcard) for step in self.steps)
+
+    @property
+    def normalized(self) -> str:
+        """Bracket notation, as Jayway JSONPath prints it: `$['a'][0]`."""
+        parts = [ROOT]
+        for step in self.steps:
+            if isinstance(step, str):
+                parts.append(f"['{step}']")
+            else:
+                parts.append(f"[{step!r}]")
+        return "".join(parts)
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON, as AWS shows values in error causes."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def is_context_path(text: str) -> bool:
+    return text.startswith(CONTEXT_ROOT)
+
+
+@lru_cache(maxsize=1024)
+def parse(text: str) -> Path:
+    """Parse `$…` (or the part after the first `$` of a `$$…` context path)."""
+    body = text[1:] if is_context_path(text) else text
+    if not body.startswith(ROOT):
+        raise PathError(f"Invalid path '{text}': a path must start with '$'")
+    steps: list[Step] = []
+    position = 1
+    while position < len(body):
+        char = body[position]
+        if char == ".":
+            position = _parse_dot(text, body, position + 1, steps)
+        elif char == "[":
+            position = _parse_bracket(text, body, position + 1, steps)
+        else:
+            raise PathError(f"Invalid path '{text}': unexpected '{char}' at {position}")
+    return Path(text=text, steps=tuple(steps))
+
+
+def _parse_dot(text: str, body: str, start: int, steps: list[Step]) -> int:
+    end = start
+    while end < len(body) and body[end] not in ".[":
+        end += 1
+    name = body[start:end]
+    if not name:
+        raise PathError(f"Invalid path '{text}': empty name after '.'")
+    steps.append(ALL if name == "*" else name)
+    return end
+
+
+def _parse_bracket(text: str, body: str, start: int, steps: list[Step]) -> int:
+    close = body.find("]", start)
+    if close < 0:
+        raise PathError(f"Invalid path '{text}': missing ']'")
+    if body[start] in "'\"":
+        name, end = _parse_quoted(text, body, start)
+        if body[end : end + 1] != "]":
+            raise PathError(f"Invalid path '{text}': expected ']' after a quoted name")
+        steps.append(name)
+        return end + 1
+    inner = body[start:close].strip()
+    if inner == "*":
+        steps.append(ALL)
+    else:
+        try:
+            steps.append(int(inner))
+        except ValueError:
+            raise PathError(f"Invalid path '{text}': unsupported selector [{inner}]") from None
+    return close + 1
+
+
+def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
+    quote = body[start]
+    chars: list[str] = []
+    position = start + 1
+    while position < len(body):
+        char = body[position]
+        if char == "\\" and position + 1 < len(body):
+            chars.append(body[position + 1])
+            position += 2
+        elif char == quote:
+            return "".join(chars), position + 1
+        else:
+            chars.append(char)
+            position += 1
+    raise PathError(f"Invalid path '{text}': unterminated quoted name")
+
+
+def no_results(path: Path) -> PathError:
+    return PathError(f"Invalid path '{path.text}' : No results for path: {path.normalized}")
+
+
+def read(data: Any, text: str) -> Any:
+    """The value at a `$` path; a list of matches for a path with wildcards.
+
+    Raises PathError when a definite path has no value.
+    """
+    path = parse(text)
+    matches = _select(data, path.steps)
+    if path.is_definite:
+        if not matches:
+            raise no_results(path)
+        return matches[0]
+    return matches
+
+
+def resolve(text: str, data: Any, context: Mapping[str, Any]) -> Any:
+    """Read a path from the data, or from the context object when it starts with `$$`."""
+    return read(context if is_context_path(text) else data, text)
+
+
+def exists(data: Any, text: str) -> bool:
+    return bool(_select(data, parse(text).steps))
+
+
+def _select(data: Any, steps: tuple[Step, ...]) -> list[Any]:
+    current = [data]
+    for step in steps:
+        following: list[Any] = []
+        for value in current:
+            following.extend(_children(value, step))
+        current = following
+    return current
+
+
+def _children(value: Any, step: Step) -> list[Any]:
+    if isinstance(step, Wildcard):
+        if isinstance(value, Mapping):
+            return list(value.values())
+        if isinstance(value, list):
+            return list(value)
+        return []
+    if isinstance(step, str):
+        if isinstance(value, Mapping) and step in value:
+            return [value[step]]
+        return []
+    if isinstance(value, list) and -len(value) <= step < len(value):
+        return [value[step]]
+    return []
+
+
+def write(data: Any, text: str, value: Any) -> Any:
+    """A copy of `data` with `value` placed at the reference path `text`.
+
+    Missing intermediate objects are created. Raises ResultPathMatchError when the path
+    runs into something that is not an object (or, for an index, not an array with that
+    item); the data given is never changed.
+    """
+    path = parse(text)
+    if not path.is_definite or is_context_path(text):
+        raise PathError(f"Invalid path '{text}': a ResultPath must be a reference path")
+    if not path.steps:
+        return value
+    try:
+        return _write(data, path.steps, value)
+    except _MismatchError:
+        raise ResultPathMatchError(
+            f"Unable to apply ReferencePath {text} to input {to_json(data)}"
+        ) from None
+
+
+class _MismatchError(Exception):
+    pass
+
+
+def _write(data: Any, steps: tuple[Step, ...], value: Any) -> Any:
+    step, rest = steps[0], steps[1:]
+    if isinstance(step, str) and isinstance(data, Mapping):
+        copy = dict(data)
+        copy[step] = _write(copy.get(step, {}), rest, value) if rest else value
+        return copy
+    if isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data):
+        items = list(data)
+        items[step] = _write(items[step], rest, value) if rest else value
+        return items
+    raise _MismatchError

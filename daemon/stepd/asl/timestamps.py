@@ -1,0 +1,78 @@
+"""RFC 3339 timestamps as AWS accepts them in Wait states and Choice rules.
+
+`2024-08-18T17:33:00Z`, `2024-08-18T17:33:00.243167252Z`, `2024-08-18T19:33:00+02:00`:
+an uppercase `T`, an uppercase `Z` or a numeric offset, fractional seconds of any length
+(kept to the microsecond, extra digits truncated). Everything else is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from stepd.errors import StepdError
+
+MICROSECOND_DIGITS: Final = 6
+
+_TIMESTAMP: Final = re.compile(
+    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
+    r"(?:\.(?P<fraction>\d+))?"
+    r"(?:(?P<utc>Z)|(?P<sign>[+-])(?P<offset_hours>\d{2}):(?P<offset_minutes>\d{2}))",
+    re.ASCII,
+)
+_MAX_OFFSET_HOURS: Final = 23
+_MAX_OFFSET_MINUTES: Final = 59
+
+
+class InvalidTimestampError(StepdError):
+    """The value is not an RFC 3339 timestamp."""
+
+
+def parse_timestamp(text: Any) -> datetime:
+    """The instant `text` names, as an aware UTC datetime. Raises InvalidTimestampError."""
+    if not isinstance(text, str):
+        raise InvalidTimestampError(f"not a string: {text!r}")
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise InvalidTimestampError(f"not an RFC 3339 timestamp: {text!r}")
+    fraction = (match["fraction"] or "")[:MICROSECOND_DIGITS].ljust(MICROSECOND_DIGITS, "0")
+    try:
+        moment = datetime(
+            int(match["year"]),
+            int(match["month"]),
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"]),
+            int(fraction),
+            tzinfo=_offset(match),
+        )
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        raise InvalidTimestampError(f"not an RFC 3339 timestamp: {text!r} ({error})") from None
+
+
+def _offset(match: re.Match[str]) -> timezone:
+    if match["utc"]:
+        return UTC
+    hours, minutes = int(match["offset_hours"]), int(match["offset_minutes"])
+    if hours > _MAX_OFFSET_HOURS or minutes > _MAX_OFFSET_MINUTES:
+        raise ValueError("offset out of range")
+    sign = -1 if match["sign"] == "-" else 1
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def is_timestamp(value: Any) -> bool:
+    """Whether `value` is a string holding a valid timestamp."""
+    try:
+        parse_timestamp(value)
+    except InvalidTimestampError:
+        return False
+    return True
+
+
+def truncate_to_seconds(moment: datetime) -> datetime:
+    """Drop the fraction of a second, as AWS does for Wait timestamps."""
+    return moment.replace(microsecond=0)

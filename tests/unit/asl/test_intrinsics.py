@@ -1,0 +1,173 @@
+"""Intrinsic functions in `.$` fields."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from stepd.asl.failures import IntrinsicError
+from stepd.asl.intrinsics import evaluate, parse, seeded_random
+
+DATA = {
+    "name": "Ada",
+    "n": 3,
+    "list": [1, 2, 2, "2", True, 1],
+    "obj": {"a": 1},
+    "json": '{"k":[1,2]}',
+    "arn": "arn:aws:imagebuilder:us-east-1:123:image-recipe/my-recipe.v1/1.0.0",
+}
+CONTEXT = {"Execution": {"Name": "room-42"}}
+
+
+def half() -> float:
+    """A random source that always returns 0.5."""
+    return 0.5
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("States.Format('Hello {}', $.name)", "Hello Ada", id="format"),
+        pytest.param("States.Format('{} of {}', $.n, 4)", "3 of 4", id="format-number"),
+        pytest.param("States.Format('{}', $.obj)", '{"a":1}', id="format-object-as-json"),
+        pytest.param(
+            "States.Format('{} {} {}', true, null, 1.5)", "true null 1.5", id="format-literals"
+        ),
+        pytest.param(r"States.Format('\{\} {}', 'x')", "{} x", id="format-escaped-braces"),
+        pytest.param(r"States.Format('it\'s {}', 'ok')", "it's ok", id="format-escaped-quote"),
+        pytest.param(r"States.Format('a\\b')", r"a\b", id="format-escaped-backslash"),
+        pytest.param("States.Format('{}', $$.Execution.Name)", "room-42", id="format-context"),
+        pytest.param("States.StringToJson($.json)", {"k": [1, 2]}, id="string-to-json"),
+        pytest.param("States.JsonToString($.obj)", '{"a":1}', id="json-to-string"),
+        pytest.param("States.Array()", [], id="array-empty"),
+        pytest.param("States.Array(1, 'two', $.obj)", [1, "two", {"a": 1}], id="array"),
+        pytest.param(
+            "States.ArrayPartition(States.Array(1,2,3,4,5), 2)",
+            [[1, 2], [3, 4], [5]],
+            id="array-partition",
+        ),
+        pytest.param("States.ArrayContains($.list, 2)", True, id="array-contains"),
+        pytest.param(
+            "States.ArrayContains(States.Array(1), true)", False, id="array-contains-no-bool-as-int"
+        ),
+        pytest.param("States.ArrayRange(1, 9, 2)", [1, 3, 5, 7, 9], id="array-range"),
+        pytest.param("States.ArrayRange(5, 1, -2)", [5, 3, 1], id="array-range-down"),
+        pytest.param("States.ArrayGetItem($.list, 3)", "2", id="array-get-item"),
+        pytest.param("States.ArrayLength($.list)", 6, id="array-length"),
+        pytest.param("States.ArrayUnique($.list)", [1, 2, "2", True], id="array-unique"),
+        pytest.param(
+            "States.Base64Encode('Data to encode')", "RGF0YSB0byBlbmNvZGU=", id="base64-encode"
+        ),
+        pytest.param(
+            "States.Base64Decode('RGF0YSB0byBlbmNvZGU=')", "Data to encode", id="base64-decode"
+        ),
+        pytest.param(
+            "States.Hash('input data', 'SHA-1')",
+            "aaff4a450a104cd177d28d18d74485e8cae074b7",
+            id="hash-sha1",
+        ),
+        pytest.param("States.Hash('', 'MD5')", "d41d8cd98f00b204e9800998ecf8427e", id="hash-md5"),
+        pytest.param(
+            "States.JsonMerge($.obj, States.StringToJson('{\"b\":2}'), false)",
+            {"a": 1, "b": 2},
+            id="json-merge",
+        ),
+        pytest.param("States.MathAdd($.n, -1)", 2, id="math-add"),
+        pytest.param("States.StringSplit('1,2,3', ',')", ["1", "2", "3"], id="string-split"),
+        pytest.param(
+            "States.StringSplit('This.is+a,test=string', '.+,=')",
+            ["This", "is", "a", "test", "string"],
+            id="string-split-any-delimiter",
+        ),
+        pytest.param("States.StringSplit('a,,b', ',')", ["a", "b"], id="string-split-drops-empty"),
+        pytest.param(
+            "States.Format('{}.{}', States.ArrayGetItem(States.StringSplit("
+            "States.ArrayGetItem(States.StringSplit($.arn, '/'), 2), '.'), 0), "
+            "States.ArrayGetItem(States.StringSplit(States.ArrayGetItem("
+            "States.StringSplit($.arn, '/'), 2), '.'), 1))",
+            "1.0",
+            id="nested-calls",
+        ),
+        pytest.param("States.Array( 1 ,  $.n )", [1, 3], id="spaces-around-arguments"),
+        pytest.param("States.Array($['name'], $.list[0])", ["Ada", 1], id="bracket-paths"),
+    ],
+)
+def test_evaluate(expression: str, expected: Any) -> None:
+    """An intrinsic call evaluates to what AWS documents."""
+    assert expected == evaluate(expression, DATA, CONTEXT, half)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param("States.Nope()", id="unknown-function"),
+        pytest.param("States.Format('{} {}', 1)", id="format-too-few-arguments"),
+        pytest.param("States.Format('{}', 1, 2)", id="format-too-many-arguments"),
+        pytest.param("States.StringToJson('{')", id="string-to-json-not-json"),
+        pytest.param("States.ArrayPartition($.list, 0)", id="partition-size-zero"),
+        pytest.param("States.ArrayRange(1, 2, 0)", id="range-step-zero"),
+        pytest.param("States.ArrayRange(0, 1000, 1)", id="range-over-1000-items"),
+        pytest.param("States.ArrayGetItem($.list, 6)", id="get-item-out-of-bounds"),
+        pytest.param("States.ArrayLength($.obj)", id="length-of-object"),
+        pytest.param("States.Base64Decode('***')", id="base64-invalid"),
+        pytest.param("States.Hash('x', 'SHA-3')", id="hash-unknown-algorithm"),
+        pytest.param("States.JsonMerge($.obj, $.obj, true)", id="json-merge-deep"),
+        pytest.param("States.MathAdd($.name, 1)", id="math-add-string"),
+        pytest.param("States.MathRandom(5, 5)", id="math-random-empty-range"),
+        pytest.param("States.Array($.missing)", id="missing-path"),
+        pytest.param("States.Array(1", id="unclosed-call"),
+        pytest.param("States.Array('x)", id="unterminated-string"),
+        pytest.param("States.Array(1) x", id="trailing-text"),
+        pytest.param("States.Array(nope)", id="bare-word"),
+        pytest.param("Format('x')", id="no-states-prefix"),
+    ],
+)
+def test_failures_raise_intrinsic_error(expression: str) -> None:
+    """A failing intrinsic raises IntrinsicError, reported as States.Runtime."""
+    with pytest.raises(IntrinsicError) as raised:
+        evaluate(expression, DATA, CONTEXT, half)
+    assert raised.value.error == "States.Runtime"
+
+
+def test_uuid_is_a_version_4_uuid() -> None:
+    """States.UUID returns a version 4 UUID string."""
+    value = evaluate("States.UUID()", DATA, CONTEXT, seeded_random("x"))
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", value
+    )
+
+
+def test_uuid_follows_the_random_source() -> None:
+    """States.UUID is the same for the same seed and differs for another."""
+    first, second, other = (
+        evaluate("States.UUID()", DATA, CONTEXT, seeded_random(seed)) for seed in "aab"
+    )
+    assert (first == second, first == other) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("draw", "expected"),
+    [
+        pytest.param(0.0, 1, id="lowest-is-start"),
+        pytest.param(0.5, 50, id="middle"),
+        pytest.param(0.999999, 99, id="highest-is-end-minus-one"),
+    ],
+)
+def test_math_random_is_in_start_inclusive_end_exclusive(draw: float, expected: int) -> None:
+    """States.MathRandom(start, end) maps random() onto [start, end)."""
+    assert expected == evaluate("States.MathRandom(1, 100)", DATA, CONTEXT, lambda: draw)
+
+
+def test_math_random_with_a_seed_ignores_the_random_source() -> None:
+    """States.MathRandom with a seed gives the same number every time."""
+    first = evaluate("States.MathRandom(1, 1000, 7)", DATA, CONTEXT, lambda: 0.0)
+    second = evaluate("States.MathRandom(1, 1000, 7)", DATA, CONTEXT, lambda: 0.99)
+    assert first == second
+
+
+def test_parse_keeps_nested_structure() -> None:
+    """parse gives the call tree with literal, path and nested call arguments."""
+    call = parse("States.Array('a', $.b, States.Array())")
+    assert [type(arg).__name__ for arg in call.args] == ["Literal", "PathRef", "Call"]

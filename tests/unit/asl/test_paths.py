@@ -1,0 +1,165 @@
+"""Reference paths, wildcard paths and ResultPath writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stepd.asl import paths
+from stepd.asl.failures import PathError, ResultPathMatchError
+
+DATA = {
+    "a": {"b": 1},
+    "a b": 2,
+    "a.b": 3,
+    "items": [{"id": 1, "tag": "x"}, {"id": 2}, {"id": 3, "tag": "z"}],
+    "none": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$", DATA, id="root"),
+        pytest.param("$.a", {"b": 1}, id="member"),
+        pytest.param("$.a.b", 1, id="nested-member"),
+        pytest.param("$['a b']", 2, id="quoted-name-with-space"),
+        pytest.param('$["a b"]', 2, id="double-quoted-name"),
+        pytest.param("$['a.b']", 3, id="quoted-name-with-dot"),
+        pytest.param("$['a']['b']", 1, id="bracket-chain"),
+        pytest.param("$.items[0].id", 1, id="index"),
+        pytest.param("$.items[-1].id", 3, id="negative-index"),
+        pytest.param("$.none", None, id="null-value"),
+        pytest.param("$.items[*].id", [1, 2, 3], id="wildcard-index"),
+        pytest.param("$.items[*].tag", ["x", "z"], id="wildcard-skips-missing"),
+        pytest.param("$.a.*", [1], id="wildcard-member"),
+        pytest.param("$.items[*].nothing", [], id="wildcard-no-match"),
+    ],
+)
+def test_read(path: str, expected: Any) -> None:
+    """read returns the value at a path, or every match of a wildcard path."""
+    assert expected == paths.read(DATA, path)
+
+
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [
+        pytest.param(
+            "$.missing",
+            "Invalid path '$.missing' : No results for path: $['missing']",
+            id="missing-member",
+        ),
+        pytest.param(
+            "$.a.b.c",
+            "Invalid path '$.a.b.c' : No results for path: $['a']['b']['c']",
+            id="member-of-number",
+        ),
+        pytest.param(
+            "$.items[3]",
+            "Invalid path '$.items[3]' : No results for path: $['items'][3]",
+            id="index-out-of-range",
+        ),
+        pytest.param(
+            "$.a[0]",
+            "Invalid path '$.a[0]' : No results for path: $['a'][0]",
+            id="index-into-object",
+        ),
+    ],
+)
+def test_read_missing_raises_path_error(path: str, cause: str) -> None:
+    """A definite path with no value raises PathError with AWS's cause text."""
+    with pytest.raises(PathError) as raised:
+        paths.read(DATA, path)
+    assert cause == raised.value.message
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("a.b", id="no-dollar"),
+        pytest.param("$.", id="empty-name"),
+        pytest.param("$[0", id="unclosed-bracket"),
+        pytest.param("$[x]", id="bare-word-in-brackets"),
+        pytest.param("$['a]", id="unterminated-quote"),
+        pytest.param("$a", id="name-without-dot"),
+    ],
+)
+def test_invalid_paths_raise(path: str) -> None:
+    """A path outside the supported syntax raises PathError."""
+    with pytest.raises(PathError):
+        paths.read(DATA, path)
+
+
+def test_resolve_reads_context_paths_from_the_context() -> None:
+    """resolve reads `$$…` from the context object and `$…` from the data."""
+    context = {"Execution": {"Id": "arn:x"}}
+    assert (
+        paths.resolve("$$.Execution.Id", DATA, context),
+        paths.resolve("$.a.b", DATA, context),
+    ) == ("arn:x", 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "expected"),
+    [
+        pytest.param({"a": 1}, "$", "R", id="root-replaces"),
+        pytest.param({"a": 1}, "$.r", {"a": 1, "r": "R"}, id="adds-member"),
+        pytest.param({"a": 1}, "$.a", {"a": "R"}, id="replaces-member"),
+        pytest.param({"a": 1}, "$.x.y.z", {"a": 1, "x": {"y": {"z": "R"}}}, id="creates-objects"),
+        pytest.param({"x": {"k": 1}}, "$.x.y", {"x": {"k": 1, "y": "R"}}, id="extends-object"),
+        pytest.param({"l": [1, 2]}, "$.l[1]", {"l": [1, "R"]}, id="replaces-item"),
+        pytest.param({"l": [1, 2]}, "$.l[-1]", {"l": [1, "R"]}, id="replaces-last-item"),
+        pytest.param("text", "$", "R", id="root-of-non-object"),
+    ],
+)
+def test_write(data: Any, path: str, expected: Any) -> None:
+    """write places the value at the path, creating missing objects."""
+    assert expected == paths.write(data, path, "R")
+
+
+def test_write_leaves_the_input_unchanged() -> None:
+    """write returns a copy and never changes the data it was given."""
+    data = {"x": {"k": 1}}
+    paths.write(data, "$.x.y", "R")
+    assert data == {"x": {"k": 1}}
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "cause"),
+    [
+        pytest.param(
+            "hello", "$.r", 'Unable to apply ReferencePath $.r to input "hello"', id="string-input"
+        ),
+        pytest.param(
+            [1], "$.r", "Unable to apply ReferencePath $.r to input [1]", id="array-input"
+        ),
+        pytest.param(
+            {"a": 1},
+            "$.a.b",
+            'Unable to apply ReferencePath $.a.b to input {"a":1}',
+            id="member-of-number",
+        ),
+        pytest.param(
+            {"l": []},
+            "$.l[0]",
+            'Unable to apply ReferencePath $.l[0] to input {"l":[]}',
+            id="index-out-of-range",
+        ),
+    ],
+)
+def test_write_into_non_object_raises(data: Any, path: str, cause: str) -> None:
+    """write into something that is not an object raises ResultPathMatchError."""
+    with pytest.raises(ResultPathMatchError) as raised:
+        paths.write(data, path, "R")
+    assert (cause, "States.ResultPathMatchFailure") == (raised.value.message, raised.value.error)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param("$.a[*]", id="wildcard"), pytest.param("$$.Execution", id="context")],
+)
+def test_write_needs_a_reference_path(path: str) -> None:
+    """write refuses wildcard and context paths."""
+    with pytest.raises(PathError):
+        paths.write({"a": [1]}, path, "R")
