@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import Bench, percentile
+import aiohttp
+from harness import Bench, percentile, rfc3339
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -79,6 +81,101 @@ async def restart(count: int) -> dict[str, float]:
     }
 
 
+async def intake(count: int, connections: int) -> dict[str, float]:
+    """StartExecution over the API from `connections` concurrent clients: rate and latency."""
+    with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
+        bench = Bench(Path(folder))
+        await bench.setup()
+        bench.start_daemon()
+        await bench.wait_ready()
+        far = time.time() + 3600
+        latencies: list[float] = []
+        names = iter(range(count))
+        url = f"http://127.0.0.1:{bench.port}/"
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "AWSStepFunctions.StartExecution",
+        }
+        body_input = json.dumps({"at": rfc3339(far)})
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def client() -> None:
+                for n in names:
+                    body = json.dumps(
+                        {"stateMachineArn": "ping", "name": f"i{n}", "input": body_input}
+                    )
+                    sent = time.perf_counter()
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        if response.status != 200:
+                            raise RuntimeError(await response.text())
+                    latencies.append((time.perf_counter() - sent) * 1000)
+
+            began = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(connections)))
+            elapsed = time.perf_counter() - began
+        await bench.close()
+    return {
+        "started": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+async def herd(count: int) -> dict[str, float]:
+    """`count` executions due in the same second: lateness of every start call."""
+    with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
+        bench = Bench(Path(folder))
+        await bench.setup()
+        bench.start_daemon()
+        await bench.wait_ready()
+        at = float(int(time.time()) + 3 + count // 1000)
+        connector = aiohttp.TCPConnector(limit=32)
+        url = f"http://127.0.0.1:{bench.port}/"
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "AWSStepFunctions.StartExecution",
+        }
+        body_input = json.dumps({"at": rfc3339(at)})
+        names = iter(range(count))
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def client() -> None:
+                for n in names:
+                    body = json.dumps(
+                        {"stateMachineArn": "ping", "name": f"h{n}", "input": body_input}
+                    )
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+
+            await asyncio.gather(*(client() for _ in range(32)))
+        if time.time() >= at:
+            raise RuntimeError("the herd was not loaded before its due second")
+        deadline = at + 120
+        while len(bench.server.records) < count and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
+        # the results are committed once every execution has left its Task
+        done_at = time.time()
+        while time.time() < deadline:
+            counts = (await bench.api.get("/healthz")).json()["executions"]
+            if counts.get("SUCCEEDED", 0) >= count:
+                done_at = time.time()
+                break
+            await asyncio.sleep(0.1)
+        await bench.close()
+    return {
+        "delivered": len(lateness),
+        "early": sum(1 for v in lateness if v < 0),
+        "p50_ms": percentile(lateness, 50),
+        "p99_ms": percentile(lateness, 99),
+        "max_ms": max(lateness) if lateness else float("nan"),
+        "all_committed_s": done_at - at,
+    }
+
+
 def _commit() -> str:
     try:
         return subprocess.check_output(
@@ -107,6 +204,8 @@ async def main(mode: str) -> int:
             30 if quick else 100, 20 if quick else 60
         ),
         "restart after SIGKILL, down past due": await restart(20 if quick else 200),
+        "intake (StartExecution, 64 connections)": await intake(3000 if quick else 20000, 64),
+        "herd (same due second)": await herd(1000 if quick else 5000),
     }
     for name, figures in results.items():
         print(f"{name}: {figures}")

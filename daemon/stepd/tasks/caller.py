@@ -34,6 +34,7 @@ import structlog
 
 from stepd import __version__
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
+from stepd.tasks.transport import AiohttpTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,7 +119,7 @@ class TaskCaller:
         self._secret = signing_secret
         self._clock = clock
         self._client = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or AiohttpTransport(max_connections=max_connections),
             headers={"User-Agent": user_agent, "Accept": JSON_CONTENT_TYPE},
             limits=httpx.Limits(
                 max_connections=max_connections,
