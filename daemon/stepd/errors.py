@@ -14,7 +14,8 @@
         ├── InvalidExecutionInput
         ├── InvalidToken
         ├── ValidationException
-        ├── UnknownOperation
+        ├── UnknownOperationException
+        ├── SerializationException  the request body is not JSON
         └── ServiceUnavailable    the store cannot accept work right now (HTTP 503)
 
 Each class's docstring is its default message.
@@ -99,8 +100,12 @@ class ValidationException(ApiError):
     """The request is invalid."""
 
 
-class UnknownOperation(ApiError):
+class UnknownOperationException(ApiError):
     """The operation is not supported."""
+
+
+class SerializationException(ApiError):
+    """The request body is not valid JSON."""
 
 
 class ServiceUnavailable(ApiError):

@@ -17,8 +17,9 @@ from stepd.engine.executor import ROLE_ARN, Engine
 from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidToken,
+    SerializationException,
     StateMachineDoesNotExist,
-    UnknownOperation,
+    UnknownOperationException,
     ValidationException,
 )
 from stepd.store.records import STATUSES, Event, Execution
@@ -26,6 +27,7 @@ from stepd.store.records import STATUSES, Event, Execution
 TARGET_PREFIX = "AWSStepFunctions."
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -76,7 +78,7 @@ def _untoken(token: str | None) -> int | None:
         value = int(number)
     except ValueError:
         value = None
-    if prefix != "stepd" or value is None:
+    if prefix != "stepd" or value is None or not 0 < value < MAX_TOKEN_VALUE:
         raise InvalidToken(f"Invalid Token: '{token[:64]}'")
     return value
 
@@ -102,16 +104,16 @@ class Operations:
         operation = (target or "").removeprefix(TARGET_PREFIX)
         handler = self.handlers.get(operation)
         if handler is None:
-            raise UnknownOperation(f"Unknown operation: '{target}'")
+            raise UnknownOperationException(f"Unknown operation: '{target}'")
         if not isinstance(body, dict):
-            raise ValidationException("The request body must be a JSON object")
+            raise SerializationException("The request body must be a JSON object")
         return await handler(body)
 
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         machine_arn = _string(body, "stateMachineArn", required=True) or ""
-        machine = self.arns.machine_of(machine_arn)
+        machine = self._machine(machine_arn)
         name = _string(body, "name") or str(uuid.uuid4())
         input_text = _string(body, "input")
         started = await self.engine.start_execution(
@@ -125,10 +127,18 @@ class Operations:
 
     async def _find(self, arn: str) -> Execution:
         machine, name = self.arns.execution_of(arn)
+        if not self.arns.is_ours(arn):
+            raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
         execution = await self.engine.store.find_execution(machine, name)
         if execution is None:
             raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
         return execution
+
+    def _machine(self, arn: str) -> str:
+        machine = self.arns.machine_of(arn)
+        if not self.arns.is_ours(arn):
+            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{arn}'")
+        return self.engine.machine(machine).name
 
     async def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         execution = await self._find(_string(body, "executionArn", required=True) or "")
@@ -164,7 +174,8 @@ class Operations:
 
     async def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         arn = _string(body, "executionArn", required=True) or ""
-        machine, name = self.arns.execution_of(arn)
+        execution = await self._find(arn)
+        machine, name = execution.machine, execution.name
         stopped = await self.engine.stop_execution(
             machine, name, _string(body, "error"), _string(body, "cause")
         )
@@ -174,8 +185,7 @@ class Operations:
         machine_arn = _string(body, "stateMachineArn")
         machine = None
         if machine_arn is not None:
-            machine = self.arns.machine_of(machine_arn)
-            self.engine.machine(machine)
+            machine = self._machine(machine_arn)
         status = _string(body, "statusFilter")
         if status is not None and status not in STATUSES:
             raise ValidationException(
@@ -230,9 +240,7 @@ class Operations:
 
     async def describe_state_machine(self, body: dict[str, Any]) -> dict[str, Any]:
         arn = _string(body, "stateMachineArn", required=True) or ""
-        machine = self.engine.machines.get(self.arns.machine_of(arn))
-        if machine is None:
-            raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{arn}'")
+        machine = self.engine.machine(self._machine(arn))
         return {
             "stateMachineArn": self.arns.state_machine(machine.name),
             "name": machine.name,

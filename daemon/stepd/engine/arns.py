@@ -10,6 +10,7 @@ from stepd.errors import InvalidArn, InvalidName
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 MAX_NAME_LENGTH = 80
+MAX_ARN_SHOWN = 256  # characters of a bad ARN repeated in an error message
 # AWS: no whitespace, brackets < > { } [ ], wildcards ? *, special characters
 # " # % \ ^ | ~ ` $ & , ; : /, control characters (U+0000-001F, U+007F-009F) or surrogates.
 _FORBIDDEN = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -39,16 +40,33 @@ class Arns:
     def machine_of(arn_or_name: str) -> str:
         """The machine name in a state machine ARN; a bare name is accepted as is."""
         if not arn_or_name.startswith("arn:"):
-            return arn_or_name
+            return _check_part(arn_or_name, arn_or_name)
         parts = arn_or_name.split(":")
-        if len(parts) < 7 or parts[2] != "states" or parts[5] != "stateMachine":
-            raise InvalidArn(f"Invalid Arn: '{arn_or_name}'")
-        return parts[6]
+        if len(parts) != 7 or parts[2] != "states" or parts[5] != "stateMachine":
+            raise InvalidArn(f"Invalid Arn: '{_shown(arn_or_name)}'")
+        return _check_part(parts[6], arn_or_name)
 
     @staticmethod
     def execution_of(arn: str) -> tuple[str, str]:
         """(machine, name) of an execution ARN."""
         parts = arn.split(":")
         if len(parts) != 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "execution":
-            raise InvalidArn(f"Invalid Arn: '{arn}'")
-        return parts[6], parts[7]
+            raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
+        return _check_part(parts[6], arn), _check_part(parts[7], arn)
+
+    def is_ours(self, arn_or_name: str) -> bool:
+        """False for an ARN of another region or account: nothing of ours lives there."""
+        if not arn_or_name.startswith("arn:"):
+            return True
+        parts = arn_or_name.split(":")
+        return parts[3] == self.region and parts[4] == self.account
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode()[:MAX_ARN_SHOWN]
+
+
+def _check_part(part: str, arn: str) -> str:
+    if not 1 <= len(part) <= MAX_NAME_LENGTH or _FORBIDDEN.search(part):
+        raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
+    return part

@@ -25,6 +25,10 @@ class Store(ABC):
         """Store a definition snapshot (deduplicated by content); return its id."""
 
     @abstractmethod
+    async def first_registered(self, machine: str) -> float | None:
+        """When a definition was first stored under `machine` (unix seconds), if ever."""
+
+    @abstractmethod
     async def get_definition(self, definition_id: int) -> str:
         """The definition body stored under `definition_id`. Raises StoreError if unknown."""
 

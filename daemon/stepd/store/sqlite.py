@@ -289,6 +289,15 @@ class SqliteStore(Store):
 
         return await self._write(put)
 
+    async def first_registered(self, machine: str) -> float | None:
+        def first(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(created_at) FROM definitions WHERE machine = ?", (machine,)
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._read(first)
+
     async def get_definition(self, definition_id: int) -> str:
         def get(conn: sqlite3.Connection) -> str:
             row = conn.execute(
