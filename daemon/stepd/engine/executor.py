@@ -62,6 +62,20 @@ class EngineStats:
     in_flight: int = 0
 
 
+class EngineObserver:
+    """What the engine reports as it runs, for metrics; this default ignores it.
+
+    Methods are called on the event loop and must return at once, without I/O.
+    """
+
+    def step_started(self, lateness_seconds: float, *, late: bool) -> None:
+        """A task step starts `lateness_seconds` after it was due; `late`: beyond the
+        machine's threshold."""
+
+    def task_called(self, outcome: TaskOutcome) -> None:
+        """A task call (first send or re-send) came to `outcome`."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Started:
     execution: Execution
@@ -89,6 +103,7 @@ class Engine:
         self.clock = clock
         self.random = random
         self.stats = EngineStats()
+        self.observer = EngineObserver()
         self.queue = DueQueue(self.advance, workers=workers)
         self._definitions: dict[int, Mapping[str, Any]] = {}
         self._arm: Callable[[int, float], None] = self.queue.push
@@ -107,8 +122,11 @@ class Engine:
         registered: dict[str, Machine] = {}
         for name, machine in machines.items():
             definition_id = await self.store.put_definition(name, machine.definition_text)
+            created_at = await self.store.first_registered(name)
             self._definitions[definition_id] = machine.definition
-            registered[name] = _with_id(machine, definition_id)
+            registered[name] = replace(
+                machine, definition_id=definition_id, created_at=created_at or self.clock()
+            )
         self.machines = registered
 
     async def _definition(self, definition_id: int) -> Mapping[str, Any]:
@@ -221,7 +239,7 @@ class Engine:
     async def advance(self, execution_id: int) -> None:
         """Carry out whatever is due for one execution, as far as it goes without waiting."""
         execution = await self.store.get_execution(execution_id)
-        while execution is not None and execution.status == RUNNING:
+        while execution is not None and execution.status == RUNNING and self.queue.accepting:
             due_at = execution.due_at
             if due_at is None:
                 return
@@ -269,6 +287,7 @@ class Engine:
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
         machine = self.machines.get(execution.machine)
         threshold = machine.late_threshold_seconds if machine else float("inf")
+        self.observer.step_started(lateness, late=lateness > threshold)
         if lateness <= threshold:
             return False
         self.stats.steps_late += 1
@@ -340,6 +359,7 @@ class Engine:
             self.stats.in_flight -= 1
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
+        self.observer.task_called(outcome)
         return outcome
 
     def _log_closed(self, execution: Execution | None) -> None:
@@ -356,24 +376,29 @@ class Engine:
             self._schedule(execution)
 
 
-def _with_id(machine: Machine, definition_id: int) -> Machine:
-    return replace(machine, definition_id=definition_id)
-
-
 def _event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:
     return NewEvent(type=event_type, details=details, ts=ts)
 
 
 def _parse_input(input_text: str) -> Any:
-    if len(input_text.encode()) > MAX_INPUT_BYTES:
+    try:
+        size = len(input_text.encode())
+    except UnicodeEncodeError:
+        raise InvalidExecutionInput("Invalid execution input: not valid Unicode") from None
+    if size > MAX_INPUT_BYTES:
         raise InvalidExecutionInput(
-            f"Invalid execution input: {len(input_text.encode())} bytes is more than the "
-            f"limit of {MAX_INPUT_BYTES}"
+            f"Invalid execution input: {size} bytes is more than the limit of {MAX_INPUT_BYTES}"
         )
     try:
-        return json.loads(input_text)
+        return json.loads(input_text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidExecutionInput("Invalid execution input: nested too deeply") from None
     except ValueError as exc:
         raise InvalidExecutionInput(f"Invalid execution input: not JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _same_input(stored: str, given: Any) -> bool:

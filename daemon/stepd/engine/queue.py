@@ -39,6 +39,11 @@ class DueQueue:
     def busy(self) -> int:
         return len(self._running)
 
+    @property
+    def accepting(self) -> bool:
+        """False once `close` or `stop` was called: handlers should not start new work."""
+        return self._accepting
+
     def is_active(self, execution_id: int) -> bool:
         return execution_id in self._running or execution_id in self._queued
 
@@ -62,14 +67,22 @@ class DueQueue:
             for n in range(self._workers)
         ]
 
-    async def stop(self, timeout: float) -> None:
-        """Take no more work; let running handlers finish within `timeout`, then cancel them."""
+    def close(self) -> None:
+        """Take no more work: drop what is queued and ignore further pushes."""
         self._accepting = False
         self._heap.clear()
         self._queued.clear()
+        self._again.clear()
         self._ready.set()
+
+    async def stop(self, timeout: float) -> int:
+        """Close; let running handlers finish within `timeout`, then cancel them.
+
+        Returns how many handlers were cancelled.
+        """
+        self.close()
         if not self._tasks:
-            return
+            return 0
         _, pending = await asyncio.wait(self._tasks, timeout=timeout)
         for task in pending:
             task.cancel()
@@ -77,6 +90,7 @@ class DueQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        return len(pending)
 
     async def _work(self) -> None:
         while self._accepting:
