@@ -252,10 +252,13 @@ class Engine:
             ):
                 definition = await self._definition(execution.definition_id)
                 step = self._step(execution, definition, now)
-                if execution.phase == PHASE_TASK:
+                if execution.phase != PHASE_TASK:
+                    step.run()
+                due_now = step.due_at is not None and step.due_at <= now
+                if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
+                    # a task due now: its intent goes into the commit that reached it
                     updated = await self._call_task(execution, step)
                 else:
-                    step.run()
                     updated = await self.store.commit(step.transition())
                     self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
@@ -276,16 +279,16 @@ class Engine:
             row=execution,
         )
 
-    def _note_lateness(self, execution: Execution, step: Step) -> bool:
+    def _note_lateness(self, step: Step) -> bool:
         """Record how late a task call starts against the instant it was due (the end of
         the wait that led to it); True when the machine's policy fails it."""
-        due = execution.pending.get("due", execution.due_at)
+        due = step.pending.get("due", step.due_at)
         if due is None:
             return False
         lateness = max(0.0, step.now - float(due))
         self.stats.steps += 1
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
-        machine = self.machines.get(execution.machine)
+        machine = self.machines.get(step.machine)
         threshold = machine.late_threshold_seconds if machine else float("inf")
         self.observer.step_started(lateness, late=lateness > threshold)
         if lateness <= threshold:
@@ -301,8 +304,10 @@ class Engine:
         return policy == LATE_FAIL
 
     async def _call_task(self, execution: Execution, step: Step) -> Execution | None:
-        resend = bool(execution.pending.get("sent"))
-        late = False if resend else self._note_lateness(execution, step)
+        """Send the task `step` is at: commit its intent (with whatever `step` already holds)
+        unless a crash left it sent, call, and commit the outcome."""
+        resend = bool(step.pending.get("sent"))
+        late = False if resend else self._note_lateness(step)
         if not resend:
             step.task_sent(self.arns.region)
             execution_or_none = await self.store.commit(step.transition())
