@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run lint check bench clean
+.PHONY: demo test run lint check bench clean install systemd-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepd demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint systemd-check
 	$(BIN)/pytest -q
+
+# The unit: systemd-analyze verify, and an offline exposure score of at most 1.5.
+systemd-check: $(STAMP)
+	VENV=$(CURDIR)/$(VENV) bash systemd/check.sh
+
+# As root: /opt/stepd/venv, the unit, /etc/stepd and a signing secret (systemd/README.md).
+install:
+	bash systemd/install.sh
 
 run: $(STAMP)
 	$(BIN)/stepd run -c config/stepd.toml

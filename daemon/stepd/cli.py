@@ -14,7 +14,7 @@ from typing import Any
 from stepd import __version__
 from stepd.catalog import build_catalog
 from stepd.client import ApiClientError, Client, api_url
-from stepd.config import EX_CONFIG, load_settings
+from stepd.config import EX_CONFIG, client_key, load_settings
 from stepd.engine.arns import Arns
 from stepd.errors import ConfigError, StepdError
 
@@ -53,6 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     try:
         return run_daemon(args.config, settings, catalog)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
     except StepdError as exc:
         _err(str(exc))
         return EX_FAILURE
@@ -74,6 +77,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    from stepd.control import DEFAULT_SOCKET, request_reload, runtime_socket
+
+    result = request_reload(args.socket or runtime_socket() or DEFAULT_SOCKET)
+    for finding in result.findings:
+        print(finding, file=sys.stderr)
+    for setting in result.restart_needed:
+        print(f"{setting}: changed; takes effect at the next restart", file=sys.stderr)
+    if not result.ok:
+        _err("reload rejected; the daemon keeps its previous configuration")
+        return EX_CONFIG
+    return EX_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stepd.demo import run_demo
 
@@ -85,13 +102,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace) -> tuple[Client, Arns]:
     if args.api:
-        return Client(args.api), Arns()
+        return Client(args.api, key=client_key(None)), Arns()
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         raise StepdError(f"{exc} (or pass --api URL)") from None
     arns = Arns(region=settings.api.region, account=settings.api.account)
-    return Client(api_url(settings.api.listen)), arns
+    key = client_key(settings)
+    return Client(api_url(settings.api.listen), key=key, region=settings.api.region), arns
 
 
 def _when(value: Any) -> str:
@@ -242,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(check)
     check.add_argument("-q", "--quiet", action="store_true", help="print findings only")
     check.set_defaults(func=cmd_check)
+
+    reload = commands.add_parser(
+        "reload", help="make the running daemon re-read its config, and wait for the result"
+    )
+    reload.add_argument(
+        "--socket",
+        type=Path,
+        help="control socket (default: $RUNTIME_DIRECTORY/control.sock or /run/stepd/control.sock)",
+    )
+    reload.set_defaults(func=cmd_reload)
 
     demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")

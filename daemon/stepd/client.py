@@ -1,16 +1,23 @@
-"""A small client for the control API (the AWS Step Functions JSON protocol)."""
+"""A small client for the control API (the AWS Step Functions JSON protocol).
+
+With a key pair it signs every request with AWS Signature Version 4, as the AWS SDKs do.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from stepd import __version__
+from stepd.api.auth import KeyPair, sign
 from stepd.errors import StepdError
 
 CLIENT_TIMEOUT_SECONDS = 30.0
+DEFAULT_REGION = "us-east-1"
 
 
 class ApiClientError(StepdError):
@@ -32,26 +39,48 @@ def api_url(listen: str) -> str:
 
 
 class Client:
-    def __init__(self, url: str) -> None:
+    """Calls the API at `url`; signs with `key` (scoped to `region`) when one is given.
+
+    `transport` replaces the network (tests use ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: KeyPair | None = None,
+        region: str = DEFAULT_REGION,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._key = key
+        self._region = region
+        self._clock = clock
+        base_url = url
         if url.startswith("unix:"):
-            transport = httpx.HTTPTransport(uds=url.removeprefix("unix:"))
-            self._client = httpx.Client(
-                transport=transport, base_url="http://stepd", timeout=CLIENT_TIMEOUT_SECONDS
-            )
-        else:
-            self._client = httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
+            base_url = "http://stepd"
+            if transport is None:
+                transport = httpx.HTTPTransport(uds=url.removeprefix("unix:"))
+        self._client = httpx.Client(
+            transport=transport, base_url=base_url, timeout=CLIENT_TIMEOUT_SECONDS
+        )
 
     def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        content = json.dumps(body).encode()
+        request = self._client.build_request(
+            "POST",
+            "/",
+            content=content,
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": f"AWSStepFunctions.{operation}",
+                "User-Agent": f"stepd-cli/{__version__}",
+            },
+        )
+        if self._key is not None:
+            self._sign(request, content, self._key)
         try:
-            response = self._client.post(
-                "/",
-                content=json.dumps(body),
-                headers={
-                    "Content-Type": "application/x-amz-json-1.0",
-                    "X-Amz-Target": f"AWSStepFunctions.{operation}",
-                    "User-Agent": f"stepd-cli/{__version__}",
-                },
-            )
+            response = self._client.send(request)
         except httpx.HTTPError as exc:
             raise StepdError(f"cannot reach the stepd API: {exc}") from exc
         try:
@@ -61,6 +90,22 @@ class Client:
         if response.status_code >= 400:
             raise ApiClientError(str(answer.get("__type")), str(answer.get("message")))
         return dict(answer)
+
+    def _sign(self, request: httpx.Request, content: bytes, key: KeyPair) -> None:
+        signed = {name: request.headers[name] for name in ("Host", "Content-Type", "X-Amz-Target")}
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        request.headers.update(
+            sign(
+                key=key,
+                method=request.method,
+                path=path,
+                query=query,
+                headers=signed,
+                body=content,
+                region=self._region,
+                now=self._clock(),
+            )
+        )
 
     def close(self) -> None:
         self._client.close()

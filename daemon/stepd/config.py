@@ -13,13 +13,22 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from stepd.api.auth import ApiAccess, KeyPair, check_listen, parse_key_pairs
 from stepd.errors import ConfigError
 
 DEFAULT_DB_PATH = Path("/var/lib/stepd/stepd.db")
@@ -29,11 +38,50 @@ DEFAULT_MAX_CONCURRENCY = 64  # task calls in flight at once
 DEFAULT_LATE_THRESHOLD_SECONDS = 60.0
 EX_CONFIG = 78  # sysexits.h: configuration error
 
+# systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential=) win over files.
+SIGNING_CREDENTIAL = "signing_secret"
+API_CREDENTIAL = "api_credentials"
+METRICS_CREDENTIAL = "metrics_token"
+ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
+# Keys that would put a secret in the config text: refused, with where the secret goes instead.
+_INLINE_SECRETS = {
+    "signing_secret": f"[http] signing_secret_file or the credential '{SIGNING_CREDENTIAL}'",
+    "credentials": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "access_key_id": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "secret_access_key": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "api_secret_key": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "api_token": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "token": f"[api] credentials_file or the credential '{API_CREDENTIAL}'",
+    "metrics_token": f"[api] metrics_token_file or the credential '{METRICS_CREDENTIAL}'",
+    "secret": "a file named by a *_file setting, or a systemd credential",
+    "password": "a file named by a *_file setting, or a systemd credential",
+}
+
 _config_file: ContextVar[dict[str, Any] | None] = ContextVar("stepd_config_file", default=None)
+
+
+def _refuse_inline_secrets(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key in data:
+            where = _INLINE_SECRETS.get(str(key).lower())
+            if where is not None:
+                raise PydanticCustomError(
+                    "inline_secret",
+                    "{key}: secrets are never read from the config file or the environment; "
+                    "put it in {where}",
+                    {"key": str(key), "where": where},
+                )
+    return data
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        return _refuse_inline_secrets(data)
 
 
 class StoreSettings(_Section):
@@ -44,6 +92,10 @@ class ApiSettings(_Section):
     listen: str = DEFAULT_LISTEN  # "host:port" or "unix:/path/to.sock"
     region: str = "us-east-1"
     account: str = "123456789012"
+    # ACCESS_KEY_ID:SECRET_ACCESS_KEY lines; the credential 'api_credentials' wins over it
+    credentials_file: Path | None = None
+    # a bearer token Prometheus may scrape /metrics with; the credential 'metrics_token' wins
+    metrics_token_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -89,6 +141,11 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     machines: list[MachineSettings] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        return _refuse_inline_secrets(data)
 
     @classmethod
     def settings_customise_sources(
@@ -147,6 +204,11 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     http = settings.http
     if http.signing_secret_file is not None:
         http = http.model_copy(update={"signing_secret_file": resolve(http.signing_secret_file)})
+    api = settings.api
+    for name in ("credentials_file", "metrics_token_file"):
+        value = getattr(api, name)
+        if value is not None:
+            api = api.model_copy(update={name: resolve(value)})
     machines = [
         m.model_copy(update={"definition": resolve(m.definition)}) for m in settings.machines
     ]
@@ -154,7 +216,9 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"machines: the name {duplicates[0]!r} is used more than once")
-    return settings.model_copy(update={"store": store, "http": http, "machines": machines})
+    return settings.model_copy(
+        update={"store": store, "api": api, "http": http, "machines": machines}
+    )
 
 
 def read_secret(path: Path | None, credential: str) -> str | None:
@@ -168,3 +232,47 @@ def read_secret(path: Path | None, credential: str) -> str | None:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from None
+
+
+def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:
+    """The API's key pairs: the credential 'api_credentials', else `[api] credentials_file`.
+
+    Empty when neither is set. Raises ConfigError for an unreadable or malformed source,
+    without its content.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (Path(directory) / API_CREDENTIAL).is_file():
+        where = f"credential {API_CREDENTIAL}"
+    elif settings.api.credentials_file is not None:
+        where = str(settings.api.credentials_file)
+    else:
+        return ()
+    text = read_secret(settings.api.credentials_file, API_CREDENTIAL)
+    return parse_key_pairs(text or "", where)
+
+
+def api_access(settings: Settings) -> ApiAccess:
+    """Who may use the API, read from credentials and files.
+
+    Raises ConfigError (exit 78) when `[api] listen` is reachable from other hosts and no key
+    pair is configured, or when a secret cannot be read.
+    """
+    access = ApiAccess(
+        keys=read_api_keys(settings),
+        metrics_token=read_secret(settings.api.metrics_token_file, METRICS_CREDENTIAL) or None,
+    )
+    check_listen(settings.api.listen, access)
+    return access
+
+
+def client_key(settings: Settings | None) -> KeyPair | None:
+    """The key pair a command-line client signs with: $AWS_ACCESS_KEY_ID and
+    $AWS_SECRET_ACCESS_KEY when both are set, else the first of the daemon's own (when this
+    user can read them), else None."""
+    key_id, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
+    if key_id and secret:
+        return KeyPair(access_key_id=key_id, secret_access_key=secret)
+    if settings is None:
+        return None
+    keys = read_api_keys(settings)
+    return keys[0] if keys else None

@@ -1,4 +1,17 @@
-"""The composition root: store, engine, timers and API, with signals and sd_notify."""
+"""The composition root: store, engine, timers and API, with signals, sd_notify and reload.
+
+Lifecycle under a service manager (systemd.service(5) Type=notify):
+
+- start: open the store, register the machines, start the run queue, the timers, the API and
+  the control socket; only then READY=1.
+- while running: WATCHDOG=1 from the event loop every WATCHDOG_USEC/2 (a blocked loop stops
+  the pings and the manager restarts the process); STATUS= a one-line summary, refreshed.
+- SIGHUP or `stepd reload`: RELOADING=1 (with MONOTONIC_USEC), read and validate the file off
+  the loop, apply it or keep the running configuration, READY=1.
+- SIGTERM or SIGINT: STOPPING=1; no new task call starts; calls in flight get
+  DRAIN_TIMEOUT_SECONDS to finish (those that do not are sent again after the next start,
+  with the same idempotency key); every write is committed; exit 0.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +19,66 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from stepd import __version__
+from stepd import __version__, logs
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
-from stepd.config import Settings, load_settings, read_secret
+from stepd.config import Settings, api_access, load_settings, read_secret
+from stepd.control import ControlServer, ReloadResult, runtime_socket
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
+from stepd.engine.machines import Machine
 from stepd.errors import StepdError
+from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskCaller
+from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 
 log = structlog.get_logger("stepd.daemon")
+T = TypeVar("T")
 
-DRAIN_TIMEOUT_SECONDS = 20.0  # in-flight calls get this long to finish on SIGTERM
+# SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
+# (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
+DRAIN_TIMEOUT_SECONDS = 15.0
+STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
 SIGNING_CREDENTIAL = "signing_secret"
+RESTART_SECTIONS = ("store", "api")  # settings read once at start
+USER_AGENT = f"stepd/{__version__}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedConfig:
+    """A configuration file read and validated, ready to apply."""
+
+    settings: Settings
+    catalog: Catalog
+    signing_secret: str | None
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read and check everything a reload would apply. Blocking: run it off the loop.
+
+    Raises StepdError (ConfigError) naming where the problem is, never a secret's value.
+    """
+    settings = load_settings(path)
+    catalog = build_catalog(settings, str(path))
+    secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
+    if secret is not None:
+        secret_key(secret)
+    return LoadedConfig(settings=settings, catalog=catalog, signing_secret=secret)
+
+
+def _clock_text() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%SZ")
 
 
 class Daemon:
@@ -35,21 +87,64 @@ class Daemon:
         self.settings = settings
         self.catalog = catalog
         self.notifier = Notifier()
-        self._stop = asyncio.Event()
-        self._reload_task: asyncio.Task[bool] | None = None
         self.engine: Engine | None = None
         self.timers: Timers | None = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._ready = False
+        self._signing_secret: str | None = None
+        self._retired_callers: list[TaskCaller] = []
+        self._reload_lock = asyncio.Lock()
+        self._queued_reload: asyncio.Task[ReloadResult] | None = None
+        self._config_note = f"config loaded at {_clock_text()}"
+        self._last_status = ""
+        self._background: set[asyncio.Task[Any]] = set()
+        self._side_tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> int:
+        self._install_signals()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._start(stack)
+                await self._stop.wait()
+                self._stopping = True
+                self.notifier.stopping()
+                engine = self.engine
+                assert engine is not None
+                engine.queue.close()  # from here on no new task call starts
+                log.info(
+                    "daemon.stopping",
+                    in_flight=engine.stats.in_flight,
+                    drain_timeout_seconds=DRAIN_TIMEOUT_SECONDS,
+                )
+                async with self._reload_lock:  # a reload under way finishes first
+                    pass
+        except StepdError as exc:
+            log.error("daemon.failed", error=str(exc))  # noqa: TRY400 - the message says it all
+            raise
+        finally:
+            self._remove_signals()
+        log.info("daemon.stopped")
+        return 0
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Bring everything up; each part's shutdown goes on `stack`, run in reverse order."""
         started = time.monotonic()
         settings = self.settings
+        stack.push_async_callback(self._stop_side_tasks)  # last out: pings go on while draining
+        access = api_access(settings)
         store = SqliteStore(settings.store.path)
         await store.open()
+        stack.push_async_callback(store.close)
+        self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         caller = TaskCaller(
-            user_agent=f"stepd/{__version__}",
-            signing_secret=read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL),
+            user_agent=USER_AGENT,
+            signing_secret=self._signing_secret,
             max_connections=settings.http.max_concurrency,
         )
+        stack.push_async_callback(self._close_callers)
         engine = Engine(
             store=store,
             caller=caller,
@@ -64,44 +159,67 @@ class Daemon:
         self.timers = timers
         engine.set_timer(timers.arm)
         engine.queue.start()
+        stack.push_async_callback(self._drain, engine)
         await timers.start()
-        api = ApiServer(engine, settings.api.listen, self.health)
+        stack.callback(timers.shutdown)
+        api = ApiServer(
+            engine,
+            settings.api.listen,
+            self.health,
+            access=access,
+            metrics=Metrics(engine, timers),
+        )
         try:
             await api.start()
         except OSError as exc:
-            await self._shutdown(api, engine, timers, caller, store)
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
-        self._install_signals()
-        watchdog = self._start_watchdog()
+        stack.push_async_callback(api.stop)
+        control_path = runtime_socket()
+        if control_path is not None:
+            control = ControlServer(control_path, self.reload)
+            try:
+                await control.start()
+            except OSError as exc:
+                raise StepdError(f"control socket {control_path}: {exc.strerror or exc}") from exc
+            stack.push_async_callback(control.stop)
+        self._start_side_tasks()
         log.info(
             "daemon.ready",
             version=__version__,
             machines=sorted(engine.machines),
             api=api.url,
             store=str(settings.store.path),
+            control=str(control_path) if control_path else None,
             startup_ms=round((time.monotonic() - started) * 1000, 1),
         )
-        self.notifier.ready(await self._status())
-        await self._stop.wait()
-        self.notifier.stopping()
-        log.info("daemon.stopping")
-        if watchdog is not None:
-            watchdog.cancel()
-        await self._shutdown(api, engine, timers, caller, store)
-        log.info("daemon.stopped")
-        return 0
+        self._ready = True
+        status = await self._status()
+        self._last_status = status
+        self.notifier.ready(status)
 
-    async def _shutdown(
-        self, api: ApiServer, engine: Engine, timers: Timers, caller: TaskCaller, store: SqliteStore
-    ) -> None:
-        timers.shutdown()
-        await api.stop()
-        await engine.queue.stop(timeout=DRAIN_TIMEOUT_SECONDS)
-        await caller.aclose()
-        await store.close()
+    async def _drain(self, engine: Engine) -> None:
+        started = time.monotonic()
+        cancelled = await engine.queue.stop(timeout=DRAIN_TIMEOUT_SECONDS)
+        if cancelled:
+            log.warning(
+                "daemon.drain_timeout",
+                cancelled=cancelled,
+                timeout_seconds=DRAIN_TIMEOUT_SECONDS,
+                note="calls in flight are sent again, with the same key, after the next start",
+            )
+        log.info("daemon.drained", drain_ms=round((time.monotonic() - started) * 1000, 1))
+
+    async def _close_callers(self) -> None:
+        callers = list(self._retired_callers)
+        if self.engine is not None:
+            callers.append(self.engine.caller)
+        for caller in callers:
+            await caller.aclose()
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- signals and side tasks ------------------------------------------------------
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -109,52 +227,160 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
 
-    def _start_watchdog(self) -> asyncio.Task[None] | None:
-        interval = watchdog_interval()
-        if interval is None or not self.notifier.enabled:
-            return None
-
-        async def ping() -> None:
-            while True:
-                self.notifier.watchdog()
-                await asyncio.sleep(interval)
-
-        return asyncio.create_task(ping(), name="stepd-watchdog")
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
 
     def _on_hup(self) -> None:
-        if self._reload_task is None or self._reload_task.done():
-            self._reload_task = asyncio.create_task(self.reload(), name="stepd-reload")
+        if not self._ready:
+            log.warning("config.reload_ignored", reason="the daemon is still starting")
+            return
+        self._request_reload()
 
-    async def reload(self) -> bool:
-        """Re-read the config; apply it if it is clean, else keep the running one."""
-        self.notifier.reloading()
+    def _spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        """A named task, kept referenced until it is done."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _start_side_tasks(self) -> None:
+        interval = watchdog_interval()
+        if interval is not None and self.notifier.enabled:
+            self._side_tasks.append(self._spawn(self._ping(interval), "stepd-watchdog"))
+            log.info("watchdog.enabled", interval_seconds=interval)
+        if self.notifier.enabled:
+            self._side_tasks.append(self._spawn(self._refresh_status(), "stepd-status"))
+
+    async def _stop_side_tasks(self) -> None:
+        for task in self._side_tasks:
+            task.cancel()
+        for task in self._side_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._side_tasks.clear()
+
+    async def _ping(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _refresh_status(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(STATUS_INTERVAL_SECONDS)
+            try:
+                status = await self._status()
+            except Exception:
+                log.exception("status.failed")
+                continue
+            if status != self._last_status and not self._stopping:
+                self._last_status = status
+                self.notifier.status(status)
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file; apply it if it is clean, else keep the running one.
+
+        Reloads run one at a time; a request made while one is waiting to start shares it
+        (both would read the same file).
+        """
+        return await asyncio.shield(self._request_reload())
+
+    def _request_reload(self) -> asyncio.Task[ReloadResult]:
+        if self._queued_reload is None:
+            self._queued_reload = self._spawn(self._reload_in_turn(), "stepd-reload")
+        return self._queued_reload
+
+    async def _reload_in_turn(self) -> ReloadResult:
+        async with self._reload_lock:
+            self._queued_reload = None
+            if self._stopping:
+                return ReloadResult(ok=False, findings=("the daemon is stopping",))
+            self.notifier.reloading()
+            log.info("config.reloading", path=str(self.config_path))
+            try:
+                result = await self._reload_now()
+            finally:
+                status = await self._status()
+                self._last_status = status
+                self.notifier.ready(status)
+            return ReloadResult(
+                ok=result.ok,
+                findings=result.findings,
+                restart_needed=result.restart_needed,
+                status=status,
+            )
+
+    async def _reload_now(self) -> ReloadResult:
         try:
-            settings = await asyncio.to_thread(load_settings, self.config_path)
-            catalog = await asyncio.to_thread(build_catalog, settings, str(self.config_path))
+            loaded = await asyncio.to_thread(load_config, self.config_path)
         except StepdError as exc:
-            log.error("config.reload_rejected", error=str(exc))  # noqa: TRY400
-            self.notifier.ready(f"reload rejected: {exc}"[:200])
-            return False
-        if catalog.errors:
-            for report in catalog.errors:
-                log.error("config.reload_rejected", finding=str(report))
-            self.notifier.ready(f"reload rejected: {len(catalog.errors)} errors")
-            return False
+            return self._rejected((str(exc),))
+        except Exception as exc:
+            return self._rejected((f"{self.config_path}: {type(exc).__name__}: {exc}",))
+        for report in loaded.catalog.reports:
+            if report.severity != "error":
+                log.warning("config.finding", finding=str(report))
+        if loaded.catalog.errors:
+            return self._rejected(tuple(str(r) for r in loaded.catalog.errors))
+        try:
+            restart_needed = await self._apply(loaded)
+        except StepdError as exc:
+            return self._rejected((f"cannot apply: {exc}",))
+        except Exception as exc:
+            log.exception("config.apply_failed")
+            return self._rejected((f"cannot apply: {type(exc).__name__}: {exc}",))
+        self._config_note = f"config reloaded at {_clock_text()}"
+        log.info(
+            "config.reloaded",
+            machines=sorted(loaded.catalog.machines),
+            restart_needed=list(restart_needed),
+        )
+        return ReloadResult(ok=True, restart_needed=restart_needed)
+
+    def _rejected(self, findings: tuple[str, ...]) -> ReloadResult:
+        for finding in findings:
+            log.error("config.reload_rejected", finding=finding)
+        self._config_note = f"reload rejected at {_clock_text()}, previous config kept"
+        return ReloadResult(ok=False, findings=findings)
+
+    async def _apply(self, loaded: LoadedConfig) -> tuple[str, ...]:
+        """Switch to `loaded`; the settings that only a restart applies, by name."""
         engine = self.engine
         assert engine is not None
-        await engine.register(catalog.machines)
-        engine.task_timeout_seconds = settings.http.timeout_seconds
-        restart_needed = [
-            section
-            for section in ("store", "api")
-            if getattr(settings, section) != getattr(self.settings, section)
-        ]
-        if restart_needed:
-            log.warning("config.restart_needed", sections=restart_needed)
-        self.settings, self.catalog = settings, catalog
-        log.info("config.reloaded", machines=sorted(catalog.machines))
-        self.notifier.ready(await self._status())
-        return True
+        old, new = self.settings, loaded.settings
+        await engine.register(loaded.catalog.machines)
+        engine.task_timeout_seconds = new.http.timeout_seconds
+        if loaded.signing_secret != self._signing_secret:
+            self._retired_callers.append(engine.caller)
+            engine.caller = TaskCaller(
+                user_agent=USER_AGENT,
+                signing_secret=loaded.signing_secret,
+                max_connections=old.http.max_concurrency,
+            )
+            self._signing_secret = loaded.signing_secret
+            log.info("config.signing_secret_changed")
+        if new.log != old.log:
+            logs.configure(new.log.level, new.log.format)
+        for name in sorted(set(self.catalog.machines) - set(loaded.catalog.machines)):
+            log.warning(
+                "config.machine_removed",
+                machine=name,
+                note="no new executions; running ones fail their next Task (no endpoint)",
+            )
+        restart_needed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
+        if new.http.max_concurrency != old.http.max_concurrency:
+            restart_needed.append("http.max_concurrency")
+        if _http_routes(loaded.catalog.machines) != _http_routes(self.catalog.machines):
+            restart_needed.append("machines (serverless http events)")
+        for setting in restart_needed:
+            log.warning("config.restart_needed", setting=setting)
+        self.settings, self.catalog = new, loaded.catalog
+        return tuple(restart_needed)
+
+    # -- reports ---------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
         engine = self.engine
@@ -171,9 +397,28 @@ class Daemon:
         }
 
     async def _status(self) -> str:
-        counts = await self.engine.store.count_by_status() if self.engine else {}
+        """The STATUS= line: what runs, what is armed, how the config stands."""
+        engine = self.engine
+        running: int | str = "?"
+        if engine is not None:
+            try:
+                running = (await engine.store.count_by_status()).get("RUNNING", 0)
+            except StepdError as exc:
+                log.warning("status.store_unavailable", error=str(exc))
         armed = self.timers.armed if self.timers else 0
-        return f"{counts.get('RUNNING', 0)} running, {armed} timers armed"
+        in_flight = engine.stats.in_flight if engine else 0
+        return (
+            f"{running} running, {armed} timers armed, {in_flight} calls in flight; "
+            f"{self._config_note}"
+        )
+
+
+def _http_routes(machines: Mapping[str, Machine]) -> set[tuple[str, str, str, str]]:
+    return {
+        (name, event.method, event.path, event.action)
+        for name, machine in machines.items()
+        for event in machine.http_events
+    }
 
 
 def run_daemon(config_path: Path, settings: Settings, catalog: Catalog) -> int:

@@ -19,7 +19,19 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+# sd-daemon(3) prefixes: the syslog priority of each structlog method.
+SYSLOG_PRIORITY = {
+    "debug": 7,
+    "info": 6,
+    "msg": 6,
+    "warning": 4,
+    "warn": 4,
+    "error": 3,
+    "exception": 3,
+    "critical": 2,
+    "fatal": 2,
+}
+DEFAULT_PRIORITY = 6  # info
 
 
 def stdout_is_journal(stream: TextIO = sys.stdout) -> bool:
@@ -35,7 +47,7 @@ def stdout_is_journal(stream: TextIO = sys.stdout) -> bool:
 
 
 def _journal_prefix(_: Any, method: str, event: str) -> str:
-    return f"<{SYSLOG_PRIORITY.get(method, 6)}>{event}"
+    return f"<{SYSLOG_PRIORITY.get(method, DEFAULT_PRIORITY)}>{event}"
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

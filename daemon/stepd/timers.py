@@ -1,9 +1,10 @@
 """Timers: wake-ups for executions that fall due soon. The only module that imports APScheduler.
 
-Timers are hints. The store is the truth: a date job per execution due within the window, an
-interval job that loads the next window, and an interval job that sweeps anything overdue (a
-missed wake-up, a clock that jumped, a crash). Firing only pushes the execution to the run
-queue; the engine checks the due time itself, so an early wake-up is harmless.
+Timers are hints. The store is the truth: a date job per due instant within the window (all the
+executions due at that instant share it: classes start on the hour), an interval job that loads
+the next window, and an interval job that sweeps anything overdue (a missed wake-up, a clock
+that jumped, a crash). Firing only pushes executions to the run queue; the engine checks the
+due time itself, so an early wake-up is harmless.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Timers:
             timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
-        self._armed: dict[int, float] = {}
+        self._armed: dict[int, float] = {}  # execution -> the instant it is armed for
+        self._instants: dict[float, set[int]] = {}  # instant -> executions armed for it
 
     @property
     def armed(self) -> int:
@@ -65,6 +67,7 @@ class Timers:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._armed.clear()
+        self._instants.clear()
 
     def arm(self, execution_id: int, due_at: float) -> None:
         """Wake `execution_id` at `due_at` if that is within the window; otherwise later."""
@@ -75,25 +78,38 @@ class Timers:
             return
         if due_at > now + self._window or self._armed.get(execution_id) == due_at:
             return
+        self.disarm(execution_id)
         self._armed[execution_id] = due_at
+        waiting = self._instants.get(due_at)
+        if waiting is not None:
+            waiting.add(execution_id)
+            return
+        self._instants[due_at] = {execution_id}
         self._scheduler.add_job(
             self._fire,
             "date",
             run_date=datetime.fromtimestamp(due_at, UTC),
-            args=(execution_id, due_at),
-            id=str(execution_id),
-            replace_existing=True,
+            args=(due_at,),
+            id=_job_id(due_at),
         )
 
     def disarm(self, execution_id: int) -> None:
-        if self._armed.pop(execution_id, None) is not None:
+        due_at = self._armed.pop(execution_id, None)
+        if due_at is None:
+            return
+        waiting = self._instants.get(due_at)
+        if waiting is None:
+            return
+        waiting.discard(execution_id)
+        if not waiting:
+            del self._instants[due_at]
             with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(str(execution_id))
+                self._scheduler.remove_job(_job_id(due_at))
 
-    async def _fire(self, execution_id: int, due_at: float) -> None:
-        if self._armed.get(execution_id) == due_at:
+    async def _fire(self, due_at: float) -> None:
+        for execution_id in sorted(self._instants.pop(due_at, ())):
             del self._armed[execution_id]
-        self._on_due(execution_id, due_at)
+            self._on_due(execution_id, due_at)
 
     async def load_window(self) -> None:
         horizon = self._clock() + self._window
@@ -106,3 +122,7 @@ class Timers:
         now = self._clock()
         for execution_id, due_at in await self._load_due(now, SWEEP_LIMIT):
             self._on_due(execution_id, due_at)
+
+
+def _job_id(due_at: float) -> str:
+    return f"at-{due_at!r}"

@@ -1,7 +1,13 @@
-"""The control API over HTTP: AWS JSON 1.0 at `POST /`, serverless `events.http` routes, health.
+"""The control API over HTTP: AWS JSON 1.0 at `POST /`, serverless `events.http` routes, health
+and metrics.
 
 Listens on "host:port" or "unix:/path". Never answers a bad request with a 5xx: every refusal
 has AWS's shape, `{"__type": ..., "message": ...}`.
+
+Access (see `stepd.api.auth`): with key pairs configured, every request but `/healthz` must be
+signed with SigV4 (`GET /metrics` may instead carry the metrics bearer token). Without them the
+server listens only on loopback or a unix socket, and on loopback answers only requests
+addressed to a loopback name and not sent from a web page.
 """
 
 from __future__ import annotations
@@ -15,21 +21,35 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from stepd.api.auth import (
+    ApiAccess,
+    Authenticator,
+    AuthError,
+    Request,
+    check_listen,
+    check_local_origin,
+)
 from stepd.api.protocol import Operations
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
+    InvalidExecutionInput,
+    SerializationException,
     ServiceUnavailable,
     StepdError,
     StoreError,
     ValidationException,
 )
+from stepd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stepd.metrics import Metrics
 
 log = structlog.get_logger("stepd.api")
 
 AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -43,18 +63,40 @@ def _error(exc: ApiError) -> web.Response:
 
 
 class ApiServer:
-    def __init__(self, engine: Engine, listen: str, health: Health) -> None:
+    """The HTTP side of the API.
+
+    `access` says who may call it (default: anyone, which only a loopback or unix-socket
+    `listen` allows: ConfigError otherwise); `metrics`, when given, is served at GET /metrics.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        listen: str,
+        health: Health,
+        *,
+        access: ApiAccess | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        access = access if access is not None else ApiAccess()
+        check_listen(listen, access)
         self.engine = engine
         self.operations = Operations(engine)
         self.listen = listen
         self.health = health
+        self.metrics = metrics
+        self._authenticator = (
+            Authenticator(access, region=engine.arns.region) if access.required else None
+        )
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._access])
         app.router.add_post("/", self._aws)
-        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get(HEALTH_PATH, self._healthz)
+        if self.metrics is not None:
+            app.router.add_get(METRICS_PATH, self._metrics)
         for machine in self.engine.machines.values():
             for event in machine.http_events:
                 app.router.add_route(
@@ -88,17 +130,54 @@ class ApiServer:
             await self._runner.cleanup()
             self._runner = None
 
+    @web.middleware
+    async def _access(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path == HEALTH_PATH:
+            return await handler(request)
+        try:
+            if self._authenticator is not None:
+                await self._authenticate(request, self._authenticator)
+            elif not self.listen.startswith("unix:"):
+                check_local_origin(await _signed_view(request, with_body=False))
+        except AuthError as exc:
+            log.info(
+                "api.refused",
+                reason=exc.aws_type,
+                method=request.method,
+                path=request.path,
+                remote=request.remote,
+            )
+            return _error(exc)
+        return await handler(request)
+
+    async def _authenticate(self, request: web.Request, authenticator: Authenticator) -> None:
+        if request.path == METRICS_PATH and authenticator.verify_metrics_token(
+            request.headers.get("Authorization")
+        ):
+            return
+        key = authenticator.verify(await _signed_view(request, with_body=True))
+        log.debug("api.authenticated", key=key, path=request.path)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        assert self.metrics is not None
+        try:
+            body = await self.metrics.render()
+        except StoreError as exc:
+            log.error("api.store_error", path=METRICS_PATH, error=str(exc))  # noqa: TRY400
+            return _error(_unavailable(exc))
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     async def _aws(self, request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target")
         try:
-            raw = await request.read()
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                raise ValidationException("The request body is not valid JSON") from None
+            body = _json_body(await request.read())
             answer = await self.operations.handle(target, body)
         except ApiError as exc:
             return _error(exc)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(_too_large())
         except web.HTTPException:
             raise
         except StoreError as exc:
@@ -110,11 +189,11 @@ class ApiServer:
 
     def _route(self, machine: str, action: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def start(request: web.Request) -> web.Response:
-            raw = await request.text()
             name = request.query.get("name") or request.headers.get("X-Stepd-Execution-Name")
             try:
+                raw = _text(await request.read())
                 if action == "StopExecution":
-                    body = json.loads(raw or "{}")
+                    body = _json_body(raw.encode())
                     answer = await self.operations.stop_execution(
                         body if isinstance(body, dict) else {}
                     )
@@ -128,8 +207,8 @@ class ApiServer:
                     )
             except ApiError as exc:
                 return _error(exc)
-            except ValueError:
-                return _error(ValidationException("The request body is not valid JSON"))
+            except web.HTTPRequestEntityTooLarge:
+                return _error(_too_large())
             except StoreError as exc:
                 return _error(_unavailable(exc))
             return web.json_response(answer)
@@ -144,5 +223,43 @@ class ApiServer:
         return web.json_response(report)
 
 
+async def _signed_view(request: web.Request, *, with_body: bool) -> Request:
+    """The request as sent, for checking its signature (the body stays readable)."""
+    raw = request.raw_path
+    if not raw.startswith("/"):  # absolute-form request target
+        raw = "/" + raw.partition("://")[2].partition("/")[2]
+    path, _, query = raw.partition("?")
+    return Request(
+        method=request.method,
+        path=path,
+        query=query,
+        headers=tuple(request.headers.items()),
+        body=await request.read() if with_body else b"",
+    )
+
+
 def _unavailable(exc: StoreError) -> ApiError:
     return ServiceUnavailable(f"The store cannot accept work right now: {exc.message}")
+
+
+def _json_body(raw: bytes) -> Any:
+    """The request body as JSON, strictly (no NaN or Infinity); SerializationException if not."""
+    try:
+        return json.loads(raw or b"{}", parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise SerializationException("The request body is not valid JSON") from None
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidExecutionInput("Invalid execution input: the body is not UTF-8") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _too_large() -> ApiError:
+    return ValidationException(f"The request is larger than {MAX_REQUEST_BYTES} bytes")

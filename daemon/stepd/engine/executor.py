@@ -48,6 +48,7 @@ DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
+ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 
 
 @dataclass
@@ -106,6 +107,9 @@ class Engine:
         self.observer = EngineObserver()
         self.queue = DueQueue(self.advance, workers=workers)
         self._definitions: dict[int, Mapping[str, Any]] = {}
+        # The engine is the only writer, so what it committed last is what the store holds;
+        # a stale entry would only fail its next commit's version check and be read again.
+        self._rows: dict[int, Execution] = {}
         self._arm: Callable[[int, float], None] = self.queue.push
 
     def set_timer(self, arm: Callable[[int, float], None]) -> None:
@@ -210,8 +214,7 @@ class Engine:
             now = self.clock()
             stopped = await self.store.commit(
                 Transition(
-                    execution_id=execution.id,
-                    expected_version=execution.version,
+                    base=execution,
                     fields={
                         "status": ABORTED,
                         "stop_date": now,
@@ -227,25 +230,31 @@ class Engine:
                 )
             )
             if stopped is not None:
+                self._rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
     # -- running ---------------------------------------------------------------------
 
     def _schedule(self, execution: Execution) -> None:
+        self._rows.pop(execution.id, None)
         if execution.status == RUNNING and execution.due_at is not None:
+            if execution.due_at <= self.clock() + ROW_CACHE_SECONDS:
+                self._rows[execution.id] = execution
             self._arm(execution.id, execution.due_at)
 
     async def advance(self, execution_id: int) -> None:
         """Carry out whatever is due for one execution, as far as it goes without waiting."""
-        execution = await self.store.get_execution(execution_id)
+        execution = self._rows.pop(execution_id, None)
+        if execution is None:
+            execution = await self.store.get_execution(execution_id)
         while execution is not None and execution.status == RUNNING and self.queue.accepting:
             due_at = execution.due_at
             if due_at is None:
                 return
             now = self.clock()
             if due_at > now:
-                self._arm(execution.id, due_at)
+                self._schedule(execution)
                 return
             with structlog.contextvars.bound_contextvars(
                 machine=execution.machine, execution=execution.name, state=execution.state
@@ -368,17 +377,14 @@ class Engine:
         return outcome
 
     def _log_closed(self, execution: Execution | None) -> None:
-        if execution is None:
-            return
-        if execution.status != RUNNING:
+        if execution is not None and execution.status != RUNNING:
+            self._rows.pop(execution.id, None)
             log.info(
                 "execution.closed",
                 status=execution.status,
                 error=execution.error,
                 cause=execution.cause,
             )
-        else:
-            self._schedule(execution)
 
 
 def _event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:

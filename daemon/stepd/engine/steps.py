@@ -84,9 +84,9 @@ class Step:
         self.status = RUNNING
         self.fields: dict[str, Any] = {}
         self.chain_due: float | None = None  # due instant of the wait this step began with
+        self.row = row
         if row is None:
             self.last_event_id = 0
-            self.version = 0
             self.state: str | None = None
             self.phase: str | None = None
             self.data = execution_input
@@ -96,10 +96,8 @@ class Step:
             self.attempt = 0
             self.retry_counts: tuple[int, ...] = ()
             self.due_at: float | None = None
-            self.execution_id = 0
         else:
             self.last_event_id = row.last_event_id
-            self.version = row.version
             self.state = row.state
             self.phase = row.phase
             self.data = row.data or "{}"
@@ -109,7 +107,6 @@ class Step:
             self.attempt = row.attempt
             self.retry_counts = row.retry_counts
             self.due_at = row.due_at
-            self.execution_id = row.id
 
     # -- building blocks -------------------------------------------------------------
 
@@ -140,9 +137,10 @@ class Step:
         return str(state.get("Type", "Unknown")) if isinstance(state, Mapping) else "Unknown"
 
     def transition(self) -> Transition:
+        if self.row is None:
+            raise ValueError("a new execution is created, not transitioned")
         return Transition(
-            execution_id=self.execution_id,
-            expected_version=self.version,
+            base=self.row,
             fields=self.columns(),
             events=tuple(self.events),
         )

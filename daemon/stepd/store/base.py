@@ -38,7 +38,8 @@ class Store(ABC):
 
     @abstractmethod
     async def commit(self, transition: Transition) -> Execution | None:
-        """Apply durably if the execution is still at `expected_version`; else None."""
+        """Apply durably if the execution is still at `transition.base.version` and return
+        the execution as it now is; else None."""
 
     @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:

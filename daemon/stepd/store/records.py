@@ -62,10 +62,12 @@ class NewEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class Transition:
-    """One atomic change to an execution: new column values and events to append."""
+    """One atomic change to `base`: new column values and events to append.
 
-    execution_id: int
-    expected_version: int
+    It applies only while the stored execution is still at `base.version`.
+    """
+
+    base: Execution
     fields: dict[str, Any]
     events: tuple[NewEvent, ...] = ()
 

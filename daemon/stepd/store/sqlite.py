@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -346,28 +347,25 @@ class SqliteStore(Store):
         return await self._write(create)
 
     async def commit(self, transition: Transition) -> Execution | None:
+        base = transition.base
+        last_event_id = base.last_event_id + len(transition.events)
+        columns = {k: _encode(k, v) for k, v in transition.fields.items()}
+        columns["last_event_id"] = last_event_id
+        columns["version"] = base.version + 1
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        sql = f"UPDATE executions SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
+        params = (*columns.values(), base.id, base.version)
+
         def apply(conn: sqlite3.Connection) -> Execution | None:
-            row = conn.execute(
-                "SELECT version, last_event_id FROM executions WHERE id = ?",
-                (transition.execution_id,),
-            ).fetchone()
-            if row is None or row["version"] != transition.expected_version:
+            if conn.execute(sql, params).rowcount == 0:
                 return None
-            last_event_id = int(row["last_event_id"])
-            _append_events(conn, transition.execution_id, last_event_id, transition.events)
-            columns = {k: _encode(k, v) for k, v in transition.fields.items()}
-            columns["last_event_id"] = last_event_id + len(transition.events)
-            columns["version"] = transition.expected_version + 1
-            assignments = ", ".join(f"{name} = ?" for name in columns)
-            conn.execute(
-                f"UPDATE executions SET {assignments} WHERE id = ?",  # noqa: S608
-                (*columns.values(), transition.execution_id),
+            _append_events(conn, base.id, base.last_event_id, transition.events)
+            return replace(
+                base,
+                **transition.fields,
+                last_event_id=last_event_id,
+                version=base.version + 1,
             )
-            updated = conn.execute(
-                f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
-                (transition.execution_id,),
-            ).fetchone()
-            return _row_to_execution(updated)
 
         return await self._write(apply)
 

@@ -1,0 +1,144 @@
+"""Prometheus metrics for `GET /metrics`, in a registry of stepd's own.
+
+    stepd_step_lateness_seconds        histogram  how long after its due instant a task step
+                                                  started
+    stepd_steps_late_total             counter    task steps later than their machine's
+                                                  late_threshold_seconds
+    stepd_task_calls_total             counter    task calls (re-sends included) by `outcome`
+                                                  ("success" or the ASL error name, without
+                                                  the status for States.Http.StatusCode) and
+                                                  `code` (HTTP status, "none" without an answer)
+    stepd_task_calls_in_flight         gauge      task calls waiting for an answer
+    stepd_executions                   gauge      executions in the store by `status`
+    stepd_timers_armed                 gauge      wake-ups held in memory
+    stepd_oldest_overdue_seconds       gauge      how long the earliest-due running execution
+                                                  has been due (0 when none is)
+
+The in-memory values are read when scraped; the store's are read by `render`, off the event
+loop (the store runs its reads in threads).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from stepd.engine.executor import Engine, EngineObserver
+from stepd.store.records import STATUSES
+from stepd.tasks.caller import STATUS_ERROR_PREFIX, TaskOutcome
+from stepd.timers import Timers
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+SUCCESS = "success"
+NO_STATUS = "none"
+# Seconds: from on time (a few ms of timer and commit latency) to a daemon that was down.
+LATENESS_BUCKETS_SECONDS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    float("inf"),
+)
+
+
+class Metrics(EngineObserver):
+    """stepd's metrics. Becomes `engine`'s observer when made."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        timers: Timers | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._engine = engine
+        self._clock = clock
+        self.lateness = Histogram(
+            "stepd_step_lateness_seconds",
+            "Seconds from a task step's due instant to its start.",
+            buckets=LATENESS_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.steps_late = Counter(
+            "stepd_steps_late",
+            "Task steps that started later than their machine's late_threshold_seconds.",
+            registry=self.registry,
+        )
+        self.task_calls = Counter(
+            "stepd_task_calls",
+            "Task calls, re-sends included, by outcome and HTTP status code.",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
+        in_flight = Gauge(
+            "stepd_task_calls_in_flight",
+            "Task calls waiting for an answer.",
+            registry=self.registry,
+        )
+        in_flight.set_function(lambda: engine.stats.in_flight)
+        self.executions = Gauge(
+            "stepd_executions",
+            "Executions in the store by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        armed = Gauge("stepd_timers_armed", "Wake-ups held in memory.", registry=self.registry)
+        if timers is not None:
+            armed.set_function(lambda: timers.armed)
+        self.oldest_overdue = Gauge(
+            "stepd_oldest_overdue_seconds",
+            "Seconds since the earliest-due running execution fell due; 0 when none is due.",
+            registry=self.registry,
+        )
+        for status in STATUSES:
+            self.executions.labels(status=status)
+        engine.observer = self
+
+    # -- the engine's reports ------------------------------------------------------------
+
+    def step_started(self, lateness_seconds: float, *, late: bool) -> None:
+        self.lateness.observe(lateness_seconds)
+        if late:
+            self.steps_late.inc()
+
+    def task_called(self, outcome: TaskOutcome) -> None:
+        label = SUCCESS if outcome.error is None else outcome.error
+        if label.startswith(STATUS_ERROR_PREFIX):
+            label = STATUS_ERROR_PREFIX.rstrip(".")
+        code = NO_STATUS if outcome.status is None else str(outcome.status)
+        self.task_calls.labels(outcome=label, code=code).inc()
+
+    # -- scraping ------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read the store's figures. Raises StoreError when the store cannot answer."""
+        store = self._engine.store
+        counts = await store.count_by_status()
+        now = self._clock()
+        due = await store.due(now, 1)
+        for status in sorted({*STATUSES, *counts}):
+            self.executions.labels(status=status).set(counts.get(status, 0))
+        self.oldest_overdue.set(max(0.0, now - due[0][1]) if due else 0.0)
+
+    async def render(self) -> bytes:
+        """The text exposition format (version 0.0.4), freshly refreshed."""
+        await self.refresh()
+        return generate_latest(self.registry)

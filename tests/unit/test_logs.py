@@ -1,0 +1,60 @@
+"""Log lines under journald: `<N>` priority prefixes, only when stdout is the journal stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from stepd import logs
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def _journal_stream(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_dev}:{stat.st_ino}"
+
+
+def test_lines_to_the_journal_carry_their_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With JOURNAL_STREAM naming stdout, each JSON line starts with its syslog priority."""
+    out_path = tmp_path / "stdout"
+    with out_path.open("w", encoding="utf-8") as out:
+        monkeypatch.setenv("JOURNAL_STREAM", _journal_stream(out_path))
+        logs.configure("debug", "json", stream=out)
+        log = structlog.get_logger("test")
+        log.debug("a.debug")
+        log.info("a.info")
+        log.warning("a.warning")
+        log.error("a.error")
+
+    lines = out_path.read_text(encoding="utf-8").splitlines()
+    assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>"]
+    assert [json.loads(line[3:])["event"] for line in lines] == [
+        "a.debug",
+        "a.info",
+        "a.warning",
+        "a.error",
+    ]
+
+
+def test_another_stream_gets_plain_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOURNAL_STREAM naming some other file (an inherited variable) adds no prefix."""
+    other = tmp_path / "other"
+    other.write_text("", encoding="utf-8")
+    out_path = tmp_path / "stdout"
+    with out_path.open("w", encoding="utf-8") as out:
+        monkeypatch.setenv("JOURNAL_STREAM", _journal_stream(other))
+        logs.configure("info", "json", stream=out)
+        structlog.get_logger("test").error("a.error")
+
+    assert json.loads(out_path.read_text(encoding="utf-8"))["event"] == "a.error"
