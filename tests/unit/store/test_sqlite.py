@@ -98,12 +98,8 @@ async def test_commit_with_a_stale_version_changes_nothing(store: SqliteStore):
     """A transition computed from an old row is refused, so a stop is never overwritten."""
     definition_id = await store.put_definition("m", "{}")
     execution, _ = await store.create_execution(_new("v", definition_id))
-    stopped = await store.commit(
-        Transition(base=execution, fields={"status": "ABORTED"})
-    )
-    stale = await store.commit(
-        Transition(base=execution, fields={"status": "SUCCEEDED"})
-    )
+    stopped = await store.commit(Transition(base=execution, fields={"status": "ABORTED"}))
+    stale = await store.commit(Transition(base=execution, fields={"status": "SUCCEEDED"}))
     assert stopped is not None
     assert (stopped.status, stopped.version, stale) == ("ABORTED", 1, None)
     assert await store.get_execution(execution.id) == stopped
@@ -114,9 +110,7 @@ async def test_events_are_numbered_consecutively_across_commits(store: SqliteSto
     definition_id = await store.put_definition("m", "{}")
     execution, _ = await store.create_execution(_new("h", definition_id))
     events = tuple(NewEvent(type=f"E{n}", details={}, ts=2.0) for n in range(3))
-    await store.commit(
-        Transition(base=execution, fields={}, events=events)
-    )
+    await store.commit(Transition(base=execution, fields={}, events=events))
     history = await store.history(execution.id, reverse=False, limit=100, after=None)
     assert [(e.id, e.previous_id) for e in history] == [(1, 0), (2, 1), (3, 2), (4, 3)]
 
