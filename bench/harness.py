@@ -98,6 +98,12 @@ Ping = "/ping"
                 raise RuntimeError("the daemon exited")
             await asyncio.sleep(0.01)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the daemon has used so far."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)

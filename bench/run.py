@@ -153,6 +153,7 @@ async def herd(count: int) -> dict[str, float]:
             await asyncio.gather(*(client() for _ in range(32)))
         if time.time() >= at:
             raise RuntimeError("the herd was not loaded before its due second")
+        cpu_before = bench.cpu_seconds()
         deadline = at + 120
         while len(bench.server.records) < count and time.time() < deadline:
             await asyncio.sleep(0.1)
@@ -165,8 +166,10 @@ async def herd(count: int) -> dict[str, float]:
                 done_at = time.time()
                 break
             await asyncio.sleep(0.1)
+        cpu = bench.cpu_seconds() - cpu_before
         await bench.close()
     return {
+        "daemon_cpu_s": cpu,
         "delivered": len(lateness),
         "early": sum(1 for v in lateness if v < 0),
         "p50_ms": percentile(lateness, 50),

@@ -103,13 +103,15 @@ class _Write:
         self.future = future
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Resolve a whole group commit's futures with one wake-up of the loop."""
+    for future, result, error in settled:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class SqliteStore(Store):
@@ -247,8 +249,11 @@ class SqliteStore(Store):
                 conn.execute("ROLLBACK")
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
         for write, result, error in outcomes:
-            write.loop.call_soon_threadsafe(_settle, write.future, result, error)
+            by_loop.setdefault(write.loop, []).append((write.future, result, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None:

@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_USER_AGENT = f"stepd/{__version__}"
 DEFAULT_MAX_CONNECTIONS = 100
 CONNECT_TIMEOUT_SECONDS = 5.0  # capped by the request's own timeout
-DEFAULT_TIMEOUT_SECONDS = 10.0  # the client's default; each call sets its own
-KEEPALIVE_EXPIRY_SECONDS = 30.0  # idle pooled connections are closed after this
+MAX_CACHED_URLS = 10_000  # parsed endpoint URLs kept for reuse
 MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
 CAUSE_BODY_CHARS = 256
 
@@ -118,18 +117,11 @@ class TaskCaller:
             secret_key(signing_secret)
         self._secret = signing_secret
         self._clock = clock
-        self._client = httpx.AsyncClient(
-            transport=transport or AiohttpTransport(max_connections=max_connections),
-            headers={"User-Agent": user_agent, "Accept": JSON_CONTENT_TYPE},
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-            ),
-            timeout=httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            follow_redirects=False,
-            trust_env=False,  # no proxies or .netrc from the environment: calls go where configured
-        )
+        # Requests go straight to the transport: no cookies, no redirects, no proxies or
+        # .netrc from the environment; each call goes exactly where it is configured.
+        self._transport = transport or AiohttpTransport(max_connections=max_connections)
+        self._user_agent = user_agent
+        self._urls: dict[str, httpx.URL] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -144,7 +136,7 @@ class TaskCaller:
 
     async def aclose(self) -> None:
         """Close pooled connections. The caller cannot be used afterwards."""
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def call(self, request: TaskRequest) -> TaskOutcome:
         """POST the request once and report the outcome. Raises only on cancellation."""
@@ -173,6 +165,8 @@ class TaskCaller:
     def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
         timestamp = int(self._clock())
         headers = {
+            "User-Agent": self._user_agent,
+            "Accept": JSON_CONTENT_TYPE,
             "Content-Type": JSON_CONTENT_TYPE,
             IDEMPOTENCY_KEY_HEADER: idempotency_key,
             ID_HEADER: idempotency_key,
@@ -182,21 +176,35 @@ class TaskCaller:
             headers[SIGNATURE_HEADER] = sign(self._secret, idempotency_key, timestamp, body)
         return headers
 
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if parsed.scheme not in {"http", "https"} or not parsed.host:
+                raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url!r}")
+            if len(self._urls) < MAX_CACHED_URLS:
+                self._urls[url] = parsed
+        return parsed
+
     async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
         limit = request.timeout_seconds
-        timeout = httpx.Timeout(limit, connect=min(CONNECT_TIMEOUT_SECONDS, limit))
+        connect = min(CONNECT_TIMEOUT_SECONDS, limit)
         try:
-            async with (
-                asyncio.timeout(limit),
-                self._client.stream(
-                    "POST",
-                    request.url,
-                    content=body,
-                    headers=self._headers(request.idempotency_key, body),
-                    timeout=timeout,
-                ) as response,
-            ):
-                content, complete = await _read_at_most(response, MAX_RESULT_BYTES)
+            outgoing = httpx.Request(
+                "POST",
+                self._url(request.url),
+                headers=self._headers(request.idempotency_key, body),
+                content=body,
+                extensions={
+                    "timeout": {"connect": connect, "read": limit, "write": limit, "pool": limit}
+                },
+            )
+            async with asyncio.timeout(limit):
+                response = await self._transport.handle_async_request(outgoing)
+                try:
+                    content, complete = await _read_at_most(response, MAX_RESULT_BYTES)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException) as exc:
             return TaskOutcome(
                 error=ERROR_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
