@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -104,6 +105,13 @@ Ping = "/ping"
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def rss_bytes(self) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
@@ -145,3 +153,33 @@ Ping = "/ping"
         self.stop()
         await self.api.aclose()
         await self.server.stop()
+
+
+def fill_waiting(db: Path, template: str, count: int, *, first_due: float) -> None:
+    """Copy execution `template` (and its events) `count` times, due one second apart."""
+    conn = sqlite3.connect(db)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(executions)") if r[1] != "id"]
+    row = conn.execute(
+        f"SELECT id, {', '.join(columns)} FROM executions WHERE name = ?", (template,)
+    ).fetchone()
+    template_id, values = row[0], dict(zip(columns, row[1:], strict=True))
+    events = conn.execute(
+        "SELECT id, previous_id, ts, type, details FROM events WHERE execution_id = ?",
+        (template_id,),
+    ).fetchall()
+    start = conn.execute("SELECT max(id) FROM executions").fetchone()[0] + 1
+    marks = ", ".join("?" for _ in columns)
+    batch = 50_000
+    with conn:
+        for offset in range(0, count, batch):
+            rows, event_rows = [], []
+            for n in range(offset, min(count, offset + batch)):
+                values["name"] = f"w{n}"
+                values["due_at"] = first_due + n
+                rows.append((start + n, *values.values()))
+                event_rows += [(start + n, *event) for event in events]
+            conn.executemany(
+                f"INSERT INTO executions (id, {', '.join(columns)}) VALUES (?, {marks})", rows
+            )
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+    conn.close()

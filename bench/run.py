@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from harness import Bench, percentile, rfc3339
+from harness import Bench, fill_waiting, free_port, percentile, rfc3339
+
+from stepd.classroom import ClassroomServer
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -88,34 +90,41 @@ async def intake(count: int, connections: int) -> dict[str, float]:
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
-        far = time.time() + 3600
-        latencies: list[float] = []
-        names = iter(range(count))
-        url = f"http://127.0.0.1:{bench.port}/"
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": "AWSStepFunctions.StartExecution",
-        }
-        body_input = json.dumps({"at": rfc3339(far)})
-        connector = aiohttp.TCPConnector(limit=connections)
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def client() -> None:
-                for n in names:
-                    body = json.dumps(
-                        {"stateMachineArn": "ping", "name": f"i{n}", "input": body_input}
-                    )
-                    sent = time.perf_counter()
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        if response.status != 200:
-                            raise RuntimeError(await response.text())
-                    latencies.append((time.perf_counter() - sent) * 1000)
-
-            began = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(connections)))
-            elapsed = time.perf_counter() - began
+        figures = await _intake_on(bench, count, connections, prefix="i")
         await bench.close()
+    return figures
+
+
+async def _intake_on(
+    bench: Bench, count: int, connections: int, *, prefix: str
+) -> dict[str, float]:
+    far = time.time() + 3600
+    latencies: list[float] = []
+    names = iter(range(count))
+    url = f"http://127.0.0.1:{bench.port}/"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "AWSStepFunctions.StartExecution",
+    }
+    body_input = json.dumps({"at": rfc3339(far)})
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            for n in names:
+                body = json.dumps(
+                    {"stateMachineArn": "ping", "name": f"{prefix}{n}", "input": body_input}
+                )
+                sent = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(await response.text())
+                latencies.append((time.perf_counter() - sent) * 1000)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
     return {
         "started": len(latencies),
         "per_second": len(latencies) / elapsed,
@@ -179,6 +188,130 @@ async def herd(count: int) -> dict[str, float]:
     }
 
 
+async def scale(count: int) -> dict[str, float]:
+    """`count` executions waiting in the store: memory, restart to ready, intake, idle CPU."""
+    with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
+        bench = Bench(Path(folder))
+        await bench.setup()
+        bench.start_daemon()
+        await bench.wait_ready()
+        await bench.start_execution("template", time.time() + 86_400)
+        bench.stop()
+        far = time.time() + 30 * 86_400
+        fill_waiting(Path(folder) / "stepd.db", "template", count, first_due=far)
+        db_bytes = sum(
+            f.stat().st_size for f in Path(folder).iterdir() if f.name.startswith("stepd.db")
+        )
+        bench.start_daemon()
+        ready = await bench.wait_ready()
+        ready_s = ready - bench.started_at
+        await asyncio.sleep(2)
+        cpu0, wall0 = bench.cpu_seconds(), time.monotonic()
+        await asyncio.sleep(10)
+        idle_cpu = (bench.cpu_seconds() - cpu0) / (time.monotonic() - wall0) * 100
+        figures = await _intake_on(bench, 2000, 64, prefix="s")
+        rss_mb = bench.rss_bytes() / 2**20
+        await bench.close()
+    return {
+        "waiting": count,
+        "db_bytes_per_execution": db_bytes / count,
+        "restart_to_ready_s": ready_s,
+        "rss_mb": rss_mb,
+        "idle_cpu_percent": idle_cpu,
+        "start_p99_ms": figures["p99_ms"],
+        "start_per_second": figures["per_second"],
+    }
+
+
+class Baseline:
+    """bench/baseline.py as a subprocess, with the same stand-in classroom server."""
+
+    def __init__(self, folder: Path, server: ClassroomServer) -> None:
+        self.folder = folder
+        self.server = server
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        base_url = await self.server.start()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("baseline.py")),
+                str(self.folder / "jobs.db"),
+                str(self.port),
+                base_url,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        await asyncio.to_thread(self.process.stdout.readline)
+
+    async def create(self, count: int, start: float, connections: int) -> list[float]:
+        latencies: list[float] = []
+        names = iter(range(count))
+        url = f"http://127.0.0.1:{self.port}/classroom"
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections)
+        ) as session:
+
+            async def client() -> None:
+                for n in names:
+                    body = {"name": f"b{n}", "start": rfc3339(start), "end": rfc3339(start + 3600)}
+                    sent = time.perf_counter()
+                    async with session.post(url, json=body) as response:
+                        await response.read()
+                    latencies.append((time.perf_counter() - sent) * 1000)
+
+            await asyncio.gather(*(client() for _ in range(connections)))
+        return latencies
+
+    async def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        await self.server.stop()
+
+
+async def baseline_intake(count: int, connections: int) -> dict[str, float]:
+    """The baseline's intake: classrooms added per second (three date jobs each)."""
+    with tempfile.TemporaryDirectory(prefix="stepd-baseline-") as folder:
+        baseline = Baseline(Path(folder), ClassroomServer())
+        await baseline.start()
+        began = time.perf_counter()
+        latencies = await baseline.create(count, time.time() + 86_400, connections)
+        elapsed = time.perf_counter() - began
+        await baseline.close()
+    return {
+        "classrooms": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+async def baseline_herd(count: int, load_rate: float) -> dict[str, float]:
+    """The baseline's herd: `count` classrooms starting in the same second."""
+    with tempfile.TemporaryDirectory(prefix="stepd-baseline-") as folder:
+        server = ClassroomServer()
+        baseline = Baseline(Path(folder), server)
+        await baseline.start()
+        at = float(int(time.time() + count / load_rate) + 5)
+        await baseline.create(count, at, 32)
+        loaded_in_time = time.time() < at
+        deadline = at + 60
+        while time.time() < deadline and len(server.records) < count:
+            await asyncio.sleep(0.5)
+        lateness = [(r.received_at - at) * 1000 for r in server.records]
+        await baseline.close()
+    return {
+        "loaded_before_due": loaded_in_time,
+        "delivered": len(lateness),
+        "delivered_within_60s_percent": 100 * len(lateness) / count,
+        "p50_ms": percentile(lateness, 50),
+        "p99_ms": percentile(lateness, 99),
+    }
+
+
 def _commit() -> str:
     try:
         return subprocess.check_output(
@@ -209,6 +342,13 @@ async def main(mode: str) -> int:
         "restart after SIGKILL, down past due": await restart(20 if quick else 200),
         "intake (StartExecution, 64 connections)": await intake(3000 if quick else 20000, 64),
         "herd (same due second)": await herd(1000 if quick else 5000),
+        "baseline intake (APScheduler 3 + SQLAlchemy store + httpx)": await baseline_intake(
+            1000 if quick else 5000, 64
+        ),
+        "baseline herd (APScheduler 3 + SQLAlchemy store + httpx)": await baseline_herd(
+            1000 if quick else 5000, load_rate=60
+        ),
+        "scale (waiting executions in the store)": await scale(100_000 if quick else 1_000_000),
     }
     for name, figures in results.items():
         print(f"{name}: {figures}")
