@@ -368,7 +368,7 @@ class Daemon:
             log.warning(
                 "config.machine_removed",
                 machine=name,
-                note="no new executions; running ones fail their next Task (no endpoint)",
+                note="no new executions; running ones finish with their old endpoints",
             )
         restart_needed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
         if new.http.max_concurrency != old.http.max_concurrency:

@@ -107,6 +107,7 @@ class Engine:
         self.observer = EngineObserver()
         self.queue = DueQueue(self.advance, workers=workers)
         self._definitions: dict[int, Mapping[str, Any]] = {}
+        self._retired: dict[str, Machine] = {}
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
@@ -131,7 +132,18 @@ class Engine:
             registered[name] = replace(
                 machine, definition_id=definition_id, created_at=created_at or self.clock()
             )
+        # A machine dropped from the config starts nothing new, but its running executions
+        # finish with the endpoints and policy they had.
+        self._retired.update(
+            {name: old for name, old in self.machines.items() if name not in registered}
+        )
+        for name in registered:
+            self._retired.pop(name, None)
         self.machines = registered
+
+    def _serving(self, name: str) -> Machine | None:
+        """The machine running executions of `name` use: configured, or retired."""
+        return self.machines.get(name) or self._retired.get(name)
 
     async def _definition(self, definition_id: int) -> Mapping[str, Any]:
         cached = self._definitions.get(definition_id)
@@ -297,7 +309,7 @@ class Engine:
         lateness = max(0.0, step.now - float(due))
         self.stats.steps += 1
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
-        machine = self.machines.get(step.machine)
+        machine = self._serving(step.machine)
         threshold = machine.late_threshold_seconds if machine else float("inf")
         self.observer.step_started(lateness, late=lateness > threshold)
         if lateness <= threshold:
@@ -327,10 +339,11 @@ class Engine:
         else:
             self.stats.resends += 1
         if late:
+            machine = self._serving(execution.machine)
             outcome = TaskOutcome(
                 error=LATE_ERROR,
                 cause=f"The step ran later than the machine's threshold of "
-                f"{self.machines[execution.machine].late_threshold_seconds} s.",
+                f"{machine.late_threshold_seconds if machine else 0} s.",
             )
         else:
             outcome = await self._send(execution, resend=resend)
@@ -344,7 +357,7 @@ class Engine:
         return updated
 
     async def _send(self, execution: Execution, *, resend: bool) -> TaskOutcome:
-        machine = self.machines.get(execution.machine)
+        machine = self._serving(execution.machine)
         pending = execution.pending
         resource = pending.get("resource")
         url = machine.endpoints.resolve(execution.state or "", resource) if machine else None

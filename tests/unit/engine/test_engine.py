@@ -15,7 +15,12 @@ import pytest
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import LATE_FAIL, Machine
-from stepd.errors import ExecutionAlreadyExists, InvalidExecutionInput, InvalidName
+from stepd.errors import (
+    ExecutionAlreadyExists,
+    InvalidExecutionInput,
+    InvalidName,
+    StateMachineDoesNotExist,
+)
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
@@ -391,3 +396,18 @@ async def test_same_name_and_input_while_running_is_the_same_execution(store: Sq
     assert (again.created, again.execution.id) == (False, first.execution.id)
     with pytest.raises(ExecutionAlreadyExists):
         await engine.start_execution("classroom", "c1", '{"start": "other"}')
+
+
+async def test_a_machine_dropped_from_the_config_still_finishes_its_executions(
+    store: SqliteStore,
+):
+    """Running executions of a removed machine keep their endpoints; new ones are refused."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    await engine.register({})
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    assert [r.url for r in caller.requests] == ["http://classroom.test/start"]
+    with pytest.raises(StateMachineDoesNotExist):
+        await engine.start_execution("classroom", "c2", INPUT)
