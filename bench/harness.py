@@ -68,7 +68,7 @@ base_url = "{base_url}"
 max_concurrency = {self.concurrency}
 [log]
 format = "json"
-level = "warning"
+level = "info"
 [[machines]]
 name = "ping"
 definition = "ping.asl.json"

@@ -371,7 +371,10 @@ class Engine:
         if pending.get("timeout") is not None:
             timeout = min(timeout, float(pending["timeout"]))
         key = f"{execution.machine}/{execution.name}/{execution.state_entered_event}"
-        log.info("task.call", url=url, attempt=execution.attempt, key=key, resend=resend)
+        if resend:
+            log.warning("task.resend", url=url, attempt=execution.attempt, key=key)
+        else:
+            log.debug("task.call", url=url, attempt=execution.attempt, key=key)
         self.stats.in_flight += 1
         try:
             outcome = await self.caller.call(
