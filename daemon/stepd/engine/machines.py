@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stepd.asl.loader import HttpEvent
@@ -25,4 +25,3 @@ class Machine:
     late_policy: str = LATE_RUN
     created_at: float = 0.0
     definition_id: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)

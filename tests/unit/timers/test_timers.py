@@ -1,0 +1,92 @@
+"""Timers: wake-ups within the window, grouped by instant, never the source of truth."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from stepd.timers import Timers
+
+
+class Due:
+    """What the store would answer: (execution, due_at) pairs before a horizon."""
+
+    def __init__(self, rows: Sequence[tuple[int, float]] = ()) -> None:
+        self.rows = list(rows)
+
+    async def __call__(self, before: float, limit: int) -> list[tuple[int, float]]:
+        return sorted((r for r in self.rows if r[1] < before), key=lambda r: r[1])[:limit]
+
+
+async def test_executions_due_at_one_instant_share_a_job_and_all_fire():
+    """Three executions due at the same instant wake together, in id order, not before it."""
+    fired: list[tuple[int, float, float]] = []
+    timers = Timers(on_due=lambda e, d: fired.append((e, d, time.time())), load_due=Due())
+    await timers.start()
+    try:
+        at = time.time() + 0.3
+        for execution_id in (3, 1, 2):
+            timers.arm(execution_id, at)
+        await asyncio.sleep(0.6)
+    finally:
+        timers.shutdown()
+    assert [(e, d) for e, d, _ in fired] == [(1, at), (2, at), (3, at)]
+    assert min(woke for _, _, woke in fired) >= at
+
+
+async def test_a_disarmed_execution_does_not_fire():
+    """Disarming one execution of an instant leaves the others armed."""
+    fired: list[int] = []
+    timers = Timers(on_due=lambda e, _d: fired.append(e), load_due=Due())
+    await timers.start()
+    try:
+        at = time.time() + 0.2
+        timers.arm(1, at)
+        timers.arm(2, at)
+        timers.disarm(1)
+        await asyncio.sleep(0.5)
+    finally:
+        timers.shutdown()
+    assert (fired, timers.armed) == ([2], 0)
+
+
+async def test_rearming_moves_an_execution_to_its_new_instant():
+    """An execution armed again at another instant fires once, at the new one."""
+    fired: list[tuple[int, float]] = []
+    timers = Timers(on_due=lambda e, d: fired.append((e, d)), load_due=Due())
+    await timers.start()
+    try:
+        first, second = time.time() + 0.2, time.time() + 0.4
+        timers.arm(7, first)
+        timers.arm(7, second)
+        await asyncio.sleep(0.7)
+    finally:
+        timers.shutdown()
+    assert fired == [(7, second)]
+
+
+async def test_start_hands_overdue_work_over_at_once_in_due_order():
+    """On start, what is already due goes to the run queue at once, earliest first."""
+    now = time.time()
+    fired: list[int] = []
+    timers = Timers(
+        on_due=lambda e, _d: fired.append(e),
+        load_due=Due([(5, now - 1), (4, now - 30), (6, now + 3600)]),
+    )
+    await timers.start()
+    timers.shutdown()
+    assert fired == [4, 5]
+
+
+async def test_far_future_executions_are_left_to_the_window_loader():
+    """Only executions due within the window get a timer; the rest stay in the store."""
+    timers = Timers(on_due=lambda _e, _d: None, load_due=Due(), window_seconds=60)
+    await timers.start()
+    try:
+        timers.arm(1, time.time() + 30)
+        timers.arm(2, time.time() + 3600)
+        armed = timers.armed
+    finally:
+        timers.shutdown()
+    assert armed == 1
