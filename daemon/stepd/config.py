@@ -36,6 +36,7 @@ DEFAULT_LISTEN = "127.0.0.1:8300"
 DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_CONCURRENCY = 64  # task calls in flight at once
 DEFAULT_LATE_THRESHOLD_SECONDS = 60.0
+DEFAULT_RETENTION_DAYS = 90.0
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 # systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential=) win over files.
@@ -86,6 +87,9 @@ class _Section(BaseModel):
 
 class StoreSettings(_Section):
     path: Path = DEFAULT_DB_PATH
+    # Closed executions and their history are deleted this long after they closed (AWS keeps
+    # 90 days); their names can be used again after that. 0 keeps everything.
+    retention_days: float = Field(default=DEFAULT_RETENTION_DAYS, ge=0)
 
 
 class ApiSettings(_Section):

@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
+SECONDS_PER_DAY = 86_400
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
 SIGNING_CREDENTIAL = "signing_secret"
@@ -155,7 +156,9 @@ class Daemon:
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
-        timers = Timers(on_due=engine.dispatch, load_due=store.due)
+        timers = Timers(
+            on_due=engine.dispatch, load_due=store.due, housekeeping=self._housekeeping
+        )
         self.timers = timers
         engine.set_timer(timers.arm)
         engine.queue.start()
@@ -381,6 +384,15 @@ class Daemon:
         return tuple(restart_needed)
 
     # -- reports ---------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        try:
+            await engine.purge(self.settings.store.retention_days * SECONDS_PER_DAY)
+        except StepdError as exc:
+            log.warning("executions.purge_failed", error=str(exc))
 
     async def health(self) -> dict[str, Any]:
         engine = self.engine

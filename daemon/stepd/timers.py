@@ -23,6 +23,7 @@ log = structlog.get_logger("stepd.timers")
 WINDOW_SECONDS = 120.0  # executions due within this much of now get a date job
 RELOAD_SECONDS = 30.0  # how often the next window is loaded from the store
 SWEEP_SECONDS = 1.0  # how often overdue executions are looked for
+HOUSEKEEPING_SECONDS = 3600.0  # how often closed executions past retention are deleted
 SWEEP_LIMIT = 5000  # overdue executions taken per sweep
 WINDOW_LIMIT = 200_000  # date jobs armed per window load
 
@@ -38,7 +39,9 @@ class Timers:
         load_due: LoadDue,
         clock: Callable[[], float] = time.time,
         window_seconds: float = WINDOW_SECONDS,
+        housekeeping: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._housekeeping = housekeeping
         self._on_due = on_due
         self._load_due = load_due
         self._clock = clock
@@ -61,6 +64,10 @@ class Timers:
             self.load_window, "interval", seconds=RELOAD_SECONDS, id="load-window"
         )
         self._scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep")
+        if self._housekeeping is not None:
+            self._scheduler.add_job(
+                self._housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping"
+            )
         self._scheduler.start()
 
     def shutdown(self) -> None:

@@ -48,7 +48,9 @@ DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
-ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
+ROW_CACHE_SECONDS = 120.0
+PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
+  # executions due within this long are kept in memory as committed
 
 
 @dataclass
@@ -245,6 +247,23 @@ class Engine:
                 self._rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    async def purge(self, retention_seconds: float) -> int:
+        """Delete executions closed longer ago than `retention_seconds`, a batch at a time."""
+        if retention_seconds <= 0:
+            return 0
+        before = self.clock() - retention_seconds
+        deleted = 0
+        while True:
+            batch = await self.store.purge_closed(before, PURGE_BATCH)
+            deleted += batch
+            if batch < PURGE_BATCH:
+                break
+        if deleted:
+            log.info("executions.purged", count=deleted, closed_before=before)
+        return deleted
 
     # -- running ---------------------------------------------------------------------
 

@@ -66,5 +66,10 @@ class Store(ABC):
         """(execution id, due_at) of running executions due before `before`, earliest first."""
 
     @abstractmethod
+    async def purge_closed(self, before: float, limit: int) -> int:
+        """Delete up to `limit` executions that closed before `before`, with their history.
+        Returns how many were deleted."""
+
+    @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
         """Number of executions per status."""

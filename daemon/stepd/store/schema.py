@@ -51,6 +51,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (execution_id, id)
     ) WITHOUT ROWID;
     """,
+    # 2: closed executions by when they closed, for retention
+    """
+    CREATE INDEX executions_closed ON executions (stop_date) WHERE stop_date IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -453,6 +453,22 @@ class SqliteStore(Store):
 
         return await self._read(run)
 
+    async def purge_closed(self, before: float, limit: int) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            ids = [
+                (row[0],)
+                for row in conn.execute(
+                    "SELECT id FROM executions WHERE due_at IS NULL AND status != ?"
+                    " AND stop_date < ? LIMIT ?",
+                    (RUNNING, before, limit),
+                )
+            ]
+            conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
+            conn.executemany("DELETE FROM executions WHERE id = ?", ids)
+            return len(ids)
+
+        return await self._write(purge)
+
     async def count_by_status(self) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute("SELECT status, count(*) FROM executions GROUP BY status")

@@ -411,3 +411,21 @@ async def test_a_machine_dropped_from_the_config_still_finishes_its_executions(
     assert [r.url for r in caller.requests] == ["http://classroom.test/start"]
     with pytest.raises(StateMachineDoesNotExist):
         await engine.start_execution("classroom", "c2", INPUT)
+
+
+async def test_closed_executions_past_retention_are_purged_and_running_ones_kept(
+    store: SqliteStore,
+):
+    """Retention deletes closed executions (and their history) only, and frees their names."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    done = await engine.start_execution("classroom", "done", INPUT)
+    await engine.stop_execution("classroom", "done", None, None)
+    running = await engine.start_execution("classroom", "running", INPUT)
+    clock.now = T0 + 91 * 86_400
+    purged = await engine.purge(90 * 86_400)
+    assert (purged, await store.get_execution(done.execution.id)) == (1, None)
+    assert await store.history(done.execution.id, reverse=False, limit=10, after=None) == []
+    assert await store.get_execution(running.execution.id) is not None
+    again = await engine.start_execution("classroom", "done", INPUT)
+    assert again.created
