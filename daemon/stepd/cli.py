@@ -17,6 +17,7 @@ from stepd.client import ApiClientError, Client, api_url
 from stepd.config import EX_CONFIG, client_key, load_settings
 from stepd.engine.arns import Arns
 from stepd.errors import ConfigError, StepdError
+from stepd.graph import register as register_graph
 
 EX_OK = 0
 EX_FAILURE = 1
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("--error")
     stop.add_argument("--cause")
+    register_graph(commands)
     return parser
 
 

@@ -30,6 +30,7 @@ from stepd.api.auth import (
     check_local_origin,
 )
 from stepd.api.protocol import Operations
+from stepd.api.ui import add_ui_routes
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
@@ -102,6 +103,7 @@ class ApiServer:
                 app.router.add_route(
                     event.method, event.path, self._route(machine.name, event.action)
                 )
+        add_ui_routes(app, self.engine)
         return app
 
     async def start(self) -> None:

@@ -48,9 +48,8 @@ DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
-ROW_CACHE_SECONDS = 120.0
+ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
-  # executions due within this long are kept in memory as committed
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""The web pages in headless Chromium, on the real daemon running a real classroom.
+
+`stepd run` serves the shipped classroom machine (its ping wait shortened to two seconds) and
+calls the stand-in classroom server; Chromium opens the pages as a person would, and the test
+checks what is on the screen: the execution in the list, the diagram with the state it waits in
+highlighted, the page refreshing itself until every state is green, the timeline. Screenshots
+are saved under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.acceptance.webdriver import INSTALL_HINT, Browser, chromium, missing
+
+from stepd.asl.loader import load_definition
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CLASSROOM_DEFINITION = REPO / "config" / "classroom.asl.yaml"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+MACHINE = "classroom"
+ENDPOINTS = {
+    "StartRecording": "/recording/start",
+    "SendLivePing": "/recording/ping",
+    "StopRecording": "/recording/stop",
+}
+STATES = (
+    "RecordingWait",
+    "StartRecording",
+    "SendLivePingWait",
+    "SendLivePing",
+    "StoppingWait",
+    "StopRecording",
+)
+PING_WAIT_SECONDS = 2
+START_IN_SECONDS = 8  # the class starts this long after it is started: time to look at it waiting
+CLASS_SECONDS = 6  # from the class's start to its end
+FINISH_DEADLINE_SECONDS = 60.0  # for the page to show the execution succeeded
+HTTP_TIMEOUT_SECONDS = 10.0
+NOT_FOUND = 404
+CURRENT_STROKE = "rgb(29, 78, 216)"  # the blue outline of the current state
+DONE_FILL = "rgb(220, 252, 231)"  # the green of a state done
+_WAIT = ("WaitStateEntered", "WaitStateExited")
+_TASK = ("TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSucceeded", "TaskStateExited")
+EXPECTED_TIMELINE = (
+    "ExecutionStarted",
+    *_WAIT,
+    *_TASK,
+    *_WAIT,
+    *_TASK,
+    *_WAIT,
+    *_TASK,
+    "ExecutionSucceeded",
+)
+
+STATE_CLASSES = """
+return [...document.querySelectorAll('#diagram g.state')]
+    .map(g => [g.dataset.state, g.getAttribute('class')]);
+"""
+STATE_COLOURS = """
+return [...document.querySelectorAll('#diagram g.state > rect')]
+    .map(r => [r.parentNode.dataset.state, getComputedStyle(r).fill, getComputedStyle(r).stroke]);
+"""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    """Headless Chromium with a fresh profile."""
+    lacking = missing()
+    if lacking:
+        pytest.fail(f"the browser tests need {', '.join(lacking)}: {INSTALL_HINT}")
+    with chromium(tmp_path / "profile", tmp_path / "chromedriver.log") as opened:
+        yield opened
+
+
+@pytest.fixture
+def ui_daemon(
+    tmp_path: Path,
+    classroom: Any,
+    start_daemon: Callable[..., AbstractContextManager[Any]],
+) -> Iterator[Any]:
+    """`stepd run` with the classroom machine, its ping wait two seconds; /ui/ must answer."""
+    definition = dict(load_definition(CLASSROOM_DEFINITION).definition)
+    states = dict(definition["States"])
+    states["SendLivePingWait"] = {**states["SendLivePingWait"], "Seconds": PING_WAIT_SECONDS}
+    definition["States"] = states
+    path = tmp_path / "classroom.asl.json"
+    path.write_text(json.dumps(definition, indent=2), encoding="utf-8")
+    folder = tmp_path / "daemon"
+    folder.mkdir()
+    with start_daemon(folder, classroom.base_url, [(MACHINE, path, ENDPOINTS)]) as daemon:
+        answer = httpx.get(f"{daemon.url}/ui/", timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+        if answer.status_code == NOT_FOUND:
+            pytest.fail(
+                "ui not wired: the daemon answers GET /ui/ with 404 "
+                "(ApiServer.app() must call stepd.api.ui.add_ui_routes)"
+            )
+        answer.raise_for_status()
+        yield daemon
+
+
+def rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def start_class(daemon: Any) -> str:
+    """Start a classroom execution beginning START_IN_SECONDS from now; its name."""
+    name = f"class-{uuid.uuid4().hex[:8]}"
+    start = math.ceil(time.time()) + START_IN_SECONDS
+    daemon.client().start_execution(
+        stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{MACHINE}",
+        name=name,
+        input=json.dumps({"start": rfc3339(start), "end": rfc3339(start + CLASS_SECONDS)}),
+    )
+    return name
+
+
+def test_a_person_watches_a_classroom_from_waiting_to_done(browser: Browser, ui_daemon: Any):
+    """The list shows the class running; its page highlights the waiting state, refreshes
+    itself until the class is recorded, then shows every state green and the whole timeline."""
+    name = start_class(ui_daemon)
+    browser.open(f"{ui_daemon.url}/ui/")
+    row = browser.text(f'tr[data-execution="{name}"]')
+    assert (name in row, "RUNNING" in row, "RecordingWait" in row, "waiting until" in row) == (
+        True,
+        True,
+        True,
+        True,
+    ), row
+    browser.screenshot(ARTIFACTS / "ui-list-running.png")
+
+    browser.open(f"{ui_daemon.url}/ui/executions/{MACHINE}/{name}")
+    heading = browser.text("h1")
+    classes = dict(browser.run(STATE_CLASSES))
+    colours = {state: stroke for state, _, stroke in browser.run(STATE_COLOURS)}
+    assert (heading, list(classes)) == (f"{name} RUNNING", list(STATES))
+    assert classes == {
+        state: "state current" if state == "RecordingWait" else "state not-reached"
+        for state in STATES
+    }
+    assert colours["RecordingWait"] == CURRENT_STROKE
+    assert browser.text("#current-state") == "RecordingWait"
+    browser.screenshot(ARTIFACTS / "ui-execution-running.png")
+
+    # No navigation from here on: the page reloads itself while the execution runs.
+    browser.wait_for(
+        "return document.querySelector('h1 .status')?.innerText === 'SUCCEEDED'",
+        timeout=FINISH_DEADLINE_SECONDS,
+        what=f"the page of {name} to show SUCCEEDED",
+    )
+    fills = {state: fill for state, fill, _ in browser.run(STATE_COLOURS)}
+    timeline = browser.run(
+        "return [...document.querySelectorAll('ol.timeline li')].map(li => li.dataset.type)"
+    )
+    assert fills == dict.fromkeys(STATES, DONE_FILL)
+    assert tuple(timeline) == EXPECTED_TIMELINE
+    assert "ExecutionSucceeded" in browser.text("ol.timeline li:last-child")
+    assert browser.run("return document.querySelector('meta[http-equiv=refresh]') === null")
+    browser.screenshot(ARTIFACTS / "ui-execution-succeeded.png")
+    described = ui_daemon.client().describe_execution(
+        executionArn=f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{MACHINE}:{name}"
+    )
+    assert described["status"] == "SUCCEEDED"
+
+
+def test_a_person_filters_the_list_and_reads_the_machine_page(browser: Browser, ui_daemon: Any):
+    """The status filter narrows the list; the machine page draws every state and says the
+    definition is clean."""
+    name = start_class(ui_daemon)
+    browser.open(f"{ui_daemon.url}/ui/?machine={MACHINE}&status=SUCCEEDED")
+    empty = browser.run("return document.querySelectorAll('tr[data-execution]').length")
+    browser.open(f"{ui_daemon.url}/ui/?machine={MACHINE}&status=RUNNING")
+    listed = browser.run(
+        "return [...document.querySelectorAll('tr[data-execution]')]"
+        ".map(tr => tr.dataset.execution)"
+    )
+    assert (empty, listed) == (0, [name])
+
+    browser.open(f"{ui_daemon.url}/ui/machines/{MACHINE}")
+    drawn = [state for state, _ in browser.run(STATE_CLASSES)]
+    edges = browser.run(
+        "return [...document.querySelectorAll('#diagram g.edge')]"
+        ".map(g => [g.dataset.from || null, g.dataset.to || null])"
+    )
+    assert drawn == list(STATES)
+    assert [tuple(e) for e in edges] == [
+        (None, STATES[0]),
+        *itertools.pairwise(STATES),
+        (STATES[-1], None),
+    ]
+    assert "No findings" in browser.text("p.clean")
+    browser.screenshot(ARTIFACTS / "ui-machine.png")

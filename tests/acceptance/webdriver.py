@@ -1,0 +1,169 @@
+"""Headless Chromium driven over the W3C WebDriver protocol, with httpx as the client.
+
+`chromium()` starts Debian's `chromedriver` on a free loopback port, opens one browser session
+on `/usr/bin/chromium` with a fresh profile, and yields a `Browser`; both are gone when the block
+ends. Only what the UI tests need is here: open a page, run a script in it, read text, take a
+screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+INSTALL_HINT = "apt-get install chromium chromium-driver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",
+    "--hide-scrollbars",
+)
+WINDOW_SIZE = (1400, 1300)  # pixels: the classroom execution page fits without scrolling
+DRIVER_READY_SECONDS = 20.0
+COMMAND_TIMEOUT_SECONDS = 60.0
+POLL_SECONDS = 0.2
+STOP_SECONDS = 10.0
+ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"  # the W3C name of an element reference
+
+
+class WebDriverError(AssertionError):
+    """The driver refused a command."""
+
+
+def missing() -> list[str]:
+    """The browser binaries this machine lacks."""
+    return [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Browser:
+    """One WebDriver session."""
+
+    def __init__(self, http: httpx.Client, session: str) -> None:
+        self._http = http
+        self._session = session
+
+    def _command(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(method, f"/session/{self._session}{path}", json=body)
+        answer = response.json()
+        if response.status_code != httpx.codes.OK:
+            raise WebDriverError(f"{method} {path}: {response.status_code} {answer}")
+        return answer["value"]
+
+    def open(self, url: str) -> None:
+        """Navigate to `url` and wait until it has loaded."""
+        self._command("POST", "/url", {"url": url})
+
+    def run(self, script: str, *args: Any) -> Any:
+        """The value of `script` (a function body: `return ...`) run in the page."""
+        return self._command("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def text(self, css: str) -> str:
+        """The rendered text of the first element matching `css`."""
+        element = self._command("POST", "/element", {"using": "css selector", "value": css})
+        return str(self._command("GET", f"/element/{element[ELEMENT_KEY]}/text"))
+
+    @property
+    def title(self) -> str:
+        return str(self._command("GET", "/title"))
+
+    def screenshot(self, path: Path) -> Path:
+        """Save what the window shows as a PNG at `path`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self._command("GET", "/screenshot")))
+        return path
+
+    def wait_for(self, script: str, *, timeout: float, what: str) -> Any:
+        """Run `script` until it returns something truthy (a reloading page may refuse for a
+        moment); that value. Fails with `what` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.run(script)
+            except WebDriverError as exc:
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(POLL_SECONDS)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def chromium(profile: Path, log: Path) -> Iterator[Browser]:
+    """A headless Chromium session with a fresh profile in `profile`; the driver logs to `log`."""
+    port = _free_port()
+    with log.open("wb") as sink:
+        driver = subprocess.Popen(
+            [CHROMEDRIVER, f"--port={port}"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=COMMAND_TIMEOUT_SECONDS, trust_env=False
+        ) as http:
+            _wait_ready(http, driver)
+            width, height = WINDOW_SIZE
+            flags = [
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+            ]
+            capabilities = {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": CHROMIUM, "args": flags},
+            }
+            response = http.post("/session", json={"capabilities": {"alwaysMatch": capabilities}})
+            answer = response.json()
+            if response.status_code != httpx.codes.OK:
+                raise WebDriverError(f"no browser session: {answer}")
+            session = answer["value"]["sessionId"]
+            try:
+                yield Browser(http, session)
+            finally:
+                http.delete(f"/session/{session}")
+    finally:
+        driver.terminate()
+        try:
+            driver.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            driver.wait(timeout=STOP_SECONDS)
+
+
+def _wait_ready(http: httpx.Client, driver: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + DRIVER_READY_SECONDS
+    while time.monotonic() < deadline:
+        if driver.poll() is not None:
+            raise WebDriverError(f"chromedriver exited with {driver.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if http.get("/status").json()["value"]["ready"]:
+                return
+        time.sleep(POLL_SECONDS)
+    raise WebDriverError(f"chromedriver was not ready after {DRIVER_READY_SECONDS} s")
