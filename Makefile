@@ -37,6 +37,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check daemon tests bench
 	$(BIN)/mypy
 
+# The long mode of the chaos, fault and clock suites (about 19 min); figures go to
+# tests/soak/FIGURES.md. The clock tests need libfaketime (apt-get install faketime).
+.PHONY: soak
+soak: $(STAMP)
+	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak
+
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py --quick

@@ -43,6 +43,15 @@ def build_catalog(settings: Settings, config_source: str = "config") -> Catalog:
     """Load every configured machine; collect every finding rather than stop at the first."""
     machines: dict[str, Machine] = {}
     reports: list[Report] = []
+    if not settings.machines:
+        reports.append(
+            Report(
+                where=f"{config_source}#/machines",
+                code="NO_MACHINES",
+                message="no state machine is configured: add a [[machines]] table with a name "
+                "and a definition",
+            )
+        )
     for index, machine_settings in enumerate(settings.machines):
         where = f"{config_source}#/machines/{index}"
         machine, found = _load_machine(machine_settings, settings, where)
@@ -92,6 +101,7 @@ def _load_machine(
         http_events=loaded.http_events,
         late_threshold_seconds=machine_settings.late_threshold_seconds,
         late_policy=machine_settings.late_policy,
+        wait_for_host_seconds=machine_settings.wait_for_host_seconds,
     )
     return machine, reports
 

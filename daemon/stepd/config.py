@@ -133,6 +133,7 @@ class MachineSettings(_Section):
     endpoints: dict[str, str] = Field(default_factory=dict)
     late_threshold_seconds: float = Field(default=DEFAULT_LATE_THRESHOLD_SECONDS, gt=0)
     late_policy: Literal["run", "fail"] = "run"
+    wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
 
 
 class Settings(BaseSettings):

@@ -115,6 +115,7 @@ class Daemon:
                 engine = self.engine
                 assert engine is not None
                 engine.queue.close()  # from here on no new task call starts
+                engine.hosts.close()  # calls waiting for a host are made after the next start
                 log.info(
                     "daemon.stopping",
                     in_flight=engine.stats.in_flight,

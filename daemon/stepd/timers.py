@@ -5,10 +5,16 @@ executions due at that instant share it: classes start on the hour), an interval
 the next window, and an interval job that sweeps anything overdue (a missed wake-up, a clock
 that jumped, a crash). Firing only pushes executions to the run queue; the engine checks the
 due time itself, so an early wake-up is harmless.
+
+APScheduler reckons in wall-clock time, so a clock set back by an hour would hold its interval
+jobs back by an hour. A watch on the event loop's monotonic clock notices when the wall clock
+moves against it (set by hand, stepped by NTP, a machine that slept) and then loads the window,
+sweeps at once and restarts the interval jobs from the new time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +32,8 @@ SWEEP_SECONDS = 1.0  # how often overdue executions are looked for
 HOUSEKEEPING_SECONDS = 3600.0  # how often closed executions past retention are deleted
 SWEEP_LIMIT = 5000  # overdue executions taken per sweep
 WINDOW_LIMIT = 200_000  # date jobs armed per window load
+CLOCK_WATCH_SECONDS = 0.5  # how often the wall clock is compared with the monotonic one
+CLOCK_JUMP_SECONDS = 0.5  # a drift between them larger than this is a jump
 
 LoadDue = Callable[[float, int], Awaitable[Sequence[tuple[int, float]]]]
 OnDue = Callable[[int, float], None]
@@ -52,6 +60,8 @@ class Timers:
         )
         self._armed: dict[int, float] = {}  # execution -> the instant it is armed for
         self._instants: dict[float, set[int]] = {}  # instant -> executions armed for it
+        self._watch: asyncio.Task[None] | None = None
+        self.clock_jumps = 0
 
     @property
     def armed(self) -> int:
@@ -69,8 +79,12 @@ class Timers:
                 self._housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping"
             )
         self._scheduler.start()
+        self._watch = asyncio.create_task(self._watch_clock(), name="stepd-clock-watch")
 
     def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._armed.clear()
@@ -124,6 +138,39 @@ class Timers:
         for execution_id, due_at in due:
             self.arm(execution_id, due_at)
         log.debug("timers.window_loaded", due=len(due), armed=len(self._armed))
+
+    def _offset(self) -> float:
+        return self._clock() - time.monotonic()
+
+    async def _watch_clock(self) -> None:
+        offset = self._offset()
+        while True:
+            await asyncio.sleep(CLOCK_WATCH_SECONDS)
+            now_offset = self._offset()
+            jump = now_offset - offset
+            offset = now_offset
+            if abs(jump) <= CLOCK_JUMP_SECONDS:
+                continue
+            self.clock_jumps += 1
+            log.warning("clock.jumped", seconds=round(jump, 3))
+            try:
+                await self._after_jump()
+            except Exception:
+                log.exception("timers.clock_jump_failed")
+
+    async def _after_jump(self) -> None:
+        """Restart the interval jobs from the new time and catch up on what is due."""
+        for job_id, seconds in (("load-window", RELOAD_SECONDS), ("sweep", SWEEP_SECONDS)):
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
+        if self._housekeeping is not None:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.reschedule_job(
+                    "housekeeping", trigger="interval", seconds=HOUSEKEEPING_SECONDS
+                )
+        self._scheduler.wakeup()
+        await self.load_window()
+        await self.sweep()
 
     async def sweep(self) -> None:
         now = self._clock()

@@ -135,15 +135,24 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
         state = _state(definition, state_name)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
-    retry = next_retry(state.get("Retry", ()), error, retry_counts, random)
-    if retry is not None:
-        return RetryAt(
-            until=now + timedelta(seconds=retry.delay_seconds),
-            retry_counts=retry.retry_counts,
-            error=error,
-            cause=cause,
+    try:
+        retry = next_retry(state.get("Retry", ()), error, retry_counts, random)
+        if retry is not None:
+            return RetryAt(
+                until=now + timedelta(seconds=retry.delay_seconds),
+                retry_counts=retry.retry_counts,
+                error=error,
+                cause=cause,
+            )
+        return _catch(state, state_input, error, cause)
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
+    except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+        # only a definition that skipped validation gets here
+        return Fail(
+            error=STATES_RUNTIME,
+            cause=f"The state's Retry or Catch is malformed ({type(exc).__name__}: {exc})",
         )
-    return _catch(state, state_input, error, cause)
 
 
 # --- states -----------------------------------------------------------------------------
@@ -161,7 +170,10 @@ def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
 def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
     effective = _apply_input_path(state, state_input)
     context = ctx.as_json()
-    for rule in state.get("Choices", ()):
+    choices = state.get("Choices", ())
+    if not isinstance(choices, list):
+        raise StatesRuntimeError("Choices must be an array of rules")
+    for rule in choices:
         if matches(rule, effective, context):
             return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective))
     default = state.get("Default")

@@ -244,8 +244,9 @@ _ServerlessYamlLoader.add_multi_constructor("!", _construct_short_tag)
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    loader = _ServerlessYamlLoader(text)
+    loader: _ServerlessYamlLoader | None = None
     try:
+        loader = _ServerlessYamlLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -258,7 +259,8 @@ def _parse_yaml(text: str, source: str) -> Any:
     except RecursionError as exc:
         raise DefinitionError("YAML is nested too deeply", where=source) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:

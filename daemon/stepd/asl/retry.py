@@ -23,6 +23,7 @@ STATES_DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
 DEFAULT_INTERVAL_SECONDS: Final = 1
 DEFAULT_MAX_ATTEMPTS: Final = 3
 DEFAULT_BACKOFF_RATE: Final = 2.0
+MAX_DELAY_SECONDS: Final = 31_622_400.0  # AWS's largest MaxDelaySeconds: a year and a day
 JITTER_FULL: Final = "FULL"
 
 _NEVER_CAUGHT: Final = frozenset({STATES_RUNTIME, STATES_DATA_LIMIT_EXCEEDED})
@@ -80,7 +81,10 @@ def delay_seconds(retrier: Mapping[str, Any], attempts: int, random: Callable[[]
     """`IntervalSeconds * BackoffRate ** attempts`, capped by `MaxDelaySeconds`, then jitter."""
     interval = retrier.get("IntervalSeconds", DEFAULT_INTERVAL_SECONDS)
     rate = retrier.get("BackoffRate", DEFAULT_BACKOFF_RATE)
-    delay = float(interval * rate**attempts)
+    try:
+        delay = min(float(interval * rate**attempts), MAX_DELAY_SECONDS)
+    except OverflowError:
+        delay = MAX_DELAY_SECONDS
     cap = retrier.get("MaxDelaySeconds")
     if cap is not None:
         delay = min(delay, float(cap))

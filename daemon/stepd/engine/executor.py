@@ -17,11 +17,14 @@ from typing import Any
 
 import structlog
 
+from stepd.asl import interpreter
+from stepd.asl.decisions import RetryAt
 from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
+from stepd.engine.hosts import Hosts
 from stepd.engine.machines import LATE_FAIL, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
-from stepd.engine.steps import LATE_ERROR, RUNTIME, Step, resource_text
+from stepd.engine.steps import LATE_ERROR, RUNTIME, Step, resource_text, utc
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -50,6 +53,7 @@ MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
 ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
+PROBE_TIMEOUT_SECONDS = 5.0  # for the HEAD request that asks whether a down host is back
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Engine:
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
         self._arm: Callable[[int, float], None] = self.queue.push
+        self.hosts = Hosts(probe=self._probe, release=self.queue.release, clock=clock)
 
     def set_timer(self, arm: Callable[[int, float], None]) -> None:
         """Where future due times go (the timers); without one, everything runs at once."""
@@ -141,6 +146,7 @@ class Engine:
         for name in registered:
             self._retired.pop(name, None)
         self.machines = registered
+        self.hosts.release_all()  # endpoints may have changed: look at each call again
 
     def _serving(self, name: str) -> Machine | None:
         """The machine running executions of `name` use: configured, or retired."""
@@ -295,6 +301,10 @@ class Engine:
                     step.run()
                 due_now = step.due_at is not None and step.due_at <= now
                 if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
+                    url = self._task_url(execution.machine, step)
+                    if url is not None and self._waits_for_host(url, step):
+                        await self._wait_for_host(execution, step, url)
+                        return
                     # a task due now: its intent goes into the commit that reached it
                     updated = await self._call_task(execution, step)
                 else:
@@ -303,6 +313,67 @@ class Engine:
             if updated is None:  # changed meanwhile (stopped): look again
                 updated = await self.store.get_execution(execution_id)
             execution = updated
+
+    # -- hosts that are down ---------------------------------------------------------
+
+    def _task_url(self, machine_name: str, step: Step) -> str | None:
+        machine = self._serving(machine_name)
+        if machine is None:
+            return None
+        return machine.endpoints.resolve(step.state or "", step.pending.get("resource"))
+
+    def _waits_for_host(self, url: str, step: Step) -> bool:
+        """Whether the call should wait for its host: the host is down, the machine lets calls
+        wait and this one has not waited its limit, and the state would retry the error the
+        host gives (otherwise the call goes out, and its error comes at once)."""
+        error = self.hosts.down_error(url)
+        if error is None:
+            return False
+        machine = self._serving(step.machine)
+        limit = machine.wait_for_host_seconds if machine else 0.0
+        since = step.pending.get("waiting_since")
+        if limit <= 0 or (since is not None and step.now - float(since) >= limit):
+            return False
+        try:
+            decision = interpreter.task_failed(
+                step.definition,
+                step.state or "",
+                json.loads(step.data),
+                error,
+                None,
+                step.retry_counts,
+                utc(step.now),
+                self.random,
+            )
+        except Exception:
+            return False
+        return isinstance(decision, RetryAt)
+
+    async def _wait_for_host(self, execution: Execution, step: Step, url: str) -> None:
+        """Commit what `step` reached (the Task state entered, when the wait began), then keep
+        the call until the host is back; it spends none of its attempts meanwhile."""
+        if "waiting_since" not in step.pending:
+            step.pending = {**step.pending, "waiting_since": step.now}
+        if step.events or step.pending != execution.pending:
+            committed = await self.store.commit(step.transition())
+            if committed is None:  # changed meanwhile (stopped): look again
+                self.queue.push(execution.id, self.clock())
+                return
+            execution = committed
+        pending = execution.pending
+        first_due = float(pending.get("first_due", pending.get("due", step.now)))
+        machine = self._serving(execution.machine)
+        limit = machine.wait_for_host_seconds if machine else 0.0
+        until = float(pending["waiting_since"]) + limit
+        self.queue.hold(execution.id)
+        if not self.hosts.wait(url, execution.id, first_due, until):
+            self.queue.release(execution.id, first_due)
+            return
+        self._rows[execution.id] = execution
+        log.debug("task.waiting_for_host", state=execution.state, url=url)
+
+    async def _probe(self, url: str) -> int | None:
+        return await self.caller.probe(url, min(self.task_timeout_seconds, PROBE_TIMEOUT_SECONDS))
 
     def _step(self, execution: Execution, definition: Mapping[str, Any], now: float) -> Step:
         return Step(
@@ -336,6 +407,7 @@ class Engine:
         policy = machine.late_policy if machine else "run"
         log.warning(
             "step.late",
+            state=step.state,
             lateness_seconds=round(lateness, 3),
             threshold_seconds=threshold,
             policy=policy,
@@ -406,6 +478,7 @@ class Engine:
             )
         finally:
             self.stats.in_flight -= 1
+        self.hosts.record(url, outcome)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
         self.observer.task_called(outcome)

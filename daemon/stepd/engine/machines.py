@@ -23,5 +23,6 @@ class Machine:
     http_events: tuple[HttpEvent, ...] = ()
     late_threshold_seconds: float = 60.0
     late_policy: str = LATE_RUN
+    wait_for_host_seconds: float = 0.0  # how long a call may wait for a down host (hosts.py)
     created_at: float = 0.0
     definition_id: int = 0

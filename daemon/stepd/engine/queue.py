@@ -28,6 +28,7 @@ class DueQueue:
         self._queued: dict[int, float] = {}
         self._running: set[int] = set()
         self._again: dict[int, float] = {}
+        self._held: set[int] = set()  # waiting elsewhere (for a host): pushes are ignored
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = True
@@ -44,11 +45,28 @@ class DueQueue:
         """False once `close` or `stop` was called: handlers should not start new work."""
         return self._accepting
 
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
     def is_active(self, execution_id: int) -> bool:
-        return execution_id in self._running or execution_id in self._queued
+        return (
+            execution_id in self._running
+            or execution_id in self._queued
+            or execution_id in self._held
+        )
+
+    def hold(self, execution_id: int) -> None:
+        """Ignore pushes for `execution_id` (a sweep finding it overdue) until `release`."""
+        self._held.add(execution_id)
+        self._again.pop(execution_id, None)
+
+    def release(self, execution_id: int, due_at: float) -> None:
+        self._held.discard(execution_id)
+        self.push(execution_id, due_at)
 
     def push(self, execution_id: int, due_at: float) -> None:
-        if not self._accepting:
+        if not self._accepting or execution_id in self._held:
             return
         if execution_id in self._running:
             self._again[execution_id] = min(due_at, self._again.get(execution_id, due_at))
@@ -73,6 +91,7 @@ class DueQueue:
         self._heap.clear()
         self._queued.clear()
         self._again.clear()
+        self._held.clear()
         self._ready.set()
 
     async def stop(self, timeout: float) -> int:

@@ -288,7 +288,13 @@ class Step:
                 self.attempt += 1
                 self.retry_counts = counts
                 self.due_at = until.timestamp()
-                self.pending = {**self.pending, "sent": False, "due": self.due_at}
+                first_due = self.pending.get("first_due", self.pending.get("due", self.due_at))
+                self.pending = {
+                    **self.pending,
+                    "sent": False,
+                    "due": self.due_at,
+                    "first_due": first_due,
+                }
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 self.add("TaskStateExited", history.state_exited(name, text))
@@ -311,6 +317,14 @@ class Step:
     def task_done(self, outcome: TaskOutcome) -> None:
         """Record a task's outcome and decide what follows."""
         resource = resource_text(self.pending.get("resource"))
+        decision: Decision
+        try:
+            decision = self._after_task(resource, outcome)
+        except Exception as exc:
+            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        self.apply(decision, "Task")
+
+    def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
         state_input = json.loads(self.data)
         decision: Decision
         if outcome.error is None:
@@ -344,7 +358,7 @@ class Step:
                         error=decision.error,
                         cause=decision.cause,
                     )
-        self.apply(decision, "Task")
+        return decision
 
 
 def _without_retry(definition: Mapping[str, Any], state_name: str) -> Mapping[str, Any]:

@@ -153,7 +153,8 @@ class SqliteStore(Store):
             raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
 
     def _take_lock(self) -> IO[str]:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        path = self.path.resolve()
+        lock_path = path.with_name(path.name + ".lock")
         handle = lock_path.open("a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

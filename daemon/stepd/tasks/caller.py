@@ -162,6 +162,30 @@ class TaskCaller:
             )
         return outcome
 
+    async def probe(self, url: str, timeout_seconds: float) -> int | None:
+        """The status of a HEAD request to `url` (which has no side effects); None when the
+        host cannot be reached within `timeout_seconds`."""
+        try:
+            outgoing = httpx.Request(
+                "HEAD",
+                self._url(url),
+                headers={"User-Agent": self._user_agent},
+                extensions={
+                    "timeout": {
+                        "connect": min(CONNECT_TIMEOUT_SECONDS, timeout_seconds),
+                        "read": timeout_seconds,
+                        "write": timeout_seconds,
+                        "pool": timeout_seconds,
+                    }
+                },
+            )
+            async with asyncio.timeout(timeout_seconds):
+                response = await self._transport.handle_async_request(outgoing)
+                await response.aclose()
+        except (TimeoutError, httpx.HTTPError):
+            return None
+        return response.status_code
+
     def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
         timestamp = int(self._clock())
         headers = {
