@@ -404,6 +404,8 @@ class Daemon:
             "timers_armed": self.timers.armed if self.timers else 0,
             "queued": len(engine.queue),
             "in_flight": engine.stats.in_flight,
+            "waiting_for_host": engine.hosts.waiting,
+            "hosts_down": engine.hosts.down,
             "steps_late": engine.stats.steps_late,
         }
 

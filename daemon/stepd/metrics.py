@@ -9,6 +9,9 @@
                                                   the status for States.Http.StatusCode) and
                                                   `code` (HTTP status, "none" without an answer)
     stepd_task_calls_in_flight         gauge      task calls waiting for an answer
+    stepd_task_calls_waiting_for_host  gauge      task calls held until their host answers
+                                                  again (engine/hosts.py)
+    stepd_hosts_down                   gauge      task hosts being probed
     stepd_executions                   gauge      executions in the store by `status`
     stepd_timers_armed                 gauge      wake-ups held in memory
     stepd_oldest_overdue_seconds       gauge      how long the earliest-due running execution
@@ -94,6 +97,18 @@ class Metrics(EngineObserver):
             registry=self.registry,
         )
         in_flight.set_function(lambda: engine.stats.in_flight)
+        waiting = Gauge(
+            "stepd_task_calls_waiting_for_host",
+            "Task calls held until their host, which refused or failed calls, answers again.",
+            registry=self.registry,
+        )
+        waiting.set_function(lambda: engine.hosts.waiting)
+        hosts_down = Gauge(
+            "stepd_hosts_down",
+            "Task hosts that refused or failed the last call and are being probed.",
+            registry=self.registry,
+        )
+        hosts_down.set_function(lambda: engine.hosts.down)
         self.executions = Gauge(
             "stepd_executions",
             "Executions in the store by status.",

@@ -178,6 +178,38 @@ async def test_single_faults_are_retried_with_the_shipped_retry(lab: Lab) -> Non
 # -- the server down for a while ----------------------------------------------------------------
 
 
+def backlog_of(
+    lab: Lab, room: Classroom, events: list[dict[str, Any]], outage: Outage
+) -> list[tuple[float, float, str]]:
+    """The steps of `room` that fell due during the outage: (due, first 200, key)."""
+    backlog: list[tuple[float, float, str]] = []
+    records = records_of(lab.server.records, room.name)
+    # a Wait for a timestamp ends at that timestamp, or when it is entered if that is later
+    entered = {
+        event["stateEnteredEventDetails"]["name"]: float(event["timestamp"])
+        for event in events
+        if event["type"] == "WaitStateEntered"
+    }
+    for path, wait, nominal in (
+        (START_PATH, "RecordingWait", room.start),
+        (STOP_PATH, "StoppingWait", room.end),
+    ):
+        due = max(float(nominal), entered.get(wait, 0.0))
+        ok = [r for r in records if r.path == path and r.status == 200]
+        if outage.down <= due < outage.up:
+            backlog.append((float(due), ok[0].received_at, ok[0].idempotency_key or ""))
+    ping_ok = [r for r in records if r.path == PING_PATH and r.status == 200]
+    for event in events:
+        if (
+            event["type"] == "WaitStateEntered"
+            and event["stateEnteredEventDetails"]["name"] == "SendLivePingWait"
+        ):
+            ping_due = float(event["timestamp"]) + 2
+            if outage.down <= ping_due < outage.up:
+                backlog.append((ping_due, ping_ok[0].received_at, ping_ok[0].idempotency_key or ""))
+    return backlog
+
+
 async def run_outage(
     lab: Lab,
     *,
@@ -253,32 +285,7 @@ async def run_outage(
         check_retried_delivery(
             lab, room, events, machine="classroom", prefix="/recording", explain=explain
         )
-        records = records_of(lab.server.records, room.name)
-        # a Wait for a timestamp ends at that timestamp, or when it is entered if that is later
-        entered = {
-            event["stateEnteredEventDetails"]["name"]: float(event["timestamp"])
-            for event in events
-            if event["type"] == "WaitStateEntered"
-        }
-        for path, wait, nominal in (
-            (START_PATH, "RecordingWait", room.start),
-            (STOP_PATH, "StoppingWait", room.end),
-        ):
-            due = max(float(nominal), entered.get(wait, 0.0))
-            ok = [r for r in records if r.path == path and r.status == 200]
-            if outage.down <= due < outage.up:
-                backlog.append((float(due), ok[0].received_at, ok[0].idempotency_key or ""))
-        ping_ok = [r for r in records if r.path == PING_PATH and r.status == 200]
-        for event in events:
-            if (
-                event["type"] == "WaitStateEntered"
-                and event["stateEnteredEventDetails"]["name"] == "SendLivePingWait"
-            ):
-                ping_due = float(event["timestamp"]) + 2
-                if outage.down <= ping_due < outage.up:
-                    backlog.append(
-                        (ping_due, ping_ok[0].received_at, ping_ok[0].idempotency_key or "")
-                    )
+        backlog.extend(backlog_of(lab, room, events, outage))
     assert backlog, "no step fell due during the outage"
     drain = max(received for _, received, _ in backlog) - back
     in_due_order = [key for _, _, key in sorted(backlog)]
