@@ -79,7 +79,9 @@ class Timers:
                 self._housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping"
             )
         self._scheduler.start()
-        self._watch = asyncio.create_task(self._watch_clock(), name="stepd-clock-watch")
+        self._watch = asyncio.create_task(
+            self._watch_clock(self._offset()), name="stepd-clock-watch"
+        )
 
     def shutdown(self) -> None:
         if self._watch is not None:
@@ -142,8 +144,7 @@ class Timers:
     def _offset(self) -> float:
         return self._clock() - time.monotonic()
 
-    async def _watch_clock(self) -> None:
-        offset = self._offset()
+    async def _watch_clock(self, offset: float) -> None:
         while True:
             await asyncio.sleep(CLOCK_WATCH_SECONDS)
             now_offset = self._offset()

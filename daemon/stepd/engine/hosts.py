@@ -34,10 +34,21 @@ Probe = Callable[[str], Awaitable[int | None]]  # a URL's status for HEAD; None:
 Release = Callable[[int, float], None]  # an execution goes back to the queue at its due instant
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin(url: str) -> str:
-    """The host a URL names, as scheme://host:port."""
+    """The host a URL names, as scheme://host:port (the scheme's port when none is given)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
 
 
 def is_answering(status: int | None) -> bool:
@@ -60,6 +71,7 @@ class Hosts:
         self._release = release
         self._clock = clock
         self._down: dict[str, _Down] = {}
+        self._closed = False
 
     @property
     def down(self) -> int:
@@ -85,6 +97,8 @@ class Hosts:
 
     def record(self, url: str, outcome: TaskOutcome) -> None:
         """Learn from a call's outcome whether its host is up or down."""
+        if self._closed:
+            return
         host = origin(url)
         if outcome.ok or is_answering(outcome.status):
             if host in self._down:
@@ -108,6 +122,8 @@ class Hosts:
             self._up(host, "released")
 
     def close(self) -> None:
+        """Stop probing and forget the waiting calls (they are due in the store still)."""
+        self._closed = True
         for down in self._down.values():
             if down.probe is not None:
                 down.probe.cancel()
