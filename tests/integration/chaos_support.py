@@ -20,8 +20,6 @@ import copy
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,7 +36,6 @@ from tests.integration.harness import (
     ApiError,
     Classroom,
     Stepd,
-    clean_env,
     free_port,
 )
 
@@ -51,7 +48,6 @@ SHIPPED_CONFIG = ROOT / "config" / "stepd.toml"
 SOAK = os.environ.get("STEPD_SOAK") == "1"  # the long mode: `make soak`
 FIGURES_FILE = ROOT / "tests" / "soak" / "FIGURES.md"
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-START_MARK = "--- stepd run, start "  # the line harness.Stepd writes before each start
 RSS_BOUND_KIB = 400 * 1024  # a generous bound on the daemon's resident memory
 TASK_STATES = tuple(ENDPOINTS)  # StartRecording, SendLivePing, StopRecording
 
@@ -168,22 +164,6 @@ class Daemon(Stepd):
         self.extra_env = dict(env or {})
         self.kill_times: list[float] = []  # wall clock just before each SIGKILL
         self.ready_times: list[float] = []  # wall clock when /healthz answered, each start
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        if self.process is not None and self.process.poll() is None:
-            raise RuntimeError("the daemon is already running")
-        with self.log_path.open("ab") as log:
-            log.write(f"{START_MARK}{len(self.processes) + 1} ---\n".encode())
-            log.flush()
-            self.started_at = time.time()
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stepd", "run", "-c", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**clean_env(), **self.extra_env},
-            )
-        self.processes.append(self.process)
-        return self.process
 
     async def start(self) -> None:
         await super().start()

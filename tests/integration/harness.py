@@ -219,6 +219,7 @@ class Stepd:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.started_at = 0.0  # wall clock just before the last start
         self.ready_at = 0.0  # wall clock when /healthz first answered after the last start
+        self.extra_env: dict[str, str] = {}  # more environment for the process (LD_PRELOAD)
 
     # lifecycle
 
@@ -234,7 +235,7 @@ class Stepd:
                 [sys.executable, "-m", "stepd", "run", "-c", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_env(),
+                env={**clean_env(), **self.extra_env},
             )
         self.processes.append(self.process)
         return self.process

@@ -71,7 +71,10 @@ async def test_crash_chaos_at_full_size(lab: Lab, record: Figures) -> None:
 
 @pytest.mark.parametrize(
     ("retry_name", "wait_for_host_seconds"),
-    [("shipped", shipped_wait_for_host()), ("shipped, wait_for_host_seconds = 0,", 0.0)],
+    [
+        ("shipped config, calls waiting for the host", shipped_wait_for_host()),
+        ("wait_for_host_seconds = 0, every attempt sent", 0.0),
+    ],
     ids=["waiting-for-the-host", "every-attempt-sent"],
 )
 async def test_server_down_for_minutes(
@@ -91,14 +94,16 @@ async def test_server_down_for_minutes(
         )
     except AssertionError as exc:
         record.record(
-            f"Server down {OUTAGE_SECONDS:.0f} s, {retry_name} Retry",
+            f"Server down {OUTAGE_SECONDS:.0f} s, {retry_name}",
             [f"FAILED: {str(exc).splitlines()[0][:300]}"],
         )
         raise
-    lines = outage_lines(f"{retry_name} Retry", OUTAGE_SECONDS, result)
-    record.record(f"Server down {OUTAGE_SECONDS:.0f} s, {retry_name} Retry", lines)
+    lines = outage_lines(f"shipped Retry, {retry_name}", OUTAGE_SECONDS, result)
+    record.record(f"Server down {OUTAGE_SECONDS:.0f} s, {retry_name}", lines)
     print("\n".join(lines))
     assert result["drain"] <= drain_bound(result, 30), result
+    if wait_for_host_seconds:
+        assert result["inversions"] == 0, f"backlog not in due order: {result}"
 
 
 async def test_sigstop_for_minutes(lab: Lab, record: Figures) -> None:
