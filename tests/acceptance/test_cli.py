@@ -383,3 +383,47 @@ def test_run_refuses_a_bad_config(stepd_cli, tmp_path):
     result = stepd_cli("run", "-c", str(write_bad_config(tmp_path)))
     assert result.returncode == EX_CONFIG
     assert "UNMAPPED_TASK" in result.stderr
+
+
+def write_config(folder: Path, definition: dict[str, Any] | None) -> Path:
+    """A config with one machine of `definition`, or with no [[machines]] at all for None."""
+    lines = [
+        "[store]",
+        'path = "x.db"',
+        "[api]",
+        f'listen = "127.0.0.1:{closed_port()}"',
+        "[http]",
+        'base_url = "http://127.0.0.1:9"',
+    ]
+    if definition is not None:
+        (folder / "m.asl.json").write_text(json.dumps(definition), encoding="utf-8")
+        lines += ["[[machines]]", 'name = "m"', 'definition = "m.asl.json"']
+    config = folder / "stepd.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def test_check_warns_of_a_state_stepd_does_not_run(stepd_cli, tmp_path):
+    """A Parallel state is valid ASL: `stepd check` passes, with a warning naming it."""
+    branch = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    definition = {
+        "StartAt": "Fan",
+        "States": {"Fan": {"Type": "Parallel", "Branches": [branch], "End": True}},
+    }
+    result = stepd_cli("check", "-c", str(write_config(tmp_path, definition)))
+    match = FINDING.match(result.stdout.strip())
+    assert result.returncode == 0, result.stdout
+    assert match is not None, result.stdout
+    assert (match["where"].rsplit("#", 1)[1], match["code"]) == (
+        "/States/Fan",
+        "UNSUPPORTED_STATE",
+    )
+
+
+def test_check_refuses_a_config_without_machines(stepd_cli, tmp_path):
+    """A config with no [[machines]] would run nothing: refused, exit 78, NO_MACHINES."""
+    result = stepd_cli("check", "-c", str(write_config(tmp_path, None)))
+    match = FINDING.match(result.stdout.strip())
+    assert result.returncode == EX_CONFIG
+    assert match is not None, result.stdout
+    assert match["code"] == "NO_MACHINES", result.stdout
