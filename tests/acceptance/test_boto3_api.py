@@ -774,3 +774,14 @@ def test_the_daemon_stays_healthy_after_bad_requests(daemon):
         raw_call(daemon.url, f"AWSStepFunctions.{operation}", body)
     response = httpx.get(f"{daemon.url}/healthz", timeout=10.0)
     assert (response.status_code, response.json()["status"]) == (200, "ok")
+
+
+def test_every_answer_carries_a_request_id(sfn):
+    """boto3 reports x-amzn-RequestId as ResponseMetadata.RequestId, on answers and errors."""
+    ok = sfn.list_state_machines()["ResponseMetadata"]["RequestId"]
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist) as caught:
+        sfn.describe_execution(executionArn=execution_arn("classroom", "no-such-class"))
+    failed = caught.value.response["ResponseMetadata"]["RequestId"]
+    assert ok
+    assert failed
+    assert ok != failed

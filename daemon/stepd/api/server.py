@@ -50,6 +50,7 @@ AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 HEALTH_PATH = "/healthz"
+REQUEST_ID_HEADER = "x-amzn-RequestId"
 METRICS_PATH = "/metrics"
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
@@ -61,6 +62,23 @@ def _error(exc: ApiError) -> web.Response:
         status=exc.status,
         content_type=AMZ_JSON,
     )
+
+
+@web.middleware
+async def _request_id(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Give every answer an `x-amzn-RequestId`, as AWS does (the SDKs report it as the
+    request id), and bind it to the log lines the request causes."""
+    request_id = str(uuid.uuid4())
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 class ApiServer:
@@ -93,7 +111,9 @@ class ApiServer:
         self.url = ""
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._access])
+        app = web.Application(
+            client_max_size=MAX_REQUEST_BYTES, middlewares=[_request_id, self._access]
+        )
         app.router.add_post("/", self._aws)
         app.router.add_get(HEALTH_PATH, self._healthz)
         if self.metrics is not None:
