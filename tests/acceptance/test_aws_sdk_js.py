@@ -1,5 +1,6 @@
-"""The control API as the AWS SDK for JavaScript v3 sees it: `@aws-sdk/client-sfn`, unchanged
-but for its endpoint, against the session's real `stepd run`.
+"""The control API as the AWS SDKs for JavaScript see it: v3 (`@aws-sdk/client-sfn`) and v2
+(`aws-sdk`, called as the classroom blog post calls it), unchanged but for their endpoint,
+against the session's real `stepd run`.
 
 tests/js holds the SDK pinned by package-lock.json; `npm ci` installs it once (again only when
 the lockfile changes). One `node tests/js/sfn_client.mjs` run makes every call below in order
@@ -27,6 +28,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 JS_DIR = REPO / "tests" / "js"
 SCRIPT = JS_DIR / "sfn_client.mjs"
+V2_SCRIPT = JS_DIR / "sdk_v2_client.cjs"  # aws-sdk v2, as the classroom blog post uses it
+V2_NAME = f"js2-class-{uuid.uuid4().hex[:12]}"  # the execution the aws-sdk v2 calls are about
 LOCK_INPUTS = ("package.json", "package-lock.json")
 INSTALLED_STAMP = ".stepd-installed"  # in node_modules: digest of LOCK_INPUTS at `npm ci`
 NPM_TIMEOUT_SECONDS = 300.0
@@ -145,12 +148,16 @@ def _node_env(folder: Path) -> dict[str, str]:
 
 
 def run_calls(
-    node: str, url: str, calls: list[tuple[str, str, dict[str, Any]]], folder: Path
+    node: str,
+    url: str,
+    calls: list[tuple[str, str, dict[str, Any]]],
+    folder: Path,
+    script: Path = SCRIPT,
 ) -> dict[str, dict[str, Any]]:
     """Runs `calls` ((label, command, input), in order) in one node process; answers by label."""
     request = [{"op": op, "input": params} for _, op, params in calls]
     done = subprocess.run(
-        [node, str(SCRIPT), url],
+        [node, str(script), url],
         cwd=JS_DIR,
         input=json.dumps(request),
         capture_output=True,
@@ -160,11 +167,11 @@ def run_calls(
         check=False,
     )
     if done.returncode != 0:
-        pytest.fail(f"sfn_client.mjs exited with {done.returncode}:\n{done.stderr}")
+        pytest.fail(f"{script.name} exited with {done.returncode}:\n{done.stderr}")
     try:
         answers = json.loads(done.stdout)
     except json.JSONDecodeError:
-        pytest.fail(f"sfn_client.mjs wrote no JSON:\n{done.stdout}\n{done.stderr}")
+        pytest.fail(f"{script.name} wrote no JSON:\n{done.stdout}\n{done.stderr}")
     assert len(answers) == len(calls), done.stdout
     return {label: answer for (label, _, _), answer in zip(calls, answers, strict=True)}
 
@@ -418,3 +425,68 @@ def test_errors_are_the_sdk_exception_classes(scenario, label, name):
     ) == (name, True, True, "client", 400)
     assert error["message"]
     assert error["message"] != "UnknownError"
+
+
+# -- aws-sdk v2, the blog post's client ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def v2_answers(
+    node: str, daemon: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
+    """The blog post's `stepFunction.startExecution(params, callback)` with aws-sdk v2, and
+    what such code does next."""
+    name = V2_NAME
+    now = datetime.now(UTC)
+    payload = json.dumps(
+        {"start": iso(now + timedelta(hours=1)), "end": iso(now + timedelta(hours=2))}
+    )
+    classroom = machine_arn("classroom")
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("start", "StartExecution", {"stateMachineArn": classroom, "name": name, "input": payload}),
+        ("again", "StartExecution", {"stateMachineArn": classroom, "name": name, "input": "{}"}),
+        ("running", "DescribeExecution", {"executionArn": execution_arn("classroom", name)}),
+        ("stop", "StopExecution", {"executionArn": execution_arn("classroom", name)}),
+        (
+            "no_machine",
+            "StartExecution",
+            {"stateMachineArn": machine_arn("nosuchmachine"), "name": name, "input": "{}"},
+        ),
+    ]
+    return run_calls(
+        node, daemon.url, calls, tmp_path_factory.mktemp("js-sdk-v2"), script=V2_SCRIPT
+    )
+
+
+def test_v2_start_execution_as_the_blog_post_calls_it(v2_answers):
+    """aws-sdk v2's callback gets the execution ARN and a Date."""
+    start = v2_answers["start"]
+    assert start["ok"], start
+    assert start["output"]["executionArn"] == execution_arn("classroom", V2_NAME)
+    assert date_of(start["output"]["startDate"]) > datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_v2_errors_carry_the_aws_code_and_status(v2_answers):
+    """The callback's err has AWS's code, HTTP 400 and a request id, not retryable."""
+    for label, code in (
+        ("again", "ExecutionAlreadyExists"),
+        ("no_machine", "StateMachineDoesNotExist"),
+    ):
+        answer = v2_answers[label]
+        assert not answer["ok"], answer
+        error = answer["error"]
+        assert (error["code"], error["statusCode"], error["retryable"]) == (code, 400, False)
+        assert error["requestId"], error
+
+
+def test_v2_describe_and_stop(v2_answers):
+    """Describe answers RUNNING with the input; Stop answers a stopDate."""
+    running = v2_answers["running"]
+    assert running["ok"], running
+    assert running["output"]["status"] == "RUNNING"
+    assert json.loads(running["output"]["input"])["start"]
+    stop = v2_answers["stop"]
+    assert stop["ok"], stop
+    assert date_of(stop["output"]["stopDate"]) >= date_of(
+        v2_answers["start"]["output"]["startDate"]
+    )
