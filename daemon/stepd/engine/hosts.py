@@ -97,7 +97,7 @@ class Hosts:
 
     def record(self, url: str, outcome: TaskOutcome) -> None:
         """Learn from a call's outcome whether its host is up or down."""
-        if self._closed:
+        if self._closed or (outcome.ok and not self._down):
             return
         host = origin(url)
         if outcome.ok or is_answering(outcome.status):
