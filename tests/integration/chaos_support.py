@@ -212,19 +212,6 @@ class Daemon(Stepd):
                 continue
             raise ApiError(f"StartExecution answered {status}: {answer}\n{self.tail()}")
 
-    async def describe_in(self, machine: str, name: str) -> dict[str, Any]:
-        return await self.ok("DescribeExecution", {"executionArn": execution_arn_in(machine, name)})
-
-    async def history_in(self, machine: str, name: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        body: dict[str, Any] = {"executionArn": execution_arn_in(machine, name), "maxResults": 1000}
-        while True:
-            answer = await self.ok("GetExecutionHistory", body)
-            events.extend(answer["events"])
-            if not answer.get("nextToken"):
-                return events
-            body["nextToken"] = answer["nextToken"]
-
     async def wait_closed(
         self, machine: str, names: Iterable[str], timeout: float
     ) -> dict[str, dict[str, Any]]:
@@ -246,10 +233,6 @@ class Daemon(Stepd):
                 )
             await asyncio.sleep(0.2)
         return closed
-
-
-def execution_arn_in(machine: str, name: str) -> str:
-    return f"arn:aws:states:us-east-1:123456789012:execution:{machine}:{name}"
 
 
 def task_keys_in(machine: str, name: str, events: Sequence[dict[str, Any]]) -> dict[str, str]:

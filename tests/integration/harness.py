@@ -340,11 +340,17 @@ class Stepd:
         return await self.ok("StartExecution", classroom.start_request())
 
     async def describe(self, name: str) -> dict[str, Any]:
-        return await self.ok("DescribeExecution", {"executionArn": execution_arn(name)})
+        return await self.describe_in(MACHINE, name)
+
+    async def describe_in(self, machine: str, name: str) -> dict[str, Any]:
+        return await self.ok("DescribeExecution", {"executionArn": execution_arn(name, machine)})
 
     async def history(self, name: str) -> list[dict[str, Any]]:
+        return await self.history_in(MACHINE, name)
+
+    async def history_in(self, machine: str, name: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        body: dict[str, Any] = {"executionArn": execution_arn(name), "maxResults": 1000}
+        body: dict[str, Any] = {"executionArn": execution_arn(name, machine), "maxResults": 1000}
         while True:
             answer = await self.ok("GetExecutionHistory", body)
             events.extend(answer["events"])
@@ -373,8 +379,8 @@ class Stepd:
 DaemonFactory = Callable[..., Stepd]
 
 
-def execution_arn(name: str) -> str:
-    return f"arn:aws:states:us-east-1:123456789012:execution:{MACHINE}:{name}"
+def execution_arn(name: str, machine: str = MACHINE) -> str:
+    return f"arn:aws:states:us-east-1:123456789012:execution:{machine}:{name}"
 
 
 # -- executions and their records -----------------------------------------------------------

@@ -12,23 +12,7 @@
 
 process.env.AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE = "1";
 const AWS = require("aws-sdk");
-
-function encode(value) {
-  if (value instanceof Date) {
-    return { $date: Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString() };
-  }
-  if (Array.isArray(value)) {
-    return value.map(encode);
-  }
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value)
-        .filter(([, item]) => item !== undefined)
-        .map(([key, item]) => [key, encode(item)]),
-    );
-  }
-  return value;
-}
+const { encode } = require("./encode.cjs");
 
 function call(stepFunction, op, params) {
   const method = op.charAt(0).toLowerCase() + op.slice(1);

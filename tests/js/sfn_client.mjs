@@ -13,23 +13,9 @@
 // The exit status is 0 whenever every call was made, whatever each answered; 2 for bad usage.
 
 import * as sfn from "@aws-sdk/client-sfn";
+import encoding from "./encode.cjs";
 
-function encode(value) {
-  if (value instanceof Date) {
-    return { $date: Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString() };
-  }
-  if (Array.isArray(value)) {
-    return value.map(encode);
-  }
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value)
-        .filter(([, item]) => item !== undefined)
-        .map(([key, item]) => [key, encode(item)]),
-    );
-  }
-  return value;
-}
+const { encode } = encoding;
 
 function describeError(error) {
   const modeledClass = sfn[error?.name];

@@ -51,10 +51,10 @@ AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 
 _ids = random.Random()  # request ids: unique, not secret  # noqa: S311
-METRICS_PATH = "/metrics"
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 

@@ -133,9 +133,6 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
         return Fail(error=error, cause=cause)
     try:
         state = _state(definition, state_name)
-    except StateError as failure:
-        return Fail(error=failure.error, cause=failure.message)
-    try:
         retry = next_retry(state.get("Retry", ()), error, retry_counts, random)
         if retry is not None:
             return RetryAt(

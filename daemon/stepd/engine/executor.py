@@ -301,9 +301,10 @@ class Engine:
                     step.run()
                 due_now = step.due_at is not None and step.due_at <= now
                 if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
-                    url = self._task_url(execution.machine, step)
-                    if url is not None and self._waits_for_host(url, step):
-                        await self._wait_for_host(execution, step, url)
+                    url = self._task_url(step.machine, step.state, step.pending)
+                    limit = self._host_wait_limit(url, step) if url else None
+                    if url is not None and limit is not None:
+                        await self._wait_for_host(execution, step, url, limit)
                         return
                     # a task due now: its intent goes into the commit that reached it
                     updated = await self._call_task(execution, step)
@@ -316,24 +317,28 @@ class Engine:
 
     # -- hosts that are down ---------------------------------------------------------
 
-    def _task_url(self, machine_name: str, step: Step) -> str | None:
+    def _task_url(
+        self, machine_name: str, state: str | None, pending: Mapping[str, Any]
+    ) -> str | None:
+        """Where the task a `pending` call is for goes, by state name or Resource."""
         machine = self._serving(machine_name)
         if machine is None:
             return None
-        return machine.endpoints.resolve(step.state or "", step.pending.get("resource"))
+        return machine.endpoints.resolve(state or "", pending.get("resource"))
 
-    def _waits_for_host(self, url: str, step: Step) -> bool:
-        """Whether the call should wait for its host: the host is down, the machine lets calls
-        wait and this one has not waited its limit, and the state would retry the error the
-        host gives (otherwise the call goes out, and its error comes at once)."""
+    def _host_wait_limit(self, url: str, step: Step) -> float | None:
+        """The machine's wait_for_host_seconds when the call should wait for its host: the host
+        is down, the machine lets calls wait and this one has not waited its limit, and the
+        state would retry the error the host gives (otherwise None: the call goes out, and its
+        error comes at once)."""
         error = self.hosts.down_error(url)
         if error is None:
-            return False
+            return None
         machine = self._serving(step.machine)
         limit = machine.wait_for_host_seconds if machine else 0.0
         since = step.pending.get("waiting_since")
         if limit <= 0 or (since is not None and step.now - float(since) >= limit):
-            return False
+            return None
         try:
             decision = interpreter.task_failed(
                 step.definition,
@@ -346,10 +351,12 @@ class Engine:
                 self.random,
             )
         except Exception:
-            return False
-        return isinstance(decision, RetryAt)
+            return None
+        return limit if isinstance(decision, RetryAt) else None
 
-    async def _wait_for_host(self, execution: Execution, step: Step, url: str) -> None:
+    async def _wait_for_host(
+        self, execution: Execution, step: Step, url: str, limit: float
+    ) -> None:
         """Commit what `step` reached (the Task state entered, when the wait began), then keep
         the call until the host is back; it spends none of its attempts meanwhile."""
         if "waiting_since" not in step.pending:
@@ -362,8 +369,6 @@ class Engine:
             execution = committed
         pending = execution.pending
         first_due = float(pending.get("first_due", pending.get("due", step.now)))
-        machine = self._serving(execution.machine)
-        limit = machine.wait_for_host_seconds if machine else 0.0
         until = float(pending["waiting_since"]) + limit
         self.queue.hold(execution.id)
         if not self.hosts.wait(url, execution.id, first_due, until):
@@ -448,15 +453,13 @@ class Engine:
         return updated
 
     async def _send(self, execution: Execution, *, resend: bool) -> TaskOutcome:
-        machine = self._serving(execution.machine)
         pending = execution.pending
-        resource = pending.get("resource")
-        url = machine.endpoints.resolve(execution.state or "", resource) if machine else None
+        url = self._task_url(execution.machine, execution.state, pending)
         if url is None:
             return TaskOutcome(
                 error=RUNTIME,
                 cause=f"No endpoint is configured for the Task state '{execution.state}' "
-                f"(Resource {resource_text(resource)})",
+                f"(Resource {resource_text(pending.get('resource'))})",
             )
         timeout = self.task_timeout_seconds
         if pending.get("timeout") is not None:

@@ -29,12 +29,10 @@ log = structlog.get_logger("stepd.engine")
 DOWN_STATUSES = frozenset({502, 503, 504})
 FIRST_PROBE_SECONDS = 0.5
 MAX_PROBE_SECONDS = 2.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Probe = Callable[[str], Awaitable[int | None]]  # a URL's status for HEAD; None: unreachable
 Release = Callable[[int, float], None]  # an execution goes back to the queue at its due instant
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin(url: str) -> str:
