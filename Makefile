@@ -39,9 +39,11 @@ lint: $(STAMP)
 
 # The long mode of the chaos, fault and clock suites (about 19 min); figures go to
 # tests/soak/FIGURES.md. The clock tests need libfaketime (apt-get install faketime).
+# It also runs the property tests of the pure core with 20,000 examples each.
 .PHONY: soak
 soak: $(STAMP)
 	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak
+	STEPD_PROPERTY_EXAMPLES=20000 $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_properties.py
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

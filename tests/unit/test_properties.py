@@ -9,6 +9,7 @@ a crash are pinned with `@example`, so they fail on every run, not only on a luc
 from __future__ import annotations
 
 import json
+import os
 import string
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,8 @@ from stepd.errors import DefinitionError
 
 ROOT = Path(__file__).resolve().parents[2]
 PROPERTY_SETTINGS = settings(
-    max_examples=250,
+    # `make soak` (STEPD_PROPERTY_EXAMPLES) tries many more than the fast suite
+    max_examples=int(os.environ.get("STEPD_PROPERTY_EXAMPLES", "250")),
     deadline=None,
     database=None,  # no .hypothesis/ folder in the work tree; failures print their example
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -333,6 +335,30 @@ def test_enter_answers_with_a_decision(
 
 
 @PROPERTY_SETTINGS
+@example(  # a Catch that is not a list, reached through a ResultPath failure (found by this test)
+    {"StartAt": "B", "States": {"B": {"Type": "Pass", "Catch": False, "ResultPath": "$.a"}}},
+    "B",
+    None,
+    None,
+    NOW,
+)
+@example(  # a Catch that is a list of non-objects (found by this test)
+    {"StartAt": "B", "States": {"B": {"Type": "Task", "Catch": ["0"], "ResultPath": "$.a"}}},
+    "B",
+    None,
+    [],
+    NOW,
+)
+@example(  # an ErrorEquals that is not a list of strings
+    {
+        "StartAt": "B",
+        "States": {"B": {"Type": "Task", "Catch": [{"ErrorEquals": 3}], "ResultPath": "$.a"}},
+    },
+    "B",
+    None,
+    [],
+    NOW,
+)
 @given(DEFINITIONS, STATE_NAMES, INPUTS, JSON, MOMENTS)
 def test_task_succeeded_answers_with_a_decision(
     definition: Any, name: str, state_input: Any, result: Any, now: datetime

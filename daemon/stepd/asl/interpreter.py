@@ -133,7 +133,7 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
         return Fail(error=error, cause=cause)
     try:
         state = _state(definition, state_name)
-        retry = next_retry(state.get("Retry", ()), error, retry_counts, random)
+        retry = next_retry(_rules(state, "Retry"), error, retry_counts, random)
         if retry is not None:
             return RetryAt(
                 until=now + timedelta(seconds=retry.delay_seconds),
@@ -266,8 +266,23 @@ def _target(rule: Mapping[str, Any]) -> str:
     return next_state
 
 
+def _rules(state: State, field: str) -> list[Mapping[str, Any]]:
+    """A state's Retry or Catch list; a malformed one (only unvalidated input) is a failure."""
+    rules = state.get(field, [])
+    if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+        raise StatesRuntimeError(f"{field} must be an array of objects")
+    for rule in rules:
+        error_equals = rule.get("ErrorEquals", [])
+        if not isinstance(error_equals, list) or not all(isinstance(e, str) for e in error_equals):
+            raise StatesRuntimeError(f"ErrorEquals in {field} must be an array of strings")
+    return rules
+
+
 def _catch(state: State, state_input: Any, error: str, cause: str | None) -> Caught | Fail:
-    catcher = find_catcher(state.get("Catch", ()), error)
+    try:
+        catcher = find_catcher(_rules(state, "Catch"), error)
+    except StateError as failure:
+        return Fail(error=failure.error, cause=failure.message)
     if catcher is None:
         return Fail(error=error, cause=cause)
     try:

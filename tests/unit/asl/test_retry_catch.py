@@ -250,3 +250,29 @@ def test_catch_into_non_object_input_is_a_result_path_failure() -> None:
         cause='Unable to apply ReferencePath $.err to input "text"',
     )
     assert expected == decision
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        pytest.param("Catch", False, "Catch must be an array of objects", id="catch-not-list"),
+        pytest.param("Catch", ["0"], "Catch must be an array of objects", id="catch-of-strings"),
+        pytest.param(
+            "Catch",
+            [{"ErrorEquals": "E", "Next": "Handler"}],
+            "ErrorEquals in Catch must be an array of strings",
+            id="catch-error-equals-string",
+        ),
+        pytest.param("Retry", {"ErrorEquals": ["E"]}, "Retry must be an array", id="retry-object"),
+    ],
+)
+def test_a_malformed_retry_or_catch_fails_naming_the_field(
+    field: str, value: Any, message: str
+) -> None:
+    """A definition that skipped validation fails with States.Runtime, not an engine crash."""
+    decision = fail_task(task(**{field: value}), "E")
+
+    assert isinstance(decision, Fail)
+    assert decision.error == "States.Runtime"
+    assert decision.cause is not None
+    assert message in decision.cause
