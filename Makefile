@@ -40,11 +40,11 @@ lint: $(STAMP)
 # The long mode of the chaos, fault and clock suites (about 35 min); figures go to
 # tests/soak/FIGURES.md. The clock tests need libfaketime (apt-get install faketime).
 # It also explores with the property tests and the API fuzz: a fresh draw of 20,000 examples
-# each (`make test` replays the same 250-300 every run).
+# each (`make test` replays the same 300 every run; profiles in tests/conftest.py).
 .PHONY: soak
 soak: $(STAMP)
 	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak
-	STEPD_PROPERTY_EXAMPLES=20000 $(BIN)/pytest -q -p no:cacheprovider \
+	$(BIN)/pytest -q -p no:cacheprovider --hypothesis-profile=explore \
 		tests/unit/test_properties.py \
 		tests/integration/test_api_fuzz.py::test_generated_requests_never_get_a_5xx
 

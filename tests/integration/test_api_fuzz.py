@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import socket
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from tests.integration.chaos_support import Daemon, Lab, MachineSpec, write_machines_config
 from tests.integration.harness import (
     AMZ_JSON,
@@ -383,14 +382,6 @@ REQUEST_BODIES = st.one_of(
 TARGETS = st.sampled_from([f"AWSStepFunctions.{op}" for op in OPERATIONS]) | st.text(max_size=40)
 
 
-@settings(
-    # the same draw on every run of `make test`; `make soak` explores (STEPD_PROPERTY_EXAMPLES)
-    max_examples=int(os.environ.get("STEPD_PROPERTY_EXAMPLES", "300")),
-    derandomize="STEPD_PROPERTY_EXAMPLES" not in os.environ,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
 @given(REQUEST_BODIES, TARGETS, st.sampled_from([AMZ_JSON, "application/json", "text/plain", ""]))
 def test_generated_requests_never_get_a_5xx(
     fuzzed: Daemon, content: bytes, target: str, content_type: str

@@ -9,7 +9,6 @@ a crash are pinned with `@example`, so they fail on every run, not only on a luc
 from __future__ import annotations
 
 import json
-import os
 import string
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 
 from stepd.asl import interpreter
 from stepd.asl.decisions import (
@@ -35,16 +34,6 @@ from stepd.asl.validate import Finding, validate
 from stepd.errors import DefinitionError
 
 ROOT = Path(__file__).resolve().parents[2]
-# The fast suite draws the same examples on every run, so `make test` is reproducible;
-# `make soak` sets STEPD_PROPERTY_EXAMPLES and explores: many more examples, a new draw each run.
-EXPLORE = "STEPD_PROPERTY_EXAMPLES" in os.environ
-PROPERTY_SETTINGS = settings(
-    max_examples=int(os.environ.get("STEPD_PROPERTY_EXAMPLES", "250")),
-    derandomize=not EXPLORE,
-    deadline=None,
-    database=None,  # no .hypothesis/ folder in the work tree; failures print their example
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 NOW = datetime(2024, 8, 18, 12, 0, 0, 500000, tzinfo=UTC)
 ENTERED = (GoTo, Succeed, Fail, WaitUntil, CallTask)
 SUCCEEDED = (GoTo, Succeed, Fail, Caught)
@@ -301,7 +290,6 @@ def retry_overflow_machine(**retrier: Any) -> dict[str, Any]:
 # -- the validator ---------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @given(ANY_DEFINITION)
 def test_validate_answers_with_findings_only(definition: Any) -> None:
     """validate() returns a sorted list of findings for any JSON value; it never raises."""
@@ -315,7 +303,6 @@ def test_validate_answers_with_findings_only(definition: Any) -> None:
 # -- the interpreter -------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
 @example(  # a Choice whose Choices is not a list (found by this test)
     {"StartAt": "Choice", "States": {"Choice": {"Type": "Choice", "Choices": None}}},
     "Choice",
@@ -337,7 +324,6 @@ def test_enter_answers_with_a_decision(
         assert decision.until.tzinfo is not None
 
 
-@PROPERTY_SETTINGS
 @example(  # a Catch that is not a list, reached through a ResultPath failure (found by this test)
     {"StartAt": "B", "States": {"B": {"Type": "Pass", "Catch": False, "ResultPath": "$.a"}}},
     "B",
@@ -375,7 +361,6 @@ def test_task_succeeded_answers_with_a_decision(
     assert isinstance(decision, SUCCEEDED), explain(definition, state=name, decision=decision)
 
 
-@PROPERTY_SETTINGS
 @example(  # BackoffRate is only bounded below: 1e308 ** 2 overflows a float
     retry_overflow_machine(IntervalSeconds=1, BackoffRate=1e308, MaxAttempts=5),
     "Task",
@@ -428,7 +413,6 @@ def test_task_failed_answers_with_a_decision(  # noqa: PLR0917 - hypothesis pass
         assert decision.until >= now - timedelta(seconds=1)
 
 
-@PROPERTY_SETTINGS
 @given(INPUTS, st.integers(0, 3), MOMENTS)
 def test_validated_machines_run_to_a_decision(
     state_input: Any, attempts: int, now: datetime
@@ -484,7 +468,6 @@ DOCUMENTS = (
 SOURCES = st.sampled_from(["machine.json", "machine.yaml", "serverless.yml", "machine.txt", ""])
 
 
-@PROPERTY_SETTINGS
 @example("StartAt: A\n\0\0\0\0", "machine.yaml", None)  # a file cut short, zeros after
 @example('{"a": ' * 5000 + "1" + "}" * 5000, "deep.json", None)
 @example("a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml", None)

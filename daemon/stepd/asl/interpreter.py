@@ -279,10 +279,7 @@ def _rules(state: State, field: str) -> list[Mapping[str, Any]]:
 
 
 def _catch(state: State, state_input: Any, error: str, cause: str | None) -> Caught | Fail:
-    try:
-        catcher = find_catcher(_rules(state, "Catch"), error)
-    except StateError as failure:
-        return Fail(error=failure.error, cause=failure.message)
+    catcher = find_catcher(_rules(state, "Catch"), error)
     if catcher is None:
         return Fail(error=error, cause=cause)
     try:
