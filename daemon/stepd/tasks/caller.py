@@ -7,8 +7,8 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
                                    redirects are not followed)
     States.Http.Socket             connect refused/reset, TLS or protocol error, dropped
                                    connection
-    States.Timeout                 any httpx timeout (connect/read/write/pool) or the whole
-                                   attempt took longer than `TaskRequest.timeout_seconds`
+    States.Timeout                 connecting or reading timed out, or the whole attempt
+                                   took longer than `TaskRequest.timeout_seconds`
     States.TaskFailed              a 2xx answer whose body is not JSON
     States.DataLimitExceeded       a 2xx body larger than MAX_RESULT_BYTES
     States.Runtime                 the request cannot be made at all (task input that is not
@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
@@ -34,7 +35,15 @@ import structlog
 
 from stepd import __version__
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
-from stepd.tasks.transport import AiohttpTransport
+from stepd.tasks.transport import (
+    AiohttpTransport,
+    Answer,
+    HttpxTransport,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    UnsupportedUrl,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,8 +109,8 @@ class TaskCaller:
 
     `signing_secret` (``whsec_<base64>`` or a plain string) adds ``webhook-signature``;
     an invalid one raises ConfigError here, not at the first call. `transport` replaces the
-    network (tests use ``httpx.MockTransport``); `clock` gives unix seconds for
-    ``webhook-timestamp`` and for Retry-After dates.
+    network: a `Transport`, or any httpx transport (tests use ``httpx.MockTransport``);
+    `clock` gives unix seconds for ``webhook-timestamp`` and for Retry-After dates.
     """
 
     def __init__(
@@ -110,18 +119,20 @@ class TaskCaller:
         user_agent: str,
         signing_secret: str | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if signing_secret is not None:
             secret_key(signing_secret)
         self._secret = signing_secret
         self._clock = clock
-        # Requests go straight to the transport: no cookies, no redirects, no proxies or
-        # .netrc from the environment; each call goes exactly where it is configured.
-        self._transport = transport or AiohttpTransport(max_connections=max_connections)
+        # No cookies, no redirects, no proxies or .netrc from the environment: each call goes
+        # exactly where it is configured.
+        if isinstance(transport, httpx.AsyncBaseTransport):
+            transport = HttpxTransport(transport)
+        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
         self._user_agent = user_agent
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -140,20 +151,26 @@ class TaskCaller:
 
     async def call(self, request: TaskRequest) -> TaskOutcome:
         """POST the request once and report the outcome. Raises only on cancellation."""
-        log = logger.bind(url=request.url, key=request.idempotency_key)
+        url, key = request.url, request.idempotency_key
         try:
             body = encode_json(request.payload)
         except (TypeError, ValueError) as exc:
-            return _not_sent(log, f"task input is not JSON: {exc}")
-        log.debug("task.call", timeout_seconds=request.timeout_seconds, bytes=len(body))
+            return _not_sent(url, key, f"task input is not JSON: {exc}")
+        logger.debug(
+            "task.call", url=url, key=key, timeout_seconds=request.timeout_seconds, bytes=len(body)
+        )
         started = time.perf_counter()
         outcome = await self._post(request, body)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         if outcome.ok:
-            log.info("task.result", status=outcome.status, duration_ms=duration_ms)
+            logger.info(
+                "task.result", url=url, key=key, status=outcome.status, duration_ms=duration_ms
+            )
         else:
-            log.warning(
+            logger.warning(
                 "task.failed",
+                url=url,
+                key=key,
                 status=outcome.status,
                 error=outcome.error,
                 cause=outcome.cause,
@@ -166,25 +183,14 @@ class TaskCaller:
         """The status of a HEAD request to `url` (which has no side effects); None when the
         host cannot be reached within `timeout_seconds`."""
         try:
-            outgoing = httpx.Request(
-                "HEAD",
-                self._url(url),
-                headers={"User-Agent": self._user_agent},
-                extensions={
-                    "timeout": {
-                        "connect": min(CONNECT_TIMEOUT_SECONDS, timeout_seconds),
-                        "read": timeout_seconds,
-                        "write": timeout_seconds,
-                        "pool": timeout_seconds,
-                    }
-                },
-            )
             async with asyncio.timeout(timeout_seconds):
-                response = await self._transport.handle_async_request(outgoing)
-                await response.aclose()
-        except (TimeoutError, httpx.HTTPError):
+                return await self._transport.head(
+                    self._url(url),
+                    {"User-Agent": self._user_agent},
+                    timeout=timeout_seconds,
+                )
+        except (TimeoutError, TransportError):
             return None
-        return response.status_code
 
     def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
         timestamp = int(self._clock())
@@ -200,48 +206,46 @@ class TaskCaller:
             headers[SIGNATURE_HEADER] = sign(self._secret, idempotency_key, timestamp, body)
         return headers
 
-    def _url(self, url: str) -> httpx.URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = httpx.URL(url)
+    def _url(self, url: str) -> str:
+        """`url` as sent (normalised once); UnsupportedUrl unless it is http(s) with a host."""
+        normal = self._urls.get(url)
+        if normal is None:
+            try:
+                parsed = httpx.URL(url)
+            except httpx.InvalidURL as exc:
+                raise UnsupportedUrl("InvalidURL", str(exc)) from exc
             if parsed.scheme not in {"http", "https"} or not parsed.host:
-                raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url!r}")
+                raise UnsupportedUrl("UnsupportedProtocol", f"not an http(s) URL: {url!r}")
+            normal = str(parsed)
             if len(self._urls) < MAX_CACHED_URLS:
-                self._urls[url] = parsed
-        return parsed
+                self._urls[url] = normal
+        return normal
 
     async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
         limit = request.timeout_seconds
-        connect = min(CONNECT_TIMEOUT_SECONDS, limit)
         try:
-            outgoing = httpx.Request(
-                "POST",
-                self._url(request.url),
-                headers=self._headers(request.idempotency_key, body),
-                content=body,
-                extensions={
-                    "timeout": {"connect": connect, "read": limit, "write": limit, "pool": limit}
-                },
-            )
             async with asyncio.timeout(limit):
-                response = await self._transport.handle_async_request(outgoing)
-                try:
-                    content, complete = await _read_at_most(response, MAX_RESULT_BYTES)
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
+                answer = await self._transport.post(
+                    self._url(request.url),
+                    self._headers(request.idempotency_key, body),
+                    body,
+                    connect_timeout=min(CONNECT_TIMEOUT_SECONDS, limit),
+                    read_timeout=limit,
+                    max_bytes=MAX_RESULT_BYTES,
+                )
+        except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
                 error=ERROR_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
             )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        except UnsupportedUrl as exc:
             return TaskOutcome(error=ERROR_RUNTIME, cause=f"cannot call {request.url!r}: {exc}")
-        except httpx.RequestError as exc:
+        except TransportError as exc:
             return TaskOutcome(error=ERROR_SOCKET, cause=_describe(exc))
-        return _outcome(response, content, complete=complete, clock=self._clock)
+        return _outcome(answer, clock=self._clock)
 
 
-def _not_sent(log: structlog.typing.FilteringBoundLogger, cause: str) -> TaskOutcome:
-    log.error("task.failed", error=ERROR_RUNTIME, cause=cause)
+def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
+    logger.error("task.failed", url=url, key=key, error=ERROR_RUNTIME, cause=cause)
     return TaskOutcome(error=ERROR_RUNTIME, cause=cause)
 
 
@@ -269,63 +273,56 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-async def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """Up to `limit` bytes of the (decoded) body, and whether that was all of it."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks)[:limit], False
-    return b"".join(chunks), True
-
-
-def _outcome(
-    response: httpx.Response, content: bytes, *, complete: bool, clock: Callable[[], float]
-) -> TaskOutcome:
-    status = response.status_code
-    if not httpx.codes.is_success(status):
+def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
+    status = answer.status
+    if not 200 <= status < 300:
         return TaskOutcome(
             error=f"{STATUS_ERROR_PREFIX}{status}",
-            cause=_cause(response, content),
+            cause=_cause(answer),
             status=status,
-            retry_after=_retry_after(response, clock),
+            retry_after=None
+            if answer.retry_after is None
+            else parse_retry_after(answer.retry_after, now=clock()),
         )
-    if not complete:
+    if not answer.complete:
         return TaskOutcome(
             error=ERROR_DATA_LIMIT,
             cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
             status=status,
         )
-    if not content.strip():
+    if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
-        result = json.loads(content, parse_constant=_reject_constant)
+        result = json.loads(answer.body, parse_constant=_reject_constant)
     except ValueError:
         return TaskOutcome(
             error=ERROR_TASK_FAILED,
-            cause=f"the answer is not JSON: {_cause(response, content)}",
+            cause=f"the answer is not JSON: {_cause(answer)}",
             status=status,
         )
     return TaskOutcome(result=result, status=status)
-
-
-def _retry_after(response: httpx.Response, clock: Callable[[], float]) -> float | None:
-    value = response.headers.get("Retry-After")
-    return None if value is None else parse_retry_after(value, now=clock())
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _cause(response: httpx.Response, content: bytes) -> str:
-    line = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    text = content.decode("utf-8", errors="replace").strip()[:CAUSE_BODY_CHARS]
+def _cause(answer: Answer) -> str:
+    reason = answer.reason or _reason_phrase(answer.status)
+    line = f"HTTP {answer.status} {reason}".rstrip()
+    text = answer.body.decode("utf-8", errors="replace").strip()[:CAUSE_BODY_CHARS]
     return f"{line}: {text}" if text else line
 
 
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TransportError):
+        return str(exc)
     detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

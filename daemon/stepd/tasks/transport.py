@@ -1,49 +1,89 @@
-"""An httpx transport over aiohttp's connection pool.
+"""The network under a Task call: one POST (or HEAD) and its answer, or a `TransportError`.
 
-httpx stays the client API (requests, timeouts, MockTransport in tests); aiohttp carries the
-bytes, because its pool keeps up with hundreds of concurrent calls on loopback where httpcore's
-pool spends its time scanning connections. aiohttp's errors are mapped onto httpx's hierarchy:
+`AiohttpTransport` is the daemon's: aiohttp's connection pool keeps up with hundreds of
+concurrent calls on loopback, and a call goes straight from the caller's headers and body to
+the socket, with nothing built per call that the call does not need. `HttpxTransport` runs the
+same calls on any httpx transport (``httpx.MockTransport`` in tests).
 
-    connect refused / unreachable   -> httpx.ConnectError      (States.Http.Socket)
-    connect took too long           -> httpx.ConnectTimeout    (States.Timeout)
-    read took too long              -> httpx.ReadTimeout       (States.Timeout)
-    reset / closed / bad answer     -> httpx.ReadError, httpx.RemoteProtocolError (Socket)
-    not an http(s) URL              -> httpx.UnsupportedProtocol
+Both report failures alike, named as httpx names them:
+
+    connect refused / unreachable   -> TransportError("ConnectError")       States.Http.Socket
+    connect took too long           -> TransportTimeout("ConnectTimeout")    States.Timeout
+    read took too long              -> TransportTimeout("ReadTimeout")       States.Timeout
+    reset / closed / bad answer     -> TransportError("ReadError",
+                                       "RemoteProtocolError")                States.Http.Socket
+    not an http(s) URL              -> UnsupportedUrl                        States.Runtime
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import httpx
+from yarl import URL
 
 KEEPALIVE_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024
+MAX_CACHED = 10_000  # parsed URLs and timeout settings kept for reuse
 
 
-class _Body(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """What the server answered: its status, and the body up to the caller's limit."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(CHUNK_BYTES):
-                yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+    status: int
+    reason: str
+    retry_after: str | None  # the Retry-After header, as sent
+    body: bytes
+    complete: bool  # False when the body was longer than the limit and was cut there
+
+
+class TransportError(Exception):
+    """The call got no answer. `kind` names the failure as httpx does (ConnectError, ...)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+class TransportTimeout(TransportError):
+    """Connecting or reading took longer than allowed."""
+
+
+class UnsupportedUrl(TransportError):
+    """The URL cannot be called at all (not http or https)."""
+
+
+class Transport(Protocol):
+    async def post(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_bytes: int,
+    ) -> Answer:
+        """POST `body`; the answer's body is read up to `max_bytes` (decompressed)."""
+
+    async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
+        """The status of a HEAD request."""
 
     async def aclose(self) -> None:
-        self._response.release()
+        """Close pooled connections."""
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class AiohttpTransport:
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -59,49 +99,176 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts = request.extensions.get("timeout", {})
-        connect = timeouts.get("connect")
-        pool = timeouts.get("pool")
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None if connect is None or pool is None else connect + pool,
-            sock_connect=connect,
-            sock_read=timeouts.get("read"),
-        )
-        body = await request.aread()
-        try:
-            response = await self._client().request(
-                request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
-                compress=None,
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url)
+            if parsed.scheme not in {"http", "https"} or not parsed.host:
+                raise UnsupportedUrl("UnsupportedProtocol", f"not an http(s) URL: {url!r}")
+            if len(self._urls) < MAX_CACHED:
+                self._urls[url] = parsed
+        return parsed
+
+    def _timeout(self, connect: float, read: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get((connect, read))
+        if timeout is None:
+            # connect: waiting for a pooled connection and opening one; sock_read: between
+            # two reads. The caller bounds the whole attempt.
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=connect + read, sock_connect=connect, sock_read=read
             )
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-            raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if len(self._timeouts) < MAX_CACHED:
+                self._timeouts[(connect, read)] = timeout
+        return timeout
+
+    async def post(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_bytes: int,
+    ) -> Answer:
+        target = self._url(url)
+        try:
+            async with self._client().post(
+                target,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout(connect_timeout, read_timeout),
+                compress=None,
+            ) as response:
+                content, complete = await _read_at_most(response.content, max_bytes)
+                return Answer(
+                    status=response.status,
+                    reason=response.reason or "",
+                    retry_after=response.headers.get("Retry-After"),
+                    body=content,
+                    complete=complete,
+                )
         except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=list(response.raw_headers),
-            stream=_Body(response),
-            extensions={"reason_phrase": (response.reason or "").encode()},
-            request=request,
-        )
+            raise _failure(exc) from exc
+        except TimeoutError as exc:
+            raise TransportTimeout("ReadTimeout", str(exc) or "read timed out") from exc
+
+    async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
+        try:
+            async with self._client().head(
+                self._url(url),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout(timeout, timeout),
+            ) as response:
+                return response.status
+        except aiohttp.ClientError as exc:
+            raise _failure(exc) from exc
+        except TimeoutError as exc:
+            raise TransportTimeout("ReadTimeout", str(exc) or "read timed out") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
             await asyncio.sleep(0)  # let aiohttp close its transports
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.read(CHUNK_BYTES):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], False
+    return b"".join(chunks), True
+
+
+def _failure(exc: aiohttp.ClientError) -> TransportError:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return TransportTimeout("ConnectTimeout", detail)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return TransportTimeout("ReadTimeout", detail)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return UnsupportedUrl("UnsupportedProtocol", detail)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError("ConnectError", detail)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return TransportError("RemoteProtocolError", detail)
+    return TransportError("ReadError", detail)
+
+
+class HttpxTransport:
+    """The calls on an httpx transport (no cookies, redirects or environment proxies)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def post(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_bytes: int,
+    ) -> Answer:
+        timeouts = {
+            "connect": connect_timeout,
+            "read": read_timeout,
+            "write": read_timeout,
+            "pool": read_timeout,
+        }
+        try:
+            request = httpx.Request(
+                "POST", url, headers=headers, content=body, extensions={"timeout": timeouts}
+            )
+            response = await self._transport.handle_async_request(request)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                complete = True
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > max_bytes:
+                        complete = False
+                        break
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise _httpx_failure(exc) from exc
+        content = b"".join(chunks)
+        return Answer(
+            status=response.status_code,
+            reason=response.reason_phrase,
+            retry_after=response.headers.get("Retry-After"),
+            body=content if complete else content[:max_bytes],
+            complete=complete,
+        )
+
+    async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
+        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        try:
+            request = httpx.Request("HEAD", url, headers=headers, extensions={"timeout": timeouts})
+            response = await self._transport.handle_async_request(request)
+            await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise _httpx_failure(exc) from exc
+        return response.status_code
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def _httpx_failure(exc: httpx.HTTPError | httpx.InvalidURL) -> TransportError:
+    kind, detail = type(exc).__name__, str(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportTimeout(kind, detail)
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return UnsupportedUrl(kind, detail)
+    return TransportError(kind, detail)
