@@ -2,13 +2,19 @@
 
 Under journald (stdout is the stream named by $JOURNAL_STREAM, as systemd.exec(5) says to
 check) each JSON line carries a `<N>` syslog priority prefix so `journalctl -p err` works.
+
+Lines logged on the event loop are written together at the end of the loop's turn (one write
+for a burst of task results instead of one each); anywhere else they are written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -50,6 +56,59 @@ def _journal_prefix(_: Any, method: str, event: str) -> str:
     return f"<{SYSLOG_PRIORITY.get(method, DEFAULT_PRIORITY)}>{event}"
 
 
+class LineWriter:
+    """A structlog logger writing whole lines to `stream`, batched per event-loop turn."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # a flush is scheduled there
+
+    def msg(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._lines.append(message)
+            if loop is None:
+                self._write()
+                return
+            if self._flush_on is loop:
+                return
+            self._flush_on = loop
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_on = None
+            self._write()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout gone (closed pipe, closed file): nowhere to write a line about it
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_writers: list[LineWriter] = []
+
+
+@atexit.register
+def _flush_all() -> None:
+    for writer in _writers:
+        writer.flush()
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     console = fmt == "console" or (fmt == "auto" and out.isatty())
@@ -65,9 +124,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
         if stdout_is_journal(out):
             processors.append(_journal_prefix)
+    _flush_all()
+    writer = LineWriter(out)
+    _writers[:] = [writer]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.WriteLoggerFactory(out),
+        logger_factory=lambda *_: writer,
         cache_logger_on_first_use=False,
     )

@@ -284,7 +284,20 @@ class Engine:
         execution = self._rows.pop(execution_id, None)
         if execution is None:
             execution = await self.store.get_execution(execution_id)
+        if execution is None:
+            return
+        with structlog.contextvars.bound_contextvars(
+            machine=execution.machine, execution=execution.name, state=execution.state
+        ):
+            await self._advance(execution)
+
+    async def _advance(self, execution: Execution | None) -> None:
+        """advance's loop; log lines carry the state each step of it is at."""
+        logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self.queue.accepting:
+            if execution.state != logged_state:
+                logged_state = execution.state
+                structlog.contextvars.bind_contextvars(state=logged_state)
             due_at = execution.due_at
             if due_at is None:
                 return
@@ -292,27 +305,29 @@ class Engine:
             if due_at > now:
                 self._schedule(execution)
                 return
-            with structlog.contextvars.bound_contextvars(
-                machine=execution.machine, execution=execution.name, state=execution.state
-            ):
+            definition = self._definitions.get(execution.definition_id)
+            if definition is None:
                 definition = await self._definition(execution.definition_id)
-                step = self._step(execution, definition, now)
-                if execution.phase != PHASE_TASK:
-                    step.run()
-                due_now = step.due_at is not None and step.due_at <= now
-                if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
-                    url = self._task_url(step.machine, step.state, step.pending)
-                    limit = self._host_wait_limit(url, step) if url else None
-                    if url is not None and limit is not None:
-                        await self._wait_for_host(execution, step, url, limit)
-                        return
-                    # a task due now: its intent goes into the commit that reached it
-                    updated = await self._call_task(execution, step)
-                else:
-                    updated = await self.store.commit(step.transition())
-                    self._log_closed(updated)
+            step = self._step(execution, definition, now)
+            if execution.phase != PHASE_TASK:
+                step.run()
+            due_now = step.due_at is not None and step.due_at <= now
+            if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
+                if step.state != logged_state:
+                    logged_state = step.state
+                    structlog.contextvars.bind_contextvars(state=logged_state)
+                url = self._task_url(step.machine, step.state, step.pending)
+                limit = self._host_wait_limit(url, step) if url else None
+                if url is not None and limit is not None:
+                    await self._wait_for_host(execution, step, url, limit)
+                    return
+                # a task due now: its intent goes into the commit that reached it
+                updated = await self._call_task(execution, step, url)
+            else:
+                updated = await self.store.commit(step.transition())
+                self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
-                updated = await self.store.get_execution(execution_id)
+                updated = await self.store.get_execution(execution.id)
             execution = updated
 
     # -- hosts that are down ---------------------------------------------------------
@@ -419,7 +434,9 @@ class Engine:
         )
         return policy == LATE_FAIL
 
-    async def _call_task(self, execution: Execution, step: Step) -> Execution | None:
+    async def _call_task(
+        self, execution: Execution, step: Step, url: str | None
+    ) -> Execution | None:
         """Send the task `step` is at: commit its intent (with whatever `step` already holds)
         unless a crash left it sent, call, and commit the outcome."""
         resend = bool(step.pending.get("sent"))
@@ -430,7 +447,6 @@ class Engine:
             if execution_or_none is None:
                 return None
             execution = execution_or_none
-            step = self._step(execution, step.definition, step.now)
         else:
             self.stats.resends += 1
         if late:
@@ -441,8 +457,7 @@ class Engine:
                 f"{machine.late_threshold_seconds if machine else 0} s.",
             )
         else:
-            with structlog.contextvars.bound_contextvars(state=execution.state):
-                outcome = await self._send(execution, resend=resend)
+            outcome = await self._send(execution, url, resend=resend)
         step = self._step(execution, step.definition, self.clock())
         step.task_done(outcome)
         step.run()
@@ -452,9 +467,8 @@ class Engine:
         self._log_closed(updated)
         return updated
 
-    async def _send(self, execution: Execution, *, resend: bool) -> TaskOutcome:
+    async def _send(self, execution: Execution, url: str | None, *, resend: bool) -> TaskOutcome:
         pending = execution.pending
-        url = self._task_url(execution.machine, execution.state, pending)
         if url is None:
             return TaskOutcome(
                 error=RUNTIME,
@@ -467,8 +481,6 @@ class Engine:
         key = f"{execution.machine}/{execution.name}/{execution.state_entered_event}"
         if resend:
             log.warning("task.resend", url=url, attempt=execution.attempt, key=key)
-        else:
-            log.debug("task.call", url=url, attempt=execution.attempt, key=key)
         self.stats.in_flight += 1
         try:
             outcome = await self.caller.call(

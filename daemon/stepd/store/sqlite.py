@@ -1,9 +1,11 @@
 """The SQLite store: WAL, durable commits, one writer thread that commits in groups.
 
-Every write is a function run on the writer thread inside a SAVEPOINT; the writer takes
-whatever writes are queued, runs them in one transaction and commits once (group commit), so a
-burst of transitions costs one fsync instead of one each. Each caller's future resolves only
-after that COMMIT returned: an acknowledged write is on disk.
+Every write is a function run on the writer thread; the writer takes whatever writes are
+queued, runs them in one transaction and commits once (group commit), so a burst of
+transitions costs one fsync instead of one each. When one write of a group fails, the group is
+rolled back and run again with each write in its own SAVEPOINT, so that only the failed one is
+undone. Each caller's future resolves only after that COMMIT returned: an acknowledged write
+is on disk.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -79,6 +82,12 @@ def _encode(column: str, value: Any) -> Any:
     if column in JSON_COLUMNS:
         return json.dumps(list(value) if isinstance(value, tuple) else value)
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{name} = ?" for name in (*columns, "last_event_id", "version"))
+    return f"UPDATE executions SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -230,24 +239,15 @@ class SqliteStore(Store):
                 return
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
-        outcomes: list[tuple[_Write, Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for write in batch:
-                conn.execute("SAVEPOINT w")
-                try:
-                    result = write.fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO w")
-                    conn.execute("RELEASE w")
-                    outcomes.append((write, None, _wrap(exc)))
-                else:
-                    conn.execute("RELEASE w")
-                    outcomes.append((write, result, None))
-            conn.execute("COMMIT")
+            try:
+                outcomes = _commit_group(conn, batch, isolated=False)
+            except _WriteFailed as failed:
+                if len(batch) == 1:
+                    outcomes = [(batch[0], None, failed.error)]
+                else:  # again, each write in a savepoint: the failed one alone is undone
+                    outcomes = _commit_group(conn, batch, isolated=True)
         except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
@@ -355,12 +355,15 @@ class SqliteStore(Store):
     async def commit(self, transition: Transition) -> Execution | None:
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
-        columns = {k: _encode(k, v) for k, v in transition.fields.items()}
-        columns["last_event_id"] = last_event_id
-        columns["version"] = base.version + 1
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        sql = f"UPDATE executions SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
-        params = (*columns.values(), base.id, base.version)
+        fields = transition.fields
+        sql = _update_sql(tuple(fields))
+        params = (
+            *[_encode(k, v) if k in JSON_COLUMNS else v for k, v in fields.items()],
+            last_event_id,
+            base.version + 1,
+            base.id,
+            base.version,
+        )
 
         def apply(conn: sqlite3.Connection) -> Execution | None:
             if conn.execute(sql, params).rowcount == 0:
@@ -476,6 +479,46 @@ class SqliteStore(Store):
             return {str(r[0]): int(r[1]) for r in rows}
 
         return await self._read(run)
+
+
+class _WriteFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _commit_group(
+    conn: sqlite3.Connection, batch: list[_Write], *, isolated: bool
+) -> list[tuple[_Write, Any, Exception | None]]:
+    """Run `batch` in one transaction and commit it. Not `isolated`, the first write that
+    fails rolls everything back (_WriteFailed); `isolated`, each write runs in a savepoint and
+    a failed one is undone alone, its error becoming its outcome."""
+    outcomes: list[tuple[_Write, Any, Exception | None]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for write in batch:
+            if not isolated:
+                try:
+                    outcomes.append((write, write.fn(conn), None))
+                except Exception as exc:
+                    raise _WriteFailed(_wrap(exc)) from exc
+                continue
+            conn.execute("SAVEPOINT w")
+            try:
+                result = write.fn(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                outcomes.append((write, None, _wrap(exc)))
+            else:
+                conn.execute("RELEASE w")
+                outcomes.append((write, result, None))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def _append_events(
