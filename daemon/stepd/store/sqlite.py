@@ -241,12 +241,12 @@ class SqliteStore(Store):
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
         try:
             try:
-                outcomes = _commit_group(conn, batch, isolated=False)
+                outcomes = _commit_group(conn, batch, self.path, isolated=False)
             except _WriteFailed as failed:
                 if len(batch) == 1:
                     outcomes = [(batch[0], None, failed.error)]
                 else:  # again, each write in a savepoint: the failed one alone is undone
-                    outcomes = _commit_group(conn, batch, isolated=True)
+                    outcomes = _commit_group(conn, batch, self.path, isolated=True)
         except Exception as exc:
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
@@ -488,7 +488,7 @@ class _WriteFailed(Exception):
 
 
 def _commit_group(
-    conn: sqlite3.Connection, batch: list[_Write], *, isolated: bool
+    conn: sqlite3.Connection, batch: list[_Write], path: Path, *, isolated: bool
 ) -> list[tuple[_Write, Any, Exception | None]]:
     """Run `batch` in one transaction and commit it. Not `isolated`, the first write that
     fails rolls everything back (_WriteFailed); `isolated`, each write runs in a savepoint and
@@ -501,7 +501,7 @@ def _commit_group(
                 try:
                     outcomes.append((write, write.fn(conn), None))
                 except Exception as exc:
-                    raise _WriteFailed(_wrap(exc)) from exc
+                    raise _WriteFailed(_wrap(exc, path)) from exc
                 continue
             conn.execute("SAVEPOINT w")
             try:
@@ -509,7 +509,7 @@ def _commit_group(
             except Exception as exc:
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
-                outcomes.append((write, None, _wrap(exc)))
+                outcomes.append((write, None, _wrap(exc, path)))
             else:
                 conn.execute("RELEASE w")
                 outcomes.append((write, result, None))
@@ -546,7 +546,7 @@ def _append_events(
     )
 
 
-def _wrap(exc: Exception) -> Exception:
+def _wrap(exc: Exception, path: Path) -> Exception:
     if isinstance(exc, sqlite3.Error):
-        return StoreError(str(exc))
+        return StoreError(f"{path}: write failed: {exc}")
     return exc
