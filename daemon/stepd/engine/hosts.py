@@ -81,6 +81,8 @@ class Hosts:
 
     def down_error(self, url: str) -> str | None:
         """The error a call to `url` would likely get now, when its host is down."""
+        if not self._down:
+            return None
         down = self._down.get(origin(url))
         return None if down is None else down.error
 
