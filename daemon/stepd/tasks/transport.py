@@ -2,7 +2,7 @@
 
 `AiohttpTransport` is the daemon's: aiohttp's connection pool keeps up with hundreds of
 concurrent calls on loopback, and a call goes straight from the caller's headers and body to
-the socket, with nothing built per call that the call does not need. `HttpxTransport` runs the
+the socket, with nothing built per call that the call does not need, and no cookies kept. `HttpxTransport` runs the
 same calls on any httpx transport (``httpx.MockTransport`` in tests).
 
 Both report failures alike, named as httpx names them:
@@ -95,6 +95,7 @@ class AiohttpTransport:
                 ),
                 auto_decompress=True,
                 trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
