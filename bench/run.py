@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,7 @@ async def herd(count: int) -> dict[str, float]:
     return {
         "daemon_cpu_s": cpu,
         "delivered": len(lateness),
+        "delivered_percent": 100 * len(lateness) / count,
         "early": sum(1 for v in lateness if v < 0),
         "p50_ms": percentile(lateness, 50),
         "p99_ms": percentile(lateness, 99),
@@ -312,6 +314,24 @@ async def baseline_herd(count: int, load_rate: float) -> dict[str, float]:
     }
 
 
+def _ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """stepd's figures over the baseline's (lateness: the baseline's over stepd's), on the same
+    intake and herd; inf where the baseline delivered nothing."""
+    ours_intake = results["intake (StartExecution, 64 connections)"]
+    ours_herd = results["herd (same due second)"]
+    base_intake = results["baseline intake (APScheduler 3 + SQLAlchemy store + httpx)"]
+    base_herd = results["baseline herd (APScheduler 3 + SQLAlchemy store + httpx)"]
+    delivered = base_herd["delivered_within_60s_percent"]
+    return {
+        "intake_rate_x": ours_intake["per_second"] / base_intake["per_second"],
+        "intake_p99_latency_baseline_over_stepd": base_intake["p99_ms"] / ours_intake["p99_ms"],
+        "herd_delivered_x": ours_herd["delivered_percent"] / delivered if delivered else math.inf,
+        "herd_p99_lateness_baseline_over_stepd": base_herd["p99_ms"] / ours_herd["p99_ms"]
+        if delivered
+        else math.inf,
+    }
+
+
 def _commit() -> str:
     try:
         return subprocess.check_output(
@@ -350,6 +370,7 @@ async def main(mode: str) -> int:
         ),
         "scale (waiting executions in the store)": await scale(100_000 if quick else 1_000_000),
     }
+    results["stepd against the baseline (ratios)"] = _ratios(results)
     for name, figures in results.items():
         print(f"{name}: {figures}")
     _record(mode, results)
