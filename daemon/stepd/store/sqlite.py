@@ -129,7 +129,10 @@ class SqliteStore(Store):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
-        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._writes: queue.Queue[list[_Write] | None] = queue.Queue()
+        self._gathered: list[_Write] | None = None
+        self._gathered_on: asyncio.AbstractEventLoop | None = None
+        self._gather_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepd-store-read")
 
@@ -204,6 +207,7 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         if self._thread is not None:
+            self._hand_over()
             self._writes.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -223,17 +227,17 @@ class SqliteStore(Store):
             first = self._writes.get()
             if first is None:
                 return
-            batch = [first]
+            batch = first
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
-                    item = self._writes.get_nowait()
+                    more = self._writes.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     stop = True
                     break
-                batch.append(item)
+                batch += more
             self._run_batch(conn, batch)
             if stop:
                 return
@@ -261,8 +265,24 @@ class SqliteStore(Store):
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writes.put(_Write(fn, loop, future))
+        write = _Write(fn, loop, future)
+        with self._gather_lock:
+            if self._gathered is None:
+                # the writes of this loop turn go to the writer together, after it
+                self._gathered = [write]
+                self._gathered_on = loop
+                loop.call_soon(self._hand_over)
+            elif self._gathered_on is loop:
+                self._gathered.append(write)
+            else:
+                self._writes.put([write])
         return await future
+
+    def _hand_over(self) -> None:
+        with self._gather_lock:
+            gathered, self._gathered = self._gathered, None
+        if gathered:
+            self._writes.put(gathered)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._reader

@@ -2,8 +2,9 @@
 
 `AiohttpTransport` is the daemon's: aiohttp's connection pool keeps up with hundreds of
 concurrent calls on loopback, and a call goes straight from the caller's headers and body to
-the socket, with nothing built per call that the call does not need, and no cookies kept. `HttpxTransport` runs the
-same calls on any httpx transport (``httpx.MockTransport`` in tests).
+the socket, with nothing built per call that the call does not need and no cookies kept.
+`HttpxTransport` runs the same calls on any httpx transport (``httpx.MockTransport`` in
+tests).
 
 Both report failures alike, named as httpx names them:
 
