@@ -1,7 +1,8 @@
 """Timers: wake-ups for executions that fall due soon. The only module that imports APScheduler.
 
 Timers are hints. The store is the truth: a date job per due instant within the window (all the
-executions due at that instant share it: classes start on the hour), an interval job that loads
+executions due at that instant share it: classes start on the hour; it fires LEAD_SECONDS
+early and sleeps out the rest on the event loop, for precision), an interval job that loads
 the next window, and an interval job that sweeps anything overdue (a missed wake-up, a clock
 that jumped, a crash). Firing only pushes executions to the run queue; the engine checks the
 due time itself, so an early wake-up is harmless.
@@ -34,6 +35,10 @@ SWEEP_LIMIT = 5000  # overdue executions taken per sweep
 WINDOW_LIMIT = 200_000  # date jobs armed per window load
 CLOCK_WATCH_SECONDS = 0.5  # how often the wall clock is compared with the monotonic one
 CLOCK_JUMP_SECONDS = 0.5  # a drift between them larger than this is a jump
+# A date job fires this long before its instant and the last stretch is slept on the event
+# loop: the kernel's timer slack grows with the length of a sleep, and a sleep of half a
+# minute ends milliseconds late where one of 20 ms ends well within one.
+LEAD_SECONDS = 0.02
 
 LoadDue = Callable[[float, int], Awaitable[Sequence[tuple[int, float]]]]
 OnDue = Callable[[int, float], None]
@@ -111,7 +116,7 @@ class Timers:
         self._scheduler.add_job(
             self._fire,
             "date",
-            run_date=datetime.fromtimestamp(due_at, UTC),
+            run_date=datetime.fromtimestamp(due_at - LEAD_SECONDS, UTC),
             args=(due_at,),
             id=_job_id(due_at),
         )
@@ -130,6 +135,9 @@ class Timers:
                 self._scheduler.remove_job(_job_id(due_at))
 
     async def _fire(self, due_at: float) -> None:
+        left = due_at - self._clock()
+        if 0 < left <= 2 * LEAD_SECONDS:  # further off: the clock moved; the engine re-arms
+            await asyncio.sleep(left)
         for execution_id in sorted(self._instants.pop(due_at, ())):
             del self._armed[execution_id]
             self._on_due(execution_id, due_at)

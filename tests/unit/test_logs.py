@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,3 +59,37 @@ def test_another_stream_gets_plain_json(tmp_path: Path, monkeypatch: pytest.Monk
         structlog.get_logger("test").error("a.error")
 
     assert json.loads(out_path.read_text(encoding="utf-8"))["event"] == "a.error"
+
+
+def _events(path: Path) -> list[str]:
+    return [json.loads(line)["event"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_lines_logged_on_the_loop_are_all_written_in_order_by_the_next_turn(
+    tmp_path: Path,
+) -> None:
+    """A burst of lines from the event loop reaches the stream whole, in order, as soon as the
+    loop turns; a line logged off the loop is written at once."""
+    out_path = tmp_path / "stdout"
+    seen: list[list[str]] = []
+
+    async def burst() -> None:
+        log = structlog.get_logger("test")
+        for event in ("line.0", "line.1", "line.2"):
+            log.info(event)
+        await asyncio.sleep(0)
+        seen.append(_events(out_path))
+        log.info("line.last")  # the loop ends right after: still written
+
+    with out_path.open("w", encoding="utf-8") as out:
+        logs.configure("info", "json", stream=out)
+        asyncio.run(burst())
+        seen.append(_events(out_path))
+        structlog.get_logger("test").info("off.the.loop")
+        seen.append(_events(out_path))
+
+    assert seen == [
+        ["line.0", "line.1", "line.2"],
+        ["line.0", "line.1", "line.2", "line.last"],
+        ["line.0", "line.1", "line.2", "line.last", "off.the.loop"],
+    ]

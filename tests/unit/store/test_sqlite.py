@@ -129,6 +129,7 @@ async def test_concurrent_writes_commit_in_groups_and_one_failure_spares_the_res
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results[-1:]] == ["StoreError"]
+    assert str(store.path) in str(results[-1])
     assert all(isinstance(r, tuple) for r in results[:-1])
     assert (await store.count_by_status()) == {"RUNNING": 50}
 
