@@ -29,7 +29,7 @@ log = structlog.get_logger("stepd.timers")
 
 WINDOW_SECONDS = 120.0  # executions due within this much of now get a date job
 RELOAD_SECONDS = 30.0  # how often the next window is loaded from the store
-SWEEP_SECONDS = 1.0  # how often overdue executions are looked for
+SWEEP_SECONDS = 2.0  # how often overdue executions are looked for (a missed wake-up)
 HOUSEKEEPING_SECONDS = 3600.0  # how often closed executions past retention are deleted
 SWEEP_LIMIT = 5000  # overdue executions taken per sweep
 WINDOW_LIMIT = 200_000  # date jobs armed per window load

@@ -218,7 +218,7 @@ async def test_stopped_execution_stays_stopped_across_restart(
     stepd.kill()
     await stepd.start()
     await stepd.wait_status([control.name], "SUCCEEDED", timeout=RUN_SECONDS)
-    await sleep_until(stopped.end + 1.5)  # past every due time, and a sweep after that
+    await sleep_until(stopped.end + 2.5)  # past every due time, and a sweep after that
     assert (await stepd.describe(stopped.name))["status"] == "ABORTED"
     assert await stepd.history(stopped.name) == history
     assert records_of(classroom.records, stopped.name) == []
