@@ -100,13 +100,13 @@ class LineWriter:
     fatal = failure = err = error = critical = exception = msg
 
 
-_writers: list[LineWriter] = []
+_writer: LineWriter | None = None  # the configured one
 
 
 @atexit.register
-def _flush_all() -> None:
-    for writer in _writers:
-        writer.flush()
+def _flush() -> None:
+    if _writer is not None:
+        _writer.flush()
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -124,9 +124,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
         if stdout_is_journal(out):
             processors.append(_journal_prefix)
-    _flush_all()
-    writer = LineWriter(out)
-    _writers[:] = [writer]
+    global _writer  # noqa: PLW0603 - one writer per configuration, flushed at exit
+    _flush()
+    writer = _writer = LineWriter(out)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),

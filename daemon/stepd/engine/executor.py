@@ -295,9 +295,6 @@ class Engine:
         """advance's loop; log lines carry the state each step of it is at."""
         logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self.queue.accepting:
-            if execution.state != logged_state:
-                logged_state = execution.state
-                structlog.contextvars.bind_contextvars(state=logged_state)
             due_at = execution.due_at
             if due_at is None:
                 return
@@ -312,10 +309,12 @@ class Engine:
             if execution.phase != PHASE_TASK:
                 step.run()
             due_now = step.due_at is not None and step.due_at <= now
-            if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
-                if step.state != logged_state:
-                    logged_state = step.state
-                    structlog.contextvars.bind_contextvars(state=logged_state)
+            task_now = step.status == RUNNING and step.phase == PHASE_TASK and due_now
+            state = step.state if task_now else execution.state
+            if state != logged_state:
+                logged_state = state
+                structlog.contextvars.bind_contextvars(state=state)
+            if task_now:
                 url = self._task_url(step.machine, step.state, step.pending)
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:

@@ -246,11 +246,8 @@ class SqliteStore(Store):
         try:
             try:
                 outcomes = _commit_group(conn, batch, self.path, isolated=False)
-            except _WriteFailed as failed:
-                if len(batch) == 1:
-                    outcomes = [(batch[0], None, failed.error)]
-                else:  # again, each write in a savepoint: the failed one alone is undone
-                    outcomes = _commit_group(conn, batch, self.path, isolated=True)
+            except _WriteFailed:  # again, each write in a savepoint: the failed one alone is undone
+                outcomes = _commit_group(conn, batch, self.path, isolated=True)
         except Exception as exc:
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
@@ -502,9 +499,7 @@ class SqliteStore(Store):
 
 
 class _WriteFailed(Exception):
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+    """A write of a group failed; the group was rolled back."""
 
 
 def _commit_group(
@@ -521,7 +516,7 @@ def _commit_group(
                 try:
                     outcomes.append((write, write.fn(conn), None))
                 except Exception as exc:
-                    raise _WriteFailed(_wrap(exc, path)) from exc
+                    raise _WriteFailed from exc
                 continue
             conn.execute("SAVEPOINT w")
             try:

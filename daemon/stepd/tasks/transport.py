@@ -19,7 +19,7 @@ Both report failures alike, named as httpx names them:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -104,9 +104,7 @@ class AiohttpTransport:
     def _url(self, url: str) -> URL:
         parsed = self._urls.get(url)
         if parsed is None:
-            parsed = URL(url)
-            if parsed.scheme not in {"http", "https"} or not parsed.host:
-                raise UnsupportedUrl("UnsupportedProtocol", f"not an http(s) URL: {url!r}")
+            parsed = URL(url)  # aiohttp refuses what is not http(s): UnsupportedUrl
             if len(self._urls) < MAX_CACHED:
                 self._urls[url] = parsed
         return parsed
@@ -133,17 +131,17 @@ class AiohttpTransport:
         read_timeout: float,
         max_bytes: int,
     ) -> Answer:
-        target = self._url(url)
         try:
             async with self._client().post(
-                target,
+                self._url(url),
                 data=body,
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout(connect_timeout, read_timeout),
                 compress=None,
             ) as response:
-                content, complete = await _read_at_most(response.content, max_bytes)
+                chunks = response.content.iter_chunked(CHUNK_BYTES)
+                content, complete = await _read_at_most(chunks, max_bytes)
                 return Answer(
                     status=response.status,
                     reason=response.reason or "",
@@ -151,10 +149,8 @@ class AiohttpTransport:
                     body=content,
                     complete=complete,
                 )
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failure(exc) from exc
-        except TimeoutError as exc:
-            raise TransportTimeout("ReadTimeout", str(exc) or "read timed out") from exc
 
     async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
         try:
@@ -165,10 +161,8 @@ class AiohttpTransport:
                 timeout=self._timeout(timeout, timeout),
             ) as response:
                 return response.status
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failure(exc) from exc
-        except TimeoutError as exc:
-            raise TransportTimeout("ReadTimeout", str(exc) or "read timed out") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -177,23 +171,24 @@ class AiohttpTransport:
             await asyncio.sleep(0)  # let aiohttp close its transports
 
 
-async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
+async def _read_at_most(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of a body, and whether that was all of it."""
+    read: list[bytes] = []
     size = 0
-    while chunk := await content.read(CHUNK_BYTES):
-        chunks.append(chunk)
+    async for chunk in chunks:
+        read.append(chunk)
         size += len(chunk)
         if size > limit:
-            return b"".join(chunks)[:limit], False
-    return b"".join(chunks), True
+            return b"".join(read)[:limit], False
+    return b"".join(read), True
 
 
-def _failure(exc: aiohttp.ClientError) -> TransportError:
-    detail = str(exc) or type(exc).__name__
+def _failure(exc: aiohttp.ClientError | TimeoutError) -> TransportError:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TransportTimeout("ConnectTimeout", detail)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return TransportTimeout("ReadTimeout", detail)
+        return TransportTimeout("ConnectTimeout", str(exc) or "connect timed out")
+    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too
+        return TransportTimeout("ReadTimeout", str(exc) or "read timed out")
+    detail = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return UnsupportedUrl("UnsupportedProtocol", detail)
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -231,25 +226,16 @@ class HttpxTransport:
             )
             response = await self._transport.handle_async_request(request)
             try:
-                chunks: list[bytes] = []
-                size = 0
-                complete = True
-                async for chunk in response.aiter_bytes():
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > max_bytes:
-                        complete = False
-                        break
+                content, complete = await _read_at_most(response.aiter_bytes(), max_bytes)
             finally:
                 await response.aclose()
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise _httpx_failure(exc) from exc
-        content = b"".join(chunks)
         return Answer(
             status=response.status_code,
             reason=response.reason_phrase,
             retry_after=response.headers.get("Retry-After"),
-            body=content if complete else content[:max_bytes],
+            body=content,
             complete=complete,
         )
 
