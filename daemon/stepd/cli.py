@@ -16,7 +16,7 @@ from stepd.catalog import build_catalog
 from stepd.client import ApiClientError, Client, api_url
 from stepd.config import EX_CONFIG, client_key, load_settings
 from stepd.engine.arns import Arns
-from stepd.errors import ConfigError, StepdError
+from stepd.errors import ConfigError, StepdError, StoreTooNew
 from stepd.graph import register as register_graph
 
 EX_OK = 0
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     try:
         return run_daemon(args.config, settings, catalog)
-    except ConfigError as exc:
+    except (ConfigError, StoreTooNew) as exc:  # restarting would not help: a person must act
         _err(str(exc))
         return EX_CONFIG
     except StepdError as exc:
@@ -71,11 +71,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     catalog = build_catalog(settings, str(args.config))
     for report in catalog.reports:
         print(report)
-    if catalog.errors:
+    store_problem = _store_problem(settings.store.path)
+    if store_problem is not None:
+        print(store_problem)
+    if catalog.errors or store_problem is not None:
         return EX_CONFIG
     if not args.quiet:
         print(f"{args.config}: OK: {len(catalog.machines)} state machine(s)", file=sys.stderr)
     return EX_OK
+
+
+def _store_problem(path: Path) -> str | None:
+    """A finding when the daemon would refuse the store at `path`."""
+    from stepd.store.sqlite import refusal
+
+    try:
+        reason = refusal(path)
+    except StepdError as exc:
+        return f"{path}: STORE_UNREADABLE: {exc}"
+    return None if reason is None else f"{path}: STORE_TOO_NEW: {reason}"
 
 
 def cmd_reload(args: argparse.Namespace) -> int:

@@ -114,11 +114,10 @@ class Daemon:
                 self.notifier.stopping()
                 engine = self.engine
                 assert engine is not None
-                engine.queue.close()  # from here on no new task call starts
-                engine.hosts.close()  # calls waiting for a host are made after the next start
+                engine.close()  # from here on no new task call starts
                 log.info(
                     "daemon.stopping",
-                    in_flight=engine.stats.in_flight,
+                    in_flight=engine.status().in_flight,
                     drain_timeout_seconds=DRAIN_TIMEOUT_SECONDS,
                 )
                 async with self._reload_lock:  # a reload under way finishes first
@@ -160,7 +159,7 @@ class Daemon:
         timers = Timers(on_due=engine.dispatch, load_due=store.due, housekeeping=self._housekeeping)
         self.timers = timers
         engine.set_timer(timers.arm)
-        engine.queue.start()
+        engine.start()
         stack.push_async_callback(self._drain, engine)
         await timers.start()
         stack.callback(timers.shutdown)
@@ -201,7 +200,7 @@ class Daemon:
 
     async def _drain(self, engine: Engine) -> None:
         started = time.monotonic()
-        cancelled = await engine.queue.stop(timeout=DRAIN_TIMEOUT_SECONDS)
+        cancelled = await engine.drain(DRAIN_TIMEOUT_SECONDS)
         if cancelled:
             log.warning(
                 "daemon.drain_timeout",
@@ -212,11 +211,10 @@ class Daemon:
         log.info("daemon.drained", drain_ms=round((time.monotonic() - started) * 1000, 1))
 
     async def _close_callers(self) -> None:
-        callers = list(self._retired_callers)
-        if self.engine is not None:
-            callers.append(self.engine.caller)
-        for caller in callers:
+        for caller in self._retired_callers:
             await caller.aclose()
+        if self.engine is not None:
+            await self.engine.aclose()
 
     def stop(self) -> None:
         self._stop.set()
@@ -353,15 +351,20 @@ class Daemon:
         engine = self.engine
         assert engine is not None
         old, new = self.settings, loaded.settings
-        await engine.register(loaded.catalog.machines)
-        engine.task_timeout_seconds = new.http.timeout_seconds
+        caller = None
         if loaded.signing_secret != self._signing_secret:
-            self._retired_callers.append(engine.caller)
-            engine.caller = TaskCaller(
+            caller = TaskCaller(
                 user_agent=USER_AGENT,
                 signing_secret=loaded.signing_secret,
                 max_connections=old.http.max_concurrency,
             )
+        retired = await engine.reconfigure(
+            loaded.catalog.machines,
+            task_timeout_seconds=new.http.timeout_seconds,
+            caller=caller,
+        )
+        if retired is not None:
+            self._retired_callers.append(retired)
             self._signing_secret = loaded.signing_secret
             log.info("config.signing_secret_changed")
         if new.log != old.log:
@@ -396,17 +399,18 @@ class Daemon:
     async def health(self) -> dict[str, Any]:
         engine = self.engine
         assert engine is not None
-        counts = await engine.store.count_by_status()
+        counts = await engine.count_by_status()
+        now = engine.status()
         return {
             "status": "ok",
             "version": __version__,
             "executions": counts,
             "timers_armed": self.timers.armed if self.timers else 0,
-            "queued": len(engine.queue),
-            "in_flight": engine.stats.in_flight,
-            "waiting_for_host": engine.hosts.waiting,
-            "hosts_down": engine.hosts.down,
-            "steps_late": engine.stats.steps_late,
+            "queued": now.queued,
+            "in_flight": now.in_flight,
+            "waiting_for_host": now.waiting_for_host,
+            "hosts_down": now.hosts_down,
+            "steps_late": now.steps_late,
         }
 
     async def _status(self) -> str:
@@ -415,11 +419,11 @@ class Daemon:
         running: int | str = "?"
         if engine is not None:
             try:
-                running = (await engine.store.count_by_status()).get("RUNNING", 0)
+                running = (await engine.count_by_status()).get("RUNNING", 0)
             except StepdError as exc:
                 log.warning("status.store_unavailable", error=str(exc))
         armed = self.timers.armed if self.timers else 0
-        in_flight = engine.stats.in_flight if engine else 0
+        in_flight = engine.status().in_flight if engine else 0
         return (
             f"{running} running, {armed} timers armed, {in_flight} calls in flight; "
             f"{self._config_note}"

@@ -4,7 +4,9 @@
     ├── ConfigError               the config file is missing, malformed or invalid
     ├── DefinitionError           a state machine definition cannot be loaded
     ├── StoreError                the database cannot be opened, read or written
-    │   └── StoreLocked           another process holds the database
+    │   ├── StoreLocked           another process holds the database
+    │   ├── StoreTooNew           the store was written by a newer stepd
+    │   └── RecordError           a stored record cannot be read
     └── ApiError                  a control API request is refused (AWS error shape)
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
@@ -56,6 +58,14 @@ class StoreError(StepdError):
 
 class StoreLocked(StoreError):
     """The database is in use by another stepd process."""
+
+
+class StoreTooNew(StoreError):
+    """The store was written by a newer stepd."""
+
+
+class RecordError(StoreError):
+    """A stored record cannot be read."""
 
 
 class ApiError(StepdError):

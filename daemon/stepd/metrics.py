@@ -96,19 +96,19 @@ class Metrics(EngineObserver):
             "Task calls waiting for an answer.",
             registry=self.registry,
         )
-        in_flight.set_function(lambda: engine.stats.in_flight)
+        in_flight.set_function(lambda: engine.status().in_flight)
         waiting = Gauge(
             "stepd_task_calls_waiting_for_host",
             "Task calls held until their host, which refused or failed calls, answers again.",
             registry=self.registry,
         )
-        waiting.set_function(lambda: engine.hosts.waiting)
+        waiting.set_function(lambda: engine.status().waiting_for_host)
         hosts_down = Gauge(
             "stepd_hosts_down",
             "Task hosts that refused or failed the last call and are being probed.",
             registry=self.registry,
         )
-        hosts_down.set_function(lambda: engine.hosts.down)
+        hosts_down.set_function(lambda: engine.status().hosts_down)
         self.executions = Gauge(
             "stepd_executions",
             "Executions in the store by status.",
@@ -125,7 +125,7 @@ class Metrics(EngineObserver):
         )
         for status in STATUSES:
             self.executions.labels(status=status)
-        engine.observer = self
+        engine.observe(self)
 
     # -- the engine's reports ------------------------------------------------------------
 
@@ -145,13 +145,11 @@ class Metrics(EngineObserver):
 
     async def refresh(self) -> None:
         """Read the store's figures. Raises StoreError when the store cannot answer."""
-        store = self._engine.store
-        counts = await store.count_by_status()
-        now = self._clock()
-        due = await store.due(now, 1)
+        counts = await self._engine.count_by_status()
+        oldest = await self._engine.oldest_due()
         for status in sorted({*STATUSES, *counts}):
             self.executions.labels(status=status).set(counts.get(status, 0))
-        self.oldest_overdue.set(max(0.0, now - due[0][1]) if due else 0.0)
+        self.oldest_overdue.set(0.0 if oldest is None else max(0.0, self._clock() - oldest))
 
     async def render(self) -> bytes:
         """The text exposition format (version 0.0.4), freshly refreshed."""

@@ -5,15 +5,21 @@ Every command runs as `python -m stepd ...` in a subprocess, exactly as a person
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from stepd import __version__
+from stepd.store.schema import SCHEMA_VERSION
+from stepd.store.sqlite import SqliteStore
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -427,3 +433,36 @@ def test_check_refuses_a_config_without_machines(stepd_cli, tmp_path):
     assert result.returncode == EX_CONFIG
     assert match is not None, result.stdout
     assert match["code"] == "NO_MACHINES", result.stdout
+
+
+def write_newer_store(config: Path, written_by: str) -> Path:
+    """The config's store, as a stepd `written_by` with a newer schema left it."""
+    database = config.parent / "x.db"
+    store = SqliteStore(database)
+    asyncio.run(store.open())
+    asyncio.run(store.close())
+    conn = sqlite3.connect(database)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'written_by'", (written_by,))
+    conn.commit()
+    conn.close()
+    return database
+
+
+def test_check_and_run_refuse_a_store_written_by_a_newer_stepd(stepd_cli, tmp_path):
+    """`stepd check` and `stepd run` both refuse a newer stepd's store, naming both versions,
+    with exit 78 (so that systemd does not restart into it)."""
+    definition = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    config = write_config(tmp_path, definition)
+    database = write_newer_store(config, "7.3.0")
+    check = stepd_cli("check", "-c", str(config))
+    match = FINDING.match(check.stdout.strip())
+    assert check.returncode == EX_CONFIG
+    assert match is not None, check.stdout
+    assert (match["where"], match["code"]) == (str(database), "STORE_TOO_NEW")
+    assert "stepd 7.3.0" in match["message"]
+    assert f"this is stepd {__version__}" in match["message"]
+    run = stepd_cli("run", "-c", str(config))
+    assert run.returncode == EX_CONFIG
+    assert "stepd 7.3.0" in run.stderr
+    assert f"this is stepd {__version__}" in run.stderr

@@ -129,7 +129,7 @@ class Operations:
         machine, name = self.arns.execution_of(arn)
         if not self.arns.is_ours(arn):
             raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
-        execution = await self.engine.store.find_execution(machine, name)
+        execution = await self.engine.find_execution(machine, name)
         if execution is None:
             raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
         return execution
@@ -192,7 +192,7 @@ class Operations:
                 f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
             )
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
-        rows = await self.engine.store.list_executions(
+        rows = await self.engine.list_executions(
             machine=machine,
             status=status,
             limit=limit + 1,
@@ -208,7 +208,7 @@ class Operations:
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         reverse = _bool(body, "reverseOrder", default=False)
         include_data = _bool(body, "includeExecutionData", default=True)
-        events = await self.engine.store.history(
+        events = await self.engine.history(
             execution.id,
             reverse=reverse,
             limit=limit + 1,

@@ -167,10 +167,10 @@ class _Pages:
                 return self._problem(400, "Bad page", "`before` is an execution id.")
             before = int(before_text)
         try:
-            rows = await self.engine.store.list_executions(
+            rows = await self.engine.list_executions(
                 machine=machine, status=status, limit=PAGE_SIZE + 1, before_id=before
             )
-            counts = await self.engine.store.count_by_status()
+            counts = await self.engine.count_by_status()
         except StoreError as exc:
             return self._unavailable(exc)
         now = self.engine.clock()
@@ -191,7 +191,7 @@ class _Pages:
     async def execution(self, request: web.Request) -> web.Response:
         machine, name = request.match_info["machine"], request.match_info["name"]
         try:
-            execution = await self.engine.store.find_execution(machine, name)
+            execution = await self.engine.find_execution(machine, name)
             if execution is None:
                 return self._problem(
                     404,
@@ -227,7 +227,7 @@ class _Pages:
         if machine is None:
             return self._problem(404, "No such state machine", f"No state machine named {name!r}.")
         try:
-            recent = await self.engine.store.list_executions(
+            recent = await self.engine.list_executions(
                 machine=name, status=None, limit=RECENT_EXECUTIONS, before_id=None
             )
         except StoreError as exc:
@@ -258,7 +258,7 @@ class _Pages:
         events: list[Event] = []
         after: int | None = None
         while len(events) < MAX_EVENTS:
-            batch = await self.engine.store.history(
+            batch = await self.engine.history(
                 execution.id, reverse=False, limit=HISTORY_BATCH, after=after
             )
             events.extend(batch)
@@ -268,18 +268,12 @@ class _Pages:
         return events
 
     async def _definition(self, execution: Execution) -> Mapping[str, Any]:
-        """The definition the execution runs: its machine's, while that is the same snapshot
-        (it keeps the author's order of states), else the snapshot the store holds."""
-        machine = self.engine.machines.get(execution.machine)
-        if machine is not None and machine.definition_id == execution.definition_id:
-            return machine.definition
+        """The definition the execution runs (the snapshot it started with)."""
         try:
-            definition = json.loads(await self.engine.store.get_definition(execution.definition_id))
+            return await self.engine.definition_of(execution)
         except (StoreError, ValueError):
-            definition = None
-        if isinstance(definition, Mapping):
-            return definition
-        return machine.definition if machine is not None else {}
+            machine = self.engine.machines.get(execution.machine)
+            return machine.definition if machine is not None else {}
 
     def _findings(self, name: str, source: str, definition: Mapping[str, Any]) -> Sequence[Report]:
         if self.findings is not None:
@@ -398,7 +392,7 @@ def _badge(status: str) -> str:
 
 
 def _in_flight(execution: Execution) -> bool:
-    return execution.phase == PHASE_TASK and bool(execution.pending.get("sent"))
+    return execution.task is not None and execution.task.sent
 
 
 def lateness(execution: Execution, now: float) -> float | None:
@@ -412,8 +406,8 @@ def lateness(execution: Execution, now: float) -> float | None:
 def _doing(execution: Execution, now: float) -> str:
     """What a running execution does next, in words."""
     if _in_flight(execution):
-        sent_at = execution.pending.get("sent_at")
-        since = f" (sent {_relative(float(sent_at), now)})" if sent_at is not None else ""
+        sent_at = execution.task.sent_at if execution.task else None
+        since = f" (sent {_relative(sent_at, now)})" if sent_at is not None else ""
         return f"calling its task{since}"
     if execution.due_at is None:
         return "—"

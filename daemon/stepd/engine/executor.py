@@ -1,7 +1,7 @@
 """The durable executor: the only writer of execution state.
 
 Every transition is one store commit. Before a task is called its intent (TaskScheduled and
-TaskStarted, `pending.sent`) is committed; the call carries an idempotency key made of the
+TaskStarted, `TaskCall.sent`) is committed; the call carries an idempotency key made of the
 execution and the id of the state's TaskStateEntered event, so a retry and a re-send after a
 crash carry the same key.
 """
@@ -13,6 +13,7 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import structlog
@@ -37,9 +38,11 @@ from stepd.store.records import (
     ABORTED,
     PHASE_TASK,
     RUNNING,
+    Event,
     Execution,
     NewEvent,
     NewExecution,
+    TaskCall,
     Transition,
 )
 from stepd.tasks.caller import TaskCaller, TaskOutcome, TaskRequest
@@ -83,6 +86,19 @@ class EngineObserver:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EngineStatus:
+    """The engine's figures at one instant."""
+
+    queued: int  # executions due and waiting for a worker
+    in_flight: int  # task calls waiting for an answer
+    waiting_for_host: int  # task calls held until their host is back
+    hosts_down: int
+    steps: int  # task steps started since the engine started
+    steps_late: int  # of which later than their machine's threshold
+    resends: int  # calls sent again after a restart
+
+
+@dataclass(frozen=True, kw_only=True)
 class Started:
     execution: Execution
     created: bool
@@ -101,30 +117,119 @@ class Engine:
         random: Callable[[], float] = _random.random,
         workers: int = DEFAULT_WORKERS,
     ) -> None:
-        self.store = store
-        self.caller = caller
-        self.machines = dict(machines)
+        self._store = store
+        self._caller = caller
+        self._machines = dict(machines)
         self.arns = arns
         self.task_timeout_seconds = task_timeout_seconds
         self.clock = clock
         self.random = random
         self.stats = EngineStats()
-        self.observer = EngineObserver()
-        self.queue = DueQueue(self.advance, workers=workers)
+        self._observer: EngineObserver = EngineObserver()
+        self._queue = DueQueue(self.advance, workers=workers)
         self._definitions: dict[int, Mapping[str, Any]] = {}
         self._retired: dict[str, Machine] = {}
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
-        self._arm: Callable[[int, float], None] = self.queue.push
-        self.hosts = Hosts(probe=self._probe, release=self.queue.release, clock=clock)
+        self._arm: Callable[[int, float], None] = self._queue.push
+        self._hosts = Hosts(probe=self._probe, release=self._queue.release, clock=clock)
 
     def set_timer(self, arm: Callable[[int, float], None]) -> None:
         """Where future due times go (the timers); without one, everything runs at once."""
         self._arm = arm
 
     def dispatch(self, execution_id: int, due_at: float) -> None:
-        self.queue.push(execution_id, due_at)
+        self._queue.push(execution_id, due_at)
+
+    def observe(self, observer: EngineObserver) -> None:
+        """Report steps and task calls to `observer` from now on."""
+        self._observer = observer
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start running due work (on the running event loop)."""
+        self._queue.start()
+
+    def close(self) -> None:
+        """Start no new task call from now on; calls waiting for a host are made after the
+        next start. Calls in flight go on until `drain`."""
+        self._queue.close()
+        self._hosts.close()
+
+    async def drain(self, timeout: float) -> int:
+        """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
+        are sent again, with the same key, after the next start); how many were cancelled."""
+        return await self._queue.stop(timeout=timeout)
+
+    async def reconfigure(
+        self,
+        machines: Mapping[str, Machine],
+        *,
+        task_timeout_seconds: float,
+        caller: TaskCaller | None = None,
+    ) -> TaskCaller | None:
+        """Serve `machines` (running executions keep the definitions they started with), with
+        a new task timeout and, when given, a new caller; the caller it replaced, to close."""
+        await self.register(machines)
+        self.task_timeout_seconds = task_timeout_seconds
+        if caller is None:
+            return None
+        old, self._caller = self._caller, caller
+        return old
+
+    async def aclose(self) -> None:
+        """Close the task caller's connections."""
+        await self._caller.aclose()
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def machines(self) -> Mapping[str, Machine]:
+        """The configured machines, by name (read only)."""
+        return MappingProxyType(self._machines)
+
+    def status(self) -> EngineStatus:
+        """What the engine is doing right now."""
+        return EngineStatus(
+            queued=len(self._queue),
+            in_flight=self.stats.in_flight,
+            waiting_for_host=self._hosts.waiting,
+            hosts_down=self._hosts.down,
+            steps=self.stats.steps,
+            steps_late=self.stats.steps_late,
+            resends=self.stats.resends,
+        )
+
+    async def find_execution(self, machine: str, name: str) -> Execution | None:
+        return await self._store.find_execution(machine, name)
+
+    async def list_executions(
+        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+    ) -> list[Execution]:
+        """Newest first; `before_id` continues a previous page."""
+        return await self._store.list_executions(
+            machine=machine, status=status, limit=limit, before_id=before_id
+        )
+
+    async def history(
+        self, execution_id: int, *, reverse: bool, limit: int, after: int | None
+    ) -> list[Event]:
+        """An execution's events in order (or reversed), continuing after event id `after`."""
+        return await self._store.history(execution_id, reverse=reverse, limit=limit, after=after)
+
+    async def count_by_status(self) -> dict[str, int]:
+        return await self._store.count_by_status()
+
+    async def oldest_due(self) -> float | None:
+        """The due instant of the earliest-due running execution now overdue, if any."""
+        due = await self._store.due(self.clock(), 1)
+        return due[0][1] if due else None
+
+    async def definition_of(self, execution: Execution) -> Mapping[str, Any]:
+        """The definition `execution` runs (the one it started with)."""
+        return await self._definition(execution.definition_id)
 
     # -- definitions -----------------------------------------------------------------
 
@@ -132,8 +237,8 @@ class Engine:
         """Snapshot each machine's definition in the store and serve new executions with it."""
         registered: dict[str, Machine] = {}
         for name, machine in machines.items():
-            definition_id = await self.store.put_definition(name, machine.definition_text)
-            created_at = await self.store.first_registered(name)
+            definition_id = await self._store.put_definition(name, machine.definition_text)
+            created_at = await self._store.first_registered(name)
             self._definitions[definition_id] = machine.definition
             registered[name] = replace(
                 machine, definition_id=definition_id, created_at=created_at or self.clock()
@@ -141,26 +246,26 @@ class Engine:
         # A machine dropped from the config starts nothing new, but its running executions
         # finish with the endpoints and policy they had.
         self._retired.update(
-            {name: old for name, old in self.machines.items() if name not in registered}
+            {name: old for name, old in self._machines.items() if name not in registered}
         )
         for name in registered:
             self._retired.pop(name, None)
-        self.machines = registered
-        self.hosts.release_all()  # endpoints may have changed: look at each call again
+        self._machines = registered
+        self._hosts.release_all()  # endpoints may have changed: look at each call again
 
     def _serving(self, name: str) -> Machine | None:
         """The machine running executions of `name` use: configured, or retired."""
-        return self.machines.get(name) or self._retired.get(name)
+        return self._machines.get(name) or self._retired.get(name)
 
     async def _definition(self, definition_id: int) -> Mapping[str, Any]:
         cached = self._definitions.get(definition_id)
         if cached is None:
-            cached = json.loads(await self.store.get_definition(definition_id))
+            cached = json.loads(await self._store.get_definition(definition_id))
             self._definitions[definition_id] = cached
         return cached
 
     def machine(self, name: str) -> Machine:
-        machine = self.machines.get(name)
+        machine = self._machines.get(name)
         if machine is None:
             raise StateMachineDoesNotExist(
                 f"State Machine Does Not Exist: '{self.arns.state_machine(name)}'"
@@ -187,14 +292,14 @@ class Engine:
         )
         step.begin(ROLE_ARN.format(account=self.arns.account))
         step.run()
-        execution, created = await self.store.create_execution(
+        execution, created = await self._store.create_execution(
             NewExecution(
                 machine=machine.name,
                 name=name,
                 definition_id=machine.definition_id,
                 input=input_text,
                 start_date=now,
-                fields=step.columns(),
+                progress=step.progress(),
                 events=tuple(step.events),
             )
         )
@@ -223,7 +328,7 @@ class Engine:
         if cause is not None and len(cause) > MAX_CAUSE_LENGTH:
             raise ValidationException("cause: at most 32768 characters")
         while True:
-            execution = await self.store.find_execution(machine_name, name)
+            execution = await self._store.find_execution(machine_name, name)
             if execution is None:
                 raise ExecutionDoesNotExist(
                     f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
@@ -231,18 +336,19 @@ class Engine:
             if execution.status != RUNNING:
                 return execution
             now = self.clock()
-            stopped = await self.store.commit(
+            stopped = await self._store.commit(
                 Transition(
                     base=execution,
-                    fields={
-                        "status": ABORTED,
-                        "stop_date": now,
-                        "phase": None,
-                        "due_at": None,
-                        "pending": {},
-                        "error": error,
-                        "cause": cause,
-                    },
+                    progress=replace(
+                        execution.progress,
+                        status=ABORTED,
+                        stop_date=now,
+                        phase=None,
+                        due_at=None,
+                        pending=None,
+                        error=error,
+                        cause=cause,
+                    ),
                     events=(
                         _event("ExecutionAborted", history.execution_aborted(error, cause), now),
                     ),
@@ -262,7 +368,7 @@ class Engine:
         before = self.clock() - retention_seconds
         deleted = 0
         while True:
-            batch = await self.store.purge_closed(before, PURGE_BATCH)
+            batch = await self._store.purge_closed(before, PURGE_BATCH)
             deleted += batch
             if batch < PURGE_BATCH:
                 break
@@ -283,7 +389,7 @@ class Engine:
         """Carry out whatever is due for one execution, as far as it goes without waiting."""
         execution = self._rows.pop(execution_id, None)
         if execution is None:
-            execution = await self.store.get_execution(execution_id)
+            execution = await self._store.get_execution(execution_id)
         if execution is None:
             return
         with structlog.contextvars.bound_contextvars(
@@ -294,7 +400,7 @@ class Engine:
     async def _advance(self, execution: Execution | None) -> None:
         """advance's loop; log lines carry the state each step of it is at."""
         logged_state = execution.state if execution else None
-        while execution is not None and execution.status == RUNNING and self.queue.accepting:
+        while execution is not None and execution.status == RUNNING and self._queue.accepting:
             due_at = execution.due_at
             if due_at is None:
                 return
@@ -315,7 +421,7 @@ class Engine:
                 logged_state = state
                 structlog.contextvars.bind_contextvars(state=state)
             if task_now:
-                url = self._task_url(step.machine, step.state, step.pending)
+                url = self._task_url(step.machine, step.state, step.task)
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:
                     await self._wait_for_host(execution, step, url, limit)
@@ -323,34 +429,32 @@ class Engine:
                 # a task due now: its intent goes into the commit that reached it
                 updated = await self._call_task(execution, step, url)
             else:
-                updated = await self.store.commit(step.transition())
+                updated = await self._store.commit(step.transition())
                 self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
-                updated = await self.store.get_execution(execution.id)
+                updated = await self._store.get_execution(execution.id)
             execution = updated
 
     # -- hosts that are down ---------------------------------------------------------
 
-    def _task_url(
-        self, machine_name: str, state: str | None, pending: Mapping[str, Any]
-    ) -> str | None:
-        """Where the task a `pending` call is for goes, by state name or Resource."""
+    def _task_url(self, machine_name: str, state: str | None, task: TaskCall) -> str | None:
+        """Where `task` goes, by its state's name or its Resource."""
         machine = self._serving(machine_name)
         if machine is None:
             return None
-        return machine.endpoints.resolve(state or "", pending.get("resource"))
+        return machine.endpoints.resolve(state or "", task.resource)
 
     def _host_wait_limit(self, url: str, step: Step) -> float | None:
         """The machine's wait_for_host_seconds when the call should wait for its host: the host
         is down, the machine lets calls wait and this one has not waited its limit, and the
         state would retry the error the host gives (otherwise None: the call goes out, and its
         error comes at once)."""
-        error = self.hosts.down_error(url)
+        error = self._hosts.down_error(url)
         if error is None:
             return None
         machine = self._serving(step.machine)
         limit = machine.wait_for_host_seconds if machine else 0.0
-        since = step.pending.get("waiting_since")
+        since = step.task.waiting_since
         if limit <= 0 or (since is not None and step.now - float(since) >= limit):
             return None
         try:
@@ -373,26 +477,28 @@ class Engine:
     ) -> None:
         """Commit what `step` reached (the Task state entered, when the wait began), then keep
         the call until the host is back; it spends none of its attempts meanwhile."""
-        if "waiting_since" not in step.pending:
-            step.pending = {**step.pending, "waiting_since": step.now}
+        if step.task.waiting_since is None:
+            step.pending = replace(step.task, waiting_since=step.now)
         if step.events or step.pending != execution.pending:
-            committed = await self.store.commit(step.transition())
+            committed = await self._store.commit(step.transition())
             if committed is None:  # changed meanwhile (stopped): look again
-                self.queue.push(execution.id, self.clock())
+                self._queue.push(execution.id, self.clock())
                 return
             execution = committed
-        pending = execution.pending
-        first_due = float(pending.get("first_due", pending.get("due", step.now)))
-        until = float(pending["waiting_since"]) + limit
-        self.queue.hold(execution.id)
-        if not self.hosts.wait(url, execution.id, first_due, until):
-            self.queue.release(execution.id, first_due)
+        task = execution.task
+        if task is None or task.waiting_since is None:
+            raise TypeError(f"the state '{execution.state}' has no call waiting for its host")
+        first_due = task.first_due if task.first_due is not None else task.due
+        until = task.waiting_since + limit
+        self._queue.hold(execution.id)
+        if not self._hosts.wait(url, execution.id, first_due, until):
+            self._queue.release(execution.id, first_due)
             return
         self._rows[execution.id] = execution
         log.debug("task.waiting_for_host", state=execution.state, url=url)
 
     async def _probe(self, url: str) -> int | None:
-        return await self.caller.probe(url, min(self.task_timeout_seconds, PROBE_TIMEOUT_SECONDS))
+        return await self._caller.probe(url, min(self.task_timeout_seconds, PROBE_TIMEOUT_SECONDS))
 
     def _step(self, execution: Execution, definition: Mapping[str, Any], now: float) -> Step:
         return Step(
@@ -411,15 +517,13 @@ class Engine:
     def _note_lateness(self, step: Step) -> bool:
         """Record how late a task call starts against the instant it was due (the end of
         the wait that led to it); True when the machine's policy fails it."""
-        due = step.pending.get("due", step.due_at)
-        if due is None:
-            return False
+        due = step.task.due
         lateness = max(0.0, step.now - float(due))
         self.stats.steps += 1
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
         machine = self._serving(step.machine)
         threshold = machine.late_threshold_seconds if machine else float("inf")
-        self.observer.step_started(lateness, late=lateness > threshold)
+        self._observer.step_started(lateness, late=lateness > threshold)
         if lateness <= threshold:
             return False
         self.stats.steps_late += 1
@@ -438,11 +542,11 @@ class Engine:
     ) -> Execution | None:
         """Send the task `step` is at: commit its intent (with whatever `step` already holds)
         unless a crash left it sent, call, and commit the outcome."""
-        resend = bool(step.pending.get("sent"))
+        resend = step.task.sent
         late = False if resend else self._note_lateness(step)
         if not resend:
             step.task_sent(self.arns.region)
-            execution_or_none = await self.store.commit(step.transition())
+            execution_or_none = await self._store.commit(step.transition())
             if execution_or_none is None:
                 return None
             execution = execution_or_none
@@ -460,42 +564,44 @@ class Engine:
         step = self._step(execution, step.definition, self.clock())
         step.task_done(outcome)
         step.run()
-        updated = await self.store.commit(step.transition())
+        updated = await self._store.commit(step.transition())
         if updated is None:
             log.info("task.result_discarded", reason="execution changed while the call ran")
         self._log_closed(updated)
         return updated
 
     async def _send(self, execution: Execution, url: str | None, *, resend: bool) -> TaskOutcome:
-        pending = execution.pending
+        task = execution.task
+        if task is None:
+            raise TypeError(f"the state '{execution.state}' has no task call pending")
         if url is None:
             return TaskOutcome(
                 error=RUNTIME,
                 cause=f"No endpoint is configured for the Task state '{execution.state}' "
-                f"(Resource {resource_text(pending.get('resource'))})",
+                f"(Resource {resource_text(task.resource)})",
             )
         timeout = self.task_timeout_seconds
-        if pending.get("timeout") is not None:
-            timeout = min(timeout, float(pending["timeout"]))
+        if task.timeout_seconds is not None:
+            timeout = min(timeout, task.timeout_seconds)
         key = f"{execution.machine}/{execution.name}/{execution.state_entered_event}"
         if resend:
             log.warning("task.resend", url=url, attempt=execution.attempt, key=key)
         self.stats.in_flight += 1
         try:
-            outcome = await self.caller.call(
+            outcome = await self._caller.call(
                 TaskRequest(
                     url=url,
-                    payload=json.loads(pending.get("payload", "{}")),
+                    payload=json.loads(task.payload),
                     idempotency_key=key,
                     timeout_seconds=timeout,
                 )
             )
         finally:
             self.stats.in_flight -= 1
-        self.hosts.record(url, outcome)
+        self._hosts.record(url, outcome)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
-        self.observer.task_called(outcome)
+        self._observer.task_called(outcome)
         return outcome
 
     def _log_closed(self, execution: Execution | None) -> None:

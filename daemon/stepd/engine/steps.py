@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +36,11 @@ from stepd.store.records import (
     SUCCEEDED,
     Execution,
     NewEvent,
+    Pending,
+    Progress,
+    TaskCall,
     Transition,
+    WaitThen,
 )
 from stepd.tasks.caller import TaskOutcome
 
@@ -82,7 +87,10 @@ class Step:
         self.random = random
         self.events: list[NewEvent] = []
         self.status = RUNNING
-        self.fields: dict[str, Any] = {}
+        self.stop_date: float | None = None
+        self.output: str | None = None
+        self.error: str | None = None
+        self.cause: str | None = None
         self.chain_due: float | None = None  # due instant of the wait this step began with
         self.row = row
         if row is None:
@@ -90,7 +98,7 @@ class Step:
             self.state: str | None = None
             self.phase: str | None = None
             self.data = execution_input
-            self.pending: dict[str, Any] = {}
+            self.pending: Pending = None
             self.entered_event = 0
             self.entered_at: float | None = None
             self.attempt = 0
@@ -101,7 +109,7 @@ class Step:
             self.state = row.state
             self.phase = row.phase
             self.data = row.data or "{}"
-            self.pending = dict(row.pending)
+            self.pending = row.pending
             self.entered_event = row.state_entered_event
             self.entered_at = row.state_entered_at
             self.attempt = row.attempt
@@ -139,27 +147,32 @@ class Step:
     def transition(self) -> Transition:
         if self.row is None:
             raise ValueError("a new execution is created, not transitioned")
-        return Transition(
-            base=self.row,
-            fields=self.columns(),
-            events=tuple(self.events),
+        return Transition(base=self.row, progress=self.progress(), events=tuple(self.events))
+
+    def progress(self) -> Progress:
+        return Progress(
+            status=self.status,
+            state=self.state,
+            phase=self.phase,
+            data=self.data,
+            pending=self.pending,
+            state_entered_event=self.entered_event,
+            state_entered_at=self.entered_at,
+            attempt=self.attempt,
+            retry_counts=self.retry_counts,
+            due_at=self.due_at,
+            stop_date=self.stop_date,
+            output=self.output,
+            error=self.error,
+            cause=self.cause,
         )
 
-    def columns(self) -> dict[str, Any]:
-        columns: dict[str, Any] = {
-            "status": self.status,
-            "state": self.state,
-            "phase": self.phase,
-            "data": self.data,
-            "pending": self.pending,
-            "state_entered_event": self.entered_event,
-            "state_entered_at": self.entered_at,
-            "attempt": self.attempt,
-            "retry_counts": self.retry_counts,
-            "due_at": self.due_at,
-        }
-        columns.update(self.fields)
-        return columns
+    @property
+    def task(self) -> TaskCall:
+        """The call the Task state this step is at makes."""
+        if not isinstance(self.pending, TaskCall):
+            raise TypeError(f"the state '{self.state}' has no task call pending")
+        return self.pending
 
     # -- the execution's beginning and end ---------------------------------------------
 
@@ -178,20 +191,20 @@ class Step:
         text = dumps(output)
         self.add("ExecutionSucceeded", history.execution_succeeded(text))
         self._close(SUCCEEDED)
-        self.fields["output"] = text
+        self.output = text
 
     def fail(self, error: str | None, cause: str | None) -> None:
         self.add("ExecutionFailed", history.execution_failed(error, cause))
         self._close(FAILED)
-        self.fields["error"] = error
-        self.fields["cause"] = cause
+        self.error = error
+        self.cause = cause
 
     def _close(self, status: str) -> None:
         self.status = status
         self.phase = None
         self.due_at = None
-        self.pending = {}
-        self.fields["stop_date"] = self.now
+        self.pending = None
+        self.stop_date = self.now
 
     # -- running states --------------------------------------------------------------
 
@@ -228,21 +241,22 @@ class Step:
         self.apply(decision, state_type)
 
     def _leave_wait(self) -> None:
-        then = self.pending.get("then", {})
+        then = self.pending
+        if not isinstance(then, WaitThen):
+            raise TypeError(f"the Wait state '{self.state}' has no record of where it goes")
         if self.chain_due is None:
             self.chain_due = self.due_at
-        output_text = then.get("output", self.data)
-        self.add("WaitStateExited", history.state_exited(self.state or "", output_text))
-        if then.get("next") is None:
-            self.succeed(json.loads(output_text))
+        self.add("WaitStateExited", history.state_exited(self.state or "", then.output))
+        if then.next_state is None:
+            self.succeed(json.loads(then.output))
             return
-        self._go(then["next"], output_text)
+        self._go(then.next_state, then.output)
 
     def _go(self, next_state: str, output_text: str) -> None:
         self.state = next_state
         self.phase = PHASE_ENTER
         self.data = output_text
-        self.pending = {}
+        self.pending = None
         self.due_at = self.now
 
     def _runtime_cause(self, cause: str | None) -> str:
@@ -269,32 +283,27 @@ class Step:
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
                 self.due_at = until.timestamp()
-                if isinstance(then, GoTo):
-                    self.pending = {"then": {"next": then.next_state, "output": dumps(then.output)}}
-                else:
-                    self.pending = {"then": {"next": None, "output": dumps(then.output)}}
+                self.pending = WaitThen(
+                    next_state=then.next_state if isinstance(then, GoTo) else None,
+                    output=dumps(then.output),
+                )
             case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
                 self.phase = PHASE_TASK
-                self.pending = {
-                    "resource": resource,
-                    "payload": dumps(payload),
-                    "timeout": timeout,
-                    "sent": False,
-                    "due": self.chain_due if self.chain_due is not None else self.now,
-                }
+                self.pending = TaskCall(
+                    resource=resource,
+                    payload=dumps(payload),
+                    timeout_seconds=timeout,
+                    due=self.chain_due if self.chain_due is not None else self.now,
+                )
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
                 self.phase = PHASE_TASK
                 self.attempt += 1
                 self.retry_counts = counts
                 self.due_at = until.timestamp()
-                first_due = self.pending.get("first_due", self.pending.get("due", self.due_at))
-                self.pending = {
-                    **self.pending,
-                    "sent": False,
-                    "due": self.due_at,
-                    "first_due": first_due,
-                }
+                task = self.task
+                first_due = task.first_due if task.first_due is not None else task.due
+                self.pending = replace(task, sent=False, due=self.due_at, first_due=first_due)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 self.add("TaskStateExited", history.state_exited(name, text))
@@ -304,19 +313,18 @@ class Step:
 
     def task_sent(self, region: str) -> None:
         """Record the intent to call: the task is scheduled and started."""
-        resource = resource_text(self.pending.get("resource"))
+        task = self.task
+        resource = resource_text(task.resource)
         self.add(
             "TaskScheduled",
-            history.task_scheduled(
-                resource, self.pending.get("payload", "{}"), self.pending.get("timeout"), region
-            ),
+            history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
         )
         self.add("TaskStarted", history.task_started(resource))
-        self.pending = {**self.pending, "sent": True, "sent_at": self.now}
+        self.pending = replace(task, sent=True, sent_at=self.now)
 
     def task_done(self, outcome: TaskOutcome) -> None:
         """Record a task's outcome and decide what follows."""
-        resource = resource_text(self.pending.get("resource"))
+        resource = resource_text(self.task.resource)
         decision: Decision
         try:
             decision = self._after_task(resource, outcome)

@@ -1,8 +1,15 @@
-"""What the store holds, as frozen values."""
+"""What the store holds, as frozen values.
+
+An execution is its identity (machine, name, input, start) and its `Progress`: where it stands
+and what it does next. A transition replaces the whole `Progress` at once. What a waiting
+execution keeps for its next action is a typed `Pending` record (`WaitThen` or `TaskCall`);
+how those records are written to disk, and read back from every earlier release's format, is
+`stepd.store.formats`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 RUNNING = "RUNNING"
@@ -14,34 +21,89 @@ STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
 
 # What an execution does next, when `due_at` comes.
 PHASE_ENTER = "enter"  # enter `state` with `data` as its input
-PHASE_WAIT = "wait"  # a Wait state is waiting; `pending["then"]` says where it goes
-PHASE_TASK = "task"  # call the task in `pending`; `pending["sent"]` once the intent is committed
+PHASE_WAIT = "wait"  # a Wait state is waiting; its `WaitThen` says where it goes
+PHASE_TASK = "task"  # call the task of its `TaskCall`; `sent` once the intent is committed
 
 
 @dataclass(frozen=True, kw_only=True)
-class Execution:
-    id: int
-    machine: str
-    name: str
-    definition_id: int
+class WaitThen:
+    """A Wait state is waiting: what happens when its instant comes."""
+
+    next_state: str | None  # None: the execution succeeds with `output`
+    output: str  # the Wait state's output, JSON text
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCall:
+    """A Task state's call: what to send, and how far the sending got."""
+
+    resource: Any  # the state's Resource, as the definition has it
+    payload: str  # the request body, JSON text
+    timeout_seconds: float | None  # the state's TimeoutSeconds, if any
+    due: float  # the instant this attempt was due (the end of the wait that led to it)
+    first_due: float | None = None  # the first attempt's due instant, once retried
+    sent: bool = False  # the intent (TaskScheduled, TaskStarted) is committed
+    sent_at: float | None = None
+    waiting_since: float | None = None  # the call waits for its host to come back since
+
+
+Pending = WaitThen | TaskCall | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """Where an execution stands and what it does next: all that a transition changes."""
+
     status: str
-    input: str
-    start_date: float
-    stop_date: float | None = None
-    output: str | None = None
-    error: str | None = None
-    cause: str | None = None
     state: str | None = None
     phase: str | None = None
     data: str | None = None
-    pending: dict[str, Any] = field(default_factory=dict)
+    pending: Pending = None
     state_entered_event: int = 0
     state_entered_at: float | None = None
     attempt: int = 0
     retry_counts: tuple[int, ...] = ()
     due_at: float | None = None
+    stop_date: float | None = None
+    output: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def task(self) -> TaskCall | None:
+        return self.pending if isinstance(self.pending, TaskCall) else None
+
+    @property
+    def wait(self) -> WaitThen | None:
+        return self.pending if isinstance(self.pending, WaitThen) else None
+
+
+PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution(Progress):
+    id: int
+    machine: str
+    name: str
+    definition_id: int
+    input: str
+    start_date: float
     last_event_id: int = 0
     version: int = 0
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(**{name: getattr(self, name) for name in PROGRESS_FIELDS})
+
+    def moved_to(self, progress: Progress, *, last_event_id: int, version: int) -> Execution:
+        """This execution as a committed transition to `progress` leaves it."""
+        return replace(
+            self,
+            **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
+            last_event_id=last_event_id,
+            version=version,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,13 +124,13 @@ class NewEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class Transition:
-    """One atomic change to `base`: new column values and events to append.
+    """One atomic change to `base`: its new progress and the events to append.
 
     It applies only while the stored execution is still at `base.version`.
     """
 
     base: Execution
-    fields: dict[str, Any]
+    progress: Progress
     events: tuple[NewEvent, ...] = ()
 
 
@@ -79,5 +141,5 @@ class NewExecution:
     definition_id: int
     input: str
     start_date: float
-    fields: dict[str, Any]
+    progress: Progress
     events: tuple[NewEvent, ...] = ()

@@ -1,6 +1,13 @@
-"""Schema migrations. `PRAGMA user_version` holds the number of migrations applied."""
+"""Schema migrations and the store's version.
+
+`PRAGMA user_version` holds the number of migrations applied (the schema version); the `meta`
+table (from schema 3) holds the format of the records in it and the stepd that last opened it,
+so that an older stepd can say which newer one wrote a store it cannot read.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: executions, their definitions and their history
@@ -55,6 +62,33 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX executions_closed ON executions (stop_date) WHERE stop_date IS NOT NULL;
     """,
+    # 3: what wrote the store, for the next release to read
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreVersion:
+    """What a store says of itself: schema, record format and the stepd that wrote it."""
+
+    schema: int
+    record_format: int | None  # None: before schema 3, format 0
+    written_by: str | None  # None: before schema 3 (stepd 0.1)
+
+
+def too_new(found: StoreVersion, *, schema: int, record_format: int, version: str) -> str | None:
+    """Why this stepd (`version`, reading `schema` and `record_format`) cannot use a store
+    that says `found`; None when it can."""
+    if found.schema <= schema and (found.record_format or 0) <= record_format:
+        return None
+    writer = f"stepd {found.written_by}" if found.written_by else "a newer stepd"
+    return (
+        f"the store was written by {writer} (schema {found.schema}, record format "
+        f"{found.record_format}); this is stepd {version} (schema {schema}, record format "
+        f"{record_format}), which cannot read it: upgrade stepd, or restore a backup taken "
+        "before the store was upgraded"
+    )

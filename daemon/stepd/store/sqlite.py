@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -23,21 +22,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from stepd.errors import StoreError, StoreLocked
+from stepd import __version__
+from stepd.errors import RecordError, StoreError, StoreLocked, StoreTooNew
 from stepd.store.base import Store
+from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
     RUNNING,
     Event,
     Execution,
     NewEvent,
     NewExecution,
+    Progress,
     Transition,
 )
-from stepd.store.schema import MIGRATIONS
+from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion, too_new
 
 T = TypeVar("T")
 
@@ -48,10 +49,35 @@ COLUMNS = (
     " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
     " retry_counts, due_at, last_event_id, version"
 )
-JSON_COLUMNS = frozenset({"pending", "retry_counts"})
+# Each field of `Progress` and the column that holds it; a transition writes them all.
+PROGRESS_COLUMNS: dict[str, str] = {
+    "status": "status",
+    "state": "state",
+    "phase": "phase",
+    "data": "data",
+    "pending": "pending",
+    "state_entered_event": "state_entered_event",
+    "state_entered_at": "state_entered_at",
+    "attempt": "attempt",
+    "retry_counts": "retry_counts",
+    "due_at": "due_at",
+    "stop_date": "stop_date",
+    "output": "output",
+    "error": "error",
+    "cause": "cause",
+}
+UPDATE_SQL = (
+    "UPDATE executions SET "  # noqa: S608
+    + ", ".join(f"{column} = ?" for column in (*PROGRESS_COLUMNS.values(), "last_event_id"))
+    + ", version = ? WHERE id = ? AND version = ?"
+)
 
 
 def _row_to_execution(row: sqlite3.Row) -> Execution:
+    try:
+        pending = decode_pending(row["pending"])
+    except RecordError as exc:
+        raise RecordError(f"execution {row['machine']}/{row['name']}: {exc}") from None
     return Execution(
         id=row["id"],
         machine=row["machine"],
@@ -67,7 +93,7 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         state=row["state"],
         phase=row["phase"],
         data=row["data"],
-        pending=json.loads(row["pending"]) if row["pending"] else {},
+        pending=pending,
         state_entered_event=row["state_entered_event"],
         state_entered_at=row["state_entered_at"],
         attempt=row["attempt"],
@@ -78,16 +104,17 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
     )
 
 
-def _encode(column: str, value: Any) -> Any:
-    if column in JSON_COLUMNS:
-        return json.dumps(list(value) if isinstance(value, tuple) else value)
-    return value
-
-
-@functools.lru_cache(maxsize=64)
-def _update_sql(columns: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"{name} = ?" for name in (*columns, "last_event_id", "version"))
-    return f"UPDATE executions SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
+def _progress_values(progress: Progress) -> list[Any]:
+    """The column values of `progress`, in PROGRESS_COLUMNS' order."""
+    values: list[Any] = []
+    for name in PROGRESS_COLUMNS:
+        value = getattr(progress, name)
+        if name == "pending":
+            value = encode_pending(value)
+        elif name == "retry_counts":
+            value = json.dumps(list(value))
+        values.append(value)
+    return values
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -145,24 +172,31 @@ class SqliteStore(Store):
         self._thread.start()
 
     def _open_sync(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = self._take_lock()
             conn = _connect(self.path)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
+            self._use_wal(conn)
             self._migrate(conn)
             self._writer = conn
             self._reader = _connect(self.path)
             self._reader.execute("PRAGMA query_only = ON")
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            if conn is not None and self._writer is None:
+                conn.close()
             self._release_lock()
-            raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
-        except OSError as exc:
-            self._release_lock()
-            raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"{self.path}: {exc.strerror or exc}") from exc
+            raise
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
 
     def _take_lock(self) -> IO[str]:
         path = self.path.resolve()
@@ -187,13 +221,13 @@ class SqliteStore(Store):
             self._lock_file = None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this stepd "
-                f"understands ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        found = _read_version(conn)
+        reason = too_new(
+            found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
+        )
+        if reason is not None:
+            raise StoreTooNew(f"{self.path}: {reason}")
+        for number, script in enumerate(MIGRATIONS[found.schema :], start=found.schema + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in script.split(";"):
@@ -204,6 +238,11 @@ class SqliteStore(Store):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [("record_format", str(FORMAT_VERSION)), ("written_by", __version__)],
+        )
 
     async def close(self) -> None:
         if self._thread is not None:
@@ -347,11 +386,12 @@ class SqliteStore(Store):
                 "machine": new.machine,
                 "name": new.name,
                 "definition_id": new.definition_id,
-                "status": RUNNING,
                 "input": new.input,
                 "start_date": new.start_date,
             }
-            columns.update({k: _encode(k, v) for k, v in new.fields.items()})
+            columns.update(
+                zip(PROGRESS_COLUMNS.values(), _progress_values(new.progress), strict=True)
+            )
             columns["last_event_id"] = len(new.events)
             names = ", ".join(columns)
             marks = ", ".join("?" for _ in columns)
@@ -372,10 +412,8 @@ class SqliteStore(Store):
     async def commit(self, transition: Transition) -> Execution | None:
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
-        fields = transition.fields
-        sql = _update_sql(tuple(fields))
         params = (
-            *[_encode(k, v) if k in JSON_COLUMNS else v for k, v in fields.items()],
+            *_progress_values(transition.progress),
             last_event_id,
             base.version + 1,
             base.id,
@@ -383,14 +421,11 @@ class SqliteStore(Store):
         )
 
         def apply(conn: sqlite3.Connection) -> Execution | None:
-            if conn.execute(sql, params).rowcount == 0:
+            if conn.execute(UPDATE_SQL, params).rowcount == 0:
                 return None
             _append_events(conn, base.id, base.last_event_id, transition.events)
-            return replace(
-                base,
-                **transition.fields,
-                last_event_id=last_event_id,
-                version=base.version + 1,
+            return base.moved_to(
+                transition.progress, last_event_id=last_event_id, version=base.version + 1
             )
 
         return await self._write(apply)
@@ -496,6 +531,47 @@ class SqliteStore(Store):
             return {str(r[0]): int(r[1]) for r in rows}
 
         return await self._read(run)
+
+
+def read_version(path: Path) -> StoreVersion | None:
+    """What the store at `path` says of its version, read without taking it over; None
+    when there is no store there yet. Raises StoreError."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return _read_version(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot read the database: {exc}") from exc
+
+
+def refusal(path: Path) -> str | None:
+    """Why this stepd would refuse the store at `path` (written by a newer one); None when it
+    would open it. Raises StoreError when it cannot be read."""
+    found = read_version(path)
+    if found is None:
+        return None
+    return too_new(found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__)
+
+
+def _read_version(conn: sqlite3.Connection) -> StoreVersion:
+    schema = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    meta: dict[str, str] = {}
+    if has_meta:
+        meta = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    record_format = meta.get("record_format")
+    return StoreVersion(
+        schema=schema,
+        record_format=int(record_format) if record_format is not None else None,
+        written_by=meta.get("written_by"),
+    )
 
 
 class _WriteFailed(Exception):

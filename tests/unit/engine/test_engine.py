@@ -159,7 +159,7 @@ async def test_intent_is_committed_before_the_call_is_made(store: SqliteStore):
     clock.now = T0 + 10
     await engine.advance(started.execution.id)
     during, types = caller.during_call[0]
-    assert (during.phase, during.pending["sent"]) == ("task", True)
+    assert (during.phase, during.task.sent) == ("task", True)
     assert types[-3:] == [
         "TaskStateEntered",
         "TaskScheduled",

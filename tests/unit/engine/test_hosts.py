@@ -473,8 +473,8 @@ async def rig(store: SqliteStore, fast_probes: None) -> AsyncIterator[Rig]:
     made = Rig(store=store)
     yield made
     for engine in made.engines:
-        engine.hosts.close()
-        await engine.queue.stop(1.0)
+        engine._hosts.close()
+        await engine._queue.stop(1.0)
 
 
 async def _start(engine: Engine, machine: str, name: str, at: float) -> int:
@@ -489,7 +489,7 @@ async def _host_down(rig: Rig, engine: Engine, outcome: TaskOutcome = SOCKET) ->
     rig.caller.outcomes["a"] = [outcome]
     rig.clock.now = T0 + 10
     await engine.advance(a)
-    assert engine.hosts.down_error(CALL_URL) == outcome.error
+    assert engine._hosts.down_error(CALL_URL) == outcome.error
     return a
 
 
@@ -507,13 +507,13 @@ async def test_a_call_to_a_down_host_waits_without_being_sent_or_spending_attemp
     held = await rig.row(b)
     assert rig.caller.keys == ["svc/a/4"]
     assert (held.state, held.phase, held.attempt, held.retry_counts) == ("Call", "task", 0, ())
-    assert (held.pending["sent"], held.pending["waiting_since"]) == (False, T0 + 11)
+    assert (held.task.sent, held.task.waiting_since) == (False, T0 + 11)
     assert (await rig.types(b))[-2:] == ["WaitStateExited", "TaskStateEntered"]
-    assert (engine.hosts.waiting, engine.queue.held, engine.queue.is_active(b)) == (1, 1, True)
+    assert (engine._hosts.waiting, engine._queue.held, engine._queue.is_active(b)) == (1, 1, True)
     engine.dispatch(b, T0)
     rig.clock.now = T0 + 20
     await engine.advance(b)  # looked at again while the host is still down
-    assert (len(engine.queue), rig.caller.keys, await rig.row(b)) == (0, ["svc/a/4"], held)
+    assert (len(engine._queue), rig.caller.keys, await rig.row(b)) == (0, ["svc/a/4"], held)
 
 
 async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answered(
@@ -530,18 +530,18 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
     for execution_id in (late, early, a):
         await engine.advance(execution_id)
     retrying = await rig.row(a)
-    assert (retrying.attempt, retrying.pending["first_due"]) == (1, T0 + 10)
+    assert (retrying.attempt, retrying.task.first_due) == (1, T0 + 10)
     assert (await rig.types(a)).count("TaskScheduled") == 1  # the retry waits, unsent
-    assert (rig.caller.keys, engine.hosts.waiting) == (["svc/a/4"], 3)
+    assert (rig.caller.keys, engine._hosts.waiting) == (["svc/a/4"], 3)
     await _eventually(lambda: len(rig.caller.probes) >= 2)
-    assert engine.hosts.waiting == 3  # unanswered probes release nothing
-    engine.queue.start()
+    assert engine._hosts.waiting == 3  # unanswered probes release nothing
+    engine._queue.start()
     rig.caller.probe_status = 200
     await _eventually(lambda: len(rig.caller.requests) == 4)
     assert rig.caller.keys == ["svc/a/4", "svc/a/4", "svc/early/4", "svc/late/4"]
     assert set(rig.caller.probes) == {(CALL_URL, 5.0)}
-    assert (engine.hosts.down, engine.hosts.waiting, engine.queue.held) == (0, 0, 0)
-    await _eventually(lambda: engine.queue.busy == 0 and len(engine.queue) == 0)
+    assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)
+    await _eventually(lambda: engine._queue.busy == 0 and len(engine._queue) == 0)
     for execution_id, sends in ((a, 2), (early, 1), (late, 1)):
         done = await rig.row(execution_id)
         assert done.status == "SUCCEEDED"
@@ -558,12 +558,12 @@ async def test_any_answered_call_releases_the_waiting_calls_without_the_probe(
     p = await _start(engine, "plain", "p", 11)
     rig.clock.now = T0 + 11
     await engine.advance(b)
-    assert engine.hosts.waiting == 1
-    engine.queue.start()
+    assert engine._hosts.waiting == 1
+    engine._queue.start()
     await engine.advance(p)  # sent although the host is down, and answered
     await _eventually(lambda: len(rig.caller.requests) == 3)
     assert rig.caller.keys == ["svc/a/4", "plain/p/4", "svc/b/4"]
-    assert (engine.hosts.down, engine.hosts.waiting) == (0, 0)
+    assert (engine._hosts.down, engine._hosts.waiting) == (0, 0)
 
 
 async def test_without_wait_for_host_seconds_calls_spend_their_attempts_as_on_aws(
@@ -578,11 +578,11 @@ async def test_without_wait_for_host_seconds_calls_spend_their_attempts_as_on_aw
     for at in (11, 13, 17):
         rig.clock.now = T0 + at
         await engine.advance(b)
-        assert (engine.hosts.waiting, engine.queue.held) == (0, 0)
+        assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
     failed = await rig.row(b)
     assert (failed.status, failed.error) == ("FAILED", "States.Http.Socket")
     assert rig.caller.keys.count("svc/b/4") == 3
-    assert engine.hosts.down == 1
+    assert engine._hosts.down == 1
 
 
 @pytest.mark.parametrize(
@@ -620,7 +620,7 @@ async def test_a_state_that_would_not_retry_the_error_calls_at_once(
     closed = await rig.row(x)
     assert (closed.status, rig.caller.keys) == (status, ["svc/a/4", "once/x/4"])
     assert "TaskFailed" in await rig.types(x)
-    assert (engine.hosts.waiting, engine.queue.held) == (0, 0)
+    assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
 
 
 async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig) -> None:
@@ -632,19 +632,19 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     rig.caller.outcomes["b"] = [SOCKET]
     rig.clock.now = T0 + 11
     await engine.advance(b)
-    engine.queue.start()
+    engine._queue.start()
     rig.clock.now = T0 + 15.9
     probes = len(rig.caller.probes)
     await _eventually(lambda: len(rig.caller.probes) >= probes + 2)
-    assert (engine.hosts.waiting, rig.caller.keys) == (1, ["svc/a/4"])
+    assert (engine._hosts.waiting, rig.caller.keys) == (1, ["svc/a/4"])
     rig.clock.now = T0 + 16
     await _eventually(lambda: len(rig.caller.requests) == 2)
-    await _eventually(lambda: engine.queue.busy == 0)
+    await _eventually(lambda: engine._queue.busy == 0)
     retrying = await rig.row(b)
     assert rig.caller.keys == ["svc/a/4", "svc/b/4"]
     assert (retrying.status, retrying.attempt, retrying.due_at) == ("RUNNING", 1, T0 + 18)
     assert (await rig.types(b))[-3:] == ["TaskScheduled", "TaskStarted", "TaskFailed"]
-    assert (engine.hosts.down, engine.hosts.waiting, engine.queue.held) == (1, 0, 0)
+    assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (1, 0, 0)
 
 
 async def test_the_limit_counts_from_when_the_call_began_waiting_across_a_restart(
@@ -657,18 +657,18 @@ async def test_the_limit_counts_from_when_the_call_began_waiting_across_a_restar
     b = await _start(first, "svc", "b", 11)
     rig.clock.now = T0 + 11
     await first.advance(b)
-    assert first.hosts.waiting == 1
-    first.hosts.close()
-    await first.queue.stop(1.0)
+    assert first._hosts.waiting == 1
+    first._hosts.close()
+    await first._queue.stop(1.0)
 
     restarted = await rig.engine(_machine("svc", RETRY, wait=5))
     rig.caller.outcomes["a"] = [SOCKET]
     rig.clock.now = T0 + 17
     await restarted.advance(a)  # the host is found down again
-    assert restarted.hosts.down == 1
+    assert restarted._hosts.down == 1
     await restarted.advance(b)
     assert rig.caller.keys == ["svc/a/4", "svc/a/4", "svc/b/4"]
-    assert restarted.hosts.waiting == 0
+    assert restarted._hosts.waiting == 0
 
 
 async def test_a_call_not_yet_at_its_limit_waits_again_after_a_restart(rig: Rig) -> None:
@@ -678,8 +678,8 @@ async def test_a_call_not_yet_at_its_limit_waits_again_after_a_restart(rig: Rig)
     b = await _start(first, "svc", "b", 11)
     rig.clock.now = T0 + 11
     await first.advance(b)
-    first.hosts.close()
-    await first.queue.stop(1.0)
+    first._hosts.close()
+    await first._queue.stop(1.0)
 
     restarted = await rig.engine(_machine("svc", RETRY, wait=60))
     rig.caller.outcomes["a"] = [SOCKET]
@@ -687,8 +687,8 @@ async def test_a_call_not_yet_at_its_limit_waits_again_after_a_restart(rig: Rig)
     await restarted.advance(a)
     await restarted.advance(b)
     assert rig.caller.keys == ["svc/a/4", "svc/a/4"]
-    assert (await rig.row(b)).pending["waiting_since"] == T0 + 11
-    assert restarted.hosts.waiting == 1
+    assert (await rig.row(b)).task.waiting_since == T0 + 11
+    assert restarted._hosts.waiting == 1
 
 
 async def test_a_call_stopped_while_waiting_is_never_sent(rig: Rig) -> None:
@@ -698,10 +698,10 @@ async def test_a_call_stopped_while_waiting_is_never_sent(rig: Rig) -> None:
     rig.clock.now = T0 + 11
     await engine.advance(b)
     await engine.stop_execution("svc", "b", "Cancelled", None)
-    engine.queue.start()
+    engine._queue.start()
     rig.caller.probe_status = 200
-    await _eventually(lambda: engine.hosts.down == 0)
-    await _eventually(lambda: engine.queue.busy == 0 and len(engine.queue) == 0)
+    await _eventually(lambda: engine._hosts.down == 0)
+    await _eventually(lambda: engine._queue.busy == 0 and len(engine._queue) == 0)
     assert rig.caller.keys == ["svc/a/4"]
     assert (await rig.row(b)).status == "ABORTED"
 
@@ -714,8 +714,8 @@ async def test_registering_the_machines_again_sends_the_waiting_calls_back(rig: 
     b = await _start(engine, "svc", "b", 11)
     rig.clock.now = T0 + 11
     await engine.advance(b)
-    engine.queue.start()
+    engine._queue.start()
     await engine.register({"svc": _machine("svc", RETRY, wait=60)})
     await _eventually(lambda: len(rig.caller.requests) == 2)
     assert rig.caller.keys == ["svc/a/4", "svc/b/4"]
-    assert (engine.hosts.down, engine.hosts.waiting, engine.queue.held) == (0, 0, 0)
+    assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from stepd.errors import StoreError, StoreLocked
-from stepd.store.records import NewEvent, NewExecution, Transition
-from stepd.store.schema import SCHEMA_VERSION
-from stepd.store.sqlite import SqliteStore
+from stepd import __version__
+from stepd.errors import StoreError, StoreLocked, StoreTooNew
+from stepd.store.formats import FORMAT_VERSION
+from stepd.store.records import (
+    NewEvent,
+    NewExecution,
+    Progress,
+    TaskCall,
+    Transition,
+    WaitThen,
+)
+from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion
+from stepd.store.sqlite import SqliteStore, read_version, refusal
 
 
 def _new(name: str, definition_id: int, due_at: float | None = 100.0) -> NewExecution:
@@ -21,7 +31,7 @@ def _new(name: str, definition_id: int, due_at: float | None = 100.0) -> NewExec
         definition_id=definition_id,
         input="{}",
         start_date=1.0,
-        fields={"state": "A", "phase": "enter", "data": "{}", "due_at": due_at},
+        progress=Progress(status="RUNNING", state="A", phase="enter", data="{}", due_at=due_at),
         events=(NewEvent(type="ExecutionStarted", details={}, ts=1.0),),
     )
 
@@ -98,8 +108,12 @@ async def test_commit_with_a_stale_version_changes_nothing(store: SqliteStore):
     """A transition computed from an old row is refused, so a stop is never overwritten."""
     definition_id = await store.put_definition("m", "{}")
     execution, _ = await store.create_execution(_new("v", definition_id))
-    stopped = await store.commit(Transition(base=execution, fields={"status": "ABORTED"}))
-    stale = await store.commit(Transition(base=execution, fields={"status": "SUCCEEDED"}))
+    stopped = await store.commit(
+        Transition(base=execution, progress=replace(execution.progress, status="ABORTED"))
+    )
+    stale = await store.commit(
+        Transition(base=execution, progress=replace(execution.progress, status="SUCCEEDED"))
+    )
     assert stopped is not None
     assert (stopped.status, stopped.version, stale) == ("ABORTED", 1, None)
     assert await store.get_execution(execution.id) == stopped
@@ -110,7 +124,7 @@ async def test_events_are_numbered_consecutively_across_commits(store: SqliteSto
     definition_id = await store.put_definition("m", "{}")
     execution, _ = await store.create_execution(_new("h", definition_id))
     events = tuple(NewEvent(type=f"E{n}", details={}, ts=2.0) for n in range(3))
-    await store.commit(Transition(base=execution, fields={}, events=events))
+    await store.commit(Transition(base=execution, progress=execution.progress, events=events))
     history = await store.history(execution.id, reverse=False, limit=100, after=None)
     assert [(e.id, e.previous_id) for e in history] == [(1, 0), (2, 1), (3, 2), (4, 3)]
 
@@ -121,7 +135,12 @@ async def test_concurrent_writes_commit_in_groups_and_one_failure_spares_the_res
     """A failing write in a batch fails alone; the others are committed."""
     definition_id = await store.put_definition("m", "{}")
     bad = NewExecution(
-        machine="m", name="bad", definition_id=999, input="{}", start_date=1.0, fields={}
+        machine="m",
+        name="bad",
+        definition_id=999,
+        input="{}",
+        start_date=1.0,
+        progress=Progress(status="RUNNING"),
     )
     results = await asyncio.gather(
         *(store.create_execution(_new(f"e{n}", definition_id)) for n in range(50)),
@@ -141,3 +160,92 @@ async def test_due_lists_running_executions_earliest_first(store: SqliteStore):
         await store.create_execution(_new(name, definition_id, due_at=due))
     due = await store.due(25.0, 10)
     assert [d for _, d in due] == [10.0, 20.0]
+
+
+def _stamp(path: Path, *, schema: int, record_format: str, written_by: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {schema}")
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'written_by'",
+        (written_by,),
+    )
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'record_format'", (record_format,))
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("schema", "record_format"),
+    [(SCHEMA_VERSION + 1, str(FORMAT_VERSION)), (SCHEMA_VERSION, str(FORMAT_VERSION + 1))],
+    ids=["newer schema", "newer record format"],
+)
+async def test_a_store_written_by_a_newer_stepd_is_refused_naming_both_versions(
+    tmp_path: Path, schema: int, record_format: str
+):
+    """Opening a store a newer stepd wrote fails with both versions named, and changes
+    nothing in it."""
+    path = tmp_path / "stepd.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    _stamp(path, schema=schema, record_format=record_format, written_by="9.4.1")
+    before = path.read_bytes()
+    with pytest.raises(StoreTooNew) as raised:
+        await SqliteStore(path).open()
+    message = str(raised.value)
+    assert "stepd 9.4.1" in message
+    assert f"this is stepd {__version__}" in message
+    assert f"schema {schema}" in message
+    assert path.read_bytes() == before
+    assert refusal(path) is not None
+    # the lock was released: an older stepd's refusal does not hold the file
+    opened_again = SqliteStore(path)
+    with pytest.raises(StoreTooNew):
+        await opened_again.open()
+
+
+async def test_a_store_of_stepd_0_1_is_migrated_and_its_executions_read(tmp_path: Path):
+    """A store laid out by stepd 0.1 (schema 2, untyped pending records) opens, migrates,
+    and its running executions read back as typed records."""
+    path = tmp_path / "stepd.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO definitions (id, machine, sha256, body, created_at)"
+        " VALUES (1, 'm', 'x', '{}', 1.0)"
+    )
+    conn.execute(
+        "INSERT INTO executions (machine, name, definition_id, status, input, start_date, state,"
+        " phase, data, pending, attempt, retry_counts, due_at, last_event_id, version)"
+        " VALUES ('m', 'waiting', 1, 'RUNNING', '{}', 1.0, 'W', 'wait', '{}',"
+        ' \'{"then": {"next": "T", "output": "{}"}}\', 0, \'[]\', 500.0, 2, 1),'
+        " ('m', 'calling', 1, 'RUNNING', '{}', 1.0, 'T', 'task', '{}',"
+        ' \'{"resource": "r", "payload": "{}", "timeout": null, "sent": true, "due": 400.0,'
+        " \"sent_at\": 400.5}', 1, '[1]', 400.0, 5, 3)"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        waiting = await store.find_execution("m", "waiting")
+        calling = await store.find_execution("m", "calling")
+        assert waiting is not None
+        assert calling is not None
+        assert waiting.pending == WaitThen(next_state="T", output="{}")
+        assert calling.task == TaskCall(
+            resource="r", payload="{}", timeout_seconds=None, due=400.0, sent=True, sent_at=400.5
+        )
+        assert (calling.attempt, calling.retry_counts) == (1, (1,))
+        moved = await store.commit(
+            Transition(base=calling, progress=replace(calling.progress, status="SUCCEEDED"))
+        )
+        assert moved is not None
+        assert await store.find_execution("m", "calling") == moved
+    finally:
+        await store.close()
+    assert read_version(path) == StoreVersion(
+        schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, written_by=__version__
+    )

@@ -1,0 +1,149 @@
+"""How `Pending` records are written to disk, and read back from every release's format.
+
+A record is JSON text. Each field has an explicit key here, so renaming a field in
+`stepd.store.records` cannot change what is written or read: the key stays until a new
+format version says otherwise. Reading is strict: an unknown key, a missing key or a
+format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
+silently defaulted value.
+
+    format 1 (stepd 0.2):  {"v": 1, "wait": {...}}  or  {"v": 1, "task": {...}}
+    format 0 (stepd 0.1):  {}  or  {"then": {"next": ..., "output": ...}}
+                           or  {"resource": ..., "payload": ..., "sent": ..., ...}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from stepd.errors import RecordError
+from stepd.store.records import Pending, TaskCall, WaitThen
+
+FORMAT_VERSION = 1
+
+_WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
+_TASK_KEYS: Mapping[str, str] = {
+    "resource": "resource",
+    "payload": "payload",
+    "timeout_seconds": "timeout",
+    "due": "due",
+    "first_due": "first_due",
+    "sent": "sent",
+    "sent_at": "sent_at",
+    "waiting_since": "waiting_since",
+}
+_WAIT_REQUIRED = frozenset({"next", "output"})
+_TASK_REQUIRED = frozenset({"resource", "payload", "timeout", "due", "sent"})
+
+
+def encode_pending(pending: Pending) -> str | None:
+    """The JSON text stored for `pending` (None for nothing pending)."""
+    if pending is None:
+        return None
+    if isinstance(pending, WaitThen):
+        body = {key: getattr(pending, name) for name, key in _WAIT_KEYS.items()}
+        return json.dumps({"v": FORMAT_VERSION, "wait": body}, separators=(",", ":"))
+    body = {
+        key: value
+        for name, key in _TASK_KEYS.items()
+        if (value := getattr(pending, name)) is not None or key in _TASK_REQUIRED
+    }
+    return json.dumps({"v": FORMAT_VERSION, "task": body}, separators=(",", ":"))
+
+
+def decode_pending(text: str | None) -> Pending:
+    """The record stored as `text`, in any format this stepd knows. Raises RecordError."""
+    if not text:
+        return None
+    try:
+        stored = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"pending record is not JSON: {exc}") from None
+    if not isinstance(stored, dict):
+        raise RecordError("pending record is not a JSON object")
+    version = stored.get("v", 0)
+    if version == 0:
+        return _decode_v0(stored)
+    if version != FORMAT_VERSION:
+        raise RecordError(
+            f"pending record has format {version}, newer than this stepd reads ({FORMAT_VERSION})"
+        )
+    _expect_keys(stored, {"v"}, {"wait", "task"}, "pending record")
+    if "wait" in stored:
+        return _wait(stored["wait"], "wait record")
+    if "task" in stored:
+        return _task(stored["task"], "task record")
+    raise RecordError("pending record holds neither a wait nor a task")
+
+
+def _decode_v0(stored: dict[str, Any]) -> Pending:
+    if not stored:
+        return None
+    if "then" in stored:
+        _expect_keys(stored, {"then"}, set(), "pending record (format 0)")
+        return _wait(stored["then"], "wait record (format 0)")
+    return _task(stored, "task record (format 0)")
+
+
+def _wait(body: Any, what: str) -> WaitThen:
+    fields = _fields(body, _WAIT_KEYS, _WAIT_REQUIRED, what)
+    next_state = fields["next_state"]
+    output = fields["output"]
+    _check(next_state is None or isinstance(next_state, str), what, "next")
+    _check(isinstance(output, str), what, "output")
+    return WaitThen(next_state=next_state, output=output)
+
+
+def _task(body: Any, what: str) -> TaskCall:
+    fields = _fields(body, _TASK_KEYS, _TASK_REQUIRED, what)
+    _check(isinstance(fields["payload"], str), what, "payload")
+    _check(isinstance(fields["sent"], bool), what, "sent")
+    for name in ("timeout_seconds", "due", "first_due", "sent_at", "waiting_since"):
+        value = fields.get(name)
+        _check(value is None or _is_number(value), what, _TASK_KEYS[name])
+    _check(fields.get("due") is not None, what, "due")
+    return TaskCall(
+        resource=fields["resource"],
+        payload=fields["payload"],
+        timeout_seconds=_float_or_none(fields["timeout_seconds"]),
+        due=float(fields["due"]),
+        first_due=_float_or_none(fields.get("first_due")),
+        sent=fields["sent"],
+        sent_at=_float_or_none(fields.get("sent_at")),
+        waiting_since=_float_or_none(fields.get("waiting_since")),
+    )
+
+
+def _fields(
+    body: Any, keys: Mapping[str, str], required: frozenset[str], what: str
+) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RecordError(f"{what} is not a JSON object")
+    _expect_keys(body, required, set(keys.values()) - required, what)
+    return {name: body.get(key) for name, key in keys.items()}
+
+
+def _expect_keys(
+    body: Mapping[str, Any], required: set[str] | frozenset[str], optional: set[str], what: str
+) -> None:
+    missing = sorted(required - body.keys())
+    if missing:
+        raise RecordError(f"{what} lacks {', '.join(missing)}")
+    unknown = sorted(body.keys() - required - optional)
+    if unknown:
+        known = ", ".join(sorted(required | optional))
+        raise RecordError(f"{what} has unknown keys {', '.join(unknown)} (known: {known})")
+
+
+def _check(ok: bool, what: str, key: str) -> None:
+    if not ok:
+        raise RecordError(f"{what}: {key} has the wrong type")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,168 @@
+"""Pending records on disk: every release's format is read, unknown shapes are refused."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields
+
+import pytest
+
+from stepd.errors import RecordError
+from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
+from stepd.store.records import PROGRESS_FIELDS, Pending, Progress, TaskCall, WaitThen
+from stepd.store.sqlite import PROGRESS_COLUMNS
+
+# What stepd 0.1 wrote in the `pending` column, in each position an execution can be in.
+FORMAT_0 = [
+    ("nothing pending", "{}", None),
+    (
+        "a Wait going on",
+        '{"then": {"next": "StartRecording", "output": "{\\"a\\": 1}"}}',
+        WaitThen(next_state="StartRecording", output='{"a": 1}'),
+    ),
+    (
+        "a Wait that ends the execution",
+        '{"then": {"next": null, "output": "{}"}}',
+        WaitThen(next_state=None, output="{}"),
+    ),
+    (
+        "a task due, not sent",
+        (
+            '{"resource": "arn:aws:lambda:us-east-1:1:function:f", "payload": "{}",'
+            ' "timeout": null, "sent": false, "due": 100.5}'
+        ),
+        TaskCall(
+            resource="arn:aws:lambda:us-east-1:1:function:f",
+            payload="{}",
+            timeout_seconds=None,
+            due=100.5,
+        ),
+    ),
+    (
+        "a task call in flight",
+        (
+            '{"resource": "r", "payload": "{\\"x\\": 2}", "timeout": 30, "sent": true,'
+            ' "due": 100, "sent_at": 100.25}'
+        ),
+        TaskCall(
+            resource="r",
+            payload='{"x": 2}',
+            timeout_seconds=30.0,
+            due=100.0,
+            sent=True,
+            sent_at=100.25,
+        ),
+    ),
+    (
+        "a task in a Retry back-off",
+        (
+            '{"resource": {"Fn::GetAtt": ["f", "Arn"]}, "payload": "{}", "timeout": null,'
+            ' "sent": false, "due": 105.0, "sent_at": 100.1, "first_due": 100.0}'
+        ),
+        TaskCall(
+            resource={"Fn::GetAtt": ["f", "Arn"]},
+            payload="{}",
+            timeout_seconds=None,
+            due=105.0,
+            first_due=100.0,
+            sent_at=100.1,
+        ),
+    ),
+    (
+        "a task waiting for its host",
+        (
+            '{"resource": "r", "payload": "{}", "timeout": null, "sent": false, "due": 100.0,'
+            ' "waiting_since": 101.0}'
+        ),
+        TaskCall(resource="r", payload="{}", timeout_seconds=None, due=100.0, waiting_since=101.0),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(text, expected) for _, text, expected in FORMAT_0],
+    ids=[name for name, _, _ in FORMAT_0],
+)
+def test_records_written_by_stepd_0_1_are_read(text: str, expected: Pending):
+    """Every position stepd 0.1 stored an execution in reads back as the same record."""
+    assert decode_pending(text) == expected
+
+
+@pytest.mark.parametrize(
+    "record", [expected for _, _, expected in FORMAT_0], ids=[name for name, _, _ in FORMAT_0]
+)
+def test_records_round_trip_through_the_current_format(record: Pending):
+    """What is written is read back unchanged, and carries the format version."""
+    text = encode_pending(record)
+    assert decode_pending(text) == record
+    if text is not None:
+        assert json.loads(text)["v"] == FORMAT_VERSION
+
+
+def test_the_format_on_disk_is_pinned():
+    """The keys on disk do not follow field names: renaming a field cannot change them."""
+    task = TaskCall(
+        resource="r",
+        payload="{}",
+        timeout_seconds=5.0,
+        due=1.0,
+        first_due=0.5,
+        sent=True,
+        sent_at=1.5,
+        waiting_since=0.75,
+    )
+    assert json.loads(encode_pending(task) or "") == {
+        "v": 1,
+        "task": {
+            "resource": "r",
+            "payload": "{}",
+            "timeout": 5.0,
+            "due": 1.0,
+            "first_due": 0.5,
+            "sent": True,
+            "sent_at": 1.5,
+            "waiting_since": 0.75,
+        },
+    }
+    wait = WaitThen(next_state="B", output="[]")
+    assert json.loads(encode_pending(wait) or "") == {
+        "v": 1,
+        "wait": {"next": "B", "output": "[]"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"v": 2, "task": {}}', "format 2, newer than this stepd reads (1)"),
+        ('{"v": 1, "wait": {"next": "B", "output": "{}", "extra": 1}}', "unknown keys extra"),
+        ('{"v": 1, "wait": {"output": "{}"}}', "lacks next"),
+        ('{"v": 1, "task": {"resource": "r", "payload": "{}", "timeout": null}}', "lacks due"),
+        (
+            (
+                '{"v": 1, "task": {"resource": "r", "payload": 3, "timeout": null, "due": 1,'
+                ' "sent": false}}'
+            ),
+            "payload has the wrong type",
+        ),
+        ('{"v": 1}', "neither a wait nor a task"),
+        ('{"v": 1, "wait": {"next": 1, "output": "{}"}}', "next has the wrong type"),
+        ('{"then": {"next": "B", "output": "{}"}, "other": 1}', "unknown keys other"),
+        ("[1]", "not a JSON object"),
+        ("{oops", "not JSON"),
+    ],
+)
+def test_a_record_of_unknown_shape_is_refused_by_name(text: str, message: str):
+    """A record this stepd cannot read raises RecordError saying what is wrong, never a
+    defaulted value."""
+    with pytest.raises(RecordError, match=re.escape(message)):
+        decode_pending(text)
+
+
+def test_every_progress_field_has_a_column():
+    """The SQLite store writes every field of Progress, each to its own column."""
+    assert tuple(PROGRESS_COLUMNS) == PROGRESS_FIELDS
+    assert len(set(PROGRESS_COLUMNS.values())) == len(PROGRESS_COLUMNS)
+    assert {f.name for f in fields(Progress)} == set(PROGRESS_FIELDS)
