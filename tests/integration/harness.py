@@ -220,6 +220,7 @@ class Stepd:
         self.started_at = 0.0  # wall clock just before the last start
         self.ready_at = 0.0  # wall clock when /healthz first answered after the last start
         self.extra_env: dict[str, str] = {}  # more environment for the process (LD_PRELOAD)
+        self.python = sys.executable  # the interpreter that runs `-m stepd`
 
     # lifecycle
 
@@ -232,7 +233,7 @@ class Stepd:
             log.flush()
             self.started_at = time.time()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stepd", "run", "-c", str(self.config)],
+                [self.python, "-m", "stepd", "run", "-c", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**clean_env(), **self.extra_env},
