@@ -235,13 +235,15 @@ class Daemon(Stepd):
         return closed
 
 
-def task_keys_in(machine: str, name: str, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+def task_keys_in(
+    machine: str, name: str, events: Sequence[dict[str, Any]], uid: str
+) -> dict[str, str]:
     """Task state -> the Idempotency-Key of its (first) entry."""
     keys: dict[str, str] = {}
     for event in events:
         if event["type"] == "TaskStateEntered":
             state = event["stateEnteredEventDetails"]["name"]
-            keys.setdefault(state, f"{machine}/{name}/{event['id']}")
+            keys.setdefault(state, f"{machine}/{name}/{uid}/{event['id']}")
     return keys
 
 

@@ -346,6 +346,10 @@ class Stepd:
     async def describe_in(self, machine: str, name: str) -> dict[str, Any]:
         return await self.ok("DescribeExecution", {"executionArn": execution_arn(name, machine)})
 
+    async def uid(self, name: str, machine: str = MACHINE) -> str:
+        """The execution's unique id, which its task calls' keys carry."""
+        return str((await self.describe_in(machine, name))["stepd"]["uid"])
+
     async def history(self, name: str) -> list[dict[str, Any]]:
         return await self.history_in(MACHINE, name)
 
@@ -444,14 +448,15 @@ def check_history(events: Sequence[dict[str, Any]], explain: str = "") -> None:
     assert stamps == sorted(stamps), f"timestamps go back: {stamps}\n{explain}"
 
 
-def task_keys(name: str, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Each step's path -> the Idempotency-Key stepd derives from its TaskStateEntered event."""
+def task_keys(name: str, events: Sequence[dict[str, Any]], uid: str) -> dict[str, str]:
+    """Each step's path -> the Idempotency-Key stepd derives from the execution's uid and its
+    TaskStateEntered event."""
     entered = {
         e["stateEnteredEventDetails"]["name"]: e["id"]
         for e in events
         if e["type"] == "TaskStateEntered"
     }
-    return {path: f"{MACHINE}/{name}/{entered[state]}" for state, path in ENDPOINTS.items()}
+    return {path: f"{MACHINE}/{name}/{uid}/{entered[state]}" for state, path in ENDPOINTS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -461,6 +466,7 @@ class Delivery:
     classroom: Classroom
     events: Sequence[dict[str, Any]]
     records: Sequence[Record]
+    uid: str  # the execution's unique id (DescribeExecution's stepd.uid)
 
     def by_path(self) -> dict[str, list[Record]]:
         return {path: [r for r in self.records if r.path == path] for path in STEP_PATHS}
@@ -484,7 +490,7 @@ class Delivery:
         assert [r.received_at for r in firsts] == sorted(r.received_at for r in firsts), (
             f"{name}: steps out of order\n{explain}"
         )
-        keys = task_keys(name, self.events)
+        keys = task_keys(name, self.events, self.uid)
         due = due_instants(self.classroom, self.events)
         for path, records in by_path.items():
             for record in records:

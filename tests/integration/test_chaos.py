@@ -223,7 +223,10 @@ async def run_crash_chaos(lab: Lab, plan: ChaosPlan, seed: int) -> ChaosResult:
         events = await daemon.history(room.name)
         check_history(events, explain)
         delivery = Delivery(
-            classroom=room, events=events, records=records_of(lab.server.records, room.name)
+            classroom=room,
+            events=events,
+            records=records_of(lab.server.records, room.name),
+            uid=await daemon.uid(room.name),
         )
         delivery.check(max_sends=1 + len(all_kills), explain=explain)
         check_resends(delivery, all_kills, explain)

@@ -74,7 +74,10 @@ async def deliveries(daemon: Daemon, lab: Lab, rooms: list[Classroom]) -> list[D
         check_history(events, lab.explain())
         found.append(
             Delivery(
-                classroom=room, events=events, records=records_of(lab.server.records, room.name)
+                classroom=room,
+                events=events,
+                records=records_of(lab.server.records, room.name),
+                uid=await daemon.uid(room.name),
             )
         )
     return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 
@@ -41,7 +42,12 @@ async def delivered(stepd: Stepd, classroom: ClassroomServer, room: Classroom) -
     """The execution's history (checked complete) and what the server got for it."""
     events = await stepd.history(room.name)
     check_history(events, stepd.tail())
-    return Delivery(classroom=room, events=events, records=records_of(classroom.records, room.name))
+    return Delivery(
+        classroom=room,
+        events=events,
+        records=records_of(classroom.records, room.name),
+        uid=await stepd.uid(room.name),
+    )
 
 
 async def wait_for_post(classroom: ClassroomServer, name: str, path: str) -> None:
@@ -59,7 +65,12 @@ async def test_kill_while_waiting_restart_before_due(
     room = Classroom(name="killed-waiting", start=start, end=start + 3)
     await stepd.start_execution(room)
     described = await stepd.describe(room.name)
-    assert described["stepd"] == {"state": "RecordingWait", "dueAt": float(start)}
+    assert described["stepd"] == {
+        "uid": described["stepd"]["uid"],
+        "state": "RecordingWait",
+        "dueAt": float(start),
+    }
+    assert re.fullmatch("[0-9a-f]{16}", described["stepd"]["uid"])
 
     stepd.kill()
     await stepd.start()
@@ -93,7 +104,7 @@ async def test_kill_during_a_call_resends_it_with_the_same_key(
     assert (
         first.idempotency_key
         == resent.idempotency_key
-        == task_keys(room.name, delivery.events)[START_PATH]
+        == task_keys(room.name, delivery.events, delivery.uid)[START_PATH]
     )
     assert (first.delay, resent.duplicate, resent.payload_mismatch) == (3, True, False)
     resends = stepd.log_events("task.resend")

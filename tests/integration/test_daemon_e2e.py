@@ -52,7 +52,10 @@ async def test_classroom_runs_end_to_end(
     events = await stepd.history(room.name)
     check_history(events, stepd.tail())
     delivery = Delivery(
-        classroom=room, events=events, records=records_of(classroom.records, room.name)
+        classroom=room,
+        events=events,
+        records=records_of(classroom.records, room.name),
+        uid=described["stepd"]["uid"],
     )
     delivery.check(explain=stepd.tail())
     assert [r.path for r in classroom.records] == list(STEP_PATHS)

@@ -95,12 +95,13 @@ def check_retried_delivery(
     *,
     machine: str,
     prefix: str,
+    uid: str,
     explain: str,
 ) -> None:
     """Every step reached the server (200) at least once, never early, in order, each send of
     a step with its one key, and nothing but a re-send after a failure."""
     records = lab.server.of(room.name, prefix)
-    keys = task_keys_in(machine, room.name, events)
+    keys = task_keys_in(machine, room.name, events, uid)
     due = {"start": room.start, "stop": room.end}
     firsts = []
     for state, step in (
@@ -163,7 +164,15 @@ async def test_single_faults_are_retried_with_the_shipped_retry(lab: Lab) -> Non
         assert closed[room.name]["status"] == "SUCCEEDED", f"{closed}\n{explain}"
         events = await daemon.history_in(name, room.name)
         assert error_events(events) == EXPECTED_ERRORS[name], explain
-        check_retried_delivery(lab, room, events, machine=name, prefix=f"/{name}", explain=explain)
+        check_retried_delivery(
+            lab,
+            room,
+            events,
+            machine=name,
+            prefix=f"/{name}",
+            uid=closed[room.name]["stepd"]["uid"],
+            explain=explain,
+        )
 
     starts = sends(lab.server.of(rooms["f429"].name, "/f429"), "/f429/start")
     assert [r.status for r in starts] == [429, 200]
@@ -282,8 +291,9 @@ async def run_outage(
     backlog: list[tuple[float, float, str]] = []  # (due, first 200 after the outage, key)
     for room in rooms:
         events = await daemon.history_in("classroom", room.name)
+        uid = await daemon.uid(room.name)
         check_retried_delivery(
-            lab, room, events, machine="classroom", prefix="/recording", explain=explain
+            lab, room, events, machine="classroom", prefix="/recording", uid=uid, explain=explain
         )
         backlog.extend(backlog_of(lab, room, events, outage))
     assert backlog, "no step fell due during the outage"

@@ -156,8 +156,10 @@ class Operations:
             described["error"] = execution.error
         if execution.cause is not None:
             described["cause"] = execution.cause
+        extension: dict[str, Any] = {"uid": execution.uid}
         if execution.status == "RUNNING":
-            described["stepd"] = {"state": execution.state, "dueAt": execution.due_at}
+            extension.update(state=execution.state, dueAt=execution.due_at)
+        described["stepd"] = extension
         return described
 
     def _summary(self, execution: Execution) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Every transition is one store commit. Before a task is called its intent (TaskScheduled and
 TaskStarted, `TaskCall.sent`) is committed; the call carries an idempotency key made of the
-execution and the id of the state's TaskStateEntered event, so a retry and a re-send after a
-crash carry the same key.
+execution (its unique id) and the id of the state's TaskStateEntered event, so a retry and a
+re-send after a crash carry the same key (stepd.tasks.keys).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from stepd.store.records import (
     Transition,
 )
 from stepd.tasks.caller import TaskCaller, TaskOutcome, TaskRequest
+from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
 
@@ -116,6 +117,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = _random.random,
         workers: int = DEFAULT_WORKERS,
+        uid: Callable[[], str] = new_uid,
     ) -> None:
         self._store = store
         self._caller = caller
@@ -124,6 +126,7 @@ class Engine:
         self.task_timeout_seconds = task_timeout_seconds
         self.clock = clock
         self.random = random
+        self._uid = uid
         self.stats = EngineStats()
         self._observer: EngineObserver = EngineObserver()
         self._queue = DueQueue(self.advance, workers=workers)
@@ -299,6 +302,7 @@ class Engine:
                 definition_id=machine.definition_id,
                 input=input_text,
                 start_date=now,
+                uid=self._uid(),
                 progress=step.progress(),
                 events=tuple(step.events),
             )
@@ -583,7 +587,7 @@ class Engine:
         timeout = self.task_timeout_seconds
         if task.timeout_seconds is not None:
             timeout = min(timeout, task.timeout_seconds)
-        key = f"{execution.machine}/{execution.name}/{execution.state_entered_event}"
+        key = idempotency_key(execution)
         if resend:
             log.warning("task.resend", url=url, attempt=execution.attempt, key=key)
         self.stats.in_flight += 1

@@ -89,6 +89,7 @@ class Execution(Progress):
     definition_id: int
     input: str
     start_date: float
+    uid: str | None = None  # unique across every execution ever started; None before stepd 0.2
     last_event_id: int = 0
     version: int = 0
 
@@ -141,5 +142,6 @@ class NewExecution:
     definition_id: int
     input: str
     start_date: float
+    uid: str
     progress: Progress
     events: tuple[NewEvent, ...] = ()

@@ -62,9 +62,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX executions_closed ON executions (stop_date) WHERE stop_date IS NOT NULL;
     """,
-    # 3: what wrote the store, for the next release to read
+    # 3: what wrote the store, for the next release to read; a unique id per execution, so
+    # that a name used again (after retention, or a restored backup) gets new task call keys
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE executions ADD COLUMN uid TEXT;
     """,
 )
 

@@ -47,7 +47,7 @@ BUSY_TIMEOUT_MS = 5000
 COLUMNS = (
     "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
     " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
-    " retry_counts, due_at, last_event_id, version"
+    " retry_counts, due_at, last_event_id, version, uid"
 )
 # Each field of `Progress` and the column that holds it; a transition writes them all.
 PROGRESS_COLUMNS: dict[str, str] = {
@@ -86,6 +86,7 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         status=row["status"],
         input=row["input"],
         start_date=row["start_date"],
+        uid=row["uid"],
         stop_date=row["stop_date"],
         output=row["output"],
         error=row["error"],
@@ -388,6 +389,7 @@ class SqliteStore(Store):
                 "definition_id": new.definition_id,
                 "input": new.input,
                 "start_date": new.start_date,
+                "uid": new.uid,
             }
             columns.update(
                 zip(PROGRESS_COLUMNS.values(), _progress_values(new.progress), strict=True)

@@ -21,9 +21,11 @@ from stepd.errors import (
     InvalidName,
     StateMachineDoesNotExist,
 )
+from stepd.store.records import Execution
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
+from stepd.tasks.keys import idempotency_key
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -48,6 +50,8 @@ CLASSROOM = {
     },
 }
 INPUT = json.dumps({"start": "2027-01-15T08:00:10Z", "end": "2027-01-15T09:00:00Z"})
+
+UID = "u1"  # every execution's uid here: keys read <machine>/<name>/u1/<event>
 
 
 class Clock:
@@ -107,6 +111,7 @@ async def store(tmp_path: Path):
 
 async def _engine(store: SqliteStore, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
     engine = Engine(
+        uid=lambda: UID,
         store=store,
         caller=caller,  # type: ignore[arg-type]
         machines={},
@@ -180,7 +185,7 @@ async def test_the_call_carries_the_state_input_and_a_key_naming_the_state_entry
     assert (request.url, request.payload, request.idempotency_key) == (
         "http://classroom.test/start",
         json.loads(INPUT),
-        "classroom/c1/4",
+        "classroom/c1/u1/4",
     )
 
 
@@ -219,8 +224,8 @@ async def test_a_crash_after_the_intent_resends_with_the_same_key(store: SqliteS
     after = await store.get_execution(started.execution.id)
     assert after is not None
     assert [r.idempotency_key for r in crashing.requests + restarted_caller.requests] == [
-        "classroom/c1/4",
-        "classroom/c1/4",
+        "classroom/c1/u1/4",
+        "classroom/c1/u1/4",
     ]
     assert (after.state, restarted.stats.resends) == ("PingWait", 1)
     assert (await _types(store, after.id)).count("TaskScheduled") == 1
@@ -241,7 +246,7 @@ async def test_a_retry_waits_its_interval_and_keeps_the_key(store: SqliteStore):
     assert (retrying.state, retrying.attempt, retrying.due_at) == ("StartRecording", 1, T0 + 12)
     clock.now = T0 + 12
     await engine.advance(started.execution.id)
-    assert [r.idempotency_key for r in caller.requests] == ["classroom/c1/4"] * 2
+    assert [r.idempotency_key for r in caller.requests] == ["classroom/c1/u1/4"] * 2
     assert (await _types(store, started.execution.id))[3:] == [
         "TaskStateEntered",
         "TaskScheduled",
@@ -429,3 +434,49 @@ async def test_closed_executions_past_retention_are_purged_and_running_ones_kept
     assert await store.get_execution(running.execution.id) is not None
     again = await engine.start_execution("classroom", "done", INPUT)
     assert again.created
+
+
+async def test_a_name_used_again_after_retention_gets_new_keys(store: SqliteStore):
+    """An execution started under a name whose old execution was purged sends its calls with
+    keys the old one never used: each execution draws its own uid."""
+    clock = Clock()
+    caller = FakeCaller()
+    engine = Engine(store=store, caller=caller, machines={}, arns=Arns(), clock=clock)  # type: ignore[arg-type]
+    await engine.register({"classroom": _machine()})
+    engine.set_timer(lambda _id, _due: None)
+    first = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 10
+    await engine.advance(first.execution.id)
+    await engine.stop_execution("classroom", "c1", None, None)
+    clock.now = T0 + 3600
+    assert await engine.purge(retention_seconds=60) == 1
+    again = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 3600 + 10
+    await engine.advance(again.execution.id)
+    old_key, new_key = (r.idempotency_key for r in caller.requests)
+    assert first.execution.uid != again.execution.uid
+    assert old_key != new_key
+    assert old_key.startswith("classroom/c1/")
+    assert new_key.startswith("classroom/c1/")
+
+
+@pytest.mark.parametrize(
+    ("uid", "key"),
+    [("0123456789abcdef", "classroom/c1/0123456789abcdef/4"), (None, "classroom/c1/4")],
+    ids=["started by this stepd", "started by stepd 0.1"],
+)
+def test_the_key_names_the_execution_and_the_state_entry(uid: str | None, key: str):
+    """Keys carry the execution's uid; an execution stored by stepd 0.1 (no uid) keeps the
+    key its calls were sent with then, so a re-send after the upgrade matches."""
+    execution = Execution(
+        id=1,
+        machine="classroom",
+        name="c1",
+        definition_id=1,
+        input="{}",
+        start_date=T0,
+        uid=uid,
+        status="RUNNING",
+        state_entered_event=4,
+    )
+    assert idempotency_key(execution) == key

@@ -38,6 +38,8 @@ CALL_URL = f"{BASE_URL}/call"
 SOCKET = TaskOutcome(error="States.Http.Socket", cause="connection refused")
 TIMEOUT = TaskOutcome(error="States.Timeout", cause="read timed out")
 
+UID = "u1"  # every execution's uid here: keys read <machine>/<name>/u1/<event>
+
 
 def _status(code: int) -> TaskOutcome:
     return TaskOutcome(error=f"States.Http.StatusCode.{code}", cause=str(code), status=code)
@@ -445,6 +447,7 @@ class Rig:
 
     async def engine(self, *machines: Machine) -> Engine:
         engine = Engine(
+            uid=lambda: UID,
             store=self.store,
             caller=self.caller,  # type: ignore[arg-type]
             machines={},
@@ -505,7 +508,7 @@ async def test_a_call_to_a_down_host_waits_without_being_sent_or_spending_attemp
     rig.clock.now = T0 + 11
     await engine.advance(b)
     held = await rig.row(b)
-    assert rig.caller.keys == ["svc/a/4"]
+    assert rig.caller.keys == ["svc/a/u1/4"]
     assert (held.state, held.phase, held.attempt, held.retry_counts) == ("Call", "task", 0, ())
     assert (held.task.sent, held.task.waiting_since) == (False, T0 + 11)
     assert (await rig.types(b))[-2:] == ["WaitStateExited", "TaskStateEntered"]
@@ -513,7 +516,7 @@ async def test_a_call_to_a_down_host_waits_without_being_sent_or_spending_attemp
     engine.dispatch(b, T0)
     rig.clock.now = T0 + 20
     await engine.advance(b)  # looked at again while the host is still down
-    assert (len(engine._queue), rig.caller.keys, await rig.row(b)) == (0, ["svc/a/4"], held)
+    assert (len(engine._queue), rig.caller.keys, await rig.row(b)) == (0, ["svc/a/u1/4"], held)
 
 
 async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answered(
@@ -532,13 +535,13 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
     retrying = await rig.row(a)
     assert (retrying.attempt, retrying.task.first_due) == (1, T0 + 10)
     assert (await rig.types(a)).count("TaskScheduled") == 1  # the retry waits, unsent
-    assert (rig.caller.keys, engine._hosts.waiting) == (["svc/a/4"], 3)
+    assert (rig.caller.keys, engine._hosts.waiting) == (["svc/a/u1/4"], 3)
     await _eventually(lambda: len(rig.caller.probes) >= 2)
     assert engine._hosts.waiting == 3  # unanswered probes release nothing
     engine._queue.start()
     rig.caller.probe_status = 200
     await _eventually(lambda: len(rig.caller.requests) == 4)
-    assert rig.caller.keys == ["svc/a/4", "svc/a/4", "svc/early/4", "svc/late/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "svc/a/u1/4", "svc/early/u1/4", "svc/late/u1/4"]
     assert set(rig.caller.probes) == {(CALL_URL, 5.0)}
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)
     await _eventually(lambda: engine._queue.busy == 0 and len(engine._queue) == 0)
@@ -562,7 +565,7 @@ async def test_any_answered_call_releases_the_waiting_calls_without_the_probe(
     engine._queue.start()
     await engine.advance(p)  # sent although the host is down, and answered
     await _eventually(lambda: len(rig.caller.requests) == 3)
-    assert rig.caller.keys == ["svc/a/4", "plain/p/4", "svc/b/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "plain/p/u1/4", "svc/b/u1/4"]
     assert (engine._hosts.down, engine._hosts.waiting) == (0, 0)
 
 
@@ -581,7 +584,7 @@ async def test_without_wait_for_host_seconds_calls_spend_their_attempts_as_on_aw
         assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
     failed = await rig.row(b)
     assert (failed.status, failed.error) == ("FAILED", "States.Http.Socket")
-    assert rig.caller.keys.count("svc/b/4") == 3
+    assert rig.caller.keys.count("svc/b/u1/4") == 3
     assert engine._hosts.down == 1
 
 
@@ -618,7 +621,7 @@ async def test_a_state_that_would_not_retry_the_error_calls_at_once(
     rig.clock.now = T0 + 11
     await engine.advance(x)
     closed = await rig.row(x)
-    assert (closed.status, rig.caller.keys) == (status, ["svc/a/4", "once/x/4"])
+    assert (closed.status, rig.caller.keys) == (status, ["svc/a/u1/4", "once/x/u1/4"])
     assert "TaskFailed" in await rig.types(x)
     assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
 
@@ -636,12 +639,12 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     rig.clock.now = T0 + 15.9
     probes = len(rig.caller.probes)
     await _eventually(lambda: len(rig.caller.probes) >= probes + 2)
-    assert (engine._hosts.waiting, rig.caller.keys) == (1, ["svc/a/4"])
+    assert (engine._hosts.waiting, rig.caller.keys) == (1, ["svc/a/u1/4"])
     rig.clock.now = T0 + 16
     await _eventually(lambda: len(rig.caller.requests) == 2)
     await _eventually(lambda: engine._queue.busy == 0)
     retrying = await rig.row(b)
-    assert rig.caller.keys == ["svc/a/4", "svc/b/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (retrying.status, retrying.attempt, retrying.due_at) == ("RUNNING", 1, T0 + 18)
     assert (await rig.types(b))[-3:] == ["TaskScheduled", "TaskStarted", "TaskFailed"]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (1, 0, 0)
@@ -667,7 +670,7 @@ async def test_the_limit_counts_from_when_the_call_began_waiting_across_a_restar
     await restarted.advance(a)  # the host is found down again
     assert restarted._hosts.down == 1
     await restarted.advance(b)
-    assert rig.caller.keys == ["svc/a/4", "svc/a/4", "svc/b/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "svc/a/u1/4", "svc/b/u1/4"]
     assert restarted._hosts.waiting == 0
 
 
@@ -686,7 +689,7 @@ async def test_a_call_not_yet_at_its_limit_waits_again_after_a_restart(rig: Rig)
     rig.clock.now = T0 + 17
     await restarted.advance(a)
     await restarted.advance(b)
-    assert rig.caller.keys == ["svc/a/4", "svc/a/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "svc/a/u1/4"]
     assert (await rig.row(b)).task.waiting_since == T0 + 11
     assert restarted._hosts.waiting == 1
 
@@ -702,7 +705,7 @@ async def test_a_call_stopped_while_waiting_is_never_sent(rig: Rig) -> None:
     rig.caller.probe_status = 200
     await _eventually(lambda: engine._hosts.down == 0)
     await _eventually(lambda: engine._queue.busy == 0 and len(engine._queue) == 0)
-    assert rig.caller.keys == ["svc/a/4"]
+    assert rig.caller.keys == ["svc/a/u1/4"]
     assert (await rig.row(b)).status == "ABORTED"
 
 
@@ -717,5 +720,5 @@ async def test_registering_the_machines_again_sends_the_waiting_calls_back(rig: 
     engine._queue.start()
     await engine.register({"svc": _machine("svc", RETRY, wait=60)})
     await _eventually(lambda: len(rig.caller.requests) == 2)
-    assert rig.caller.keys == ["svc/a/4", "svc/b/4"]
+    assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)

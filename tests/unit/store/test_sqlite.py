@@ -31,6 +31,7 @@ def _new(name: str, definition_id: int, due_at: float | None = 100.0) -> NewExec
         definition_id=definition_id,
         input="{}",
         start_date=1.0,
+        uid=f"uid-{name}",
         progress=Progress(status="RUNNING", state="A", phase="enter", data="{}", due_at=due_at),
         events=(NewEvent(type="ExecutionStarted", details={}, ts=1.0),),
     )
@@ -140,6 +141,7 @@ async def test_concurrent_writes_commit_in_groups_and_one_failure_spares_the_res
         definition_id=999,
         input="{}",
         start_date=1.0,
+        uid="u",
         progress=Progress(status="RUNNING"),
     )
     results = await asyncio.gather(

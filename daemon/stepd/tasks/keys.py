@@ -1,0 +1,31 @@
+"""The Idempotency-Key of a task call.
+
+    <machine>/<execution name>/<execution uid>/<id of the state's TaskStateEntered event>
+
+The same on every retry and every re-send of one call (a state entry is one call, however many
+attempts it takes), and different for every call of every execution ever started: the uid is
+drawn at random when the execution starts, so a name used again (after retention deleted the
+old execution, or on a store restored from a backup) never repeats an earlier call's key.
+Executions started by stepd 0.1 have no uid and keep the key they had then:
+`<machine>/<name>/<event id>`.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from stepd.store.records import Execution
+
+UID_BYTES = 8  # 64 random bits; the machine and name before them keep keys apart too
+
+
+def new_uid() -> str:
+    return secrets.token_hex(UID_BYTES)
+
+
+def idempotency_key(execution: Execution) -> str:
+    """The key of the call `execution`'s current Task state entry makes."""
+    prefix = f"{execution.machine}/{execution.name}"
+    if execution.uid is None:
+        return f"{prefix}/{execution.state_entered_event}"
+    return f"{prefix}/{execution.uid}/{execution.state_entered_event}"
