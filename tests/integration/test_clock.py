@@ -50,10 +50,6 @@ SUSPEND_SECONDS = 5.0  # how long the process stays SIGSTOPped (minutes in `make
 LATE_THRESHOLD_SECONDS = 1.0
 DOWN_SECONDS = 3.0  # the daemon is down this long past a step's due instant
 
-needs_faketime = pytest.mark.skipif(
-    not FakeClock.available(), reason="libfaketime is not installed (apt-get install faketime)"
-)
-
 
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
@@ -206,7 +202,6 @@ async def test_late_steps_follow_the_machines_policy_and_are_logged(lab: Lab) ->
 # -- wall-clock jumps ---------------------------------------------------------------------------
 
 
-@needs_faketime
 async def test_forward_jump_of_an_hour_fires_the_skipped_steps_at_once(
     lab: Lab, figures: Callable[[str], None]
 ) -> None:
@@ -253,7 +248,6 @@ async def test_forward_jump_of_an_hour_fires_the_skipped_steps_at_once(
     )
 
 
-@needs_faketime
 async def test_backward_jump_of_an_hour_neither_repeats_nor_strands_steps(
     lab: Lab, figures: Callable[[str], None]
 ) -> None:
@@ -368,7 +362,6 @@ async def test_sigstop_then_sigcont_fires_what_fell_due_meanwhile(
     await run_suspend(lab, suspend_seconds=SUSPEND_SECONDS, wall_jump=0.0, figures=figures)
 
 
-@needs_faketime
 @pytest.mark.slow
 async def test_an_eight_hour_suspend_fires_what_fell_due_meanwhile(
     lab: Lab, figures: Callable[[str], None]

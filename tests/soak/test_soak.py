@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from tests.integration.chaos_support import (
     SOAK,
-    FakeClock,
     Figures,
     Lab,
     shipped_retry,
@@ -113,7 +112,6 @@ async def test_sigstop_for_minutes(lab: Lab, record: Figures) -> None:
     record.record("SIGSTOP for 3 minutes", lines)
 
 
-@pytest.mark.skipif(not FakeClock.available(), reason="libfaketime is not installed")
 async def test_eight_hour_suspend(lab: Lab, record: Figures) -> None:
     """SIGSTOP 3 minutes with the wall clock 8 h on at SIGCONT (a laptop lid, a paused VM)."""
     lines: list[str] = []
@@ -123,7 +121,6 @@ async def test_eight_hour_suspend(lab: Lab, record: Figures) -> None:
     record.record("8 h suspend", lines)
 
 
-@pytest.mark.skipif(not FakeClock.available(), reason="libfaketime is not installed")
 async def test_backward_jump_does_not_stall_steps_beyond_the_timer_window(
     lab: Lab, record: Figures
 ) -> None:
