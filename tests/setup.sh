@@ -71,6 +71,7 @@ if [ "$as_root" = yes ]; then
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
             "${missing[@]}"; } >"$log" 2>&1; then
             cat "$log" >&2
+            rm -f "$log"
             echo "tests/setup.sh: apt-get could not install ${missing[*]}" >&2
             exit 1
         fi
