@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run lint check bench clean install systemd-check
+.PHONY: demo test test-setup run lint check bench clean install systemd-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepd demo
 
-test: $(STAMP) lint systemd-check
+test: test-setup $(STAMP) lint systemd-check
 	$(BIN)/pytest -q
+
+# What the tests need from the machine (Chromium, chromedriver, libfaketime, node and npm,
+# systemd-nspawn, PostgreSQL): as root, installed with apt-get and started; otherwise the
+# apt-get line to run, and a stop.
+test-setup:
+	bash tests/setup.sh
 
 # The unit: systemd-analyze verify, and an offline exposure score of at most 1.5.
 systemd-check: $(STAMP)
@@ -38,11 +44,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The long mode of the chaos, fault and clock suites (about 35 min); figures go to
-# tests/soak/FIGURES.md. The clock tests need libfaketime (apt-get install faketime).
+# tests/soak/FIGURES.md. The clock tests need libfaketime, which test-setup installs.
 # It also explores with the property tests and the API fuzz: a fresh draw of 20,000 examples
 # each (`make test` replays the same 300 every run; profiles in tests/conftest.py).
 .PHONY: soak
-soak: $(STAMP)
+soak: test-setup $(STAMP)
 	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak
 	$(BIN)/pytest -q -p no:cacheprovider --hypothesis-profile=explore \
 		tests/unit/test_properties.py \

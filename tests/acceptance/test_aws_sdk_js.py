@@ -6,7 +6,7 @@ tests/js holds the SDK pinned by package-lock.json; `npm ci` installs it once (a
 the lockfile changes). One `node tests/js/sfn_client.mjs` run makes every call below in order
 and answers what the SDK parsed: its output objects (Dates marked as such) and its errors'
 `name`, message, fault and HTTP status. The tests assert on those, as JavaScript code would.
-node and npm are required, not optional: .ci/run installs them.
+node and npm are required, not optional: `make test` installs them (tests/setup.sh).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(
             f"`{name}` is not on PATH: the AWS SDK for JavaScript test needs node and npm "
-            "(apt-get install nodejs npm; .ci/run installs them)"
+            "(apt-get install nodejs npm; `make test` as root installs them)"
         )
     return path
 

@@ -22,7 +22,7 @@ import httpx
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-INSTALL_HINT = "apt-get install chromium chromium-driver"
+INSTALL_HINT = "apt-get install chromium chromium-driver (`make test` as root installs them)"
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

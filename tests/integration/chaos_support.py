@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import pytest
 from aiohttp import web
 from tests.integration.harness import (
     DEFINITION,
@@ -47,7 +48,12 @@ SHIPPED_DEFINITION = ROOT / "config" / "classroom.asl.yaml"
 SHIPPED_CONFIG = ROOT / "config" / "stepd.toml"
 SOAK = os.environ.get("STEPD_SOAK") == "1"  # the long mode: `make soak`
 FIGURES_FILE = ROOT / "tests" / "soak" / "FIGURES.md"
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's libfaketime (package faketime), for this machine's architecture
+LIBFAKETIME = min(
+    Path("/usr/lib").glob("*/faketime/libfaketime.so.1"),
+    default=Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+)
+FAKETIME_HINT = "apt-get install faketime (`make test` as root installs it: tests/setup.sh)"
 RSS_BOUND_KIB = 400 * 1024  # a generous bound on the daemon's resident memory
 TASK_STATES = tuple(ENDPOINTS)  # StartRecording, SendLivePing, StopRecording
 
@@ -308,6 +314,8 @@ class FakeClock:
     """
 
     def __init__(self, path: Path) -> None:
+        if not self.available():
+            pytest.fail(f"the clock tests need libfaketime ({LIBFAKETIME}): {FAKETIME_HINT}")
         self.path = path
         self.changes: list[tuple[float, float]] = []  # (real time of the change, new offset)
         self.set(0.0)

@@ -34,7 +34,12 @@ from tests.integration.harness import (
 from stepd.classroom import ClassroomServer
 
 RUN_SECONDS = 30.0  # generous bound past a class's end for its execution to close
-OVERDUE_SENT_SECONDS = 5.0  # an overdue step is sent within this long of the daemon's start
+# An overdue step is sent within this long of the daemon's start: typically 0.4-0.6 s (the
+# process imports, opens the store, then sends); over 10x that.
+OVERDUE_SENT_SECONDS = 8.0
+# A class due this long after the test starts it: a SIGKILL and a restart (about 0.5 s, 20x)
+# are over before it is due.
+RESTART_LEAD_SECONDS = 10
 ARRIVAL_SECONDS = 10.0  # a POST the test waits for arrives within this
 
 
@@ -61,7 +66,7 @@ async def test_kill_while_waiting_restart_before_due(
 ) -> None:
     """SIGKILL during a Wait, restart before it is due: each step once, never early."""
     await stepd.start()
-    start = whole_second(5)
+    start = whole_second(RESTART_LEAD_SECONDS)
     room = Classroom(name="killed-waiting", start=start, end=start + 3)
     await stepd.start_execution(room)
     described = await stepd.describe(room.name)

@@ -44,8 +44,10 @@ SLOW_CALL_SECONDS = 1.5  # the in-flight call that SIGTERM must let finish
 STUCK_CALL_SECONDS = 60.0  # a call that outlasts the daemon's drain
 DRAIN_TIMEOUT_SECONDS = 15.0  # stepd.daemon.DRAIN_TIMEOUT_SECONDS
 RUN_TIMEOUT_SECONDS = 20.0
-IDLE_STOP_SECONDS = 2.0  # SIGTERM to exit with nothing in flight, at most
-MONOTONIC_SLACK_USEC = 5_000_000
+# SIGTERM to exit with nothing in flight, at most: typically 0.07 s; a third of the drain
+# timeout, which an exit that waited for the drain would take.
+IDLE_STOP_SECONDS = DRAIN_TIMEOUT_SECONDS / 3
+MONOTONIC_SLACK_USEC = 5_000_000  # RELOADING=1's MONOTONIC_USEC after the SIGHUP: typically ms
 AMZ_JSON = "application/x-amz-json-1.0"
 SIGNING_KEY = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(SIGNING_KEY).decode()
@@ -349,7 +351,9 @@ async def test_watchdog_pings_at_half_the_interval(service: Service) -> None:
     ]
     gaps = [b - a for a, b in itertools.pairwise(pings)]
     half = WATCHDOG_USEC / 2_000_000
-    assert all(half * 0.5 < gap < half * 1.8 for gap in gaps), gaps
+    # Never much sooner than half the interval; later only short of the whole interval, when
+    # systemd would kill the service (typically a gap is 1 ms over the half).
+    assert all(half * 0.5 < gap < 2 * half for gap in gaps), gaps
 
 
 # -- reload ------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ it on a real host. The test then works the service as an operator would, with sy
 the stepd command line, from inside the container.
 
 One drop-in shortens the watchdog and restart delays so that a watchdog restart takes seconds.
-Needs root and systemd-nspawn (Debian's systemd-container package, which .ci/run installs).
+Needs root and systemd-nspawn (Debian's systemd-container package, which `make test` installs
+as root: tests/setup.sh); skipped, saying so, for anyone else.
 """
 
 from __future__ import annotations
@@ -203,9 +204,9 @@ def staged(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], No
 def container(tmp_path: Path) -> Iterator[Container]:
     """A container, powered off after the test, leaving no runtime folders on the host."""
     if os.geteuid() != 0:
-        pytest.skip("booting systemd in a container needs root")
+        pytest.skip("booting systemd in a container needs root: run `make test` as root")
     assert shutil.which("systemd-nspawn"), (
-        "systemd-nspawn is missing: apt-get install systemd-container (.ci/run does)"
+        "systemd-nspawn is missing: apt-get install systemd-container (`make test` does)"
     )
     leftovers = [path for path in NSPAWN_RUNTIME if not path.exists()]
     container = Container(tmp_path)

@@ -65,7 +65,8 @@ class Rig:
     timers: Timers
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 1.0) -> None:
+async def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until `check` holds; the timeout is generous, for a slow machine."""
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.002)

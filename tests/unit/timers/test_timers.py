@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from stepd.timers import Timers
+
+# How long a test waits for a timer due in a fraction of a second to fire: it fires within a
+# few ms of its instant; this bound is for a slow machine, and passes as soon as it fires.
+FIRE_SECONDS = 10.0
 
 
 class Due:
@@ -19,6 +23,12 @@ class Due:
         return sorted((r for r in self.rows if r[1] < before), key=lambda r: r[1])[:limit]
 
 
+async def _eventually(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(FIRE_SECONDS):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
 async def test_executions_due_at_one_instant_share_a_job_and_all_fire():
     """Three executions due at the same instant wake together, in id order, not before it."""
     fired: list[tuple[int, float, float]] = []
@@ -28,7 +38,7 @@ async def test_executions_due_at_one_instant_share_a_job_and_all_fire():
         at = time.time() + 0.3
         for execution_id in (3, 1, 2):
             timers.arm(execution_id, at)
-        await asyncio.sleep(0.6)
+        await _eventually(lambda: len(fired) >= 3)
     finally:
         timers.shutdown()
     assert [(e, d) for e, d, _ in fired] == [(1, at), (2, at), (3, at)]
@@ -45,7 +55,7 @@ async def test_a_disarmed_execution_does_not_fire():
         timers.arm(1, at)
         timers.arm(2, at)
         timers.disarm(1)
-        await asyncio.sleep(0.5)
+        await _eventually(lambda: len(fired) >= 1)  # 1 would have fired first, with 2
     finally:
         timers.shutdown()
     assert (fired, timers.armed) == ([2], 0)
@@ -60,7 +70,7 @@ async def test_rearming_moves_an_execution_to_its_new_instant():
         first, second = time.time() + 0.2, time.time() + 0.4
         timers.arm(7, first)
         timers.arm(7, second)
-        await asyncio.sleep(0.7)
+        await _eventually(lambda: any(due == second for _, due in fired))  # after `first`
     finally:
         timers.shutdown()
     assert fired == [(7, second)]
