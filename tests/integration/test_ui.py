@@ -7,7 +7,6 @@ The `stepd graph` command is run against the real API server the same way.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -28,10 +27,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from stepd.api.server import ApiServer
 from stepd.api.ui import PAGE_SIZE, REFRESH_SECONDS, add_ui_routes
 from stepd.catalog import Report
+from stepd.cli import main
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
-from stepd.graph import register
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskCaller
 from stepd.tasks.endpoints import EndpointMap
@@ -561,11 +560,7 @@ async def api(ui: Ui) -> AsyncIterator[str]:
 
 
 def graph_command(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="stepd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["graph", *argv])
-    code: int = args.func(args)
-    return code
+    return main(["graph", *argv])
 
 
 async def test_the_graph_command_colours_an_execution_from_the_api(
