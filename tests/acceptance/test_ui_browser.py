@@ -105,7 +105,7 @@ def ui_daemon(
         if answer.status_code == NOT_FOUND:
             pytest.fail(
                 "ui not wired: the daemon answers GET /ui/ with 404 "
-                "(ApiServer.app() must call stepd.api.ui.add_ui_routes)"
+                "(ApiServer.app() must call stepd.ui.add_ui_routes)"
             )
         answer.raise_for_status()
         yield daemon
