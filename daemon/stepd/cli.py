@@ -6,23 +6,25 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stepd import __version__
+from stepd.asl.loader import load_definition
 from stepd.catalog import build_catalog
 from stepd.client import ApiClientError, Client, api_url
 from stepd.config import EX_CONFIG, client_key, load_settings
 from stepd.engine.arns import Arns
-from stepd.errors import ConfigError, StepdError, StoreTooNew
-from stepd.graph import register as register_graph
+from stepd.errors import ConfigError, DefinitionError, StepdError, StoreTooNew
+from stepd.graph import FORMATS, render
 
 EX_OK = 0
 EX_FAILURE = 1
 EX_UNAVAILABLE = 69
 DEFAULT_CONFIG = Path("/etc/stepd/stepd.toml")
+HISTORY_PAGE = 1000  # events per GetExecutionHistory call
 
 
 def _default_config() -> Path:
@@ -121,7 +123,7 @@ def _client(args: argparse.Namespace) -> tuple[Client, Arns]:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        raise StepdError(f"{exc} (or pass --api URL)") from None
+        raise ConfigError(f"{exc} (or pass --api URL)") from None
     arns = Arns(region=settings.api.region, account=settings.api.account)
     key = client_key(settings)
     return Client(api_url(settings.api.listen), key=key, region=settings.api.region), arns
@@ -205,20 +207,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    client, arns = _client(args)
-    arn = arns.execution(args.machine, args.name)
+def _history(client: Client, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution, oldest first, a page of GetExecutionHistory at a time."""
     events: list[dict[str, Any]] = []
-    token = None
+    body: dict[str, Any] = {"executionArn": execution_arn, "maxResults": HISTORY_PAGE}
     while True:
-        body: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        if token:
-            body["nextToken"] = token
         answer = client.call("GetExecutionHistory", body)
         events.extend(answer["events"])
-        token = answer.get("nextToken")
-        if not token:
-            break
+        if not answer.get("nextToken"):
+            return events
+        body["nextToken"] = answer["nextToken"]
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    events = _history(client, arns.execution(args.machine, args.name))
 
     def human() -> None:
         for event in events:
@@ -246,6 +249,57 @@ def cmd_stop(args: argparse.Namespace) -> int:
     answer = client.call("StopExecution", body)
     _print(answer, args, lambda: print(f"stopped {_when(answer['stopDate'])}"))
     return EX_OK
+
+
+# -- graph -------------------------------------------------------------------------------
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Print the diagram; 0 when drawn, 78 on a config problem, 1 when the API refuses."""
+    machine = Arns.machine_of(args.machine)
+    try:
+        if args.api or args.execution:
+            definition, events = _graph_from_api(args, machine)
+        else:
+            definition, events = _definition_from_config(args.config, machine), None
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    except DefinitionError as exc:
+        _err(f"{exc.where}: {exc}")
+        return EX_CONFIG
+    except ApiClientError as exc:
+        _err(str(exc))
+        return EX_FAILURE
+    title = f"{machine}: {args.execution}" if args.execution else machine
+    sys.stdout.write(render(definition, args.format, events, title=title))
+    return EX_OK
+
+
+def _definition_from_config(config: Path, machine: str) -> Mapping[str, Any]:
+    settings = load_settings(config)
+    for entry in settings.machines:
+        if entry.name == machine:
+            return load_definition(entry.definition, entry.key).definition
+    names = ", ".join(entry.name for entry in settings.machines) or "none"
+    raise ConfigError(f"{config}: no state machine named {machine!r} (configured: {names})")
+
+
+def _graph_from_api(
+    args: argparse.Namespace, machine: str
+) -> tuple[Mapping[str, Any], list[dict[str, Any]] | None]:
+    """The machine's definition from DescribeStateMachine; with --execution, its history."""
+    client, arns = _client(args)
+    try:
+        described = client.call("DescribeStateMachine", {"stateMachineArn": machine})
+        definition = json.loads(described["definition"])
+        if not isinstance(definition, Mapping):
+            raise StepdError("the API answered a definition that is not a JSON object")
+        if not args.execution:
+            return definition, None
+        return definition, _history(client, arns.execution(machine, args.execution))
+    finally:
+        client.close()
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -321,7 +375,20 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("--error")
     stop.add_argument("--cause")
-    register_graph(commands)
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw a state machine (and where an execution is) as mermaid, dot or svg",
+        description="Print the diagram of MACHINE. Its definition comes from the config file, "
+        "or from the API with --api or --execution; --execution colours the states the "
+        "execution passed (done, failed, current).",
+    )
+    config_arg(graph)
+    graph.add_argument("--api", help="API URL (http://HOST:PORT or unix:/PATH) instead of -c")
+    graph.add_argument("machine", help="state machine name or ARN")
+    graph.add_argument("--execution", metavar="NAME", help="colour the states NAME passed")
+    graph.add_argument("--format", choices=FORMATS, default="mermaid", help="default: mermaid")
+    graph.set_defaults(func=cmd_graph)
     return parser
 
 

@@ -11,6 +11,7 @@ import re
 import socket
 import sqlite3
 import uuid
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from stepd.store.sqlite import SqliteStore
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPO = Path(__file__).resolve().parents[2]
+SVG = "{http://www.w3.org/2000/svg}"
 EX_OK = 0
 EX_FAILURE = 1
 EX_UNAVAILABLE = 69
@@ -257,6 +259,45 @@ def test_stop_human_then_describe_shows_aborted(daemon, stepd_cli, new_name):
     shown = fields(succeeded(stepd_cli("describe", "sleeper", name, "-c", config)))
     assert out.split()[0] == "stopped"
     assert shown.get("status") == "ABORTED"
+
+
+# -- graph -------------------------------------------------------------------------------
+
+
+def test_graph_colours_an_execution_from_the_daemon(daemon, stepd_cli, finished):
+    """`stepd graph quick --execution NAME --format svg` draws every state it passed as done."""
+    out = succeeded(
+        stepd_cli(
+            "graph", "quick", "--execution", finished, "--format", "svg", "-c", str(daemon.config)
+        )
+    )
+    states = {
+        g.get("data-state"): (g.get("class") or "").split()
+        for g in ET.fromstring(out).iter(f"{SVG}g")
+        if g.get("data-state")
+    }
+    assert states == {name: ["state", "done"] for name in ("Prepare", "Call", "Done")}
+
+
+def test_graph_of_the_shipped_classroom_is_the_readme_diagram(stepd_cli):
+    """`stepd graph classroom -c config/stepd.toml` prints the Mermaid block of the README."""
+    out = succeeded(stepd_cli("graph", "classroom", "-c", str(REPO / "config" / "stepd.toml")))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL) == [out]
+
+
+def test_graph_of_an_unknown_execution_fails_with_the_aws_error(daemon, stepd_cli):
+    """`stepd graph --execution` of an execution never started exits 1, naming the AWS error."""
+    result = stepd_cli("graph", "quick", "--execution", "never-started", "-c", str(daemon.config))
+    assert (result.returncode, result.stdout) == (EX_FAILURE, "")
+    assert "ExecutionDoesNotExist" in result.stderr
+
+
+def test_graph_without_a_config_exits_78(stepd_cli, tmp_path):
+    """`stepd graph` with a config file that is not there exits 78 and says so."""
+    result = stepd_cli("graph", "quick", "-c", str(tmp_path / "none.toml"))
+    assert (result.returncode, result.stdout) == (EX_CONFIG, "")
+    assert "config file not found" in result.stderr
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 `stepd run` serves the shipped classroom machine (its ping wait shortened to two seconds) and
 calls the stand-in classroom server; Chromium opens the pages as a person would, and the test
 checks what is on the screen: the execution in the list, the diagram with the state it waits in
-highlighted, the page refreshing itself until every state is green, the timeline. Screenshots
-are saved under test-artifacts/.
+highlighted, the page refreshing itself until every state is green, the timeline; and a failed
+execution with a very long cause, whose page must still fit the window with its diagram in view.
+Screenshots are saved under test-artifacts/.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ STATES = (
     "StoppingWait",
     "StopRecording",
 )
+# Fails at once with the reason it is given: a cause as long as the caller makes it.
+CANCELLED = "cancelled"
+CANCELLED_DEFINITION = {
+    "Comment": "A class called off",
+    "StartAt": "Check",
+    "States": {
+        "Check": {"Type": "Pass", "Next": "Cancelled"},
+        "Cancelled": {"Type": "Fail", "Error": "Classroom.Cancelled", "CausePath": "$.reason"},
+    },
+}
+LONG_CAUSE = ("The classroom server said: " + "0123456789abcdef" * 320)[:5000]  # no spaces
+NARROW_WINDOW = (1300, 900)  # pixels
 PING_WAIT_SECONDS = 2
 START_IN_SECONDS = 8  # the class starts this long after it is started: time to look at it waiting
 CLASS_SECONDS = 6  # from the class's start to its end
@@ -91,21 +104,25 @@ def ui_daemon(
     classroom: Any,
     start_daemon: Callable[..., AbstractContextManager[Any]],
 ) -> Iterator[Any]:
-    """`stepd run` with the classroom machine, its ping wait two seconds; /ui/ must answer."""
+    """`stepd run` with the classroom machine, its ping wait two seconds, and the cancelled
+    machine; /ui/ must answer."""
     definition = dict(load_definition(CLASSROOM_DEFINITION).definition)
     states = dict(definition["States"])
     states["SendLivePingWait"] = {**states["SendLivePingWait"], "Seconds": PING_WAIT_SECONDS}
     definition["States"] = states
     path = tmp_path / "classroom.asl.json"
     path.write_text(json.dumps(definition, indent=2), encoding="utf-8")
+    cancelled = tmp_path / "cancelled.asl.json"
+    cancelled.write_text(json.dumps(CANCELLED_DEFINITION, indent=2), encoding="utf-8")
     folder = tmp_path / "daemon"
     folder.mkdir()
-    with start_daemon(folder, classroom.base_url, [(MACHINE, path, ENDPOINTS)]) as daemon:
+    machines = [(MACHINE, path, ENDPOINTS), (CANCELLED, cancelled, {})]
+    with start_daemon(folder, classroom.base_url, machines) as daemon:
         answer = httpx.get(f"{daemon.url}/ui/", timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
         if answer.status_code == NOT_FOUND:
             pytest.fail(
                 "ui not wired: the daemon answers GET /ui/ with 404 "
-                "(ApiServer.app() must call stepd.api.ui.add_ui_routes)"
+                "(ApiServer.app() must call stepd.ui.add_ui_routes)"
             )
         answer.raise_for_status()
         yield daemon
@@ -202,3 +219,39 @@ def test_a_person_filters_the_list_and_reads_the_machine_page(browser: Browser, 
     ]
     assert "No findings" in browser.text("p.clean")
     browser.screenshot(ARTIFACTS / "ui-machine.png")
+
+
+def test_a_failed_execution_with_a_long_cause_fits_the_window(browser: Browser, ui_daemon: Any):
+    """At 1300 x 900, the page of an execution that failed with a 5,000-character cause (its
+    input as long) has no horizontal scrollbar, and its diagram is on the screen, full size."""
+    name = f"cancelled-{uuid.uuid4().hex[:8]}"
+    client = ui_daemon.client()
+    arn = client.start_execution(
+        stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{CANCELLED}",
+        name=name,
+        input=json.dumps({"reason": LONG_CAUSE}),
+    )["executionArn"]
+    described = client.describe_execution(executionArn=arn)
+    assert (described["status"], len(described["cause"])) == ("FAILED", len(LONG_CAUSE))
+
+    browser.resize(*NARROW_WINDOW)
+    browser.open(f"{ui_daemon.url}/ui/executions/{CANCELLED}/{name}")
+    width, height, scroll_width = browser.run(
+        "return [innerWidth, innerHeight, document.scrollingElement.scrollWidth]"
+    )
+    left, top, right, bottom, drawn_width = browser.run(
+        "const svg = document.querySelector('#diagram svg');"
+        "const box = svg.getBoundingClientRect();"
+        "return [box.left, box.top, box.right, box.bottom, svg.width.baseVal.value]"
+    )
+    browser.screenshot(ARTIFACTS / "ui-execution-failed-long-cause.png")
+    assert (width, height) == NARROW_WINDOW
+    assert scroll_width <= width
+    assert (left >= 0, top >= 0, right <= width, bottom <= height) == (True, True, True, True), (
+        left,
+        top,
+        right,
+        bottom,
+    )
+    assert right - left == pytest.approx(drawn_width, abs=1)
+    assert LONG_CAUSE in browser.text("dl.facts")

@@ -2,8 +2,8 @@
 
 `chromium()` starts Debian's `chromedriver` on a free loopback port, opens one browser session
 on `/usr/bin/chromium` with a fresh profile, and yields a `Browser`; both are gone when the block
-ends. Only what the UI tests need is here: open a page, run a script in it, read text, take a
-screenshot.
+ends. Only what the UI tests need is here: open a page, run a script in it, read text, size the
+window, take a screenshot.
 """
 
 from __future__ import annotations
@@ -85,6 +85,13 @@ class Browser:
         """The rendered text of the first element matching `css`."""
         element = self._command("POST", "/element", {"using": "css selector", "value": css})
         return str(self._command("GET", f"/element/{element[ELEMENT_KEY]}/text"))
+
+    def resize(self, width: int, height: int) -> None:
+        """Make the page's viewport `width` x `height` pixels (the window is larger by its
+        frame)."""
+        frame = self.run("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+        size = {"width": width + frame[0], "height": height + frame[1]}
+        self._command("POST", "/window/rect", size)
 
     @property
     def title(self) -> str:

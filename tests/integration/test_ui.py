@@ -7,7 +7,6 @@ The `stepd graph` command is run against the real API server the same way.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -26,15 +26,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from stepd.api.server import ApiServer
-from stepd.api.ui import PAGE_SIZE, REFRESH_SECONDS, add_ui_routes
 from stepd.catalog import Report
+from stepd.cli import main
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
-from stepd.graph import register
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskCaller
 from stepd.tasks.endpoints import EndpointMap
+from stepd.ui import PAGE_SIZE, REFRESH_SECONDS, add_ui_routes
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 START_TEXT = "2027-01-15T08:00:10Z"  # the class starts 10 s after T0
@@ -470,6 +470,48 @@ async def test_user_data_is_escaped(ui: Ui):
     assert ("<script>" in page, "&lt;script&gt;alert(1)&lt;/script&gt;" in page) == (False, True)
 
 
+# What API callers choose: an execution's name (it may hold a quote, never markup), its input,
+# and the error and cause it is stopped with; and a name asked for in a page's address.
+QUOTED_NAME = "o'neil-(class=1)"
+HOSTILE = """<script>alert("x" + 'y')</script>"""
+HOSTILE_ERROR = 'Teacher."<b>ill</b>"'
+ASKED = """<img src=x onerror="alert('x')">"""
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "shown", "listed"),
+    [
+        ("/ui/", OK, [QUOTED_NAME], [QUOTED_NAME]),
+        ("/ui/?status=ABORTED", OK, [QUOTED_NAME], [QUOTED_NAME]),
+        ("/ui/machines/classroom", OK, [QUOTED_NAME], [QUOTED_NAME]),
+        (
+            execution_page(quote(QUOTED_NAME, safe="")),
+            OK,
+            [QUOTED_NAME, HOSTILE, HOSTILE_ERROR, json.dumps(HOSTILE, ensure_ascii=False)],
+            [],
+        ),
+        (execution_page(quote(ASKED, safe="")), NOT_FOUND, [repr(ASKED)], []),
+    ],
+    ids=["list", "filtered-list", "machine", "execution", "unknown-execution"],
+)
+async def test_what_callers_sent_is_escaped_on_every_page(
+    ui: Ui, path: str, status: int, shown: list[str], listed: list[str]
+):
+    """Names, inputs, errors and causes holding markup or quotes are in the page as escaped
+    text: none of it is in the source as it was sent, all of it reads back unchanged."""
+    await ui.start(QUOTED_NAME, note=HOSTILE)
+    await ui.engine.stop_execution("classroom", QUOTED_NAME, HOSTILE_ERROR, HOSTILE)
+    page = await ui.page(path, status=status)
+    document = dom(page)
+    sent = [QUOTED_NAME, HOSTILE, HOSTILE_ERROR, ASKED]
+    assert ([s for s in sent if s in page], "<script" in page, "<img" in page) == ([], False, False)
+    assert [s for s in shown if s not in document.all_text()] == []
+    rows_named = [
+        tr.attrs["data-execution"] for tr in document.find_all("tr", data_status="ABORTED")
+    ]
+    assert rows_named == listed
+
+
 @pytest.mark.parametrize(
     "path",
     [execution_page("nope"), execution_page("c1", "nosuch"), "/ui/machines/%3Cb%3Ex"],
@@ -561,11 +603,7 @@ async def api(ui: Ui) -> AsyncIterator[str]:
 
 
 def graph_command(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="stepd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["graph", *argv])
-    code: int = args.func(args)
-    return code
+    return main(["graph", *argv])
 
 
 async def test_the_graph_command_colours_an_execution_from_the_api(

@@ -31,7 +31,6 @@ from stepd.api.auth import (
     check_local_origin,
 )
 from stepd.api.protocol import Operations
-from stepd.api.ui import add_ui_routes
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
@@ -44,6 +43,7 @@ from stepd.errors import (
 )
 from stepd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from stepd.metrics import Metrics
+from stepd.ui import add_ui_routes
 
 log = structlog.get_logger("stepd.api")
 

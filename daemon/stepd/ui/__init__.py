@@ -1,0 +1,27 @@
+"""Read-only web pages about executions and state machines, served beside the API.
+
+    /ui/                              the executions: status, current state, next due time and
+                                      lateness; `?machine=NAME&status=STATUS` filter them,
+                                      `?before=ID` shows older ones
+    /ui/executions/<machine>/<name>   one execution: the diagram with the states it passed
+                                      coloured (done, failed, current, not reached), and its
+                                      history as a timeline
+    /ui/machines/<name>               one state machine: its diagram and validation findings
+
+    handlers.py   the routes: read through the engine's read interface, pick a page
+    views.py      what a page shows of an execution (next step, lateness, timeline), and paths
+    format.py     durations, instants and JSON as text (the templates' filters)
+    pages.py      the Jinja environment (autoescaping on), the inlined style sheet, the headers
+    templates/    base.html (the layout) and one template per page
+    static/       stepd.css
+
+Plain HTML: no script, nothing fetched from anywhere else (the Content-Security-Policy says so),
+and a page about a running execution reloads itself. Everything shown from an execution or a
+definition is escaped. The pages only read, and sit behind the same access middleware as the
+API.
+"""
+
+from stepd.ui.handlers import PAGE_SIZE, add_ui_routes
+from stepd.ui.pages import REFRESH_SECONDS
+
+__all__ = ["PAGE_SIZE", "REFRESH_SECONDS", "add_ui_routes"]

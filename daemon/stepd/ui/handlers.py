@@ -1,0 +1,211 @@
+"""The routes under /ui/: each reads through the engine's read interface and renders a page.
+
+Only what `Engine` offers for reading is used (`list_executions`, `count_by_status`,
+`find_execution`, `history`, `definition_of`, `machines`, `clock`), nothing else of the engine;
+the pages never write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from markupsafe import Markup
+
+from stepd.asl.validate import validate
+from stepd.catalog import Report
+from stepd.engine.executor import Engine
+from stepd.errors import StoreError
+from stepd.graph import build_graph, progress, to_svg
+from stepd.store.records import RUNNING, STATUSES, Event, Execution
+from stepd.ui.pages import render
+from stepd.ui.views import UI_PATH, list_path, summarise, timeline
+
+Findings = Callable[[], Mapping[str, Sequence[Report]]]
+
+PAGE_SIZE = 50  # executions per page of the list
+RECENT_EXECUTIONS = 10  # on a state machine's page
+HISTORY_BATCH = 1000  # events per read of an execution's history
+MAX_HISTORY_EVENTS = 25_000  # AWS's limit on an execution's history: no page reads more
+
+
+def add_ui_routes(
+    app: web.Application,
+    engine: Engine,
+    findings: Findings | None = None,
+) -> None:
+    """Serve the pages under /ui/ from `app`; `findings` gives each machine's validation
+    reports (without it, each definition is validated when its page is shown)."""
+    pages = _Pages(engine, findings)
+    app.router.add_get("/ui", pages.home)
+    app.router.add_get(UI_PATH, pages.executions)
+    app.router.add_get(UI_PATH + "executions/{machine}/{name}", pages.execution)
+    app.router.add_get(UI_PATH + "machines/{name}", pages.machine)
+
+
+def _diagram(svg: str) -> Markup:
+    """An SVG drawing from stepd.graph, placed in a page as it is: it escapes what it draws."""
+    return Markup(svg)  # noqa: S704 - to_svg escapes every name and label it draws
+
+
+class _Pages:
+    def __init__(self, engine: Engine, findings: Findings | None) -> None:
+        self.engine = engine
+        self.findings = findings
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def home(self, _: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(UI_PATH)
+
+    async def executions(self, request: web.Request) -> web.Response:
+        machine = request.query.get("machine") or None
+        status = request.query.get("status") or None
+        before_text = request.query.get("before") or None
+        if status is not None and status not in STATUSES:
+            return self._problem(400, "Unknown status", f"Choose one of {', '.join(STATUSES)}.")
+        before = None
+        if before_text is not None:
+            if not before_text.isdigit() or int(before_text) <= 0:
+                return self._problem(400, "Bad page", "`before` is an execution id.")
+            before = int(before_text)
+        try:
+            rows = await self.engine.list_executions(
+                machine=machine, status=status, limit=PAGE_SIZE + 1, before_id=before
+            )
+            counts = await self.engine.count_by_status()
+        except StoreError as exc:
+            return self._unavailable(exc)
+        now = self.engine.clock()
+        shown = rows[:PAGE_SIZE]
+        older = None
+        if len(rows) > PAGE_SIZE:
+            older = list_path(machine=machine, status=status, before=shown[-1].id)
+        return self._page(
+            "executions.html",
+            title="Executions",
+            now=now,
+            refresh=any(row.status == RUNNING for row in shown),
+            rows=[summarise(row, now) for row in shown],
+            counts=counts,
+            statuses=STATUSES,
+            chosen_machine=machine,
+            chosen_status=status,
+            machine_choices=sorted(set(self.engine.machines) | ({machine} if machine else set())),
+            older=older,
+        )
+
+    async def execution(self, request: web.Request) -> web.Response:
+        machine, name = request.match_info["machine"], request.match_info["name"]
+        try:
+            execution = await self.engine.find_execution(machine, name)
+            if execution is None:
+                return self._problem(
+                    404,
+                    "No such execution",
+                    f"State machine {machine!r} has no execution named {name!r}.",
+                )
+            events = await self._history(execution)
+            definition = await self._definition(execution)
+        except StoreError as exc:
+            return self._unavailable(exc)
+        now = self.engine.clock()
+        history = [{"type": e.type, **e.details} for e in events]
+        diagram = to_svg(
+            build_graph(definition), progress(history), title=f"{machine}: {name} diagram"
+        )
+        return self._page(
+            "execution.html",
+            title=f"{name} · {machine}",
+            now=now,
+            refresh=execution.status == RUNNING,
+            summary=summarise(execution, now),
+            execution=execution,
+            diagram=_diagram(diagram),
+            timeline=timeline(events, execution.start_date),
+        )
+
+    async def machine(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        machine = self.engine.machines.get(name)
+        if machine is None:
+            return self._problem(404, "No such state machine", f"No state machine named {name!r}.")
+        try:
+            recent = await self.engine.list_executions(
+                machine=name, status=None, limit=RECENT_EXECUTIONS, before_id=None
+            )
+        except StoreError as exc:
+            return self._unavailable(exc)
+        now = self.engine.clock()
+        comment = machine.definition.get("Comment")
+        return self._page(
+            "machine.html",
+            title=name,
+            now=now,
+            name=name,
+            comment=comment if isinstance(comment, str) else None,
+            source=machine.source,
+            diagram=_diagram(to_svg(build_graph(machine.definition), title=f"{name} diagram")),
+            findings=self._findings(name, machine.source, machine.definition),
+            rows=[summarise(row, now) for row in recent],
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _history(self, execution: Execution) -> list[Event]:
+        events: list[Event] = []
+        after: int | None = None
+        while len(events) < MAX_HISTORY_EVENTS:
+            batch = await self.engine.history(
+                execution.id, reverse=False, limit=HISTORY_BATCH, after=after
+            )
+            events.extend(batch)
+            if len(batch) < HISTORY_BATCH:
+                break
+            after = batch[-1].id
+        return events
+
+    async def _definition(self, execution: Execution) -> Mapping[str, Any]:
+        """The definition the execution runs (the snapshot it started with)."""
+        try:
+            return await self.engine.definition_of(execution)
+        except (StoreError, ValueError):
+            machine = self.engine.machines.get(execution.machine)
+            return machine.definition if machine is not None else {}
+
+    def _findings(self, name: str, source: str, definition: Mapping[str, Any]) -> Sequence[Report]:
+        if self.findings is not None:
+            known = self.findings()
+            if name in known:
+                return known[name]
+        return [
+            Report(
+                where=f"{source}#{finding.where}",
+                code=finding.code,
+                message=finding.message,
+                severity=finding.severity,
+            )
+            for finding in validate(definition)
+        ]
+
+    # -- answering ---------------------------------------------------------------------
+
+    def _page(
+        self, template: str, *, status: int = 200, refresh: bool = False, **context: Any
+    ) -> web.Response:
+        return render(
+            template,
+            status=status,
+            refresh=refresh,
+            machine_names=sorted(self.engine.machines),
+            **context,
+        )
+
+    def _problem(self, status: int, title: str, message: str) -> web.Response:
+        return self._page(
+            "problem.html", status=status, title=title, message=message, now=self.engine.clock()
+        )
+
+    def _unavailable(self, exc: StoreError) -> web.Response:
+        return self._problem(503, "The store cannot be read right now", exc.message)
