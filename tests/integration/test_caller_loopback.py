@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from aiohttp import web
 from stepd.classroom import SECRET_ENV, ClassroomServer, load_records
 from stepd.tasks.caller import DEFAULT_USER_AGENT, TaskCaller, TaskRequest
 from stepd.tasks.signing import verify
+from stepd.testing import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -51,13 +51,6 @@ def request(
         idempotency_key=key,
         timeout_seconds=timeout_seconds,
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_call_arrives_signed_with_all_headers(
@@ -120,7 +113,7 @@ async def test_a_slow_answer_times_out(classroom: ClassroomServer, caller: TaskC
 
 async def test_a_closed_port_is_a_socket_error(caller: TaskCaller) -> None:
     """Nothing listening (connection refused) fails with States.Http.Socket."""
-    outcome = await caller.call(request(f"http://127.0.0.1:{closed_port()}{PATH}"))
+    outcome = await caller.call(request(f"http://127.0.0.1:{free_port()}{PATH}"))
     assert (outcome.error, outcome.status) == ("States.Http.Socket", None)
 
 

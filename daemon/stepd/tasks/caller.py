@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
 import structlog
@@ -102,6 +102,22 @@ class TaskOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class Caller(Protocol):
+    """What the engine needs of a task caller: `TaskCaller` over HTTP in the daemon,
+    `stepd.testing.FakeCaller` in tests."""
+
+    async def call(self, request: TaskRequest) -> TaskOutcome:
+        """Make one attempt of `request` and report what it came to. Raises nothing but
+        cancellation: every failure, of the network or of the server, is an outcome."""
+
+    async def probe(self, url: str, timeout_seconds: float) -> int | None:
+        """The status of a request to `url` that has no side effects (HEAD); None when the
+        host cannot be reached within `timeout_seconds`. Raises nothing but cancellation."""
+
+    async def aclose(self) -> None:
+        """Release connections; the caller is not used afterwards."""
 
 
 class TaskCaller:
