@@ -28,9 +28,9 @@ from typing import Any
 from stepd.store.base import Store
 from stepd.store.memory import MemoryDatabase, MemoryStore
 from stepd.store.records import Execution
-from stepd.tasks.caller import TaskOutcome, TaskRequest
+from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 
-__all__ = ["Call", "FakeCaller", "MemoryDatabase", "MemoryStore", "free_port"]
+__all__ = ["DEFAULT_RESULT", "Call", "FakeCaller", "MemoryDatabase", "MemoryStore", "free_port"]
 
 DEFAULT_RESULT = {"ok": True}  # what an unscripted call answers (HTTP 200)
 OK_STATUS = 200
@@ -55,7 +55,7 @@ class Call:
     events: tuple[str, ...] = ()  # the types of its history events then
 
 
-class FakeCaller:
+class FakeCaller(Caller):
     """A task caller that answers without HTTP.
 
     Each call is answered by the first of: `respond(request)` unless it returns None; the
