@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from stepd.classroom import ClassroomServer
+from stepd.testing import free_port
 
 PING_MACHINE = {
     "StartAt": "Until",
@@ -25,12 +25,6 @@ PING_MACHINE = {
         "Ping": {"Type": "Task", "Resource": "ping", "ResultPath": None, "End": True},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from harness import Bench, fill_waiting, free_port, percentile, rfc3339
+from harness import Bench, fill_waiting, percentile, rfc3339
 
 from stepd.classroom import ClassroomServer
+from stepd.testing import free_port
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

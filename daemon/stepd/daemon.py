@@ -39,7 +39,7 @@ from stepd.errors import StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.sqlite import SqliteStore
-from stepd.tasks.caller import TaskCaller
+from stepd.tasks.caller import Caller, TaskCaller
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 
@@ -94,7 +94,7 @@ class Daemon:
         self._stopping = False
         self._ready = False
         self._signing_secret: str | None = None
-        self._retired_callers: list[TaskCaller] = []
+        self._retired_callers: list[Caller] = []
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
         self._config_note = f"config loaded at {_clock_text()}"

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -24,18 +23,13 @@ from typing import Any
 import httpx
 
 from stepd.classroom import ClassroomServer
+from stepd.testing import free_port
 
 START_IN_SECONDS = 5  # the class starts this long after the demo does
 CLASS_LENGTH_SECONDS = 70  # start recording, ping a minute later, stop 10 s after that
 DEADLINE_SECONDS = 115  # the demo gives up after this long
 POLL_SECONDS = 0.2
 DAEMON_READY_SECONDS = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _clock(ts: float) -> str:
@@ -120,7 +114,7 @@ async def _wait_ready(client: httpx.AsyncClient, daemon: asyncio.subprocess.Proc
 async def _demo(folder: Path) -> int:
     server = ClassroomServer(log_path=folder / "classroom-requests.jsonl")
     base_url = await server.start()
-    port = _free_port()
+    port = free_port()
     config = _write_config(folder, base_url, port)
     _say(f"stepd demo: classroom server at {base_url}, work folder {folder}")
     log = (folder / "daemon.log").open("wb")

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import pytest
 from botocore.config import Config
 
 from stepd.classroom import Record, load_records
+from stepd.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSROOM_DEFINITION = REPO / "config" / "classroom.asl.yaml"
@@ -153,13 +153,6 @@ def subprocess_env() -> dict[str, str]:
     }
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _toml_string(value: str) -> str:

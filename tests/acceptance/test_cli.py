@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sqlite3
 import uuid
 import xml.etree.ElementTree as ET
@@ -21,6 +20,7 @@ import pytest
 from stepd import __version__
 from stepd.store.schema import SCHEMA_VERSION
 from stepd.store.sqlite import SqliteStore
+from stepd.testing import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -76,13 +76,6 @@ def class_input() -> str:
     return json.dumps(
         {"start": iso(now + timedelta(hours=1)), "end": iso(now + timedelta(hours=2))}
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +332,7 @@ def test_a_starting_name_taken_fails_with_execution_already_exists(daemon, stepd
 
 def test_an_unreachable_api_exits_unavailable(stepd_cli):
     """When nothing listens at --api, the client exits 69 and says it cannot reach the API."""
-    result = stepd_cli("list", "--api", f"http://127.0.0.1:{closed_port()}")
+    result = stepd_cli("list", "--api", f"http://127.0.0.1:{free_port()}")
     assert (result.returncode, result.stdout) == (EX_UNAVAILABLE, "")
     assert "cannot reach" in result.stderr
 
@@ -381,7 +374,7 @@ def write_bad_config(folder: Path) -> Path:
                 "[store]",
                 'path = "bad.db"',
                 "[api]",
-                f'listen = "127.0.0.1:{closed_port()}"',
+                f'listen = "127.0.0.1:{free_port()}"',
                 "[http]",
                 'base_url = "http://127.0.0.1:9"',
                 "[[machines]]",
@@ -438,7 +431,7 @@ def write_config(folder: Path, definition: dict[str, Any] | None) -> Path:
         "[store]",
         'path = "x.db"',
         "[api]",
-        f'listen = "127.0.0.1:{closed_port()}"',
+        f'listen = "127.0.0.1:{free_port()}"',
         "[http]",
         'base_url = "http://127.0.0.1:9"',
     ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from stepd.testing import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -50,13 +51,6 @@ class WebDriverError(AssertionError):
 def missing() -> list[str]:
     """The browser binaries this machine lacks."""
     return [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class Browser:
@@ -123,7 +117,7 @@ class Browser:
 @contextlib.contextmanager
 def chromium(profile: Path, log: Path) -> Iterator[Browser]:
     """A headless Chromium session with a fresh profile in `profile`; the driver logs to `log`."""
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as sink:
         driver = subprocess.Popen(
             [CHROMEDRIVER, f"--port={port}"],

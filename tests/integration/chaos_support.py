@@ -37,11 +37,11 @@ from tests.integration.harness import (
     ApiError,
     Classroom,
     Stepd,
-    free_port,
 )
 
 from stepd.asl.loader import load_definition
 from stepd.classroom import ClassroomServer, Record
+from stepd.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DEFINITION = ROOT / "config" / "classroom.asl.yaml"

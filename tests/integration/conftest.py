@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.harness import DaemonFactory, Stepd, free_port, write_config
+from tests.integration.harness import DaemonFactory, Stepd, write_config
 
 from stepd.classroom import ClassroomServer
+from stepd.testing import free_port
 
 _DAEMONS = pytest.StashKey[list[Stepd]]()
 _FIGURES = pytest.StashKey[list[str]]()

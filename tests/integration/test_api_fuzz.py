@@ -30,13 +30,13 @@ from tests.integration.harness import (
     READY_SECONDS,
     STEP_PATHS,
     Classroom,
-    free_port,
     records_of,
     run_cli,
     whole_second,
 )
 
 from stepd.config import EX_CONFIG
+from stepd.testing import free_port
 
 MAX_INPUT_BYTES = 262_144  # AWS's limit on an execution's input
 OPERATIONS = (

@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
 
 import pytest
-from aiohttp import web
 
 from stepd.classroom import SECRET_ENV, ClassroomServer, load_records
 from stepd.tasks.caller import DEFAULT_USER_AGENT, TaskCaller, TaskRequest
 from stepd.tasks.signing import verify
+from stepd.testing import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,13 +52,6 @@ def request(
         idempotency_key=key,
         timeout_seconds=timeout_seconds,
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_call_arrives_signed_with_all_headers(
@@ -126,7 +118,7 @@ async def test_a_slow_answer_times_out(classroom: ClassroomServer, caller: TaskC
 
 async def test_a_closed_port_is_a_socket_error(caller: TaskCaller) -> None:
     """Nothing listening (connection refused) fails with States.Http.Socket."""
-    outcome = await caller.call(request(f"http://127.0.0.1:{closed_port()}{PATH}"))
+    outcome = await caller.call(request(f"http://127.0.0.1:{free_port()}{PATH}"))
     assert (outcome.error, outcome.status) == ("States.Http.Socket", None)
 
 
@@ -236,32 +228,3 @@ async def test_module_entry_serves_until_sigterm(tmp_path: Path, caller: TaskCal
     (record,) = load_records(log)
     assert (record.path, record.signature_ok) == (PATH, True)
     assert verify(SECRET, record.headers, b'{"classroom":"c1"}', now=record.received_at)
-
-
-async def test_no_cookie_is_kept_between_calls(caller: TaskCaller) -> None:
-    """A Set-Cookie in one answer (from a host named, not an IP address) is not sent back on
-    later calls: each call stands alone."""
-    seen: list[str | None] = []
-
-    async def handle(http_request: web.Request) -> web.Response:
-        seen.append(http_request.headers.get("Cookie"))
-        response = web.json_response({"ok": True})
-        response.set_cookie("session", "from-the-first-call")
-        return response
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        outcomes = [
-            await caller.call(request(f"http://localhost:{port}{PATH}", key=f"k{n}"))
-            for n in range(2)
-        ]
-    finally:
-        await runner.cleanup()
-    assert [outcome.ok for outcome in outcomes] == [True, True]
-    assert seen == [None, None]

@@ -36,13 +36,13 @@ from tests.integration.harness import (
     START_PATH,
     STOP_PATH,
     Classroom,
-    free_port,
     records_of,
     sleep_until,
     whole_second,
 )
 
 from stepd.classroom import Record
+from stepd.testing import free_port
 
 TIMEOUT_SECONDS = 2  # [http] timeout_seconds of these daemons
 MAX_CONCURRENCY = 4  # [http] max_concurrency of these daemons

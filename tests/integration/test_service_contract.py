@@ -29,10 +29,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.harness import clean_env, free_port
+from tests.integration.harness import clean_env
 
 from stepd.classroom import ClassroomServer
 from stepd.config import EX_CONFIG
+from stepd.testing import free_port
 
 READY_TIMEOUT_SECONDS = 20.0
 NOTIFY_TIMEOUT_SECONDS = 10.0  # for any one expected notification

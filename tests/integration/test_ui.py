@@ -1,6 +1,6 @@
 """The web pages under /ui/, served in-process by aiohttp from a real Engine on real SQLite.
 
-The clock is a fake and the classroom server an `httpx.MockTransport`, so each test puts its
+The clock is a fake and the classroom server a `FakeCaller`, so each test puts its
 executions exactly where it wants them; pages are read as a browser gets them, over loopback.
 The `stepd graph` command is run against the real API server the same way.
 """
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -32,8 +31,9 @@ from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.store.sqlite import SqliteStore
-from stepd.tasks.caller import TaskCaller
+from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
+from stepd.testing import FakeCaller
 from stepd.ui import PAGE_SIZE, REFRESH_SECONDS, add_ui_routes
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -97,10 +97,14 @@ class Classroom:
 
     failing: set[str] = field(default_factory=set)
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path in self.failing:
-            return httpx.Response(500, json={"error": "down"})
-        return httpx.Response(200, json={"ok": True})
+    def handle(self, request: TaskRequest) -> TaskOutcome:
+        if urlsplit(request.url).path in self.failing:
+            return TaskOutcome(
+                error="States.Http.StatusCode.500",
+                cause='HTTP 500 Internal Server Error: {"error":"down"}',
+                status=500,
+            )
+        return TaskOutcome(result={"ok": True}, status=200)
 
 
 @dataclass
@@ -145,7 +149,7 @@ async def ui(tmp_path: Path) -> AsyncIterator[Ui]:
     store = SqliteStore(tmp_path / "stepd.db")
     await store.open()
     classroom = Classroom()
-    caller = TaskCaller(user_agent="stepd-test", transport=httpx.MockTransport(classroom.handle))
+    caller = FakeCaller(respond=classroom.handle)
     clock = Clock()
     engine = Engine(store=store, caller=caller, machines={}, arns=Arns(), clock=clock)
     await engine.register(

@@ -26,7 +26,6 @@ import pytest
 from tests.integration.harness import (
     EARLY_SLACK_SECONDS,
     Stepd,
-    free_port,
     rfc3339,
     wait_until,
 )
@@ -34,6 +33,7 @@ from tests.upgrade.releases import Installed, install, previous_release
 
 from stepd import __version__
 from stepd.classroom import ClassroomServer, Record
+from stepd.testing import free_port
 
 PING_WAIT_SECONDS = 2
 RETRY_INTERVAL_SECONDS = 20  # the Retry back-off the old release is stopped in

@@ -45,7 +45,7 @@ from stepd.store.records import (
     TaskCall,
     Transition,
 )
-from stepd.tasks.caller import TaskCaller, TaskOutcome, TaskRequest
+from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
@@ -110,7 +110,7 @@ class Engine:
         self,
         *,
         store: Store,
-        caller: TaskCaller,
+        caller: Caller,
         machines: Mapping[str, Machine],
         arns: Arns,
         task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT_SECONDS,
@@ -171,8 +171,8 @@ class Engine:
         machines: Mapping[str, Machine],
         *,
         task_timeout_seconds: float,
-        caller: TaskCaller | None = None,
-    ) -> TaskCaller | None:
+        caller: Caller | None = None,
+    ) -> Caller | None:
         """Serve `machines` (running executions keep the definitions they started with), with
         a new task timeout and, when given, a new caller; the caller it replaced, to close."""
         await self.register(machines)

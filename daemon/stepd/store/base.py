@@ -1,6 +1,34 @@
 """The store port: everything the engine and the API need from persistent storage.
 
-One implementation today (SQLite); PostgreSQL for several nodes is meant to be another.
+Implementations: `stepd.store.sqlite.SqliteStore` (one node, the default) and
+`stepd.store.memory.MemoryStore` (the unit tests'). The contract below is written so that a
+store shared by several nodes (PostgreSQL) can keep it too; one test suite,
+tests/unit/store/test_contract.py, holds every implementation to it.
+
+Promises every method keeps:
+
+- Acknowledged means committed. A write that returns is durable (on disk for SQLite; for
+  the in-memory store, for the life of its `MemoryDatabase`) and visible to every read that
+  starts after it, through this store object or any other open on the same data. A write is
+  all or nothing: an execution's progress and the events of one transition appear together
+  or not at all.
+- A write that raises `StoreError` may or may not have been applied (a connection can be lost
+  during its commit); read again to find out. Both writes that matter are safe to repeat:
+  `create_execution` is idempotent by (machine, name) and `commit` is guarded by a version.
+- Writes made concurrently are applied in some serial order; a write issued after another
+  returned is ordered after it. An execution's events are numbered 1, 2, 3... in the order
+  they were committed, each naming the one before (`previous_id`, 0 for the first).
+- Values are returned as frozen records that the store never changes afterwards; an event's
+  `details` is decoded afresh on each read, so changing it changes nothing stored. Instants are
+  unix seconds (float) and read back exactly as written; texts read back unchanged. Event
+  details must be JSON values: a write with details that are not raises TypeError or
+  ValueError and writes nothing.
+- Every method raises `StoreError` when the store cannot be used: not open (before `open`,
+  after `close`), unreachable, or failing to read or write. Methods that return executions
+  raise `RecordError` (a `StoreError`) when a stored record is in a format this stepd cannot
+  read (written by a newer one, or damaged), naming the execution.
+- Methods are called from the event loop that opened the store; they may be called
+  concurrently from several of its tasks.
 """
 
 from __future__ import annotations
@@ -12,64 +40,132 @@ from stepd.store.records import Event, Execution, NewExecution, Transition
 
 
 class Store(ABC):
+    """Definitions, executions and their histories; the source of truth."""
+
     @abstractmethod
     async def open(self) -> None:
-        """Open, lock and migrate. Raises StoreLocked if another process holds it."""
+        """Make the store ready for use: create it or migrate it to this stepd's schema, and
+        take whatever it holds while open.
+
+        Raises StoreTooNew when the store was written by a newer stepd (the message names that
+        stepd's versions and this one's; nothing in the store is changed), StoreLocked when the
+        store admits one user at a time and another holds it (SQLite: another process has the
+        file; a store shared by several nodes does not raise it), StoreError when it cannot be
+        reached, read or created. After a failed open nothing is held: opening it again, here
+        or in another process, meets the same store. A store object is opened once.
+        """
 
     @abstractmethod
     async def close(self) -> None:
-        """Finish pending writes and release the database."""
+        """Let the writes already issued finish (each is acknowledged or fails), then release
+        what `open` took. Afterwards every method raises StoreError. Closing a store that is
+        not open does nothing. What was acknowledged is there when the same data is opened
+        again."""
 
     @abstractmethod
     async def put_definition(self, machine: str, body: str) -> int:
-        """Store a definition snapshot (deduplicated by content); return its id."""
+        """Store `body` as a definition of `machine`, unless that machine already has this
+        exact body; return its id either way (durable on return).
+
+        Ids are positive and unique in the store: the same (machine, body) always gets the
+        same id, another body or the same body under another machine gets another one.
+        """
 
     @abstractmethod
     async def first_registered(self, machine: str) -> float | None:
-        """When a definition was first stored under `machine` (unix seconds), if ever."""
+        """When the first definition of `machine` was stored (unix seconds), or None if none
+        ever was. Storing more definitions later does not change it."""
 
     @abstractmethod
     async def get_definition(self, definition_id: int) -> str:
-        """The definition body stored under `definition_id`. Raises StoreError if unknown."""
+        """The body stored under `definition_id`, exactly as it was put. Raises StoreError if
+        no definition has that id."""
 
     @abstractmethod
     async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:
-        """Insert durably; if (machine, name) exists return the existing one and False."""
+        """Insert an execution with its first events, unless one of the same (machine, name)
+        is in the store (in any status, until it is purged).
+
+        Created: returns (the execution as stored, True): a new positive id, `version` 0,
+        `new.progress` as given, its events numbered 1..n and `last_event_id` n. An execution
+        created after another one's create returned gets a larger id than it, as long as that
+        one is still in the store (the id of a purged execution may be given again).
+        Existing: returns (that execution as stored now, False) and writes nothing; `new` may
+        differ from it in anything. Of concurrent creates of one (machine, name), from this
+        node or others, exactly one creates it and the others get it with False.
+        Raises StoreError, writing nothing, when `new.definition_id` names no definition.
+        """
 
     @abstractmethod
     async def commit(self, transition: Transition) -> Execution | None:
-        """Apply durably if the execution is still at `transition.base.version` and return
-        the execution as it now is; else None."""
+        """Apply `transition` if the stored execution is still at `transition.base.version`;
+        return the execution as it now is, or None (writing nothing) if it is not.
+
+        Applied, atomically and durably: the whole progress is replaced by
+        `transition.progress`, `transition.events` are appended with the ids after
+        `base.last_event_id`, `last_event_id` moves on by their number and `version` by exactly
+        one (also for a transition that changes nothing); identity fields never change. The
+        returned execution equals what a read returns next. None: the execution changed or was
+        purged since `base` was read, or never existed. So of two transitions computed from one
+        version, from one node or two, exactly one applies. `base` is an execution as the store
+        returned it.
+        """
 
     @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:
-        """One execution by id."""
+        """The execution with this id as last committed; None if there is none (never
+        created, or purged). Raises RecordError if its record cannot be read."""
 
     @abstractmethod
     async def find_execution(self, machine: str, name: str) -> Execution | None:
-        """One execution by machine and name."""
+        """The execution named (machine, name) as last committed; None if there is none.
+        Raises RecordError if its record cannot be read."""
 
     @abstractmethod
     async def list_executions(
         self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
     ) -> list[Execution]:
-        """Newest first; `before_id` continues a previous page."""
+        """Up to `limit` (positive) executions, newest (largest id) first: only those of
+        `machine` and of `status` when given, and only ids below `before_id` when given.
+
+        Paging: the last id of a page, passed as `before_id`, gives the next page; pages never
+        repeat an execution, and an execution created meanwhile (a larger id) does not show up
+        in later pages. A page shorter than `limit` is the last one. Raises RecordError if a
+        record on the page cannot be read.
+        """
 
     @abstractmethod
     async def history(
         self, execution_id: int, *, reverse: bool, limit: int, after: int | None
     ) -> list[Event]:
-        """Events in id order (or reversed), continuing after event id `after`."""
+        """Up to `limit` (positive) events of the execution in id order, or newest first when
+        `reverse`; with `after`, only those that come after that event id in this order (ids
+        above it, or below it when reversed).
+
+        Paging: the last id of a page, passed as `after`, gives the next page. Committed events
+        never change. An unknown or purged execution has no events ([]).
+        """
 
     @abstractmethod
     async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
-        """(execution id, due_at) of running executions due before `before`, earliest first."""
+        """(id, due_at) of up to `limit` (positive) executions whose `due_at` is set and
+        earlier than `before` (not equal), earliest `due_at` first, equal ones by id.
+
+        Any execution with a `due_at` qualifies whatever its status; the engine clears `due_at`
+        when an execution closes, so these are running ones. A read only: nothing is claimed.
+        """
 
     @abstractmethod
     async def purge_closed(self, before: float, limit: int) -> int:
-        """Delete up to `limit` executions that closed before `before`, with their history.
-        Returns how many were deleted."""
+        """Delete, atomically, up to `limit` (positive) closed executions that stopped before
+        `before` (status not RUNNING, no `due_at`, `stop_date` earlier than `before`), earliest
+        stopped first, with all their events; return how many.
+
+        Fewer than `limit` means none is left to purge: calling again until then deletes them
+        all. Running executions and those that stopped at `before` or later are never touched.
+        A purged execution's (machine, name) is free for a new one.
+        """
 
     @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
-        """Number of executions per status."""
+        """The number of executions in each status; a status no execution has is absent."""

@@ -504,7 +504,7 @@ class SqliteStore(Store):
         def run(conn: sqlite3.Connection) -> list[tuple[int, float]]:
             rows = conn.execute(
                 "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < ?"
-                " ORDER BY due_at LIMIT ?",
+                " ORDER BY due_at, id LIMIT ?",
                 (before, limit),
             )
             return [(int(r[0]), float(r[1])) for r in rows]
@@ -517,7 +517,7 @@ class SqliteStore(Store):
                 (row[0],)
                 for row in conn.execute(
                     "SELECT id FROM executions WHERE due_at IS NULL AND status != ?"
-                    " AND stop_date < ? LIMIT ?",
+                    " AND stop_date < ? ORDER BY stop_date, id LIMIT ?",
                     (RUNNING, before, limit),
                 )
             ]

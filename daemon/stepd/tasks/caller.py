@@ -28,18 +28,16 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-import httpx
 import structlog
+from yarl import URL
 
 from stepd import __version__
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
 from stepd.tasks.transport import (
     AiohttpTransport,
     Answer,
-    HttpxTransport,
-    Transport,
     TransportError,
     TransportTimeout,
     UnsupportedUrl,
@@ -104,13 +102,30 @@ class TaskOutcome:
         return self.error is None
 
 
+class Caller(Protocol):
+    """What the engine needs of a task caller: `TaskCaller` over HTTP in the daemon,
+    `stepd.testing.FakeCaller` in tests."""
+
+    async def call(self, request: TaskRequest) -> TaskOutcome:
+        """Make one attempt of `request` and report what it came to. Raises nothing but
+        cancellation: every failure, of the network or of the server, is an outcome."""
+
+    async def probe(self, url: str, timeout_seconds: float) -> int | None:
+        """The status of a request to `url` that has no side effects (HEAD); None when the
+        host cannot be reached within `timeout_seconds`. Raises nothing but cancellation."""
+
+    async def aclose(self) -> None:
+        """Release connections; the caller is not used afterwards."""
+
+
 class TaskCaller:
-    """Makes Task calls over one pooled HTTP client. Safe to share between tasks.
+    """Makes Task calls over one pooled aiohttp session (`AiohttpTransport`) of up to
+    `max_connections` connections. Safe to share between tasks.
 
     `signing_secret` (``whsec_<base64>`` or a plain string) adds ``webhook-signature``;
-    an invalid one raises ConfigError here, not at the first call. `transport` replaces the
-    network: a `Transport`, or any httpx transport (tests use ``httpx.MockTransport``);
-    `clock` gives unix seconds for ``webhook-timestamp`` and for Retry-After dates.
+    an invalid one raises ConfigError here, not at the first call. `clock` gives unix seconds
+    for ``webhook-timestamp`` and for Retry-After dates. Tests of code that makes calls use
+    `stepd.testing.FakeCaller`; this class is tested against servers on loopback.
     """
 
     def __init__(
@@ -119,7 +134,6 @@ class TaskCaller:
         user_agent: str,
         signing_secret: str | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        transport: Transport | httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if signing_secret is not None:
@@ -128,9 +142,7 @@ class TaskCaller:
         self._clock = clock
         # No cookies, no redirects, no proxies or .netrc from the environment: each call goes
         # exactly where it is configured.
-        if isinstance(transport, httpx.AsyncBaseTransport):
-            transport = HttpxTransport(transport)
-        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
+        self._transport = AiohttpTransport(max_connections=max_connections)
         self._user_agent = user_agent
         self._urls: dict[str, str] = {}
 
@@ -211,8 +223,8 @@ class TaskCaller:
         normal = self._urls.get(url)
         if normal is None:
             try:
-                parsed = httpx.URL(url)
-            except httpx.InvalidURL as exc:
+                parsed = URL(url)
+            except ValueError as exc:
                 raise UnsupportedUrl("InvalidURL", str(exc)) from exc
             if parsed.scheme not in {"http", "https"} or not parsed.host:
                 raise UnsupportedUrl("UnsupportedProtocol", f"not an http(s) URL: {url!r}")

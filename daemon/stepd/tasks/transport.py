@@ -1,12 +1,10 @@
-"""The network under a Task call: one POST (or HEAD) and its answer, or a `TransportError`.
+"""The network under a Task call: one POST (or HEAD) over aiohttp, and its answer or a
+`TransportError`.
 
-`AiohttpTransport` is the daemon's: aiohttp's connection pool keeps up with hundreds of
-concurrent calls on loopback, and a call goes straight from the caller's headers and body to
-the socket, with nothing built per call that the call does not need and no cookies kept.
-`HttpxTransport` runs the same calls on any httpx transport (``httpx.MockTransport`` in
-tests).
-
-Both report failures alike, named as httpx names them:
+aiohttp's connection pool keeps up with hundreds of concurrent calls on loopback, and a call
+goes straight from the caller's headers and body to the socket, with nothing built per call
+that the call does not need, no cookies kept, no redirects followed and no proxy taken from
+the environment. Failures are reported by kind:
 
     connect refused / unreachable   -> TransportError("ConnectError")       States.Http.Socket
     connect took too long           -> TransportTimeout("ConnectTimeout")    States.Timeout
@@ -21,10 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import aiohttp
-import httpx
 from yarl import URL
 
 KEEPALIVE_SECONDS = 30.0
@@ -44,7 +40,7 @@ class Answer:
 
 
 class TransportError(Exception):
-    """The call got no answer. `kind` names the failure as httpx does (ConnectError, ...)."""
+    """The call got no answer. `kind` names the failure (ConnectError, ReadError, ...)."""
 
     def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
@@ -59,27 +55,9 @@ class UnsupportedUrl(TransportError):
     """The URL cannot be called at all (not http or https)."""
 
 
-class Transport(Protocol):
-    async def post(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_bytes: int,
-    ) -> Answer:
-        """POST `body`; the answer's body is read up to `max_bytes` (decompressed)."""
-
-    async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
-        """The status of a HEAD request."""
-
-    async def aclose(self) -> None:
-        """Close pooled connections."""
-
-
 class AiohttpTransport:
+    """Calls over one pooled aiohttp session of up to `max_connections` connections."""
+
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -104,7 +82,10 @@ class AiohttpTransport:
     def _url(self, url: str) -> URL:
         parsed = self._urls.get(url)
         if parsed is None:
-            parsed = URL(url)  # aiohttp refuses what is not http(s): UnsupportedUrl
+            try:
+                parsed = URL(url)  # aiohttp refuses what is not http(s): UnsupportedUrl
+            except ValueError as exc:
+                raise UnsupportedUrl("InvalidURL", str(exc)) from exc
             if len(self._urls) < MAX_CACHED:
                 self._urls[url] = parsed
         return parsed
@@ -131,6 +112,7 @@ class AiohttpTransport:
         read_timeout: float,
         max_bytes: int,
     ) -> Answer:
+        """POST `body`; the answer's body is read up to `max_bytes` (decompressed)."""
         try:
             async with self._client().post(
                 self._url(url),
@@ -153,6 +135,7 @@ class AiohttpTransport:
             raise _failure(exc) from exc
 
     async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
+        """The status of a HEAD request."""
         try:
             async with self._client().head(
                 self._url(url),
@@ -165,6 +148,7 @@ class AiohttpTransport:
             raise _failure(exc) from exc
 
     async def aclose(self) -> None:
+        """Close pooled connections."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -196,67 +180,3 @@ def _failure(exc: aiohttp.ClientError | TimeoutError) -> TransportError:
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return TransportError("RemoteProtocolError", detail)
     return TransportError("ReadError", detail)
-
-
-class HttpxTransport:
-    """The calls on an httpx transport (no cookies, redirects or environment proxies)."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-
-    async def post(
-        self,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_bytes: int,
-    ) -> Answer:
-        timeouts = {
-            "connect": connect_timeout,
-            "read": read_timeout,
-            "write": read_timeout,
-            "pool": read_timeout,
-        }
-        try:
-            request = httpx.Request(
-                "POST", url, headers=headers, content=body, extensions={"timeout": timeouts}
-            )
-            response = await self._transport.handle_async_request(request)
-            try:
-                content, complete = await _read_at_most(response.aiter_bytes(), max_bytes)
-            finally:
-                await response.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _httpx_failure(exc) from exc
-        return Answer(
-            status=response.status_code,
-            reason=response.reason_phrase,
-            retry_after=response.headers.get("Retry-After"),
-            body=content,
-            complete=complete,
-        )
-
-    async def head(self, url: str, headers: Mapping[str, str], *, timeout: float) -> int:
-        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        try:
-            request = httpx.Request("HEAD", url, headers=headers, extensions={"timeout": timeouts})
-            response = await self._transport.handle_async_request(request)
-            await response.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _httpx_failure(exc) from exc
-        return response.status_code
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-
-def _httpx_failure(exc: httpx.HTTPError | httpx.InvalidURL) -> TransportError:
-    kind, detail = type(exc).__name__, str(exc)
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportTimeout(kind, detail)
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return UnsupportedUrl(kind, detail)
-    return TransportError(kind, detail)

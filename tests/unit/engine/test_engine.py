@@ -1,13 +1,13 @@
 """The durable engine: transitions, intent before calls, stable keys, stops and restarts.
 
-Real SQLite in a temporary folder; the clock and the classroom server are fakes.
+The store is `MemoryStore` (held to the SQLite store's contract by tests/unit/store), the
+classroom server is `FakeCaller`, and the clock is a fake.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +21,12 @@ from stepd.errors import (
     InvalidName,
     StateMachineDoesNotExist,
 )
+from stepd.store.base import Store
 from stepd.store.records import Execution
-from stepd.store.sqlite import SqliteStore
-from stepd.tasks.caller import TaskOutcome, TaskRequest
+from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.tasks.keys import idempotency_key
+from stepd.testing import FakeCaller, MemoryStore
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -62,31 +63,6 @@ class Clock:
         return self.now
 
 
-@dataclass
-class FakeCaller:
-    """Answers scripted outcomes and remembers every request and what the store held then."""
-
-    outcomes: list[TaskOutcome] = field(default_factory=list)
-    requests: list[TaskRequest] = field(default_factory=list)
-    during_call: list[Any] = field(default_factory=list)
-    store: SqliteStore | None = None
-    hook: Any = None
-
-    async def call(self, request: TaskRequest) -> TaskOutcome:
-        self.requests.append(request)
-        if self.store is not None:
-            execution = await self.store.find_execution("classroom", "c1")
-            assert execution is not None
-            events = await self.store.history(execution.id, reverse=False, limit=100, after=None)
-            self.during_call.append((execution, [e.type for e in events]))
-        if self.hook is not None:
-            await self.hook()
-        return self.outcomes.pop(0) if self.outcomes else TaskOutcome(result={"ok": True})
-
-    async def aclose(self) -> None:
-        return None
-
-
 def _machine(late_policy: str = "run") -> Machine:
     return Machine(
         name="classroom",
@@ -102,18 +78,18 @@ def _machine(late_policy: str = "run") -> Machine:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    opened = SqliteStore(tmp_path / "stepd.db")
+async def store():
+    opened = MemoryStore()
     await opened.open()
     yield opened
     await opened.close()
 
 
-async def _engine(store: SqliteStore, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
+async def _engine(store: Store, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
     engine = Engine(
         uid=lambda: UID,
         store=store,
-        caller=caller,  # type: ignore[arg-type]
+        caller=caller,
         machines={},
         arns=Arns(),
         clock=clock,
@@ -124,13 +100,13 @@ async def _engine(store: SqliteStore, clock: Clock, caller: FakeCaller, **kw: An
     return engine
 
 
-async def _types(store: SqliteStore, execution_id: int) -> list[str]:
+async def _types(store: Store, execution_id: int) -> list[str]:
     return [
         e.type for e in await store.history(execution_id, reverse=False, limit=1000, after=None)
     ]
 
 
-async def test_start_commits_the_first_wait_with_its_absolute_due_instant(store: SqliteStore):
+async def test_start_commits_the_first_wait_with_its_absolute_due_instant(store: Store):
     """A TimestampPath wait becomes an absolute due instant in the same commit as the start."""
     engine = await _engine(store, Clock(), FakeCaller())
     started = await engine.start_execution("classroom", "c1", INPUT)
@@ -142,20 +118,20 @@ async def test_start_commits_the_first_wait_with_its_absolute_due_instant(store:
     assert await _types(store, started.execution.id) == ["ExecutionStarted", "WaitStateEntered"]
 
 
-async def test_nothing_runs_before_its_due_instant(store: SqliteStore):
+async def test_nothing_runs_before_its_due_instant(store: Store):
     """Advancing an execution early changes nothing and calls nothing."""
     clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller)
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 9.999
     await engine.advance(started.execution.id)
-    assert (caller.requests, await _types(store, started.execution.id)) == (
+    assert (caller.calls, await _types(store, started.execution.id)) == (
         [],
         ["ExecutionStarted", "WaitStateEntered"],
     )
 
 
-async def test_intent_is_committed_before_the_call_is_made(store: SqliteStore):
+async def test_intent_is_committed_before_the_call_is_made(store: Store):
     """While the task is in flight the store already holds TaskScheduled and TaskStarted."""
     clock = Clock()
     caller = FakeCaller(store=store)
@@ -163,17 +139,18 @@ async def test_intent_is_committed_before_the_call_is_made(store: SqliteStore):
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10
     await engine.advance(started.execution.id)
-    during, types = caller.during_call[0]
-    assert (during.phase, during.task.sent) == ("task", True)
-    assert types[-3:] == [
+    during = caller.calls[0]
+    assert during.execution is not None
+    assert (during.execution.phase, during.execution.task.sent) == ("task", True)
+    assert during.events[-3:] == (
         "TaskStateEntered",
         "TaskScheduled",
         "TaskStarted",
-    ]
+    )
 
 
 async def test_the_call_carries_the_state_input_and_a_key_naming_the_state_entry(
-    store: SqliteStore,
+    store: Store,
 ):
     """The POST body is the effective input; the key is machine/name/entered-event-id."""
     clock, caller = Clock(), FakeCaller()
@@ -181,15 +158,15 @@ async def test_the_call_carries_the_state_input_and_a_key_naming_the_state_entry
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10
     await engine.advance(started.execution.id)
-    request = caller.requests[0]
-    assert (request.url, request.payload, request.idempotency_key) == (
+    call = caller.calls[0]
+    assert (call.url, call.payload, call.idempotency_key) == (
         "http://classroom.test/start",
         json.loads(INPUT),
         "classroom/c1/u1/4",
     )
 
 
-async def test_a_seconds_wait_is_absolute_from_when_the_state_was_entered(store: SqliteStore):
+async def test_a_seconds_wait_is_absolute_from_when_the_state_was_entered(store: Store):
     """Wait Seconds: 60 is due 60 s after entry, however late the engine looks at it."""
     clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller)
@@ -201,17 +178,14 @@ async def test_a_seconds_wait_is_absolute_from_when_the_state_was_entered(store:
     assert (waiting.state, waiting.due_at) == ("PingWait", T0 + 10.5 + 60)
 
 
-async def test_a_crash_after_the_intent_resends_with_the_same_key(store: SqliteStore):
+async def test_a_crash_after_the_intent_resends_with_the_same_key(store: Store):
     """A call whose result was never committed is sent again, with the same key, once."""
     clock = Clock()
 
     class Crash(BaseException):
         pass
 
-    async def crash() -> None:
-        raise Crash
-
-    crashing = FakeCaller(hook=crash)
+    crashing = FakeCaller(Crash())
     engine = await _engine(store, clock, crashing)
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10
@@ -223,7 +197,7 @@ async def test_a_crash_after_the_intent_resends_with_the_same_key(store: SqliteS
     await restarted.advance(started.execution.id)
     after = await store.get_execution(started.execution.id)
     assert after is not None
-    assert [r.idempotency_key for r in crashing.requests + restarted_caller.requests] == [
+    assert crashing.keys + restarted_caller.keys == [
         "classroom/c1/u1/4",
         "classroom/c1/u1/4",
     ]
@@ -231,12 +205,10 @@ async def test_a_crash_after_the_intent_resends_with_the_same_key(store: SqliteS
     assert (await _types(store, after.id)).count("TaskScheduled") == 1
 
 
-async def test_a_retry_waits_its_interval_and_keeps_the_key(store: SqliteStore):
+async def test_a_retry_waits_its_interval_and_keeps_the_key(store: Store):
     """A 503 is retried after IntervalSeconds with the same idempotency key."""
     clock = Clock()
-    caller = FakeCaller(
-        outcomes=[TaskOutcome(error="States.Http.StatusCode.503", cause="503", status=503)]
-    )
+    caller = FakeCaller(TaskOutcome(error="States.Http.StatusCode.503", cause="503", status=503))
     engine = await _engine(store, clock, caller)
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10
@@ -246,7 +218,7 @@ async def test_a_retry_waits_its_interval_and_keeps_the_key(store: SqliteStore):
     assert (retrying.state, retrying.attempt, retrying.due_at) == ("StartRecording", 1, T0 + 12)
     clock.now = T0 + 12
     await engine.advance(started.execution.id)
-    assert [r.idempotency_key for r in caller.requests] == ["classroom/c1/u1/4"] * 2
+    assert caller.keys == ["classroom/c1/u1/4"] * 2
     assert (await _types(store, started.execution.id))[3:] == [
         "TaskStateEntered",
         "TaskScheduled",
@@ -260,11 +232,11 @@ async def test_a_retry_waits_its_interval_and_keeps_the_key(store: SqliteStore):
     ]
 
 
-async def test_retry_after_from_the_server_is_honoured(store: SqliteStore):
+async def test_retry_after_from_the_server_is_honoured(store: Store):
     """A 429 with Retry-After: 7 is not retried before 7 s, even if the retrier says 2 s."""
     clock = Clock()
     caller = FakeCaller(
-        outcomes=[TaskOutcome(error="States.Http.StatusCode.429", status=429, retry_after=7.0)]
+        TaskOutcome(error="States.Http.StatusCode.429", status=429, retry_after=7.0)
     )
     engine = await _engine(store, clock, caller)
     started = await engine.start_execution("classroom", "c1", INPUT)
@@ -275,11 +247,11 @@ async def test_retry_after_from_the_server_is_honoured(store: SqliteStore):
     assert retrying.due_at == T0 + 17
 
 
-async def test_exhausted_retries_fail_the_execution_with_the_task_error(store: SqliteStore):
+async def test_exhausted_retries_fail_the_execution_with_the_task_error(store: Store):
     """After MaxAttempts the error fails the execution, named as the caller named it."""
     clock = Clock()
     failure = TaskOutcome(error="States.Http.Socket", cause="connection refused")
-    caller = FakeCaller(outcomes=[failure, failure, failure])
+    caller = FakeCaller(failure, failure, failure)
     engine = await _engine(store, clock, caller)
     started = await engine.start_execution("classroom", "c1", INPUT)
     for at in (10, 12, 16):
@@ -287,34 +259,32 @@ async def test_exhausted_retries_fail_the_execution_with_the_task_error(store: S
         await engine.advance(started.execution.id)
     failed = await store.get_execution(started.execution.id)
     assert failed is not None
-    assert (failed.status, failed.error, len(caller.requests)) == (
+    assert (failed.status, failed.error, len(caller.calls)) == (
         "FAILED",
         "States.Http.Socket",
         3,
     )
 
 
-async def test_a_stop_during_a_call_wins_over_its_result(store: SqliteStore):
+async def test_a_stop_during_a_call_wins_over_its_result(store: Store):
     """An execution stopped while its call is in flight stays ABORTED; the result is dropped."""
-    clock = Clock()
-    engine_box: list[Engine] = []
-
-    async def stop_now() -> None:
-        await engine_box[0].stop_execution("classroom", "c1", "Cancelled", "class deleted")
-
-    caller = FakeCaller(hook=stop_now)
+    clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller)
-    engine_box.append(engine)
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10
-    await engine.advance(started.execution.id)
+    caller.hold()
+    advancing = asyncio.create_task(engine.advance(started.execution.id))
+    await caller.wait_for(1)
+    await engine.stop_execution("classroom", "c1", "Cancelled", "class deleted")
+    caller.release()
+    await advancing
     after = await store.get_execution(started.execution.id)
     assert after is not None
     assert (after.status, after.error, after.due_at) == ("ABORTED", "Cancelled", None)
     assert (await _types(store, after.id))[-1] == "ExecutionAborted"
 
 
-async def test_whole_classroom_succeeds_with_complete_history(store: SqliteStore):
+async def test_whole_classroom_succeeds_with_complete_history(store: Store):
     """Run to the end: every step once, and a history AWS would recognise."""
     clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller)
@@ -325,7 +295,7 @@ async def test_whole_classroom_succeeds_with_complete_history(store: SqliteStore
     done = await store.get_execution(started.execution.id)
     assert done is not None
     assert (done.status, done.output) == ("SUCCEEDED", INPUT.replace(" ", ""))
-    assert [r.url for r in caller.requests] == [
+    assert caller.urls == [
         "http://classroom.test/start",
         "http://classroom.test/stop",
     ]
@@ -349,17 +319,17 @@ async def test_whole_classroom_succeeds_with_complete_history(store: SqliteStore
     ]
 
 
-async def test_late_steps_are_counted_and_run_by_default(store: SqliteStore):
+async def test_late_steps_are_counted_and_run_by_default(store: Store):
     """A step later than the threshold still runs (AWS's behaviour) and is counted."""
     clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller)
     started = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 10 + 45
     await engine.advance(started.execution.id)
-    assert (len(caller.requests), engine.stats.steps_late) == (1, 1)
+    assert (len(caller.calls), engine.stats.steps_late) == (1, 1)
 
 
-async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: SqliteStore):
+async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: Store):
     """With late_policy = "fail", a task later than the threshold fails with stepd.StepLate."""
     clock, caller = Clock(), FakeCaller()
     engine = await _engine(store, clock, caller, late_policy=LATE_FAIL)
@@ -370,7 +340,7 @@ async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: Sqli
     await engine.advance(started.execution.id)
     failed = await store.get_execution(started.execution.id)
     assert failed is not None
-    assert (failed.status, failed.error, caller.requests) == ("FAILED", "stepd.StepLate", [])
+    assert (failed.status, failed.error, caller.calls) == ("FAILED", "stepd.StepLate", [])
 
 
 @pytest.mark.parametrize(
@@ -384,7 +354,7 @@ async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: Sqli
     ],
 )
 async def test_bad_starts_are_refused_and_store_nothing(
-    store: SqliteStore, name: str, input_text: str, error: type[Exception]
+    store: Store, name: str, input_text: str, error: type[Exception]
 ):
     """Invalid names and inputs are refused before anything is written."""
     engine = await _engine(store, Clock(), FakeCaller())
@@ -393,7 +363,7 @@ async def test_bad_starts_are_refused_and_store_nothing(
     assert await store.count_by_status() == {}
 
 
-async def test_same_name_and_input_while_running_is_the_same_execution(store: SqliteStore):
+async def test_same_name_and_input_while_running_is_the_same_execution(store: Store):
     """StartExecution is idempotent while RUNNING; other input is ExecutionAlreadyExists."""
     engine = await _engine(store, Clock(), FakeCaller())
     first = await engine.start_execution("classroom", "c1", INPUT)
@@ -404,7 +374,7 @@ async def test_same_name_and_input_while_running_is_the_same_execution(store: Sq
 
 
 async def test_a_machine_dropped_from_the_config_still_finishes_its_executions(
-    store: SqliteStore,
+    store: Store,
 ):
     """Running executions of a removed machine keep their endpoints; new ones are refused."""
     clock, caller = Clock(), FakeCaller()
@@ -413,13 +383,13 @@ async def test_a_machine_dropped_from_the_config_still_finishes_its_executions(
     await engine.register({})
     clock.now = T0 + 10
     await engine.advance(started.execution.id)
-    assert [r.url for r in caller.requests] == ["http://classroom.test/start"]
+    assert caller.urls == ["http://classroom.test/start"]
     with pytest.raises(StateMachineDoesNotExist):
         await engine.start_execution("classroom", "c2", INPUT)
 
 
 async def test_closed_executions_past_retention_are_purged_and_running_ones_kept(
-    store: SqliteStore,
+    store: Store,
 ):
     """Retention deletes closed executions (and their history) only, and frees their names."""
     clock, caller = Clock(), FakeCaller()
@@ -436,12 +406,12 @@ async def test_closed_executions_past_retention_are_purged_and_running_ones_kept
     assert again.created
 
 
-async def test_a_name_used_again_after_retention_gets_new_keys(store: SqliteStore):
+async def test_a_name_used_again_after_retention_gets_new_keys(store: Store):
     """An execution started under a name whose old execution was purged sends its calls with
     keys the old one never used: each execution draws its own uid."""
     clock = Clock()
     caller = FakeCaller()
-    engine = Engine(store=store, caller=caller, machines={}, arns=Arns(), clock=clock)  # type: ignore[arg-type]
+    engine = Engine(store=store, caller=caller, machines={}, arns=Arns(), clock=clock)
     await engine.register({"classroom": _machine()})
     engine.set_timer(lambda _id, _due: None)
     first = await engine.start_execution("classroom", "c1", INPUT)
@@ -453,7 +423,7 @@ async def test_a_name_used_again_after_retention_gets_new_keys(store: SqliteStor
     again = await engine.start_execution("classroom", "c1", INPUT)
     clock.now = T0 + 3600 + 10
     await engine.advance(again.execution.id)
-    old_key, new_key = (r.idempotency_key for r in caller.requests)
+    old_key, new_key = caller.keys
     assert first.execution.uid != again.execution.uid
     assert old_key != new_key
     assert old_key.startswith("classroom/c1/")

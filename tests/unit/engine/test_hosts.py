@@ -14,7 +14,6 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,10 +25,11 @@ from stepd.engine.executor import Engine
 from stepd.engine.hosts import Hosts, origin
 from stepd.engine.machines import Machine
 from stepd.engine.queue import DueQueue
+from stepd.store.base import Store
 from stepd.store.records import Execution
-from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
+from stepd.testing import FakeCaller, MemoryStore
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 BASE_URL = "http://svc.test"
@@ -398,33 +398,6 @@ def _input(at: float) -> str:
     return json.dumps({"start": datetime.fromtimestamp(T0 + at, UTC).isoformat()})
 
 
-@dataclass
-class FakeCaller:
-    """Answers each execution's scripted outcomes (success when none are left) and the
-    probe with `probe_status`."""
-
-    outcomes: dict[str, list[TaskOutcome]] = field(default_factory=dict)
-    requests: list[TaskRequest] = field(default_factory=list)
-    probes: list[tuple[str, float]] = field(default_factory=list)
-    probe_status: int | None = None
-
-    async def call(self, request: TaskRequest) -> TaskOutcome:
-        self.requests.append(request)
-        scripted = self.outcomes.get(request.idempotency_key.split("/")[1], [])
-        return scripted.pop(0) if scripted else TaskOutcome(result={"ok": True}, status=200)
-
-    async def probe(self, url: str, timeout_seconds: float) -> int | None:
-        self.probes.append((url, timeout_seconds))
-        return self.probe_status
-
-    @property
-    def keys(self) -> list[str]:
-        return [request.idempotency_key for request in self.requests]
-
-    async def aclose(self) -> None:
-        return None
-
-
 @pytest.fixture
 def fast_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hosts_module, "FIRST_PROBE_SECONDS", 0.005)
@@ -432,8 +405,8 @@ def fast_probes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "stepd.db")
+async def store() -> AsyncIterator[Store]:
+    opened = MemoryStore()
     await opened.open()
     yield opened
     await opened.close()
@@ -441,16 +414,27 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 @dataclass
 class Rig:
-    store: SqliteStore
+    """Engines on one store and one caller, which answers each execution's scripted
+    `outcomes` (success when none are left) and the probe with `caller.probe_status`."""
+
+    store: Store
     clock: Clock = field(default_factory=Clock)
-    caller: FakeCaller = field(default_factory=FakeCaller)
+    outcomes: dict[str, list[TaskOutcome]] = field(default_factory=dict)
     engines: list[Engine] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.caller = FakeCaller(respond=self.answer)
+
+    def answer(self, request: TaskRequest) -> TaskOutcome | None:
+        """The next outcome scripted for the execution (named in the key) making `request`."""
+        scripted = self.outcomes.get(request.idempotency_key.split("/")[1], [])
+        return scripted.pop(0) if scripted else None
 
     async def engine(self, *machines: Machine) -> Engine:
         engine = Engine(
             uid=lambda: UID,
             store=self.store,
-            caller=self.caller,  # type: ignore[arg-type]
+            caller=self.caller,
             machines={},
             arns=Arns(),
             clock=self.clock,
@@ -473,7 +457,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(store: SqliteStore, fast_probes: None) -> AsyncIterator[Rig]:
+async def rig(store: Store, fast_probes: None) -> AsyncIterator[Rig]:
     made = Rig(store=store)
     yield made
     for engine in made.engines:
@@ -490,7 +474,7 @@ async def _host_down(rig: Rig, engine: Engine, outcome: TaskOutcome = SOCKET) ->
     """Execution "a" of machine "svc" fails at T0+10 and marks the host down; it is due
     to retry at T0+12."""
     a = await _start(engine, "svc", "a", 10)
-    rig.caller.outcomes["a"] = [outcome]
+    rig.outcomes["a"] = [outcome]
     rig.clock.now = T0 + 10
     await engine.advance(a)
     assert engine._hosts.down_error(CALL_URL) == outcome.error
@@ -541,7 +525,7 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
     assert engine._hosts.waiting == 3  # unanswered probes release nothing
     engine._queue.start()
     rig.caller.probe_status = 200
-    await _eventually(lambda: len(rig.caller.requests) == 4)
+    await _eventually(lambda: len(rig.caller.calls) == 4)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/a/u1/4", "svc/early/u1/4", "svc/late/u1/4"]
     assert set(rig.caller.probes) == {(CALL_URL, 5.0)}
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)
@@ -565,7 +549,7 @@ async def test_any_answered_call_releases_the_waiting_calls_without_the_probe(
     assert engine._hosts.waiting == 1
     engine._queue.start()
     await engine.advance(p)  # sent although the host is down, and answered
-    await _eventually(lambda: len(rig.caller.requests) == 3)
+    await _eventually(lambda: len(rig.caller.calls) == 3)
     assert rig.caller.keys == ["svc/a/u1/4", "plain/p/u1/4", "svc/b/u1/4"]
     assert (engine._hosts.down, engine._hosts.waiting) == (0, 0)
 
@@ -578,7 +562,7 @@ async def test_without_wait_for_host_seconds_calls_spend_their_attempts_as_on_aw
     engine = await rig.engine(_machine("svc", RETRY))
     await _host_down(rig, engine)
     b = await _start(engine, "svc", "b", 11)
-    rig.caller.outcomes["b"] = [SOCKET, SOCKET, SOCKET]
+    rig.outcomes["b"] = [SOCKET, SOCKET, SOCKET]
     for at in (11, 13, 17):
         rig.clock.now = T0 + at
         await engine.advance(b)
@@ -618,7 +602,7 @@ async def test_a_state_that_would_not_retry_the_error_calls_at_once(
     engine = await rig.engine(_machine("svc", RETRY, wait=60), _machine("once", task, wait=60))
     await _host_down(rig, engine)
     x = await _start(engine, "once", "x", 11)
-    rig.caller.outcomes["x"] = [SOCKET]
+    rig.outcomes["x"] = [SOCKET]
     rig.clock.now = T0 + 11
     await engine.advance(x)
     closed = await rig.row(x)
@@ -633,7 +617,7 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     engine = await rig.engine(_machine("svc", RETRY, wait=5))
     await _host_down(rig, engine)
     b = await _start(engine, "svc", "b", 11)
-    rig.caller.outcomes["b"] = [SOCKET]
+    rig.outcomes["b"] = [SOCKET]
     rig.clock.now = T0 + 11
     await engine.advance(b)
     engine._queue.start()
@@ -642,7 +626,7 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     await _eventually(lambda: len(rig.caller.probes) >= probes + 2)
     assert (engine._hosts.waiting, rig.caller.keys) == (1, ["svc/a/u1/4"])
     rig.clock.now = T0 + 16
-    await _eventually(lambda: len(rig.caller.requests) == 2)
+    await _eventually(lambda: len(rig.caller.calls) == 2)
     await _eventually(lambda: engine._queue.busy == 0)
     retrying = await rig.row(b)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
@@ -666,7 +650,7 @@ async def test_the_limit_counts_from_when_the_call_began_waiting_across_a_restar
     await first._queue.stop(1.0)
 
     restarted = await rig.engine(_machine("svc", RETRY, wait=5))
-    rig.caller.outcomes["a"] = [SOCKET]
+    rig.outcomes["a"] = [SOCKET]
     rig.clock.now = T0 + 17
     await restarted.advance(a)  # the host is found down again
     assert restarted._hosts.down == 1
@@ -686,7 +670,7 @@ async def test_a_call_not_yet_at_its_limit_waits_again_after_a_restart(rig: Rig)
     await first._queue.stop(1.0)
 
     restarted = await rig.engine(_machine("svc", RETRY, wait=60))
-    rig.caller.outcomes["a"] = [SOCKET]
+    rig.outcomes["a"] = [SOCKET]
     rig.clock.now = T0 + 17
     await restarted.advance(a)
     await restarted.advance(b)
@@ -720,6 +704,6 @@ async def test_registering_the_machines_again_sends_the_waiting_calls_back(rig: 
     await engine.advance(b)
     engine._queue.start()
     await engine.register({"svc": _machine("svc", RETRY, wait=60)})
-    await _eventually(lambda: len(rig.caller.requests) == 2)
+    await _eventually(lambda: len(rig.caller.calls) == 2)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)

@@ -1,0 +1,309 @@
+"""The in-memory store: the port's whole contract without a disk, for unit tests and trials.
+
+A `MemoryDatabase` holds the data, as a file does for SQLite: a `MemoryStore` opened on it
+sees what every other store on it committed, and what a closed store acknowledged is there for
+the next one (a restart). Records are kept the way a store on disk keeps them: pending records
+and event details as JSON text, decoded afresh on every read, so a record this stepd cannot
+read fails with RecordError here too, and nothing handed out shares state with what is stored.
+Each call yields to the event loop once before it takes effect, as a call doing I/O would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from stepd import __version__
+from stepd.errors import RecordError, StoreError, StoreTooNew
+from stepd.store.base import Store
+from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
+from stepd.store.records import (
+    RUNNING,
+    Event,
+    Execution,
+    NewEvent,
+    NewExecution,
+    Transition,
+)
+from stepd.store.schema import SCHEMA_VERSION, StoreVersion, too_new
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Definition:
+    machine: str
+    body: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Row:
+    """An execution as stored: everything but its pending record, and that record's text."""
+
+    execution: Execution  # with `pending` None
+    pending: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Event:
+    id: int
+    previous_id: int
+    ts: float
+    type: str
+    details: str  # JSON text
+
+
+@dataclass(kw_only=True)
+class MemoryDatabase:
+    """The data of in-memory stores. Open several `MemoryStore`s on one to model a restart
+    (one after the other) or several nodes (at once)."""
+
+    name: str = "memory"
+    # What the store says of itself; a fresh one has no schema yet.
+    version: StoreVersion = field(
+        default_factory=lambda: StoreVersion(schema=0, record_format=None, written_by=None)
+    )
+    definitions: dict[int, _Definition] = field(default_factory=dict, repr=False)
+    definition_ids: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    rows: dict[int, _Row] = field(default_factory=dict, repr=False)
+    names: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    events: dict[int, list[_Event]] = field(default_factory=dict, repr=False)
+    last_definition_id: int = 0
+    last_execution_id: int = 0
+
+
+class MemoryStore(Store):
+    """The store port in memory. `database` holds the data (a new one when not given);
+    `clock` gives unix seconds for when definitions are stored."""
+
+    def __init__(
+        self, database: MemoryDatabase | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.database = database if database is not None else MemoryDatabase()
+        self._clock = clock
+        self._open = False
+        self._busy = 0  # calls issued and not yet applied
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.sleep(0)
+        db = self.database
+        reason = too_new(
+            db.version, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
+        )
+        if reason is not None:
+            raise StoreTooNew(f"{db.name}: {reason}")
+        db.version = StoreVersion(
+            schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, written_by=__version__
+        )
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+        await self._idle.wait()
+
+    async def _enter(self) -> MemoryDatabase:
+        """The data, once the event loop has run other tasks; StoreError unless open."""
+        if not self._open:
+            raise StoreError(f"{self.database.name}: the store is not open")
+        self._busy += 1
+        self._idle.clear()
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+        return self.database
+
+    # -- definitions -----------------------------------------------------------------
+
+    async def put_definition(self, machine: str, body: str) -> int:
+        db = await self._enter()
+        known = db.definition_ids.get((machine, body))
+        if known is not None:
+            return known
+        db.last_definition_id += 1
+        definition_id = db.last_definition_id
+        db.definitions[definition_id] = _Definition(
+            machine=machine, body=body, created_at=self._clock()
+        )
+        db.definition_ids[(machine, body)] = definition_id
+        return definition_id
+
+    async def first_registered(self, machine: str) -> float | None:
+        db = await self._enter()
+        times = [d.created_at for d in db.definitions.values() if d.machine == machine]
+        return min(times) if times else None
+
+    async def get_definition(self, definition_id: int) -> str:
+        db = await self._enter()
+        definition = db.definitions.get(definition_id)
+        if definition is None:
+            raise StoreError(f"definition {definition_id} is not in the store")
+        return definition.body
+
+    # -- executions ------------------------------------------------------------------
+
+    async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:
+        db = await self._enter()
+        existing = db.names.get((new.machine, new.name))
+        if existing is not None:
+            return _read(db.rows[existing]), False
+        if new.definition_id not in db.definitions:
+            raise StoreError(
+                f"{db.name}: write failed: definition {new.definition_id} is not in the store"
+            )
+        pending = encode_pending(new.progress.pending)
+        events = _encode_events(0, new.events)
+        db.last_execution_id += 1
+        execution_id = db.last_execution_id
+        execution = Execution(
+            id=execution_id,
+            machine=new.machine,
+            name=new.name,
+            definition_id=new.definition_id,
+            input=new.input,
+            start_date=new.start_date,
+            uid=new.uid,
+            status=new.progress.status,
+        )
+        row = _Row(
+            execution=execution.moved_to(
+                replace(new.progress, pending=None), last_event_id=len(events), version=0
+            ),
+            pending=pending,
+        )
+        db.rows[execution_id] = row
+        db.names[(new.machine, new.name)] = execution_id
+        db.events[execution_id] = events
+        return _read(row), True
+
+    async def commit(self, transition: Transition) -> Execution | None:
+        db = await self._enter()
+        base = transition.base
+        row = db.rows.get(base.id)
+        if row is None or row.execution.version != base.version:
+            return None
+        stored = row.execution
+        pending = encode_pending(transition.progress.pending)
+        events = _encode_events(stored.last_event_id, transition.events)
+        row = _Row(
+            execution=stored.moved_to(
+                replace(transition.progress, pending=None),
+                last_event_id=stored.last_event_id + len(events),
+                version=stored.version + 1,
+            ),
+            pending=pending,
+        )
+        db.rows[base.id] = row
+        db.events[base.id].extend(events)
+        return _read(row)
+
+    async def get_execution(self, execution_id: int) -> Execution | None:
+        db = await self._enter()
+        row = db.rows.get(execution_id)
+        return None if row is None else _read(row)
+
+    async def find_execution(self, machine: str, name: str) -> Execution | None:
+        db = await self._enter()
+        execution_id = db.names.get((machine, name))
+        return None if execution_id is None else _read(db.rows[execution_id])
+
+    async def list_executions(
+        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+    ) -> list[Execution]:
+        db = await self._enter()
+        page: list[Execution] = []
+        for execution_id in sorted(db.rows, reverse=True):
+            if len(page) >= limit:
+                break
+            row = db.rows[execution_id]
+            if (
+                (machine is None or row.execution.machine == machine)
+                and (status is None or row.execution.status == status)
+                and (before_id is None or execution_id < before_id)
+            ):
+                page.append(_read(row))
+        return page
+
+    async def history(
+        self, execution_id: int, *, reverse: bool, limit: int, after: int | None
+    ) -> list[Event]:
+        db = await self._enter()
+        stored = db.events.get(execution_id, [])
+        if reverse:
+            chosen = [e for e in reversed(stored) if after is None or e.id < after]
+        else:
+            chosen = [e for e in stored if after is None or e.id > after]
+        return [
+            Event(
+                id=e.id,
+                previous_id=e.previous_id,
+                ts=e.ts,
+                type=e.type,
+                details=json.loads(e.details),
+            )
+            for e in chosen[:limit]
+        ]
+
+    async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
+        db = await self._enter()
+        due: list[tuple[float, int]] = []
+        for execution_id, row in db.rows.items():
+            due_at = row.execution.due_at
+            if due_at is not None and due_at < before:
+                due.append((due_at, execution_id))
+        due.sort()
+        return [(execution_id, due_at) for due_at, execution_id in due[:limit]]
+
+    async def purge_closed(self, before: float, limit: int) -> int:
+        db = await self._enter()
+        closed: list[tuple[float, int]] = []
+        for execution_id, row in db.rows.items():
+            stopped = row.execution.stop_date
+            if stopped is None or stopped >= before:
+                continue
+            if row.execution.due_at is None and row.execution.status != RUNNING:
+                closed.append((stopped, execution_id))
+        closed.sort()
+        purged = closed[:limit]
+        for _, execution_id in purged:
+            execution = db.rows.pop(execution_id).execution
+            del db.names[(execution.machine, execution.name)]
+            del db.events[execution_id]
+        return len(purged)
+
+    async def count_by_status(self) -> dict[str, int]:
+        db = await self._enter()
+        return dict(Counter(row.execution.status for row in db.rows.values()))
+
+
+def _read(row: _Row) -> Execution:
+    execution = row.execution
+    try:
+        pending = decode_pending(row.pending)
+    except RecordError as exc:
+        raise RecordError(f"execution {execution.machine}/{execution.name}: {exc}") from None
+    return replace(execution, pending=pending)
+
+
+def _encode_events(last_id: int, events: Sequence[NewEvent]) -> list[_Event]:
+    encoded: list[_Event] = []
+    for offset, event in enumerate(events, start=1):
+        encoded.append(
+            _Event(
+                id=last_id + offset,
+                previous_id=last_id + offset - 1,
+                ts=event.ts,
+                type=event.type,
+                details=json.dumps(event.details, separators=(",", ":")),
+            )
+        )
+    return encoded

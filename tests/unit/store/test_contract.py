@@ -1,0 +1,837 @@
+"""The store port's contract (stepd.store.base), held against every store.
+
+Each test runs once per entry of BACKENDS: a store is added to the suite by writing its
+`Backend` and adding one line there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepd import __version__
+from stepd.errors import RecordError, StoreError, StoreTooNew
+from stepd.store.base import Store
+from stepd.store.formats import FORMAT_VERSION
+from stepd.store.memory import MemoryDatabase, MemoryStore
+from stepd.store.records import (
+    ABORTED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Execution,
+    NewEvent,
+    NewExecution,
+    Pending,
+    Progress,
+    TaskCall,
+    Transition,
+    WaitThen,
+)
+from stepd.store.schema import SCHEMA_VERSION, StoreVersion
+from stepd.store.sqlite import SqliteStore
+
+NEWER_STEPD = "9.4.1"
+# A pending record in a format this stepd does not read.
+UNREADABLE_RECORD = '{"v": 99, "task": {}}'
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """One kind of store, and the ways round it that the suite needs."""
+
+    new_store: Callable[[], Store]  # a new store object (not open) on the same data
+    put_record: Callable[[int, str], Awaitable[None]]  # store raw text as a pending record
+    make_newer: Callable[[str], Awaitable[None]]  # the data now says a newer stepd wrote it
+
+
+@asynccontextmanager
+async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    path = tmp_path / "stepd.db"
+
+    async def put_record(execution_id: int, text: str) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE executions SET pending = ? WHERE id = ?", (text, execution_id))
+        conn.close()
+
+    async def make_newer(written_by: str) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'written_by'", (written_by,))
+        conn.close()
+
+    yield Backend(new_store=lambda: SqliteStore(path), put_record=put_record, make_newer=make_newer)
+
+
+@asynccontextmanager
+async def memory_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    database = MemoryDatabase()
+
+    async def put_record(execution_id: int, text: str) -> None:
+        database.rows[execution_id] = replace(database.rows[execution_id], pending=text)
+
+    async def make_newer(written_by: str) -> None:
+        database.version = StoreVersion(
+            schema=SCHEMA_VERSION + 1, record_format=FORMAT_VERSION, written_by=written_by
+        )
+
+    yield Backend(
+        new_store=lambda: MemoryStore(database), put_record=put_record, make_newer=make_newer
+    )
+
+
+BACKENDS = [
+    pytest.param(sqlite_backend, id="sqlite"),
+    pytest.param(memory_backend, id="memory"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with request.param(tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.new_store()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+TASK = TaskCall(
+    resource={"Fn::GetAtt": ["Start", "Arn"]},
+    payload='{"room":"Phòng 1"}',
+    timeout_seconds=10.0,
+    due=1_800_000_010.25,
+    first_due=1_800_000_008.5,
+    sent=True,
+    sent_at=1_800_000_010.75,
+)
+
+
+def running(due_at: float | None = 100.0, **changes: Any) -> Progress:
+    progress = Progress(status=RUNNING, state="A", phase="enter", data="{}", due_at=due_at)
+    return replace(progress, **changes)
+
+
+def closed(status: str = SUCCEEDED, stop_date: float = 50.0) -> Progress:
+    return Progress(status=status, stop_date=stop_date, output="{}")
+
+
+def new(
+    name: str,
+    definition_id: int,
+    progress: Progress | None = None,
+    *,
+    machine: str = "m",
+    events: int = 1,
+) -> NewExecution:
+    return NewExecution(
+        machine=machine,
+        name=name,
+        definition_id=definition_id,
+        input='{"start": "2027-01-15T08:00:10Z"}',
+        start_date=1.0,
+        uid=f"uid-{machine}-{name}",
+        progress=progress or running(),
+        events=tuple(NewEvent(type=f"E{n}", details={"n": n}, ts=1.0) for n in range(events)),
+    )
+
+
+def event(kind: str, **details: Any) -> NewEvent:
+    return NewEvent(type=kind, details=details, ts=2.0)
+
+
+async def definition(store: Store, machine: str = "m") -> int:
+    return await store.put_definition(machine, '{"StartAt": "A"}')
+
+
+async def create(store: Store, name: str, progress: Progress | None = None, **kw: Any) -> Execution:
+    execution, created = await store.create_execution(
+        new(name, await definition(store, kw.get("machine", "m")), progress, **kw)
+    )
+    assert created
+    return execution
+
+
+async def move(
+    store: Store, execution: Execution, progress: Progress, *events: NewEvent
+) -> Execution:
+    moved = await store.commit(Transition(base=execution, progress=progress, events=events))
+    assert moved is not None
+    return moved
+
+
+async def event_ids(store: Store, execution_id: int, **kw: Any) -> list[int]:
+    options: dict[str, Any] = {"reverse": False, "limit": 100, "after": None, **kw}
+    return [e.id for e in await store.history(execution_id, **options)]
+
+
+async def names(store: Store, **kw: Any) -> list[str]:
+    options: dict[str, Any] = {"machine": None, "status": None, "limit": 100, "before_id": None}
+    return [e.name for e in await store.list_executions(**{**options, **kw})]
+
+
+# -- what every method promises -------------------------------------------------------------
+
+
+async def test_an_acknowledged_write_is_there_after_closing_and_opening_again(
+    backend: Backend,
+) -> None:
+    """What a write acknowledged is read back by the next store opened on the same data."""
+    first = backend.new_store()
+    await first.open()
+    execution = await create(first, "one")
+    moved = await move(first, execution, running(due_at=200.0), event("Next", x=1))
+    await first.close()
+    again = backend.new_store()
+    await again.open()
+    try:
+        assert await again.find_execution("m", "one") == moved
+        assert await event_ids(again, moved.id) == [1, 2]
+    finally:
+        await again.close()
+
+
+async def test_a_read_after_a_write_sees_it(store: Store) -> None:
+    """The execution a commit returns is what the next read returns."""
+    execution = await create(store, "one")
+    moved = await move(store, execution, running(due_at=5.0, attempt=2, retry_counts=(1, 2)))
+    assert await store.get_execution(execution.id) == moved
+
+
+async def test_concurrent_commits_from_one_version_apply_exactly_once(store: Store) -> None:
+    """Of transitions computed from the same version, one applies and the others get None."""
+    execution = await create(store, "one")
+    results = await asyncio.gather(
+        *(
+            store.commit(Transition(base=execution, progress=closed(stop_date=float(n))))
+            for n in range(5)
+        )
+    )
+    applied = [result for result in results if result is not None]
+    assert (len(applied), await store.get_execution(execution.id)) == (1, applied[0])
+
+
+async def test_events_are_numbered_in_commit_order_each_naming_the_one_before(
+    store: Store,
+) -> None:
+    """History ids run 1..n across commits and each previous_id is the id before."""
+    execution = await create(store, "one", events=2)
+    moved = await move(store, execution, running(), event("A"), event("B"))
+    await move(store, moved, running(), event("C"))
+    history = await store.history(execution.id, reverse=False, limit=100, after=None)
+    assert [(e.id, e.previous_id, e.type) for e in history] == [
+        (1, 0, "E0"),
+        (2, 1, "E1"),
+        (3, 2, "A"),
+        (4, 3, "B"),
+        (5, 4, "C"),
+    ]
+
+
+async def test_changing_returned_details_changes_nothing_stored(store: Store) -> None:
+    """Event details are decoded afresh on each read."""
+    execution = await create(store, "one")
+    (first,) = await store.history(execution.id, reverse=False, limit=1, after=None)
+    first.details["n"] = "changed"
+    (again,) = await store.history(execution.id, reverse=False, limit=1, after=None)
+    assert again.details == {"n": 0}
+
+
+async def test_instants_texts_and_records_read_back_exactly(store: Store) -> None:
+    """Floats, unicode texts, JSON details and typed pending records come back as written."""
+    progress = Progress(
+        status=RUNNING,
+        state="Phòng ☃",
+        phase="task",
+        data='{"note": "naïve \\u2028 line"}',
+        pending=TASK,
+        state_entered_event=3,
+        state_entered_at=1_800_000_000.123456,
+        attempt=1,
+        retry_counts=(1, 0),
+        due_at=1_800_000_010.000001,
+    )
+    details = {"nested": [1, 2.5, None, True, {"ü": "ß"}], "big": 2**53}
+    execution = await create(store, "exact", progress)
+    await move(store, execution, progress, event("Details", **details))
+    found = await store.get_execution(execution.id)
+    assert found is not None
+    assert found.progress == progress
+    assert found.input == '{"start": "2027-01-15T08:00:10Z"}'
+    (last,) = await store.history(execution.id, reverse=True, limit=1, after=None)
+    assert (last.details, last.ts) == (details, 2.0)
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [
+        pytest.param(TASK, id="task"),
+        pytest.param(WaitThen(next_state="B", output='{"x": 1}'), id="wait"),
+        pytest.param(WaitThen(next_state=None, output="null"), id="wait-then-end"),
+        pytest.param(None, id="none"),
+    ],
+)
+async def test_each_kind_of_pending_record_reads_back_as_written(
+    store: Store, pending: Pending
+) -> None:
+    """Whatever an execution keeps for its next action is read back equal, by every read."""
+    execution = await create(store, "one", running(pending=pending))
+    moved = await move(store, execution, running(due_at=9.0, pending=pending))
+    assert [await store.get_execution(execution.id), await store.find_execution("m", "one")] == [
+        moved,
+        moved,
+    ]
+    assert moved.pending == pending
+
+
+async def test_a_write_whose_details_are_not_json_raises_and_writes_nothing(
+    store: Store,
+) -> None:
+    """A transition is all or nothing: its progress is not written without its events."""
+    execution = await create(store, "one")
+    with pytest.raises(TypeError):
+        await store.commit(
+            Transition(base=execution, progress=closed(), events=(event("Bad", x={1, 2}),))
+        )
+    assert (await store.get_execution(execution.id), await event_ids(store, execution.id)) == (
+        execution,
+        [1],
+    )
+
+
+CALLS: list[Any] = [
+    pytest.param(lambda s: s.put_definition("m", "{}"), id="put_definition"),
+    pytest.param(lambda s: s.first_registered("m"), id="first_registered"),
+    pytest.param(lambda s: s.get_definition(1), id="get_definition"),
+    pytest.param(lambda s: s.create_execution(new("x", 1)), id="create_execution"),
+    pytest.param(lambda s: s.get_execution(1), id="get_execution"),
+    pytest.param(lambda s: s.find_execution("m", "x"), id="find_execution"),
+    pytest.param(
+        lambda s: s.list_executions(machine=None, status=None, limit=1, before_id=None),
+        id="list_executions",
+    ),
+    pytest.param(lambda s: s.history(1, reverse=False, limit=1, after=None), id="history"),
+    pytest.param(lambda s: s.due(1.0, 1), id="due"),
+    pytest.param(lambda s: s.purge_closed(1.0, 1), id="purge_closed"),
+    pytest.param(lambda s: s.count_by_status(), id="count_by_status"),
+]
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_every_method_raises_store_error_before_open(
+    backend: Backend, call: Callable[[Store], Awaitable[Any]]
+) -> None:
+    """A store that was never opened cannot be used."""
+    with pytest.raises(StoreError):
+        await call(backend.new_store())
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_every_method_raises_store_error_after_close(
+    backend: Backend, call: Callable[[Store], Awaitable[Any]]
+) -> None:
+    """A closed store cannot be used."""
+    store = backend.new_store()
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError):
+        await call(store)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda s, e: s.get_execution(e.id), id="get_execution"),
+        pytest.param(lambda s, e: s.find_execution(e.machine, e.name), id="find_execution"),
+        pytest.param(
+            lambda s, e: s.list_executions(machine=None, status=None, limit=5, before_id=None),
+            id="list_executions",
+        ),
+        pytest.param(
+            lambda s, e: s.create_execution(new(e.name, e.definition_id)), id="create_existing"
+        ),
+    ],
+)
+async def test_a_record_this_stepd_cannot_read_raises_record_error_naming_the_execution(
+    backend: Backend, store: Store, read: Callable[[Store, Execution], Awaitable[Any]]
+) -> None:
+    """A pending record in a newer format is refused, never read as a default."""
+    execution = await create(store, "unreadable")
+    await backend.put_record(execution.id, UNREADABLE_RECORD)
+    with pytest.raises(RecordError, match="m/unreadable"):
+        await read(store, execution)
+
+
+# -- open and close -------------------------------------------------------------------------
+
+
+async def test_open_refuses_a_store_written_by_a_newer_stepd_naming_both_versions(
+    backend: Backend,
+) -> None:
+    """StoreTooNew names the stepd that wrote the store and this one."""
+    first = backend.new_store()
+    await first.open()
+    await first.close()
+    await backend.make_newer(NEWER_STEPD)
+    with pytest.raises(StoreTooNew) as raised:
+        await backend.new_store().open()
+    assert f"stepd {NEWER_STEPD}" in str(raised.value)
+    assert f"this is stepd {__version__}" in str(raised.value)
+
+
+async def test_a_refused_open_changes_nothing_and_holds_nothing(backend: Backend) -> None:
+    """After a refusal the store is as it was: opening again meets the same refusal."""
+    first = backend.new_store()
+    await first.open()
+    await first.close()
+    await backend.make_newer(NEWER_STEPD)
+    with pytest.raises(StoreTooNew):
+        await backend.new_store().open()
+    with pytest.raises(StoreTooNew, match=f"stepd {NEWER_STEPD}"):
+        await backend.new_store().open()
+
+
+async def test_close_lets_the_writes_already_issued_finish(backend: Backend) -> None:
+    """When close returns, the writes issued before it are acknowledged and stored."""
+    store = backend.new_store()
+    await store.open()
+    definition_id = await definition(store)
+    writes = [
+        asyncio.create_task(store.create_execution(new(f"e{n}", definition_id))) for n in range(5)
+    ]
+    await asyncio.sleep(0)  # each write is issued
+    await store.close()
+    again = backend.new_store()
+    await again.open()
+    try:
+        found = [await again.find_execution("m", f"e{n}") for n in range(5)]
+    finally:
+        await again.close()
+    assert found == [execution for execution, _ in await asyncio.gather(*writes)]
+
+
+async def test_closing_a_store_that_is_not_open_does_nothing(backend: Backend) -> None:
+    """Close before open, and close twice, neither fail."""
+    never_opened = backend.new_store()
+    await never_opened.close()
+    store = backend.new_store()
+    await store.open()
+    await store.close()
+    await store.close()
+
+
+# -- definitions ----------------------------------------------------------------------------
+
+
+async def test_the_same_body_of_a_machine_is_stored_once(store: Store) -> None:
+    """Putting a machine's body again returns the id it already has."""
+    first = await store.put_definition("m", '{"a": 1}')
+    assert await store.put_definition("m", '{"a": 1}') == first
+
+
+async def test_another_body_or_another_machine_gets_another_id(store: Store) -> None:
+    """Ids are positive and unique: per (machine, body)."""
+    ids = [
+        await store.put_definition("m", '{"a": 1}'),
+        await store.put_definition("m", '{"a": 2}'),
+        await store.put_definition("n", '{"a": 1}'),
+    ]
+    assert (len(set(ids)), all(i > 0 for i in ids)) == (3, True)
+
+
+async def test_a_definition_reads_back_exactly_as_put(store: Store) -> None:
+    """The body is kept byte for byte, whitespace and unicode included."""
+    body = '{\n  "Comment": "Phòng ☃",\t"StartAt": "A"\n}\n'
+    assert await store.get_definition(await store.put_definition("m", body)) == body
+
+
+async def test_an_unknown_definition_raises_store_error(store: Store) -> None:
+    """get_definition of an id no definition has fails."""
+    with pytest.raises(StoreError):
+        await store.get_definition(12345)
+
+
+async def test_first_registered_is_when_the_first_definition_was_stored(store: Store) -> None:
+    """It is the first put's time, and later puts do not move it."""
+    before = time.time()
+    await store.put_definition("m", '{"a": 1}')
+    after = time.time()
+    first = await store.first_registered("m")
+    await store.put_definition("m", '{"a": 2}')
+    assert first is not None
+    assert (before <= first <= after, await store.first_registered("m")) == (True, first)
+
+
+async def test_first_registered_is_none_for_a_machine_never_stored(store: Store) -> None:
+    """A machine without definitions has no registration time."""
+    await store.put_definition("m", "{}")
+    assert await store.first_registered("other") is None
+
+
+# -- create_execution -----------------------------------------------------------------------
+
+
+async def test_a_created_execution_is_stored_as_given_at_version_0(store: Store) -> None:
+    """Identity and progress as given, version 0, last_event_id the number of events."""
+    definition_id = await definition(store)
+    given = new("one", definition_id, running(pending=TASK, phase="task"), events=3)
+    execution, created = await store.create_execution(given)
+    assert created
+    assert (execution.id > 0, execution.version, execution.last_event_id) == (True, 0, 3)
+    assert (execution.machine, execution.name, execution.definition_id) == (
+        "m",
+        "one",
+        definition_id,
+    )
+    assert (execution.input, execution.start_date, execution.uid) == (
+        given.input,
+        given.start_date,
+        given.uid,
+    )
+    assert execution.progress == given.progress
+    assert await store.get_execution(execution.id) == execution
+
+
+async def test_the_first_events_are_numbered_from_one(store: Store) -> None:
+    """A new execution's events are 1..n with previous ids 0..n-1."""
+    execution = await create(store, "one", events=3)
+    history = await store.history(execution.id, reverse=False, limit=10, after=None)
+    assert [(e.id, e.previous_id, e.type, e.details) for e in history] == [
+        (1, 0, "E0", {"n": 0}),
+        (2, 1, "E1", {"n": 1}),
+        (3, 2, "E2", {"n": 2}),
+    ]
+
+
+@pytest.mark.parametrize("status", [RUNNING, SUCCEEDED, ABORTED], ids=str.lower)
+async def test_creating_an_existing_name_returns_it_and_writes_nothing(
+    store: Store, status: str
+) -> None:
+    """(machine, name) is unique in any status: a second create gets the stored one, False."""
+    execution = await create(store, "dup")
+    if status != RUNNING:
+        execution = await move(store, execution, closed(status), event("Closed"))
+    other = new("dup", execution.definition_id, running(due_at=5.0), events=4)
+    assert await store.create_execution(other) == (execution, False)
+    assert await event_ids(store, execution.id) == list(range(1, execution.last_event_id + 1))
+
+
+async def test_concurrent_creates_of_one_name_create_it_once(store: Store) -> None:
+    """Of creates racing for one (machine, name), one creates it; all get the same id."""
+    definition_id = await definition(store)
+    results = await asyncio.gather(
+        *(store.create_execution(new("race", definition_id)) for _ in range(10))
+    )
+    assert sorted(created for _, created in results) == [False] * 9 + [True]
+    assert len({execution.id for execution, _ in results}) == 1
+
+
+async def test_the_same_name_under_another_machine_is_another_execution(store: Store) -> None:
+    """Names are unique per machine only."""
+    first = await create(store, "same", machine="m")
+    second = await create(store, "same", machine="n")
+    assert first.id != second.id
+
+
+async def test_an_execution_created_later_gets_a_larger_id(store: Store) -> None:
+    """Ids grow with creation, which is what newest-first listing orders by."""
+    ids = [(await create(store, f"e{n}")).id for n in range(5)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+async def test_an_unknown_definition_raises_store_error_and_writes_nothing(store: Store) -> None:
+    """An execution must name a stored definition."""
+    with pytest.raises(StoreError):
+        await store.create_execution(new("orphan", 999))
+    assert (await store.find_execution("m", "orphan"), await store.count_by_status()) == (None, {})
+
+
+# -- commit ---------------------------------------------------------------------------------
+
+
+async def test_a_commit_replaces_the_whole_progress_and_moves_the_version_by_one(
+    store: Store,
+) -> None:
+    """Every progress field is the transition's; identity stays; version + 1."""
+    execution = await create(store, "one", running(pending=TASK, phase="task", attempt=2))
+    target = Progress(status=FAILED, stop_date=60.0, error="States.Timeout", cause="slow")
+    moved = await move(store, execution, target, event("ExecutionFailed"))
+    assert moved.progress == target
+    assert (moved.version, moved.last_event_id) == (1, 2)
+    assert (moved.id, moved.machine, moved.name, moved.input, moved.start_date) == (
+        execution.id,
+        execution.machine,
+        execution.name,
+        execution.input,
+        execution.start_date,
+    )
+
+
+async def test_a_commit_that_changes_nothing_still_moves_the_version(store: Store) -> None:
+    """An empty transition is a write: the version moves, no event is added."""
+    execution = await create(store, "one")
+    moved = await move(store, execution, execution.progress)
+    assert (moved.version, moved.last_event_id, await event_ids(store, execution.id)) == (
+        1,
+        1,
+        [1],
+    )
+
+
+async def test_a_commit_from_a_stale_version_writes_nothing(store: Store) -> None:
+    """A transition computed from an old read is refused, so a stop is never overwritten."""
+    execution = await create(store, "one")
+    stopped = await move(store, execution, closed(ABORTED), event("ExecutionAborted"))
+    stale = await store.commit(
+        Transition(base=execution, progress=closed(SUCCEEDED), events=(event("Late"),))
+    )
+    assert stale is None
+    assert (await store.get_execution(execution.id), await event_ids(store, execution.id)) == (
+        stopped,
+        [1, 2],
+    )
+
+
+async def test_a_commit_to_a_purged_execution_returns_none(store: Store) -> None:
+    """An execution that is gone cannot be moved on."""
+    execution = await create(store, "one")
+    stopped = await move(store, execution, closed(stop_date=10.0))
+    assert await store.purge_closed(20.0, 10) == 1
+    assert await store.commit(Transition(base=stopped, progress=closed(stop_date=11.0))) is None
+    assert await store.get_execution(execution.id) is None
+
+
+# -- reading executions ---------------------------------------------------------------------
+
+
+async def test_an_unknown_execution_reads_as_none(store: Store) -> None:
+    """get_execution and find_execution return None for what is not there."""
+    await create(store, "one")
+    assert (await store.get_execution(999), await store.find_execution("m", "two")) == (None, None)
+
+
+async def test_find_execution_finds_by_machine_and_name(store: Store) -> None:
+    """The (machine, name) key finds the one execution, not its namesake elsewhere."""
+    mine = await create(store, "same", machine="m")
+    await create(store, "same", machine="n")
+    assert await store.find_execution("m", "same") == mine
+
+
+async def test_listing_is_newest_first(store: Store) -> None:
+    """Executions come largest id first."""
+    for n in range(4):
+        await create(store, f"e{n}")
+    assert await names(store) == ["e3", "e2", "e1", "e0"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param({}, ["n-done", "n-run", "m-done", "m-run"], id="all"),
+        pytest.param({"machine": "m"}, ["m-done", "m-run"], id="machine"),
+        pytest.param({"status": SUCCEEDED}, ["n-done", "m-done"], id="status"),
+        pytest.param({"machine": "n", "status": RUNNING}, ["n-run"], id="both"),
+        pytest.param({"machine": "nope"}, [], id="no-match"),
+        pytest.param({"limit": 2}, ["n-done", "n-run"], id="limit"),
+    ],
+)
+async def test_listing_filters_by_machine_and_status(
+    store: Store, filters: dict[str, Any], expected: list[str]
+) -> None:
+    """Only executions of the given machine and status; at most `limit` of them."""
+    for machine in ("m", "n"):
+        await create(store, f"{machine}-run", machine=machine)
+        done = await create(store, f"{machine}-done", machine=machine)
+        await move(store, done, closed())
+    assert await names(store, **filters) == expected
+
+
+async def test_pages_continue_from_the_last_id_without_repeats(store: Store) -> None:
+    """Passing a page's last id as before_id gives the next; a short page is the last."""
+    for n in range(7):
+        await create(store, f"e{n}")
+    pages: list[list[str]] = []
+    before: int | None = None
+    while True:
+        page = await store.list_executions(machine=None, status=None, limit=3, before_id=before)
+        pages.append([e.name for e in page])
+        if len(page) < 3:
+            break
+        before = page[-1].id
+    assert pages == [["e6", "e5", "e4"], ["e3", "e2", "e1"], ["e0"]]
+
+
+async def test_an_execution_created_while_paging_is_not_in_later_pages(store: Store) -> None:
+    """Later pages hold only ids below the last one seen."""
+    for n in range(4):
+        await create(store, f"e{n}")
+    first = await store.list_executions(machine=None, status=None, limit=2, before_id=None)
+    await create(store, "newcomer")
+    assert await names(store, before_id=first[-1].id) == ["e1", "e0"]
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+async def test_history_is_in_id_order_or_newest_first_when_reversed(store: Store) -> None:
+    """reverse turns the order round."""
+    execution = await create(store, "one", events=4)
+    assert (
+        await event_ids(store, execution.id),
+        await event_ids(store, execution.id, reverse=True),
+    ) == ([1, 2, 3, 4], [4, 3, 2, 1])
+
+
+@pytest.mark.parametrize(
+    ("reverse", "pages"),
+    [
+        pytest.param(False, [[1, 2], [3, 4], [5]], id="forward"),
+        pytest.param(True, [[5, 4], [3, 2], [1]], id="reversed"),
+    ],
+)
+async def test_history_pages_continue_after_the_last_event_id(
+    store: Store, reverse: bool, pages: list[list[int]]
+) -> None:
+    """Passing a page's last id as `after` gives the next page in the same order."""
+    execution = await create(store, "one", events=5)
+    seen: list[list[int]] = []
+    after: int | None = None
+    while True:
+        page = await event_ids(store, execution.id, reverse=reverse, limit=2, after=after)
+        seen.append(page)
+        if len(page) < 2:
+            break
+        after = page[-1]
+    assert seen == pages
+
+
+async def test_an_unknown_execution_has_no_history(store: Store) -> None:
+    """history of an id with no execution is empty."""
+    assert await store.history(999, reverse=False, limit=10, after=None) == []
+
+
+# -- due ------------------------------------------------------------------------------------
+
+
+async def test_due_lists_executions_due_strictly_before_earliest_first(store: Store) -> None:
+    """Only due_at < before, earliest first; executions without due_at never."""
+    made = {}
+    for name, due_at in (("late", 30.0), ("early", 10.0), ("never", None), ("at", 25.0)):
+        made[name] = await create(store, name, running(due_at=due_at))
+    made["mid"] = await create(store, "mid", running(due_at=20.0))
+    assert await store.due(25.0, 10) == [(made["early"].id, 10.0), (made["mid"].id, 20.0)]
+
+
+async def test_equally_due_executions_come_by_id(store: Store) -> None:
+    """Ties in due_at are broken by the smaller id first."""
+    ids = [(await create(store, f"e{n}", running(due_at=10.0))).id for n in range(4)]
+    assert [execution_id for execution_id, _ in await store.due(11.0, 10)] == ids
+
+
+async def test_due_returns_at_most_limit_the_earliest(store: Store) -> None:
+    """The limit keeps the earliest ones."""
+    for n, due_at in enumerate((5.0, 3.0, 4.0, 1.0, 2.0)):
+        await create(store, f"e{n}", running(due_at=due_at))
+    assert [due_at for _, due_at in await store.due(100.0, 3)] == [1.0, 2.0, 3.0]
+
+
+async def test_due_goes_by_due_at_whatever_the_status(store: Store) -> None:
+    """The store does not look at the status: a due_at is what makes an execution due."""
+    execution = await create(store, "odd")
+    await move(store, execution, replace(closed(FAILED), due_at=7.0))
+    assert await store.due(10.0, 10) == [(execution.id, 7.0)]
+
+
+async def test_due_claims_nothing(store: Store) -> None:
+    """Reading what is due twice gives the same answer."""
+    await create(store, "one", running(due_at=1.0))
+    assert await store.due(10.0, 10) == await store.due(10.0, 10)
+
+
+# -- purge_closed ---------------------------------------------------------------------------
+
+
+async def test_purge_deletes_executions_closed_before_with_their_history(store: Store) -> None:
+    """A closed execution that stopped before `before` is gone, events and all."""
+    execution = await create(store, "old", events=3)
+    await move(store, execution, closed(stop_date=10.0), event("ExecutionSucceeded"))
+    assert await store.purge_closed(11.0, 100) == 1
+    assert (await store.get_execution(execution.id), await event_ids(store, execution.id)) == (
+        None,
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "progress",
+    [
+        pytest.param(running(due_at=1.0), id="running"),
+        pytest.param(Progress(status=RUNNING, stop_date=1.0), id="running-with-a-stop-date"),
+        pytest.param(closed(stop_date=20.0), id="stopped-at-before"),
+        pytest.param(closed(stop_date=30.0), id="stopped-after-before"),
+        pytest.param(replace(closed(stop_date=1.0), due_at=5.0), id="closed-with-a-due-at"),
+        pytest.param(Progress(status=FAILED), id="closed-without-a-stop-date"),
+    ],
+)
+async def test_purge_keeps_what_is_not_closed_before(store: Store, progress: Progress) -> None:
+    """Running executions, and closed ones that stopped at `before` or later, stay."""
+    execution = await create(store, "kept")
+    kept = await move(store, execution, progress)
+    assert (await store.purge_closed(20.0, 100), await store.get_execution(kept.id)) == (0, kept)
+
+
+async def test_purge_deletes_at_most_limit_earliest_stopped_first(store: Store) -> None:
+    """One call deletes up to `limit`, those that stopped first."""
+    for name, stop_date in (("c", 3.0), ("a", 1.0), ("d", 4.0), ("b", 2.0)):
+        execution = await create(store, name)
+        await move(store, execution, closed(stop_date=stop_date))
+    assert await store.purge_closed(10.0, 2) == 2
+    assert await names(store) == ["d", "c"]
+
+
+async def test_purge_returns_fewer_than_limit_once_none_is_left(store: Store) -> None:
+    """Calling until a short count deletes every one."""
+    for n in range(5):
+        execution = await create(store, f"e{n}")
+        await move(store, execution, closed(stop_date=float(n)))
+    counts = []
+    while not counts or counts[-1] == 2:
+        counts.append(await store.purge_closed(10.0, 2))
+    assert (counts, await store.count_by_status()) == ([2, 2, 1], {})
+
+
+async def test_a_purged_name_is_free_for_a_new_execution(store: Store) -> None:
+    """After a purge, the same (machine, name) creates a new execution."""
+    execution = await create(store, "again")
+    await move(store, execution, closed(stop_date=1.0))
+    await store.purge_closed(2.0, 10)
+    _, created = await store.create_execution(new("again", execution.definition_id))
+    assert created
+
+
+# -- count_by_status ------------------------------------------------------------------------
+
+
+async def test_count_by_status_counts_each_status_present(store: Store) -> None:
+    """Statuses no execution has are absent."""
+    assert await store.count_by_status() == {}
+    for n in range(3):
+        await create(store, f"run{n}")
+    done = await create(store, "done")
+    await move(store, done, closed(ABORTED))
+    assert await store.count_by_status() == {RUNNING: 3, ABORTED: 1}
