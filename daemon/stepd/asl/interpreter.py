@@ -11,7 +11,10 @@ Choices where AWS is silent or unverified:
   waits end at the timestamp truncated to whole seconds. A past instant is returned as is.
 - A timestamp with a numeric offset (`+02:00`) is accepted (the spec allows it).
 - `SecondsPath` must reference a JSON integer: `"10"`, `1.0` and `true` fail.
-- `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`.
+- `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`;
+  they are reference paths (no `*`), and a `$$…` path reads the context object.
+- A path, intrinsic call or timestamp the parsers refuse fails the state with States.Runtime
+  and a cause starting "The definition is invalid: "; `stepd check` reports the same problem.
 - A `ResultSelector` or `ResultPath` failure after a task succeeded is never retried (the
   task must not run twice); `States.ResultPathMatchFailure` can be caught by a catcher.
 - A Fail state without `Error` fails with `error=""` (AWS reports no error name).
@@ -200,7 +203,7 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input)
-    timeout = _timeout_seconds(state, effective)
+    timeout = _timeout_seconds(state, effective, ctx.as_json())
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
@@ -333,7 +336,7 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any) -> float | None:
+def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
     if "TimeoutSeconds" in state:
         value = state["TimeoutSeconds"]
         if not _is_int(value) or value <= 0:
@@ -341,7 +344,7 @@ def _timeout_seconds(state: State, effective: Any) -> float | None:
         return float(value)
     if "TimeoutSecondsPath" in state:
         path = state["TimeoutSecondsPath"]
-        value = paths.read(effective, path)
+        value = paths.resolve_reference(path, effective, context)
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
                 f"The TimeoutSecondsPath parameter references an invalid value: "
@@ -394,7 +397,7 @@ def _at(now: datetime, moment: datetime) -> datetime:
 
 def _seconds_at(path: str, data: Any, context: Mapping[str, Any]) -> int:
     try:
-        value = paths.resolve(path, data, context)
+        value = paths.resolve_reference(path, data, context)
     except PathError:
         raise StatesRuntimeError(
             f"The SecondsPath parameter does not reference an input value: {path}"
@@ -412,7 +415,7 @@ def _seconds_at(path: str, data: Any, context: Mapping[str, Any]) -> int:
 
 def _timestamp_at(path: str, data: Any, context: Mapping[str, Any]) -> datetime:
     try:
-        value = paths.resolve(path, data, context)
+        value = paths.resolve_reference(path, data, context)
     except PathError:
         raise StatesRuntimeError(
             f"The TimestampPath parameter does not reference an input value: {path}"

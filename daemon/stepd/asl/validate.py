@@ -24,6 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
+from stepd.asl import paths
+from stepd.asl.failures import ParseError
+
 # Codes: AWS's, then stepd's own.
 SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
 INVALID_RESOURCE = "INVALID_RESOURCE"
@@ -167,13 +170,24 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _problem(parse: Callable[[Any], object], value: Any) -> str | None:
+    """What the runtime's parser finds wrong with `value`; None when it parses."""
+    try:
+        parse(value)
+    except ParseError as error:
+        return error.problem
+    return None
+
+
 def _is_path(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("$")
+    return _problem(paths.parse, value) is None
 
 
 def _reads_input(path: Any) -> bool:
     """A path into the state's input below its root: `$.end`, `$['a']`, `$[0]`."""
-    return isinstance(path, str) and path.startswith(("$.", "$["))
+    if _problem(paths.parse, path) is not None:
+        return False
+    return path != paths.ROOT and not paths.is_context_path(path)
 
 
 _INTRINSIC_CALL = re.compile(r"States\.(?P<name>[A-Za-z0-9]+)\(.*\)", re.DOTALL)
@@ -201,11 +215,13 @@ _INTRINSICS = frozenset(
 )
 
 
-def _check_path(value: Any, name: str, scope: _Scope, *, nullable: bool = False) -> None:
-    if value is None and nullable:
-        return
-    if not _is_path(value):
-        scope.schema(f'Field "{name}" must be a JSONPath starting with "$"', name)
+def _check_parsed(
+    value: Any, parse: Callable[[Any], object], scope: _Scope, *tokens: str | int
+) -> None:
+    """Report at `tokens` what the runtime's parser finds wrong with `value`."""
+    problem = _problem(parse, value)
+    if problem is not None:
+        scope.schema(problem, *tokens)
 
 
 def _check_seconds(state: Mapping[str, Any], name: str, scope: _Scope) -> None:
@@ -405,7 +421,11 @@ _FIELDS: Mapping[str, frozenset[str]] = {
     "Parallel": _COMMON | _IO | _FLOW | _RESULT | _ERRORS | {"Branches"},
     "Map": _COMMON | _IO | _FLOW | _RESULT | _ERRORS | _MAP_ONLY,
 }
-_PATH_FIELDS = ("InputPath", "OutputPath", "ResultPath")
+_PATH_FIELDS: tuple[tuple[str, Callable[[Any], paths.Path]], ...] = (
+    ("InputPath", paths.parse),
+    ("OutputPath", paths.parse),
+    ("ResultPath", paths.parse_result_path),
+)
 _TEMPLATE_FIELDS = ("Parameters", "ResultSelector", "ItemSelector")
 
 
@@ -422,11 +442,9 @@ def _check_state(state: Any, scope: _Scope) -> None:
         return
     for unknown in sorted(set(state) - _FIELDS[state_type]):
         scope.schema(f'Field "{unknown}" is not supported in a {state_type} state', unknown)
-    for name in _PATH_FIELDS:
-        if name in state:
-            _check_path(state[name], name, scope, nullable=True)
-    if state.get("ResultPath") is not None and str(state["ResultPath"]).startswith("$$"):
-        scope.schema('Field "ResultPath" cannot write to the context object ($$)', "ResultPath")
+    for name, parse in _PATH_FIELDS:
+        if state.get(name) is not None:  # null is allowed: {} in, the input kept, {} out
+            _check_parsed(state[name], parse, scope, name)
     for name in _TEMPLATE_FIELDS:
         if name in state:
             _check_template(state[name], scope.at(name), scope.report)
@@ -461,7 +479,7 @@ def _check_task(state: Mapping[str, Any], scope: _Scope) -> None:
         if name in state:
             _check_seconds(state, name, scope)
         if f"{name}Path" in state:
-            _check_path(state[f"{name}Path"], f"{name}Path", scope)
+            _check_parsed(state[f"{name}Path"], paths.parse_reference, scope, f"{name}Path")
         if name in state and f"{name}Path" in state:
             scope.schema(f'At most one of "{name}" and "{name}Path" is allowed')
     timeout, heartbeat = state.get("TimeoutSeconds"), state.get("HeartbeatSeconds")
@@ -495,7 +513,7 @@ def _check_wait(state: Mapping[str, Any], scope: _Scope) -> None:
         scope.schema(_RFC3339_MESSAGE, "Timestamp")
     for name in ("SecondsPath", "TimestampPath"):
         if name in state:
-            _check_path(state[name], name, scope)
+            _check_parsed(state[name], paths.parse_reference, scope, name)
 
 
 def _check_fail(state: Mapping[str, Any], scope: _Scope) -> None:
@@ -534,7 +552,7 @@ def _check_map(state: Mapping[str, Any], scope: _Scope) -> None:
         allowed = _ITEM_PROCESSOR_FIELDS if name == "ItemProcessor" else _NESTED_FIELDS
         _check_nested(state[name], scope.at(name), allowed, scope)
     if "ItemsPath" in state:
-        _check_path(state["ItemsPath"], "ItemsPath", scope)
+        _check_parsed(state["ItemsPath"], paths.parse_reference, scope, "ItemsPath")
     concurrency = state.get("MaxConcurrency", 0)
     if not (_is_int(concurrency) and concurrency >= 0):
         scope.schema('Field "MaxConcurrency" must be an integer of 0 or more', "MaxConcurrency")
@@ -663,9 +681,8 @@ def _check_catcher(
         scope.schema('Field "Next" is required in a Catch entry', *at)
     else:
         scope.target(catcher["Next"], *at, "Next")
-    result_path = catcher.get("ResultPath")
-    if result_path is not None and not _is_path(result_path):
-        scope.schema('Field "ResultPath" must be a JSONPath starting with "$"', *at, "ResultPath")
+    if catcher.get("ResultPath") is not None:
+        _check_parsed(catcher["ResultPath"], paths.parse_result_path, scope, *at, "ResultPath")
 
 
 def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None:
@@ -775,8 +792,7 @@ def _check_combinator(
 def _check_comparison(
     rule: Mapping[str, Any], operator: str, at: tuple[str | int, ...], scope: _Scope
 ) -> None:
-    if not _is_path(rule.get("Variable")):
-        scope.schema('Field "Variable" must be a JSONPath starting with "$"', *at, "Variable")
+    _check_parsed(rule.get("Variable"), paths.parse, scope, *at, "Variable")
     is_valid, problem = _OPERANDS[operator]
     if not is_valid(rule[operator]):
         message = problem if problem == _RFC3339_MESSAGE else f'Field "{operator}" {problem}'

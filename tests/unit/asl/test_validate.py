@@ -250,7 +250,36 @@ RULES = [
         [("/States/S/InputPath", SVF)],
         id="inputpath-not-a-path",
     ),
+    pytest.param(
+        one({**SUCCEED, "InputPath": "$.a["}),
+        [("/States/S/InputPath", SVF)],
+        id="inputpath-malformed",
+    ),
+    pytest.param(
+        one({**SUCCEED, "OutputPath": "$..a"}),
+        [("/States/S/OutputPath", SVF)],
+        id="outputpath-deep-scan",
+    ),
+    pytest.param(one({**SUCCEED, "InputPath": "$.a[*].b"}), [], id="inputpath-wildcard"),
     pytest.param(one({**SUCCEED, "InputPath": None, "OutputPath": None}), [], id="paths-null"),
+    pytest.param(
+        one(task(ResultPath="$.a[*]")), [("/States/S/ResultPath", SVF)], id="resultpath-wildcard"
+    ),
+    pytest.param(
+        one(wait(SecondsPath="$.s[*]")),
+        [("/States/S/SecondsPath", SVF)],
+        id="wait-secondspath-wildcard",
+    ),
+    pytest.param(
+        one(task(TimeoutSecondsPath="$.t.*")),
+        [("/States/S/TimeoutSecondsPath", SVF)],
+        id="task-timeoutsecondspath-wildcard",
+    ),
+    pytest.param(
+        catch({"ErrorEquals": ["E"], "Next": "Handler", "ResultPath": "$$.error"}),
+        [("/States/S/Catch/0/ResultPath", SVF)],
+        id="catch-resultpath-context",
+    ),
     pytest.param(
         one(task(ResultPath="$$.x")), [("/States/S/ResultPath", SVF)], id="resultpath-context"
     ),
