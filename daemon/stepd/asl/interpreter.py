@@ -53,7 +53,12 @@ from stepd.asl.failures import (
 from stepd.asl.intrinsics import Random, is_intrinsic, seeded_random
 from stepd.asl.intrinsics import evaluate as evaluate_intrinsic
 from stepd.asl.retry import error_output, find_catcher, next_retry
-from stepd.asl.timestamps import InvalidTimestampError, parse_timestamp, truncate_to_seconds
+from stepd.asl.timestamps import (
+    InvalidTimestampError,
+    parse_literal,
+    parse_timestamp,
+    truncate_to_seconds,
+)
 from stepd.errors import DefinitionError
 
 MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
@@ -366,15 +371,7 @@ def _wait_until(state: State, data: Any, context: Mapping[str, Any], now: dateti
     if "SecondsPath" in state:
         return _after(now, _seconds_at(state["SecondsPath"], data, context))
     if "Timestamp" in state:
-        text = state["Timestamp"]
-        try:
-            moment = parse_timestamp(text)
-        except InvalidTimestampError:
-            raise StatesRuntimeError(
-                "The Timestamp value does not reference a valid ISO-8601 extended offset "
-                f"date-time format string: {_show(text)}"
-            ) from None
-        return _at(now, moment)
+        return _at(now, parse_literal(state["Timestamp"]))
     if "TimestampPath" in state:
         return _at(now, _timestamp_at(state["TimestampPath"], data, context))
     raise StatesRuntimeError(

@@ -16,7 +16,6 @@ returns them sorted, so the same definition always gives the same list.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 from collections import deque
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
-from stepd.asl import paths
+from stepd.asl import paths, timestamps
 from stepd.asl.failures import ParseError
 
 # Codes: AWS's, then stepd's own.
@@ -131,35 +130,7 @@ class _Scope:
 
 # Value checks -------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(
-    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.\d+)?"
-    r"(?:Z|[+-](?P<offset_hour>\d{2}):(?P<offset_minute>\d{2}))"
-)
-_HOURS_PER_DAY = 24
-_MINUTES_PER_HOUR = 60
-_SECONDS_PER_MINUTE = 60
-_MONTHS_PER_YEAR = 12
-_RFC3339_MESSAGE = "String does not match RFC3339 timestamp"
-
-
-def _is_rfc3339(value: Any) -> bool:
-    """An RFC3339 date-time as AWS accepts it: uppercase T and Z (or a ±hh:mm offset)."""
-    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return False
-    parts = {name: int(text) for name, text in match.groupdict(default="0").items()}
-    if not 1 <= parts["month"] <= _MONTHS_PER_YEAR:
-        return False
-    days_in_month = calendar.monthrange(parts["year"], parts["month"])[1]
-    return (
-        1 <= parts["day"] <= days_in_month
-        and parts["hour"] < _HOURS_PER_DAY
-        and parts["minute"] < _MINUTES_PER_HOUR
-        and parts["second"] < _SECONDS_PER_MINUTE
-        and parts["offset_hour"] < _HOURS_PER_DAY
-        and parts["offset_minute"] < _MINUTES_PER_HOUR
-    )
+_RFC3339_MESSAGE = timestamps.RFC3339_MISMATCH
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
@@ -509,8 +480,8 @@ def _check_wait(state: Mapping[str, Any], scope: _Scope) -> None:
     seconds = state.get("Seconds", 0)
     if not (_is_int(seconds) and 0 <= seconds <= MAX_SECONDS):
         scope.schema(f'Field "Seconds" must be an integer from 0 to {MAX_SECONDS}', "Seconds")
-    if "Timestamp" in state and not _is_rfc3339(state["Timestamp"]):
-        scope.schema(_RFC3339_MESSAGE, "Timestamp")
+    if "Timestamp" in state:
+        _check_parsed(state["Timestamp"], timestamps.parse_literal, scope, "Timestamp")
     for name in ("SecondsPath", "TimestampPath"):
         if name in state:
             _check_parsed(state[name], paths.parse_reference, scope, name)
@@ -722,7 +693,10 @@ def _operand_rules() -> dict[str, _Operand]:
     string: _Operand = (lambda v: isinstance(v, str), "must be a string")
     number: _Operand = (_is_number, "must be a number")
     boolean: _Operand = (lambda v: isinstance(v, bool), "must be true or false")
-    timestamp: _Operand = (_is_rfc3339, _RFC3339_MESSAGE)
+    timestamp: _Operand = (
+        lambda v: _problem(timestamps.parse_literal, v) is None,
+        _RFC3339_MESSAGE,
+    )
     path: _Operand = (_is_path, 'must be a JSONPath starting with "$"')
     rules: dict[str, _Operand] = {}
     for prefix, literal in (("String", string), ("Numeric", number), ("Timestamp", timestamp)):

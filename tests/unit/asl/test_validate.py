@@ -808,6 +808,8 @@ def test_rules(definition: Any, expected: list[tuple[str, str]]) -> None:
         pytest.param("2016-03-14T01:59:00+08:00", id="offset"),
         pytest.param("2016-03-14T01:59:00-05:30", id="negative-offset"),
         pytest.param("2024-02-29T23:59:59Z", id="leap-day"),
+        pytest.param("0001-01-01T00:00:00Z", id="first-second-of-0001"),
+        pytest.param("9999-12-31T23:59:59Z", id="last-second-of-9999"),
     ],
 )
 def test_wait_timestamp_accepted(timestamp: str) -> None:
@@ -831,6 +833,8 @@ def test_wait_timestamp_accepted(timestamp: str) -> None:
         pytest.param("{% $now() %}", id="jsonata"),
         pytest.param(1457920740, id="epoch-number"),
         pytest.param("2016-03-14T01:59:00Z\n", id="trailing-newline"),
+        pytest.param("2016-12-31T23:59:60Z", id="leap-second"),
+        pytest.param("\uff12\uff10\uff11\uff16-03-14T01:59:00Z", id="full-width-digits"),
     ],
 )
 def test_wait_timestamp_rejected(timestamp: Any) -> None:
@@ -843,6 +847,34 @@ def test_wait_timestamp_rejected(timestamp: Any) -> None:
             severity="error",
         )
     ]
+    assert expected == validate(one(wait(Timestamp=timestamp)))
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "message"),
+    [
+        pytest.param(
+            "0000-01-01T00:00:00Z",
+            "Timestamp 0000-01-01T00:00:00Z is before the year 0001, which stepd cannot represent",
+            id="year-0000",
+        ),
+        pytest.param(
+            "0001-01-01T00:00:00+01:00",
+            "Timestamp 0001-01-01T00:00:00+01:00 is outside the years 0001 to 9999 in UTC, "
+            "which stepd cannot represent",
+            id="offset-before-0001",
+        ),
+        pytest.param(
+            "9999-12-31T23:59:59-01:00",
+            "Timestamp 9999-12-31T23:59:59-01:00 is outside the years 0001 to 9999 in UTC, "
+            "which stepd cannot represent",
+            id="offset-after-9999",
+        ),
+    ],
+)
+def test_wait_timestamp_out_of_range(timestamp: str, message: str) -> None:
+    """RFC3339 timestamps outside the years 0001 to 9999 (UTC) are refused, saying why."""
+    expected = [Finding(where="/States/S/Timestamp", code=SVF, message=message, severity="error")]
     assert expected == validate(one(wait(Timestamp=timestamp)))
 
 
