@@ -50,8 +50,7 @@ from stepd.asl.failures import (
     StateError,
     StatesRuntimeError,
 )
-from stepd.asl.intrinsics import Random, is_intrinsic, seeded_random
-from stepd.asl.intrinsics import evaluate as evaluate_intrinsic
+from stepd.asl.intrinsics import Random, seeded_random
 from stepd.asl.retry import error_output, find_catcher, next_retry
 from stepd.asl.timestamps import (
     InvalidTimestampError,
@@ -313,14 +312,8 @@ def _fail_field(state: State, name: str, state_input: Any, ctx: Context) -> str 
     path_name = f"{name}Path"
     if path_name not in state:
         return None
-    expression = state[path_name]
-    if not isinstance(expression, str):
-        raise StatesRuntimeError(f"The {path_name} field must be a path or intrinsic")
-    context = ctx.as_json()
-    if is_intrinsic(expression):
-        value = evaluate_intrinsic(expression, state_input, context, _random(ctx, path_name))
-    else:
-        value = paths.resolve(expression, state_input, context)
+    random = _random(ctx, path_name)
+    value = payload.evaluate(state[path_name], state_input, ctx.as_json(), random)
     return _string_field(path_name, value)
 
 

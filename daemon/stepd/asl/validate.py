@@ -17,13 +17,12 @@ returns them sorted, so the same definition always gives the same list.
 from __future__ import annotations
 
 import json
-import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
-from stepd.asl import paths, timestamps
+from stepd.asl import paths, payload, timestamps
 from stepd.asl.failures import ParseError
 
 # Codes: AWS's, then stepd's own.
@@ -159,31 +158,6 @@ def _reads_input(path: Any) -> bool:
     if _problem(paths.parse, path) is not None:
         return False
     return path != paths.ROOT and not paths.is_context_path(path)
-
-
-_INTRINSIC_CALL = re.compile(r"States\.(?P<name>[A-Za-z0-9]+)\(.*\)", re.DOTALL)
-_INTRINSICS = frozenset(
-    {
-        "Format",
-        "StringToJson",
-        "JsonToString",
-        "Array",
-        "ArrayPartition",
-        "ArrayContains",
-        "ArrayRange",
-        "ArrayGetItem",
-        "ArrayLength",
-        "ArrayUnique",
-        "Base64Encode",
-        "Base64Decode",
-        "Hash",
-        "JsonMerge",
-        "MathRandom",
-        "MathAdd",
-        "StringSplit",
-        "UUID",
-    }
-)
 
 
 def _check_parsed(
@@ -497,8 +471,8 @@ def _check_fail(state: Mapping[str, Any], scope: _Scope) -> None:
         if _reads_input(state.get(name)):
             message = f'Field "{name}" looks like a path; did you mean "{path_name}"?'
             scope.report.warning(scope.at(name), NO_PATH, message)
-        if path_name in state and not _is_dynamic(state[path_name]):
-            scope.schema(f'Field "{path_name}" must be a path or an intrinsic function', path_name)
+        if path_name in state:
+            _check_parsed(state[path_name], payload.parse_expression, scope, path_name)
 
 
 def _check_succeed(state: Mapping[str, Any], scope: _Scope) -> None:
@@ -816,35 +790,23 @@ def _check_template(template: Any, where: str, report: _Report) -> None:
 
 
 def _check_template_object(node: Mapping[str, Any], where: str, report: _Report) -> None:
-    seen: set[str] = set()
+    for key in payload.repeated_keys(node):
+        name = payload.field_name(key)
+        report.schema(_pointer(where, key), f'Field "{name}" appears twice (with and without ".$")')
     for key, value in node.items():
         at = _pointer(where, key)
-        plain = key.removesuffix(".$")
-        if plain in seen:
-            report.schema(at, f'Field "{plain}" appears twice (with and without ".$")')
-        seen.add(plain)
-        if key.endswith(".$"):
-            _check_dynamic_value(key, value, at, report)
-        elif isinstance(value, str) and _is_dynamic(value) and value != "$":
+        if key.endswith(payload.DYNAMIC_SUFFIX):
+            problem = _problem(payload.parse_expression, value)
+            if problem is not None:
+                report.schema(at, problem)
+        elif isinstance(value, str) and value != paths.ROOT and _is_dynamic(value):
             message = f'Field "{key}" looks like a path or intrinsic but does not end in ".$"'
             report.warning(at, NO_DOLLAR, message)
 
 
 def _is_dynamic(value: Any) -> bool:
-    """A path, a context path or an intrinsic function call."""
-    return _is_path(value) or (
-        isinstance(value, str) and _INTRINSIC_CALL.fullmatch(value) is not None
-    )
-
-
-def _check_dynamic_value(key: str, value: Any, where: str, report: _Report) -> None:
-    if not _is_dynamic(value):
-        message = f'The value of "{key}" must be a path ($ or $$) or an intrinsic function call'
-        report.schema(where, message)
-        return
-    call = _INTRINSIC_CALL.fullmatch(value)
-    if call is not None and call["name"] not in _INTRINSICS:
-        report.schema(where, f'Unknown intrinsic function "States.{call["name"]}"')
+    """A path, a context path or an intrinsic function call, as the runtime parses them."""
+    return _problem(payload.parse_expression, value) is None
 
 
 _TYPE_CHECKS: Mapping[str, Callable[[Mapping[str, Any], _Scope], None]] = {

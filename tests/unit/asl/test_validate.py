@@ -620,6 +620,11 @@ RULES = [
         id="fail-errorpath-not-a-path",
     ),
     pytest.param(
+        one({"Type": "Fail", "CausePath": "States.Format('{}', $.c"}),
+        [("/States/S/CausePath", SVF)],
+        id="fail-causepath-malformed-intrinsic",
+    ),
+    pytest.param(
         one({"Type": "Fail", "Error": "$.error"}),
         [("/States/S/Error", NO_PATH)],
         id="fail-error-looks-like-path",
@@ -635,6 +640,31 @@ RULES = [
         parameters(**{"a.$": "States.Nope($.x)"}),
         [("/States/S/Parameters/a.$", SVF)],
         id="parameters-unknown-intrinsic",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Array(States.Nope())"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-unknown-nested-intrinsic",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Format(')"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-open-string",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.MathAdd($.x)"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-arity",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Array($.x[)"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-malformed-path",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "$.x["}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-malformed-path",
     ),
     pytest.param(
         parameters(**{"a.$": 1}),
