@@ -20,9 +20,10 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeGuard
 
-from stepd.asl import paths, payload, timestamps
+from stepd.asl import choice, paths, payload, timestamps
 from stepd.asl.failures import ParseError
 
 # Codes: AWS's, then stepd's own.
@@ -129,8 +130,6 @@ class _Scope:
 
 # Value checks -------------------------------------------------------------------------------
 
-_RFC3339_MESSAGE = timestamps.RFC3339_MISMATCH
-
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -147,10 +146,6 @@ def _problem(parse: Callable[[Any], object], value: Any) -> str | None:
     except ParseError as error:
         return error.problem
     return None
-
-
-def _is_path(value: Any) -> bool:
-    return _problem(paths.parse, value) is None
 
 
 def _reads_input(path: Any) -> bool:
@@ -654,38 +649,6 @@ def _check_states_all_last(
 
 # Choice -------------------------------------------------------------------------------------
 
-_COMBINATORS = frozenset({"And", "Or", "Not"})
-_TYPE_TESTS = ("IsNull", "IsPresent", "IsNumeric", "IsString", "IsBoolean", "IsTimestamp")
-_ORDERINGS = ("Equals", "LessThan", "GreaterThan", "LessThanEquals", "GreaterThanEquals")
-
-
-_Operand = tuple[Callable[[Any], bool], str]  # (is the operand valid, message when not)
-
-
-def _operand_rules() -> dict[str, _Operand]:
-    """Comparison operator -> how to check its operand."""
-    string: _Operand = (lambda v: isinstance(v, str), "must be a string")
-    number: _Operand = (_is_number, "must be a number")
-    boolean: _Operand = (lambda v: isinstance(v, bool), "must be true or false")
-    timestamp: _Operand = (
-        lambda v: _problem(timestamps.parse_literal, v) is None,
-        _RFC3339_MESSAGE,
-    )
-    path: _Operand = (_is_path, 'must be a JSONPath starting with "$"')
-    rules: dict[str, _Operand] = {}
-    for prefix, literal in (("String", string), ("Numeric", number), ("Timestamp", timestamp)):
-        for ordering in _ORDERINGS:
-            rules[prefix + ordering] = literal
-            rules[f"{prefix}{ordering}Path"] = path
-    rules["StringMatches"] = string
-    rules["BooleanEquals"] = boolean
-    rules["BooleanEqualsPath"] = path
-    rules.update(dict.fromkeys(_TYPE_TESTS, boolean))
-    return rules
-
-
-_OPERANDS = _operand_rules()
-
 
 def _check_choice(state: Mapping[str, Any], scope: _Scope) -> None:
     choices = state.get("Choices")
@@ -699,24 +662,21 @@ def _check_choice(state: Mapping[str, Any], scope: _Scope) -> None:
 
 
 def _check_rule(rule: Any, at: tuple[str | int, ...], scope: _Scope, *, top: bool) -> None:
+    _check_parsed(rule, choice.operator_of, scope, *at)
     if not isinstance(rule, Mapping):
-        scope.schema("A Choice rule must be an object", *at)
         return
-    operators = [key for key in rule if key in _OPERANDS or key in _COMBINATORS]
+    operators = choice.operators_in(rule)
     allowed = {"Variable", "Comment", *operators} | ({"Next"} if top else set())
     for unknown in sorted(set(rule) - allowed):
         where = "a nested Choice rule" if unknown == "Next" else "a Choice rule"
         scope.schema(f'Field "{unknown}" is not supported in {where}', *at, unknown)
-    if len(operators) != 1:
-        message = f"A Choice rule needs exactly one comparison operator, not {len(operators)}"
-        scope.schema(message, *at)
     if top:
         if "Next" in rule:
             scope.target(rule["Next"], *at, "Next")
         else:
             scope.schema('Field "Next" is required in a top-level Choice rule', *at)
     for operator in operators:
-        if operator in _COMBINATORS:
+        if operator in choice.COMBINATORS:
             _check_combinator(rule, operator, at, scope)
         else:
             _check_comparison(rule, operator, at, scope)
@@ -727,24 +687,23 @@ def _check_combinator(
 ) -> None:
     if "Variable" in rule:
         scope.schema(f'A rule with "{operator}" has no "Variable"', *at, "Variable")
-    operand = rule[operator]
+    try:
+        nested = choice.nested_rules(rule, operator)
+    except ParseError as error:
+        scope.schema(error.problem, *at, operator)
+        return
     if operator == "Not":
-        _check_rule(operand, (*at, operator), scope, top=False)
-    elif not isinstance(operand, list) or not operand:
-        scope.schema(f'Field "{operator}" must be a non-empty list of rules', *at, operator)
+        _check_rule(nested[0], (*at, operator), scope, top=False)
     else:
-        for index, nested in enumerate(operand):
-            _check_rule(nested, (*at, operator, index), scope, top=False)
+        for index, inner in enumerate(nested):
+            _check_rule(inner, (*at, operator, index), scope, top=False)
 
 
 def _check_comparison(
     rule: Mapping[str, Any], operator: str, at: tuple[str | int, ...], scope: _Scope
 ) -> None:
-    _check_parsed(rule.get("Variable"), paths.parse, scope, *at, "Variable")
-    is_valid, problem = _OPERANDS[operator]
-    if not is_valid(rule[operator]):
-        message = problem if problem == _RFC3339_MESSAGE else f'Field "{operator}" {problem}'
-        scope.schema(message, *at, operator)
+    _check_parsed(rule, choice.parse_variable, scope, *at, "Variable")
+    _check_parsed(rule[operator], partial(choice.parse_operand, operator), scope, *at, operator)
 
 
 def _rule_paths(rule: Any) -> Iterator[str]:
@@ -755,7 +714,7 @@ def _rule_paths(rule: Any) -> Iterator[str]:
         if not isinstance(node, Mapping):
             continue
         for key, value in node.items():
-            if key == "Variable" or (key in _OPERANDS and key.endswith("Path")):
+            if key == "Variable" or (key in choice.OPERATORS and key.endswith("Path")):
                 yield value
             elif key in ("And", "Or") and isinstance(value, list):
                 pending.extend(value)

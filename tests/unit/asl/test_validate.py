@@ -578,6 +578,31 @@ RULES = [
         id="timestamp-operand-ok",
     ),
     pytest.param(
+        choice(to_done({"Variable": "$.x", "TimestampEquals": "0000-01-01T00:00:00Z"})),
+        [("/States/C/Choices/0/TimestampEquals", SVF)],
+        id="timestamp-operand-year-0000",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x[", "IsPresent": True})),
+        [("/States/C/Choices/0/Variable", SVF)],
+        id="variable-malformed",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x", "StringEqualsPath": "$..y"})),
+        [("/States/C/Choices/0/StringEqualsPath", SVF)],
+        id="path-operand-deep-scan",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x", "IsNull": 1})),
+        [("/States/C/Choices/0/IsNull", SVF)],
+        id="type-test-operand",
+    ),
+    pytest.param(
+        choice(to_done({"IsNull": True})),
+        [("/States/C/Choices/0/Variable", SVF)],
+        id="comparison-without-variable",
+    ),
+    pytest.param(
         choice(to_done({"Variable": "$.x", "StringMatches": "log-*.txt"})), [], id="string-matches"
     ),
     pytest.param(choice(to_done({"And": [is_null(), {"Not": is_null("$.y")}]})), [], id="and-not"),
