@@ -11,6 +11,7 @@ Choices where AWS is silent or unverified:
   waits end at the timestamp truncated to whole seconds. A past instant is returned as is.
 - A timestamp with a numeric offset (`+02:00`) is accepted (the spec allows it).
 - `SecondsPath` must reference a JSON integer: `"10"`, `1.0` and `true` fail.
+- An `InputPath` or `OutputPath` starting `$$` reads the context object (statelint allows it).
 - `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`;
   they are reference paths (no `*`), and a `$$…` path reads the context object.
 - A path, intrinsic call or timestamp the parsers refuse fails the state with States.Runtime
@@ -116,7 +117,7 @@ def task_succeeded(
             combined = _apply_result_path(state, state_input, result)
         except ResultPathMatchError as failure:
             return _catch(state, state_input, failure.error, failure.message)
-        return _transition(state, _apply_output_path(state, combined))
+        return _transition(state, _apply_output_path(state, combined, ctx))
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
 
@@ -163,31 +164,32 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
 
 
 def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     result = state.get("Result", effective)
     combined = _apply_result_path(state, state_input, result)
-    return _transition(state, _apply_output_path(state, combined))
+    return _transition(state, _apply_output_path(state, combined, ctx))
 
 
 def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     context = ctx.as_json()
     choices = state.get("Choices", ())
     if not isinstance(choices, list):
         raise StatesRuntimeError("Choices must be an array of rules")
     for rule in choices:
         if matches(rule, effective, context):
-            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective))
+            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective, ctx))
     default = state.get("Default")
     if isinstance(default, str):
-        return GoTo(next_state=default, output=_apply_output_path(state, effective))
+        return GoTo(next_state=default, output=_apply_output_path(state, effective, ctx))
     raise StatesRuntimeError(NO_CHOICE_MATCHED)
 
 
-def _succeed(state: State, state_input: Any, _ctx: Context, _now: datetime) -> Entered:
-    return Succeed(output=_apply_output_path(state, _apply_input_path(state, state_input)))
+def _succeed(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    effective = _apply_input_path(state, state_input, ctx)
+    return Succeed(output=_apply_output_path(state, effective, ctx))
 
 
 def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -197,16 +199,18 @@ def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
 
 
 def _wait(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     until = _wait_until(state, effective, ctx.as_json(), now)
-    return WaitUntil(until=until, then=_transition(state, _apply_output_path(state, effective)))
+    return WaitUntil(
+        until=until, then=_transition(state, _apply_output_path(state, effective, ctx))
+    )
 
 
 def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
     resource = state.get("Resource")
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     timeout = _timeout_seconds(state, effective, ctx.as_json())
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
@@ -236,18 +240,20 @@ def _state(definition: Definition, name: str) -> State:
     return state
 
 
-def _apply_input_path(state: State, data: Any) -> Any:
-    if "InputPath" not in state:
-        return data
-    path = state["InputPath"]
-    return {} if path is None else paths.read(data, path)
+def _apply_input_path(state: State, data: Any, ctx: Context) -> Any:
+    return _apply_io_path(state, "InputPath", data, ctx)
 
 
-def _apply_output_path(state: State, data: Any) -> Any:
-    if "OutputPath" not in state:
+def _apply_output_path(state: State, data: Any, ctx: Context) -> Any:
+    return _apply_io_path(state, "OutputPath", data, ctx)
+
+
+def _apply_io_path(state: State, field: str, data: Any, ctx: Context) -> Any:
+    """InputPath or OutputPath: absent keeps the data, null gives {}, `$$…` reads the context."""
+    if field not in state:
         return data
-    path = state["OutputPath"]
-    return {} if path is None else paths.read(data, path)
+    path = state[field]
+    return {} if path is None else paths.resolve(path, data, ctx.as_json())
 
 
 def _apply_result_path(state: State, state_input: Any, result: Any) -> Any:
