@@ -10,6 +10,11 @@ differ, AWS wins. Two checks go further than the peer validators:
   with `Result`, has no `ResultPath`, its result replaces the state's data, and a later state
   reading an input path (`$.end`, say) is probably reading something that is no longer there.
 
+Paths, timestamps, intrinsic calls, `.$` values and Choice rules are read with the runtime's
+own parsers (`paths`, `timestamps`, `payload` and `intrinsics`, `choice`): what they refuse
+is reported in their words, and a definition check accepts never fails at run time on a
+parse error (tests/unit/asl/test_check_agrees.py states the rule).
+
 Every finding has a JSON pointer into the definition (`/States/W/Timestamp`); `validate()`
 returns them sorted, so the same definition always gives the same list.
 """
