@@ -2,20 +2,24 @@
 
 A comparison between values of different types is false. A `Variable` (or a `…Path`
 operand) that matches nothing is a States.Runtime failure; only `IsPresent` tolerates it.
+
+What can be known without data is checked by `operator_of`, `nested_rules`, `parse_variable`
+and `parse_operand`, which raise ParseError; `stepd check` calls the same functions.
 """
 
 from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from stepd.asl import paths
-from stepd.asl.failures import PathError, StatesRuntimeError
-from stepd.asl.timestamps import InvalidTimestampError, is_timestamp, parse_timestamp
+from stepd.asl.failures import ParseError, PathError, StatesRuntimeError
+from stepd.asl.timestamps import InvalidTimestampError, is_timestamp, parse_literal, parse_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
 _COMPARISON: Final = re.compile(
     r"(?P<kind>String|Numeric|Timestamp)"
@@ -29,7 +33,6 @@ _RELATIONS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
     "LessThanEquals": operator.le,
     "GreaterThanEquals": operator.ge,
 }
-_NOT_OPERATORS: Final = frozenset({"Variable", "Next", "Comment"})
 
 
 def _is_number(value: Any) -> bool:
@@ -43,54 +46,105 @@ _TYPE_TESTS: Final[Mapping[str, Callable[[Any], bool]]] = {
     "IsBoolean": lambda value: isinstance(value, bool),
     "IsTimestamp": is_timestamp,
 }
+COMBINATORS: Final = frozenset({"And", "Or", "Not"})
+OPERATORS: Final = frozenset(
+    {
+        *(
+            f"{kind}{relation}{path}"
+            for kind in ("String", "Numeric", "Timestamp")
+            for relation in _RELATIONS
+            for path in ("", "Path")
+        ),
+        "StringMatches",
+        "BooleanEquals",
+        "BooleanEqualsPath",
+        "IsPresent",
+        *_TYPE_TESTS,
+    }
+)
 
 
-def matches(rule: Mapping[str, Any], data: Any, context: Mapping[str, Any]) -> bool:
-    """Whether `rule` holds for `data`. Raises StatesRuntimeError for a missing Variable."""
-    if "And" in rule:
-        return all(matches(inner, data, context) for inner in rule["And"])
-    if "Or" in rule:
-        return any(matches(inner, data, context) for inner in rule["Or"])
-    if "Not" in rule:
-        return not matches(rule["Not"], data, context)
-    name = _operator(rule)
-    variable = rule.get("Variable")
-    if not isinstance(variable, str):
-        raise StatesRuntimeError("A choice rule has no Variable")
+def matches(rule: Any, data: Any, context: Mapping[str, Any]) -> bool:
+    """Whether `rule` holds for `data`.
+
+    Raises ParseError for a rule `stepd check` refuses, and StatesRuntimeError for a
+    Variable or `…Path` operand that matches nothing.
+    """
+    name = operator_of(rule)
+    if name in COMBINATORS:
+        rules = nested_rules(rule, name)
+        if name == "And":
+            return all(matches(inner, data, context) for inner in rules)
+        if name == "Or":
+            return any(matches(inner, data, context) for inner in rules)
+        return not matches(rules[0], data, context)
+    variable = parse_variable(rule).text
     expected = rule[name]
+    parse_operand(name, expected)
     if name == "IsPresent":
         return bool(_present(variable, data, context) == expected)
     actual = _value(variable, data, context)
     if name in _TYPE_TESTS:
         return bool(_TYPE_TESTS[name](actual) == expected)
     if name.endswith("Path"):
-        if not isinstance(expected, str):
-            raise StatesRuntimeError(f"The value of {name} must be a path")
         expected = _value(expected, data, context)
     if name in {"BooleanEquals", "BooleanEqualsPath"}:
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
     if name == "StringMatches":
         return isinstance(actual, str) and isinstance(expected, str) and _glob(expected, actual)
     comparison = _COMPARISON.fullmatch(name)
-    if comparison is None:  # pragma: no cover - _operator only returns known names
+    if comparison is None:  # pragma: no cover - operator_of only returns known names
         raise StatesRuntimeError(f"Unknown choice operator {name}")
     return _compare(comparison["kind"], _RELATIONS[comparison["relation"]], actual, expected)
 
 
-def _operator(rule: Mapping[str, Any]) -> str:
-    names = [key for key in rule if key not in _NOT_OPERATORS]
-    known = [name for name in names if _is_operator(name)]
-    if len(known) != 1:
-        raise StatesRuntimeError(f"A choice rule needs exactly one operator, found {names}")
-    return known[0]
+def operators_in(rule: Mapping[str, Any]) -> list[str]:
+    """The fields of a Choice rule that are operators: combinators and comparisons."""
+    return [key for key in rule if key in COMBINATORS or key in OPERATORS]
 
 
-def _is_operator(name: str) -> bool:
-    return (
-        name in _TYPE_TESTS
-        or name in {"IsPresent", "BooleanEquals", "BooleanEqualsPath", "StringMatches"}
-        or _COMPARISON.fullmatch(name) is not None
-    )
+def operator_of(rule: Any) -> str:
+    """The one operator of a Choice rule. Raises ParseError."""
+    if not isinstance(rule, Mapping):
+        raise ParseError("A Choice rule must be an object")
+    names = operators_in(rule)
+    if len(names) != 1:
+        raise ParseError(f"A Choice rule needs exactly one comparison operator, not {len(names)}")
+    return names[0]
+
+
+def nested_rules(rule: Mapping[str, Any], combinator: str) -> list[Any]:
+    """The rules inside `And` / `Or` (a non-empty list) or `Not` (one rule)."""
+    operand = rule[combinator]
+    if combinator == "Not":
+        return [operand]
+    if not isinstance(operand, list) or not operand:
+        raise ParseError(f'Field "{combinator}" must be a non-empty list of rules')
+    return operand
+
+
+def parse_variable(rule: Mapping[str, Any]) -> paths.Path:
+    """The path a comparison reads. Raises ParseError."""
+    if "Variable" not in rule:
+        raise ParseError('A comparison needs a "Variable" field')
+    return paths.parse(rule["Variable"])
+
+
+def parse_operand(name: str, value: Any) -> None:
+    """Check the operand of a comparison: its type, or the path or timestamp it holds.
+
+    Raises ParseError.
+    """
+    if name.endswith("Path"):
+        paths.parse(value)
+    elif name.startswith("Timestamp"):
+        parse_literal(value)
+    elif name.startswith("String") and not isinstance(value, str):
+        raise ParseError(f'Field "{name}" must be a string')
+    elif name.startswith("Numeric") and not _is_number(value):
+        raise ParseError(f'Field "{name}" must be a number')
+    elif name.startswith(("Boolean", "Is")) and not isinstance(value, bool):
+        raise ParseError(f'Field "{name}" must be true or false')
 
 
 def _invalid_path(path: str) -> StatesRuntimeError:

@@ -11,7 +11,11 @@ Choices where AWS is silent or unverified:
   waits end at the timestamp truncated to whole seconds. A past instant is returned as is.
 - A timestamp with a numeric offset (`+02:00`) is accepted (the spec allows it).
 - `SecondsPath` must reference a JSON integer: `"10"`, `1.0` and `true` fail.
-- `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`.
+- An `InputPath` or `OutputPath` starting `$$` reads the context object (statelint allows it).
+- `TimeoutSecondsPath`, `SecondsPath` and `TimestampPath` read the input after `InputPath`;
+  they are reference paths (no `*`), and a `$$…` path reads the context object.
+- A path, intrinsic call or timestamp the parsers refuse fails the state with States.Runtime
+  and a cause starting "The definition is invalid: "; `stepd check` reports the same problem.
 - A `ResultSelector` or `ResultPath` failure after a task succeeded is never retried (the
   task must not run twice); `States.ResultPathMatchFailure` can be caught by a catcher.
 - A Fail state without `Error` fails with `error=""` (AWS reports no error name).
@@ -47,10 +51,14 @@ from stepd.asl.failures import (
     StateError,
     StatesRuntimeError,
 )
-from stepd.asl.intrinsics import Random, is_intrinsic, seeded_random
-from stepd.asl.intrinsics import evaluate as evaluate_intrinsic
+from stepd.asl.intrinsics import Random, seeded_random
 from stepd.asl.retry import error_output, find_catcher, next_retry
-from stepd.asl.timestamps import InvalidTimestampError, parse_timestamp, truncate_to_seconds
+from stepd.asl.timestamps import (
+    InvalidTimestampError,
+    parse_literal,
+    parse_timestamp,
+    truncate_to_seconds,
+)
 from stepd.errors import DefinitionError
 
 MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
@@ -109,7 +117,7 @@ def task_succeeded(
             combined = _apply_result_path(state, state_input, result)
         except ResultPathMatchError as failure:
             return _catch(state, state_input, failure.error, failure.message)
-        return _transition(state, _apply_output_path(state, combined))
+        return _transition(state, _apply_output_path(state, combined, ctx))
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
 
@@ -156,31 +164,32 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
 
 
 def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     result = state.get("Result", effective)
     combined = _apply_result_path(state, state_input, result)
-    return _transition(state, _apply_output_path(state, combined))
+    return _transition(state, _apply_output_path(state, combined, ctx))
 
 
 def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     context = ctx.as_json()
     choices = state.get("Choices", ())
     if not isinstance(choices, list):
         raise StatesRuntimeError("Choices must be an array of rules")
     for rule in choices:
         if matches(rule, effective, context):
-            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective))
+            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective, ctx))
     default = state.get("Default")
     if isinstance(default, str):
-        return GoTo(next_state=default, output=_apply_output_path(state, effective))
+        return GoTo(next_state=default, output=_apply_output_path(state, effective, ctx))
     raise StatesRuntimeError(NO_CHOICE_MATCHED)
 
 
-def _succeed(state: State, state_input: Any, _ctx: Context, _now: datetime) -> Entered:
-    return Succeed(output=_apply_output_path(state, _apply_input_path(state, state_input)))
+def _succeed(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    effective = _apply_input_path(state, state_input, ctx)
+    return Succeed(output=_apply_output_path(state, effective, ctx))
 
 
 def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -190,17 +199,19 @@ def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
 
 
 def _wait(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
-    effective = _apply_input_path(state, state_input)
+    effective = _apply_input_path(state, state_input, ctx)
     until = _wait_until(state, effective, ctx.as_json(), now)
-    return WaitUntil(until=until, then=_transition(state, _apply_output_path(state, effective)))
+    return WaitUntil(
+        until=until, then=_transition(state, _apply_output_path(state, effective, ctx))
+    )
 
 
 def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
     resource = state.get("Resource")
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
-    effective = _apply_input_path(state, state_input)
-    timeout = _timeout_seconds(state, effective)
+    effective = _apply_input_path(state, state_input, ctx)
+    timeout = _timeout_seconds(state, effective, ctx.as_json())
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
@@ -229,18 +240,20 @@ def _state(definition: Definition, name: str) -> State:
     return state
 
 
-def _apply_input_path(state: State, data: Any) -> Any:
-    if "InputPath" not in state:
-        return data
-    path = state["InputPath"]
-    return {} if path is None else paths.read(data, path)
+def _apply_input_path(state: State, data: Any, ctx: Context) -> Any:
+    return _apply_io_path(state, "InputPath", data, ctx)
 
 
-def _apply_output_path(state: State, data: Any) -> Any:
-    if "OutputPath" not in state:
+def _apply_output_path(state: State, data: Any, ctx: Context) -> Any:
+    return _apply_io_path(state, "OutputPath", data, ctx)
+
+
+def _apply_io_path(state: State, field: str, data: Any, ctx: Context) -> Any:
+    """InputPath or OutputPath: absent keeps the data, null gives {}, `$$…` reads the context."""
+    if field not in state:
         return data
-    path = state["OutputPath"]
-    return {} if path is None else paths.read(data, path)
+    path = state[field]
+    return {} if path is None else paths.resolve(path, data, ctx.as_json())
 
 
 def _apply_result_path(state: State, state_input: Any, result: Any) -> Any:
@@ -305,14 +318,8 @@ def _fail_field(state: State, name: str, state_input: Any, ctx: Context) -> str 
     path_name = f"{name}Path"
     if path_name not in state:
         return None
-    expression = state[path_name]
-    if not isinstance(expression, str):
-        raise StatesRuntimeError(f"The {path_name} field must be a path or intrinsic")
-    context = ctx.as_json()
-    if is_intrinsic(expression):
-        value = evaluate_intrinsic(expression, state_input, context, _random(ctx, path_name))
-    else:
-        value = paths.resolve(expression, state_input, context)
+    random = _random(ctx, path_name)
+    value = payload.evaluate(state[path_name], state_input, ctx.as_json(), random)
     return _string_field(path_name, value)
 
 
@@ -333,7 +340,7 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any) -> float | None:
+def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
     if "TimeoutSeconds" in state:
         value = state["TimeoutSeconds"]
         if not _is_int(value) or value <= 0:
@@ -341,7 +348,7 @@ def _timeout_seconds(state: State, effective: Any) -> float | None:
         return float(value)
     if "TimeoutSecondsPath" in state:
         path = state["TimeoutSecondsPath"]
-        value = paths.read(effective, path)
+        value = paths.resolve_reference(path, effective, context)
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
                 f"The TimeoutSecondsPath parameter references an invalid value: "
@@ -363,15 +370,7 @@ def _wait_until(state: State, data: Any, context: Mapping[str, Any], now: dateti
     if "SecondsPath" in state:
         return _after(now, _seconds_at(state["SecondsPath"], data, context))
     if "Timestamp" in state:
-        text = state["Timestamp"]
-        try:
-            moment = parse_timestamp(text)
-        except InvalidTimestampError:
-            raise StatesRuntimeError(
-                "The Timestamp value does not reference a valid ISO-8601 extended offset "
-                f"date-time format string: {_show(text)}"
-            ) from None
-        return _at(now, moment)
+        return _at(now, parse_literal(state["Timestamp"]))
     if "TimestampPath" in state:
         return _at(now, _timestamp_at(state["TimestampPath"], data, context))
     raise StatesRuntimeError(
@@ -394,7 +393,7 @@ def _at(now: datetime, moment: datetime) -> datetime:
 
 def _seconds_at(path: str, data: Any, context: Mapping[str, Any]) -> int:
     try:
-        value = paths.resolve(path, data, context)
+        value = paths.resolve_reference(path, data, context)
     except PathError:
         raise StatesRuntimeError(
             f"The SecondsPath parameter does not reference an input value: {path}"
@@ -412,7 +411,7 @@ def _seconds_at(path: str, data: Any, context: Mapping[str, Any]) -> int:
 
 def _timestamp_at(path: str, data: Any, context: Mapping[str, Any]) -> datetime:
     try:
-        value = paths.resolve(path, data, context)
+        value = paths.resolve_reference(path, data, context)
     except PathError:
         raise StatesRuntimeError(
             f"The TimestampPath parameter does not reference an input value: {path}"

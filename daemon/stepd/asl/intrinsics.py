@@ -2,7 +2,11 @@
 
 Arguments are string literals in single quotes (`\\'`, `\\{`, `\\}`, `\\\\` escapes),
 numbers, `true`, `false`, `null`, paths (`$.a`, `$$.Execution.Id`) and nested calls.
-Every failure is an IntrinsicError, which AWS reports as `States.Runtime`.
+
+`parse` reads a call and checks what can be known without data: the syntax, that every
+function exists and gets as many arguments as it takes, and every path argument. It raises
+ParseError; `stepd check` calls it too. A failure while evaluating (a path with no value, an
+argument of the wrong type) is an IntrinsicError. AWS reports both as `States.Runtime`.
 
 Where AWS's documentation leaves room: `States.Format` writes non-string arguments as compact
 JSON; `States.MathRandom(start, end)` is an integer in [start, end); `States.StringSplit`
@@ -20,17 +24,18 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from stepd.asl import paths
-from stepd.asl.failures import IntrinsicError, PathError
+from stepd.asl.failures import IntrinsicError, ParseError, PathError
 
 PREFIX: Final = "States."
 FORMAT: Final = "States.Format"
 MAX_ARRAY_RANGE_ITEMS: Final = 1000
 MAX_ENCODED_CHARACTERS: Final = 10000
+MAX_NESTED_CALLS: Final = 50  # calls inside calls: far beyond real use, well within the stack
 HASH_ALGORITHMS: Final = {
     "MD5": "md5",
     "SHA-1": "sha1",
@@ -87,22 +92,54 @@ Node: TypeAlias = Literal | PathRef | Call
 
 
 def parse(text: str) -> Call:
-    """Parse one intrinsic call. Raises IntrinsicError on a syntax error."""
+    """Parse one intrinsic call and check its functions, argument counts and paths.
+
+    Raises ParseError.
+    """
     parser = _Parser(text)
     call = parser.call()
     parser.skip_spaces()
     if parser.position != len(text):
         raise parser.error("unexpected text after the call")
+    _check(call, text)
     return call
+
+
+def _check(call: Call, text: str) -> None:
+    arity = ARITY.get(call.name)
+    if arity is None:
+        raise ParseError(f"Invalid intrinsic function '{text}': unknown function {call.name}")
+    low, high = arity
+    if len(call.args) < low or (high is not None and len(call.args) > high):
+        raise ParseError(
+            f"Invalid intrinsic function '{text}': "
+            f"{call.name} takes {_wanted(low, high)}, got {len(call.args)}"
+        )
+    for arg in call.args:
+        if isinstance(arg, Call):
+            _check(arg, text)
+        elif isinstance(arg, PathRef):
+            try:
+                paths.parse(arg.path)
+            except ParseError as error:
+                raise ParseError(f"Invalid intrinsic function '{text}': {error.problem}") from None
+
+
+def _wanted(low: int, high: int | None) -> str:
+    if high is None:
+        return f"at least {low} argument{'s' if low != 1 else ''}"
+    count = str(low) if low == high else f"{low} to {high}"
+    return f"{count} argument{'s' if high != 1 else ''}"
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.position = 0
+        self.depth = 0
 
-    def error(self, problem: str) -> IntrinsicError:
-        return IntrinsicError(
+    def error(self, problem: str) -> ParseError:
+        return ParseError(
             f"Invalid intrinsic function '{self.text}': {problem} at position {self.position}"
         )
 
@@ -120,11 +157,15 @@ class _Parser:
         self.position = match.end()
         if self.peek() != "(":
             raise self.error("expected '('")
+        self.depth += 1
+        if self.depth > MAX_NESTED_CALLS:
+            raise self.error(f"calls nested more than {MAX_NESTED_CALLS} deep")
         self.position += 1
         args: list[Node] = []
         self.skip_spaces()
         if self.peek() == ")":
             self.position += 1
+            self.depth -= 1
             return Call(name=match.group(), args=())
         while True:
             self.skip_spaces()
@@ -133,6 +174,7 @@ class _Parser:
             char = self.peek()
             self.position += 1
             if char == ")":
+                self.depth -= 1
                 return Call(name=match.group(), args=tuple(args))
             if char != ",":
                 self.position -= 1
@@ -153,9 +195,15 @@ class _Parser:
         match = _NUMBER.match(self.text, self.position)
         if match is None:
             raise self.error("expected an argument")
-        self.position = match.end()
         number = match.group()
-        return Literal(value=float(number) if match[1] or match[2] else int(number))
+        try:
+            parsed: float = float(number) if match[1] or match[2] else int(number)
+        except ValueError:  # more digits than Python converts
+            parsed = math.inf
+        if not math.isfinite(parsed):
+            raise self.error(f"the number {number[:20]} is too large")
+        self.position = match.end()
+        return Literal(value=parsed)
 
     def string(self) -> Literal:
         start = self.position
@@ -202,8 +250,13 @@ class _Parser:
 
 
 def evaluate(text: str, data: Any, context: Mapping[str, Any], random: Random) -> Any:
-    """The value of the intrinsic call `text`. Raises IntrinsicError."""
-    return _evaluate(parse(text), data, context, random)
+    """The value of the intrinsic call `text`. Raises ParseError or IntrinsicError."""
+    return evaluate_call(parse(text), data, context, random)
+
+
+def evaluate_call(call: Call, data: Any, context: Mapping[str, Any], random: Random) -> Any:
+    """The value of a call `parse` returned. Raises IntrinsicError."""
+    return _evaluate(call, data, context, random)
 
 
 def _evaluate(node: Node, data: Any, context: Mapping[str, Any], random: Random) -> Any:
@@ -217,20 +270,10 @@ def _evaluate(node: Node, data: Any, context: Mapping[str, Any], random: Random)
     args = [_evaluate(arg, data, context, random) for arg in node.args]
     if node.name == FORMAT:
         return _format(node, args)
-    function = FUNCTIONS.get(node.name)
-    if function is None:
-        raise IntrinsicError(f"Unknown intrinsic function {node.name}")
-    return function(node.name, args, random)
+    return FUNCTIONS[node.name](node.name, args, random)
 
 
 Function: TypeAlias = Callable[[str, list[Any], Random], Any]
-
-
-def _arity(name: str, args: Sequence[Any], low: int, high: int | None = None) -> None:
-    high = low if high is None else high
-    if not low <= len(args) <= high:
-        wanted = str(low) if low == high else f"{low} to {high}"
-        raise IntrinsicError(f"{name} takes {wanted} arguments, got {len(args)}")
 
 
 def _is_int(value: Any) -> bool:
@@ -267,8 +310,6 @@ def _render(value: Any) -> str:
 
 def _format(node: Call, args: list[Any]) -> str:
     name = node.name
-    if not args:
-        raise IntrinsicError(f"{name} takes at least 1 argument, got 0")
     template = _string(name, args[0], "the template")
     first = node.args[0]
     escaped = isinstance(first, Literal) and first.raw is not None
@@ -299,7 +340,6 @@ _MISSING: Final = object()
 
 
 def _string_to_json(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
     text = _string(name, args[0], "the argument")
     try:
         return json.loads(text)
@@ -307,8 +347,7 @@ def _string_to_json(name: str, args: list[Any], _random: Random) -> Any:
         raise IntrinsicError(f"{name}: the argument is not JSON ({error})") from None
 
 
-def _json_to_string(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
+def _json_to_string(_name: str, args: list[Any], _random: Random) -> Any:
     return paths.to_json(args[0])
 
 
@@ -317,7 +356,6 @@ def _array_of(_name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _array_partition(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     items = _array(name, args[0])
     size = _integer(name, args[1], "the chunk size")
     if size <= 0:
@@ -326,7 +364,6 @@ def _array_partition(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _array_contains(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     return any(_same(item, args[1]) for item in _array(name, args[0]))
 
 
@@ -337,7 +374,6 @@ def _same(left: Any, right: Any) -> bool:
 
 
 def _array_range(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 3)
     start = _integer(name, args[0], "the start")
     end = _integer(name, args[1], "the end")
     step = _integer(name, args[2], "the step")
@@ -350,7 +386,6 @@ def _array_range(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _array_get_item(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     items = _array(name, args[0])
     index = _integer(name, args[1], "the index")
     if not 0 <= index < len(items):
@@ -359,12 +394,10 @@ def _array_get_item(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _array_length(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
     return len(_array(name, args[0]))
 
 
 def _array_unique(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
     unique: list[Any] = []
     for item in _array(name, args[0]):
         if not any(_same(item, seen) for seen in unique):
@@ -373,7 +406,6 @@ def _array_unique(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _base64_encode(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
     text = _string(name, args[0], "the argument")
     if len(text) > MAX_ENCODED_CHARACTERS:
         raise IntrinsicError(f"{name}: more than {MAX_ENCODED_CHARACTERS} characters")
@@ -381,7 +413,6 @@ def _base64_encode(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _base64_decode(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 1)
     text = _string(name, args[0], "the argument")
     if len(text) > MAX_ENCODED_CHARACTERS:
         raise IntrinsicError(f"{name}: more than {MAX_ENCODED_CHARACTERS} characters")
@@ -392,7 +423,6 @@ def _base64_decode(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _hash(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     text = _string(name, args[0], "the data")
     algorithm = HASH_ALGORITHMS.get(_string(name, args[1], "the algorithm"))
     if algorithm is None:
@@ -402,7 +432,6 @@ def _hash(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _json_merge(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 3)
     left, right, deep = args
     if not isinstance(left, dict) or not isinstance(right, dict):
         raise IntrinsicError(f"{name}: the first two arguments must be objects")
@@ -412,7 +441,6 @@ def _json_merge(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _math_random(name: str, args: list[Any], random: Random) -> Any:
-    _arity(name, args, 2, 3)
     start = _integer(name, args[0], "the start")
     end = _integer(name, args[1], "the end")
     if end <= start:
@@ -422,14 +450,12 @@ def _math_random(name: str, args: list[Any], random: Random) -> Any:
 
 
 def _math_add(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     return _integer(name, args[0], "the first argument") + _integer(
         name, args[1], "the second argument"
     )
 
 
 def _string_split(name: str, args: list[Any], _random: Random) -> Any:
-    _arity(name, args, 2)
     text = _string(name, args[0], "the string")
     delimiters = _string(name, args[1], "the delimiter")
     if not delimiters:
@@ -438,14 +464,33 @@ def _string_split(name: str, args: list[Any], _random: Random) -> Any:
     return [piece for piece in re.split(pattern, text) if piece]
 
 
-def _uuid(name: str, args: list[Any], random: Random) -> Any:
-    _arity(name, args, 0)
+def _uuid(_name: str, _args: list[Any], random: Random) -> Any:
     bits = 0
     for _ in range(_UUID_WORDS):
         bits = (bits << _UUID_WORD_BITS) | int(random() * 2**_UUID_WORD_BITS)
     return str(uuid.UUID(int=bits, version=4))
 
 
+ARITY: Final[Mapping[str, tuple[int, int | None]]] = {  # fewest and most arguments; None: any
+    FORMAT: (1, None),
+    "States.StringToJson": (1, 1),
+    "States.JsonToString": (1, 1),
+    "States.Array": (0, None),
+    "States.ArrayPartition": (2, 2),
+    "States.ArrayContains": (2, 2),
+    "States.ArrayRange": (3, 3),
+    "States.ArrayGetItem": (2, 2),
+    "States.ArrayLength": (1, 1),
+    "States.ArrayUnique": (1, 1),
+    "States.Base64Encode": (1, 1),
+    "States.Base64Decode": (1, 1),
+    "States.Hash": (2, 2),
+    "States.JsonMerge": (3, 3),
+    "States.MathRandom": (2, 3),
+    "States.MathAdd": (2, 2),
+    "States.StringSplit": (2, 2),
+    "States.UUID": (0, 0),
+}
 FUNCTIONS: Final[Mapping[str, Function]] = {
     "States.StringToJson": _string_to_json,
     "States.JsonToString": _json_to_string,

@@ -2,22 +2,30 @@
 
 Supported steps: `.name`, `['name']` / `["name"]`, `[0]`, `[-1]` (from the end), `.*`, `[*]`.
 A path without wildcards is *definite*: reading it gives one value or fails. A path with
-wildcards gives the list of every match, possibly empty. Only definite paths can be written
-(ResultPath).
+wildcards gives the list of every match, possibly empty.
+
+Three parsers, one per kind of field, and `stepd check` calls the same ones:
+`parse` for a path (InputPath, OutputPath, `.$` values, Choice Variable),
+`parse_reference` for a reference path, which names one value at most (SecondsPath,
+TimestampPath, TimeoutSecondsPath, HeartbeatSecondsPath, ItemsPath), and `parse_result_path`
+for where a result is written (ResultPath: a reference path into the data, not `$$`).
+Each raises ParseError. Deep scan (`..`), filters, slices and unions are not supported.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, TypeAlias
 
-from stepd.asl.failures import PathError, ResultPathMatchError
+from stepd.asl.failures import ParseError, PathError, ResultPathMatchError
 
 ROOT: Final = "$"
 CONTEXT_ROOT: Final = "$$"
+_INDEX: Final = re.compile(r"-?[0-9]+")
 
 
 class Wildcard:
@@ -64,12 +72,41 @@ def is_context_path(text: str) -> bool:
     return text.startswith(CONTEXT_ROOT)
 
 
+def parse(text: Any) -> Path:
+    """Parse a path: `$…`, or a `$$…` context path. Raises ParseError."""
+    if not isinstance(text, str):
+        raise ParseError(f"Invalid path {_show(text)}: a path is a string starting with '$'")
+    return _parse(text)
+
+
+def parse_reference(text: Any) -> Path:
+    """Parse a reference path: a path without `*`, naming one value at most."""
+    path = parse(text)
+    if not path.is_definite:
+        raise ParseError(f"Invalid path '{text}': a reference path cannot hold a '*' wildcard")
+    return path
+
+
+def parse_result_path(text: Any) -> Path:
+    """Parse a ResultPath: a reference path into the state's data (`$$` is read-only)."""
+    path = parse_reference(text)
+    if is_context_path(path.text):
+        raise ParseError(f"Invalid path '{text}': a ResultPath cannot write to the context object")
+    return path
+
+
+def _show(value: Any) -> str:
+    try:
+        return to_json(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 @lru_cache(maxsize=1024)
-def parse(text: str) -> Path:
-    """Parse `$…` (or the part after the first `$` of a `$$…` context path)."""
+def _parse(text: str) -> Path:
     body = text[1:] if is_context_path(text) else text
     if not body.startswith(ROOT):
-        raise PathError(f"Invalid path '{text}': a path must start with '$'")
+        raise ParseError(f"Invalid path '{text}': a path must start with '$'")
     steps: list[Step] = []
     position = 1
     while position < len(body):
@@ -79,7 +116,7 @@ def parse(text: str) -> Path:
         elif char == "[":
             position = _parse_bracket(text, body, position + 1, steps)
         else:
-            raise PathError(f"Invalid path '{text}': unexpected '{char}' at {position}")
+            raise ParseError(f"Invalid path '{text}': unexpected '{char}' at {position}")
     return Path(text=text, steps=tuple(steps))
 
 
@@ -88,8 +125,10 @@ def _parse_dot(text: str, body: str, start: int, steps: list[Step]) -> int:
     while end < len(body) and body[end] not in ".[":
         end += 1
     name = body[start:end]
+    if body.startswith(".", start):
+        raise ParseError(f"Invalid path '{text}': deep scan ('..') is not supported")
     if not name:
-        raise PathError(f"Invalid path '{text}': empty name after '.'")
+        raise ParseError(f"Invalid path '{text}': empty name after '.'")
     steps.append(ALL if name == "*" else name)
     return end
 
@@ -97,21 +136,20 @@ def _parse_dot(text: str, body: str, start: int, steps: list[Step]) -> int:
 def _parse_bracket(text: str, body: str, start: int, steps: list[Step]) -> int:
     close = body.find("]", start)
     if close < 0:
-        raise PathError(f"Invalid path '{text}': missing ']'")
+        raise ParseError(f"Invalid path '{text}': missing ']'")
     if body[start] in "'\"":
         name, end = _parse_quoted(text, body, start)
         if body[end : end + 1] != "]":
-            raise PathError(f"Invalid path '{text}': expected ']' after a quoted name")
+            raise ParseError(f"Invalid path '{text}': expected ']' after a quoted name")
         steps.append(name)
         return end + 1
     inner = body[start:close].strip()
     if inner == "*":
         steps.append(ALL)
+    elif _INDEX.fullmatch(inner):
+        steps.append(int(inner))
     else:
-        try:
-            steps.append(int(inner))
-        except ValueError:
-            raise PathError(f"Invalid path '{text}': unsupported selector [{inner}]") from None
+        raise ParseError(f"Invalid path '{text}': unsupported selector [{inner}]")
     return close + 1
 
 
@@ -129,7 +167,7 @@ def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
         else:
             chars.append(char)
             position += 1
-    raise PathError(f"Invalid path '{text}': unterminated quoted name")
+    raise ParseError(f"Invalid path '{text}': unterminated quoted name")
 
 
 def no_results(path: Path) -> PathError:
@@ -139,24 +177,35 @@ def no_results(path: Path) -> PathError:
 def read(data: Any, text: str) -> Any:
     """The value at a `$` path; a list of matches for a path with wildcards.
 
-    Raises PathError when a definite path has no value.
+    Raises ParseError for a path that cannot be parsed and PathError when a definite path
+    has no value.
     """
+    return _read(data, parse(text))
+
+
+def resolve(text: str, data: Any, context: Mapping[str, Any]) -> Any:
+    """Read a path from the data, or from the context object when it starts with `$$`."""
     path = parse(text)
+    return _read(context if is_context_path(path.text) else data, path)
+
+
+def resolve_reference(text: str, data: Any, context: Mapping[str, Any]) -> Any:
+    """Read a reference path (no wildcards) from the data, or from the context object."""
+    path = parse_reference(text)
+    return _read(context if is_context_path(path.text) else data, path)
+
+
+def exists(data: Any, text: str) -> bool:
+    return bool(_select(data, parse(text).steps))
+
+
+def _read(data: Any, path: Path) -> Any:
     matches = _select(data, path.steps)
     if path.is_definite:
         if not matches:
             raise no_results(path)
         return matches[0]
     return matches
-
-
-def resolve(text: str, data: Any, context: Mapping[str, Any]) -> Any:
-    """Read a path from the data, or from the context object when it starts with `$$`."""
-    return read(context if is_context_path(text) else data, text)
-
-
-def exists(data: Any, text: str) -> bool:
-    return bool(_select(data, parse(text).steps))
 
 
 def _select(data: Any, steps: tuple[Step, ...]) -> list[Any]:
@@ -188,13 +237,11 @@ def _children(value: Any, step: Step) -> list[Any]:
 def write(data: Any, text: str, value: Any) -> Any:
     """A copy of `data` with `value` placed at the reference path `text`.
 
-    Missing intermediate objects are created. Raises ResultPathMatchError when the path
-    runs into something that is not an object (or, for an index, not an array with that
-    item); the data given is never changed.
+    Missing intermediate objects are created. Raises ParseError for a path that is not a
+    ResultPath, and ResultPathMatchError when the path runs into something that is not an
+    object (or, for an index, not an array with that item); the data given is never changed.
     """
-    path = parse(text)
-    if not path.is_definite or is_context_path(text):
-        raise PathError(f"Invalid path '{text}': a ResultPath must be a reference path")
+    path = parse_result_path(text)
     if not path.steps:
         return value
     try:

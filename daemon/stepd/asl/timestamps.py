@@ -2,18 +2,26 @@
 
 `2024-08-18T17:33:00Z`, `2024-08-18T17:33:00.243167252Z`, `2024-08-18T19:33:00+02:00`:
 an uppercase `T`, an uppercase `Z` or a numeric offset, fractional seconds of any length
-(kept to the microsecond, extra digits truncated). Everything else is rejected.
+(kept to the microsecond, extra digits truncated). Everything else is rejected, and so are
+leap seconds (`23:59:60`) and instants outside the years 0001 to 9999 in UTC (year 0000,
+or `0001-01-01T00:00:00+01:00`), which RFC 3339 allows but Python cannot represent.
+
+`parse_timestamp` reads a value from the data (TimestampPath, a Choice Variable);
+`parse_literal` reads one written in the definition (Wait Timestamp, Choice `Timestamp…`
+operands) and raises ParseError, with AWS's words; `stepd check` calls the same function.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import MINYEAR, UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
+from stepd.asl.failures import ParseError
 from stepd.errors import StepdError
 
 MICROSECOND_DIGITS: Final = 6
+RFC3339_MISMATCH: Final = "String does not match RFC3339 timestamp"  # AWS, at creation
 
 _TIMESTAMP: Final = re.compile(
     r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
@@ -30,6 +38,10 @@ class InvalidTimestampError(StepdError):
     """The value is not an RFC 3339 timestamp."""
 
 
+class TimestampRangeError(InvalidTimestampError):
+    """The timestamp is RFC 3339 but outside the years 0001 to 9999 in UTC."""
+
+
 def parse_timestamp(text: Any) -> datetime:
     """The instant `text` names, as an aware UTC datetime. Raises InvalidTimestampError."""
     if not isinstance(text, str):
@@ -37,6 +49,8 @@ def parse_timestamp(text: Any) -> datetime:
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise InvalidTimestampError(f"not an RFC 3339 timestamp: {text!r}")
+    if int(match["year"]) < MINYEAR:
+        raise TimestampRangeError(f"{text} is before the year 0001")
     fraction = (match["fraction"] or "")[:MICROSECOND_DIGITS].ljust(MICROSECOND_DIGITS, "0")
     try:
         moment = datetime(
@@ -49,9 +63,22 @@ def parse_timestamp(text: Any) -> datetime:
             int(fraction),
             tzinfo=_offset(match),
         )
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError) as error:
+    except ValueError as error:
         raise InvalidTimestampError(f"not an RFC 3339 timestamp: {text!r} ({error})") from None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampRangeError(f"{text} is outside the years 0001 to 9999 in UTC") from None
+
+
+def parse_literal(text: Any) -> datetime:
+    """A timestamp written in the definition, as an aware UTC datetime. Raises ParseError."""
+    try:
+        return parse_timestamp(text)
+    except TimestampRangeError as error:
+        raise ParseError(f"Timestamp {error.message}, which stepd cannot represent") from None
+    except InvalidTimestampError:
+        raise ParseError(RFC3339_MISMATCH) from None
 
 
 def _offset(match: re.Match[str]) -> timezone:

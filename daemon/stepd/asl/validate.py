@@ -10,19 +10,26 @@ differ, AWS wins. Two checks go further than the peer validators:
   with `Result`, has no `ResultPath`, its result replaces the state's data, and a later state
   reading an input path (`$.end`, say) is probably reading something that is no longer there.
 
+Paths, timestamps, intrinsic calls, `.$` values and Choice rules are read with the runtime's
+own parsers (`paths`, `timestamps`, `payload` and `intrinsics`, `choice`): what they refuse
+is reported in their words, and a definition check accepts never fails at run time on a
+parse error (tests/unit/asl/test_check_agrees.py states the rule).
+
 Every finding has a JSON pointer into the definition (`/States/W/Timestamp`); `validate()`
 returns them sorted, so the same definition always gives the same list.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
-import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeGuard
+
+from stepd.asl import choice, paths, payload, timestamps
+from stepd.asl.failures import ParseError
 
 # Codes: AWS's, then stepd's own.
 SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
@@ -128,36 +135,6 @@ class _Scope:
 
 # Value checks -------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(
-    r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})(?:\.\d+)?"
-    r"(?:Z|[+-](?P<offset_hour>\d{2}):(?P<offset_minute>\d{2}))"
-)
-_HOURS_PER_DAY = 24
-_MINUTES_PER_HOUR = 60
-_SECONDS_PER_MINUTE = 60
-_MONTHS_PER_YEAR = 12
-_RFC3339_MESSAGE = "String does not match RFC3339 timestamp"
-
-
-def _is_rfc3339(value: Any) -> bool:
-    """An RFC3339 date-time as AWS accepts it: uppercase T and Z (or a ±hh:mm offset)."""
-    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return False
-    parts = {name: int(text) for name, text in match.groupdict(default="0").items()}
-    if not 1 <= parts["month"] <= _MONTHS_PER_YEAR:
-        return False
-    days_in_month = calendar.monthrange(parts["year"], parts["month"])[1]
-    return (
-        1 <= parts["day"] <= days_in_month
-        and parts["hour"] < _HOURS_PER_DAY
-        and parts["minute"] < _MINUTES_PER_HOUR
-        and parts["second"] < _SECONDS_PER_MINUTE
-        and parts["offset_hour"] < _HOURS_PER_DAY
-        and parts["offset_minute"] < _MINUTES_PER_HOUR
-    )
-
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -167,45 +144,29 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_path(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("$")
+def _problem(parse: Callable[[Any], object], value: Any) -> str | None:
+    """What the runtime's parser finds wrong with `value`; None when it parses."""
+    try:
+        parse(value)
+    except ParseError as error:
+        return error.problem
+    return None
 
 
 def _reads_input(path: Any) -> bool:
     """A path into the state's input below its root: `$.end`, `$['a']`, `$[0]`."""
-    return isinstance(path, str) and path.startswith(("$.", "$["))
+    if _problem(paths.parse, path) is not None:
+        return False
+    return path != paths.ROOT and not paths.is_context_path(path)
 
 
-_INTRINSIC_CALL = re.compile(r"States\.(?P<name>[A-Za-z0-9]+)\(.*\)", re.DOTALL)
-_INTRINSICS = frozenset(
-    {
-        "Format",
-        "StringToJson",
-        "JsonToString",
-        "Array",
-        "ArrayPartition",
-        "ArrayContains",
-        "ArrayRange",
-        "ArrayGetItem",
-        "ArrayLength",
-        "ArrayUnique",
-        "Base64Encode",
-        "Base64Decode",
-        "Hash",
-        "JsonMerge",
-        "MathRandom",
-        "MathAdd",
-        "StringSplit",
-        "UUID",
-    }
-)
-
-
-def _check_path(value: Any, name: str, scope: _Scope, *, nullable: bool = False) -> None:
-    if value is None and nullable:
-        return
-    if not _is_path(value):
-        scope.schema(f'Field "{name}" must be a JSONPath starting with "$"', name)
+def _check_parsed(
+    value: Any, parse: Callable[[Any], object], scope: _Scope, *tokens: str | int
+) -> None:
+    """Report at `tokens` what the runtime's parser finds wrong with `value`."""
+    problem = _problem(parse, value)
+    if problem is not None:
+        scope.schema(problem, *tokens)
 
 
 def _check_seconds(state: Mapping[str, Any], name: str, scope: _Scope) -> None:
@@ -405,7 +366,11 @@ _FIELDS: Mapping[str, frozenset[str]] = {
     "Parallel": _COMMON | _IO | _FLOW | _RESULT | _ERRORS | {"Branches"},
     "Map": _COMMON | _IO | _FLOW | _RESULT | _ERRORS | _MAP_ONLY,
 }
-_PATH_FIELDS = ("InputPath", "OutputPath", "ResultPath")
+_PATH_FIELDS: tuple[tuple[str, Callable[[Any], paths.Path]], ...] = (
+    ("InputPath", paths.parse),
+    ("OutputPath", paths.parse),
+    ("ResultPath", paths.parse_result_path),
+)
 _TEMPLATE_FIELDS = ("Parameters", "ResultSelector", "ItemSelector")
 
 
@@ -422,11 +387,9 @@ def _check_state(state: Any, scope: _Scope) -> None:
         return
     for unknown in sorted(set(state) - _FIELDS[state_type]):
         scope.schema(f'Field "{unknown}" is not supported in a {state_type} state', unknown)
-    for name in _PATH_FIELDS:
-        if name in state:
-            _check_path(state[name], name, scope, nullable=True)
-    if state.get("ResultPath") is not None and str(state["ResultPath"]).startswith("$$"):
-        scope.schema('Field "ResultPath" cannot write to the context object ($$)', "ResultPath")
+    for name, parse in _PATH_FIELDS:
+        if state.get(name) is not None:  # null is allowed: {} in, the input kept, {} out
+            _check_parsed(state[name], parse, scope, name)
     for name in _TEMPLATE_FIELDS:
         if name in state:
             _check_template(state[name], scope.at(name), scope.report)
@@ -461,7 +424,7 @@ def _check_task(state: Mapping[str, Any], scope: _Scope) -> None:
         if name in state:
             _check_seconds(state, name, scope)
         if f"{name}Path" in state:
-            _check_path(state[f"{name}Path"], f"{name}Path", scope)
+            _check_parsed(state[f"{name}Path"], paths.parse_reference, scope, f"{name}Path")
         if name in state and f"{name}Path" in state:
             scope.schema(f'At most one of "{name}" and "{name}Path" is allowed')
     timeout, heartbeat = state.get("TimeoutSeconds"), state.get("HeartbeatSeconds")
@@ -491,11 +454,11 @@ def _check_wait(state: Mapping[str, Any], scope: _Scope) -> None:
     seconds = state.get("Seconds", 0)
     if not (_is_int(seconds) and 0 <= seconds <= MAX_SECONDS):
         scope.schema(f'Field "Seconds" must be an integer from 0 to {MAX_SECONDS}', "Seconds")
-    if "Timestamp" in state and not _is_rfc3339(state["Timestamp"]):
-        scope.schema(_RFC3339_MESSAGE, "Timestamp")
+    if "Timestamp" in state:
+        _check_parsed(state["Timestamp"], timestamps.parse_literal, scope, "Timestamp")
     for name in ("SecondsPath", "TimestampPath"):
         if name in state:
-            _check_path(state[name], name, scope)
+            _check_parsed(state[name], paths.parse_reference, scope, name)
 
 
 def _check_fail(state: Mapping[str, Any], scope: _Scope) -> None:
@@ -508,8 +471,8 @@ def _check_fail(state: Mapping[str, Any], scope: _Scope) -> None:
         if _reads_input(state.get(name)):
             message = f'Field "{name}" looks like a path; did you mean "{path_name}"?'
             scope.report.warning(scope.at(name), NO_PATH, message)
-        if path_name in state and not _is_dynamic(state[path_name]):
-            scope.schema(f'Field "{path_name}" must be a path or an intrinsic function', path_name)
+        if path_name in state:
+            _check_parsed(state[path_name], payload.parse_expression, scope, path_name)
 
 
 def _check_succeed(state: Mapping[str, Any], scope: _Scope) -> None:
@@ -534,7 +497,7 @@ def _check_map(state: Mapping[str, Any], scope: _Scope) -> None:
         allowed = _ITEM_PROCESSOR_FIELDS if name == "ItemProcessor" else _NESTED_FIELDS
         _check_nested(state[name], scope.at(name), allowed, scope)
     if "ItemsPath" in state:
-        _check_path(state["ItemsPath"], "ItemsPath", scope)
+        _check_parsed(state["ItemsPath"], paths.parse_reference, scope, "ItemsPath")
     concurrency = state.get("MaxConcurrency", 0)
     if not (_is_int(concurrency) and concurrency >= 0):
         scope.schema('Field "MaxConcurrency" must be an integer of 0 or more', "MaxConcurrency")
@@ -663,9 +626,8 @@ def _check_catcher(
         scope.schema('Field "Next" is required in a Catch entry', *at)
     else:
         scope.target(catcher["Next"], *at, "Next")
-    result_path = catcher.get("ResultPath")
-    if result_path is not None and not _is_path(result_path):
-        scope.schema('Field "ResultPath" must be a JSONPath starting with "$"', *at, "ResultPath")
+    if catcher.get("ResultPath") is not None:
+        _check_parsed(catcher["ResultPath"], paths.parse_result_path, scope, *at, "ResultPath")
 
 
 def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None:
@@ -692,35 +654,6 @@ def _check_states_all_last(
 
 # Choice -------------------------------------------------------------------------------------
 
-_COMBINATORS = frozenset({"And", "Or", "Not"})
-_TYPE_TESTS = ("IsNull", "IsPresent", "IsNumeric", "IsString", "IsBoolean", "IsTimestamp")
-_ORDERINGS = ("Equals", "LessThan", "GreaterThan", "LessThanEquals", "GreaterThanEquals")
-
-
-_Operand = tuple[Callable[[Any], bool], str]  # (is the operand valid, message when not)
-
-
-def _operand_rules() -> dict[str, _Operand]:
-    """Comparison operator -> how to check its operand."""
-    string: _Operand = (lambda v: isinstance(v, str), "must be a string")
-    number: _Operand = (_is_number, "must be a number")
-    boolean: _Operand = (lambda v: isinstance(v, bool), "must be true or false")
-    timestamp: _Operand = (_is_rfc3339, _RFC3339_MESSAGE)
-    path: _Operand = (_is_path, 'must be a JSONPath starting with "$"')
-    rules: dict[str, _Operand] = {}
-    for prefix, literal in (("String", string), ("Numeric", number), ("Timestamp", timestamp)):
-        for ordering in _ORDERINGS:
-            rules[prefix + ordering] = literal
-            rules[f"{prefix}{ordering}Path"] = path
-    rules["StringMatches"] = string
-    rules["BooleanEquals"] = boolean
-    rules["BooleanEqualsPath"] = path
-    rules.update(dict.fromkeys(_TYPE_TESTS, boolean))
-    return rules
-
-
-_OPERANDS = _operand_rules()
-
 
 def _check_choice(state: Mapping[str, Any], scope: _Scope) -> None:
     choices = state.get("Choices")
@@ -734,24 +667,21 @@ def _check_choice(state: Mapping[str, Any], scope: _Scope) -> None:
 
 
 def _check_rule(rule: Any, at: tuple[str | int, ...], scope: _Scope, *, top: bool) -> None:
+    _check_parsed(rule, choice.operator_of, scope, *at)
     if not isinstance(rule, Mapping):
-        scope.schema("A Choice rule must be an object", *at)
         return
-    operators = [key for key in rule if key in _OPERANDS or key in _COMBINATORS]
+    operators = choice.operators_in(rule)
     allowed = {"Variable", "Comment", *operators} | ({"Next"} if top else set())
     for unknown in sorted(set(rule) - allowed):
         where = "a nested Choice rule" if unknown == "Next" else "a Choice rule"
         scope.schema(f'Field "{unknown}" is not supported in {where}', *at, unknown)
-    if len(operators) != 1:
-        message = f"A Choice rule needs exactly one comparison operator, not {len(operators)}"
-        scope.schema(message, *at)
     if top:
         if "Next" in rule:
             scope.target(rule["Next"], *at, "Next")
         else:
             scope.schema('Field "Next" is required in a top-level Choice rule', *at)
     for operator in operators:
-        if operator in _COMBINATORS:
+        if operator in choice.COMBINATORS:
             _check_combinator(rule, operator, at, scope)
         else:
             _check_comparison(rule, operator, at, scope)
@@ -762,25 +692,23 @@ def _check_combinator(
 ) -> None:
     if "Variable" in rule:
         scope.schema(f'A rule with "{operator}" has no "Variable"', *at, "Variable")
-    operand = rule[operator]
+    try:
+        nested = choice.nested_rules(rule, operator)
+    except ParseError as error:
+        scope.schema(error.problem, *at, operator)
+        return
     if operator == "Not":
-        _check_rule(operand, (*at, operator), scope, top=False)
-    elif not isinstance(operand, list) or not operand:
-        scope.schema(f'Field "{operator}" must be a non-empty list of rules', *at, operator)
+        _check_rule(nested[0], (*at, operator), scope, top=False)
     else:
-        for index, nested in enumerate(operand):
-            _check_rule(nested, (*at, operator, index), scope, top=False)
+        for index, inner in enumerate(nested):
+            _check_rule(inner, (*at, operator, index), scope, top=False)
 
 
 def _check_comparison(
     rule: Mapping[str, Any], operator: str, at: tuple[str | int, ...], scope: _Scope
 ) -> None:
-    if not _is_path(rule.get("Variable")):
-        scope.schema('Field "Variable" must be a JSONPath starting with "$"', *at, "Variable")
-    is_valid, problem = _OPERANDS[operator]
-    if not is_valid(rule[operator]):
-        message = problem if problem == _RFC3339_MESSAGE else f'Field "{operator}" {problem}'
-        scope.schema(message, *at, operator)
+    _check_parsed(rule, choice.parse_variable, scope, *at, "Variable")
+    _check_parsed(rule[operator], partial(choice.parse_operand, operator), scope, *at, operator)
 
 
 def _rule_paths(rule: Any) -> Iterator[str]:
@@ -791,7 +719,7 @@ def _rule_paths(rule: Any) -> Iterator[str]:
         if not isinstance(node, Mapping):
             continue
         for key, value in node.items():
-            if key == "Variable" or (key in _OPERANDS and key.endswith("Path")):
+            if key == "Variable" or (key in choice.OPERATORS and key.endswith("Path")):
                 yield value
             elif key in ("And", "Or") and isinstance(value, list):
                 pending.extend(value)
@@ -826,35 +754,23 @@ def _check_template(template: Any, where: str, report: _Report) -> None:
 
 
 def _check_template_object(node: Mapping[str, Any], where: str, report: _Report) -> None:
-    seen: set[str] = set()
+    for key in payload.repeated_keys(node):
+        name = payload.field_name(key)
+        report.schema(_pointer(where, key), f'Field "{name}" appears twice (with and without ".$")')
     for key, value in node.items():
         at = _pointer(where, key)
-        plain = key.removesuffix(".$")
-        if plain in seen:
-            report.schema(at, f'Field "{plain}" appears twice (with and without ".$")')
-        seen.add(plain)
-        if key.endswith(".$"):
-            _check_dynamic_value(key, value, at, report)
-        elif isinstance(value, str) and _is_dynamic(value) and value != "$":
+        if key.endswith(payload.DYNAMIC_SUFFIX):
+            problem = _problem(payload.parse_expression, value)
+            if problem is not None:
+                report.schema(at, problem)
+        elif isinstance(value, str) and value != paths.ROOT and _is_dynamic(value):
             message = f'Field "{key}" looks like a path or intrinsic but does not end in ".$"'
             report.warning(at, NO_DOLLAR, message)
 
 
 def _is_dynamic(value: Any) -> bool:
-    """A path, a context path or an intrinsic function call."""
-    return _is_path(value) or (
-        isinstance(value, str) and _INTRINSIC_CALL.fullmatch(value) is not None
-    )
-
-
-def _check_dynamic_value(key: str, value: Any, where: str, report: _Report) -> None:
-    if not _is_dynamic(value):
-        message = f'The value of "{key}" must be a path ($ or $$) or an intrinsic function call'
-        report.schema(where, message)
-        return
-    call = _INTRINSIC_CALL.fullmatch(value)
-    if call is not None and call["name"] not in _INTRINSICS:
-        report.schema(where, f'Unknown intrinsic function "States.{call["name"]}"')
+    """A path, a context path or an intrinsic function call, as the runtime parses them."""
+    return _problem(payload.parse_expression, value) is None
 
 
 _TYPE_CHECKS: Mapping[str, Callable[[Mapping[str, Any], _Scope], None]] = {

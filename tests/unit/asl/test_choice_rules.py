@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stepd.asl.choice import matches
-from stepd.asl.failures import StatesRuntimeError
+from stepd.asl.failures import ParseError, StatesRuntimeError
 
 DATA = {
     "s": "banana",
@@ -185,3 +185,57 @@ def test_missing_variable_is_a_runtime_failure(choice: dict[str, Any], path: str
         f"Invalid path '{path}': The choice state's condition path references an invalid value."
     )
     assert expected == raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("choice", "problem"),
+    [
+        pytest.param(
+            rule("$.n", NumericEquals="10"), 'Field "NumericEquals" must be a number', id="n"
+        ),
+        pytest.param(rule("$.s", StringEquals=1), 'Field "StringEquals" must be a string', id="s"),
+        pytest.param(
+            rule("$.b", BooleanEquals="true"), 'Field "BooleanEquals" must be true or false', id="b"
+        ),
+        pytest.param(
+            rule("$.null", IsNull=1), 'Field "IsNull" must be true or false', id="is-null-1"
+        ),
+        pytest.param(
+            rule("$.t", TimestampEquals="2024-08-18 17:33:00Z"),
+            "String does not match RFC3339 timestamp",
+            id="timestamp",
+        ),
+        pytest.param(
+            rule("$.t", TimestampLessThan="0000-01-01T00:00:00Z"),
+            "Timestamp 0000-01-01T00:00:00Z is before the year 0001, which stepd cannot represent",
+            id="timestamp-year-0000",
+        ),
+        pytest.param(
+            rule("$.s", StringEqualsPath="$.a["),
+            "Invalid path '$.a[': missing ']'",
+            id="path-operand",
+        ),
+        pytest.param(
+            rule("$.s[", IsPresent=True), "Invalid path '$.s[': missing ']'", id="variable"
+        ),
+        pytest.param({"IsNull": True}, 'A comparison needs a "Variable" field', id="no-variable"),
+        pytest.param(
+            {"Variable": "$.s"},
+            "A Choice rule needs exactly one comparison operator, not 0",
+            id="no-operator",
+        ),
+        pytest.param(
+            {"And": [YES], "Or": [YES]},
+            "A Choice rule needs exactly one comparison operator, not 2",
+            id="two-combinators",
+        ),
+        pytest.param({"And": []}, 'Field "And" must be a non-empty list of rules', id="empty-And"),
+        pytest.param({"Or": "YES"}, 'Field "Or" must be a non-empty list of rules', id="Or-string"),
+        pytest.param({"Not": "YES"}, "A Choice rule must be an object", id="Not-string"),
+    ],
+)
+def test_rules_check_refuses_are_parse_errors(choice: dict[str, Any], problem: str) -> None:
+    """A rule `stepd check` refuses raises ParseError with check's words, whatever the data."""
+    with pytest.raises(ParseError) as raised:
+        matches(choice, DATA, CONTEXT)
+    assert problem == raised.value.problem

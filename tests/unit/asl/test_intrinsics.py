@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.failures import IntrinsicError
-from stepd.asl.intrinsics import evaluate, parse, seeded_random
+from stepd.asl.failures import IntrinsicError, ParseError
+from stepd.asl.intrinsics import ARITY, FORMAT, FUNCTIONS, evaluate, parse, seeded_random
 
 DATA = {
     "name": "Ada",
@@ -102,7 +102,6 @@ def test_evaluate(expression: str, expected: Any) -> None:
 @pytest.mark.parametrize(
     "expression",
     [
-        pytest.param("States.Nope()", id="unknown-function"),
         pytest.param("States.Format('{} {}', 1)", id="format-too-few-arguments"),
         pytest.param("States.Format('{}', 1, 2)", id="format-too-many-arguments"),
         pytest.param("States.StringToJson('{')", id="string-to-json-not-json"),
@@ -117,11 +116,6 @@ def test_evaluate(expression: str, expected: Any) -> None:
         pytest.param("States.MathAdd($.name, 1)", id="math-add-string"),
         pytest.param("States.MathRandom(5, 5)", id="math-random-empty-range"),
         pytest.param("States.Array($.missing)", id="missing-path"),
-        pytest.param("States.Array(1", id="unclosed-call"),
-        pytest.param("States.Array('x)", id="unterminated-string"),
-        pytest.param("States.Array(1) x", id="trailing-text"),
-        pytest.param("States.Array(nope)", id="bare-word"),
-        pytest.param("Format('x')", id="no-states-prefix"),
     ],
 )
 def test_failures_raise_intrinsic_error(expression: str) -> None:
@@ -129,6 +123,63 @@ def test_failures_raise_intrinsic_error(expression: str) -> None:
     with pytest.raises(IntrinsicError) as raised:
         evaluate(expression, DATA, CONTEXT, half)
     assert raised.value.error == "States.Runtime"
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        pytest.param("States.Array(1", "expected ',' or ')' at position 14", id="unclosed-call"),
+        pytest.param("States.Array('x)", "unterminated string at position 16", id="open-string"),
+        pytest.param(
+            "States.Array(1) x", "unexpected text after the call at position 16", id="trailing"
+        ),
+        pytest.param("States.Array(nope)", "expected an argument at position 13", id="bare-word"),
+        pytest.param(
+            "Format('x')", "expected a States.* function name at position 0", id="no-prefix"
+        ),
+        pytest.param("States.Nope()", "unknown function States.Nope", id="unknown-function"),
+        pytest.param(
+            "States.Array(States.Nope(1))",
+            "unknown function States.Nope",
+            id="unknown-nested-function",
+        ),
+        pytest.param("States.UUID(1)", "States.UUID takes 0 arguments, got 1", id="uuid-one"),
+        pytest.param(
+            "States.MathRandom(1)", "States.MathRandom takes 2 to 3 arguments, got 1", id="few"
+        ),
+        pytest.param(
+            "States.Format()", "States.Format takes at least 1 argument, got 0", id="format-none"
+        ),
+        pytest.param(
+            "States.Array(States.JsonToString())",
+            "States.JsonToString takes 1 argument, got 0",
+            id="nested-arity",
+        ),
+        pytest.param(
+            "States.Array($.a..b)",
+            "Invalid path '$.a..b': deep scan ('..') is not supported",
+            id="malformed-path",
+        ),
+        pytest.param(
+            "States.Array(1e999)", "the number 1e999 is too large at position 13", id="infinity"
+        ),
+        pytest.param(
+            "States.Array(" * 51 + ")" * 51,
+            "calls nested more than 50 deep at position 662",
+            id="nested-too-deep",
+        ),
+    ],
+)
+def test_parse_errors_raise_parse_error(expression: str, problem: str) -> None:
+    """A call the parser refuses raises ParseError naming the call and the problem."""
+    with pytest.raises(ParseError) as raised:
+        evaluate(expression, DATA, CONTEXT, half)
+    assert f"Invalid intrinsic function '{expression}': {problem}" == raised.value.problem
+
+
+def test_every_function_has_an_arity() -> None:
+    """parse knows how many arguments each function that evaluate runs takes."""
+    assert {*FUNCTIONS, FORMAT} == set(ARITY)
 
 
 def test_uuid_is_a_version_4_uuid() -> None:

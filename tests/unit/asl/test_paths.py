@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from stepd.asl import paths
-from stepd.asl.failures import PathError, ResultPathMatchError
+from stepd.asl.failures import INVALID_DEFINITION, ParseError, PathError, ResultPathMatchError
 
 DATA = {
     "a": {"b": 1},
@@ -75,20 +76,77 @@ def test_read_missing_raises_path_error(path: str, cause: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "problem"),
     [
-        pytest.param("a.b", id="no-dollar"),
-        pytest.param("$.", id="empty-name"),
-        pytest.param("$[0", id="unclosed-bracket"),
-        pytest.param("$[x]", id="bare-word-in-brackets"),
-        pytest.param("$['a]", id="unterminated-quote"),
-        pytest.param("$a", id="name-without-dot"),
+        pytest.param("a.b", "Invalid path 'a.b': a path must start with '$'", id="no-dollar"),
+        pytest.param("$.", "Invalid path '$.': empty name after '.'", id="empty-name"),
+        pytest.param("$[0", "Invalid path '$[0': missing ']'", id="unclosed-bracket"),
+        pytest.param("$.a[", "Invalid path '$.a[': missing ']'", id="open-bracket-at-end"),
+        pytest.param("$[x]", "Invalid path '$[x]': unsupported selector [x]", id="bare-word"),
+        pytest.param("$[1_0]", "Invalid path '$[1_0]': unsupported selector [1_0]", id="digits"),
+        pytest.param("$['a]", "Invalid path '$['a]': unterminated quoted name", id="open-quote"),
+        pytest.param("$a", "Invalid path '$a': unexpected 'a' at 1", id="name-without-dot"),
+        pytest.param(
+            "$..a", "Invalid path '$..a': deep scan ('..') is not supported", id="deep-scan"
+        ),
+        pytest.param(
+            "$.a[?(@.b)]", "Invalid path '$.a[?(@.b)]': unsupported selector [?(@.b)]", id="filter"
+        ),
+        pytest.param(None, "Invalid path null: a path is a string starting with '$'", id="null"),
+        pytest.param(
+            ["$"], "Invalid path [\"$\"]: a path is a string starting with '$'", id="list"
+        ),
     ],
 )
-def test_invalid_paths_raise(path: str) -> None:
-    """A path outside the supported syntax raises PathError."""
-    with pytest.raises(PathError):
+def test_invalid_paths_raise_parse_error(path: Any, problem: str) -> None:
+    """A path outside the supported syntax raises ParseError saying what is wrong."""
+    with pytest.raises(ParseError) as raised:
         paths.read(DATA, path)
+    assert (problem, INVALID_DEFINITION + problem) == (raised.value.problem, raised.value.message)
+
+
+@pytest.mark.parametrize(
+    ("parse", "path", "problem"),
+    [
+        pytest.param(
+            paths.parse_reference,
+            "$.a[*]",
+            "Invalid path '$.a[*]': a reference path cannot hold a '*' wildcard",
+            id="reference-wildcard",
+        ),
+        pytest.param(
+            paths.parse_reference,
+            "$.a.*",
+            "Invalid path '$.a.*': a reference path cannot hold a '*' wildcard",
+            id="reference-member-wildcard",
+        ),
+        pytest.param(
+            paths.parse_result_path,
+            "$.a[*]",
+            "Invalid path '$.a[*]': a reference path cannot hold a '*' wildcard",
+            id="result-path-wildcard",
+        ),
+        pytest.param(
+            paths.parse_result_path,
+            "$$.Execution",
+            "Invalid path '$$.Execution': a ResultPath cannot write to the context object",
+            id="result-path-context",
+        ),
+    ],
+)
+def test_narrower_parsers_refuse(
+    parse: Callable[[Any], paths.Path], path: str, problem: str
+) -> None:
+    """Reference paths have no wildcard; a ResultPath has none and cannot write to `$$`."""
+    with pytest.raises(ParseError) as raised:
+        parse(path)
+    assert problem == raised.value.problem
+
+
+@pytest.mark.parametrize("path", ["$", "$.a", "$['a b'][0]", "$.list[-1]", "$$.Execution.Id", "$$"])
+def test_reference_paths_parse(path: str) -> None:
+    """A path without wildcards is a reference path."""
+    assert path == paths.parse_reference(path).text
 
 
 def test_resolve_reads_context_paths_from_the_context() -> None:
@@ -161,5 +219,5 @@ def test_write_into_non_object_raises(data: Any, path: str, cause: str) -> None:
 )
 def test_write_needs_a_reference_path(path: str) -> None:
     """write refuses wildcard and context paths."""
-    with pytest.raises(PathError):
+    with pytest.raises(ParseError):
         paths.write({"a": [1]}, path, "R")

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.failures import StatesRuntimeError
+from stepd.asl.failures import ParseError, StatesRuntimeError
 from stepd.asl.intrinsics import seeded_random
-from stepd.asl.payload import render
+from stepd.asl.payload import render, repeated_keys
 
 DATA = {"room": "r1", "start": "2024-08-18T17:33:00Z", "tags": [{"k": "a"}, {"k": "b"}]}
 CONTEXT = {"Execution": {"Name": "room-42", "Id": "arn:x"}, "State": {"RetryCount": 0}}
@@ -64,14 +64,6 @@ def test_render(template: Any, expected: Any) -> None:
             'input \'{"Execution":{"Name":"room-42"}}\'',
             id="missing-context-path",
         ),
-        pytest.param(
-            {"x.$": 5}, "The value of the field 'x.$' must be a path or intrinsic", id="non-string"
-        ),
-        pytest.param(
-            {"x": 1, "x.$": "$.room"},
-            "The field 'x' is given more than once",
-            id="duplicate-after-suffix",
-        ),
     ],
 )
 def test_render_failures_are_runtime_errors(template: Any, cause: str) -> None:
@@ -79,3 +71,42 @@ def test_render_failures_are_runtime_errors(template: Any, cause: str) -> None:
     with pytest.raises(StatesRuntimeError) as raised:
         render(template, {"room": "r1"}, {"Execution": {"Name": "room-42"}}, seeded_random("t"))
     assert cause == raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        pytest.param({"x.$": 5}, "5 is not a path or an intrinsic function call", id="non-string"),
+        pytest.param(
+            {"x": 1, "x.$": "$.room"},
+            "The field 'x' is given more than once",
+            id="duplicate-after-suffix",
+        ),
+        pytest.param(
+            {"x.$": "$.room["}, "Invalid path '$.room[': missing ']'", id="malformed-path"
+        ),
+        pytest.param(
+            {"outer": [{"x.$": "States.Nope()"}]},
+            "Invalid intrinsic function 'States.Nope()': unknown function States.Nope",
+            id="unknown-intrinsic-deep-inside",
+        ),
+    ],
+)
+def test_render_refuses_what_the_parsers_refuse(template: Any, problem: str) -> None:
+    """A template `stepd check` refuses raises ParseError, whatever the data."""
+    with pytest.raises(ParseError) as raised:
+        render(template, {"room": "r1"}, {}, seeded_random("t"))
+    assert problem == raised.value.problem
+
+
+@pytest.mark.parametrize(
+    ("template", "repeated"),
+    [
+        pytest.param({"a": 1, "b.$": "$"}, [], id="distinct"),
+        pytest.param({"a": 1, "a.$": "$"}, ["a.$"], id="plain-then-dynamic"),
+        pytest.param({"a.$": "$", "a": 1}, ["a"], id="dynamic-then-plain"),
+    ],
+)
+def test_repeated_keys(template: dict[str, Any], repeated: list[str]) -> None:
+    """repeated_keys names each key whose field an earlier key already fills."""
+    assert repeated == repeated_keys(template)

@@ -49,6 +49,8 @@ def test_start_state_without_start_at_raises() -> None:
         ),
         pytest.param({"OutputPath": "$.b.c"}, 2, id="output-path"),
         pytest.param({"OutputPath": None}, {}, id="null-output-path"),
+        pytest.param({"InputPath": "$$.State.Name"}, "S", id="context-input-path"),
+        pytest.param({"OutputPath": "$$.State.RetryCount"}, 0, id="context-output-path"),
         pytest.param({"Parameters": {"x.$": "$.a", "s": "k"}}, {"x": 1, "s": "k"}, id="parameters"),
         pytest.param(
             {"Parameters": {"name.$": "$$.State.Name"}, "ResultPath": "$.p"},

@@ -110,6 +110,18 @@ def test_task_timeout(fields: dict[str, Any], expected: float | None) -> None:
             id="string",
         ),
         pytest.param(
+            {"TimeoutSecondsPath": "$$.State.RetryCount"},
+            "The TimeoutSecondsPath parameter references an invalid value: "
+            "$$.State.RetryCount == 0",
+            id="context-path-read-from-context",
+        ),
+        pytest.param(
+            {"TimeoutSecondsPath": "$.limits[*]"},
+            "The definition is invalid: "
+            "Invalid path '$.limits[*]': a reference path cannot hold a '*' wildcard",
+            id="wildcard",
+        ),
+        pytest.param(
             {"TimeoutSeconds": 0}, "TimeoutSeconds must be a positive integer: 0", id="zero"
         ),
         pytest.param(

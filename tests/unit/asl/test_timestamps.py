@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from stepd.asl.failures import ParseError
 from stepd.asl.timestamps import (
+    RFC3339_MISMATCH,
     InvalidTimestampError,
+    TimestampRangeError,
     is_timestamp,
+    parse_literal,
     parse_timestamp,
     truncate_to_seconds,
 )
@@ -75,12 +79,67 @@ def test_accepted_timestamps_parse_to_utc(text: str, expected: datetime) -> None
         pytest.param("2024-08-18", id="date-only"),
         pytest.param(" 2024-08-18T17:33:00Z", id="leading-space"),
         pytest.param("", id="empty"),
+        pytest.param("2016-12-31T23:59:60Z", id="leap-second"),
+        pytest.param("2024-08-18T24:00:00Z", id="hour-24"),
+        pytest.param("\uff12\uff10\uff12\uff14-08-18T17:33:00Z", id="full-width-digits"),
     ],
 )
 def test_rejected_timestamps_raise(text: str) -> None:
     """A string outside AWS's RFC 3339 profile is rejected."""
     with pytest.raises(InvalidTimestampError):
         parse_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("0000-01-01T00:00:00Z", id="year-0000"),
+        pytest.param("0001-01-01T00:59:59+01:00", id="offset-moves-before-0001"),
+        pytest.param("9999-12-31T23:59:59-00:01", id="offset-moves-after-9999"),
+    ],
+)
+def test_instants_outside_0001_to_9999_raise_a_range_error(text: str) -> None:
+    """An RFC 3339 instant outside the years 0001 to 9999 in UTC is a TimestampRangeError."""
+    with pytest.raises(TimestampRangeError):
+        parse_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC), id="first"),
+        pytest.param(
+            "9999-12-31T23:59:59.999999999Z",
+            datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            id="last",
+        ),
+        pytest.param(
+            "0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, tzinfo=UTC), id="negative-offset"
+        ),
+    ],
+)
+def test_the_ends_of_the_range_parse(text: str, expected: datetime) -> None:
+    """The first and last instants of the years 0001 to 9999 in UTC parse."""
+    assert expected == parse_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("2024-08-18 17:33:00Z", RFC3339_MISMATCH, id="space-instead-of-T"),
+        pytest.param(1723995180, RFC3339_MISMATCH, id="epoch-number"),
+        pytest.param(
+            "0000-01-01T00:00:00Z",
+            "Timestamp 0000-01-01T00:00:00Z is before the year 0001, which stepd cannot represent",
+            id="year-0000",
+        ),
+    ],
+)
+def test_parse_literal_raises_parse_error(text: object, problem: str) -> None:
+    """A timestamp in the definition that does not parse is a ParseError with AWS's words."""
+    with pytest.raises(ParseError) as raised:
+        parse_literal(text)
+    assert problem == raised.value.problem
 
 
 @pytest.mark.parametrize(

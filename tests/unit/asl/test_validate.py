@@ -250,7 +250,36 @@ RULES = [
         [("/States/S/InputPath", SVF)],
         id="inputpath-not-a-path",
     ),
+    pytest.param(
+        one({**SUCCEED, "InputPath": "$.a["}),
+        [("/States/S/InputPath", SVF)],
+        id="inputpath-malformed",
+    ),
+    pytest.param(
+        one({**SUCCEED, "OutputPath": "$..a"}),
+        [("/States/S/OutputPath", SVF)],
+        id="outputpath-deep-scan",
+    ),
+    pytest.param(one({**SUCCEED, "InputPath": "$.a[*].b"}), [], id="inputpath-wildcard"),
     pytest.param(one({**SUCCEED, "InputPath": None, "OutputPath": None}), [], id="paths-null"),
+    pytest.param(
+        one(task(ResultPath="$.a[*]")), [("/States/S/ResultPath", SVF)], id="resultpath-wildcard"
+    ),
+    pytest.param(
+        one(wait(SecondsPath="$.s[*]")),
+        [("/States/S/SecondsPath", SVF)],
+        id="wait-secondspath-wildcard",
+    ),
+    pytest.param(
+        one(task(TimeoutSecondsPath="$.t.*")),
+        [("/States/S/TimeoutSecondsPath", SVF)],
+        id="task-timeoutsecondspath-wildcard",
+    ),
+    pytest.param(
+        catch({"ErrorEquals": ["E"], "Next": "Handler", "ResultPath": "$$.error"}),
+        [("/States/S/Catch/0/ResultPath", SVF)],
+        id="catch-resultpath-context",
+    ),
     pytest.param(
         one(task(ResultPath="$$.x")), [("/States/S/ResultPath", SVF)], id="resultpath-context"
     ),
@@ -549,6 +578,31 @@ RULES = [
         id="timestamp-operand-ok",
     ),
     pytest.param(
+        choice(to_done({"Variable": "$.x", "TimestampEquals": "0000-01-01T00:00:00Z"})),
+        [("/States/C/Choices/0/TimestampEquals", SVF)],
+        id="timestamp-operand-year-0000",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x[", "IsPresent": True})),
+        [("/States/C/Choices/0/Variable", SVF)],
+        id="variable-malformed",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x", "StringEqualsPath": "$..y"})),
+        [("/States/C/Choices/0/StringEqualsPath", SVF)],
+        id="path-operand-deep-scan",
+    ),
+    pytest.param(
+        choice(to_done({"Variable": "$.x", "IsNull": 1})),
+        [("/States/C/Choices/0/IsNull", SVF)],
+        id="type-test-operand",
+    ),
+    pytest.param(
+        choice(to_done({"IsNull": True})),
+        [("/States/C/Choices/0/Variable", SVF)],
+        id="comparison-without-variable",
+    ),
+    pytest.param(
         choice(to_done({"Variable": "$.x", "StringMatches": "log-*.txt"})), [], id="string-matches"
     ),
     pytest.param(choice(to_done({"And": [is_null(), {"Not": is_null("$.y")}]})), [], id="and-not"),
@@ -591,6 +645,11 @@ RULES = [
         id="fail-errorpath-not-a-path",
     ),
     pytest.param(
+        one({"Type": "Fail", "CausePath": "States.Format('{}', $.c"}),
+        [("/States/S/CausePath", SVF)],
+        id="fail-causepath-malformed-intrinsic",
+    ),
+    pytest.param(
         one({"Type": "Fail", "Error": "$.error"}),
         [("/States/S/Error", NO_PATH)],
         id="fail-error-looks-like-path",
@@ -606,6 +665,31 @@ RULES = [
         parameters(**{"a.$": "States.Nope($.x)"}),
         [("/States/S/Parameters/a.$", SVF)],
         id="parameters-unknown-intrinsic",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Array(States.Nope())"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-unknown-nested-intrinsic",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Format(')"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-open-string",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.MathAdd($.x)"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-arity",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "States.Array($.x[)"}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-intrinsic-malformed-path",
+    ),
+    pytest.param(
+        parameters(**{"a.$": "$.x["}),
+        [("/States/S/Parameters/a.$", SVF)],
+        id="parameters-malformed-path",
     ),
     pytest.param(
         parameters(**{"a.$": 1}),
@@ -779,6 +863,8 @@ def test_rules(definition: Any, expected: list[tuple[str, str]]) -> None:
         pytest.param("2016-03-14T01:59:00+08:00", id="offset"),
         pytest.param("2016-03-14T01:59:00-05:30", id="negative-offset"),
         pytest.param("2024-02-29T23:59:59Z", id="leap-day"),
+        pytest.param("0001-01-01T00:00:00Z", id="first-second-of-0001"),
+        pytest.param("9999-12-31T23:59:59Z", id="last-second-of-9999"),
     ],
 )
 def test_wait_timestamp_accepted(timestamp: str) -> None:
@@ -802,6 +888,8 @@ def test_wait_timestamp_accepted(timestamp: str) -> None:
         pytest.param("{% $now() %}", id="jsonata"),
         pytest.param(1457920740, id="epoch-number"),
         pytest.param("2016-03-14T01:59:00Z\n", id="trailing-newline"),
+        pytest.param("2016-12-31T23:59:60Z", id="leap-second"),
+        pytest.param("\uff12\uff10\uff11\uff16-03-14T01:59:00Z", id="full-width-digits"),
     ],
 )
 def test_wait_timestamp_rejected(timestamp: Any) -> None:
@@ -814,6 +902,34 @@ def test_wait_timestamp_rejected(timestamp: Any) -> None:
             severity="error",
         )
     ]
+    assert expected == validate(one(wait(Timestamp=timestamp)))
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "message"),
+    [
+        pytest.param(
+            "0000-01-01T00:00:00Z",
+            "Timestamp 0000-01-01T00:00:00Z is before the year 0001, which stepd cannot represent",
+            id="year-0000",
+        ),
+        pytest.param(
+            "0001-01-01T00:00:00+01:00",
+            "Timestamp 0001-01-01T00:00:00+01:00 is outside the years 0001 to 9999 in UTC, "
+            "which stepd cannot represent",
+            id="offset-before-0001",
+        ),
+        pytest.param(
+            "9999-12-31T23:59:59-01:00",
+            "Timestamp 9999-12-31T23:59:59-01:00 is outside the years 0001 to 9999 in UTC, "
+            "which stepd cannot represent",
+            id="offset-after-9999",
+        ),
+    ],
+)
+def test_wait_timestamp_out_of_range(timestamp: str, message: str) -> None:
+    """RFC3339 timestamps outside the years 0001 to 9999 (UTC) are refused, saying why."""
+    expected = [Finding(where="/States/S/Timestamp", code=SVF, message=message, severity="error")]
     assert expected == validate(one(wait(Timestamp=timestamp)))
 
 

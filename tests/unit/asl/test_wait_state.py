@@ -59,13 +59,25 @@ def test_past_timestamp_is_returned_as_is() -> None:
     assert expected == decision
 
 
-def test_invalid_timestamp_literal_fails() -> None:
-    """An invalid Timestamp literal fails with States.Runtime."""
-    expected = runtime(
-        "The Timestamp value does not reference a valid ISO-8601 extended offset date-time "
-        "format string: 2024-08-18 13:00:00Z"
-    )
-    assert expected == wait({"Timestamp": "2024-08-18 13:00:00Z"}, {})
+@pytest.mark.parametrize(
+    ("timestamp", "cause"),
+    [
+        pytest.param(
+            "2024-08-18 13:00:00Z",
+            "The definition is invalid: String does not match RFC3339 timestamp",
+            id="space-for-T",
+        ),
+        pytest.param(
+            "0000-01-01T00:00:00Z",
+            "The definition is invalid: Timestamp 0000-01-01T00:00:00Z is before the year 0001, "
+            "which stepd cannot represent",
+            id="year-0000",
+        ),
+    ],
+)
+def test_invalid_timestamp_literal_fails(timestamp: str, cause: str) -> None:
+    """A Timestamp literal the parser refuses fails with States.Runtime: the definition is bad."""
+    assert runtime(cause) == wait({"Timestamp": timestamp}, {})
 
 
 @pytest.mark.parametrize(
