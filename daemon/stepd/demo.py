@@ -62,6 +62,7 @@ definition = "classroom.asl.yaml"
 StartRecording = "/recording/start"
 SendLivePing = "/recording/ping"
 StopRecording = "/recording/stop"
+StopAfterFailure = "/recording/stop"
 """
     )
     return config

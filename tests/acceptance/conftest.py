@@ -95,6 +95,7 @@ CLASSROOM_ENDPOINTS = {
     "StartRecording": "/recording/start",
     "SendLivePing": "/recording/ping",
     "StopRecording": "/recording/stop",
+    "StopAfterFailure": "/recording/stop",
 }
 
 

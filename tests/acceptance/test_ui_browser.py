@@ -10,6 +10,7 @@ Screenshots are saved under test-artifacts/.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -23,12 +24,10 @@ from typing import Any
 import httpx
 import pytest
 from tests.acceptance.webdriver import INSTALL_HINT, Browser, chromium, missing
-
-from stepd.asl.loader import load_definition
+from tests.integration.harness import DEFINITION as SIMPLE_CLASSROOM
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CLASSROOM_DEFINITION = REPO / "config" / "classroom.asl.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MACHINE = "classroom"
@@ -57,7 +56,6 @@ CANCELLED_DEFINITION = {
 }
 LONG_CAUSE = ("The classroom server said: " + "0123456789abcdef" * 320)[:5000]  # no spaces
 NARROW_WINDOW = (1300, 900)  # pixels
-PING_WAIT_SECONDS = 2
 START_IN_SECONDS = 8  # the class starts this long after it is started: time to look at it waiting
 CLASS_SECONDS = 6  # from the class's start to its end
 FINISH_DEADLINE_SECONDS = 60.0  # for the page to show the execution succeeded
@@ -104,12 +102,9 @@ def ui_daemon(
     classroom: Any,
     start_daemon: Callable[..., AbstractContextManager[Any]],
 ) -> Iterator[Any]:
-    """`stepd run` with the classroom machine, its ping wait two seconds, and the cancelled
-    machine; /ui/ must answer."""
-    definition = dict(load_definition(CLASSROOM_DEFINITION).definition)
-    states = dict(definition["States"])
-    states["SendLivePingWait"] = {**states["SendLivePingWait"], "Seconds": PING_WAIT_SECONDS}
-    definition["States"] = states
+    """`stepd run` with the blog post's classroom machine (fixed, its ping wait two seconds),
+    and the cancelled machine; /ui/ must answer."""
+    definition = copy.deepcopy(SIMPLE_CLASSROOM)
     path = tmp_path / "classroom.asl.json"
     path.write_text(json.dumps(definition, indent=2), encoding="utf-8")
     cancelled = tmp_path / "cancelled.asl.json"

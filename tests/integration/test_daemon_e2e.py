@@ -151,6 +151,7 @@ definition = "classroom.asl.yaml"
 StartRecording = "/recording/start"
 SendLivePing = "/recording/ping"
 StopRecording = "/recording/stop"
+StopAfterFailure = "/recording/stop"
 """
 
 

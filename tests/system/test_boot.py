@@ -54,6 +54,7 @@ definition = "classroom.asl.yaml"
 StartRecording = "/second/start"
 SendLivePing = "/second/ping"
 StopRecording = "/second/stop"
+StopAfterFailure = "/second/stop"
 """
 TOMORROW = {
     "start": (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),

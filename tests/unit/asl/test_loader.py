@@ -424,11 +424,16 @@ def test_shipped_examples_describe_the_same_machine(name: str, key: str | None) 
     """Both shipped examples hold the fixed classroom machine, state for state."""
     loaded = load_definition(CONFIG / name, key)
     expected = [
+        "CheckInput",
+        "InvalidInput",
+        "AlreadyOver",
         "RecordingWait",
         "StartRecording",
         "SendLivePingWait",
         "SendLivePing",
         "StoppingWait",
         "StopRecording",
+        "StopAfterFailure",
+        "RecordingFailed",
     ]
     assert expected == list(loaded.definition["States"])

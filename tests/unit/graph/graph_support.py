@@ -1,5 +1,6 @@
-"""Definitions and histories the diagram tests share: the shipped classroom machine, a branchy
-one with every kind of transition, a self-loop; an execution's history at two moments."""
+"""Definitions and histories the diagram tests share: the blog post's classroom machine (fixed),
+a branchy one with every kind of transition, a self-loop; an execution's history at two
+moments."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from stepd.asl.loader import load_definition
 
 REPO = Path(__file__).resolve().parents[3]
 
-CLASSROOM = load_definition(REPO / "config" / "classroom.asl.yaml").definition
+SHIPPED = load_definition(REPO / "config" / "classroom.asl.yaml").definition
+CLASSROOM: dict[str, Any] = {
+    "StartAt": "RecordingWait",
+    "States": {
+        "RecordingWait": {"Type": "Wait", "TimestampPath": "$.start", "Next": "StartRecording"},
+        "StartRecording": {"Type": "Task", "Resource": "arn:start", "Next": "SendLivePingWait"},
+        "SendLivePingWait": {"Type": "Wait", "Seconds": 60, "Next": "SendLivePing"},
+        "SendLivePing": {"Type": "Task", "Resource": "arn:ping", "Next": "StoppingWait"},
+        "StoppingWait": {"Type": "Wait", "TimestampPath": "$.end", "Next": "StopRecording"},
+        "StopRecording": {"Type": "Task", "Resource": "arn:stop", "End": True},
+    },
+}
 CLASSROOM_STATES = (
     "RecordingWait",
     "StartRecording",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.unit.graph.graph_support import CLASSROOM, REPO
+from tests.unit.graph.graph_support import REPO, SHIPPED
 
 from stepd.cli import main
 from stepd.graph import render
@@ -27,14 +27,14 @@ def run_graph(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
 def test_the_command_draws_a_configured_machine(capsys: pytest.CaptureFixture[str]):
     """`stepd graph classroom -c config/stepd.toml` prints the Mermaid flowchart."""
     code, out, err = run_graph(capsys, "classroom", "-c", str(CONFIG))
-    assert (code, err, out) == (EX_OK, "", to_mermaid(build_graph(CLASSROOM)))
+    assert (code, err, out) == (EX_OK, "", to_mermaid(build_graph(SHIPPED)))
 
 
 @pytest.mark.parametrize("fmt", ["dot", "svg"])
 def test_the_command_draws_in_other_formats(capsys: pytest.CaptureFixture[str], fmt: str):
     """`--format dot|svg` prints that drawing."""
     code, out, _ = run_graph(capsys, "classroom", "-c", str(CONFIG), "--format", fmt)
-    assert (code, out) == (EX_OK, render(CLASSROOM, fmt, title="classroom"))
+    assert (code, out) == (EX_OK, render(SHIPPED, fmt, title="classroom"))
 
 
 def test_the_command_names_an_unknown_machine(capsys: pytest.CaptureFixture[str]):
