@@ -29,11 +29,15 @@ systemd-check: $(STAMP)
 	VENV=$(CURDIR)/$(VENV) bash systemd/check.sh
 
 # As root: /opt/stepd/venv, the unit, /etc/stepd and a signing secret (systemd/README.md).
+# NETWORK=any (or NETWORK="10.0.0.5 192.0.2.0/24") lets the service reach other hosts.
 install:
-	bash systemd/install.sh
+	NETWORK="$(NETWORK)" bash systemd/install.sh
 
+# The example config, with its state in .state/ instead of /var/lib/stepd (any user can run
+# it; STATE=folder chooses another place).
+STATE ?= $(CURDIR)/.state
 run: $(STAMP)
-	$(BIN)/stepd run -c config/stepd.toml
+	STEPD_STORE__PATH="$(STATE)/stepd.db" $(BIN)/stepd run -c config/stepd.toml
 
 check: $(STAMP)
 	$(BIN)/stepd check -c config/stepd.toml

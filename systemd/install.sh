@@ -6,6 +6,8 @@
 #   /etc/credstore/stepd.signing_secret      a new Standard Webhooks secret (kept if there)
 # DESTDIR=/some/folder stages the same layout under that folder instead, for a package or
 # a container image: nothing outside it is touched and systemd is not told.
+# NETWORK=loopback|any|"ADDRESSES" chooses which addresses the service may reach
+# (systemd/network.sh); unset, the choice of an earlier install is kept (loopback at first).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,9 +52,16 @@ fi
 install -m 0644 "$SRC/systemd/README.md" "$DESTDIR$PREFIX/README.md"
 say "program: $VENV ($("$DESTDIR$VENV/bin/python" -m stepd --version))"
 
-# The unit.
+# The unit, and the addresses it may reach.
 install -D -m 0644 "$SRC/systemd/stepd.service" "$DESTDIR$UNITDIR/stepd.service"
 say "unit: $UNITDIR/stepd.service"
+if [ -n "${NETWORK:-}" ]; then
+    say "$(bash "$SRC/systemd/network.sh" "$NETWORK" "$DESTDIR$UNITDIR/stepd.service.d")"
+elif [ -e "$DESTDIR$UNITDIR/stepd.service.d/network.conf" ]; then
+    say "network: kept $UNITDIR/stepd.service.d/network.conf"
+else
+    say "network: this host only (NETWORK=any or NETWORK=\"10.0.0.5 ...\" to reach others)"
+fi
 
 # The configuration: readable by the service's dynamic user, never overwritten.
 install -d -m 0755 "$DESTDIR$CONFDIR"

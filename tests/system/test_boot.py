@@ -28,6 +28,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "systemd" / "install.sh"
+NETWORK_SCRIPT = REPO / "systemd" / "network.sh"
 UNIT = "stepd.service"
 VENV = Path("/opt/stepd/venv")
 API = "http://127.0.0.1:8300"  # the shipped config's [api] listen
@@ -391,3 +392,56 @@ def _bad_config_is_not_restarted(container: Container, config: Path) -> None:
     assert container.show("ExecMainStatus") == "78"
     assert container.show("NRestarts") == "0"
     assert container.show("ActiveState") == "failed"
+
+
+EVERYWHERE = "0.0.0.0/0 ::/0"
+THIS_HOST = "127.0.0.0/8 ::1/128"
+
+
+@pytest.fixture(scope="module")
+def staged_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make install` staged in a folder once, for tests that only read what it installed."""
+    root = tmp_path_factory.mktemp("root")
+    subprocess.run(
+        ["bash", str(INSTALL)],
+        env=os.environ | {"DESTDIR": str(root)},
+        capture_output=True,
+        timeout=INSTALL_TIMEOUT_SECONDS,
+        check=True,
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        pytest.param("loopback", (EVERYWHERE, THIS_HOST), id="loopback"),
+        pytest.param("any", ("", THIS_HOST), id="any"),
+        pytest.param(
+            "192.0.2.0/24 10.0.0.5",
+            (EVERYWHERE, f"{THIS_HOST} 10.0.0.5/32 192.0.2.0/24"),
+            id="addresses",
+        ),
+    ],
+)
+def test_the_network_chosen_at_install_is_what_systemd_enforces(
+    container: Container,
+    staged_once: Path,
+    tmp_path: Path,
+    network: str,
+    expected: tuple[str, str],
+) -> None:
+    """`make install NETWORK=...` writes a drop-in that systemd reads as the address filter
+    asked for: this host only, no filter, or this host and the given addresses."""
+    drop_ins = tmp_path / "stepd.service.d"
+    subprocess.run(["bash", str(NETWORK_SCRIPT), network, str(drop_ins)], check=True)
+    binds = {
+        staged_once / "opt" / "stepd": "/opt/stepd",
+        staged_once / "etc" / "credstore": "/etc/credstore",
+        staged_once / "etc" / "systemd" / "system" / UNIT: f"/etc/systemd/system/{UNIT}",
+    }
+    if (drop_ins / "network.conf").exists():
+        binds[drop_ins / "network.conf"] = f"/etc/systemd/system/{UNIT}.d/network.conf"
+    container.boot(binds=binds, writable={staged_once / "etc" / "stepd": "/etc/stepd"})
+    deny, allow = container.show("IPAddressDeny"), container.show("IPAddressAllow")
+    assert (set(deny.split()), set(allow.split())) == tuple(set(e.split()) for e in expected)
