@@ -643,3 +643,43 @@ def _wrap(exc: Exception, path: Path) -> Exception:
     if isinstance(exc, sqlite3.Error):
         return StoreError(f"{path}: write failed: {exc}")
     return exc
+
+
+def backup(path: Path, target: Path) -> StoreVersion:
+    """Copy the store at `path` to a new file `target`, consistent as of one instant, while a
+    daemon may be writing it (SQLite's online backup; the daemon is not stopped or locked
+    out). Returns the copy's version. Raises StoreError: no store at `path`, `target` exists,
+    or either cannot be used."""
+    if not path.exists():
+        raise StoreError(f"{path}: no store there")
+    if target.exists():
+        raise StoreError(f"{target}: exists; a backup never overwrites a file")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            source.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            copy = sqlite3.connect(partial)
+            try:
+                source.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")
+                version = _read_version(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+        with partial.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        partial.rename(target)
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except sqlite3.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"{path}: backup to {target} failed: {exc}") from exc
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"{target}: {exc.strerror or exc}") from exc
+    return version

@@ -24,7 +24,7 @@ from stepd.store.records import (
     WaitThen,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion
-from stepd.store.sqlite import SqliteStore, read_version, refusal
+from stepd.store.sqlite import SqliteStore, backup, read_version, refusal
 
 
 def _new(name: str, definition_id: int, due_at: float | None = 100.0) -> NewExecution:
@@ -185,3 +185,46 @@ async def test_a_store_of_stepd_0_1_is_migrated_and_its_executions_read(tmp_path
     assert read_version(path) == StoreVersion(
         schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, written_by=__version__
     )
+
+
+async def test_a_backup_of_a_store_in_use_holds_every_acknowledged_write(tmp_path: Path):
+    """A backup taken while the store is open and being written has every write acknowledged
+    before it began, opens as a store of this version, and leaves the original in use."""
+    store = SqliteStore(tmp_path / "stepd.db")
+    await store.open()
+    try:
+        definition_id = await store.put_definition("m", '{"StartAt":"A"}')
+        before = [await store.create_execution(_new(f"e{n}", definition_id)) for n in range(20)]
+        writing = asyncio.gather(
+            *(store.create_execution(_new(f"late{n}", definition_id)) for n in range(50))
+        )
+        version = await asyncio.to_thread(backup, tmp_path / "stepd.db", tmp_path / "copy.db")
+        await writing
+        assert version.schema == SCHEMA_VERSION
+        assert await store.find_execution("m", "late49") is not None
+    finally:
+        await store.close()
+    copy = SqliteStore(tmp_path / "copy.db")
+    await copy.open()
+    try:
+        for execution, _ in before:
+            assert await copy.find_execution("m", execution.name) == execution
+    finally:
+        await copy.close()
+
+
+def test_a_backup_never_overwrites_a_file(tmp_path: Path):
+    """A target that exists is refused by name, and left as it was."""
+    asyncio.run(_make_store(tmp_path / "stepd.db"))
+    (tmp_path / "taken.db").write_text("mine", encoding="utf-8")
+    with pytest.raises(StoreError, match="exists"):
+        backup(tmp_path / "stepd.db", tmp_path / "taken.db")
+    assert (tmp_path / "taken.db").read_text(encoding="utf-8") == "mine"
+    with pytest.raises(StoreError, match="no store there"):
+        backup(tmp_path / "missing.db", tmp_path / "other.db")
+
+
+async def _make_store(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
