@@ -13,10 +13,10 @@ from typing import Any
 
 from stepd import __version__
 from stepd.catalog import build_catalog
-from stepd.client import ApiClientError, Client, api_url
+from stepd.client import Client, api_url
 from stepd.config import EX_CONFIG, client_key, load_settings
 from stepd.engine.arns import Arns
-from stepd.errors import ConfigError, StepdError, StoreTooNew
+from stepd.errors import ApiClientError, ConfigError, StepdError, StoreTooNew
 from stepd.graph import register as register_graph
 
 EX_OK = 0

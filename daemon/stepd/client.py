@@ -14,18 +14,11 @@ import httpx
 
 from stepd import __version__
 from stepd.api.auth import KeyPair, sign
+from stepd.errors import ApiClientError as ApiClientError  # noqa: PLC0414 - graph.py imports it from here until its command moves to cli.py
 from stepd.errors import StepdError
 
 CLIENT_TIMEOUT_SECONDS = 30.0
 DEFAULT_REGION = "us-east-1"
-
-
-class ApiClientError(StepdError):
-    """The API refused the request."""
-
-    def __init__(self, aws_type: str, message: str) -> None:
-        super().__init__(f"{aws_type}: {message}")
-        self.aws_type = aws_type
 
 
 def api_url(listen: str) -> str:
@@ -85,8 +78,8 @@ class Client:
             raise StepdError(f"cannot reach the stepd API: {exc}") from exc
         try:
             answer = response.json()
-        except ValueError:
-            raise StepdError(f"the API answered {response.status_code} without JSON") from None
+        except ValueError as exc:
+            raise StepdError(f"the API answered {response.status_code} without JSON") from exc
         if response.status_code >= 400:
             raise ApiClientError(str(answer.get("__type")), str(answer.get("message")))
         return dict(answer)

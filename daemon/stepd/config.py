@@ -176,16 +176,16 @@ def load_settings(path: Path) -> Settings:
     """Read, validate and resolve the config file. Raises ConfigError saying what and where."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     token = _config_file.set(raw)
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except ValidationError as exc:  # not chained: it holds the values, which may be secrets
         raise ConfigError(f"{path}: {describe_errors(exc)}") from None
     finally:
         _config_file.reset(token)
@@ -236,7 +236,7 @@ def read_secret(path: Path | None, credential: str) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from exc
 
 
 def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:

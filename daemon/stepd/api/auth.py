@@ -20,7 +20,8 @@ accepted and ignored (there are no temporary credentials here). Refusals have AW
     AccessDeniedException                403  an unauthenticated API on loopback was reached
                                               through another host name, or from a web page
 
-The canonical-request code here is the one `stepd.client` signs with.
+The canonical-request code here is the one `stepd.client` signs with. The refusals are in
+`stepd.errors`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
-from stepd.errors import ApiError, ConfigError
+from stepd.errors import (
+    AccessDeniedException,
+    ConfigError,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -50,35 +58,6 @@ DATE_HEADER = "x-amz-date"
 TARGET_HEADER = "x-amz-target"
 REQUIRED_SIGNED_HEADERS = ("host", DATE_HEADER)
 LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-
-
-class AuthError(ApiError):
-    """The request is not authenticated."""
-
-
-class MissingAuthenticationTokenException(AuthError):
-    """Request is missing Authentication Token"""
-
-    status = 403
-
-
-class IncompleteSignatureException(AuthError):
-    """The request signature does not conform to AWS standards."""
-
-
-class UnrecognizedClientException(AuthError):
-    """The security token included in the request is invalid."""
-
-
-class InvalidSignatureException(AuthError):
-    """The request signature we calculated does not match the signature you provided. Check your
-    AWS Secret Access Key and signing method. Consult the service documentation for details."""
-
-
-class AccessDeniedException(AuthError):
-    """Access is denied."""
-
-    status = 403
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,19 +22,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from stepd.api.auth import (
-    ApiAccess,
-    Authenticator,
-    AuthError,
-    Request,
-    check_listen,
-    check_local_origin,
-)
+from stepd.api.auth import ApiAccess, Authenticator, Request, check_listen, check_local_origin
 from stepd.api.protocol import Operations
 from stepd.api.ui import add_ui_routes
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
+    AuthError,
     InvalidExecutionInput,
     SerializationException,
     ServiceUnavailable,

@@ -11,8 +11,8 @@ import re
 from typing import TYPE_CHECKING, Any, Final
 
 from stepd.asl import paths
-from stepd.asl.failures import PathError, StatesRuntimeError
-from stepd.asl.timestamps import InvalidTimestampError, is_timestamp, parse_timestamp
+from stepd.asl.timestamps import is_timestamp, parse_timestamp
+from stepd.errors import InvalidTimestampError, PathError, StatesRuntimeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from stepd.asl import paths
-from stepd.asl.failures import IntrinsicError, PathError
+from stepd.errors import IntrinsicError, PathError
 
 PREFIX: Final = "States."
 FORMAT: Final = "States.Format"

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from stepd.asl import intrinsics, paths
-from stepd.asl.failures import PathError, StatesRuntimeError
+from stepd.errors import PathError, StatesRuntimeError
 
 DYNAMIC_SUFFIX: Final = ".$"
 

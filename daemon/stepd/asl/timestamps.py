@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
-from stepd.errors import StepdError
+from stepd.errors import InvalidTimestampError
 
 MICROSECOND_DIGITS: Final = 6
 
@@ -24,10 +24,6 @@ _TIMESTAMP: Final = re.compile(
 )
 _MAX_OFFSET_HOURS: Final = 23
 _MAX_OFFSET_MINUTES: Final = 59
-
-
-class InvalidTimestampError(StepdError):
-    """The value is not an RFC 3339 timestamp."""
 
 
 def parse_timestamp(text: Any) -> datetime:

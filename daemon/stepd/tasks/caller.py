@@ -34,16 +34,9 @@ import httpx
 import structlog
 
 from stepd import __version__
+from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
-from stepd.tasks.transport import (
-    AiohttpTransport,
-    Answer,
-    HttpxTransport,
-    Transport,
-    TransportError,
-    TransportTimeout,
-    UnsupportedUrl,
-)
+from stepd.tasks.transport import AiohttpTransport, Answer, HttpxTransport, Transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,16 +15,10 @@ from botocore.credentials import Credentials
 
 from stepd.api.auth import (
     MAX_CLOCK_SKEW_SECONDS,
-    AccessDeniedException,
     ApiAccess,
     Authenticator,
-    AuthError,
-    IncompleteSignatureException,
-    InvalidSignatureException,
     KeyPair,
-    MissingAuthenticationTokenException,
     Request,
-    UnrecognizedClientException,
     canonical_request,
     check_listen,
     check_local_origin,
@@ -34,7 +28,15 @@ from stepd.api.auth import (
 )
 from stepd.client import Client
 from stepd.config import api_access, client_key, load_settings
-from stepd.errors import ConfigError
+from stepd.errors import (
+    AccessDeniedException,
+    AuthError,
+    ConfigError,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 REGION = "us-east-1"
 KEY = KeyPair(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.failures import IntrinsicError
 from stepd.asl.intrinsics import evaluate, parse, seeded_random
+from stepd.errors import IntrinsicError
 
 DATA = {
     "name": "Ada",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stepd.asl import paths
-from stepd.asl.failures import PathError, ResultPathMatchError
+from stepd.errors import PathError, ResultPathMatchError
 
 DATA = {
     "a": {"b": 1},

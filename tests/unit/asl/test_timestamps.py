@@ -6,12 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stepd.asl.timestamps import (
-    InvalidTimestampError,
-    is_timestamp,
-    parse_timestamp,
-    truncate_to_seconds,
-)
+from stepd.asl.timestamps import is_timestamp, parse_timestamp, truncate_to_seconds
+from stepd.errors import InvalidTimestampError
 
 
 @pytest.mark.parametrize(
