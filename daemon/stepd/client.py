@@ -14,11 +14,12 @@ import httpx
 
 from stepd import __version__
 from stepd.api.auth import KeyPair, sign
+from stepd.engine.arns import DEFAULT_REGION
 from stepd.errors import ApiClientError as ApiClientError  # noqa: PLC0414 - graph.py imports it from here until its command moves to cli.py
 from stepd.errors import StepdError
 
 CLIENT_TIMEOUT_SECONDS = 30.0
-DEFAULT_REGION = "us-east-1"
+CLIENT_USER_AGENT = f"stepd-cli/{__version__}"
 
 
 def api_url(listen: str) -> str:
@@ -67,7 +68,7 @@ class Client:
             headers={
                 "Content-Type": "application/x-amz-json-1.0",
                 "X-Amz-Target": f"AWSStepFunctions.{operation}",
-                "User-Agent": f"stepd-cli/{__version__}",
+                "User-Agent": CLIENT_USER_AGENT,
             },
         )
         if self._key is not None:

@@ -1,6 +1,8 @@
 """Configuration: one TOML file, `STEPD_SECTION__KEY` environment overrides.
 
 Only the CLI and the daemon read configuration; everything else receives plain values.
+Defaults that other modules also use are theirs (the engine's region, account, workers and
+timeouts; the classroom server's base URL).
 Relative paths in the file are relative to the file. Secrets are read from files (or systemd
 credentials), never from the config text, and never logged.
 """
@@ -29,13 +31,18 @@ from pydantic_settings import (
 )
 
 from stepd.api.auth import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
+from stepd.engine.machines import (
+    DEFAULT_LATE_THRESHOLD_SECONDS,
+    DEFAULT_TASK_TIMEOUT_SECONDS,
+    LATE_RUN,
+)
+from stepd.engine.queue import DEFAULT_WORKERS
 from stepd.errors import ConfigError
+from stepd.tasks.endpoints import DEFAULT_BASE_URL
 
 DEFAULT_DB_PATH = Path("/var/lib/stepd/stepd.db")
 DEFAULT_LISTEN = "127.0.0.1:8300"
-DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
-DEFAULT_MAX_CONCURRENCY = 64  # task calls in flight at once
-DEFAULT_LATE_THRESHOLD_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 90.0
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -94,8 +101,8 @@ class StoreSettings(_Section):
 
 class ApiSettings(_Section):
     listen: str = DEFAULT_LISTEN  # "host:port" or "unix:/path/to.sock"
-    region: str = "us-east-1"
-    account: str = "123456789012"
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
     # ACCESS_KEY_ID:SECRET_ACCESS_KEY lines; the credential 'api_credentials' wins over it
     credentials_file: Path | None = None
     # a bearer token Prometheus may scrape /metrics with; the credential 'metrics_token' wins
@@ -115,9 +122,10 @@ class ApiSettings(_Section):
 
 
 class HttpSettings(_Section):
-    base_url: str = "http://127.0.0.1:8080"
-    timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = Field(default=DEFAULT_TASK_TIMEOUT_SECONDS, gt=0)
+    # task calls in flight at once: the engine's workers and the pool's connections
+    max_concurrency: int = Field(default=DEFAULT_WORKERS, ge=1, le=10_000)
     signing_secret_file: Path | None = None
 
 
@@ -132,7 +140,7 @@ class MachineSettings(_Section):
     key: str | None = None  # which machine of a serverless.yml
     endpoints: dict[str, str] = Field(default_factory=dict)
     late_threshold_seconds: float = Field(default=DEFAULT_LATE_THRESHOLD_SECONDS, gt=0)
-    late_policy: Literal["run", "fail"] = "run"
+    late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
 
 

@@ -1,4 +1,4 @@
-"""The error names ASL predefines (`States.*`) that stepd raises or matches.
+"""The error names ASL predefines (`States.*`) that stepd raises or matches, each spelled once.
 
 A state fails with one of these as its `Error`; retriers and catchers match them (see
 `retry.py`). The exceptions that carry them are in `stepd.errors` (StateError and below).
@@ -8,5 +8,9 @@ from __future__ import annotations
 
 from typing import Final
 
+STATES_ALL: Final = "States.ALL"
 STATES_RUNTIME: Final = "States.Runtime"
+STATES_TIMEOUT: Final = "States.Timeout"
+STATES_TASK_FAILED: Final = "States.TaskFailed"
+STATES_DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
 STATES_RESULT_PATH_MATCH_FAILURE: Final = "States.ResultPathMatchFailure"

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from stepd.asl.validate import MAX_DEFINITION_BYTES  # applied to the file, before parsing
 from stepd.errors import DefinitionError, DuplicateKeyError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-MAX_DEFINITION_BYTES = 1_048_576  # bytes: AWS's limit on a definition, applied to the file
 MAX_DOCUMENT_VALUES = 1_000_000  # values in the parsed document once YAML aliases are expanded
 DEFAULT_HTTP_ACTION = "StartExecution"
 DEFAULT_SERVERLESS_STAGE = "dev"

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
+from stepd.asl.failures import STATES_ALL
+
 # Codes: AWS's, then stepd's own.
 SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
 INVALID_RESOURCE = "INVALID_RESOURCE"
@@ -37,7 +39,7 @@ NO_PATH = "NO_PATH"
 PASS_RESULT_IS_STATIC = "PASS_RESULT_IS_STATIC"  # noqa: S105 - a diagnostic code
 DATA_REPLACED_BY_TASK = "DATA_REPLACED_BY_TASK"
 
-MAX_DEFINITION_BYTES = 1_048_576  # bytes, serialised as compact JSON
+MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
 MAX_SECONDS = 99_999_999  # seconds: Wait Seconds, TimeoutSeconds, HeartbeatSeconds, intervals
 MAX_ATTEMPTS = 99_999_999  # retries
@@ -552,10 +554,9 @@ def _check_nested(machine: Any, where: str, allowed: frozenset[str], scope: _Sco
 
 # Retry and Catch ----------------------------------------------------------------------------
 
-_STATES_ALL = "States.ALL"
 _KNOWN_ERRORS = frozenset(
     {
-        _STATES_ALL,
+        STATES_ALL,
         "States.DataLimitExceeded",
         "States.ExceedToleratedFailureThreshold",
         "States.HeartbeatTimeout",
@@ -673,7 +674,7 @@ def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None
     if not isinstance(errors, list) or not errors or not all(isinstance(e, str) for e in errors):
         scope.schema('Field "ErrorEquals" must be a non-empty list of error names', *where)
         return
-    if _STATES_ALL in errors and len(errors) > 1:
+    if STATES_ALL in errors and len(errors) > 1:
         scope.schema('"States.ALL" must be the only error name in its ErrorEquals', *where)
     for error in errors:
         if error.startswith("States.") and error not in _KNOWN_ERRORS:
@@ -685,7 +686,7 @@ def _check_states_all_last(
     handler: Mapping[str, Any], at: tuple[str, int], is_last: bool, scope: _Scope
 ) -> None:
     errors = handler.get("ErrorEquals")
-    if not is_last and isinstance(errors, list) and _STATES_ALL in errors:
+    if not is_last and isinstance(errors, list) and STATES_ALL in errors:
         message = f'"States.ALL" may appear only in the last {at[0]} entry'
         scope.schema(message, *at, "ErrorEquals")
 

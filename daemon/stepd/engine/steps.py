@@ -25,6 +25,7 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
+from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.engine import history
 from stepd.engine.history import dumps
 from stepd.store.records import (
@@ -46,9 +47,7 @@ from stepd.tasks.caller import TaskOutcome
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
-RUNTIME = "States.Runtime"
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
-TIMEOUT = "States.Timeout"
 
 
 def utc(ts: float) -> datetime:
@@ -181,7 +180,7 @@ class Step:
         try:
             self.state = interpreter.start_state(self.definition)
         except Exception as exc:
-            self.fail(RUNTIME, f"The definition has no valid StartAt: {exc}")
+            self.fail(STATES_RUNTIME, f"The definition has no valid StartAt: {exc}")
             return
         self.phase = PHASE_ENTER
         self.data = self.execution_input
@@ -214,7 +213,9 @@ class Step:
             if self.status != RUNNING:
                 return
             if self.event_count >= MAX_EVENTS:
-                self.fail(RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events.")
+                self.fail(
+                    STATES_RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events."
+                )
                 return
             if self.phase == PHASE_ENTER:
                 self._enter()
@@ -237,7 +238,7 @@ class Step:
                 self.definition, self.state or "", state_input, self.context(), utc(self.now)
             )
         except Exception as exc:
-            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, state_type)
 
     def _leave_wait(self) -> None:
@@ -278,7 +279,7 @@ class Step:
                 self.succeed(output)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
-                    cause = self._runtime_cause(cause) if error == RUNTIME else cause
+                    cause = self._runtime_cause(cause) if error == STATES_RUNTIME else cause
                 self.fail(error, cause)
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
@@ -329,7 +330,7 @@ class Step:
         try:
             decision = self._after_task(resource, outcome)
         except Exception as exc:
-            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, "Task")
 
     def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
@@ -341,10 +342,11 @@ class Step:
                 self.definition, self.state or "", state_input, outcome.result, self.context()
             )
         else:
-            details = (history.task_timed_out if outcome.error == TIMEOUT else history.task_failed)(
+            timed_out = outcome.error == STATES_TIMEOUT
+            details = (history.task_timed_out if timed_out else history.task_failed)(
                 resource, outcome.error, outcome.cause
             )
-            self.add("TaskTimedOut" if outcome.error == TIMEOUT else "TaskFailed", details)
+            self.add("TaskTimedOut" if timed_out else "TaskFailed", details)
             decision = interpreter.task_failed(
                 _without_retry(self.definition, self.state or "")
                 if outcome.error == LATE_ERROR
