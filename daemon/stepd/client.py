@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from stepd import __version__
-from stepd.api.auth import KeyPair, sign
+from stepd.access import KeyPair
+from stepd.api.auth import sign
 from stepd.engine.arns import DEFAULT_REGION
 from stepd.errors import ApiClientError as ApiClientError  # noqa: PLC0414 - graph.py imports it from here until its command moves to cli.py
 from stepd.errors import StepdError

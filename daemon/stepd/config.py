@@ -1,8 +1,9 @@
 """Configuration: one TOML file, `STEPD_SECTION__KEY` environment overrides.
 
-Only the CLI and the daemon read configuration; everything else receives plain values.
-Defaults that other modules also use are theirs (the engine's region, account, workers and
-timeouts; the classroom server's base URL).
+Only the CLI and the daemon read configuration; everything else receives plain values, made
+here from the settings: `machine_specs` for the catalog, `api_access` for the API,
+`client_key` for the command-line client. Defaults that other modules also use are theirs
+(the engine's region, account, workers and timeouts; the classroom server's base URL).
 Relative paths in the file are relative to the file. Secrets are read from files (or systemd
 credentials), never from the config text, and never logged.
 """
@@ -30,7 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from stepd.api.auth import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.catalog import MachineSpec
 from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
 from stepd.engine.machines import (
     DEFAULT_LATE_THRESHOLD_SECONDS,
@@ -231,6 +233,22 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         raise ConfigError(f"machines: the name {duplicates[0]!r} is used more than once")
     return settings.model_copy(
         update={"store": store, "api": api, "http": http, "machines": machines}
+    )
+
+
+def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
+    """The configured machines as the catalog takes them."""
+    return tuple(
+        MachineSpec(
+            name=machine.name,
+            definition=machine.definition,
+            key=machine.key,
+            endpoints=dict(machine.endpoints),
+            late_threshold_seconds=machine.late_threshold_seconds,
+            late_policy=machine.late_policy,
+            wait_for_host_seconds=machine.wait_for_host_seconds,
+        )
+        for machine in settings.machines
     )
 
 

@@ -30,7 +30,14 @@ import structlog
 from stepd import __version__, logs
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
-from stepd.config import SIGNING_CREDENTIAL, Settings, api_access, load_settings, read_secret
+from stepd.config import (
+    SIGNING_CREDENTIAL,
+    Settings,
+    api_access,
+    load_settings,
+    machine_specs,
+    read_secret,
+)
 from stepd.control import ControlServer, ReloadResult, runtime_socket
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
@@ -69,7 +76,9 @@ def load_config(path: Path) -> LoadedConfig:
     Raises StepdError (ConfigError) naming where the problem is, never a secret's value.
     """
     settings = load_settings(path)
-    catalog = build_catalog(settings, str(path))
+    catalog = build_catalog(
+        machine_specs(settings), base_url=settings.http.base_url, config_source=str(path)
+    )
     secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
     if secret is not None:
         secret_key(secret)

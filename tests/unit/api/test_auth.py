@@ -13,17 +13,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from stepd.access import ApiAccess, KeyPair, check_listen, is_loopback, parse_key_pairs
 from stepd.api.auth import (
     MAX_CLOCK_SKEW_SECONDS,
-    ApiAccess,
     Authenticator,
-    KeyPair,
     Request,
     canonical_request,
-    check_listen,
     check_local_origin,
-    is_loopback,
-    parse_key_pairs,
     sign,
 )
 from stepd.client import Client
