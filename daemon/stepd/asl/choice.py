@@ -45,7 +45,7 @@ _TYPE_TESTS: Final[Mapping[str, Callable[[Any], bool]]] = {
 }
 
 
-def matches(rule: Mapping[str, Any], data: Any, context: Mapping[str, Any]) -> bool:
+def matches(rule: Mapping[str, Any], data: Any, context: Mapping[str, Any]) -> bool:  # noqa: C901 - one branch per kind of rule, in the order the spec lists them
     """Whether `rule` holds for `data`. Raises StatesRuntimeError for a missing Variable."""
     if "And" in rule:
         return all(matches(inner, data, context) for inner in rule["And"])

@@ -412,15 +412,8 @@ _TEMPLATE_FIELDS = ("Parameters", "ResultSelector", "ItemSelector")
 
 
 def _check_state(state: Any, scope: _Scope) -> None:
-    if not isinstance(state, Mapping):
-        scope.schema("A state must be an object")
-        return
-    state_type = state.get("Type")
-    if "Type" not in state:
-        scope.schema('Field "Type" is required')
-        return
-    if not isinstance(state_type, str) or state_type not in _FIELDS:
-        scope.schema(f"Unknown state Type {state_type!r}", "Type")
+    state_type = _known_type(state, scope)
+    if state_type is None:
         return
     for unknown in sorted(set(state) - _FIELDS[state_type]):
         scope.schema(f'Field "{unknown}" is not supported in a {state_type} state', unknown)
@@ -436,6 +429,21 @@ def _check_state(state: Any, scope: _Scope) -> None:
     if state_type not in _TERMINAL_TYPES and state_type != "Choice":
         _check_next_or_end(state, scope)
     _TYPE_CHECKS[state_type](state, scope)
+
+
+def _known_type(state: Any, scope: _Scope) -> str | None:
+    """The state's Type when it is an object of a type stepd knows, else None (reported)."""
+    if not isinstance(state, Mapping):
+        scope.schema("A state must be an object")
+        return None
+    state_type = state.get("Type")
+    if "Type" not in state:
+        scope.schema('Field "Type" is required')
+        return None
+    if not isinstance(state_type, str) or state_type not in _FIELDS:
+        scope.schema(f"Unknown state Type {state_type!r}", "Type")
+        return None
+    return state_type
 
 
 def _check_next_or_end(state: Mapping[str, Any], scope: _Scope) -> None:

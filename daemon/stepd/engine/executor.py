@@ -468,7 +468,8 @@ class Engine:
                 utc(step.now),
                 self.random,
             )
-        except Exception:
+        except Exception:  # a bug: the call goes out, and its error fails the state
+            log.exception("step.unexpected_error", **step.log_fields())
             return None
         return limit if isinstance(decision, RetryAt) else None
 

@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from stepd.asl import interpreter
 from stepd.asl.decisions import (
     CallTask,
@@ -44,6 +46,8 @@ from stepd.store.records import (
     WaitThen,
 )
 from stepd.tasks.caller import TaskOutcome
+
+log = structlog.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
@@ -138,6 +142,10 @@ class Step:
             retry_count=self.attempt,
         )
 
+    def log_fields(self) -> dict[str, Any]:
+        """The fields a log event about this step carries."""
+        return {"machine": self.machine, "execution": self.name, "state": self.state}
+
     def state_type(self) -> str:
         states = self.definition.get("States", {})
         state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
@@ -179,7 +187,8 @@ class Step:
         self.add("ExecutionStarted", history.execution_started(self.execution_input, role_arn))
         try:
             self.state = interpreter.start_state(self.definition)
-        except Exception as exc:
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
             self.fail(STATES_RUNTIME, f"The definition has no valid StartAt: {exc}")
             return
         self.phase = PHASE_ENTER
@@ -237,7 +246,8 @@ class Step:
             decision: Decision = interpreter.enter(
                 self.definition, self.state or "", state_input, self.context(), utc(self.now)
             )
-        except Exception as exc:
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, state_type)
 
@@ -329,7 +339,8 @@ class Step:
         decision: Decision
         try:
             decision = self._after_task(resource, outcome)
-        except Exception as exc:
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, "Task")
 
