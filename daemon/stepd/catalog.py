@@ -1,20 +1,37 @@
-"""The state machines a config names: loaded, validated and mapped to endpoints."""
+"""The state machines a config names: loaded, validated and mapped to endpoints.
+
+`build_catalog` takes plain values (the cli and the daemon make them from the settings with
+`config.machine_specs`) and never stops at the first problem: every finding is reported.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stepd.asl.interpreter import UNSUPPORTED_TYPES
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
-from stepd.config import MachineSettings, Settings
 from stepd.engine.arns import check_name
-from stepd.engine.machines import Machine
+from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
 from stepd.errors import ApiError, ConfigError, DefinitionError
 from stepd.tasks.endpoints import EndpointMap
+
+
+@dataclass(frozen=True, kw_only=True)
+class MachineSpec:
+    """One state machine as configured: its name, where its definition is, how it runs."""
+
+    name: str
+    definition: Path  # an ASL JSON/YAML file, or a serverless.yml
+    key: str | None = None  # which machine of a serverless.yml
+    endpoints: Mapping[str, str] = field(default_factory=dict)  # Task name or Resource -> URL
+    late_threshold_seconds: float = DEFAULT_LATE_THRESHOLD_SECONDS
+    late_policy: str = LATE_RUN
+    wait_for_host_seconds: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,11 +57,14 @@ class Catalog:
         return tuple(r for r in self.reports if r.severity == "error")
 
 
-def build_catalog(settings: Settings, config_source: str = "config") -> Catalog:
-    """Load every configured machine; collect every finding rather than stop at the first."""
+def build_catalog(
+    specs: Sequence[MachineSpec], *, base_url: str, config_source: str = "config"
+) -> Catalog:
+    """Load every machine in `specs`, its relative endpoints joined to `base_url`; collect
+    every finding rather than stop at the first. Findings are located in `config_source`."""
     machines: dict[str, Machine] = {}
     reports: list[Report] = []
-    if not settings.machines:
+    if not specs:
         reports.append(
             Report(
                 where=f"{config_source}#/machines",
@@ -53,9 +73,9 @@ def build_catalog(settings: Settings, config_source: str = "config") -> Catalog:
                 "and a definition",
             )
         )
-    for index, machine_settings in enumerate(settings.machines):
+    for index, spec in enumerate(specs):
         where = f"{config_source}#/machines/{index}"
-        machine, found = _load_machine(machine_settings, settings, where)
+        machine, found = _load_machine(spec, base_url, where)
         reports.extend(found)
         if machine is not None and not any(r.severity == "error" for r in found):
             machines[machine.name] = machine
@@ -63,47 +83,45 @@ def build_catalog(settings: Settings, config_source: str = "config") -> Catalog:
 
 
 def _load_machine(
-    machine_settings: MachineSettings, settings: Settings, where: str
+    spec: MachineSpec, base_url: str, where: str
 ) -> tuple[Machine | None, list[Report]]:
     reports: list[Report] = []
     try:
-        check_name(machine_settings.name, "state machine")
+        check_name(spec.name, "state machine")
     except ApiError as exc:
         reports.append(Report(where=f"{where}/name", code="INVALID_NAME", message=exc.message))
     try:
-        endpoints = EndpointMap(
-            base_url=settings.http.base_url, routes=dict(machine_settings.endpoints)
-        )
+        endpoints = EndpointMap(base_url=base_url, routes=dict(spec.endpoints))
     except ConfigError as exc:
         reports.append(
             Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
         )
         endpoints = EndpointMap(base_url="", routes={})
     try:
-        loaded = load_definition(machine_settings.definition, machine_settings.key)
+        loaded = load_definition(spec.definition, spec.key)
     except DefinitionError as exc:
         reports.append(
             Report(
-                where=exc.where or str(machine_settings.definition),
+                where=exc.where or str(spec.definition),
                 code="INVALID_DEFINITION",
                 message=exc.message,
             )
         )
         return None, reports
-    source = str(machine_settings.definition)
+    source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
     reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
-        name=machine_settings.name,
+        name=spec.name,
         definition=loaded.definition,
         definition_text=json.dumps(loaded.definition, separators=(",", ":"), sort_keys=True),
         endpoints=endpoints,
         source=source,
         http_events=loaded.http_events,
-        late_threshold_seconds=machine_settings.late_threshold_seconds,
-        late_policy=machine_settings.late_policy,
-        wait_for_host_seconds=machine_settings.wait_for_host_seconds,
+        late_threshold_seconds=spec.late_threshold_seconds,
+        late_policy=spec.late_policy,
+        wait_for_host_seconds=spec.wait_for_host_seconds,
     )
     return machine, reports
 

@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from stepd.tasks.caller import IDEMPOTENCY_KEY_HEADER
+from stepd.tasks.endpoints import DEFAULT_PORT
 from stepd.tasks.signing import verify
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080  # the base_url of the example config
 SHUTDOWN_TIMEOUT_SECONDS = 0.5  # in-flight (delayed) answers are cancelled after this on stop
 SECRET_ENV = "STEPD_CLASSROOM_SECRET"  # noqa: S105 - the variable's name, not a secret
-IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +264,7 @@ def _append_line(path: Path, line: str) -> None:
 
 def _idempotency_key(headers: dict[str, str]) -> str | None:
     """The key, unquoted when sent as a structured-field string (``"abc"``)."""
-    value = headers.get(IDEMPOTENCY_KEY_HEADER)
+    value = headers.get(IDEMPOTENCY_KEY_HEADER.lower())
     if value is None:
         return None
     value = value.strip()

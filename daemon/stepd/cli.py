@@ -13,11 +13,11 @@ from typing import Any
 
 from stepd import __version__
 from stepd.asl.loader import load_definition
-from stepd.catalog import build_catalog
-from stepd.client import ApiClientError, Client, api_url
-from stepd.config import EX_CONFIG, client_key, load_settings
+from stepd.catalog import Catalog, build_catalog
+from stepd.client import Client, api_url
+from stepd.config import EX_CONFIG, Settings, client_key, load_settings, machine_specs
 from stepd.engine.arns import Arns
-from stepd.errors import ConfigError, DefinitionError, StepdError, StoreTooNew
+from stepd.errors import ApiClientError, ConfigError, DefinitionError, StepdError, StoreTooNew
 from stepd.graph import FORMATS, render
 
 EX_OK = 0
@@ -35,6 +35,12 @@ def _err(message: str) -> None:
     print(f"stepd: {message}", file=sys.stderr)
 
 
+def _catalog(settings: Settings, config: Path) -> Catalog:
+    return build_catalog(
+        machine_specs(settings), base_url=settings.http.base_url, config_source=str(config)
+    )
+
+
 # -- run / check -------------------------------------------------------------------------
 
 
@@ -48,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EX_CONFIG
     logs.configure(settings.log.level, settings.log.format)
-    catalog = build_catalog(settings, str(args.config))
+    catalog = _catalog(settings, args.config)
     for report in catalog.reports:
         print(report, file=sys.stderr)
     if catalog.errors:
@@ -70,7 +76,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{args.config}: CONFIG: {exc}")
         return EX_CONFIG
-    catalog = build_catalog(settings, str(args.config))
+    catalog = _catalog(settings, args.config)
     for report in catalog.reports:
         print(report)
     store_problem = _store_problem(settings.store.path)

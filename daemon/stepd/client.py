@@ -13,19 +13,13 @@ from typing import Any
 import httpx
 
 from stepd import __version__
-from stepd.api.auth import KeyPair, sign
-from stepd.errors import StepdError
+from stepd.access import KeyPair
+from stepd.api.auth import sign
+from stepd.engine.arns import DEFAULT_REGION
+from stepd.errors import ApiClientError, StepdError
 
 CLIENT_TIMEOUT_SECONDS = 30.0
-DEFAULT_REGION = "us-east-1"
-
-
-class ApiClientError(StepdError):
-    """The API refused the request."""
-
-    def __init__(self, aws_type: str, message: str) -> None:
-        super().__init__(f"{aws_type}: {message}")
-        self.aws_type = aws_type
+CLIENT_USER_AGENT = f"stepd-cli/{__version__}"
 
 
 def api_url(listen: str) -> str:
@@ -74,7 +68,7 @@ class Client:
             headers={
                 "Content-Type": "application/x-amz-json-1.0",
                 "X-Amz-Target": f"AWSStepFunctions.{operation}",
-                "User-Agent": f"stepd-cli/{__version__}",
+                "User-Agent": CLIENT_USER_AGENT,
             },
         )
         if self._key is not None:
@@ -85,8 +79,8 @@ class Client:
             raise StepdError(f"cannot reach the stepd API: {exc}") from exc
         try:
             answer = response.json()
-        except ValueError:
-            raise StepdError(f"the API answered {response.status_code} without JSON") from None
+        except ValueError as exc:
+            raise StepdError(f"the API answered {response.status_code} without JSON") from exc
         if response.status_code >= 400:
             raise ApiClientError(str(answer.get("__type")), str(answer.get("message")))
         return dict(answer)

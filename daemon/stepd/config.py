@@ -1,6 +1,9 @@
 """Configuration: one TOML file, `STEPD_SECTION__KEY` environment overrides.
 
-Only the CLI and the daemon read configuration; everything else receives plain values.
+Only the CLI and the daemon read configuration; everything else receives plain values, made
+here from the settings: `machine_specs` for the catalog, `api_access` for the API,
+`client_key` for the command-line client. Defaults that other modules also use are theirs
+(the engine's region, account, workers and timeouts; the classroom server's base URL).
 Relative paths in the file are relative to the file. Secrets are read from files (or systemd
 credentials), never from the config text, and never logged.
 """
@@ -28,14 +31,20 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from stepd.api.auth import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.catalog import MachineSpec
+from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
+from stepd.engine.machines import (
+    DEFAULT_LATE_THRESHOLD_SECONDS,
+    DEFAULT_TASK_TIMEOUT_SECONDS,
+    LATE_RUN,
+)
+from stepd.engine.queue import DEFAULT_WORKERS
 from stepd.errors import ConfigError
+from stepd.tasks.endpoints import DEFAULT_BASE_URL
 
 DEFAULT_DB_PATH = Path("/var/lib/stepd/stepd.db")
 DEFAULT_LISTEN = "127.0.0.1:8300"
-DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
-DEFAULT_MAX_CONCURRENCY = 64  # task calls in flight at once
-DEFAULT_LATE_THRESHOLD_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 90.0
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -94,8 +103,8 @@ class StoreSettings(_Section):
 
 class ApiSettings(_Section):
     listen: str = DEFAULT_LISTEN  # "host:port" or "unix:/path/to.sock"
-    region: str = "us-east-1"
-    account: str = "123456789012"
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
     # ACCESS_KEY_ID:SECRET_ACCESS_KEY lines; the credential 'api_credentials' wins over it
     credentials_file: Path | None = None
     # a bearer token Prometheus may scrape /metrics with; the credential 'metrics_token' wins
@@ -115,9 +124,10 @@ class ApiSettings(_Section):
 
 
 class HttpSettings(_Section):
-    base_url: str = "http://127.0.0.1:8080"
-    timeout_seconds: float = Field(default=DEFAULT_HTTP_TIMEOUT_SECONDS, gt=0)
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = Field(default=DEFAULT_TASK_TIMEOUT_SECONDS, gt=0)
+    # task calls in flight at once: the engine's workers and the pool's connections
+    max_concurrency: int = Field(default=DEFAULT_WORKERS, ge=1, le=10_000)
     signing_secret_file: Path | None = None
 
 
@@ -132,7 +142,7 @@ class MachineSettings(_Section):
     key: str | None = None  # which machine of a serverless.yml
     endpoints: dict[str, str] = Field(default_factory=dict)
     late_threshold_seconds: float = Field(default=DEFAULT_LATE_THRESHOLD_SECONDS, gt=0)
-    late_policy: Literal["run", "fail"] = "run"
+    late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
 
 
@@ -176,16 +186,16 @@ def load_settings(path: Path) -> Settings:
     """Read, validate and resolve the config file. Raises ConfigError saying what and where."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     token = _config_file.set(raw)
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except ValidationError as exc:  # not chained: it holds the values, which may be secrets
         raise ConfigError(f"{path}: {describe_errors(exc)}") from None
     finally:
         _config_file.reset(token)
@@ -226,6 +236,22 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     )
 
 
+def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
+    """The configured machines as the catalog takes them."""
+    return tuple(
+        MachineSpec(
+            name=machine.name,
+            definition=machine.definition,
+            key=machine.key,
+            endpoints=dict(machine.endpoints),
+            late_threshold_seconds=machine.late_threshold_seconds,
+            late_policy=machine.late_policy,
+            wait_for_host_seconds=machine.wait_for_host_seconds,
+        )
+        for machine in settings.machines
+    )
+
+
 def read_secret(path: Path | None, credential: str) -> str | None:
     """A secret from systemd's $CREDENTIALS_DIRECTORY/<credential>, else from `path`."""
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -236,7 +262,7 @@ def read_secret(path: Path | None, credential: str) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from exc
 
 
 def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:

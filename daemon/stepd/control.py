@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from stepd.errors import StepdError
+from stepd.errors import ControlError
 
 log = structlog.get_logger("stepd.control")
 
@@ -39,10 +39,6 @@ ANSWER_TIMEOUT_SECONDS = 50.0  # the client waits this long for a reload (below 
 MAX_REQUEST_BYTES = 256
 RELOAD = "reload"
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-class ControlError(StepdError):
-    """The daemon's control socket cannot be used."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +64,7 @@ class ReloadResult:
                 status=str(raw.get("status", "")),
             )
         except (ValueError, TypeError, KeyError) as exc:
-            raise ControlError(f"the daemon's answer is not understood: {exc}") from None
+            raise ControlError(f"the daemon's answer is not understood: {exc}") from exc
 
 
 def runtime_socket(environ: dict[str, str] | None = None) -> Path | None:
@@ -150,10 +146,10 @@ def request_reload(path: Path, timeout: float = ANSWER_TIMEOUT_SECONDS) -> Reloa
             chunks: list[bytes] = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-    except TimeoutError:
-        raise ControlError(f"{path}: no answer from the daemon within {timeout:g} s") from None
+    except TimeoutError as exc:
+        raise ControlError(f"{path}: no answer from the daemon within {timeout:g} s") from exc
     except OSError as exc:
-        raise ControlError(f"{path}: cannot reach the daemon: {exc.strerror or exc}") from None
+        raise ControlError(f"{path}: cannot reach the daemon: {exc.strerror or exc}") from exc
     if not chunks:
         raise ControlError(f"{path}: the daemon closed the connection without an answer")
     return ReloadResult.from_line(b"".join(chunks))

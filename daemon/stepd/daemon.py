@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +30,14 @@ import structlog
 from stepd import __version__, logs
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
-from stepd.config import Settings, api_access, load_settings, read_secret
+from stepd.config import (
+    SIGNING_CREDENTIAL,
+    Settings,
+    api_access,
+    load_settings,
+    machine_specs,
+    read_secret,
+)
 from stepd.control import ControlServer, ReloadResult, runtime_socket
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
@@ -39,7 +46,7 @@ from stepd.errors import StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.sqlite import SqliteStore
-from stepd.tasks.caller import Caller, TaskCaller
+from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 
@@ -48,12 +55,10 @@ T = TypeVar("T")
 
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
-SECONDS_PER_DAY = 86_400
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
-SIGNING_CREDENTIAL = "signing_secret"
 RESTART_SECTIONS = ("store", "api")  # settings read once at start
-USER_AGENT = f"stepd/{__version__}"
+DAY = timedelta(days=1)  # the unit of [store] retention_days
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +76,9 @@ def load_config(path: Path) -> LoadedConfig:
     Raises StepdError (ConfigError) naming where the problem is, never a secret's value.
     """
     settings = load_settings(path)
-    catalog = build_catalog(settings, str(path))
+    catalog = build_catalog(
+        machine_specs(settings), base_url=settings.http.base_url, config_source=str(path)
+    )
     secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
     if secret is not None:
         secret_key(secret)
@@ -141,7 +148,7 @@ class Daemon:
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         caller = TaskCaller(
-            user_agent=USER_AGENT,
+            user_agent=DEFAULT_USER_AGENT,
             signing_secret=self._signing_secret,
             max_connections=settings.http.max_concurrency,
         )
@@ -318,7 +325,8 @@ class Daemon:
             loaded = await asyncio.to_thread(load_config, self.config_path)
         except StepdError as exc:
             return self._rejected((str(exc),))
-        except Exception as exc:
+        except Exception as exc:  # a bug: the running configuration stays, the reload fails
+            log.exception("config.reload_failed", path=str(self.config_path))
             return self._rejected((f"{self.config_path}: {type(exc).__name__}: {exc}",))
         for report in loaded.catalog.reports:
             if report.severity != "error":
@@ -354,7 +362,7 @@ class Daemon:
         caller = None
         if loaded.signing_secret != self._signing_secret:
             caller = TaskCaller(
-                user_agent=USER_AGENT,
+                user_agent=DEFAULT_USER_AGENT,
                 signing_secret=loaded.signing_secret,
                 max_connections=old.http.max_concurrency,
             )
@@ -392,7 +400,8 @@ class Daemon:
         if engine is None:
             return
         try:
-            await engine.purge(self.settings.store.retention_days * SECONDS_PER_DAY)
+            retention_seconds = self.settings.store.retention_days * DAY.total_seconds()
+            await engine.purge(retention_seconds)
         except StepdError as exc:
             log.warning("executions.purge_failed", error=str(exc))
 

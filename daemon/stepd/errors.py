@@ -1,13 +1,28 @@
-"""Exceptions raised by stepd.
+"""Exceptions raised by stepd: one tree, rooted at StepdError.
 
-    StepdError                    root: everything stepd raises on purpose
-    ├── ConfigError               the config file is missing, malformed or invalid
-    ├── DefinitionError           a state machine definition cannot be loaded
-    ├── StoreError                the database cannot be opened, read or written
-    │   ├── StoreLocked           another process holds the database
-    │   ├── StoreTooNew           the store was written by a newer stepd
-    │   └── RecordError           a stored record cannot be read
-    └── ApiError                  a control API request is refused (AWS error shape)
+    StepdError                        root: everything stepd raises on purpose
+    ├── ConfigError                   the config file is missing, malformed or invalid
+    ├── DefinitionError               a state machine definition cannot be loaded
+    │   └── DuplicateKeyError         a JSON object names a key twice (the loader says where)
+    ├── StateError                    a state cannot complete; `error` is the ASL error name
+    │   ├── StatesRuntimeError        States.Runtime: never retried, never caught
+    │   │   ├── PathError             a path has no results
+    │   │   ├── IntrinsicError        an intrinsic function failed (AWS reports States.Runtime)
+    │   │   └── ParseError            the definition holds something the parsers refuse
+    │   └── ResultPathMatchError      States.ResultPathMatchFailure: ResultPath cannot be applied
+    ├── InvalidTimestampError         a value is not an RFC 3339 timestamp
+    │   └── TimestampRangeError       RFC 3339, but outside the years 0001 to 9999 in UTC
+    ├── TransportError                a Task call got no answer; `kind` names the failure
+    │   ├── TransportTimeout          connecting or reading took longer than allowed
+    │   └── UnsupportedUrl            the URL cannot be called at all (not http or https)
+    ├── StoreError                    the database cannot be opened, read or written
+    │   ├── StoreLocked               another process holds the database
+    │   ├── StoreTooNew               the store was written by a newer stepd
+    │   ├── RecordError               a stored record cannot be read
+    │   └── WriteGroupFailed          a write of a group failed; the group was rolled back
+    ├── ControlError                  the daemon's control socket cannot be used
+    ├── ApiClientError                the API refused a client's request; `aws_type` says why
+    └── ApiError                      a control API request is refused (AWS error shape)
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
         ├── StateMachineDoesNotExist
@@ -17,13 +32,27 @@
         ├── InvalidToken
         ├── ValidationException
         ├── UnknownOperationException
-        ├── SerializationException  the request body is not JSON
-        └── ServiceUnavailable    the store cannot accept work right now (HTTP 503)
+        ├── SerializationException    the request body is not JSON
+        ├── ServiceUnavailable        the store cannot accept work right now (HTTP 503)
+        └── AuthError                 the request is not authenticated (Signature Version 4)
+            ├── MissingAuthenticationTokenException  no Authorization header (HTTP 403)
+            ├── IncompleteSignatureException         not SigV4, or a part of it is malformed
+            ├── UnrecognizedClientException          an access key id not configured
+            ├── InvalidSignatureException            the signature, scope or date is wrong
+            └── AccessDeniedException                refused on loopback (HTTP 403)
 
-Each class's docstring is its default message.
+Each class's docstring is its default message. A StateError's message is the `Cause` the
+execution reports. Errors of other libraries are wrapped where stepd meets them, with
+``raise ... from``.
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+from stepd.asl.failures import STATES_RESULT_PATH_MATCH_FAILURE, STATES_RUNTIME
+
+INVALID_DEFINITION: Final = "The definition is invalid: "  # how the cause of a ParseError begins
 
 
 class StepdError(Exception):
@@ -41,6 +70,9 @@ class ConfigError(StepdError):
     """The configuration is invalid."""
 
 
+# -- definitions and states ----------------------------------------------------------------
+
+
 class DefinitionError(StepdError):
     """The state machine definition cannot be loaded."""
 
@@ -50,6 +82,84 @@ class DefinitionError(StepdError):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class DuplicateKeyError(DefinitionError):
+    """A JSON object names a key more than once."""
+
+    def __init__(self, key: str, *, is_state: bool) -> None:
+        super().__init__(f'duplicate key "{key}"')
+        self.key = key
+        self.is_state = is_state  # both values look like states: a duplicate state name
+
+
+class StateError(StepdError):
+    """The state failed."""
+
+    error = STATES_RUNTIME
+
+
+class StatesRuntimeError(StateError):
+    """The state machine could not run the state."""
+
+    error = STATES_RUNTIME
+
+
+class PathError(StatesRuntimeError):
+    """A path has no results."""
+
+
+class IntrinsicError(StatesRuntimeError):
+    """An intrinsic function failed."""
+
+
+class ParseError(StatesRuntimeError):
+    """A path, intrinsic call, timestamp or Choice operand in the definition cannot be parsed.
+
+    `stepd check` calls the same parsers, so only a definition that skipped it fails this way.
+    `problem` says what is wrong (check reports it as is); the message, which becomes the
+    execution's cause, starts with INVALID_DEFINITION.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(INVALID_DEFINITION + problem)
+        self.problem = problem
+
+
+class ResultPathMatchError(StateError):
+    """The ResultPath cannot be applied to the state's input."""
+
+    error = STATES_RESULT_PATH_MATCH_FAILURE
+
+
+class InvalidTimestampError(StepdError):
+    """The value is not an RFC 3339 timestamp."""
+
+
+class TimestampRangeError(InvalidTimestampError):
+    """The timestamp is RFC 3339 but outside the years 0001 to 9999 in UTC."""
+
+
+# -- task calls ----------------------------------------------------------------------------
+
+
+class TransportError(StepdError):
+    """The call got no answer. `kind` names the failure (ConnectError, ReadError, ...)."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+class TransportTimeout(TransportError):
+    """Connecting or reading took longer than allowed."""
+
+
+class UnsupportedUrl(TransportError):
+    """The URL cannot be called at all (not http or https)."""
+
+
+# -- the store -----------------------------------------------------------------------------
 
 
 class StoreError(StepdError):
@@ -66,6 +176,32 @@ class StoreTooNew(StoreError):
 
 class RecordError(StoreError):
     """A stored record cannot be read."""
+
+
+class WriteGroupFailed(StoreError):
+    """A write of a group failed; the group was rolled back.
+
+    Raised and caught inside the SQLite store's writer thread, which then runs the group's
+    writes again one by one, so that only the failed write fails.
+    """
+
+
+# -- the daemon's control socket and the API's client --------------------------------------
+
+
+class ControlError(StepdError):
+    """The daemon's control socket cannot be used."""
+
+
+class ApiClientError(StepdError):
+    """The API refused the request."""
+
+    def __init__(self, aws_type: str, message: str) -> None:
+        super().__init__(f"{aws_type}: {message}")
+        self.aws_type = aws_type
+
+
+# -- the API's refusals, as AWS shapes them ------------------------------------------------
 
 
 class ApiError(StepdError):
@@ -122,3 +258,32 @@ class ServiceUnavailable(ApiError):
     """The service cannot accept work right now."""
 
     status = 503
+
+
+class AuthError(ApiError):
+    """The request is not authenticated."""
+
+
+class MissingAuthenticationTokenException(AuthError):
+    """Request is missing Authentication Token"""
+
+    status = 403
+
+
+class IncompleteSignatureException(AuthError):
+    """The request signature does not conform to AWS standards."""
+
+
+class UnrecognizedClientException(AuthError):
+    """The security token included in the request is invalid."""
+
+
+class InvalidSignatureException(AuthError):
+    """The request signature we calculated does not match the signature you provided. Check your
+    AWS Secret Access Key and signing method. Consult the service documentation for details."""
+
+
+class AccessDeniedException(AuthError):
+    """Access is denied."""
+
+    status = 403

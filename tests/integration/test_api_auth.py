@@ -27,7 +27,8 @@ from tests.integration.harness import (
     wait_until,
 )
 
-from stepd.api.auth import KeyPair, sign
+from stepd.access import KeyPair
+from stepd.api.auth import sign
 from stepd.classroom import ClassroomServer
 from stepd.config import EX_CONFIG
 

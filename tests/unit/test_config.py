@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stepd.config import load_settings
+from stepd.catalog import MachineSpec
+from stepd.config import load_settings, machine_specs
 from stepd.errors import ConfigError
 
 MINIMAL = """
@@ -34,6 +35,20 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path):
     assert (settings.store.path, settings.machines[0].definition) == (
         tmp_path / "data" / "stepd.db",
         tmp_path / "classroom.asl.yaml",
+    )
+
+
+def test_machines_are_handed_on_as_plain_specs(tmp_path: Path):
+    """Each [[machines]] table becomes a MachineSpec, its definition path resolved."""
+    text = MINIMAL.replace('.yaml"\n', '.yaml"\nlate_policy = "fail"\n')
+    settings = load_settings(_write(tmp_path, text))
+    assert machine_specs(settings) == (
+        MachineSpec(
+            name="classroom",
+            definition=tmp_path / "classroom.asl.yaml",
+            endpoints={"StartRecording": "/recording/start"},
+            late_policy="fail",
+        ),
     )
 
 

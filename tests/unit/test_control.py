@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stepd.control import ControlError, ControlServer, ReloadResult, request_reload, runtime_socket
+from stepd.control import ControlServer, ReloadResult, request_reload, runtime_socket
+from stepd.errors import ControlError
 
 REJECTED = ReloadResult(ok=False, findings=("stepd.toml: http2: Extra inputs are not permitted",))
 

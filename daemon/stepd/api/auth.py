@@ -20,21 +20,28 @@ accepted and ignored (there are no temporary credentials here). Refusals have AW
     AccessDeniedException                403  an unauthenticated API on loopback was reached
                                               through another host name, or from a web page
 
-The canonical-request code here is the one `stepd.client` signs with.
+The canonical-request code here is the one `stepd.client` signs with. What requests are checked
+against (`ApiAccess`, `KeyPair`) is in `stepd.access`; the refusals are in `stepd.errors`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
-from stepd.errors import ApiError, ConfigError
+from stepd.access import ApiAccess, KeyPair, is_local_host
+from stepd.errors import (
+    AccessDeniedException,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -43,132 +50,10 @@ SERVICES = frozenset({SERVICE, "execute-api"})  # execute-api: API Gateway's, fo
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_CLOCK_SKEW_SECONDS = 15 * 60  # AWS's limit, either way
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-MIN_SECRET_CHARS = 16  # AWS's own secret access keys have 40
-MAX_ACCESS_KEY_ID_CHARS = 128
 BEARER = "Bearer "
 DATE_HEADER = "x-amz-date"
 TARGET_HEADER = "x-amz-target"
 REQUIRED_SIGNED_HEADERS = ("host", DATE_HEADER)
-LOCAL_HOST_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
-
-
-class AuthError(ApiError):
-    """The request is not authenticated."""
-
-
-class MissingAuthenticationTokenException(AuthError):
-    """Request is missing Authentication Token"""
-
-    status = 403
-
-
-class IncompleteSignatureException(AuthError):
-    """The request signature does not conform to AWS standards."""
-
-
-class UnrecognizedClientException(AuthError):
-    """The security token included in the request is invalid."""
-
-
-class InvalidSignatureException(AuthError):
-    """The request signature we calculated does not match the signature you provided. Check your
-    AWS Secret Access Key and signing method. Consult the service documentation for details."""
-
-
-class AccessDeniedException(AuthError):
-    """Access is denied."""
-
-    status = 403
-
-
-@dataclass(frozen=True, kw_only=True)
-class KeyPair:
-    """One access key id and its secret access key (never shown in a repr)."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApiAccess:
-    """What the API accepts: with no key pairs, anything (loopback and unix sockets only)."""
-
-    keys: tuple[KeyPair, ...] = ()
-    metrics_token: str | None = field(default=None, repr=False)  # Bearer, for GET /metrics only
-
-    @property
-    def required(self) -> bool:
-        return len(self.keys) > 0
-
-
-# -- configuration ------------------------------------------------------------------------
-
-
-def parse_key_pairs(text: str, where: str) -> tuple[KeyPair, ...]:
-    """Key pairs from `ACCESS_KEY_ID:SECRET_ACCESS_KEY` lines (`#` comments, blank lines).
-
-    Raises ConfigError naming the line, never its content.
-    """
-    pairs: list[KeyPair] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key_id, sep, secret = stripped.partition(":")
-        key_id, secret = key_id.strip(), secret.strip()
-        if not sep or not key_id or not secret:
-            raise ConfigError(f"{where}: line {number}: expected ACCESS_KEY_ID:SECRET_ACCESS_KEY")
-        if not _valid_key_id(key_id):
-            raise ConfigError(
-                f"{where}: line {number}: an access key id has 1 to {MAX_ACCESS_KEY_ID_CHARS} "
-                "letters, digits, '_', '.' or '-'"
-            )
-        if len(secret) < MIN_SECRET_CHARS or any(c.isspace() for c in secret):
-            raise ConfigError(
-                f"{where}: line {number}: the secret access key must have at least "
-                f"{MIN_SECRET_CHARS} characters and no spaces"
-            )
-        if any(p.access_key_id == key_id for p in pairs):
-            raise ConfigError(f"{where}: line {number}: the access key id {key_id} appears twice")
-        pairs.append(KeyPair(access_key_id=key_id, secret_access_key=secret))
-    if not pairs:
-        raise ConfigError(f"{where}: no ACCESS_KEY_ID:SECRET_ACCESS_KEY line")
-    return tuple(pairs)
-
-
-def _valid_key_id(key_id: str) -> bool:
-    return len(key_id) <= MAX_ACCESS_KEY_ID_CHARS and all(
-        c.isascii() and (c.isalnum() or c in "_.-") for c in key_id
-    )
-
-
-def is_loopback(listen: str) -> bool:
-    """Whether a `[api] listen` value ("host:port" or "unix:/path") reaches this host only."""
-    if listen.startswith("unix:"):
-        return True
-    host = listen.rpartition(":")[0].strip("[]")
-    return _is_local_host(host)
-
-
-def _is_local_host(host: str) -> bool:
-    if host.lower() in LOCAL_HOST_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_listen(listen: str, access: ApiAccess) -> None:
-    """Raise ConfigError when `listen` is reachable from other hosts and no key pair is set."""
-    if access.required or is_loopback(listen):
-        return
-    raise ConfigError(
-        f"api.listen: {listen} is reachable from other hosts, so the API needs authentication: "
-        "put ACCESS_KEY_ID:SECRET_ACCESS_KEY lines in the systemd credential 'api_credentials' "
-        "or in a file named by [api] credentials_file, or listen on 127.0.0.1:PORT or "
-        "unix:/PATH"
-    )
 
 
 # -- Signature Version 4 ------------------------------------------------------------------
@@ -461,7 +346,7 @@ def check_local_origin(request: Request) -> None:
         raise AccessDeniedException("Requests from web pages are not accepted")
     host = request.header("Host") or ""
     name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
-    if not _is_local_host(name.strip("[]")):
+    if not is_local_host(name.strip("[]")):
         raise AccessDeniedException(
             "Without authentication the API answers only requests addressed to localhost or a "
             "loopback address; configure API credentials to reach it by another name"

@@ -4,10 +4,10 @@ and metrics.
 Listens on "host:port" or "unix:/path". Never answers a bad request with a 5xx: every refusal
 has AWS's shape, `{"__type": ..., "message": ...}`.
 
-Access (see `stepd.api.auth`): with key pairs configured, every request but `/healthz` must be
-signed with SigV4 (`GET /metrics` may instead carry the metrics bearer token). Without them the
-server listens only on loopback or a unix socket, and on loopback answers only requests
-addressed to a loopback name and not sent from a web page.
+Access (see `stepd.access` and `stepd.api.auth`): with key pairs configured, every request but
+`/healthz` must be signed with SigV4 (`GET /metrics` may instead carry the metrics bearer
+token). Without them the server listens only on loopback or a unix socket, and on loopback
+answers only requests addressed to a loopback name and not sent from a web page.
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from stepd.api.auth import (
-    ApiAccess,
-    Authenticator,
-    AuthError,
-    Request,
-    check_listen,
-    check_local_origin,
-)
+from stepd.access import ApiAccess, check_listen
+from stepd.api.auth import Authenticator, Request, check_local_origin
 from stepd.api.protocol import Operations
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
+    AuthError,
     InvalidExecutionInput,
     SerializationException,
     ServiceUnavailable,

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from stepd.asl import paths
-from stepd.asl.failures import ParseError, PathError, StatesRuntimeError
-from stepd.asl.timestamps import InvalidTimestampError, is_timestamp, parse_literal, parse_timestamp
+from stepd.asl.timestamps import is_timestamp, parse_literal, parse_timestamp
+from stepd.errors import InvalidTimestampError, ParseError, PathError, StatesRuntimeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

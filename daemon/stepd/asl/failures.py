@@ -1,59 +1,16 @@
-"""Why a state fails while the interpreter runs it.
+"""The error names ASL predefines (`States.*`) that stepd raises or matches, each spelled once.
 
-    StepdError
-    └── StateError                 a state cannot complete; `error` is the ASL error name
-        ├── StatesRuntimeError     States.Runtime: never retried, never caught
-        │   ├── PathError          a path has no results
-        │   ├── IntrinsicError     an intrinsic function failed (AWS reports States.Runtime)
-        │   └── ParseError         the definition holds something the parsers refuse
-        └── ResultPathMatchError   States.ResultPathMatchFailure: ResultPath cannot be applied
-
-The message of each error is the `Cause` the execution reports.
+A state fails with one of these as its `Error`; retriers and catchers match them (see
+`retry.py`). The exceptions that carry them are in `stepd.errors` (StateError and below).
 """
 
 from __future__ import annotations
 
-from stepd.errors import StepdError
+from typing import Final
 
-STATES_RUNTIME = "States.Runtime"
-STATES_RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
-INVALID_DEFINITION = "The definition is invalid: "  # how the cause of a ParseError begins
-
-
-class StateError(StepdError):
-    """The state failed."""
-
-    error = STATES_RUNTIME
-
-
-class StatesRuntimeError(StateError):
-    """The state machine could not run the state."""
-
-    error = STATES_RUNTIME
-
-
-class PathError(StatesRuntimeError):
-    """A path has no results."""
-
-
-class IntrinsicError(StatesRuntimeError):
-    """An intrinsic function failed."""
-
-
-class ParseError(StatesRuntimeError):
-    """A path, intrinsic call, timestamp or Choice operand in the definition cannot be parsed.
-
-    `stepd check` calls the same parsers, so only a definition that skipped it fails this way.
-    `problem` says what is wrong (check reports it as is); the message, which becomes the
-    execution's cause, starts with INVALID_DEFINITION.
-    """
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(INVALID_DEFINITION + problem)
-        self.problem = problem
-
-
-class ResultPathMatchError(StateError):
-    """The ResultPath cannot be applied to the state's input."""
-
-    error = STATES_RESULT_PATH_MATCH_FAILURE
+STATES_ALL: Final = "States.ALL"
+STATES_RUNTIME: Final = "States.Runtime"
+STATES_TIMEOUT: Final = "States.Timeout"
+STATES_TASK_FAILED: Final = "States.TaskFailed"
+STATES_DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
+STATES_RESULT_PATH_MATCH_FAILURE: Final = "States.ResultPathMatchFailure"

@@ -44,22 +44,18 @@ from stepd.asl.decisions import (
     WaitUntil,
     iso_millis,
 )
-from stepd.asl.failures import (
-    STATES_RUNTIME,
+from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.intrinsics import Random, seeded_random
+from stepd.asl.retry import error_output, find_catcher, next_retry
+from stepd.asl.timestamps import parse_literal, parse_timestamp, truncate_to_seconds
+from stepd.errors import (
+    DefinitionError,
+    InvalidTimestampError,
     PathError,
     ResultPathMatchError,
     StateError,
     StatesRuntimeError,
 )
-from stepd.asl.intrinsics import Random, seeded_random
-from stepd.asl.retry import error_output, find_catcher, next_retry
-from stepd.asl.timestamps import (
-    InvalidTimestampError,
-    parse_literal,
-    parse_timestamp,
-    truncate_to_seconds,
-)
-from stepd.errors import DefinitionError
 
 MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
 MAX_LONG: Final = 2**63 - 1  # SecondsPath is read as a Java long

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from stepd.asl import paths
-from stepd.asl.failures import IntrinsicError, ParseError, PathError
+from stepd.errors import IntrinsicError, ParseError, PathError
 
 PREFIX: Final = "States."
 FORMAT: Final = "States.Format"

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stepd.errors import DefinitionError
+from stepd.asl.validate import MAX_DEFINITION_BYTES  # applied to the file, before parsing
+from stepd.errors import DefinitionError, DuplicateKeyError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-MAX_DEFINITION_BYTES = 1_048_576  # bytes: AWS's limit on a definition, applied to the file
 MAX_DOCUMENT_VALUES = 1_000_000  # values in the parsed document once YAML aliases are expanded
 DEFAULT_HTTP_ACTION = "StartExecution"
 DEFAULT_SERVERLESS_STAGE = "dev"
@@ -166,19 +166,12 @@ def _is_json_scalar(value: Any) -> bool:
 # JSON ---------------------------------------------------------------------------------------
 
 
-class _DuplicateKeyError(Exception):
-    def __init__(self, key: str, *, is_state: bool) -> None:
-        super().__init__(key)
-        self.key = key
-        self.is_state = is_state
-
-
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
             is_state = _looks_like_state(result[key]) and _looks_like_state(value)
-            raise _DuplicateKeyError(key, is_state=is_state)
+            raise DuplicateKeyError(key, is_state=is_state)
         result[key] = value
     return result
 
@@ -194,7 +187,7 @@ def _parse_json(text: str, source: str, what: str = "") -> Any:
         where = f"{source}:{exc.lineno}:{exc.colno}" if not what else source
         at = f" (line {exc.lineno}, column {exc.colno})" if what else ""
         raise DefinitionError(f"{what}invalid JSON: {exc.msg}{at}", where=where) from exc
-    except _DuplicateKeyError as exc:
+    except DuplicateKeyError as exc:
         raise DefinitionError(_duplicate_message(exc.key, exc.is_state), where=source) from exc
     except RecursionError as exc:
         raise DefinitionError(f"{what}JSON is nested too deeply", where=source) from exc

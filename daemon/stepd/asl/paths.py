@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, TypeAlias
 
-from stepd.asl.failures import ParseError, PathError, ResultPathMatchError
+from stepd.errors import ParseError, PathError, ResultPathMatchError
 
 ROOT: Final = "$"
 CONTEXT_ROOT: Final = "$$"
@@ -246,14 +246,10 @@ def write(data: Any, text: str, value: Any) -> Any:
         return value
     try:
         return _write(data, path.steps, value)
-    except _MismatchError:
+    except ResultPathMatchError:  # _write's names no path and no input
         raise ResultPathMatchError(
             f"Unable to apply ReferencePath {text} to input {to_json(data)}"
         ) from None
-
-
-class _MismatchError(Exception):
-    pass
 
 
 def _write(data: Any, steps: tuple[Step, ...], value: Any) -> Any:
@@ -266,4 +262,4 @@ def _write(data: Any, steps: tuple[Step, ...], value: Any) -> Any:
         items = list(data)
         items[step] = _write(items[step], rest, value) if rest else value
         return items
-    raise _MismatchError
+    raise ResultPathMatchError

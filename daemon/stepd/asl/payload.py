@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 from stepd.asl import intrinsics, paths
-from stepd.asl.failures import ParseError, PathError, StatesRuntimeError
+from stepd.errors import ParseError, PathError, StatesRuntimeError
 
 DYNAMIC_SUFFIX: Final = ".$"
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.failures import (
+    STATES_ALL,
+    STATES_DATA_LIMIT_EXCEEDED,
+    STATES_RUNTIME,
+    STATES_TASK_FAILED,
+    STATES_TIMEOUT,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-
-STATES_ALL: Final = "States.ALL"
-STATES_TASK_FAILED: Final = "States.TaskFailed"
-STATES_TIMEOUT: Final = "States.Timeout"
-STATES_DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
 
 DEFAULT_INTERVAL_SECONDS: Final = 1
 DEFAULT_MAX_ATTEMPTS: Final = 3

@@ -17,8 +17,7 @@ import re
 from datetime import MINYEAR, UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
-from stepd.asl.failures import ParseError
-from stepd.errors import StepdError
+from stepd.errors import InvalidTimestampError, ParseError, TimestampRangeError
 
 MICROSECOND_DIGITS: Final = 6
 RFC3339_MISMATCH: Final = "String does not match RFC3339 timestamp"  # AWS, at creation
@@ -32,14 +31,6 @@ _TIMESTAMP: Final = re.compile(
 )
 _MAX_OFFSET_HOURS: Final = 23
 _MAX_OFFSET_MINUTES: Final = 59
-
-
-class InvalidTimestampError(StepdError):
-    """The value is not an RFC 3339 timestamp."""
-
-
-class TimestampRangeError(InvalidTimestampError):
-    """The timestamp is RFC 3339 but outside the years 0001 to 9999 in UTC."""
 
 
 def parse_timestamp(text: Any) -> datetime:

@@ -29,7 +29,8 @@ from functools import partial
 from typing import Any, Literal, TypeGuard
 
 from stepd.asl import choice, paths, payload, timestamps
-from stepd.asl.failures import ParseError
+from stepd.asl.failures import STATES_ALL
+from stepd.errors import ParseError
 
 # Codes: AWS's, then stepd's own.
 SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
@@ -44,7 +45,7 @@ NO_PATH = "NO_PATH"
 PASS_RESULT_IS_STATIC = "PASS_RESULT_IS_STATIC"  # noqa: S105 - a diagnostic code
 DATA_REPLACED_BY_TASK = "DATA_REPLACED_BY_TASK"
 
-MAX_DEFINITION_BYTES = 1_048_576  # bytes, serialised as compact JSON
+MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
 MAX_SECONDS = 99_999_999  # seconds: Wait Seconds, TimeoutSeconds, HeartbeatSeconds, intervals
 MAX_ATTEMPTS = 99_999_999  # retries
@@ -375,15 +376,8 @@ _TEMPLATE_FIELDS = ("Parameters", "ResultSelector", "ItemSelector")
 
 
 def _check_state(state: Any, scope: _Scope) -> None:
-    if not isinstance(state, Mapping):
-        scope.schema("A state must be an object")
-        return
-    state_type = state.get("Type")
-    if "Type" not in state:
-        scope.schema('Field "Type" is required')
-        return
-    if not isinstance(state_type, str) or state_type not in _FIELDS:
-        scope.schema(f"Unknown state Type {state_type!r}", "Type")
+    state_type = _known_type(state, scope)
+    if state_type is None:
         return
     for unknown in sorted(set(state) - _FIELDS[state_type]):
         scope.schema(f'Field "{unknown}" is not supported in a {state_type} state', unknown)
@@ -397,6 +391,21 @@ def _check_state(state: Any, scope: _Scope) -> None:
     if state_type not in _TERMINAL_TYPES and state_type != "Choice":
         _check_next_or_end(state, scope)
     _TYPE_CHECKS[state_type](state, scope)
+
+
+def _known_type(state: Any, scope: _Scope) -> str | None:
+    """The state's Type when it is an object of a type stepd knows, else None (reported)."""
+    if not isinstance(state, Mapping):
+        scope.schema("A state must be an object")
+        return None
+    state_type = state.get("Type")
+    if "Type" not in state:
+        scope.schema('Field "Type" is required')
+        return None
+    if not isinstance(state_type, str) or state_type not in _FIELDS:
+        scope.schema(f"Unknown state Type {state_type!r}", "Type")
+        return None
+    return state_type
 
 
 def _check_next_or_end(state: Mapping[str, Any], scope: _Scope) -> None:
@@ -515,10 +524,9 @@ def _check_nested(machine: Any, where: str, allowed: frozenset[str], scope: _Sco
 
 # Retry and Catch ----------------------------------------------------------------------------
 
-_STATES_ALL = "States.ALL"
 _KNOWN_ERRORS = frozenset(
     {
-        _STATES_ALL,
+        STATES_ALL,
         "States.DataLimitExceeded",
         "States.ExceedToleratedFailureThreshold",
         "States.HeartbeatTimeout",
@@ -635,7 +643,7 @@ def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None
     if not isinstance(errors, list) or not errors or not all(isinstance(e, str) for e in errors):
         scope.schema('Field "ErrorEquals" must be a non-empty list of error names', *where)
         return
-    if _STATES_ALL in errors and len(errors) > 1:
+    if STATES_ALL in errors and len(errors) > 1:
         scope.schema('"States.ALL" must be the only error name in its ErrorEquals', *where)
     for error in errors:
         if error.startswith("States.") and error not in _KNOWN_ERRORS:
@@ -647,7 +655,7 @@ def _check_states_all_last(
     handler: Mapping[str, Any], at: tuple[str, int], is_last: bool, scope: _Scope
 ) -> None:
     errors = handler.get("ErrorEquals")
-    if not is_last and isinstance(errors, list) and _STATES_ALL in errors:
+    if not is_last and isinstance(errors, list) and STATES_ALL in errors:
         message = f'"States.ALL" may appear only in the last {at[0]} entry'
         scope.schema(message, *at, "ErrorEquals")
 

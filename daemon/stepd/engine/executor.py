@@ -20,12 +20,13 @@ import structlog
 
 from stepd.asl import interpreter
 from stepd.asl.decisions import RetryAt
+from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.hosts import Hosts
-from stepd.engine.machines import LATE_FAIL, Machine
+from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, LATE_FAIL, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
-from stepd.engine.steps import LATE_ERROR, RUNTIME, Step, resource_text, utc
+from stepd.engine.steps import LATE_ERROR, Step, resource_text, utc
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -51,7 +52,6 @@ from stepd.tasks.keys import idempotency_key, new_uid
 log = structlog.get_logger("stepd.engine")
 
 MAX_INPUT_BYTES = 262_144  # AWS's payload limit
-DEFAULT_TASK_TIMEOUT_SECONDS = 10.0
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -472,7 +472,8 @@ class Engine:
                 utc(step.now),
                 self.random,
             )
-        except Exception:
+        except Exception:  # a bug: the call goes out, and its error fails the state
+            log.exception("step.unexpected_error", **step.log_fields())
             return None
         return limit if isinstance(decision, RetryAt) else None
 
@@ -580,7 +581,7 @@ class Engine:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
         if url is None:
             return TaskOutcome(
-                error=RUNTIME,
+                error=STATES_RUNTIME,
                 cause=f"No endpoint is configured for the Task state '{execution.state}' "
                 f"(Resource {resource_text(task.resource)})",
             )

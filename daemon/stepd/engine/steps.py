@@ -13,6 +13,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from stepd.asl import interpreter
 from stepd.asl.decisions import (
     CallTask,
@@ -25,6 +27,7 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
+from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.engine import history
 from stepd.engine.history import dumps
 from stepd.store.records import (
@@ -44,11 +47,11 @@ from stepd.store.records import (
 )
 from stepd.tasks.caller import TaskOutcome
 
+log = structlog.get_logger("stepd.engine")
+
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
-RUNTIME = "States.Runtime"
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
-TIMEOUT = "States.Timeout"
 
 
 def utc(ts: float) -> datetime:
@@ -139,6 +142,10 @@ class Step:
             retry_count=self.attempt,
         )
 
+    def log_fields(self) -> dict[str, Any]:
+        """The fields a log event about this step carries."""
+        return {"machine": self.machine, "execution": self.name, "state": self.state}
+
     def state_type(self) -> str:
         states = self.definition.get("States", {})
         state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
@@ -180,8 +187,9 @@ class Step:
         self.add("ExecutionStarted", history.execution_started(self.execution_input, role_arn))
         try:
             self.state = interpreter.start_state(self.definition)
-        except Exception as exc:
-            self.fail(RUNTIME, f"The definition has no valid StartAt: {exc}")
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            self.fail(STATES_RUNTIME, f"The definition has no valid StartAt: {exc}")
             return
         self.phase = PHASE_ENTER
         self.data = self.execution_input
@@ -214,7 +222,9 @@ class Step:
             if self.status != RUNNING:
                 return
             if self.event_count >= MAX_EVENTS:
-                self.fail(RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events.")
+                self.fail(
+                    STATES_RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events."
+                )
                 return
             if self.phase == PHASE_ENTER:
                 self._enter()
@@ -236,8 +246,9 @@ class Step:
             decision: Decision = interpreter.enter(
                 self.definition, self.state or "", state_input, self.context(), utc(self.now)
             )
-        except Exception as exc:
-            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, state_type)
 
     def _leave_wait(self) -> None:
@@ -278,7 +289,7 @@ class Step:
                 self.succeed(output)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
-                    cause = self._runtime_cause(cause) if error == RUNTIME else cause
+                    cause = self._runtime_cause(cause) if error == STATES_RUNTIME else cause
                 self.fail(error, cause)
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
@@ -328,8 +339,9 @@ class Step:
         decision: Decision
         try:
             decision = self._after_task(resource, outcome)
-        except Exception as exc:
-            decision = Fail(error=RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, "Task")
 
     def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
@@ -341,10 +353,11 @@ class Step:
                 self.definition, self.state or "", state_input, outcome.result, self.context()
             )
         else:
-            details = (history.task_timed_out if outcome.error == TIMEOUT else history.task_failed)(
+            timed_out = outcome.error == STATES_TIMEOUT
+            details = (history.task_timed_out if timed_out else history.task_failed)(
                 resource, outcome.error, outcome.cause
             )
-            self.add("TaskTimedOut" if outcome.error == TIMEOUT else "TaskFailed", details)
+            self.add("TaskTimedOut" if timed_out else "TaskFailed", details)
             decision = interpreter.task_failed(
                 _without_retry(self.definition, self.state or "")
                 if outcome.error == LATE_ERROR

@@ -393,28 +393,47 @@ def _lay_out(graph: Graph, names: Sequence[str], *, markers: bool) -> _Level:
         width, height = max(MIN_NODE_WIDTH, text + 2 * NODE_PADDING), float(NODE_HEIGHT)
         clusters = graph.clusters_of(name)
         if clusters:
-            levels = [(c, _lay_out(graph, c.states, markers=False)) for c in clusters]
-            inner = [
-                (max(level.layout.width, text_width(c.label, SMALL_CHAR_WIDTH)), level)
-                for c, level in levels
-            ]
-            content = sum(w for w, _ in inner) + CLUSTER_GAP * (len(inner) - 1)
-            content += 2 * CLUSTER_PADDING * len(inner)
-            width = max(width, content + 2 * CLUSTER_PADDING)
-            tallest = max(level.layout.height for _, level in levels)
-            top = HEADER_HEIGHT + CLUSTER_LABEL_HEIGHT + BRANCH_ARROW_HEIGHT
-            height = top + tallest + 3 * CLUSTER_PADDING
-            x = (width - content) / 2
-            placed = []
-            for (cluster, level), (inner_width, _) in zip(levels, inner, strict=True):
-                offset = x + CLUSTER_PADDING + (inner_width - level.layout.width) / 2
-                placed.append((cluster, level, (offset, float(top))))
-                x += inner_width + 2 * CLUSTER_PADDING + CLUSTER_GAP
-            children[name] = placed
+            width, height, children[name] = _lay_out_clusters(graph, clusters, width)
         sizes[("s", name)] = (width, height)
     keys: list[Key] = [("s", name) for name in names]
+    links = _links(graph, set(names), markers=markers)
+    if markers:
+        keys.insert(0, START)
+        sizes[START] = (MARKER_WIDTH, MARKER_HEIGHT)
+        if any(t == END for _, t in links):
+            keys.append(END)
+            sizes[END] = (MARKER_WIDTH, MARKER_HEIGHT)
+    return _Level(names=list(names), layout=_layered(keys, sizes, links), children=children)
+
+
+def _lay_out_clusters(
+    graph: Graph, clusters: Sequence[Cluster], min_width: float
+) -> tuple[float, float, list[tuple[Cluster, _Level, Point]]]:
+    """The width and height of a state holding `clusters` side by side (at least
+    `min_width` wide), and each cluster's level with its offset inside the state."""
+    levels = [(c, _lay_out(graph, c.states, markers=False)) for c in clusters]
+    inner = [
+        (max(level.layout.width, text_width(c.label, SMALL_CHAR_WIDTH)), level)
+        for c, level in levels
+    ]
+    content = sum(w for w, _ in inner) + CLUSTER_GAP * (len(inner) - 1)
+    content += 2 * CLUSTER_PADDING * len(inner)
+    width = max(min_width, content + 2 * CLUSTER_PADDING)
+    tallest = max(level.layout.height for _, level in levels)
+    top = HEADER_HEIGHT + CLUSTER_LABEL_HEIGHT + BRANCH_ARROW_HEIGHT
+    height = top + tallest + 3 * CLUSTER_PADDING
+    x = (width - content) / 2
+    placed = []
+    for (cluster, level), (inner_width, _) in zip(levels, inner, strict=True):
+        offset = x + CLUSTER_PADDING + (inner_width - level.layout.width) / 2
+        placed.append((cluster, level, (offset, float(top))))
+        x += inner_width + 2 * CLUSTER_PADDING + CLUSTER_GAP
+    return width, height, placed
+
+
+def _links(graph: Graph, inside: set[str], *, markers: bool) -> list[tuple[Key, Key]]:
+    """The edges between states of one level (and, with `markers`, to Start and End)."""
     links: list[tuple[Key, Key]] = []
-    inside = set(names)
     for edge in graph.edges:
         if edge.kind == EDGE_BRANCH:
             continue
@@ -423,13 +442,7 @@ def _lay_out(graph: Graph, names: Sequence[str], *, markers: bool) -> _Level:
                 links.append(_marker_link(edge))
         elif edge.source in inside and edge.target in inside:
             links.append((("s", edge.source), ("s", edge.target)))
-    if markers:
-        keys.insert(0, START)
-        sizes[START] = (MARKER_WIDTH, MARKER_HEIGHT)
-        if any(t == END for _, t in links):
-            keys.append(END)
-            sizes[END] = (MARKER_WIDTH, MARKER_HEIGHT)
-    return _Level(names=list(names), layout=_layered(keys, sizes, links), children=children)
+    return links
 
 
 def _marker_link(edge: Edge) -> tuple[Key, Key]:

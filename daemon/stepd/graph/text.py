@@ -8,9 +8,9 @@ edge taken is green.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from stepd.graph.model import EDGE_BRANCH, EDGE_CATCH, EDGE_END, Graph, Node, short
+from stepd.graph.model import EDGE_BRANCH, EDGE_CATCH, EDGE_END, Edge, Graph, Node, short
 from stepd.graph.progress import CURRENT, DONE, FAILED, NOT_REACHED, Progress
 
 
@@ -99,42 +99,55 @@ def to_dot(graph: Graph, progress: Progress | None = None) -> str:
         lines.append(
             '    end_ [label="End", shape=oval, fillcolor="#374151", fontcolor="#ffffff"];'
         )
-
-    def node_line(node: Node, indent: str) -> str:
-        attributes = [f"label={_dot_text(node.name + chr(10) + node.type)}"]
-        if node.type == "Choice":
-            attributes.append("shape=diamond")
-        if progress is not None:
-            fill, stroke = _DOT_COLOURS[progress.status(node.name)]
-            attributes += [f'fillcolor="{fill}"', f'color="{stroke}"']
-            if progress.status(node.name) == CURRENT:
-                attributes.append("penwidth=3")
-        return f"{indent}{ids[node.name]} [{', '.join(attributes)}];"
-
-    def level(names: Sequence[str], indent: str) -> None:
-        for name in names:
-            node = graph.node(name)
-            assert node is not None
-            lines.append(node_line(node, indent))
-            for cluster in graph.clusters_of(name):
-                lines.append(f"{indent}subgraph cluster_{ids[name]}_{cluster.index} {{")
-                lines.append(f"{indent}    label={_dot_text(f'{name}: {cluster.label}')};")
-                lines.append(f"{indent}    style=dashed;")
-                level(cluster.states, indent + "    ")
-                lines.append(f"{indent}}}")
-
-    level(graph.top_level(), "    ")
-    for edge in graph.edges:
-        source = "start_" if edge.source is None else ids[edge.source]
-        target = "end_" if edge.target is None else ids[edge.target]
-        attributes = []
-        if edge.label:
-            attributes.append(f"label={_dot_text(short(edge.label))}")
-        if edge.kind in {EDGE_CATCH, EDGE_BRANCH}:
-            attributes.append("style=dashed")
-        if progress is not None and (edge.source, edge.target) in progress.taken:
-            attributes += ['color="#16a34a"', "penwidth=2"]
-        suffix = f" [{', '.join(attributes)}]" if attributes else ""
-        lines.append(f"    {source} -> {target}{suffix};")
+    lines += _dot_level(graph, graph.top_level(), ids, progress, "    ")
+    lines += (_dot_edge(edge, ids, progress) for edge in graph.edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _dot_level(
+    graph: Graph,
+    names: Sequence[str],
+    ids: Mapping[str, str],
+    progress: Progress | None,
+    indent: str,
+) -> list[str]:
+    """The nodes `names`, each followed by its clusters (Parallel branches, Map iterators)."""
+    lines = []
+    for name in names:
+        node = graph.node(name)
+        assert node is not None
+        lines.append(_dot_node(node, ids[name], progress, indent))
+        for cluster in graph.clusters_of(name):
+            lines.append(f"{indent}subgraph cluster_{ids[name]}_{cluster.index} {{")
+            lines.append(f"{indent}    label={_dot_text(f'{name}: {cluster.label}')};")
+            lines.append(f"{indent}    style=dashed;")
+            lines += _dot_level(graph, cluster.states, ids, progress, indent + "    ")
+            lines.append(f"{indent}}}")
+    return lines
+
+
+def _dot_node(node: Node, node_id: str, progress: Progress | None, indent: str) -> str:
+    attributes = [f"label={_dot_text(node.name + chr(10) + node.type)}"]
+    if node.type == "Choice":
+        attributes.append("shape=diamond")
+    if progress is not None:
+        fill, stroke = _DOT_COLOURS[progress.status(node.name)]
+        attributes += [f'fillcolor="{fill}"', f'color="{stroke}"']
+        if progress.status(node.name) == CURRENT:
+            attributes.append("penwidth=3")
+    return f"{indent}{node_id} [{', '.join(attributes)}];"
+
+
+def _dot_edge(edge: Edge, ids: Mapping[str, str], progress: Progress | None) -> str:
+    source = "start_" if edge.source is None else ids[edge.source]
+    target = "end_" if edge.target is None else ids[edge.target]
+    attributes = []
+    if edge.label:
+        attributes.append(f"label={_dot_text(short(edge.label))}")
+    if edge.kind in {EDGE_CATCH, EDGE_BRANCH}:
+        attributes.append("style=dashed")
+    if progress is not None and (edge.source, edge.target) in progress.taken:
+        attributes += ['color="#16a34a"', "penwidth=2"]
+    suffix = f" [{', '.join(attributes)}]" if attributes else ""
+    return f"    {source} -> {target}{suffix};"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from stepd import __version__
-from stepd.errors import RecordError, StoreError, StoreLocked, StoreTooNew
+from stepd.errors import RecordError, StoreError, StoreLocked, StoreTooNew, WriteGroupFailed
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
@@ -286,9 +286,9 @@ class SqliteStore(Store):
         try:
             try:
                 outcomes = _commit_group(conn, batch, self.path, isolated=False)
-            except _WriteFailed:  # again, each write in a savepoint: the failed one alone is undone
+            except WriteGroupFailed:  # again, each write in a savepoint: only the failed one undone
                 outcomes = _commit_group(conn, batch, self.path, isolated=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the writer thread hands any error to the waiters
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
@@ -576,16 +576,12 @@ def _read_version(conn: sqlite3.Connection) -> StoreVersion:
     )
 
 
-class _WriteFailed(Exception):
-    """A write of a group failed; the group was rolled back."""
-
-
 def _commit_group(
     conn: sqlite3.Connection, batch: list[_Write], path: Path, *, isolated: bool
 ) -> list[tuple[_Write, Any, Exception | None]]:
     """Run `batch` in one transaction and commit it. Not `isolated`, the first write that
-    fails rolls everything back (_WriteFailed); `isolated`, each write runs in a savepoint and
-    a failed one is undone alone, its error becoming its outcome."""
+    fails rolls everything back (WriteGroupFailed); `isolated`, each write runs in a savepoint
+    and a failed one is undone alone, its error becoming its outcome."""
     outcomes: list[tuple[_Write, Any, Exception | None]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -594,12 +590,12 @@ def _commit_group(
                 try:
                     outcomes.append((write, write.fn(conn), None))
                 except Exception as exc:
-                    raise _WriteFailed from exc
+                    raise WriteGroupFailed from exc
                 continue
             conn.execute("SAVEPOINT w")
             try:
                 result = write.fn(conn)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any write's error is its caller's outcome
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
                 outcomes.append((write, None, _wrap(exc, path)))

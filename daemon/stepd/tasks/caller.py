@@ -34,14 +34,15 @@ import structlog
 from yarl import URL
 
 from stepd import __version__
-from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
-from stepd.tasks.transport import (
-    AiohttpTransport,
-    Answer,
-    TransportError,
-    TransportTimeout,
-    UnsupportedUrl,
+from stepd.asl.failures import (
+    STATES_DATA_LIMIT_EXCEEDED,
+    STATES_RUNTIME,
+    STATES_TASK_FAILED,
+    STATES_TIMEOUT,
 )
+from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
+from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
+from stepd.tasks.transport import AiohttpTransport, Answer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,10 +56,6 @@ MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
 CAUSE_BODY_CHARS = 256
 
 ERROR_SOCKET = "States.Http.Socket"
-ERROR_TIMEOUT = "States.Timeout"
-ERROR_TASK_FAILED = "States.TaskFailed"
-ERROR_DATA_LIMIT = "States.DataLimitExceeded"
-ERROR_RUNTIME = "States.Runtime"
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -247,18 +244,18 @@ class TaskCaller:
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
-                error=ERROR_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
+                error=STATES_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
             )
         except UnsupportedUrl as exc:
-            return TaskOutcome(error=ERROR_RUNTIME, cause=f"cannot call {request.url!r}: {exc}")
+            return TaskOutcome(error=STATES_RUNTIME, cause=f"cannot call {request.url!r}: {exc}")
         except TransportError as exc:
             return TaskOutcome(error=ERROR_SOCKET, cause=_describe(exc))
         return _outcome(answer, clock=self._clock)
 
 
 def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
-    logger.error("task.failed", url=url, key=key, error=ERROR_RUNTIME, cause=cause)
-    return TaskOutcome(error=ERROR_RUNTIME, cause=cause)
+    logger.error("task.failed", url=url, key=key, error=STATES_RUNTIME, cause=cause)
+    return TaskOutcome(error=STATES_RUNTIME, cause=cause)
 
 
 def encode_json(payload: Any) -> bytes:
@@ -298,7 +295,7 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
         )
     if not answer.complete:
         return TaskOutcome(
-            error=ERROR_DATA_LIMIT,
+            error=STATES_DATA_LIMIT_EXCEEDED,
             cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
             status=status,
         )
@@ -308,7 +305,7 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
         result = json.loads(answer.body, parse_constant=_reject_constant)
     except ValueError:
         return TaskOutcome(
-            error=ERROR_TASK_FAILED,
+            error=STATES_TASK_FAILED,
             cause=f"the answer is not JSON: {_cause(answer)}",
             status=status,
         )

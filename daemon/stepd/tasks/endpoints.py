@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from stepd.errors import ConfigError
 
+DEFAULT_PORT = 8080  # of the classroom server `base_url` names unless configured
+DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 HTTP_SCHEMES = frozenset({"http", "https"})
 LAMBDA_FUNCTION_MARKER = ":function:"
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
+
 KEEPALIVE_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024
 MAX_CACHED = 10_000  # parsed URLs and timeout settings kept for reuse
@@ -37,22 +39,6 @@ class Answer:
     retry_after: str | None  # the Retry-After header, as sent
     body: bytes
     complete: bool  # False when the body was longer than the limit and was cut there
-
-
-class TransportError(Exception):
-    """The call got no answer. `kind` names the failure (ConnectError, ReadError, ...)."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
-
-
-class TransportTimeout(TransportError):
-    """Connecting or reading took longer than allowed."""
-
-
-class UnsupportedUrl(TransportError):
-    """The URL cannot be called at all (not http or https)."""
 
 
 class AiohttpTransport:

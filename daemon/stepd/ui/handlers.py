@@ -1,8 +1,8 @@
 """The routes under /ui/: each reads through the engine's read interface and renders a page.
 
 Only what `Engine` offers for reading is used (`list_executions`, `count_by_status`,
-`find_execution`, `history`, `definition_of`, `machines`, `clock`), nothing else of the engine;
-the pages never write.
+`find_execution`, `history`, `definition_of`, `machines`, `clock`), and the engine's limit on
+an execution's history (`MAX_EVENTS`), nothing else of the engine; the pages never write.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from markupsafe import Markup
 from stepd.asl.validate import validate
 from stepd.catalog import Report
 from stepd.engine.executor import Engine
+from stepd.engine.steps import MAX_EVENTS
 from stepd.errors import StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
@@ -27,7 +28,6 @@ Findings = Callable[[], Mapping[str, Sequence[Report]]]
 PAGE_SIZE = 50  # executions per page of the list
 RECENT_EXECUTIONS = 10  # on a state machine's page
 HISTORY_BATCH = 1000  # events per read of an execution's history
-MAX_HISTORY_EVENTS = 25_000  # AWS's limit on an execution's history: no page reads more
 
 
 def add_ui_routes(
@@ -156,7 +156,7 @@ class _Pages:
     async def _history(self, execution: Execution) -> list[Event]:
         events: list[Event] = []
         after: int | None = None
-        while len(events) < MAX_HISTORY_EVENTS:
+        while len(events) < MAX_EVENTS:  # the engine writes no more: no page reads more
             batch = await self.engine.history(
                 execution.id, reverse=False, limit=HISTORY_BATCH, after=after
             )

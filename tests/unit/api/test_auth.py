@@ -13,28 +13,26 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from stepd.access import ApiAccess, KeyPair, check_listen, is_loopback, parse_key_pairs
 from stepd.api.auth import (
     MAX_CLOCK_SKEW_SECONDS,
-    AccessDeniedException,
-    ApiAccess,
     Authenticator,
-    AuthError,
-    IncompleteSignatureException,
-    InvalidSignatureException,
-    KeyPair,
-    MissingAuthenticationTokenException,
     Request,
-    UnrecognizedClientException,
     canonical_request,
-    check_listen,
     check_local_origin,
-    is_loopback,
-    parse_key_pairs,
     sign,
 )
 from stepd.client import Client
 from stepd.config import api_access, client_key, load_settings
-from stepd.errors import ConfigError
+from stepd.errors import (
+    AccessDeniedException,
+    AuthError,
+    ConfigError,
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 REGION = "us-east-1"
 KEY = KeyPair(

@@ -22,9 +22,9 @@ from tests.unit.asl.asl_support import NOW, context
 
 from stepd.asl import interpreter
 from stepd.asl.decisions import CallTask, Decision, Fail
-from stepd.asl.failures import INVALID_DEFINITION
 from stepd.asl.intrinsics import ARITY
 from stepd.asl.validate import SCHEMA_VALIDATION_FAILED, Finding, validate
+from stepd.errors import INVALID_DEFINITION
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:f"
 DONE = {"Type": "Succeed"}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stepd.asl.choice import matches
-from stepd.asl.failures import ParseError, StatesRuntimeError
+from stepd.errors import ParseError, StatesRuntimeError
 
 DATA = {
     "s": "banana",

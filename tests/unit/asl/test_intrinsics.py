@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.failures import IntrinsicError, ParseError
 from stepd.asl.intrinsics import ARITY, FORMAT, FUNCTIONS, evaluate, parse, seeded_random
+from stepd.errors import IntrinsicError, ParseError
 
 DATA = {
     "name": "Ada",

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.loader import (
-    MAX_DEFINITION_BYTES,
-    HttpEvent,
-    LoadedDefinition,
-    load_definition,
-    parse_definition_text,
-)
+from stepd.asl.loader import HttpEvent, LoadedDefinition, load_definition, parse_definition_text
+from stepd.asl.validate import MAX_DEFINITION_BYTES
 from stepd.errors import DefinitionError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stepd.asl import paths
-from stepd.asl.failures import INVALID_DEFINITION, ParseError, PathError, ResultPathMatchError
+from stepd.errors import INVALID_DEFINITION, ParseError, PathError, ResultPathMatchError
 
 DATA = {
     "a": {"b": 1},

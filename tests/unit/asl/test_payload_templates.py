@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from stepd.asl.failures import ParseError, StatesRuntimeError
 from stepd.asl.intrinsics import seeded_random
 from stepd.asl.payload import render, repeated_keys
+from stepd.errors import ParseError, StatesRuntimeError
 
 DATA = {"room": "r1", "start": "2024-08-18T17:33:00Z", "tags": [{"k": "a"}, {"k": "b"}]}
 CONTEXT = {"Execution": {"Name": "room-42", "Id": "arn:x"}, "State": {"RetryCount": 0}}

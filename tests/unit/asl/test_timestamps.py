@@ -6,16 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stepd.asl.failures import ParseError
 from stepd.asl.timestamps import (
     RFC3339_MISMATCH,
-    InvalidTimestampError,
-    TimestampRangeError,
     is_timestamp,
     parse_literal,
     parse_timestamp,
     truncate_to_seconds,
 )
+from stepd.errors import InvalidTimestampError, ParseError, TimestampRangeError
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ import json
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
+from stepd.asl import interpreter
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import LATE_FAIL, Machine
@@ -341,6 +344,50 @@ async def test_late_policy_fail_fails_a_late_task_without_calling_it(store: Stor
     failed = await store.get_execution(started.execution.id)
     assert failed is not None
     assert (failed.status, failed.error, caller.calls) == ("FAILED", "stepd.StepLate", [])
+
+
+@pytest.mark.parametrize(
+    ("function", "state"),
+    [
+        pytest.param("start_state", None, id="at-the-start"),
+        pytest.param("enter", "RecordingWait", id="entering-a-state"),
+        pytest.param("task_succeeded", "StartRecording", id="after-a-task-result"),
+    ],
+)
+async def test_an_unexpected_error_in_a_step_fails_the_execution_and_logs_its_traceback(
+    store: Store, monkeypatch: pytest.MonkeyPatch, function: str, state: str | None
+):
+    """Any exception inside a step (a bug) fails the execution with States.Runtime, and an
+    error event names the execution and the state and carries the traceback."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(interpreter, function, broken)
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    with capture_logs(processors=[structlog.processors.dict_tracebacks]) as logs:
+        started = await engine.start_execution("classroom", "c1", INPUT)
+        clock.now = T0 + 10
+        await engine.advance(started.execution.id)
+
+    failed = await store.get_execution(started.execution.id)
+    assert failed is not None
+    assert (failed.status, failed.error) == ("FAILED", "States.Runtime")
+    assert "a bug" in (failed.cause or "")
+    [event] = [e for e in logs if e["event"] == "step.unexpected_error"]
+    assert (event["log_level"], event["machine"], event["execution"], event["state"]) == (
+        "error",
+        "classroom",
+        "c1",
+        state,
+    )
+    [raised] = event["exception"]
+    assert (raised["exc_type"], raised["exc_value"], raised["frames"][-1]["name"]) == (
+        "RuntimeError",
+        "a bug",
+        "broken",
+    )
 
 
 @pytest.mark.parametrize(
