@@ -11,6 +11,7 @@ ROUTES = {
     "StartRecording": "/recording/start",
     "SendLivePing": "/recording/ping",
     "StopRecording": "/recording/stop",
+    "StopAfterFailure": "/recording/stop",
 }
 
 
