@@ -9,13 +9,15 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
                                    connection
     States.Timeout                 connecting or reading timed out, or the whole attempt
                                    took longer than `TaskRequest.timeout_seconds`
-    States.TaskFailed              a 2xx answer whose body is not JSON
     States.DataLimitExceeded       a 2xx body larger than MAX_RESULT_BYTES
     States.Runtime                 the request cannot be made at all (task input that is not
                                    JSON, a URL that is not http(s)); retrying cannot help
 
-A 2xx answer with an empty body (e.g. 204) succeeds with the result ``null``, as a Lambda
-function that returns nothing does.
+A 2xx answer is a success whatever its body: JSON is the task's result; a body that is not
+JSON (``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
+ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda function that returns nothing
+gives. A success is never retried, so a server that answers ``200 OK`` in plain text gets each
+call once.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from stepd import __version__
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
-    STATES_TASK_FAILED,
     STATES_TIMEOUT,
 )
 from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
@@ -304,11 +305,7 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     try:
         result = json.loads(answer.body, parse_constant=_reject_constant)
     except ValueError:
-        return TaskOutcome(
-            error=STATES_TASK_FAILED,
-            cause=f"the answer is not JSON: {_cause(answer)}",
-            status=status,
-        )
+        result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
 
 

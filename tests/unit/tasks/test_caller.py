@@ -360,22 +360,19 @@ async def test_proxies_from_the_environment_are_ignored(
             {"status": 200, "text": " \n"}, TaskOutcome(result=None, status=200), id="200-blank"
         ),
         pytest.param(
-            {"status": 200, "text": "OK"},
-            TaskOutcome(
-                error="States.TaskFailed",
-                cause="the answer is not JSON: HTTP 200 OK: OK",
-                status=200,
-            ),
-            id="200-not-json",
+            {"status": 200, "text": "OK", "content_type": "text/plain"},
+            TaskOutcome(result="OK", status=200),
+            id="200-plain-text-is-a-string-result",
         ),
         pytest.param(
-            {"status": 200, "text": '{"x": NaN}'},
-            TaskOutcome(
-                error="States.TaskFailed",
-                cause='the answer is not JSON: HTTP 200 OK: {"x": NaN}',
-                status=200,
-            ),
-            id="200-nan",
+            {"status": 202, "text": "<html><body>Accepted</body></html>"},
+            TaskOutcome(result="<html><body>Accepted</body></html>", status=202),
+            id="202-html-is-a-string-result",
+        ),
+        pytest.param(
+            {"status": 200, "text": '{"x": NaN}', "content_type": "application/json"},
+            TaskOutcome(result='{"x": NaN}', status=200),
+            id="200-invalid-json-is-a-string-result",
         ),
         pytest.param(
             {"status": 302, "headers": {"Location": PATH + "/elsewhere"}},
