@@ -65,7 +65,7 @@ fi
 
 # The configuration: readable by the service's dynamic user, never overwritten.
 install -d -m 0755 "$DESTDIR$CONFDIR"
-for file in stepd.toml classroom.asl.yaml; do
+for file in stepd.toml classroom.asl.yaml classroom.schema.json; do
     if [ -e "$DESTDIR$CONFDIR/$file" ]; then
         say "config: $CONFDIR/$file exists, kept"
     else

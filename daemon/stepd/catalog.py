@@ -16,6 +16,7 @@ from stepd.asl.interpreter import UNSUPPORTED_TYPES
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
+from stepd.engine.inputs import InputSchema
 from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
 from stepd.errors import ApiError, ConfigError, DefinitionError
 from stepd.tasks.endpoints import EndpointMap
@@ -32,6 +33,7 @@ class MachineSpec:
     late_threshold_seconds: float = DEFAULT_LATE_THRESHOLD_SECONDS
     late_policy: str = LATE_RUN
     wait_for_host_seconds: float = 0.0
+    input_schema: Path | None = None  # a JSON Schema file for StartExecution's input
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +110,8 @@ def _load_machine(
             )
         )
         return None, reports
+    input_schema, schema_reports = _input_schema(spec.input_schema, f"{where}/input_schema")
+    reports.extend(schema_reports)
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
@@ -122,8 +126,30 @@ def _load_machine(
         late_threshold_seconds=spec.late_threshold_seconds,
         late_policy=spec.late_policy,
         wait_for_host_seconds=spec.wait_for_host_seconds,
+        input_schema=input_schema,
     )
     return machine, reports
+
+
+def _input_schema(path: Path | None, where: str) -> tuple[InputSchema | None, list[Report]]:
+    """The machine's input schema read from `path`, or the finding that says why it cannot be."""
+    if path is None:
+        return None, []
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        message = f"{path}: {exc.strerror or exc}"
+        return None, [Report(where=where, code="INVALID_SCHEMA", message=message)]
+    except ValueError as exc:
+        message = f"{path}: not JSON: {exc}"
+        return None, [Report(where=where, code="INVALID_SCHEMA", message=message)]
+    if not isinstance(document, dict):
+        message = f"{path}: a JSON Schema is an object"
+        return None, [Report(where=where, code="INVALID_SCHEMA", message=message)]
+    try:
+        return InputSchema(document, source=path.name), []
+    except ConfigError as exc:
+        return None, [Report(where=str(path), code="INVALID_SCHEMA", message=str(exc))]
 
 
 def _report(source: str, finding: Finding) -> Report:

@@ -144,6 +144,7 @@ class MachineSettings(_Section):
     late_threshold_seconds: float = Field(default=DEFAULT_LATE_THRESHOLD_SECONDS, gt=0)
     late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
+    input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
 
 
 class Settings(BaseSettings):
@@ -225,7 +226,13 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         if value is not None:
             api = api.model_copy(update={name: resolve(value)})
     machines = [
-        m.model_copy(update={"definition": resolve(m.definition)}) for m in settings.machines
+        m.model_copy(
+            update={
+                "definition": resolve(m.definition),
+                "input_schema": None if m.input_schema is None else resolve(m.input_schema),
+            }
+        )
+        for m in settings.machines
     ]
     names = [m.name for m in machines]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -247,6 +254,7 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
             late_threshold_seconds=machine.late_threshold_seconds,
             late_policy=machine.late_policy,
             wait_for_host_seconds=machine.wait_for_host_seconds,
+            input_schema=machine.input_schema,
         )
         for machine in settings.machines
     )

@@ -196,3 +196,23 @@ async def test_the_shipped_machine_records_once_whatever_the_server_does(
     check_once_each_never_early(down_sent, start, end, on_down.tail())
     assert [r.path for r in down_server.records] == list(STEPS)
     assert down_server.records[0].received_at >= start + DOWN_SECONDS - EARLY_SLACK_SECONDS
+
+
+async def test_the_shipped_config_refuses_bad_input_at_start(
+    tmp_path: Path, plain: PlainServer, daemons: list[Stepd]
+) -> None:
+    """The shipped config's input_schema refuses a class without a valid end at
+    StartExecution (InvalidExecutionInput, naming the field), and nothing is stored or sent."""
+    daemon = await shipped_daemon(tmp_path, "plain", f"http://127.0.0.1:{plain.port}", daemons)
+    status, answer = await daemon.call(
+        "StartExecution",
+        {
+            "stateMachineArn": "classroom",
+            "name": "class-42",
+            "input": json.dumps({"start": "2027-01-15T09:00:00Z", "end": "at ten"}),
+        },
+    )
+    assert (status, answer["__type"]) == (400, "InvalidExecutionInput")
+    assert "$.end" in answer["message"]
+    listed = await daemon.ok("ListExecutions", {"stateMachineArn": "classroom"})
+    assert (listed["executions"], plain.records) == ([], [])

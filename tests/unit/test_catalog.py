@@ -60,3 +60,23 @@ def test_no_machines_is_a_finding() -> None:
     """An empty list of specs is reported, located at the config's machines."""
     catalog = build_catalog([], base_url="http://classroom.test", config_source="stepd.toml")
     assert [(r.where, r.code) for r in catalog.errors] == [("stepd.toml#/machines", "NO_MACHINES")]
+
+
+def test_a_bad_input_schema_is_reported_where_it_is(tmp_path: Path) -> None:
+    """An input_schema that is missing, not JSON, or not a valid JSON Schema is an error
+    finding naming the file, and the machine is left out."""
+    missing = tmp_path / "missing.json"
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{", encoding="utf-8")
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text('{"type": "objekt"}', encoding="utf-8")
+    for path, words in ((missing, "No such file"), (not_json, "not JSON"), (invalid, "objekt")):
+        spec = MachineSpec(
+            name="classroom", definition=_definition(tmp_path), endpoints=ROUTES, input_schema=path
+        )
+        catalog = build_catalog([spec], base_url="http://classroom.test")
+        assert catalog.machines == {}
+        (report,) = catalog.errors
+        assert report.code == "INVALID_SCHEMA"
+        assert path.name in str(report)
+        assert words in report.message

@@ -18,19 +18,17 @@ from typing import Any
 
 import structlog
 
-from stepd.asl import interpreter
-from stepd.asl.decisions import RetryAt
 from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.hosts import Hosts
-from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, LATE_FAIL, Machine
+from stepd.engine.inputs import parse_input, same_input
+from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
-from stepd.engine.steps import LATE_ERROR, Step, resource_text, utc
+from stepd.engine.steps import LATE_ERROR, Step, resource_text
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
-    InvalidExecutionInput,
     StateMachineDoesNotExist,
     ValidationException,
 )
@@ -51,7 +49,6 @@ from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
 
-MAX_INPUT_BYTES = 262_144  # AWS's payload limit
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -280,7 +277,9 @@ class Engine:
     async def start_execution(self, machine_name: str, name: str, input_text: str) -> Started:
         machine = self.machine(machine_name)
         check_name(name)
-        input_value = _parse_input(input_text)
+        input_value = parse_input(input_text)
+        if machine.input_schema is not None:
+            machine.input_schema.check(input_value)
         now = self.clock()
         step = Step(
             definition=machine.definition,
@@ -308,7 +307,7 @@ class Engine:
             )
         )
         if not created:
-            same = execution.status == RUNNING and _same_input(execution.input, input_value)
+            same = execution.status == RUNNING and same_input(execution.input, input_value)
             if not same:
                 raise ExecutionAlreadyExists(
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
@@ -457,25 +456,10 @@ class Engine:
         if error is None:
             return None
         machine = self._serving(step.machine)
-        limit = machine.wait_for_host_seconds if machine else 0.0
-        since = step.task.waiting_since
-        if limit <= 0 or (since is not None and step.now - float(since) >= limit):
+        limit = machine.host_wait_limit(step.now, step.task.waiting_since) if machine else None
+        if limit is None or not step.would_retry(error):
             return None
-        try:
-            decision = interpreter.task_failed(
-                step.definition,
-                step.state or "",
-                json.loads(step.data),
-                error,
-                None,
-                step.retry_counts,
-                utc(step.now),
-                self.random,
-            )
-        except Exception:  # a bug: the call goes out, and its error fails the state
-            log.exception("step.unexpected_error", **step.log_fields())
-            return None
-        return limit if isinstance(decision, RetryAt) else None
+        return limit
 
     async def _wait_for_host(
         self, execution: Execution, step: Step, url: str, limit: float
@@ -527,20 +511,19 @@ class Engine:
         self.stats.steps += 1
         self.stats.worst_lateness = max(self.stats.worst_lateness, lateness)
         machine = self._serving(step.machine)
-        threshold = machine.late_threshold_seconds if machine else float("inf")
-        self._observer.step_started(lateness, late=lateness > threshold)
-        if lateness <= threshold:
+        late = machine is not None and machine.is_late(lateness)
+        self._observer.step_started(lateness, late=late)
+        if machine is None or not late:
             return False
         self.stats.steps_late += 1
-        policy = machine.late_policy if machine else "run"
         log.warning(
             "step.late",
             state=step.state,
             lateness_seconds=round(lateness, 3),
-            threshold_seconds=threshold,
-            policy=policy,
+            threshold_seconds=machine.late_threshold_seconds,
+            policy=machine.late_policy,
         )
-        return policy == LATE_FAIL
+        return machine.fails_when_late
 
     async def _call_task(
         self, execution: Execution, step: Step, url: str | None
@@ -622,31 +605,3 @@ class Engine:
 
 def _event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:
     return NewEvent(type=event_type, details=details, ts=ts)
-
-
-def _parse_input(input_text: str) -> Any:
-    try:
-        size = len(input_text.encode())
-    except UnicodeEncodeError:
-        raise InvalidExecutionInput("Invalid execution input: not valid Unicode") from None
-    if size > MAX_INPUT_BYTES:
-        raise InvalidExecutionInput(
-            f"Invalid execution input: {size} bytes is more than the limit of {MAX_INPUT_BYTES}"
-        )
-    try:
-        return json.loads(input_text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InvalidExecutionInput("Invalid execution input: nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidExecutionInput(f"Invalid execution input: not JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _same_input(stored: str, given: Any) -> bool:
-    try:
-        return bool(json.loads(stored) == given)
-    except ValueError:
-        return False

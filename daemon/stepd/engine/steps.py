@@ -322,6 +322,24 @@ class Step:
 
     # -- tasks -----------------------------------------------------------------------
 
+    def would_retry(self, error: str) -> bool:
+        """Whether the state's Retry would try again after its call failed with `error`."""
+        try:
+            decision = interpreter.task_failed(
+                self.definition,
+                self.state or "",
+                json.loads(self.data),
+                error,
+                None,
+                self.retry_counts,
+                utc(self.now),
+                self.random,
+            )
+        except Exception:  # a bug: the call goes out, and its error fails the state
+            log.exception("step.unexpected_error", **self.log_fields())
+            return False
+        return isinstance(decision, RetryAt)
+
     def task_sent(self, region: str) -> None:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task

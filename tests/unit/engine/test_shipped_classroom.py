@@ -19,7 +19,9 @@ import pytest
 from stepd.asl.loader import load_definition
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
+from stepd.engine.inputs import InputSchema
 from stepd.engine.machines import Machine
+from stepd.errors import InvalidExecutionInput
 from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
@@ -182,3 +184,51 @@ async def test_the_stop_is_retried_for_an_hour_before_the_execution_fails():
     assert (execution.status, execution.error) == ("FAILED", outcome.error)
     retries = SHIPPED["States"]["StopRecording"]["Retry"][0]["MaxAttempts"]
     assert paths(caller).count("/recording/stop") == retries + 1
+
+
+SCHEMA = InputSchema(
+    json.loads((CONFIG / "classroom.schema.json").read_text(encoding="utf-8")),
+    source="classroom.schema.json",
+)
+
+
+@pytest.mark.parametrize(
+    ("input_value", "named"),
+    [
+        pytest.param({"start": at(60)}, "$: 'end' is a required property", id="no end"),
+        pytest.param(
+            {"start": "tomorrow at nine", "end": at(3600)},
+            "$.start: 'tomorrow at nine' is not a 'date-time'",
+            id="start not a timestamp",
+        ),
+        pytest.param(
+            {"start": at(60), "end": 1800003600},
+            "$.end: 1800003600 is not of type 'string'",
+            id="end a number",
+        ),
+        pytest.param([CLASS], "$: [", id="not an object"),
+    ],
+)
+async def test_the_shipped_schema_refuses_bad_input_at_start_naming_where(
+    input_value: Any, named: str
+):
+    """With the shipped input_schema, StartExecution refuses bad input with
+    InvalidExecutionInput naming where it is wrong, and stores nothing."""
+    store = MemoryStore()
+    await store.open()
+    engine = Engine(store=store, caller=FakeCaller(), machines={}, arns=Arns())
+    machine = Machine(
+        name="classroom",
+        definition=SHIPPED,
+        definition_text=json.dumps(SHIPPED),
+        endpoints=EndpointMap(base_url=BASE_URL, routes=ENDPOINTS),
+        input_schema=SCHEMA,
+    )
+    await engine.register({"classroom": machine})
+    with pytest.raises(InvalidExecutionInput) as refused:
+        await engine.start_execution("classroom", "class-42", json.dumps(input_value))
+    assert named in refused.value.message
+    assert "classroom.schema.json" in refused.value.message
+    assert await store.count_by_status() == {}
+    started = await engine.start_execution("classroom", "class-42", json.dumps(CLASS))
+    assert started.created
