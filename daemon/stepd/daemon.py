@@ -85,6 +85,10 @@ def load_config(path: Path) -> LoadedConfig:
     return LoadedConfig(settings=settings, catalog=catalog, signing_secret=secret)
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _clock_text() -> str:
     return datetime.now(UTC).strftime("%H:%M:%SZ")
 
@@ -411,7 +415,7 @@ class Daemon:
         counts = await engine.count_by_status()
         now = engine.status()
         return {
-            "status": "ok",
+            "status": "degraded" if now.down else "ok",
             "version": __version__,
             "executions": counts,
             "timers_armed": self.timers.armed if self.timers else 0,
@@ -419,6 +423,15 @@ class Daemon:
             "in_flight": now.in_flight,
             "waiting_for_host": now.waiting_for_host,
             "hosts_down": now.hosts_down,
+            "down": [
+                {
+                    "host": down.host,
+                    "error": down.error,
+                    "since": _iso(down.since),
+                    "waiting": down.waiting,
+                }
+                for down in now.down
+            ],
             "steps_late": now.steps_late,
         }
 

@@ -246,7 +246,9 @@ def _wait_healthy(daemon: RunningDaemon) -> None:
         except httpx.HTTPError as exc:
             last = repr(exc)
         else:
-            if response.status_code == 200:
+            if response.status_code == 200 or (
+                response.status_code == 503 and response.json().get("status") == "degraded"
+            ):
                 return
             last = f"{response.status_code} {response.text}"
         time.sleep(POLL_INTERVAL_SECONDS)

@@ -37,6 +37,7 @@ from tests.integration.harness import (
     ApiError,
     Classroom,
     Stepd,
+    running,
 )
 
 from stepd.asl.loader import load_definition
@@ -197,7 +198,7 @@ class Daemon(Stepd):
     async def healthy(self) -> bool:
         try:
             async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
-                return (await client.get(self.url + "/healthz")).status_code == httpx.codes.OK
+                return running(await client.get(self.url + "/healthz"))
         except httpx.HTTPError:
             return False
 

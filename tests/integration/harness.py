@@ -234,7 +234,8 @@ class Stepd:
         return self.process
 
     async def start(self) -> None:
-        """Start the daemon and wait until `GET /healthz` answers 200."""
+        """Start the daemon and wait until `GET /healthz` answers that it runs (ok, or
+        degraded: a task host is down)."""
         process = self.spawn()
         deadline = time.monotonic() + READY_SECONDS
         async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
@@ -245,7 +246,7 @@ class Stepd:
                         + self.tail()
                     )
                 try:
-                    if (await client.get(self.url + "/healthz")).status_code == httpx.codes.OK:
+                    if running(await client.get(self.url + "/healthz")):
                         break
                 except httpx.HTTPError:
                     pass
@@ -374,6 +375,18 @@ class Stepd:
 
 
 DaemonFactory = Callable[..., Stepd]
+
+
+def running(health: httpx.Response) -> bool:
+    """Whether a /healthz answer says the daemon runs: ok (200) or degraded (503: a task host
+    is down); not when the store cannot answer."""
+    try:
+        status = health.json().get("status")
+    except ValueError:
+        return False
+    return status == "ok" or (
+        health.status_code == httpx.codes.SERVICE_UNAVAILABLE and status == "degraded"
+    )
 
 
 def execution_arn(name: str, machine: str = MACHINE) -> str:

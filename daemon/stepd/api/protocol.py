@@ -159,6 +159,13 @@ class Operations:
         extension: dict[str, Any] = {"uid": execution.uid}
         if execution.status == "RUNNING":
             extension.update(state=execution.state, dueAt=execution.due_at)
+            down = self.engine.host_down_for(execution)
+            if down is not None:
+                extension["hostDown"] = {
+                    "host": down.host,
+                    "error": down.error,
+                    "since": down.since,
+                }
         described["stepd"] = extension
         return described
 

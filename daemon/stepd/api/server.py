@@ -247,7 +247,8 @@ class ApiServer:
             report = await self.health()
         except StoreError as exc:
             return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
-        return web.json_response(report)
+        # degraded (a task host is down): 503 too, so that a monitor reading status codes sees it
+        return web.json_response(report, status=200 if report.get("status") == "ok" else 503)
 
 
 async def _signed_view(request: web.Request, *, with_body: bool) -> Request:

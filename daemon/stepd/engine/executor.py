@@ -21,7 +21,7 @@ import structlog
 from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
-from stepd.engine.hosts import Hosts
+from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
@@ -94,6 +94,7 @@ class EngineStatus:
     steps: int  # task steps started since the engine started
     steps_late: int  # of which later than their machine's threshold
     resends: int  # calls sent again after a restart
+    down: tuple[HostDown, ...] = ()  # task hosts that are down, longest down first
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +201,7 @@ class Engine:
             steps=self.stats.steps,
             steps_late=self.stats.steps_late,
             resends=self.stats.resends,
+            down=self._hosts.down_hosts(),
         )
 
     async def find_execution(self, machine: str, name: str) -> Execution | None:
@@ -218,6 +220,14 @@ class Engine:
     ) -> list[Event]:
         """An execution's events in order (or reversed), continuing after event id `after`."""
         return await self._store.history(execution_id, reverse=reverse, limit=limit, after=after)
+
+    def host_down_for(self, execution: Execution) -> HostDown | None:
+        """The down host a running execution's task call goes to, if it is down."""
+        task = execution.task
+        if execution.status != RUNNING or task is None:
+            return None
+        url = self._task_url(execution.machine, execution.state, task)
+        return None if url is None else self._hosts.host_down(url)
 
     async def count_by_status(self) -> dict[str, int]:
         return await self._store.count_by_status()

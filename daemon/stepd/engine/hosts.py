@@ -53,10 +53,21 @@ def is_answering(status: int | None) -> bool:
     return status is not None and status not in DOWN_STATUSES
 
 
+@dataclass(frozen=True, kw_only=True)
+class HostDown:
+    """A task host that is down, for people to see."""
+
+    host: str  # scheme://host:port
+    error: str  # what the last call to it came to
+    since: float  # when a call first found it down (unix seconds)
+    waiting: int  # calls waiting for it
+
+
 @dataclass
 class _Down:
     error: str  # what the last call to it came to
     url: str  # the endpoint the probe asks
+    since: float  # when it was found down
     waiting: dict[int, tuple[float, float]] = field(default_factory=dict)  # id -> due, until
     probe: asyncio.Task[None] | None = None
 
@@ -78,6 +89,22 @@ class Hosts:
     @property
     def waiting(self) -> int:
         return sum(len(down.waiting) for down in self._down.values())
+
+    def down_hosts(self) -> tuple[HostDown, ...]:
+        """The hosts down now, longest down first."""
+        return tuple(
+            HostDown(host=host, error=down.error, since=down.since, waiting=len(down.waiting))
+            for host, down in sorted(self._down.items(), key=lambda item: item[1].since)
+        )
+
+    def host_down(self, url: str) -> HostDown | None:
+        """The host of `url`, when it is down."""
+        down = self._down.get(origin(url)) if self._down else None
+        if down is None:
+            return None
+        return HostDown(
+            host=origin(url), error=down.error, since=down.since, waiting=len(down.waiting)
+        )
 
     def down_error(self, url: str) -> str | None:
         """The error a call to `url` would likely get now, when its host is down."""
@@ -111,7 +138,7 @@ class Hosts:
         if down is not None:
             down.error = error
             return
-        down = _Down(error=error, url=url)
+        down = _Down(error=error, url=url, since=self._clock())
         self._down[host] = down
         log.warning("host.down", host=host, error=error, cause=outcome.cause)
         down.probe = asyncio.create_task(self._probe_until_up(host), name=f"stepd-probe {host}")
