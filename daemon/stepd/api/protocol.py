@@ -94,6 +94,7 @@ class Operations:
             "GetExecutionHistory": self.get_execution_history,
             "ListStateMachines": self.list_state_machines,
             "DescribeStateMachine": self.describe_state_machine,
+            "DescribeStateMachineForExecution": self.describe_state_machine_for_execution,
         }
 
     @property
@@ -258,6 +259,21 @@ class Operations:
             "roleArn": ROLE_ARN.format(account=self.arns.account),
             "type": "STANDARD",
             "creationDate": machine.created_at,
+        }
+
+    async def describe_state_machine_for_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The definition the execution runs: the one it started with, even after the config
+        changed the machine."""
+        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        definition = await self.engine.definition_of(execution)
+        machine = self.engine.machines.get(execution.machine)
+        current = machine is not None and machine.definition_id == execution.definition_id
+        return {
+            "stateMachineArn": self.arns.state_machine(execution.machine),
+            "name": execution.machine,
+            "definition": json.dumps(definition, indent=2),
+            "roleArn": ROLE_ARN.format(account=self.arns.account),
+            "updateDate": machine.created_at if current and machine else execution.start_date,
         }
 
 
