@@ -120,6 +120,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep)
 
 
+# -- backup ------------------------------------------------------------------------------
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy the configured store to a new file while the daemon runs, and say what the copy
+    holds; 0 when written, 78 when the config cannot be read or names no store, 1 when the
+    copy cannot be made."""
+    from stepd.errors import StoreError, StoreNotFound
+    from stepd.store.records import STATUSES
+    from stepd.store.sqlite import backup, count_by_status
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EX_CONFIG
+    source, target = settings.store.path, args.file.absolute()
+    try:
+        version = backup(source, target)
+    except StoreNotFound as exc:
+        _err(f"{exc}: check [store] path in {args.config} (or STEPD_STORE__PATH)")
+        return EX_CONFIG
+    except StoreError as exc:
+        _err(str(exc))
+        return EX_FAILURE
+    try:
+        counts = count_by_status(target)
+        size = target.stat().st_size
+    except (StoreError, OSError) as exc:
+        _err(f"{target}: written, but cannot be read back: {exc}")
+        return EX_FAILURE
+    writer = f"written by stepd {version.written_by or '0.1'}"
+    lines = [
+        ("backup", str(target)),
+        ("of", str(source)),
+        ("size", f"{size} bytes"),
+        ("schema", f"{version.schema} (record format {version.record_format or 0}, {writer})"),
+        ("executions", str(sum(counts.values()))),
+    ]
+    others = sorted(set(counts) - set(STATUSES))
+    lines += [(status, str(counts.get(status, 0))) for status in (*STATUSES, *others)]
+    for key, value in lines:
+        print(f"{key:>14}: {value}")
+    return EX_OK
+
+
+def _backup_arguments(
+    p: argparse.ArgumentParser, config_arg: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    p.description = (
+        "Copy the store that [store] path names to FILE, consistent as of one instant, without "
+        "stopping the daemon, and print what the copy holds. FILE must not exist. To restore "
+        'it, see "Back up and restore" in the README.'
+    )
+    config_arg(p)
+    p.add_argument("file", type=Path, metavar="FILE", help="the new file")
+    p.set_defaults(func=cmd_backup)
+
+
 # -- API clients -------------------------------------------------------------------------
 
 
@@ -349,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
     demo.set_defaults(func=cmd_demo)
+
+    _backup_arguments(
+        commands.add_parser("backup", help="copy the store to a new file while it runs"),
+        config_arg,
+    )
 
     def client_parser(
         name: str,

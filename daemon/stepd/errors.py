@@ -17,6 +17,7 @@
     │   └── UnsupportedUrl            the URL cannot be called at all (not http or https)
     ├── StoreError                    the database cannot be opened, read or written
     │   ├── StoreLocked               another process holds the database
+    │   ├── StoreNotFound             there is no store at the path (nothing to back up)
     │   ├── StoreTooNew               the store was written by a newer stepd
     │   ├── RecordError               a stored record cannot be read
     │   └── WriteGroupFailed          a write of a group failed; the group was rolled back
@@ -168,6 +169,10 @@ class StoreError(StepdError):
 
 class StoreLocked(StoreError):
     """The database is in use by another stepd process."""
+
+
+class StoreNotFound(StoreError):
+    """There is no store at the path."""
 
 
 class StoreTooNew(StoreError):

@@ -271,6 +271,16 @@ class Stepd:
         self.kill()
         await self.start()
 
+    async def stop(self) -> int:
+        """SIGTERM the daemon, as `systemctl stop` does, and wait for it to exit; its exit
+        status."""
+        process = self.process
+        assert process is not None, "the daemon is not running"
+        process.send_signal(signal.SIGTERM)
+        status = await asyncio.to_thread(process.wait, EXIT_SECONDS)
+        self.process = None
+        return status
+
     async def exited(self, timeout: float = EXIT_SECONDS) -> int:
         """Wait for the current process to exit on its own; its exit status."""
         process = self.process

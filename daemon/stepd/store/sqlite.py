@@ -20,13 +20,20 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from stepd import __version__
-from stepd.errors import RecordError, StoreError, StoreLocked, StoreTooNew, WriteGroupFailed
+from stepd.errors import (
+    RecordError,
+    StoreError,
+    StoreLocked,
+    StoreNotFound,
+    StoreTooNew,
+    WriteGroupFailed,
+)
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
@@ -540,11 +547,32 @@ def read_version(path: Path) -> StoreVersion | None:
     when there is no store there yet. Raises StoreError."""
     if not path.exists():
         return None
+    with _reading(path) as conn:
+        return _read_version(conn)
+
+
+def count_by_status(path: Path) -> dict[str, int]:
+    """The number of executions in each status in the store at `path` (a status no execution
+    has is absent), read without taking the store over. Raises StoreNotFound when there is no
+    store there, StoreError when it cannot be read."""
+    if not path.exists():
+        raise StoreNotFound(f"{path}: no store there")
+    with _reading(path) as conn:
+        if _read_version(conn).schema == 0:  # an empty database: stepd never opened it
+            return {}
+        rows = conn.execute("SELECT status, count(*) FROM executions GROUP BY status")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the store at `path`, which a daemon may be using; its
+    SQLite errors raised as StoreError."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            return _read_version(conn)
+            yield conn
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -644,12 +672,18 @@ def _wrap(exc: Exception, path: Path) -> Exception:
 def backup(path: Path, target: Path) -> StoreVersion:
     """Copy the store at `path` to a new file `target`, consistent as of one instant, while a
     daemon may be writing it (SQLite's online backup; the daemon is not stopped or locked
-    out). Returns the copy's version. Raises StoreError: no store at `path`, `target` exists,
-    or either cannot be used."""
-    if not path.exists():
-        raise StoreError(f"{path}: no store there")
+    out). Returns the copy's version. Raises StoreNotFound when there is no store at `path`,
+    StoreError when `target` exists or either cannot be used."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise StoreNotFound(f"{path}: no store there") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: {exc.strerror or exc}") from exc
     if target.exists():
         raise StoreError(f"{target}: exists; a backup never overwrites a file")
+    if not target.parent.is_dir():
+        raise StoreError(f"{target}: no folder {target.parent}")
     partial = target.with_name(target.name + ".partial")
     try:
         source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stepd import __version__
-from stepd.errors import StoreError, StoreLocked, StoreTooNew
+from stepd.errors import StoreError, StoreLocked, StoreNotFound, StoreTooNew
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.records import (
     NewEvent,
@@ -24,7 +24,7 @@ from stepd.store.records import (
     WaitThen,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion
-from stepd.store.sqlite import SqliteStore, backup, read_version, refusal
+from stepd.store.sqlite import SqliteStore, backup, count_by_status, read_version, refusal
 
 
 def _new(name: str, definition_id: int, due_at: float | None = 100.0) -> NewExecution:
@@ -220,8 +220,28 @@ def test_a_backup_never_overwrites_a_file(tmp_path: Path):
     with pytest.raises(StoreError, match="exists"):
         backup(tmp_path / "stepd.db", tmp_path / "taken.db")
     assert (tmp_path / "taken.db").read_text(encoding="utf-8") == "mine"
-    with pytest.raises(StoreError, match="no store there"):
+    with pytest.raises(StoreNotFound, match="no store there"):
         backup(tmp_path / "missing.db", tmp_path / "other.db")
+    assert sorted(p.name for p in tmp_path.glob("*.db*")) == [
+        "stepd.db",
+        "stepd.db.lock",
+        "taken.db",
+    ]
+
+
+async def test_executions_are_counted_by_status_without_taking_the_store_over(
+    store: SqliteStore, tmp_path: Path
+):
+    """count_by_status reads a store a daemon holds open, and sees every acknowledged write;
+    a file with no store is StoreNotFound, an empty database has no executions."""
+    definition_id = await store.put_definition("m", "{}")
+    for n in range(3):
+        await store.create_execution(_new(f"e{n}", definition_id))
+    assert await asyncio.to_thread(count_by_status, tmp_path / "stepd.db") == {"RUNNING": 3}
+    with pytest.raises(StoreNotFound, match="no store there"):
+        count_by_status(tmp_path / "missing.db")
+    sqlite3.connect(tmp_path / "empty.db").close()
+    assert count_by_status(tmp_path / "empty.db") == {}
 
 
 async def _make_store(path: Path) -> None:
