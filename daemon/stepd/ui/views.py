@@ -128,10 +128,17 @@ class Timeline:
 
 
 def timeline(events: Sequence[Event], start: float) -> Timeline:
-    """The latest MAX_TIMELINE_EVENTS of `events`, oldest first; `start` is when it started."""
-    shown = events[-MAX_TIMELINE_EVENTS:]
+    """The latest MAX_TIMELINE_EVENTS of `events` in history order (by event id, oldest
+    first); `start` is when it started.
+
+    Never by timestamp: a transition writes several events in the same millisecond (a state
+    entered, its task scheduled and started), and a clock set back gives later events earlier
+    timestamps.
+    """
+    ordered = sorted(events, key=lambda event: event.id)
+    shown = ordered[-MAX_TIMELINE_EVENTS:]
     return Timeline(
-        entries=tuple(_entry(event, start) for event in shown), hidden=len(events) - len(shown)
+        entries=tuple(_entry(event, start) for event in shown), hidden=len(ordered) - len(shown)
     )
 
 
