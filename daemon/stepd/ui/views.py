@@ -15,6 +15,8 @@ from stepd.store.records import PHASE_TASK, PHASE_WAIT, RUNNING, Event, Executio
 from stepd.ui.format import relative
 
 UI_PATH = "/ui/"
+SIGNIN_PATH = UI_PATH + "signin"  # served by stepd.api.signin when key pairs are configured
+SIGNOUT_PATH = UI_PATH + "signout"
 MAX_TIMELINE_EVENTS = 500  # the latest events shown on an execution's timeline
 OVERDUE_GRACE_SECONDS = 1.0  # a step this little past its due time is starting, not late
 FAILURE_EVENTS = frozenset(
