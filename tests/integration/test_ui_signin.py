@@ -9,6 +9,8 @@ sends them for a form posted from the page itself.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http.cookies import Morsel, SimpleCookie
@@ -17,11 +19,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import httpx
 import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from tests.integration.harness import AMZ_JSON
+from tests.integration.harness import AMZ_JSON, Stepd, wait_until
 from tests.integration.test_ui import CLASSROOM, T0, Clock, dom, machine, rows
 
 from stepd.access import ApiAccess, KeyPair
@@ -525,3 +528,74 @@ async def test_without_key_pairs_the_pages_need_no_sign_in(tmp_path: Path):
 
         assert (listing.status, form.status) == (OK, NOT_FOUND)
         assert list(rows(await listing.text())) == ["c1"]
+
+
+# -- the real daemon: a reload that removes a key pair ------------------------------------------
+
+
+async def test_a_reload_that_removes_a_key_pair_signs_its_browsers_out(stepd: Stepd):
+    """`stepd run` with two key pairs in `[api] credentials_file`: a browser signed in with one,
+    the file rewritten without it, SIGHUP: that browser is sent to the form, the other key's
+    browser reads on."""
+    keys = stepd.config.parent / "api.keys"
+    keys.write_text(
+        f"{KEY.access_key_id}:{KEY.secret_access_key}\n"
+        f"{OTHER.access_key_id}:{OTHER.secret_access_key}\n"
+    )
+    keys.chmod(0o600)
+    text = stepd.config.read_text(encoding="utf-8")
+    stepd.config.write_text(
+        text.replace("[api]\n", f'[api]\ncredentials_file = "{keys.name}"\n', 1), encoding="utf-8"
+    )
+    await stepd.start()
+    mine = await _browser_sign_in(stepd.url, KEY)
+    theirs = await _browser_sign_in(stepd.url, OTHER)
+    before = await _browser_get(stepd.url, "/ui/", mine)
+
+    keys.write_text(f"{OTHER.access_key_id}:{OTHER.secret_access_key}\n")
+    assert stepd.process is not None
+    os.kill(stepd.process.pid, signal.SIGHUP)
+
+    async def reloaded() -> bool:
+        return bool(stepd.log_events("config.api_keys_applied"))
+
+    await wait_until(reloaded, timeout=10.0, what="the reload to apply the key pairs")
+    after = await _browser_get(stepd.url, "/ui/", mine)
+    other = await _browser_get(stepd.url, "/ui/", theirs)
+
+    (applied,) = stepd.log_events("config.api_keys_applied")
+    assert (before.status_code, after.status_code, other.status_code) == (OK, SEE_OTHER, OK)
+    assert after.headers["Location"] == "/ui/signin"
+    assert applied["removed"] == [KEY.access_key_id]
+    assert stepd.log_events("config.restart_needed") == []
+    assert KEY.secret_access_key not in stepd.log_text()
+
+
+def _browser(url: str) -> httpx.AsyncClient:
+    """A fresh browser-like client: it keeps no cookie between the calls of a test."""
+    return httpx.AsyncClient(base_url=url, timeout=10.0, trust_env=False)
+
+
+async def _browser_get(url: str, path: str, session: str) -> httpx.Response:
+    async with _browser(url) as browser:
+        return await browser.get(path, headers=_cookie_header({SESSION_COOKIE: session}))
+
+
+async def _browser_sign_in(url: str, key: KeyPair) -> str:
+    """Open the form and post it as a browser does; the session cookie's value."""
+    async with _browser(url) as browser:
+        form = await browser.get("/ui/signin")
+        (field,) = dom(form.text).find_all("input", name="csrf")
+        nonce = form.cookies[CSRF_COOKIE]
+        browser.cookies.clear()
+        response = await browser.post(
+            "/ui/signin",
+            data={
+                "access_key_id": key.access_key_id,
+                "secret_access_key": key.secret_access_key,
+                "csrf": field.attrs["value"],
+            },
+            headers={**SAME_ORIGIN, **_cookie_header({CSRF_COOKIE: nonce})},
+        )
+    assert response.status_code == SEE_OTHER, response.text
+    return response.cookies[SESSION_COOKIE]
