@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import structlog
 
 from stepd import __version__, logs
+from stepd.access import ApiAccess
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
 from stepd.config import (
@@ -68,6 +69,7 @@ class LoadedConfig:
     settings: Settings
     catalog: Catalog
     signing_secret: str | None
+    access: ApiAccess
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -82,7 +84,19 @@ def load_config(path: Path) -> LoadedConfig:
     secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
     if secret is not None:
         secret_key(secret)
-    return LoadedConfig(settings=settings, catalog=catalog, signing_secret=secret)
+    return LoadedConfig(
+        settings=settings, catalog=catalog, signing_secret=secret, access=api_access(settings)
+    )
+
+
+def _restart_part(settings: Settings, section: str) -> object:
+    """What of `section` only a restart applies: all of it, but the `[api]` files of secrets
+    (a reload reads them again)."""
+    if section == "api":
+        return settings.api.model_copy(
+            update={"credentials_file": None, "metrics_token_file": None}
+        )
+    return getattr(settings, section)
 
 
 def _iso(ts: float) -> str:
@@ -101,6 +115,8 @@ class Daemon:
         self.notifier = Notifier()
         self.engine: Engine | None = None
         self.timers: Timers | None = None
+        self.api: ApiServer | None = None
+        self._access = ApiAccess()
         self._stop = asyncio.Event()
         self._stopping = False
         self._ready = False
@@ -147,6 +163,7 @@ class Daemon:
         settings = self.settings
         stack.push_async_callback(self._stop_side_tasks)  # last out: pings go on while draining
         access = api_access(settings)
+        self._access = access
         store = SqliteStore(settings.store.path)
         await store.open()
         stack.push_async_callback(store.close)
@@ -186,6 +203,7 @@ class Daemon:
         except OSError as exc:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
+        self.api = api
         control_path = runtime_socket()
         if control_path is not None:
             control = ControlServer(control_path, self.reload)
@@ -387,7 +405,10 @@ class Daemon:
                 machine=name,
                 note="no new executions; running ones finish with their old endpoints",
             )
-        restart_needed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(old, s)]
+        restart_needed = [
+            s for s in RESTART_SECTIONS if _restart_part(new, s) != _restart_part(old, s)
+        ]
+        restart_needed.extend(self._apply_access(loaded.access))
         if new.http.max_concurrency != old.http.max_concurrency:
             restart_needed.append("http.max_concurrency")
         if _http_routes(loaded.catalog.machines) != _http_routes(self.catalog.machines):
@@ -396,6 +417,31 @@ class Daemon:
             log.warning("config.restart_needed", setting=setting)
         self.settings, self.catalog = new, loaded.catalog
         return tuple(restart_needed)
+
+    def _apply_access(self, access: ApiAccess) -> list[str]:
+        """Serve the API with the key pairs (and metrics token) just read; what needs a restart.
+
+        A key pair removed or given a new secret stops working at once, and so do the browser
+        sessions signed in with it. Turning authentication on or off needs a restart.
+        """
+        old, api = self._access, self.api
+        if api is None or access == old:
+            return []
+        if not api.set_access(access):
+            return ["api credentials (turning authentication on or off)"]
+        self._access = access
+        old_keys = {k.access_key_id: k for k in old.keys}
+        new_keys = {k.access_key_id: k for k in access.keys}
+        log.info(
+            "config.api_keys_applied",
+            added=sorted(new_keys.keys() - old_keys.keys()),
+            removed=sorted(old_keys.keys() - new_keys.keys()),
+            changed=sorted(
+                k for k in new_keys.keys() & old_keys.keys() if new_keys[k] != old_keys[k]
+            ),
+            metrics_token_changed=access.metrics_token != old.metrics_token,
+        )
+        return []
 
     # -- reports ---------------------------------------------------------------------
 

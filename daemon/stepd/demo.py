@@ -8,6 +8,7 @@ and exits 0 once the execution has succeeded.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -81,6 +83,20 @@ async def _aws(client: httpx.AsyncClient, operation: str, body: dict[str, Any]) 
     if response.status_code != httpx.codes.OK:
         raise RuntimeError(f"{operation}: {answer}")
     return answer
+
+
+Line = tuple[float, str]  # (when, text)
+
+
+def merge_lines(events: Iterable[Line], posts: Iterable[Line]) -> list[Line]:
+    """The daemon's events and the server's POSTs as one timeline.
+
+    Each keeps its own order (the events their history order, by event id; the POSTs the
+    order the server received them), and the two are interleaved by time. Several events
+    share a millisecond (a state entered, its task scheduled): sorting by time would shuffle
+    them. On a tie the event comes first.
+    """
+    return list(heapq.merge(events, posts, key=lambda line: line[0]))
 
 
 def _describe_event(event: dict[str, Any]) -> str | None:
@@ -162,22 +178,23 @@ async def _run_class(client: httpx.AsyncClient, server: ClassroomServer) -> int:
         history = await _aws(
             client, "GetExecutionHistory", {"executionArn": arn, "maxResults": 1000}
         )
-        lines: list[tuple[float, str]] = []
-        for event in history["events"][seen_events:]:
+        events: list[Line] = []
+        for event in history["events"][seen_events:]:  # in history order
             text = _describe_event(event)
             if text:
-                lines.append((event["timestamp"], f"stepd   {text}"))
+                events.append((event["timestamp"], f"stepd   {text}"))
         seen_events = len(history["events"])
+        posts: list[Line] = []
         for record in server.records[seen_posts:]:
             dup = " (duplicate)" if record.duplicate else ""
-            lines.append(
+            posts.append(
                 (
                     record.received_at,
                     f"server  POST {record.path}  Idempotency-Key {record.idempotency_key}{dup}",
                 )
             )
         seen_posts = len(server.records)
-        for at, text in sorted(lines):
+        for at, text in merge_lines(events, posts):
             _say(f"  {_clock(at)}  {text}")
         described = await _aws(client, "DescribeExecution", {"executionArn": arn})
         if described["status"] != "RUNNING":

@@ -23,6 +23,9 @@
     │   └── WriteGroupFailed          a write of a group failed; the group was rolled back
     ├── ControlError                  the daemon's control socket cannot be used
     ├── ApiClientError                the API refused a client's request; `aws_type` says why
+    ├── SignInError                   a browser's sign-in to the web pages is refused
+    │   ├── SessionRefused            a session cookie is malformed, forged, expired or revoked
+    │   └── SignInRefused             a sign-in form is refused; `status` and `reason` say why
     └── ApiError                      a control API request is refused (AWS error shape)
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
@@ -204,6 +207,33 @@ class ApiClientError(StepdError):
     def __init__(self, aws_type: str, message: str) -> None:
         super().__init__(f"{aws_type}: {message}")
         self.aws_type = aws_type
+
+
+# -- browsers signed in to the web pages ---------------------------------------------------
+
+
+class SignInError(StepdError):
+    """The sign-in is refused."""
+
+
+class SessionRefused(SignInError):
+    """The session is not valid."""
+
+
+class SignInRefused(SignInError):
+    """The sign-in is refused.
+
+    `status` is the HTTP status of the answer and `reason` a stable word for the log
+    (cross-site, csrf, wrong-key-pair, throttled); the message is shown to the person.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, status: int, reason: str, retry_after: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after  # seconds, for a throttled sign-in
 
 
 # -- the API's refusals, as AWS shapes them ------------------------------------------------

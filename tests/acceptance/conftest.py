@@ -30,6 +30,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from stepd.access import KeyPair
 from stepd.classroom import Record, load_records
 from stepd.testing import free_port
 
@@ -117,6 +118,7 @@ class RunningDaemon:
     log: Path
     process: subprocess.Popen[bytes]
     machines: Mapping[str, Path]  # name -> definition file
+    key: KeyPair | None = None  # the key pair API calls are signed with, when one is configured
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
@@ -128,8 +130,8 @@ class RunningDaemon:
             "stepfunctions",
             endpoint_url=self.url,
             region_name=REGION,
-            aws_access_key_id="x",
-            aws_secret_access_key="y",
+            aws_access_key_id=self.key.access_key_id if self.key else "x",
+            aws_secret_access_key=self.key.secret_access_key if self.key else "y",
             config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30),
         )
 
@@ -161,9 +163,23 @@ def _toml_string(value: str) -> str:
 
 
 def write_config(
-    path: Path, *, port: int, base_url: str, machines: Sequence[MachineConfig]
+    path: Path,
+    *,
+    port: int,
+    base_url: str,
+    machines: Sequence[MachineConfig],
+    keys: Sequence[KeyPair] = (),
 ) -> Path:
-    """A stepd.toml with a store next to it, listening on loopback `port`."""
+    """A stepd.toml with a store next to it, listening on loopback `port`; with `keys`, they
+    are the API's key pairs (in a credentials file next to it)."""
+    credentials = []
+    if keys:
+        key_file = path.parent / "api.keys"
+        key_file.write_text(
+            "".join(f"{k.access_key_id}:{k.secret_access_key}\n" for k in keys), encoding="utf-8"
+        )
+        key_file.chmod(0o600)
+        credentials = [f"credentials_file = {_toml_string(str(key_file))}"]
     lines = [
         "[store]",
         f"path = {_toml_string(str(path.parent / 'stepd.db'))}",
@@ -171,6 +187,7 @@ def write_config(
         f'listen = "127.0.0.1:{port}"',
         f'region = "{REGION}"',
         f'account = "{ACCOUNT}"',
+        *credentials,
         "[http]",
         f"base_url = {_toml_string(base_url)}",
         "timeout_seconds = 10",
@@ -203,11 +220,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def run_daemon(
-    folder: Path, base_url: str, machines: Sequence[MachineConfig]
+    folder: Path, base_url: str, machines: Sequence[MachineConfig], keys: Sequence[KeyPair] = ()
 ) -> Iterator[RunningDaemon]:
-    """`stepd run` with a config in `folder` until the block ends; ready once `/healthz` is 200."""
+    """`stepd run` with a config in `folder` until the block ends; ready once `/healthz` is 200.
+    With `keys`, the API needs them (and `client()` signs with the first)."""
     port = free_port()
-    config = write_config(folder / "stepd.toml", port=port, base_url=base_url, machines=machines)
+    config = write_config(
+        folder / "stepd.toml", port=port, base_url=base_url, machines=machines, keys=keys
+    )
     log = folder / "stepd.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -224,6 +244,7 @@ def run_daemon(
         log=log,
         process=process,
         machines={m.name: m.definition for m in machines},
+        key=keys[0] if keys else None,
     )
     try:
         _wait_healthy(daemon)
@@ -324,14 +345,17 @@ def sfn(daemon: RunningDaemon) -> Any:
 
 @pytest.fixture(scope="session")
 def start_daemon() -> Callable[..., contextlib.AbstractContextManager[RunningDaemon]]:
-    """`start_daemon(folder, base_url, [(name, definition, endpoints), ...])`: another
-    `stepd run` with a config of its own, as a context manager."""
+    """`start_daemon(folder, base_url, [(name, definition, endpoints), ...], keys=())`:
+    another `stepd run` with a config of its own (and API key pairs), as a context manager."""
 
     def start(
-        folder: Path, base_url: str, machines: Sequence[tuple[str, Path, Mapping[str, str]]]
+        folder: Path,
+        base_url: str,
+        machines: Sequence[tuple[str, Path, Mapping[str, str]]],
+        keys: Sequence[KeyPair] = (),
     ) -> contextlib.AbstractContextManager[RunningDaemon]:
         configs = [MachineConfig(name=n, definition=d, endpoints=e) for n, d, e in machines]
-        return run_daemon(folder, base_url, configs)
+        return run_daemon(folder, base_url, configs, keys)
 
     return start
 

@@ -4,8 +4,9 @@
 calls the stand-in classroom server; Chromium opens the pages as a person would, and the test
 checks what is on the screen: the execution in the list, the diagram with the state it waits in
 highlighted, the page refreshing itself until every state is green, the timeline; and a failed
-execution with a very long cause, whose page must still fit the window with its diagram in view.
-Screenshots are saved under test-artifacts/.
+execution with a very long cause, whose page must still fit the window with its diagram in view;
+and, with API key pairs configured, a person signing in through the form. Screenshots are saved
+under test-artifacts/.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import httpx
 import pytest
 from tests.acceptance.webdriver import INSTALL_HINT, Browser, chromium, missing
 from tests.integration.harness import DEFINITION as SIMPLE_CLASSROOM
+
+from stepd.access import KeyPair
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -61,6 +64,8 @@ CLASS_SECONDS = 6  # from the class's start to its end
 FINISH_DEADLINE_SECONDS = 60.0  # for the page to show the execution succeeded
 HTTP_TIMEOUT_SECONDS = 10.0
 NOT_FOUND = 404
+SEE_OTHER = 303
+KEY = KeyPair(access_key_id="AKIDBROWSER0001", secret_access_key="browser-Secret/0123456789+abc")
 CURRENT_STROKE = "rgb(29, 78, 216)"  # the blue outline of the current state
 DONE_FILL = "rgb(220, 252, 231)"  # the green of a state done
 _WAIT = ("WaitStateEntered", "WaitStateExited")
@@ -120,6 +125,24 @@ def ui_daemon(
                 "(ApiServer.app() must call stepd.ui.add_ui_routes)"
             )
         answer.raise_for_status()
+        yield daemon
+
+
+@pytest.fixture
+def signed_daemon(
+    tmp_path: Path,
+    classroom: Any,
+    start_daemon: Callable[..., AbstractContextManager[Any]],
+) -> Iterator[Any]:
+    """`stepd run` with the classroom machine and the API key pair KEY: /ui/ sends a browser
+    without a session to the sign-in form."""
+    path = tmp_path / "classroom.asl.json"
+    path.write_text(json.dumps(SIMPLE_CLASSROOM, indent=2), encoding="utf-8")
+    folder = tmp_path / "signed"
+    folder.mkdir()
+    with start_daemon(folder, classroom.base_url, [(MACHINE, path, ENDPOINTS)], [KEY]) as daemon:
+        answer = httpx.get(f"{daemon.url}/ui/", timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+        assert (answer.status_code, answer.headers.get("Location")) == (SEE_OTHER, "/ui/signin")
         yield daemon
 
 
@@ -250,3 +273,36 @@ def test_a_failed_execution_with_a_long_cause_fits_the_window(browser: Browser, 
     )
     assert right - left == pytest.approx(drawn_width, abs=1)
     assert LONG_CAUSE in browser.text("dl.facts")
+
+
+def test_a_person_signs_in_with_a_key_pair_and_sees_the_executions(
+    browser: Browser, signed_daemon: Any
+):
+    """With key pairs configured, /ui/ shows the sign-in form; the right pair typed into it
+    opens the list, which names the key signed in with; the session cookie is out of the
+    page's reach (HttpOnly); signing out returns to the form."""
+    name = start_class(signed_daemon)
+    browser.open(f"{signed_daemon.url}/ui/")
+    form_url, heading = browser.url, browser.text("h1")
+    browser.screenshot(ARTIFACTS / "ui-signin.png")
+    browser.type("#access_key_id", KEY.access_key_id)
+    browser.type("#secret_access_key", "not-the-secret-0123456789")
+    browser.click("#signin")
+    refused = browser.text("#signin-error")
+    browser.type("#secret_access_key", KEY.secret_access_key)
+    browser.click("#signin")
+
+    row = browser.text(f'tr[data-execution="{name}"]')
+    assert (form_url, heading) == (f"{signed_daemon.url}/ui/signin", "Sign in")
+    assert "wrong" in refused
+    assert browser.url == f"{signed_daemon.url}/ui/"
+    assert (name in row, "RUNNING" in row) == (True, True), row
+    assert browser.text("#session") == f"signed in as {KEY.access_key_id} · sign out"
+    assert browser.run("return document.cookie") == ""
+    browser.screenshot(ARTIFACTS / "ui-signed-in.png")
+
+    browser.click("#session a")
+    signed_out = browser.url
+    browser.open(f"{signed_daemon.url}/ui/executions/{MACHINE}/{name}")
+    assert signed_out == f"{signed_daemon.url}/ui/signin"
+    assert browser.url.startswith(f"{signed_daemon.url}/ui/signin?next=")

@@ -2,8 +2,8 @@
 
 `chromium()` starts Debian's `chromedriver` on a free loopback port, opens one browser session
 on `/usr/bin/chromium` with a fresh profile, and yields a `Browser`; both are gone when the block
-ends. Only what the UI tests need is here: open a page, run a script in it, read text, size the
-window, take a screenshot.
+ends. Only what the UI tests need is here: open a page, run a script in it, read text, type
+into a field and click, size the window, take a screenshot.
 """
 
 from __future__ import annotations
@@ -75,10 +75,26 @@ class Browser:
         """The value of `script` (a function body: `return ...`) run in the page."""
         return self._command("POST", "/execute/sync", {"script": script, "args": list(args)})
 
+    def _element(self, css: str) -> str:
+        found = self._command("POST", "/element", {"using": "css selector", "value": css})
+        return str(found[ELEMENT_KEY])
+
     def text(self, css: str) -> str:
         """The rendered text of the first element matching `css`."""
-        element = self._command("POST", "/element", {"using": "css selector", "value": css})
-        return str(self._command("GET", f"/element/{element[ELEMENT_KEY]}/text"))
+        return str(self._command("GET", f"/element/{self._element(css)}/text"))
+
+    def type(self, css: str, text: str) -> None:
+        """Type `text` into the first element matching `css`, as a person would."""
+        self._command("POST", f"/element/{self._element(css)}/value", {"text": text})
+
+    def click(self, css: str) -> None:
+        """Click the first element matching `css` (a navigation it starts is waited for)."""
+        self._command("POST", f"/element/{self._element(css)}/click", {})
+
+    @property
+    def url(self) -> str:
+        """The address of the page shown."""
+        return str(self._command("GET", "/url"))
 
     def resize(self, width: int, height: int) -> None:
         """Make the page's viewport `width` x `height` pixels (the window is larger by its

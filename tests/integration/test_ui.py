@@ -439,6 +439,29 @@ async def test_the_timeline_lists_every_event_in_order(ui: Ui):
     ]
 
 
+async def test_events_of_one_instant_are_listed_by_event_id(ui: Ui):
+    """The seven events one transition writes at the same instant appear in history order."""
+    execution_id = await ui.start("c1")
+    await ui.advance_to(execution_id, T0 + 10)
+    history = await ui.engine.history(execution_id, reverse=False, limit=100, after=None)
+    page = dom(await ui.page(execution_page("c1")))
+    shown = [
+        (int(li.attrs["data-event"]), li.attrs["data-type"])
+        for li in page.find_all("li")
+        if "data-event" in li.attrs
+    ]
+    assert [e.type for e in history if e.ts == T0 + 10] == [
+        "WaitStateExited",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "WaitStateEntered",
+    ]
+    assert shown == sorted((e.id, e.type) for e in history)
+
+
 async def test_after_success_every_state_is_done_and_the_page_stops_refreshing(ui: Ui):
     """A succeeded execution is all green, and its page no longer reloads itself."""
     execution_id = await ui.start("c1")

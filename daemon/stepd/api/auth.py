@@ -54,6 +54,7 @@ BEARER = "Bearer "
 DATE_HEADER = "x-amz-date"
 TARGET_HEADER = "x-amz-target"
 REQUIRED_SIGNED_HEADERS = ("host", DATE_HEADER)
+_NO_DIGEST = bytes(hashlib.sha256().digest_size)  # what an unknown key id's secret is compared to
 
 
 # -- Signature Version 4 ------------------------------------------------------------------
@@ -324,6 +325,21 @@ class Authenticator:
                 "SignedHeaders must include " + ", ".join(f"'{h}'" for h in unsigned)
             )
 
+    def check_pair(self, key_id: str, secret: str) -> bool:
+        """Whether `secret` is the secret access key of `key_id` (a browser signing in).
+
+        The secrets are compared in constant time, as digests of one length; an unknown key id
+        costs the same comparison.
+        """
+        configured = self._secrets.get(key_id)
+        expected = _digest(configured) if configured is not None else _NO_DIGEST
+        return hmac.compare_digest(_digest(secret), expected) and configured is not None
+
+    def fingerprint(self, key_id: str) -> bytes | None:
+        """A digest of `key_id`'s secret (sessions are bound to it); None for an unknown key."""
+        secret = self._secrets.get(key_id)
+        return None if secret is None else _digest(secret)
+
     def verify_metrics_token(self, authorization: str | None) -> bool:
         """Whether `authorization` is `Bearer <the metrics token>`; False without a token set.
 
@@ -351,6 +367,10 @@ def check_local_origin(request: Request) -> None:
             "Without authentication the API answers only requests addressed to localhost or a "
             "loopback address; configure API credentials to reach it by another name"
         )
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(f"stepd-key-pair\n{secret}".encode()).digest()
 
 
 def _stamp(ts: float) -> str:

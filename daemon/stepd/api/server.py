@@ -6,14 +6,18 @@ has AWS's shape, `{"__type": ..., "message": ...}`.
 
 Access (see `stepd.access` and `stepd.api.auth`): with key pairs configured, every request but
 `/healthz` must be signed with SigV4 (`GET /metrics` may instead carry the metrics bearer
-token). Without them the server listens only on loopback or a unix socket, and on loopback
-answers only requests addressed to a loopback name and not sent from a web page.
+token), except that a browser may sign in at /ui/signin and then read the pages under /ui/
+with its session cookie (`stepd.api.signin`); the cookie opens nothing else. A reload may
+change the key pairs (`set_access`). Without them the server listens only on loopback or a
+unix socket, and on loopback answers only requests addressed to a loopback name and not sent
+from a web page.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +29,7 @@ from aiohttp import web
 from stepd.access import ApiAccess, check_listen
 from stepd.api.auth import Authenticator, Request, check_local_origin
 from stepd.api.protocol import Operations
+from stepd.api.signin import SignIn
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
@@ -39,6 +44,7 @@ from stepd.errors import (
 from stepd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from stepd.metrics import Metrics
 from stepd.ui import add_ui_routes
+from stepd.ui.views import UI_PATH
 
 log = structlog.get_logger("stepd.api")
 
@@ -91,6 +97,7 @@ class ApiServer:
 
     `access` says who may call it (default: anyone, which only a loopback or unix-socket
     `listen` allows: ConfigError otherwise); `metrics`, when given, is served at GET /metrics.
+    `clock` (unix seconds) dates signatures and browser sessions.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class ApiServer:
         *,
         access: ApiAccess | None = None,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         access = access if access is not None else ApiAccess()
         check_listen(listen, access)
@@ -109,8 +117,13 @@ class ApiServer:
         self.listen = listen
         self.health = health
         self.metrics = metrics
-        self._authenticator = (
-            Authenticator(access, region=engine.arns.region) if access.required else None
+        self._clock = clock
+        self._unix = listen.startswith("unix:")
+        self._authenticator = self._new_authenticator(access)
+        self._signin = (
+            SignIn(self._current_authenticator, unix=self._unix, clock=clock)
+            if access.required
+            else None
         )
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -129,7 +142,30 @@ class ApiServer:
                     event.method, event.path, self._route(machine.name, event.action)
                 )
         add_ui_routes(app, self.engine)
+        if self._signin is not None:
+            self._signin.add_routes(app)
         return app
+
+    def set_access(self, access: ApiAccess) -> bool:
+        """Check requests against `access` from now on: key pairs added, removed or given new
+        secrets (sessions of a key pair removed or changed end with it), a new metrics token.
+
+        Returns False, changing nothing, when `access` would turn authentication on or off:
+        that needs a restart.
+        """
+        if access.required != (self._authenticator is not None):
+            return False
+        self._authenticator = self._new_authenticator(access)
+        return True
+
+    def _new_authenticator(self, access: ApiAccess) -> Authenticator | None:
+        if not access.required:
+            return None
+        return Authenticator(access, region=self.engine.arns.region, clock=self._clock)
+
+    def _current_authenticator(self) -> Authenticator:
+        assert self._authenticator is not None  # sign-in is served only with key pairs
+        return self._authenticator
 
     async def start(self) -> None:
         self._runner = web.AppRunner(
@@ -164,9 +200,11 @@ class ApiServer:
         if request.path == HEALTH_PATH:
             return await handler(request)
         try:
+            if self._signin is not None and _from_browser(request):
+                return await self._signin.admit(request, handler)
             if self._authenticator is not None:
                 await self._authenticate(request, self._authenticator)
-            elif not self.listen.startswith("unix:"):
+            elif not self._unix:
                 check_local_origin(await _signed_view(request, with_body=False))
         except AuthError as exc:
             log.info(
@@ -249,6 +287,13 @@ class ApiServer:
             return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
         # degraded (a task host is down): 503 too, so that a monitor reading status codes sees it
         return web.json_response(report, status=200 if report.get("status") == "ok" else 503)
+
+
+def _from_browser(request: web.Request) -> bool:
+    """A request for the pages without a SigV4 signature: a browser's (or one to refuse)."""
+    path = request.path
+    in_pages = path == UI_PATH.rstrip("/") or path.startswith(UI_PATH)
+    return in_pages and "Authorization" not in request.headers
 
 
 async def _signed_view(request: web.Request, *, with_body: bool) -> Request:

@@ -7,6 +7,8 @@
                                       coloured (done, failed, current, not reached), and its
                                       history as a timeline
     /ui/machines/<name>               one state machine: its diagram and validation findings
+    /ui/signin, /ui/signout           with key pairs configured, a browser signs in here (the
+                                      routes and the session cookie are stepd.api.signin's)
 
     handlers.py   the routes: read through the engine's read interface, pick a page
     views.py      what a page shows of an execution (next step, lateness, timeline), and paths
@@ -18,10 +20,11 @@
 Plain HTML: no script, nothing fetched from anywhere else (the Content-Security-Policy says so),
 and a page about a running execution reloads itself. Everything shown from an execution or a
 definition is escaped. The pages only read, and sit behind the same access middleware as the
-API.
+API; every page's route is named `ui.<page>` (PAGE_ROUTE_PREFIX), which is how that middleware
+knows a page from any other route.
 """
 
-from stepd.ui.handlers import PAGE_SIZE, add_ui_routes
+from stepd.ui.handlers import PAGE_ROUTE_PREFIX, PAGE_SIZE, add_ui_routes
 from stepd.ui.pages import REFRESH_SECONDS
 
-__all__ = ["PAGE_SIZE", "REFRESH_SECONDS", "add_ui_routes"]
+__all__ = ["PAGE_ROUTE_PREFIX", "PAGE_SIZE", "REFRESH_SECONDS", "add_ui_routes"]

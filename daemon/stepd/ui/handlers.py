@@ -20,12 +20,13 @@ from stepd.engine.steps import MAX_EVENTS
 from stepd.errors import StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
-from stepd.ui.pages import render
+from stepd.ui.pages import SIGNED_IN, render
 from stepd.ui.views import UI_PATH, list_path, summarise, timeline
 
 Findings = Callable[[], Mapping[str, Sequence[Report]]]
 
 PAGE_SIZE = 50  # executions per page of the list
+PAGE_ROUTE_PREFIX = "ui."  # the name of every page's route begins so (access checks rely on it)
 RECENT_EXECUTIONS = 10  # on a state machine's page
 HISTORY_BATCH = 1000  # events per read of an execution's history
 
@@ -38,10 +39,16 @@ def add_ui_routes(
     """Serve the pages under /ui/ from `app`; `findings` gives each machine's validation
     reports (without it, each definition is validated when its page is shown)."""
     pages = _Pages(engine, findings)
-    app.router.add_get("/ui", pages.home)
-    app.router.add_get(UI_PATH, pages.executions)
-    app.router.add_get(UI_PATH + "executions/{machine}/{name}", pages.execution)
-    app.router.add_get(UI_PATH + "machines/{name}", pages.machine)
+    app.router.add_get("/ui", pages.home, name=PAGE_ROUTE_PREFIX + "home")
+    app.router.add_get(UI_PATH, pages.executions, name=PAGE_ROUTE_PREFIX + "executions")
+    app.router.add_get(
+        UI_PATH + "executions/{machine}/{name}",
+        pages.execution,
+        name=PAGE_ROUTE_PREFIX + "execution",
+    )
+    app.router.add_get(
+        UI_PATH + "machines/{name}", pages.machine, name=PAGE_ROUTE_PREFIX + "machine"
+    )
 
 
 def _diagram(svg: str) -> Markup:
@@ -64,11 +71,13 @@ class _Pages:
         status = request.query.get("status") or None
         before_text = request.query.get("before") or None
         if status is not None and status not in STATUSES:
-            return self._problem(400, "Unknown status", f"Choose one of {', '.join(STATUSES)}.")
+            return self._problem(
+                request, 400, "Unknown status", f"Choose one of {', '.join(STATUSES)}."
+            )
         before = None
         if before_text is not None:
             if not before_text.isdigit() or int(before_text) <= 0:
-                return self._problem(400, "Bad page", "`before` is an execution id.")
+                return self._problem(request, 400, "Bad page", "`before` is an execution id.")
             before = int(before_text)
         try:
             rows = await self.engine.list_executions(
@@ -76,13 +85,14 @@ class _Pages:
             )
             counts = await self.engine.count_by_status()
         except StoreError as exc:
-            return self._unavailable(exc)
+            return self._unavailable(request, exc)
         now = self.engine.clock()
         shown = rows[:PAGE_SIZE]
         older = None
         if len(rows) > PAGE_SIZE:
             older = list_path(machine=machine, status=status, before=shown[-1].id)
         return self._page(
+            request,
             "executions.html",
             title="Executions",
             now=now,
@@ -102,6 +112,7 @@ class _Pages:
             execution = await self.engine.find_execution(machine, name)
             if execution is None:
                 return self._problem(
+                    request,
                     404,
                     "No such execution",
                     f"State machine {machine!r} has no execution named {name!r}.",
@@ -109,13 +120,14 @@ class _Pages:
             events = await self._history(execution)
             definition = await self._definition(execution)
         except StoreError as exc:
-            return self._unavailable(exc)
+            return self._unavailable(request, exc)
         now = self.engine.clock()
         history = [{"type": e.type, **e.details} for e in events]
         diagram = to_svg(
             build_graph(definition), progress(history), title=f"{machine}: {name} diagram"
         )
         return self._page(
+            request,
             "execution.html",
             title=f"{name} · {machine}",
             now=now,
@@ -130,16 +142,19 @@ class _Pages:
         name = request.match_info["name"]
         machine = self.engine.machines.get(name)
         if machine is None:
-            return self._problem(404, "No such state machine", f"No state machine named {name!r}.")
+            return self._problem(
+                request, 404, "No such state machine", f"No state machine named {name!r}."
+            )
         try:
             recent = await self.engine.list_executions(
                 machine=name, status=None, limit=RECENT_EXECUTIONS, before_id=None
             )
         except StoreError as exc:
-            return self._unavailable(exc)
+            return self._unavailable(request, exc)
         now = self.engine.clock()
         comment = machine.definition.get("Comment")
         return self._page(
+            request,
             "machine.html",
             title=name,
             now=now,
@@ -192,20 +207,32 @@ class _Pages:
     # -- answering ---------------------------------------------------------------------
 
     def _page(
-        self, template: str, *, status: int = 200, refresh: bool = False, **context: Any
+        self,
+        request: web.Request,
+        template: str,
+        *,
+        status: int = 200,
+        refresh: bool = False,
+        **context: Any,
     ) -> web.Response:
         return render(
             template,
             status=status,
             refresh=refresh,
             machine_names=sorted(self.engine.machines),
+            signed_in=request.get(SIGNED_IN),
             **context,
         )
 
-    def _problem(self, status: int, title: str, message: str) -> web.Response:
+    def _problem(self, request: web.Request, status: int, title: str, message: str) -> web.Response:
         return self._page(
-            "problem.html", status=status, title=title, message=message, now=self.engine.clock()
+            request,
+            "problem.html",
+            status=status,
+            title=title,
+            message=message,
+            now=self.engine.clock(),
         )
 
-    def _unavailable(self, exc: StoreError) -> web.Response:
-        return self._problem(503, "The store cannot be read right now", exc.message)
+    def _unavailable(self, request: web.Request, exc: StoreError) -> web.Response:
+        return self._problem(request, 503, "The store cannot be read right now", exc.message)

@@ -22,7 +22,14 @@ from markupsafe import Markup
 from stepd import __version__
 from stepd.graph import SVG_CSS
 from stepd.ui.format import FILTERS
-from stepd.ui.views import UI_PATH, execution_path, list_path, machine_path
+from stepd.ui.views import (
+    SIGNIN_PATH,
+    SIGNOUT_PATH,
+    UI_PATH,
+    execution_path,
+    list_path,
+    machine_path,
+)
 
 REFRESH_SECONDS = 2  # how often a page about a running execution reloads itself
 STYLE_SHEET = (files("stepd.ui") / "static" / "stepd.css").read_text(encoding="utf-8")
@@ -36,13 +43,16 @@ CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; style-src {_style_hash(STYLE_SHEET)} {_style_hash(SVG_CSS)}; "
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+NO_CACHE = {"Cache-Control": "no-store"}
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
+    **NO_CACHE,
 }
+# The access key id a browser signed in with (stepd.api.signin sets it; the layout shows it).
+SIGNED_IN = web.RequestKey("stepd.signed_in", str)
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("stepd.ui", "templates"),
@@ -57,19 +67,32 @@ _ENVIRONMENT.globals.update(
     list_path=list_path,
     execution_path=execution_path,
     machine_path=machine_path,
+    signin_path=SIGNIN_PATH,
+    signout_path=SIGNOUT_PATH,
     version=__version__,
     style_sheet=Markup(STYLE_SHEET),  # noqa: S704 - our own file, placed in <style> as it is
     refresh_seconds=REFRESH_SECONDS,
 )
 
 
-def render(template: str, *, status: int = 200, **context: Any) -> web.Response:
+def render(
+    template: str,
+    *,
+    status: int = 200,
+    signed_in: str | None = None,
+    navigation: bool = True,
+    **context: Any,
+) -> web.Response:
     """The page `template` filled with `context`, as a response with the pages' headers.
 
     Every page gets `title`, `machine_names` (the navigation), `now` and `refresh` (reload
-    itself every REFRESH_SECONDS) besides its own values.
+    itself every REFRESH_SECONDS) besides its own values. `signed_in` is the access key id a
+    browser signed in with (the layout offers to sign out); `navigation` False leaves out the
+    links to the pages (the sign-in form shows nothing of what is behind it).
     """
-    text = _ENVIRONMENT.get_template(template).render(**context)
+    text = _ENVIRONMENT.get_template(template).render(
+        signed_in=signed_in, navigation=navigation, **context
+    )
     return web.Response(
         text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
     )

@@ -15,6 +15,8 @@ from stepd.store.records import PHASE_TASK, PHASE_WAIT, RUNNING, Event, Executio
 from stepd.ui.format import relative
 
 UI_PATH = "/ui/"
+SIGNIN_PATH = UI_PATH + "signin"  # served by stepd.api.signin when key pairs are configured
+SIGNOUT_PATH = UI_PATH + "signout"
 MAX_TIMELINE_EVENTS = 500  # the latest events shown on an execution's timeline
 OVERDUE_GRACE_SECONDS = 1.0  # a step this little past its due time is starting, not late
 FAILURE_EVENTS = frozenset(
@@ -128,10 +130,17 @@ class Timeline:
 
 
 def timeline(events: Sequence[Event], start: float) -> Timeline:
-    """The latest MAX_TIMELINE_EVENTS of `events`, oldest first; `start` is when it started."""
-    shown = events[-MAX_TIMELINE_EVENTS:]
+    """The latest MAX_TIMELINE_EVENTS of `events` in history order (by event id, oldest
+    first); `start` is when it started.
+
+    Never by timestamp: a transition writes several events in the same millisecond (a state
+    entered, its task scheduled and started), and a clock set back gives later events earlier
+    timestamps.
+    """
+    ordered = sorted(events, key=lambda event: event.id)
+    shown = ordered[-MAX_TIMELINE_EVENTS:]
     return Timeline(
-        entries=tuple(_entry(event, start) for event in shown), hidden=len(events) - len(shown)
+        entries=tuple(_entry(event, start) for event in shown), hidden=len(ordered) - len(shown)
     )
 
 
