@@ -1,6 +1,6 @@
 """A classroom server that is down is visible: /healthz says degraded (503), naming the host
-and since when; DescribeExecution names the host its waiting call goes to; both clear once it
-answers again."""
+and since when; DescribeExecution and the web pages name the host its waiting call goes to;
+all of it clears once it answers again."""
 
 from __future__ import annotations
 
@@ -65,6 +65,13 @@ async def health(daemon: Stepd) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
+async def page(daemon: Stepd, path: str) -> str:
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+        answer = await client.get(daemon.url + path)
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
 async def test_a_down_classroom_server_is_reported_until_it_answers(
     tmp_path: Path, daemons: list[Stepd]
 ) -> None:
@@ -104,6 +111,10 @@ async def test_a_down_classroom_server_is_reported_until_it_answers(
     described = await daemon.describe("class-42")
     assert described["stepd"]["hostDown"]["host"] == base_url
     assert described["stepd"]["hostDown"]["error"] == "States.Http.Socket"
+    listing = await page(daemon, "/ui/")
+    assert "host-down-banner" in listing
+    assert f"{base_url} down since" in listing
+    assert f"{base_url} down since" in await page(daemon, "/ui/executions/classroom/class-42")
 
     server = ClassroomServer(port=server_port, log_path=tmp_path / "classroom.jsonl")
     await server.start()
@@ -116,6 +127,7 @@ async def test_a_down_classroom_server_is_reported_until_it_answers(
         status, report = await health(daemon)
         assert (status, report["status"], report["down"]) == (200, "ok", [])
         assert "hostDown" not in (await daemon.describe("class-42"))["stepd"]
+        assert "down since" not in await page(daemon, "/ui/")
         assert [r.path for r in server.records] == ["/recording/start"]
     finally:
         await server.stop()

@@ -97,7 +97,8 @@ class _Pages:
             title="Executions",
             now=now,
             refresh=any(row.status == RUNNING for row in shown),
-            rows=[summarise(row, now) for row in shown],
+            rows=[summarise(row, now, self.engine.host_down_for(row)) for row in shown],
+            hosts_down=self.engine.status().down,
             counts=counts,
             statuses=STATUSES,
             chosen_machine=machine,
@@ -132,7 +133,7 @@ class _Pages:
             title=f"{name} · {machine}",
             now=now,
             refresh=execution.status == RUNNING,
-            summary=summarise(execution, now),
+            summary=summarise(execution, now, self.engine.host_down_for(execution)),
             execution=execution,
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
@@ -163,7 +164,7 @@ class _Pages:
             source=machine.source,
             diagram=_diagram(to_svg(build_graph(machine.definition), title=f"{name} diagram")),
             findings=self._findings(name, machine.source, machine.definition),
-            rows=[summarise(row, now) for row in recent],
+            rows=[summarise(row, now, self.engine.host_down_for(row)) for row in recent],
         )
 
     # -- reading -----------------------------------------------------------------------

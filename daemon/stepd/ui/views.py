@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from stepd.engine.hosts import HostDown
 from stepd.store.records import PHASE_TASK, PHASE_WAIT, RUNNING, Event, Execution
 from stepd.ui.format import relative
 
@@ -63,15 +64,17 @@ class Summary:
     running: bool
     next: NextStep | None  # None when it is not running, or has nothing due
     late: float | None  # seconds its next step is overdue; None when it is not
+    host_down: HostDown | None = None  # the down host its next call goes to
 
 
-def summarise(execution: Execution, now: float) -> Summary:
+def summarise(execution: Execution, now: float, host_down: HostDown | None = None) -> Summary:
     running = execution.status == RUNNING
     return Summary(
         execution=execution,
         running=running,
         next=next_step(execution, now) if running else None,
         late=lateness(execution, now),
+        host_down=host_down if running else None,
     )
 
 
