@@ -101,17 +101,40 @@ def _store_problem(path: Path) -> str | None:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from stepd.control import DEFAULT_SOCKET, request_reload, runtime_socket
+    """Reload, or with --status report the last reload: 0 applied (or none yet), 78 rejected."""
+    from stepd.control import find_daemon, request_reload, request_status
 
-    result = request_reload(args.socket or runtime_socket() or DEFAULT_SOCKET)
-    for finding in result.findings:
-        print(finding, file=sys.stderr)
-    for setting in result.restart_needed:
-        print(f"{setting}: changed; takes effect at the next restart", file=sys.stderr)
+    path = args.socket or find_daemon(args.config)
+    if args.status:
+        status = request_status(path)
+        if status is None:
+            _err(f"{path}: this daemon is too old to report its reloads")
+            return EX_UNAVAILABLE
+        result = status.last_reload
+        if args.json:
+            print(json.dumps(None if result is None else result.outcome(), indent=2))
+        elif result is None:
+            print(f"no reload since the daemon started (pid {status.pid}, {status.config})")
+        else:
+            verdict = "applied" if result.ok else "rejected; the previous configuration stays"
+            print(f"last reload: {result.at} by {result.trigger}: {verdict}")
+            for line in (*result.findings, *_restart_notes(result.restart_needed)):
+                print(f"  {line}")
+        return EX_OK if result is None or result.ok else EX_CONFIG
+    result = request_reload(path)
+    if args.json:
+        print(json.dumps(result.outcome(), indent=2))
+    else:
+        for line in (*result.findings, *_restart_notes(result.restart_needed)):
+            print(line, file=sys.stderr)
     if not result.ok:
         _err("reload rejected; the daemon keeps its previous configuration")
         return EX_CONFIG
     return EX_OK
+
+
+def _restart_notes(settings: Sequence[str]) -> list[str]:
+    return [f"{setting}: changed; takes effect at the next restart" for setting in settings]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -311,6 +334,37 @@ def _graph_from_api(
 # -- parser ------------------------------------------------------------------------------
 
 
+def _add_reload(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    reload = commands.add_parser(
+        "reload",
+        help="make the running daemon re-read its config, and wait for the result",
+        description="Make the daemon that runs the config file re-read it, and wait until it "
+        "has applied it (exit 0) or rejected it (exit 78, the findings on stderr; the daemon "
+        "keeps its previous configuration). The daemon is found from -c FILE, however it was "
+        "started: its control socket is in $RUNTIME_DIRECTORY under systemd, else in "
+        "$XDG_RUNTIME_DIR/stepd/, else in $TMPDIR/stepd-UID/ or /tmp/stepd-UID/ "
+        "(its log says where, as daemon.ready's `control`). A SIGHUP reloads too; "
+        "--status shows how the last reload went, whichever asked for it.",
+    )
+    config_arg(reload)
+    reload.add_argument(
+        "--socket",
+        type=Path,
+        help="the daemon's control socket, instead of finding it from -c FILE",
+    )
+    reload.add_argument(
+        "--status",
+        action="store_true",
+        help="do not reload: show the outcome of the last reload (SIGHUP or stepd reload); "
+        "exit 78 if it was rejected",
+    )
+    reload.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    reload.set_defaults(func=cmd_reload)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
@@ -336,15 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-q", "--quiet", action="store_true", help="print findings only")
     check.set_defaults(func=cmd_check)
 
-    reload = commands.add_parser(
-        "reload", help="make the running daemon re-read its config, and wait for the result"
-    )
-    reload.add_argument(
-        "--socket",
-        type=Path,
-        help="control socket (default: $RUNTIME_DIRECTORY/control.sock or /run/stepd/control.sock)",
-    )
-    reload.set_defaults(func=cmd_reload)
+    _add_reload(commands, config_arg)
 
     demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
