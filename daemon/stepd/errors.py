@@ -21,6 +21,7 @@
     │   ├── RecordError               a stored record cannot be read
     │   └── WriteGroupFailed          a write of a group failed; the group was rolled back
     ├── ControlError                  the daemon's control socket cannot be used
+    ├── InputError                    a command line argument names input that cannot be read
     ├── ApiClientError                the API refused a client's request; `aws_type` says why
     └── ApiError                      a control API request is refused (AWS error shape)
         ├── ExecutionAlreadyExists
@@ -191,6 +192,10 @@ class WriteGroupFailed(StoreError):
 
 class ControlError(StepdError):
     """The daemon's control socket cannot be used."""
+
+
+class InputError(StepdError):
+    """The input named on the command line cannot be read."""
 
 
 class ApiClientError(StepdError):
