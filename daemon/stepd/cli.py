@@ -88,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: CONFIG: {exc}")
+        print(f"{exc.where or args.config}: CONFIG: {exc.message}")
         return EX_CONFIG
     catalog = _catalog(settings, args.config)
     for report in catalog.reports:

@@ -70,6 +70,13 @@ class StepdError(Exception):
 class ConfigError(StepdError):
     """The configuration is invalid."""
 
+    def __init__(self, message: str | None = None, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where  # the file or environment variable at fault, when the message omits it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
 
 # -- definitions and states ----------------------------------------------------------------
 
