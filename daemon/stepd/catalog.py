@@ -18,7 +18,13 @@ from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
 from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
 from stepd.errors import ApiError, ConfigError, DefinitionError
-from stepd.tasks.endpoints import EndpointMap
+from stepd.tasks.endpoints import (
+    EndpointMap,
+    base_url_problem,
+    check_route,
+    is_absolute,
+    route_key,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +79,16 @@ def build_catalog(
                 "and a definition",
             )
         )
+    problem = base_url_problem(base_url)
+    if problem is not None:  # said once here, not again for every endpoint that needs it
+        reports.append(
+            Report(
+                where=f"{config_source}#/http/base_url", code="INVALID_BASE_URL", message=problem
+            )
+        )
     for index, spec in enumerate(specs):
         where = f"{config_source}#/machines/{index}"
-        machine, found = _load_machine(spec, base_url, where)
+        machine, found = _load_machine(spec, base_url if problem is None else None, where)
         reports.extend(found)
         if machine is not None and not any(r.severity == "error" for r in found):
             machines[machine.name] = machine
@@ -83,20 +96,15 @@ def build_catalog(
 
 
 def _load_machine(
-    spec: MachineSpec, base_url: str, where: str
+    spec: MachineSpec, base_url: str | None, where: str
 ) -> tuple[Machine | None, list[Report]]:
+    """The machine of `spec` and the findings about it; `base_url` None when it is invalid."""
     reports: list[Report] = []
     try:
         check_name(spec.name, "state machine")
     except ApiError as exc:
         reports.append(Report(where=f"{where}/name", code="INVALID_NAME", message=exc.message))
-    try:
-        endpoints = EndpointMap(base_url=base_url, routes=dict(spec.endpoints))
-    except ConfigError as exc:
-        reports.append(
-            Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
-        )
-        endpoints = EndpointMap(base_url="", routes={})
+    endpoints = _endpoints(spec.endpoints, base_url, where, reports)
     try:
         loaded = load_definition(spec.definition, spec.key)
     except DefinitionError as exc:
@@ -110,7 +118,7 @@ def _load_machine(
         return None, reports
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
-    reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
+    reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
     reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
         name=spec.name,
@@ -135,11 +143,33 @@ def _report(source: str, finding: Finding) -> Report:
     )
 
 
+def _endpoints(
+    routes: Mapping[str, str], base_url: str | None, where: str, reports: list[Report]
+) -> EndpointMap:
+    """The routes that can be called; a finding for each of the others.
+
+    With no valid `base_url` (None), paths are left out without a finding of their own:
+    INVALID_BASE_URL already says why."""
+    usable = {}
+    for key, route in routes.items():
+        if base_url is None and not is_absolute(route):
+            continue
+        try:
+            check_route(key, route, has_base_url=bool(base_url))
+        except ConfigError as exc:
+            reports.append(
+                Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
+            )
+            continue
+        usable[key] = route
+    return EndpointMap(base_url=base_url or "", routes=usable)
+
+
 def _unmapped_tasks(
-    source: str, definition: Mapping[str, Any], endpoints: EndpointMap
+    source: str, definition: Mapping[str, Any], routes: Mapping[str, str]
 ) -> Iterator[Report]:
     for pointer, name, state in _task_states(definition, ""):
-        if endpoints.resolve(name, state.get("Resource")) is None:
+        if route_key(routes, name, state.get("Resource")) is None:
             yield Report(
                 where=f"{source}#{pointer}",
                 code="UNMAPPED_TASK",

@@ -51,6 +51,23 @@ def findings(stdout: str) -> list[tuple[str, str, str]]:
     return [(m["where"], m["code"], m["message"]) for m in matches if m]
 
 
+def test_a_base_url_without_a_scheme_is_one_finding(stepd_cli, tmp_path):
+    """`base_url = "127.0.0.1:8080"`: one INVALID_BASE_URL at http.base_url saying what it
+    needs, and no Task reported as unmapped."""
+    config = write_config(tmp_path, base_url="127.0.0.1:8080")
+
+    result = stepd_cli("check", "-c", str(config))
+
+    assert result.returncode == EX_CONFIG
+    assert findings(result.stdout) == [
+        (
+            f"{config}#/http/base_url",
+            "INVALID_BASE_URL",
+            "'127.0.0.1:8080' needs http:// or https:// (such as 'http://127.0.0.1:8080')",
+        )
+    ]
+
+
 def test_an_unknown_key_is_named_with_its_section_and_the_known_keys(stepd_cli, tmp_path):
     """A misspelt key: where it is, the keys its section knows, and the closest one."""
     config = write_config(tmp_path, http_extra="timeout = 3")

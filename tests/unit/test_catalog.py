@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from stepd.catalog import MachineSpec, build_catalog
+import pytest
+
+from stepd.catalog import Catalog, MachineSpec, build_catalog
 
 ROUTES = {
     "StartRecording": "/recording/start",
@@ -60,3 +62,44 @@ def test_no_machines_is_a_finding() -> None:
     """An empty list of specs is reported, located at the config's machines."""
     catalog = build_catalog([], base_url="http://classroom.test", config_source="stepd.toml")
     assert [(r.where, r.code) for r in catalog.errors] == [("stepd.toml#/machines", "NO_MACHINES")]
+
+
+def _findings(catalog: Catalog) -> list[tuple[str, str, str]]:
+    """(where after '#', code, severity) of each finding."""
+    return [(r.where.split("#", 1)[1], r.code, r.severity) for r in catalog.reports]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        pytest.param(
+            "127.0.0.1:8080",
+            "'127.0.0.1:8080' needs http:// or https:// (such as 'http://127.0.0.1:8080')",
+            id="no-scheme",
+        ),
+        pytest.param(
+            "ftp://classroom.test", "'ftp://classroom.test' is not an http(s) URL", id="ftp"
+        ),
+        pytest.param("http://", "'http://' is not an http(s) URL", id="no-host"),
+    ],
+)
+def test_a_bad_base_url_is_one_finding(tmp_path: Path, base_url: str, message: str) -> None:
+    """A base_url that cannot be called is reported once, at http.base_url; the Task states
+    mapped to paths on it are not reported as unmapped."""
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=ROUTES)
+
+    catalog = build_catalog([spec], base_url=base_url, config_source="stepd.toml")
+
+    assert [(r.where, r.code, r.message) for r in catalog.reports] == [
+        ("stepd.toml#/http/base_url", "INVALID_BASE_URL", message)
+    ]
+
+
+def test_a_bad_endpoint_url_is_not_also_unmapped(tmp_path: Path) -> None:
+    """An endpoint that is not an http(s) URL is INVALID_ENDPOINT; the other Tasks are mapped."""
+    routes = ROUTES | {"StopRecording": "ftp://classroom.test/stop"}
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert _findings(catalog) == [("/machines/0/endpoints", "INVALID_ENDPOINT", "error")]
