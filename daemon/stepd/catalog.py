@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,11 @@ from stepd.tasks.endpoints import (
     base_url_problem,
     check_route,
     is_absolute,
+    resource_keys,
     route_key,
 )
+
+SUGGESTIONS = 3  # Task states an UNUSED_ENDPOINT finding names at most as what was meant
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +123,7 @@ def _load_machine(
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
+    reports.extend(_unused_endpoints(where, spec.name, loaded.definition, spec.endpoints))
     reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
         name=spec.name,
@@ -176,6 +181,51 @@ def _unmapped_tasks(
                 message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
                 "to [machines.endpoints]",
             )
+
+
+def _unused_endpoints(
+    where: str, machine: str, definition: Mapping[str, Any], routes: Mapping[str, str]
+) -> Iterator[Report]:
+    """A warning for each endpoint key that no Task state goes by (a misspelt name, say),
+    naming the Task states it may have meant, the closest first."""
+    tasks = list(_task_states(definition, ""))
+    names = list(dict.fromkeys(name for _, name, _ in tasks))
+    used = {
+        key for _, name, state in tasks for key in (name, *resource_keys(state.get("Resource")))
+    }
+    for key in routes:
+        if key in used:
+            continue
+        message = (
+            f'"{key}" is neither a Task state nor a Task Resource of machine "{machine}", so no '
+            f"call goes to it; {_meant(key, names)}"
+        )
+        yield Report(
+            where=f"{where}/endpoints/{key}",
+            code="UNUSED_ENDPOINT",
+            message=message,
+            severity="warning",
+        )
+
+
+def _meant(key: str, names: Sequence[str]) -> str:
+    """The Task states `key` may have meant: the close ones, else all, the closest first."""
+    if not names:
+        return "the machine has no Task state"
+    close = difflib.get_close_matches(key, names, n=SUGGESTIONS)
+    if close:
+        return f"did you mean {_either(close)}?"
+    ranked = sorted(names, key=lambda n: -difflib.SequenceMatcher(None, key, n).ratio())
+    return f"its Task states are {', '.join(_quoted(ranked))}"
+
+
+def _quoted(names: Sequence[str]) -> list[str]:
+    return [f'"{name}"' for name in names]
+
+
+def _either(names: Sequence[str]) -> str:
+    quoted = _quoted(names)
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _unsupported_states(source: str, definition: Mapping[str, Any]) -> Iterator[Report]:

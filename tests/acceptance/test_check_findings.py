@@ -68,6 +68,34 @@ def test_a_base_url_without_a_scheme_is_one_finding(stepd_cli, tmp_path):
     ]
 
 
+def test_a_misspelt_endpoint_is_named_with_what_it_may_mean(stepd_cli, tmp_path):
+    """An endpoint key no Task state goes by is a warning naming the key and the Task state
+    it may have meant; the Task left without an endpoint is the error."""
+    endpoints = {k: v for k, v in ENDPOINTS.items() if k != "SendLivePing"}
+    config = write_config(tmp_path, endpoints=endpoints | {"SendLivePign": "/recording/ping"})
+
+    result = stepd_cli("check", "-c", str(config))
+
+    assert result.returncode == EX_CONFIG
+    assert [(where.rsplit("#", 1)[1], code) for where, code, _ in findings(result.stdout)] == [
+        ("/States/SendLivePing", "UNMAPPED_TASK"),
+        ("/machines/0/endpoints/SendLivePign", "UNUSED_ENDPOINT"),
+    ]
+    assert findings(result.stdout)[1][2].endswith('did you mean "SendLivePing"?')
+
+
+def test_an_extra_endpoint_is_only_a_warning(stepd_cli, tmp_path):
+    """With every Task mapped, an endpoint nothing uses is a warning: check passes."""
+    config = write_config(tmp_path, endpoints=ENDPOINTS | {"Recording": "/recording"})
+
+    result = stepd_cli("check", "-c", str(config))
+
+    assert result.returncode == EX_OK, result.stdout
+    ((where, code, message),) = findings(result.stdout)
+    assert (where, code) == (f"{config}#/machines/0/endpoints/Recording", "UNUSED_ENDPOINT")
+    assert '"Recording" is neither a Task state nor a Task Resource' in message
+
+
 def test_an_unknown_key_is_named_with_its_section_and_the_known_keys(stepd_cli, tmp_path):
     """A misspelt key: where it is, the keys its section knows, and the closest one."""
     config = write_config(tmp_path, http_extra="timeout = 3")

@@ -103,3 +103,55 @@ def test_a_bad_endpoint_url_is_not_also_unmapped(tmp_path: Path) -> None:
     catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
 
     assert _findings(catalog) == [("/machines/0/endpoints", "INVALID_ENDPOINT", "error")]
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        pytest.param("SendLivePong", 'did you mean "SendLivePing"?', id="one-close"),
+        pytest.param(
+            "StopRecordin", 'did you mean "StopRecording" or "StartRecording"?', id="two-close"
+        ),
+        pytest.param(
+            "Ping",
+            'its Task states are "SendLivePing", "StopRecording", "StartRecording", '
+            '"StopAfterFailure"',
+            id="none-close",
+        ),
+    ],
+)
+def test_an_endpoint_no_task_goes_by_is_a_warning(tmp_path: Path, key: str, meant: str) -> None:
+    """A misspelt endpoint key is reported where it is, with the Task states it may mean,
+    the closest first; it is a warning, and the machine still loads."""
+    spec = MachineSpec(
+        name="classroom", definition=_definition(tmp_path), endpoints=ROUTES | {key: "/x"}
+    )
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert [(r.where, r.code, r.severity, r.message) for r in catalog.reports] == [
+        (
+            f"stepd.toml#/machines/0/endpoints/{key}",
+            "UNUSED_ENDPOINT",
+            "warning",
+            (
+                f'"{key}" is neither a Task state nor a Task Resource of machine "classroom", '
+                f"so no call goes to it; {meant}"
+            ),
+        )
+    ]
+    assert list(catalog.machines) == ["classroom"]
+
+
+def test_endpoints_by_resource_are_used(tmp_path: Path) -> None:
+    """Keys that name a Task's Resource (its ARN or function name) are not reported."""
+    routes = {
+        "StartRecording": "/recording/start",
+        "classroom-SendLivePing": "/recording/ping",
+        "arn:aws:lambda:ap-southeast-1:123456789012:function:classroom-StopRecorder": "/stop",
+    }
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert catalog.reports == ()
