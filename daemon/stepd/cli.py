@@ -403,13 +403,15 @@ def _add_reload(
         "keeps its previous configuration). The daemon is found from -c FILE, however it was "
         "started: its control socket is in $RUNTIME_DIRECTORY under systemd, else in "
         "$XDG_RUNTIME_DIR/stepd/, else in $TMPDIR/stepd-UID/ or /tmp/stepd-UID/ "
-        "(its log says where, as daemon.ready's `control`). A SIGHUP reloads too; "
-        "--status shows how the last reload went, whichever asked for it.",
+        "(its log says where, as daemon.ready's `control`); exit 69 when no daemon runs "
+        "FILE. A SIGHUP reloads too; --status shows how the last reload went, whichever "
+        "asked for it.",
     )
     config_arg(reload)
     reload.add_argument(
         "--socket",
         type=Path,
+        metavar="PATH",
         help="the daemon's control socket, instead of finding it from -c FILE",
     )
     reload.add_argument(

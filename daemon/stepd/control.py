@@ -217,8 +217,9 @@ def find_daemon(config: Path, environ: Mapping[str, str] | None = None) -> Path:
             return path
         looked.append(f"{path} (runs {status.config})")
     raise ControlError(
-        f"no running stepd answers for {wanted}; looked at: {'; '.join(looked)}. "
-        "Is it running (`stepd run -c FILE`)? Or name its socket with --socket PATH"
+        f"no running stepd runs {wanted}; looked at {'; '.join(looked)}. Start it with "
+        "`stepd run -c FILE`, name the config it runs with -c FILE, or its socket with "
+        "--socket PATH (its log names it: daemon.ready's control)"
     )
 
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,8 @@ class Place:
 
 
 def _private_folder(label: str) -> Path:
-    """A short folder of our own under /tmp, as a session's runtime folder is."""
-    folder = Path("/tmp") / f"stepd-test-{label}-{os.getpid()}"
-    folder.mkdir(mode=0o700)
-    return folder
+    """A new short folder of our own under /tmp, as a session's runtime folder is."""
+    return Path(tempfile.mkdtemp(prefix=f"stepd-{label}-", dir="/tmp"))
 
 
 @pytest.fixture(params=["session", "no-session", "session-path-too-long"])
