@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,16 @@ from stepd.engine.arns import check_name
 from stepd.engine.inputs import InputSchema
 from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
 from stepd.errors import ApiError, ConfigError, DefinitionError
-from stepd.tasks.endpoints import EndpointMap
+from stepd.tasks.endpoints import (
+    EndpointMap,
+    base_url_problem,
+    check_route,
+    is_absolute,
+    resource_keys,
+    route_key,
+)
+
+SUGGESTIONS = 3  # Task states an UNUSED_ENDPOINT finding names at most as what was meant
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,9 +85,16 @@ def build_catalog(
                 "and a definition",
             )
         )
+    problem = base_url_problem(base_url)
+    if problem is not None:  # said once here, not again for every endpoint that needs it
+        reports.append(
+            Report(
+                where=f"{config_source}#/http/base_url", code="INVALID_BASE_URL", message=problem
+            )
+        )
     for index, spec in enumerate(specs):
         where = f"{config_source}#/machines/{index}"
-        machine, found = _load_machine(spec, base_url, where)
+        machine, found = _load_machine(spec, base_url if problem is None else None, where)
         reports.extend(found)
         if machine is not None and not any(r.severity == "error" for r in found):
             machines[machine.name] = machine
@@ -85,20 +102,15 @@ def build_catalog(
 
 
 def _load_machine(
-    spec: MachineSpec, base_url: str, where: str
+    spec: MachineSpec, base_url: str | None, where: str
 ) -> tuple[Machine | None, list[Report]]:
+    """The machine of `spec` and the findings about it; `base_url` None when it is invalid."""
     reports: list[Report] = []
     try:
         check_name(spec.name, "state machine")
     except ApiError as exc:
         reports.append(Report(where=f"{where}/name", code="INVALID_NAME", message=exc.message))
-    try:
-        endpoints = EndpointMap(base_url=base_url, routes=dict(spec.endpoints))
-    except ConfigError as exc:
-        reports.append(
-            Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
-        )
-        endpoints = EndpointMap(base_url="", routes={})
+    endpoints = _endpoints(spec.endpoints, base_url, where, reports)
     try:
         loaded = load_definition(spec.definition, spec.key)
     except DefinitionError as exc:
@@ -114,7 +126,8 @@ def _load_machine(
     reports.extend(schema_reports)
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
-    reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
+    reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
+    reports.extend(_unused_endpoints(where, spec.name, loaded.definition, spec.endpoints))
     reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
         name=spec.name,
@@ -161,17 +174,84 @@ def _report(source: str, finding: Finding) -> Report:
     )
 
 
+def _endpoints(
+    routes: Mapping[str, str], base_url: str | None, where: str, reports: list[Report]
+) -> EndpointMap:
+    """The routes that can be called; a finding for each of the others.
+
+    With no valid `base_url` (None), paths are left out without a finding of their own:
+    INVALID_BASE_URL already says why."""
+    usable = {}
+    for key, route in routes.items():
+        if base_url is None and not is_absolute(route):
+            continue
+        try:
+            check_route(key, route, has_base_url=bool(base_url))
+        except ConfigError as exc:
+            reports.append(
+                Report(where=f"{where}/endpoints", code="INVALID_ENDPOINT", message=str(exc))
+            )
+            continue
+        usable[key] = route
+    return EndpointMap(base_url=base_url or "", routes=usable)
+
+
 def _unmapped_tasks(
-    source: str, definition: Mapping[str, Any], endpoints: EndpointMap
+    source: str, definition: Mapping[str, Any], routes: Mapping[str, str]
 ) -> Iterator[Report]:
     for pointer, name, state in _task_states(definition, ""):
-        if endpoints.resolve(name, state.get("Resource")) is None:
+        if route_key(routes, name, state.get("Resource")) is None:
             yield Report(
                 where=f"{source}#{pointer}",
                 code="UNMAPPED_TASK",
                 message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
                 "to [machines.endpoints]",
             )
+
+
+def _unused_endpoints(
+    where: str, machine: str, definition: Mapping[str, Any], routes: Mapping[str, str]
+) -> Iterator[Report]:
+    """A warning for each endpoint key that no Task state goes by (a misspelt name, say),
+    naming the Task states it may have meant, the closest first."""
+    tasks = list(_task_states(definition, ""))
+    names = list(dict.fromkeys(name for _, name, _ in tasks))
+    used = {
+        key for _, name, state in tasks for key in (name, *resource_keys(state.get("Resource")))
+    }
+    for key in routes:
+        if key in used:
+            continue
+        message = (
+            f'"{key}" is neither a Task state nor a Task Resource of machine "{machine}", so no '
+            f"call goes to it; {_meant(key, names)}"
+        )
+        yield Report(
+            where=f"{where}/endpoints/{key}",
+            code="UNUSED_ENDPOINT",
+            message=message,
+            severity="warning",
+        )
+
+
+def _meant(key: str, names: Sequence[str]) -> str:
+    """The Task states `key` may have meant: the close ones, else all, the closest first."""
+    if not names:
+        return "the machine has no Task state"
+    close = difflib.get_close_matches(key, names, n=SUGGESTIONS)
+    if close:
+        return f"did you mean {_either(close)}?"
+    ranked = sorted(names, key=lambda n: -difflib.SequenceMatcher(None, key, n).ratio())
+    return f"its Task states are {', '.join(_quoted(ranked))}"
+
+
+def _quoted(names: Sequence[str]) -> list[str]:
+    return [f'"{name}"' for name in names]
+
+
+def _either(names: Sequence[str]) -> str:
+    quoted = _quoted(names)
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _unsupported_states(source: str, definition: Mapping[str, Any]) -> Iterator[Report]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,14 +18,27 @@ from stepd.catalog import Catalog, build_catalog
 from stepd.client import Client, api_url
 from stepd.config import EX_CONFIG, Settings, client_key, load_settings, machine_specs
 from stepd.engine.arns import Arns
-from stepd.errors import ApiClientError, ConfigError, DefinitionError, StepdError, StoreTooNew
+from stepd.errors import (
+    ApiClientError,
+    ConfigError,
+    DefinitionError,
+    InputError,
+    StepdError,
+    StoreTooNew,
+)
 from stepd.graph import FORMATS, render
 
 EX_OK = 0
 EX_FAILURE = 1
+EX_USAGE = 2  # as argparse exits on a bad argument
 EX_UNAVAILABLE = 69
+EX_SIGPIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a command SIGPIPE ended
 DEFAULT_CONFIG = Path("/etc/stepd/stepd.toml")
 HISTORY_PAGE = 1000  # events per GetExecutionHistory call
+LIST_PAGE = 1000  # at most this many executions per ListExecutions call (the API's limit)
+DEFAULT_LIST_MAX = 100  # executions `stepd list` shows without --max or --all
+STDIN = "-"
+FILE_PREFIXES = ("@", "file://")  # --input @FILE, --input file://FILE (as the AWS CLI)
 
 
 def _default_config() -> Path:
@@ -74,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: CONFIG: {exc}")
+        print(f"{exc.where or args.config}: CONFIG: {exc.message}")
         return EX_CONFIG
     catalog = _catalog(settings, args.config)
     for report in catalog.reports:
@@ -101,17 +115,40 @@ def _store_problem(path: Path) -> str | None:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from stepd.control import DEFAULT_SOCKET, request_reload, runtime_socket
+    """Reload, or with --status report the last reload: 0 applied (or none yet), 78 rejected."""
+    from stepd.control import find_daemon, request_reload, request_status
 
-    result = request_reload(args.socket or runtime_socket() or DEFAULT_SOCKET)
-    for finding in result.findings:
-        print(finding, file=sys.stderr)
-    for setting in result.restart_needed:
-        print(f"{setting}: changed; takes effect at the next restart", file=sys.stderr)
+    path = args.socket or find_daemon(args.config)
+    if args.status:
+        status = request_status(path)
+        if status is None:
+            _err(f"{path}: this daemon is too old to report its reloads")
+            return EX_UNAVAILABLE
+        result = status.last_reload
+        if args.json:
+            print(json.dumps(None if result is None else result.outcome(), indent=2))
+        elif result is None:
+            print(f"no reload since the daemon started (pid {status.pid}, {status.config})")
+        else:
+            verdict = "applied" if result.ok else "rejected; the previous configuration stays"
+            print(f"last reload: {result.at} by {result.trigger}: {verdict}")
+            for line in (*result.findings, *_restart_notes(result.restart_needed)):
+                print(f"  {line}")
+        return EX_OK if result is None or result.ok else EX_CONFIG
+    result = request_reload(path)
+    if args.json:
+        print(json.dumps(result.outcome(), indent=2))
+    else:
+        for line in (*result.findings, *_restart_notes(result.restart_needed)):
+            print(line, file=sys.stderr)
     if not result.ok:
         _err("reload rejected; the daemon keeps its previous configuration")
         return EX_CONFIG
     return EX_OK
+
+
+def _restart_notes(settings: Sequence[str]) -> list[str]:
+    return [f"{setting}: changed; takes effect at the next restart" for setting in settings]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -211,7 +248,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     client, arns = _client(args)
     body: dict[str, Any] = {"stateMachineArn": arns.state_machine(args.machine), "name": args.name}
     if args.input is not None:
-        body["input"] = args.input
+        body["input"] = _read_input(args.input)
     answer = client.call("StartExecution", body)
     _print(
         answer,
@@ -253,23 +290,49 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     client, arns = _client(args)
-    body: dict[str, Any] = {"maxResults": args.max}
+    body: dict[str, Any] = {}
     if args.machine:
         body["stateMachineArn"] = arns.state_machine(args.machine)
     if args.status:
         body["statusFilter"] = args.status.upper()
-    answer = client.call("ListExecutions", body)
+    if args.next_token:
+        body["nextToken"] = args.next_token
+    executions, next_token = _list_executions(client, body, None if args.all else args.max)
+    answer: dict[str, Any] = {"executions": executions}
+    if next_token:
+        answer["nextToken"] = next_token
 
     def human() -> None:
         print(f"{'STATUS':<10} {'STARTED':<30} {'MACHINE':<20} NAME")
-        for item in answer["executions"]:
+        for item in executions:
             machine = item["stateMachineArn"].rsplit(":", 1)[-1]
             print(
                 f"{item['status']:<10} {_when(item['startDate']):<30} {machine:<20} {item['name']}"
             )
 
     _print(answer, args, human)
+    if next_token:
+        sys.stdout.flush()  # the rows first, then what follows them
+        more = "--next-token NEXTTOKEN goes on from here" if args.json else "use --max N or --all"
+        _err(f"{len(executions)} executions listed; there are more: {more}")
     return EX_OK
+
+
+def _list_executions(
+    client: Client, body: dict[str, Any], limit: int | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to `limit` executions (all for None), a page of ListExecutions at a time; and the
+    nextToken that goes on from the last one, when there are more."""
+    executions: list[dict[str, Any]] = []
+    page = dict(body)
+    while True:
+        size = LIST_PAGE if limit is None else min(LIST_PAGE, limit - len(executions))
+        answer = client.call("ListExecutions", page | {"maxResults": size})
+        executions.extend(answer["executions"])
+        next_token = answer.get("nextToken") or None
+        if next_token is None or (limit is not None and len(executions) >= limit):
+            return executions, next_token
+        page["nextToken"] = next_token
 
 
 def _history(client: Client, execution_arn: str) -> list[dict[str, Any]]:
@@ -314,6 +377,23 @@ def cmd_stop(args: argparse.Namespace) -> int:
     answer = client.call("StopExecution", body)
     _print(answer, args, lambda: print(f"stopped {_when(answer['stopDate'])}"))
     return EX_OK
+
+
+def _read_input(value: str) -> str:
+    """--input's text: JSON as given, or read from stdin (`-`) or a file (`@FILE`,
+    `file://FILE`). Raises InputError saying what could not be read."""
+    try:
+        if value == STDIN:
+            return sys.stdin.buffer.read().decode("utf-8")
+        for prefix in FILE_PREFIXES:
+            if value.startswith(prefix):
+                path = Path(value.removeprefix(prefix)).expanduser()
+                return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"--input {value}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--input {value}: not UTF-8 text: {exc.reason}") from exc
+    return value
 
 
 # -- graph -------------------------------------------------------------------------------
@@ -370,6 +450,65 @@ def _graph_from_api(
 # -- parser ------------------------------------------------------------------------------
 
 
+def _add_reload(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    reload = commands.add_parser(
+        "reload",
+        help="make the running daemon re-read its config, and wait for the result",
+        description="Make the daemon that runs the config file re-read it, and wait until it "
+        "has applied it (exit 0) or rejected it (exit 78, the findings on stderr; the daemon "
+        "keeps its previous configuration). The daemon is found from -c FILE, however it was "
+        "started: its control socket is in $RUNTIME_DIRECTORY under systemd, else in "
+        "$XDG_RUNTIME_DIR/stepd/, else in $TMPDIR/stepd-UID/ or /tmp/stepd-UID/ "
+        "(its log says where, as daemon.ready's `control`); exit 69 when no daemon runs "
+        "FILE. A SIGHUP reloads too; --status shows how the last reload went, whichever "
+        "asked for it.",
+    )
+    config_arg(reload)
+    reload.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help="the daemon's control socket, instead of finding it from -c FILE",
+    )
+    reload.add_argument(
+        "--status",
+        action="store_true",
+        help="do not reload: show the outcome of the last reload (SIGHUP or stepd reload); "
+        "exit 78 if it was rejected",
+    )
+    reload.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    reload.set_defaults(func=cmd_reload)
+
+
+def _add_list_limits(listing: argparse.ArgumentParser) -> None:
+    limits = listing.add_mutually_exclusive_group()
+    limits.add_argument(
+        "--max",
+        type=_positive,
+        default=DEFAULT_LIST_MAX,
+        metavar="N",
+        help=f"list at most N executions, newest first (default {DEFAULT_LIST_MAX}); when "
+        "there are more, stderr says so and --json's answer carries a nextToken",
+    )
+    limits.add_argument("--all", action="store_true", help="list every execution")
+    listing.add_argument(
+        "--next-token", metavar="TOKEN", help="go on where a listing that had more stopped"
+    )
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
@@ -395,15 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-q", "--quiet", action="store_true", help="print findings only")
     check.set_defaults(func=cmd_check)
 
-    reload = commands.add_parser(
-        "reload", help="make the running daemon re-read its config, and wait for the result"
-    )
-    reload.add_argument(
-        "--socket",
-        type=Path,
-        help="control socket (default: $RUNTIME_DIRECTORY/control.sock or /run/stepd/control.sock)",
-    )
-    reload.set_defaults(func=cmd_reload)
+    _add_reload(commands, config_arg)
 
     demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
     demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
@@ -433,12 +564,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = client_parser("start", "start an execution", cmd_start)
     start.add_argument("name", help="execution name, e.g. the class id")
-    start.add_argument("--input", help="execution input as JSON")
+    start.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        help="execution input: JSON text, or @FILE (also file://FILE) to read it from a file, "
+        "or - to read it from stdin (for inputs too long for a command line)",
+    )
     describe = client_parser("describe", "describe an execution", cmd_describe)
     describe.add_argument("name")
     listing = client_parser("list", "list executions", cmd_list, machine="optional")
     listing.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED")
-    listing.add_argument("--max", type=int, default=100, help="at most this many (default 100)")
+    _add_list_limits(listing)
     hist = client_parser("history", "show an execution's history", cmd_history)
     hist.add_argument("name")
     stop = client_parser("stop", "stop (abort) an execution", cmd_stop)
@@ -463,6 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, not at exit
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "machine", None):
@@ -471,10 +617,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiClientError as exc:
         _err(str(exc))
         return EX_FAILURE
+    except InputError as exc:
+        _err(str(exc))
+        return EX_USAGE
     except StepdError as exc:
         _err(str(exc))
         return EX_UNAVAILABLE
     return code
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`stepd list | head -1`): stop quietly, as a command
+    that SIGPIPE ends does. Python flushes stdout once more at exit; point it at /dev/null
+    so that this flush has nowhere to fail (as the Python docs on SIGPIPE advise)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EX_SIGPIPE
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ credentials), never from the config text, and never logged.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -29,6 +32,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
@@ -47,6 +51,8 @@ DEFAULT_DB_PATH = Path("/var/lib/stepd/stepd.db")
 DEFAULT_LISTEN = "127.0.0.1:8300"
 DEFAULT_RETENTION_DAYS = 90.0
 EX_CONFIG = 78  # sysexits.h: configuration error
+ENV_PREFIX = "STEPD_"
+ENV_DELIMITER = "__"
 
 # systemd credentials ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential=) win over files.
 SIGNING_CREDENTIAL = "signing_secret"
@@ -149,7 +155,7 @@ class MachineSettings(_Section):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="STEPD_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", frozen=True
     )
 
     store: StoreSettings = StoreSettings()
@@ -184,20 +190,24 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 def load_settings(path: Path) -> Settings:
-    """Read, validate and resolve the config file. Raises ConfigError saying what and where."""
+    """Read, validate and resolve the config file. Raises ConfigError saying what and where:
+    the file, or the environment variable that overrides it."""
+    where = str(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
+        raise ConfigError("config file not found", where=where) from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", where=where) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"not valid TOML: {exc}", where=where) from exc
     token = _config_file.set(raw)
     try:
         settings = Settings()
     except ValidationError as exc:  # not chained: it holds the values, which may be secrets
-        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
+        raise _config_error(exc, where) from None
+    except SettingsError as exc:  # an environment variable that is not the JSON it should be
+        raise _environment_error(exc) from None
     finally:
         _config_file.reset(token)
     return resolve_paths(settings, path.parent)
@@ -205,11 +215,100 @@ def load_settings(path: Path) -> Settings:
 
 def describe_errors(exc: ValidationError) -> str:
     """Each problem as `where: message`, without the offending values (they may be secret)."""
-    parts = []
+    return "; ".join(text for _, text in _problems(exc, os.environ))
+
+
+def _config_error(exc: ValidationError, file: str) -> ConfigError:
+    """One ConfigError for every problem, each blamed on the file or on the environment
+    variable it came from; `where` is the file when it has a problem, else a variable."""
+    by_origin: dict[str, list[str]] = {}
+    for origin, text in _problems(exc, os.environ):
+        by_origin.setdefault(origin or file, []).append(text)
+    (where, first), *others = sorted(by_origin.items(), key=lambda item: item[0] != file)
+    parts = ["; ".join(first), *(f"{o}: {'; '.join(texts)}" for o, texts in others)]
+    return ConfigError("; ".join(parts), where=where)
+
+
+def _problems(exc: ValidationError, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(the environment variable that set it, or "" for the file; `key: message`) each."""
+    problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "config"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+        loc, ctx = tuple(error["loc"]), error.get("ctx") or {}
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = _unknown_key(loc)
+        if error["type"] == "inline_secret":  # its message begins with its key
+            loc += (str(ctx["key"]),)
+            message = message.removeprefix(f"{ctx['key']}: ")
+        key = ".".join(str(p) for p in loc) or "config"
+        variable = _environment_variable(loc, environ)
+        problems.append((variable, f"{'sets ' if variable else ''}{key}: {message}"))
+    return problems
+
+
+def _environment_variable(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str:
+    """The STEPD_ variable a problem at `loc` came from, or "" when it is the file's."""
+    keys = [part for part in loc if isinstance(part, str)]
+    present = {name.upper(): name for name in environ if name.upper().startswith(ENV_PREFIX)}
+    for end in range(len(keys), 0, -1):
+        name = present.get((ENV_PREFIX + ENV_DELIMITER.join(keys[:end])).upper())
+        if name is not None:
+            return name
+    return ""
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """Why a key is refused: where it is, the keys known there, the closest one."""
+    key, section = str(loc[-1]) if loc else "", _section_model(loc[:-1])
+    if section is None:
+        return "unknown key"
+    known = list(section.model_fields)
+    if loc[:-1]:
+        text = f"unknown key in {_section_name(loc[:-1])} (known keys: {', '.join(known)})"
+    else:
+        text = f"unknown section (known sections: {', '.join(known)})"
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"{text}; did you mean {close[0]}?" if close else text
+
+
+def _section_model(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model of the table at `loc` (Settings for the top level), if it is one."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):  # an entry of a list of tables: its model is the item's
+            continue
+        field = model.model_fields.get(part)
+        annotation = None if field is None else field.annotation
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _section_name(loc: tuple[int | str, ...]) -> str:
+    """`[http]`, or `[[machines]] number 2` for the second machines table."""
+    names = [str(part) for part in loc if isinstance(part, str)]
+    indexes = [part for part in loc if isinstance(part, int)]
+    if indexes:
+        return f"[[{'.'.join(names)}]] number {indexes[-1] + 1}"
+    return f"[{'.'.join(names)}]"
+
+
+_SETTINGS_FIELD = re.compile(r'field "(?P<field>\w+)"')
+
+
+def _environment_error(exc: SettingsError) -> ConfigError:
+    """A STEPD_SECTION variable whose value is not the JSON object a section needs."""
+    match = _SETTINGS_FIELD.search(str(exc))
+    field = match["field"] if match else ""
+    variable = _environment_variable((field,), os.environ) if field else ""
+    return ConfigError(
+        f"not valid JSON for {field or 'a section'}; set one key at a time with "
+        f"{ENV_PREFIX}{field.upper() or 'SECTION'}{ENV_DELIMITER}KEY",
+        where=variable or "environment",
+    )
 
 
 def resolve_paths(settings: Settings, base: Path) -> Settings:

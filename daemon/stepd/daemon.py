@@ -7,7 +7,9 @@ Lifecycle under a service manager (systemd.service(5) Type=notify):
 - while running: WATCHDOG=1 from the event loop every WATCHDOG_USEC/2 (a blocked loop stops
   the pings and the manager restarts the process); STATUS= a one-line summary, refreshed.
 - SIGHUP or `stepd reload`: RELOADING=1 (with MONOTONIC_USEC), read and validate the file off
-  the loop, apply it or keep the running configuration, READY=1.
+  the loop, apply it or keep the running configuration, READY=1. The outcome (when, ok,
+  findings) is kept: `/healthz` and `stepd reload --status` show the last one.
+- the control socket is opened however the daemon was started (control.socket_places).
 - SIGTERM or SIGINT: STOPPING=1; no new task call starts; calls in flight get
   DRAIN_TIMEOUT_SECONDS to finish (those that do not are sent again after the next start,
   with the same idempotency key); every write is committed; exit 0.
@@ -39,11 +41,17 @@ from stepd.config import (
     machine_specs,
     read_secret,
 )
-from stepd.control import ControlServer, ReloadResult, runtime_socket
+from stepd.control import (
+    TRIGGER_SIGNAL,
+    TRIGGER_SOCKET,
+    ReloadResult,
+    listen,
+    socket_places,
+)
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
-from stepd.errors import StepdError
+from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.sqlite import SqliteStore
@@ -107,6 +115,10 @@ def _clock_text() -> str:
     return datetime.now(UTC).strftime("%H:%M:%SZ")
 
 
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Daemon:
     def __init__(self, config_path: Path, settings: Settings, catalog: Catalog) -> None:
         self.config_path = config_path
@@ -125,6 +137,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
         self._config_note = f"config loaded at {_clock_text()}"
+        self.last_reload: ReloadResult | None = None  # the latest reload's outcome
         self._last_status = ""
         self._background: set[asyncio.Task[Any]] = set()
         self._side_tasks: list[asyncio.Task[Any]] = []
@@ -204,14 +217,16 @@ class Daemon:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
         self.api = api
-        control_path = runtime_socket()
-        if control_path is not None:
-            control = ControlServer(control_path, self.reload)
-            try:
-                await control.start()
-            except OSError as exc:
-                raise StepdError(f"control socket {control_path}: {exc.strerror or exc}") from exc
-            stack.push_async_callback(control.stop)
+        try:
+            control = await listen(
+                socket_places(self.config_path),
+                self.reload,
+                lambda: self.last_reload,
+                config=str(self.config_path.resolve()),
+            )
+        except ControlError as exc:
+            raise StepdError(f"control socket: {exc}") from exc
+        stack.push_async_callback(control.stop)
         self._start_side_tasks()
         log.info(
             "daemon.ready",
@@ -219,7 +234,7 @@ class Daemon:
             machines=sorted(engine.machines),
             api=api.url,
             store=str(settings.store.path),
-            control=str(control_path) if control_path else None,
+            control=str(control.path),
             startup_ms=round((time.monotonic() - started) * 1000, 1),
         )
         self._ready = True
@@ -265,7 +280,7 @@ class Daemon:
         if not self._ready:
             log.warning("config.reload_ignored", reason="the daemon is still starting")
             return
-        self._request_reload()
+        self._request_reload(TRIGGER_SIGNAL)
 
     def _spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         """A named task, kept referenced until it is done."""
@@ -315,32 +330,35 @@ class Daemon:
         Reloads run one at a time; a request made while one is waiting to start shares it
         (both would read the same file).
         """
-        return await asyncio.shield(self._request_reload())
+        return await asyncio.shield(self._request_reload(TRIGGER_SOCKET))
 
-    def _request_reload(self) -> asyncio.Task[ReloadResult]:
+    def _request_reload(self, trigger: str) -> asyncio.Task[ReloadResult]:
         if self._queued_reload is None:
-            self._queued_reload = self._spawn(self._reload_in_turn(), "stepd-reload")
+            self._queued_reload = self._spawn(self._reload_in_turn(trigger), "stepd-reload")
         return self._queued_reload
 
-    async def _reload_in_turn(self) -> ReloadResult:
+    async def _reload_in_turn(self, trigger: str) -> ReloadResult:
         async with self._reload_lock:
             self._queued_reload = None
             if self._stopping:
                 return ReloadResult(ok=False, findings=("the daemon is stopping",))
             self.notifier.reloading()
-            log.info("config.reloading", path=str(self.config_path))
+            log.info("config.reloading", path=str(self.config_path), trigger=trigger)
             try:
                 result = await self._reload_now()
             finally:
                 status = await self._status()
                 self._last_status = status
                 self.notifier.ready(status)
-            return ReloadResult(
+            self.last_reload = ReloadResult(
                 ok=result.ok,
                 findings=result.findings,
                 restart_needed=result.restart_needed,
                 status=status,
+                at=_timestamp(),
+                trigger=trigger,
             )
+            return self.last_reload
 
     async def _reload_now(self) -> ReloadResult:
         try:
@@ -479,6 +497,7 @@ class Daemon:
                 for down in now.down
             ],
             "steps_late": now.steps_late,
+            "last_reload": None if self.last_reload is None else self.last_reload.outcome(),
         }
 
     async def _status(self) -> str:

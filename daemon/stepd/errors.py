@@ -22,6 +22,7 @@
     │   ├── RecordError               a stored record cannot be read
     │   └── WriteGroupFailed          a write of a group failed; the group was rolled back
     ├── ControlError                  the daemon's control socket cannot be used
+    ├── InputError                    a command line argument names input that cannot be read
     ├── ApiClientError                the API refused a client's request; `aws_type` says why
     ├── SignInError                   a browser's sign-in to the web pages is refused
     │   ├── SessionRefused            a session cookie is malformed, forged, expired or revoked
@@ -72,6 +73,13 @@ class StepdError(Exception):
 
 class ConfigError(StepdError):
     """The configuration is invalid."""
+
+    def __init__(self, message: str | None = None, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where  # the file or environment variable at fault, when the message omits it
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
 
 
 # -- definitions and states ----------------------------------------------------------------
@@ -199,6 +207,10 @@ class WriteGroupFailed(StoreError):
 
 class ControlError(StepdError):
     """The daemon's control socket cannot be used."""
+
+
+class InputError(StepdError):
+    """The input named on the command line cannot be read."""
 
 
 class ApiClientError(StepdError):

@@ -381,16 +381,23 @@ def settle() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def stepd_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`stepd_cli(*args)`: `python -m stepd ARGS` in a subprocess, output captured as text."""
+    """`stepd_cli(*args)`: `python -m stepd ARGS` in a subprocess, output captured as text;
+    `stdin=` text to read, `env=` variables to add."""
 
-    def run(*args: str, timeout: float = CLI_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        timeout: float = CLI_TIMEOUT_SECONDS,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "stepd", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=subprocess_env(),
-            stdin=subprocess.DEVNULL,
+            env=subprocess_env() | dict(env or {}),
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             check=False,
         )
 

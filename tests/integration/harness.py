@@ -176,7 +176,8 @@ def clean_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("STEPD_") and k not in {"NOTIFY_SOCKET", "WATCHDOG_USEC"}
+        if not k.startswith("STEPD_")
+        and k not in {"NOTIFY_SOCKET", "WATCHDOG_USEC", "RUNTIME_DIRECTORY"}
     }
     env["PYTHONUNBUFFERED"] = "1"
     return env

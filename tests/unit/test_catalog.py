@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from stepd.catalog import MachineSpec, build_catalog
+import pytest
+
+from stepd.catalog import Catalog, MachineSpec, build_catalog
 
 ROUTES = {
     "StartRecording": "/recording/start",
@@ -80,3 +82,96 @@ def test_a_bad_input_schema_is_reported_where_it_is(tmp_path: Path) -> None:
         assert report.code == "INVALID_SCHEMA"
         assert path.name in str(report)
         assert words in report.message
+
+
+def _findings(catalog: Catalog) -> list[tuple[str, str, str]]:
+    """(where after '#', code, severity) of each finding."""
+    return [(r.where.split("#", 1)[1], r.code, r.severity) for r in catalog.reports]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        pytest.param(
+            "127.0.0.1:8080",
+            "'127.0.0.1:8080' needs http:// or https:// (such as 'http://127.0.0.1:8080')",
+            id="no-scheme",
+        ),
+        pytest.param(
+            "ftp://classroom.test", "'ftp://classroom.test' is not an http(s) URL", id="ftp"
+        ),
+        pytest.param("http://", "'http://' is not an http(s) URL", id="no-host"),
+    ],
+)
+def test_a_bad_base_url_is_one_finding(tmp_path: Path, base_url: str, message: str) -> None:
+    """A base_url that cannot be called is reported once, at http.base_url; the Task states
+    mapped to paths on it are not reported as unmapped."""
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=ROUTES)
+
+    catalog = build_catalog([spec], base_url=base_url, config_source="stepd.toml")
+
+    assert [(r.where, r.code, r.message) for r in catalog.reports] == [
+        ("stepd.toml#/http/base_url", "INVALID_BASE_URL", message)
+    ]
+
+
+def test_a_bad_endpoint_url_is_not_also_unmapped(tmp_path: Path) -> None:
+    """An endpoint that is not an http(s) URL is INVALID_ENDPOINT; the other Tasks are mapped."""
+    routes = ROUTES | {"StopRecording": "ftp://classroom.test/stop"}
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert _findings(catalog) == [("/machines/0/endpoints", "INVALID_ENDPOINT", "error")]
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        pytest.param("SendLivePong", 'did you mean "SendLivePing"?', id="one-close"),
+        pytest.param(
+            "StopRecordin", 'did you mean "StopRecording" or "StartRecording"?', id="two-close"
+        ),
+        pytest.param(
+            "Ping",
+            'its Task states are "SendLivePing", "StopRecording", "StartRecording", '
+            '"StopAfterFailure"',
+            id="none-close",
+        ),
+    ],
+)
+def test_an_endpoint_no_task_goes_by_is_a_warning(tmp_path: Path, key: str, meant: str) -> None:
+    """A misspelt endpoint key is reported where it is, with the Task states it may mean,
+    the closest first; it is a warning, and the machine still loads."""
+    spec = MachineSpec(
+        name="classroom", definition=_definition(tmp_path), endpoints=ROUTES | {key: "/x"}
+    )
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert [(r.where, r.code, r.severity, r.message) for r in catalog.reports] == [
+        (
+            f"stepd.toml#/machines/0/endpoints/{key}",
+            "UNUSED_ENDPOINT",
+            "warning",
+            (
+                f'"{key}" is neither a Task state nor a Task Resource of machine "classroom", '
+                f"so no call goes to it; {meant}"
+            ),
+        )
+    ]
+    assert list(catalog.machines) == ["classroom"]
+
+
+def test_endpoints_by_resource_are_used(tmp_path: Path) -> None:
+    """Keys that name a Task's Resource (its ARN or function name) are not reported."""
+    routes = {
+        "StartRecording": "/recording/start",
+        "classroom-SendLivePing": "/recording/ping",
+        "arn:aws:lambda:ap-southeast-1:123456789012:function:classroom-StopRecorder": "/stop",
+    }
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert catalog.reports == ()

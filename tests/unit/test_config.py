@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepd.catalog import MachineSpec
-from stepd.config import load_settings, machine_specs
+from stepd.config import MachineSettings, load_settings, machine_specs
 from stepd.errors import ConfigError
 
 MINIMAL = """
@@ -88,3 +88,102 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path):
     """A config path that does not exist says so instead of running on defaults."""
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            MINIMAL.replace("[http]", "[http]\ntimeout = 3"),
+            "stepd.toml: http.timeout: unknown key in [http] (known keys: base_url, "
+            "timeout_seconds, max_concurrency, signing_secret_file); did you mean "
+            "timeout_seconds?",
+            id="key-in-a-section",
+        ),
+        pytest.param(
+            MINIMAL + "\n[sotre]\nx = 1\n",
+            "stepd.toml: sotre: unknown section (known sections: store, api, http, log, "
+            "machines); did you mean store?",
+            id="section",
+        ),
+        pytest.param(
+            MINIMAL.replace('name = "classroom"', 'name = "classroom"\nlate_polcy = "fail"'),
+            "stepd.toml: machines.0.late_polcy: unknown key in [[machines]] number 1 (known "
+            f"keys: {', '.join(MachineSettings.model_fields)}); did you mean late_policy?",
+            id="key-in-a-machine",
+        ),
+        pytest.param(
+            MINIMAL + "\n[log]\nverbose = true\n",
+            "stepd.toml: log.verbose: unknown key in [log] (known keys: level, format)",
+            id="nothing-close",
+        ),
+    ],
+)
+def test_an_unknown_key_is_named_with_its_section_and_the_known_keys(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """An unknown key: its place, the keys that section knows, and the closest of them."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_write(tmp_path, text))
+
+    assert str(refused.value) == message.replace("stepd.toml", str(tmp_path / "stepd.toml"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        pytest.param(
+            "STEPD_HTTP__TIMEOUT_SECONDS",
+            "abc",
+            "sets http.timeout_seconds: Input should be a valid number, unable to parse "
+            "string as a number",
+            id="bad-value",
+        ),
+        pytest.param(
+            "stepd_http__timeout",
+            "3",
+            "sets http.timeout: unknown key in [http] (known keys: base_url, timeout_seconds, "
+            "max_concurrency, signing_secret_file); did you mean timeout_seconds?",
+            id="unknown-key-any-case",
+        ),
+        pytest.param(
+            "STEPD_HTTP__SIGNING_SECRET",
+            "whsec_x",
+            "sets http.signing_secret: secrets are never read from the config file or the "
+            "environment; put it in [http] signing_secret_file or the credential "
+            "'signing_secret'",
+            id="secret",
+        ),
+        pytest.param(
+            "STEPD_HTTP",
+            "not json",
+            "not valid JSON for http; set one key at a time with STEPD_HTTP__KEY",
+            id="section-not-json",
+        ),
+    ],
+)
+def test_a_bad_environment_override_is_blamed_on_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """A bad STEPD_ override names the variable, not the file, which is fine."""
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_write(tmp_path, MINIMAL))
+
+    assert (refused.value.where, refused.value.message) == (variable, message)
+
+
+def test_problems_in_the_file_and_the_environment_are_each_blamed_on_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's problems name the file; the environment's name their variables."""
+    monkeypatch.setenv("STEPD_STORE__RETENTION_DAYS", "-1")
+    text = MINIMAL.replace("[http]", "[http]\ntimeout = 3")
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_write(tmp_path, text))
+
+    assert str(tmp_path / "stepd.toml") in str(refused.value)
+    assert "STEPD_STORE__RETENTION_DAYS: sets store.retention_days:" in str(refused.value)
+    assert "http.timeout: unknown key in [http]" in str(refused.value)

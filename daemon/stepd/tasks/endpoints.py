@@ -40,26 +40,47 @@ class EndpointMap:
         if self.base_url:
             _check_http_url(self.base_url, where="base_url")
         for name, route in self.routes.items():
-            if _is_absolute(route):
-                _check_http_url(route, where=f"endpoints.{name}")
-            elif not self.base_url:
-                raise ConfigError(f"endpoints.{name}: path {route!r} needs a base_url")
+            check_route(name, route, has_base_url=bool(self.base_url))
 
     def resolve(self, state_name: str, resource: Any) -> str | None:
         """The URL for a Task state: by state name, else by a key of its Resource.
 
         None when neither is mapped.
         """
-        for key in (state_name, *resource_keys(resource)):
-            route = self.routes.get(key)
-            if route is not None:
-                return self._url(route)
-        return None
+        key = route_key(self.routes, state_name, resource)
+        return None if key is None else self._url(self.routes[key])
 
     def _url(self, route: str) -> str:
-        if _is_absolute(route):
+        if is_absolute(route):
             return route
         return f"{self.base_url.rstrip('/')}/{route.lstrip('/')}"
+
+
+def route_key(routes: Mapping[str, str], state_name: str, resource: Any) -> str | None:
+    """The key of `routes` a Task state goes by: its name, else a key of its Resource."""
+    return next((k for k in (state_name, *resource_keys(resource)) if k in routes), None)
+
+
+def check_route(name: str, route: str, *, has_base_url: bool) -> None:
+    """Raises ConfigError unless `route` is an http(s) URL, or a path and there is a base URL."""
+    if is_absolute(route):
+        _check_http_url(route, where=f"endpoints.{name}")
+    elif not has_base_url:
+        raise ConfigError(f"endpoints.{name}: path {route!r} needs a base_url")
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with `url` as the base URL of relative endpoints; None when nothing is
+    (an empty one is allowed: then every endpoint must be a whole URL)."""
+    if not url:
+        return None
+    if not is_absolute(url):
+        return f"{url!r} needs http:// or https:// (such as 'http://{url.lstrip('/')}')"
+    try:
+        _check_http_url(url, where="base_url")
+    except ConfigError as exc:
+        return exc.message.removeprefix("base_url: ")
+    return None
 
 
 def resource_keys(resource: Any) -> list[str]:
@@ -103,7 +124,7 @@ def _getatt_keys(argument: Any) -> list[str]:
     return [f"{logical_id}.{attribute}", logical_id] if attribute else [logical_id]
 
 
-def _is_absolute(route: str) -> bool:
+def is_absolute(route: str) -> bool:
     return "://" in route
 
 
