@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepd.asl.interpreter import UNSUPPORTED_TYPES
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
@@ -115,7 +114,6 @@ def _load_machine(
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, endpoints))
-    reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
         name=spec.name,
         definition=loaded.definition,
@@ -171,23 +169,6 @@ def _unmapped_tasks(
                 code="UNMAPPED_TASK",
                 message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
                 "to [machines.endpoints]",
-            )
-
-
-def _unsupported_states(source: str, definition: Mapping[str, Any]) -> Iterator[Report]:
-    """A warning for each state AWS accepts but stepd does not run (Parallel, Map)."""
-    states = definition.get("States")
-    if not isinstance(states, Mapping):
-        return
-    for name, state in states.items():
-        kind = state.get("Type") if isinstance(state, Mapping) else None
-        if kind in UNSUPPORTED_TYPES:
-            yield Report(
-                where=f"{source}#/States/{name}",
-                code="UNSUPPORTED_STATE",
-                message=f'{kind} state "{name}" is valid ASL, but stepd does not run {kind} '
-                "states: an execution that reaches it fails with States.Runtime",
-                severity="warning",
             )
 
 
