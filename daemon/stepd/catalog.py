@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepd.asl.interpreter import UNSUPPORTED_TYPES
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
@@ -128,7 +127,6 @@ def _load_machine(
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
     reports.extend(_unused_endpoints(where, spec.name, loaded.definition, spec.endpoints))
-    reports.extend(_unsupported_states(source, loaded.definition))
     machine = Machine(
         name=spec.name,
         definition=loaded.definition,
@@ -252,23 +250,6 @@ def _quoted(names: Sequence[str]) -> list[str]:
 def _either(names: Sequence[str]) -> str:
     quoted = _quoted(names)
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-
-
-def _unsupported_states(source: str, definition: Mapping[str, Any]) -> Iterator[Report]:
-    """A warning for each state AWS accepts but stepd does not run (Parallel, Map)."""
-    states = definition.get("States")
-    if not isinstance(states, Mapping):
-        return
-    for name, state in states.items():
-        kind = state.get("Type") if isinstance(state, Mapping) else None
-        if kind in UNSUPPORTED_TYPES:
-            yield Report(
-                where=f"{source}#/States/{name}",
-                code="UNSUPPORTED_STATE",
-                message=f'{kind} state "{name}" is valid ASL, but stepd does not run {kind} '
-                "states: an execution that reaches it fails with States.Runtime",
-                severity="warning",
-            )
 
 
 def _task_states(

@@ -109,4 +109,21 @@ class Caught:
     cause: str | None = None
 
 
-Decision = GoTo | Succeed | Fail | WaitUntil | CallTask | RetryAt | Caught
+@dataclass(frozen=True, kw_only=True)
+class FanOut:
+    """A Parallel or Map state: run one child per input (slot order), then gather the outputs.
+
+    The children's definitions come from `interpreter.branch`. When every child has succeeded,
+    the outputs (in slot order) are the state's result, handled by `task_succeeded`; a child's
+    failure beyond the tolerance fails the state with the child's error, handled by
+    `task_failed` (a Retry runs the whole state again).
+    """
+
+    kind: str  # "Parallel" or "Map"
+    inputs: tuple[Any, ...]
+    limit: int  # children running at once
+    tolerated_count: int | None = None  # Map: failed children tolerated (None: not set)
+    tolerated_percentage: float | None = None
+
+
+Decision = GoTo | Succeed | Fail | WaitUntil | CallTask | RetryAt | Caught | FanOut

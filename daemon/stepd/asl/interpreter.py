@@ -21,6 +21,13 @@ Choices where AWS is silent or unverified:
 - A Fail state without `Error` fails with `error=""` (AWS reports no error name).
 - A Choice with no match and no Default fails with `States.Runtime` (not NoChoiceMatched).
 - A catcher's `{"Error", "Cause"}` output has no `Cause` when the task gave none.
+- Parallel and Map: the children run in stepd's engine; here a `FanOut` lists their inputs.
+  A Map whose ItemsPath is not an array fails with States.Runtime ("...must reference a JSON
+  array"; AWS's exact wording is unverified). At most 40 Map children run at once
+  (MaxConcurrency 0 or above 40 means 40), as AWS runs inline Maps; Parallel branches all run.
+  ItemBatcher (MaxItemsPerBatch[Path], BatchInput) batches the items after ItemSelector;
+  MaxInputBytesPerBatch is not applied. Exceeding ToleratedFailureCount/Percentage fails with
+  States.ExceedToleratedFailureThreshold; without them any failed child fails the state.
 - `States.UUID` and `States.MathRandom` draw from a generator seeded by the execution, the
   state, its entry time and its retry count, so evaluating a state again gives the same values.
 """
@@ -38,6 +45,7 @@ from stepd.asl.decisions import (
     Caught,
     Context,
     Fail,
+    FanOut,
     GoTo,
     RetryAt,
     Succeed,
@@ -63,11 +71,11 @@ WAIT_TOO_LONG: Final = "Wait state delay is too long."
 NO_CHOICE_MATCHED: Final = (
     "No choice rule matched and the Choice state has no Default (States.NoChoiceMatched)."
 )
-UNSUPPORTED_TYPES: Final = frozenset({"Parallel", "Map"})
+MAX_INLINE_CONCURRENCY: Final = 40  # AWS runs at most 40 inline Map iterations at once
 
 Definition: TypeAlias = Mapping[str, Any]
 State: TypeAlias = Mapping[str, Any]
-Entered: TypeAlias = GoTo | Succeed | Fail | WaitUntil | CallTask
+Entered: TypeAlias = GoTo | Succeed | Fail | WaitUntil | CallTask | FanOut
 
 
 # --- public API -------------------------------------------------------------------------
@@ -93,11 +101,25 @@ def enter(
         kind = state.get("Type")
         handler = _ENTER.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            supported = "is not supported by stepd" if kind in UNSUPPORTED_TYPES else "is unknown"
-            raise StatesRuntimeError(f"The state type '{kind}' {supported}")
+            raise StatesRuntimeError(f"The state type '{kind}' is unknown")
         return handler(state, state_input, ctx, now)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
+
+
+def branch(definition: Definition, state_name: str, slot: int) -> Definition:
+    """The definition a child of the Parallel or Map state `state_name` runs, in `slot`."""
+    state = _state(definition, state_name)
+    if state.get("Type") == "Parallel":
+        branches = state.get("Branches")
+        if not isinstance(branches, list) or not 0 <= slot < len(branches):
+            raise DefinitionError(f"The Parallel state '{state_name}' has no branch {slot}")
+        child = branches[slot]
+    else:
+        child = state.get("ItemProcessor", state.get("Iterator"))
+    if not isinstance(child, Mapping):
+        raise DefinitionError(f"The state '{state_name}' has no definition for its children")
+    return child
 
 
 def task_succeeded(
@@ -213,7 +235,115 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
 
 
+def _parallel(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    branches = state.get("Branches")
+    if not isinstance(branches, list) or not branches:
+        raise StatesRuntimeError("Branches must be a non-empty array of state machines")
+    effective = _apply_input_path(state, state_input, ctx)
+    if "Parameters" in state:
+        effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
+    return FanOut(kind="Parallel", inputs=tuple(effective for _ in branches), limit=len(branches))
+
+
+def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
+    if not isinstance(state.get("ItemProcessor", state.get("Iterator")), Mapping):
+        raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
+    effective = _apply_input_path(state, state_input, ctx)
+    context = ctx.as_json()
+    items_path = state.get("ItemsPath", paths.ROOT)
+    items = paths.resolve(items_path, effective, context)
+    if not isinstance(items, list):
+        raise StatesRuntimeError(
+            f"The ItemsPath field must reference a JSON array: {items_path} == {_show(items)}"
+        )
+    selector = state.get("ItemSelector", state.get("Parameters"))
+    inputs: list[Any] = list(items)
+    if selector is not None:
+        random = _random(ctx, "ItemSelector")
+        inputs = [
+            payload.render(selector, effective, _with_item(context, index, item), random)
+            for index, item in enumerate(items)
+        ]
+    if "ItemBatcher" in state:
+        inputs = _batches(state["ItemBatcher"], inputs, effective, context, ctx)
+    concurrency = _count_field(state, "MaxConcurrency", effective, context, default=0)
+    limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
+    tolerated_count: int | None = None
+    if "ToleratedFailureCount" in state or "ToleratedFailureCountPath" in state:
+        tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
+    percentage = state.get("ToleratedFailurePercentage")
+    if "ToleratedFailurePercentagePath" in state:
+        percentage = paths.resolve_reference(
+            state["ToleratedFailurePercentagePath"], effective, context
+        )
+    if percentage is not None and (
+        not isinstance(percentage, int | float)
+        or isinstance(percentage, bool)
+        or not 0 <= percentage <= 100
+    ):
+        raise StatesRuntimeError(
+            f"ToleratedFailurePercentage must be a number from 0 to 100: {_show(percentage)}"
+        )
+    return FanOut(
+        kind="Map",
+        inputs=tuple(inputs),
+        limit=limit,
+        tolerated_count=tolerated_count,
+        tolerated_percentage=None if percentage is None else float(percentage),
+    )
+
+
+def _with_item(context: Mapping[str, Any], index: int, value: Any) -> dict[str, Any]:
+    """The context object of a Map's ItemSelector: with `Map.Item.Index` and `.Value`."""
+    return {**context, "Map": {"Item": {"Index": index, "Value": value}}}
+
+
+def _batches(
+    batcher: Any, inputs: list[Any], effective: Any, context: Mapping[str, Any], ctx: Context
+) -> list[Any]:
+    if not isinstance(batcher, Mapping):
+        raise StatesRuntimeError("ItemBatcher must be an object")
+    size = _count_field(batcher, "MaxItemsPerBatch", effective, context, default=0)
+    if size <= 0:
+        size = len(inputs) or 1
+    batch_input = None
+    if "BatchInput" in batcher:
+        batch_input = payload.render(
+            batcher["BatchInput"], effective, context, _random(ctx, "BatchInput")
+        )
+    batches: list[Any] = []
+    for start in range(0, len(inputs), size):
+        batch: dict[str, Any] = {"Items": inputs[start : start + size]}
+        if batch_input is not None:
+            batch["BatchInput"] = batch_input
+        batches.append(batch)
+    return batches
+
+
+def _count_field(
+    state: Mapping[str, Any],
+    name: str,
+    effective: Any,
+    context: Mapping[str, Any],
+    default: int | None = None,
+) -> int:
+    """A non-negative integer field, or the value its `...Path` twin references."""
+    if name in state:
+        value = state[name]
+    elif f"{name}Path" in state:
+        value = paths.resolve_reference(state[f"{name}Path"], effective, context)
+    elif default is not None:
+        return default
+    else:
+        raise StatesRuntimeError(f"The field {name} is missing")
+    if not _is_int(value) or value < 0:
+        raise StatesRuntimeError(f"{name} must be a non-negative integer: {_show(value)}")
+    return int(value)
+
+
 _ENTER: Final[Mapping[str, Callable[[State, Any, Context, datetime], Entered]]] = {
+    "Parallel": _parallel,
+    "Map": _map,
     "Pass": _pass,
     "Choice": _choice,
     "Succeed": _succeed,

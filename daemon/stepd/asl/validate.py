@@ -503,8 +503,8 @@ def _check_map(state: Mapping[str, Any], scope: _Scope) -> None:
     if len(processors) != 1:
         scope.schema('Exactly one of "ItemProcessor" or "Iterator" is required')
     for name in processors:
-        allowed = _ITEM_PROCESSOR_FIELDS if name == "ItemProcessor" else _NESTED_FIELDS
-        _check_nested(state[name], scope.at(name), allowed, scope)
+        # AWS accepts ProcessorConfig in the legacy Iterator too (recorded cases run it)
+        _check_nested(state[name], scope.at(name), _ITEM_PROCESSOR_FIELDS, scope)
     if "ItemsPath" in state:
         _check_parsed(state["ItemsPath"], paths.parse_reference, scope, "ItemsPath")
     concurrency = state.get("MaxConcurrency", 0)

@@ -8,9 +8,12 @@ re-send after a crash carry the same key (stepd.tasks.keys).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random as _random
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -18,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.engine import history
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
@@ -26,6 +29,7 @@ from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.tree import Work, results_of
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -35,14 +39,20 @@ from stepd.errors import (
 from stepd.store.base import Store
 from stepd.store.records import (
     ABORTED,
+    PHASE_FANOUT,
     PHASE_TASK,
+    ROOT,
     RUNNING,
+    TIMED_OUT,
+    Cursor,
     Event,
     Execution,
     NewEvent,
     NewExecution,
+    Progress,
     TaskCall,
     Transition,
+    child_id,
 )
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 from stepd.tasks.keys import idempotency_key, new_uid
@@ -55,6 +65,7 @@ MAX_CAUSE_LENGTH = 32_768
 ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
 PROBE_TIMEOUT_SECONDS = 5.0  # for the HEAD request that asks whether a down host is back
+MAX_CURSORS_PER_TRANSITION = 64  # children stepped in one commit
 
 
 @dataclass
@@ -135,6 +146,12 @@ class Engine:
         self._rows: dict[int, Execution] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
         self._hosts = Hosts(probe=self._probe, release=self._queue.release, clock=clock)
+        # Parallel and Map children: one lock per execution around read-modify-commit (never
+        # around a call), the children's calls in flight, bounded like the workers
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._in_flight: dict[int, set[str]] = {}
+        self._calls: set[asyncio.Task[None]] = set()
+        self._call_slots = asyncio.Semaphore(workers)
 
     def set_timer(self, arm: Callable[[int, float], None]) -> None:
         """Where future due times go (the timers); without one, everything runs at once."""
@@ -162,7 +179,19 @@ class Engine:
     async def drain(self, timeout: float) -> int:
         """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
         are sent again, with the same key, after the next start); how many were cancelled."""
-        return await self._queue.stop(timeout=timeout)
+        started = self.clock()
+        cancelled = await self._queue.stop(timeout=timeout)
+        calls = set(self._calls)
+        if calls:
+            left = max(0.0, timeout - (self.clock() - started))
+            _, pending = await asyncio.wait(calls, timeout=left)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            cancelled += len(pending)
+        return cancelled
 
     async def reconfigure(
         self,
@@ -301,6 +330,7 @@ class Engine:
             start_date=now,
             now=now,
             random=self.random,
+            deadline=_deadline(machine.definition, now),
         )
         step.begin(ROLE_ARN.format(account=self.arns.account))
         step.run()
@@ -314,6 +344,7 @@ class Engine:
                 uid=self._uid(),
                 progress=step.progress(),
                 events=tuple(step.events),
+                cursors=tuple(step.children),
             )
         )
         if not created:
@@ -365,6 +396,7 @@ class Engine:
                     events=(
                         _event("ExecutionAborted", history.execution_aborted(error, cause), now),
                     ),
+                    pruned=(ROOT,),
                 )
             )
             if stopped is not None:
@@ -410,7 +442,7 @@ class Engine:
         ):
             await self._advance(execution)
 
-    async def _advance(self, execution: Execution | None) -> None:
+    async def _advance(self, execution: Execution | None) -> None:  # noqa: C901 - one loop, each branch a kind of work
         """advance's loop; log lines carry the state each step of it is at."""
         logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self._queue.accepting:
@@ -424,6 +456,13 @@ class Engine:
             definition = self._definitions.get(execution.definition_id)
             if definition is None:
                 definition = await self._definition(execution.definition_id)
+            deadline = _deadline(definition, execution.start_date)
+            if deadline is not None and now >= deadline:
+                self._log_closed(await self._time_out(execution))
+                return
+            if execution.phase == PHASE_FANOUT:
+                execution = await self._run_tree(execution.id, definition)
+                continue
             step = self._step(execution, definition, now)
             if execution.phase != PHASE_TASK:
                 step.run()
@@ -511,7 +550,260 @@ class Engine:
             now=now,
             random=self.random,
             row=execution,
+            deadline=_deadline(definition, execution.start_date),
         )
+
+    def _cursor_step(
+        self,
+        execution: Execution,
+        definition: Mapping[str, Any],
+        now: float,
+        **cursor: Any,
+    ) -> Step:
+        return Step(
+            definition=definition,
+            machine=execution.machine,
+            name=execution.name,
+            execution_arn=self.arns.execution(execution.machine, execution.name),
+            machine_arn=self.arns.state_machine(execution.machine),
+            execution_input=execution.input,
+            start_date=execution.start_date,
+            now=now,
+            random=self.random,
+            **cursor,
+        )
+
+    async def _time_out(self, execution: Execution) -> Execution | None:
+        """The execution ran past its TimeoutSeconds: TIMED_OUT, every cursor stopped."""
+        now = self.clock()
+        timed_out = await self._store.commit(
+            Transition(
+                base=execution,
+                progress=Progress(
+                    status=TIMED_OUT,
+                    state=execution.state,
+                    data=execution.data,
+                    state_entered_event=execution.state_entered_event,
+                    state_entered_at=execution.state_entered_at,
+                    attempt=execution.attempt,
+                    stop_date=now,
+                    error=STATES_TIMEOUT,
+                ),
+                events=(
+                    _event(
+                        "ExecutionTimedOut",
+                        history.execution_timed_out(STATES_TIMEOUT, None),
+                        now,
+                    ),
+                ),
+                pruned=(ROOT,),
+            )
+        )
+        if timed_out is not None:
+            log.info("execution.timed_out")
+        return timed_out
+
+    # -- Parallel and Map: several cursors -----------------------------------------------
+
+    def _lock(self, execution_id: int) -> asyncio.Lock:
+        lock = self._locks.get(execution_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[execution_id] = lock
+        return lock
+
+    async def _run_tree(  # noqa: C901 - one loop over rounds, each step named
+        self, execution_id: int, definition: Mapping[str, Any]
+    ) -> Execution | None:
+        """Run every due cursor of an execution whose root runs children, a commit at a time,
+        until nothing is due; the execution once its root has left its Parallel or Map state
+        (to go on without cursors), else None."""
+        async with self._lock(execution_id):
+            execution = await self._store.get_execution(execution_id)
+            children = await self._store.running_cursors(execution_id)
+            while (
+                execution is not None
+                and execution.status == RUNNING
+                and execution.phase == PHASE_FANOUT
+                and self._queue.accepting
+            ):
+                now = self.clock()
+                deadline = _deadline(definition, execution.start_date)
+                if deadline is not None and now >= deadline:
+                    self._log_closed(await self._time_out(execution))
+                    return None
+                work = self._work(execution, definition, children, now)
+                flying = self._in_flight.get(execution_id, set())
+                due = [
+                    cursor_id
+                    for cursor_id, progress in work.running()
+                    if cursor_id not in flying
+                    and (own := work.own_due(progress)) is not None
+                    and own <= now
+                ]
+                if not due:
+                    self._arm_tree(work, flying)
+                    return None
+                fanouts = [c for c in due if work.progress_of(c).phase == PHASE_FANOUT]
+                if fanouts:  # first, with the store as committed: start children, gather
+                    for cursor_id in fanouts:
+                        if work.live(cursor_id):
+                            await self._fanout_due(work, cursor_id)
+                else:
+                    for cursor_id in due[:MAX_CURSORS_PER_TRANSITION]:
+                        if work.live(cursor_id):
+                            self._step_cursor(work, cursor_id)
+                committed = await self._store.commit(work.transition())
+                if committed is None:  # changed meanwhile (stopped): look again
+                    execution = await self._store.get_execution(execution_id)
+                    children = await self._store.running_cursors(execution_id)
+                    continue
+                execution = committed
+                self._log_closed(execution)
+                for cursor_id, resend in work.calls:
+                    cursor = work.cursors.get(cursor_id)
+                    if cursor is not None and cursor.status == RUNNING:
+                        self._spawn(execution, cursor, resend=resend)
+                children = [c for c in work.cursors.values() if c.status == RUNNING]
+            if execution is not None and execution.status == RUNNING:
+                return execution
+            return None
+
+    def _work(
+        self,
+        execution: Execution,
+        definition: Mapping[str, Any],
+        children: list[Cursor],
+        now: float,
+    ) -> Work:
+        return Work(
+            execution,
+            definition,
+            children,
+            now=now,
+            make_step=self._cursor_step,
+            deadline=_deadline(definition, execution.start_date),
+        )
+
+    def _arm_tree(self, work: Work, flying: set[str]) -> None:
+        """Wake the execution when its next cursor (not waiting for a call) is due."""
+        dues = [
+            due
+            for cursor_id, progress in work.running()
+            if cursor_id not in flying and (due := work.own_due(progress)) is not None
+        ]
+        if work.deadline is not None:
+            dues.append(work.deadline)
+        if dues:
+            self._arm(work.execution.id, min(dues))
+
+    async def _fanout_due(self, work: Work, cursor_id: str) -> None:
+        """A Parallel or Map state has work: retry it, gather its results, or start children."""
+        step = work.step(cursor_id)
+        fan = step.fanout
+        execution_id = work.execution.id
+        if fan.retry_at is not None:
+            step.again()
+        elif fan.complete:
+            finished = await self._store.finished_children(execution_id, cursor_id)
+            work.prune(cursor_id)
+            step.fanout_succeeded(results_of(finished))
+        else:
+            room = min(fan.total, fan.next_slot + fan.limit - fan.running)
+            for slot in range(fan.next_slot, room):
+                queued = await self._store.get_cursor(
+                    execution_id, child_id(cursor_id, fan.started_event, slot)
+                )
+                if queued is None:
+                    raise TypeError(f"the child {slot} of '{step.state}' is not in the store")
+                work.put(step.start_child(queued))
+        work.save(cursor_id, step)
+
+    def _step_cursor(self, work: Work, cursor_id: str) -> None:
+        """Run one child as far as it goes now; a task it reaches is called after the commit."""
+        step = work.step(cursor_id)
+        if step.phase != PHASE_TASK:
+            step.run()
+        due_now = step.due_at is not None and step.due_at <= work.now
+        if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
+            resend = step.task.sent
+            if not resend:
+                step.task_sent(self.arns.region)
+            work.calls.append((cursor_id, resend))
+        work.save(cursor_id, step)
+
+    def _spawn(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
+        self._in_flight.setdefault(execution.id, set()).add(cursor.id)
+        task = asyncio.create_task(
+            self._child_call(execution, cursor, resend=resend),
+            name=f"stepd-call-{execution.id}{cursor.id}",
+        )
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _child_call(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
+        """Call a child's task (its intent is committed), then commit its outcome."""
+        try:
+            with structlog.contextvars.bound_contextvars(
+                machine=execution.machine, execution=execution.name, state=cursor.state
+            ):
+                outcome = await self._child_send(execution, cursor, resend=resend)
+                if outcome is not None:
+                    await self._child_done(execution.id, cursor, outcome)
+        except Exception:
+            log.exception("engine.child_call_failed", cursor=cursor.id)
+        finally:
+            flying = self._in_flight.get(execution.id)
+            if flying is not None:
+                flying.discard(cursor.id)
+                if not flying:
+                    del self._in_flight[execution.id]
+        self._queue.push(execution.id, self.clock())
+
+    async def _child_send(
+        self, execution: Execution, cursor: Cursor, *, resend: bool
+    ) -> TaskOutcome | None:
+        task = cursor.task
+        if task is None:
+            return None
+        async with self._call_slots:
+            if not self._queue.accepting:
+                return None  # stopping: sent again, with its key, after the next start
+            if resend:
+                self.stats.resends += 1
+            url = self._task_url(execution.machine, cursor.state, task)
+            key = idempotency_key(execution, cursor.state_entered_event)
+            return await self._send_call(
+                url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
+            )
+
+    async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
+        async with self._lock(execution_id):
+            while True:
+                execution = await self._store.get_execution(execution_id)
+                cursor = await self._store.get_cursor(execution_id, sent.id)
+                if (
+                    execution is None
+                    or execution.status != RUNNING
+                    or cursor is None
+                    or cursor.status != RUNNING
+                    or cursor.phase != PHASE_TASK
+                    or cursor.state_entered_event != sent.state_entered_event
+                    or cursor.attempt != sent.attempt
+                ):
+                    log.info("task.result_discarded", reason="the child stopped meanwhile")
+                    return
+                definition = await self._definition(execution.definition_id)
+                children = await self._store.running_cursors(execution_id)
+                work = self._work(execution, definition, children, self.clock())
+                step = work.step(sent.id)
+                step.task_done(outcome)
+                step.run()
+                work.save(sent.id, step)
+                committed = await self._store.commit(work.transition())
+                if committed is not None:
+                    self._log_closed(committed)
+                    return
 
     def _note_lateness(self, step: Step) -> bool:
         """Record how late a task call starts against the instant it was due (the end of
@@ -572,18 +864,36 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
+        return await self._send_call(
+            url,
+            task,
+            idempotency_key(execution),
+            state=execution.state,
+            attempt=execution.attempt,
+            resend=resend,
+        )
+
+    async def _send_call(
+        self,
+        url: str | None,
+        task: TaskCall,
+        key: str,
+        *,
+        state: str | None,
+        attempt: int,
+        resend: bool,
+    ) -> TaskOutcome:
         if url is None:
             return TaskOutcome(
                 error=STATES_RUNTIME,
-                cause=f"No endpoint is configured for the Task state '{execution.state}' "
+                cause=f"No endpoint is configured for the Task state '{state}' "
                 f"(Resource {resource_text(task.resource)})",
             )
         timeout = self.task_timeout_seconds
         if task.timeout_seconds is not None:
             timeout = min(timeout, task.timeout_seconds)
-        key = idempotency_key(execution)
         if resend:
-            log.warning("task.resend", url=url, attempt=execution.attempt, key=key)
+            log.warning("task.resend", url=url, attempt=attempt, key=key)
         self.stats.in_flight += 1
         try:
             outcome = await self._caller.call(
@@ -611,6 +921,14 @@ class Engine:
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _deadline(definition: Mapping[str, Any], start_date: float) -> float | None:
+    """When the definition's top-level TimeoutSeconds ends an execution started then."""
+    seconds = definition.get("TimeoutSeconds")
+    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0:
+        return start_date + seconds
+    return None
 
 
 def _event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:

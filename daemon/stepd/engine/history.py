@@ -116,3 +116,18 @@ def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, An
             **_error_cause(error, cause),
         }
     }
+
+
+def execution_timed_out(error: str, cause: str | None) -> dict[str, Any]:
+    return {"executionTimedOutEventDetails": _error_cause(error, cause)}
+
+
+def fanout_started(kind: str, length: int) -> dict[str, Any]:
+    """ParallelStateStarted has no details; MapStateStarted says how many items."""
+    return {"mapStateStartedEventDetails": {"length": length}} if kind == "Map" else {}
+
+
+def map_iteration(event_type: str, name: str, index: int) -> dict[str, Any]:
+    """MapIterationStarted, MapIterationSucceeded, MapIterationFailed."""
+    key = event_type[0].lower() + event_type[1:] + "EventDetails"
+    return {key: {"name": name, "index": index}}

@@ -2,7 +2,9 @@
 
 A `Step` starts from an execution as stored, runs every state that completes at once (Pass,
 Choice, a Wait whose time has come, task results) and stops at the first thing that has to wait:
-a Wait in the future, a task to call, or the end of the execution.
+a Wait in the future, a task to call, the children of a Parallel or Map state, or the end of
+the execution. A Step runs one cursor: the execution's root, or a child of a Parallel or Map
+state (a branch or an iteration), whose end is its parent's business, not the execution's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stepd.asl.decisions import (
     Context,
     Decision,
     Fail,
+    FanOut,
     GoTo,
     RetryAt,
     Succeed,
@@ -33,17 +36,23 @@ from stepd.engine.history import dumps
 from stepd.store.records import (
     FAILED,
     PHASE_ENTER,
+    PHASE_FANOUT,
     PHASE_TASK,
     PHASE_WAIT,
+    QUEUED,
+    ROOT,
     RUNNING,
     SUCCEEDED,
+    Cursor,
     Execution,
+    Fanout,
     NewEvent,
     Pending,
     Progress,
     TaskCall,
     Transition,
     WaitThen,
+    child_id,
 )
 from stepd.tasks.caller import TaskOutcome
 
@@ -78,6 +87,11 @@ class Step:
         now: float,
         random: Callable[[], float],
         row: Execution | None = None,
+        cursor: Progress | None = None,
+        cursor_id: str = ROOT,
+        events: list[NewEvent] | None = None,
+        last_event_id: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.definition = definition
         self.machine = machine
@@ -88,7 +102,10 @@ class Step:
         self.start_date = start_date
         self.now = now
         self.random = random
-        self.events: list[NewEvent] = []
+        self.events: list[NewEvent] = [] if events is None else events
+        self.cursor_id = cursor_id
+        self.deadline = deadline  # the execution's TimeoutSeconds ends it then (root only)
+        self.children: list[Cursor] = []  # created by a fan-out in this step
         self.status = RUNNING
         self.stop_date: float | None = None
         self.output: str | None = None
@@ -96,7 +113,8 @@ class Step:
         self.cause: str | None = None
         self.chain_due: float | None = None  # due instant of the wait this step began with
         self.row = row
-        if row is None:
+        progress = cursor if cursor is not None else row
+        if progress is None:
             self.last_event_id = 0
             self.state: str | None = None
             self.phase: str | None = None
@@ -108,16 +126,20 @@ class Step:
             self.retry_counts: tuple[int, ...] = ()
             self.due_at: float | None = None
         else:
-            self.last_event_id = row.last_event_id
-            self.state = row.state
-            self.phase = row.phase
-            self.data = row.data or "{}"
-            self.pending = row.pending
-            self.entered_event = row.state_entered_event
-            self.entered_at = row.state_entered_at
-            self.attempt = row.attempt
-            self.retry_counts = row.retry_counts
-            self.due_at = row.due_at
+            self.last_event_id = row.last_event_id if row is not None else 0
+            self.state = progress.state
+            self.phase = progress.phase
+            self.data = progress.data or "{}"
+            self.pending = progress.pending
+            self.entered_event = progress.state_entered_event
+            self.entered_at = progress.state_entered_at
+            self.attempt = progress.attempt
+            self.retry_counts = progress.retry_counts
+            self.due_at = progress.due_at
+            self.status = progress.status
+            self.output = progress.output
+        if last_event_id is not None:
+            self.last_event_id = last_event_id
 
     # -- building blocks -------------------------------------------------------------
 
@@ -151,12 +173,25 @@ class Step:
         state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
         return str(state.get("Type", "Unknown")) if isinstance(state, Mapping) else "Unknown"
 
+    @property
+    def is_child(self) -> bool:
+        return self.cursor_id != ROOT
+
     def transition(self) -> Transition:
         if self.row is None:
             raise ValueError("a new execution is created, not transitioned")
-        return Transition(base=self.row, progress=self.progress(), events=tuple(self.events))
+        return Transition(
+            base=self.row,
+            progress=self.progress(),
+            events=tuple(self.events),
+            cursors=tuple(self.children),
+        )
 
     def progress(self) -> Progress:
+        due_at = self.due_at
+        if self.deadline is not None and self.status == RUNNING:
+            # the execution's deadline wakes it like any due instant (children's too)
+            due_at = self.deadline if due_at is None else min(due_at, self.deadline)
         return Progress(
             status=self.status,
             state=self.state,
@@ -167,7 +202,7 @@ class Step:
             state_entered_at=self.entered_at,
             attempt=self.attempt,
             retry_counts=self.retry_counts,
-            due_at=self.due_at,
+            due_at=due_at,
             stop_date=self.stop_date,
             output=self.output,
             error=self.error,
@@ -197,12 +232,14 @@ class Step:
 
     def succeed(self, output: Any) -> None:
         text = dumps(output)
-        self.add("ExecutionSucceeded", history.execution_succeeded(text))
+        if not self.is_child:
+            self.add("ExecutionSucceeded", history.execution_succeeded(text))
         self._close(SUCCEEDED)
         self.output = text
 
     def fail(self, error: str | None, cause: str | None) -> None:
-        self.add("ExecutionFailed", history.execution_failed(error, cause))
+        if not self.is_child:
+            self.add("ExecutionFailed", history.execution_failed(error, cause))
         self._close(FAILED)
         self.error = error
         self.cause = cause
@@ -317,8 +354,130 @@ class Step:
                 self.pending = replace(task, sent=False, due=self.due_at, first_due=first_due)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
-                self.add("TaskStateExited", history.state_exited(name, text))
+                self.add(f"{state_type}StateExited", history.state_exited(name, text))
                 self._go(next_state, text)
+            case FanOut():
+                self._fan_out(decision)
+
+    # -- Parallel and Map ------------------------------------------------------------
+
+    @property
+    def fanout(self) -> Fanout:
+        if not isinstance(self.pending, Fanout):
+            raise TypeError(f"the state '{self.state}' has no children")
+        return self.pending
+
+    def _fan_out(self, decision: FanOut) -> None:
+        """Create the children, all queued, and start as many as the limit allows."""
+        kind = decision.kind
+        total = len(decision.inputs)
+        started = self.add(f"{kind}StateStarted", history.fanout_started(kind, total))
+        self.phase = PHASE_FANOUT
+        self.due_at = self.now  # the engine looks at it now (and at its children)
+        self.pending = Fanout(
+            kind=kind,
+            total=total,
+            started_event=started,
+            limit=max(1, decision.limit),
+            tolerated_count=decision.tolerated_count,
+            tolerated_percentage=decision.tolerated_percentage,
+        )
+        state = self.state or ""
+        first = (
+            interpreter.start_state(interpreter.branch(self.definition, state, 0))
+            if (kind == "Map" and total)
+            else ""
+        )
+        for slot, value in enumerate(decision.inputs):
+            if kind == "Parallel":
+                first = interpreter.start_state(interpreter.branch(self.definition, state, slot))
+            queued = Cursor(
+                id=child_id(self.cursor_id, started, slot),
+                parent=self.cursor_id,
+                slot=slot,
+                status=QUEUED,
+                state=first,
+                phase=PHASE_ENTER,
+                data=dumps(value),
+            )
+            self.children.append(self.start_child(queued) if slot < self.fanout.limit else queued)
+
+    def start_child(self, queued: Cursor) -> Cursor:
+        """Start the queued child `queued` (the next slot); the child as started."""
+        fan = self.fanout
+        if fan.kind == "Map":
+            self.add(
+                "MapIterationStarted",
+                history.map_iteration("MapIterationStarted", self.state or "", queued.slot),
+            )
+        self.pending = replace(fan, next_slot=queued.slot + 1, running=fan.running + 1)
+        return replace(queued, status=RUNNING, due_at=self.now)
+
+    def again(self) -> None:
+        """The state's Retry came due: fan out again with the same input (no new entry)."""
+        self.pending = None
+        try:
+            decision: Decision = interpreter.enter(
+                self.definition,
+                self.state or "",
+                json.loads(self.data),
+                self.context(),
+                utc(self.now),
+            )
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        self.apply(decision, self.state_type())
+
+    def fanout_succeeded(self, results: list[Any]) -> None:
+        """Every child succeeded: their outputs, in slot order, are the state's result."""
+        kind = self.fanout.kind
+        if kind == "Map":
+            self.add("MapStateSucceeded", {})
+        decision: Decision
+        try:
+            decision = interpreter.task_succeeded(
+                self.definition, self.state or "", json.loads(self.data), results, self.context()
+            )
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        if isinstance(decision, Fail | Caught):
+            self.add(f"{kind}StateFailed", {})
+        self.pending = None
+        self.apply(decision, kind)
+
+    def fanout_failed(self, error: str | None, cause: str | None) -> None:
+        """A child failed beyond the tolerance: the state's Retry and Catch, with its error."""
+        fan = self.fanout
+        decision: Decision
+        try:
+            decision = interpreter.task_failed(
+                self.definition,
+                self.state or "",
+                json.loads(self.data),
+                error or "",
+                cause,
+                self.retry_counts,
+                utc(self.now),
+                self.random,
+            )
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        if isinstance(decision, RetryAt):
+            self.attempt += 1
+            self.retry_counts = decision.retry_counts
+            self.due_at = decision.until.timestamp()
+            self.pending = replace(fan, retry_at=self.due_at)
+            return
+        self.add(f"{fan.kind}StateFailed", {})
+        self.pending = None
+        if isinstance(decision, Fail):
+            # the child's own error, as AWS reports it (no States.Runtime prefix added)
+            self.fail(decision.error or None, decision.cause)
+            return
+        self.apply(decision, fan.kind)
 
     # -- tasks -----------------------------------------------------------------------
 

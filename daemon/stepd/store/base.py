@@ -36,7 +36,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from stepd.store.records import Event, Execution, NewExecution, Transition
+from stepd.store.records import Cursor, Event, Execution, NewExecution, Transition
 
 
 class Store(ABC):
@@ -87,7 +87,8 @@ class Store(ABC):
         is in the store (in any status, until it is purged).
 
         Created: returns (the execution as stored, True): a new positive id, `version` 0,
-        `new.progress` as given, its events numbered 1..n and `last_event_id` n. An execution
+        `new.progress` as given, its events numbered 1..n and `last_event_id` n, and
+        `new.cursors` stored as its child cursors. An execution
         created after another one's create returned gets a larger id than it, as long as that
         one is still in the store (the id of a purged execution may be given again).
         Existing: returns (that execution as stored now, False) and writes nothing; `new` may
@@ -104,12 +105,31 @@ class Store(ABC):
         Applied, atomically and durably: the whole progress is replaced by
         `transition.progress`, `transition.events` are appended with the ids after
         `base.last_event_id`, `last_event_id` moves on by their number and `version` by exactly
-        one (also for a transition that changes nothing); identity fields never change. The
+        one (also for a transition that changes nothing); identity fields never change; the
+        descendants of every cursor id in `transition.pruned` are deleted (ids starting with
+        that id and "/"; the cursor itself stays), then each of `transition.cursors` is stored,
+        replacing the cursor of the same id if there is one. The
         returned execution equals what a read returns next. None: the execution changed or was
         purged since `base` was read, or never existed. So of two transitions computed from one
         version, from one node or two, exactly one applies. `base` is an execution as the store
         returned it.
         """
+
+    @abstractmethod
+    async def running_cursors(self, execution_id: int) -> list[Cursor]:
+        """The execution's child cursors whose status is RUNNING, as last committed, ordered by
+        (parent, slot); [] for an execution without any (or unknown). Raises RecordError if a
+        cursor's record cannot be read."""
+
+    @abstractmethod
+    async def get_cursor(self, execution_id: int, cursor_id: str) -> Cursor | None:
+        """One child cursor of the execution, whatever its status; None if there is none.
+        Raises RecordError if its record cannot be read."""
+
+    @abstractmethod
+    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+        """The children of cursor `parent` that finished (status neither RUNNING nor QUEUED),
+        in slot order. Raises RecordError if a record cannot be read."""
 
     @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:
@@ -159,7 +179,7 @@ class Store(ABC):
     async def purge_closed(self, before: float, limit: int) -> int:
         """Delete, atomically, up to `limit` (positive) closed executions that stopped before
         `before` (status not RUNNING, no `due_at`, `stop_date` earlier than `before`), earliest
-        stopped first, with all their events; return how many.
+        stopped first, with all their events and cursors; return how many.
 
         Fewer than `limit` means none is left to purge: calling again until then deletes them
         all. Running executions and those that stopped at `before` or later are never touched.

@@ -6,6 +6,8 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 2 (stepd 0.3):  format 1, and  {"v": 2, "fanout": {...}}  (a Parallel or Map
+                           state running its children)
     format 1 (stepd 0.2):  {"v": 1, "wait": {...}}  or  {"v": 1, "task": {...}}
     format 0 (stepd 0.1):  {}  or  {"then": {"next": ..., "output": ...}}
                            or  {"resource": ..., "payload": ..., "sent": ..., ...}
@@ -18,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepd.errors import RecordError
-from stepd.store.records import Pending, TaskCall, WaitThen
+from stepd.store.records import Fanout, Pending, TaskCall, WaitThen
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FANOUT_SINCE = 2  # the first format with fan-out records
 
 _WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
 _TASK_KEYS: Mapping[str, str] = {
@@ -33,6 +36,22 @@ _TASK_KEYS: Mapping[str, str] = {
     "sent_at": "sent_at",
     "waiting_since": "waiting_since",
 }
+_FANOUT_KEYS: Mapping[str, str] = {
+    "kind": "kind",
+    "total": "total",
+    "started_event": "started_event",
+    "limit": "limit",
+    "next_slot": "next_slot",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "tolerated_count": "tolerated_count",
+    "tolerated_percentage": "tolerated_percentage",
+    "retry_at": "retry_at",
+}
+_FANOUT_INTS = ("total", "started_event", "limit", "next_slot", "running", "succeeded", "failed")
+_FANOUT_REQUIRED = frozenset(_FANOUT_INTS) | {"kind"}
+_FANOUT_KINDS = frozenset({"Parallel", "Map"})
 _WAIT_REQUIRED = frozenset({"next", "output"})
 _TASK_REQUIRED = frozenset({"resource", "payload", "timeout", "due", "sent"})
 
@@ -44,6 +63,13 @@ def encode_pending(pending: Pending) -> str | None:
     if isinstance(pending, WaitThen):
         body = {key: getattr(pending, name) for name, key in _WAIT_KEYS.items()}
         return json.dumps({"v": FORMAT_VERSION, "wait": body}, separators=(",", ":"))
+    if isinstance(pending, Fanout):
+        body = {
+            key: value
+            for name, key in _FANOUT_KEYS.items()
+            if (value := getattr(pending, name)) is not None or key in _FANOUT_REQUIRED
+        }
+        return json.dumps({"v": FORMAT_VERSION, "fanout": body}, separators=(",", ":"))
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
@@ -65,16 +91,27 @@ def decode_pending(text: str | None) -> Pending:
     version = stored.get("v", 0)
     if version == 0:
         return _decode_v0(stored)
-    if version != FORMAT_VERSION:
-        raise RecordError(
-            f"pending record has format {version}, newer than this stepd reads ({FORMAT_VERSION})"
-        )
-    _expect_keys(stored, {"v"}, {"wait", "task"}, "pending record")
+    _check_version(version)
+    kinds = {"wait", "task", "fanout"} if version >= FANOUT_SINCE else {"wait", "task"}
+    if len(stored.keys() & kinds) > 1:
+        raise RecordError("pending record holds more than one record")
+    _expect_keys(stored, {"v"}, kinds, "pending record")
+    if "fanout" in stored:
+        return _fanout(stored["fanout"], "fan-out record")
     if "wait" in stored:
         return _wait(stored["wait"], "wait record")
     if "task" in stored:
         return _task(stored["task"], "task record")
     raise RecordError("pending record holds neither a wait nor a task")
+
+
+def _check_version(version: Any) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise RecordError(f"pending record has no valid format number: {version!r}")
+    if version > FORMAT_VERSION:
+        raise RecordError(
+            f"pending record has format {version}, newer than this stepd reads ({FORMAT_VERSION})"
+        )
 
 
 def _decode_v0(stored: dict[str, Any]) -> Pending:
@@ -112,6 +149,26 @@ def _task(body: Any, what: str) -> TaskCall:
         sent=fields["sent"],
         sent_at=_float_or_none(fields.get("sent_at")),
         waiting_since=_float_or_none(fields.get("waiting_since")),
+    )
+
+
+def _fanout(body: Any, what: str) -> Fanout:
+    fields = _fields(body, _FANOUT_KEYS, _FANOUT_REQUIRED, what)
+    _check(fields["kind"] in _FANOUT_KINDS, what, "kind")
+    for name in _FANOUT_INTS:
+        value = fields[name]
+        _check(_is_number(value) and value == int(value) and value >= 0, what, name)
+    count = fields.get("tolerated_count")
+    _check(count is None or (_is_number(count) and count == int(count)), what, "tolerated_count")
+    for name in ("tolerated_percentage", "retry_at"):
+        value = fields.get(name)
+        _check(value is None or _is_number(value), what, name)
+    return Fanout(
+        kind=fields["kind"],
+        **{name: int(fields[name]) for name in _FANOUT_INTS},
+        tolerated_count=None if count is None else int(count),
+        tolerated_percentage=_float_or_none(fields.get("tolerated_percentage")),
+        retry_at=_float_or_none(fields.get("retry_at")),
     )
 
 

@@ -22,7 +22,9 @@ from stepd.errors import RecordError, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
+    QUEUED,
     RUNNING,
+    Cursor,
     Event,
     Execution,
     NewEvent,
@@ -44,6 +46,14 @@ class _Row:
     """An execution as stored: everything but its pending record, and that record's text."""
 
     execution: Execution  # with `pending` None
+    pending: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CursorRow:
+    """A child cursor as stored: everything but its pending record, and that record's text."""
+
+    cursor: Cursor  # with `pending` None
     pending: str | None
 
 
@@ -71,6 +81,7 @@ class MemoryDatabase:
     rows: dict[int, _Row] = field(default_factory=dict, repr=False)
     names: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     events: dict[int, list[_Event]] = field(default_factory=dict, repr=False)
+    cursors: dict[int, dict[str, _CursorRow]] = field(default_factory=dict, repr=False)
     last_definition_id: int = 0
     last_execution_id: int = 0
 
@@ -162,6 +173,7 @@ class MemoryStore(Store):
             )
         pending = encode_pending(new.progress.pending)
         events = _encode_events(0, new.events)
+        cursors = {c.id: _encode_cursor(c) for c in new.cursors}
         db.last_execution_id += 1
         execution_id = db.last_execution_id
         execution = Execution(
@@ -183,6 +195,8 @@ class MemoryStore(Store):
         db.rows[execution_id] = row
         db.names[(new.machine, new.name)] = execution_id
         db.events[execution_id] = events
+        if cursors:
+            db.cursors[execution_id] = cursors
         return _read(row), True
 
     async def commit(self, transition: Transition) -> Execution | None:
@@ -194,6 +208,7 @@ class MemoryStore(Store):
         stored = row.execution
         pending = encode_pending(transition.progress.pending)
         events = _encode_events(stored.last_event_id, transition.events)
+        upserts = [_encode_cursor(c) for c in transition.cursors]
         row = _Row(
             execution=stored.moved_to(
                 replace(transition.progress, pending=None),
@@ -204,7 +219,37 @@ class MemoryStore(Store):
         )
         db.rows[base.id] = row
         db.events[base.id].extend(events)
+        cursors = db.cursors.setdefault(base.id, {})
+        for pruned in transition.pruned:
+            prefix = pruned + "/"
+            for cursor_id in [c for c in cursors if c.startswith(prefix)]:
+                del cursors[cursor_id]
+        for upsert in upserts:
+            cursors[upsert.cursor.id] = upsert
+        if not cursors:
+            del db.cursors[base.id]
         return _read(row)
+
+    async def running_cursors(self, execution_id: int) -> list[Cursor]:
+        db = await self._enter()
+        rows = db.cursors.get(execution_id, {}).values()
+        running = [_read_cursor(execution_id, r) for r in rows if r.cursor.status == RUNNING]
+        return sorted(running, key=lambda c: (c.parent, c.slot))
+
+    async def get_cursor(self, execution_id: int, cursor_id: str) -> Cursor | None:
+        db = await self._enter()
+        row = db.cursors.get(execution_id, {}).get(cursor_id)
+        return None if row is None else _read_cursor(execution_id, row)
+
+    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+        db = await self._enter()
+        rows = db.cursors.get(execution_id, {}).values()
+        finished = [
+            _read_cursor(execution_id, r)
+            for r in rows
+            if r.cursor.parent == parent and r.cursor.status not in {RUNNING, QUEUED}
+        ]
+        return sorted(finished, key=lambda c: c.slot)
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         db = await self._enter()
@@ -278,6 +323,7 @@ class MemoryStore(Store):
             execution = db.rows.pop(execution_id).execution
             del db.names[(execution.machine, execution.name)]
             del db.events[execution_id]
+            db.cursors.pop(execution_id, None)
         return len(purged)
 
     async def count_by_status(self) -> dict[str, int]:
@@ -292,6 +338,18 @@ def _read(row: _Row) -> Execution:
     except RecordError as exc:
         raise RecordError(f"execution {execution.machine}/{execution.name}: {exc}") from None
     return replace(execution, pending=pending)
+
+
+def _encode_cursor(cursor: Cursor) -> _CursorRow:
+    return _CursorRow(cursor=replace(cursor, pending=None), pending=encode_pending(cursor.pending))
+
+
+def _read_cursor(execution_id: int, row: _CursorRow) -> Cursor:
+    try:
+        pending = decode_pending(row.pending)
+    except RecordError as exc:
+        raise RecordError(f"execution {execution_id}, cursor {row.cursor.id!r}: {exc}") from None
+    return replace(row.cursor, pending=pending)
 
 
 def _encode_events(last_id: int, events: Sequence[NewEvent]) -> list[_Event]:

@@ -2,7 +2,8 @@
 
 An execution is its identity (machine, name, input, start) and its `Progress`: where it stands
 and what it does next. A transition replaces the whole `Progress` at once. What a waiting
-execution keeps for its next action is a typed `Pending` record (`WaitThen` or `TaskCall`);
+execution keeps for its next action is a typed `Pending` record (`WaitThen`, `TaskCall`, or
+`Fanout` while a Parallel or Map state runs its children, which are `Cursor`s of their own);
 how those records are written to disk, and read back from every earlier release's format, is
 `stepd.store.formats`.
 """
@@ -23,6 +24,11 @@ STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
 PHASE_ENTER = "enter"  # enter `state` with `data` as its input
 PHASE_WAIT = "wait"  # a Wait state is waiting; its `WaitThen` says where it goes
 PHASE_TASK = "task"  # call the task of its `TaskCall`; `sent` once the intent is committed
+PHASE_FANOUT = "fanout"  # a Parallel or Map state runs its children; its `Fanout` counts them
+
+# A child cursor created and not yet started (a Map item beyond MaxConcurrency).
+QUEUED = "QUEUED"
+ROOT = ""  # the id of an execution's root cursor: its row in `executions`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +53,34 @@ class TaskCall:
     waiting_since: float | None = None  # the call waits for its host to come back since
 
 
-Pending = WaitThen | TaskCall | None
+@dataclass(frozen=True, kw_only=True)
+class Fanout:
+    """A Parallel or Map state running its children (child cursors, slots 0..total-1).
+
+    Children are created with the fan-out, `QUEUED` beyond the concurrency limit; slots below
+    `next_slot` were started. A finished child keeps its output in the store until the state
+    gathers every child's output in slot order.
+    """
+
+    kind: str  # "Parallel" or "Map"
+    total: int
+    started_event: int  # the id of the ...StateStarted event; part of every child's id
+    limit: int  # children running at once
+    next_slot: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    tolerated_count: int | None = None  # Map: failures tolerated (None: not set)
+    tolerated_percentage: float | None = None
+    retry_at: float | None = None  # the state is retried (fanned out again) at this instant
+
+    @property
+    def complete(self) -> bool:
+        """Every child started and finished."""
+        return self.next_slot >= self.total and self.running == 0
+
+
+Pending = WaitThen | TaskCall | Fanout | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +109,10 @@ class Progress:
     @property
     def wait(self) -> WaitThen | None:
         return self.pending if isinstance(self.pending, WaitThen) else None
+
+    @property
+    def fanout(self) -> Fanout | None:
+        return self.pending if isinstance(self.pending, Fanout) else None
 
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
@@ -108,6 +145,24 @@ class Execution(Progress):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cursor(Progress):
+    """A child of a Parallel or Map state: a branch or an iteration, running on its own.
+
+    `id` is unique in its execution and names its ancestors: a child of cursor P started by
+    the event E in slot S is `P/E:S` (the root cursor, the execution's own row, is ""), so
+    a cursor's descendants are exactly the ids starting with its id and "/".
+    """
+
+    id: str
+    parent: str
+    slot: int
+
+
+def child_id(parent: str, started_event: int, slot: int) -> str:
+    return f"{parent}/{started_event}:{slot}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Event:
     id: int
     previous_id: int
@@ -133,6 +188,8 @@ class Transition:
     base: Execution
     progress: Progress
     events: tuple[NewEvent, ...] = ()
+    pruned: tuple[str, ...] = ()  # cursor ids whose descendants are deleted (first)
+    cursors: tuple[Cursor, ...] = ()  # child cursors inserted or replaced (after pruning)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,3 +202,4 @@ class NewExecution:
     uid: str
     progress: Progress
     events: tuple[NewEvent, ...] = ()
+    cursors: tuple[Cursor, ...] = ()  # the children of a Parallel or Map state entered at once

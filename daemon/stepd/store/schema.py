@@ -68,6 +68,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE executions ADD COLUMN uid TEXT;
     """,
+    # 4: the children of Parallel and Map states (the root cursor stays the executions row)
+    """
+    CREATE TABLE cursors (
+        execution_id INTEGER NOT NULL REFERENCES executions (id),
+        id TEXT NOT NULL,
+        parent TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT,
+        phase TEXT,
+        data TEXT,
+        pending TEXT,
+        state_entered_event INTEGER NOT NULL DEFAULT 0,
+        state_entered_at REAL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        retry_counts TEXT NOT NULL DEFAULT '[]',
+        due_at REAL,
+        stop_date REAL,
+        output TEXT,
+        error TEXT,
+        cause TEXT,
+        PRIMARY KEY (execution_id, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX cursors_by_status ON cursors (execution_id, status);
+    CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

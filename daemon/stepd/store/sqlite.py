@@ -37,7 +37,9 @@ from stepd.errors import (
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
+    QUEUED,
     RUNNING,
+    Cursor,
     Event,
     Execution,
     NewEvent,
@@ -109,6 +111,48 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         due_at=row["due_at"],
         last_event_id=row["last_event_id"],
         version=row["version"],
+    )
+
+
+CURSOR_COLUMNS = "id, parent, slot, " + ", ".join(PROGRESS_COLUMNS.values())
+UPSERT_CURSOR_SQL = (
+    f"INSERT OR REPLACE INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
+    f" VALUES (?, ?, ?, ?, {', '.join('?' for _ in PROGRESS_COLUMNS)})"
+)
+# the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
+PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = ? AND id >= ? AND id < ?"
+
+
+def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
+    try:
+        pending = decode_pending(row["pending"])
+    except RecordError as exc:
+        raise RecordError(f"execution {execution_id}, cursor {row['id']!r}: {exc}") from None
+    return Cursor(
+        id=row["id"],
+        parent=row["parent"],
+        slot=row["slot"],
+        pending=pending,
+        retry_counts=tuple(json.loads(row["retry_counts"])),
+        **{
+            name: row[column]
+            for name, column in PROGRESS_COLUMNS.items()
+            if name not in {"pending", "retry_counts"}
+        },
+    )
+
+
+def _write_cursors(
+    conn: sqlite3.Connection,
+    execution_id: int,
+    pruned: Sequence[str],
+    cursors: Sequence[Cursor],
+) -> None:
+    for prefix in pruned:
+        conn.execute(PRUNE_SQL, (execution_id, prefix + "/", prefix + "0"))
+    conn.executemany(
+        UPSERT_CURSOR_SQL,
+        [(execution_id, c.id, c.parent, c.slot, *_progress_values(c)) for c in cursors],
     )
 
 
@@ -410,6 +454,7 @@ class SqliteStore(Store):
             )
             execution_id = int(cur.lastrowid or 0)
             _append_events(conn, execution_id, 0, new.events)
+            _write_cursors(conn, execution_id, (), new.cursors)
             row = conn.execute(
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
@@ -433,11 +478,46 @@ class SqliteStore(Store):
             if conn.execute(UPDATE_SQL, params).rowcount == 0:
                 return None
             _append_events(conn, base.id, base.last_event_id, transition.events)
+            _write_cursors(conn, base.id, transition.pruned, transition.cursors)
             return base.moved_to(
                 transition.progress, last_event_id=last_event_id, version=base.version + 1
             )
 
         return await self._write(apply)
+
+    async def running_cursors(self, execution_id: int) -> list[Cursor]:
+        def run(conn: sqlite3.Connection) -> list[Cursor]:
+            rows = conn.execute(
+                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                " WHERE execution_id = ? AND status = ? ORDER BY parent, slot",
+                (execution_id, RUNNING),
+            )
+            return [_row_to_cursor(execution_id, r) for r in rows]
+
+        return await self._read(run)
+
+    async def get_cursor(self, execution_id: int, cursor_id: str) -> Cursor | None:
+        def get(conn: sqlite3.Connection) -> Cursor | None:
+            row = conn.execute(
+                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                " WHERE execution_id = ? AND id = ?",
+                (execution_id, cursor_id),
+            ).fetchone()
+            return None if row is None else _row_to_cursor(execution_id, row)
+
+        return await self._read(get)
+
+    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+        def run(conn: sqlite3.Connection) -> list[Cursor]:
+            rows = conn.execute(
+                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?)"
+                " ORDER BY slot",
+                (execution_id, parent, RUNNING, QUEUED),
+            )
+            return [_row_to_cursor(execution_id, r) for r in rows]
+
+        return await self._read(run)
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         def get(conn: sqlite3.Connection) -> Execution | None:
@@ -529,6 +609,7 @@ class SqliteStore(Store):
                 )
             ]
             conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
+            conn.executemany("DELETE FROM cursors WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM executions WHERE id = ?", ids)
             return len(ids)
 

@@ -23,9 +23,12 @@ def new_uid() -> str:
     return secrets.token_hex(UID_BYTES)
 
 
-def idempotency_key(execution: Execution) -> str:
-    """The key of the call `execution`'s current Task state entry makes."""
+def idempotency_key(execution: Execution, entered_event: int | None = None) -> str:
+    """The key of the call `execution`'s current Task state entry makes; with
+    `entered_event`, of the Task state entered by that event (a Parallel or Map child's:
+    event ids are unique in an execution, so children's keys are too)."""
+    event = execution.state_entered_event if entered_event is None else entered_event
     prefix = f"{execution.machine}/{execution.name}"
     if execution.uid is None:
-        return f"{prefix}/{execution.state_entered_event}"
-    return f"{prefix}/{execution.uid}/{execution.state_entered_event}"
+        return f"{prefix}/{event}"
+    return f"{prefix}/{execution.uid}/{event}"

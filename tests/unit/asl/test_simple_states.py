@@ -234,14 +234,14 @@ def test_fail(fields: dict[str, Any], expected: Fail) -> None:
         pytest.param(
             machine("S", {"Type": "Parallel", "Branches": [], "End": True}),
             "S",
-            "The state type 'Parallel' is not supported by stepd",
-            id="parallel",
+            "Branches must be a non-empty array of state machines",
+            id="parallel-without-branches",
         ),
         pytest.param(
             machine("S", {"Type": "Map", "End": True}),
             "S",
-            "The state type 'Map' is not supported by stepd",
-            id="map",
+            "The Map state has neither ItemProcessor nor Iterator",
+            id="map-without-processor",
         ),
         pytest.param(
             machine("S", {"Type": "Sleep"}),

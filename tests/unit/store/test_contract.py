@@ -25,9 +25,12 @@ from stepd.store.memory import MemoryDatabase, MemoryStore
 from stepd.store.records import (
     ABORTED,
     FAILED,
+    QUEUED,
     RUNNING,
     SUCCEEDED,
+    Cursor,
     Execution,
+    Fanout,
     NewEvent,
     NewExecution,
     Pending,
@@ -119,6 +122,33 @@ TASK = TaskCall(
     sent=True,
     sent_at=1_800_000_010.75,
 )
+
+
+FANOUT = Fanout(
+    kind="Map",
+    total=10,
+    started_event=4,
+    limit=3,
+    next_slot=5,
+    running=3,
+    succeeded=1,
+    failed=1,
+    tolerated_count=2,
+    tolerated_percentage=25.5,
+)
+
+
+def child(parent: str, slot: int, status: str = RUNNING, **changes: Any) -> Cursor:
+    """A child cursor of `parent` started by event 4."""
+    fields: dict[str, Any] = {
+        "status": status,
+        "state": "B",
+        "phase": "task" if status == RUNNING else None,
+        "data": f'{{"item": {slot}}}',
+        "pending": TASK if status == RUNNING else None,
+        "due_at": 7.0 if status == RUNNING else None,
+    }
+    return Cursor(id=f"{parent}/4:{slot}", parent=parent, slot=slot, **{**fields, **changes})
 
 
 def running(due_at: float | None = 100.0, **changes: Any) -> Progress:
@@ -283,6 +313,11 @@ async def test_instants_texts_and_records_read_back_exactly(store: Store) -> Non
         pytest.param(WaitThen(next_state="B", output='{"x": 1}'), id="wait"),
         pytest.param(WaitThen(next_state=None, output="null"), id="wait-then-end"),
         pytest.param(None, id="none"),
+        pytest.param(FANOUT, id="fanout"),
+        pytest.param(
+            Fanout(kind="Parallel", total=2, started_event=3, limit=2, retry_at=12.5),
+            id="fanout-retrying",
+        ),
     ],
 )
 async def test_each_kind_of_pending_record_reads_back_as_written(
@@ -835,3 +870,122 @@ async def test_count_by_status_counts_each_status_present(store: Store) -> None:
     done = await create(store, "done")
     await move(store, done, closed(ABORTED))
     assert await store.count_by_status() == {RUNNING: 3, ABORTED: 1}
+
+
+# -- cursors ----------------------------------------------------------------------------------
+
+
+async def test_cursors_created_with_an_execution_read_back_exactly(store: Store) -> None:
+    """An execution's first child cursors are stored with it, each record read back equal."""
+    children = (child("", 0), child("", 1, QUEUED), child("", 2, SUCCEEDED, output="[1]"))
+    made, created = await store.create_execution(
+        replace(new("one", await definition(store), running(pending=FANOUT)), cursors=children)
+    )
+    assert created
+    assert await store.running_cursors(made.id) == [children[0]]
+    assert [await store.get_cursor(made.id, c.id) for c in children] == list(children)
+    assert await store.finished_children(made.id, "") == [children[2]]
+
+
+async def test_a_commit_stores_and_replaces_cursors_with_the_execution(store: Store) -> None:
+    """Cursors written by a transition appear with it, replacing those of the same id."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    first = (child("", 0), child("", 1))
+    moved = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=first)
+    )
+    assert moved is not None
+    done = child("", 0, SUCCEEDED, output='"a"')
+    again = await store.commit(Transition(base=moved, progress=moved.progress, cursors=(done,)))
+    assert again is not None
+    assert await store.running_cursors(execution.id) == [first[1]]
+    assert await store.finished_children(execution.id, "") == [done]
+
+
+async def test_a_stale_commit_writes_no_cursor(store: Store) -> None:
+    """A refused transition leaves the cursors as they were."""
+    execution = await create(store, "one")
+    await move(store, execution, execution.progress)
+    stale = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=(child("", 0),))
+    )
+    assert (stale, await store.running_cursors(execution.id)) == (None, [])
+
+
+async def test_pruning_deletes_every_descendant_and_keeps_the_cursor_and_the_rest(
+    store: Store,
+) -> None:
+    """Pruning cursor P deletes the ids under "P/", nested ones too, and nothing else."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    parent = child("", 0, pending=FANOUT, phase="fanout")
+    sibling = child("", 1)
+    grandchildren = (child(parent.id, 0), child(parent.id, 1, SUCCEEDED, output="1"))
+    great = child(grandchildren[0].id, 0)
+    moved = await move(store, execution, execution.progress)
+    moved = await store.commit(
+        Transition(
+            base=moved,
+            progress=moved.progress,
+            cursors=(parent, sibling, *grandchildren, great),
+        )
+    )
+    assert moved is not None
+    pruned = await store.commit(
+        Transition(base=moved, progress=moved.progress, pruned=(parent.id,))
+    )
+    assert pruned is not None
+    assert await store.running_cursors(execution.id) == [parent, sibling]
+    assert await store.get_cursor(execution.id, great.id) is None
+
+
+async def test_pruning_the_root_deletes_every_cursor_before_the_new_ones(store: Store) -> None:
+    """Pruning "" deletes all of an execution's cursors; cursors of the same commit stay."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    moved = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=(child("", 0),))
+    )
+    assert moved is not None
+    fresh = replace(child("", 0), id="/9:0")
+    again = await store.commit(
+        Transition(base=moved, progress=moved.progress, pruned=("",), cursors=(fresh,))
+    )
+    assert again is not None
+    assert await store.running_cursors(execution.id) == [fresh]
+
+
+async def test_running_cursors_come_by_parent_and_slot_and_exclude_others(store: Store) -> None:
+    """Only RUNNING cursors are listed, in (parent, slot) order; queued and finished are not."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    cursors = (child("", 11), child("", 2), child("", 3, QUEUED), child("", 4, FAILED))
+    moved = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=cursors)
+    )
+    assert moved is not None
+    assert [c.slot for c in await store.running_cursors(execution.id)] == [2, 11]
+
+
+async def test_cursors_of_other_executions_are_apart(store: Store) -> None:
+    """Cursors belong to one execution: another sees none of them."""
+    one = await create(store, "one", running(pending=FANOUT))
+    two = await create(store, "two")
+    await store.commit(Transition(base=one, progress=one.progress, cursors=(child("", 0),)))
+    assert (
+        await store.running_cursors(two.id),
+        await store.get_cursor(two.id, "/4:0"),
+        await store.finished_children(two.id, ""),
+    ) == ([], None, [])
+
+
+async def test_purge_deletes_an_executions_cursors(store: Store) -> None:
+    """A purged execution leaves no cursor behind."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    moved = await store.commit(
+        Transition(
+            base=execution,
+            progress=closed(),
+            cursors=(child("", 0, SUCCEEDED, output="1"),),
+        )
+    )
+    assert moved is not None
+    assert await store.purge_closed(100.0, 10) == 1
+    assert await store.get_cursor(execution.id, "/4:0") is None

@@ -10,7 +10,7 @@ import pytest
 
 from stepd.errors import RecordError
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
-from stepd.store.records import PROGRESS_FIELDS, Pending, Progress, TaskCall, WaitThen
+from stepd.store.records import PROGRESS_FIELDS, Fanout, Pending, Progress, TaskCall, WaitThen
 from stepd.store.sqlite import PROGRESS_COLUMNS
 
 # What stepd 0.1 wrote in the `pending` column, in each position an execution can be in.
@@ -114,7 +114,7 @@ def test_the_format_on_disk_is_pinned():
         waiting_since=0.75,
     )
     assert json.loads(encode_pending(task) or "") == {
-        "v": 1,
+        "v": 2,
         "task": {
             "resource": "r",
             "payload": "{}",
@@ -128,15 +128,52 @@ def test_the_format_on_disk_is_pinned():
     }
     wait = WaitThen(next_state="B", output="[]")
     assert json.loads(encode_pending(wait) or "") == {
-        "v": 1,
+        "v": 2,
         "wait": {"next": "B", "output": "[]"},
     }
+    fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1)
+    assert json.loads(encode_pending(fanout) or "") == {
+        "v": 2,
+        "fanout": {
+            "kind": "Map",
+            "total": 3,
+            "started_event": 4,
+            "limit": 2,
+            "next_slot": 2,
+            "running": 1,
+            "succeeded": 0,
+            "failed": 0,
+        },
+    }
+
+
+def test_records_written_by_stepd_0_2_are_read():
+    """Format 1 (stepd 0.2) wait and task records read back as written."""
+    text = '{"v": 1, "wait": {"next": "B", "output": "[]"}}'
+    assert decode_pending(text) == WaitThen(next_state="B", output="[]")
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"v": 2, "task": {}}', "format 2, newer than this stepd reads (1)"),
+        ('{"v": 3, "task": {}}', "format 3, newer than this stepd reads (2)"),
+        ('{"v": 1, "fanout": {}}', "unknown keys fanout"),
+        ('{"v": 2, "fanout": {"kind": "Map"}}', "lacks failed, limit"),
+        (
+            (
+                '{"v": 2, "fanout": {"kind": "Loop", "total": 1, "started_event": 1,'
+                ' "limit": 1, "next_slot": 0, "running": 0, "succeeded": 0, "failed": 0}}'
+            ),
+            "kind has the wrong type",
+        ),
+        (
+            (
+                '{"v": 2, "fanout": {"kind": "Map", "total": -1, "started_event": 1,'
+                ' "limit": 1, "next_slot": 0, "running": 0, "succeeded": 0, "failed": 0}}'
+            ),
+            "total has the wrong type",
+        ),
+        ('{"v": 2, "wait": {"next": "B", "output": "{}"}, "task": {}}', "more than one"),
         ('{"v": 1, "wait": {"next": "B", "output": "{}", "extra": 1}}', "unknown keys extra"),
         ('{"v": 1, "wait": {"output": "{}"}}', "lacks next"),
         ('{"v": 1, "task": {"resource": "r", "payload": "{}", "timeout": null}}', "lacks due"),

@@ -1,0 +1,221 @@
+"""One transition of an execution whose Parallel or Map states run children (cursors).
+
+A `Work` holds the execution's root row and its running child cursors as read under the
+execution's lock, and builds one `Transition` from the steps of any number of them: their
+events (numbered in one sequence), the cursors they change, the subtrees they delete. When a
+child ends, its parent's fan-out record counts it in the same transition; when the last child
+ends, or one fails beyond the tolerance, the parent state goes on (or fails) like a Task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from stepd.asl import interpreter
+from stepd.engine import history
+from stepd.engine.steps import Step
+from stepd.store.records import (
+    PROGRESS_FIELDS,
+    ROOT,
+    RUNNING,
+    SUCCEEDED,
+    Cursor,
+    Execution,
+    Fanout,
+    NewEvent,
+    Progress,
+    Transition,
+)
+
+EXCEEDED_ERROR = "States.ExceedToleratedFailureThreshold"
+EXCEEDED_CAUSE = "The specified tolerated failure threshold was exceeded"
+
+MakeStep = Callable[..., Step]
+
+
+class Work:
+    def __init__(
+        self,
+        execution: Execution,
+        definition: Mapping[str, Any],
+        children: list[Cursor],
+        *,
+        now: float,
+        make_step: MakeStep,
+        deadline: float | None,
+    ) -> None:
+        self.execution = execution
+        self.definition = definition
+        self.root: Progress = execution.progress
+        self.cursors: dict[str, Cursor] = {c.id: c for c in children}
+        self.now = now
+        self.deadline = deadline
+        self._make_step = make_step
+        self.events: list[NewEvent] = []
+        self.changed: dict[str, Cursor] = {}
+        self.pruned: list[str] = []
+        # (cursor, re-send) of the task calls that go out once this commits
+        self.calls: list[tuple[str, bool]] = []
+        self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
+
+    # -- reading ---------------------------------------------------------------------
+
+    def progress_of(self, cursor_id: str) -> Progress:
+        return self.root if cursor_id == ROOT else self.cursors[cursor_id]
+
+    def live(self, cursor_id: str) -> bool:
+        """Whether `cursor_id` is still a running cursor in this work."""
+        if cursor_id == ROOT:
+            return self.root.status == RUNNING
+        cursor = self.cursors.get(cursor_id)
+        return cursor is not None and cursor.status == RUNNING
+
+    def own_due(self, progress: Progress) -> float | None:
+        """When a cursor has something to do: its `due_at`, or for a Parallel or Map state
+        running its children, the instant of its retry, or now when it has children to start
+        or results to gather (else None: its children's dues count)."""
+        fan = progress.fanout
+        if fan is None:
+            return progress.due_at
+        if fan.retry_at is not None:
+            return fan.retry_at
+        if fan.complete or (fan.next_slot < fan.total and fan.running < fan.limit):
+            return self.now
+        return None
+
+    def running(self) -> list[tuple[str, Progress]]:
+        """The root and every running child, root first, then by (parent, slot)."""
+        children = sorted(
+            (c for c in self.cursors.values() if c.status == RUNNING),
+            key=lambda c: (c.parent, c.slot),
+        )
+        root: list[tuple[str, Progress]] = (
+            [(ROOT, self.root)] if self.root.status == RUNNING else []
+        )
+        return root + [(c.id, c) for c in children]
+
+    def definition_of(self, cursor_id: str) -> Mapping[str, Any]:
+        known = self._definitions.get(cursor_id)
+        if known is None:
+            cursor = self.cursors[cursor_id]
+            parent = self.progress_of(cursor.parent)
+            known = interpreter.branch(
+                self.definition_of(cursor.parent), parent.state or "", cursor.slot
+            )
+            self._definitions[cursor_id] = known
+        return known
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.changed or self.pruned) and self.root == (
+            self.execution.progress
+        )
+
+    # -- building --------------------------------------------------------------------
+
+    def step(self, cursor_id: str) -> Step:
+        return self._make_step(
+            self.execution,
+            self.definition_of(cursor_id),
+            self.now,
+            cursor=self.progress_of(cursor_id),
+            cursor_id=cursor_id,
+            events=self.events,
+            last_event_id=self.execution.last_event_id,
+        )
+
+    def save(self, cursor_id: str, step: Step) -> None:
+        """Keep what `step` did to its cursor (and the children it created)."""
+        progress = step.progress()
+        if cursor_id == ROOT:
+            self.root = progress
+        else:
+            old = self.cursors[cursor_id]
+            cursor = Cursor(
+                id=old.id,
+                parent=old.parent,
+                slot=old.slot,
+                **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
+            )
+            self.put(cursor)
+        for child in step.children:
+            self.put(child)
+        step.children.clear()
+        if cursor_id != ROOT and step.status != RUNNING:
+            self.settle(cursor_id)
+
+    def put(self, cursor: Cursor) -> None:
+        self.cursors[cursor.id] = cursor
+        self.changed[cursor.id] = cursor
+
+    def prune(self, cursor_id: str) -> None:
+        """Delete every descendant of `cursor_id` (running ones are aborted: no more calls)."""
+        prefix = cursor_id + "/"
+        self.pruned.append(cursor_id)
+        for gone in [c for c in self.cursors if c.startswith(prefix)]:
+            del self.cursors[gone]
+        for gone in [c for c in self.changed if c.startswith(prefix)]:
+            del self.changed[gone]
+
+    def settle(self, child_id: str) -> None:
+        """The child `child_id` ended: its parent counts it, and goes on when it must."""
+        child = self.cursors[child_id]
+        parent = self.step(child.parent)
+        fan = parent.fanout
+        ok = child.status == SUCCEEDED
+        if fan.kind == "Map":
+            kind = "MapIterationSucceeded" if ok else "MapIterationFailed"
+            parent.add(kind, history.map_iteration(kind, parent.state or "", child.slot))
+        fan = replace(
+            fan,
+            running=fan.running - 1,
+            succeeded=fan.succeeded + ok,
+            failed=fan.failed + (not ok),
+        )
+        parent.pending = fan
+        if not ok and not _tolerated(fan):
+            self.prune(child.parent)
+            tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
+            if tolerance:
+                parent.fanout_failed(EXCEEDED_ERROR, EXCEEDED_CAUSE)
+            else:
+                parent.fanout_failed(child.error, child.cause)
+        else:
+            if not ok:  # a tolerated failure: its error output stands in for its output
+                error = {"Error": child.error or "", "Cause": child.cause or ""}
+                self.put(replace(child, output=history.dumps(error)))
+            if fan.complete or (fan.next_slot < fan.total and fan.running < fan.limit):
+                parent.due_at = self.now  # gather the results, or start the next children
+        self.save(child.parent, parent)
+
+    def transition(self) -> Transition:
+        dues = [due for _, p in self.running() if (due := self.own_due(p)) is not None]
+        if self.deadline is not None and self.root.status == RUNNING:
+            dues.append(self.deadline)
+        root = self.root
+        if root.status == RUNNING:
+            root = replace(root, due_at=min(dues) if dues else None)
+        return Transition(
+            base=self.execution,
+            progress=root,
+            events=tuple(self.events),
+            pruned=tuple(self.pruned),
+            cursors=tuple(self.changed.values()),
+        )
+
+
+def _tolerated(fan: Fanout) -> bool:
+    if fan.tolerated_count is None and fan.tolerated_percentage is None:
+        return False
+    if fan.tolerated_count is not None and fan.failed > fan.tolerated_count:
+        return False
+    percentage = fan.tolerated_percentage
+    return not (percentage is not None and fan.failed * 100 > percentage * fan.total)
+
+
+def results_of(children: list[Cursor]) -> list[Any]:
+    """The outputs of finished children, in the order given (slot order)."""
+    return [json.loads(c.output) if c.output is not None else None for c in children]

@@ -1,0 +1,102 @@
+"""AWS-recorded Parallel and Map cases, run through the real daemon and the real API.
+
+Every `map` and `parallel` case of /work/shared/conformance/aws-recorded-cases.json runs as a
+machine of one `stepd run`, started with boto3's StartExecution; DescribeExecution gives the
+status and the output (compared JSON-equal) or the error and cause, GetExecutionHistory the
+event types, compared where AWS recorded them except for the known differences below.
+
+Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
+Functions tests (github.com/localstack/localstack, commit
+8b9a79f05846835cf4dff63ab7eefdde9df83783, Apache-2.0), and the expected status, output,
+error, cause and history event types from their snapshot files, which LocalStack records
+against real AWS (tests marked `aws.validated`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CASES_FILE = Path("/work/shared/conformance/aws-recorded-cases.json")
+CATEGORIES = {"map", "parallel"}
+PREFIX = "scenarios_test_base_scenarios::BaseScenarios::"
+SETTLE_SECONDS = 30.0  # the Retry cases wait 1 + 2 s between attempts
+
+# Cases whose history types stepd does not record as AWS did, and why; status and output
+# (or error and cause) are still compared.
+KNOWN_HISTORY_DIFFERENCES = {
+    "test_parallel_state_order": (
+        "AWS interleaves concurrent branches (every PassStateEntered before any "
+        "PassStateExited); stepd records each branch's steps together, in branch order"
+    ),
+    **dict.fromkeys(
+        [
+            "test_map_state_config_distributed_reentrant",
+            "test_map_state_label",
+            "test_map_state_legacy_config_distributed",
+            "test_map_state_nested_config_distributed",
+            "test_map_state_tolerated_failure_values[count_literal]",
+            "test_map_state_tolerated_failure_values[percentage_literal]",
+        ],
+        "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
+        "MapRunStarted/MapRunSucceeded (child executions)",
+    ),
+}
+
+
+def _cases() -> list[dict[str, Any]]:
+    if not CASES_FILE.exists():
+        return []
+    cases = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
+    return [c for c in cases if c["category"] in CATEGORIES]
+
+
+CASES = _cases()
+
+
+def _short(case: dict[str, Any]) -> str:
+    return str(case["id"]).removeprefix(PREFIX)
+
+
+@pytest.fixture(scope="module")
+def conformance(tmp_path_factory, start_daemon) -> Iterator[Any]:
+    """One daemon serving every case as machine `c<n>`."""
+    if not CASES:
+        pytest.skip(f"{CASES_FILE} is not here")
+    folder = tmp_path_factory.mktemp("conformance")
+    machines = []
+    for number, case in enumerate(CASES):
+        path = folder / f"c{number}.asl.json"
+        path.write_text(json.dumps(case["definition"]), encoding="utf-8")
+        machines.append((f"c{number}", path, {}))
+    with start_daemon(folder, "http://127.0.0.1:9", machines) as running:
+        yield running.client()
+
+
+@pytest.mark.parametrize("number", range(len(CASES)), ids=[_short(c) for c in CASES])
+def test_the_case_ends_as_aws_recorded(conformance: Any, settle: Any, number: int) -> None:
+    """Status, output or error and cause, and history types match AWS's recording."""
+    case = CASES[number]
+    expected = case["expected"]
+    sfn = conformance
+    arn = sfn.start_execution(
+        stateMachineArn=f"arn:aws:states:us-east-1:123456789012:stateMachine:c{number}",
+        name="run",
+        input=json.dumps(case["input"]),
+    )["executionArn"]
+    described = settle(sfn, arn, {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}, SETTLE_SECONDS)
+    assert described["status"] == expected["status"]
+    if expected["status"] == "SUCCEEDED":
+        assert json.loads(described["output"]) == expected["output"]
+    else:
+        assert (described.get("error"), described.get("cause")) == (
+            expected.get("error"),
+            expected.get("cause"),
+        )
+    if "history_types" in expected and _short(case) not in KNOWN_HISTORY_DIFFERENCES:
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        assert [e["type"] for e in events] == expected["history_types"]

@@ -1,0 +1,216 @@
+"""Parallel and Map states on entry: the children's inputs, limits and tolerances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.unit.asl.asl_support import NOW, context, machine
+
+from stepd.asl.decisions import Caught, Fail, FanOut, GoTo, RetryAt
+from stepd.asl.interpreter import branch, enter, task_failed, task_succeeded
+
+PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+PROCESSOR = {"ItemProcessor": PASS_END}
+
+
+def run(state: dict[str, Any], state_input: Any) -> Any:
+    """enter a definition made of `state` (named S) with `state_input`."""
+    return enter(machine("S", {"End": True, **state}), "S", state_input, context("S"), NOW)
+
+
+def fan_map(inputs: list[Any], limit: int = 40, **kw: Any) -> FanOut:
+    return FanOut(kind="Map", inputs=tuple(inputs), limit=limit, **kw)
+
+
+@pytest.mark.parametrize(
+    ("state", "state_input", "expected"),
+    [
+        pytest.param(
+            {"Type": "Parallel", "Branches": [PASS_END, PASS_END]},
+            {"a": 1},
+            FanOut(kind="Parallel", inputs=({"a": 1}, {"a": 1}), limit=2),
+            id="parallel-every-branch-gets-the-input",
+        ),
+        pytest.param(
+            {
+                "Type": "Parallel",
+                "Branches": [PASS_END],
+                "InputPath": "$.x",
+                "Parameters": {"v.$": "$.y"},
+            },
+            {"x": {"y": 5}},
+            FanOut(kind="Parallel", inputs=({"v": 5},), limit=1),
+            id="parallel-input-path-then-parameters",
+        ),
+        pytest.param(
+            {"Type": "Map", **PROCESSOR}, [1, 2, 3], fan_map([1, 2, 3]), id="map-items-at-root"
+        ),
+        pytest.param(
+            {"Type": "Map", "ItemsPath": "$.xs", **PROCESSOR},
+            {"xs": ["a"], "other": 1},
+            fan_map(["a"]),
+            id="map-items-path",
+        ),
+        pytest.param(
+            {"Type": "Map", "InputPath": "$.d", "ItemsPath": "$.xs", **PROCESSOR},
+            {"d": {"xs": [7]}},
+            fan_map([7]),
+            id="map-items-path-after-input-path",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "ItemsPath": "$.xs",
+                "ItemSelector": {
+                    "i.$": "$$.Map.Item.Index",
+                    "v.$": "$$.Map.Item.Value",
+                    "k.$": "$.k",
+                },
+                **PROCESSOR,
+            },
+            {"xs": ["a", "b"], "k": 9},
+            fan_map([{"i": 0, "v": "a", "k": 9}, {"i": 1, "v": "b", "k": 9}]),
+            id="map-item-selector",
+        ),
+        pytest.param(
+            {"Type": "Map", "Parameters": {"v.$": "$$.Map.Item.Value"}, "Iterator": PASS_END},
+            ["a"],
+            fan_map([{"v": "a"}]),
+            id="map-legacy-parameters-and-iterator",
+        ),
+        pytest.param(
+            {"Type": "Map", "MaxConcurrency": 1, **PROCESSOR}, [1], fan_map([1], 1), id="max-1"
+        ),
+        pytest.param(
+            {"Type": "Map", "MaxConcurrency": 500, **PROCESSOR},
+            [1],
+            fan_map([1], 40),
+            id="max-concurrency-capped-at-40",
+        ),
+        pytest.param(
+            {"Type": "Map", "MaxConcurrencyPath": "$$.Execution.Input.n", **PROCESSOR},
+            [1],
+            fan_map([1], 40),
+            id="max-concurrency-path-0-is-no-limit",
+        ),
+        pytest.param(
+            {"Type": "Map", "ItemBatcher": {"MaxItemsPerBatch": 2}, **PROCESSOR},
+            [1, 2, 3],
+            fan_map([{"Items": [1, 2]}, {"Items": [3]}]),
+            id="item-batcher",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "ItemSelector": {"v.$": "$$.Map.Item.Value"},
+                "ItemBatcher": {"MaxItemsPerBatch": 5, "BatchInput": {"n.$": "$[0]"}},
+                **PROCESSOR,
+            },
+            [1, 2],
+            fan_map([{"Items": [{"v": 1}, {"v": 2}], "BatchInput": {"n": 1}}]),
+            id="item-batcher-after-item-selector-with-batch-input",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "ToleratedFailureCount": 2,
+                "ToleratedFailurePercentage": 50,
+                **PROCESSOR,
+            },
+            [1],
+            fan_map([1], tolerated_count=2, tolerated_percentage=50.0),
+            id="tolerated-failures",
+        ),
+        pytest.param({"Type": "Map", **PROCESSOR}, [], fan_map([]), id="map-of-nothing"),
+    ],
+)
+def test_enter_fans_out(state: dict[str, Any], state_input: Any, expected: FanOut) -> None:
+    """Parallel and Map states enter as a FanOut listing each child's input in order."""
+    ctx = context("S", execution_input={"n": 0})
+    actual = enter(machine("S", {"End": True, **state}), "S", state_input, ctx, NOW)
+    assert expected == actual
+
+
+@pytest.mark.parametrize(
+    ("state", "state_input", "cause"),
+    [
+        pytest.param(
+            {"Type": "Map", "ItemsPath": "$.x", **PROCESSOR},
+            {"x": {"a": 1}},
+            'The ItemsPath field must reference a JSON array: $.x == {"a":1}',
+            id="items-not-an-array",
+        ),
+        pytest.param(
+            {"Type": "Map", "MaxConcurrency": -1, **PROCESSOR},
+            [1],
+            "MaxConcurrency must be a non-negative integer: -1",
+            id="negative-max-concurrency",
+        ),
+        pytest.param(
+            {"Type": "Map", "ToleratedFailurePercentage": 101, **PROCESSOR},
+            [1],
+            "ToleratedFailurePercentage must be a number from 0 to 100: 101",
+            id="percentage-above-100",
+        ),
+    ],
+)
+def test_enter_fails_on_bad_map_input(state: dict[str, Any], state_input: Any, cause: str) -> None:
+    """A Map that cannot list its items fails with States.Runtime saying why."""
+    assert Fail(error="States.Runtime", cause=cause) == run(state, state_input)
+
+
+def test_branch_is_the_parallel_branch_or_the_map_processor() -> None:
+    """Each slot of a Parallel runs its own branch; every Map item runs the processor."""
+    other = {"StartAt": "Q", "States": {"Q": {"Type": "Succeed"}}}
+    definition = {
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Parallel", "Branches": [PASS_END, other], "Next": "M"},
+            "M": {"Type": "Map", "Iterator": other, "End": True},
+        },
+    }
+    assert [branch(definition, "P", 1), branch(definition, "M", 7)] == [other, other]
+
+
+def test_results_go_through_result_selector_and_result_path_in_order() -> None:
+    """The children's outputs, in slot order, are the state's result like a Task's."""
+    state = {
+        "Type": "Map",
+        **PROCESSOR,
+        "ResultSelector": {"all.$": "$"},
+        "ResultPath": "$.out",
+        "Next": "N",
+    }
+    decision = task_succeeded(machine("S", state), "S", {"in": 1}, [3, 1, 2], context("S"))
+    assert GoTo(next_state="N", output={"in": 1, "out": {"all": [3, 1, 2]}}) == decision
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(
+            {"Retry": [{"ErrorEquals": ["E"], "IntervalSeconds": 3}]},
+            RetryAt(until=NOW.replace(second=3), retry_counts=(1,), error="E", cause="c"),
+            id="retried",
+        ),
+        pytest.param(
+            {"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N", "ResultPath": "$.err"}]},
+            Caught(
+                next_state="N",
+                output={"a": 1, "err": {"Error": "E", "Cause": "c"}},
+                error="E",
+                cause="c",
+            ),
+            id="caught",
+        ),
+        pytest.param({}, Fail(error="E", cause="c"), id="fails-with-the-childs-error"),
+    ],
+)
+def test_a_failed_child_meets_the_states_retry_and_catch(
+    fields: dict[str, Any], expected: Any
+) -> None:
+    """A child's failure is the Parallel/Map state's own: Retry, then Catch, with its error."""
+    state = {"Type": "Parallel", "Branches": [PASS_END], "End": True, **fields}
+    decision = task_failed(machine("S", state), "S", {"a": 1}, "E", "c", (), NOW, lambda: 0.5)
+    assert expected == decision

@@ -1,0 +1,291 @@
+"""Parallel and Map states in the durable engine: children as cursors, calls in flight at
+once, failures that stop siblings, nested fan-outs, the machine-wide TimeoutSeconds, restarts.
+
+The store is `MemoryStore`, the classroom server `FakeCaller`, the clock a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stepd.engine.arns import Arns
+from stepd.engine.executor import Engine
+from stepd.engine.machines import Machine
+from stepd.store.base import Store
+from stepd.store.records import Execution
+from stepd.tasks.caller import TaskOutcome
+from stepd.tasks.endpoints import EndpointMap
+from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
+
+T0 = 1_800_000_000.0
+POLL_SECONDS = 0.005
+SETTLE_SECONDS = 5.0
+
+CALL = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:deliver", "End": True}
+PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+CALLING = {"StartAt": "Deliver", "States": {"Deliver": CALL}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def machine(definition: dict[str, Any]) -> Machine:
+    return Machine(
+        name="m",
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
+    )
+
+
+def one_state(state: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"StartAt": "S", "States": {"S": {"End": True, **state}}, **top}
+
+
+async def running_engine(
+    store: Store, caller: FakeCaller, definition: dict[str, Any], clock: Clock
+) -> Engine:
+    engine = Engine(
+        uid=lambda: "u1",
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+    )
+    await engine.register({"m": machine(definition)})
+    engine.set_timer(lambda execution_id, due: _arm(engine, clock, execution_id, due))
+    engine.start()
+    return engine
+
+
+def _arm(engine: Engine, clock: Clock, execution_id: int, due: float) -> None:
+    if due <= clock.now:
+        engine.dispatch(execution_id, due)
+
+
+async def until(check: Callable[[], Any], timeout: float = SETTLE_SECONDS) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await check():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def finished(store: Store, execution_id: int) -> Execution:
+    async def closed() -> bool:
+        execution = await store.get_execution(execution_id)
+        return execution is not None and execution.status != "RUNNING"
+
+    await until(closed)
+    execution = await store.get_execution(execution_id)
+    assert execution is not None
+    return execution
+
+
+async def types(store: Store, execution_id: int) -> list[str]:
+    events = await store.history(execution_id, reverse=False, limit=10_000, after=None)
+    return [e.type for e in events]
+
+
+@pytest.fixture
+async def store():
+    opened = MemoryStore()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def run(
+    store: Store, definition: dict[str, Any], execution_input: Any, caller: FakeCaller | None = None
+) -> Execution:
+    clock = Clock()
+    engine = await running_engine(store, caller or FakeCaller(), definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps(execution_input))
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    return done
+
+
+async def test_parallel_outputs_come_in_branch_order(store: Store):
+    """Each branch gets the input; the outputs form an array in branch order."""
+    branches = [
+        {"StartAt": "B", "States": {"B": {"Type": "Pass", "Result": n, "End": True}}}
+        for n in range(3)
+    ]
+    done = await run(store, one_state({"Type": "Parallel", "Branches": branches}), {})
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [0, 1, 2])
+    assert await types(store, done.id) == [
+        "ExecutionStarted",
+        "ParallelStateEntered",
+        "ParallelStateStarted",
+        *["PassStateEntered", "PassStateExited"] * 3,
+        "ParallelStateExited",
+        "ExecutionSucceeded",
+    ]
+
+
+async def test_at_most_max_concurrency_calls_are_in_flight(store: Store):
+    """A Map with MaxConcurrency 2 has two calls in flight at once, never more."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    definition = one_state({"Type": "Map", "MaxConcurrency": 2, "ItemProcessor": CALLING})
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2, 3, 4, 5]))
+    await caller.wait_for(2)
+    await asyncio.sleep(0.05)
+    assert caller.held == 2
+    caller.release()
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, len(caller.calls), len(set(caller.keys))) == ("SUCCEEDED", 5, 5)
+    assert sorted(c.payload for c in caller.calls) == [1, 2, 3, 4, 5]
+
+
+async def test_forty_iterations_call_at_once(store: Store):
+    """Without MaxConcurrency, 40 iterations of a Map of 50 have their calls in flight at once."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    engine = await running_engine(
+        store, caller, one_state({"Type": "Map", "ItemProcessor": CALLING}), clock
+    )
+    started = await engine.start_execution("m", "x", json.dumps(list(range(50))))
+    await caller.wait_for(40)
+    await asyncio.sleep(0.05)
+    assert caller.held == 40
+    caller.release()
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [{"ok": True}] * 50)
+
+
+async def test_a_failed_branch_stops_its_siblings(store: Store):
+    """A branch failing fails the Parallel with its error; a sibling makes no further call."""
+    caller = FakeCaller()
+    caller.hold()
+    slow = {
+        "StartAt": "Deliver",
+        "States": {"Deliver": {**CALL, "End": False, "Next": "Again"}, "Again": CALL},
+    }
+    slow["States"]["Deliver"].pop("End")
+    failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "c"}}}
+    clock = Clock()
+    engine = await running_engine(
+        store, caller, one_state({"Type": "Parallel", "Branches": [slow, failing]}), clock
+    )
+    started = await engine.start_execution("m", "x", "{}")
+    done = await finished(store, started.execution.id)
+    caller.release()
+    await asyncio.sleep(0.05)
+    await engine.drain(1.0)
+    assert (done.status, done.error, done.cause) == ("FAILED", "Boom", "c")
+    assert len(caller.calls) <= 1  # the slow branch's first call at most, never its second
+    assert (await types(store, done.id))[-2:] == ["ParallelStateFailed", "ExecutionFailed"]
+    assert await store.running_cursors(done.id) == []
+
+
+async def test_a_nested_map_gathers_each_level_in_order(store: Store):
+    """A Map of Maps returns the nested arrays in item order."""
+    inner = {
+        "StartAt": "I",
+        "States": {"I": {"Type": "Map", "ItemProcessor": PASS_END, "End": True}},
+    }
+    done = await run(
+        store, one_state({"Type": "Map", "ItemProcessor": inner}), [[1, 2, 3], [4, 5], []]
+    )
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [[1, 2, 3], [4, 5], []])
+
+
+async def test_a_map_retry_runs_the_whole_state_again(store: Store):
+    """Retry on a Map re-runs every iteration: MapStateStarted again, no new MapStateEntered."""
+    caller = FakeCaller(TaskOutcome(error="Busy"), TaskOutcome(error="Busy"))
+    state = {
+        "Type": "Map",
+        "ItemProcessor": CALLING,
+        "MaxConcurrency": 1,
+        "Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 0, "MaxAttempts": 3}],
+    }
+    done = await run(store, one_state(state), [1], caller)
+    history = await types(store, done.id)
+    assert (done.status, history.count("MapStateEntered"), history.count("MapStateStarted")) == (
+        "SUCCEEDED",
+        1,
+        3,
+    )
+
+
+async def test_tolerated_failures_let_the_map_succeed(store: Store):
+    """Failures within ToleratedFailureCount keep the Map going; their error stands in."""
+    caller = FakeCaller(TaskOutcome(error="Nope", cause="why"))
+    state = {
+        "Type": "Map",
+        "ItemProcessor": CALLING,
+        "MaxConcurrency": 1,
+        "ToleratedFailureCount": 1,
+    }
+    done = await run(store, one_state(state), [1, 2], caller)
+    assert (done.status, json.loads(done.output or "")) == (
+        "SUCCEEDED",
+        [{"Error": "Nope", "Cause": "why"}, {"ok": True}],
+    )
+
+
+async def test_top_level_timeout_seconds_times_the_execution_out(store: Store):
+    """Past the definition's TimeoutSeconds the execution is TIMED_OUT, its children stopped."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    definition = one_state({"Type": "Map", "ItemProcessor": CALLING}, TimeoutSeconds=30)
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2]))
+    await caller.wait_for(2)
+    clock.now = T0 + 30
+    await engine.advance(started.execution.id)
+    done = await finished(store, started.execution.id)
+    caller.release()
+    await engine.drain(1.0)
+    assert (done.status, done.error) == ("TIMED_OUT", "States.Timeout")
+    assert (await types(store, done.id))[-1] == "ExecutionTimedOut"
+    assert await store.running_cursors(done.id) == []
+
+
+async def test_a_map_continues_after_a_restart_resending_only_calls_in_flight(store: Store):
+    """A new engine on the same data re-sends the calls in flight, with their keys, and
+    finishes the Map without calling any iteration twice otherwise."""
+    database = MemoryDatabase()
+    first_store = MemoryStore(database)
+    await first_store.open()
+    first = FakeCaller()
+    first.hold()
+    clock = Clock()
+    definition = one_state({"Type": "Map", "MaxConcurrency": 2, "ItemProcessor": CALLING})
+    engine = await running_engine(first_store, first, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2, 3, 4]))
+    in_flight = await first.wait_for(2)
+    engine.close()
+    await engine.drain(0.0)
+    await first_store.close()
+    second_store = MemoryStore(database)
+    await second_store.open()
+    second = FakeCaller()
+    restarted = await running_engine(second_store, second, definition, clock)
+    await restarted.advance(started.execution.id)
+    done = await finished(second_store, started.execution.id)
+    await restarted.drain(1.0)
+    assert done.status == "SUCCEEDED"
+    assert sorted(second.keys[:2]) == sorted(c.idempotency_key for c in in_flight)
+    assert sorted(c.payload for c in second.calls) == [1, 2, 3, 4]
