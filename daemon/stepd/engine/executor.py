@@ -727,9 +727,14 @@ class Engine:
         due_now = step.due_at is not None and step.due_at <= work.now
         if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
             resend = step.task.sent
+            late = False if resend else self._note_lateness(step)
             if not resend:
                 step.task_sent(self.arns.region)
-            work.calls.append((cursor_id, resend))
+            if late:  # the machine's late policy fails it instead of calling
+                step.task_done(self._late_outcome(work.execution.machine))
+                step.run()
+            else:
+                work.calls.append((cursor_id, resend))
         work.save(cursor_id, step)
 
     def _spawn(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
@@ -827,6 +832,15 @@ class Engine:
         )
         return machine.fails_when_late
 
+    def _late_outcome(self, machine_name: str) -> TaskOutcome:
+        """What a task later than its machine allows comes to, under late_policy = "fail"."""
+        machine = self._serving(machine_name)
+        return TaskOutcome(
+            error=LATE_ERROR,
+            cause=f"The step ran later than the machine's threshold of "
+            f"{machine.late_threshold_seconds if machine else 0} s.",
+        )
+
     async def _call_task(
         self, execution: Execution, step: Step, url: str | None
     ) -> Execution | None:
@@ -843,14 +857,10 @@ class Engine:
         else:
             self.stats.resends += 1
         if late:
-            machine = self._serving(execution.machine)
-            outcome = TaskOutcome(
-                error=LATE_ERROR,
-                cause=f"The step ran later than the machine's threshold of "
-                f"{machine.late_threshold_seconds if machine else 0} s.",
-            )
+            outcome = self._late_outcome(execution.machine)
         else:
-            outcome = await self._send(execution, url, resend=resend)
+            async with self._call_slots:  # one limit for every call, children's too
+                outcome = await self._send(execution, url, resend=resend)
         step = self._step(execution, step.definition, self.clock())
         step.task_done(outcome)
         step.run()

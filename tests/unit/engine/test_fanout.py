@@ -289,3 +289,41 @@ async def test_a_map_continues_after_a_restart_resending_only_calls_in_flight(st
     assert done.status == "SUCCEEDED"
     assert sorted(second.keys[:2]) == sorted(c.idempotency_key for c in in_flight)
     assert sorted(c.payload for c in second.calls) == [1, 2, 3, 4]
+
+
+async def test_a_late_iteration_follows_the_machines_late_policy(store: Store):
+    """An iteration's task later than the machine's threshold, under late_policy "fail",
+    fails with stepd.StepLate without being called, as a top-level task does."""
+    waiting = {
+        "StartAt": "Pause",
+        "States": {"Pause": {"Type": "Wait", "Seconds": 10, "Next": "Deliver"}, "Deliver": CALL},
+    }
+    definition = one_state({"Type": "Map", "ItemProcessor": waiting})
+    caller = FakeCaller()
+    clock = Clock()
+    engine = Engine(
+        uid=lambda: "u1", store=store, caller=caller, machines={}, arns=Arns(), clock=clock
+    )
+    strict = Machine(
+        name="m",
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
+        late_threshold_seconds=1,
+        late_policy="fail",
+    )
+    await engine.register({"m": strict})
+    engine.set_timer(lambda execution_id, due: _arm(engine, clock, execution_id, due))
+    engine.start()
+    started = await engine.start_execution("m", "x", json.dumps([1, 2]))
+
+    async def both_waiting() -> bool:
+        cursors = await store.running_cursors(started.execution.id)
+        return [c.phase for c in cursors].count("wait") == 2
+
+    await until(both_waiting)
+    clock.now = T0 + 100  # the daemon was away: the tasks fell due 90 s ago
+    engine.dispatch(started.execution.id, clock.now)
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, done.error, caller.calls) == ("FAILED", "stepd.StepLate", [])
