@@ -125,7 +125,9 @@ class _Canvas:
         if compound:
             name_x, anchor = box.x + 12, "start"
             type_x = name_x + text_width(node.name) + 8
-        title = f"{node.name} ({node.type})" + (f": {status}" if status else "")
+        counted = self.progress.iterations.get(node.name) if self.progress is not None else None
+        type_text = f"{node.type} · {counted.text()}" if counted is not None else node.type
+        title = f"{node.name} ({type_text})" + (f": {status}" if status else "")
         group = (
             f'<g class="{classes}{self.status_class(node.name)}" data-state="{escape(node.name)}"'
             f' data-type="{escape(node.type)}"><title>{escape(title)}</title>'
@@ -134,7 +136,7 @@ class _Canvas:
             f'<text class="name" x="{_num(name_x)}" y="{_num(name_y)}" text-anchor="{anchor}">'
             f"{escape(node.name)}</text>"
             f'<text class="type" x="{_num(type_x)}" y="{_num(type_y)}" text-anchor="{anchor}">'
-            f"{escape(node.type)}</text></g>"
+            f"{escape(type_text)}</text></g>"
         )
         (self.compounds if compound else self.states).append(group)
 

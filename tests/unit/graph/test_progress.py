@@ -12,6 +12,7 @@ from tests.unit.graph.graph_support import (
     exited,
 )
 
+from stepd.graph import build_graph, to_svg
 from stepd.graph.progress import CURRENT, DONE, FAILED, NOT_REACHED, progress
 
 
@@ -74,3 +75,32 @@ def test_an_aborted_execution_marks_the_state_it_was_in_failed():
 def test_the_edges_taken_include_the_start_and_the_end():
     """A succeeded execution took its start edge, each transition and its end edge."""
     assert progress(SUCCEEDED).taken == CLASSROOM_EDGES
+
+
+def test_a_map_counts_its_iterations_in_its_latest_run():
+    """A Map's iterations are counted by name, from its latest MapStateStarted on, and the
+    diagram writes the count beside the state's type."""
+    events = [
+        {"type": "ExecutionStarted"},
+        {"type": "MapStateEntered", "stateEnteredEventDetails": {"name": "Each"}},
+        {"type": "MapStateStarted", "mapStateStartedEventDetails": {"length": 3}},
+        {"type": "MapIterationStarted", "mapIterationStartedEventDetails": {"name": "Each"}},
+        {"type": "MapIterationFailed", "mapIterationFailedEventDetails": {"name": "Each"}},
+        {"type": "MapStateStarted", "mapStateStartedEventDetails": {"length": 3}},  # retried
+        {"type": "MapIterationSucceeded", "mapIterationSucceededEventDetails": {"name": "Each"}},
+        {"type": "MapIterationSucceeded", "mapIterationSucceededEventDetails": {"name": "Each"}},
+        {"type": "MapIterationFailed", "mapIterationFailedEventDetails": {"name": "Each"}},
+    ]
+    read = progress(events)
+    assert read.iterations["Each"].text() == "2/3 done, 1 failed"
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+                "End": True,
+            }
+        },
+    }
+    assert "Map · 2/3 done, 1 failed" in to_svg(build_graph(definition), read)
