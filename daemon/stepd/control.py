@@ -61,6 +61,7 @@ FOLDER_MODE = 0o700
 MAX_SOCKET_PATH_BYTES = 107  # sockaddr_un.sun_path: 108 bytes with the terminating NUL
 NAME_STEM_CHARS = 24  # of the config file's name, in the socket's name
 NAME_DIGEST_CHARS = 12  # hex digits of the config file's path hash, in the socket's name
+MAX_INSTANCES = 8  # daemons of one config file (different stores) on one host, each a socket
 REQUEST_TIMEOUT_SECONDS = 5.0  # a client has this long to send its request line
 ANSWER_TIMEOUT_SECONDS = 50.0  # the client waits this long for a reload (below TimeoutStartSec)
 STATUS_TIMEOUT_SECONDS = 5.0  # the client waits this long for a status answer
@@ -177,14 +178,16 @@ def socket_places(
         return [runtime]
     name = socket_name(config)
     user = os.getuid() if uid is None else uid
-    places = []
+    folders = []
     xdg = env.get("XDG_RUNTIME_DIR", "")
     if xdg and Path(xdg).is_absolute():
-        places.append(Path(xdg) / "stepd" / name)
+        folders.append(Path(xdg) / "stepd")
     tmpdir = env.get("TMPDIR", "")
-    folders = [Path(tmpdir)] if tmpdir and Path(tmpdir).is_absolute() else []
-    places.extend(folder / f"stepd-{user}" / name for folder in [*folders, DEFAULT_TMPDIR])
-    return list(dict.fromkeys(places))
+    tmp = [Path(tmpdir)] if tmpdir and Path(tmpdir).is_absolute() else []
+    folders.extend(folder / f"stepd-{user}" for folder in [*tmp, DEFAULT_TMPDIR])
+    # a second daemon of the same config (another store, from the environment) takes -2, ...
+    names = [name, *(name.replace(".sock", f"-{n}.sock") for n in range(2, MAX_INSTANCES + 1))]
+    return list(dict.fromkeys(folder / each for folder in folders for each in names))
 
 
 def client_places(

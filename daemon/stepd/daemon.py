@@ -44,6 +44,7 @@ from stepd.config import (
 from stepd.control import (
     TRIGGER_SIGNAL,
     TRIGGER_SOCKET,
+    ControlServer,
     ReloadResult,
     listen,
     socket_places,
@@ -217,6 +218,7 @@ class Daemon:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
         self.api = api
+        control: ControlServer | None = None
         try:
             control = await listen(
                 socket_places(self.config_path),
@@ -224,9 +226,10 @@ class Daemon:
                 lambda: self.last_reload,
                 config=str(self.config_path.resolve()),
             )
-        except ControlError as exc:
-            raise StepdError(f"control socket: {exc}") from exc
-        stack.push_async_callback(control.stop)
+        except ControlError as exc:  # SIGHUP still reloads; only `stepd reload` cannot
+            log.warning("control.unavailable", reason=str(exc), reload="SIGHUP")
+        else:
+            stack.push_async_callback(control.stop)
         self._start_side_tasks()
         log.info(
             "daemon.ready",
@@ -234,7 +237,7 @@ class Daemon:
             machines=sorted(engine.machines),
             api=api.url,
             store=str(settings.store.path),
-            control=str(control.path),
+            control=str(control.path) if control is not None else None,
             startup_ms=round((time.monotonic() - started) * 1000, 1),
         )
         self._ready = True

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from stepd.control import (
     DEFAULT_SOCKET,
+    MAX_INSTANCES,
     MAX_SOCKET_PATH_BYTES,
     ControlServer,
     DaemonStatus,
@@ -137,7 +138,24 @@ UID = 1000
 )
 def test_socket_places(environ: dict[str, str], expected: list[Path]) -> None:
     """Under systemd the runtime folder; else the session's, then private temporary folders."""
-    assert socket_places(CONFIG, environ, uid=UID) == expected
+    assert first_choices(socket_places(CONFIG, environ, uid=UID)) == expected
+
+
+def first_choices(places: list[Path]) -> list[Path]:
+    """Each folder's first choice: the config's own name (or the service's control.sock)."""
+    return [p for p in places if p.name in {NAME, "control.sock"}]
+
+
+def test_a_second_daemon_of_one_config_has_a_place_of_its_own() -> None:
+    """Each folder offers the config's name, then -2 … -8, for daemons of the same config file
+    on other stores; the client looks at all of them."""
+    places = socket_places(CONFIG, {}, uid=UID)
+    stem = NAME.removesuffix(".sock")
+    assert places == [
+        Path(f"/tmp/stepd-1000/{name}")
+        for name in [NAME, *(f"{stem}-{n}.sock" for n in range(2, MAX_INSTANCES + 1))]
+    ]
+    assert set(places) <= set(client_places(CONFIG, {}, uid=UID))
 
 
 def test_the_socket_name_follows_the_config_file(tmp_path: Path) -> None:
@@ -156,7 +174,9 @@ def test_a_client_looks_wherever_a_daemon_may_be() -> None:
     """`stepd reload -c` tries $RUNTIME_DIRECTORY, every place of socket_places, the service's."""
     environ = {"RUNTIME_DIRECTORY": "/run/x", "XDG_RUNTIME_DIR": "/run/user/1000"}
 
-    assert client_places(CONFIG, environ, uid=UID) == [
+    assert [
+        p for p in client_places(CONFIG, environ, uid=UID) if p.name in {NAME, "control.sock"}
+    ] == [
         Path("/run/x/control.sock"),
         Path(f"/run/user/1000/stepd/{NAME}"),
         Path(f"/tmp/stepd-1000/{NAME}"),
