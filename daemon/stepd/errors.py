@@ -35,6 +35,10 @@
         ├── InvalidArn
         ├── InvalidExecutionInput
         ├── InvalidToken
+        ├── InvalidDefinition         TestState: the definition cannot be run
+        ├── ResourceNotFound          an alias, map run or tagged resource that is not there
+        ├── ActivityDoesNotExist      stepd has no activities
+        ├── StateMachineTypeNotSupported  StartSyncExecution: stepd's machines are STANDARD
         ├── ValidationException
         ├── UnknownOperationException
         ├── SerializationException    the request body is not JSON
@@ -287,6 +291,22 @@ class InvalidExecutionInput(ApiError):
 
 class InvalidToken(ApiError):
     """Invalid Token."""
+
+
+class InvalidDefinition(ApiError):
+    """Invalid State Machine Definition."""
+
+
+class ResourceNotFound(ApiError):
+    """Resource not found."""
+
+
+class ActivityDoesNotExist(ApiError):
+    """Activity Does Not Exist."""
+
+
+class StateMachineTypeNotSupported(ApiError):
+    """State machine type is not supported."""
 
 
 class ValidationException(ApiError):

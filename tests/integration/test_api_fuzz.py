@@ -199,8 +199,14 @@ CASES: list[tuple[str, bytes, str | None, set[str]]] = [
     (
         "unknown operation",
         b"{}",
-        "AWSStepFunctions.CreateStateMachine",
+        "AWSStepFunctions.NoSuchOperation",
         {"UnknownOperationException"},
+    ),
+    (
+        "machines come from the config",
+        b"{}",
+        "AWSStepFunctions.CreateStateMachine",
+        {"ValidationException"},
     ),
     ("other service", b"{}", "AmazonSQS.SendMessage", {"UnknownOperationException"}),
     ("target without operation", b"{}", "AWSStepFunctions.", {"UnknownOperationException"}),

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stepd.api.operations_config import ConfigOperations
+from stepd.api.operations_definitions import DefinitionOperations
 from stepd.engine.arns import Arns
 from stepd.engine.executor import ROLE_ARN, Engine
 from stepd.errors import (
@@ -96,6 +98,8 @@ class Operations:
             "DescribeStateMachine": self.describe_state_machine,
             "DescribeStateMachineForExecution": self.describe_state_machine_for_execution,
         }
+        self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
+        self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
 
     @property
     def arns(self) -> Arns:

@@ -107,6 +107,16 @@ def parse_definition_text(text: str, source: str, key: str | None = None) -> Loa
     return LoadedDefinition(definition=document, source=source)
 
 
+def parse_json_text(text: str, source: str) -> Any:
+    """Parse `text` as strict JSON, as the API receives a definition: duplicate keys, NaN and
+    documents over the size limit raise `DefinitionError` (a duplicate key's
+    `DuplicateKeyError` is its `__cause__`). The document may be any JSON value."""
+    _check_size(len(text.encode("utf-8")), source)
+    document = _parse_json(text, source)
+    _require_json(document, source)
+    return document
+
+
 def _check_size(size: int, source: str) -> None:
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionError(

@@ -1,0 +1,89 @@
+"""Reading the fields of an API request: each refusal is a ValidationException naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from stepd.errors import InvalidToken, ValidationException
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+MAX_PAGE = 1000
+
+
+def string(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    """`body[key]` as a string; None when absent (ValidationException if `required`)."""
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ValidationException(f"1 validation error detected: '{key}' must not be null")
+        return None
+    if not isinstance(value, str):
+        raise ValidationException(f"'{key}' must be a string")
+    return value
+
+
+def required_string(body: dict[str, Any], key: str) -> str:
+    value = string(body, key, required=True)
+    assert value is not None
+    return value
+
+
+def choice(body: dict[str, Any], key: str, allowed: Sequence[str], default: str) -> str:
+    """One of `allowed` (an enum of the model), `default` when absent."""
+    value = string(body, key)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at '{key}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
+    return value
+
+
+def integer(body: dict[str, Any], key: str, *, default: int, maximum: int) -> int:
+    """An integer from 0 to `maximum`; absent or 0 means `default`."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationException(f"'{key}' must be an integer")
+    if not 0 <= value <= maximum:
+        raise ValidationException(
+            f"1 validation error detected: Value '{value}' at '{key}' failed to satisfy "
+            f"constraint: Member must have value between 0 and {maximum}"
+        )
+    return value or default
+
+
+def counter(mapping: dict[str, Any], key: str) -> int | None:
+    """A non-negative integer, or None when absent."""
+    value = mapping.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationException(f"'{key}' must be an integer of at least 0")
+    return value
+
+
+def boolean(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValidationException(f"'{key}' must be a boolean")
+    return value
+
+
+def structure(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ValidationException(f"'{key}' must be an object")
+    return value
+
+
+def page_token(body: dict[str, Any]) -> None:
+    """Check `nextToken` of a list that has only one, empty page: any token is not ours."""
+    token = string(body, "nextToken")
+    integer(body, "maxResults", default=MAX_PAGE, maximum=MAX_PAGE)
+    if token is not None:
+        raise InvalidToken(f"Invalid Token: '{token[:64]}'")

@@ -1,0 +1,598 @@
+"""The operations beyond executions, as boto3 and the AWS CLI see them against a real daemon:
+ValidateStateMachineDefinition, TestState, the machine/version/alias family that the config
+file stands in for, tags, map runs, activities and StartSyncExecution.
+
+botocore parses every answer with its own model of the service, so a wrong shape fails the
+call itself; `model_problems` also catches keys and enum values a parser would drop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+QUICK_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:quick"
+UNKNOWN_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:no-such-machine"
+ALIAS_ARN = f"{QUICK_ARN}:live"
+MAP_RUN_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:quick/Map:5e3d1bd2-0f9c-4c36-9d3c"
+ACTIVITY_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:activity:review"
+CLI_TIMEOUT_SECONDS = 60.0
+CONFIG_HINT = "[[machines]]"  # every refusal of the machine family says how to add one
+
+VALID = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": {"room": "blue"}, "ResultPath": "$.p", "Next": "End"},
+        "End": {"Type": "Succeed"},
+    },
+}
+BROKEN = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Next": "Nowhere"},
+        "Wait": {"Type": "Wait", "End": True},
+    },
+}
+# a Task whose result replaces the data, then a state reading the input: a WARNING only
+WARNED = {
+    "StartAt": "Call",
+    "States": {
+        "Call": {
+            "Type": "Task",
+            "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f",
+            "Next": "Nap",
+        },
+        "Nap": {"Type": "Wait", "TimestampPath": "$.end", "End": True},
+    },
+}
+TASK = {
+    "Type": "Task",
+    "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:start-recording",
+    "Parameters": {"room.$": "$.room"},
+    "ResultSelector": {"id.$": "$.recordingId"},
+    "ResultPath": "$.recording",
+    "Retry": [
+        {"ErrorEquals": ["Classroom.Busy"], "IntervalSeconds": 2, "MaxAttempts": 3},
+    ],
+    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cleanup"}],
+    "Next": "Ping",
+}
+
+
+def model_problems(sfn: Any, operation: str, answer: dict[str, Any]) -> list[str]:
+    """Keys the model's output shape does not know, and values outside its enums."""
+    shape = sfn.meta.service_model.operation_model(operation).output_shape
+    return _problems({k: v for k, v in answer.items() if k != "ResponseMetadata"}, shape, "$")
+
+
+def _problems(value: Any, shape: Any, where: str) -> list[str]:
+    if shape.type_name == "structure":
+        found = []
+        for key, item in value.items():
+            member = shape.members.get(key)
+            if member is None:
+                found.append(f"{where}.{key}")
+            else:
+                found += _problems(item, member, f"{where}.{key}")
+        missing = [
+            f"{where}.{key} (required)" for key in shape.required_members if key not in value
+        ]
+        return found + missing
+    if shape.type_name == "list":
+        return [p for i, item in enumerate(value) for p in _problems(item, shape.member, f"{i}")]
+    if shape.type_name == "string" and shape.enum and value not in shape.enum:
+        return [f"{where}: {value!r} not in {shape.enum}"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def tsfn(daemon):
+    """A client for TestState and StartSyncExecution: botocore sends those to the host
+    "sync-" + the endpoint's host, which an address such as 127.0.0.1 cannot have, so the
+    prefix is turned off (as the README tells users to)."""
+    return boto3.client(
+        "stepfunctions",
+        endpoint_url=daemon.url,
+        region_name=REGION,
+        aws_access_key_id="stepd",
+        aws_secret_access_key="stepd",
+        config=Config(inject_host_prefix=False, retries={"total_max_attempts": 1}, read_timeout=30),
+    )
+
+
+def error_of(exc_info: pytest.ExceptionInfo[Any]) -> tuple[str, str]:
+    error = exc_info.value.response["Error"]
+    return error["Code"], error["Message"]
+
+
+# -- ValidateStateMachineDefinition ----------------------------------------------------------
+
+
+def test_validate_a_valid_definition_is_ok(sfn):
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(VALID))
+    assert (answer["result"], answer["diagnostics"], answer["truncated"]) == ("OK", [], False)
+    assert model_problems(sfn, "ValidateStateMachineDefinition", answer) == []
+
+
+def test_validate_a_broken_definition_fails_with_located_diagnostics(sfn):
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(BROKEN), type="STANDARD")
+    assert answer["result"] == "FAIL"
+    found = {(d["severity"], d["code"], d.get("location")) for d in answer["diagnostics"]}
+    assert ("ERROR", "MISSING_TRANSITION_TARGET", "/States/Prepare/Next") in found
+    assert ("ERROR", "SCHEMA_VALIDATION_FAILED", "/States/Wait") in found
+    assert model_problems(sfn, "ValidateStateMachineDefinition", answer) == []
+
+
+def test_validate_reports_what_stepd_check_reports(sfn, tmp_path, stepd_cli):
+    """The API and `stepd check` judge a definition with the same validator."""
+    definition = tmp_path / "broken.asl.json"
+    definition.write_text(json.dumps(BROKEN), encoding="utf-8")
+    config = tmp_path / "stepd.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "s.db"}"\n[http]\nbase_url = "http://127.0.0.1:9"\n'
+        f'[[machines]]\nname = "broken"\ndefinition = "{definition}"\n',
+        encoding="utf-8",
+    )
+    checked = stepd_cli("check", "-c", str(config))
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(BROKEN))
+    assert checked.returncode == 78
+    for diagnostic in answer["diagnostics"]:
+        assert f"{diagnostic['code']}: {diagnostic['message']}" in checked.stdout
+
+
+def test_validate_warnings_only_with_severity_warning(sfn):
+    errors_only = sfn.validate_state_machine_definition(definition=json.dumps(WARNED))
+    with_warnings = sfn.validate_state_machine_definition(
+        definition=json.dumps(WARNED), severity="WARNING"
+    )
+    assert (errors_only["result"], errors_only["diagnostics"]) == ("OK", [])
+    assert with_warnings["result"] == "OK"
+    assert {d["severity"] for d in with_warnings["diagnostics"]} == {"WARNING"}
+    assert [d["location"] for d in with_warnings["diagnostics"]] == ["/States/Nap"]
+
+
+def test_validate_max_results_truncates(sfn):
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(BROKEN), maxResults=1)
+    assert (len(answer["diagnostics"]), answer["truncated"], answer["result"]) == (1, True, "FAIL")
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"StartAt": "A", "States": {', "INVALID_JSON_DESCRIPTION"),
+        (
+            '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "A": {"Type": "Succeed"}}}',
+            "DUPLICATE_STATE_NAME",
+        ),
+        (" ", "MISSING_DESCRIPTION"),
+    ],
+    ids=["not-json", "duplicate-state", "blank"],
+)
+def test_validate_text_that_is_no_definition(sfn, text, code):
+    answer = sfn.validate_state_machine_definition(definition=text)
+    assert answer["result"] == "FAIL"
+    assert [d["code"] for d in answer["diagnostics"]] == [code]
+
+
+def test_validate_express_refuses_waiting_for_a_callback(sfn):
+    definition = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "End": True,
+            }
+        },
+    }
+    standard = sfn.validate_state_machine_definition(definition=json.dumps(definition))
+    express = sfn.validate_state_machine_definition(
+        definition=json.dumps(definition), type="EXPRESS"
+    )
+    assert (standard["result"], express["result"]) == ("OK", "FAIL")
+    assert express["diagnostics"][0]["location"] == "/States/Ask/Resource"
+
+
+def test_validate_max_results_over_100_is_a_validation_error(daemon):
+    response = httpx.post(
+        f"{daemon.url}/",
+        content=json.dumps({"definition": json.dumps(VALID), "maxResults": 101}),
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "AWSStepFunctions.ValidateStateMachineDefinition",
+        },
+        timeout=30.0,
+    )
+    assert (response.status_code, response.json()["__type"]) == (400, "ValidationException")
+
+
+# -- TestState -------------------------------------------------------------------------------
+
+
+def test_state_pass_debug_shows_each_step(tsfn):
+    state = {
+        "Type": "Pass",
+        "InputPath": "$.class",
+        "Parameters": {"room.$": "$.room"},
+        "ResultPath": "$.prepared",
+        "Next": "Call",
+    }
+    answer = tsfn.test_state(
+        definition=json.dumps(state),
+        input=json.dumps({"class": {"room": "blue"}, "other": 1}),
+        inspectionLevel="DEBUG",
+    )
+    assert (answer["status"], answer["nextState"]) == ("SUCCEEDED", "Call")
+    combined = {"class": {"room": "blue"}, "other": 1, "prepared": {"room": "blue"}}
+    assert json.loads(answer["output"]) == combined  # ResultPath writes into the raw input
+    data = {key: json.loads(value) for key, value in answer["inspectionData"].items()}
+    assert data == {
+        "input": {"class": {"room": "blue"}, "other": 1},
+        "afterInputPath": {"room": "blue"},
+        "afterParameters": {"room": "blue"},
+        "result": {"room": "blue"},
+        "afterResultPath": combined,
+    }
+    assert model_problems(tsfn, "TestState", answer) == []
+
+
+def test_state_info_has_no_inspection_data(tsfn):
+    answer = tsfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), input="{}")
+    assert (answer["status"], answer["output"], "nextState") == ("SUCCEEDED", "{}", "nextState")
+    assert "inspectionData" not in answer
+
+
+def test_state_task_with_a_mocked_result(tsfn):
+    answer = tsfn.test_state(
+        definition=json.dumps(TASK),
+        input=json.dumps({"room": "blue"}),
+        mock={"result": json.dumps({"recordingId": "r-1", "extra": True})},
+        inspectionLevel="TRACE",
+    )
+    assert (answer["status"], answer["nextState"]) == ("SUCCEEDED", "Ping")
+    assert json.loads(answer["output"]) == {"room": "blue", "recording": {"id": "r-1"}}
+    data = answer["inspectionData"]
+    assert json.loads(data["afterParameters"]) == {"room": "blue"}
+    assert json.loads(data["afterResultSelector"]) == {"id": "r-1"}
+    assert model_problems(tsfn, "TestState", answer) == []
+
+
+def test_state_task_with_a_mocked_error_that_a_retrier_takes(tsfn):
+    answer = tsfn.test_state(
+        definition=json.dumps(TASK),
+        input=json.dumps({"room": "blue"}),
+        mock={"errorOutput": {"error": "Classroom.Busy", "cause": "try later"}},
+        stateConfiguration={"retrierRetryCount": 1},
+    )
+    assert (answer["status"], answer["error"], answer["cause"]) == (
+        "RETRIABLE",
+        "Classroom.Busy",
+        "try later",
+    )
+    details = answer["inspectionData"]["errorDetails"]
+    assert details == {"retryIndex": 0, "retryBackoffIntervalSeconds": 4}
+    assert model_problems(tsfn, "TestState", answer) == []
+
+
+def test_state_task_with_a_mocked_error_that_a_catcher_takes(tsfn):
+    exhausted = tsfn.test_state(
+        definition=json.dumps(TASK),
+        input=json.dumps({"room": "blue"}),
+        mock={"errorOutput": {"error": "Classroom.Busy", "cause": "try later"}},
+        stateConfiguration={"retrierRetryCount": 3},
+    )
+    other = tsfn.test_state(
+        definition=json.dumps(TASK),
+        input=json.dumps({"room": "blue"}),
+        mock={"errorOutput": {"error": "Classroom.Gone"}},
+    )
+    for answer in (exhausted, other):
+        assert (answer["status"], answer["nextState"]) == ("CAUGHT_ERROR", "Cleanup")
+        assert answer["inspectionData"]["errorDetails"] == {"catchIndex": 0}
+    assert json.loads(exhausted["output"]) == {
+        "room": "blue",
+        "error": {"Error": "Classroom.Busy", "Cause": "try later"},
+    }
+
+
+def test_state_task_without_a_mock_is_refused(tsfn):
+    with pytest.raises(tsfn.exceptions.ValidationException) as refused:
+        tsfn.test_state(
+            definition=json.dumps(TASK),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/test",
+            input="{}",
+        )
+    assert "mock" in error_of(refused)[1]
+
+
+def test_state_of_a_whole_machine_by_name_with_a_context(tsfn):
+    machine = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f",
+                "Parameters": {"execution.$": "$$.Execution.Name"},
+                "ResultPath": "$.sent",
+                "End": True,
+            }
+        },
+    }
+    answer = tsfn.test_state(
+        definition=json.dumps(machine),
+        stateName="Call",
+        input="{}",
+        mock={"result": '"ok"'},
+        context=json.dumps({"Execution": {"Name": "class-42"}}),
+        inspectionLevel="DEBUG",
+    )
+    assert (answer["status"], "nextState" in answer) == ("SUCCEEDED", False)
+    assert json.loads(answer["output"]) == {"sent": "ok"}
+    assert json.loads(answer["inspectionData"]["afterParameters"]) == {"execution": "class-42"}
+
+
+def test_state_choice_wait_and_fail(tsfn):
+    choice = tsfn.test_state(
+        definition=json.dumps(
+            {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.late", "BooleanEquals": True, "Next": "Skip"}],
+                "Default": "Record",
+            }
+        ),
+        input='{"late": true}',
+    )
+    wait = tsfn.test_state(
+        definition=json.dumps({"Type": "Wait", "Seconds": 3600, "Next": "Stop"}), input="{}"
+    )
+    fail = tsfn.test_state(
+        definition=json.dumps({"Type": "Fail", "Error": "Classroom.Cancelled", "Cause": "ill"})
+    )
+    assert (choice["status"], choice["nextState"]) == ("SUCCEEDED", "Skip")
+    assert (wait["status"], wait["nextState"]) == ("SUCCEEDED", "Stop")
+    assert (fail["status"], fail["error"], fail["cause"]) == (
+        "FAILED",
+        "Classroom.Cancelled",
+        "ill",
+    )
+
+
+def test_state_runtime_failure_is_failed_with_states_runtime(tsfn):
+    answer = tsfn.test_state(
+        definition=json.dumps({"Type": "Pass", "InputPath": "$.missing", "End": True}),
+        input="{}",
+    )
+    assert (answer["status"], answer["error"]) == ("FAILED", "States.Runtime")
+    assert "$.missing" in answer["cause"]
+
+
+def test_state_map_with_a_mocked_result(tsfn):
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.rooms",
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+        "MaxConcurrency": 2,
+        "ResultPath": "$.done",
+        "End": True,
+    }
+    answer = tsfn.test_state(
+        definition=json.dumps(state),
+        input='{"rooms": ["a", "b"]}',
+        mock={"result": '["A", "B"]'},
+        inspectionLevel="DEBUG",
+    )
+    assert answer["status"] == "SUCCEEDED"
+    assert json.loads(answer["output"]) == {"rooms": ["a", "b"], "done": ["A", "B"]}
+    data = answer["inspectionData"]
+    assert (json.loads(data["afterItemsPath"]), data["maxConcurrency"]) == (["a", "b"], 2)
+    assert model_problems(tsfn, "TestState", answer) == []
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code"),
+    [
+        ({"definition": '{"Type": "Pass", "Nexxt": "A"}'}, "InvalidDefinition"),
+        ({"definition": "{not json"}, "InvalidDefinition"),
+        ({"definition": json.dumps(VALID)}, "InvalidDefinition"),
+        ({"definition": json.dumps(VALID), "stateName": "Nope"}, "ValidationException"),
+        ({"definition": '{"Type": "Pass", "End": true}', "input": "{no"}, "InvalidExecutionInput"),
+        (
+            {"definition": '{"Type": "Pass", "End": true}', "mock": {"result": "1"}},
+            "ValidationException",
+        ),
+        ({"definition": '{"Type": "Pass", "End": true}', "context": "{}"}, "ValidationException"),
+    ],
+    ids=[
+        "bad-field",
+        "not-json",
+        "machine-without-state-name",
+        "unknown-state-name",
+        "bad-input",
+        "mock-on-pass",
+        "context-without-mock",
+    ],
+)
+def test_state_refusals(tsfn, request_fields, code):
+    with pytest.raises(tsfn.exceptions.ClientError) as refused:
+        tsfn.test_state(**request_fields)
+    assert error_of(refused)[0] == code
+
+
+# -- machines, versions and aliases come from the config file --------------------------------
+
+REFUSED = {
+    "create_state_machine": {
+        "name": "new",
+        "definition": json.dumps(VALID),
+        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/r",
+    },
+    "update_state_machine": {"stateMachineArn": QUICK_ARN, "definition": json.dumps(VALID)},
+    "delete_state_machine": {"stateMachineArn": QUICK_ARN},
+    "publish_state_machine_version": {"stateMachineArn": QUICK_ARN},
+    "delete_state_machine_version": {"stateMachineVersionArn": f"{QUICK_ARN}:1"},
+    "create_state_machine_alias": {
+        "name": "live",
+        "routingConfiguration": [{"stateMachineVersionArn": f"{QUICK_ARN}:1", "weight": 100}],
+    },
+    "update_state_machine_alias": {"stateMachineAliasArn": ALIAS_ARN, "description": "x"},
+    "delete_state_machine_alias": {"stateMachineAliasArn": ALIAS_ARN},
+}
+
+
+@pytest.mark.parametrize("method", REFUSED.keys())
+def test_the_machine_family_is_refused_saying_machines_come_from_the_config(sfn, method):
+    with pytest.raises(sfn.exceptions.ValidationException) as refused:
+        getattr(sfn, method)(**REFUSED[method])
+    message = error_of(refused)[1]
+    assert "config file" in message
+    assert CONFIG_HINT in message
+
+
+def test_versions_and_aliases_of_a_configured_machine_are_empty(sfn):
+    versions = sfn.list_state_machine_versions(stateMachineArn=QUICK_ARN)
+    aliases = sfn.list_state_machine_aliases(stateMachineArn=QUICK_ARN)
+    assert (versions["stateMachineVersions"], aliases["stateMachineAliases"]) == ([], [])
+    assert model_problems(sfn, "ListStateMachineVersions", versions) == []
+    with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
+        sfn.list_state_machine_aliases(stateMachineArn=UNKNOWN_ARN)
+
+
+def test_describe_an_alias_is_resource_not_found(sfn):
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.describe_state_machine_alias(stateMachineAliasArn=ALIAS_ARN)
+
+
+# -- tags, map runs, activities, sync executions ---------------------------------------------
+
+
+def test_tags_of_a_configured_machine_are_empty(sfn):
+    answer = sfn.list_tags_for_resource(resourceArn=QUICK_ARN)
+    assert answer["tags"] == []
+    assert model_problems(sfn, "ListTagsForResource", answer) == []
+
+
+def test_tags_of_an_unknown_resource_are_resource_not_found(sfn):
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_tags_for_resource(resourceArn=UNKNOWN_ARN)
+    with pytest.raises(sfn.exceptions.InvalidArn):
+        sfn.list_tags_for_resource(resourceArn="not-an-arn")
+
+
+def test_tagging_is_refused_and_untagging_has_nothing_to_remove(sfn):
+    with pytest.raises(sfn.exceptions.ValidationException) as refused:
+        sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
+    assert "tags" in error_of(refused)[1]
+    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team"])
+    assert sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"] == []
+
+
+def test_map_runs(sfn, new_name, settle):
+    started = sfn.start_execution(stateMachineArn=QUICK_ARN, name=new_name("maprun"))
+    settle(sfn, started["executionArn"], {"SUCCEEDED", "FAILED"})
+    assert sfn.list_map_runs(executionArn=started["executionArn"])["mapRuns"] == []
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.list_map_runs(executionArn=started["executionArn"] + "-nope")
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.describe_map_run(mapRunArn=MAP_RUN_ARN)
+
+
+def test_activities(sfn):
+    assert sfn.list_activities()["activities"] == []
+    with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
+        sfn.describe_activity(activityArn=ACTIVITY_ARN)
+    with pytest.raises(sfn.exceptions.ValidationException):
+        sfn.create_activity(name="review")
+
+
+def test_start_sync_execution_on_a_standard_machine(tsfn):
+    with pytest.raises(tsfn.exceptions.StateMachineTypeNotSupported):
+        tsfn.start_sync_execution(stateMachineArn=QUICK_ARN, input="{}")
+
+
+# -- the AWS CLI -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws(daemon, tmp_path_factory):
+    """`aws stepfunctions ...` against the daemon: dummy credentials and region in the
+    environment, and no ~/.aws to read."""
+    home = tmp_path_factory.mktemp("aws-home")
+    executable = Path(sys.executable).with_name("aws")
+    command = [str(executable)] if executable.exists() else [shutil.which("aws") or "aws"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPD_"))}
+    env.update(
+        HOME=str(home),
+        AWS_ACCESS_KEY_ID="stepd",
+        AWS_SECRET_ACCESS_KEY="stepd",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+        AWS_DISABLE_HOST_PREFIX_INJECTION="true",  # TestState goes to "sync-" + the host
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "stepfunctions", *args, "--endpoint-url", daemon.url, "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    return run
+
+
+def test_cli_validate_state_machine_definition(aws):
+    ran = aws("validate-state-machine-definition", "--definition", json.dumps(BROKEN))
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert answer["result"] == "FAIL"
+    assert "MISSING_TRANSITION_TARGET" in {d["code"] for d in answer["diagnostics"]}
+
+
+def test_cli_test_state(aws):
+    ran = aws(
+        "test-state",
+        "--definition",
+        json.dumps(TASK),
+        "--input",
+        '{"room": "blue"}',
+        "--mock",
+        json.dumps({"result": '{"recordingId": "r-9"}'}),
+        "--inspection-level",
+        "DEBUG",
+    )
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert (answer["status"], answer["nextState"]) == ("SUCCEEDED", "Ping")
+    assert json.loads(answer["output"])["recording"] == {"id": "r-9"}
+
+
+def test_cli_create_state_machine_is_refused(aws):
+    ran = aws(
+        "create-state-machine",
+        "--name",
+        "new",
+        "--definition",
+        json.dumps(VALID),
+        "--role-arn",
+        f"arn:aws:iam::{ACCOUNT}:role/r",
+    )
+    assert ran.returncode != 0
+    assert "ValidationException" in ran.stderr
+    assert CONFIG_HINT in ran.stderr
