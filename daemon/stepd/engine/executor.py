@@ -241,11 +241,18 @@ class Engine:
         return await self._store.find_execution(machine, name)
 
     async def list_executions(
-        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
     ) -> list[Execution]:
-        """Newest first; `before_id` continues a previous page."""
+        """Newest first; `before_id` continues a previous page; `redriven` keeps only those
+        redriven (True) or never redriven (False)."""
         return await self._store.list_executions(
-            machine=machine, status=status, limit=limit, before_id=before_id
+            machine=machine, status=status, limit=limit, before_id=before_id, redriven=redriven
         )
 
     async def history(
