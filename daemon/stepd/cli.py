@@ -275,14 +275,18 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "output",
             "error",
             "cause",
+            "redriveCount",
+            "redriveDate",
+            "redriveStatus",
+            "redriveStatusReason",
         ):
             if key in answer:
                 value = _when(answer[key]) if key.endswith("Date") else answer[key]
-                print(f"{key:>14}: {value}")
+                print(f"{key:>19}: {value}")
         extra = answer.get("stepd") or {}
         if extra:
-            print(f"{'state':>14}: {extra.get('state')}")
-            print(f"{'next step at':>14}: {_when(extra.get('dueAt'))}")
+            print(f"{'state':>19}: {extra.get('state')}")
+            print(f"{'next step at':>19}: {_when(extra.get('dueAt'))}")
 
     _print(answer, args, human)
     return EX_OK
@@ -376,6 +380,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
         body["cause"] = args.cause
     answer = client.call("StopExecution", body)
     _print(answer, args, lambda: print(f"stopped {_when(answer['stopDate'])}"))
+    return EX_OK
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    answer = client.call(
+        "RedriveExecution", {"executionArn": arns.execution(args.machine, args.name)}
+    )
+    _print(answer, args, lambda: print(f"redriven {_when(answer['redriveDate'])}"))
     return EX_OK
 
 
@@ -581,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("--error")
     stop.add_argument("--cause")
+    redrive = client_parser(
+        "redrive",
+        "take a FAILED, TIMED_OUT or ABORTED execution up again where it failed",
+        cmd_redrive,
+    )
+    redrive.add_argument("name")
 
     graph = commands.add_parser(
         "graph",

@@ -30,6 +30,7 @@
     └── ApiError                      a control API request is refused (AWS error shape)
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
+        ├── ExecutionNotRedrivable    RedriveExecution of an execution AWS would not redrive
         ├── StateMachineDoesNotExist
         ├── InvalidName
         ├── InvalidArn
@@ -271,6 +272,10 @@ class ExecutionAlreadyExists(ApiError):
 
 class ExecutionDoesNotExist(ApiError):
     """Execution Does Not Exist."""
+
+
+class ExecutionNotRedrivable(ApiError):
+    """Execution is not redrivable."""
 
 
 class StateMachineDoesNotExist(ApiError):

@@ -557,6 +557,126 @@ def test_list_answer_has_only_keys_botocore_knows(sfn, daemon, quick_run):
     assert unknown_keys(answer, shape) == []
 
 
+# -- RedriveExecution ----------------------------------------------------------------------
+
+
+def test_a_failed_execution_is_redrivable_and_redrive_enters_the_failed_state(
+    sfn, daemon, new_name, settle
+):
+    """RedriveExecution answers redriveDate; the failed state runs again (the Pass before it
+    does not), and DescribeExecution, ListExecutions and the history show the redrive."""
+    started = sfn.start_execution(
+        stateMachineArn=machine_arn("failing"), name=new_name("redrive"), input='{"n": 1}'
+    )
+    arn = started["executionArn"]
+    failed = settle(sfn, arn, {"FAILED"})
+    assert (failed["redriveCount"], failed["redriveStatus"]) == (0, "REDRIVABLE")
+    assert "redriveDate" not in failed
+    answer = sfn.redrive_execution(executionArn=arn)
+    assert abs(answer["redriveDate"] - datetime.now(UTC)) < CLOCK_SLACK
+    again = settle(sfn, arn, {"FAILED"})
+    assert (again["redriveCount"], again["redriveDate"]) == (1, answer["redriveDate"])
+    assert (again["startDate"], again["input"]) == (failed["startDate"], '{"n": 1}')
+    assert again["redriveStatus"] == "REDRIVABLE"
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    types = [e["type"] for e in events]
+    assert types[types.index("ExecutionRedriven") :] == [
+        "ExecutionRedriven",
+        "FailStateEntered",
+        "ExecutionFailed",
+    ]
+    assert types.count("PassStateEntered") == 1
+    redriven = events[types.index("ExecutionRedriven")]
+    assert redriven["executionRedrivenEventDetails"] == {"redriveCount": 1}
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    raw = raw_call(
+        daemon.url, "AWSStepFunctions.DescribeExecution", json.dumps({"executionArn": arn}).encode()
+    ).json()
+    raw.pop(STEPD_EXTENSION, None)
+    shape = sfn.meta.service_model.operation_model("DescribeExecution").output_shape
+    assert unknown_keys(raw, shape) == []
+
+
+def test_an_aborted_execution_redriven_runs_again(sfn, new_name, settle):
+    """A stopped execution redriven is RUNNING again, in the state it was stopped in."""
+    started = sfn.start_execution(
+        stateMachineArn=machine_arn("sleeper"), name=new_name("redrive-stop"), input="{}"
+    )
+    arn = started["executionArn"]
+    sfn.stop_execution(executionArn=arn)
+    sfn.redrive_execution(executionArn=arn)
+    described = sfn.describe_execution(executionArn=arn)
+    assert (described["status"], described["redriveCount"], "stopDate" in described) == (
+        "RUNNING",
+        1,
+        False,
+    )
+    assert described["redriveStatus"] == "NOT_REDRIVABLE"
+    assert described["redriveStatusReason"] == "Execution is RUNNING and cannot be redriven"
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
+    assert types[-3:] == ["ExecutionAborted", "ExecutionRedriven", "WaitStateEntered"]
+    sfn.stop_execution(executionArn=arn)
+
+
+def test_list_executions_redrive_filter(sfn, new_name, settle):
+    """redriveFilter REDRIVEN lists only redriven executions, NOT_REDRIVEN only the others;
+    the items carry redriveCount and redriveDate."""
+    arns = []
+    for label in ("kept", "redriven"):
+        started = sfn.start_execution(
+            stateMachineArn=machine_arn("failing"), name=new_name(label), input="{}"
+        )
+        arns.append(started["executionArn"])
+        settle(sfn, started["executionArn"], {"FAILED"})
+    kept, redriven = arns
+    sfn.redrive_execution(executionArn=redriven)
+    settle(sfn, redriven, {"FAILED"})
+
+    def listed(redrive_filter: str) -> dict[str, Any]:
+        pages = sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine_arn("failing"), redriveFilter=redrive_filter
+        )
+        return {e["executionArn"]: e for page in pages for e in page["executions"]}
+
+    only_redriven, not_redriven = listed("REDRIVEN"), listed("NOT_REDRIVEN")
+    assert (redriven in only_redriven, kept in only_redriven) == (True, False)
+    assert (redriven in not_redriven, kept in not_redriven) == (False, True)
+    assert only_redriven[redriven]["redriveCount"] == 1
+    assert "redriveDate" in only_redriven[redriven]
+    assert (not_redriven[kept]["redriveCount"], "redriveDate" in not_redriven[kept]) == (0, False)
+
+
+def test_a_succeeded_execution_is_not_redrivable(sfn, quick_run):
+    """Redriving a SUCCEEDED execution is ExecutionNotRedrivable, with AWS's reason, which
+    DescribeExecution gives too."""
+    assert quick_run["redriveStatus"] == "NOT_REDRIVABLE"
+    reason = "Execution is SUCCEEDED and cannot be redriven"
+    assert quick_run["redriveStatusReason"] == reason
+    with pytest.raises(sfn.exceptions.ExecutionNotRedrivable) as refused:
+        sfn.redrive_execution(executionArn=quick_run["executionArn"])
+    assert error_of(refused) == ("ExecutionNotRedrivable", reason)
+
+
+def test_redrive_of_an_unknown_execution_is_execution_does_not_exist(sfn):
+    """RedriveExecution of a name never started is ExecutionDoesNotExist."""
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.redrive_execution(executionArn=execution_arn("failing", "never-started"))
+
+
+def test_redrive_with_the_same_client_token_redrives_once(sfn, new_name, settle):
+    """RedriveExecution sent again with its clientToken answers the first redrive's date."""
+    started = sfn.start_execution(
+        stateMachineArn=machine_arn("failing"), name=new_name("token"), input="{}"
+    )
+    arn = started["executionArn"]
+    settle(sfn, arn, {"FAILED"})
+    first = sfn.redrive_execution(executionArn=arn, clientToken="retry-me")
+    settle(sfn, arn, {"FAILED"})
+    again = sfn.redrive_execution(executionArn=arn, clientToken="retry-me")
+    assert again["redriveDate"] == first["redriveDate"]
+    assert sfn.describe_execution(executionArn=arn)["redriveCount"] == 1
+
+
 # -- GetExecutionHistory -------------------------------------------------------------------
 
 

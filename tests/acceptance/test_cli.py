@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,37 @@ def test_stop_human_then_describe_shows_aborted(daemon, stepd_cli, new_name):
     shown = fields(succeeded(stepd_cli("describe", "sleeper", name, "-c", config)))
     assert out.split()[0] == "stopped"
     assert shown.get("status") == "ABORTED"
+
+
+def test_redrive_takes_a_failed_execution_up_again(daemon, sfn, stepd_cli, new_name):
+    """`stepd redrive` redrives a FAILED execution; `describe` then shows the redrive count,
+    and `--json` prints the API's answer."""
+    name = new_name("cli-redrive")
+    config = str(daemon.config)
+    succeeded(stepd_cli("start", "failing", name, "-c", config))
+    arn = execution_arn("failing", name)
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    out = succeeded(stepd_cli("redrive", "failing", name, "-c", config))
+    assert out.split()[0] == "redriven"
+    answer = as_json(stepd_cli("redrive", "failing", name, "--json", "-c", config))
+    assert isinstance(answer["redriveDate"], float)
+    shown = fields(succeeded(stepd_cli("describe", "failing", name, "-c", config)))
+    assert shown.get("redriveCount") == "2"
+
+
+def test_redrive_of_a_running_execution_exits_1_naming_the_aws_error(daemon, stepd_cli, new_name):
+    """`stepd redrive` of a RUNNING execution exits 1 with ExecutionNotRedrivable."""
+    name = new_name("cli-redrive-running")
+    config = str(daemon.config)
+    succeeded(stepd_cli("start", "sleeper", name, "-c", config))
+    result = stepd_cli("redrive", "sleeper", name, "-c", config)
+    assert (result.returncode, result.stdout) == (EX_FAILURE, "")
+    assert "ExecutionNotRedrivable" in result.stderr
+    assert "Execution is RUNNING and cannot be redriven" in result.stderr
+    succeeded(stepd_cli("stop", "sleeper", name, "-c", config))
 
 
 # -- graph -------------------------------------------------------------------------------

@@ -599,3 +599,94 @@ async def _browser_sign_in(url: str, key: KeyPair) -> str:
         )
     assert response.status_code == SEE_OTHER, response.text
     return response.cookies[SESSION_COOKIE]
+
+
+# -- the redrive form ------------------------------------------------------------------------
+
+
+async def _stopped_page(site: Site, session: str) -> str:
+    """Stop c1 and open its page signed in: the redrive form's CSRF token."""
+    await site.server.engine.stop_execution("classroom", "c1", None, None)
+    response = await site.get(EXECUTION_PAGE, session)
+    assert response.status == OK, await response.text()
+    (field,) = dom(await response.text()).find_all("input", name="csrf")
+    return field.attrs["value"]
+
+
+async def _redrive(site: Site, session: str | None, fields: dict[str, str], **headers: str) -> Any:
+    cookies = {SESSION_COOKIE: session} if session is not None else {}
+    return await site.client.post(
+        EXECUTION_PAGE + "/redrive",
+        data=fields,
+        allow_redirects=False,
+        headers={**headers, **_cookie_header(cookies)},
+    )
+
+
+async def test_a_signed_in_browser_redrives_from_the_execution_page(site: Site):
+    """The stopped execution's page posts its redrive form with the session's CSRF token; the
+    execution runs again and its page shows the redrive count."""
+    session = await site.sign_in()
+    token = await _stopped_page(site, session)
+    response = await _redrive(site, session, {"csrf": token}, **SAME_ORIGIN)
+    assert (response.status, response.headers["Location"]) == (SEE_OTHER, EXECUTION_PAGE)
+    execution = await site.server.engine.find_execution("classroom", "c1")
+    assert execution is not None
+    assert (execution.status, execution.redrive_count) == ("RUNNING", 1)
+    page = await (await site.get(EXECUTION_PAGE, session)).text()
+    assert "1 time" in dom(page).find_all("dd", id="redrive-count")[0].all_text()
+
+
+@pytest.mark.parametrize(
+    ("fields", "headers"),
+    [
+        ({}, SAME_ORIGIN),
+        ({"csrf": "0" * 64}, SAME_ORIGIN),
+        ({"csrf": "TOKEN"}, {"Sec-Fetch-Site": "cross-site"}),
+        ({"csrf": "TOKEN"}, {"Origin": "http://evil.example"}),
+    ],
+    ids=["no-token", "wrong-token", "cross-site", "other-origin"],
+)
+async def test_a_redrive_form_not_from_the_page_itself_is_refused(
+    site: Site, fields: dict[str, str], headers: dict[str, str]
+):
+    """Without the session's CSRF token, or from another site, the redrive is refused."""
+    session = await site.sign_in()
+    token = await _stopped_page(site, session)
+    fields = {k: token if v == "TOKEN" else v for k, v in fields.items()}
+    response = await _redrive(site, session, fields, **headers)
+    execution = await site.server.engine.find_execution("classroom", "c1")
+    assert execution is not None
+    assert (response.status, execution.status) == (FORBIDDEN, "ABORTED")
+
+
+async def test_a_redrive_form_without_a_session_is_refused(site: Site):
+    """Without a session the redrive form is refused as unsigned."""
+    await site.server.engine.stop_execution("classroom", "c1", None, None)
+    response = await _redrive(site, None, {}, **SAME_ORIGIN)
+    assert response.status == FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Sec-Fetch-Site": "same-origin"}, SEE_OTHER),
+        ({"Origin": "ORIGIN"}, SEE_OTHER),
+        ({"Sec-Fetch-Site": "cross-site"}, FORBIDDEN),
+        ({"Origin": "http://evil.example"}, FORBIDDEN),
+        ({"Host": "evil.example", "Sec-Fetch-Site": "same-origin"}, FORBIDDEN),
+    ],
+    ids=["same-origin", "own-origin", "cross-site", "other-origin", "rebinding"],
+)
+async def test_without_key_pairs_the_redrive_form_follows_the_loopback_rules(
+    tmp_path: Path, headers: dict[str, str], status: int
+):
+    """Without key pairs the redrive form is accepted from the pages' own site on a loopback
+    name only."""
+    async with _site(tmp_path, ApiAccess()) as running:
+        await running.server.engine.stop_execution("classroom", "c1", None, None)
+        headers = {k: running.origin if v == "ORIGIN" else v for k, v in headers.items()}
+        response = await _redrive(running, None, {}, **headers)
+        execution = await running.server.engine.find_execution("classroom", "c1")
+    assert execution is not None
+    assert (response.status, execution.redrive_count) == (status, int(status == SEE_OTHER))

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from stepd.access import ApiAccess, KeyPair, is_local_host
+from stepd.api.sessions import cross_site
 from stepd.errors import (
     AccessDeniedException,
     IncompleteSignatureException,
@@ -367,6 +368,24 @@ def check_local_origin(request: Request) -> None:
             "Without authentication the API answers only requests addressed to localhost or a "
             "loopback address; configure API credentials to reach it by another name"
         )
+
+
+def check_local_action(request: Request) -> None:
+    """For an API without authentication on loopback: refuse a web page's action form (a
+    POST under /ui/) unless it was sent from the pages' own site, addressed to a loopback
+    name (never from another site, nor through DNS rebinding)."""
+    host = request.header("Host") or ""
+    name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
+    if not is_local_host(name.strip("[]")):
+        raise AccessDeniedException(
+            "Without authentication the pages answer only requests addressed to localhost or "
+            "a loopback address"
+        )
+    why = cross_site(
+        fetch_site=request.header("Sec-Fetch-Site"), origin=request.header("Origin"), host=host
+    )
+    if why is not None:
+        raise AccessDeniedException(f"Forms are accepted only from this site's pages ({why})")
 
 
 def _digest(secret: str) -> bytes:

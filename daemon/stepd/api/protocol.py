@@ -16,6 +16,7 @@ from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
 from stepd.engine.arns import Arns
 from stepd.engine.executor import ROLE_ARN, Engine
+from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
 from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidToken,
@@ -27,6 +28,8 @@ from stepd.errors import (
 from stepd.store.records import STATUSES, Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
+REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}
+MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
@@ -92,6 +95,7 @@ class Operations:
             "StartExecution": self.start_execution,
             "DescribeExecution": self.describe_execution,
             "StopExecution": self.stop_execution,
+            "RedriveExecution": self.redrive_execution,
             "ListExecutions": self.list_executions,
             "GetExecutionHistory": self.get_execution_history,
             "ListStateMachines": self.list_state_machines,
@@ -151,9 +155,11 @@ class Operations:
             **self._summary(execution),
             "input": execution.input,
             "inputDetails": {"included": True},
-            "redriveCount": 0,
-            "redriveStatus": "NOT_REDRIVABLE",
         }
+        reason = self.engine.redrive_refusal(execution)
+        described["redriveStatus"] = REDRIVABLE if reason is None else NOT_REDRIVABLE
+        if reason is not None:
+            described["redriveStatusReason"] = reason
         if execution.output is not None:
             described["output"] = execution.output
             described["outputDetails"] = {"included": True}
@@ -184,6 +190,9 @@ class Operations:
         }
         if execution.stop_date is not None:
             summary["stopDate"] = execution.stop_date
+        summary["redriveCount"] = execution.redrive_count
+        if execution.redrive_date is not None:
+            summary["redriveDate"] = execution.redrive_date
         return summary
 
     async def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +204,18 @@ class Operations:
         )
         return {"stopDate": stopped.stop_date}
 
+    async def redrive_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = _string(body, "executionArn", required=True) or ""
+        token = _string(body, "clientToken")
+        if token is not None and not 0 < len(token) <= MAX_CLIENT_TOKEN:
+            raise ValidationException(
+                "1 validation error detected: Value at 'clientToken' failed to satisfy "
+                f"constraint: Member must have length between 1 and {MAX_CLIENT_TOKEN}"
+            )
+        execution = await self._find(arn)
+        redriven = await self.engine.redrive_execution(execution.machine, execution.name, token)
+        return {"redriveDate": redriven.redrive_date}
+
     async def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
         machine_arn = _string(body, "stateMachineArn")
         machine = None
@@ -205,12 +226,19 @@ class Operations:
             raise ValidationException(
                 f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
             )
+        redrive_filter = _string(body, "redriveFilter")
+        if redrive_filter is not None and redrive_filter not in REDRIVE_FILTERS:
+            raise ValidationException(
+                f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, "
+                f"not '{redrive_filter}'"
+            )
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         rows = await self.engine.list_executions(
             machine=machine,
             status=status,
             limit=limit + 1,
             before_id=_untoken(_string(body, "nextToken")),
+            redriven=None if redrive_filter is None else REDRIVE_FILTERS[redrive_filter],
         )
         answer: dict[str, Any] = {"executions": [self._summary(r) for r in rows[:limit]]}
         if len(rows) > limit:

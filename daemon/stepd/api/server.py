@@ -27,9 +27,9 @@ import structlog
 from aiohttp import web
 
 from stepd.access import ApiAccess, check_listen
-from stepd.api.auth import Authenticator, Request, check_local_origin
+from stepd.api.auth import Authenticator, Request, check_local_action, check_local_origin
 from stepd.api.protocol import Operations
-from stepd.api.signin import SignIn
+from stepd.api.signin import SignIn, is_action
 from stepd.engine.executor import Engine
 from stepd.errors import (
     ApiError,
@@ -205,7 +205,11 @@ class ApiServer:
             if self._authenticator is not None:
                 await self._authenticate(request, self._authenticator)
             elif not self._unix:
-                check_local_origin(await _signed_view(request, with_body=False))
+                view = await _signed_view(request, with_body=False)
+                if request.method == "POST" and is_action(request):
+                    check_local_action(view)
+                else:
+                    check_local_origin(view)
         except AuthError as exc:
             log.info(
                 "api.refused",

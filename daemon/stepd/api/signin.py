@@ -49,7 +49,7 @@ from stepd.api.sessions import (
 from stepd.api.throttle import Throttle
 from stepd.errors import MissingAuthenticationTokenException, SessionRefused, SignInRefused
 from stepd.ui import PAGE_ROUTE_PREFIX
-from stepd.ui.pages import NO_CACHE, SIGNED_IN, render
+from stepd.ui.pages import ACTION_CSRF, ACTION_ROUTE_PREFIX, NO_CACHE, SIGNED_IN, render
 from stepd.ui.views import SIGNIN_PATH, SIGNOUT_PATH, UI_PATH
 
 log = structlog.get_logger("stepd.api")
@@ -151,6 +151,8 @@ class SignIn:
         """
         if request.path in {SIGNIN_PATH, SIGNOUT_PATH}:
             return await handler(request)
+        if request.method == "POST" and is_action(request):
+            return await self._act(request, handler)
         if request.method not in PAGE_METHODS:
             raise MissingAuthenticationTokenException
         session = self.session(request)
@@ -158,6 +160,48 @@ class SignIn:
             return self._to_signin(request)
         if not _is_page(request):
             raise MissingAuthenticationTokenException
+        request[SIGNED_IN] = session.key_id
+        request[ACTION_CSRF] = self.sessions.csrf_token(session.session_id)
+        return await handler(request)
+
+    async def _act(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """An action form (a POST under /ui/): only from a signed-in browser, from this site's
+        own page, with the session's CSRF token."""
+        session = self.session(request)
+        if session is None:
+            raise MissingAuthenticationTokenException
+        client = client_of(request, unix=self._unix)
+        why = cross_site(
+            fetch_site=request.headers.get("Sec-Fetch-Site"),
+            origin=request.headers.get("Origin"),
+            host=client.host,
+        )
+        if why is None:
+            fields = await request.post()
+            token = fields.get("csrf")
+            if not self.sessions.csrf_valid(
+                session.session_id, token if isinstance(token, str) else None
+            ):
+                why = "csrf"
+        if why is not None:
+            log.info(
+                "ui.action_refused",
+                reason=why,
+                path=request.path,
+                key=session.key_id,
+                remote=client.address,
+            )
+            return render(
+                "problem.html",
+                status=403,
+                title="Refused",
+                now=self._clock(),
+                refresh=False,
+                machine_names=[],
+                signed_in=session.key_id,
+                message="The form was not sent from this site's own page: reload the page "
+                "and try again.",
+            )
         request[SIGNED_IN] = session.key_id
         return await handler(request)
 
@@ -353,6 +397,13 @@ class SignIn:
 def _field(fields: Mapping[str, object], name: str) -> str:
     value = fields.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def is_action(request: web.Request) -> bool:
+    """Whether `request` reached an action's route (a form that changes something)."""
+    route = request.match_info.route
+    name = route.resource.name if route.resource is not None else None
+    return name is not None and name.startswith(ACTION_ROUTE_PREFIX)
 
 
 def _is_page(request: web.Request) -> bool:

@@ -21,6 +21,7 @@ class Context:
     state_name: str
     state_entered_time: datetime
     retry_count: int = 0
+    redrive_count: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """The context object as `$$` paths see it."""
@@ -29,6 +30,7 @@ class Context:
                 "Id": self.execution_id,
                 "Input": self.execution_input,
                 "Name": self.execution_name,
+                "RedriveCount": self.redrive_count,
                 "StartTime": iso_millis(self.execution_start_time),
             },
             "State": {

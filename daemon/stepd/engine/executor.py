@@ -28,11 +28,13 @@ from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
+from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
-from stepd.engine.tree import Work, results_of
+from stepd.engine.tree import Work, aborted, results_of
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
+    ExecutionNotRedrivable,
     StateMachineDoesNotExist,
     ValidationException,
 )
@@ -50,6 +52,8 @@ from stepd.store.records import (
     NewEvent,
     NewExecution,
     Progress,
+    Redrive,
+    Resume,
     TaskCall,
     Transition,
     child_id,
@@ -237,11 +241,18 @@ class Engine:
         return await self._store.find_execution(machine, name)
 
     async def list_executions(
-        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
     ) -> list[Execution]:
-        """Newest first; `before_id` continues a previous page."""
+        """Newest first; `before_id` continues a previous page; `redriven` keeps only those
+        redriven (True) or never redriven (False)."""
         return await self._store.list_executions(
-            machine=machine, status=status, limit=limit, before_id=before_id
+            machine=machine, status=status, limit=limit, before_id=before_id, redriven=redriven
         )
 
     async def history(
@@ -380,6 +391,7 @@ class Engine:
             if execution.status != RUNNING:
                 return execution
             now = self.clock()
+            children = await self._store.running_cursors(execution.id)
             stopped = await self._store.commit(
                 Transition(
                     base=execution,
@@ -389,20 +401,69 @@ class Engine:
                         stop_date=now,
                         phase=None,
                         due_at=None,
-                        pending=None,
+                        pending=Resume(fanout=execution.fanout),
                         error=error,
                         cause=cause,
                     ),
                     events=(
                         _event("ExecutionAborted", history.execution_aborted(error, cause), now),
                     ),
-                    pruned=(ROOT,),
+                    cursors=tuple(aborted(children, ROOT, now)),
                 )
             )
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
+
+    def redrive_refusal(self, execution: Execution) -> str | None:
+        """Why RedriveExecution would refuse `execution` now (AWS's redriveStatusReason);
+        None when it would take it up again."""
+        return refusal(execution, self.clock())
+
+    async def redrive_execution(
+        self, machine_name: str, name: str, client_token: str | None = None
+    ) -> Execution:
+        """Take a FAILED, TIMED_OUT or ABORTED execution up again where it stood, in one
+        commit; the same `client_token` again answers with the redrive it made."""
+        while True:
+            execution = await self._store.find_execution(machine_name, name)
+            if execution is None:
+                raise ExecutionDoesNotExist(
+                    f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
+                )
+            if client_token is not None and execution.redrive_token == client_token:
+                return execution
+            now = self.clock()
+            reason = refusal(execution, now)
+            if reason is not None:
+                raise ExecutionNotRedrivable(reason)
+
+            async def children_of(parent: str, execution_id: int = execution.id) -> list[Cursor]:
+                return await self._store.finished_children(execution_id, parent)
+
+            progress, cursors = await revive(execution.progress, ROOT, children_of, now)
+            count = execution.redrive_count + 1
+            redriven = await self._store.commit(
+                Transition(
+                    base=execution,
+                    progress=progress,
+                    events=(_event("ExecutionRedriven", history.execution_redriven(count), now),),
+                    cursors=tuple(cursors),
+                    redrive=Redrive(count=count, date=now, token=client_token),
+                )
+            )
+            if redriven is not None:
+                log.info(
+                    "execution.redriven",
+                    machine=machine_name,
+                    execution=name,
+                    state=redriven.state,
+                    redrive_count=count,
+                    children=len(cursors),
+                )
+                self._schedule(redriven)
+                return redriven
 
     # -- housekeeping ----------------------------------------------------------------
 
@@ -456,7 +517,7 @@ class Engine:
             definition = self._definitions.get(execution.definition_id)
             if definition is None:
                 definition = await self._definition(execution.definition_id)
-            deadline = _deadline(definition, execution.start_date)
+            deadline = _deadline(definition, _began(execution))
             if deadline is not None and now >= deadline:
                 self._log_closed(await self._time_out(execution))
                 return
@@ -550,7 +611,8 @@ class Engine:
             now=now,
             random=self.random,
             row=execution,
-            deadline=_deadline(definition, execution.start_date),
+            deadline=_deadline(definition, _began(execution)),
+            redrive_count=execution.redrive_count,
         )
 
     def _cursor_step(
@@ -570,12 +632,14 @@ class Engine:
             start_date=execution.start_date,
             now=now,
             random=self.random,
+            redrive_count=execution.redrive_count,
             **cursor,
         )
 
     async def _time_out(self, execution: Execution) -> Execution | None:
         """The execution ran past its TimeoutSeconds: TIMED_OUT, every cursor stopped."""
         now = self.clock()
+        children = await self._store.running_cursors(execution.id)
         timed_out = await self._store.commit(
             Transition(
                 base=execution,
@@ -588,6 +652,7 @@ class Engine:
                     attempt=execution.attempt,
                     stop_date=now,
                     error=STATES_TIMEOUT,
+                    pending=Resume(fanout=execution.fanout),
                 ),
                 events=(
                     _event(
@@ -596,7 +661,7 @@ class Engine:
                         now,
                     ),
                 ),
-                pruned=(ROOT,),
+                cursors=tuple(aborted(children, ROOT, now)),
             )
         )
         if timed_out is not None:
@@ -628,7 +693,7 @@ class Engine:
                 and self._queue.accepting
             ):
                 now = self.clock()
-                deadline = _deadline(definition, execution.start_date)
+                deadline = _deadline(definition, _began(execution))
                 if deadline is not None and now >= deadline:
                     self._log_closed(await self._time_out(execution))
                     return None
@@ -682,7 +747,7 @@ class Engine:
             children,
             now=now,
             make_step=self._cursor_step,
-            deadline=_deadline(definition, execution.start_date),
+            deadline=_deadline(definition, _began(execution)),
         )
 
     def _arm_tree(self, work: Work, flying: set[str]) -> None:
@@ -931,6 +996,11 @@ class Engine:
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _began(execution: Execution) -> float:
+    """When the execution's current run began: its start, or its last redrive."""
+    return execution.redrive_date if execution.redrive_date is not None else execution.start_date
 
 
 def _deadline(definition: Mapping[str, Any], start_date: float) -> float | None:

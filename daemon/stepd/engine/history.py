@@ -49,6 +49,10 @@ def execution_aborted(error: str | None, cause: str | None) -> dict[str, Any]:
     return {"executionAbortedEventDetails": _error_cause(error, cause)}
 
 
+def execution_redriven(redrive_count: int) -> dict[str, Any]:
+    return {"executionRedrivenEventDetails": {"redriveCount": redrive_count}}
+
+
 def state_entered(name: str, input_text: str) -> dict[str, Any]:
     return {
         "stateEnteredEventDetails": {

@@ -49,6 +49,7 @@ from stepd.store.records import (
     NewEvent,
     Pending,
     Progress,
+    Resume,
     TaskCall,
     Transition,
     WaitThen,
@@ -92,8 +93,10 @@ class Step:
         events: list[NewEvent] | None = None,
         last_event_id: int | None = None,
         deadline: float | None = None,
+        redrive_count: int = 0,
     ) -> None:
         self.definition = definition
+        self.redrive_count = redrive_count
         self.machine = machine
         self.name = name
         self.execution_arn = execution_arn
@@ -162,6 +165,7 @@ class Step:
             state_name=self.state or "",
             state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
             retry_count=self.attempt,
+            redrive_count=self.redrive_count,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -248,7 +252,10 @@ class Step:
         self.status = status
         self.phase = None
         self.due_at = None
-        self.pending = None
+        # what a redrive needs: `state` and `data` stay, and so do the children of a Parallel
+        # or Map state that failed
+        fanout = self.pending if isinstance(self.pending, Fanout) else None
+        self.pending = None if status == SUCCEEDED else Resume(fanout=fanout)
         self.stop_date = self.now
 
     # -- running states --------------------------------------------------------------
@@ -472,11 +479,12 @@ class Step:
             self.pending = replace(fan, retry_at=self.due_at)
             return
         self.add(f"{fan.kind}StateFailed", {})
-        self.pending = None
         if isinstance(decision, Fail):
-            # the child's own error, as AWS reports it (no States.Runtime prefix added)
+            # the child's own error, as AWS reports it (no States.Runtime prefix added); the
+            # fan-out record is kept for a redrive
             self.fail(decision.error or None, decision.cause)
             return
+        self.pending = None
         self.apply(decision, fan.kind)
 
     # -- tasks -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from stepd.asl import interpreter
 from stepd.engine import history
 from stepd.engine.steps import Step
 from stepd.store.records import (
+    ABORTED,
     PROGRESS_FIELDS,
     ROOT,
     RUNNING,
@@ -27,6 +28,7 @@ from stepd.store.records import (
     Fanout,
     NewEvent,
     Progress,
+    Resume,
     Transition,
 )
 
@@ -160,6 +162,12 @@ class Work:
         for gone in [c for c in self.changed if c.startswith(prefix)]:
             del self.changed[gone]
 
+    def stop_descendants(self, cursor_id: str) -> None:
+        """Abort every running descendant of `cursor_id` (no more calls), keeping where each
+        stood for a redrive."""
+        for cursor in aborted(list(self.cursors.values()), cursor_id, self.now):
+            self.put(cursor)
+
     def settle(self, child_id: str) -> None:
         """The child `child_id` ended: its parent counts it, and goes on when it must."""
         child = self.cursors[child_id]
@@ -177,12 +185,15 @@ class Work:
         )
         parent.pending = fan
         if not ok and not _tolerated(fan):
-            self.prune(child.parent)
             tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
             if tolerance:
                 parent.fanout_failed(EXCEEDED_ERROR, EXCEEDED_CAUSE)
             else:
                 parent.fanout_failed(child.error, child.cause)
+            if parent.status == RUNNING:  # retried or caught: done with these children
+                self.prune(child.parent)
+            else:  # the state failed: its children stay for a redrive, the running ones stop
+                self.stop_descendants(child.parent)
         else:
             if not ok:  # a tolerated failure: its error output stands in for its output
                 error = {"Error": child.error or "", "Cause": child.cause or ""}
@@ -214,6 +225,24 @@ def _tolerated(fan: Fanout) -> bool:
         return False
     percentage = fan.tolerated_percentage
     return not (percentage is not None and fan.failed * 100 > percentage * fan.total)
+
+
+def aborted(cursors: list[Cursor], ancestor: str, now: float) -> list[Cursor]:
+    """The running ones of `cursors` below `ancestor`, aborted at `now`: they make no more
+    calls, and keep their state, its input and their fan-out record for a redrive."""
+    prefix = ancestor + "/"
+    return [
+        replace(
+            cursor,
+            status=ABORTED,
+            phase=None,
+            due_at=None,
+            pending=Resume(fanout=cursor.fanout),
+            stop_date=now,
+        )
+        for cursor in cursors
+        if cursor.status == RUNNING and cursor.id.startswith(prefix)
+    ]
 
 
 def results_of(children: list[Cursor]) -> list[Any]:

@@ -105,7 +105,8 @@ class Store(ABC):
         Applied, atomically and durably: the whole progress is replaced by
         `transition.progress`, `transition.events` are appended with the ids after
         `base.last_event_id`, `last_event_id` moves on by their number and `version` by exactly
-        one (also for a transition that changes nothing); identity fields never change; the
+        one (also for a transition that changes nothing); identity fields never change, and
+        the redrive fields only with `transition.redrive` (set to its count, date, token); the
         descendants of every cursor id in `transition.pruned` are deleted (ids starting with
         that id and "/"; the cursor itself stays), then each of `transition.cursors` is stored,
         replacing the cursor of the same id if there is one. The
@@ -143,10 +144,17 @@ class Store(ABC):
 
     @abstractmethod
     async def list_executions(
-        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
     ) -> list[Execution]:
         """Up to `limit` (positive) executions, newest (largest id) first: only those of
-        `machine` and of `status` when given, and only ids below `before_id` when given.
+        `machine` and of `status` when given, only ids below `before_id` when given, and only
+        those redriven at least once (`redriven` True) or never (False) when given.
 
         Paging: the last id of a page, passed as `before_id`, gives the next page; pages never
         repeat an execution, and an execution created meanwhile (a larger id) does not show up

@@ -6,6 +6,9 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 3 (stepd 0.4):  format 2, and  {"v": 3, "resume": {}}  or
+                           {"v": 3, "resume": {"fanout": {...}}}  (closed without succeeding:
+                           where a redrive takes it up)
     format 2 (stepd 0.3):  format 1, and  {"v": 2, "fanout": {...}}  (a Parallel or Map
                            state running its children)
     format 1 (stepd 0.2):  {"v": 1, "wait": {...}}  or  {"v": 1, "task": {...}}
@@ -20,10 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepd.errors import RecordError
-from stepd.store.records import Fanout, Pending, TaskCall, WaitThen
+from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FANOUT_SINCE = 2  # the first format with fan-out records
+RESUME_SINCE = 3  # the first format with resume records
 
 _WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
 _TASK_KEYS: Mapping[str, str] = {
@@ -64,18 +68,26 @@ def encode_pending(pending: Pending) -> str | None:
         body = {key: getattr(pending, name) for name, key in _WAIT_KEYS.items()}
         return json.dumps({"v": FORMAT_VERSION, "wait": body}, separators=(",", ":"))
     if isinstance(pending, Fanout):
-        body = {
-            key: value
-            for name, key in _FANOUT_KEYS.items()
-            if (value := getattr(pending, name)) is not None or key in _FANOUT_REQUIRED
-        }
-        return json.dumps({"v": FORMAT_VERSION, "fanout": body}, separators=(",", ":"))
+        return json.dumps(
+            {"v": FORMAT_VERSION, "fanout": _fanout_body(pending)}, separators=(",", ":")
+        )
+    if isinstance(pending, Resume):
+        resume = {} if pending.fanout is None else {"fanout": _fanout_body(pending.fanout)}
+        return json.dumps({"v": FORMAT_VERSION, "resume": resume}, separators=(",", ":"))
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
         if (value := getattr(pending, name)) is not None or key in _TASK_REQUIRED
     }
     return json.dumps({"v": FORMAT_VERSION, "task": body}, separators=(",", ":"))
+
+
+def _fanout_body(fanout: Fanout) -> dict[str, Any]:
+    return {
+        key: value
+        for name, key in _FANOUT_KEYS.items()
+        if (value := getattr(fanout, name)) is not None or key in _FANOUT_REQUIRED
+    }
 
 
 def decode_pending(text: str | None) -> Pending:
@@ -92,10 +104,12 @@ def decode_pending(text: str | None) -> Pending:
     if version == 0:
         return _decode_v0(stored)
     _check_version(version)
-    kinds = {"wait", "task", "fanout"} if version >= FANOUT_SINCE else {"wait", "task"}
+    kinds = _kinds(version)
     if len(stored.keys() & kinds) > 1:
         raise RecordError("pending record holds more than one record")
     _expect_keys(stored, {"v"}, kinds, "pending record")
+    if "resume" in stored:
+        return _resume(stored["resume"], "resume record")
     if "fanout" in stored:
         return _fanout(stored["fanout"], "fan-out record")
     if "wait" in stored:
@@ -103,6 +117,16 @@ def decode_pending(text: str | None) -> Pending:
     if "task" in stored:
         return _task(stored["task"], "task record")
     raise RecordError("pending record holds neither a wait nor a task")
+
+
+def _kinds(version: int) -> set[str]:
+    """The record kinds a format holds."""
+    kinds = {"wait", "task"}
+    if version >= FANOUT_SINCE:
+        kinds.add("fanout")
+    if version >= RESUME_SINCE:
+        kinds.add("resume")
+    return kinds
 
 
 def _check_version(version: Any) -> None:
@@ -170,6 +194,14 @@ def _fanout(body: Any, what: str) -> Fanout:
         tolerated_percentage=_float_or_none(fields.get("tolerated_percentage")),
         retry_at=_float_or_none(fields.get("retry_at")),
     )
+
+
+def _resume(body: Any, what: str) -> Resume:
+    if not isinstance(body, dict):
+        raise RecordError(f"{what} is not a JSON object")
+    _expect_keys(body, set(), {"fanout"}, what)
+    fanout = body.get("fanout")
+    return Resume(fanout=None if fanout is None else _fanout(fanout, f"{what}: fan-out record"))
 
 
 def _fields(

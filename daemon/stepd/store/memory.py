@@ -214,6 +214,7 @@ class MemoryStore(Store):
                 replace(transition.progress, pending=None),
                 last_event_id=stored.last_event_id + len(events),
                 version=stored.version + 1,
+                redrive=transition.redrive,
             ),
             pending=pending,
         )
@@ -262,7 +263,13 @@ class MemoryStore(Store):
         return None if execution_id is None else _read(db.rows[execution_id])
 
     async def list_executions(
-        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
     ) -> list[Execution]:
         db = await self._enter()
         page: list[Execution] = []
@@ -274,6 +281,7 @@ class MemoryStore(Store):
                 (machine is None or row.execution.machine == machine)
                 and (status is None or row.execution.status == status)
                 and (before_id is None or execution_id < before_id)
+                and (redriven is None or (row.execution.redrive_count > 0) == redriven)
             ):
                 page.append(_read(row))
         return page

@@ -2,10 +2,10 @@
 
 An execution is its identity (machine, name, input, start) and its `Progress`: where it stands
 and what it does next. A transition replaces the whole `Progress` at once. What a waiting
-execution keeps for its next action is a typed `Pending` record (`WaitThen`, `TaskCall`, or
-`Fanout` while a Parallel or Map state runs its children, which are `Cursor`s of their own);
-how those records are written to disk, and read back from every earlier release's format, is
-`stepd.store.formats`.
+execution keeps for its next action is a typed `Pending` record (`WaitThen`, `TaskCall`,
+`Fanout` while a Parallel or Map state runs its children, which are `Cursor`s of their own, or
+`Resume` once it closed without succeeding, for a redrive); how those records are written to
+disk, and read back from every earlier release's format, is `stepd.store.formats`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,19 @@ class Fanout:
         return self.next_slot >= self.total and self.running == 0
 
 
-Pending = WaitThen | TaskCall | Fanout | None
+@dataclass(frozen=True, kw_only=True)
+class Resume:
+    """A cursor (the root or a child) closed without succeeding: where a redrive takes it up.
+
+    Its `state` is entered again with its `data` (the input that state had); when it was a
+    Parallel or Map state running children, `fanout` is their record as it was, and the
+    children stay in the store: a redrive runs again only those that did not succeed.
+    """
+
+    fanout: Fanout | None = None
+
+
+Pending = WaitThen | TaskCall | Fanout | Resume | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +126,10 @@ class Progress:
     def fanout(self) -> Fanout | None:
         return self.pending if isinstance(self.pending, Fanout) else None
 
+    @property
+    def resume(self) -> Resume | None:
+        return self.pending if isinstance(self.pending, Resume) else None
+
 
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
 
@@ -127,6 +143,9 @@ class Execution(Progress):
     input: str
     start_date: float
     uid: str | None = None  # unique across every execution ever started; None before stepd 0.2
+    redrive_count: int = 0  # how many times RedriveExecution took it up again
+    redrive_date: float | None = None  # when it was last redriven
+    redrive_token: str | None = None  # the clientToken of the last redrive
     last_event_id: int = 0
     version: int = 0
 
@@ -134,13 +153,29 @@ class Execution(Progress):
     def progress(self) -> Progress:
         return Progress(**{name: getattr(self, name) for name in PROGRESS_FIELDS})
 
-    def moved_to(self, progress: Progress, *, last_event_id: int, version: int) -> Execution:
-        """This execution as a committed transition to `progress` leaves it."""
-        return replace(
+    def moved_to(
+        self,
+        progress: Progress,
+        *,
+        last_event_id: int,
+        version: int,
+        redrive: Redrive | None = None,
+    ) -> Execution:
+        """This execution as a committed transition to `progress` (a redrive, when given)
+        leaves it."""
+        moved = replace(
             self,
             **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
             last_event_id=last_event_id,
             version=version,
+        )
+        if redrive is None:
+            return moved
+        return replace(
+            moved,
+            redrive_count=redrive.count,
+            redrive_date=redrive.date,
+            redrive_token=redrive.token,
         )
 
 
@@ -179,6 +214,15 @@ class NewEvent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Redrive:
+    """A redrive's mark on the execution it takes up again."""
+
+    count: int
+    date: float
+    token: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Transition:
     """One atomic change to `base`: its new progress and the events to append.
 
@@ -190,6 +234,7 @@ class Transition:
     events: tuple[NewEvent, ...] = ()
     pruned: tuple[str, ...] = ()  # cursor ids whose descendants are deleted (first)
     cursors: tuple[Cursor, ...] = ()  # child cursors inserted or replaced (after pruning)
+    redrive: Redrive | None = None  # this transition is a redrive: count, date and token set
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -56,7 +56,8 @@ BUSY_TIMEOUT_MS = 5000
 COLUMNS = (
     "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
     " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
-    " retry_counts, due_at, last_event_id, version, uid"
+    " retry_counts, due_at, last_event_id, version, uid, redrive_count, redrive_date,"
+    " redrive_token"
 )
 # Each field of `Progress` and the column that holds it; a transition writes them all.
 PROGRESS_COLUMNS: dict[str, str] = {
@@ -75,6 +76,9 @@ PROGRESS_COLUMNS: dict[str, str] = {
     "error": "error",
     "cause": "cause",
 }
+REDRIVE_SQL = (
+    "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
+)
 UPDATE_SQL = (
     "UPDATE executions SET "  # noqa: S608
     + ", ".join(f"{column} = ?" for column in (*PROGRESS_COLUMNS.values(), "last_event_id"))
@@ -96,6 +100,9 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         input=row["input"],
         start_date=row["start_date"],
         uid=row["uid"],
+        redrive_count=row["redrive_count"],
+        redrive_date=row["redrive_date"],
+        redrive_token=row["redrive_token"],
         stop_date=row["stop_date"],
         output=row["output"],
         error=row["error"],
@@ -477,10 +484,16 @@ class SqliteStore(Store):
         def apply(conn: sqlite3.Connection) -> Execution | None:
             if conn.execute(UPDATE_SQL, params).rowcount == 0:
                 return None
+            redrive = transition.redrive
+            if redrive is not None:
+                conn.execute(REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id))
             _append_events(conn, base.id, base.last_event_id, transition.events)
             _write_cursors(conn, base.id, transition.pruned, transition.cursors)
             return base.moved_to(
-                transition.progress, last_event_id=last_event_id, version=base.version + 1
+                transition.progress,
+                last_event_id=last_event_id,
+                version=base.version + 1,
+                redrive=redrive,
             )
 
         return await self._write(apply)
@@ -540,10 +553,18 @@ class SqliteStore(Store):
         return await self._read(find)
 
     async def list_executions(
-        self, *, machine: str | None, status: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
     ) -> list[Execution]:
         clauses: list[str] = []
         params: list[Any] = []
+        if redriven is not None:
+            clauses.append("redrive_count > 0" if redriven else "redrive_count = 0")
         if machine is not None:
             clauses.append("machine = ?")
             params.append(machine)

@@ -1,8 +1,10 @@
 """The routes under /ui/: each reads through the engine's read interface and renders a page.
 
 Only what `Engine` offers for reading is used (`list_executions`, `count_by_status`,
-`find_execution`, `history`, `definition_of`, `machines`, `clock`), and the engine's limit on
-an execution's history (`MAX_EVENTS`), nothing else of the engine; the pages never write.
+`find_execution`, `history`, `definition_of`, `machines`, `clock`, `redrive_refusal`), and
+the engine's limit on an execution's history (`MAX_EVENTS`). The one write is an action, a
+POST form: redrive (`redrive_execution`), which the access check lets through only from the
+pages' own site (and with a signed-in session's CSRF token, when key pairs are configured).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from stepd.asl.validate import validate
 from stepd.catalog import Report
 from stepd.engine.executor import Engine
 from stepd.engine.steps import MAX_EVENTS
-from stepd.errors import StoreError
+from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable, StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
-from stepd.ui.pages import SIGNED_IN, render
-from stepd.ui.views import UI_PATH, list_path, summarise, timeline
+from stepd.ui.pages import ACTION_CSRF, ACTION_ROUTE_PREFIX, SIGNED_IN, render
+from stepd.ui.views import UI_PATH, execution_path, list_path, summarise, timeline
 
 Findings = Callable[[], Mapping[str, Sequence[Report]]]
 
@@ -48,6 +50,11 @@ def add_ui_routes(
     )
     app.router.add_get(
         UI_PATH + "machines/{name}", pages.machine, name=PAGE_ROUTE_PREFIX + "machine"
+    )
+    app.router.add_post(
+        UI_PATH + "executions/{machine}/{name}/redrive",
+        pages.redrive,
+        name=ACTION_ROUTE_PREFIX + "redrive",
     )
 
 
@@ -135,9 +142,28 @@ class _Pages:
             refresh=execution.status == RUNNING,
             summary=summarise(execution, now, self.engine.host_down_for(execution)),
             execution=execution,
+            redrivable=self.engine.redrive_refusal(execution) is None,
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
         )
+
+    async def redrive(self, request: web.Request) -> web.Response:
+        """POST: redrive the execution, then show its page again."""
+        machine, name = request.match_info["machine"], request.match_info["name"]
+        try:
+            await self.engine.redrive_execution(machine, name)
+        except ExecutionDoesNotExist:
+            return self._problem(
+                request,
+                404,
+                "No such execution",
+                f"State machine {machine!r} has no execution named {name!r}.",
+            )
+        except ExecutionNotRedrivable as exc:
+            return self._problem(request, 409, "Not redrivable", exc.message)
+        except StoreError as exc:
+            return self._unavailable(request, exc)
+        raise web.HTTPSeeOther(execution_path(machine, name))
 
     async def machine(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -222,6 +248,7 @@ class _Pages:
             refresh=refresh,
             machine_names=sorted(self.engine.machines),
             signed_in=request.get(SIGNED_IN),
+            csrf=request.get(ACTION_CSRF),
             **context,
         )
 

@@ -53,6 +53,9 @@ HEADERS = {
 }
 # The access key id a browser signed in with (stepd.api.signin sets it; the layout shows it).
 SIGNED_IN = web.RequestKey("stepd.signed_in", str)
+# the token a signed-in browser's action forms (a POST under /ui/) carry against CSRF
+ACTION_CSRF = web.RequestKey("stepd.action_csrf", str)
+ACTION_ROUTE_PREFIX = "ui.action."  # the name of every action's route begins so
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("stepd.ui", "templates"),

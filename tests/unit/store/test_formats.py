@@ -10,7 +10,15 @@ import pytest
 
 from stepd.errors import RecordError
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
-from stepd.store.records import PROGRESS_FIELDS, Fanout, Pending, Progress, TaskCall, WaitThen
+from stepd.store.records import (
+    PROGRESS_FIELDS,
+    Fanout,
+    Pending,
+    Progress,
+    Resume,
+    TaskCall,
+    WaitThen,
+)
 from stepd.store.sqlite import PROGRESS_COLUMNS
 
 # What stepd 0.1 wrote in the `pending` column, in each position an execution can be in.
@@ -114,7 +122,7 @@ def test_the_format_on_disk_is_pinned():
         waiting_since=0.75,
     )
     assert json.loads(encode_pending(task) or "") == {
-        "v": 2,
+        "v": 3,
         "task": {
             "resource": "r",
             "payload": "{}",
@@ -128,12 +136,12 @@ def test_the_format_on_disk_is_pinned():
     }
     wait = WaitThen(next_state="B", output="[]")
     assert json.loads(encode_pending(wait) or "") == {
-        "v": 2,
+        "v": 3,
         "wait": {"next": "B", "output": "[]"},
     }
     fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1)
     assert json.loads(encode_pending(fanout) or "") == {
-        "v": 2,
+        "v": 3,
         "fanout": {
             "kind": "Map",
             "total": 3,
@@ -147,6 +155,27 @@ def test_the_format_on_disk_is_pinned():
     }
 
 
+def test_resume_records_are_pinned_and_round_trip():
+    """A closed execution's resume record, with or without its fan-out, is written as format 3
+    and read back unchanged."""
+    assert json.loads(encode_pending(Resume()) or "") == {"v": 3, "resume": {}}
+    fanout = Fanout(kind="Parallel", total=2, started_event=7, limit=2, next_slot=2, failed=1)
+    text = encode_pending(Resume(fanout=fanout))
+    assert json.loads(text or "")["resume"]["fanout"]["started_event"] == 7
+    assert decode_pending(text) == Resume(fanout=fanout)
+
+
+def test_records_written_by_stepd_0_3_are_read():
+    """Format 2 (main before redrive) fan-out records read back as written."""
+    text = (
+        '{"v": 2, "fanout": {"kind": "Map", "total": 3, "started_event": 4, "limit": 2,'
+        ' "next_slot": 2, "running": 1, "succeeded": 0, "failed": 0}}'
+    )
+    assert decode_pending(text) == Fanout(
+        kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1
+    )
+
+
 def test_records_written_by_stepd_0_2_are_read():
     """Format 1 (stepd 0.2) wait and task records read back as written."""
     text = '{"v": 1, "wait": {"next": "B", "output": "[]"}}'
@@ -156,8 +185,11 @@ def test_records_written_by_stepd_0_2_are_read():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"v": 3, "task": {}}', "format 3, newer than this stepd reads (2)"),
+        ('{"v": 4, "task": {}}', "format 4, newer than this stepd reads (3)"),
         ('{"v": 1, "fanout": {}}', "unknown keys fanout"),
+        ('{"v": 2, "resume": {}}', "unknown keys resume"),
+        ('{"v": 3, "resume": {"state": "A"}}', "unknown keys state"),
+        ('{"v": 3, "resume": {"fanout": {"kind": "Map"}}}', "lacks failed, limit"),
         ('{"v": 2, "fanout": {"kind": "Map"}}', "lacks failed, limit"),
         (
             (

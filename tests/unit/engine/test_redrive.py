@@ -1,0 +1,348 @@
+"""RedriveExecution in the durable engine: a closed execution taken up where it failed, with
+only the unfinished children of a Parallel or Map run again, and AWS's refusals.
+
+The store is `MemoryStore`, the classroom server `FakeCaller`, the clock a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stepd.engine.arns import Arns
+from stepd.engine.executor import Engine
+from stepd.engine.machines import Machine
+from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
+from stepd.store.base import Store
+from stepd.store.records import Execution, NewEvent, Transition
+from stepd.tasks.caller import TaskOutcome, TaskRequest
+from stepd.tasks.endpoints import EndpointMap
+from stepd.testing import FakeCaller, MemoryStore
+
+T0 = 1_800_000_000.0
+DAY = 86_400.0
+POLL_SECONDS = 0.005
+SETTLE_SECONDS = 5.0
+
+CALL = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:deliver", "End": True}
+CALLING = {"StartAt": "Deliver", "States": {"Deliver": CALL}}
+PREPARE_THEN_CALL = {
+    "StartAt": "Prepare",
+    "States": {"Prepare": {"Type": "Pass", "Next": "Deliver"}, "Deliver": CALL},
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def one_state(state: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"StartAt": "S", "States": {"S": {"End": True, **state}}, **top}
+
+
+async def running_engine(
+    store: Store, caller: FakeCaller, definition: dict[str, Any], clock: Clock
+) -> Engine:
+    engine = Engine(
+        uid=lambda: "u1",
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+    )
+    machine = Machine(
+        name="m",
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
+    )
+    await engine.register({"m": machine})
+    engine.set_timer(lambda execution_id, due: _arm(engine, clock, execution_id, due))
+    engine.start()
+    return engine
+
+
+def _arm(engine: Engine, clock: Clock, execution_id: int, due: float) -> None:
+    if due <= clock.now:
+        engine.dispatch(execution_id, due)
+
+
+async def until(check: Callable[[], Any], timeout: float = SETTLE_SECONDS) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not await check():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def finished(store: Store, execution_id: int) -> Execution:
+    async def closed() -> bool:
+        execution = await store.get_execution(execution_id)
+        return execution is not None and execution.status != "RUNNING"
+
+    await until(closed)
+    execution = await store.get_execution(execution_id)
+    assert execution is not None
+    return execution
+
+
+async def types(store: Store, execution_id: int) -> list[str]:
+    events = await store.history(execution_id, reverse=False, limit=30_000, after=None)
+    return [e.type for e in events]
+
+
+def failing_first(*payloads: Any) -> Callable[[TaskRequest], Any]:
+    """Fail the first call whose payload is one of `payloads`; answer the others with it."""
+    failed: set[str] = set()
+
+    def respond(request: TaskRequest) -> Any:
+        key = json.dumps(request.payload)
+        if request.payload in payloads and key not in failed:
+            failed.add(key)
+            return TaskOutcome(error="Classroom.Down", cause="try later")
+        return {"echo": request.payload}
+
+    return respond
+
+
+@pytest.fixture
+async def store():
+    opened = MemoryStore()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_a_failed_task_redriven_succeeds(store: Store):
+    """The failed Task is entered again with its input and called with a new key; the states
+    before it do not run again, and the history goes on after ExecutionRedriven."""
+    clock = Clock()
+    caller = FakeCaller(respond=failing_first({"class": 42}))
+    engine = await running_engine(store, caller, PREPARE_THEN_CALL, clock)
+    started = await engine.start_execution("m", "x", json.dumps({"class": 42}))
+    failed = await finished(store, started.execution.id)
+    assert (failed.status, failed.error) == ("FAILED", "Classroom.Down")
+    clock.now = T0 + 60
+    redriven = await engine.redrive_execution("m", "x")
+    assert (redriven.status, redriven.redrive_count, redriven.redrive_date) == (
+        "RUNNING",
+        1,
+        T0 + 60,
+    )
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", {"echo": {"class": 42}})
+    assert (done.start_date, done.input) == (T0, failed.input)
+    assert [c.payload for c in caller.calls] == [{"class": 42}, {"class": 42}]
+    assert caller.keys[0] != caller.keys[1]
+    history = await types(store, done.id)
+    assert history.count("PassStateEntered") == 1
+    assert history[history.index("ExecutionFailed") :] == [
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ]
+    events = await store.history(done.id, reverse=False, limit=100, after=None)
+    redrive_event = next(e for e in events if e.type == "ExecutionRedriven")
+    assert redrive_event.details == {"executionRedrivenEventDetails": {"redriveCount": 1}}
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_failed_map_redriven_runs_only_the_failed_iterations(store: Store):
+    """Iterations that succeeded keep their output and are not called again; the failed one
+    runs again and the ones never started start."""
+    clock = Clock()
+    caller = FakeCaller(respond=failing_first(2))
+    definition = one_state({"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": CALLING})
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2, 3]))
+    failed = await finished(store, started.execution.id)
+    assert failed.status == "FAILED"
+    assert [c.payload for c in caller.calls] == [1, 2]
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == (
+        "SUCCEEDED",
+        [{"echo": 1}, {"echo": 2}, {"echo": 3}],
+    )
+    assert [c.payload for c in caller.calls] == [1, 2, 2, 3]
+    assert len(set(caller.keys)) == len(caller.keys)
+    assert await store.running_cursors(done.id) == []
+
+
+async def test_a_failed_parallel_branch_redriven_keeps_its_succeeded_sibling(store: Store):
+    """Of a Parallel state, only the branch that failed runs again."""
+    clock = Clock()
+    caller = FakeCaller(respond=failing_first({"v": "b"}))
+    branches = [
+        {"StartAt": "Deliver", "States": {"Deliver": {**CALL, "Parameters": {"v": name}}}}
+        for name in ("a", "b")
+    ]
+    engine = await running_engine(
+        store, caller, one_state({"Type": "Parallel", "Branches": branches}), clock
+    )
+    started = await engine.start_execution("m", "x", "{}")
+    assert (await finished(store, started.execution.id)).status == "FAILED"
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == (
+        "SUCCEEDED",
+        [{"echo": {"v": "a"}}, {"echo": {"v": "b"}}],
+    )
+    assert sorted(c.payload["v"] for c in caller.calls) == ["a", "b", "b"]
+
+
+async def test_a_timed_out_execution_redriven_runs_its_unfinished_children(store: Store):
+    """A Map timed out with calls in flight runs those iterations again after a redrive,
+    with new keys, and its TimeoutSeconds counts from the redrive."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    definition = one_state({"Type": "Map", "ItemProcessor": CALLING}, TimeoutSeconds=30)
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2]))
+    first = list(await caller.wait_for(2))
+    clock.now = T0 + 30
+    await engine.advance(started.execution.id)
+    timed_out = await finished(store, started.execution.id)
+    assert timed_out.status == "TIMED_OUT"
+    caller.release()
+    await asyncio.sleep(0.05)
+    clock.now = T0 + 3600
+    redriven = await engine.redrive_execution("m", "x")
+    assert redriven.status == "RUNNING"
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [{"ok": True}] * 2)
+    again = caller.calls[2:]
+    assert sorted(c.payload for c in again) == [1, 2]
+    assert not {c.idempotency_key for c in again} & {c.idempotency_key for c in first}
+
+
+async def test_an_aborted_execution_redriven_runs_from_where_it_stood(store: Store):
+    """StopExecution leaves the state it stopped in; a redrive enters it again."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    engine = await running_engine(store, caller, PREPARE_THEN_CALL, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await caller.wait_for(1)
+    stopped = await engine.stop_execution("m", "x", None, None)
+    caller.release()
+    assert stopped.status == "ABORTED"
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert done.status == "SUCCEEDED"
+    assert (await types(store, done.id)).count("PassStateEntered") == 1
+
+
+async def test_the_same_client_token_redrives_once(store: Store):
+    """RedriveExecution repeated with its clientToken answers with the redrive it made."""
+    clock = Clock()
+    caller = FakeCaller()
+    caller.hold()
+    definition = one_state({"Type": "Fail", "Error": "Boom"})
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await finished(store, started.execution.id)
+    clock.now = T0 + 5
+    first = await engine.redrive_execution("m", "x", "token-1")
+    await finished(store, started.execution.id)
+    clock.now = T0 + 10
+    again = await engine.redrive_execution("m", "x", "token-1")
+    await engine.drain(1.0)
+    assert (first.redrive_count, again.redrive_count, again.redrive_date) == (1, 1, T0 + 5)
+
+
+async def test_the_redrive_count_is_in_the_context_object(store: Store):
+    """`$$.Execution.RedriveCount` is 0, then the number of redrives."""
+    clock = Clock()
+    caller = FakeCaller(TaskOutcome(error="Boom"), TaskOutcome(error="Boom"))
+    state = {**CALL, "Parameters": {"redrives.$": "$$.Execution.RedriveCount"}}
+    definition = {"StartAt": "Deliver", "States": {"Deliver": state}}
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await finished(store, started.execution.id)
+    await engine.redrive_execution("m", "x")
+    await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert [c.payload for c in caller.calls] == [{"redrives": 0}, {"redrives": 1}]
+
+
+async def refused(engine: Engine) -> str:
+    with pytest.raises(ExecutionNotRedrivable) as refusal:
+        await engine.redrive_execution("m", "x")
+    return str(refusal.value)
+
+
+async def test_a_succeeded_execution_is_not_redrivable(store: Store):
+    """A SUCCEEDED execution is refused with AWS's reason."""
+    clock = Clock()
+    engine = await running_engine(store, FakeCaller(), CALLING, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await finished(store, started.execution.id)
+    assert await refused(engine) == "Execution is SUCCEEDED and cannot be redriven"
+    await engine.drain(1.0)
+
+
+async def test_a_running_execution_is_not_redrivable(store: Store):
+    """A RUNNING execution is refused with AWS's reason."""
+    clock = Clock()
+    caller = FakeCaller()
+    caller.hold()
+    engine = await running_engine(store, caller, CALLING, clock)
+    await engine.start_execution("m", "x", "{}")
+    await caller.wait_for(1)
+    assert await refused(engine) == "Execution is RUNNING and cannot be redriven"
+    caller.release()
+    await engine.drain(1.0)
+
+
+async def test_an_execution_closed_over_14_days_ago_is_not_redrivable(store: Store):
+    """Past 14 days after it closed, an execution is no longer redrivable."""
+    clock = Clock()
+    engine = await running_engine(store, FakeCaller(), one_state({"Type": "Fail"}), clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await finished(store, started.execution.id)
+    clock.now = T0 + 14 * DAY
+    assert engine.redrive_refusal(started.execution) is None
+    clock.now = T0 + 14 * DAY + 1
+    assert await refused(engine) == "Execution redrivable period exceeded"
+
+
+async def test_an_execution_with_24999_events_is_not_redrivable(store: Store):
+    """An execution whose history holds 24,999 events leaves no room for a redrive."""
+    clock = Clock()
+    engine = await running_engine(store, FakeCaller(), one_state({"Type": "Fail"}), clock)
+    started = await engine.start_execution("m", "x", "{}")
+    failed = await finished(store, started.execution.id)
+    padding = NewEvent(type="PassStateEntered", details={}, ts=T0)
+    count = 24_999 - failed.last_event_id
+    await store.commit(Transition(base=failed, progress=failed.progress, events=(padding,) * count))
+    assert await refused(engine) == "Execution history event limit exceeded"
+
+
+async def test_an_unknown_execution_does_not_exist(store: Store):
+    """Redriving an execution that is not there raises ExecutionDoesNotExist."""
+    engine = await running_engine(store, FakeCaller(), CALLING, Clock())
+    with pytest.raises(ExecutionDoesNotExist):
+        await engine.redrive_execution("m", "nobody")
