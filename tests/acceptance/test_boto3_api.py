@@ -8,6 +8,7 @@ protocol's error edges (unknown operation, malformed bodies) are driven with raw
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ QUICK_HISTORY = [
 ]
 CONFIGURED_MACHINES = ["classroom", "failing", "nap", "pager", "quick", "sleeper"]
 STEPD_EXTENSION = "stepd"  # DescribeExecution's documented extra key (current state, due time)
+REENTRY_SECONDS = 10.0  # a redriven execution re-enters its state within this
 
 
 def machine_arn(name: str) -> str:
@@ -613,7 +615,12 @@ def test_an_aborted_execution_redriven_runs_again(sfn, new_name, settle):
     )
     assert described["redriveStatus"] == "NOT_REDRIVABLE"
     assert described["redriveStatusReason"] == "Execution is RUNNING and cannot be redriven"
-    types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
+    deadline = time.monotonic() + REENTRY_SECONDS  # the state is entered again at once, async
+    while True:
+        types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
+        if types[-1] != "ExecutionRedriven" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert types[-3:] == ["ExecutionAborted", "ExecutionRedriven", "WaitStateEntered"]
     sfn.stop_execution(executionArn=arn)
 
