@@ -14,8 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from harness import Bench, fill_waiting, percentile, rfc3339
@@ -24,6 +26,59 @@ from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+# Map and Parallel: every iteration or branch one Task call, like the `ping` machine's
+DELIVER = "arn:aws:lambda:us-east-1:123456789012:function:deliver"
+BRANCHES = 10
+
+
+def _deliver(end: bool = True) -> dict[str, Any]:
+    return {"Type": "Task", "Resource": DELIVER, "ResultPath": None, "End": end}
+
+
+MAP_MACHINE = {
+    "StartAt": "Fan",
+    "States": {
+        "Fan": {
+            "Type": "Map",
+            "MaxConcurrency": 0,  # no limit of its own: AWS's 40 inline iterations at once
+            "ItemProcessor": {"StartAt": "Deliver", "States": {"Deliver": _deliver()}},
+            "End": True,
+        }
+    },
+}
+PARALLEL_MACHINE = {
+    "StartAt": "Until",
+    "States": {
+        "Until": {"Type": "Wait", "TimestampPath": "$.at", "Next": "Fan"},
+        "Fan": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": f"Deliver{b}", "States": {f"Deliver{b}": _deliver()}}
+                for b in range(BRANCHES)
+            ],
+            "ResultPath": None,
+            "End": True,
+        },
+    },
+}
+PASS_MAP_MACHINE = {
+    "StartAt": "Fan",
+    "States": {
+        "Fan": {
+            "Type": "Map",
+            "MaxConcurrency": 0,
+            "ItemProcessor": {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": True}}},
+            "End": True,
+        }
+    },
+}
+FANOUT_MACHINES = {
+    "map": (MAP_MACHINE, {"deliver": "/map"}),
+    "parallel": (PARALLEL_MACHINE, {"deliver": "/parallel"}),
+    "passmap": (PASS_MAP_MACHINE, {}),
+}
+HISTORY_LIMIT_LIFTED = 1_000_000
 
 
 async def precision(count: int, spread_seconds: float) -> dict[str, float]:
@@ -143,25 +198,7 @@ async def herd(count: int) -> dict[str, float]:
         bench.start_daemon()
         await bench.wait_ready()
         at = float(int(time.time()) + 3 + count // 1000)
-        connector = aiohttp.TCPConnector(limit=32)
-        url = f"http://127.0.0.1:{bench.port}/"
-        headers = {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": "AWSStepFunctions.StartExecution",
-        }
-        body_input = json.dumps({"at": rfc3339(at)})
-        names = iter(range(count))
-        async with aiohttp.ClientSession(connector=connector) as session:
-
-            async def client() -> None:
-                for n in names:
-                    body = json.dumps(
-                        {"stateMachineArn": "ping", "name": f"h{n}", "input": body_input}
-                    )
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-
-            await asyncio.gather(*(client() for _ in range(32)))
+        await _start_many(bench, "ping", (f"h{n}" for n in range(count)), {"at": rfc3339(at)})
         if time.time() >= at:
             raise RuntimeError("the herd was not loaded before its due second")
         cpu_before = bench.cpu_seconds()
@@ -189,6 +226,214 @@ async def herd(count: int) -> dict[str, float]:
         "max_ms": max(lateness) if lateness else float("nan"),
         "all_committed_s": done_at - at,
     }
+
+
+async def _start_many(
+    bench: Bench, machine: str, names: Iterable[str], execution_input: Any
+) -> None:
+    """Start an execution of `machine` for each name, over 32 connections."""
+    url = f"http://127.0.0.1:{bench.port}/"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "AWSStepFunctions.StartExecution",
+    }
+    body_input = json.dumps(execution_input)
+    pending = iter(names)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+
+        async def client() -> None:
+            for name in pending:
+                body = json.dumps({"stateMachineArn": machine, "name": name, "input": body_input})
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(await response.text())
+
+        await asyncio.gather(*(client() for _ in range(32)))
+
+
+def _calls(bench: Bench, path: str, prefix: str) -> list[Any]:
+    """The requests the classroom server got on `path` whose Idempotency-Key starts with
+    `prefix` (`<machine>/<execution name>/` or `<machine>/<name prefix>`)."""
+    return [
+        r
+        for r in bench.server.records
+        if r.path == path and (r.idempotency_key or "").startswith(prefix)
+    ]
+
+
+def _each_once(records: list[Any], expected: int) -> bool:
+    """`expected` calls, every Idempotency-Key distinct."""
+    return len(records) == expected and len({r.idempotency_key for r in records}) == expected
+
+
+async def _succeeded(bench: Bench, count: int, deadline: float) -> float:
+    """Wait until the daemon counts `count` SUCCEEDED executions in all; when it did."""
+    while time.time() < deadline:
+        counts = (await bench.api.get("/healthz")).json()["executions"]
+        if counts.get("SUCCEEDED", 0) >= count:
+            return time.time()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"fewer than {count} executions succeeded in time")
+
+
+async def _map_once(bench: Bench, name: str, items: int, machine: str = "map") -> dict[str, Any]:
+    """One Map execution of `items` iterations, from StartExecution to its end; with the `map`
+    machine, each iteration one Task call, with the `passmap` machine none."""
+    prefix = f"{machine}/{name}/"
+    calls = items if machine == "map" else 0
+    cpu0 = bench.cpu_seconds()
+    await bench.start(name, [{"item": n} for n in range(items)], machine=machine)
+    deadline = time.time() + 120 + items / 20
+    looked = time.time()
+    while len(_calls(bench, "/map", prefix)) < calls and time.time() < deadline:
+        await asyncio.sleep(0.05)
+        if time.time() - looked >= 1:  # a Map that failed makes no more calls
+            looked = time.time()
+            if (await bench.describe(name, machine=machine))["status"] != "RUNNING":
+                break
+    while True:
+        described = await bench.describe(name, machine=machine)
+        if described["status"] != "RUNNING" or time.time() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    cpu = bench.cpu_seconds() - cpu0
+    records = _calls(bench, "/map", prefix)
+    delivered = sorted(r.body["item"] for r in records)
+    output = described.get("output") or "[]"
+    return {
+        "status": described["status"],
+        "error": described.get("error"),
+        "seconds": described.get("stopDate", math.nan) - described["startDate"],
+        "delivered": len(records),
+        "each_once": _each_once(records, calls) and delivered == list(range(calls)),
+        "cpu_s": cpu,
+        "output_items": len(json.loads(output)),
+        "output_bytes": len(output),
+    }
+
+
+async def map_cost(items: int, steps: int, parallels: int) -> dict[str, dict[str, Any]]:
+    """In one daemon, one after the other: a Map of `items` Task iterations (40 at once);
+    `steps` executions of the plain one-Task `ping` machine due at once; `parallels`
+    executions of a Parallel of 10 one-Task branches due at once. The daemon's CPU for each,
+    per iteration, per Task step and per branch."""
+    with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
+        bench = Bench(Path(folder), machines=FANOUT_MACHINES)
+        await bench.setup()
+        bench.start_daemon()
+        await bench.wait_ready()
+        await asyncio.sleep(1)
+
+        mapped = await _map_once(bench, "m", items)
+
+        task_at = float(int(time.time()) + 3 + steps // 1000)
+        await _start_many(bench, "ping", (f"t{n}" for n in range(steps)), {"at": rfc3339(task_at)})
+        if time.time() >= task_at:
+            raise RuntimeError("the Task steps were not loaded before their due second")
+        cpu0 = bench.cpu_seconds()
+        await asyncio.sleep(max(0.0, task_at - time.time()))
+        while len(_calls(bench, "/ping", "ping/t")) < steps and time.time() < task_at + 120:
+            await asyncio.sleep(0.05)
+        task_done = await _succeeded(bench, 1 + steps, task_at + 120)
+        task_cpu = bench.cpu_seconds() - cpu0
+        task_calls = _calls(bench, "/ping", "ping/t")
+
+        parallel_at = float(int(time.time()) + 3)
+        await _start_many(
+            bench, "parallel", (f"p{n}" for n in range(parallels)), {"at": rfc3339(parallel_at)}
+        )
+        if time.time() >= parallel_at:
+            raise RuntimeError("the Parallel executions were not loaded before their due second")
+        cpu0 = bench.cpu_seconds()
+        branches = parallels * BRANCHES
+        await asyncio.sleep(max(0.0, parallel_at - time.time()))
+        while (
+            len(_calls(bench, "/parallel", "parallel/p")) < branches
+            and time.time() < parallel_at + 120
+        ):
+            await asyncio.sleep(0.05)
+        parallel_done = await _succeeded(bench, 1 + steps + parallels, parallel_at + 120)
+        parallel_cpu = bench.cpu_seconds() - cpu0
+        parallel_calls = _calls(bench, "/parallel", "parallel/p")
+        await bench.close()
+    per_iteration = mapped["cpu_s"] / items * 1e6
+    per_step = task_cpu / steps * 1e6
+    per_branch = parallel_cpu / branches * 1e6
+    return {
+        f"map ({items} Task iterations, MaxConcurrency 0: 40 at once)": {
+            "status": mapped["status"],
+            "start_to_succeeded_s": mapped["seconds"],
+            "delivered": mapped["delivered"],
+            "each_once_distinct_keys": mapped["each_once"],
+            "daemon_cpu_s": mapped["cpu_s"],
+            "cpu_per_iteration_us": per_iteration,
+        },
+        f"plain Task steps ({steps} one-Task executions due at once, same daemon)": {
+            "delivered": len(task_calls),
+            "each_once_distinct_keys": _each_once(task_calls, steps),
+            "due_to_all_succeeded_s": task_done - task_at,
+            "daemon_cpu_s": task_cpu,
+            "cpu_per_task_step_us": per_step,
+        },
+        f"parallel ({parallels} executions of {BRANCHES} one-Task branches, due at once)": {
+            "delivered": len(parallel_calls),
+            "each_once_distinct_keys": _each_once(parallel_calls, branches),
+            "due_to_all_succeeded_s": parallel_done - parallel_at,
+            "daemon_cpu_s": parallel_cpu,
+            "cpu_per_branch_us": per_branch,
+            "cpu_per_execution_us": parallel_cpu / parallels * 1e6,
+        },
+        "map and parallel against a plain Task step (CPU ratios)": {
+            "map_iteration_over_task_step": per_iteration / per_step,
+            "parallel_branch_over_task_step": per_branch / per_step,
+        },
+    }
+
+
+async def _sample_rss(bench: Bench, into: list[int]) -> None:
+    while True:
+        into.append(bench.rss_bytes())
+        await asyncio.sleep(0.05)
+
+
+async def map_memory(sizes: tuple[int, ...]) -> dict[str, Any]:
+    """For each size, a fresh daemon: its RSS idle, then one Map of that many Pass iterations
+    (history limit lifted: 4 events an iteration), the RSS sampled every 50 ms while it runs,
+    the peak (VmHWM) and the RSS 2 s after it ended."""
+    figures: dict[str, Any] = {}
+    for items in sizes:
+        with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
+            bench = Bench(Path(folder), machines=FANOUT_MACHINES, max_events=HISTORY_LIMIT_LIFTED)
+            await bench.setup()
+            bench.start_daemon()
+            await bench.wait_ready()
+            await asyncio.sleep(2)
+            idle = bench.rss_bytes()
+            samples: list[int] = []
+
+            sampler = asyncio.create_task(_sample_rss(bench, samples))
+            mapped = await _map_once(bench, "m", items, machine="passmap")
+            sampler.cancel()
+            await asyncio.sleep(2)
+            after = bench.rss_bytes()
+            peak = bench.peak_rss_bytes()
+            await bench.close()
+        if mapped["status"] != "SUCCEEDED" or mapped["output_items"] != items:
+            raise RuntimeError(f"the Map of {items} did not succeed: {mapped}")
+        mb = 2**20
+        figures[f"idle_rss_mb_{items}"] = idle / mb
+        figures[f"during_max_rss_mb_{items}"] = max(samples) / mb
+        figures[f"peak_mb_{items}"] = peak / mb
+        figures[f"after_rss_mb_{items}"] = after / mb
+        figures[f"output_kb_{items}"] = mapped["output_bytes"] / 1024
+        figures[f"seconds_{items}"] = mapped["seconds"]
+        figures[f"cpu_per_iteration_us_{items}"] = mapped["cpu_s"] / items * 1e6
+    small, large = min(sizes), max(sizes)
+    if large > small:
+        grown = figures[f"peak_mb_{large}"] - figures[f"peak_mb_{small}"]
+        figures["peak_growth_kb_per_1000_items"] = grown * 1024 / (large - small) * 1000
+    return figures
 
 
 async def scale(count: int) -> dict[str, float]:
@@ -333,6 +578,13 @@ def _ratios(results: dict[str, dict[str, float]]) -> dict[str, float]:
     }
 
 
+async def _map_results(quick: bool) -> dict[str, dict[str, Any]]:
+    results = await map_cost(*((200, 200, 20) if quick else (1000, 1000, 100)))
+    sizes = (200, 2000) if quick else (1000, 10_000)
+    results["map memory (peak RSS, a fresh daemon per size)"] = await map_memory(sizes)
+    return results
+
+
 def _commit() -> str:
     try:
         return subprocess.check_output(
@@ -354,8 +606,14 @@ def _record(mode: str, results: dict[str, dict[str, float]]) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-async def main(mode: str) -> int:
+async def main(mode: str, only: str | None = None) -> int:
     quick = mode == "--quick"
+    if only == "map":
+        results = await _map_results(quick)
+        for name, figures in results.items():
+            print(f"{name}: {figures}")
+        _record(f"{mode} map", results)
+        return 0
     results = {
         "precision (idle, whole-second due times)": await precision(
             30 if quick else 100, 20 if quick else 60
@@ -372,6 +630,7 @@ async def main(mode: str) -> int:
         "scale (waiting executions in the store)": await scale(100_000 if quick else 1_000_000),
     }
     results["stepd against the baseline (ratios)"] = _ratios(results)
+    results.update(await _map_results(quick))
     for name, figures in results.items():
         print(f"{name}: {figures}")
     _record(mode, results)
@@ -383,4 +642,6 @@ if __name__ == "__main__":
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_const", const="--quick", dest="mode")
     group.add_argument("--full", action="store_const", const="--full", dest="mode")
-    sys.exit(asyncio.run(main(parser.parse_args().mode or "--quick")))
+    parser.add_argument("--only", choices=["map"], help="run this benchmark alone")
+    arguments = parser.parse_args()
+    sys.exit(asyncio.run(main(arguments.mode or "--quick", arguments.only)))
