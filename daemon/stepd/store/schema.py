@@ -91,7 +91,7 @@ MIGRATIONS: tuple[str, ...] = (
         cause TEXT,
         PRIMARY KEY (execution_id, id)
     ) WITHOUT ROWID;
-    CREATE INDEX cursors_by_status ON cursors (execution_id, status);
+    CREATE INDEX cursors_by_status ON cursors (execution_id, status, parent, slot);
     CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
     """,
     # 5: redrives (RedriveExecution): how many, when the last one was, its client token
