@@ -6,6 +6,8 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 3 (stepd 0.4):  format 2, and the variables record  {"v": 3, "variables": {...}}
+                           (what `Assign` set; an execution's and each cursor's own column)
     format 2 (stepd 0.3):  format 1, and  {"v": 2, "fanout": {...}}  (a Parallel or Map
                            state running its children)
     format 1 (stepd 0.2):  {"v": 1, "wait": {...}}  or  {"v": 1, "task": {...}}
@@ -22,8 +24,9 @@ from typing import Any
 from stepd.errors import RecordError
 from stepd.store.records import Fanout, Pending, TaskCall, WaitThen
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FANOUT_SINCE = 2  # the first format with fan-out records
+VARIABLES_SINCE = 3  # the first format with variables records
 
 _WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
 _TASK_KEYS: Mapping[str, str] = {
@@ -103,6 +106,32 @@ def decode_pending(text: str | None) -> Pending:
     if "task" in stored:
         return _task(stored["task"], "task record")
     raise RecordError("pending record holds neither a wait nor a task")
+
+
+def encode_variables(variables: str | None) -> str | None:
+    """The JSON text stored for `variables` (a JSON object as text; None for none)."""
+    if variables is None:
+        return None
+    return '{"v":' + str(FORMAT_VERSION) + ',"variables":' + variables + "}"
+
+
+def decode_variables(text: str | None) -> str | None:
+    """The variables (a JSON object as compact text) stored as `text`. Raises RecordError."""
+    if not text:
+        return None
+    try:
+        stored = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"variables record is not JSON: {exc}") from None
+    if not isinstance(stored, dict):
+        raise RecordError("variables record is not a JSON object")
+    version = stored.get("v", 0)
+    _check_version(version)
+    if version < VARIABLES_SINCE:
+        raise RecordError(f"variables record has format {version}, before variables existed")
+    _expect_keys(stored, {"v", "variables"}, set(), "variables record")
+    _check(isinstance(stored["variables"], dict), "variables record", "variables")
+    return json.dumps(stored["variables"], separators=(",", ":"))
 
 
 def _check_version(version: Any) -> None:

@@ -94,6 +94,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cursors_by_status ON cursors (execution_id, status);
     CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
     """,
+    # 5: the variables `Assign` set (a variables record, stepd.store.formats), per cursor
+    """
+    ALTER TABLE executions ADD COLUMN variables TEXT;
+    ALTER TABLE cursors ADD COLUMN variables TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

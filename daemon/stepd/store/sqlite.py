@@ -35,7 +35,13 @@ from stepd.errors import (
     WriteGroupFailed,
 )
 from stepd.store.base import Store
-from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
+from stepd.store.formats import (
+    FORMAT_VERSION,
+    decode_pending,
+    decode_variables,
+    encode_pending,
+    encode_variables,
+)
 from stepd.store.records import (
     QUEUED,
     RUNNING,
@@ -56,7 +62,7 @@ BUSY_TIMEOUT_MS = 5000
 COLUMNS = (
     "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
     " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
-    " retry_counts, due_at, last_event_id, version, uid"
+    " retry_counts, due_at, last_event_id, version, uid, variables"
 )
 # Each field of `Progress` and the column that holds it; a transition writes them all.
 PROGRESS_COLUMNS: dict[str, str] = {
@@ -74,6 +80,7 @@ PROGRESS_COLUMNS: dict[str, str] = {
     "output": "output",
     "error": "error",
     "cause": "cause",
+    "variables": "variables",
 }
 UPDATE_SQL = (
     "UPDATE executions SET "  # noqa: S608
@@ -85,6 +92,7 @@ UPDATE_SQL = (
 def _row_to_execution(row: sqlite3.Row) -> Execution:
     try:
         pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
     except RecordError as exc:
         raise RecordError(f"execution {row['machine']}/{row['name']}: {exc}") from None
     return Execution(
@@ -111,6 +119,7 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         due_at=row["due_at"],
         last_event_id=row["last_event_id"],
         version=row["version"],
+        variables=variables,
     )
 
 
@@ -126,6 +135,7 @@ PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = ? AND id >= ? AND id < ?"
 def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
     try:
         pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
     except RecordError as exc:
         raise RecordError(f"execution {execution_id}, cursor {row['id']!r}: {exc}") from None
     return Cursor(
@@ -134,10 +144,11 @@ def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
         slot=row["slot"],
         pending=pending,
         retry_counts=tuple(json.loads(row["retry_counts"])),
+        variables=variables,
         **{
             name: row[column]
             for name, column in PROGRESS_COLUMNS.items()
-            if name not in {"pending", "retry_counts"}
+            if name not in {"pending", "retry_counts", "variables"}
         },
     )
 
@@ -165,6 +176,8 @@ def _progress_values(progress: Progress) -> list[Any]:
             value = encode_pending(value)
         elif name == "retry_counts":
             value = json.dumps(list(value))
+        elif name == "variables":
+            value = encode_variables(value)
         values.append(value)
     return values
 
