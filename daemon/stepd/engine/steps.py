@@ -340,7 +340,7 @@ class Step:
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
-                self.fail(error, cause)
+                self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
                 self.due_at = until.timestamp()
