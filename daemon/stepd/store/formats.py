@@ -109,7 +109,8 @@ def decode_pending(text: str | None) -> Pending:
 
 
 def encode_variables(variables: str | None) -> str | None:
-    """The JSON text stored for `variables` (a JSON object as text; None for none)."""
+    """The JSON text stored for `variables` (a JSON object as compact text, as the engine
+    writes it; None for none)."""
     if variables is None:
         return None
     return '{"v":' + str(FORMAT_VERSION) + ',"variables":' + variables + "}"
@@ -131,7 +132,7 @@ def decode_variables(text: str | None) -> str | None:
         raise RecordError(f"variables record has format {version}, before variables existed")
     _expect_keys(stored, {"v", "variables"}, set(), "variables record")
     _check(isinstance(stored["variables"], dict), "variables record", "variables")
-    return json.dumps(stored["variables"], separators=(",", ":"))
+    return json.dumps(stored["variables"], separators=(",", ":"), ensure_ascii=False)
 
 
 def _check_version(version: Any) -> None:
