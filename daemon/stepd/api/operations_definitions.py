@@ -24,6 +24,7 @@ from stepd.asl.decisions import (
     CallTask,
     Caught,
     Context,
+    ContextObject,
     Fail,
     FanOut,
     GoTo,
@@ -136,8 +137,9 @@ class _GivenContext(Context):
 
     given: Mapping[str, Any]
 
-    def as_json(self) -> dict[str, Any]:
-        return _merged(super().as_json(), self.given)
+    def as_json(self) -> ContextObject:
+        default = super().as_json()
+        return ContextObject(default.variables, _merged(default, self.given))
 
 
 def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,7 +385,7 @@ class _Test:
         if mock.has_result:
             return self._answer(
                 interpreter.task_succeeded(
-                    self.definition, self.name, self.input, mock.result, self.ctx
+                    self.definition, self.name, self.input, mock.result, self.ctx, now
                 )
             )
         counts = self._retry_counts(mock.error, retry_count)
@@ -396,6 +398,7 @@ class _Test:
             counts,
             now,
             _full_jitter,
+            self.ctx,
         )
         answer = self._answer(decision)
         if isinstance(decision, RetryAt):
