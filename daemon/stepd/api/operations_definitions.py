@@ -32,10 +32,10 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
-from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.failures import STATES_QUERY_EVALUATION_ERROR, STATES_RUNTIME
 from stepd.asl.loader import parse_json_text
 from stepd.asl.retry import error_matches, next_retry
-from stepd.asl.validate import validate
+from stepd.asl.validate import UNASSIGNED_VARIABLE, validate
 from stepd.engine.arns import Arns
 from stepd.engine.history import dumps
 from stepd.errors import (
@@ -206,14 +206,18 @@ class DefinitionOperations:
             )
         state_input = _input(input_text)
         now = datetime.fromtimestamp(self.clock(), UTC)
-        ctx = self._context(state_input, name, now, retry_count, context_text)
+        ctx = self._context(
+            state_input, name, now, retry_count, context_text, variables=variables or {}
+        )
         test = _Test(definition=definition, name=name, state=state, input=state_input, ctx=ctx)
         answer = test.run(mock, now, retry_count)
+        assigned = answer.pop("variables", None)  # every variable once the state's Assign ran
         inspection: dict[str, Any] = {}
         if level != "INFO":
             inspection.update(test.inspect(mock))
-            if variables is not None:
-                inspection["variables"] = dumps(variables)
+            shown = assigned if assigned is not None else variables
+            if shown is not None:
+                inspection["variables"] = dumps(shown)
         inspection.update(answer.pop("inspectionData", {}))
         if inspection:
             answer["inspectionData"] = inspection
@@ -226,6 +230,8 @@ class DefinitionOperations:
         now: datetime,
         retry_count: int,
         context_text: str | None,
+        *,
+        variables: Mapping[str, Any],
     ) -> Context:
         execution = str(uuid.uuid4())
         facts: dict[str, Any] = {
@@ -238,6 +244,7 @@ class DefinitionOperations:
             "state_name": name,
             "state_entered_time": now,
             "retry_count": retry_count,
+            "variables": variables,
         }
         given = _json_object(context_text, "context")
         if given is None:
@@ -295,8 +302,11 @@ def _targets(state: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _check(machine: Mapping[str, Any], prefix: str) -> None:
-    """InvalidDefinition quoting the definition's errors, if it has any."""
-    errors = [f for f in validate(machine) if f.severity == "error"]
+    """InvalidDefinition quoting the definition's errors, if it has any. A variable no Assign
+    sets is not one: the tested state reads the request's `variables`."""
+    errors = [
+        f for f in validate(machine) if f.severity == "error" and f.code != UNASSIGNED_VARIABLE
+    ]
     if not errors:
         return
     own = [f for f in errors if f.where == prefix or f.where.startswith(f"{prefix}/")]
@@ -425,9 +435,16 @@ class _Test:
         return ()
 
     def _answer(self, decision: Any) -> dict[str, Any]:
+        answer = self._outcome(decision)
+        then = decision.then if isinstance(decision, WaitUntil) else decision
+        if isinstance(then, GoTo | Succeed | Caught) and then.variables is not None:
+            answer["variables"] = then.variables
+        return answer
+
+    def _outcome(self, decision: Any) -> dict[str, Any]:
         match decision:
             case WaitUntil(then=then):
-                return self._answer(then)
+                return self._outcome(then)
             case GoTo(next_state=next_state, output=output):
                 return {"status": "SUCCEEDED", "output": dumps(output), "nextState": next_state}
             case Succeed(output=output):
@@ -453,7 +470,8 @@ class _Test:
             case RetryAt(error=error, cause=cause):
                 return {"status": "RETRIABLE", **_error_fields(error, cause)}
             case Fail(error=error, cause=cause):
-                if error == STATES_RUNTIME and self.state.get("Type") != "Fail":
+                prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
+                if prefixed and self.state.get("Type") != "Fail":
                     prefix = f"An error occurred while executing the state '{self.name}'."
                     cause = f"{prefix} {cause}" if cause else prefix
                 return {"status": "FAILED", **_error_fields(error, cause)}
