@@ -9,7 +9,8 @@
     │   │   ├── PathError             a path has no results
     │   │   ├── IntrinsicError        an intrinsic function failed (AWS reports States.Runtime)
     │   │   └── ParseError            the definition holds something the parsers refuse
-    │   └── ResultPathMatchError      States.ResultPathMatchFailure: ResultPath cannot be applied
+    │   ├── ResultPathMatchError      States.ResultPathMatchFailure: ResultPath cannot be applied
+    │   └── QueryEvaluationError      States.QueryEvaluationError: a JSONata expression failed
     ├── InvalidTimestampError         a value is not an RFC 3339 timestamp
     │   └── TimestampRangeError       RFC 3339, but outside the years 0001 to 9999 in UTC
     ├── TransportError                a Task call got no answer; `kind` names the failure
@@ -60,7 +61,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from stepd.asl.failures import STATES_RESULT_PATH_MATCH_FAILURE, STATES_RUNTIME
+from stepd.asl.failures import (
+    STATES_QUERY_EVALUATION_ERROR,
+    STATES_RESULT_PATH_MATCH_FAILURE,
+    STATES_RUNTIME,
+)
 
 INVALID_DEFINITION: Final = "The definition is invalid: "  # how the cause of a ParseError begins
 
@@ -147,6 +152,12 @@ class ResultPathMatchError(StateError):
     """The ResultPath cannot be applied to the state's input."""
 
     error = STATES_RESULT_PATH_MATCH_FAILURE
+
+
+class QueryEvaluationError(StateError):
+    """A JSONata expression failed, or its value cannot be used where it is written."""
+
+    error = STATES_QUERY_EVALUATION_ERROR
 
 
 class InvalidTimestampError(StepdError):

@@ -248,6 +248,48 @@ def test_state_pass_debug_shows_each_step(tsfn):
     assert model_problems(tsfn, "TestState", answer) == []
 
 
+def test_state_reads_the_given_variables_and_shows_them_after_its_assign(tsfn):
+    """`variables` are what the state's `$name` paths read; DEBUG shows every variable once
+    its Assign ran."""
+    state = {
+        "Type": "Pass",
+        "Parameters": {"room.$": "$room"},
+        "Assign": {"seen.$": "$.room", "n": 1},
+        "End": True,
+    }
+    answer = tsfn.test_state(
+        definition=json.dumps(state),
+        input="{}",
+        variables=json.dumps({"room": "blue"}),
+        inspectionLevel="DEBUG",
+    )
+    assert (answer["status"], json.loads(answer["output"])) == ("SUCCEEDED", {"room": "blue"})
+    assert json.loads(answer["inspectionData"]["variables"]) == {
+        "room": "blue",
+        "seen": "blue",
+        "n": 1,
+    }
+    assert model_problems(tsfn, "TestState", answer) == []
+
+
+def test_state_in_jsonata_reads_the_given_variables(tsfn):
+    """A JSONata state reads `variables` as `$name`; a failing expression is FAILED with
+    States.QueryEvaluationError, its cause prefixed as in a running execution."""
+    state = {
+        "QueryLanguage": "JSONata",
+        "Type": "Pass",
+        "Output": "{% $room & '-' & $states.input.n %}",
+        "End": True,
+    }
+    given = {"definition": json.dumps(state), "variables": json.dumps({"room": "blue"})}
+    answer = tsfn.test_state(**given, input=json.dumps({"n": 2}))
+    assert (answer["status"], json.loads(answer["output"])) == ("SUCCEEDED", "blue-2")
+    failing = {**state, "Output": "{% $number('x') %}"}
+    failed = tsfn.test_state(definition=json.dumps(failing), input="{}")
+    assert (failed["status"], failed["error"]) == ("FAILED", "States.QueryEvaluationError")
+    assert failed["cause"].startswith("An error occurred while executing the state ")
+
+
 def test_state_info_has_no_inspection_data(tsfn):
     answer = tsfn.test_state(definition=json.dumps({"Type": "Pass", "End": True}), input="{}")
     assert (answer["status"], answer["output"], "nextState") == ("SUCCEEDED", "{}", "nextState")

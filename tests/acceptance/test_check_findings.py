@@ -130,3 +130,33 @@ def test_a_bad_environment_override_names_the_variable(stepd_cli, tmp_path, comm
     assert "STEPD_HTTP__TIMEOUT_SECONDS: " in said
     assert "sets http.timeout_seconds: Input should be a valid number" in said
     assert str(config) not in said
+
+
+@pytest.mark.parametrize(
+    ("output", "where", "code"),
+    [
+        pytest.param("{% $states.input.a + %}", "/States/Show/Output", "SCHEMA_VALIDATION_FAILED"),
+        pytest.param("{% $greeting %}", "/States/Show/Output", "UNASSIGNED_VARIABLE"),
+    ],
+    ids=["bad-expression", "unknown-variable"],
+)
+def test_a_jsonata_mistake_is_one_finding(stepd_cli, tmp_path, output, where, code):
+    """A JSONata expression that does not compile, or that reads a variable no Assign sets,
+    is one finding at the field, and check exits 78."""
+    definition = tmp_path / "hello.asl.json"
+    definition.write_text(
+        '{"QueryLanguage": "JSONata", "StartAt": "Show", "States": {"Show": {"Type": "Pass", '
+        f'"Output": "{output}", "End": true}}}}}}',
+        encoding="utf-8",
+    )
+    config = tmp_path / "stepd.toml"
+    config.write_text(
+        '[store]\npath = "stepd.db"\n[http]\nbase_url = "http://127.0.0.1:8080"\n'
+        f'[[machines]]\nname = "hello"\ndefinition = "{definition}"\n',
+        encoding="utf-8",
+    )
+
+    result = stepd_cli("check", "-c", str(config))
+
+    assert result.returncode == EX_CONFIG
+    assert [(w.rsplit("#", 1)[1], c) for w, c, _ in findings(result.stdout)] == [(where, code)]

@@ -24,6 +24,7 @@ from stepd.asl.decisions import (
     CallTask,
     Caught,
     Context,
+    ContextObject,
     Fail,
     FanOut,
     GoTo,
@@ -31,10 +32,10 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
-from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.failures import STATES_QUERY_EVALUATION_ERROR, STATES_RUNTIME
 from stepd.asl.loader import parse_json_text
 from stepd.asl.retry import error_matches, next_retry
-from stepd.asl.validate import validate
+from stepd.asl.validate import UNASSIGNED_VARIABLE, validate
 from stepd.engine.arns import Arns
 from stepd.engine.history import dumps
 from stepd.errors import (
@@ -136,8 +137,9 @@ class _GivenContext(Context):
 
     given: Mapping[str, Any]
 
-    def as_json(self) -> dict[str, Any]:
-        return _merged(super().as_json(), self.given)
+    def as_json(self) -> ContextObject:
+        default = super().as_json()
+        return ContextObject(default.variables, _merged(default, self.given))
 
 
 def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,14 +206,18 @@ class DefinitionOperations:
             )
         state_input = _input(input_text)
         now = datetime.fromtimestamp(self.clock(), UTC)
-        ctx = self._context(state_input, name, now, retry_count, context_text)
+        ctx = self._context(
+            state_input, name, now, retry_count, context_text, variables=variables or {}
+        )
         test = _Test(definition=definition, name=name, state=state, input=state_input, ctx=ctx)
         answer = test.run(mock, now, retry_count)
+        assigned = answer.pop("variables", None)  # every variable once the state's Assign ran
         inspection: dict[str, Any] = {}
         if level != "INFO":
             inspection.update(test.inspect(mock))
-            if variables is not None:
-                inspection["variables"] = dumps(variables)
+            shown = assigned if assigned is not None else variables
+            if shown is not None:
+                inspection["variables"] = dumps(shown)
         inspection.update(answer.pop("inspectionData", {}))
         if inspection:
             answer["inspectionData"] = inspection
@@ -224,6 +230,8 @@ class DefinitionOperations:
         now: datetime,
         retry_count: int,
         context_text: str | None,
+        *,
+        variables: Mapping[str, Any],
     ) -> Context:
         execution = str(uuid.uuid4())
         facts: dict[str, Any] = {
@@ -236,6 +244,7 @@ class DefinitionOperations:
             "state_name": name,
             "state_entered_time": now,
             "retry_count": retry_count,
+            "variables": variables,
         }
         given = _json_object(context_text, "context")
         if given is None:
@@ -293,8 +302,11 @@ def _targets(state: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _check(machine: Mapping[str, Any], prefix: str) -> None:
-    """InvalidDefinition quoting the definition's errors, if it has any."""
-    errors = [f for f in validate(machine) if f.severity == "error"]
+    """InvalidDefinition quoting the definition's errors, if it has any. A variable no Assign
+    sets is not one: the tested state reads the request's `variables`."""
+    errors = [
+        f for f in validate(machine) if f.severity == "error" and f.code != UNASSIGNED_VARIABLE
+    ]
     if not errors:
         return
     own = [f for f in errors if f.where == prefix or f.where.startswith(f"{prefix}/")]
@@ -383,7 +395,7 @@ class _Test:
         if mock.has_result:
             return self._answer(
                 interpreter.task_succeeded(
-                    self.definition, self.name, self.input, mock.result, self.ctx
+                    self.definition, self.name, self.input, mock.result, self.ctx, now
                 )
             )
         counts = self._retry_counts(mock.error, retry_count)
@@ -396,6 +408,7 @@ class _Test:
             counts,
             now,
             _full_jitter,
+            self.ctx,
         )
         answer = self._answer(decision)
         if isinstance(decision, RetryAt):
@@ -422,9 +435,16 @@ class _Test:
         return ()
 
     def _answer(self, decision: Any) -> dict[str, Any]:
+        answer = self._outcome(decision)
+        then = decision.then if isinstance(decision, WaitUntil) else decision
+        if isinstance(then, GoTo | Succeed | Caught) and then.variables is not None:
+            answer["variables"] = then.variables
+        return answer
+
+    def _outcome(self, decision: Any) -> dict[str, Any]:
         match decision:
             case WaitUntil(then=then):
-                return self._answer(then)
+                return self._outcome(then)
             case GoTo(next_state=next_state, output=output):
                 return {"status": "SUCCEEDED", "output": dumps(output), "nextState": next_state}
             case Succeed(output=output):
@@ -450,7 +470,8 @@ class _Test:
             case RetryAt(error=error, cause=cause):
                 return {"status": "RETRIABLE", **_error_fields(error, cause)}
             case Fail(error=error, cause=cause):
-                if error == STATES_RUNTIME and self.state.get("Type") != "Fail":
+                prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
+                if prefixed and self.state.get("Type") != "Fail":
                     prefix = f"An error occurred while executing the state '{self.name}'."
                     cause = f"{prefix} {cause}" if cause else prefix
                 return {"status": "FAILED", **_error_fields(error, cause)}

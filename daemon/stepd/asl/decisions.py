@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,25 +21,37 @@ class Context:
     state_name: str
     state_entered_time: datetime
     retry_count: int = 0
-    redrive_count: int = 0
+    redrive_count: int = 0  # how many times the execution was redriven
+    variables: Mapping[str, Any] = field(default_factory=dict)  # what earlier states assigned
 
-    def as_json(self) -> dict[str, Any]:
-        """The context object as `$$` paths see it."""
-        return {
-            "Execution": {
-                "Id": self.execution_id,
-                "Input": self.execution_input,
-                "Name": self.execution_name,
-                "RedriveCount": self.redrive_count,
-                "StartTime": iso_millis(self.execution_start_time),
+    def as_json(self) -> ContextObject:
+        """The context object as `$$` paths see it; `$name` paths read its `variables`."""
+        return ContextObject(
+            self.variables,
+            {
+                "Execution": {
+                    "Id": self.execution_id,
+                    "Input": self.execution_input,
+                    "Name": self.execution_name,
+                    "RedriveCount": self.redrive_count,
+                    "StartTime": iso_millis(self.execution_start_time),
+                },
+                "State": {
+                    "EnteredTime": iso_millis(self.state_entered_time),
+                    "Name": self.state_name,
+                    "RetryCount": self.retry_count,
+                },
+                "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
             },
-            "State": {
-                "EnteredTime": iso_millis(self.state_entered_time),
-                "Name": self.state_name,
-                "RetryCount": self.retry_count,
-            },
-            "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
-        }
+        )
+
+
+class ContextObject(dict[str, Any]):
+    """The `$$` object a state reads, carrying the variables its `$name` paths read."""
+
+    def __init__(self, variables: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self.variables = variables
 
 
 def iso_millis(moment: datetime) -> str:
@@ -53,6 +65,7 @@ class GoTo:
 
     next_state: str
     output: Any
+    variables: Mapping[str, Any] | None = None  # every variable after the state's Assign
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +73,7 @@ class Succeed:
     """The execution succeeds with `output`."""
 
     output: Any
+    variables: Mapping[str, Any] | None = None  # every variable after the state's Assign
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +123,7 @@ class Caught:
     output: Any
     error: str
     cause: str | None = None
+    variables: Mapping[str, Any] | None = None  # every variable after the catcher's Assign
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,12 +38,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias
 
-from stepd.asl import paths, payload
+from stepd.asl import jsonata, paths, payload
 from stepd.asl.choice import matches
 from stepd.asl.decisions import (
     CallTask,
     Caught,
     Context,
+    ContextObject,
     Fail,
     FanOut,
     GoTo,
@@ -60,6 +61,7 @@ from stepd.errors import (
     DefinitionError,
     InvalidTimestampError,
     PathError,
+    QueryEvaluationError,
     ResultPathMatchError,
     StateError,
     StatesRuntimeError,
@@ -72,6 +74,9 @@ NO_CHOICE_MATCHED: Final = (
     "No choice rule matched and the Choice state has no Default (States.NoChoiceMatched)."
 )
 MAX_INLINE_CONCURRENCY: Final = 40  # AWS runs at most 40 inline Map iterations at once
+MAX_ASSIGN_BYTES: Final = 256 * 1024  # bytes of JSON one state's Assign may set
+MAX_VARIABLES_BYTES: Final = 10 * 1024 * 1024  # bytes of JSON of every variable of an execution
+JSONATA: Final = "JSONata"
 
 Definition: TypeAlias = Mapping[str, Any]
 State: TypeAlias = Mapping[str, Any]
@@ -99,7 +104,8 @@ def enter(
     try:
         state = _state(definition, state_name)
         kind = state.get("Type")
-        handler = _ENTER.get(kind) if isinstance(kind, str) else None
+        table = _ENTER_JSONATA if is_jsonata(definition, state) else _ENTER
+        handler = table.get(kind) if isinstance(kind, str) else None
         if handler is None:
             raise StatesRuntimeError(f"The state type '{kind}' is unknown")
         return handler(state, state_input, ctx, now)
@@ -119,23 +125,44 @@ def branch(definition: Definition, state_name: str, slot: int) -> Definition:
         child = state.get("ItemProcessor", state.get("Iterator"))
     if not isinstance(child, Mapping):
         raise DefinitionError(f"The state '{state_name}' has no definition for its children")
+    language = definition.get("QueryLanguage")
+    if language is not None and "QueryLanguage" not in child:
+        return {**child, "QueryLanguage": language}  # nested states default to the machine's
     return child
 
 
-def task_succeeded(
-    definition: Definition, state_name: str, state_input: Any, result: Any, ctx: Context
+def is_jsonata(definition: Definition, state: State) -> bool:
+    """Whether `state` is written in JSONata (its own QueryLanguage, else its machine's)."""
+    language = state.get("QueryLanguage", definition.get("QueryLanguage"))
+    return bool(language == JSONATA)
+
+
+def task_succeeded(  # noqa: PLR0917 - the engine's call, one value per fact
+    definition: Definition,
+    state_name: str,
+    state_input: Any,
+    result: Any,
+    ctx: Context,
+    now: datetime | None = None,
 ) -> GoTo | Succeed | Fail | Caught:
-    """A Task returned `result`: ResultSelector, ResultPath, OutputPath, then Next or End."""
+    """A Task returned `result`: ResultSelector, Assign, ResultPath, OutputPath, then Next or
+    End (in JSONata: Assign and Output)."""
     try:
         state = _state(definition, state_name)
+        if is_jsonata(definition, state):
+            at = ctx.state_entered_time if now is None else now
+            scope = _scope(ctx, at, input=state_input, result=result)
+            output = _jsonata_output(state, scope, result)
+            return _transition(state, output, _assign_jsonata(state, scope))
         if "ResultSelector" in state:
             random = _random(ctx, "ResultSelector")
             result = payload.render(state["ResultSelector"], result, ctx.as_json(), random)
+        variables = _assign_jsonpath(state, result, ctx)
         try:
             combined = _apply_result_path(state, state_input, result)
         except ResultPathMatchError as failure:
-            return _catch(state, state_input, failure.error, failure.message)
-        return _transition(state, _apply_output_path(state, combined, ctx))
+            return _catch(definition, state, state_input, failure.error, failure.message, ctx)
+        return _transition(state, _apply_output_path(state, combined, ctx), variables)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
 
@@ -149,6 +176,7 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
     retry_counts: tuple[int, ...],
     now: datetime,
     random: Callable[[], float],
+    ctx: Context | None = None,
 ) -> RetryAt | Caught | Fail:
     """A Task failed with `error`: retry it, hand the error to a catcher, or fail.
 
@@ -167,7 +195,7 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
                 error=error,
                 cause=cause,
             )
-        return _catch(state, state_input, error, cause)
+        return _catch(definition, state, state_input, error, cause, ctx, now)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
     except (TypeError, AttributeError, ValueError, OverflowError) as exc:
@@ -185,9 +213,10 @@ def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
+    variables = _assign_jsonpath(state, effective, ctx)
     result = state.get("Result", effective)
     combined = _apply_result_path(state, state_input, result)
-    return _transition(state, _apply_output_path(state, combined, ctx))
+    return _transition(state, _apply_output_path(state, combined, ctx), variables)
 
 
 def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -198,10 +227,14 @@ def _choice(state: State, state_input: Any, ctx: Context, _now: datetime) -> Ent
         raise StatesRuntimeError("Choices must be an array of rules")
     for rule in choices:
         if matches(rule, effective, context):
-            return GoTo(next_state=_target(rule), output=_apply_output_path(state, effective, ctx))
+            variables = _assign_jsonpath(rule, effective, ctx)
+            output = _apply_output_path(state, effective, ctx)
+            return GoTo(next_state=_target(rule), output=output, variables=variables)
     default = state.get("Default")
     if isinstance(default, str):
-        return GoTo(next_state=default, output=_apply_output_path(state, effective, ctx))
+        variables = _assign_jsonpath(state, effective, ctx)
+        output = _apply_output_path(state, effective, ctx)
+        return GoTo(next_state=default, output=output, variables=variables)
     raise StatesRuntimeError(NO_CHOICE_MATCHED)
 
 
@@ -219,9 +252,9 @@ def _fail(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
 def _wait(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
     effective = _apply_input_path(state, state_input, ctx)
     until = _wait_until(state, effective, ctx.as_json(), now)
-    return WaitUntil(
-        until=until, then=_transition(state, _apply_output_path(state, effective, ctx))
-    )
+    variables = _assign_jsonpath(state, effective, ctx)
+    output = _apply_output_path(state, effective, ctx)
+    return WaitUntil(until=until, then=_transition(state, output, variables))
 
 
 def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -273,8 +306,8 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
     percentage = state.get("ToleratedFailurePercentage")
     if "ToleratedFailurePercentagePath" in state:
-        percentage = paths.resolve_reference(
-            state["ToleratedFailurePercentagePath"], effective, context
+        percentage = _number_text(
+            paths.resolve_reference(state["ToleratedFailurePercentagePath"], effective, context)
         )
     if percentage is not None and (
         not isinstance(percentage, int | float)
@@ -293,13 +326,25 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
     )
 
 
-def _with_item(context: Mapping[str, Any], index: int, value: Any) -> dict[str, Any]:
+def _number_text(value: Any) -> Any:
+    """A number written as a string (`"1"`, as a variable often holds it) read as a number."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _with_item(context: ContextObject, index: int, value: Any) -> ContextObject:
     """The context object of a Map's ItemSelector: with `Map.Item.Index` and `.Value`."""
-    return {**context, "Map": {"Item": {"Index": index, "Value": value}}}
+    item = {"Map": {"Item": {"Index": index, "Value": value}}}
+    return ContextObject(context.variables, {**context, **item})
 
 
 def _batches(
-    batcher: Any, inputs: list[Any], effective: Any, context: Mapping[str, Any], ctx: Context
+    batcher: Any, inputs: list[Any], effective: Any, context: ContextObject, ctx: Context
 ) -> list[Any]:
     if not isinstance(batcher, Mapping):
         raise StatesRuntimeError("ItemBatcher must be an object")
@@ -331,7 +376,7 @@ def _count_field(
     if name in state:
         value = state[name]
     elif f"{name}Path" in state:
-        value = paths.resolve_reference(state[f"{name}Path"], effective, context)
+        value = _number_text(paths.resolve_reference(state[f"{name}Path"], effective, context))
     elif default is not None:
         return default
     else:
@@ -361,8 +406,6 @@ def _state(definition: Definition, name: str) -> State:
     state = states.get(name) if isinstance(states, Mapping) else None
     if not isinstance(state, Mapping):
         raise StatesRuntimeError(f"The state '{name}' does not exist in the definition")
-    if state.get("QueryLanguage", definition.get("QueryLanguage")) == "JSONata":
-        raise StatesRuntimeError("JSONata states are not supported by stepd")
     return state
 
 
@@ -389,13 +432,15 @@ def _apply_result_path(state: State, state_input: Any, result: Any) -> Any:
     return state_input if path is None else paths.write(state_input, path, result)
 
 
-def _transition(state: State, output: Any) -> GoTo | Succeed:
+def _transition(
+    state: State, output: Any, variables: Mapping[str, Any] | None = None
+) -> GoTo | Succeed:
     if state.get("End") is True:
-        return Succeed(output=output)
+        return Succeed(output=output, variables=variables)
     next_state = state.get("Next")
     if not isinstance(next_state, str):
         raise StatesRuntimeError("The state has neither Next nor End")
-    return GoTo(next_state=next_state, output=output)
+    return GoTo(next_state=next_state, output=output, variables=variables)
 
 
 def _target(rule: Mapping[str, Any]) -> str:
@@ -417,19 +462,86 @@ def _rules(state: State, field: str) -> list[Mapping[str, Any]]:
     return rules
 
 
-def _catch(state: State, state_input: Any, error: str, cause: str | None) -> Caught | Fail:
+def _catch(  # noqa: PLR0917 - one value per fact
+    definition: Definition,
+    state: State,
+    state_input: Any,
+    error: str,
+    cause: str | None,
+    ctx: Context | None,
+    now: datetime | None = None,
+) -> Caught | Fail:
     catcher = find_catcher(_rules(state, "Catch"), error)
     if catcher is None:
         return Fail(error=error, cause=cause)
     try:
-        output = _apply_result_path(
-            {"ResultPath": catcher.get("ResultPath", paths.ROOT)},
-            state_input,
-            error_output(error, cause),
+        variables: Mapping[str, Any] | None = None
+        details = error_output(error, cause)
+        if is_jsonata(definition, state):
+            if ctx is None:
+                raise StatesRuntimeError("The catcher has no context to evaluate in")
+            at = ctx.state_entered_time if now is None else now
+            scope = _scope(ctx, at, input=state_input, errorOutput=details)
+            output = _jsonata_output(catcher, scope, details)
+            variables = _assign_jsonata(catcher, scope)
+        else:
+            output = _apply_result_path(
+                {"ResultPath": catcher.get("ResultPath", paths.ROOT)}, state_input, details
+            )
+            if ctx is not None:
+                variables = _assign_jsonpath(catcher, details, ctx)
+        return Caught(
+            next_state=_target(catcher),
+            output=output,
+            error=error,
+            cause=cause,
+            variables=variables,
         )
-        return Caught(next_state=_target(catcher), output=output, error=error, cause=cause)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
+
+
+# --- variables --------------------------------------------------------------------------
+
+
+def _assign_jsonpath(owner: Mapping[str, Any], data: Any, ctx: Context) -> Mapping[str, Any] | None:
+    """Every variable once `owner`'s Assign (`.$` values read `data`) is done; None: no Assign."""
+    if "Assign" not in owner:
+        return None
+    assigned = payload.render(owner["Assign"], data, ctx.as_json(), _random(ctx, "Assign"))
+    return _assigned(ctx, assigned)
+
+
+def _assign_jsonata(owner: Mapping[str, Any], scope: jsonata.Scope) -> Mapping[str, Any] | None:
+    """Every variable once `owner`'s JSONata Assign is done; None: no Assign."""
+    if "Assign" not in owner:
+        return None
+    assigned = jsonata.render(owner["Assign"], "Assign", scope)
+    return _assigned_to(scope.variables, assigned)
+
+
+def _assigned(ctx: Context, assigned: Any) -> Mapping[str, Any]:
+    return _assigned_to(ctx.variables, assigned)
+
+
+def _assigned_to(variables: Mapping[str, Any], assigned: Any) -> Mapping[str, Any]:
+    """`variables` with `assigned` set, within AWS's limits (States.Runtime beyond them)."""
+    if not isinstance(assigned, Mapping):
+        raise StatesRuntimeError("The Assign field must be an object")
+    size = len(paths.to_json(assigned).encode())
+    if size > MAX_ASSIGN_BYTES:
+        raise StatesRuntimeError(
+            f"The variables assigned by the state are {size} bytes; the limit is "
+            f"{MAX_ASSIGN_BYTES} bytes"
+        )
+    merged = {**variables, **assigned}
+    total = len(paths.to_json(merged).encode())
+    if total > MAX_VARIABLES_BYTES:
+        raise StatesRuntimeError(
+            f"The execution's variables would be {total} bytes; the limit is "
+            f"{MAX_VARIABLES_BYTES} bytes"
+        )
+    return merged
 
 
 def _random(ctx: Context, purpose: str = "Parameters") -> Random:
@@ -550,3 +662,200 @@ def _timestamp_at(path: str, data: Any, context: Mapping[str, Any]) -> datetime:
             f"date-time format string: {path} == {_show(value)}"
         ) from None
     return moment
+
+
+# --- JSONata states ---------------------------------------------------------------------
+
+
+def _scope(ctx: Context, now: datetime, purpose: str = "JSONata", **states: Any) -> jsonata.Scope:
+    """What a JSONata expression of this visit reads: `$states` holds `states` and the context."""
+    return jsonata.Scope(
+        states={**states, "context": ctx.as_json()},
+        variables=ctx.variables,
+        now=now,
+        random=_random(ctx, purpose),
+    )
+
+
+def _field(state: Mapping[str, Any], name: str, scope: jsonata.Scope, default: Any) -> Any:
+    """The value of a JSONata-mode field: `{% … %}` strings evaluated, at any depth."""
+    return jsonata.render(state[name], name, scope) if name in state else default
+
+
+def _jsonata_output(state: Mapping[str, Any], scope: jsonata.Scope, default: Any) -> Any:
+    return _field(state, "Output", scope, default)
+
+
+def _jsonata_pass(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    scope = _scope(ctx, now, input=state_input)
+    output = _jsonata_output(state, scope, state_input)
+    return _transition(state, output, _assign_jsonata(state, scope))
+
+
+def _jsonata_choice(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    scope = _scope(ctx, now, input=state_input)
+    choices = state.get("Choices", ())
+    if not isinstance(choices, list):
+        raise StatesRuntimeError("Choices must be an array of rules")
+    for rule in choices:
+        if not isinstance(rule, Mapping):
+            raise StatesRuntimeError("A choice rule must be an object")
+        condition = _field(rule, "Condition", scope, None)
+        if not isinstance(condition, bool):
+            text = rule.get("Condition")
+            raise QueryEvaluationError(
+                f"The JSONata expression '{_show(text)}' specified for the field 'Condition' "
+                f"returned an unexpected result type. Expected 'boolean', but was "
+                f"'{jsonata.type_name(condition)}' for value: {_show_json(condition)}"
+            )
+        if condition:
+            output = _jsonata_output(rule, scope, state_input)
+            return GoTo(
+                next_state=_target(rule), output=output, variables=_assign_jsonata(rule, scope)
+            )
+    default = state.get("Default")
+    if isinstance(default, str):
+        output = _jsonata_output(state, scope, state_input)
+        return GoTo(next_state=default, output=output, variables=_assign_jsonata(state, scope))
+    raise StatesRuntimeError(NO_CHOICE_MATCHED)
+
+
+def _jsonata_succeed(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    scope = _scope(ctx, now, input=state_input)
+    return Succeed(output=_jsonata_output(state, scope, state_input))
+
+
+def _jsonata_fail(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    scope = _scope(ctx, now, input=state_input)
+    error = _field(state, "Error", scope, None)
+    cause = _field(state, "Cause", scope, None)
+    for name, value in (("Error", error), ("Cause", cause)):
+        if value is not None and not isinstance(value, str):
+            raise StatesRuntimeError(f"The {name} field must be a string, got {_show(value)}")
+    return Fail(error=error or "", cause=cause)
+
+
+def _jsonata_wait(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    scope = _scope(ctx, now, input=state_input)
+    if "Seconds" in state:
+        seconds = _field(state, "Seconds", scope, None)
+        if not _is_int(seconds) or seconds < 0:
+            raise QueryEvaluationError(
+                f"The Seconds field must be a non-negative integer: {_show_json(seconds)}"
+            )
+        until = _after(now, seconds)
+    elif "Timestamp" in state:
+        stamp = _field(state, "Timestamp", scope, None)
+        try:
+            until = _at(now, parse_timestamp(stamp))
+        except InvalidTimestampError:
+            raise QueryEvaluationError(
+                "The Timestamp field is not a valid ISO-8601 extended offset date-time format "
+                f"string: {_show_json(stamp)}"
+            ) from None
+    else:
+        raise StatesRuntimeError("The Wait state has neither Seconds nor Timestamp")
+    output = _jsonata_output(state, scope, state_input)
+    return WaitUntil(until=until, then=_transition(state, output, _assign_jsonata(state, scope)))
+
+
+def _jsonata_task(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    resource = state.get("Resource")
+    if not isinstance(resource, str | Mapping):
+        raise StatesRuntimeError("The Task state has no Resource")
+    scope = _scope(ctx, now, input=state_input)
+    timeout: float | None = None
+    if "TimeoutSeconds" in state:
+        value = _field(state, "TimeoutSeconds", scope, None)
+        if not _is_int(value) or value <= 0:
+            raise QueryEvaluationError(
+                f"The TimeoutSeconds field must be a positive integer: {_show_json(value)}"
+            )
+        timeout = float(value)
+    arguments = _field(state, "Arguments", scope, state_input)
+    return CallTask(resource=resource, payload=arguments, timeout_seconds=timeout)
+
+
+def _jsonata_parallel(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    branches = state.get("Branches")
+    if not isinstance(branches, list) or not branches:
+        raise StatesRuntimeError("Branches must be a non-empty array of state machines")
+    arguments = _field(state, "Arguments", _scope(ctx, now, input=state_input), state_input)
+    return FanOut(kind="Parallel", inputs=tuple(arguments for _ in branches), limit=len(branches))
+
+
+def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
+    if not isinstance(state.get("ItemProcessor", state.get("Iterator")), Mapping):
+        raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
+    scope = _scope(ctx, now, input=state_input)
+    items = _field(state, "Items", scope, state_input)
+    if not isinstance(items, list):
+        text = state.get("Items")
+        shown = jsonata.body(text) if isinstance(text, str) else _show_json(text)
+        raise QueryEvaluationError(
+            f"The JSONata expression '{shown}' specified for the field 'Items' returned an "
+            f"unexpected result type. Expected 'array', but was '{jsonata.type_name(items)}' "
+            f"for value: {_show_json(items)}"
+        )
+    inputs: list[Any] = list(items)
+    if "ItemSelector" in state:
+        context = ctx.as_json()
+        inputs = [
+            jsonata.render(
+                state["ItemSelector"],
+                "ItemSelector",
+                jsonata.Scope(
+                    states={"input": state_input, "context": _with_item(context, index, item)},
+                    variables=ctx.variables,
+                    now=now,
+                    random=_random(ctx, f"ItemSelector:{index}"),
+                ),
+            )
+            for index, item in enumerate(items)
+        ]
+    concurrency = _jsonata_count(state, "MaxConcurrency", scope, 0)
+    limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
+    tolerated_count = (
+        _jsonata_count(state, "ToleratedFailureCount", scope, 0)
+        if "ToleratedFailureCount" in state
+        else None
+    )
+    percentage = _number_text(_field(state, "ToleratedFailurePercentage", scope, None))
+    if percentage is not None and (
+        not isinstance(percentage, int | float)
+        or isinstance(percentage, bool)
+        or not 0 <= percentage <= 100
+    ):
+        raise QueryEvaluationError(
+            f"ToleratedFailurePercentage must be a number from 0 to 100: {_show_json(percentage)}"
+        )
+    return FanOut(
+        kind="Map",
+        inputs=tuple(inputs),
+        limit=limit,
+        tolerated_count=tolerated_count,
+        tolerated_percentage=None if percentage is None else float(percentage),
+    )
+
+
+def _jsonata_count(state: State, name: str, scope: jsonata.Scope, default: int) -> int:
+    value = _number_text(_field(state, name, scope, default))
+    if not _is_int(value) or value < 0:
+        raise QueryEvaluationError(f"{name} must be a non-negative integer: {_show_json(value)}")
+    return int(value)
+
+
+def _show_json(value: Any) -> str:
+    return paths.to_json(value)
+
+
+_ENTER_JSONATA: Final[Mapping[str, Callable[[State, Any, Context, datetime], Entered]]] = {
+    "Parallel": _jsonata_parallel,
+    "Map": _jsonata_map,
+    "Pass": _jsonata_pass,
+    "Choice": _jsonata_choice,
+    "Succeed": _jsonata_succeed,
+    "Fail": _jsonata_fail,
+    "Wait": _jsonata_wait,
+    "Task": _jsonata_task,
+}

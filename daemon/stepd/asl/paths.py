@@ -10,6 +10,8 @@ Three parsers, one per kind of field, and `stepd check` calls the same ones:
 TimestampPath, TimeoutSecondsPath, HeartbeatSecondsPath, ItemsPath), and `parse_result_path`
 for where a result is written (ResultPath: a reference path into the data, not `$$`).
 Each raises ParseError. Deep scan (`..`), filters, slices and unions are not supported.
+A path starting `$name` (a letter or `_` after the `$`) reads the variable `name`, which the
+context object given to `resolve` carries in its `variables` attribute.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from stepd.errors import ParseError, PathError, ResultPathMatchError
 ROOT: Final = "$"
 CONTEXT_ROOT: Final = "$$"
 _INDEX: Final = re.compile(r"-?[0-9]+")
+_VARIABLE: Final = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class Wildcard:
@@ -46,6 +49,7 @@ class Path:
 
     text: str
     steps: tuple[Step, ...]
+    variable: str | None = None  # `$name…` reads the variable `name`
 
     @property
     def is_definite(self) -> bool:
@@ -104,6 +108,10 @@ def _show(value: Any) -> str:
 
 @lru_cache(maxsize=1024)
 def _parse(text: str) -> Path:
+    variable = _VARIABLE.match(text)
+    if variable is not None:
+        rest = _parse(ROOT + text[variable.end() :])
+        return Path(text=text, steps=rest.steps, variable=variable[1])
     body = text[1:] if is_context_path(text) else text
     if not body.startswith(ROOT):
         raise ParseError(f"Invalid path '{text}': a path must start with '$'")
@@ -185,14 +193,23 @@ def read(data: Any, text: str) -> Any:
 
 def resolve(text: str, data: Any, context: Mapping[str, Any]) -> Any:
     """Read a path from the data, or from the context object when it starts with `$$`."""
-    path = parse(text)
-    return _read(context if is_context_path(path.text) else data, path)
+    return _read(_source(parse(text), data, context), parse(text))
 
 
 def resolve_reference(text: str, data: Any, context: Mapping[str, Any]) -> Any:
     """Read a reference path (no wildcards) from the data, or from the context object."""
     path = parse_reference(text)
-    return _read(context if is_context_path(path.text) else data, path)
+    return _read(_source(path, data, context), path)
+
+
+def _source(path: Path, data: Any, context: Mapping[str, Any]) -> Any:
+    """What `path` reads: the data, the context object, or one of the context's variables."""
+    if path.variable is None:
+        return context if is_context_path(path.text) else data
+    variables: Mapping[str, Any] = getattr(context, "variables", {})
+    if path.variable not in variables:
+        raise PathError(f"Invalid path '{path.text}': the variable '{path.variable}' is not set")
+    return variables[path.variable]
 
 
 def exists(data: Any, text: str) -> bool:

@@ -15,6 +15,11 @@ own parsers (`paths`, `timestamps`, `payload` and `intrinsics`, `choice`): what 
 is reported in their words, and a definition check accepts never fails at run time on a
 parse error (tests/unit/asl/test_check_agrees.py states the rule).
 
+JSONata states (`QueryLanguage: "JSONata"`, at the top or per state) are checked for their own
+fields (the JSONPath fields are refused in them) and every `{% … %}` expression is compiled.
+A variable read (`$name` in JSONata, a `$name…` path or intrinsic argument in JSONPath) that
+no `Assign` anywhere in the definition sets is reported (UNASSIGNED_VARIABLE).
+
 Every finding has a JSON pointer into the definition (`/States/W/Timestamp`); `validate()`
 returns them sorted, so the same definition always gives the same list.
 """
@@ -22,13 +27,14 @@ returns them sorted, so the same definition always gives the same list.
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, TypeGuard
 
-from stepd.asl import choice, paths, payload, timestamps
+from stepd.asl import choice, jsonata, paths, payload, timestamps
 from stepd.asl.failures import STATES_ALL
 from stepd.errors import ParseError
 
@@ -44,6 +50,7 @@ NO_DOLLAR = "NO_DOLLAR"
 NO_PATH = "NO_PATH"
 PASS_RESULT_IS_STATIC = "PASS_RESULT_IS_STATIC"  # noqa: S105 - a diagnostic code
 DATA_REPLACED_BY_TASK = "DATA_REPLACED_BY_TASK"
+UNASSIGNED_VARIABLE = "UNASSIGNED_VARIABLE"
 
 MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
@@ -73,11 +80,17 @@ def validate(definition: Mapping[str, Any]) -> list[Finding]:
     if not isinstance(document, Mapping):
         report.error("", SCHEMA_VALIDATION_FAILED, "The definition must be a JSON object")
         return report.sorted()
+    if document.get("QueryLanguage") == _JSONATA:
+        report.language = _JSONATA
     try:
         _check_size(document, report)
         _check_machine(document, "", report, _TOP_LEVEL_FIELDS, frozenset())
     except RecursionError:
         report.error("", TOO_DEEPLY_NESTED, "The definition is nested too deeply")
+    for where, name in report.references:
+        if name not in report.assigned:
+            message = f"The variable ${name} is read here but no Assign sets it"
+            report.error(where, UNASSIGNED_VARIABLE, message)
     return report.sorted()
 
 
@@ -88,6 +101,9 @@ def validate(definition: Mapping[str, Any]) -> list[Finding]:
 class _Report:
     findings: list[Finding] = field(default_factory=list)
     state_names: dict[str, str] = field(default_factory=dict)  # name -> where first seen
+    language: str = "JSONPath"  # the machine's QueryLanguage: nested states default to it
+    assigned: set[str] = field(default_factory=set)  # every variable some Assign sets
+    references: list[tuple[str, str]] = field(default_factory=list)  # (where, variable) read
 
     def error(self, where: str, code: str, message: str) -> None:
         self.findings.append(Finding(where=where, code=code, message=message, severity="error"))
@@ -185,6 +201,7 @@ _TOP_LEVEL_FIELDS = frozenset(
 _NESTED_FIELDS = frozenset({"StartAt", "States", "Comment"})
 _ITEM_PROCESSOR_FIELDS = _NESTED_FIELDS | {"ProcessorConfig"}
 _SUPPORTED_QUERY_LANGUAGE = "JSONPath"
+_JSONATA = "JSONata"
 _TERMINAL_TYPES = frozenset({"Succeed", "Fail"})
 
 
@@ -239,9 +256,12 @@ def _check_machine_fields(machine: Mapping[str, Any], where: str, report: _Repor
 
 
 def _check_query_language(node: Mapping[str, Any], where: str, report: _Report) -> None:
-    language = node.get("QueryLanguage", _SUPPORTED_QUERY_LANGUAGE)
-    if language != _SUPPORTED_QUERY_LANGUAGE:
-        message = f'QueryLanguage "{language}" is not supported; stepd runs JSONPath only'
+    language = node.get("QueryLanguage", report.language)
+    if language not in {_SUPPORTED_QUERY_LANGUAGE, _JSONATA}:
+        message = f'QueryLanguage "{language}" is not supported: "JSONPath" or "JSONata"'
+        report.schema(_pointer(where, "QueryLanguage"), message)
+    elif language != report.language and report.language == _JSONATA:
+        message = "A JSONata state machine cannot hold JSONPath states"
         report.schema(_pointer(where, "QueryLanguage"), message)
 
 
@@ -379,7 +399,13 @@ def _check_state(state: Any, scope: _Scope) -> None:
     state_type = _known_type(state, scope)
     if state_type is None:
         return
-    for unknown in sorted(set(state) - _FIELDS[state_type]):
+    if state.get("QueryLanguage", scope.report.language) == _JSONATA:
+        _check_jsonata_state(state, state_type, scope)
+        return
+    _note_assign(state, scope, ())
+    _note_jsonpath_reads(state, scope)
+    assignable = frozenset() if state_type in _NO_ASSIGN else _ASSIGNS
+    for unknown in sorted(set(state) - _FIELDS[state_type] - assignable):
         scope.schema(f'Field "{unknown}" is not supported in a {state_type} state', unknown)
     for name, parse in _PATH_FIELDS:
         if state.get(name) is not None:  # null is allowed: {} in, the input kept, {} out
@@ -556,7 +582,7 @@ _RETRIER_FIELDS = frozenset(
         "Comment",
     }
 )
-_CATCHER_FIELDS = frozenset({"ErrorEquals", "Next", "ResultPath", "Comment"})
+_CATCHER_FIELDS = frozenset({"ErrorEquals", "Next", "ResultPath", "Comment", "Assign"})
 _JITTER_STRATEGIES = frozenset({"FULL", "NONE"})
 
 
@@ -630,6 +656,7 @@ def _check_catcher(
 ) -> None:
     _check_handler_fields(catcher, at, _CATCHER_FIELDS, scope)
     _check_states_all_last(catcher, at, is_last, scope)
+    _note_assign(catcher, scope, at)
     if "Next" not in catcher:
         scope.schema('Field "Next" is required in a Catch entry', *at)
     else:
@@ -679,7 +706,9 @@ def _check_rule(rule: Any, at: tuple[str | int, ...], scope: _Scope, *, top: boo
     if not isinstance(rule, Mapping):
         return
     operators = choice.operators_in(rule)
-    allowed = {"Variable", "Comment", *operators} | ({"Next"} if top else set())
+    allowed = {"Variable", "Comment", *operators} | ({"Next", "Assign"} if top else set())
+    if top:
+        _note_assign(rule, scope, at)
     for unknown in sorted(set(rule) - allowed):
         where = "a nested Choice rule" if unknown == "Next" else "a Choice rule"
         scope.schema(f'Field "{unknown}" is not supported in {where}', *at, unknown)
@@ -920,3 +949,201 @@ def _replaced_message(
         f'{described} (no ResultPath, so ResultPath defaults to "$"); '
         "set ResultPath (e.g. null) to keep the input"
     )
+
+
+# Variables and JSONata ----------------------------------------------------------------------
+
+_ASSIGNS = frozenset({"Assign"})
+_NO_ASSIGN = frozenset({"Succeed", "Fail"})
+_VARIABLE_READ = re.compile(r"(?<![\w$.])\$([A-Za-z_][A-Za-z0-9_]*)")
+_JSONATA_CALL_OR_READ = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)(\s*:=|\s*\()?")
+_JSONATA_PARAMETERS = re.compile(r"function\s*\(([^)]*)\)")
+_JSONATA_RESERVED = frozenset({"states"})
+_JSONATA_COMMON = frozenset({"Type", "Comment", "QueryLanguage", "Output", "Assign"})
+_JSONATA_FIELDS: Mapping[str, frozenset[str]] = {
+    "Pass": _JSONATA_COMMON | _FLOW,
+    "Task": _JSONATA_COMMON
+    | _FLOW
+    | _ERRORS
+    | {"Resource", "Arguments", "TimeoutSeconds", "HeartbeatSeconds", "Credentials"},
+    "Choice": _JSONATA_COMMON | {"Choices", "Default"},
+    "Wait": _JSONATA_COMMON | _FLOW | {"Seconds", "Timestamp"},
+    "Succeed": _JSONATA_COMMON - _ASSIGNS,
+    "Fail": frozenset({"Type", "Comment", "QueryLanguage", "Error", "Cause"}),
+    "Parallel": _JSONATA_COMMON | _FLOW | _ERRORS | {"Branches", "Arguments"},
+    "Map": _JSONATA_COMMON
+    | _FLOW
+    | _ERRORS
+    | {
+        "Items",
+        "ItemSelector",
+        "ItemProcessor",
+        "Iterator",
+        "ItemReader",
+        "ItemBatcher",
+        "ResultWriter",
+        "MaxConcurrency",
+        "ToleratedFailurePercentage",
+        "ToleratedFailureCount",
+        "Label",
+    },
+}
+_JSONATA_CATCHER_FIELDS = frozenset({"ErrorEquals", "Next", "Comment", "Output", "Assign"})
+_JSONATA_RULE_FIELDS = frozenset({"Condition", "Next", "Comment", "Output", "Assign"})
+
+
+def _note_assign(owner: Mapping[str, Any], scope: _Scope, at: tuple[str | int, ...]) -> None:
+    """Record the variables a JSONPath `Assign` sets and the ones its `.$` values read."""
+    assign = owner.get("Assign")
+    if assign is None:
+        return
+    if not isinstance(assign, Mapping):
+        scope.schema('Field "Assign" must be an object', *at, "Assign")
+        return
+    scope.report.assigned.update(payload.field_name(str(key)) for key in assign)
+    _check_template(assign, scope.at(*at, "Assign"), scope.report)
+
+
+def _note_jsonpath_reads(state: Mapping[str, Any], scope: _Scope) -> None:
+    """Record the variables a JSONPath state's paths, `.$` values and intrinsics read."""
+    for at, value in _dynamic_values(state, ()):
+        if isinstance(value, str):
+            for name in _VARIABLE_READ.findall(value):
+                scope.report.references.append((scope.at(*at), name))
+
+
+def _dynamic_values(
+    node: Any, at: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every path-valued entry (`….$`, `…Path`, `Variable`) in `node`, with where it is."""
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            text = str(name)
+            if text.endswith((payload.DYNAMIC_SUFFIX, "Path")) or text == "Variable":
+                yield (*at, text), value
+            elif text not in {"Result", "Branches", "ItemProcessor", "Iterator"}:
+                yield from _dynamic_values(value, (*at, text))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _dynamic_values(item, (*at, index))
+
+
+def _check_jsonata_state(state: Mapping[str, Any], state_type: str, scope: _Scope) -> None:
+    """A JSONata state: its fields (no JSONPath ones), its expressions, its transitions."""
+    for unknown in sorted(set(state) - _JSONATA_FIELDS[state_type]):
+        scope.schema(f'Field "{unknown}" is not supported in a JSONata {state_type} state', unknown)
+    _check_query_language(state, scope.where, scope.report)
+    if state_type not in _TERMINAL_TYPES and state_type != "Choice":
+        _check_next_or_end(state, scope)
+    for name, value in state.items():
+        if name not in {"Branches", "ItemProcessor", "Iterator", "Choices", "Catch", "Retry"}:
+            _check_expressions(value, (name,), scope)
+    _note_jsonata_assign(state, (), scope)
+    if state_type == "Task" and "Resource" not in state:
+        scope.schema('Field "Resource" is required in a Task state')
+    if state_type == "Choice":
+        _check_jsonata_choices(state, scope)
+    if "Retry" in state or "Catch" in state:
+        _check_jsonata_handlers(state, scope)
+    _check_jsonata_children(state, scope)
+
+
+def _check_jsonata_children(state: Mapping[str, Any], scope: _Scope) -> None:
+    branches = state.get("Branches")
+    for index, branch in enumerate(branches if isinstance(branches, list) else []):
+        _check_nested(branch, scope.at("Branches", index), _NESTED_FIELDS, scope)
+    for name in ("ItemProcessor", "Iterator"):
+        if name in state:
+            _check_nested(state[name], scope.at(name), _ITEM_PROCESSOR_FIELDS, scope)
+
+
+def _check_jsonata_choices(state: Mapping[str, Any], scope: _Scope) -> None:
+    choices = state.get("Choices")
+    if not isinstance(choices, list) or not choices:
+        scope.schema('Field "Choices" must be a non-empty list', "Choices")
+        return
+    for index, rule in enumerate(choices):
+        at = ("Choices", index)
+        if not isinstance(rule, Mapping):
+            scope.schema("A Choice rule must be an object", *at)
+            continue
+        for unknown in sorted(set(rule) - _JSONATA_RULE_FIELDS):
+            scope.schema(f'Field "{unknown}" is not supported in a JSONata Choice rule', *at)
+        if "Condition" not in rule:
+            scope.schema('Field "Condition" is required in a JSONata Choice rule', *at)
+        if "Next" in rule:
+            scope.target(rule["Next"], *at, "Next")
+        else:
+            scope.schema('Field "Next" is required in a top-level Choice rule', *at)
+        _check_expressions(rule, at, scope)
+        _note_jsonata_assign(rule, at, scope)
+    if "Default" in state:
+        scope.target(state["Default"], "Default")
+
+
+def _check_jsonata_handlers(state: Mapping[str, Any], scope: _Scope) -> None:
+    for name in ("Retry", "Catch"):
+        handlers = state.get(name, [])
+        if not isinstance(handlers, list):
+            scope.schema(f'Field "{name}" must be a list', name)
+            continue
+        for index, handler in enumerate(handlers):
+            at = (name, index)
+            is_last = index == len(handlers) - 1
+            if not isinstance(handler, Mapping):
+                scope.schema("A retrier or catcher must be an object", *at)
+            elif name == "Retry":
+                _check_retrier(handler, at, is_last, scope)
+            else:
+                _check_handler_fields(handler, at, _JSONATA_CATCHER_FIELDS, scope)
+                _check_states_all_last(handler, at, is_last, scope)
+                scope.target(handler.get("Next"), *at, "Next")
+                _check_expressions(handler, at, scope)
+                _note_jsonata_assign(handler, at, scope)
+
+
+def _note_jsonata_assign(
+    owner: Mapping[str, Any], at: tuple[str | int, ...], scope: _Scope
+) -> None:
+    assign = owner.get("Assign")
+    if assign is None:
+        return
+    if not isinstance(assign, Mapping):
+        scope.schema('Field "Assign" must be an object', *at, "Assign")
+        return
+    scope.report.assigned.update(str(key) for key in assign)
+
+
+def _check_expressions(value: Any, at: tuple[str | int, ...], scope: _Scope) -> None:
+    """Compile every `{% … %}` string in `value` and record the variables each one reads."""
+    if jsonata.is_expression(value):
+        try:
+            jsonata.check(value)
+        except ParseError as failure:
+            scope.schema(failure.problem, *at)
+            return
+        for name in _jsonata_reads(jsonata.body(value)):
+            scope.report.references.append((scope.at(*at), name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_expressions(item, (*at, str(key)), scope)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_expressions(item, (*at, index), scope)
+
+
+def _jsonata_reads(text: str) -> set[str]:
+    """The variables an expression reads: `$name`, not calls, not its own `:=` or parameters."""
+    local = {
+        parameter.strip().lstrip("$")
+        for group in _JSONATA_PARAMETERS.findall(text)
+        for parameter in group.split(",")
+    }
+    reads: set[str] = set()
+    for match in _JSONATA_CALL_OR_READ.finditer(text):
+        name, follower = match[1], match[2]
+        if follower is not None and ":=" in follower:
+            local.add(name)
+        elif follower is None and name not in _JSONATA_RESERVED:
+            reads.add(name)
+    return reads - local

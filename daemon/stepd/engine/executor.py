@@ -653,6 +653,7 @@ class Engine:
                     stop_date=now,
                     error=STATES_TIMEOUT,
                     pending=Resume(fanout=execution.fanout),
+                    variables=execution.variables,  # a redrive goes on with them
                 ),
                 events=(
                     _event(

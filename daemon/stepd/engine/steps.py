@@ -30,7 +30,7 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
-from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.failures import STATES_QUERY_EVALUATION_ERROR, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.engine import history
 from stepd.engine.history import dumps
 from stepd.store.records import (
@@ -128,6 +128,7 @@ class Step:
             self.attempt = 0
             self.retry_counts: tuple[int, ...] = ()
             self.due_at: float | None = None
+            self.variables: str | None = None
         else:
             self.last_event_id = row.last_event_id if row is not None else 0
             self.state = progress.state
@@ -139,6 +140,7 @@ class Step:
             self.attempt = progress.attempt
             self.retry_counts = progress.retry_counts
             self.due_at = progress.due_at
+            self.variables = progress.variables
             self.status = progress.status
             self.output = progress.output
         if last_event_id is not None:
@@ -166,6 +168,7 @@ class Step:
             state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
             retry_count=self.attempt,
             redrive_count=self.redrive_count,
+            variables=json.loads(self.variables) if self.variables else {},
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -211,6 +214,7 @@ class Step:
             output=self.output,
             error=self.error,
             cause=self.cause,
+            variables=self.variables,
         )
 
     @property
@@ -321,8 +325,16 @@ class Step:
         )
         return f"{prefix} {cause}" if cause else prefix
 
+    def _assign(self, decision: Decision) -> None:
+        """Keep the variables a state's Assign left (None: it assigned nothing)."""
+        then = decision.then if isinstance(decision, WaitUntil) else decision
+        variables = then.variables if isinstance(then, GoTo | Succeed | Caught) else None
+        if variables is not None:
+            self.variables = dumps(variables)
+
     def apply(self, decision: Decision, state_type: str) -> None:
         name = self.state or ""
+        self._assign(decision)
         match decision:
             case GoTo(next_state=next_state, output=output):
                 text = dumps(output)
@@ -333,8 +345,9 @@ class Step:
                 self.succeed(output)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
-                    cause = self._runtime_cause(cause) if error == STATES_RUNTIME else cause
-                self.fail(error, cause)
+                    prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
+                    cause = self._runtime_cause(cause) if prefixed else cause
+                self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
                 self.due_at = until.timestamp()
@@ -406,6 +419,7 @@ class Step:
                 state=first,
                 phase=PHASE_ENTER,
                 data=dumps(value),
+                variables=self.variables,  # children read the outer variables; theirs stay theirs
             )
             self.children.append(self.start_child(queued) if slot < self.fanout.limit else queued)
 
@@ -444,7 +458,12 @@ class Step:
         decision: Decision
         try:
             decision = interpreter.task_succeeded(
-                self.definition, self.state or "", json.loads(self.data), results, self.context()
+                self.definition,
+                self.state or "",
+                json.loads(self.data),
+                results,
+                self.context(),
+                utc(self.now),
             )
         except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
             log.exception("step.unexpected_error", **self.log_fields())
@@ -468,6 +487,7 @@ class Step:
                 self.retry_counts,
                 utc(self.now),
                 self.random,
+                self.context(),
             )
         except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
             log.exception("step.unexpected_error", **self.log_fields())
@@ -501,6 +521,7 @@ class Step:
                 self.retry_counts,
                 utc(self.now),
                 self.random,
+                self.context(),
             )
         except Exception:  # a bug: the call goes out, and its error fails the state
             log.exception("step.unexpected_error", **self.log_fields())
@@ -535,7 +556,12 @@ class Step:
         if outcome.error is None:
             self.add("TaskSucceeded", history.task_succeeded(resource, dumps(outcome.result)))
             decision = interpreter.task_succeeded(
-                self.definition, self.state or "", state_input, outcome.result, self.context()
+                self.definition,
+                self.state or "",
+                state_input,
+                outcome.result,
+                self.context(),
+                utc(self.now),
             )
         else:
             timed_out = outcome.error == STATES_TIMEOUT
@@ -554,6 +580,7 @@ class Step:
                 self.retry_counts,
                 utc(self.now),
                 self.random,
+                self.context(),
             )
             if isinstance(decision, RetryAt) and outcome.retry_after:
                 earliest = self.now + outcome.retry_after

@@ -8,7 +8,9 @@ silently defaulted value.
 
     format 3 (stepd 0.4):  format 2, and  {"v": 3, "resume": {}}  or
                            {"v": 3, "resume": {"fanout": {...}}}  (closed without succeeding:
-                           where a redrive takes it up)
+                           where a redrive takes it up); and the variables record
+                           {"v": 3, "variables": {...}}  (what `Assign` set; an execution's
+                           and each cursor's own column)
     format 2 (stepd 0.3):  format 1, and  {"v": 2, "fanout": {...}}  (a Parallel or Map
                            state running its children)
     format 1 (stepd 0.2):  {"v": 1, "wait": {...}}  or  {"v": 1, "task": {...}}
@@ -28,6 +30,7 @@ from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 FORMAT_VERSION = 3
 FANOUT_SINCE = 2  # the first format with fan-out records
 RESUME_SINCE = 3  # the first format with resume records
+VARIABLES_SINCE = 3  # the first format with variables records
 
 _WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
 _TASK_KEYS: Mapping[str, str] = {
@@ -127,6 +130,33 @@ def _kinds(version: int) -> set[str]:
     if version >= RESUME_SINCE:
         kinds.add("resume")
     return kinds
+
+
+def encode_variables(variables: str | None) -> str | None:
+    """The JSON text stored for `variables` (a JSON object as compact text, as the engine
+    writes it; None for none)."""
+    if variables is None:
+        return None
+    return '{"v":' + str(FORMAT_VERSION) + ',"variables":' + variables + "}"
+
+
+def decode_variables(text: str | None) -> str | None:
+    """The variables (a JSON object as compact text) stored as `text`. Raises RecordError."""
+    if not text:
+        return None
+    try:
+        stored = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"variables record is not JSON: {exc}") from None
+    if not isinstance(stored, dict):
+        raise RecordError("variables record is not a JSON object")
+    version = stored.get("v", 0)
+    _check_version(version)
+    if version < VARIABLES_SINCE:
+        raise RecordError(f"variables record has format {version}, before variables existed")
+    _expect_keys(stored, {"v", "variables"}, set(), "variables record")
+    _check(isinstance(stored["variables"], dict), "variables record", "variables")
+    return json.dumps(stored["variables"], separators=(",", ":"), ensure_ascii=False)
 
 
 def _check_version(version: Any) -> None:

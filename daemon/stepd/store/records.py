@@ -113,6 +113,7 @@ class Progress:
     output: str | None = None
     error: str | None = None
     cause: str | None = None
+    variables: str | None = None  # what `Assign` set so far: a JSON object as text; None: none
 
     @property
     def task(self) -> TaskCall | None:

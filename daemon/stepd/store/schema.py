@@ -94,11 +94,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cursors_by_status ON cursors (execution_id, status, parent, slot);
     CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
     """,
-    # 5: redrives (RedriveExecution): how many, when the last one was, its client token
+    # 5: redrives (RedriveExecution): how many, when the last one was, its client token; and
+    # the variables `Assign` set (a variables record, stepd.store.formats), per cursor
     """
     ALTER TABLE executions ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN redrive_date REAL;
     ALTER TABLE executions ADD COLUMN redrive_token TEXT;
+    ALTER TABLE executions ADD COLUMN variables TEXT;
+    ALTER TABLE cursors ADD COLUMN variables TEXT;
     """,
 )
 

@@ -35,7 +35,13 @@ from stepd.errors import (
     WriteGroupFailed,
 )
 from stepd.store.base import Store
-from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
+from stepd.store.formats import (
+    FORMAT_VERSION,
+    decode_pending,
+    decode_variables,
+    encode_pending,
+    encode_variables,
+)
 from stepd.store.records import (
     QUEUED,
     RUNNING,
@@ -57,7 +63,7 @@ COLUMNS = (
     "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
     " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
     " retry_counts, due_at, last_event_id, version, uid, redrive_count, redrive_date,"
-    " redrive_token"
+    " redrive_token, variables"
 )
 # Each field of `Progress` and the column that holds it; a transition writes them all.
 PROGRESS_COLUMNS: dict[str, str] = {
@@ -75,6 +81,7 @@ PROGRESS_COLUMNS: dict[str, str] = {
     "output": "output",
     "error": "error",
     "cause": "cause",
+    "variables": "variables",
 }
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
@@ -89,6 +96,7 @@ UPDATE_SQL = (
 def _row_to_execution(row: sqlite3.Row) -> Execution:
     try:
         pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
     except RecordError as exc:
         raise RecordError(f"execution {row['machine']}/{row['name']}: {exc}") from None
     return Execution(
@@ -118,6 +126,7 @@ def _row_to_execution(row: sqlite3.Row) -> Execution:
         due_at=row["due_at"],
         last_event_id=row["last_event_id"],
         version=row["version"],
+        variables=variables,
     )
 
 
@@ -133,6 +142,7 @@ PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = ? AND id >= ? AND id < ?"
 def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
     try:
         pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
     except RecordError as exc:
         raise RecordError(f"execution {execution_id}, cursor {row['id']!r}: {exc}") from None
     return Cursor(
@@ -141,10 +151,11 @@ def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
         slot=row["slot"],
         pending=pending,
         retry_counts=tuple(json.loads(row["retry_counts"])),
+        variables=variables,
         **{
             name: row[column]
             for name, column in PROGRESS_COLUMNS.items()
-            if name not in {"pending", "retry_counts"}
+            if name not in {"pending", "retry_counts", "variables"}
         },
     )
 
@@ -172,6 +183,8 @@ def _progress_values(progress: Progress) -> list[Any]:
             value = encode_pending(value)
         elif name == "retry_counts":
             value = json.dumps(list(value))
+        elif name == "variables":
+            value = encode_variables(value)
         values.append(value)
     return values
 

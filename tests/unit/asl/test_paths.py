@@ -85,7 +85,7 @@ def test_read_missing_raises_path_error(path: str, cause: str) -> None:
         pytest.param("$[x]", "Invalid path '$[x]': unsupported selector [x]", id="bare-word"),
         pytest.param("$[1_0]", "Invalid path '$[1_0]': unsupported selector [1_0]", id="digits"),
         pytest.param("$['a]", "Invalid path '$['a]': unterminated quoted name", id="open-quote"),
-        pytest.param("$a", "Invalid path '$a': unexpected 'a' at 1", id="name-without-dot"),
+        pytest.param("$1", "Invalid path '$1': unexpected '1' at 1", id="digit-without-dot"),
         pytest.param(
             "$..a", "Invalid path '$..a': deep scan ('..') is not supported", id="deep-scan"
         ),

@@ -261,12 +261,6 @@ def test_fail(fields: dict[str, Any], expected: Fail) -> None:
             "The state has neither Next nor End",
             id="no-transition",
         ),
-        pytest.param(
-            {"QueryLanguage": "JSONata", **machine("S", {"Type": "Pass", "End": True})},
-            "S",
-            "JSONata states are not supported by stepd",
-            id="jsonata",
-        ),
     ],
 )
 def test_states_that_cannot_run_fail(definition: dict[str, Any], name: str, cause: str) -> None:

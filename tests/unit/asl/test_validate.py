@@ -20,6 +20,7 @@ from stepd.asl.validate import (
     PASS_RESULT_IS_STATIC,
     SCHEMA_VALIDATION_FAILED,
     TOO_DEEPLY_NESTED,
+    UNASSIGNED_VARIABLE,
     Finding,
     validate,
 )
@@ -188,8 +189,52 @@ RULES = [
         {**one(SUCCEED), "TimeoutSeconds": 0}, [("/TimeoutSeconds", SVF)], id="machine-timeout-zero"
     ),
     pytest.param({**one(SUCCEED), "TimeoutSeconds": 3600}, [], id="machine-timeout-ok"),
+    pytest.param({**one(SUCCEED), "QueryLanguage": "JSONata"}, [], id="jsonata"),
     pytest.param(
-        {**one(SUCCEED), "QueryLanguage": "JSONata"}, [("/QueryLanguage", SVF)], id="jsonata"
+        {**one(SUCCEED), "QueryLanguage": "XPath"}, [("/QueryLanguage", SVF)], id="query-xpath"
+    ),
+    pytest.param(
+        {"QueryLanguage": "JSONata", **one({**SUCCEED, "QueryLanguage": "JSONPath"})},
+        [("/States/S/QueryLanguage", SVF)],
+        id="jsonpath-state-in-jsonata-machine",
+    ),
+    pytest.param(
+        one({"Type": "Pass", "QueryLanguage": "JSONata", "InputPath": "$.a", "End": True}),
+        [("/States/S/InputPath", SVF)],
+        id="jsonata-state-refuses-inputpath",
+    ),
+    pytest.param(
+        one({"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% 1 + %}", "End": True}),
+        [("/States/S/Output", SVF)],
+        id="jsonata-bad-expression",
+    ),
+    pytest.param(
+        one({"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $x %}", "End": True}),
+        [("/States/S/Output", UNASSIGNED_VARIABLE)],
+        id="jsonata-unassigned-variable",
+    ),
+    pytest.param(
+        one(
+            {
+                "Type": "Pass",
+                "QueryLanguage": "JSONata",
+                "Assign": {"x": 1},
+                "Output": "{% ($y := $x; $sum([$y, $states.input.n])) %}",
+                "End": True,
+            }
+        ),
+        [],
+        id="jsonata-assigned-local-and-function",
+    ),
+    pytest.param(
+        one({"Type": "Pass", "Parameters": {"a.$": "$missing.b"}, "End": True}),
+        [("/States/S/Parameters/a.$", UNASSIGNED_VARIABLE)],
+        id="jsonpath-unassigned-variable",
+    ),
+    pytest.param(
+        one({"Type": "Pass", "Assign": {"m.$": "$.a"}, "Parameters": {"a.$": "$m"}, "End": True}),
+        [],
+        id="jsonpath-assigned-variable",
     ),
     pytest.param({**one(SUCCEED), "QueryLanguage": "JSONPath"}, [], id="jsonpath"),
     pytest.param([], [("", SVF)], id="not-an-object"),

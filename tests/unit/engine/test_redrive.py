@@ -288,6 +288,83 @@ async def test_the_redrive_count_is_in_the_context_object(store: Store):
     assert [c.payload for c in caller.calls] == [{"redrives": 0}, {"redrives": 1}]
 
 
+ASSIGN_THEN_CALL = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Assign": {"room": "B12"}, "Next": "Deliver"},
+        "Deliver": {**CALL, "Parameters": {"room.$": "$room"}},
+    },
+}
+
+
+async def test_variables_assigned_before_a_failure_are_read_after_a_redrive(store: Store):
+    """The state a redrive enters again reads the variables earlier states assigned."""
+    clock = Clock()
+    caller = FakeCaller(respond=failing_first({"room": "B12"}))
+    engine = await running_engine(store, caller, ASSIGN_THEN_CALL, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    assert (await finished(store, started.execution.id)).status == "FAILED"
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", {"echo": {"room": "B12"}})
+    assert [c.payload for c in caller.calls] == [{"room": "B12"}] * 2
+
+
+async def test_a_timed_out_execution_keeps_its_variables_for_a_redrive(store: Store):
+    """An execution that ran past its TimeoutSeconds keeps its variables; a redrive reads them."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    engine = await running_engine(store, caller, {**ASSIGN_THEN_CALL, "TimeoutSeconds": 30}, clock)
+    started = await engine.start_execution("m", "x", "{}")
+    await caller.wait_for(1)
+    clock.now = T0 + 30
+    await engine.advance(started.execution.id)
+    timed_out = await finished(store, started.execution.id)
+    caller.release()
+    await asyncio.sleep(0.05)
+    assert (timed_out.status, timed_out.variables) == ("TIMED_OUT", '{"room":"B12"}')
+    clock.now = T0 + 3600
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert done.status == "SUCCEEDED"
+    assert [c.payload for c in caller.calls] == [{"room": "B12"}] * 2
+
+
+async def test_a_redriven_jsonata_map_iteration_reads_the_outer_variables(store: Store):
+    """A Map iteration run again by a redrive still reads the variables of the state around
+    it, in a JSONata machine."""
+    clock = Clock()
+    caller = FakeCaller(respond=failing_first({"room": "B12", "item": 2}))
+    deliver = {**CALL, "Arguments": {"room": "{% $room %}", "item": "{% $states.input %}"}}
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": {"Type": "Pass", "Assign": {"room": "B12"}, "Next": "Each"},
+            "Each": {
+                "Type": "Map",
+                "Items": "{% $states.input %}",
+                "ItemProcessor": {"StartAt": "Deliver", "States": {"Deliver": deliver}},
+                "End": True,
+            },
+        },
+    }
+    engine = await running_engine(store, caller, definition, clock)
+    started = await engine.start_execution("m", "x", json.dumps([1, 2]))
+    assert (await finished(store, started.execution.id)).status == "FAILED"
+    await engine.redrive_execution("m", "x")
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert done.status == "SUCCEEDED"
+    assert json.loads(done.output or "") == [
+        {"echo": {"room": "B12", "item": 1}},
+        {"echo": {"room": "B12", "item": 2}},
+    ]
+
+
 async def refused(engine: Engine) -> str:
     with pytest.raises(ExecutionNotRedrivable) as refusal:
         await engine.redrive_execution("m", "x")

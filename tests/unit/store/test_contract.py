@@ -294,6 +294,7 @@ async def test_instants_texts_and_records_read_back_exactly(store: Store) -> Non
         attempt=1,
         retry_counts=(1, 0),
         due_at=1_800_000_010.000001,
+        variables='{"greeting":"Chào","n":[1,2.5,null]}',
     )
     details = {"nested": [1, 2.5, None, True, {"ü": "ß"}], "big": 2**53}
     execution = await create(store, "exact", progress)
@@ -877,7 +878,11 @@ async def test_count_by_status_counts_each_status_present(store: Store) -> None:
 
 async def test_cursors_created_with_an_execution_read_back_exactly(store: Store) -> None:
     """An execution's first child cursors are stored with it, each record read back equal."""
-    children = (child("", 0), child("", 1, QUEUED), child("", 2, SUCCEEDED, output="[1]"))
+    children = (
+        replace(child("", 0), variables='{"outer":1}'),
+        child("", 1, QUEUED),
+        child("", 2, SUCCEEDED, output="[1]"),
+    )
     made, created = await store.create_execution(
         replace(new("one", await definition(store), running(pending=FANOUT)), cursors=children)
     )

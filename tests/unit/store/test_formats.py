@@ -9,7 +9,13 @@ from dataclasses import fields
 import pytest
 
 from stepd.errors import RecordError
-from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
+from stepd.store.formats import (
+    FORMAT_VERSION,
+    decode_pending,
+    decode_variables,
+    encode_pending,
+    encode_variables,
+)
 from stepd.store.records import (
     PROGRESS_FIELDS,
     Fanout,
@@ -190,6 +196,8 @@ def test_records_written_by_stepd_0_2_are_read():
         ('{"v": 2, "resume": {}}', "unknown keys resume"),
         ('{"v": 3, "resume": {"state": "A"}}', "unknown keys state"),
         ('{"v": 3, "resume": {"fanout": {"kind": "Map"}}}', "lacks failed, limit"),
+        ('{"v": 3, "variables": {}}', "unknown keys variables"),
+        ('{"v": 3, "resume": {}, "wait": {"next": "B", "output": "{}"}}', "more than one"),
         ('{"v": 2, "fanout": {"kind": "Map"}}', "lacks failed, limit"),
         (
             (
@@ -235,3 +243,30 @@ def test_every_progress_field_has_a_column():
     assert tuple(PROGRESS_COLUMNS) == PROGRESS_FIELDS
     assert len(set(PROGRESS_COLUMNS.values())) == len(PROGRESS_COLUMNS)
     assert {f.name for f in fields(Progress)} == set(PROGRESS_FIELDS)
+
+
+def test_variables_are_written_as_a_format_3_record():
+    """The variables column holds `{"v": 3, "variables": {...}}`, read back as the object."""
+    text = encode_variables('{"x":1}')
+    assert json.loads(text or "") == {"v": 3, "variables": {"x": 1}}
+    assert decode_variables(text) == '{"x":1}'
+    assert decode_variables(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"v": 2, "variables": {}}', "format 2, before variables existed"),
+        ('{"v": 4, "variables": {}}', "format 4, newer than this stepd reads (3)"),
+        ('{"v": 3, "variables": []}', "variables has the wrong type"),
+        ('{"v": 3, "variables": {}, "x": 1}', "unknown keys x"),
+        ('{"v": 3}', "lacks variables"),
+        ('{"v": 3, "resume": {}}', "lacks variables"),
+        ('{"v": 3, "variables": {}, "resume": {}}', "unknown keys resume"),
+        ("[1]", "not a JSON object"),
+    ],
+)
+def test_a_variables_record_of_unknown_shape_is_refused(text: str, message: str):
+    """A variables record this stepd cannot read raises RecordError saying what is wrong."""
+    with pytest.raises(RecordError, match=re.escape(message)):
+        decode_variables(text)

@@ -1,0 +1,270 @@
+"""JSONata as Step Functions runs it: `{% expression %}` strings, `$states`, and AWS's functions.
+
+Expressions are compiled once and cached (`compiled`). An evaluation sees `$states` (`input`,
+`context`, and `result` or `errorOutput` where the field allows), the execution's variables
+as `$name`, and AWS's functions: `$partition`, `$range`, `$hash`, `$random`, `$uuid` and
+`$parse`; `$eval` is not available. `$now()` and `$millis()` give the instant the caller
+passes in, and `$random()` / `$uuid()` draw from the caller's seeded generator, so a state
+evaluated again gives the same values. Nothing here reads a clock or draws randomness.
+
+Any failure is a QueryEvaluationError whose message is the cause AWS gives ("The JSONata
+expression '…' specified for the field '…' …"). The library's stray `print()` calls are
+kept off stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final
+
+from stepd.asl.intrinsics import HASH_ALGORITHMS, Random
+from stepd.errors import ParseError, QueryEvaluationError
+
+with contextlib.redirect_stdout(io.StringIO()):  # the library prints while it initialises
+    import jsonata as _library
+    from jsonata import jexception as _jexception
+    from jsonata import parser as _parser
+    from jsonata import utils as _utils
+
+
+def _discard(*_args: Any, **_kwargs: Any) -> None:
+    """Where the library's diagnostic `print()` calls go."""
+
+
+_library.jsonata.print = _discard
+_parser.print = _discard
+
+OPEN: Final = "{%"
+CLOSE: Final = "%}"
+MAX_COMPILED: Final = 4096  # expressions kept compiled
+MAX_PARTITION_ITEMS: Final = 1000  # as States.ArrayPartition and States.ArrayRange allow
+_JSONata = _library.Jsonata
+_NULL: Final = _utils.Utils.NULL_VALUE
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """What an expression can read: `$states`, the variables, the instant and the randomness."""
+
+    states: Mapping[str, Any]  # input, context, and result / errorOutput where allowed
+    variables: Mapping[str, Any]
+    now: datetime
+    random: Random
+
+
+def is_expression(value: Any) -> bool:
+    """Whether `value` is a string written `{% expression %}`."""
+    return (
+        isinstance(value, str)
+        and value.startswith(OPEN)
+        and value.endswith(CLOSE)
+        and len(value) >= len(OPEN) + len(CLOSE)
+    )
+
+
+def body(value: str) -> str:
+    """The expression between `{%` and `%}`, without surrounding spaces."""
+    return value[len(OPEN) : -len(CLOSE)].strip()
+
+
+def check(value: str) -> None:
+    """Compile the `{% … %}` string `value`. Raises ParseError saying what is wrong."""
+    compiled(body(value))
+
+
+@lru_cache(maxsize=MAX_COMPILED)
+def compiled(text: str) -> Any:
+    """The compiled expression `text`. Raises ParseError."""
+    if not text:
+        raise ParseError("The JSONata expression is empty")
+    try:
+        expression = _JSONata(text)
+    except _jexception.JException as exc:
+        raise ParseError(f"The JSONata expression '{text}' is invalid: {exc}") from None
+    except Exception as exc:  # the library's own bugs surface as any exception  # noqa: BLE001
+        raise ParseError(f"The JSONata expression '{text}' is invalid: {exc}") from None
+    expression.set_output_convert_nulls(False)
+    return expression
+
+
+def evaluate(value: str, field: str, scope: Scope) -> Any:
+    """The JSON value of the `{% … %}` string `value` written in `field`.
+
+    Raises QueryEvaluationError (in AWS's words) when it fails, gives nothing, or gives
+    something that is not JSON (a function).
+    """
+    text = body(value)
+    try:
+        expression = compiled(text)
+    except ParseError as failure:
+        raise QueryEvaluationError(failure.problem) from None
+    bindings = _bindings(scope)
+    try:
+        result = expression.evaluate(scope.states.get("input"), bindings)
+    except QueryEvaluationError:
+        raise
+    except _jexception.JException as exc:
+        raise QueryEvaluationError(_threw(text, field, f"{exc.error}: {exc}")) from None
+    except Exception as exc:  # noqa: BLE001 - whatever the library raises is the expression's failure
+        raise QueryEvaluationError(_threw(text, field, f"{type(exc).__name__}: {exc}")) from None
+    if result is None:
+        raise QueryEvaluationError(
+            f"The JSONata expression '{text}' specified for the field '{field}' returned nothing "
+            "(undefined)."
+        )
+    try:
+        return _to_json(result)
+    except TypeError:
+        raise QueryEvaluationError(
+            f"The JSONata expression '{text}' specified for the field '{field}' returned an "
+            "unsupported result type."
+        ) from None
+
+
+def render(template: Any, field: str, scope: Scope) -> Any:
+    """`template` with every `{% … %}` string in it (at any depth) replaced by its value."""
+    if is_expression(template):
+        return evaluate(template, field, scope)
+    if isinstance(template, Mapping):
+        return {key: render(value, field, scope) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render(item, field, scope) for item in template]
+    return template
+
+
+def type_name(value: Any) -> str:
+    """The JSON type of `value` as AWS names it in causes: 'array', 'object', 'null'…"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _threw(text: str, field: str, detail: str) -> str:
+    return (
+        f"The JSONata expression '{text}' specified for the field '{field}' threw an error "
+        f"during evaluation. {detail}"
+    )
+
+
+def _to_json(value: Any) -> Any:
+    """A JSON value from the library's (JSONata null, sequences); TypeError for a function."""
+    if value is _NULL or value is None:
+        return None
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            return int(value)
+        return value
+    if isinstance(value, list):
+        return [_to_json(item) for item in value if item is not None]
+    if isinstance(value, dict):
+        return {str(key): _to_json(item) for key, item in value.items() if item is not None}
+    raise TypeError(type(value).__name__)
+
+
+def _from_json(value: Any) -> Any:
+    return _NULL if value is None else value
+
+
+# --- AWS's functions --------------------------------------------------------------------
+
+
+def _bindings(scope: Scope) -> dict[str, Any]:
+    bindings = {name: _from_json(value) for name, value in scope.variables.items()}
+    bindings["states"] = {name: _from_json(value) for name, value in scope.states.items()}
+    millis = int(scope.now.timestamp() * 1000)
+    from_millis = _library.functions.Functions.datetime_from_millis
+    functions: dict[str, Callable[..., Any]] = {
+        "now": lambda picture=None, timezone=None: from_millis(millis, picture, timezone),
+        "millis": lambda: millis,
+        "partition": _partition,
+        "range": _range,
+        "hash": _hash,
+        "random": lambda seed=None: _random(scope.random, seed),
+        "uuid": lambda: _uuid(scope.random),
+        "parse": _parse,
+        "eval": _no_eval,
+    }
+    for name, function in functions.items():
+        bindings[name] = _JSONata.JLambda(function)
+    return bindings
+
+
+def _fail(message: str) -> QueryEvaluationError:
+    return QueryEvaluationError(message)
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _partition(array: Any, size: Any) -> Any:
+    if not isinstance(array, list):
+        raise _fail("$partition: the first argument must be an array")
+    if not _is_int(size) or size <= 0:
+        raise _fail("$partition: the chunk size must be a positive integer")
+    chunk = int(size)
+    return [array[start : start + chunk] for start in range(0, len(array), chunk)]
+
+
+def _range(start: Any, end: Any, step: Any) -> Any:
+    if not (_is_int(start) and _is_int(end) and _is_int(step)) or step == 0:
+        raise _fail("$range: the arguments must be integers and the step must not be 0")
+    numbers = list(range(int(start), int(end) + (1 if step > 0 else -1), int(step)))
+    if len(numbers) > MAX_PARTITION_ITEMS:
+        raise _fail(f"$range: the range has more than {MAX_PARTITION_ITEMS} items")
+    return _utils.Utils.create_sequence(*numbers) if len(numbers) == 1 else numbers
+
+
+def _hash(data: Any, algorithm: Any = "SHA-256") -> Any:
+    name = HASH_ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
+    if name is None:
+        raise _fail(f"$hash: the algorithm must be one of {', '.join(HASH_ALGORITHMS)}")
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return hashlib.new(name, text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _random(random: Random, seed: Any) -> float:
+    if seed is None:
+        return random()
+    from stepd.asl.intrinsics import seeded_random  # noqa: PLC0415 - only for a seeded call
+
+    return seeded_random(json.dumps(seed))()
+
+
+def _uuid(random: Random) -> str:
+    bits = 0
+    for _ in range(4):
+        bits = (bits << 32) | int(random() * 2**32)
+    return str(uuid.UUID(int=bits, version=4))
+
+
+def _parse(text: Any) -> Any:
+    if not isinstance(text, str):
+        raise _fail("$parse: the argument must be a string")
+    try:
+        return _from_json(json.loads(text))
+    except ValueError as exc:
+        raise _fail(f"$parse: the argument is not JSON text ({exc})") from None
+
+
+def _no_eval(*_args: Any) -> Any:
+    raise _fail("The function $eval is not available in Step Functions")

@@ -1,0 +1,164 @@
+"""JSONata states and variables: expressions, AWS's functions, Assign, `$name` paths."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from stepd.asl import jsonata
+from stepd.asl.decisions import Fail, FanOut, GoTo, Succeed
+from stepd.asl.interpreter import enter, task_succeeded
+from stepd.asl.intrinsics import seeded_random
+from stepd.errors import QueryEvaluationError
+
+from .asl_support import NOW, context
+
+J = {"QueryLanguage": "JSONata"}
+
+
+def scope(variables: dict[str, Any] | None = None, **states: Any) -> jsonata.Scope:
+    """A scope at NOW reading `states` and `variables`."""
+    return jsonata.Scope(
+        states=states, variables=variables or {}, now=NOW, random=seeded_random("s")
+    )
+
+
+def one(state: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """A machine of the single state S."""
+    return {**top, "StartAt": "S", "States": {"S": state}}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("$range(0, 9, 3)", [0, 3, 6, 9], id="range"),
+        pytest.param("$range(1, 9, 9)", 1, id="range-of-one-is-a-value"),
+        pytest.param("$partition([1, 2, 3], 2)", [[1, 2], [3]], id="partition"),
+        pytest.param('$parse("{\\"a\\": [1]}")', {"a": [1]}, id="parse"),
+        pytest.param('$hash("a", "MD5")', "0cc175b9c0f1b6a831c399e269772661", id="hash"),
+        pytest.param("$now()", "2024-08-18T12:00:00.500Z", id="now-is-given"),
+        pytest.param("$millis()", 1723982400500, id="millis-is-given"),
+        pytest.param("$states.input.a", 1, id="states-input"),
+        pytest.param("$v = null", True, id="null-variable-is-null"),
+        pytest.param('$number("2")', 2, id="integral-number"),
+    ],
+)
+def test_expressions_evaluate_as_aws(expression: str, expected: Any) -> None:
+    """Each expression gives AWS's value, with `$now` and `$millis` at the instant given."""
+    assert expected == jsonata.evaluate(
+        "{% " + expression + " %}", "Output", scope({"v": None}, input={"a": 1})
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "cause"),
+    [
+        pytest.param("$nothing", "returned nothing (undefined).", id="undefined"),
+        pytest.param("function($x){$x}", "returned an unsupported result type.", id="function"),
+        pytest.param('$eval("1")', "$eval is not available", id="eval"),
+        pytest.param("1 +", "is invalid", id="syntax"),
+        pytest.param("$undefinedFunction()", "threw an error during evaluation", id="no-function"),
+    ],
+)
+def test_failures_are_query_evaluation_errors(expression: str, cause: str) -> None:
+    """A failing expression raises States.QueryEvaluationError saying what went wrong."""
+    with pytest.raises(QueryEvaluationError, match=re.escape(cause)):
+        jsonata.evaluate("{% " + expression + " %}", "Output", scope())
+
+
+def test_random_and_uuid_repeat_for_the_same_visit() -> None:
+    """`$random()` and `$uuid()` draw from the visit's seed: the same state evaluated again
+    gives the same values."""
+    text = "{% [$random(), $uuid()] %}"
+    assert jsonata.evaluate(text, "Output", scope()) == jsonata.evaluate(text, "Output", scope())
+
+
+@pytest.mark.parametrize(
+    ("definition", "state_input", "expected"),
+    [
+        pytest.param(
+            one({"Type": "Pass", "Output": {"b": "{% $states.input.a %}"}, "End": True}, **J),
+            {"a": 1},
+            Succeed(output={"b": 1}),
+            id="pass-output-template",
+        ),
+        pytest.param(
+            one({"Type": "Pass", "End": True}, **J),
+            {"a": 1},
+            Succeed(output={"a": 1}),
+            id="pass-without-output-keeps-input",
+        ),
+        pytest.param(
+            one({"Type": "Pass", "Assign": {"x": "{% $states.input.a %}"}, "End": True}, **J),
+            {"a": 1},
+            Succeed(output={"a": 1}, variables={"x": 1}),
+            id="assign-sets-a-variable",
+        ),
+        pytest.param(
+            one({"Type": "Pass", "Assign": {"x": 2, "y": "{% $x %}"}, "End": True}, **J),
+            {},
+            Succeed(output={}, variables={"x": 2, "y": 1}),
+            id="assign-reads-variables-from-before-the-state",
+        ),
+        pytest.param(
+            one({"Type": "Pass", "Assign": {"y.$": "$x", "z": "$x"}, "End": True}),
+            {},
+            Succeed(output={}, variables={"x": 1, "y": 1, "z": "$x"}),
+            id="jsonpath-assign-reads-variables",
+        ),
+        pytest.param(
+            one(
+                {
+                    "Type": "Choice",
+                    "Choices": [{"Condition": "{% $states.input.go %}", "Next": "T"}],
+                    "Default": "F",
+                },
+                **J,
+            ),
+            {"go": True},
+            GoTo(next_state="T", output={"go": True}),
+            id="choice-condition",
+        ),
+        pytest.param(
+            one({"Type": "Map", "Items": "{% 1 %}", "ItemProcessor": {}, "End": True}, **J),
+            {},
+            Fail(
+                error="States.QueryEvaluationError",
+                cause="The JSONata expression '1' specified for the field 'Items' returned an "
+                "unexpected result type. Expected 'array', but was 'number' for value: 1",
+            ),
+            id="map-items-not-an-array",
+        ),
+        pytest.param(
+            one({"Type": "Map", "Items": "{% [1, 2] %}", "ItemProcessor": {}, "End": True}, **J),
+            {},
+            FanOut(kind="Map", inputs=(1, 2), limit=40),
+            id="map-items",
+        ),
+    ],
+)
+def test_jsonata_states_decide_as_aws(
+    definition: dict[str, Any], state_input: Any, expected: Any
+) -> None:
+    """Entering a JSONata state (or a JSONPath one with Assign) gives AWS's decision."""
+    ctx = replace(context("S"), variables={"x": 1})
+    assert expected == enter(definition, "S", state_input, ctx, NOW)
+
+
+def test_task_output_and_assign_read_the_result() -> None:
+    """A JSONata Task's Output and Assign read `$states.result`."""
+    definition = one(
+        {
+            "Type": "Task",
+            "Resource": "r",
+            "Output": "{% $states.result.a %}",
+            "Assign": {"r": "{% $states.result %}"},
+            "End": True,
+        },
+        **J,
+    )
+    decision = task_succeeded(definition, "S", {}, {"a": 5}, context("S"), NOW)
+    assert Succeed(output=5, variables={"r": {"a": 5}}) == decision
