@@ -1,0 +1,115 @@
+"""AWS-recorded Choice, intrinsic, data-flow, error, Wait and context-object cases.
+
+Every case of the categories below in /work/shared/conformance/aws-recorded-cases.json runs
+as a machine of one `stepd run`, started with boto3's StartExecution; DescribeExecution gives
+the status and the output (compared JSON-equal) or the error and the cause (where AWS recorded
+one), GetExecutionHistory the event types where AWS recorded them. A case stepd still runs
+differently is in KNOWN_DIFFERENCES with the reason, and is expected to fail (strictly: a
+case that starts to pass must leave the table).
+
+Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
+Functions tests (github.com/localstack/localstack, commit
+8b9a79f05846835cf4dff63ab7eefdde9df83783, Apache-2.0), and the expected status, output,
+error, cause and history event types from their snapshot files, which LocalStack records
+against real AWS (tests marked `aws.validated`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.acceptance.conformance_support import (
+    CASES_FILE,
+    Served,
+    assert_ends_as_recorded,
+    history_types,
+    load_cases,
+    run_case,
+    serve,
+    short,
+)
+
+CATEGORIES = {"choice", "intrinsic", "pass-dataflow", "errors", "wait", "context"}
+SETTLE_SECONDS = 30.0
+
+# Cases stepd does not end as AWS recorded, and why.
+_SLICE = "base_test_base::SnfBase::test_json_path_array_wildcard_or_slice_with_no_input"
+KNOWN_DIFFERENCES: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            f"{_SLICE}[_.item.items[1:5].itemValue]",
+            f"{_SLICE}[_.item.items[1:5]]",
+            f"{_SLICE}[_.item.items[1:]]",
+            f"{_SLICE}[_.item.items[:1]]",
+            f"{_SLICE}[_.items[1:].itemValue]",
+            f"{_SLICE}[_.items[1:]]",
+            f"{_SLICE}[_.items[:1].itemValue]",
+            f"{_SLICE}[_.items[:1]]",
+        ],
+        "array slices ([1:5]) are not supported in paths",
+    ),
+    "base_test_base::SnfBase::test_state_fail_empty": (
+        "a Fail state without Error ends with error '' instead of none"
+    ),
+    "error_handling_test_states_errors::StatesErrors::test_start_large_input": (
+        "a result over 256 KiB is not refused with States.DataLimitExceeded"
+    ),
+    **dict.fromkeys(
+        [
+            "intrinsic_functions_test_json_manipulation::JsonManipulation::test_string_to_json#0",
+            "intrinsic_functions_test_json_manipulation::JsonManipulation::test_string_to_json#1",
+        ],
+        "States.StringToJson of a blank string fails instead of giving null",
+    ),
+    "test_escape_sequence_parsing[ESCAPE_SEQUENCES_JSONPATH]": (
+        "a backslash in a quoted path name escapes the next character (AWS keeps it)"
+    ),
+    **dict.fromkeys(
+        [
+            "test_invalid_jsonpath[INVALID_JSONPATH_IN_ERRORPATH]",
+            "test_invalid_jsonpath[ST.INVALID_JSONPATH_IN_CAUSEPATH]",
+        ],
+        "a Fail state's ErrorPath or CausePath with no value gives the path's cause, "
+        "not AWS's 'The JSONPath ... specified for the field ...'",
+    ),
+}
+# Cases whose history types differ from AWS's, and why; the rest of the case is compared.
+KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {}
+
+CASES = load_cases(CATEGORIES)
+
+
+def _param(number: int, case: dict[str, Any]) -> Any:
+    reason = KNOWN_DIFFERENCES.get(short(case))
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+    return pytest.param(number, id=short(case), marks=marks)
+
+
+@pytest.fixture(scope="module")
+def conformance(tmp_path_factory, start_daemon) -> Iterator[Served]:
+    """One daemon serving every case as machine `c<n>`."""
+    if not CASES:
+        pytest.skip(f"{CASES_FILE} is not here")
+    with serve(CASES, tmp_path_factory.mktemp("conformance"), start_daemon) as served:
+        yield served
+
+
+@pytest.mark.parametrize("number", [_param(n, c) for n, c in enumerate(CASES)])
+def test_the_case_ends_as_aws_recorded(conformance: Served, settle: Any, number: int) -> None:
+    """Status, output or error and cause, and history types match AWS's recording."""
+    case = CASES[number]
+    arn, described = run_case(conformance, settle, number, case, SETTLE_SECONDS)
+    assert_ends_as_recorded(case, described)
+    if "history_types" in case["expected"] and short(case) not in KNOWN_HISTORY_DIFFERENCES:
+        assert history_types(conformance.sfn, arn) == case["expected"]["history_types"]
+
+
+def test_the_tables_name_only_cases_that_exist() -> None:
+    """Every id in the tables of differences is a case of these categories."""
+    ids = {short(c) for c in CASES}
+    if not ids:
+        pytest.skip(f"{CASES_FILE} is not here")
+    assert set(KNOWN_DIFFERENCES) - ids == set()
+    assert set(KNOWN_HISTORY_DIFFERENCES) - ids == set()
