@@ -56,13 +56,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "error_handling_test_states_errors::StatesErrors::test_start_large_input": (
         "a result over 256 KiB is not refused with States.DataLimitExceeded"
     ),
-    **dict.fromkeys(
-        [
-            "intrinsic_functions_test_json_manipulation::JsonManipulation::test_string_to_json#0",
-            "intrinsic_functions_test_json_manipulation::JsonManipulation::test_string_to_json#1",
-        ],
-        "States.StringToJson of a blank string fails instead of giving null",
-    ),
     "test_escape_sequence_parsing[ESCAPE_SEQUENCES_JSONPATH]": (
         "a backslash in a quoted path name escapes the next character (AWS keeps it)"
     ),
