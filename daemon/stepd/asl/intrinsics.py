@@ -303,7 +303,7 @@ def _rounded(name: str, value: Any, what: str) -> int:
     if _is_int(value):
         return int(value)
     if _is_number(value) and math.isfinite(value):
-        return math.floor(value + 0.5)
+        return math.floor(float(value) + 0.5)
     raise IntrinsicError(f"{name}: {what} must be a number, got {json.dumps(value)}")
 
 
