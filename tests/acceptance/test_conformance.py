@@ -35,29 +35,12 @@ CATEGORIES = {"choice", "intrinsic", "pass-dataflow", "errors", "wait", "context
 SETTLE_SECONDS = 30.0
 
 # Cases stepd does not end as AWS recorded, and why.
-_SLICE = "base_test_base::SnfBase::test_json_path_array_wildcard_or_slice_with_no_input"
 KNOWN_DIFFERENCES: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            f"{_SLICE}[_.item.items[1:5].itemValue]",
-            f"{_SLICE}[_.item.items[1:5]]",
-            f"{_SLICE}[_.item.items[1:]]",
-            f"{_SLICE}[_.item.items[:1]]",
-            f"{_SLICE}[_.items[1:].itemValue]",
-            f"{_SLICE}[_.items[1:]]",
-            f"{_SLICE}[_.items[:1].itemValue]",
-            f"{_SLICE}[_.items[:1]]",
-        ],
-        "array slices ([1:5]) are not supported in paths",
-    ),
     "base_test_base::SnfBase::test_state_fail_empty": (
         "a Fail state without Error ends with error '' instead of none"
     ),
     "error_handling_test_states_errors::StatesErrors::test_start_large_input": (
         "a result over 256 KiB is not refused with States.DataLimitExceeded"
-    ),
-    "test_escape_sequence_parsing[ESCAPE_SEQUENCES_JSONPATH]": (
-        "a backslash in a quoted path name escapes the next character (AWS keeps it)"
     ),
     **dict.fromkeys(
         [
