@@ -35,22 +35,7 @@ CATEGORIES = {"choice", "intrinsic", "pass-dataflow", "errors", "wait", "context
 SETTLE_SECONDS = 30.0
 
 # Cases stepd does not end as AWS recorded, and why.
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "base_test_base::SnfBase::test_state_fail_empty": (
-        "a Fail state without Error ends with error '' instead of none"
-    ),
-    "error_handling_test_states_errors::StatesErrors::test_start_large_input": (
-        "a result over 256 KiB is not refused with States.DataLimitExceeded"
-    ),
-    **dict.fromkeys(
-        [
-            "test_invalid_jsonpath[INVALID_JSONPATH_IN_ERRORPATH]",
-            "test_invalid_jsonpath[ST.INVALID_JSONPATH_IN_CAUSEPATH]",
-        ],
-        "a Fail state's ErrorPath or CausePath with no value gives the path's cause, "
-        "not AWS's 'The JSONPath ... specified for the field ...'",
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {}
 

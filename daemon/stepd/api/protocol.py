@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stepd.engine.arns import Arns
-from stepd.engine.executor import ROLE_ARN, Engine
+from stepd.engine.arns import ROLE_ARN, Arns
+from stepd.engine.executor import Engine
 from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidToken,

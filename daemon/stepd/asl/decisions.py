@@ -21,15 +21,22 @@ class Context:
     state_name: str
     state_entered_time: datetime
     retry_count: int = 0
+    role_arn: str = ""
+    redrive_count: int = 0  # how often the execution was redriven (stepd does not redrive yet)
+    # `$$.Task.Token`: set only while a `.waitForTaskToken` Task runs (not supported yet); the
+    # context object has no `Task` at all otherwise, as on AWS.
+    task_token: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The context object as `$$` paths see it."""
-        return {
+        context: dict[str, Any] = {
             "Execution": {
                 "Id": self.execution_id,
                 "Input": self.execution_input,
-                "Name": self.execution_name,
                 "StartTime": iso_millis(self.execution_start_time),
+                "Name": self.execution_name,
+                "RoleArn": self.role_arn,
+                "RedriveCount": self.redrive_count,
             },
             "State": {
                 "EnteredTime": iso_millis(self.state_entered_time),
@@ -38,6 +45,9 @@ class Context:
             },
             "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
         }
+        if self.task_token is not None:
+            context["Task"] = {"Token": self.task_token}
+        return context
 
 
 def iso_millis(moment: datetime) -> str:
