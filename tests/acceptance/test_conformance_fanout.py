@@ -14,16 +14,22 @@ against real AWS (tests marked `aws.validated`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.acceptance.conformance_support import (
+    CASES_FILE,
+    Served,
+    assert_ends_as_recorded,
+    history_types,
+    load_cases,
+    run_case,
+    serve,
+    short,
+)
 
-CASES_FILE = Path("/work/shared/conformance/aws-recorded-cases.json")
 CATEGORIES = {"map", "parallel"}
-PREFIX = "scenarios_test_base_scenarios::BaseScenarios::"
 SETTLE_SECONDS = 30.0  # the Retry cases wait 1 + 2 s between attempts
 
 # Cases whose history types stepd does not record as AWS did, and why; status and output
@@ -48,55 +54,23 @@ KNOWN_HISTORY_DIFFERENCES = {
 }
 
 
-def _cases() -> list[dict[str, Any]]:
-    if not CASES_FILE.exists():
-        return []
-    cases = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
-    return [c for c in cases if c["category"] in CATEGORIES]
-
-
-CASES = _cases()
-
-
-def _short(case: dict[str, Any]) -> str:
-    return str(case["id"]).removeprefix(PREFIX)
+CASES = load_cases(CATEGORIES)
 
 
 @pytest.fixture(scope="module")
-def conformance(tmp_path_factory, start_daemon) -> Iterator[Any]:
+def conformance(tmp_path_factory, start_daemon) -> Iterator[Served]:
     """One daemon serving every case as machine `c<n>`."""
     if not CASES:
         pytest.skip(f"{CASES_FILE} is not here")
-    folder = tmp_path_factory.mktemp("conformance")
-    machines = []
-    for number, case in enumerate(CASES):
-        path = folder / f"c{number}.asl.json"
-        path.write_text(json.dumps(case["definition"]), encoding="utf-8")
-        machines.append((f"c{number}", path, {}))
-    with start_daemon(folder, "http://127.0.0.1:9", machines) as running:
-        yield running.client()
+    with serve(CASES, tmp_path_factory.mktemp("conformance"), start_daemon) as served:
+        yield served
 
 
-@pytest.mark.parametrize("number", range(len(CASES)), ids=[_short(c) for c in CASES])
-def test_the_case_ends_as_aws_recorded(conformance: Any, settle: Any, number: int) -> None:
+@pytest.mark.parametrize("number", range(len(CASES)), ids=[short(c) for c in CASES])
+def test_the_case_ends_as_aws_recorded(conformance: Served, settle: Any, number: int) -> None:
     """Status, output or error and cause, and history types match AWS's recording."""
     case = CASES[number]
-    expected = case["expected"]
-    sfn = conformance
-    arn = sfn.start_execution(
-        stateMachineArn=f"arn:aws:states:us-east-1:123456789012:stateMachine:c{number}",
-        name="run",
-        input=json.dumps(case["input"]),
-    )["executionArn"]
-    described = settle(sfn, arn, {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}, SETTLE_SECONDS)
-    assert described["status"] == expected["status"]
-    if expected["status"] == "SUCCEEDED":
-        assert json.loads(described["output"]) == expected["output"]
-    else:
-        assert (described.get("error"), described.get("cause")) == (
-            expected.get("error"),
-            expected.get("cause"),
-        )
-    if "history_types" in expected and _short(case) not in KNOWN_HISTORY_DIFFERENCES:
-        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        assert [e["type"] for e in events] == expected["history_types"]
+    arn, described = run_case(conformance, settle, number, case, SETTLE_SECONDS)
+    assert_ends_as_recorded(case, described)
+    if "history_types" in case["expected"] and short(case) not in KNOWN_HISTORY_DIFFERENCES:
+        assert history_types(conformance.sfn, arn) == case["expected"]["history_types"]

@@ -14,8 +14,8 @@ from typing import Any
 
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
-from stepd.engine.arns import Arns
-from stepd.engine.executor import ROLE_ARN, Engine
+from stepd.engine.arns import ROLE_ARN, Arns
+from stepd.engine.executor import Engine
 from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
 from stepd.errors import (
     ExecutionDoesNotExist,

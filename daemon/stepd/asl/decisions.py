@@ -21,29 +21,34 @@ class Context:
     state_name: str
     state_entered_time: datetime
     retry_count: int = 0
+    role_arn: str = ""
     redrive_count: int = 0  # how many times the execution was redriven
+    # `$$.Task.Token`: set only while a `.waitForTaskToken` Task runs (not supported yet); the
+    # context object has no `Task` at all otherwise, as on AWS.
+    task_token: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)  # what earlier states assigned
 
     def as_json(self) -> ContextObject:
         """The context object as `$$` paths see it; `$name` paths read its `variables`."""
-        return ContextObject(
-            self.variables,
-            {
-                "Execution": {
-                    "Id": self.execution_id,
-                    "Input": self.execution_input,
-                    "Name": self.execution_name,
-                    "RedriveCount": self.redrive_count,
-                    "StartTime": iso_millis(self.execution_start_time),
-                },
-                "State": {
-                    "EnteredTime": iso_millis(self.state_entered_time),
-                    "Name": self.state_name,
-                    "RetryCount": self.retry_count,
-                },
-                "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
+        fields: dict[str, Any] = {
+            "Execution": {
+                "Id": self.execution_id,
+                "Input": self.execution_input,
+                "StartTime": iso_millis(self.execution_start_time),
+                "Name": self.execution_name,
+                "RoleArn": self.role_arn,
+                "RedriveCount": self.redrive_count,
             },
-        )
+            "State": {
+                "EnteredTime": iso_millis(self.state_entered_time),
+                "Name": self.state_name,
+                "RetryCount": self.retry_count,
+            },
+            "StateMachine": {"Id": self.state_machine_id, "Name": self.state_machine_name},
+        }
+        if self.task_token is not None:
+            fields["Task"] = {"Token": self.task_token}
+        return ContextObject(self.variables, fields)
 
 
 class ContextObject(dict[str, Any]):

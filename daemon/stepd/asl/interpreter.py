@@ -557,7 +557,16 @@ def _fail_field(state: State, name: str, state_input: Any, ctx: Context) -> str 
     if path_name not in state:
         return None
     random = _random(ctx, path_name)
-    value = payload.evaluate(state[path_name], state_input, ctx.as_json(), random)
+    context = ctx.as_json()
+    expression = state[path_name]
+    try:
+        value = payload.evaluate(expression, state_input, context, random)
+    except PathError:
+        source = context if paths.is_context_path(expression) else state_input
+        raise StatesRuntimeError(
+            f"The JSONPath '{expression}' specified for the field '{path_name}' "
+            f"could not be found in the input '{paths.to_json(source)}'"
+        ) from None
     return _string_field(path_name, value)
 
 

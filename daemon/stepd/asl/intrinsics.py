@@ -8,8 +8,14 @@ function exists and gets as many arguments as it takes, and every path argument.
 ParseError; `stepd check` calls it too. A failure while evaluating (a path with no value, an
 argument of the wrong type) is an IntrinsicError. AWS reports both as `States.Runtime`.
 
-Where AWS's documentation leaves room: `States.Format` writes non-string arguments as compact
-JSON; `States.MathRandom(start, end)` is an integer in [start, end); `States.StringSplit`
+As AWS does (its recorded results): `States.Format` writes a string as is, an object as
+`{key=value, ...}` and an array as `[a, b]` (Java's notation, as AWS shows them), any other
+value as JSON; `States.MathAdd` and `States.MathRandom` round a number that is not whole to
+the nearest integer, halves up (Java's Math.round: 2.5 gives 3, -2.5 gives -2);
+`States.StringToJson` of an empty or blank string is null.
+
+Where AWS's documentation leaves room: `States.MathRandom(start, end)` is an integer in
+[start, end); `States.StringSplit`
 splits on each character of the delimiter and drops empty pieces; `States.JsonMerge` merges
 shallowly only (its third argument must be `false`).
 """
@@ -292,6 +298,15 @@ def _integer(name: str, value: Any, what: str) -> int:
     raise IntrinsicError(f"{name}: {what} must be an integer, got {json.dumps(value)}")
 
 
+def _rounded(name: str, value: Any, what: str) -> int:
+    """A number rounded to the nearest integer, halves up, as AWS (Java's Math.round) does."""
+    if _is_int(value):
+        return int(value)
+    if _is_number(value) and math.isfinite(value):
+        return math.floor(float(value) + 0.5)
+    raise IntrinsicError(f"{name}: {what} must be a number, got {json.dumps(value)}")
+
+
 def _string(name: str, value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise IntrinsicError(f"{name}: {what} must be a string, got {json.dumps(value)}")
@@ -305,7 +320,14 @@ def _array(name: str, value: Any, what: str = "the first argument") -> list[Any]
 
 
 def _render(value: Any) -> str:
-    return value if isinstance(value, str) else paths.to_json(value)
+    """A `States.Format` argument as AWS writes it: `{a=1, b=[x, y]}` for objects."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}={_render(item)}" for key, item in value.items()) + "}"
+    return paths.to_json(value)
 
 
 def _format(node: Call, args: list[Any]) -> str:
@@ -341,6 +363,8 @@ _MISSING: Final = object()
 
 def _string_to_json(name: str, args: list[Any], _random: Random) -> Any:
     text = _string(name, args[0], "the argument")
+    if not text.strip():
+        return None
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -441,8 +465,8 @@ def _json_merge(name: str, args: list[Any], _random: Random) -> Any:
 
 
 def _math_random(name: str, args: list[Any], random: Random) -> Any:
-    start = _integer(name, args[0], "the start")
-    end = _integer(name, args[1], "the end")
+    start = _rounded(name, args[0], "the start")
+    end = _rounded(name, args[1], "the end")
     if end <= start:
         raise IntrinsicError(f"{name}: the end must be greater than the start")
     draw = seeded_random(_render(args[2])) if len(args) == 3 else random
@@ -450,7 +474,7 @@ def _math_random(name: str, args: list[Any], random: Random) -> Any:
 
 
 def _math_add(name: str, args: list[Any], _random: Random) -> Any:
-    return _integer(name, args[0], "the first argument") + _integer(
+    return _rounded(name, args[0], "the first argument") + _rounded(
         name, args[1], "the second argument"
     )
 

@@ -1,15 +1,20 @@
 """JSONPath as ASL uses it: reference paths, `$$` context paths, and `[*]` wildcards.
 
-Supported steps: `.name`, `['name']` / `["name"]`, `[0]`, `[-1]` (from the end), `.*`, `[*]`.
-A path without wildcards is *definite*: reading it gives one value or fails. A path with
-wildcards gives the list of every match, possibly empty.
+Supported steps: `.name`, `['name']` / `["name"]`, `[0]`, `[-1]` (from the end), `.*`, `[*]`,
+and slices `[1:5]`, `[1:]`, `[:2]`, `[-2:]` (end exclusive, as in Python). A path without
+wildcards or slices is *definite*: reading it gives one value or fails. A path with them gives
+the list of every match, possibly empty (`$.missing[1:]` is `[]`, as AWS gives).
+
+In a quoted name a backslash keeps the next character from closing the name and is kept
+itself: AWS reads `$['a\"b']` as the name `a\"b`.
 
 Three parsers, one per kind of field, and `stepd check` calls the same ones:
 `parse` for a path (InputPath, OutputPath, `.$` values, Choice Variable),
 `parse_reference` for a reference path, which names one value at most (SecondsPath,
 TimestampPath, TimeoutSecondsPath, HeartbeatSecondsPath, ItemsPath), and `parse_result_path`
 for where a result is written (ResultPath: a reference path into the data, not `$$`).
-Each raises ParseError. Deep scan (`..`), filters, slices and unions are not supported.
+Each raises ParseError. Deep scan (`..`), filters, slice steps (`[::2]`) and unions are not
+supported.
 A path starting `$name` (a letter or `_` after the `$`) reads the variable `name`, which the
 context object given to `resolve` carries in its `variables` attribute.
 """
@@ -29,6 +34,7 @@ ROOT: Final = "$"
 CONTEXT_ROOT: Final = "$$"
 _INDEX: Final = re.compile(r"-?[0-9]+")
 _VARIABLE: Final = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_SLICE: Final = re.compile(r"(-?[0-9]+)?:(-?[0-9]+)?")
 
 
 class Wildcard:
@@ -40,7 +46,21 @@ class Wildcard:
 
 ALL: Final = Wildcard()
 
-Step: TypeAlias = str | int | Wildcard
+
+@dataclass(frozen=True, kw_only=True)
+class Slice:
+    """The `[start:end]` step: the items of an array from start up to (not including) end."""
+
+    start: int | None
+    end: int | None
+
+    def __repr__(self) -> str:
+        start = "" if self.start is None else str(self.start)
+        end = "" if self.end is None else str(self.end)
+        return f"{start}:{end}"
+
+
+Step: TypeAlias = str | int | Wildcard | Slice
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +73,7 @@ class Path:
 
     @property
     def is_definite(self) -> bool:
-        return not any(isinstance(step, Wildcard) for step in self.steps)
+        return not any(isinstance(step, Wildcard | Slice) for step in self.steps)
 
     @property
     def normalized(self) -> str:
@@ -87,7 +107,8 @@ def parse_reference(text: Any) -> Path:
     """Parse a reference path: a path without `*`, naming one value at most."""
     path = parse(text)
     if not path.is_definite:
-        raise ParseError(f"Invalid path '{text}': a reference path cannot hold a '*' wildcard")
+        what = "a slice" if any(isinstance(s, Slice) for s in path.steps) else "a '*' wildcard"
+        raise ParseError(f"Invalid path '{text}': a reference path cannot hold {what}")
     return path
 
 
@@ -152,10 +173,16 @@ def _parse_bracket(text: str, body: str, start: int, steps: list[Step]) -> int:
         steps.append(name)
         return end + 1
     inner = body[start:close].strip()
+    slice_match = _SLICE.fullmatch(inner)
     if inner == "*":
         steps.append(ALL)
     elif _INDEX.fullmatch(inner):
         steps.append(int(inner))
+    elif slice_match:
+        low, high = slice_match.groups()
+        steps.append(
+            Slice(start=None if low is None else int(low), end=None if high is None else int(high))
+        )
     else:
         raise ParseError(f"Invalid path '{text}': unsupported selector [{inner}]")
     return close + 1
@@ -168,7 +195,7 @@ def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
     while position < len(body):
         char = body[position]
         if char == "\\" and position + 1 < len(body):
-            chars.append(body[position + 1])
+            chars.append(body[position : position + 2])
             position += 2
         elif char == quote:
             return "".join(chars), position + 1
@@ -246,6 +273,8 @@ def _children(value: Any, step: Step) -> list[Any]:
         if isinstance(value, Mapping) and step in value:
             return [value[step]]
         return []
+    if isinstance(step, Slice):
+        return list(value[step.start : step.end]) if isinstance(value, list) else []
     if isinstance(value, list) and -len(value) <= step < len(value):
         return [value[step]]
     return []

@@ -9,6 +9,7 @@ from stepd.errors import InvalidArn, InvalidName
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
+ROLE_ARN = "arn:aws:iam::{account}:role/stepd"  # the role every execution reports
 MAX_NAME_LENGTH = 80
 MAX_ARN_SHOWN = 256  # characters of a bad ARN repeated in an error message
 # AWS: no whitespace, brackets < > { } [ ], wildcards ? *, special characters
@@ -23,6 +24,12 @@ def check_name(name: str, what: str = "execution") -> None:
     bad = _FORBIDDEN.search(name)
     if bad is not None:
         raise InvalidName(f"Invalid Name: '{name}' ({what} names may not contain {bad.group()!r})")
+
+
+def role_arn(arn: str) -> str:
+    """The role ARN reported for executions of the account the ARN `arn` belongs to."""
+    parts = arn.split(":")
+    return ROLE_ARN.format(account=parts[4] if len(parts) > 4 else DEFAULT_ACCOUNT)
 
 
 @dataclass(frozen=True, kw_only=True)

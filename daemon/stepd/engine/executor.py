@@ -23,7 +23,7 @@ import structlog
 
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.engine import history
-from stepd.engine.arns import Arns, check_name
+from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
@@ -63,7 +63,6 @@ from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
 
-ROLE_ARN = "arn:aws:iam::{account}:role/stepd"
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
 ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed

@@ -30,9 +30,16 @@ from stepd.asl.decisions import (
     Succeed,
     WaitUntil,
 )
-from stepd.asl.failures import STATES_QUERY_EVALUATION_ERROR, STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.failures import (
+    STATES_DATA_LIMIT_EXCEEDED,
+    STATES_QUERY_EVALUATION_ERROR,
+    STATES_RUNTIME,
+    STATES_TIMEOUT,
+)
 from stepd.engine import history
+from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
+from stepd.engine.inputs import MAX_INPUT_BYTES
 from stepd.store.records import (
     FAILED,
     PHASE_ENTER,
@@ -62,6 +69,7 @@ log = structlog.get_logger("stepd.engine")
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
+MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
 
 
 def utc(ts: float) -> datetime:
@@ -164,6 +172,7 @@ class Step:
             execution_start_time=utc(self.start_date),
             state_machine_id=self.machine_arn,
             state_machine_name=self.machine,
+            role_arn=role_arn(self.machine_arn),
             state_name=self.state or "",
             state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
             retry_count=self.attempt,
@@ -332,21 +341,47 @@ class Step:
         if variables is not None:
             self.variables = dumps(variables)
 
-    def apply(self, decision: Decision, state_type: str) -> None:
+    def _too_large(self, text: str) -> bool:
+        """Fail with States.DataLimitExceeded when `text` is over AWS's 256 KiB."""
+        if len(text) <= MAX_STATE_DATA_BYTES // 4 or len(text.encode()) <= MAX_STATE_DATA_BYTES:
+            return False
+        self.fail(
+            STATES_DATA_LIMIT_EXCEEDED,
+            f"The state/task '{self.state}' returned a result with a size exceeding "
+            "the maximum number of bytes service limit.",
+        )
+        return True
+
+    def _fail_state_cause(self, error: str | None, cause: str | None) -> str | None:
+        """A Fail state's own cause, or, when its ErrorPath or CausePath could not be
+        evaluated, the States.Runtime cause with AWS's prefix."""
+        states = self.definition.get("States", {})
+        state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
+        literal = isinstance(state, Mapping) and state.get("Error") == STATES_RUNTIME
+        return self._runtime_cause(cause) if error == STATES_RUNTIME and not literal else cause
+
+    def apply(self, decision: Decision, state_type: str) -> None:  # noqa: C901
         name = self.state or ""
         self._assign(decision)
         match decision:
             case GoTo(next_state=next_state, output=output):
                 text = dumps(output)
+                if self._too_large(text):
+                    return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
                 self._go(next_state, text)
             case Succeed(output=output):
-                self.add(f"{state_type}StateExited", history.state_exited(name, dumps(output)))
+                text = dumps(output)
+                if self._too_large(text):
+                    return
+                self.add(f"{state_type}StateExited", history.state_exited(name, text))
                 self.succeed(output)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
+                else:
+                    cause = self._fail_state_cause(error, cause)
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
@@ -356,6 +391,8 @@ class Step:
                     output=dumps(then.output),
                 )
             case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
+                if self._too_large(dumps(payload)):
+                    return
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
@@ -374,6 +411,8 @@ class Step:
                 self.pending = replace(task, sent=False, due=self.due_at, first_due=first_due)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
+                if self._too_large(text):
+                    return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
                 self._go(next_state, text)
             case FanOut():

@@ -159,6 +159,10 @@ VALID_PATHS = [
     "$$",
     "$$.Execution.Input",
     "$$.State.RetryCount",
+    "$.list[0:2]",
+    "$.list[1:]",
+    "$.missing[:1].k",
+    "$['a\\'b']",
 ]
 MALFORMED_PATHS = [
     "$.a[",
@@ -171,7 +175,8 @@ MALFORMED_PATHS = [
     "$['a]",
     "$a",
     "$.a[?(@.b)]",
-    "$.a[0:2]",
+    "$.a[0:2:1]",
+    "$.a[1:x]",
     "$.a[0,1]",
     "$[1_0]",
     "$$$",
@@ -180,7 +185,7 @@ MALFORMED_PATHS = [
 NOT_STRINGS = [None, 0, 1.5, True, [], {"a": 1}]
 PATHS = (
     st.sampled_from(VALID_PATHS + MALFORMED_PATHS + NOT_STRINGS)
-    | st.text(alphabet="$.[]*'\"\\a0-1@?(), ", max_size=12)
+    | st.text(alphabet="$.[]*'\"\\a0-1@?(),: ", max_size=12)
     | st.text(alphabet="$.[]*'a0", max_size=8).map(lambda text: "$" + text)
     | st.text(max_size=8)
 )

@@ -31,7 +31,7 @@ def half() -> float:
     [
         pytest.param("States.Format('Hello {}', $.name)", "Hello Ada", id="format"),
         pytest.param("States.Format('{} of {}', $.n, 4)", "3 of 4", id="format-number"),
-        pytest.param("States.Format('{}', $.obj)", '{"a":1}', id="format-object-as-json"),
+        pytest.param("States.Format('{}', $.obj)", "{a=1}", id="format-object-as-aws-writes-it"),
         pytest.param(
             "States.Format('{} {} {}', true, null, 1.5)", "true null 1.5", id="format-literals"
         ),
@@ -175,6 +175,34 @@ def test_parse_errors_raise_parse_error(expression: str, problem: str) -> None:
     with pytest.raises(ParseError) as raised:
         evaluate(expression, DATA, CONTEXT, half)
     assert f"Invalid intrinsic function '{expression}': {problem}" == raised.value.problem
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("States.MathAdd(1.49, 1.5)", 3, id="add-rounds-each-argument"),
+        pytest.param("States.MathAdd(1.5, 1.51)", 4, id="add-half-up"),
+        pytest.param("States.MathAdd(-1.49, -1.5)", -2, id="add-negative-half-toward-zero"),
+        pytest.param("States.MathAdd(-1.5, -1.51)", -3, id="add-negative-past-half"),
+        pytest.param("States.MathAdd(0.5, 0)", 1, id="add-0.5-is-1"),
+        pytest.param("States.MathAdd(2.5, 0)", 3, id="add-2.5-is-3-not-even"),
+        pytest.param("States.MathAdd(-0.5, 0.5)", 1, id="add-minus-0.5-is-0"),
+        pytest.param("States.MathAdd(-2.5, 0)", -2, id="add-minus-2.5-is-minus-2"),
+        pytest.param("States.MathAdd(-9, 3)", -6, id="add-integers"),
+        pytest.param("States.MathRandom(12.5, 14.4)", 13, id="random-rounds-its-range"),
+        pytest.param("States.StringToJson('')", None, id="string-to-json-empty-is-null"),
+        pytest.param("States.StringToJson(' ')", None, id="string-to-json-blank-is-null"),
+        pytest.param("States.StringToJson('-0')", 0, id="string-to-json-minus-zero"),
+        pytest.param("States.Format('{}', $.nested)", "{a=[1, b], c={}}", id="format-nested"),
+        pytest.param("States.Format('{}', $.list)", "[1, 2, 2, 2, true, 1]", id="format-array"),
+        pytest.param("States.Format('{}', $.n)", "3", id="format-number"),
+        pytest.param("States.Format('{}', $.json)", '{"k":[1,2]}', id="format-string-as-is"),
+    ],
+)
+def test_evaluates_as_aws_recorded(expression: str, expected: Any) -> None:
+    """An intrinsic call gives what AWS's recorded executions gave."""
+    data = {**DATA, "nested": {"a": [1, "b"], "c": {}}}
+    assert expected == evaluate(expression, data, CONTEXT, half)
 
 
 def test_every_function_has_an_arity() -> None:

@@ -44,6 +44,38 @@ def test_read(path: str, expected: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$.items[1:]", [{"id": 2}, {"id": 3, "tag": "z"}], id="slice-from"),
+        pytest.param("$.items[:1]", [{"id": 1, "tag": "x"}], id="slice-to"),
+        pytest.param("$.items[0:2].id", [1, 2], id="slice-then-member"),
+        pytest.param("$.items[-1:].id", [3], id="slice-from-the-end"),
+        pytest.param("$.items[1:5].id", [2, 3], id="slice-past-the-end"),
+        pytest.param("$.items[:]", DATA["items"], id="slice-everything"),
+        pytest.param("$.missing[1:5]", [], id="slice-of-missing-is-empty"),
+        pytest.param("$.missing[:1].id", [], id="slice-of-missing-then-member"),
+        pytest.param("$.a[0:1]", [], id="slice-of-object-is-empty"),
+    ],
+)
+def test_read_slices(path: str, expected: Any) -> None:
+    """A slice gives the items from start up to end, and [] where there is no array."""
+    assert expected == paths.read(DATA, path)
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "expected"),
+    [
+        pytest.param(r"""$['a\"b']""", {r"a\"b": 1}, 1, id="backslash-kept-in-name"),
+        pytest.param(r"$['a\'b']", {r"a\'b": 2}, 2, id="escaped-quote-kept-in-name"),
+        pytest.param(r'$["x\"y"]', {r"x\"y": 3}, 3, id="double-quoted"),
+    ],
+)
+def test_quoted_names_keep_their_backslashes(path: str, data: Any, expected: Any) -> None:
+    """A backslash in a quoted name stops the quote from ending it and stays in the name."""
+    assert expected == paths.read(data, path)
+
+
+@pytest.mark.parametrize(
     ("path", "cause"),
     [
         pytest.param(

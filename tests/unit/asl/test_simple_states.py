@@ -212,9 +212,19 @@ def test_succeed(fields: dict[str, Any], expected: Any) -> None:
             {"ErrorPath": "$.missing"},
             Fail(
                 error="States.Runtime",
-                cause="Invalid path '$.missing' : No results for path: $['missing']",
+                cause="The JSONPath '$.missing' specified for the field 'ErrorPath' could not "
+                'be found in the input \'{"e":"E1","c":"C1","code":7}\'',
             ),
-            id="missing-path",
+            id="missing-error-path",
+        ),
+        pytest.param(
+            {"Error": "E", "CausePath": "$.nope"},
+            Fail(
+                error="States.Runtime",
+                cause="The JSONPath '$.nope' specified for the field 'CausePath' could not "
+                'be found in the input \'{"e":"E1","c":"C1","code":7}\'',
+            ),
+            id="missing-cause-path",
         ),
         pytest.param(
             {"ErrorPath": "$.code"},

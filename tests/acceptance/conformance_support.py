@@ -1,0 +1,155 @@
+"""The runner shared by the tests of AWS-recorded cases (test_conformance*.py).
+
+/work/shared/conformance/aws-recorded-cases.json holds ASL cases with the results AWS
+recorded. `serve` writes the chosen cases as machines `c<n>` of one `stepd run` (a
+definition `stepd check` refuses would stop the daemon from starting, so it is left out and
+its case fails with the findings); `run_case` starts one with boto3's StartExecution and
+waits for DescribeExecution to show it closed; `assert_ends_as_recorded` compares the status
+and the output (JSON-equal) or the error and the cause, and `history_types` gives the event
+types of GetExecutionHistory.
+
+The recordings replace values that change from run to run with placeholders: a string that
+is exactly `<timestamp>` matches any string, and `<timestamp>` or `<json-input:N>` inside a
+cause matches any text.
+
+Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
+Functions tests (github.com/localstack/localstack, commit
+8b9a79f05846835cf4dff63ab7eefdde9df83783, Apache-2.0), and the expected status, output,
+error, cause and history event types from their snapshot files, which LocalStack records
+against real AWS (tests marked `aws.validated`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from stepd.asl.validate import validate
+
+CASES_FILE: Final = Path("/work/shared/conformance/aws-recorded-cases.json")
+CLOSED: Final = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+TIMESTAMP: Final = "<timestamp>"
+_PLACEHOLDER: Final = re.compile(r"<timestamp>|<json-input:\d+>")
+_PREFIXES: Final = ("scenarios_test_base_scenarios::BaseScenarios::",)
+MACHINE_ARN: Final = "arn:aws:states:us-east-1:123456789012:stateMachine:c{number}"
+
+
+def load_cases(categories: set[str]) -> list[dict[str, Any]]:
+    """The cases of `categories`, in the file's order; none when the file is not here."""
+    if not CASES_FILE.exists():
+        return []
+    cases = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
+    return [c for c in cases if c["category"] in categories]
+
+
+def short(case: dict[str, Any]) -> str:
+    """The case's id without the LocalStack test class most ids share."""
+    name = str(case["id"])
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    return name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Served:
+    """A daemon serving cases: its boto3 client, and the cases `stepd check` refused."""
+
+    sfn: Any
+    refused: dict[int, list[str]] = field(default_factory=dict)  # number -> error findings
+
+
+@contextlib.contextmanager
+def serve(
+    cases: list[dict[str, Any]], folder: Path, start_daemon: Callable[..., Any]
+) -> Iterator[Served]:
+    """One daemon serving every case `stepd check` accepts as machine `c<n>`."""
+    machines = []
+    refused: dict[int, list[str]] = {}
+    for number, case in enumerate(cases):
+        errors = [
+            f"{f.where}: {f.code}: {f.message}"
+            for f in validate(case["definition"])
+            if f.severity == "error"
+        ]
+        if errors:
+            refused[number] = errors
+            continue
+        path = folder / f"c{number}.asl.json"
+        path.write_text(json.dumps(case["definition"]), encoding="utf-8")
+        machines.append((f"c{number}", path, {}))
+    with start_daemon(folder, "http://127.0.0.1:9", machines) as running:
+        yield Served(sfn=running.client(), refused=refused)
+
+
+def run_case(
+    served: Served,
+    settle: Callable[..., dict[str, Any]],
+    number: int,
+    case: dict[str, Any],
+    deadline: float,
+) -> tuple[str, dict[str, Any]]:
+    """Start case `number` and wait until it closes: its execution ARN and DescribeExecution."""
+    if number in served.refused:
+        pytest.fail(f"stepd check refuses the definition: {served.refused[number]}")
+    sfn = served.sfn
+    arn = sfn.start_execution(
+        stateMachineArn=MACHINE_ARN.format(number=number),
+        name="run",
+        input=json.dumps(case["input"]),
+    )["executionArn"]
+    return arn, settle(sfn, arn, set(CLOSED), deadline)
+
+
+def assert_ends_as_recorded(case: dict[str, Any], described: dict[str, Any]) -> None:
+    """Status, then output (JSON-equal) or error and cause, as AWS recorded them."""
+    expected = case["expected"]
+    status = described["status"]
+    got = (described.get("error"), described.get("cause"), described.get("output"))
+    assert status == expected["status"], f"{status} (error, cause, output: {got})"
+    if expected["status"] == "SUCCEEDED":
+        assert_json_matches(json.loads(described["output"]), expected["output"])
+    else:
+        error, cause = described.get("error"), described.get("cause")
+        assert error == expected.get("error"), f"error {error!r} (cause {cause!r})"
+        assert text_matches(cause, expected.get("cause")), f"cause {cause!r}"
+
+
+def assert_json_matches(actual: Any, expected: Any) -> None:
+    """JSON-equal, where a `<timestamp>` string in `expected` matches any string."""
+    compared = _without_placeholders(actual, expected)
+    assert compared == expected, f"output {paths_json(actual)} != {paths_json(expected)}"
+
+
+def paths_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))[:2000]
+
+
+def _without_placeholders(actual: Any, expected: Any) -> Any:
+    if expected == TIMESTAMP and isinstance(actual, str):
+        return TIMESTAMP
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return {k: _without_placeholders(v, expected.get(k)) for k, v in actual.items()}
+    if isinstance(expected, list) and isinstance(actual, list) and len(actual) == len(expected):
+        return [_without_placeholders(a, e) for a, e in zip(actual, expected, strict=True)]
+    return actual
+
+
+def text_matches(actual: str | None, expected: str | None) -> bool:
+    """Equal, where a placeholder in `expected` matches any non-empty text."""
+    if actual is None or expected is None:
+        return actual == expected
+    pattern = ".+".join(re.escape(piece) for piece in _PLACEHOLDER.split(expected))
+    return re.fullmatch(pattern, actual, re.DOTALL) is not None
+
+
+def history_types(sfn: Any, arn: str) -> list[str]:
+    """The types of the execution's history events, oldest first."""
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return [e["type"] for e in events]

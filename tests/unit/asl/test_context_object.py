@@ -1,0 +1,48 @@
+"""The `$$` context object: every field AWS gives a state, read through paths."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from tests.unit.asl.asl_support import EXECUTION_ARN, MACHINE_ARN, context
+
+from stepd.asl import paths
+
+ROLE = "arn:aws:iam::123456789012:role/stepd"
+CTX = replace(context("Check", {"room": 42}, retry_count=2), role_arn=ROLE)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$$.Execution.Id", EXECUTION_ARN, id="execution-id"),
+        pytest.param("$$.Execution.Name", "room-42", id="execution-name"),
+        pytest.param("$$.Execution.Input", {"room": 42}, id="execution-input"),
+        pytest.param("$$.Execution.Input.room", 42, id="execution-input-member"),
+        pytest.param("$$.Execution.StartTime", "2024-08-18T11:00:00.192Z", id="start-time"),
+        pytest.param("$$.Execution.RoleArn", ROLE, id="role-arn"),
+        pytest.param("$$.Execution.RedriveCount", 0, id="redrive-count-until-redrive"),
+        pytest.param("$$.State.Name", "Check", id="state-name"),
+        pytest.param("$$.State.EnteredTime", "2024-08-18T12:00:00.500Z", id="entered-time"),
+        pytest.param("$$.State.RetryCount", 2, id="retry-count"),
+        pytest.param("$$.StateMachine.Id", MACHINE_ARN, id="machine-id"),
+        pytest.param("$$.StateMachine.Name", "classroom", id="machine-name"),
+    ],
+)
+def test_context_fields(path: str, expected: Any) -> None:
+    """A `$$` path reads the field AWS documents for the context object."""
+    assert expected == paths.resolve(path, {}, CTX.as_json())
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        pytest.param(None, None, id="no-task-without-a-token"),
+        pytest.param("tok-1", {"Token": "tok-1"}, id="task-token-when-waiting-for-one"),
+    ],
+)
+def test_task_token_only_for_callback_tasks(token: str | None, expected: Any) -> None:
+    """`$$.Task` exists only while a task waits for its token, as on AWS."""
+    assert expected == replace(CTX, task_token=token).as_json().get("Task")
