@@ -985,6 +985,9 @@ class Engine:
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
                 if committed is not None:
+                    waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
+                    if step.status == RUNNING and waiting:
+                        log.info("task.awaiting_callback", cursor=sent.id, until=step.due_at)
                     self._log_closed(committed)
                     return
 
@@ -1048,6 +1051,8 @@ class Engine:
         updated = await self._store.commit(step.transition())
         if updated is None:
             log.info("task.result_discarded", reason="execution changed while the call ran")
+        elif updated.task is not None and updated.task.awaiting_callback:
+            log.info("task.awaiting_callback", until=updated.due_at)
         self._log_closed(updated)
         return updated
 
