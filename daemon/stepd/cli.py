@@ -392,6 +392,33 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_task_success(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    output = _read_input(args.output) if args.output is not None else "{}"
+    answer = client.call("SendTaskSuccess", {"taskToken": args.token, "output": output})
+    _print(answer, args, lambda: print("task succeeded"))
+    return EX_OK
+
+
+def cmd_task_failure(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    body: dict[str, Any] = {"taskToken": args.token}
+    if args.error is not None:
+        body["error"] = args.error
+    if args.cause is not None:
+        body["cause"] = args.cause
+    answer = client.call("SendTaskFailure", body)
+    _print(answer, args, lambda: print("task failed"))
+    return EX_OK
+
+
+def cmd_task_heartbeat(args: argparse.Namespace) -> int:
+    client, _ = _client(args)
+    answer = client.call("SendTaskHeartbeat", {"taskToken": args.token})
+    _print(answer, args, lambda: print("heartbeat sent"))
+    return EX_OK
+
+
 def _read_input(value: str) -> str:
     """--input's text: JSON as given, or read from stdin (`-`) or a file (`@FILE`,
     `file://FILE`). Raises InputError saying what could not be read."""
@@ -522,6 +549,34 @@ def _positive(value: str) -> int:
     return number
 
 
+def _add_task_parsers(client_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """task-success, task-failure, task-heartbeat: the callbacks of `.waitForTaskToken`."""
+    success = client_parser(
+        "task-success",
+        "complete a waiting .waitForTaskToken task (SendTaskSuccess)",
+        cmd_task_success,
+        machine="none",
+    )
+    success.add_argument("token", help="the task's token ($$.Task.Token)")
+    success.add_argument("--output", metavar="JSON|@FILE|-", help="the task's result (default: {})")
+    failure = client_parser(
+        "task-failure",
+        "fail a waiting .waitForTaskToken task (SendTaskFailure)",
+        cmd_task_failure,
+        machine="none",
+    )
+    failure.add_argument("token", help="the task's token ($$.Task.Token)")
+    failure.add_argument("--error")
+    failure.add_argument("--cause")
+    heartbeat = client_parser(
+        "task-heartbeat",
+        "tell a waiting .waitForTaskToken task its worker is alive (SendTaskHeartbeat)",
+        cmd_task_heartbeat,
+        machine="none",
+    )
+    heartbeat.add_argument("token", help="the task's token ($$.Task.Token)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
@@ -568,10 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
         config_arg(p)
         p.add_argument("--api", help="API URL (http://HOST:PORT or unix:/PATH) instead of -c")
         p.add_argument("--json", action="store_true", help="print the API's JSON answer")
-        if machine == "required":
-            p.add_argument("machine", help="state machine name or ARN")
-        else:
-            p.add_argument("machine", nargs="?", help="state machine name or ARN")
+        if machine != "none":  # "required" or "optional"
+            nargs = None if machine == "required" else "?"
+            p.add_argument("machine", nargs=nargs, help="state machine name or ARN")
         p.set_defaults(func=func)
         return p
 
@@ -600,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_redrive,
     )
     redrive.add_argument("name")
+    _add_task_parsers(client_parser)
 
     graph = commands.add_parser(
         "graph",

@@ -36,7 +36,10 @@
         ├── InvalidName
         ├── InvalidArn
         ├── InvalidExecutionInput
-        ├── InvalidToken
+        ├── InvalidToken              a paging token, or a task token, that stepd did not make
+        ├── InvalidOutput             SendTaskSuccess: the output is not JSON (or too large)
+        ├── TaskDoesNotExist          a task token's execution is not there
+        ├── TaskTimedOut              a task token's task already closed (or timed out)
         ├── InvalidDefinition         TestState: the definition cannot be run
         ├── ResourceNotFound          an alias, map run or tagged resource that is not there
         ├── ActivityDoesNotExist      stepd has no activities
@@ -307,6 +310,18 @@ class InvalidExecutionInput(ApiError):
 
 class InvalidToken(ApiError):
     """Invalid Token."""
+
+
+class InvalidOutput(ApiError):
+    """Invalid Output."""
+
+
+class TaskDoesNotExist(ApiError):
+    """Task Does Not Exist."""
+
+
+class TaskTimedOut(ApiError):
+    """Task Timed Out."""
 
 
 class InvalidDefinition(ApiError):

@@ -912,3 +912,84 @@ def test_every_answer_carries_a_request_id(sfn):
     assert ok
     assert failed
     assert ok != failed
+
+
+# -- callbacks (.waitForTaskToken) ------------------------------------------------------
+
+
+def _records(classroom: Any) -> list[Any]:
+    """What the stand-in server received so far (nothing before its log file exists)."""
+    try:
+        return list(classroom.records())
+    except FileNotFoundError:
+        return []
+
+
+CALLBACK_MACHINE = {
+    "StartAt": "Ask",
+    "States": {
+        "Ask": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"token.$": "$$.Task.Token", "room.$": "$.room"},
+            "HeartbeatSeconds": 4,
+            "TimeoutSeconds": 300,
+            "ResultPath": "$.answer",
+            "End": True,
+        }
+    },
+}
+
+
+def _token_for(classroom: Any, room: str, deadline: float = 10.0) -> str:
+    """The token the call of the execution for `room` carried."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        for record in _records(classroom):
+            if isinstance(record.body, dict) and record.body.get("room") == room:
+                return str(record.body["token"])
+        time.sleep(0.05)
+    pytest.fail(f"no call for {room}")
+
+
+def test_callbacks_settle_waiting_tasks_as_aws_does(
+    start_daemon, classroom, tmp_path_factory, settle
+):
+    """SendTaskSuccess's output is the task's result, SendTaskFailure's error and cause
+    fail it, a missed heartbeat times it out, and a callback after it closed is
+    TaskTimedOut; every answer parses with botocore's model."""
+    folder = tmp_path_factory.mktemp("callbacks")
+    path = folder / "asker.asl.json"
+    path.write_text(json.dumps(CALLBACK_MACHINE), encoding="utf-8")
+    rooms = {kind: f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("ok", "fail", "beat")}
+    with start_daemon(folder, classroom.base_url, [("asker", path, {"Ask": "/quick"})]) as d:
+        sfn = d.client()
+        arns = {
+            kind: sfn.start_execution(
+                stateMachineArn=machine_arn("asker"), name=room, input=json.dumps({"room": room})
+            )["executionArn"]
+            for kind, room in rooms.items()
+        }
+        tokens = {kind: _token_for(classroom, room) for kind, room in rooms.items()}
+        assert all(0 < len(token) <= 2048 for token in tokens.values())
+        time.sleep(0.5)
+        assert sfn.send_task_heartbeat(taskToken=tokens["ok"])["ResponseMetadata"]
+        assert sfn.send_task_success(taskToken=tokens["ok"], output='{"url": "v.mp4"}')
+        sfn.send_task_failure(taskToken=tokens["fail"], error="Room.Closed", cause="no teacher")
+        ok = settle(sfn, arns["ok"], {"SUCCEEDED"})
+        assert json.loads(ok["output"])["answer"] == {"url": "v.mp4"}
+        failed = settle(sfn, arns["fail"], {"FAILED"})
+        assert (failed["error"], failed["cause"]) == ("Room.Closed", "no teacher")
+        beat = settle(sfn, arns["beat"], {"FAILED"})
+        assert beat["error"] == "States.HeartbeatTimeout"
+        kinds = [e["type"] for e in all_events(sfn, arns["beat"])]
+        assert kinds[-2:] == ["TaskTimedOut", "ExecutionFailed"]
+
+        with pytest.raises(sfn.exceptions.TaskTimedOut):
+            sfn.send_task_success(taskToken=tokens["ok"], output="{}")
+        with pytest.raises(sfn.exceptions.TaskTimedOut):
+            sfn.send_task_heartbeat(taskToken=tokens["beat"])
+        with pytest.raises(sfn.exceptions.InvalidToken):
+            sfn.send_task_failure(taskToken="not-a-token")
+        with pytest.raises(sfn.exceptions.InvalidOutput):
+            sfn.send_task_success(taskToken=tokens["ok"], output="{not json")

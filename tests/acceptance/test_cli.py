@@ -527,3 +527,76 @@ def test_check_and_run_refuse_a_store_written_by_a_newer_stepd(stepd_cli, tmp_pa
     assert run.returncode == EX_CONFIG
     assert "stepd 7.3.0" in run.stderr
     assert f"this is stepd {__version__}" in run.stderr
+
+
+def _records(classroom: Any) -> list[Any]:
+    """What the stand-in server received so far (nothing before its log file exists)."""
+    try:
+        return list(classroom.records())
+    except FileNotFoundError:
+        return []
+
+
+CALLBACK_MACHINE = {
+    "StartAt": "Ask",
+    "States": {
+        "Ask": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"token.$": "$$.Task.Token", "room.$": "$.room"},
+            "HeartbeatSeconds": 60,
+            "End": True,
+        }
+    },
+}
+
+
+def test_task_callbacks_from_the_command_line(
+    start_daemon, classroom, tmp_path_factory, stepd_cli, settle
+):
+    """`stepd task-heartbeat`, `task-failure --error --cause` and `task-success --output`
+    settle `.waitForTaskToken` tasks; a closed task's token is refused with TaskTimedOut."""
+    folder = tmp_path_factory.mktemp("cli-callbacks")
+    path = folder / "asker.asl.json"
+    path.write_text(json.dumps(CALLBACK_MACHINE), encoding="utf-8")
+    rooms = {kind: f"cli-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("ok", "fail")}
+    with start_daemon(folder, classroom.base_url, [("asker", path, {"Ask": "/quick"})]) as d:
+        sfn = d.client()
+        for room in rooms.values():
+            sfn.start_execution(
+                stateMachineArn="arn:aws:states:us-east-1:123456789012:stateMachine:asker",
+                name=room,
+                input=json.dumps({"room": room}),
+            )
+        tokens: dict[str, str] = {}
+        end = time.monotonic() + 10
+        while len(tokens) < len(rooms) and time.monotonic() < end:
+            for record in _records(classroom):
+                for kind, room in rooms.items():
+                    if isinstance(record.body, dict) and record.body.get("room") == room:
+                        tokens[kind] = record.body["token"]
+            time.sleep(0.05)
+        config = str(d.config)
+        beat = stepd_cli("task-heartbeat", tokens["ok"], "-c", config)
+        assert (beat.returncode, beat.stdout.strip()) == (0, "heartbeat sent"), beat.stderr
+        ok = stepd_cli("task-success", tokens["ok"], "--output", '{"v": 1}', "-c", config)
+        assert ok.returncode == 0, ok.stderr
+        failed = stepd_cli(
+            "task-failure",
+            tokens["fail"],
+            "--error",
+            "Room.Closed",
+            "--cause",
+            "ill",
+            "--json",
+            "-c",
+            config,
+        )
+        assert (failed.returncode, as_json(failed)) == (0, {}), failed.stderr
+        done = settle(sfn, execution_arn("asker", rooms["ok"]), {"SUCCEEDED"})
+        assert json.loads(done["output"]) == {"v": 1}
+        closed = settle(sfn, execution_arn("asker", rooms["fail"]), {"FAILED"})
+        assert (closed["error"], closed["cause"]) == ("Room.Closed", "ill")
+        late = stepd_cli("task-success", tokens["ok"], "-c", config)
+        assert late.returncode != 0
+        assert "TaskTimedOut" in late.stderr

@@ -30,6 +30,7 @@ from stepd.store.records import STATUSES, Event, Execution
 TARGET_PREFIX = "AWSStepFunctions."
 REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}
 MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
+MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
@@ -88,6 +89,16 @@ def _untoken(token: str | None) -> int | None:
     return value
 
 
+def _task_token(body: dict[str, Any]) -> str:
+    token = _string(body, "taskToken", required=True) or ""
+    if not 0 < len(token) <= MAX_TASK_TOKEN:
+        raise ValidationException(
+            "1 validation error detected: Value at 'taskToken' failed to satisfy "
+            f"constraint: Member must have length between 1 and {MAX_TASK_TOKEN}"
+        )
+    return token
+
+
 class Operations:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -96,6 +107,9 @@ class Operations:
             "DescribeExecution": self.describe_execution,
             "StopExecution": self.stop_execution,
             "RedriveExecution": self.redrive_execution,
+            "SendTaskSuccess": self.send_task_success,
+            "SendTaskFailure": self.send_task_failure,
+            "SendTaskHeartbeat": self.send_task_heartbeat,
             "ListExecutions": self.list_executions,
             "GetExecutionHistory": self.get_execution_history,
             "ListStateMachines": self.list_state_machines,
@@ -215,6 +229,21 @@ class Operations:
         execution = await self._find(arn)
         redriven = await self.engine.redrive_execution(execution.machine, execution.name, token)
         return {"redriveDate": redriven.redrive_date}
+
+    async def send_task_success(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = _task_token(body)
+        output = _string(body, "output", required=True) or ""
+        await self.engine.send_task_success(token, output)
+        return {}
+
+    async def send_task_failure(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = _task_token(body)
+        await self.engine.send_task_failure(token, _string(body, "error"), _string(body, "cause"))
+        return {}
+
+    async def send_task_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self.engine.send_task_heartbeat(_task_token(body))
+        return {}
 
     async def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
         machine_arn = _string(body, "stateMachineArn")

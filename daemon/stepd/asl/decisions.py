@@ -23,7 +23,7 @@ class Context:
     retry_count: int = 0
     role_arn: str = ""
     redrive_count: int = 0  # how many times the execution was redriven
-    # `$$.Task.Token`: set only while a `.waitForTaskToken` Task runs (not supported yet); the
+    # `$$.Task.Token`: set only while a `.waitForTaskToken` Task is entered and runs; the
     # context object has no `Task` at all otherwise, as on AWS.
     task_token: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)  # what earlier states assigned

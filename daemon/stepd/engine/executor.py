@@ -30,12 +30,17 @@ from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted, results_of
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
+    InvalidOutput,
+    InvalidToken,
     StateMachineDoesNotExist,
+    TaskDoesNotExist,
+    TaskTimedOut,
     ValidationException,
 )
 from stepd.store.base import Store
@@ -65,6 +70,7 @@ log = structlog.get_logger("stepd.engine")
 
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
+MAX_CALLBACK_OUTPUT_BYTES = 262_144  # SendTaskSuccess's output, as UTF-8
 ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
 PROBE_TIMEOUT_SECONDS = 5.0  # for the HEAD request that asks whether a down host is back
@@ -464,6 +470,99 @@ class Engine:
                 self._schedule(redriven)
                 return redriven
 
+    # -- callbacks (.waitForTaskToken) -------------------------------------------------
+
+    async def send_task_success(self, token: str, output_text: str) -> None:
+        """SendTaskSuccess: `output_text` (JSON) is the result of the task `token` names."""
+        try:
+            output = json.loads(output_text)
+        except ValueError:
+            raise InvalidOutput("Invalid Output: the output is not valid JSON") from None
+        if len(output_text.encode()) > MAX_CALLBACK_OUTPUT_BYTES:
+            raise InvalidOutput(
+                f"Invalid Output: the output is over {MAX_CALLBACK_OUTPUT_BYTES} bytes"
+            )
+        await self._callback(token, lambda step: step.task_done(TaskOutcome(result=output)))
+
+    async def send_task_failure(self, token: str, error: str | None, cause: str | None) -> None:
+        """SendTaskFailure: the task `token` names fails with `error` and `cause`."""
+        if error is not None and len(error) > MAX_ERROR_LENGTH:
+            raise ValidationException("error: at most 256 characters")
+        if cause is not None and len(cause) > MAX_CAUSE_LENGTH:
+            raise ValidationException("cause: at most 32768 characters")
+        await self._callback(
+            token, lambda step: step.task_done(TaskOutcome(error=error or "", cause=cause))
+        )
+
+    async def send_task_heartbeat(self, token: str) -> None:
+        """SendTaskHeartbeat: the task `token` names is still at work."""
+        await self._callback(token, None)
+
+    async def _callback(self, token: str, settle: Callable[[Step], None] | None) -> None:
+        """Settle (or, with None, heartbeat) the task `token` names, in one commit."""
+        target = token_target(token)
+        if target is None:
+            raise InvalidToken("Invalid Token: 'Invalid token'")
+        machine_name, name, cursor_id = target
+        while True:
+            found = await self._store.find_execution(machine_name, name)
+            if found is None:
+                raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
+            async with self._lock(found.id):
+                committed = await self._settle(found.id, cursor_id, token, settle)
+            if committed is None:
+                continue  # changed meanwhile: look again
+            self._log_closed(committed)
+            if cursor_id == ROOT:
+                self._schedule(committed)
+            else:
+                self._queue.push(committed.id, self.clock())
+            return
+
+    async def _settle(
+        self,
+        execution_id: int,
+        cursor_id: str,
+        token: str,
+        settle: Callable[[Step], None] | None,
+    ) -> Execution | None:
+        execution = await self._store.get_execution(execution_id)
+        progress: Progress | None = execution
+        if execution is not None and cursor_id != ROOT:
+            progress = await self._store.get_cursor(execution_id, cursor_id)
+        task = progress.task if progress is not None else None
+        now = self.clock()
+        deadline = None if task is None else task.callback_deadline()
+        if (
+            execution is None
+            or execution.status != RUNNING
+            or progress is None
+            or progress.status != RUNNING
+            or progress.phase != PHASE_TASK
+            or task is None
+            or not task.sent
+            or not same_token(task.token, token)
+            or (task.awaiting_callback and deadline is not None and deadline <= now)
+        ):
+            raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
+        self._rows.pop(execution_id, None)
+        definition = await self._definition(execution.definition_id)
+        if cursor_id == ROOT:
+            step = self._step(execution, definition, now)
+        else:
+            children = await self._store.running_cursors(execution_id)
+            work = self._work(execution, definition, children, now)
+            step = work.step(cursor_id)
+        if settle is None:
+            step.heartbeat()
+        else:
+            settle(step)
+            step.run()
+        if cursor_id == ROOT:
+            return await self._store.commit(step.transition())
+        work.save(cursor_id, step)
+        return await self._store.commit(work.transition())
+
     # -- housekeeping ----------------------------------------------------------------
 
     async def purge(self, retention_seconds: float) -> int:
@@ -532,7 +631,12 @@ class Engine:
             if state != logged_state:
                 logged_state = state
                 structlog.contextvars.bind_contextvars(state=state)
-            if task_now:
+            if task_now and step.task.awaiting_callback:  # no callback came in time
+                step.callback_timed_out()
+                step.run()
+                updated = await self._store.commit(step.transition())
+                self._log_closed(updated)
+            elif task_now:
                 url = self._task_url(step.machine, step.state, step.task)
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:
@@ -791,6 +895,11 @@ class Engine:
             step.run()
         due_now = step.due_at is not None and step.due_at <= work.now
         if step.status == RUNNING and step.phase == PHASE_TASK and due_now:
+            if step.task.awaiting_callback:  # no callback came in time
+                step.callback_timed_out()
+                step.run()
+                work.save(cursor_id, step)
+                return
             resend = step.task.sent
             late = False if resend else self._note_lateness(step)
             if not resend:
@@ -860,6 +969,7 @@ class Engine:
                     or cursor.phase != PHASE_TASK
                     or cursor.state_entered_event != sent.state_entered_event
                     or cursor.attempt != sent.attempt
+                    or (cursor.task is not None and cursor.task.answered_at is not None)
                 ):
                     log.info("task.result_discarded", reason="the child stopped meanwhile")
                     return
@@ -867,11 +977,17 @@ class Engine:
                 children = await self._store.running_cursors(execution_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
-                step.task_done(outcome)
-                step.run()
+                if step.task.token is not None and outcome.error is None:
+                    step.await_callback()  # the answer is not the result: the callback is
+                else:
+                    step.task_done(outcome)
+                    step.run()
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
                 if committed is not None:
+                    waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
+                    if step.status == RUNNING and waiting:
+                        log.info("task.awaiting_callback", cursor=sent.id, until=step.due_at)
                     self._log_closed(committed)
                     return
 
@@ -927,11 +1043,16 @@ class Engine:
             async with self._call_slots:  # one limit for every call, children's too
                 outcome = await self._send(execution, url, resend=resend)
         step = self._step(execution, step.definition, self.clock())
-        step.task_done(outcome)
-        step.run()
+        if step.task.token is not None and outcome.error is None:
+            step.await_callback()  # the answer is not the result: the callback is
+        else:
+            step.task_done(outcome)
+            step.run()
         updated = await self._store.commit(step.transition())
         if updated is None:
             log.info("task.result_discarded", reason="execution changed while the call ran")
+        elif updated.task is not None and updated.task.awaiting_callback:
+            log.info("task.awaiting_callback", until=updated.due_at)
         self._log_closed(updated)
         return updated
 

@@ -32,6 +32,7 @@ from stepd.asl.decisions import (
 )
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
+    STATES_HEARTBEAT_TIMEOUT,
     STATES_QUERY_EVALUATION_ERROR,
     STATES_RUNTIME,
     STATES_TIMEOUT,
@@ -40,6 +41,7 @@ from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
 from stepd.engine.inputs import MAX_INPUT_BYTES
+from stepd.engine.tokens import make_token
 from stepd.store.records import (
     FAILED,
     PHASE_ENTER,
@@ -70,6 +72,7 @@ MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
+CALLBACK_SUFFIX = ".waitForTaskToken"  # a Task with such a Resource waits for a callback
 
 
 def utc(ts: float) -> datetime:
@@ -82,6 +85,8 @@ def resource_text(resource: Any) -> str:
 
 class Step:
     """The transition being built for one execution at instant `now`."""
+
+    token: str | None = None  # `$$.Task.Token` of the `.waitForTaskToken` Task being entered
 
     def __init__(
         self,
@@ -177,6 +182,7 @@ class Step:
             state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
             retry_count=self.attempt,
             redrive_count=self.redrive_count,
+            task_token=self.token,
             variables=json.loads(self.variables) if self.variables else {},
         )
 
@@ -298,6 +304,9 @@ class Step:
         self.entered_at = self.now
         self.attempt = 0
         self.retry_counts = ()
+        self.token = None
+        if state_type == "Task" and self._waits_for_callback():
+            self.token = make_token(self.machine, self.name, self.cursor_id)
         try:
             state_input = json.loads(self.data)
             decision: Decision = interpreter.enter(
@@ -399,6 +408,8 @@ class Step:
                     payload=dumps(payload),
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
+                    token=self.token,
+                    heartbeat_seconds=self._heartbeat_seconds() if self.token else None,
                 )
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
@@ -408,7 +419,14 @@ class Step:
                 self.due_at = until.timestamp()
                 task = self.task
                 first_due = task.first_due if task.first_due is not None else task.due
-                self.pending = replace(task, sent=False, due=self.due_at, first_due=first_due)
+                self.pending = replace(
+                    task,
+                    sent=False,
+                    due=self.due_at,
+                    first_due=first_due,
+                    answered_at=None,
+                    heartbeat_at=None,
+                )
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 if self._too_large(text):
@@ -578,6 +596,43 @@ class Step:
         self.add("TaskStarted", history.task_started(resource))
         self.pending = replace(task, sent=True, sent_at=self.now)
 
+    def _state(self) -> Mapping[str, Any]:
+        states = self.definition.get("States", {})
+        state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
+        return state if isinstance(state, Mapping) else {}
+
+    def _waits_for_callback(self) -> bool:
+        resource = self._state().get("Resource")
+        return isinstance(resource, str) and resource.endswith(CALLBACK_SUFFIX)
+
+    def _heartbeat_seconds(self) -> float | None:
+        seconds = self._state().get("HeartbeatSeconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+            return float(seconds)
+        return None
+
+    def await_callback(self) -> None:
+        """The call of a `.waitForTaskToken` task was answered: the task now waits for
+        SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds."""
+        task = replace(self.task, answered_at=self.now)
+        self.pending = task
+        self.due_at = task.callback_deadline()
+
+    def heartbeat(self) -> None:
+        """SendTaskHeartbeat: the heartbeat deadline starts again from now."""
+        task = replace(self.task, heartbeat_at=self.now)
+        self.pending = task
+        if task.awaiting_callback:
+            self.due_at = task.callback_deadline()
+
+    def callback_timed_out(self) -> None:
+        """No callback came in time: the task fails with States.Timeout or
+        States.HeartbeatTimeout (Retry and Catch apply)."""
+        if self.task.timed_out_by_heartbeat(self.now):
+            self.task_done(TaskOutcome(error=STATES_HEARTBEAT_TIMEOUT, cause=None))
+        else:
+            self.task_done(TaskOutcome(error=STATES_TIMEOUT, cause=None))
+
     def task_done(self, outcome: TaskOutcome) -> None:
         """Record a task's outcome and decide what follows."""
         resource = resource_text(self.task.resource)
@@ -603,7 +658,7 @@ class Step:
                 utc(self.now),
             )
         else:
-            timed_out = outcome.error == STATES_TIMEOUT
+            timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
             details = (history.task_timed_out if timed_out else history.task_failed)(
                 resource, outcome.error, outcome.cause
             )

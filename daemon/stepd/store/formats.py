@@ -6,6 +6,9 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 4 (stepd 0.5):  format 3, and the task record's optional keys "token",
+                           "heartbeat", "answered_at", "heartbeat_at" (a `.waitForTaskToken`
+                           task and its wait for a callback)
     format 3 (stepd 0.4):  format 2, and  {"v": 3, "resume": {}}  or
                            {"v": 3, "resume": {"fanout": {...}}}  (closed without succeeding:
                            where a redrive takes it up); and the variables record
@@ -27,7 +30,8 @@ from typing import Any
 from stepd.errors import RecordError
 from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+CALLBACK_SINCE = 4  # the first format with callback keys in task records
 FANOUT_SINCE = 2  # the first format with fan-out records
 RESUME_SINCE = 3  # the first format with resume records
 VARIABLES_SINCE = 3  # the first format with variables records
@@ -42,7 +46,12 @@ _TASK_KEYS: Mapping[str, str] = {
     "sent": "sent",
     "sent_at": "sent_at",
     "waiting_since": "waiting_since",
+    "token": "token",
+    "heartbeat_seconds": "heartbeat",
+    "answered_at": "answered_at",
+    "heartbeat_at": "heartbeat_at",
 }
+_CALLBACK_KEYS = frozenset({"token", "heartbeat", "answered_at", "heartbeat_at"})
 _FANOUT_KEYS: Mapping[str, str] = {
     "kind": "kind",
     "total": "total",
@@ -118,7 +127,7 @@ def decode_pending(text: str | None) -> Pending:
     if "wait" in stored:
         return _wait(stored["wait"], "wait record")
     if "task" in stored:
-        return _task(stored["task"], "task record")
+        return _task(stored["task"], "task record", version)
     raise RecordError("pending record holds neither a wait nor a task")
 
 
@@ -174,7 +183,7 @@ def _decode_v0(stored: dict[str, Any]) -> Pending:
     if "then" in stored:
         _expect_keys(stored, {"then"}, set(), "pending record (format 0)")
         return _wait(stored["then"], "wait record (format 0)")
-    return _task(stored, "task record (format 0)")
+    return _task(stored, "task record (format 0)", 0)
 
 
 def _wait(body: Any, what: str) -> WaitThen:
@@ -186,11 +195,17 @@ def _wait(body: Any, what: str) -> WaitThen:
     return WaitThen(next_state=next_state, output=output)
 
 
-def _task(body: Any, what: str) -> TaskCall:
-    fields = _fields(body, _TASK_KEYS, _TASK_REQUIRED, what)
+def _task(body: Any, what: str, version: int) -> TaskCall:
+    keys = _TASK_KEYS
+    if version < CALLBACK_SINCE:  # these keys are unknown to older formats
+        keys = {name: key for name, key in _TASK_KEYS.items() if key not in _CALLBACK_KEYS}
+    fields = _fields(body, keys, _TASK_REQUIRED, what)
     _check(isinstance(fields["payload"], str), what, "payload")
     _check(isinstance(fields["sent"], bool), what, "sent")
-    for name in ("timeout_seconds", "due", "first_due", "sent_at", "waiting_since"):
+    token = fields.get("token")
+    _check(token is None or (isinstance(token, str) and token != ""), what, "token")
+    numbers = ("timeout_seconds", "due", "first_due", "sent_at", "waiting_since")
+    for name in (*numbers, "heartbeat_seconds", "answered_at", "heartbeat_at"):
         value = fields.get(name)
         _check(value is None or _is_number(value), what, _TASK_KEYS[name])
     _check(fields.get("due") is not None, what, "due")
@@ -203,6 +218,10 @@ def _task(body: Any, what: str) -> TaskCall:
         sent=fields["sent"],
         sent_at=_float_or_none(fields.get("sent_at")),
         waiting_since=_float_or_none(fields.get("waiting_since")),
+        token=token,
+        heartbeat_seconds=_float_or_none(fields.get("heartbeat_seconds")),
+        answered_at=_float_or_none(fields.get("answered_at")),
+        heartbeat_at=_float_or_none(fields.get("heartbeat_at")),
     )
 
 

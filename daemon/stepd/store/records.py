@@ -51,6 +51,39 @@ class TaskCall:
     sent: bool = False  # the intent (TaskScheduled, TaskStarted) is committed
     sent_at: float | None = None
     waiting_since: float | None = None  # the call waits for its host to come back since
+    # `.waitForTaskToken`: the token `$$.Task.Token` gave the task, and once the call was
+    # answered, the task waits for SendTaskSuccess/Failure with that token
+    token: str | None = None
+    heartbeat_seconds: float | None = None  # the state's HeartbeatSeconds, if any
+    answered_at: float | None = None  # the call was answered: waiting for the callback since
+    heartbeat_at: float | None = None  # the last SendTaskHeartbeat
+
+    @property
+    def awaiting_callback(self) -> bool:
+        """The call went out and was answered: only a callback (or a timeout) ends it."""
+        return self.token is not None and self.answered_at is not None
+
+    def callback_deadline(self) -> float | None:
+        """When the task times out without a callback: TimeoutSeconds from its start, or
+        HeartbeatSeconds from its start or its last heartbeat, whichever comes first."""
+        started = self.sent_at if self.sent_at is not None else self.due
+        deadlines = []
+        if self.timeout_seconds is not None:
+            deadlines.append(started + self.timeout_seconds)
+        if self.heartbeat_seconds is not None:
+            beat = self.heartbeat_at if self.heartbeat_at is not None else started
+            deadlines.append(beat + self.heartbeat_seconds)
+        return min(deadlines) if deadlines else None
+
+    def timed_out_by_heartbeat(self, now: float) -> bool:
+        """Whether, at `now`, the heartbeat deadline (not TimeoutSeconds) is what ran out."""
+        if self.heartbeat_seconds is None:
+            return False
+        started = self.sent_at if self.sent_at is not None else self.due
+        beat = self.heartbeat_at if self.heartbeat_at is not None else started
+        heartbeat_due = beat + self.heartbeat_seconds
+        timeout_due = None if self.timeout_seconds is None else started + self.timeout_seconds
+        return now >= heartbeat_due and (timeout_due is None or heartbeat_due <= timeout_due)
 
 
 @dataclass(frozen=True, kw_only=True)

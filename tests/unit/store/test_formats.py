@@ -128,7 +128,7 @@ def test_the_format_on_disk_is_pinned():
         waiting_since=0.75,
     )
     assert json.loads(encode_pending(task) or "") == {
-        "v": 3,
+        "v": 4,
         "task": {
             "resource": "r",
             "payload": "{}",
@@ -142,12 +142,12 @@ def test_the_format_on_disk_is_pinned():
     }
     wait = WaitThen(next_state="B", output="[]")
     assert json.loads(encode_pending(wait) or "") == {
-        "v": 3,
+        "v": 4,
         "wait": {"next": "B", "output": "[]"},
     }
     fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1)
     assert json.loads(encode_pending(fanout) or "") == {
-        "v": 3,
+        "v": 4,
         "fanout": {
             "kind": "Map",
             "total": 3,
@@ -162,9 +162,9 @@ def test_the_format_on_disk_is_pinned():
 
 
 def test_resume_records_are_pinned_and_round_trip():
-    """A closed execution's resume record, with or without its fan-out, is written as format 3
+    """A closed execution's resume record, with or without its fan-out, is written as format 4
     and read back unchanged."""
-    assert json.loads(encode_pending(Resume()) or "") == {"v": 3, "resume": {}}
+    assert json.loads(encode_pending(Resume()) or "") == {"v": 4, "resume": {}}
     fanout = Fanout(kind="Parallel", total=2, started_event=7, limit=2, next_slot=2, failed=1)
     text = encode_pending(Resume(fanout=fanout))
     assert json.loads(text or "")["resume"]["fanout"]["started_event"] == 7
@@ -191,7 +191,7 @@ def test_records_written_by_stepd_0_2_are_read():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"v": 4, "task": {}}', "format 4, newer than this stepd reads (3)"),
+        ('{"v": 5, "task": {}}', "format 5, newer than this stepd reads (4)"),
         ('{"v": 1, "fanout": {}}', "unknown keys fanout"),
         ('{"v": 2, "resume": {}}', "unknown keys resume"),
         ('{"v": 3, "resume": {"state": "A"}}', "unknown keys state"),
@@ -245,10 +245,10 @@ def test_every_progress_field_has_a_column():
     assert {f.name for f in fields(Progress)} == set(PROGRESS_FIELDS)
 
 
-def test_variables_are_written_as_a_format_3_record():
-    """The variables column holds `{"v": 3, "variables": {...}}`, read back as the object."""
+def test_variables_are_written_as_a_current_format_record():
+    """The variables column holds `{"v": 4, "variables": {...}}`, read back as the object."""
     text = encode_variables('{"x":1}')
-    assert json.loads(text or "") == {"v": 3, "variables": {"x": 1}}
+    assert json.loads(text or "") == {"v": 4, "variables": {"x": 1}}
     assert decode_variables(text) == '{"x":1}'
     assert decode_variables(None) is None
 
@@ -257,7 +257,7 @@ def test_variables_are_written_as_a_format_3_record():
     ("text", "message"),
     [
         ('{"v": 2, "variables": {}}', "format 2, before variables existed"),
-        ('{"v": 4, "variables": {}}', "format 4, newer than this stepd reads (3)"),
+        ('{"v": 5, "variables": {}}', "format 5, newer than this stepd reads (4)"),
         ('{"v": 3, "variables": []}', "variables has the wrong type"),
         ('{"v": 3, "variables": {}, "x": 1}', "unknown keys x"),
         ('{"v": 3}', "lacks variables"),
@@ -270,3 +270,38 @@ def test_a_variables_record_of_unknown_shape_is_refused(text: str, message: str)
     """A variables record this stepd cannot read raises RecordError saying what is wrong."""
     with pytest.raises(RecordError, match=re.escape(message)):
         decode_variables(text)
+
+
+def test_callback_tasks_are_pinned_and_round_trip():
+    """A `.waitForTaskToken` task keeps its token, heartbeat and callback wait (format 4)."""
+    task = TaskCall(
+        resource="arn:aws:states:::lambda:invoke.waitForTaskToken",
+        payload="{}",
+        timeout_seconds=60.0,
+        due=1.0,
+        sent=True,
+        sent_at=1.5,
+        token="tok",
+        heartbeat_seconds=10.0,
+        answered_at=2.0,
+        heartbeat_at=3.0,
+    )
+    stored = json.loads(encode_pending(task) or "")
+    assert stored["v"] == 4
+    assert {
+        k: stored["task"][k] for k in ("token", "heartbeat", "answered_at", "heartbeat_at")
+    } == {
+        "token": "tok",
+        "heartbeat": 10.0,
+        "answered_at": 2.0,
+        "heartbeat_at": 3.0,
+    }
+    assert decode_pending(encode_pending(task)) == task
+
+
+def test_callback_keys_are_unknown_to_format_3():
+    """A format 3 task record with a token was not written by any stepd: refused."""
+    body = {"resource": "r", "payload": "{}", "timeout": None, "due": 1, "sent": True}
+    text = json.dumps({"v": 3, "task": {**body, "token": "t"}})
+    with pytest.raises(RecordError, match="unknown keys token"):
+        decode_pending(text)
