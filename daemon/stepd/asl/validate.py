@@ -36,11 +36,13 @@ from typing import Any, Literal, TypeGuard
 
 from stepd.asl import choice, jsonata, paths, payload, timestamps
 from stepd.asl.failures import STATES_ALL
+from stepd.asl.http_task import is_http_invoke, static_problems
 from stepd.errors import ParseError
 
 # Codes: AWS's, then stepd's own.
 SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
 INVALID_RESOURCE = "INVALID_RESOURCE"
+INVALID_HTTP_TASK = "INVALID_HTTP_TASK"
 MISSING_END_STATE = "MISSING_END_STATE"
 DUPLICATE_STATE_NAME = "DUPLICATE_STATE_NAME"
 INVALID_STATE_NAME = "INVALID_STATE_NAME"
@@ -453,6 +455,7 @@ def _check_pass(state: Mapping[str, Any], scope: _Scope) -> None:
 def _check_task(state: Mapping[str, Any], scope: _Scope) -> None:
     if "Resource" in state:
         _check_resource(state["Resource"], scope)
+        _check_http_task(state, "Parameters", ".$", scope)
     else:
         scope.schema('Field "Resource" is required in a Task state')
     for name in ("TimeoutSeconds", "HeartbeatSeconds"):
@@ -478,6 +481,24 @@ def _check_resource(resource: Any, scope: _Scope) -> None:
             return
     message = 'Field "Resource" must be a URI such as an ARN, or a CloudFormation intrinsic'
     scope.report.error(scope.at("Resource"), INVALID_RESOURCE, message)
+
+
+def _check_http_task(
+    state: Mapping[str, Any], field: str, dynamic_suffix: str, scope: _Scope
+) -> None:
+    """An HTTP Task's Parameters (Arguments in JSONata) name an ApiEndpoint and a Method."""
+    if not is_http_invoke(state.get("Resource")):
+        return
+    if field not in state:
+        scope.report.error(
+            scope.at(), INVALID_HTTP_TASK, f"an HTTP Task needs {field} with ApiEndpoint and Method"
+        )
+        return
+    if isinstance(state[field], str):  # a JSONata expression: known when it runs
+        return
+    for where, message in static_problems(state[field], dynamic_suffix=dynamic_suffix):
+        tokens = [field, *where.split("/")] if where else [field]
+        scope.report.error(scope.at(*tokens), INVALID_HTTP_TASK, message)
 
 
 _WAIT_FIELDS = ("Seconds", "Timestamp", "SecondsPath", "TimestampPath")
@@ -1041,6 +1062,8 @@ def _check_jsonata_state(state: Mapping[str, Any], state_type: str, scope: _Scop
     _note_jsonata_assign(state, (), scope)
     if state_type == "Task" and "Resource" not in state:
         scope.schema('Field "Resource" is required in a Task state')
+    if state_type == "Task":
+        _check_http_task(state, "Arguments", "", scope)
     if state_type == "Choice":
         _check_jsonata_choices(state, scope)
     if "Retry" in state or "Catch" in state:
