@@ -571,6 +571,7 @@ def _check_nested(machine: Any, where: str, allowed: frozenset[str], scope: _Sco
 
 # Retry and Catch ----------------------------------------------------------------------------
 
+_HTTP_STATUS_ERROR = re.compile(r"States\.Http\.StatusCode\.[1-5][0-9][0-9]")
 _KNOWN_ERRORS = frozenset(
     {
         STATES_ALL,
@@ -694,7 +695,11 @@ def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None
     if STATES_ALL in errors and len(errors) > 1:
         scope.schema('"States.ALL" must be the only error name in its ErrorEquals', *where)
     for error in errors:
-        if error.startswith("States.") and error not in _KNOWN_ERRORS:
+        if (
+            error.startswith("States.")
+            and error not in _KNOWN_ERRORS
+            and not _HTTP_STATUS_ERROR.fullmatch(error)
+        ):
             message = f'Unknown error name "{error}": names starting "States." are reserved'
             scope.schema(message, *where)
 
