@@ -43,7 +43,13 @@ from stepd.asl.failures import (
 )
 from stepd.errors import HttpTaskError, TransportError, TransportTimeout, UnsupportedUrl
 from stepd.tasks.connections import Connections
-from stepd.tasks.http_invoke import HttpCall, build_call, failure_cause, result_of
+from stepd.tasks.http_invoke import (
+    HttpCall,
+    build_call,
+    failure_cause,
+    replace_header,
+    result_of,
+)
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
 from stepd.tasks.transport import AiohttpTransport, Answer
 
@@ -267,7 +273,7 @@ class TaskCaller:
                 continue
             if name == "Content-Type" and call.body is None:
                 continue
-            headers[name] = value
+            headers = replace_header(headers, name, value)
         answer = await self._exchange(call.method, call.url, headers, call.body, request)
         if isinstance(answer, TaskOutcome):
             return answer

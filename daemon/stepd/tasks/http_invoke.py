@@ -80,8 +80,16 @@ def build_call(parameters: Any, connections: Connections) -> HttpCall:
                 f"No connection is configured for the ConnectionArn '{arn}': add a "
                 "[[connections]] table with that name or arn to the config"
             )
-        headers.update(connection.headers)
+        for name, value in connection.headers.items():
+            headers = replace_header(headers, name, value)
     return HttpCall(method=str(method), url=url, headers=headers, body=body)
+
+
+def replace_header(headers: Mapping[str, str], name: str, value: str) -> dict[str, str]:
+    """`headers` with `name` set to `value`, whatever the case it had there before."""
+    kept = {k: v for k, v in headers.items() if k.lower() != name.lower()}
+    kept[name] = value
+    return kept
 
 
 def result_of(status: int, reason: str, headers: Mapping[str, list[str]], body: bytes) -> Any:

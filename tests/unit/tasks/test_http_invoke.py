@@ -93,6 +93,11 @@ def test_a_connection_adds_its_headers() -> None:
     assert API_KEY not in repr(made)
 
 
+def test_a_connection_header_wins_whatever_its_case() -> None:
+    made = call(Authentication={"ConnectionArn": ARN}, Headers={"X-API-KEY": "mine"})
+    assert made.headers == {"x-api-key": API_KEY}
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
@@ -284,6 +289,25 @@ async def test_a_get_with_a_query_and_a_connection(
     assert sent["webhook-id"] == KEY
     assert "Content-Type" not in sent
     assert API_KEY not in repr(logs)
+
+
+async def test_stepd_headers_cannot_be_overridden_but_user_agent_can(
+    server: tuple[str, list[web.Request], list[bytes]],
+) -> None:
+    base, seen, _ = server
+    async with TaskCaller(user_agent="stepd/test") as caller:
+        outcome = await caller.call(
+            request(
+                {
+                    "ApiEndpoint": f"{base}/x",
+                    "Method": "GET",
+                    "Headers": {"idempotency-key": "mine", "User-Agent": "theirs/1"},
+                }
+            )
+        )
+    assert outcome.ok
+    assert seen[0].headers.getall("Idempotency-Key") == [KEY]
+    assert seen[0].headers["User-Agent"] == "theirs/1"
 
 
 async def test_a_post_and_a_url_encoded_post(
