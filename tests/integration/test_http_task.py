@@ -198,6 +198,43 @@ async def test_http_tasks_through_the_daemon(
     assert execution_arn("one", MACHINE) in described["executionArn"]
 
 
+async def _run(daemon: Stepd, name: str) -> dict[str, Any]:
+    await daemon.ok(
+        "StartExecution",
+        {
+            "stateMachineArn": f"arn:aws:states:us-east-1:123456789012:stateMachine:{MACHINE}",
+            "name": name,
+            "input": json.dumps({"page": 1, "name": name}),
+        },
+    )
+    deadline = time.monotonic() + RUN_SECONDS
+    while (described := await daemon.describe_in(MACHINE, name))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, daemon.tail()
+        await asyncio.sleep(0.1)
+    return described
+
+
+async def test_a_reload_reads_a_rotated_secret(
+    tmp_path: Path, api: tuple[str, list[tuple[str, str, dict[str, str], bytes]]]
+) -> None:
+    base, seen = api
+    port = free_port()
+    config = write_config(tmp_path, base, port)
+    daemon = Stepd(config, port, tmp_path / "stepd.log")
+    try:
+        await daemon.start()
+        assert (await _run(daemon, "before"))["status"] == "SUCCEEDED", daemon.tail()
+        (tmp_path / "billing.key").write_text("rotated-key\n", encoding="utf-8")
+        reloaded = await asyncio.to_thread(run_cli, "reload", "-c", config)
+        assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr + daemon.tail()
+        assert (await _run(daemon, "after"))["status"] == "SUCCEEDED", daemon.tail()
+    finally:
+        daemon.cleanup()
+    keys = [headers.get("x-api-key") for _, _, headers, _ in seen]
+    assert keys == [API_KEY] * 3 + [None] + ["rotated-key"] * 3 + [None]
+    assert "rotated-key" not in daemon.log_text()
+
+
 def test_check_reports_an_unknown_connection(tmp_path: Path) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:9", free_port(), connection=False)
     checked = run_cli("check", "-c", config)
