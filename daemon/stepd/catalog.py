@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepd.asl.http_task import connection_arn, is_http_invoke
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
 from stepd.engine.inputs import InputSchema
 from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
 from stepd.errors import ApiError, ConfigError, DefinitionError
+from stepd.tasks.connections import Connections
 from stepd.tasks.endpoints import (
     EndpointMap,
     base_url_problem,
@@ -69,10 +71,16 @@ class Catalog:
 
 
 def build_catalog(
-    specs: Sequence[MachineSpec], *, base_url: str, config_source: str = "config"
+    specs: Sequence[MachineSpec],
+    *,
+    base_url: str,
+    config_source: str = "config",
+    connections: Connections | None = None,
 ) -> Catalog:
     """Load every machine in `specs`, its relative endpoints joined to `base_url`; collect
-    every finding rather than stop at the first. Findings are located in `config_source`."""
+    every finding rather than stop at the first. Findings are located in `config_source`.
+    An HTTP Task's ConnectionArn must name one of `connections`."""
+    known = connections if connections is not None else Connections()
     machines: dict[str, Machine] = {}
     reports: list[Report] = []
     if not specs:
@@ -93,7 +101,7 @@ def build_catalog(
         )
     for index, spec in enumerate(specs):
         where = f"{config_source}#/machines/{index}"
-        machine, found = _load_machine(spec, base_url if problem is None else None, where)
+        machine, found = _load_machine(spec, base_url if problem is None else None, where, known)
         reports.extend(found)
         if machine is not None and not any(r.severity == "error" for r in found):
             machines[machine.name] = machine
@@ -101,7 +109,7 @@ def build_catalog(
 
 
 def _load_machine(
-    spec: MachineSpec, base_url: str | None, where: str
+    spec: MachineSpec, base_url: str | None, where: str, connections: Connections
 ) -> tuple[Machine | None, list[Report]]:
     """The machine of `spec` and the findings about it; `base_url` None when it is invalid."""
     reports: list[Report] = []
@@ -126,6 +134,7 @@ def _load_machine(
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
+    reports.extend(_unknown_connections(source, loaded.definition, connections))
     reports.extend(_unused_endpoints(where, spec.name, loaded.definition, spec.endpoints))
     machine = Machine(
         name=spec.name,
@@ -198,6 +207,8 @@ def _unmapped_tasks(
     source: str, definition: Mapping[str, Any], routes: Mapping[str, str]
 ) -> Iterator[Report]:
     for pointer, name, state in _task_states(definition, ""):
+        if is_http_invoke(state.get("Resource")):  # goes to its ApiEndpoint
+            continue
         if route_key(routes, name, state.get("Resource")) is None:
             yield Report(
                 where=f"{source}#{pointer}",
@@ -205,6 +216,24 @@ def _unmapped_tasks(
                 message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
                 "to [machines.endpoints]",
             )
+
+
+def _unknown_connections(
+    source: str, definition: Mapping[str, Any], connections: Connections
+) -> Iterator[Report]:
+    """An error for each HTTP Task whose ConnectionArn no [[connections]] table names."""
+    for pointer, name, state in _task_states(definition, ""):
+        if not is_http_invoke(state.get("Resource")):
+            continue
+        for key in ("Parameters", "Arguments"):
+            arn = connection_arn(state.get(key))
+            if isinstance(arn, str) and not arn.startswith("{%") and connections.find(arn) is None:
+                yield Report(
+                    where=f"{source}#{pointer}/{key}/Authentication/ConnectionArn",
+                    code="UNKNOWN_CONNECTION",
+                    message=f'HTTP Task "{name}" uses the connection {arn!r}, which is not '
+                    "configured: add a [[connections]] table with that name or arn",
+                )
 
 
 def _unused_endpoints(

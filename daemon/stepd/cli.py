@@ -16,7 +16,14 @@ from stepd import __version__
 from stepd.asl.loader import load_definition
 from stepd.catalog import Catalog, build_catalog
 from stepd.client import Client, api_url
-from stepd.config import EX_CONFIG, Settings, client_key, load_settings, machine_specs
+from stepd.config import (
+    EX_CONFIG,
+    Settings,
+    client_key,
+    connection_names,
+    load_settings,
+    machine_specs,
+)
 from stepd.engine.arns import Arns
 from stepd.errors import (
     ApiClientError,
@@ -51,7 +58,10 @@ def _err(message: str) -> None:
 
 def _catalog(settings: Settings, config: Path) -> Catalog:
     return build_catalog(
-        machine_specs(settings), base_url=settings.http.base_url, config_source=str(config)
+        machine_specs(settings),
+        base_url=settings.http.base_url,
+        config_source=str(config),
+        connections=connection_names(settings),
     )
 
 

@@ -45,6 +45,13 @@ from stepd.engine.machines import (
 )
 from stepd.engine.queue import DEFAULT_WORKERS
 from stepd.errors import ConfigError
+from stepd.tasks.connections import (
+    AUTH_API_KEY,
+    AUTH_BASIC,
+    Connection,
+    Connections,
+    auth_headers,
+)
 from stepd.tasks.endpoints import DEFAULT_BASE_URL
 
 DEFAULT_DB_PATH = Path("/var/lib/stepd/stepd.db")
@@ -153,6 +160,29 @@ class MachineSettings(_Section):
     input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
 
 
+class ConnectionSettings(_Section):
+    """What an HTTP Task's Authentication.ConnectionArn stands for (tasks/connections.py)."""
+
+    name: str = Field(min_length=1)
+    arn: str | None = None  # matched exactly; without it, the name an EventBridge ARN carries
+    auth: Literal["api_key", "basic", "headers"]
+    header: str | None = None  # api_key: the header that carries the key
+    username: str | None = None  # basic: the user; the secret is the password
+    # the secret: the systemd credential of this name wins over the file
+    secret_file: Path | None = None
+    credential: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConnectionSettings:
+        if self.auth == AUTH_API_KEY and not self.header:
+            raise ValueError("auth = 'api_key' needs header = 'Header-Name'")
+        if self.auth == AUTH_BASIC and not self.username:
+            raise ValueError("auth = 'basic' needs a username")
+        if self.secret_file is None and self.credential is None:
+            raise ValueError("the secret comes from secret_file or a systemd credential")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", frozen=True
@@ -163,6 +193,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     machines: list[MachineSettings] = Field(default_factory=list)
+    connections: list[ConnectionSettings] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -337,8 +368,24 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"machines: the name {duplicates[0]!r} is used more than once")
+    connections = [
+        c.model_copy(
+            update={"secret_file": None if c.secret_file is None else resolve(c.secret_file)}
+        )
+        for c in settings.connections
+    ]
+    names = [c.name for c in connections]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"connections: the name {duplicates[0]!r} is used more than once")
     return settings.model_copy(
-        update={"store": store, "api": api, "http": http, "machines": machines}
+        update={
+            "store": store,
+            "api": api,
+            "http": http,
+            "machines": machines,
+            "connections": connections,
+        }
     )
 
 
@@ -370,6 +417,33 @@ def read_secret(path: Path | None, credential: str) -> str | None:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from exc
+
+
+def connection_names(settings: Settings) -> Connections:
+    """The configured connections without their secrets: what `stepd check` looks up."""
+    return Connections(tuple(Connection(name=c.name, arn=c.arn) for c in settings.connections))
+
+
+def read_connections(settings: Settings) -> Connections:
+    """The configured connections with the headers their secrets make. Raises ConfigError
+    naming the connection and where its secret was looked for, never the secret."""
+    found = []
+    for c in settings.connections:
+        where = f"connections.{c.name}"
+        secret = read_secret(c.secret_file, c.credential or "")
+        if not secret:
+            source = " or ".join(
+                part
+                for part in (
+                    None if c.credential is None else f"the credential {c.credential!r}",
+                    None if c.secret_file is None else str(c.secret_file),
+                )
+                if part
+            )
+            raise ConfigError(f"{where}: no secret in {source}")
+        headers = auth_headers(c.auth, secret, header=c.header, username=c.username, where=where)
+        found.append(Connection(name=c.name, arn=c.arn, headers=headers))
+    return Connections(tuple(found))
 
 
 def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:

@@ -22,7 +22,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +37,10 @@ from stepd.config import (
     SIGNING_CREDENTIAL,
     Settings,
     api_access,
+    connection_names,
     load_settings,
     machine_specs,
+    read_connections,
     read_secret,
 )
 from stepd.control import (
@@ -57,6 +59,7 @@ from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
+from stepd.tasks.connections import Connections
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 
@@ -79,6 +82,7 @@ class LoadedConfig:
     catalog: Catalog
     signing_secret: str | None
     access: ApiAccess
+    connections: Connections = field(default_factory=Connections, repr=False)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -88,13 +92,20 @@ def load_config(path: Path) -> LoadedConfig:
     """
     settings = load_settings(path)
     catalog = build_catalog(
-        machine_specs(settings), base_url=settings.http.base_url, config_source=str(path)
+        machine_specs(settings),
+        base_url=settings.http.base_url,
+        config_source=str(path),
+        connections=connection_names(settings),
     )
     secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
     if secret is not None:
         secret_key(secret)
     return LoadedConfig(
-        settings=settings, catalog=catalog, signing_secret=secret, access=api_access(settings)
+        settings=settings,
+        catalog=catalog,
+        signing_secret=secret,
+        access=api_access(settings),
+        connections=read_connections(settings),
     )
 
 
@@ -134,6 +145,7 @@ class Daemon:
         self._stopping = False
         self._ready = False
         self._signing_secret: str | None = None
+        self._connections = Connections()
         self._retired_callers: list[Caller] = []
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
@@ -182,10 +194,12 @@ class Daemon:
         await store.open()
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
+        self._connections = read_connections(settings)
         caller = TaskCaller(
             user_agent=DEFAULT_USER_AGENT,
             signing_secret=self._signing_secret,
             max_connections=settings.http.max_concurrency,
+            connections=self._connections,
         )
         stack.push_async_callback(self._close_callers)
         engine = Engine(
@@ -403,11 +417,12 @@ class Daemon:
         assert engine is not None
         old, new = self.settings, loaded.settings
         caller = None
-        if loaded.signing_secret != self._signing_secret:
+        if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
             caller = TaskCaller(
                 user_agent=DEFAULT_USER_AGENT,
                 signing_secret=loaded.signing_secret,
                 max_connections=old.http.max_concurrency,
+                connections=loaded.connections,
             )
         retired = await engine.reconfigure(
             loaded.catalog.machines,
@@ -416,8 +431,12 @@ class Daemon:
         )
         if retired is not None:
             self._retired_callers.append(retired)
+            if loaded.signing_secret != self._signing_secret:
+                log.info("config.signing_secret_changed")
+            if loaded.connections != self._connections:
+                log.info("config.connections_changed")
             self._signing_secret = loaded.signing_secret
-            log.info("config.signing_secret_changed")
+            self._connections = loaded.connections
         if new.log != old.log:
             logs.configure(new.log.level, new.log.format)
         for name in sorted(set(self.catalog.machines) - set(loaded.catalog.machines)):

@@ -190,6 +190,12 @@ class UnsupportedUrl(TransportError):
     """The URL cannot be called at all (not http or https)."""
 
 
+class HttpTaskError(StepdError):
+    """An HTTP Task's Parameters do not make a request (a forbidden header, an unknown
+    Method, a ConnectionArn no connection is configured for): the task fails with
+    States.Runtime and this message as its cause."""
+
+
 # -- the store -----------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal, TypeGuard
 
 from stepd.asl import choice, jsonata, paths, payload, timestamps
 from stepd.asl.failures import STATES_ALL
+from stepd.asl.http_task import is_http_invoke, static_problems
 from stepd.errors import ParseError
 
 # Codes: AWS's, then stepd's own.
@@ -51,6 +52,7 @@ NO_PATH = "NO_PATH"
 PASS_RESULT_IS_STATIC = "PASS_RESULT_IS_STATIC"  # noqa: S105 - a diagnostic code
 DATA_REPLACED_BY_TASK = "DATA_REPLACED_BY_TASK"
 UNASSIGNED_VARIABLE = "UNASSIGNED_VARIABLE"
+INVALID_HTTP_TASK = "INVALID_HTTP_TASK"
 
 MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
@@ -453,6 +455,7 @@ def _check_pass(state: Mapping[str, Any], scope: _Scope) -> None:
 def _check_task(state: Mapping[str, Any], scope: _Scope) -> None:
     if "Resource" in state:
         _check_resource(state["Resource"], scope)
+        _check_http_task(state, "Parameters", ".$", scope)
     else:
         scope.schema('Field "Resource" is required in a Task state')
     for name in ("TimeoutSeconds", "HeartbeatSeconds"):
@@ -478,6 +481,24 @@ def _check_resource(resource: Any, scope: _Scope) -> None:
             return
     message = 'Field "Resource" must be a URI such as an ARN, or a CloudFormation intrinsic'
     scope.report.error(scope.at("Resource"), INVALID_RESOURCE, message)
+
+
+def _check_http_task(
+    state: Mapping[str, Any], field: str, dynamic_suffix: str, scope: _Scope
+) -> None:
+    """An HTTP Task's Parameters (Arguments in JSONata) name an ApiEndpoint and a Method."""
+    if not is_http_invoke(state.get("Resource")):
+        return
+    if field not in state:
+        scope.report.error(
+            scope.at(), INVALID_HTTP_TASK, f"an HTTP Task needs {field} with ApiEndpoint and Method"
+        )
+        return
+    if isinstance(state[field], str):  # a JSONata expression: known when it runs
+        return
+    for where, message in static_problems(state[field], dynamic_suffix=dynamic_suffix):
+        tokens = [field, *where.split("/")] if where else [field]
+        scope.report.error(scope.at(*tokens), INVALID_HTTP_TASK, message)
 
 
 _WAIT_FIELDS = ("Seconds", "Timestamp", "SecondsPath", "TimestampPath")
@@ -550,6 +571,7 @@ def _check_nested(machine: Any, where: str, allowed: frozenset[str], scope: _Sco
 
 # Retry and Catch ----------------------------------------------------------------------------
 
+_HTTP_STATUS_ERROR = re.compile(r"States\.Http\.StatusCode\.[1-5][0-9][0-9]")
 _KNOWN_ERRORS = frozenset(
     {
         STATES_ALL,
@@ -673,7 +695,11 @@ def _check_error_equals(errors: Any, at: tuple[str, int], scope: _Scope) -> None
     if STATES_ALL in errors and len(errors) > 1:
         scope.schema('"States.ALL" must be the only error name in its ErrorEquals', *where)
     for error in errors:
-        if error.startswith("States.") and error not in _KNOWN_ERRORS:
+        if (
+            error.startswith("States.")
+            and error not in _KNOWN_ERRORS
+            and not _HTTP_STATUS_ERROR.fullmatch(error)
+        ):
             message = f'Unknown error name "{error}": names starting "States." are reserved'
             scope.schema(message, *where)
 
@@ -1041,6 +1067,8 @@ def _check_jsonata_state(state: Mapping[str, Any], state_type: str, scope: _Scop
     _note_jsonata_assign(state, (), scope)
     if state_type == "Task" and "Resource" not in state:
         scope.schema('Field "Resource" is required in a Task state')
+    if state_type == "Task":
+        _check_http_task(state, "Arguments", "", scope)
     if state_type == "Choice":
         _check_jsonata_choices(state, scope)
     if "Retry" in state or "Catch" in state:

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
 from stepd.engine import history
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
@@ -64,6 +65,7 @@ from stepd.store.records import (
     child_id,
 )
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
+from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
@@ -655,6 +657,8 @@ class Engine:
 
     def _task_url(self, machine_name: str, state: str | None, task: TaskCall) -> str | None:
         """Where `task` goes, by its state's name or its Resource."""
+        if is_http_invoke(task.resource):  # an HTTP Task says where it goes: its ApiEndpoint
+            return endpoint_of(json.loads(task.payload)) or HTTP_INVOKE
         machine = self._serving(machine_name)
         if machine is None:
             return None
@@ -1098,6 +1102,7 @@ class Engine:
                     payload=json.loads(task.payload),
                     idempotency_key=key,
                     timeout_seconds=timeout,
+                    http_invoke=is_http_invoke(task.resource),
                 )
             )
         finally:

@@ -41,7 +41,15 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
-from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
+from stepd.errors import HttpTaskError, TransportError, TransportTimeout, UnsupportedUrl
+from stepd.tasks.connections import Connections
+from stepd.tasks.http_invoke import (
+    HttpCall,
+    build_call,
+    failure_cause,
+    replace_header,
+    result_of,
+)
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
 from stepd.tasks.transport import AiohttpTransport, Answer
 
@@ -75,6 +83,9 @@ class TaskRequest:
     payload: Any
     idempotency_key: str  # the same for every attempt of one state entry
     timeout_seconds: float  # for the whole attempt: connect, send, wait, read
+    # An HTTP Task (arn:aws:states:::http:invoke): `payload` is its rendered Parameters, which
+    # say where and how to call; `url` is their ApiEndpoint (or the Resource, when it has none).
+    http_invoke: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -133,10 +144,12 @@ class TaskCaller:
         signing_secret: str | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         clock: Callable[[], float] = time.time,
+        connections: Connections | None = None,
     ) -> None:
         if signing_secret is not None:
             secret_key(signing_secret)
         self._secret = signing_secret
+        self._connections = connections if connections is not None else Connections()
         self._clock = clock
         # No cookies, no redirects, no proxies or .netrc from the environment: each call goes
         # exactly where it is configured.
@@ -160,17 +173,28 @@ class TaskCaller:
         await self._transport.aclose()
 
     async def call(self, request: TaskRequest) -> TaskOutcome:
-        """POST the request once and report the outcome. Raises only on cancellation."""
+        """POST the request once (or, for an HTTP Task, make the request its Parameters
+        describe) and report the outcome. Raises only on cancellation."""
         url, key = request.url, request.idempotency_key
+        call: HttpCall | None = None
         try:
-            body = encode_json(request.payload)
+            if request.http_invoke:
+                call = build_call(request.payload, self._connections)
+                url, body = call.url, call.body or b""
+            else:
+                body = encode_json(request.payload)
+        except HttpTaskError as exc:
+            return _not_sent(url, key, exc.message)
         except (TypeError, ValueError) as exc:
             return _not_sent(url, key, f"task input is not JSON: {exc}")
         logger.debug(
             "task.call", url=url, key=key, timeout_seconds=request.timeout_seconds, bytes=len(body)
         )
         started = time.perf_counter()
-        outcome = await self._post(request, body)
+        if call is None:
+            outcome = await self._post(request, body)
+        else:
+            outcome = await self._invoke(request, call)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         if outcome.ok:
             logger.info(
@@ -232,26 +256,59 @@ class TaskCaller:
         return normal
 
     async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
+        answer = await self._exchange(
+            "POST", request.url, self._headers(request.idempotency_key, body), body, request
+        )
+        return answer if isinstance(answer, TaskOutcome) else _outcome(answer, clock=self._clock)
+
+    async def _invoke(self, request: TaskRequest, call: HttpCall) -> TaskOutcome:
+        """An HTTP Task's request: its own headers (a connection's too), then stepd's
+        Idempotency-Key and webhook headers, which it cannot override."""
+        body = call.body or b""
+        own = self._headers(request.idempotency_key, body)
+        headers = dict(call.headers)
+        names = {name.lower() for name in headers}
+        for name, value in own.items():
+            if name in {"Accept", "Content-Type", "User-Agent"} and name.lower() in names:
+                continue
+            if name == "Content-Type" and call.body is None:
+                continue
+            headers = replace_header(headers, name, value)
+        answer = await self._exchange(call.method, call.url, headers, call.body, request)
+        if isinstance(answer, TaskOutcome):
+            return answer
+        return _http_outcome(answer, clock=self._clock)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        request: TaskRequest,
+    ) -> Answer | TaskOutcome:
+        """The answer to one request, or the outcome of getting none."""
         limit = request.timeout_seconds
         try:
             async with asyncio.timeout(limit):
-                answer = await self._transport.post(
-                    self._url(request.url),
-                    self._headers(request.idempotency_key, body),
+                return await self._transport.send(
+                    method,
+                    self._url(url),
+                    headers,
                     body,
                     connect_timeout=min(CONNECT_TIMEOUT_SECONDS, limit),
                     read_timeout=limit,
                     max_bytes=MAX_RESULT_BYTES,
+                    keep_headers=request.http_invoke,
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
                 error=STATES_TIMEOUT, cause=f"no answer within {limit:g} s ({_describe(exc)})"
             )
         except UnsupportedUrl as exc:
-            return TaskOutcome(error=STATES_RUNTIME, cause=f"cannot call {request.url!r}: {exc}")
+            return TaskOutcome(error=STATES_RUNTIME, cause=f"cannot call {url!r}: {exc}")
         except TransportError as exc:
             return TaskOutcome(error=ERROR_SOCKET, cause=_describe(exc))
-        return _outcome(answer, clock=self._clock)
 
 
 def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
@@ -306,6 +363,32 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
         result = json.loads(answer.body, parse_constant=_reject_constant)
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
+    return TaskOutcome(result=result, status=status)
+
+
+def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
+    """An HTTP Task's outcome: `{StatusCode, StatusText, Headers, ResponseBody}` as its
+    result, or (for a non-2xx) as the JSON cause of States.Http.StatusCode.<code>."""
+    status = answer.status
+    headers: dict[str, list[str]] = {}
+    for name, value in answer.headers:
+        headers.setdefault(name, []).append(value)
+    result = result_of(status, answer.reason or _reason_phrase(status), headers, answer.body)
+    if not 200 <= status < 300:
+        return TaskOutcome(
+            error=f"{STATUS_ERROR_PREFIX}{status}",
+            cause=failure_cause(result),
+            status=status,
+            retry_after=None
+            if answer.retry_after is None
+            else parse_retry_after(answer.retry_after, now=clock()),
+        )
+    if not answer.complete:
+        return TaskOutcome(
+            error=STATES_DATA_LIMIT_EXCEEDED,
+            cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
+            status=status,
+        )
     return TaskOutcome(result=result, status=status)
 
 

@@ -1,5 +1,5 @@
-"""The network under a Task call: one POST (or HEAD) over aiohttp, and its answer or a
-`TransportError`.
+"""The network under a Task call: one POST (a HEAD, or an HTTP Task's method) over aiohttp,
+and its answer or a `TransportError`.
 
 aiohttp's connection pool keeps up with hundreds of concurrent calls on loopback, and a call
 goes straight from the caller's headers and body to the socket, with nothing built per call
@@ -39,6 +39,7 @@ class Answer:
     retry_after: str | None  # the Retry-After header, as sent
     body: bytes
     complete: bool  # False when the body was longer than the limit and was cut there
+    headers: tuple[tuple[str, str], ...] = ()  # every response header, as sent (send() only)
 
 
 class AiohttpTransport:
@@ -99,8 +100,34 @@ class AiohttpTransport:
         max_bytes: int,
     ) -> Answer:
         """POST `body`; the answer's body is read up to `max_bytes` (decompressed)."""
+        return await self.send(
+            "POST",
+            url,
+            headers,
+            body,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_bytes=max_bytes,
+            keep_headers=False,
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_bytes: int,
+        keep_headers: bool = True,
+    ) -> Answer:
+        """Make a `method` request; the answer's body is read up to `max_bytes`
+        (decompressed), its headers kept when `keep_headers`."""
         try:
-            async with self._client().post(
+            async with self._client().request(
+                method,
                 self._url(url),
                 data=body,
                 headers=headers,
@@ -116,6 +143,7 @@ class AiohttpTransport:
                     retry_after=response.headers.get("Retry-After"),
                     body=content,
                     complete=complete,
+                    headers=tuple(response.headers.items()) if keep_headers else (),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failure(exc) from exc
