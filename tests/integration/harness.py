@@ -171,6 +171,42 @@ definition = "{definition.name}"
     return config
 
 
+def write_machine_config(
+    folder: Path,
+    *,
+    port: int,
+    base_url: str,
+    machine: str,
+    definition: dict[str, Any],
+    endpoints: dict[str, str],
+    timeout_seconds: float = 10,
+) -> Path:
+    """A config of one machine, `machine`, running `definition`, its Tasks' `endpoints`."""
+    (folder / f"{machine}.asl.json").write_text(json.dumps(definition), encoding="utf-8")
+    routes = "\n".join(f'"{key}" = "{path}"' for key, path in endpoints.items())
+    config = folder / "stepd.toml"
+    config.write_text(
+        f"""[store]
+path = "stepd.db"
+[api]
+listen = "127.0.0.1:{port}"
+[http]
+base_url = "{base_url}"
+timeout_seconds = {timeout_seconds}
+[log]
+level = "info"
+format = "json"
+[[machines]]
+name = "{machine}"
+definition = "{machine}.asl.json"
+[machines.endpoints]
+{routes}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
 def clean_env() -> dict[str, str]:
     """The environment for a daemon: ours, minus anything that would reconfigure it."""
     env = {

@@ -8,7 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.integration.harness import Stepd, run_cli
+from tests.integration.harness import Stepd, run_cli, write_machine_config
 
 from stepd.classroom import ClassroomServer, Record
 from stepd.testing import free_port
@@ -31,28 +31,14 @@ DEFINITION = {
 
 
 def _config(folder: Path, base_url: str, port: int) -> Path:
-    (folder / "ask.asl.json").write_text(json.dumps(DEFINITION), encoding="utf-8")
-    config = folder / "stepd.toml"
-    config.write_text(
-        f"""[store]
-path = "stepd.db"
-[api]
-listen = "127.0.0.1:{port}"
-[http]
-base_url = "{base_url}"
-timeout_seconds = 10
-[log]
-level = "info"
-format = "json"
-[[machines]]
-name = "ask"
-definition = "ask.asl.json"
-[machines.endpoints]
-Ask = "/ask"
-""",
-        encoding="utf-8",
+    return write_machine_config(
+        folder,
+        port=port,
+        base_url=base_url,
+        machine="ask",
+        definition=DEFINITION,
+        endpoints={"Ask": "/ask"},
     )
-    return config
 
 
 async def _calls(classroom: ClassroomServer, count: int) -> list[Record]:

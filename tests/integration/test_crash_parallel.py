@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from tests.integration.harness import Stepd
+from tests.integration.harness import Stepd, write_machine_config
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -51,28 +51,14 @@ DEFINITION = {
 
 
 def _config(folder: Path, base_url: str, port: int) -> Path:
-    (folder / "fan.asl.json").write_text(json.dumps(DEFINITION), encoding="utf-8")
-    config = folder / "stepd.toml"
-    config.write_text(
-        f"""[store]
-path = "stepd.db"
-[api]
-listen = "127.0.0.1:{port}"
-[http]
-base_url = "{base_url}"
-timeout_seconds = 10
-[log]
-level = "info"
-format = "json"
-[[machines]]
-name = "fan"
-definition = "fan.asl.json"
-[machines.endpoints]
-deliver = "/deliver"  # every Task state, by its Resource's function name
-""",
-        encoding="utf-8",
+    return write_machine_config(
+        folder,
+        port=port,
+        base_url=base_url,
+        machine="fan",
+        definition=DEFINITION,
+        endpoints={"deliver": "/deliver"},
     )
-    return config
 
 
 async def test_a_parallel_killed_midway_runs_every_branch_resending_only_calls_in_flight(

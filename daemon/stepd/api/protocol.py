@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stepd.api.fields import MAX_PAGE, Handler, string
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
 from stepd.engine.arns import ROLE_ARN, Arns
@@ -32,21 +32,7 @@ REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}
 MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
-
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def _string(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = body.get(key)
-    if value is None:
-        if required:
-            raise ValidationException(f"1 validation error detected: '{key}' must not be null")
-        return None
-    if not isinstance(value, str):
-        raise ValidationException(f"'{key}' must be a string")
-    return value
 
 
 def _int(body: dict[str, Any], key: str, default: int, maximum: int) -> int:
@@ -90,7 +76,7 @@ def _untoken(token: str | None) -> int | None:
 
 
 def _task_token(body: dict[str, Any]) -> str:
-    token = _string(body, "taskToken", required=True) or ""
+    token = string(body, "taskToken", required=True) or ""
     if not 0 < len(token) <= MAX_TASK_TOKEN:
         raise ValidationException(
             "1 validation error detected: Value at 'taskToken' failed to satisfy "
@@ -135,10 +121,10 @@ class Operations:
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine_arn = _string(body, "stateMachineArn", required=True) or ""
+        machine_arn = string(body, "stateMachineArn", required=True) or ""
         machine = self._machine(machine_arn)
-        name = _string(body, "name") or str(uuid.uuid4())
-        input_text = _string(body, "input")
+        name = string(body, "name") or str(uuid.uuid4())
+        input_text = string(body, "input")
         started = await self.engine.start_execution(
             machine, name, "{}" if input_text is None else input_text
         )
@@ -164,7 +150,7 @@ class Operations:
         return self.engine.machine(machine).name
 
     async def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        execution = await self._find(string(body, "executionArn", required=True) or "")
         described: dict[str, Any] = {
             **self._summary(execution),
             "input": execution.input,
@@ -210,17 +196,17 @@ class Operations:
         return summary
 
     async def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = _string(body, "executionArn", required=True) or ""
+        arn = string(body, "executionArn", required=True) or ""
         execution = await self._find(arn)
         machine, name = execution.machine, execution.name
         stopped = await self.engine.stop_execution(
-            machine, name, _string(body, "error"), _string(body, "cause")
+            machine, name, string(body, "error"), string(body, "cause")
         )
         return {"stopDate": stopped.stop_date}
 
     async def redrive_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = _string(body, "executionArn", required=True) or ""
-        token = _string(body, "clientToken")
+        arn = string(body, "executionArn", required=True) or ""
+        token = string(body, "clientToken")
         if token is not None and not 0 < len(token) <= MAX_CLIENT_TOKEN:
             raise ValidationException(
                 "1 validation error detected: Value at 'clientToken' failed to satisfy "
@@ -232,13 +218,13 @@ class Operations:
 
     async def send_task_success(self, body: dict[str, Any]) -> dict[str, Any]:
         token = _task_token(body)
-        output = _string(body, "output", required=True) or ""
+        output = string(body, "output", required=True) or ""
         await self.engine.send_task_success(token, output)
         return {}
 
     async def send_task_failure(self, body: dict[str, Any]) -> dict[str, Any]:
         token = _task_token(body)
-        await self.engine.send_task_failure(token, _string(body, "error"), _string(body, "cause"))
+        await self.engine.send_task_failure(token, string(body, "error"), string(body, "cause"))
         return {}
 
     async def send_task_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -246,16 +232,16 @@ class Operations:
         return {}
 
     async def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine_arn = _string(body, "stateMachineArn")
+        machine_arn = string(body, "stateMachineArn")
         machine = None
         if machine_arn is not None:
             machine = self._machine(machine_arn)
-        status = _string(body, "statusFilter")
+        status = string(body, "statusFilter")
         if status is not None and status not in STATUSES:
             raise ValidationException(
                 f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
             )
-        redrive_filter = _string(body, "redriveFilter")
+        redrive_filter = string(body, "redriveFilter")
         if redrive_filter is not None and redrive_filter not in REDRIVE_FILTERS:
             raise ValidationException(
                 f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, "
@@ -266,7 +252,7 @@ class Operations:
             machine=machine,
             status=status,
             limit=limit + 1,
-            before_id=_untoken(_string(body, "nextToken")),
+            before_id=_untoken(string(body, "nextToken")),
             redriven=None if redrive_filter is None else REDRIVE_FILTERS[redrive_filter],
         )
         answer: dict[str, Any] = {"executions": [self._summary(r) for r in rows[:limit]]}
@@ -275,7 +261,7 @@ class Operations:
         return answer
 
     async def get_execution_history(self, body: dict[str, Any]) -> dict[str, Any]:
-        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        execution = await self._find(string(body, "executionArn", required=True) or "")
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         reverse = _bool(body, "reverseOrder", default=False)
         include_data = _bool(body, "includeExecutionData", default=True)
@@ -283,7 +269,7 @@ class Operations:
             execution.id,
             reverse=reverse,
             limit=limit + 1,
-            after=_untoken(_string(body, "nextToken")),
+            after=_untoken(string(body, "nextToken")),
         )
         answer: dict[str, Any] = {
             "events": [_event(e, include_data=include_data) for e in events[:limit]]
@@ -310,7 +296,7 @@ class Operations:
         }
 
     async def describe_state_machine(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = _string(body, "stateMachineArn", required=True) or ""
+        arn = string(body, "stateMachineArn", required=True) or ""
         machine = self.engine.machine(self._machine(arn))
         return {
             "stateMachineArn": self.arns.state_machine(machine.name),
@@ -325,7 +311,7 @@ class Operations:
     async def describe_state_machine_for_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         """The definition the execution runs: the one it started with, even after the config
         changed the machine."""
-        execution = await self._find(_string(body, "executionArn", required=True) or "")
+        execution = await self._find(string(body, "executionArn", required=True) or "")
         definition = await self.engine.definition_of(execution)
         machine = self.engine.machines.get(execution.machine)
         current = machine is not None and machine.definition_id == execution.definition_id
