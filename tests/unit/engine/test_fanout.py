@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.unit.engine.engine_support import (
+    CALL,
+    CALLING,
+    T0,
+    Clock,
+    arm,
+    finished,
+    one_state,
+    running_engine,
+    types,
+    until,
+)
 
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
@@ -22,82 +33,7 @@ from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
 
-T0 = 1_800_000_000.0
-POLL_SECONDS = 0.005
-SETTLE_SECONDS = 5.0
-
-CALL = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:deliver", "End": True}
 PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-CALLING = {"StartAt": "Deliver", "States": {"Deliver": CALL}}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def machine(definition: dict[str, Any]) -> Machine:
-    return Machine(
-        name="m",
-        definition=definition,
-        definition_text=json.dumps(definition),
-        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
-    )
-
-
-def one_state(state: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {"StartAt": "S", "States": {"S": {"End": True, **state}}, **top}
-
-
-async def running_engine(
-    store: Store, caller: FakeCaller, definition: dict[str, Any], clock: Clock
-) -> Engine:
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
-    await engine.register({"m": machine(definition)})
-    engine.set_timer(lambda execution_id, due: _arm(engine, clock, execution_id, due))
-    engine.start()
-    return engine
-
-
-def _arm(engine: Engine, clock: Clock, execution_id: int, due: float) -> None:
-    if due <= clock.now:
-        engine.dispatch(execution_id, due)
-
-
-async def until(check: Callable[[], Any], timeout: float = SETTLE_SECONDS) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not await check():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting")
-        await asyncio.sleep(POLL_SECONDS)
-
-
-async def finished(store: Store, execution_id: int) -> Execution:
-    async def closed() -> bool:
-        execution = await store.get_execution(execution_id)
-        return execution is not None and execution.status != "RUNNING"
-
-    await until(closed)
-    execution = await store.get_execution(execution_id)
-    assert execution is not None
-    return execution
-
-
-async def types(store: Store, execution_id: int) -> list[str]:
-    events = await store.history(execution_id, reverse=False, limit=10_000, after=None)
-    return [e.type for e in events]
 
 
 @pytest.fixture
@@ -313,7 +249,7 @@ async def test_a_late_iteration_follows_the_machines_late_policy(store: Store):
         late_policy="fail",
     )
     await engine.register({"m": strict})
-    engine.set_timer(lambda execution_id, due: _arm(engine, clock, execution_id, due))
+    engine.set_timer(lambda execution_id, due: arm(engine, clock, execution_id, due))
     engine.start()
     started = await engine.start_execution("m", "x", json.dumps([1, 2]))
 
