@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 QUICK_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:quick"
 UNKNOWN_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:no-such-machine"
+FAILING_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:failing"
 ALIAS_ARN = f"{QUICK_ARN}:live"
 MAP_RUN_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:quick/Map:5e3d1bd2-0f9c-4c36-9d3c"
 ACTIVITY_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:activity:review"
@@ -638,3 +640,37 @@ def test_cli_create_state_machine_is_refused(aws):
     assert ran.returncode != 0
     assert "ValidationException" in ran.stderr
     assert CONFIG_HINT in ran.stderr
+
+
+def _aws_json(ran: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert ran.returncode == 0, ran.stderr
+    answer: dict[str, object] = json.loads(ran.stdout)
+    return answer
+
+
+def test_cli_redrive_describe_for_execution_and_task_callbacks(aws, new_name):
+    """The AWS CLI drives the execution-level operations too: start, redrive a FAILED
+    execution, describe it and its definition; a callback with a token that is not stepd's is
+    refused with AWS's InvalidToken."""
+    name = new_name("cli-redrive")
+    started = _aws_json(aws("start-execution", "--state-machine-arn", FAILING_ARN, "--name", name))
+    arn = str(started["executionArn"])
+    deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
+    while _aws_json(aws("describe-execution", "--execution-arn", arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the failing execution did not fail"
+        time.sleep(0.1)
+    redriven = _aws_json(aws("redrive-execution", "--execution-arn", arn))
+    assert "redriveDate" in redriven
+    described = _aws_json(aws("describe-execution", "--execution-arn", arn))
+    assert described["redriveCount"] == 1
+    definition = _aws_json(aws("describe-state-machine-for-execution", "--execution-arn", arn))
+    assert definition["name"] == "failing"
+    assert json.loads(str(definition["definition"]))["StartAt"]
+    for command, extra in (
+        ("send-task-success", ["--task-output", "{}"]),
+        ("send-task-failure", ["--error", "E"]),
+        ("send-task-heartbeat", []),
+    ):
+        ran = aws(command, "--task-token", "not-a-stepd-token", *extra)
+        assert ran.returncode != 0, command
+        assert "InvalidToken" in ran.stderr, ran.stderr
