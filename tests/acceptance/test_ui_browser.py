@@ -89,6 +89,7 @@ STATE_COLOURS = """
 return [...document.querySelectorAll('#diagram g.state > rect')]
     .map(r => [r.parentNode.dataset.state, getComputedStyle(r).fill, getComputedStyle(r).stroke]);
 """
+SIGNIN_SECONDS = 10.0  # for the list to show after the sign-in form is sent
 
 
 @pytest.fixture
@@ -291,7 +292,11 @@ def test_a_person_signs_in_with_a_key_pair_and_sees_the_executions(
     refused = browser.text("#signin-error")
     browser.type("#secret_access_key", KEY.secret_access_key)
     browser.click("#signin")
-
+    browser.wait_for(  # the form's redirect to the list may still be under way
+        f"return document.querySelector('tr[data-execution=\"{name}\"]') !== null",
+        timeout=SIGNIN_SECONDS,
+        what="the execution list after signing in",
+    )
     row = browser.text(f'tr[data-execution="{name}"]')
     assert (form_url, heading) == (f"{signed_daemon.url}/ui/signin", "Sign in")
     assert "wrong" in refused
