@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # What `make test` needs from the machine beyond Python and make (Debian's packages).
 #
-# As root: installs whatever is missing with apt-get, quietly and without questions, then
-# starts the services the tests use. As anyone else: names what is missing, with the apt-get
-# command line that installs it, and stops before any test runs.
+# As root: installs whatever is missing with apt-get, quietly and without questions. As anyone
+# else: names what is missing, with the apt-get command line that installs it, and stops before
+# any test runs. No service is started: the tests start the servers they use themselves.
 #
 # To add a need: one `need PACKAGE CHECK...` line below, where CHECK is a command that succeeds
-# once PACKAGE is installed; a service to start goes in start_services (and, for a normal user,
-# in check_services).
+# once PACKAGE is installed.
 set -euo pipefail
 
 as_root=$([ "$(id -u)" = 0 ] && echo yes || echo no)
@@ -36,34 +35,12 @@ if [ "$as_root" = yes ]; then
     need systemd-container on_path systemd-nspawn
     need python3-venv /usr/bin/python3 -c 'import ensurepip'
     need procps on_path pgrep
-    # The PostgreSQL store: a running server, installed and started ahead of the tests that
-    # will use it (none yet, so a user who is not root is not asked for it)
-    need postgresql compgen -G '/usr/lib/postgresql/*/bin/postgres'
 fi
-
-# Every PostgreSQL cluster (Debian's package creates one), or "" when there is none.
-clusters() { pg_lsclusters --no-header 2>/dev/null || true; }
-
-start_services() {
-    # PostgreSQL: a cluster if the package left none, and every cluster that is down started
-    if [ -z "$(clusters)" ]; then
-        pg_createcluster --start "$(ls /usr/lib/postgresql | sort -V | tail -n 1)" main >/dev/null
-    fi
-    local version cluster status
-    while read -r version cluster _ status _; do
-        [ "$status" = online ] || pg_ctlcluster "$version" "$cluster" start
-    done < <(clusters)
-}
-
-check_services() { # prints what a root user would have to start
-    local version cluster status
-    if [ -z "$(clusters)" ]; then
-        echo "pg_createcluster --start $(ls /usr/lib/postgresql | sort -V | tail -n 1) main"
-    fi
-    while read -r version cluster _ status _; do
-        [ "$status" = online ] || echo "pg_ctlcluster $version $cluster start"
-    done < <(clusters)
-}
+# The PostgreSQL store's tests (tests/postgres_server.py): they run a throwaway server of their
+# own (initdb and pg_ctl in a temporary folder), so only the programs are needed; the nodes'
+# tests give a node its own network namespace with `ip`
+need postgresql compgen -G '/usr/lib/postgresql/*/bin/postgres'
+need iproute2 on_path ip
 
 if [ "$as_root" = yes ]; then
     if [ ${#missing[@]} -gt 0 ]; then
@@ -78,7 +55,6 @@ if [ "$as_root" = yes ]; then
         fi
         rm -f "$log"
     fi
-    start_services
     exit 0
 fi
 
@@ -90,15 +66,6 @@ Install them as root, then run make test again:
     apt-get install ${missing[*]}
 
 (make test run as root installs them itself.)
-EOF
-    exit 1
-fi
-to_start=""  # $(check_services) once a test uses PostgreSQL
-if [ -n "$to_start" ]; then
-    cat >&2 <<EOF
-make test needs PostgreSQL running. Start it as root, then run make test again:
-
-$(sed 's/^/    /' <<<"$to_start")
 EOF
     exit 1
 fi

@@ -103,7 +103,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     catalog = _catalog(settings, args.config)
     for report in catalog.reports:
         print(report)
-    store_problem = _store_problem(settings.store.path)
+    if settings.store.url is not None:
+        store_problem, store_note = _postgres_check(settings)
+        if store_note is not None and not args.quiet:
+            print(store_note, file=sys.stderr)
+    else:
+        store_problem = _store_problem(settings.store.path)
     if store_problem is not None:
         print(store_problem)
     if catalog.errors or store_problem is not None:
@@ -122,6 +127,40 @@ def _store_problem(path: Path) -> str | None:
     except StepdError as exc:
         return f"{path}: STORE_UNREADABLE: {exc}"
     return None if reason is None else f"{path}: STORE_TOO_NEW: {reason}"
+
+
+def _postgres_check(settings: Settings) -> tuple[str | None, str | None]:
+    """(a finding when the daemon could not use the PostgreSQL store, what the store says of
+    itself): the database reached and its schema version read, nothing changed."""
+    import asyncio
+
+    from stepd.config import store_password
+    from stepd.store.formats import FORMAT_VERSION
+    from stepd.store.pg_schema import SCHEMA_VERSION
+    from stepd.store.postgres import describe, read_version
+    from stepd.store.schema import too_new
+
+    assert settings.store.url is not None
+    where = describe(settings.store.url)
+    try:
+        found = asyncio.run(read_version(settings.store.url, password=store_password(settings)))
+    except ConfigError as exc:
+        return f"{where}: STORE_UNREADABLE: {exc.message}", None
+    except StepdError as exc:
+        return f"{where}: STORE_UNREACHABLE: {exc}", None
+    reason = too_new(
+        found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
+    )
+    if reason is not None:
+        return f"{where}: STORE_TOO_NEW: {reason}", None
+    if found.schema == 0:
+        return None, f"{where}: reached; no store there yet (the first node creates it)"
+    writer = f"written by stepd {found.written_by}" if found.written_by else "new"
+    note = (
+        f"{where}: reached; schema {found.schema} of {SCHEMA_VERSION} "
+        f"(record format {found.record_format}, {writer})"
+    )
+    return None, note
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -182,6 +221,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         _err(str(exc))
+        return EX_CONFIG
+    if settings.store.url is not None:
+        _err(
+            "stepd backup copies a SQLite store; [store] url names a PostgreSQL database: "
+            "back it up with pg_dump (see the README's PostgreSQL section)"
+        )
         return EX_CONFIG
     source, target = settings.store.path, args.file.absolute()
     try:

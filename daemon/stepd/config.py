@@ -65,6 +65,7 @@ ENV_DELIMITER = "__"
 SIGNING_CREDENTIAL = "signing_secret"
 API_CREDENTIAL = "api_credentials"
 METRICS_CREDENTIAL = "metrics_token"
+STORE_CREDENTIAL = "store_password"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
 # Keys that would put a secret in the config text: refused, with where the secret goes instead.
@@ -109,9 +110,30 @@ class _Section(BaseModel):
 
 class StoreSettings(_Section):
     path: Path = DEFAULT_DB_PATH
+    # A PostgreSQL database shared by several nodes, instead of the SQLite file at `path`:
+    # postgresql://USER@HOST:PORT/DATABASE; the password comes from `password_file` or the
+    # credential 'store_password', never from the URL.
+    url: str | None = None
+    password_file: Path | None = None
     # Closed executions and their history are deleted this long after they closed (AWS keeps
     # 90 days); their names can be used again after that. 0 keeps everything.
     retention_days: float = Field(default=DEFAULT_RETENTION_DAYS, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected postgresql://USER@HOST:PORT/DATABASE")
+        _, _, rest = value.partition("://")
+        userinfo, at, _ = rest.partition("@")
+        if (at and ":" in userinfo.split("/")[0]) or "password=" in value:
+            raise ValueError(
+                "the password is never read from the URL; put it in [store] password_file "
+                f"or the credential '{STORE_CREDENTIAL}'"
+            )
+        return value
 
 
 class ApiSettings(_Section):
@@ -346,7 +368,14 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
 
-    store = settings.store.model_copy(update={"path": resolve(settings.store.path)})
+    store = settings.store.model_copy(
+        update={
+            "path": resolve(settings.store.path),
+            "password_file": None
+            if settings.store.password_file is None
+            else resolve(settings.store.password_file),
+        }
+    )
     http = settings.http
     if http.signing_secret_file is not None:
         http = http.model_copy(update={"signing_secret_file": resolve(http.signing_secret_file)})
@@ -417,6 +446,12 @@ def read_secret(path: Path | None, credential: str) -> str | None:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the secret: {exc.strerror or exc}") from exc
+
+
+def store_password(settings: Settings) -> str | None:
+    """The PostgreSQL store's password: the credential 'store_password', else [store]
+    password_file, else None (the server asks for none, or ~/.pgpass has it)."""
+    return read_secret(settings.store.password_file, STORE_CREDENTIAL) or None
 
 
 def connection_names(settings: Settings) -> Connections:

@@ -42,6 +42,7 @@ from stepd.config import (
     machine_specs,
     read_connections,
     read_secret,
+    store_password,
 )
 from stepd.control import (
     TRIGGER_SIGNAL,
@@ -57,6 +58,8 @@ from stepd.engine.machines import Machine
 from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
+from stepd.store.base import Store
+from stepd.store.postgres import PostgresStore, describe
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.connections import Connections
@@ -64,6 +67,23 @@ from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 
 log = structlog.get_logger("stepd.daemon")
+
+
+def open_store(settings: Settings) -> Store:
+    """The configured store, not yet open: PostgreSQL when [store] url is set, else the
+    SQLite file at [store] path."""
+    if settings.store.url is not None:
+        return PostgresStore(settings.store.url, password=store_password(settings))
+    return SqliteStore(settings.store.path)
+
+
+def store_place(settings: Settings) -> str:
+    """Where the store is, as logs and messages say it (never a password)."""
+    if settings.store.url is not None:
+        return describe(settings.store.url)
+    return str(settings.store.path)
+
+
 T = TypeVar("T")
 
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
@@ -190,7 +210,7 @@ class Daemon:
         stack.push_async_callback(self._stop_side_tasks)  # last out: pings go on while draining
         access = api_access(settings)
         self._access = access
-        store = SqliteStore(settings.store.path)
+        store = open_store(settings)
         await store.open()
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
@@ -250,7 +270,7 @@ class Daemon:
             version=__version__,
             machines=sorted(engine.machines),
             api=api.url,
-            store=str(settings.store.path),
+            store=store_place(settings),
             control=str(control.path) if control is not None else None,
             startup_ms=round((time.monotonic() - started) * 1000, 1),
         )

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import queue
 import sqlite3
@@ -27,7 +26,6 @@ from typing import IO, Any, TypeVar
 
 from stepd import __version__
 from stepd.errors import (
-    RecordError,
     StoreError,
     StoreLocked,
     StoreNotFound,
@@ -37,10 +35,6 @@ from stepd.errors import (
 from stepd.store.base import Store
 from stepd.store.formats import (
     FORMAT_VERSION,
-    decode_pending,
-    decode_variables,
-    encode_pending,
-    encode_variables,
 )
 from stepd.store.records import (
     QUEUED,
@@ -50,8 +44,19 @@ from stepd.store.records import (
     Execution,
     NewEvent,
     NewExecution,
-    Progress,
     Transition,
+)
+from stepd.store.rows import (
+    COLUMNS,
+    CURSOR_COLUMNS,
+    PROGRESS_COLUMNS,
+    event_rows,
+    history_query,
+    list_query,
+    progress_values,
+    row_to_cursor,
+    row_to_event,
+    row_to_execution,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion, too_new
 
@@ -59,30 +64,6 @@ T = TypeVar("T")
 
 MAX_BATCH = 512  # writes per group commit
 BUSY_TIMEOUT_MS = 5000
-COLUMNS = (
-    "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
-    " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
-    " retry_counts, due_at, last_event_id, version, uid, redrive_count, redrive_date,"
-    " redrive_token, variables"
-)
-# Each field of `Progress` and the column that holds it; a transition writes them all.
-PROGRESS_COLUMNS: dict[str, str] = {
-    "status": "status",
-    "state": "state",
-    "phase": "phase",
-    "data": "data",
-    "pending": "pending",
-    "state_entered_event": "state_entered_event",
-    "state_entered_at": "state_entered_at",
-    "attempt": "attempt",
-    "retry_counts": "retry_counts",
-    "due_at": "due_at",
-    "stop_date": "stop_date",
-    "output": "output",
-    "error": "error",
-    "cause": "cause",
-    "variables": "variables",
-}
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
 )
@@ -93,71 +74,12 @@ UPDATE_SQL = (
 )
 
 
-def _row_to_execution(row: sqlite3.Row) -> Execution:
-    try:
-        pending = decode_pending(row["pending"])
-        variables = decode_variables(row["variables"])
-    except RecordError as exc:
-        raise RecordError(f"execution {row['machine']}/{row['name']}: {exc}") from None
-    return Execution(
-        id=row["id"],
-        machine=row["machine"],
-        name=row["name"],
-        definition_id=row["definition_id"],
-        status=row["status"],
-        input=row["input"],
-        start_date=row["start_date"],
-        uid=row["uid"],
-        redrive_count=row["redrive_count"],
-        redrive_date=row["redrive_date"],
-        redrive_token=row["redrive_token"],
-        stop_date=row["stop_date"],
-        output=row["output"],
-        error=row["error"],
-        cause=row["cause"],
-        state=row["state"],
-        phase=row["phase"],
-        data=row["data"],
-        pending=pending,
-        state_entered_event=row["state_entered_event"],
-        state_entered_at=row["state_entered_at"],
-        attempt=row["attempt"],
-        retry_counts=tuple(json.loads(row["retry_counts"])),
-        due_at=row["due_at"],
-        last_event_id=row["last_event_id"],
-        version=row["version"],
-        variables=variables,
-    )
-
-
-CURSOR_COLUMNS = "id, parent, slot, " + ", ".join(PROGRESS_COLUMNS.values())
 UPSERT_CURSOR_SQL = (
     f"INSERT OR REPLACE INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
     f" VALUES (?, ?, ?, ?, {', '.join('?' for _ in PROGRESS_COLUMNS)})"
 )
 # the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
 PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = ? AND id >= ? AND id < ?"
-
-
-def _row_to_cursor(execution_id: int, row: sqlite3.Row) -> Cursor:
-    try:
-        pending = decode_pending(row["pending"])
-        variables = decode_variables(row["variables"])
-    except RecordError as exc:
-        raise RecordError(f"execution {execution_id}, cursor {row['id']!r}: {exc}") from None
-    return Cursor(
-        id=row["id"],
-        parent=row["parent"],
-        slot=row["slot"],
-        pending=pending,
-        retry_counts=tuple(json.loads(row["retry_counts"])),
-        variables=variables,
-        **{
-            name: row[column]
-            for name, column in PROGRESS_COLUMNS.items()
-            if name not in {"pending", "retry_counts", "variables"}
-        },
-    )
 
 
 def _write_cursors(
@@ -170,23 +92,8 @@ def _write_cursors(
         conn.execute(PRUNE_SQL, (execution_id, prefix + "/", prefix + "0"))
     conn.executemany(
         UPSERT_CURSOR_SQL,
-        [(execution_id, c.id, c.parent, c.slot, *_progress_values(c)) for c in cursors],
+        [(execution_id, c.id, c.parent, c.slot, *progress_values(c)) for c in cursors],
     )
-
-
-def _progress_values(progress: Progress) -> list[Any]:
-    """The column values of `progress`, in PROGRESS_COLUMNS' order."""
-    values: list[Any] = []
-    for name in PROGRESS_COLUMNS:
-        value = getattr(progress, name)
-        if name == "pending":
-            value = encode_pending(value)
-        elif name == "retry_counts":
-            value = json.dumps(list(value))
-        elif name == "variables":
-            value = encode_variables(value)
-        values.append(value)
-    return values
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -453,7 +360,7 @@ class SqliteStore(Store):
                 (new.machine, new.name),
             ).fetchone()
             if existing is not None:
-                return _row_to_execution(existing), False
+                return row_to_execution(existing), False
             columns = {
                 "machine": new.machine,
                 "name": new.name,
@@ -463,7 +370,7 @@ class SqliteStore(Store):
                 "uid": new.uid,
             }
             columns.update(
-                zip(PROGRESS_COLUMNS.values(), _progress_values(new.progress), strict=True)
+                zip(PROGRESS_COLUMNS.values(), progress_values(new.progress), strict=True)
             )
             columns["last_event_id"] = len(new.events)
             names = ", ".join(columns)
@@ -479,7 +386,7 @@ class SqliteStore(Store):
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
             ).fetchone()
-            return _row_to_execution(row), True
+            return row_to_execution(row), True
 
         return await self._write(create)
 
@@ -487,7 +394,7 @@ class SqliteStore(Store):
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
         params = (
-            *_progress_values(transition.progress),
+            *progress_values(transition.progress),
             last_event_id,
             base.version + 1,
             base.id,
@@ -518,7 +425,7 @@ class SqliteStore(Store):
                 " WHERE execution_id = ? AND status = ? ORDER BY parent, slot",
                 (execution_id, RUNNING),
             )
-            return [_row_to_cursor(execution_id, r) for r in rows]
+            return [row_to_cursor(execution_id, r) for r in rows]
 
         return await self._read(run)
 
@@ -529,7 +436,7 @@ class SqliteStore(Store):
                 " WHERE execution_id = ? AND id = ?",
                 (execution_id, cursor_id),
             ).fetchone()
-            return None if row is None else _row_to_cursor(execution_id, row)
+            return None if row is None else row_to_cursor(execution_id, row)
 
         return await self._read(get)
 
@@ -541,7 +448,7 @@ class SqliteStore(Store):
                 " ORDER BY slot",
                 (execution_id, parent, RUNNING, QUEUED),
             )
-            return [_row_to_cursor(execution_id, r) for r in rows]
+            return [row_to_cursor(execution_id, r) for r in rows]
 
         return await self._read(run)
 
@@ -551,7 +458,7 @@ class SqliteStore(Store):
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
             ).fetchone()
-            return None if row is None else _row_to_execution(row)
+            return None if row is None else row_to_execution(row)
 
         return await self._read(get)
 
@@ -561,7 +468,7 @@ class SqliteStore(Store):
                 f"SELECT {COLUMNS} FROM executions WHERE machine = ? AND name = ?",  # noqa: S608
                 (machine, name),
             ).fetchone()
-            return None if row is None else _row_to_execution(row)
+            return None if row is None else row_to_execution(row)
 
         return await self._read(find)
 
@@ -574,50 +481,27 @@ class SqliteStore(Store):
         before_id: int | None,
         redriven: bool | None = None,
     ) -> list[Execution]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if redriven is not None:
-            clauses.append("redrive_count > 0" if redriven else "redrive_count = 0")
-        if machine is not None:
-            clauses.append("machine = ?")
-            params.append(machine)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if before_id is not None:
-            clauses.append("id < ?")
-            params.append(before_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
-        params.append(limit)
+        sql, params = list_query(
+            "?",
+            machine=machine,
+            status=status,
+            limit=limit,
+            before_id=before_id,
+            redriven=redriven,
+        )
 
         def run(conn: sqlite3.Connection) -> list[Execution]:
-            return [_row_to_execution(r) for r in conn.execute(sql, params)]
+            return [row_to_execution(r) for r in conn.execute(sql, params)]
 
         return await self._read(run)
 
     async def history(
         self, execution_id: int, *, reverse: bool, limit: int, after: int | None
     ) -> list[Event]:
-        order = "DESC" if reverse else "ASC"
-        compare = "<" if reverse else ">"
-        start = after if after is not None else (2**62 if reverse else 0)
-        sql = (
-            "SELECT id, previous_id, ts, type, details FROM events"  # noqa: S608
-            f" WHERE execution_id = ? AND id {compare} ? ORDER BY id {order} LIMIT ?"
-        )
+        sql, params = history_query("?", execution_id, reverse=reverse, limit=limit, after=after)
 
         def run(conn: sqlite3.Connection) -> list[Event]:
-            return [
-                Event(
-                    id=r["id"],
-                    previous_id=r["previous_id"],
-                    ts=r["ts"],
-                    type=r["type"],
-                    details=json.loads(r["details"]),
-                )
-                for r in conn.execute(sql, (execution_id, start, limit))
-            ]
+            return [row_to_event(r) for r in conn.execute(sql, params)]
 
         return await self._read(run)
 
@@ -756,25 +640,10 @@ def _commit_group(
 def _append_events(
     conn: sqlite3.Connection, execution_id: int, last_id: int, events: Sequence[NewEvent]
 ) -> None:
-    rows = []
-    previous = last_id
-    for offset, event in enumerate(events, start=1):
-        event_id = last_id + offset
-        rows.append(
-            (
-                execution_id,
-                event_id,
-                previous,
-                event.ts,
-                event.type,
-                json.dumps(event.details, separators=(",", ":")),
-            )
-        )
-        previous = event_id
     conn.executemany(
         "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        rows,
+        event_rows(execution_id, last_id, events),
     )
 
 

@@ -15,13 +15,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from tests.postgres_server import PostgresServer
 
 from stepd import __version__
 from stepd.errors import RecordError, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.memory import MemoryDatabase, MemoryStore
+from stepd.store.pg_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from stepd.store.postgres import PostgresStore
 from stepd.store.records import (
     ABORTED,
     FAILED,
@@ -91,14 +95,46 @@ async def memory_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     )
 
 
+@asynccontextmanager
+async def postgres_backend(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Backend]:
+    """A new database of the session's throwaway PostgreSQL server (tests/postgres_server.py)."""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = await asyncio.to_thread(server.new_database)
+
+    async def run(sql: str, params: tuple[Any, ...]) -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(sql.encode(), params)
+
+    async def put_record(execution_id: int, text: str) -> None:
+        await run("UPDATE executions SET pending = %s WHERE id = %s", (text, execution_id))
+
+    async def make_newer(written_by: str) -> None:
+        await run(
+            "UPDATE meta SET value = CASE key WHEN 'schema' THEN %s ELSE %s END"
+            " WHERE key IN ('schema', 'written_by')",
+            (str(PG_SCHEMA_VERSION + 1), written_by),
+        )
+
+    yield Backend(
+        new_store=lambda: PostgresStore(url), put_record=put_record, make_newer=make_newer
+    )
+
+
 BACKENDS = [
     pytest.param(sqlite_backend, id="sqlite"),
     pytest.param(memory_backend, id="memory"),
+    pytest.param(postgres_backend, id="postgres"),
 ]
 
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param is postgres_backend:
+        async with postgres_backend(tmp_path, request) as made:
+            yield made
+        return
     async with request.param(tmp_path) as made:
         yield made
 

@@ -1,0 +1,94 @@
+"""The PostgreSQL store's schema migrations.
+
+The tables have the SQLite store's columns (stepd.store.schema at its schema 5), with types
+PostgreSQL has: instants are double precision (read back exactly as written), ids bigint, and
+the texts that are compared or ordered by byte (names, cursor ids) use the "C" collation, so
+that ordering and the cursor prefix ranges do not depend on the database's locale. The `meta`
+table holds the schema version (the number of migrations applied), the record format and the
+stepd that last opened the store.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: definitions, executions, their history and their children's cursors
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE definitions (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        machine TEXT COLLATE "C" NOT NULL,
+        sha256 TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (machine, sha256)
+    );
+    CREATE TABLE executions (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        machine TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        definition_id BIGINT NOT NULL REFERENCES definitions (id),
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        start_date DOUBLE PRECISION NOT NULL,
+        stop_date DOUBLE PRECISION,
+        output TEXT,
+        error TEXT,
+        cause TEXT,
+        state TEXT,
+        phase TEXT,
+        data TEXT,
+        pending TEXT,
+        state_entered_event BIGINT NOT NULL DEFAULT 0,
+        state_entered_at DOUBLE PRECISION,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        retry_counts TEXT NOT NULL DEFAULT '[]',
+        due_at DOUBLE PRECISION,
+        last_event_id BIGINT NOT NULL DEFAULT 0,
+        version BIGINT NOT NULL DEFAULT 0,
+        uid TEXT,
+        redrive_count INTEGER NOT NULL DEFAULT 0,
+        redrive_date DOUBLE PRECISION,
+        redrive_token TEXT,
+        variables TEXT,
+        UNIQUE (machine, name)
+    );
+    CREATE INDEX executions_due ON executions (due_at, id) WHERE due_at IS NOT NULL;
+    CREATE INDEX executions_by_status ON executions (machine, status, start_date);
+    CREATE INDEX executions_closed ON executions (stop_date) WHERE stop_date IS NOT NULL;
+    CREATE TABLE events (
+        execution_id BIGINT NOT NULL REFERENCES executions (id),
+        id BIGINT NOT NULL,
+        previous_id BIGINT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        type TEXT NOT NULL,
+        details TEXT NOT NULL,
+        PRIMARY KEY (execution_id, id)
+    );
+    CREATE TABLE cursors (
+        execution_id BIGINT NOT NULL REFERENCES executions (id),
+        id TEXT COLLATE "C" NOT NULL,
+        parent TEXT COLLATE "C" NOT NULL,
+        slot INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT,
+        phase TEXT,
+        data TEXT,
+        pending TEXT,
+        state_entered_event BIGINT NOT NULL DEFAULT 0,
+        state_entered_at DOUBLE PRECISION,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        retry_counts TEXT NOT NULL DEFAULT '[]',
+        due_at DOUBLE PRECISION,
+        stop_date DOUBLE PRECISION,
+        output TEXT,
+        error TEXT,
+        cause TEXT,
+        variables TEXT,
+        PRIMARY KEY (execution_id, id)
+    );
+    CREATE INDEX cursors_by_status ON cursors (execution_id, status, parent, slot);
+    CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,448 @@
+"""The PostgreSQL store: the store port on a database that several stepd nodes share.
+
+Each write is one transaction on a connection of a pool (psycopg 3, async); an acknowledged
+write is committed (synchronous_commit as the server has it, `on` by default). A transition
+is a compare-and-set on the execution's version, so of two transitions computed from one
+version, from this node or another, exactly one applies. Migrations run in one transaction
+under an advisory lock, so nodes starting together migrate once; a node refuses a store whose
+schema or record format is newer than it knows (StoreTooNew), changing nothing.
+
+The URL's password is never taken from the URL text: it comes from a file or a systemd
+credential (stepd.config) and is handed to the driver apart, so it is in no message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from stepd import __version__
+from stepd.errors import StoreError, StoreTooNew
+from stepd.store.base import Store
+from stepd.store.formats import FORMAT_VERSION
+from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
+from stepd.store.records import (
+    QUEUED,
+    RUNNING,
+    Cursor,
+    Event,
+    Execution,
+    NewExecution,
+    Transition,
+)
+from stepd.store.rows import (
+    COLUMNS,
+    CURSOR_COLUMNS,
+    PROGRESS_COLUMNS,
+    event_rows,
+    history_query,
+    list_query,
+    progress_values,
+    row_to_cursor,
+    row_to_event,
+    row_to_execution,
+)
+from stepd.store.schema import StoreVersion, too_new
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+MIGRATION_LOCK = 0x73746570_64000001  # pg_advisory_xact_lock key: "stepd", migrations
+POOL_SIZE = 10
+CONNECT_SECONDS = 5.0
+# A connection that stops answering is given up after this (TCP keepalives, and the kernel's
+# timeout for unacknowledged data), so a lost database is an error, never a hang.
+TCP_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 30_000
+
+UPDATE_SQL = (
+    "UPDATE executions SET "  # noqa: S608
+    + ", ".join(f"{column} = %s" for column in (*PROGRESS_COLUMNS.values(), "last_event_id"))
+    + ", version = %s WHERE id = %s AND version = %s"
+)
+REDRIVE_SQL = (
+    "UPDATE executions SET redrive_count = %s, redrive_date = %s, redrive_token = %s WHERE id = %s"
+)
+UPSERT_CURSOR_SQL = (
+    f"INSERT INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
+    f" VALUES (%s, %s, %s, %s, {', '.join('%s' for _ in PROGRESS_COLUMNS)})"
+    " ON CONFLICT (execution_id, id) DO UPDATE SET parent = excluded.parent,"
+    " slot = excluded.slot, "
+    + ", ".join(f"{column} = excluded.{column}" for column in PROGRESS_COLUMNS.values())
+)
+# the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
+PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = %s AND id >= %s AND id < %s"
+EVENTS_SQL = (
+    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def describe(url: str) -> str:
+    """The URL as messages show it: host, port and database, never a password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "postgresql://?"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"postgresql://{host}:{port}/{parts.get('dbname') or ''}"
+
+
+def has_password(url: str) -> bool:
+    """Whether the URL text carries a password (refused: secrets come from files)."""
+    try:
+        return bool(conninfo_to_dict(url).get("password"))
+    except psycopg.Error:
+        return False
+
+
+def connect_kwargs(password: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "connect_timeout": int(CONNECT_SECONDS),
+        "keepalives": 1,
+        "keepalives_idle": TCP_SECONDS,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": TCP_SECONDS * 1000,
+        "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        "application_name": f"stepd {__version__}",
+    }
+    if password is not None:
+        kwargs["password"] = password
+    return kwargs
+
+
+class PostgresStore(Store):
+    def __init__(
+        self, url: str, *, password: str | None = None, pool_size: int = POOL_SIZE
+    ) -> None:
+        self.url = url
+        self.where = describe(url)
+        self._password = password
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            raise StoreError(f"{self.where}: the store is already open")
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url,
+            kwargs={**connect_kwargs(self._password), "autocommit": True, "row_factory": dict_row},
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            timeout=CONNECT_SECONDS,
+            name="stepd",
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+            async with pool.connection() as conn:
+                await self._migrate(conn)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"{self.where}: cannot open the database: {exc}") from None
+            raise
+        self._pool = pool
+
+    async def _migrate(self, conn: Conn) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            found = await _read_version(conn)
+            reason = too_new(
+                found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
+            )
+            if reason is not None:
+                raise StoreTooNew(f"{self.where}: {reason}")
+            for script in MIGRATIONS[found.schema :]:
+                await conn.execute(script.encode())
+            await conn.cursor().executemany(
+                "INSERT INTO meta (key, value) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [
+                    ("schema", str(SCHEMA_VERSION)),
+                    ("record_format", str(FORMAT_VERSION)),
+                    ("written_by", __version__),
+                ],
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        await self._idle.wait()  # the writes already issued finish
+        await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open")
+        self._active += 1
+        self._idle.clear()
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: {exc}") from exc
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Conn]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
+            cur = await conn.execute(sql.encode(), params)
+            return await cur.fetchall()
+
+    # -- definitions -----------------------------------------------------------------
+
+    async def put_definition(self, machine: str, body: str) -> int:
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        async with self._transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO definitions (machine, sha256, body, created_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (machine, sha256) DO NOTHING RETURNING id",
+                (machine, digest, body, time.time()),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(
+                    "SELECT id FROM definitions WHERE machine = %s AND sha256 = %s",
+                    (machine, digest),
+                )
+                row = await cur.fetchone()
+            assert row is not None
+            return int(row["id"])
+
+    async def first_registered(self, machine: str) -> float | None:
+        rows = await self._fetch(
+            "SELECT min(created_at) AS first FROM definitions WHERE machine = %s", (machine,)
+        )
+        first = rows[0]["first"] if rows else None
+        return None if first is None else float(first)
+
+    async def get_definition(self, definition_id: int) -> str:
+        rows = await self._fetch("SELECT body FROM definitions WHERE id = %s", (definition_id,))
+        if not rows:
+            raise StoreError(f"definition {definition_id} is not in the store")
+        return str(rows[0]["body"])
+
+    # -- executions ------------------------------------------------------------------
+
+    async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:
+        columns: dict[str, Any] = {
+            "machine": new.machine,
+            "name": new.name,
+            "definition_id": new.definition_id,
+            "input": new.input,
+            "start_date": new.start_date,
+            "uid": new.uid,
+        }
+        columns.update(zip(PROGRESS_COLUMNS.values(), progress_values(new.progress), strict=True))
+        columns["last_event_id"] = len(new.events)
+        events = event_rows(0, 0, new.events)  # the JSON checked before anything is written
+        insert = (
+            f"INSERT INTO executions ({', '.join(columns)})"  # noqa: S608
+            f" VALUES ({', '.join('%s' for _ in columns)})"
+            f" ON CONFLICT (machine, name) DO NOTHING RETURNING {COLUMNS}"
+        )
+        async with self._transaction() as conn:
+            cur = await conn.execute(insert.encode(), tuple(columns.values()))
+            row = await cur.fetchone()
+            if row is None:  # there already, or created meanwhile by another node
+                cur = await conn.execute(
+                    f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s".encode(),  # noqa: S608
+                    (new.machine, new.name),
+                )
+                existing = await cur.fetchone()
+                if existing is None:
+                    raise StoreError(f"execution {new.machine}/{new.name}: created and purged")
+                return row_to_execution(existing), False
+            execution_id = int(row["id"])
+            await _append(conn, [(execution_id, *event[1:]) for event in events])
+            await _write_cursors(conn, execution_id, (), new.cursors)
+            return row_to_execution(row), True
+
+    async def commit(self, transition: Transition) -> Execution | None:
+        base = transition.base
+        last_event_id = base.last_event_id + len(transition.events)
+        events = event_rows(base.id, base.last_event_id, transition.events)
+        params = (
+            *progress_values(transition.progress),
+            last_event_id,
+            base.version + 1,
+            base.id,
+            base.version,
+        )
+        async with self._transaction() as conn:
+            cur = await conn.execute(UPDATE_SQL.encode(), params)
+            if cur.rowcount == 0:
+                return None
+            redrive = transition.redrive
+            if redrive is not None:
+                await conn.execute(
+                    REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id)
+                )
+            await _append(conn, events)
+            await _write_cursors(conn, base.id, transition.pruned, transition.cursors)
+        return base.moved_to(
+            transition.progress,
+            last_event_id=last_event_id,
+            version=base.version + 1,
+            redrive=redrive,
+        )
+
+    async def running_cursors(self, execution_id: int) -> list[Cursor]:
+        rows = await self._fetch(
+            f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+            " WHERE execution_id = %s AND status = %s ORDER BY parent, slot",
+            (execution_id, RUNNING),
+        )
+        return [row_to_cursor(execution_id, r) for r in rows]
+
+    async def get_cursor(self, execution_id: int, cursor_id: str) -> Cursor | None:
+        rows = await self._fetch(
+            f"SELECT {CURSOR_COLUMNS} FROM cursors WHERE execution_id = %s AND id = %s",  # noqa: S608
+            (execution_id, cursor_id),
+        )
+        return row_to_cursor(execution_id, rows[0]) if rows else None
+
+    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+        rows = await self._fetch(
+            f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+            " WHERE execution_id = %s AND parent = %s AND status NOT IN (%s, %s) ORDER BY slot",
+            (execution_id, parent, RUNNING, QUEUED),
+        )
+        return [row_to_cursor(execution_id, r) for r in rows]
+
+    async def get_execution(self, execution_id: int) -> Execution | None:
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM executions WHERE id = %s",  # noqa: S608
+            (execution_id,),
+        )
+        return row_to_execution(rows[0]) if rows else None
+
+    async def find_execution(self, machine: str, name: str) -> Execution | None:
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s",  # noqa: S608
+            (machine, name),
+        )
+        return row_to_execution(rows[0]) if rows else None
+
+    async def list_executions(
+        self,
+        *,
+        machine: str | None,
+        status: str | None,
+        limit: int,
+        before_id: int | None,
+        redriven: bool | None = None,
+    ) -> list[Execution]:
+        sql, params = list_query(
+            "%s",
+            machine=machine,
+            status=status,
+            limit=limit,
+            before_id=before_id,
+            redriven=redriven,
+        )
+        return [row_to_execution(r) for r in await self._fetch(sql, params)]
+
+    async def history(
+        self, execution_id: int, *, reverse: bool, limit: int, after: int | None
+    ) -> list[Event]:
+        sql, params = history_query("%s", execution_id, reverse=reverse, limit=limit, after=after)
+        return [row_to_event(r) for r in await self._fetch(sql, params)]
+
+    async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
+        rows = await self._fetch(
+            "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %s"
+            " ORDER BY due_at, id LIMIT %s",
+            (before, limit),
+        )
+        return [(int(r["id"]), float(r["due_at"])) for r in rows]
+
+    async def purge_closed(self, before: float, limit: int) -> int:
+        async with self._transaction() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM executions WHERE due_at IS NULL AND status != %s"
+                " AND stop_date < %s ORDER BY stop_date, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (RUNNING, before, limit),
+            )
+            ids = [int(r["id"]) for r in await cur.fetchall()]
+            for table, column in (("events", "execution_id"), ("cursors", "execution_id")):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE {column} = ANY(%s)".encode(),  # noqa: S608
+                    (ids,),
+                )
+            await conn.execute("DELETE FROM executions WHERE id = ANY(%s)", (ids,))
+        return len(ids)
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT status, count(*) AS n FROM executions GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+
+async def _append(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    if rows:
+        await conn.cursor().executemany(EVENTS_SQL, rows)
+
+
+async def _write_cursors(
+    conn: Conn, execution_id: int, pruned: Sequence[str], cursors: Sequence[Cursor]
+) -> None:
+    for prefix in pruned:
+        await conn.execute(PRUNE_SQL, (execution_id, prefix + "/", prefix + "0"))
+    if cursors:
+        await conn.cursor().executemany(
+            UPSERT_CURSOR_SQL.encode(),
+            [(execution_id, c.id, c.parent, c.slot, *progress_values(c)) for c in cursors],
+        )
+
+
+async def _read_version(conn: Conn) -> StoreVersion:
+    cur = await conn.execute("SELECT to_regclass('meta') IS NOT NULL AS there")
+    row = await cur.fetchone()
+    if row is None or not row["there"]:
+        return StoreVersion(schema=0, record_format=FORMAT_VERSION, written_by=None)
+    cur = await conn.execute("SELECT key, value FROM meta")
+    meta = {str(r["key"]): str(r["value"]) for r in await cur.fetchall()}
+    record_format = meta.get("record_format")
+    return StoreVersion(
+        schema=int(meta.get("schema", "0")),
+        record_format=int(record_format) if record_format is not None else None,
+        written_by=meta.get("written_by"),
+    )
+
+
+async def read_version(url: str, *, password: str | None = None) -> StoreVersion:
+    """What the database at `url` says of its store's version (schema 0: no store there yet),
+    read without taking anything. Raises StoreError when it cannot be reached or read."""
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            url, **connect_kwargs(password), autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await _read_version(conn)
+    except psycopg.Error as exc:
+        raise StoreError(f"{describe(url)}: cannot read the database: {exc}") from None

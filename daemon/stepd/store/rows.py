@@ -1,0 +1,181 @@
+"""The columns of the executions and cursors tables, and records to and from their rows.
+
+Shared by the SQLite and PostgreSQL stores, whose tables have the same columns: a row is
+anything that maps a column's name to its value (sqlite3.Row, psycopg's dict rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stepd.errors import RecordError
+from stepd.store.formats import decode_pending, decode_variables, encode_pending, encode_variables
+from stepd.store.records import Cursor, Event, Execution, NewEvent, Progress
+
+COLUMNS = (
+    "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
+    " cause, state, phase, data, pending, state_entered_event, state_entered_at, attempt,"
+    " retry_counts, due_at, last_event_id, version, uid, redrive_count, redrive_date,"
+    " redrive_token, variables"
+)
+# Each field of `Progress` and the column that holds it; a transition writes them all.
+PROGRESS_COLUMNS: dict[str, str] = {
+    "status": "status",
+    "state": "state",
+    "phase": "phase",
+    "data": "data",
+    "pending": "pending",
+    "state_entered_event": "state_entered_event",
+    "state_entered_at": "state_entered_at",
+    "attempt": "attempt",
+    "retry_counts": "retry_counts",
+    "due_at": "due_at",
+    "stop_date": "stop_date",
+    "output": "output",
+    "error": "error",
+    "cause": "cause",
+    "variables": "variables",
+}
+CURSOR_COLUMNS = "id, parent, slot, " + ", ".join(PROGRESS_COLUMNS.values())
+
+
+def row_to_execution(row: Mapping[str, Any]) -> Execution:
+    try:
+        pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
+    except RecordError as exc:
+        raise RecordError(f"execution {row['machine']}/{row['name']}: {exc}") from None
+    return Execution(
+        id=row["id"],
+        machine=row["machine"],
+        name=row["name"],
+        definition_id=row["definition_id"],
+        status=row["status"],
+        input=row["input"],
+        start_date=row["start_date"],
+        uid=row["uid"],
+        redrive_count=row["redrive_count"],
+        redrive_date=row["redrive_date"],
+        redrive_token=row["redrive_token"],
+        stop_date=row["stop_date"],
+        output=row["output"],
+        error=row["error"],
+        cause=row["cause"],
+        state=row["state"],
+        phase=row["phase"],
+        data=row["data"],
+        pending=pending,
+        state_entered_event=row["state_entered_event"],
+        state_entered_at=row["state_entered_at"],
+        attempt=row["attempt"],
+        retry_counts=tuple(json.loads(row["retry_counts"])),
+        due_at=row["due_at"],
+        last_event_id=row["last_event_id"],
+        version=row["version"],
+        variables=variables,
+    )
+
+
+def row_to_cursor(execution_id: int, row: Mapping[str, Any]) -> Cursor:
+    try:
+        pending = decode_pending(row["pending"])
+        variables = decode_variables(row["variables"])
+    except RecordError as exc:
+        raise RecordError(f"execution {execution_id}, cursor {row['id']!r}: {exc}") from None
+    return Cursor(
+        id=row["id"],
+        parent=row["parent"],
+        slot=row["slot"],
+        pending=pending,
+        retry_counts=tuple(json.loads(row["retry_counts"])),
+        variables=variables,
+        **{
+            name: row[column]
+            for name, column in PROGRESS_COLUMNS.items()
+            if name not in {"pending", "retry_counts", "variables"}
+        },
+    )
+
+
+def progress_values(progress: Progress) -> list[Any]:
+    """The column values of `progress`, in PROGRESS_COLUMNS' order."""
+    values: list[Any] = []
+    for name in PROGRESS_COLUMNS:
+        value = getattr(progress, name)
+        if name == "pending":
+            value = encode_pending(value)
+        elif name == "retry_counts":
+            value = json.dumps(list(value))
+        elif name == "variables":
+            value = encode_variables(value)
+        values.append(value)
+    return values
+
+
+def event_rows(
+    execution_id: int, last_id: int, events: Sequence[NewEvent]
+) -> list[tuple[int, int, int, float, str, str]]:
+    """(execution_id, id, previous_id, ts, type, details as JSON) of events appended after
+    event `last_id`. Raises TypeError or ValueError for details that are not JSON values."""
+    rows = []
+    previous = last_id
+    for offset, event in enumerate(events, start=1):
+        event_id = last_id + offset
+        details = json.dumps(event.details, separators=(",", ":"))
+        rows.append((execution_id, event_id, previous, event.ts, event.type, details))
+        previous = event_id
+    return rows
+
+
+def list_query(
+    mark: str,
+    *,
+    machine: str | None,
+    status: str | None,
+    limit: int,
+    before_id: int | None,
+    redriven: bool | None,
+) -> tuple[str, list[Any]]:
+    """The query of `Store.list_executions` and its parameters; `mark` is the driver's
+    placeholder ("?" or "%s")."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if redriven is not None:
+        clauses.append("redrive_count > 0" if redriven else "redrive_count = 0")
+    for column, value in (("machine", machine), ("status", status)):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(value)
+    if before_id is not None:
+        clauses.append(f"id < {mark}")
+        params.append(before_id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params.append(limit)
+    sql = f"SELECT {COLUMNS} FROM executions {where} ORDER BY id DESC LIMIT {mark}"  # noqa: S608
+    return sql, params
+
+
+def history_query(
+    mark: str, execution_id: int, *, reverse: bool, limit: int, after: int | None
+) -> tuple[str, tuple[int, int, int]]:
+    """The query of `Store.history` and its parameters (`mark` as for `list_query`)."""
+    order = "DESC" if reverse else "ASC"
+    compare = "<" if reverse else ">"
+    start = after if after is not None else (2**62 if reverse else 0)
+    sql = (
+        "SELECT id, previous_id, ts, type, details FROM events"  # noqa: S608
+        f" WHERE execution_id = {mark} AND id {compare} {mark} ORDER BY id {order} LIMIT {mark}"
+    )
+    return sql, (execution_id, start, limit)
+
+
+def row_to_event(row: Mapping[str, Any]) -> Event:
+    return Event(
+        id=row["id"],
+        previous_id=row["previous_id"],
+        ts=row["ts"],
+        type=row["type"],
+        details=json.loads(row["details"]),
+    )

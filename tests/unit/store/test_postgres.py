@@ -1,0 +1,187 @@
+"""The PostgreSQL store beyond the shared contract: its config, migrations under a lock shared
+by nodes starting together, `stepd check`, and a database that restarts (a real throwaway
+server, tests/postgres_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+from tests.postgres_server import PostgresServer
+
+from stepd.cli import main
+from stepd.config import load_settings, store_password
+from stepd.errors import ConfigError, StoreError, StoreTooNew
+from stepd.store.pg_schema import SCHEMA_VERSION
+from stepd.store.postgres import PostgresStore, read_version
+from stepd.store.records import NewEvent, NewExecution, Progress
+
+CONFIG = """
+[store]
+url = "{url}"
+"""
+
+
+MACHINE = """
+[[machines]]
+name = "m"
+definition = "m.asl.json"
+"""
+
+
+def config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    path = tmp_path / "stepd.toml"
+    path.write_text(CONFIG.format(url=url) + extra, encoding="utf-8")
+    return path
+
+
+def checked_config(tmp_path: Path, url: str) -> Path:
+    """A config `stepd check` finds nothing wrong with but the store."""
+    (tmp_path / "m.asl.json").write_text(
+        '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}', encoding="utf-8"
+    )
+    return config(tmp_path, url, MACHINE)
+
+
+def new(name: str, definition_id: int) -> NewExecution:
+    return NewExecution(
+        machine="m",
+        name=name,
+        definition_id=definition_id,
+        input="{}",
+        start_date=1.0,
+        uid=name,
+        progress=Progress(status="RUNNING", state="A", phase="enter", data="{}", due_at=2.0),
+        events=(NewEvent(ts=1.0, type="ExecutionStarted", details={}),),
+    )
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def test_the_url_comes_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[store] url, overridden by STEPD_STORE__URL."""
+    path = config(tmp_path, "postgresql://stepd@db1:5432/stepd")
+    assert load_settings(path).store.url == "postgresql://stepd@db1:5432/stepd"
+    monkeypatch.setenv("STEPD_STORE__URL", "postgresql://stepd@db2/stepd")
+    assert load_settings(path).store.url == "postgresql://stepd@db2/stepd"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://stepd:s3cret@db/stepd", "postgresql://db/stepd?password=s3cret"],
+)
+def test_a_password_in_the_url_is_refused_without_showing_it(tmp_path: Path, url: str) -> None:
+    """The password goes in a file or a credential; the refusal says where, not what."""
+    with pytest.raises(ConfigError, match="password_file") as raised:
+        load_settings(config(tmp_path, url))
+    assert "s3cret" not in str(raised.value)
+
+
+def test_a_url_that_is_not_postgresql_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"store\.url: .*postgresql://USER@HOST"):
+        load_settings(config(tmp_path, "mysql://db/stepd"))
+
+
+def test_the_password_comes_from_the_credential_else_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The systemd credential 'store_password' wins over [store] password_file."""
+    (tmp_path / "pw").write_text("from-file\n", encoding="utf-8")
+    path = config(tmp_path, "postgresql://stepd@db/stepd", 'password_file = "pw"\n')
+    settings = load_settings(path)
+    assert store_password(settings) == "from-file"
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "store_password").write_text("from-credential\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert store_password(settings) == "from-credential"
+
+
+# -- the database ---------------------------------------------------------------------------
+
+
+async def test_nodes_opening_a_new_database_together_create_the_schema_once(
+    postgres: PostgresServer,
+) -> None:
+    """Migrations run under an advisory lock: every node opens, none fails on a table that
+    another one created meanwhile."""
+    url = await asyncio.to_thread(postgres.new_database)
+    stores = [PostgresStore(url) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        version = await read_version(url)
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    assert (version.schema, version.written_by is not None) == (SCHEMA_VERSION, True)
+
+
+async def test_an_unreachable_database_is_a_store_error_naming_it_without_a_password() -> None:
+    store = PostgresStore("postgresql://stepd@127.0.0.1:1/nothing", password="s3cret")
+    with pytest.raises(StoreError, match=r"postgresql://127\.0\.0\.1:1/nothing") as raised:
+        await store.open()
+    assert "s3cret" not in str(raised.value)
+
+
+async def test_a_store_goes_on_after_the_database_restarts_after_a_crash(
+    postgres: PostgresServer,
+) -> None:
+    """An immediate stop (no checkpoint: WAL replay at start) loses nothing acknowledged, and
+    the pool's connections to the old server are replaced, not used."""
+    url = await asyncio.to_thread(postgres.new_database)
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        definition_id = await store.put_definition("m", "{}")
+        before, _ = await store.create_execution(new("before", definition_id))
+        await asyncio.to_thread(postgres.restart, immediate=True)
+        after, created = await store.create_execution(new("after", definition_id))
+        found = await store.find_execution("m", "before")
+    finally:
+        await store.close()
+    assert (found, created, after.id > before.id) == (before, True, True)
+
+
+async def test_a_newer_schema_is_refused_and_left_as_it_is(postgres: PostgresServer) -> None:
+    url = await asyncio.to_thread(postgres.new_database)
+    store = PostgresStore(url)
+    await store.open()
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("UPDATE meta SET value = %s WHERE key = 'schema'", (str(99),))
+    with pytest.raises(StoreTooNew, match="schema 99"):
+        await PostgresStore(url).open()
+    assert (await read_version(url)).schema == 99
+
+
+# -- stepd check ----------------------------------------------------------------------------
+
+
+def test_check_reaches_the_database_and_reports_the_schema_version(
+    postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = postgres.new_database()
+    path = checked_config(tmp_path, url)
+    assert main(["check", "-c", str(path)]) == 0
+    assert "reached; no store there yet" in capsys.readouterr().err
+
+    async def open_once() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(open_once())
+    assert main(["check", "-c", str(path)]) == 0
+    assert f"reached; schema {SCHEMA_VERSION} of {SCHEMA_VERSION}" in capsys.readouterr().err
+
+
+def test_check_says_when_the_database_cannot_be_reached(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = checked_config(tmp_path, "postgresql://stepd@127.0.0.1:1/stepd")
+    assert main(["check", "-c", str(path)]) == 78
+    assert "postgresql://127.0.0.1:1/stepd: STORE_UNREACHABLE" in capsys.readouterr().out
