@@ -33,6 +33,7 @@ from stepd import __version__, logs
 from stepd.access import ApiAccess
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
+from stepd.cluster import Cluster, FencedCaller
 from stepd.config import (
     SIGNING_CREDENTIAL,
     Settings,
@@ -59,6 +60,7 @@ from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.base import Store
+from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore, describe
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
@@ -159,6 +161,7 @@ class Daemon:
         self.notifier = Notifier()
         self.engine: Engine | None = None
         self.timers: Timers | None = None
+        self.cluster: Cluster | None = None
         self.api: ApiServer | None = None
         self._access = ApiAccess()
         self._stop = asyncio.Event()
@@ -188,6 +191,8 @@ class Daemon:
                 engine = self.engine
                 assert engine is not None
                 engine.close()  # from here on no new task call starts
+                if self.cluster is not None:
+                    self.cluster.closing = True  # nor is anything claimed
                 log.info(
                     "daemon.stopping",
                     in_flight=engine.status().in_flight,
@@ -215,11 +220,9 @@ class Daemon:
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         self._connections = read_connections(settings)
-        caller = TaskCaller(
-            user_agent=DEFAULT_USER_AGENT,
-            signing_secret=self._signing_secret,
-            max_connections=settings.http.max_concurrency,
-            connections=self._connections,
+        cluster = await self._join(store, stack)
+        caller = self._new_caller(
+            self._signing_secret, self._connections, settings.http.max_concurrency
         )
         stack.push_async_callback(self._close_callers)
         engine = Engine(
@@ -232,8 +235,14 @@ class Daemon:
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
-        timers = Timers(on_due=engine.dispatch, load_due=store.due, housekeeping=self._housekeeping)
+        timers = Timers(
+            on_due=engine.dispatch if cluster is None else cluster.on_due,
+            load_due=store.due,
+            housekeeping=self._housekeeping,
+        )
         self.timers = timers
+        if cluster is not None:
+            cluster.attach(dispatch=engine.dispatch, load_window=timers.load_window)
         engine.set_timer(timers.arm)
         engine.start()
         stack.push_async_callback(self._drain, engine)
@@ -278,6 +287,32 @@ class Daemon:
         status = await self._status()
         self._last_status = status
         self.notifier.ready(status)
+
+    def _new_caller(
+        self, signing_secret: str | None, connections: Connections, max_connections: int
+    ) -> Caller:
+        """The task caller; on several nodes, one that sends only while the lease is fresh."""
+        caller: Caller = TaskCaller(
+            user_agent=DEFAULT_USER_AGENT,
+            signing_secret=signing_secret,
+            max_connections=max_connections,
+            connections=connections,
+        )
+        return caller if self.cluster is None else FencedCaller(caller, self.cluster)
+
+    async def _join(self, store: Store, stack: contextlib.AsyncExitStack) -> Cluster | None:
+        """On a PostgreSQL store, join the nodes sharing it (a lease); None on SQLite. Leaving
+        (handing everything over) comes after the calls in flight are drained."""
+        if not isinstance(store, PostgresStore):
+            return None
+        leases = NodeLeases(
+            store.url, password=store_password(self.settings), api=self.settings.api.listen
+        )
+        cluster = Cluster(store, leases, password=store_password(self.settings))
+        await cluster.start()
+        stack.push_async_callback(cluster.stop)
+        self.cluster = cluster
+        return cluster
 
     async def _drain(self, engine: Engine) -> None:
         started = time.monotonic()
@@ -436,13 +471,10 @@ class Daemon:
         engine = self.engine
         assert engine is not None
         old, new = self.settings, loaded.settings
-        caller = None
+        caller: Caller | None = None
         if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
-            caller = TaskCaller(
-                user_agent=DEFAULT_USER_AGENT,
-                signing_secret=loaded.signing_secret,
-                max_connections=old.http.max_concurrency,
-                connections=loaded.connections,
+            caller = self._new_caller(
+                loaded.signing_secret, loaded.connections, old.http.max_concurrency
             )
         retired = await engine.reconfigure(
             loaded.catalog.machines,
@@ -540,6 +572,7 @@ class Daemon:
             ],
             "steps_late": now.steps_late,
             "last_reload": None if self.last_reload is None else self.last_reload.outcome(),
+            **({} if self.cluster is None else {"node": await self.cluster.status()}),
         }
 
     async def _status(self) -> str:

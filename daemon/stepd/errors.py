@@ -215,6 +215,16 @@ class StoreTooNew(StoreError):
     """The store was written by a newer stepd."""
 
 
+class ClaimLost(StoreError):
+    """A node's write was refused: another node holds the execution, or this node's lease
+    ran out (it was cut off from the database, and others may have taken its work)."""
+
+
+class NotLeased(StepdError):
+    """A node whose lease was not renewed recently sends nothing: another node may take its
+    work at any moment."""
+
+
 class RecordError(StoreError):
     """A stored record cannot be read."""
 

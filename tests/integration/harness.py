@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from stepd import __version__
-from stepd.classroom import Record
+from stepd.classroom import ClassroomServer, Record
 
 READY_SECONDS = 20.0  # a daemon that is not answering /healthz after this has failed to start
 EXIT_SECONDS = 20.0  # a refusing daemon (bad config, locked store) exits within this
@@ -559,3 +559,15 @@ class Delivery:
             assert [r.duplicate for r in records] == [False] + [True] * (len(records) - 1), (
                 f"{name} {path}: only re-sends may be duplicates\n{explain}"
             )
+
+
+async def delivered(stepd: Stepd, classroom: ClassroomServer, room: Classroom) -> Delivery:
+    """The execution's history (checked complete) and what the server got for it."""
+    events = await stepd.history(room.name)
+    check_history(events, stepd.tail())
+    return Delivery(
+        classroom=room,
+        events=events,
+        records=records_of(classroom.records, room.name),
+        uid=await stepd.uid(room.name),
+    )

@@ -20,9 +20,8 @@ from tests.integration.harness import (
     STEP_PATHS,
     STOP_PATH,
     Classroom,
-    Delivery,
     Stepd,
-    check_history,
+    delivered,
     due_instants,
     execution_arn,
     records_of,
@@ -41,18 +40,6 @@ OVERDUE_SENT_SECONDS = 8.0
 # are over before it is due.
 RESTART_LEAD_SECONDS = 10
 ARRIVAL_SECONDS = 10.0  # a POST the test waits for arrives within this
-
-
-async def delivered(stepd: Stepd, classroom: ClassroomServer, room: Classroom) -> Delivery:
-    """The execution's history (checked complete) and what the server got for it."""
-    events = await stepd.history(room.name)
-    check_history(events, stepd.tail())
-    return Delivery(
-        classroom=room,
-        events=events,
-        records=records_of(classroom.records, room.name),
-        uid=await stepd.uid(room.name),
-    )
 
 
 async def wait_for_post(classroom: ClassroomServer, name: str, path: str) -> None:

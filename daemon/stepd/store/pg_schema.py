@@ -89,6 +89,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cursors_by_status ON cursors (execution_id, status, parent, slot);
     CREATE INDEX cursors_by_parent ON cursors (execution_id, parent, slot);
     """,
+    # 2: several nodes: each node's lease, and which node holds an execution while it runs
+    # (NULL while it waits: any node may take it when it falls due)
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        api TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        renewed_at TIMESTAMPTZ NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL
+    );
+    ALTER TABLE executions ADD COLUMN owner TEXT;
+    CREATE INDEX executions_owner ON executions (owner) WHERE owner IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

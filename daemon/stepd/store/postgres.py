@@ -26,17 +26,20 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from stepd import __version__
-from stepd.errors import StoreError, StoreTooNew
+from stepd.errors import ClaimLost, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
+    PHASE_FANOUT,
+    PHASE_TASK,
     QUEUED,
     RUNNING,
     Cursor,
     Event,
     Execution,
     NewExecution,
+    Progress,
     Transition,
 )
 from stepd.store.rows import (
@@ -80,6 +83,23 @@ UPSERT_CURSOR_SQL = (
 )
 # the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
 PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = %s AND id >= %s AND id < %s"
+# A node's transition: also only while the execution is not held by another node and this
+# node's lease runs (its fencing token); the node keeps holding it, or lets it go (`holds`).
+FENCED_UPDATE_SQL = (
+    UPDATE_SQL.removesuffix(" WHERE id = %s AND version = %s")  # noqa: S608
+    + ", owner = %s WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s)"
+    " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
+)
+CLAIM_SQL = """
+UPDATE executions SET owner = %(node)s WHERE id IN (
+    SELECT id FROM executions
+    WHERE id = ANY(%(ids)s) AND due_at IS NOT NULL AND due_at <= %(before)s
+    AND (owner IS NULL OR owner = %(node)s)
+    ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
+RETURNING id, due_at
+"""
+HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
 EVENTS_SQL = (
     "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -131,6 +151,9 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._active = 0
+        # The node this store writes for, when several share the database (stepd.cluster);
+        # None: one node, no holding and no fencing.
+        self.node: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -210,7 +233,9 @@ class PostgresStore(Store):
         async with self._connection() as conn, conn.transaction():
             yield conn
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    async def _fetch(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
         async with self._connection() as conn:
             cur = await conn.execute(sql.encode(), params)
             return await cur.fetchall()
@@ -295,9 +320,17 @@ class PostgresStore(Store):
             base.id,
             base.version,
         )
+        node = self.node
+        if node is not None:
+            owner = node if holds(transition.progress) else None
+            params = (*params[:-2], owner, base.id, base.version, node, node)
         async with self._transaction() as conn:
-            cur = await conn.execute(UPDATE_SQL.encode(), params)
+            cur = await conn.execute(
+                (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params
+            )
             if cur.rowcount == 0:
+                if node is not None:
+                    await self._refused(conn, base)
                 return None
             redrive = transition.redrive
             if redrive is not None:
@@ -312,6 +345,30 @@ class PostgresStore(Store):
             version=base.version + 1,
             redrive=redrive,
         )
+
+    async def _refused(self, conn: Conn, base: Execution) -> None:
+        """Raise ClaimLost when a fenced transition was refused for its holder or this node's
+        lease, not for its version (then the caller reads it again, as for any store)."""
+        cur = await conn.execute("SELECT version, owner FROM executions WHERE id = %s", (base.id,))
+        row = await cur.fetchone()
+        if row is not None and row["version"] == base.version:
+            holder = row["owner"]
+            why = f"node {holder} holds it" if holder not in (None, self.node) else "lease ran out"
+            raise ClaimLost(f"execution {base.machine}/{base.name}: not written: {why}")
+
+    async def claim(
+        self, ids: Sequence[int], *, before: float, limit: int
+    ) -> list[tuple[int, float]]:
+        """Take, for this node, up to `limit` of the executions `ids` that are due before
+        `before` and held by no other node (those another node is taking right now are
+        skipped); (id, due_at) of those taken. Nothing while this node's lease is not valid."""
+        if self.node is None:
+            raise StoreError("claim: this store writes for no node")
+        rows = await self._fetch(
+            CLAIM_SQL,
+            {"node": self.node, "ids": list(ids), "before": before, "limit": limit},
+        )
+        return [(int(r["id"]), float(r["due_at"])) for r in rows]
 
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         rows = await self._fetch(
@@ -402,6 +459,20 @@ class PostgresStore(Store):
     async def count_by_status(self) -> dict[str, int]:
         rows = await self._fetch("SELECT status, count(*) AS n FROM executions GROUP BY status")
         return {str(r["status"]): int(r["n"]) for r in rows}
+
+
+def holds(progress: Progress, now: float | None = None) -> bool:
+    """Whether a node keeps holding an execution after a transition to `progress`: while it
+    runs on that node (due now, its task call in flight, its children running), not while
+    it waits (a Wait, a retry's back-off, a callback), so any node may take it when due."""
+    if progress.status != RUNNING or progress.due_at is None:
+        return False
+    if progress.phase == PHASE_FANOUT:
+        return True
+    task = progress.task
+    if progress.phase == PHASE_TASK and task is not None and task.sent:
+        return not task.awaiting_callback
+    return progress.due_at <= (time.time() if now is None else now) + HOLD_SECONDS
 
 
 async def _append(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:

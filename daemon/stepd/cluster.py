@@ -1,0 +1,304 @@
+"""Several nodes on one PostgreSQL store: leases, claims when due, reaping, hand-over.
+
+The engine runs as it does on one node; this module stands between it and its timers and its
+task caller:
+
+- Claims. Every node arms the instants of everything due in its window (stepd.timers), so all
+  of them wake when an execution falls due; `on_due` gathers what woke in one turn of the loop
+  and claims it in one statement (`FOR UPDATE SKIP LOCKED`): each execution goes to exactly one
+  node's engine. A node holds an execution while it runs there (a call in flight, its
+  children); a transition to a wait lets it go (stepd.store.postgres.holds).
+- Leases with fencing. A renewer on a connection of its own extends this node's lease every
+  RENEW_SECONDS. The store writes this node's transitions only while the lease runs (checked by
+  the database in the same statement), and this node sends a task call only while its last
+  good renewal is younger than SEND_SECONDS, well within the lease: cut off from the database,
+  it stops sending before any other node may take its work.
+- Reaping. Every node that renewed recently removes the nodes whose lease ran out and lets go
+  of what they held; a survivor then claims what is due, and sends again, with the same
+  Idempotency-Key, a call that was in flight on the dead node (the engine's resend). A node
+  whose own lease ran out joins again under a new id.
+- Hand-over. A node that stops (SIGTERM) lets its calls in flight finish, then lets go of
+  everything at once and tells the others (NOTIFY) to look at what falls due soon.
+- LISTEN/NOTIFY is a hint only: the timers' sweep (every 2 s) finds overdue work without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from stepd.errors import NotLeased, StoreError
+from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, listen
+from stepd.store.postgres import PostgresStore
+from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
+
+log = structlog.get_logger("stepd.cluster")
+
+RENEW_SECONDS = 1.0
+SEND_SECONDS = 3.0  # a node sends only while its last good renewal is younger than this
+REAP_SECONDS = 1.0
+CLAIM_BATCH = 256  # executions claimed per statement
+CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
+RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
+WINDOW_DEBOUNCE_SECONDS = 0.2
+
+Dispatch = Callable[[int, float], None]
+LoadWindow = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ClusterStats:
+    claimed: int = 0
+    reaped: int = 0  # executions let go of by reaping dead nodes
+    nodes_reaped: int = 0
+    rejoins: int = 0
+    renew_failures: int = 0
+    unsent: int = 0  # task calls not sent: the lease was not fresh
+    handed_over: int = 0
+
+
+class Cluster:
+    def __init__(
+        self,
+        store: PostgresStore,
+        leases: NodeLeases,
+        *,
+        password: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.leases = leases
+        self._password = password
+        self.clock = clock
+        self.stats = ClusterStats()
+        self.closing = False
+        self._last_good = -math.inf  # monotonic instant the last good renewal was sent
+        self._dispatch: Dispatch | None = None
+        self._load_window: LoadWindow | None = None
+        self._wanted: dict[int, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._window_wanted = asyncio.Event()
+
+    @property
+    def node(self) -> str:
+        return self.leases.id
+
+    def attach(self, *, dispatch: Dispatch, load_window: LoadWindow) -> None:
+        """Where claimed executions go (the engine) and how the timers load their window."""
+        self._dispatch = dispatch
+        self._load_window = load_window
+
+    async def start(self) -> None:
+        """Join (a new lease) and start renewing, reaping and listening."""
+        sent = time.monotonic()
+        self.store.node = await self.leases.join()
+        self._last_good = sent
+        log.info("node.joined", node=self.node, lease_seconds=LEASE_SECONDS)
+        for name, loop in (
+            ("renew", self._renew_loop),
+            ("reap", self._reap_loop),
+            ("listen", self._listen_loop),
+            ("window", self._window_loop),
+        ):
+            self._tasks.append(asyncio.create_task(loop(), name=f"stepd-cluster-{name}"))
+
+    async def stop(self) -> None:
+        """Hand everything over: let go of what this node holds and leave."""
+        self.closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        try:
+            held = await self.leases.leave()
+        except StoreError as exc:
+            log.warning("node.leave_failed", node=self.node, error=str(exc))
+        else:
+            self.stats.handed_over += held
+            log.info("node.left", node=self.node, handed_over=held)
+        await self.leases.close()
+
+    def fresh(self) -> bool:
+        """Whether this node may send: its last good renewal is recent enough."""
+        return time.monotonic() - self._last_good < SEND_SECONDS
+
+    def lease_age(self) -> float:
+        return time.monotonic() - self._last_good
+
+    # -- claims ----------------------------------------------------------------------
+
+    def on_due(self, execution_id: int, due_at: float) -> None:
+        """The timers' wake-up: claim it (with whatever else woke in this turn), then run it."""
+        if self.closing:
+            return
+        self._wanted[execution_id] = min(due_at, self._wanted.get(execution_id, due_at))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="stepd-cluster-claim")
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's wake-ups join the batch
+        while self._wanted and not self.closing:
+            if not self.fresh():
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            ids = sorted(self._wanted, key=lambda i: (self._wanted[i], i))[:CLAIM_BATCH]
+            try:
+                claimed = await self.store.claim(
+                    ids, before=self.clock() + CLAIM_AHEAD_SECONDS, limit=len(ids)
+                )
+            except StoreError as exc:
+                log.warning("node.claim_failed", error=str(exc))
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            for execution_id in ids:  # claimed here, held elsewhere, or not due any more
+                self._wanted.pop(execution_id, None)
+            self.stats.claimed += len(claimed)
+            if self._dispatch is not None:
+                for execution_id, due_at in claimed:
+                    self._dispatch(execution_id, due_at)
+
+    # -- lease, reaping, hints ---------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                renewed = await self.leases.renew()
+            except StoreError as exc:
+                self.stats.renew_failures += 1
+                log.warning("node.renew_failed", node=self.node, error=str(exc))
+            else:
+                if renewed:
+                    self._last_good = sent
+                else:
+                    await self._rejoin(sent)
+            await asyncio.sleep(max(0.0, RENEW_SECONDS - (time.monotonic() - sent)))
+
+    async def _rejoin(self, sent: float) -> None:
+        """This node's lease ran out (others may have taken its work): join under a new id.
+        What it was doing under the old one cannot be written any more (fenced)."""
+        old = self.node
+        self._last_good = -math.inf
+        self.store.node = None
+        try:
+            self.store.node = await self.leases.join()
+        except StoreError as exc:
+            log.warning("node.rejoin_failed", node=old, error=str(exc))
+            return
+        self._last_good = sent
+        self.stats.rejoins += 1
+        log.warning("node.rejoined", old=old, node=self.node)
+        self._window_wanted.set()
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_SECONDS)
+            if not self.fresh():  # a node cut off itself must not judge the others
+                continue
+            try:
+                gone, freed = await self.leases.reap()
+            except StoreError as exc:
+                log.warning("node.reap_failed", error=str(exc))
+                continue
+            self.stats.nodes_reaped += gone
+            if not freed and not gone:
+                continue
+            self.stats.reaped += len(freed)
+            log.warning("node.reaped", nodes=gone, executions=len(freed))
+            now = self.clock()
+            for execution_id, due_at in freed:
+                if due_at is not None and due_at <= now + CLAIM_AHEAD_SECONDS:
+                    self.on_due(execution_id, due_at)
+            with contextlib.suppress(StoreError):
+                await self.leases.notify()
+            self._window_wanted.set()
+
+    async def _listen_loop(self) -> None:
+        while True:
+            try:
+                async for _ in listen(self.leases.url, password=self._password):
+                    self._window_wanted.set()
+            except StoreError as exc:
+                log.debug("node.listen_failed", error=str(exc))
+            await asyncio.sleep(RENEW_SECONDS)
+            self._window_wanted.set()  # notices may have been missed meanwhile
+
+    async def _window_loop(self) -> None:
+        while True:
+            await self._window_wanted.wait()
+            self._window_wanted.clear()
+            if self._load_window is not None:
+                try:
+                    await self._load_window()
+                except StoreError as exc:
+                    log.warning("node.window_failed", error=str(exc))
+            await asyncio.sleep(WINDOW_DEBOUNCE_SECONDS)
+
+    async def status(self) -> dict[str, Any]:
+        """This node, its lease and every node's (for /healthz)."""
+        try:
+            nodes = [
+                {
+                    "id": row.id,
+                    "host": row.host,
+                    "pid": row.pid,
+                    "api": row.api,
+                    "version": row.version,
+                    "lease_left_seconds": round(row.lease_until - row.renewed_at, 3),
+                    "renewed_at": row.renewed_at,
+                    "holds": row.held,
+                }
+                for row in await self.leases.nodes()
+            ]
+        except StoreError as exc:
+            nodes = [{"error": str(exc)}]
+        return {
+            "id": self.node,
+            "lease_fresh": self.fresh(),
+            "last_renewal_seconds_ago": round(self.lease_age(), 3),
+            "claimed": self.stats.claimed,
+            "reaped": self.stats.reaped,
+            "rejoins": self.stats.rejoins,
+            "renew_failures": self.stats.renew_failures,
+            "unsent": self.stats.unsent,
+            "nodes": nodes,
+        }
+
+
+class FencedCaller:
+    """A task caller that sends only while this node's lease is fresh: otherwise it raises
+    NotLeased, the call is not made, and the execution (its intent committed) is sent by
+    whichever node holds it next, with the same key."""
+
+    def __init__(self, caller: Caller, cluster: Cluster) -> None:
+        self.caller = caller
+        self._cluster = cluster
+
+    async def call(self, request: TaskRequest) -> TaskOutcome:
+        if not self._cluster.fresh():
+            self._cluster.stats.unsent += 1
+            raise NotLeased(
+                f"node {self._cluster.node}: lease last renewed "
+                f"{self._cluster.lease_age():.1f} s ago; not sending {request.url}"
+            )
+        return await self.caller.call(request)
+
+    async def probe(self, url: str, timeout_seconds: float) -> int | None:
+        return await self.caller.probe(url, timeout_seconds)
+
+    async def aclose(self) -> None:
+        await self.caller.aclose()

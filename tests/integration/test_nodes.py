@@ -1,0 +1,192 @@
+"""Several stepd nodes on one PostgreSQL database: real daemons, real SIGKILLs, a real server.
+
+Three `stepd run` processes share a fresh database of the session's throwaway PostgreSQL
+(tests/postgres_server.py) and one stand-in classroom server. What a user would notice is
+checked: every node answers for every execution, a name starts once whichever node is asked,
+a killed node's call in flight is sent again by a survivor with the same key, a stopped node
+hands its work over, and a database restarted as after a crash loses and doubles nothing.
+Failover and hand-over times are noted in the terminal summary ("figures").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from tests.integration.harness import (
+    START_PATH,
+    STEP_PATHS,
+    Classroom,
+    DaemonFactory,
+    Stepd,
+    check_history,
+    delivered,
+    due_instants,
+    records_of,
+    task_keys,
+    wait_until,
+    whole_second,
+)
+from tests.postgres_server import PostgresServer
+
+from stepd.classroom import ClassroomServer
+
+NODES = 3
+RUN_SECONDS = 40.0  # generous bound past a class's end for its execution to close
+# A call in flight on a killed node is sent again once its lease (5 s) ran out and a survivor
+# reaped it: typically 5-6 s; a generous bound.
+FAILOVER_BOUND_SECONDS = 15.0
+CALL_TIMEOUT_SECONDS = 60  # a held-back answer stays in flight until the node is killed
+
+
+async def start_nodes(
+    make_stepd: DaemonFactory, postgres: PostgresServer, count: int = NODES
+) -> list[Stepd]:
+    url = await asyncio.to_thread(postgres.new_database)
+    nodes = []
+    for n in range(1, count + 1):
+        node = make_stepd(name=f"node{n}", timeout_seconds=CALL_TIMEOUT_SECONDS)
+        node.extra_env["STEPD_STORE__URL"] = url
+        nodes.append(node)
+    await asyncio.gather(*(node.start() for node in nodes))
+    return nodes
+
+
+async def health(node: Stepd) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+        answer: dict[str, Any] = (await client.get(node.url + "/healthz")).json()
+        return answer
+
+
+async def holder_of_a_call(nodes: list[Stepd]) -> Stepd:
+    """The node with a task call in flight."""
+    found: list[Stepd] = []
+
+    async def one_found() -> bool:
+        found[:] = [n for n in nodes if n.process and (await health(n))["in_flight"]]
+        return len(found) == 1
+
+    await wait_until(one_found, timeout=10, what="one node with a call in flight")
+    return found[0]
+
+
+async def sent(classroom: ClassroomServer, name: str, path: str, times: int) -> list[float]:
+    """Wait until `path` of `name` was received `times` times; when each arrived."""
+
+    async def arrived() -> bool:
+        return len([r for r in records_of(classroom.records, name) if r.path == path]) >= times
+
+    await wait_until(arrived, timeout=FAILOVER_BOUND_SECONDS + 10, what=f"{name} {path} x{times}")
+    return [r.received_at for r in records_of(classroom.records, name) if r.path == path]
+
+
+async def test_every_node_answers_for_every_execution_and_a_name_starts_once(
+    make_stepd: DaemonFactory, postgres: PostgresServer, classroom: ClassroomServer
+) -> None:
+    nodes = await start_nodes(make_stepd, postgres)
+    start = whole_second(2)
+    room = Classroom(name="shared", start=start, end=start + 3)
+    answers = await asyncio.gather(*(node.start_execution(room) for node in nodes))
+    assert len({(a["executionArn"], a["startDate"]) for a in answers}) == 1
+    await nodes[2].wait_status([room.name], "SUCCEEDED", RUN_SECONDS)
+    described = [await node.describe(room.name) for node in nodes]
+    assert all(d == described[0] for d in described)
+    (await delivered(nodes[1], classroom, room)).check()
+    node_ids = {str(h["node"]["id"]) for h in [await health(n) for n in nodes]}
+    assert len(node_ids) == NODES
+
+
+async def test_a_killed_nodes_call_in_flight_is_sent_again_by_a_survivor_with_its_key(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+    figures: Callable[[str], None],
+) -> None:
+    """SIGKILL the node whose call is in flight (its answer held back): a survivor sends the
+    same call again, with the same Idempotency-Key, within the failover bound; the class then
+    runs to its end on the survivors."""
+    nodes = await start_nodes(make_stepd, postgres)
+    failovers = []
+    for round_ in range(2):
+        classroom.fail_next(START_PATH, status=200, delay=CALL_TIMEOUT_SECONDS)
+        start = whole_second(1)
+        room = Classroom(name=f"killed-{round_}", start=start, end=start + 4)
+        await nodes[0 if nodes[0].process else 1].start_execution(room)
+        await sent(classroom, room.name, START_PATH, 1)
+        holder = await holder_of_a_call(nodes)
+        holder.kill()
+        killed_at = time.time()
+        arrivals = await sent(classroom, room.name, START_PATH, 2)
+        failovers.append(arrivals[1] - killed_at)
+        survivor = next(n for n in nodes if n.process)
+        await survivor.wait_status([room.name], "SUCCEEDED", RUN_SECONDS)
+        events = await survivor.history(room.name)
+        check_history(events, survivor.tail())
+        records = records_of(classroom.records, room.name)
+        keys = task_keys(room.name, events, await survivor.uid(room.name))
+        due = due_instants(room, events)
+        assert [r.idempotency_key for r in records] == [
+            keys[path] for path in (START_PATH, *STEP_PATHS)
+        ]
+        assert all(r.received_at >= due[r.path] - 0.005 for r in records)
+        await holder.start()  # the node comes back, under a new id
+    figures(f"failover (kill -9 -> call sent again): {', '.join(f'{s:.2f}' for s in failovers)} s")
+    assert max(failovers) < FAILOVER_BOUND_SECONDS
+
+
+async def test_a_stopped_node_hands_its_work_over(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+    figures: Callable[[str], None],
+) -> None:
+    """SIGTERM a node just before the classes it started fall due: the others send them, on
+    time, though only that node had armed them."""
+    nodes = await start_nodes(make_stepd, postgres)
+    start = whole_second(4)
+    rooms = [Classroom(name=f"handed-{n}", start=start, end=start + 3) for n in range(6)]
+    for room in rooms:
+        await nodes[0].start_execution(room)
+    await asyncio.sleep(max(0.0, start - 1 - time.time()))
+    assert await nodes[0].stop() == 0
+    await nodes[1].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
+    lateness = []
+    for room in rooms:
+        delivery = await delivered(nodes[1], classroom, room)
+        delivery.check()
+        lateness.append(delivery.lateness()[START_PATH])
+    figures(f"hand-over: first steps after SIGTERM late by at most {max(lateness):.3f} s")
+    assert max(lateness) < 1.0
+
+
+@pytest.mark.slow
+async def test_a_database_restarted_after_a_crash_loses_and_doubles_nothing(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+    figures: Callable[[str], None],
+) -> None:
+    """PostgreSQL stopped in immediate mode and started again, twice, while classes run: every
+    step is sent, in order, never early; a step is sent twice only with its one key."""
+    nodes = await start_nodes(make_stepd, postgres)
+    start = whole_second(2)
+    rooms = [
+        Classroom(name=f"db-{n}", start=start + n % 4, end=start + 6 + n % 4) for n in range(12)
+    ]
+    for n, room in enumerate(rooms):
+        await nodes[n % NODES].start_execution(room)
+    for at in (start + 1, start + 5):
+        await asyncio.sleep(max(0.0, at - time.time()))
+        await asyncio.to_thread(postgres.restart, immediate=True)
+    await nodes[0].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
+    resent = 0
+    for room in rooms:
+        delivery = await delivered(nodes[0], classroom, room)
+        delivery.check(max_sends=2, explain=nodes[0].tail())
+        resent += len(delivery.records) - len(STEP_PATHS)
+    figures(f"database restarted twice: {len(rooms)} classes delivered, {resent} re-sent")
+    assert all(n.process and n.process.poll() is None for n in nodes)
