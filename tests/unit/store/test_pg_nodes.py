@@ -1,0 +1,200 @@
+"""Nodes sharing one PostgreSQL store: claims, leases as fencing tokens, reaping, leaving (a real
+throwaway server, tests/postgres_server.py; two store objects stand for two nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from tests.postgres_server import PostgresServer
+
+from stepd.cluster import Cluster, FencedCaller
+from stepd.errors import ClaimLost, NotLeased
+from stepd.store.pg_nodes import NodeLeases
+from stepd.store.postgres import PostgresStore
+from stepd.store.records import (
+    PHASE_TASK,
+    PHASE_WAIT,
+    RUNNING,
+    Execution,
+    NewEvent,
+    NewExecution,
+    Progress,
+    TaskCall,
+    Transition,
+)
+from stepd.tasks.caller import TaskRequest
+from stepd.testing import FakeCaller
+
+DUE = 1_000.0  # long past: every execution below is due
+NOW = 2_000.0
+
+
+@dataclass
+class Node:
+    store: PostgresStore
+    leases: NodeLeases
+
+    @property
+    def id(self) -> str:
+        return self.leases.id
+
+
+@pytest.fixture
+async def url(postgres: PostgresServer) -> str:
+    return await asyncio.to_thread(postgres.new_database)
+
+
+@pytest.fixture
+async def nodes(url: str) -> AsyncIterator[list[Node]]:
+    made = []
+    for _ in range(2):
+        store = PostgresStore(url)
+        await store.open()
+        leases = NodeLeases(url, password=None, api="test")
+        store.node = await leases.join()
+        made.append(Node(store, leases))
+    yield made
+    for node in made:
+        await node.leases.close()
+        await node.store.close()
+
+
+async def waiting(node: Node, name: str) -> Execution:
+    definition_id = await node.store.put_definition("m", "{}")
+    execution, _ = await node.store.create_execution(
+        NewExecution(
+            machine="m",
+            name=name,
+            definition_id=definition_id,
+            input="{}",
+            start_date=1.0,
+            uid=name,
+            progress=Progress(status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=DUE),
+            events=(NewEvent(ts=1.0, type="ExecutionStarted", details={}),),
+        )
+    )
+    return execution
+
+
+def in_flight(base: Execution) -> Transition:
+    """The intent of a call: the execution is held by the node that sends it."""
+    task = TaskCall(resource="r", payload="{}", timeout_seconds=None, due=DUE, sent=True)
+    progress = Progress(
+        status=RUNNING, state="T", phase=PHASE_TASK, data="{}", pending=task, due_at=DUE
+    )
+    return Transition(base=base, progress=progress, events=())
+
+
+async def expire(url: str, node: Node) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE nodes SET lease_until = clock_timestamp() - interval '1 s' WHERE id = %s",
+            (node.id,),
+        )
+
+
+async def owner(url: str, execution_id: int) -> str | None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT owner FROM executions WHERE id = %s", (execution_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0]
+
+
+async def test_each_due_execution_is_claimed_by_one_node(nodes: list[Node]) -> None:
+    """Two nodes claiming the same due executions at once: each goes to exactly one."""
+    ids = [(await waiting(nodes[0], f"e{n}")).id for n in range(50)]
+    got = await asyncio.gather(
+        *(node.store.claim(ids, before=NOW, limit=len(ids)) for node in nodes)
+    )
+    claimed = [execution_id for batch in got for execution_id, _ in batch]
+    assert sorted(claimed) == sorted(ids)
+
+
+async def test_what_is_not_due_yet_is_not_claimed(nodes: list[Node]) -> None:
+    execution = await waiting(nodes[0], "later")
+    assert await nodes[0].store.claim([execution.id], before=DUE - 1, limit=1) == []
+
+
+async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[Node]) -> None:
+    execution = await waiting(nodes[0], "held")
+    await nodes[0].store.claim([execution.id], before=NOW, limit=1)
+    with pytest.raises(ClaimLost, match=f"node {nodes[0].id} holds it"):
+        await nodes[1].store.commit(in_flight(execution))
+    assert await nodes[1].store.claim([execution.id], before=NOW, limit=1) == []
+
+
+async def test_a_node_whose_lease_ran_out_can_neither_claim_nor_write(
+    url: str, nodes: list[Node]
+) -> None:
+    """The lease is the fencing token: checked by the database in the writing statement."""
+    execution = await waiting(nodes[0], "fenced")
+    await nodes[0].store.claim([execution.id], before=NOW, limit=1)
+    await expire(url, nodes[0])
+    with pytest.raises(ClaimLost, match="lease ran out"):
+        await nodes[0].store.commit(in_flight(execution))
+    assert await nodes[0].store.claim([execution.id], before=NOW, limit=1) == []
+    assert await nodes[0].leases.renew() is False  # it must join again, under a new id
+
+
+async def test_a_call_in_flight_stays_held_and_a_wait_lets_go(url: str, nodes: list[Node]) -> None:
+    execution = await waiting(nodes[0], "holding")
+    await nodes[0].store.claim([execution.id], before=NOW, limit=1)
+    sending = await nodes[0].store.commit(in_flight(execution))
+    assert sending is not None
+    assert await owner(url, execution.id) == nodes[0].id
+    wait = Progress(
+        status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=time.time() + 3600
+    )
+    assert await nodes[0].store.commit(Transition(base=sending, progress=wait, events=()))
+    assert await owner(url, execution.id) is None
+
+
+async def test_reaping_lets_go_of_a_dead_nodes_executions_for_a_survivor(
+    url: str, nodes: list[Node]
+) -> None:
+    dead, survivor = nodes
+    execution = await waiting(dead, "orphan")
+    await dead.store.claim([execution.id], before=NOW, limit=1)
+    sending = await dead.store.commit(in_flight(execution))
+    assert sending is not None
+    assert await survivor.leases.reap() == (0, [])  # alive: nothing to reap
+    await expire(url, dead)
+    assert await survivor.leases.reap() == (1, [(execution.id, DUE)])
+    assert await survivor.store.claim([execution.id], before=NOW, limit=1) == [(execution.id, DUE)]
+    resent = await survivor.store.commit(in_flight(sending))
+    assert resent is not None
+    assert resent.task == sending.task  # the same call, its intent kept: sent again as it was
+
+
+async def test_leaving_lets_go_of_everything_at_once(url: str, nodes: list[Node]) -> None:
+    execution = await waiting(nodes[0], "left")
+    await nodes[0].store.claim([execution.id], before=NOW, limit=1)
+    assert await nodes[0].leases.leave() == 1
+    assert await owner(url, execution.id) is None
+    assert [row.id for row in await nodes[1].leases.nodes()] == [nodes[1].id]
+
+
+async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
+    caller = FakeCaller()
+    fenced = FencedCaller(caller, cluster)
+    request = TaskRequest(
+        url="http://127.0.0.1:1/x", payload={}, idempotency_key="k", timeout_seconds=1
+    )
+    try:
+        with pytest.raises(NotLeased):  # never joined: no lease at all
+            await fenced.call(request)
+        await cluster.start()
+        await fenced.call(request)
+    finally:
+        await cluster.stop()
+        await store.close()
+    assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 1)
