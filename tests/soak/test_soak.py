@@ -35,6 +35,9 @@ from tests.integration.test_faults import (
     outage_lines,
     run_outage,
 )
+from tests.integration.test_nodes_chaos import LONG as NODES_LONG
+from tests.integration.test_nodes_chaos import run_nodes_chaos
+from tests.postgres_server import PostgresServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,6 +75,20 @@ async def test_crash_chaos_at_full_size(lab: Lab, record: Figures) -> None:
     print("\n".join(result.lines()))
     assert result.kills >= LONG.kills
     assert result.executions >= 200
+
+
+async def test_nodes_chaos_at_full_size(
+    lab: Lab, postgres: PostgresServer, record: Figures
+) -> None:
+    """Three nodes on PostgreSQL, 300 classrooms over ~3 minutes, about 34 SIGKILLs of a node and 2
+    database crash restarts: nothing lost, early, out of order or re-sent but what a kill or
+    a restart caught in flight."""
+    result = await run_nodes_chaos(lab, postgres, NODES_LONG, chaos_seed())
+
+    record.record("Node chaos (PostgreSQL, 3 nodes)", result.lines())
+    print("\n".join(result.lines()))
+    assert result.executions >= 300
+    assert result.kills >= 30
 
 
 @pytest.mark.parametrize(
