@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -31,7 +32,7 @@ from tests.integration.harness import (
     wait_until,
     whole_second,
 )
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import Blackhole, PostgresServer
 
 from stepd.classroom import ClassroomServer
 
@@ -44,13 +45,18 @@ CALL_TIMEOUT_SECONDS = 60  # a held-back answer stays in flight until the node i
 
 
 async def start_nodes(
-    make_stepd: DaemonFactory, postgres: PostgresServer, count: int = NODES
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    count: int = NODES,
+    last_through: Blackhole | None = None,
 ) -> list[Stepd]:
+    """`count` nodes on a new database; the last one reaches it through `last_through`."""
     url = await asyncio.to_thread(postgres.new_database)
     nodes = []
     for n in range(1, count + 1):
         node = make_stepd(name=f"node{n}", timeout_seconds=CALL_TIMEOUT_SECONDS)
-        node.extra_env["STEPD_STORE__URL"] = url
+        through = last_through if n == count else None
+        node.extra_env["STEPD_STORE__URL"] = url if through is None else through.url(url)
         nodes.append(node)
     await asyncio.gather(*(node.start() for node in nodes))
     return nodes
@@ -72,6 +78,11 @@ async def holder_of_a_call(nodes: list[Stepd]) -> Stepd:
 
     await wait_until(one_found, timeout=10, what="one node with a call in flight")
     return found[0]
+
+
+def _instant(event: dict[str, Any]) -> float:
+    """When a daemon's JSON log line was written (unix seconds)."""
+    return datetime.fromisoformat(str(event["timestamp"])).timestamp()
 
 
 async def sent(classroom: ClassroomServer, name: str, path: str, times: int) -> list[float]:
@@ -190,3 +201,55 @@ async def test_a_database_restarted_after_a_crash_loses_and_doubles_nothing(
         resent += len(delivery.records) - len(STEP_PATHS)
     figures(f"database restarted twice: {len(rooms)} classes delivered, {resent} re-sent")
     assert all(n.process and n.process.poll() is None for n in nodes)
+
+
+@pytest.mark.slow
+async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_on(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+    figures: Callable[[str], None],
+) -> None:
+    """One node loses the database (its connections hang silently) but not the classroom
+    server: it sends nothing once its lease is 3 s old, the others carry every class on, and
+    it joins again under a new id once the cut heals."""
+    hole = Blackhole(postgres.port)
+    await hole.start()
+    try:
+        nodes = await start_nodes(make_stepd, postgres, last_through=hole)
+        cut_off = nodes[-1]
+        start = whole_second(2)
+        rooms = [
+            Classroom(name=f"cut-{n}", start=start + n % 6, end=start + 8 + n % 6)
+            for n in range(18)
+        ]
+        for n, room in enumerate(rooms):
+            await nodes[n % NODES].start_execution(room)
+        await asyncio.sleep(max(0.0, start + 3 - time.time()))
+        hole.cut()
+        cut_at = time.time()
+        await asyncio.sleep(12)
+        hole.heal()
+        healed_at = time.time()
+
+        async def rejoined() -> bool:
+            return bool(cut_off.log_events("node.rejoined"))
+
+        await wait_until(rejoined, timeout=15, what="the cut-off node to join again")
+        rejoin = float(_instant(cut_off.log_events("node.rejoined")[0])) - healed_at
+        await nodes[0].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
+    finally:
+        await hole.stop()
+    sends = [_instant(e) for e in cut_off.log_events("task.result")]
+    last_send = max((t for t in sends if t < healed_at), default=cut_at) - cut_at
+    lateness = []
+    for room in rooms:
+        delivery = await delivered(nodes[0], classroom, room)
+        delivery.check(max_sends=2, explain=nodes[0].tail())
+        lateness.extend(delivery.lateness().values())
+    figures(
+        f"cut off: last answer to the cut-off node {last_send:.2f} s after the cut; "
+        f"worst lateness {max(lateness):.2f} s; joined again {rejoin:.2f} s after the heal"
+    )
+    # the answer to a call sent at most 3 s after the cut comes within the call's own time
+    assert last_send < 3.0 + 1.0
