@@ -253,7 +253,7 @@ class Daemon:
             settings.api.listen,
             self.health,
             access=access,
-            metrics=Metrics(engine, timers),
+            metrics=self._metrics(engine, timers),
         )
         try:
             await api.start()
@@ -287,6 +287,12 @@ class Daemon:
         status = await self._status()
         self._last_status = status
         self.notifier.ready(status)
+
+    def _metrics(self, engine: Engine, timers: Timers) -> Metrics:
+        metrics = Metrics(engine, timers)
+        if self.cluster is not None:
+            metrics.observe_node(self.cluster)
+        return metrics
 
     def _new_caller(
         self, signing_secret: str | None, connections: Connections, max_connections: int

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -33,6 +34,9 @@ from stepd.engine.executor import Engine, EngineObserver
 from stepd.store.records import STATUSES
 from stepd.tasks.caller import STATUS_ERROR_PREFIX, TaskOutcome
 from stepd.timers import Timers
+
+if TYPE_CHECKING:
+    from stepd.cluster import Cluster
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 SUCCESS = "success"
@@ -126,6 +130,43 @@ class Metrics(EngineObserver):
         for status in STATUSES:
             self.executions.labels(status=status)
         engine.observe(self)
+
+    def observe_node(self, cluster: Cluster) -> None:
+        """This node's lease and claims, when several nodes share a PostgreSQL store."""
+        figures: list[tuple[str, str, Callable[[], float]]] = [
+            (
+                "stepd_node_lease_age_seconds",
+                "Seconds since this node's last good lease renewal was sent.",
+                cluster.lease_age,
+            ),
+            (
+                "stepd_node_lease_fresh",
+                "1 while this node may send task calls (its lease is fresh), else 0.",
+                lambda: float(cluster.fresh()),
+            ),
+            (
+                "stepd_node_claimed",
+                "Executions this node claimed when they fell due (since it started).",
+                lambda: cluster.stats.claimed,
+            ),
+            (
+                "stepd_node_reaped_executions",
+                "Executions of dead nodes this node let go of for the others (since it started).",
+                lambda: cluster.stats.reaped,
+            ),
+            (
+                "stepd_node_rejoins",
+                "Times this node's lease ran out and it joined again under a new id.",
+                lambda: cluster.stats.rejoins,
+            ),
+            (
+                "stepd_node_unsent_calls",
+                "Task calls this node did not send because its lease was not fresh.",
+                lambda: cluster.stats.unsent,
+            ),
+        ]
+        for name, text, read in figures:
+            Gauge(name, text, registry=self.registry).set_function(read)
 
     # -- the engine's reports ------------------------------------------------------------
 
