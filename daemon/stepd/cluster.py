@@ -19,6 +19,8 @@ task caller:
   whose own lease ran out joins again under a new id.
 - Hand-over. A node that stops (SIGTERM) lets its calls in flight finish, then lets go of
   everything at once and tells the others (NOTIFY) to look at what falls due soon.
+- Clocks. Each renewal compares this node's clock with the database's; a node further off than
+  MAX_SKEW_SECONDS claims nothing (it would send early) and logs `node.clock_skew`.
 - LISTEN/NOTIFY is a hint only: the timers' sweep (every 2 s) finds overdue work without it.
 """
 
@@ -48,6 +50,7 @@ CLAIM_BATCH = 256  # executions claimed per statement
 CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
 RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
 WINDOW_DEBOUNCE_SECONDS = 0.2
+MAX_SKEW_SECONDS = 0.5  # a node whose clock is further off the database's claims nothing
 
 Dispatch = Callable[[int, float], None]
 LoadWindow = Callable[[], Awaitable[None]]
@@ -79,6 +82,8 @@ class Cluster:
         self.clock = clock
         self.stats = ClusterStats()
         self.closing = False
+        self.skew = 0.0  # this node's clock minus the database's, at the last renewal
+        self.skewed = False  # too far off: claims nothing
         self._last_good = -math.inf  # monotonic instant the last good renewal was sent
         self._dispatch: Dispatch | None = None
         self._load_window: LoadWindow | None = None
@@ -152,7 +157,7 @@ class Cluster:
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the rest of this turn's wake-ups join the batch
         while self._wanted and not self.closing:
-            if not self.fresh():
+            if not self.fresh() or self.skewed:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             ids = sorted(self._wanted, key=lambda i: (self._wanted[i], i))[:CLAIM_BATCH]
@@ -176,17 +181,38 @@ class Cluster:
     async def _renew_loop(self) -> None:
         while True:
             sent = time.monotonic()
+            asked = self.clock()
             try:
-                renewed = await self.leases.renew()
+                database_now = await self.leases.renew()
             except StoreError as exc:
                 self.stats.renew_failures += 1
                 log.warning("node.renew_failed", node=self.node, error=str(exc))
             else:
-                if renewed:
+                if database_now is not None:
                     self._last_good = sent
+                    self._note_skew((asked + self.clock()) / 2 - database_now)
                 else:
                     await self._rejoin(sent)
             await asyncio.sleep(max(0.0, RENEW_SECONDS - (time.monotonic() - sent)))
+
+    def _note_skew(self, skew: float) -> None:
+        """Compare this node's clock with the database's. Due instants are wall-clock times
+        that every node reads: a node whose clock is ahead would send early, so a node too
+        far off claims nothing until its clock is right again, and says so."""
+        self.skew = skew
+        skewed = abs(skew) > MAX_SKEW_SECONDS
+        if skewed != self.skewed:
+            self.skewed = skewed
+            if skewed:
+                log.error(
+                    "node.clock_skew",
+                    node=self.node,
+                    seconds=round(skew, 3),
+                    limit_seconds=MAX_SKEW_SECONDS,
+                    note="this node claims nothing until its clock agrees with the database's",
+                )
+            else:
+                log.info("node.clock_agrees", node=self.node, seconds=round(skew, 3))
 
     async def _rejoin(self, sent: float) -> None:
         """This node's lease ran out (others may have taken its work): join under a new id.
@@ -270,6 +296,8 @@ class Cluster:
             "id": self.node,
             "lease_fresh": self.fresh(),
             "last_renewal_seconds_ago": round(self.lease_age(), 3),
+            "clock_skew_seconds": round(self.skew, 3),
+            "claiming": not self.skewed and not self.closing,
             "claimed": self.stats.claimed,
             "reaped": self.stats.reaped,
             "rejoins": self.stats.rejoins,

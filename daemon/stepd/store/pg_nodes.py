@@ -105,16 +105,17 @@ class NodeLeases:
         )
         return self.id
 
-    async def renew(self) -> bool:
-        """Extend the lease; False when it had run out (reaped, or about to be): the node must
-        join again under a new id."""
+    async def renew(self) -> float | None:
+        """Extend the lease; the database's clock then (unix seconds), or None when the lease
+        had run out (reaped, or about to be): the node must join again under a new id."""
         rows = await self._run(
             "UPDATE nodes SET renewed_at = clock_timestamp(),"
             " lease_until = clock_timestamp() + make_interval(secs => %(lease)s)"
-            " WHERE id = %(id)s AND lease_until > clock_timestamp() RETURNING id",
+            " WHERE id = %(id)s AND lease_until > clock_timestamp()"
+            " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now",
             {"id": self.id, "lease": LEASE_SECONDS},
         )
-        return bool(rows)
+        return float(rows[0]["now"]) if rows else None
 
     async def reap(self) -> tuple[int, list[tuple[int, float | None]]]:
         """Remove the nodes whose lease ran out and let go of what they (or any node no longer

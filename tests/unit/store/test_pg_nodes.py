@@ -139,7 +139,7 @@ async def test_a_node_whose_lease_ran_out_can_neither_claim_nor_write(
     with pytest.raises(ClaimLost, match="lease ran out"):
         await nodes[0].store.commit(in_flight(execution))
     assert await nodes[0].store.claim([execution.id], before=NOW, limit=1) == []
-    assert await nodes[0].leases.renew() is False  # it must join again, under a new id
+    assert await nodes[0].leases.renew() is None  # it must join again, under a new id
 
 
 async def test_a_call_in_flight_stays_held_and_a_wait_lets_go(url: str, nodes: list[Node]) -> None:
@@ -198,3 +198,32 @@ async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
         await cluster.stop()
         await store.close()
     assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 1)
+
+
+async def nothing() -> None:
+    """A timers window that has nothing in it."""
+
+
+async def test_a_node_whose_clock_is_off_claims_nothing_and_says_so(url: str) -> None:
+    """Due instants are wall-clock times: a node 2 s ahead of the database would send early."""
+    store = PostgresStore(url)
+    await store.open()
+    ahead = Cluster(
+        store, NodeLeases(url, password=None, api="test"), clock=lambda: time.time() + 2
+    )
+    dispatched: list[int] = []
+    ahead.attach(dispatch=lambda i, _: dispatched.append(i), load_window=nothing)
+    try:
+        await ahead.start()
+        execution = await waiting(Node(store, ahead.leases), "skewed")
+        for _ in range(50):  # the first renewal measures the clocks
+            if ahead.skewed:
+                break
+            await asyncio.sleep(0.05)
+        ahead.on_due(execution.id, DUE)
+        await asyncio.sleep(0.3)
+        status = await ahead.status()
+    finally:
+        await ahead.stop()
+        await store.close()
+    assert (dispatched, status["claiming"], round(status["clock_skew_seconds"])) == ([], False, 2)
