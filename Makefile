@@ -53,7 +53,8 @@ lint: $(STAMP)
 # each (`make test` replays the same 300 every run; profiles in tests/conftest.py).
 .PHONY: soak
 soak: test-setup $(STAMP)
-	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak
+	STEPD_SOAK=1 $(BIN)/pytest -q tests/soak \
+		tests/integration/test_nodes.py::test_a_killed_nodes_call_in_flight_is_sent_again_by_a_survivor_with_its_key
 	$(BIN)/pytest -q -p no:cacheprovider --hypothesis-profile=explore \
 		tests/unit/test_properties.py \
 		tests/integration/test_api_fuzz.py::test_generated_requests_never_get_a_5xx
