@@ -31,6 +31,7 @@ from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
+    ABORTED,
     PHASE_FANOUT,
     PHASE_TASK,
     QUEUED,
@@ -83,11 +84,13 @@ UPSERT_CURSOR_SQL = (
 )
 # the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
 PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = %s AND id >= %s AND id < %s"
-# A node's transition: also only while the execution is not held by another node and this
-# node's lease runs (its fencing token); the node keeps holding it, or lets it go (`holds`).
+# A node's transition: also only while the execution is not held by another node (but for
+# StopExecution, which any node may apply: the holder's next write then fails its version
+# check, as on one node) and this node's lease runs (its fencing token); the node keeps
+# holding it, or lets it go (`holds`).
 FENCED_UPDATE_SQL = (
     UPDATE_SQL.removesuffix(" WHERE id = %s AND version = %s")  # noqa: S608
-    + ", owner = %s WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s)"
+    + ", owner = %s WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s OR %s)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
 )
 CLAIM_SQL = """
@@ -323,7 +326,8 @@ class PostgresStore(Store):
         node = self.node
         if node is not None:
             owner = node if holds(transition.progress) else None
-            params = (*params[:-2], owner, base.id, base.version, node, node)
+            stop = transition.progress.status == ABORTED
+            params = (*params[:-2], owner, base.id, base.version, node, stop, node)
         async with self._transaction() as conn:
             cur = await conn.execute(
                 (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
@@ -17,6 +17,7 @@ from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore
 from stepd.store.records import (
+    ABORTED,
     PHASE_TASK,
     PHASE_WAIT,
     RUNNING,
@@ -127,6 +128,18 @@ async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[N
     with pytest.raises(ClaimLost, match=f"node {nodes[0].id} holds it"):
         await nodes[1].store.commit(in_flight(execution))
     assert await nodes[1].store.claim([execution.id], before=NOW, limit=1) == []
+
+
+async def test_any_node_may_stop_an_execution_another_node_holds(nodes: list[Node]) -> None:
+    """StopExecution asked of any node applies; the holder's next write finds it changed."""
+    holder, other = nodes
+    execution = await waiting(holder, "stopped")
+    await holder.store.claim([execution.id], before=NOW, limit=1)
+    sending = await holder.store.commit(in_flight(execution))
+    assert sending is not None
+    stop = replace(sending.progress, status=ABORTED, due_at=None, phase=None, pending=None)
+    assert await other.store.commit(Transition(base=sending, progress=stop, events=()))
+    assert await holder.store.commit(in_flight(sending)) is None
 
 
 async def test_a_node_whose_lease_ran_out_can_neither_claim_nor_write(
