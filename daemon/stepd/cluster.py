@@ -156,6 +156,7 @@ class Cluster:
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the rest of this turn's wake-ups join the batch
+        failing = False
         while self._wanted and not self.closing:
             if not self.fresh() or self.skewed:
                 await asyncio.sleep(RETRY_SECONDS)
@@ -166,9 +167,12 @@ class Cluster:
                     ids, before=self.clock() + CLAIM_AHEAD_SECONDS, limit=len(ids)
                 )
             except StoreError as exc:
-                log.warning("node.claim_failed", error=str(exc))
+                if not failing:  # once per outage, not at every retry
+                    log.warning("node.claim_failed", error=str(exc), retry_seconds=RETRY_SECONDS)
+                failing = True
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
+            failing = False
             for execution_id in ids:  # claimed here, held elsewhere, or not due any more
                 self._wanted.pop(execution_id, None)
             self.stats.claimed += len(claimed)
