@@ -21,7 +21,8 @@ task caller:
   everything at once and tells the others (NOTIFY) to look at what falls due soon.
 - Clocks. Each renewal compares this node's clock with the database's; a node further off than
   MAX_SKEW_SECONDS claims nothing (it would send early) and logs `node.clock_skew`.
-- LISTEN/NOTIFY is a hint only: the timers' sweep (every 2 s) finds overdue work without it.
+- LISTEN/NOTIFY is a hint only: a watch every WATCH_SECONDS (and the timers' sweep, every
+  2 s) finds what falls due without it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ CLAIM_BATCH = 256  # executions claimed per statement
 CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
 RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
 WINDOW_DEBOUNCE_SECONDS = 0.2
+WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked for
+WATCH_LIMIT = 1000
 MAX_SKEW_SECONDS = 0.5  # a node whose clock is further off the database's claims nothing
 
 Dispatch = Callable[[int, float], None]
@@ -112,6 +115,7 @@ class Cluster:
             ("reap", self._reap_loop),
             ("listen", self._listen_loop),
             ("window", self._window_loop),
+            ("watch", self._watch_loop),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=f"stepd-cluster-{name}"))
 
@@ -256,6 +260,21 @@ class Cluster:
             with contextlib.suppress(StoreError):
                 await self.leases.notify()
             self._window_wanted.set()
+
+    async def _watch_loop(self) -> None:
+        """What falls due within WATCH_SECONDS, claimed by whichever node asks first: an
+        execution that another node set waiting and then died with is not in this node's
+        timers until its next window load; this finds it on time, not only at the sweep."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if self.closing or not self.fresh() or self.skewed:
+                continue
+            try:
+                due = await self.store.due(self.clock() + WATCH_SECONDS, WATCH_LIMIT)
+            except StoreError:
+                continue  # the renewer and the claims say so
+            for execution_id, due_at in due:
+                self.on_due(execution_id, due_at)
 
     async def _listen_loop(self) -> None:
         while True:
