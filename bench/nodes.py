@@ -1,0 +1,132 @@
+"""The herd on PostgreSQL with one and two nodes, beside SQLite, in one run.
+
+    .venv/bin/python bench/nodes.py [COUNT]      # default 5,000 executions
+
+Each case: a fresh store (a throwaway PostgreSQL server in a temporary folder, as the tests
+run it: tests/postgres_server.py), COUNT executions of the `ping` machine loaded through the
+API of the first node, all due in the same second, then every start call's lateness at the
+classroom server and when every result was committed. Intake (StartExecution per second while
+loading) is reported too. Prints one JSON line per case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+from harness import Bench, percentile, rfc3339
+
+from stepd.testing import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.postgres_server import remove_server, start_server  # noqa: E402
+
+INTAKE_CONNECTIONS = 32
+DEADLINE_SECONDS = 180
+
+
+async def load(port: int, count: int, at: float) -> float:
+    """Start `count` executions due at `at`; StartExecution per second."""
+    url = f"http://127.0.0.1:{port}/"
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "AWSStepFunctions.StartExecution",
+    }
+    body_input = json.dumps({"at": rfc3339(at)})
+    names = iter(range(count))
+    began = time.time()
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=INTAKE_CONNECTIONS)
+    ) as session:
+
+        async def client() -> None:
+            for n in names:
+                body = json.dumps({"stateMachineArn": "ping", "name": f"h{n}", "input": body_input})
+                async with session.post(url, data=body, headers=headers) as response:
+                    if response.status != httpx.codes.OK:
+                        raise RuntimeError(await response.text())
+
+        await asyncio.gather(*(client() for _ in range(INTAKE_CONNECTIONS)))
+    return count / (time.time() - began)
+
+
+async def herd(count: int, *, url: str | None, nodes: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
+        bench = Bench(Path(folder))
+        await bench.setup()
+        env = {} if url is None else {"STEPD_STORE__URL": url}
+        os.environ.update(env)
+        bench.start_daemon()
+        await bench.wait_ready()
+        others = []
+        for n in range(1, nodes):
+            port = free_port()
+            log = (Path(folder) / f"node{n}.log").open("ab")
+            others.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "stepd", "run", "-c", str(Path(folder) / "stepd.toml")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{port}"},
+                )
+            )
+        await asyncio.sleep(2.0 if others else 0)
+        at = float(int(time.time()) + 5 + count // 300)
+        intake = await load(bench.port, count, at)
+        if time.time() >= at:
+            raise RuntimeError("the herd was not loaded before its due second")
+        deadline = at + DEADLINE_SECONDS
+        while len(bench.server.records) < count and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
+        done_at = float("nan")
+        while time.time() < deadline:
+            counts = (await bench.api.get("/healthz")).json()["executions"]
+            if counts.get("SUCCEEDED", 0) >= count:
+                done_at = time.time()
+                break
+            await asyncio.sleep(0.1)
+        for process in others:
+            process.terminate()
+            process.wait(timeout=30)
+        await bench.close()
+        for key in env:
+            os.environ.pop(key, None)
+    keys = [r.idempotency_key for r in bench.server.records]
+    return {
+        "store": "sqlite" if url is None else "postgresql",
+        "nodes": nodes,
+        "executions": count,
+        "intake_per_second": round(intake),
+        "delivered": len(lateness),
+        "sent_twice": len(keys) - len(set(keys)),
+        "early": sum(1 for v in lateness if v < 0),
+        "p50_ms": round(percentile(lateness, 50)),
+        "p99_ms": round(percentile(lateness, 99)),
+        "all_committed_s": round(done_at - at, 2),
+    }
+
+
+async def main(count: int) -> None:
+    print(json.dumps(await herd(count, url=None, nodes=1)), flush=True)
+    server = start_server()
+    try:
+        for nodes in (1, 2):
+            url = server.new_database()
+            print(json.dumps(await herd(count, url=url, nodes=nodes)), flush=True)
+    finally:
+        remove_server(server)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000))
