@@ -29,6 +29,7 @@ from stepd import __version__
 from stepd.errors import ClaimLost, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
+from stepd.store.pg_batch import CommitGroups
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
     ABORTED,
@@ -159,6 +160,7 @@ class PostgresStore(Store):
         self.node: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._groups = CommitGroups(self._transaction, lambda: self.node)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -313,6 +315,23 @@ class PostgresStore(Store):
             return row_to_execution(row), True
 
     async def commit(self, transition: Transition) -> Execution | None:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        if transition.cursors or transition.pruned or transition.redrive is not None:
+            return await self._commit_alone(transition)
+        node = self.node
+        owner = node if node is not None and holds(transition.progress) else None
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._groups.commit(transition, owner)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _commit_alone(self, transition: Transition) -> Execution | None:
+        """A transition that also writes cursors or a redrive, in a transaction of its own."""
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
         events = event_rows(base.id, base.last_event_id, transition.events)

@@ -1,0 +1,195 @@
+"""Transitions committed in groups on PostgreSQL: one transaction, one UPDATE, one INSERT.
+
+The transitions issued in one turn of the event loop (a herd of steps falling due together)
+are applied by one `UPDATE executions ... FROM unnest(...)`, each row still a compare-and-set
+on its version (and, for a node of several, on its holder and its lease), and their events by
+one `INSERT ... SELECT FROM unnest(...)`: one commit, one fsync, a few round trips, however
+many transitions. Transitions that touch children's cursors or redrive take the one-by-one
+path (stepd.store.postgres). Two transitions of one execution never share a group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from stepd.errors import ClaimLost, StoreError
+from stepd.store.records import ABORTED, Execution, Transition
+from stepd.store.rows import PROGRESS_COLUMNS, event_rows, progress_values
+
+MAX_GROUP = 512
+
+# The SQL type of each column a transition writes, in PROGRESS_COLUMNS' order.
+_TYPES = {
+    "status": "text",
+    "state": "text",
+    "phase": "text",
+    "data": "text",
+    "pending": "text",
+    "state_entered_event": "int8",
+    "state_entered_at": "float8",
+    "attempt": "int4",
+    "retry_counts": "text",
+    "due_at": "float8",
+    "stop_date": "float8",
+    "output": "text",
+    "error": "text",
+    "cause": "text",
+    "variables": "text",
+}
+_COLUMNS = list(PROGRESS_COLUMNS.values())
+_SOURCE = ", ".join(
+    [
+        "%s::int8[]",  # id
+        "%s::int8[]",  # version
+        "%s::int8[]",  # last_event_id
+        "%s::text[]",  # owner
+        "%s::bool[]",  # stop: StopExecution, which any node may apply
+        *(f"%s::{_TYPES[c]}[]" for c in _COLUMNS),
+    ]
+)
+_NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
+_SET = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
+UPDATE_SQL = (
+    f"UPDATE executions AS e SET {_SET}, last_event_id = v.last_event_id,"  # noqa: S608
+    " version = v.version + 1, owner = CASE WHEN %s THEN v.owner ELSE e.owner END"
+    f" FROM unnest({_SOURCE}) AS v({_NAMES})"
+    " WHERE e.id = v.id AND e.version = v.version AND (NOT %s OR ("
+    " (e.owner IS NULL OR e.owner = %s OR v.stop)"
+    " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())))"
+    " RETURNING e.id"
+)
+EVENTS_SQL = (
+    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+    " SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::text[],"
+    " %s::text[])"
+)
+
+Connect = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+@dataclass
+class _Pending:
+    transition: Transition
+    events: list[tuple[int, int, int, float, str, str]]
+    owner: str | None
+    future: asyncio.Future[Execution | None]
+
+
+class CommitGroups:
+    """Gathers `commit`s and applies them in groups; `transaction` gives a connection in a
+    transaction (the store's), `node` the node the store writes for (None: one node)."""
+
+    def __init__(self, transaction: Connect, node: Callable[[], str | None]) -> None:
+        self._transaction = transaction
+        self._node = node
+        self._waiting: list[_Pending] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def commit(self, transition: Transition, owner: str | None) -> Execution | None:
+        events = event_rows(transition.base.id, transition.base.last_event_id, transition.events)
+        future: asyncio.Future[Execution | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Pending(transition, events, owner, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name="stepd-store-commit-groups")
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's commits join the group
+        while self._waiting:
+            group: list[_Pending] = []
+            later: list[_Pending] = []
+            seen: set[int] = set()
+            for pending in self._waiting:
+                execution_id = pending.transition.base.id
+                if execution_id in seen or len(group) >= MAX_GROUP:
+                    later.append(pending)
+                else:
+                    seen.add(execution_id)
+                    group.append(pending)
+            self._waiting = later
+            await self._apply(group)
+
+    async def _apply(self, group: Sequence[_Pending]) -> None:
+        node = self._node()
+        try:
+            applied, held = await self._write(group, node)
+        except BaseException as exc:
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            if not isinstance(exc, StoreError):
+                raise
+            return
+        for pending in group:
+            if not pending.future.done():
+                self._settle(pending, node, applied, held)
+
+    async def _write(
+        self, group: Sequence[_Pending], node: str | None
+    ) -> tuple[set[int], dict[int, tuple[int, str | None]]]:
+        """Apply the group: the ids applied, and for a node of several, the version and
+        holder of those that were not."""
+        held: dict[int, tuple[int, str | None]] = {}
+        async with self._transaction() as conn:
+            cur = await conn.execute(UPDATE_SQL.encode(), self._params(group, node))
+            applied = {int(row["id"]) for row in await cur.fetchall()}
+            rows = [e for p in group if p.transition.base.id in applied for e in p.events]
+            if rows:
+                columns = [list(c) for c in zip(*rows, strict=True)]
+                await conn.execute(EVENTS_SQL.encode(), columns)
+            refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
+            if node is not None and refused:
+                cur = await conn.execute(
+                    "SELECT id, version, owner FROM executions WHERE id = ANY(%s)", (refused,)
+                )
+                for row in await cur.fetchall():
+                    held[int(row["id"])] = (int(row["version"]), row["owner"])
+        return applied, held
+
+    @staticmethod
+    def _settle(
+        pending: _Pending,
+        node: str | None,
+        applied: set[int],
+        held: dict[int, tuple[int, str | None]],
+    ) -> None:
+        base = pending.transition.base
+        if base.id in applied:
+            pending.future.set_result(
+                base.moved_to(
+                    pending.transition.progress,
+                    last_event_id=base.last_event_id + len(pending.events),
+                    version=base.version + 1,
+                    redrive=None,
+                )
+            )
+            return
+        found = held.get(base.id)
+        if found is not None and found[0] == base.version:  # refused for its holder or lease
+            holder = found[1]
+            why = f"node {holder} holds it" if holder not in (None, node) else "lease ran out"
+            pending.future.set_exception(
+                ClaimLost(f"execution {base.machine}/{base.name}: not written: {why}")
+            )
+            return
+        pending.future.set_result(None)  # changed or purged since `base` was read
+
+    def _params(self, group: Sequence[_Pending], node: str | None) -> list[Any]:
+        values = [progress_values(p.transition.progress) for p in group]
+        columns = [list(c) for c in zip(*values, strict=True)]
+        return [
+            node is not None,
+            [p.transition.base.id for p in group],
+            [p.transition.base.version for p in group],
+            [p.transition.base.last_event_id + len(p.events) for p in group],
+            [p.owner for p in group],
+            [p.transition.progress.status == ABORTED for p in group],
+            *columns,
+            node is not None,
+            node,
+            node,
+        ]
