@@ -11,10 +11,10 @@ path (stepd.store.postgres). Two transitions of one execution never share a grou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
 from stepd.store.records import ABORTED, Execution, Transition
@@ -23,7 +23,7 @@ from stepd.store.rows import PROGRESS_COLUMNS, event_rows, progress_values
 MAX_GROUP = 512
 
 # The SQL type of each column a transition writes, in PROGRESS_COLUMNS' order.
-_TYPES = {
+COLUMN_TYPES = {
     "status": "text",
     "state": "text",
     "phase": "text",
@@ -48,7 +48,7 @@ _SOURCE = ", ".join(
         "%s::int8[]",  # last_event_id
         "%s::text[]",  # owner
         "%s::bool[]",  # stop: StopExecution, which any node may apply
-        *(f"%s::{_TYPES[c]}[]" for c in _COLUMNS),
+        *(f"%s::{COLUMN_TYPES[c]}[]" for c in _COLUMNS),
     ]
 )
 _NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
@@ -69,6 +69,7 @@ EVENTS_SQL = (
 )
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
+P = TypeVar("P")
 
 
 @dataclass
@@ -79,39 +80,58 @@ class _Pending:
     future: asyncio.Future[Execution | None]
 
 
-class CommitGroups:
+class Groups(Generic[P]):
+    """Work submitted in one turn of the loop, applied in groups of distinct keys."""
+
+    def __init__(self) -> None:
+        self._waiting: list[P] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    def _submit(self, pending: P) -> None:
+        self._waiting.append(pending)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name="stepd-store-groups")
+
+    def _key(self, pending: P) -> Hashable:
+        raise NotImplementedError
+
+    async def _apply(self, group: Sequence[P]) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's writes join the group
+        while self._waiting:
+            group: list[P] = []
+            later: list[P] = []
+            seen: set[Hashable] = set()
+            for pending in self._waiting:
+                key = self._key(pending)
+                if key in seen or len(group) >= MAX_GROUP:
+                    later.append(pending)
+                else:
+                    seen.add(key)
+                    group.append(pending)
+            self._waiting = later
+            await self._apply(group)
+
+
+class CommitGroups(Groups[_Pending]):
     """Gathers `commit`s and applies them in groups; `transaction` gives a connection in a
     transaction (the store's), `node` the node the store writes for (None: one node)."""
 
     def __init__(self, transaction: Connect, node: Callable[[], str | None]) -> None:
+        super().__init__()
         self._transaction = transaction
         self._node = node
-        self._waiting: list[_Pending] = []
-        self._runner: asyncio.Task[None] | None = None
 
     async def commit(self, transition: Transition, owner: str | None) -> Execution | None:
         events = event_rows(transition.base.id, transition.base.last_event_id, transition.events)
         future: asyncio.Future[Execution | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(transition, events, owner, future))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run(), name="stepd-store-commit-groups")
+        self._submit(_Pending(transition, events, owner, future))
         return await future
 
-    async def _run(self) -> None:
-        await asyncio.sleep(0)  # the rest of this turn's commits join the group
-        while self._waiting:
-            group: list[_Pending] = []
-            later: list[_Pending] = []
-            seen: set[int] = set()
-            for pending in self._waiting:
-                execution_id = pending.transition.base.id
-                if execution_id in seen or len(group) >= MAX_GROUP:
-                    later.append(pending)
-                else:
-                    seen.add(execution_id)
-                    group.append(pending)
-            self._waiting = later
-            await self._apply(group)
+    def _key(self, pending: _Pending) -> Hashable:
+        return pending.transition.base.id
 
     async def _apply(self, group: Sequence[_Pending]) -> None:
         node = self._node()

@@ -30,6 +30,7 @@ from stepd.errors import ClaimLost, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_batch import CommitGroups
+from stepd.store.pg_create import CreateGroups
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
     ABORTED,
@@ -155,12 +156,14 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._active = 0
+        self._closing = False
         # The node this store writes for, when several share the database (stepd.cluster);
         # None: one node, no holding and no fencing.
         self.node: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._groups = CommitGroups(self._transaction, lambda: self.node)
+        self._creates = CreateGroups(self._transaction, self._create_alone)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -210,11 +213,14 @@ class PostgresStore(Store):
             )
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
+        pool = self._pool
+        if pool is None or self._closing:
             return
+        self._closing = True  # no new write from here on
         await self._idle.wait()  # the writes already issued finish
+        self._pool = None
         await pool.close()
+        self._closing = False
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
@@ -281,6 +287,21 @@ class PostgresStore(Store):
     # -- executions ------------------------------------------------------------------
 
     async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:
+        if self._pool is None or self._closing:
+            raise StoreError("the store is not open")
+        if new.cursors:
+            return await self._create_alone(new)
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._creates.create(new)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _create_alone(self, new: NewExecution) -> tuple[Execution, bool]:
+        """An execution (with its children's cursors), in a transaction of its own."""
         columns: dict[str, Any] = {
             "machine": new.machine,
             "name": new.name,
@@ -315,7 +336,7 @@ class PostgresStore(Store):
             return row_to_execution(row), True
 
     async def commit(self, transition: Transition) -> Execution | None:
-        if self._pool is None:
+        if self._pool is None or self._closing:
             raise StoreError("the store is not open")
         if transition.cursors or transition.pruned or transition.redrive is not None:
             return await self._commit_alone(transition)
