@@ -37,8 +37,9 @@ if [ "$as_root" = yes ]; then
     need procps on_path pgrep
 fi
 # The PostgreSQL store's tests (tests/postgres_server.py): they run a throwaway server of their
-# own (initdb and pg_ctl in a temporary folder), so only the programs are needed; the nodes'
-# tests give a node its own network namespace with `ip`
+# own (initdb and pg_ctl in a temporary folder), so only the programs are needed. `ip` (iproute2)
+# is there for cutting a node off in a network namespace of its own (the cut-off test relays its
+# connections through the test process today)
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/postgres'
 need iproute2 on_path ip
 
