@@ -1,119 +1,15 @@
-"""A throwaway PostgreSQL server for the tests: initdb and pg_ctl in a temporary folder.
-
-The tests' own server, never the machine's: a cluster made with `initdb` on a free port of
-127.0.0.1 (trust authentication, user `stepd`), its socket and data in a temporary folder,
-removed at the end. initdb, pg_ctl and postgres refuse to run as root, so as root they run as
-the `postgres` user through `runuser`. `restart(immediate=True)` is the crash restart
-(`pg_ctl stop -m immediate`, then start: WAL replay), which the store must survive.
-
-`tests/conftest.py` makes one per test session (`postgres` fixture); each test takes a fresh
-database of its own with `new_database()`.
-"""
+"""The tests' PostgreSQL: the throwaway server of stepd.pgserver, and a relay that cuts one
+node off from it."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+import asyncio
 from typing import Any
 
+from stepd.pgserver import PostgresServer, find_bin, remove_server, start_server
 from stepd.testing import free_port
 
-USER = "stepd"
-START_SECONDS = 60
-
-
-def find_bin() -> Path | None:
-    """The newest installed PostgreSQL's bin folder, or None when there is none."""
-    roots = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    return roots[-1].parent if roots else None
-
-
-@dataclass
-class PostgresServer:
-    """One PostgreSQL server in `folder`, listening on 127.0.0.1:`port`."""
-
-    bin: Path
-    folder: Path
-    port: int = field(default_factory=free_port)
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "server.log"
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=START_SECONDS, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[:1])} failed: {done.stdout}{done.stderr}")
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres")
-        self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--locale=C.UTF-8",
-            "-E", "UTF8",
-        )  # fmt: skip
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-        options += " -c max_connections=300"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
-
-    def stop(self, *, immediate: bool = False) -> None:
-        mode = "immediate" if immediate else "fast"
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self, *, immediate: bool = True) -> None:
-        """Stop (by default as a crash: immediate, no checkpoint) and start again."""
-        self.stop(immediate=immediate)
-        self.start()
-
-    def new_database(self) -> str:
-        """A new empty database's URL."""
-        import psycopg  # noqa: PLC0415 - only the tests that use PostgreSQL need it
-
-        name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-
-def start_server() -> PostgresServer:
-    """A new running server in a new temporary folder. Raises RuntimeError when PostgreSQL is
-    not installed (tests/setup.sh installs it)."""
-    found = find_bin()
-    if found is None:
-        raise RuntimeError("PostgreSQL is not installed: run tests/setup.sh (make test-setup)")
-    server = PostgresServer(bin=found, folder=Path(tempfile.mkdtemp(prefix="stepd-pg-")))
-    server.init()
-    server.start()
-    return server
-
-
-def remove_server(server: PostgresServer) -> None:
-    try:
-        server.stop(immediate=True)
-    finally:
-        shutil.rmtree(server.folder, ignore_errors=True)
+__all__ = ["Blackhole", "PostgresServer", "find_bin", "remove_server", "start_server"]
 
 
 class Blackhole:
@@ -123,8 +19,6 @@ class Blackhole:
     in the test's event loop."""
 
     def __init__(self, port: int) -> None:
-        import asyncio  # noqa: PLC0415 - only the tests that cut a node off use it
-
         self.target = port
         self.port = free_port()
         self._open = asyncio.Event()
@@ -136,8 +30,6 @@ class Blackhole:
         return url.replace(f":{self.target}/", f":{self.port}/")
 
     async def start(self) -> None:
-        import asyncio  # noqa: PLC0415
-
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
@@ -152,8 +44,6 @@ class Blackhole:
         self._open.set()
 
     async def _relay(self, client_in: Any, client_out: Any) -> None:
-        import asyncio  # noqa: PLC0415
-
         await self._open.wait()
         try:
             server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target)

@@ -203,7 +203,10 @@ def _restart_notes(settings: Sequence[str]) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from stepd.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    if args.nodes < 1:
+        _err("--nodes: at least 1")
+        return EX_USAGE
+    return run_demo(keep=args.keep, nodes=args.nodes)
 
 
 # -- backup ------------------------------------------------------------------------------
@@ -632,6 +635,18 @@ def _add_task_parsers(client_parser: Callable[..., argparse.ArgumentParser]) -> 
     heartbeat.add_argument("token", help="the task's token ($$.Task.Token)")
 
 
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
+    demo.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N nodes on a throwaway PostgreSQL (installed here) and kill one mid-class",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
@@ -659,9 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_reload(commands, config_arg)
 
-    demo = commands.add_parser("demo", help="record one classroom against a local stand-in")
-    demo.add_argument("--keep", action="store_true", help="keep the demo's folder")
-    demo.set_defaults(func=cmd_demo)
+    _demo_arguments(
+        commands.add_parser("demo", help="record one classroom against a local stand-in")
+    )
 
     _backup_arguments(
         commands.add_parser("backup", help="copy the store to a new file while it runs"),

@@ -205,9 +205,13 @@ async def _run_class(client: httpx.AsyncClient, server: ClassroomServer) -> int:
     return 1
 
 
-def run_demo(*, keep: bool = False) -> int:
+def run_demo(*, keep: bool = False, nodes: int = 1) -> int:
     folder = Path(tempfile.mkdtemp(prefix="stepd-demo-"))
     try:
+        if nodes > 1:
+            from stepd.demo_nodes import run_nodes_demo  # noqa: PLC0415 - needs PostgreSQL
+
+            return run_nodes_demo(folder, nodes)
         return asyncio.run(_demo(folder))
     except KeyboardInterrupt:
         return 130

@@ -30,6 +30,7 @@ from tests.integration.harness import (
     delivered,
     due_instants,
     records_of,
+    run_cli,
     task_keys,
     wait_until,
     whole_second,
@@ -274,3 +275,12 @@ async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_
     )
     # the answer to a call sent at most 3 s after the cut comes within the call's own time
     assert last_send < 3.0 + 1.0
+
+
+@pytest.mark.slow
+def test_the_nodes_demo_kills_a_node_and_every_class_succeeds() -> None:
+    """`stepd demo --nodes 2`: what a newcomer runs to see a node die and its classes go on."""
+    done = run_cli("demo", "--nodes", "2", timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "killed node 1" in done.stdout
+    assert "6 of 6 classes SUCCEEDED" in done.stdout
