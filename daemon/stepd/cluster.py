@@ -132,6 +132,7 @@ class Cluster:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        await self.leases.close()  # a renewal cut short may have left it mid-query
         try:
             held = await self.leases.leave()
         except StoreError as exc:
