@@ -72,6 +72,20 @@ async def health(node: Stepd) -> dict[str, Any]:
         return answer
 
 
+async def answering(node: Stepd) -> None:
+    """Wait until the node's store answers again (/healthz 200) after the database was back:
+    until then its API rightly answers 503."""
+
+    async def up() -> bool:
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+            try:
+                return (await client.get(node.url + "/healthz")).status_code == httpx.codes.OK
+            except httpx.HTTPError:
+                return False
+
+    await wait_until(up, timeout=30, what="the node's store to answer again")
+
+
 async def holder_of_a_call(nodes: list[Stepd]) -> Stepd:
     """The node with a task call in flight."""
     found: list[Stepd] = []
@@ -218,6 +232,7 @@ async def test_a_database_restarted_after_a_crash_loses_and_doubles_nothing(
         stopped = time.time()
         await asyncio.to_thread(postgres.restart, immediate=True)
         outages.append((stopped, time.time()))
+    await answering(nodes[0])
     await nodes[0].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
     resent = 0
     backlog = [0.0]  # steps due while the database was down: sent this long after it was back

@@ -26,6 +26,7 @@ from tests.integration.harness import (
     check_history,
     records_of,
     sleep_until,
+    wait_until,
     whole_second,
 )
 from tests.integration.test_chaos import chaos_seed, check_resends
@@ -169,6 +170,7 @@ async def run_nodes_chaos(
 
     explain = f"seed {seed} (STEPD_TEST_SEED reruns it)\n{lab.explain()}"
     names = [r.name for r in rooms]
+    await wait_until(nodes[0].healthy, timeout=30, what="node 1's store to answer again")
     await nodes[0].wait_closed("classroom", names, timeout=last_end - time.time() + RUN_SECONDS)
     lateness: list[float] = []
     posts = 0
