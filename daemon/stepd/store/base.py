@@ -36,7 +36,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from stepd.store.records import Cursor, Event, Execution, NewExecution, Transition
+from stepd.store.records import Cursor, Event, Execution, NewExecution, Notice, Transition
 
 
 class Store(ABC):
@@ -95,6 +95,8 @@ class Store(ABC):
         differ from it in anything. Of concurrent creates of one (machine, name), from this
         node or others, exactly one creates it and the others get it with False.
         Raises StoreError, writing nothing, when `new.definition_id` names no definition.
+        Created with a status in `NOTICED` (FAILED, TIMED_OUT, ABORTED): a `Notice` of it is
+        added to the outbox in the same transaction (see `outbox`).
         """
 
     @abstractmethod
@@ -106,14 +108,16 @@ class Store(ABC):
         `transition.progress`, `transition.events` are appended with the ids after
         `base.last_event_id`, `last_event_id` moves on by their number and `version` by exactly
         one (also for a transition that changes nothing); identity fields never change, and
-        the redrive fields only with `transition.redrive` (set to its count, date, token); the
+        the redrive fields only with `transition.redrive` (set to its count, date, token), the
+        `input` only with `transition.input` (set to it: an update of the execution); the
         descendants of every cursor id in `transition.pruned` are deleted (ids starting with
         that id and "/"; the cursor itself stays), then each of `transition.cursors` is stored,
         replacing the cursor of the same id if there is one. The
         returned execution equals what a read returns next. None: the execution changed or was
         purged since `base` was read, or never existed. So of two transitions computed from one
         version, from one node or two, exactly one applies. `base` is an execution as the store
-        returned it.
+        returned it. When `base.status` is RUNNING and `transition.progress.status` is in
+        `NOTICED`, a `Notice` of the closing is added to the outbox in the same transaction.
         """
 
     @abstractmethod
@@ -197,3 +201,27 @@ class Store(ABC):
     @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
         """The number of executions in each status; a status no execution has is absent."""
+
+    @abstractmethod
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        """Up to `limit` (positive) RUNNING executions whose `due_at` is at or after `start`
+        and before `end`, only those of `machine` when given; earliest `due_at` first, equal
+        ones by id. A read only. Raises RecordError if a record cannot be read."""
+
+    @abstractmethod
+    async def outbox(self, limit: int) -> list[Notice]:
+        """Up to `limit` (positive) notices of the outbox, oldest (smallest id) first.
+
+        A create or commit that closes an execution in a status of `NOTICED` adds one, in its
+        own transaction: so every such closing that was acknowledged has its notice, until
+        `outbox_done` removes it. Its fields are the execution's as that write left it (its
+        `key` is `notice_key` of it: a redrive that fails again makes another notice with
+        another key). Purging executions leaves their notices.
+        """
+
+    @abstractmethod
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        """Remove the notices with these ids (durable on return); ids that are not in the
+        outbox are ignored."""

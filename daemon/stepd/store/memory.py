@@ -22,6 +22,7 @@ from stepd.errors import RecordError, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
+    NOTICED,
     QUEUED,
     RUNNING,
     Cursor,
@@ -29,7 +30,9 @@ from stepd.store.records import (
     Execution,
     NewEvent,
     NewExecution,
+    Notice,
     Transition,
+    notice_key,
 )
 from stepd.store.schema import SCHEMA_VERSION, StoreVersion, too_new
 
@@ -82,8 +85,24 @@ class MemoryDatabase:
     names: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     events: dict[int, list[_Event]] = field(default_factory=dict, repr=False)
     cursors: dict[int, dict[str, _CursorRow]] = field(default_factory=dict, repr=False)
+    outbox: dict[int, Notice] = field(default_factory=dict, repr=False)
     last_definition_id: int = 0
     last_execution_id: int = 0
+    last_notice_id: int = 0
+
+    def add_notice(self, execution: Execution) -> None:
+        self.last_notice_id += 1
+        self.outbox[self.last_notice_id] = Notice(
+            id=self.last_notice_id,
+            key=notice_key(execution),
+            execution_id=execution.id,
+            machine=execution.machine,
+            name=execution.name,
+            status=execution.status,
+            error=execution.error,
+            cause=execution.cause,
+            stop_date=execution.stop_date if execution.stop_date is not None else time.time(),
+        )
 
 
 class MemoryStore(Store):
@@ -197,6 +216,8 @@ class MemoryStore(Store):
         db.events[execution_id] = events
         if cursors:
             db.cursors[execution_id] = cursors
+        if row.execution.status in NOTICED:
+            db.add_notice(row.execution)
         return _read(row), True
 
     async def commit(self, transition: Transition) -> Execution | None:
@@ -215,10 +236,13 @@ class MemoryStore(Store):
                 last_event_id=stored.last_event_id + len(events),
                 version=stored.version + 1,
                 redrive=transition.redrive,
+                input_text=transition.input,
             ),
             pending=pending,
         )
         db.rows[base.id] = row
+        if stored.status == RUNNING and row.execution.status in NOTICED:
+            db.add_notice(row.execution)
         db.events[base.id].extend(events)
         cursors = db.cursors.setdefault(base.id, {})
         for pruned in transition.pruned:
@@ -337,6 +361,33 @@ class MemoryStore(Store):
     async def count_by_status(self) -> dict[str, int]:
         db = await self._enter()
         return dict(Counter(row.execution.status for row in db.rows.values()))
+
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        db = await self._enter()
+        due: list[tuple[float, int]] = []
+        for execution_id, row in db.rows.items():
+            execution = row.execution
+            due_at = execution.due_at
+            if (
+                due_at is not None
+                and start <= due_at < end
+                and execution.status == RUNNING
+                and (machine is None or execution.machine == machine)
+            ):
+                due.append((due_at, execution_id))
+        due.sort()
+        return [_read(db.rows[execution_id]) for _, execution_id in due[:limit]]
+
+    async def outbox(self, limit: int) -> list[Notice]:
+        db = await self._enter()
+        return [db.outbox[i] for i in sorted(db.outbox)[:limit]]
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        db = await self._enter()
+        for notice_id in ids:
+            db.outbox.pop(notice_id, None)
 
 
 def _read(row: _Row) -> Execution:

@@ -19,6 +19,8 @@ FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
 STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+# An execution that closes in one of these gets an outbox entry (a `Notice`) with its closing.
+NOTICED = (FAILED, TIMED_OUT, ABORTED)
 
 # What an execution does next, when `due_at` comes.
 PHASE_ENTER = "enter"  # enter `state` with `data` as its input
@@ -194,14 +196,16 @@ class Execution(Progress):
         last_event_id: int,
         version: int,
         redrive: Redrive | None = None,
+        input_text: str | None = None,
     ) -> Execution:
-        """This execution as a committed transition to `progress` (a redrive, when given)
-        leaves it."""
+        """This execution as a committed transition to `progress` (a redrive, and a new
+        input, when given) leaves it."""
         moved = replace(
             self,
             **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
             last_event_id=last_event_id,
             version=version,
+            input=self.input if input_text is None else input_text,
         )
         if redrive is None:
             return moved
@@ -269,6 +273,7 @@ class Transition:
     pruned: tuple[str, ...] = ()  # cursor ids whose descendants are deleted (first)
     cursors: tuple[Cursor, ...] = ()  # child cursors inserted or replaced (after pruning)
     redrive: Redrive | None = None  # this transition is a redrive: count, date and token set
+    input: str | None = None  # this transition is an update: the execution's input is this now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,3 +287,27 @@ class NewExecution:
     progress: Progress
     events: tuple[NewEvent, ...] = ()
     cursors: tuple[Cursor, ...] = ()  # the children of a Parallel or Map state entered at once
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """An outbox entry: an execution closed as FAILED, TIMED_OUT or ABORTED, to be told of.
+
+    Written by the store in the transaction that closed the execution; it stays until
+    `Store.outbox_done` removes it, whatever becomes of the execution.
+    """
+
+    id: int  # positive, larger for a later entry
+    key: str  # the same for every delivery of this closing, unique across closings
+    execution_id: int
+    machine: str
+    name: str
+    status: str
+    error: str | None
+    cause: str | None
+    stop_date: float
+
+
+def notice_key(execution: Execution) -> str:
+    """The key of the notice `execution`'s closing (as stored) gets."""
+    return f"{execution.uid or execution.id}:{execution.last_event_id}"

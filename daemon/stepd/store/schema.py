@@ -103,6 +103,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN variables TEXT;
     ALTER TABLE cursors ADD COLUMN variables TEXT;
     """,
+    # 6: the outbox: executions that closed FAILED, TIMED_OUT or ABORTED, until they are told
+    # of (written with the closing); running executions by machine and due instant, for the
+    # agenda
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        machine TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        cause TEXT,
+        stop_date REAL NOT NULL
+    );
+    CREATE INDEX executions_due_by_machine ON executions (machine, due_at)
+        WHERE due_at IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

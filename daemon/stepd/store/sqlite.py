@@ -47,11 +47,14 @@ from stepd.store.records import (
     RUNNING,
     Cursor,
     Event,
+    NOTICED,
     Execution,
     NewEvent,
     NewExecution,
+    Notice,
     Progress,
     Transition,
+    notice_key,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion, too_new
 
@@ -83,6 +86,11 @@ PROGRESS_COLUMNS: dict[str, str] = {
     "cause": "cause",
     "variables": "variables",
 }
+INPUT_SQL = "UPDATE executions SET input = ? WHERE id = ?"
+NOTICE_SQL = (
+    "INSERT INTO outbox (key, execution_id, machine, name, status, error, cause, stop_date)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
 )
@@ -479,7 +487,10 @@ class SqliteStore(Store):
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
             ).fetchone()
-            return _row_to_execution(row), True
+            created = _row_to_execution(row)
+            if created.status in NOTICED:
+                _add_notice(conn, created)
+            return created, True
 
         return await self._write(create)
 
@@ -500,14 +511,20 @@ class SqliteStore(Store):
             redrive = transition.redrive
             if redrive is not None:
                 conn.execute(REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id))
+            if transition.input is not None:
+                conn.execute(INPUT_SQL, (transition.input, base.id))
             _append_events(conn, base.id, base.last_event_id, transition.events)
             _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-            return base.moved_to(
+            moved = base.moved_to(
                 transition.progress,
                 last_event_id=last_event_id,
                 version=base.version + 1,
                 redrive=redrive,
+                input_text=transition.input,
             )
+            if base.status == RUNNING and moved.status in NOTICED:
+                _add_notice(conn, moved)
+            return moved
 
         return await self._write(apply)
 
@@ -656,6 +673,39 @@ class SqliteStore(Store):
 
         return await self._read(run)
 
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        where = "due_at IS NOT NULL AND due_at >= ? AND due_at < ? AND status = ?"
+        params: list[Any] = [start, end, RUNNING]
+        if machine is not None:
+            where += " AND machine = ?"
+            params.append(machine)
+        sql = f"SELECT {COLUMNS} FROM executions WHERE {where} ORDER BY due_at, id LIMIT ?"  # noqa: S608
+        params.append(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Execution]:
+            return [_row_to_execution(r) for r in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def outbox(self, limit: int) -> list[Notice]:
+        def run(conn: sqlite3.Connection) -> list[Notice]:
+            rows = conn.execute(
+                "SELECT id, key, execution_id, machine, name, status, error, cause, stop_date"
+                " FROM outbox ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            return [Notice(**dict(r)) for r in rows]
+
+        return await self._read(run)
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        def done(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+        await self._write(done)
+
 
 def read_version(path: Path) -> StoreVersion | None:
     """What the store at `path` says of its version, read without taking it over; None
@@ -775,6 +825,22 @@ def _append_events(
         "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         rows,
+    )
+
+
+def _add_notice(conn: sqlite3.Connection, execution: Execution) -> None:
+    conn.execute(
+        NOTICE_SQL,
+        (
+            notice_key(execution),
+            execution.id,
+            execution.machine,
+            execution.name,
+            execution.status,
+            execution.error,
+            execution.cause,
+            execution.stop_date if execution.stop_date is not None else time.time(),
+        ),
     )
 
 

@@ -25,6 +25,7 @@ from stepd.store.memory import MemoryDatabase, MemoryStore
 from stepd.store.records import (
     ABORTED,
     FAILED,
+    TIMED_OUT,
     QUEUED,
     RUNNING,
     SUCCEEDED,
@@ -38,6 +39,7 @@ from stepd.store.records import (
     TaskCall,
     Transition,
     WaitThen,
+    notice_key,
 )
 from stepd.store.schema import SCHEMA_VERSION, StoreVersion
 from stepd.store.sqlite import SqliteStore
@@ -994,3 +996,152 @@ async def test_purge_deletes_an_executions_cursors(store: Store) -> None:
     assert moved is not None
     assert await store.purge_closed(100.0, 10) == 1
     assert await store.get_cursor(execution.id, "/4:0") is None
+
+
+# -- updates (a transition with a new input) ---------------------------------------------------
+
+
+async def test_a_transition_with_an_input_replaces_the_input_and_nothing_else(
+    store: Store,
+) -> None:
+    """`Transition.input` sets the execution's input, read back as written; other identity
+    fields stay."""
+    execution = await create(store, "moved")
+    updated = await store.commit(
+        Transition(
+            base=execution,
+            progress=running(due_at=3.0),
+            events=(event("ExecutionUpdated", by="me"),),
+            input='{"start": "2027-01-15T09:00:00Z"}',
+        )
+    )
+    assert updated is not None
+    assert (updated.input, updated.name, updated.start_date, updated.uid) == (
+        '{"start": "2027-01-15T09:00:00Z"}',
+        execution.name,
+        execution.start_date,
+        execution.uid,
+    )
+    assert await store.get_execution(execution.id) == updated
+
+
+async def test_a_transition_without_an_input_keeps_it(store: Store) -> None:
+    execution = await create(store, "kept")
+    moved = await move(store, execution, running(due_at=3.0))
+    assert moved.input == execution.input == '{"start": "2027-01-15T08:00:10Z"}'
+
+
+async def test_a_stale_update_changes_no_input(store: Store) -> None:
+    execution = await create(store, "stale")
+    await move(store, execution, running(due_at=3.0))
+    stale = Transition(base=execution, progress=running(due_at=4.0), input='{"x": 1}')
+    assert await store.commit(stale) is None
+    assert (await store.get_execution(execution.id)).input == execution.input  # type: ignore[union-attr]
+
+
+# -- falling_due ----------------------------------------------------------------------------
+
+
+async def test_falling_due_is_a_window_of_running_executions_earliest_first(
+    store: Store,
+) -> None:
+    """start <= due_at < end, RUNNING only, earliest first and ties by id, up to limit."""
+    made = {}
+    for name, due_at in (("before", 9.0), ("at-start", 10.0), ("b", 15.0), ("a", 12.0)):
+        made[name] = await create(store, name, running(due_at=due_at))
+    made["tie"] = await create(store, "tie", running(due_at=12.0))
+    await create(store, "at-end", running(due_at=20.0))
+    await create(store, "never", running(due_at=None))
+    odd = await create(store, "closed-with-due")
+    await move(store, odd, replace(closed(FAILED), due_at=11.0))
+    window = await store.falling_due(10.0, 20.0, machine=None, limit=10)
+    assert [e.name for e in window] == ["at-start", "a", "tie", "b"]
+    assert window[1] == made["a"]
+    short = await store.falling_due(10.0, 20.0, machine=None, limit=2)
+    assert [e.name for e in short] == ["at-start", "a"]
+
+
+async def test_falling_due_keeps_one_machine_when_given(store: Store) -> None:
+    await create(store, "x", running(due_at=5.0), machine="m")
+    await create(store, "y", running(due_at=5.0), machine="other")
+    found = await store.falling_due(0.0, 10.0, machine="other", limit=10)
+    assert [(e.machine, e.name) for e in found] == [("other", "y")]
+
+
+# -- the outbox -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [FAILED, TIMED_OUT, ABORTED])
+async def test_closing_in_a_noticed_status_adds_a_notice_with_the_closing(
+    store: Store, status: str
+) -> None:
+    execution = await create(store, "broke")
+    progress = replace(closed(status, stop_date=42.0), error="E", cause="C", output=None)
+    moved = await move(store, execution, progress, event("ExecutionFailed"))
+    notices = await store.outbox(10)
+    assert [(n.execution_id, n.machine, n.name, n.status) for n in notices] == [
+        (execution.id, "m", "broke", status)
+    ]
+    assert (notices[0].error, notices[0].cause, notices[0].stop_date) == ("E", "C", 42.0)
+    assert notices[0].key == notice_key(moved)
+    assert notices[0].id > 0
+
+
+async def test_no_notice_for_success_running_or_a_commit_of_a_closed_execution(
+    store: Store,
+) -> None:
+    ok = await create(store, "ok")
+    await move(store, ok, closed(SUCCEEDED))
+    waiting = await create(store, "waiting")
+    await move(store, waiting, running(due_at=9.0))
+    broke = await create(store, "broke")
+    failed = await move(store, broke, closed(FAILED))
+    await store.outbox_done([n.id for n in await store.outbox(10)])
+    await move(store, failed, replace(closed(FAILED), cause="again, already closed"))
+    assert await store.outbox(10) == []
+
+
+async def test_an_execution_created_failed_gets_a_notice(store: Store) -> None:
+    created = await create(store, "bad-input", Progress(status=FAILED, stop_date=3.0, error="X"))
+    notices = await store.outbox(10)
+    assert [(n.name, n.status, n.key) for n in notices] == [
+        ("bad-input", FAILED, notice_key(created))
+    ]
+
+
+async def test_notices_come_oldest_first_and_done_removes_them_durably(
+    backend: Backend,
+) -> None:
+    first = backend.new_store()
+    await first.open()
+    for name in ("one", "two", "three"):
+        await move(first, await create(first, name), closed(FAILED))
+    notices = await first.outbox(10)
+    assert [n.name for n in notices] == ["one", "two", "three"]
+    assert [n.name for n in await first.outbox(2)] == ["one", "two"]
+    await first.outbox_done([notices[0].id, notices[2].id, 999])
+    await first.close()
+    again = backend.new_store()
+    await again.open()
+    try:
+        assert [n.name for n in await again.outbox(10)] == ["two"]
+    finally:
+        await again.close()
+
+
+async def test_a_redrive_that_fails_again_makes_a_notice_with_another_key(
+    store: Store,
+) -> None:
+    execution = await create(store, "twice")
+    failed = await move(store, execution, closed(FAILED), event("ExecutionFailed"))
+    again = await move(store, failed, running(due_at=1.0), event("ExecutionRedriven"))
+    await move(store, again, closed(FAILED), event("ExecutionFailed"))
+    keys = [n.key for n in await store.outbox(10)]
+    assert len(keys) == len(set(keys)) == 2
+
+
+async def test_purging_keeps_the_notices(store: Store) -> None:
+    execution = await create(store, "gone")
+    await move(store, execution, closed(FAILED, stop_date=1.0))
+    assert await store.purge_closed(2.0, 10) == 1
+    assert [n.name for n in await store.outbox(10)] == ["gone"]
