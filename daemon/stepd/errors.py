@@ -32,6 +32,7 @@
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
         ├── ExecutionNotRedrivable    RedriveExecution of an execution AWS would not redrive
+        ├── ExecutionNotRunning       Stepd.UpdateExecution of an execution that has closed
         ├── StateMachineDoesNotExist
         ├── InvalidName
         ├── InvalidArn
@@ -296,6 +297,10 @@ class ExecutionDoesNotExist(ApiError):
 
 class ExecutionNotRedrivable(ApiError):
     """Execution is not redrivable."""
+
+
+class ExecutionNotRunning(ApiError):
+    """Execution is not running."""
 
 
 class StateMachineDoesNotExist(ApiError):

@@ -33,6 +33,7 @@ from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
 from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted, results_of
+from stepd.engine.updates import update
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -422,6 +423,41 @@ class Engine:
                 self._rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
+
+    async def update_execution(
+        self, machine_name: str, name: str, input_text: str, *, merge: bool, by: str
+    ) -> Execution:
+        """Replace (or `merge` into) a running execution's input and data, in one commit; a
+        Wait it is in is worked out again (stepd.engine.updates). `by` says who asked."""
+        given = parse_input(input_text)
+        while True:
+            execution = await self._store.find_execution(machine_name, name)
+            if execution is None:
+                raise ExecutionDoesNotExist(
+                    f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
+                )
+            definition = await self._definition(execution.definition_id)
+            machine = self._serving(machine_name)
+            transition = update(
+                self._step(execution, definition, self.clock()),
+                given,
+                merge=merge,
+                by=by,
+                schema=machine.input_schema if machine is not None else None,
+            )
+            updated = await self._store.commit(transition)
+            if updated is not None:
+                log.info(
+                    "execution.updated",
+                    machine=machine_name,
+                    execution=name,
+                    state=updated.state,
+                    due_at=updated.due_at,
+                    previous_due_at=execution.due_at,
+                    by=by,
+                )
+                self._schedule(updated)
+                return updated
 
     def redrive_refusal(self, execution: Execution) -> str | None:
         """Why RedriveExecution would refuse `execution` now (AWS's redriveStatusReason);
@@ -1046,13 +1082,23 @@ class Engine:
         else:
             async with self._call_slots:  # one limit for every call, children's too
                 outcome = await self._send(execution, url, resend=resend)
-        step = self._step(execution, step.definition, self.clock())
-        if step.task.token is not None and outcome.error is None:
-            step.await_callback()  # the answer is not the result: the callback is
-        else:
-            step.task_done(outcome)
-            step.run()
-        updated = await self._store.commit(step.transition())
+        sent = execution
+        while True:
+            step = self._step(execution, step.definition, self.clock())
+            if step.task.token is not None and outcome.error is None:
+                step.await_callback()  # the answer is not the result: the callback is
+            else:
+                step.task_done(outcome)
+                step.run()
+            updated = await self._store.commit(step.transition())
+            if updated is not None:
+                break
+            # updated meanwhile (Stepd.UpdateExecution): the call still stands, apply its
+            # outcome to what is stored; stopped or moved on: the outcome is not wanted
+            again = await self._store.get_execution(execution.id)
+            if again is None or not _same_call(sent, again):
+                break
+            execution = again
         if updated is None:
             log.info("task.result_discarded", reason="execution changed while the call ran")
         elif updated.task is not None and updated.task.awaiting_callback:
@@ -1122,6 +1168,19 @@ class Engine:
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _same_call(sent: Execution, now: Execution) -> bool:
+    """Whether `now` still waits for the answer to the call `sent` made."""
+    return (
+        now.status == RUNNING
+        and now.phase == PHASE_TASK
+        and now.state_entered_event == sent.state_entered_event
+        and now.attempt == sent.attempt
+        and now.task is not None
+        and now.task.sent
+        and now.task.answered_at is None
+    )
 
 
 def _began(execution: Execution) -> float:
