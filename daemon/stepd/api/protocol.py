@@ -14,6 +14,8 @@ from typing import Any
 from stepd.api.fields import MAX_PAGE, Handler, string
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
+from stepd.api.operations_stepd import TARGET_PREFIX as STEPD_PREFIX
+from stepd.api.operations_stepd import StepdOperations
 from stepd.engine.arns import ROLE_ARN, Arns
 from stepd.engine.executor import Engine
 from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
@@ -104,12 +106,22 @@ class Operations:
         }
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
+        self.stepd = StepdOperations(engine)
 
     @property
     def arns(self) -> Arns:
         return self.engine.arns
 
-    async def handle(self, target: str | None, body: Any) -> dict[str, Any]:
+    async def handle(self, target: str | None, body: Any, by: str = "") -> dict[str, Any]:
+        """Answer the operation `target` names: `AWSStepFunctions.*`, or stepd's own
+        `Stepd.*` (stepd.api.operations_stepd); `by` names who asked."""
+        if target is not None and target.startswith(STEPD_PREFIX):
+            if not isinstance(body, dict):
+                raise SerializationException("The request body must be a JSON object")
+            answer = await self.stepd.handle(target.removeprefix(STEPD_PREFIX), body, by)
+            if answer is None:
+                raise UnknownOperationException(f"Unknown operation: '{target}'")
+            return answer
         operation = (target or "").removeprefix(TARGET_PREFIX)
         handler = self.handlers.get(operation)
         if handler is None:

@@ -280,6 +280,12 @@ class Engine:
     async def count_by_status(self) -> dict[str, int]:
         return await self._store.count_by_status()
 
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        """Running executions due from `start` to before `end`, earliest first."""
+        return await self._store.falling_due(start, end, machine=machine, limit=limit)
+
     async def oldest_due(self) -> float | None:
         """The due instant of the earliest-due running execution now overdue, if any."""
         due = await self._store.due(self.clock(), 1)
@@ -436,15 +442,7 @@ class Engine:
                 raise ExecutionDoesNotExist(
                     f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
                 )
-            definition = await self._definition(execution.definition_id)
-            machine = self._serving(machine_name)
-            transition = update(
-                self._step(execution, definition, self.clock()),
-                given,
-                merge=merge,
-                by=by,
-                schema=machine.input_schema if machine is not None else None,
-            )
+            transition = await self.preview_update(execution, given, merge=merge, by=by)
             updated = await self._store.commit(transition)
             if updated is not None:
                 log.info(
@@ -458,6 +456,21 @@ class Engine:
                 )
                 self._schedule(updated)
                 return updated
+
+    async def preview_update(
+        self, execution: Execution, given: Any, *, merge: bool, by: str
+    ) -> Transition:
+        """The transition an update of `execution` (as read) to `given` would commit; raises
+        as `update_execution` does when it would be refused. Commits nothing."""
+        definition = await self._definition(execution.definition_id)
+        machine = self._serving(execution.machine)
+        return update(
+            self._step(execution, definition, self.clock()),
+            given,
+            merge=merge,
+            by=by,
+            schema=machine.input_schema if machine is not None else None,
+        )
 
     def redrive_refusal(self, execution: Execution) -> str | None:
         """Why RedriveExecution would refuse `execution` now (AWS's redriveStatusReason);
