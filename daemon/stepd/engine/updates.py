@@ -93,14 +93,16 @@ def update(
 def _wait_again(step: Step, data: Any) -> None:
     """Work the Wait state out again with `data`, as entered at its entry instant."""
     entered = step.entered_at if step.entered_at is not None else step.now
+    decision: object = None
     try:
         decision = interpreter.enter(
             step.definition, step.state or "", data, step.context(), utc(entered)
         )
     except Exception as exc:  # noqa: BLE001 - whatever the state cannot do refuses the update
-        decision = exc
+        cause = str(exc)
+    else:
+        cause = str(getattr(decision, "cause", None) or type(decision).__name__)
     if not isinstance(decision, WaitUntil):
-        cause = getattr(decision, "cause", None) or str(decision)
         raise InvalidExecutionInput(
             f"Invalid execution input: the Wait state '{step.state}' cannot work out when it "
             f"ends with the new data: {cause}"

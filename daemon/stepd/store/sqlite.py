@@ -43,11 +43,11 @@ from stepd.store.formats import (
     encode_variables,
 )
 from stepd.store.records import (
+    NOTICED,
     QUEUED,
     RUNNING,
     Cursor,
     Event,
-    NOTICED,
     Execution,
     NewEvent,
     NewExecution,

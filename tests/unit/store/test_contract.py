@@ -25,10 +25,10 @@ from stepd.store.memory import MemoryDatabase, MemoryStore
 from stepd.store.records import (
     ABORTED,
     FAILED,
-    TIMED_OUT,
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    TIMED_OUT,
     Cursor,
     Execution,
     Fanout,
