@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 
 from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.alerts import Target
 from stepd.catalog import MachineSpec
 from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
 from stepd.engine.machines import (
@@ -122,6 +123,8 @@ class ApiSettings(_Section):
     credentials_file: Path | None = None
     # a bearer token Prometheus may scrape /metrics with; the credential 'metrics_token' wins
     metrics_token_file: Path | None = None
+    # where people reach the API and its pages: the links in notifications (default: listen)
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
 
     @field_validator("listen")
     @classmethod
@@ -183,6 +186,23 @@ class ConnectionSettings(_Section):
         return self
 
 
+NoticedStatus = Literal["FAILED", "TIMED_OUT", "ABORTED"]
+
+
+class NotifySettings(_Section):
+    """A `[[notify]]` entry: who hears of executions that end FAILED, TIMED_OUT or ABORTED."""
+
+    url: str = Field(pattern=r"^https?://")
+    machines: list[str] | None = None  # None: every machine
+    statuses: list[NoticedStatus] = Field(
+        default_factory=lambda: list(get_args(NoticedStatus)), min_length=1
+    )
+    # the Standard Webhooks signing secret: the credential wins over the file; neither: the
+    # task calls' secret ([http] signing_secret_file), if any
+    secret_file: Path | None = None
+    credential: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", frozen=True
@@ -194,6 +214,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     machines: list[MachineSettings] = Field(default_factory=list)
     connections: list[ConnectionSettings] = Field(default_factory=list)
+    notify: list[NotifySettings] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -378,6 +399,12 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"connections: the name {duplicates[0]!r} is used more than once")
+    notify = [
+        n.model_copy(
+            update={"secret_file": None if n.secret_file is None else resolve(n.secret_file)}
+        )
+        for n in settings.notify
+    ]
     return settings.model_copy(
         update={
             "store": store,
@@ -385,6 +412,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "http": http,
             "machines": machines,
             "connections": connections,
+            "notify": notify,
         }
     )
 
@@ -444,6 +472,27 @@ def read_connections(settings: Settings) -> Connections:
         headers = auth_headers(c.auth, secret, header=c.header, username=c.username, where=where)
         found.append(Connection(name=c.name, arn=c.arn, headers=headers))
     return Connections(tuple(found))
+
+
+def read_notify(settings: Settings, signing_secret: str | None) -> tuple[Target, ...]:
+    """The `[[notify]]` targets with their secrets (`signing_secret`, the task calls' one,
+    where an entry names none). Raises ConfigError when a named secret cannot be read."""
+    targets = []
+    for n in settings.notify:
+        secret = signing_secret
+        if n.secret_file is not None or n.credential is not None:
+            secret = read_secret(n.secret_file, n.credential or "")
+            if not secret:
+                raise ConfigError(f"notify {n.url}: no secret in {n.secret_file or n.credential}")
+        targets.append(
+            Target(
+                url=n.url,
+                machines=None if n.machines is None else frozenset(n.machines),
+                statuses=frozenset(n.statuses),
+                secret=secret,
+            )
+        )
+    return tuple(targets)
 
 
 def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:

@@ -31,8 +31,10 @@ import structlog
 
 from stepd import __version__, logs
 from stepd.access import ApiAccess
+from stepd.alerts import Alerts, Target
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
+from stepd.client import api_url
 from stepd.config import (
     SIGNING_CREDENTIAL,
     Settings,
@@ -41,6 +43,7 @@ from stepd.config import (
     load_settings,
     machine_specs,
     read_connections,
+    read_notify,
     read_secret,
 )
 from stepd.control import (
@@ -83,6 +86,7 @@ class LoadedConfig:
     signing_secret: str | None
     access: ApiAccess
     connections: Connections = field(default_factory=Connections, repr=False)
+    notify: tuple[Target, ...] = field(default=(), repr=False)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -106,6 +110,7 @@ def load_config(path: Path) -> LoadedConfig:
         signing_secret=secret,
         access=api_access(settings),
         connections=read_connections(settings),
+        notify=read_notify(settings, secret),
     )
 
 
@@ -140,6 +145,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.timers: Timers | None = None
         self.api: ApiServer | None = None
+        self.alerts: Alerts | None = None
         self._access = ApiAccess()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -232,6 +238,15 @@ class Daemon:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
         self.api = api
+        alerts = Alerts(
+            store,
+            read_notify(settings, self._signing_secret),
+            arns=engine.arns,
+            page_base=settings.api.public_url or api_url(settings.api.listen),
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.stop)
+        self.alerts = alerts
         control: ControlServer | None = None
         try:
             control = await listen(
@@ -437,6 +452,7 @@ class Daemon:
                 log.info("config.connections_changed")
             self._signing_secret = loaded.signing_secret
             self._connections = loaded.connections
+        self._apply_notify(loaded.notify)
         if new.log != old.log:
             logs.configure(new.log.level, new.log.format)
         for name in sorted(set(self.catalog.machines) - set(loaded.catalog.machines)):
@@ -457,6 +473,11 @@ class Daemon:
             log.warning("config.restart_needed", setting=setting)
         self.settings, self.catalog = new, loaded.catalog
         return tuple(restart_needed)
+
+    def _apply_notify(self, targets: tuple[Target, ...]) -> None:
+        if self.alerts is not None and self.alerts.targets != targets:
+            self.alerts.targets = targets
+            log.info("config.notify_applied", targets=[t.url for t in targets])
 
     def _apply_access(self, access: ApiAccess) -> list[str]:
         """Serve the API with the key pairs (and metrics token) just read; what needs a restart.
