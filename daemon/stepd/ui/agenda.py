@@ -40,11 +40,15 @@ def chart(counts: list[tuple[float, int]], *, title: str) -> Markup:
     scale = plot_height / peak if peak else 0.0
     bar = plot_width / max(1, len(counts))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="100%" aria-label="{escape(title)}">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
+            f'width="100%" aria-label="{escape(title)}">'
+        ),
         f"<title>{escape(title)}</title>",
-        f'<line x1="{LEFT}" y1="{TOP + plot_height}" x2="{WIDTH - 8}" '
-        f'y2="{TOP + plot_height}" stroke="{AXIS_COLOUR}"/>',
+        (
+            f'<line x1="{LEFT}" y1="{TOP + plot_height}" x2="{WIDTH - 8}" '
+            f'y2="{TOP + plot_height}" stroke="{AXIS_COLOUR}"/>'
+        ),
         f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" font-size="11">{peak}</text>',
         f'<text x="{LEFT - 6}" y="{TOP + plot_height}" text-anchor="end" font-size="11">0</text>',
     ]
