@@ -512,7 +512,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"update  {item['name']}  {changes}")
         for name in plan["stop"]:
             print(f"stop    {name}")
-        verb = "would" if args.dry_run else "did"
         print(
             f"{len(plan['start'])} to start, {len(plan['update'])} to update, "
             f"{len(plan['stop'])} to stop, {plan['unchanged']} unchanged"
@@ -522,7 +521,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 if plan["kept"]
                 else ""
             )
-            + ("; dry run: nothing was changed" if args.dry_run else f" ({verb} apply)")
+            + ("; dry run: nothing was changed" if args.dry_run else "; applied")
         )
 
     _print(answer, args, human)
