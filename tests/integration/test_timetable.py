@@ -8,6 +8,9 @@ import json
 import time
 from pathlib import Path
 
+import boto3
+import pytest
+from botocore.exceptions import ClientError
 from tests.integration.harness import (
     EARLY_SLACK_SECONDS,
     START_PATH,
@@ -20,6 +23,7 @@ from tests.integration.harness import (
     whole_second,
 )
 
+from stepd.boto3_update import update_execution
 from stepd.classroom import ClassroomServer
 
 GENEROUS_SECONDS = 10.0  # a step that runs within this of its instant ran "at" it
@@ -188,3 +192,29 @@ async def test_agenda_counts_what_falls_due_per_minute(stepd: Stepd, tmp_path: P
     code, out, _ = await cli("agenda", "-c", stepd.config, "--from", "now", "--to", "+3h")
     assert code == 0
     assert f"{rfc3339(top)[:16]}Z       4  classroom/c0" in out
+
+
+async def test_boto3_users_update_with_the_helper_and_get_client_errors(
+    stepd: Stepd,
+) -> None:
+    await stepd.start()
+    now = whole_second(0)
+    lesson = Classroom(name="from-boto3", start=now + 3600, end=now + 7200)
+    await stepd.start_execution(lesson)
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=stepd.url,
+        region_name="us-east-1",
+        aws_access_key_id="stepd",
+        aws_secret_access_key="stepd",
+    )
+    later = rfc3339(now + 5400)
+    answer = await asyncio.to_thread(
+        update_execution, sfn, _arn(lesson.name), {"start": later}, merge=True
+    )
+    assert (answer["dueAt"], answer["previousDueAt"]) == (now + 5400, now + 3600)
+    described = await asyncio.to_thread(sfn.describe_execution, executionArn=_arn(lesson.name))
+    assert json.loads(described["input"])["start"] == later
+    with pytest.raises(ClientError) as refused:
+        await asyncio.to_thread(update_execution, sfn, _arn("nobody"), {}, merge=True)
+    assert refused.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
