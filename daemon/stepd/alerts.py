@@ -4,8 +4,9 @@ The store writes a notice into its outbox in the same transaction that closes an
 FAILED, TIMED_OUT or ABORTED (stepd.store.base, `outbox`). This worker, a task of its own,
 reads the outbox, POSTs each notice to every target whose machines and statuses it matches,
 and removes it once every one of them answered 2xx; a target that fails is tried again with
-back-off (doubling from RETRY_FIRST_SECONDS to RETRY_MAX_SECONDS). A notice no target wants is
-removed at once. So a closing is told at least once through restarts and crashes (a crash
+back-off (doubling from RETRY_FIRST_SECONDS to RETRY_MAX_SECONDS; once a target answers
+again, every notice waiting for it is tried at the next round). A notice no target wants is removed
+at once. So a closing is told at least once through restarts and crashes (a crash
 after a delivery and before the removal sends it again, with the same `webhook-id`: a
 receiver deduplicates by it), and the executions never wait for it.
 
@@ -65,6 +66,7 @@ class _Pending:
     """What this process knows of a notice it could not deliver to every target yet."""
 
     delivered: set[str] = field(default_factory=set)  # target urls that answered 2xx
+    waiting_for: set[str] = field(default_factory=set)  # target urls that did not, yet
     attempts: int = 0
     next_at: float = 0.0
 
@@ -112,6 +114,7 @@ class Alerts:
             timeout=TIMEOUT_SECONDS, transport=transport, headers={"User-Agent": USER_AGENT}
         )
         self._task: asyncio.Task[None] | None = None
+        self._answered: set[str] = set()  # targets that answered 2xx in this round
         self.delivered = 0  # deliveries answered 2xx since start
 
     def start(self) -> None:
@@ -138,8 +141,12 @@ class Alerts:
         notices = await self._store.outbox(BATCH)
         now = self._clock()
         due = [n for n in notices if self._pending.get(n.id, _Pending()).next_at <= now]
+        self._answered = set()
         outcomes = await asyncio.gather(*(self._deliver(n) for n in due))
         done = [n.id for n, ok in zip(due, outcomes, strict=True) if ok]
+        for pending in self._pending.values():  # a target answers again: its backlog goes now
+            if pending.waiting_for & self._answered:
+                pending.next_at = 0.0
         if done:
             await self._store.outbox_done(done)
             for notice_id in done:
@@ -157,8 +164,10 @@ class Alerts:
         for target in wanted:
             if await self._post(target, notice, body):
                 pending.delivered.add(target.url)
+                self._answered.add(target.url)
                 self.delivered += 1
-        if all(t.url in pending.delivered for t in wanted):
+        pending.waiting_for = {t.url for t in wanted} - pending.delivered
+        if not pending.waiting_for:
             return True
         pending.attempts += 1
         delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (pending.attempts - 1))

@@ -125,3 +125,21 @@ async def test_targets_hear_only_of_their_machines_and_statuses(store: MemorySto
     assert await sender.deliver_due() == 3  # each one done: told, or wanted by no target
     assert [json.loads(r.content)["data"]["name"] for r in hooks.requests] == ["c3"]
     await sender.stop()
+
+
+async def test_once_a_target_answers_again_every_waiting_notice_is_tried_at_once(
+    store: MemoryStore,
+):
+    hooks, clock = Hooks(**{"ops.test": 503}), Clock()
+    await fail(store, "c1")
+    sender = alerts(store, hooks, clock, Target(url="http://ops.test/h"))
+    for wait in (1, 2):  # two tries; the third is 4 s away
+        await sender.deliver_due()
+        clock.now += wait
+    await sender.deliver_due()
+    await fail(store, "c2")
+    hooks.status = {}
+    assert await sender.deliver_due() == 1  # c2; c1 is still waiting out its back-off
+    assert await sender.deliver_due() == 1  # c1, at once: the target answers again
+    assert await store.outbox(10) == []
+    await sender.stop()

@@ -262,7 +262,7 @@ class ApiServer:
         except ApiError as exc:
             return _error(exc)
         except web.HTTPRequestEntityTooLarge:
-            return _error(_too_large())
+            return _error(_too_large(request.client_max_size))
         except web.HTTPException:
             raise
         except StoreError as exc:
@@ -354,5 +354,5 @@ def _not_json(name: str) -> Any:
     raise ValueError(name)
 
 
-def _too_large() -> ApiError:
-    return ValidationException(f"The request is larger than {MAX_REQUEST_BYTES} bytes")
+def _too_large(limit: int = MAX_REQUEST_BYTES) -> ApiError:
+    return ValidationException(f"The request is larger than {limit} bytes")
