@@ -23,7 +23,7 @@ OVERDUE_GRACE_SECONDS = 1.0  # a step this little past its due time is starting,
 FAILURE_EVENTS = frozenset(
     {"TaskFailed", "TaskTimedOut", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
 )
-SUMMARY_KEYS = ("error", "cause", "resource")  # event details shown on the timeline's line
+SUMMARY_KEYS = ("error", "cause", "resource", "updatedBy")  # details on the timeline line
 DATA_KEYS = ("input", "output", "parameters")  # event details shown folded
 
 
