@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import boto3
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from tests.integration.harness import (
@@ -218,3 +219,43 @@ async def test_boto3_users_update_with_the_helper_and_get_client_errors(
     with pytest.raises(ClientError) as refused:
         await asyncio.to_thread(update_execution, sfn, _arn("nobody"), {}, merge=True)
     assert refused.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
+
+
+async def test_an_update_answered_survives_a_sigkill_right_after(
+    stepd: Stepd, classroom: ClassroomServer
+) -> None:
+    await stepd.start()
+    now = whole_second(0)
+    lesson = Classroom(name="moved-then-killed", start=now + 3600, end=now + 7200)
+    await stepd.start_execution(lesson)
+    new_start = whole_second(4)
+    status, answer = await _stepd_call(
+        stepd,
+        "Stepd.UpdateExecution",
+        {
+            "executionArn": _arn(lesson.name),
+            "input": json.dumps({"start": rfc3339(new_start)}),
+            "merge": True,
+        },
+    )
+    stepd.kill()
+    assert (status, answer["dueAt"]) == (200, new_start)
+    await stepd.start()
+    await wait_until(
+        lambda: _has(starts(classroom, lesson.name)),
+        timeout=4 + GENEROUS_SECONDS,
+        what="StartRecording at the updated time after the restart",
+        explain=stepd.tail(),
+    )
+    (sent,) = starts(classroom, lesson.name)
+    assert new_start - EARLY_SLACK_SECONDS <= sent < new_start + GENEROUS_SECONDS
+
+
+async def _stepd_call(stepd: Stepd, target: str, body: dict[str, object]) -> tuple[int, dict]:
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        response = await client.post(
+            stepd.url + "/",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+        )
+    return response.status_code, response.json()
