@@ -189,3 +189,38 @@ async def test_a_call_in_flight_is_not_affected_and_its_result_lands_on_the_new_
     assert (after.state, after.due_at, len(caller.calls)) == ("StoppingWait", T0 + 3 * 3600, 1)
     assert caller.calls[0].payload["end"] == "2027-01-15T10:00:00Z"
     assert "recording" in json.loads(after.data or "{}")
+
+
+async def test_a_jsonata_wait_reads_the_new_data_too(store: Store):
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Until",
+        "States": {
+            "Until": {"Type": "Wait", "Timestamp": "{% $states.input.start %}", "End": True}
+        },
+    }
+    engine = Engine(
+        uid=lambda: "u1",
+        store=store,
+        caller=FakeCaller(),
+        machines={},
+        arns=Arns(),
+        clock=Clock(),
+        random=lambda: 0.5,
+    )
+    await engine.register(
+        {
+            "j": Machine(
+                name="j",
+                definition=definition,
+                definition_text=json.dumps(definition),
+                endpoints=EndpointMap(base_url="http://classroom.test", routes={}),
+            )
+        }
+    )
+    engine.set_timer(lambda _id, _due: None)
+    await engine.start_execution("j", "c1", json.dumps(AN_HOUR))
+    moved = await engine.update_execution(
+        "j", "c1", json.dumps({"start": "2027-01-15T08:30:00Z"}), merge=True, by="x"
+    )
+    assert moved.due_at == T0 + 1800
