@@ -478,7 +478,15 @@ SHOWN_PER_MINUTE = 5  # names `stepd agenda` prints on a minute's line
 def _timetable(path: str, fmt: str | None) -> tuple[str, str]:
     """The text of the timetable at `path` (or - for stdin) and its format: as given, else by
     the file's extension, else by its first character ({ for JSON lines)."""
-    text = _read_input(path if path == STDIN else f"@{path}")
+    try:
+        if path == STDIN:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
+            text = Path(path).expanduser().read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the timetable: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the timetable is not UTF-8 text: {exc.reason}") from exc
     if fmt is None:
         fmt = TIMETABLE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:

@@ -12,7 +12,6 @@ SigV4 client can call them (stepd.boto3_update shows how with botocore):
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from stepd.api.fields import string
@@ -82,7 +81,7 @@ class StepdOperations:
         )
         return {
             "executionArn": arn,
-            "updateDate": time.time(),
+            "updateDate": self.engine.clock(),
             "input": updated.input,
             "state": updated.state,
             "dueAt": updated.due_at,

@@ -74,6 +74,7 @@ def parse(text: str, fmt: str) -> list[Row]:
     """The rows of a timetable. Raises ValidationException listing each bad line."""
     if fmt not in FORMATS:
         raise ValidationException(f"'format' must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    text = text.removeprefix("\ufeff")  # a spreadsheet's byte order mark
     errors: list[str] = []
     rows: list[Row] = []
     seen: dict[str, int] = {}

@@ -92,3 +92,9 @@ def test_the_plan_starts_new_rows_updates_moved_ones_and_keeps_the_rest() -> Non
 def test_a_field_the_input_lacks_is_a_change() -> None:
     made = plan([Row(line=2, name="c", fields={"room": "r1"})], [execution("c")], prune=False)
     assert [r.name for r, _ in made.update] == ["c"]
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_header() -> None:
+    assert parse("\ufeffname,start\nc1,x\n", "csv") == [
+        Row(line=2, name="c1", fields={"start": "x"})
+    ]
