@@ -52,7 +52,8 @@ AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare
 MAX_TIMETABLE_BYTES = 32 * 1024 * 1024  # Stepd.ApplyTimetable: a timetable of 100,000s of rows
 TIMETABLE_TARGET = "Stepd.ApplyTimetable"
-CALLER_KEY = "stepd.caller"  # the request's entry: who asked (for the history of updates)
+# who asked (the access key a request was signed with), for the history of updates
+CALLER_KEY = web.RequestKey("stepd.caller", str)
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
