@@ -218,7 +218,9 @@ class Store(ABC):
         own transaction: so every such closing that was acknowledged has its notice, until
         `outbox_done` removes it. Its fields are the execution's as that write left it (its
         `key` is `notice_key` of it: a redrive that fails again makes another notice with
-        another key). Purging executions leaves their notices.
+        another key). Purging executions leaves their notices. A read only: nothing is
+        claimed, so the notifiers of several nodes may each send a notice (deliveries are at
+        least once; receivers deduplicate by `key`).
         """
 
     @abstractmethod
