@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
 from stepd.engine import history
@@ -32,7 +33,7 @@ from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
 from stepd.engine.tokens import same_token, token_target
-from stepd.engine.tree import Work, aborted, results_of
+from stepd.engine.tree import Work, aborted
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -878,18 +879,27 @@ class Engine:
         if fan.retry_at is not None:
             step.again()
         elif fan.complete:
-            finished = await self._store.finished_children(execution_id, cursor_id)
+            results = await self._store.children_output(execution_id, cursor_id)
             work.prune(cursor_id)
-            step.fanout_succeeded(results_of(finished))
+            step.fanout_succeeded(JsonText(results))
         else:
             room = min(fan.total, fan.next_slot + fan.limit - fan.running)
+            made: dict[int, Cursor] = {}  # a window of children created in this transition
             for slot in range(fan.next_slot, room):
-                queued = await self._store.get_cursor(
+                queued = made.pop(slot, None) or await self._store.get_cursor(
                     execution_id, child_id(cursor_id, fan.started_event, slot)
                 )
                 if queued is None:
-                    raise TypeError(f"the child {slot} of '{step.state}' is not in the store")
+                    try:
+                        made = {c.slot: c for c in step.more_children(slot)}
+                    except Exception as exc:  # the state fails as any step with States.Runtime
+                        log.exception("step.unexpected_error", **step.log_fields())
+                        work.fail_fanout(cursor_id, step, STATES_RUNTIME, f"{exc}")
+                        return
+                    queued = made.pop(slot)
                 work.put(step.start_child(queued))
+            for queued in made.values():  # the rest of the window waits for slots
+                work.put(queued)
         work.save(cursor_id, step)
 
     def _step_cursor(self, work: Work, cursor_id: str) -> None:

@@ -133,6 +133,13 @@ class Store(ABC):
         in slot order. Raises RecordError if a record cannot be read."""
 
     @abstractmethod
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        """The outputs of the finished children of cursor `parent` (status neither RUNNING nor
+        QUEUED), in slot order, as the text of one JSON array: each output's stored text as it
+        is, `null` for a child without one (`[]` for none). Made without reading the outputs
+        as values, so that gathering many children costs their text and no more."""
+
+    @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:
         """The execution with this id as last committed; None if there is none (never
         created, or purged). Raises RecordError if its record cannot be read."""

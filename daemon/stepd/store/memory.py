@@ -252,6 +252,10 @@ class MemoryStore(Store):
         ]
         return sorted(finished, key=lambda c: c.slot)
 
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        finished = await self.finished_children(execution_id, parent)
+        return "[" + ",".join(c.output if c.output is not None else "null" for c in finished) + "]"
+
     async def get_execution(self, execution_id: int) -> Execution | None:
         db = await self._enter()
         row = db.rows.get(execution_id)

@@ -514,7 +514,7 @@ class SqliteStore(Store):
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
-                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                f"SELECT {CURSOR_COLUMNS} FROM cursors INDEXED BY cursors_by_status"  # noqa: S608
                 " WHERE execution_id = ? AND status = ? ORDER BY parent, slot",
                 (execution_id, RUNNING),
             )
@@ -542,6 +542,18 @@ class SqliteStore(Store):
                 (execution_id, parent, RUNNING, QUEUED),
             )
             return [_row_to_cursor(execution_id, r) for r in rows]
+
+        return await self._read(run)
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            rows = conn.execute(
+                "SELECT coalesce(output, 'null') FROM cursors"
+                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?)"
+                " ORDER BY slot",
+                (execution_id, parent, RUNNING, QUEUED),
+            )
+            return "[" + ",".join(row[0] for row in rows) + "]"
 
         return await self._read(run)
 
