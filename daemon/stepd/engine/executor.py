@@ -157,11 +157,12 @@ class Engine:
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
-        self._hosts = Hosts(probe=self._probe, release=self._queue.release, clock=clock)
+        self._hosts = Hosts(probe=self._probe, release=self._host_back, clock=clock)
         # Parallel and Map children: one lock per execution around read-modify-commit (never
         # around a call), the children's calls in flight, bounded like the workers
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._in_flight: dict[int, set[str]] = {}
+        self._host_waits: dict[int, set[str]] = {}  # children whose call waits for its host
         self._calls: set[asyncio.Task[None]] = set()
         self._call_slots = asyncio.Semaphore(workers)
 
@@ -807,7 +808,9 @@ class Engine:
                     self._log_closed(await self._time_out(execution))
                     return None
                 work = self._work(execution, definition, children, now)
-                flying = self._in_flight.get(execution_id, set())
+                flying = self._in_flight.get(execution_id, set()) | self._host_waits.get(
+                    execution_id, set()
+                )
                 due = [
                     cursor_id
                     for cursor_id, progress in work.running()
@@ -838,6 +841,8 @@ class Engine:
                     cursor = work.cursors.get(cursor_id)
                     if cursor is not None and cursor.status == RUNNING:
                         self._spawn(execution, cursor, resend=resend)
+                for cursor_id, url, limit in work.host_waits:
+                    self._child_waits(work, cursor_id, url, limit)
                 children = [c for c in work.cursors.values() if c.status == RUNNING]
             if execution is not None and execution.status == RUNNING:
                 return execution
@@ -914,6 +919,14 @@ class Engine:
                 step.run()
                 work.save(cursor_id, step)
                 return
+            url = self._task_url(step.machine, step.state, step.task)
+            limit = self._host_wait_limit(url, step) if url else None
+            if url is not None and limit is not None:  # its host is down: wait, as a root does
+                if step.task.waiting_since is None:
+                    step.pending = replace(step.task, waiting_since=step.now)
+                work.host_waits.append((cursor_id, url, limit))
+                work.save(cursor_id, step)
+                return
             resend = step.task.sent
             late = False if resend else self._note_lateness(step)
             if not resend:
@@ -924,6 +937,25 @@ class Engine:
             else:
                 work.calls.append((cursor_id, resend))
         work.save(cursor_id, step)
+
+    def _child_waits(self, work: Work, cursor_id: str, url: str, limit: float) -> None:
+        """Keep the committed call of child `cursor_id` until its host is back (or its wait
+        reached `limit`): the execution's other cursors go on meanwhile."""
+        cursor = work.cursors.get(cursor_id)
+        task = cursor.task if cursor is not None and cursor.status == RUNNING else None
+        if task is None or task.waiting_since is None:
+            return
+        first_due = task.first_due if task.first_due is not None else task.due
+        execution_id = work.execution.id
+        if self._hosts.wait(url, execution_id, first_due, task.waiting_since + limit):
+            self._host_waits.setdefault(execution_id, set()).add(cursor_id)
+            log.debug("task.waiting_for_host", cursor=cursor_id, url=url)
+
+    def _host_back(self, execution_id: int, due_at: float) -> None:
+        """The host an execution's call waited for is up (or the wait reached its limit): the
+        execution, and any of its children that waited, go back to the queue."""
+        self._host_waits.pop(execution_id, None)
+        self._queue.release(execution_id, due_at)
 
     def _spawn(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         self._in_flight.setdefault(execution.id, set()).add(cursor.id)

@@ -60,6 +60,8 @@ class Work:
         self.pruned: list[str] = []
         # (cursor, re-send) of the task calls that go out once this commits
         self.calls: list[tuple[str, bool]] = []
+        # (cursor, url, limit) of the calls that wait for their host once this commits
+        self.host_waits: list[tuple[str, str, float]] = []
         self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
 
     # -- reading ---------------------------------------------------------------------
