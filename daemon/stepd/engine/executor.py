@@ -339,6 +339,7 @@ class Engine:
         input_value = parse_input(input_text)
         if machine.input_schema is not None:
             machine.input_schema.check(input_value)
+        del input_value  # checked: the first state reads the text (a Map's 10,000 items once)
         now = self.clock()
         step = Step(
             definition=machine.definition,
@@ -368,7 +369,9 @@ class Engine:
             )
         )
         if not created:
-            same = execution.status == RUNNING and same_input(execution.input, input_value)
+            same = execution.status == RUNNING and same_input(
+                execution.input, parse_input(input_text)
+            )
             if not same:
                 raise ExecutionAlreadyExists(
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import queue
@@ -553,7 +554,12 @@ class SqliteStore(Store):
                 " ORDER BY slot",
                 (execution_id, parent, RUNNING, QUEUED),
             )
-            return "[" + ",".join(row[0] for row in rows) + "]"
+            joined = io.StringIO()  # one output at a time: never a list of them all
+            joined.write("[")
+            for n, (output,) in enumerate(rows):
+                joined.write("," + output if n else output)
+            joined.write("]")
+            return joined.getvalue()
 
         return await self._read(run)
 
