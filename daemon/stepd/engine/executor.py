@@ -452,7 +452,9 @@ class Engine:
                 raise ExecutionNotRedrivable(reason)
 
             async def children_of(parent: str, execution_id: int = execution.id) -> list[Cursor]:
-                return await self._store.finished_children(execution_id, parent)
+                return await self._store.finished_children(
+                    execution_id, parent, unsucceeded_only=True
+                )
 
             progress, cursors = await revive(execution.progress, ROOT, children_of, now)
             count = execution.redrive_count + 1

@@ -24,6 +24,7 @@ from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
     QUEUED,
     RUNNING,
+    SUCCEEDED,
     Cursor,
     Event,
     Execution,
@@ -242,13 +243,16 @@ class MemoryStore(Store):
         row = db.cursors.get(execution_id, {}).get(cursor_id)
         return None if row is None else _read_cursor(execution_id, row)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
         db = await self._enter()
         rows = db.cursors.get(execution_id, {}).values()
+        left_out = {RUNNING, QUEUED, SUCCEEDED} if unsucceeded_only else {RUNNING, QUEUED}
         finished = [
             _read_cursor(execution_id, r)
             for r in rows
-            if r.cursor.parent == parent and r.cursor.status not in {RUNNING, QUEUED}
+            if r.cursor.parent == parent and r.cursor.status not in left_out
         ]
         return sorted(finished, key=lambda c: c.slot)
 

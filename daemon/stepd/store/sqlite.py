@@ -46,6 +46,7 @@ from stepd.store.formats import (
 from stepd.store.records import (
     QUEUED,
     RUNNING,
+    SUCCEEDED,
     Cursor,
     Event,
     Execution,
@@ -534,13 +535,17 @@ class SqliteStore(Store):
 
         return await self._read(get)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
+        left_out = (RUNNING, QUEUED, SUCCEEDED if unsucceeded_only else RUNNING)
+
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
                 f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
-                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?)"
+                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?, ?)"
                 " ORDER BY slot",
-                (execution_id, parent, RUNNING, QUEUED),
+                (execution_id, parent, *left_out),
             )
             return [_row_to_cursor(execution_id, r) for r in rows]
 

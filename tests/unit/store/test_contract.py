@@ -993,6 +993,8 @@ async def test_children_output_joins_the_finished_outputs_in_slot_order(store: S
         '["a",{"Error":"E","Cause":""},null,{"b": 2}]'
     )
     assert await store.children_output(execution.id, other.id) == "[0]"
+    again = await store.finished_children(execution.id, "", unsucceeded_only=True)
+    assert [c.slot for c in again] == [7, 9]  # what a redrive runs again
 
 
 async def test_cursors_of_other_executions_are_apart(store: Store) -> None:
