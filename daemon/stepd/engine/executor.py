@@ -156,6 +156,9 @@ class Engine:
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
+        # The same, while an execution runs children: its row as last committed under its
+        # lock, so that each child's step does not read it again (a Map's input is in it).
+        self._tree_rows: dict[int, Execution] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
         self._hosts = Hosts(probe=self._probe, release=self._host_back, clock=clock)
         # Parallel and Map children: one lock per execution around read-modify-commit (never
@@ -425,6 +428,7 @@ class Engine:
             )
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
+                self._tree_rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
@@ -555,6 +559,7 @@ class Engine:
         ):
             raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
         self._rows.pop(execution_id, None)
+        self._tree_rows.pop(execution_id, None)
         definition = await self._definition(execution.definition_id)
         if cursor_id == ROOT:
             step = self._step(execution, definition, now)
@@ -593,6 +598,7 @@ class Engine:
 
     def _schedule(self, execution: Execution) -> None:
         self._rows.pop(execution.id, None)
+        self._tree_rows.pop(execution.id, None)
         if execution.status == RUNNING and execution.due_at is not None:
             if execution.due_at <= self.clock() + ROW_CACHE_SECONDS:
                 self._rows[execution.id] = execution
@@ -799,7 +805,7 @@ class Engine:
         until nothing is due; the execution once its root has left its Parallel or Map state
         (to go on without cursors), else None."""
         async with self._lock(execution_id):
-            execution = await self._store.get_execution(execution_id)
+            execution = await self._tree_row(execution_id)
             children = await self._store.running_cursors(execution_id)
             while (
                 execution is not None
@@ -836,6 +842,7 @@ class Engine:
                         if work.live(cursor_id):
                             self._step_cursor(work, cursor_id)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed)
                 if committed is None:  # changed meanwhile (stopped): look again
                     execution = await self._store.get_execution(execution_id)
                     children = await self._store.running_cursors(execution_id)
@@ -849,6 +856,8 @@ class Engine:
                 for cursor_id, url, limit in work.host_waits:
                     self._child_waits(work, cursor_id, url, limit)
                 children = [c for c in work.cursors.values() if c.status == RUNNING]
+            if execution is None or execution.phase != PHASE_FANOUT:
+                self._tree_rows.pop(execution_id, None)  # no longer running children
             if execution is not None and execution.status == RUNNING:
                 return execution
             return None
@@ -868,6 +877,20 @@ class Engine:
             make_step=self._cursor_step,
             deadline=_deadline(definition, _began(execution)),
         )
+
+    async def _tree_row(self, execution_id: int) -> Execution | None:
+        """The execution as this engine last committed it while it ran children (under its
+        lock), or as the store has it."""
+        row = self._tree_rows.get(execution_id)
+        return row if row is not None else await self._store.get_execution(execution_id)
+
+    def _keep_tree_row(self, execution_id: int, committed: Execution | None) -> None:
+        """Keep what a commit under the execution's lock left, while it runs children; a commit
+        refused (changed meanwhile) drops it, to be read again."""
+        if committed is not None and committed.status == RUNNING:
+            self._tree_rows[execution_id] = committed
+        else:
+            self._tree_rows.pop(execution_id, None)
 
     def _arm_tree(self, work: Work, flying: set[str]) -> None:
         """Wake the execution when its next cursor (not waiting for a call) is due."""
@@ -1010,7 +1033,7 @@ class Engine:
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
         async with self._lock(execution_id):
             while True:
-                execution = await self._store.get_execution(execution_id)
+                execution = await self._tree_row(execution_id)
                 cursor = await self._store.get_cursor(execution_id, sent.id)
                 if (
                     execution is None
@@ -1035,6 +1058,7 @@ class Engine:
                     step.run()
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed)
                 if committed is not None:
                     waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
                     if step.status == RUNNING and waiting:
@@ -1163,6 +1187,7 @@ class Engine:
     def _log_closed(self, execution: Execution | None) -> None:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
+            self._tree_rows.pop(execution.id, None)
             log.info(
                 "execution.closed",
                 status=execution.status,
