@@ -156,9 +156,10 @@ class Engine:
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
-        # The same, while an execution runs children: its row as last committed under its
-        # lock, so that each child's step does not read it again (a Map's input is in it).
-        self._tree_rows: dict[int, Execution] = {}
+        # The same, while an execution runs children: its row and running children as last
+        # committed under its lock, so that each child's step does not read them again (the
+        # row holds a Map's input, the children are up to 40 records to decode).
+        self._tree_rows: dict[int, tuple[Execution, list[Cursor]]] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
         self._hosts = Hosts(probe=self._probe, release=self._host_back, clock=clock)
         # Parallel and Map children: one lock per execution around read-modify-commit (never
@@ -805,8 +806,7 @@ class Engine:
         until nothing is due; the execution once its root has left its Parallel or Map state
         (to go on without cursors), else None."""
         async with self._lock(execution_id):
-            execution = await self._tree_row(execution_id)
-            children = await self._store.running_cursors(execution_id)
+            execution, children = await self._tree_row(execution_id)
             while (
                 execution is not None
                 and execution.status == RUNNING
@@ -842,7 +842,7 @@ class Engine:
                         if work.live(cursor_id):
                             self._step_cursor(work, cursor_id)
                 committed = await self._store.commit(work.transition())
-                self._keep_tree_row(execution_id, committed)
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is None:  # changed meanwhile (stopped): look again
                     execution = await self._store.get_execution(execution_id)
                     children = await self._store.running_cursors(execution_id)
@@ -878,17 +878,21 @@ class Engine:
             deadline=_deadline(definition, _began(execution)),
         )
 
-    async def _tree_row(self, execution_id: int) -> Execution | None:
-        """The execution as this engine last committed it while it ran children (under its
-        lock), or as the store has it."""
-        row = self._tree_rows.get(execution_id)
-        return row if row is not None else await self._store.get_execution(execution_id)
+    async def _tree_row(self, execution_id: int) -> tuple[Execution | None, list[Cursor]]:
+        """The execution and its running children as this engine last committed them while it
+        ran children (under its lock), or as the store has them."""
+        kept = self._tree_rows.get(execution_id)
+        if kept is not None:
+            return kept[0], list(kept[1])
+        execution = await self._store.get_execution(execution_id)
+        return execution, await self._store.running_cursors(execution_id)
 
-    def _keep_tree_row(self, execution_id: int, committed: Execution | None) -> None:
-        """Keep what a commit under the execution's lock left, while it runs children; a commit
-        refused (changed meanwhile) drops it, to be read again."""
+    def _keep_tree_row(self, execution_id: int, committed: Execution | None, work: Work) -> None:
+        """Keep what a commit of `work` under the execution's lock left, while it runs
+        children; a commit refused (changed meanwhile) drops it, to be read again."""
         if committed is not None and committed.status == RUNNING:
-            self._tree_rows[execution_id] = committed
+            running = [c for c in work.cursors.values() if c.status == RUNNING]
+            self._tree_rows[execution_id] = (committed, running)
         else:
             self._tree_rows.pop(execution_id, None)
 
@@ -1033,7 +1037,7 @@ class Engine:
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
         async with self._lock(execution_id):
             while True:
-                execution = await self._tree_row(execution_id)
+                execution, children = await self._tree_row(execution_id)
                 cursor = await self._store.get_cursor(execution_id, sent.id)
                 if (
                     execution is None
@@ -1048,7 +1052,6 @@ class Engine:
                     log.info("task.result_discarded", reason="the child stopped meanwhile")
                     return
                 definition = await self._definition(execution.definition_id)
-                children = await self._store.running_cursors(execution_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
                 if step.task.token is not None and outcome.error is None:
@@ -1058,7 +1061,7 @@ class Engine:
                     step.run()
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
-                self._keep_tree_row(execution_id, committed)
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is not None:
                     waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
                     if step.status == RUNNING and waiting:
