@@ -27,7 +27,7 @@ PHASE_TASK = "task"  # call the task of its `TaskCall`; `sent` once the intent i
 PHASE_FANOUT = "fanout"  # a Parallel or Map state runs its children; its `Fanout` counts them
 
 # A child cursor created and not yet started (a Map item beyond MaxConcurrency, in the window
-# of children created ahead of the slots; stepd 0.5 and earlier created every child at once).
+# of children created ahead of the slots; an earlier stepd created every child at once).
 QUEUED = "QUEUED"
 ROOT = ""  # the id of an execution's root cursor: its row in `executions`
 

@@ -310,8 +310,8 @@ async def test_a_map_creates_its_children_a_window_at_a_time(
 async def test_a_map_stored_with_every_child_queued_runs_on(
     store: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ):
-    """A Map that stepd 0.5 fanned out (every child created at once, queued) runs on with the
-    children it stored, creating none again."""
+    """A Map that an earlier stepd fanned out (every child created at once, queued) runs on
+    with the children it stored, creating none again."""
     monkeypatch.setattr(steps, "CHILD_WINDOW", 1000)  # as the fan-out was before windows
     caller = FakeCaller()
     caller.hold()
