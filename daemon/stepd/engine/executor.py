@@ -1051,6 +1051,9 @@ class Engine:
                 ):
                     log.info("task.result_discarded", reason="the child stopped meanwhile")
                     return
+                if all(c.id != sent.id for c in children):  # what was kept is behind: read
+                    self._tree_rows.pop(execution_id, None)
+                    continue
                 definition = await self._definition(execution.definition_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)

@@ -502,6 +502,10 @@ class Step:
         evaluated again from the state's input, as its entry did (the fan-out record keeps
         only counts, the state's input is stored with it)."""
         fan = self.fanout
+        if fan.kind != "Map":  # a Parallel state creates all its branches with the fan-out
+            raise StatesRuntimeError(
+                f"The {fan.kind} state '{self.state}' has no child {first_slot}"
+            )
         stop = min(fan.total, first_slot + max(CHILD_WINDOW, fan.limit))
         entered = utc(self.entered_at if self.entered_at is not None else self.now)
         inputs = interpreter.map_inputs(
