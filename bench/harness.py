@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from stepd.classroom import ClassroomServer
-from stepd.testing import free_port
+from stepd.testing import free_port, with_history_limit
 
 PING_MACHINE = {
     "StartAt": "Until",
@@ -26,12 +26,6 @@ PING_MACHINE = {
         "Ping": {"Type": "Task", "Resource": "ping", "ResultPath": None, "End": True},
     },
 }
-
-# `stepd` with another history limit: python -c LIFTED_LIMIT <max events> run -c <config>
-LIFTED_LIMIT = (
-    "import sys; import stepd.engine.steps as steps; from stepd.cli import main; "
-    "steps.MAX_EVENTS = int(sys.argv.pop(1)); sys.exit(main(sys.argv[1:]))"
-)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -106,7 +100,7 @@ Ping = "/ping"
         self.started_at = time.time()
         command = ["-m", "stepd"]
         if self.max_events is not None:
-            command = ["-c", LIFTED_LIMIT, str(self.max_events)]
+            command = with_history_limit(self.max_events)
         self.process = subprocess.Popen(
             [sys.executable, *command, "run", "-c", str(self.folder / "stepd.toml")],
             stdout=log,

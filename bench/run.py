@@ -397,10 +397,11 @@ async def _sample_rss(bench: Bench, into: list[int]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def map_memory(sizes: tuple[int, ...]) -> dict[str, Any]:
+async def map_memory(sizes: tuple[int, ...], machine: str = "passmap") -> dict[str, Any]:
     """For each size, a fresh daemon: its RSS idle, then one Map of that many Pass iterations
-    (history limit lifted: 4 events an iteration), the RSS sampled every 50 ms while it runs,
-    the peak (VmHWM) and the RSS 2 s after it ended."""
+    (history limit lifted: 4 events an iteration), or with `machine` "map" Task iterations
+    calling the classroom server (7 events an iteration), the RSS sampled every 50 ms while it
+    runs, the peak (VmHWM) and the RSS 2 s after it ended."""
     figures: dict[str, Any] = {}
     for items in sizes:
         with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
@@ -413,7 +414,7 @@ async def map_memory(sizes: tuple[int, ...]) -> dict[str, Any]:
             samples: list[int] = []
 
             sampler = asyncio.create_task(_sample_rss(bench, samples))
-            mapped = await _map_once(bench, "m", items, machine="passmap")
+            mapped = await _map_once(bench, "m", items, machine=machine)
             sampler.cancel()
             await asyncio.sleep(2)
             after = bench.rss_bytes()
@@ -582,6 +583,8 @@ async def _map_results(quick: bool) -> dict[str, dict[str, Any]]:
     results = await map_cost(*((200, 200, 20) if quick else (1000, 1000, 100)))
     sizes = (200, 2000) if quick else (1000, 10_000)
     results["map memory (peak RSS, a fresh daemon per size)"] = await map_memory(sizes)
+    tasks = (2000,) if quick else (10_000,)
+    results["map memory, Task iterations (40 calls at once)"] = await map_memory(tasks, "map")
     return results
 
 

@@ -250,6 +250,7 @@ class Stepd:
         self.ready_at = 0.0  # wall clock when /healthz first answered after the last start
         self.extra_env: dict[str, str] = {}  # more environment for the process (LD_PRELOAD)
         self.python = sys.executable  # the interpreter that runs `-m stepd`
+        self.launch = ["-m", "stepd"]  # its arguments before stepd's own
 
     # lifecycle
 
@@ -262,7 +263,7 @@ class Stepd:
             log.flush()
             self.started_at = time.time()
             self.process = subprocess.Popen(
-                [self.python, "-m", "stepd", "run", "-c", str(self.config)],
+                [self.python, *self.launch, "run", "-c", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**clean_env(), **self.extra_env},

@@ -26,6 +26,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from stepd.asl.decisions import ContextObject
 from stepd.asl.intrinsics import HASH_ALGORITHMS, Random
 from stepd.errors import ParseError, QueryEvaluationError
 
@@ -187,7 +188,10 @@ def _from_json(value: Any) -> Any:
 
 def _bindings(scope: Scope) -> dict[str, Any]:
     bindings = {name: _from_json(value) for name, value in scope.variables.items()}
-    bindings["states"] = {name: _from_json(value) for name, value in scope.states.items()}
+    bindings["states"] = {
+        name: _from_json(value.complete() if isinstance(value, ContextObject) else value)
+        for name, value in scope.states.items()
+    }
     millis = int(scope.now.timestamp() * 1000)
     from_millis = _library.functions.Functions.datetime_from_millis
     functions: dict[str, Callable[..., Any]] = {

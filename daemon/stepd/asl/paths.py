@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, TypeAlias
 
+from stepd.asl.decisions import ContextObject
 from stepd.errors import ParseError, PathError, ResultPathMatchError
 
 ROOT: Final = "$"
@@ -232,7 +233,9 @@ def resolve_reference(text: str, data: Any, context: Mapping[str, Any]) -> Any:
 def _source(path: Path, data: Any, context: Mapping[str, Any]) -> Any:
     """What `path` reads: the data, the context object, or one of the context's variables."""
     if path.variable is None:
-        return context if is_context_path(path.text) else data
+        if not is_context_path(path.text):
+            return data
+        return context.complete() if isinstance(context, ContextObject) else context
     variables: Mapping[str, Any] = getattr(context, "variables", {})
     if path.variable not in variables:
         raise PathError(f"Invalid path '{path.text}': the variable '{path.variable}' is not set")

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
 from stepd.engine import history
@@ -32,7 +33,7 @@ from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
 from stepd.engine.tokens import same_token, token_target
-from stepd.engine.tree import Work, aborted, results_of
+from stepd.engine.tree import Work, aborted
 from stepd.engine.updates import update
 from stepd.errors import (
     ExecutionAlreadyExists,
@@ -156,12 +157,17 @@ class Engine:
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
+        # The same, while an execution runs children: its row and running children as last
+        # committed under its lock, so that each child's step does not read them again (the
+        # row holds a Map's input, the children are up to 40 records to decode).
+        self._tree_rows: dict[int, tuple[Execution, list[Cursor]]] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
-        self._hosts = Hosts(probe=self._probe, release=self._queue.release, clock=clock)
+        self._hosts = Hosts(probe=self._probe, release=self._host_back, clock=clock)
         # Parallel and Map children: one lock per execution around read-modify-commit (never
         # around a call), the children's calls in flight, bounded like the workers
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._in_flight: dict[int, set[str]] = {}
+        self._host_waits: dict[int, set[str]] = {}  # children whose call waits for its host
         self._calls: set[asyncio.Task[None]] = set()
         self._call_slots = asyncio.Semaphore(workers)
 
@@ -344,6 +350,7 @@ class Engine:
         input_value = parse_input(input_text)
         if machine.input_schema is not None:
             machine.input_schema.check(input_value)
+        del input_value  # checked: the first state reads the text (a Map's 10,000 items once)
         now = self.clock()
         step = Step(
             definition=machine.definition,
@@ -373,7 +380,9 @@ class Engine:
             )
         )
         if not created:
-            same = execution.status == RUNNING and same_input(execution.input, input_value)
+            same = execution.status == RUNNING and same_input(
+                execution.input, parse_input(input_text)
+            )
             if not same:
                 raise ExecutionAlreadyExists(
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
@@ -427,6 +436,7 @@ class Engine:
             )
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
+                self._tree_rows.pop(stopped.id, None)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
@@ -496,7 +506,9 @@ class Engine:
                 raise ExecutionNotRedrivable(reason)
 
             async def children_of(parent: str, execution_id: int = execution.id) -> list[Cursor]:
-                return await self._store.finished_children(execution_id, parent)
+                return await self._store.finished_children(
+                    execution_id, parent, unsucceeded_only=True
+                )
 
             progress, cursors = await revive(execution.progress, ROOT, children_of, now)
             count = execution.redrive_count + 1
@@ -597,6 +609,7 @@ class Engine:
         ):
             raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
         self._rows.pop(execution_id, None)
+        self._tree_rows.pop(execution_id, None)
         definition = await self._definition(execution.definition_id)
         if cursor_id == ROOT:
             step = self._step(execution, definition, now)
@@ -635,6 +648,7 @@ class Engine:
 
     def _schedule(self, execution: Execution) -> None:
         self._rows.pop(execution.id, None)
+        self._tree_rows.pop(execution.id, None)
         if execution.status == RUNNING and execution.due_at is not None:
             if execution.due_at <= self.clock() + ROW_CACHE_SECONDS:
                 self._rows[execution.id] = execution
@@ -841,8 +855,7 @@ class Engine:
         until nothing is due; the execution once its root has left its Parallel or Map state
         (to go on without cursors), else None."""
         async with self._lock(execution_id):
-            execution = await self._store.get_execution(execution_id)
-            children = await self._store.running_cursors(execution_id)
+            execution, children = await self._tree_row(execution_id)
             while (
                 execution is not None
                 and execution.status == RUNNING
@@ -855,7 +868,9 @@ class Engine:
                     self._log_closed(await self._time_out(execution))
                     return None
                 work = self._work(execution, definition, children, now)
-                flying = self._in_flight.get(execution_id, set())
+                flying = self._in_flight.get(execution_id, set()) | self._host_waits.get(
+                    execution_id, set()
+                )
                 due = [
                     cursor_id
                     for cursor_id, progress in work.running()
@@ -876,6 +891,7 @@ class Engine:
                         if work.live(cursor_id):
                             self._step_cursor(work, cursor_id)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is None:  # changed meanwhile (stopped): look again
                     execution = await self._store.get_execution(execution_id)
                     children = await self._store.running_cursors(execution_id)
@@ -886,7 +902,11 @@ class Engine:
                     cursor = work.cursors.get(cursor_id)
                     if cursor is not None and cursor.status == RUNNING:
                         self._spawn(execution, cursor, resend=resend)
+                for cursor_id, url, limit in work.host_waits:
+                    self._child_waits(work, cursor_id, url, limit)
                 children = [c for c in work.cursors.values() if c.status == RUNNING]
+            if execution is None or execution.phase != PHASE_FANOUT:
+                self._tree_rows.pop(execution_id, None)  # no longer running children
             if execution is not None and execution.status == RUNNING:
                 return execution
             return None
@@ -906,6 +926,24 @@ class Engine:
             make_step=self._cursor_step,
             deadline=_deadline(definition, _began(execution)),
         )
+
+    async def _tree_row(self, execution_id: int) -> tuple[Execution | None, list[Cursor]]:
+        """The execution and its running children as this engine last committed them while it
+        ran children (under its lock), or as the store has them."""
+        kept = self._tree_rows.get(execution_id)
+        if kept is not None:
+            return kept[0], list(kept[1])
+        execution = await self._store.get_execution(execution_id)
+        return execution, await self._store.running_cursors(execution_id)
+
+    def _keep_tree_row(self, execution_id: int, committed: Execution | None, work: Work) -> None:
+        """Keep what a commit of `work` under the execution's lock left, while it runs
+        children; a commit refused (changed meanwhile) drops it, to be read again."""
+        if committed is not None and committed.status == RUNNING:
+            running = [c for c in work.cursors.values() if c.status == RUNNING]
+            self._tree_rows[execution_id] = (committed, running)
+        else:
+            self._tree_rows.pop(execution_id, None)
 
     def _arm_tree(self, work: Work, flying: set[str]) -> None:
         """Wake the execution when its next cursor (not waiting for a call) is due."""
@@ -927,18 +965,27 @@ class Engine:
         if fan.retry_at is not None:
             step.again()
         elif fan.complete:
-            finished = await self._store.finished_children(execution_id, cursor_id)
+            results = await self._store.children_output(execution_id, cursor_id)
             work.prune(cursor_id)
-            step.fanout_succeeded(results_of(finished))
+            step.fanout_succeeded(JsonText(results))
         else:
             room = min(fan.total, fan.next_slot + fan.limit - fan.running)
+            made: dict[int, Cursor] = {}  # a window of children created in this transition
             for slot in range(fan.next_slot, room):
-                queued = await self._store.get_cursor(
+                queued = made.pop(slot, None) or await self._store.get_cursor(
                     execution_id, child_id(cursor_id, fan.started_event, slot)
                 )
                 if queued is None:
-                    raise TypeError(f"the child {slot} of '{step.state}' is not in the store")
+                    try:
+                        made = {c.slot: c for c in step.more_children(slot)}
+                    except Exception as exc:  # the state fails as any step with States.Runtime
+                        log.exception("step.unexpected_error", **step.log_fields())
+                        work.fail_fanout(cursor_id, step, STATES_RUNTIME, f"{exc}")
+                        return
+                    queued = made.pop(slot)
                 work.put(step.start_child(queued))
+            for queued in made.values():  # the rest of the window waits for slots
+                work.put(queued)
         work.save(cursor_id, step)
 
     def _step_cursor(self, work: Work, cursor_id: str) -> None:
@@ -953,6 +1000,14 @@ class Engine:
                 step.run()
                 work.save(cursor_id, step)
                 return
+            url = self._task_url(step.machine, step.state, step.task)
+            limit = self._host_wait_limit(url, step) if url else None
+            if url is not None and limit is not None:  # its host is down: wait, as a root does
+                if step.task.waiting_since is None:
+                    step.pending = replace(step.task, waiting_since=step.now)
+                work.host_waits.append((cursor_id, url, limit))
+                work.save(cursor_id, step)
+                return
             resend = step.task.sent
             late = False if resend else self._note_lateness(step)
             if not resend:
@@ -963,6 +1018,25 @@ class Engine:
             else:
                 work.calls.append((cursor_id, resend))
         work.save(cursor_id, step)
+
+    def _child_waits(self, work: Work, cursor_id: str, url: str, limit: float) -> None:
+        """Keep the committed call of child `cursor_id` until its host is back (or its wait
+        reached `limit`): the execution's other cursors go on meanwhile."""
+        cursor = work.cursors.get(cursor_id)
+        task = cursor.task if cursor is not None and cursor.status == RUNNING else None
+        if task is None or task.waiting_since is None:
+            return
+        first_due = task.first_due if task.first_due is not None else task.due
+        execution_id = work.execution.id
+        if self._hosts.wait(url, execution_id, first_due, task.waiting_since + limit):
+            self._host_waits.setdefault(execution_id, set()).add(cursor_id)
+            log.debug("task.waiting_for_host", cursor=cursor_id, url=url)
+
+    def _host_back(self, execution_id: int, due_at: float) -> None:
+        """The host an execution's call waited for is up (or the wait reached its limit): the
+        execution, and any of its children that waited, go back to the queue."""
+        self._host_waits.pop(execution_id, None)
+        self._queue.release(execution_id, due_at)
 
     def _spawn(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         self._in_flight.setdefault(execution.id, set()).add(cursor.id)
@@ -1012,7 +1086,7 @@ class Engine:
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
         async with self._lock(execution_id):
             while True:
-                execution = await self._store.get_execution(execution_id)
+                execution, children = await self._tree_row(execution_id)
                 cursor = await self._store.get_cursor(execution_id, sent.id)
                 if (
                     execution is None
@@ -1026,8 +1100,10 @@ class Engine:
                 ):
                     log.info("task.result_discarded", reason="the child stopped meanwhile")
                     return
+                if all(c.id != sent.id for c in children):  # what was kept is behind: read
+                    self._tree_rows.pop(execution_id, None)
+                    continue
                 definition = await self._definition(execution.definition_id)
-                children = await self._store.running_cursors(execution_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
                 if step.task.token is not None and outcome.error is None:
@@ -1037,6 +1113,7 @@ class Engine:
                     step.run()
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is not None:
                     waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
                     if step.status == RUNNING and waiting:
@@ -1175,6 +1252,7 @@ class Engine:
     def _log_closed(self, execution: Execution | None) -> None:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
+            self._tree_rows.pop(execution.id, None)
             log.info(
                 "execution.closed",
                 status=execution.status,

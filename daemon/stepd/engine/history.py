@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from stepd.asl.decisions import JsonText
+
 RESOURCE_TYPE = "http"
 MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
 
 
 def dumps(value: Any) -> str:
-    """JSON text as stored and returned (compact, key order kept)."""
+    """JSON text as stored and returned (compact, key order kept); a `JsonText` as it is."""
+    if isinstance(value, JsonText):
+        return value.text
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 

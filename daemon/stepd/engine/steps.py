@@ -10,7 +10,7 @@ state (a branch or an iteration), whose end is its parent's business, not the ex
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from stepd.asl.decisions import (
     Fail,
     FanOut,
     GoTo,
+    JsonText,
     RetryAt,
     Succeed,
     WaitUntil,
@@ -42,6 +43,7 @@ from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
 from stepd.engine.inputs import MAX_INPUT_BYTES
 from stepd.engine.tokens import make_token
+from stepd.errors import StatesRuntimeError
 from stepd.store.records import (
     FAILED,
     PHASE_ENTER,
@@ -70,6 +72,7 @@ log = structlog.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
+CHILD_WINDOW = 200  # a Map's children created (queued) at a time, from its stored input
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
 CALLBACK_SUFFIX = ".waitForTaskToken"  # a Task with such a Resource waits for a callback
@@ -173,7 +176,7 @@ class Step:
         return Context(
             execution_id=self.execution_arn,
             execution_name=self.name,
-            execution_input=json.loads(self.execution_input),
+            execution_input=JsonText(self.execution_input),  # parsed if a path reads it
             execution_start_time=utc(self.start_date),
             state_machine_id=self.machine_arn,
             state_machine_name=self.machine,
@@ -445,7 +448,9 @@ class Step:
         return self.pending
 
     def _fan_out(self, decision: FanOut) -> None:
-        """Create the children, all queued, and start as many as the limit allows."""
+        """Create the first children (at most `CHILD_WINDOW`, queued) and start as many as the
+        limit allows; the others are created a window at a time as slots free up
+        (`more_children`), so that a Map of many items never holds them all as cursors."""
         kind = decision.kind
         total = len(decision.inputs)
         started = self.add(f"{kind}StateStarted", history.fanout_started(kind, total))
@@ -459,26 +464,60 @@ class Step:
             tolerated_count=decision.tolerated_count,
             tolerated_percentage=decision.tolerated_percentage,
         )
+        window = total if kind == "Parallel" else min(total, max(CHILD_WINDOW, decision.limit))
+        for queued in self._queued(0, decision.inputs[:window]):
+            self.children.append(
+                self.start_child(queued) if queued.slot < self.fanout.limit else queued
+            )
+
+    def _queued(self, first_slot: int, inputs: Sequence[Any]) -> list[Cursor]:
+        """The children in slots `first_slot`... with `inputs`, queued."""
+        fan = self.fanout
         state = self.state or ""
-        first = (
+        start_at = (
             interpreter.start_state(interpreter.branch(self.definition, state, 0))
-            if (kind == "Map" and total)
+            if (fan.kind == "Map" and inputs)
             else ""
         )
-        for slot, value in enumerate(decision.inputs):
-            if kind == "Parallel":
-                first = interpreter.start_state(interpreter.branch(self.definition, state, slot))
-            queued = Cursor(
-                id=child_id(self.cursor_id, started, slot),
-                parent=self.cursor_id,
-                slot=slot,
-                status=QUEUED,
-                state=first,
-                phase=PHASE_ENTER,
-                data=dumps(value),
-                variables=self.variables,  # children read the outer variables; theirs stay theirs
+        queued: list[Cursor] = []
+        for slot, value in enumerate(inputs, first_slot):
+            if fan.kind == "Parallel":
+                start_at = interpreter.start_state(interpreter.branch(self.definition, state, slot))
+            queued.append(
+                Cursor(
+                    id=child_id(self.cursor_id, fan.started_event, slot),
+                    parent=self.cursor_id,
+                    slot=slot,
+                    status=QUEUED,
+                    state=start_at,
+                    phase=PHASE_ENTER,
+                    data=dumps(value),
+                    variables=self.variables,  # children read the outer variables; theirs stay
+                )
             )
-            self.children.append(self.start_child(queued) if slot < self.fanout.limit else queued)
+        return queued
+
+    def more_children(self, first_slot: int) -> list[Cursor]:
+        """The next window of a Map's children, from `first_slot`, queued: their inputs
+        evaluated again from the state's input, as its entry did (the fan-out record keeps
+        only counts, the state's input is stored with it)."""
+        fan = self.fanout
+        if fan.kind != "Map":  # a Parallel state creates all its branches with the fan-out
+            raise StatesRuntimeError(
+                f"The {fan.kind} state '{self.state}' has no child {first_slot}"
+            )
+        stop = min(fan.total, first_slot + max(CHILD_WINDOW, fan.limit))
+        entered = utc(self.entered_at if self.entered_at is not None else self.now)
+        inputs = interpreter.map_inputs(
+            self.definition, self.state or "", json.loads(self.data), self.context(), entered,
+            first_slot, stop,
+        )  # fmt: skip
+        if len(inputs) != stop - first_slot:
+            raise StatesRuntimeError(
+                f"The Map state '{self.state}' gives {len(inputs)} items for its children "
+                f"{first_slot} to {stop - 1}: its input no longer gives {fan.total} items"
+            )
+        return self._queued(first_slot, inputs)
 
     def start_child(self, queued: Cursor) -> Cursor:
         """Start the queued child `queued` (the next slot); the child as started."""
@@ -507,21 +546,25 @@ class Step:
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, self.state_type())
 
-    def fanout_succeeded(self, results: list[Any]) -> None:
-        """Every child succeeded: their outputs, in slot order, are the state's result."""
+    def fanout_succeeded(self, results: JsonText) -> None:
+        """Every child succeeded: their outputs, in slot order (a JSON array's text), are the
+        state's result. When the state passes its result on as it is, the text is its output,
+        never parsed."""
         kind = self.fanout.kind
         if kind == "Map":
             self.add("MapStateSucceeded", {})
-        decision: Decision
+        decision: Decision | None
         try:
-            decision = interpreter.task_succeeded(
-                self.definition,
-                self.state or "",
-                json.loads(self.data),
-                results,
-                self.context(),
-                utc(self.now),
-            )
+            decision = interpreter.passed_through(self.definition, self.state or "", results)
+            if decision is None:
+                decision = interpreter.task_succeeded(
+                    self.definition,
+                    self.state or "",
+                    json.loads(self.data),
+                    results.value(),
+                    self.context(),
+                    utc(self.now),
+                )
         except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
             log.exception("step.unexpected_error", **self.log_fields())
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")

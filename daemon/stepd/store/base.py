@@ -132,9 +132,20 @@ class Store(ABC):
         Raises RecordError if its record cannot be read."""
 
     @abstractmethod
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
         """The children of cursor `parent` that finished (status neither RUNNING nor QUEUED),
-        in slot order. Raises RecordError if a record cannot be read."""
+        in slot order; with `unsucceeded_only`, only those whose status is not SUCCEEDED (what
+        a redrive runs again, without reading the others). Raises RecordError if a record
+        cannot be read."""
+
+    @abstractmethod
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        """The outputs of the finished children of cursor `parent` (status neither RUNNING nor
+        QUEUED), in slot order, as the text of one JSON array: each output's stored text as it
+        is, `null` for a child without one (`[]` for none). Made without reading the outputs
+        as values, so that gathering many children costs their text and no more."""
 
     @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:

@@ -25,6 +25,7 @@ from stepd.store.records import (
     NOTICED,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
     Cursor,
     Event,
     Execution,
@@ -266,15 +267,22 @@ class MemoryStore(Store):
         row = db.cursors.get(execution_id, {}).get(cursor_id)
         return None if row is None else _read_cursor(execution_id, row)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
         db = await self._enter()
         rows = db.cursors.get(execution_id, {}).values()
+        left_out = {RUNNING, QUEUED, SUCCEEDED} if unsucceeded_only else {RUNNING, QUEUED}
         finished = [
             _read_cursor(execution_id, r)
             for r in rows
-            if r.cursor.parent == parent and r.cursor.status not in {RUNNING, QUEUED}
+            if r.cursor.parent == parent and r.cursor.status not in left_out
         ]
         return sorted(finished, key=lambda c: c.slot)
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        finished = await self.finished_children(execution_id, parent)
+        return "[" + ",".join(c.output if c.output is not None else "null" for c in finished) + "]"
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         db = await self._enter()

@@ -28,7 +28,8 @@ PHASE_WAIT = "wait"  # a Wait state is waiting; its `WaitThen` says where it goe
 PHASE_TASK = "task"  # call the task of its `TaskCall`; `sent` once the intent is committed
 PHASE_FANOUT = "fanout"  # a Parallel or Map state runs its children; its `Fanout` counts them
 
-# A child cursor created and not yet started (a Map item beyond MaxConcurrency).
+# A child cursor created and not yet started (a Map item beyond MaxConcurrency, in the window
+# of children created ahead of the slots; an earlier stepd created every child at once).
 QUEUED = "QUEUED"
 ROOT = ""  # the id of an execution's root cursor: its row in `executions`
 
@@ -92,9 +93,10 @@ class TaskCall:
 class Fanout:
     """A Parallel or Map state running its children (child cursors, slots 0..total-1).
 
-    Children are created with the fan-out, `QUEUED` beyond the concurrency limit; slots below
-    `next_slot` were started. A finished child keeps its output in the store until the state
-    gathers every child's output in slot order.
+    Children are created a window at a time (`QUEUED` until a slot is free): the first with
+    the fan-out, the next when the slot to start has no child yet, its input evaluated again
+    from the state's input; slots below `next_slot` were started. A finished child keeps its
+    output in the store until the state gathers every child's output in slot order.
     """
 
     kind: str  # "Parallel" or "Map"

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import queue
@@ -46,6 +47,7 @@ from stepd.store.records import (
     NOTICED,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
     Cursor,
     Event,
     Execution,
@@ -531,7 +533,7 @@ class SqliteStore(Store):
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
-                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                f"SELECT {CURSOR_COLUMNS} FROM cursors INDEXED BY cursors_by_status"  # noqa: S608
                 " WHERE execution_id = ? AND status = ? ORDER BY parent, slot",
                 (execution_id, RUNNING),
             )
@@ -550,15 +552,36 @@ class SqliteStore(Store):
 
         return await self._read(get)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
+        left_out = (RUNNING, QUEUED, SUCCEEDED if unsucceeded_only else RUNNING)
+
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
                 f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?, ?)"
+                " ORDER BY slot",
+                (execution_id, parent, *left_out),
+            )
+            return [_row_to_cursor(execution_id, r) for r in rows]
+
+        return await self._read(run)
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            rows = conn.execute(
+                "SELECT coalesce(output, 'null') FROM cursors"
                 " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?)"
                 " ORDER BY slot",
                 (execution_id, parent, RUNNING, QUEUED),
             )
-            return [_row_to_cursor(execution_id, r) for r in rows]
+            joined = io.StringIO()  # one output at a time: never a list of them all
+            joined.write("[")
+            for n, (output,) in enumerate(rows):
+                joined.write("," + output if n else output)
+            joined.write("]")
+            return joined.getvalue()
 
         return await self._read(run)
 

@@ -971,6 +971,34 @@ async def test_running_cursors_come_by_parent_and_slot_and_exclude_others(store:
     assert [c.slot for c in await store.running_cursors(execution.id)] == [2, 11]
 
 
+async def test_children_output_joins_the_finished_outputs_in_slot_order(store: Store) -> None:
+    """The stored texts, as they are, in one JSON array by slot: `null` for a finished child
+    without output; running and queued children, and other parents' children, left out."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    assert await store.children_output(execution.id, "") == "[]"
+    other = child("", 5, pending=FANOUT, phase="fanout")
+    cursors = (
+        child("", 11, SUCCEEDED, output='{"b": 2}'),
+        child("", 2, SUCCEEDED, output='"a"'),
+        child("", 3, QUEUED),
+        child("", 4),
+        child("", 7, FAILED, output='{"Error":"E","Cause":""}'),
+        child("", 9, ABORTED),
+        other,
+        child(other.id, 0, SUCCEEDED, output="0"),
+    )
+    moved = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=cursors)
+    )
+    assert moved is not None
+    assert await store.children_output(execution.id, "") == (
+        '["a",{"Error":"E","Cause":""},null,{"b": 2}]'
+    )
+    assert await store.children_output(execution.id, other.id) == "[0]"
+    again = await store.finished_children(execution.id, "", unsucceeded_only=True)
+    assert [c.slot for c in again] == [7, 9]  # what a redrive runs again
+
+
 async def test_cursors_of_other_executions_are_apart(store: Store) -> None:
     """Cursors belong to one execution: another sees none of them."""
     one = await create(store, "one", running(pending=FANOUT))
