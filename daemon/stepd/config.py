@@ -44,6 +44,7 @@ from stepd.engine.machines import (
     LATE_RUN,
 )
 from stepd.engine.queue import DEFAULT_WORKERS
+from stepd.engine.testruns import MAX_TIME_SCALE, TestRuns, read_mock_config
 from stepd.errors import ConfigError
 from stepd.tasks.connections import (
     AUTH_API_KEY,
@@ -158,6 +159,15 @@ class MachineSettings(_Section):
     late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
     input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
+    # waits of its executions last 1/time_scale of their time: for tests, needs [testing]
+    time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE)
+
+
+class TestingSettings(_Section):
+    """Testing definitions in seconds: time scales and mocked task results."""
+
+    enabled: bool = False  # never in production: executions could skip their waits
+    mock_config: Path | None = None  # a MockConfigFile in AWS Step Functions Local's format
 
 
 class ConnectionSettings(_Section):
@@ -194,6 +204,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     machines: list[MachineSettings] = Field(default_factory=list)
     connections: list[ConnectionSettings] = Field(default_factory=list)
+    testing: TestingSettings = TestingSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -342,6 +353,23 @@ def _environment_error(exc: SettingsError) -> ConfigError:
     )
 
 
+def _checked_testing(testing: TestingSettings, machines: list[MachineSettings]) -> TestingSettings:
+    """`[testing]`, unless what only tests may use is asked for without it switched on."""
+    if not testing.enabled:
+        for m in machines:
+            if m.time_scale is not None:
+                raise ConfigError(
+                    f"machines.{m.name}.time_scale: a time scale is for tests only; set "
+                    "[testing] enabled = true to use one"
+                )
+        if testing.mock_config is not None:
+            raise ConfigError(
+                "testing.mock_config: mocked task results are for tests only; set "
+                "[testing] enabled = true to use them"
+            )
+    return testing
+
+
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
@@ -378,6 +406,9 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"connections: the name {duplicates[0]!r} is used more than once")
+    testing = _checked_testing(settings.testing, machines)
+    if testing.mock_config is not None:
+        testing = testing.model_copy(update={"mock_config": resolve(testing.mock_config)})
     return settings.model_copy(
         update={
             "store": store,
@@ -385,8 +416,18 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "http": http,
             "machines": machines,
             "connections": connections,
+            "testing": testing,
         }
     )
+
+
+def test_runs(settings: Settings) -> TestRuns:
+    """The engine's view of `[testing]`: reads the mock config file (ConfigError if it
+    cannot be used)."""
+    testing = settings.testing
+    mocks = None if testing.mock_config is None else read_mock_config(testing.mock_config)
+    scales = {m.name: m.time_scale for m in settings.machines if m.time_scale is not None}
+    return TestRuns(enabled=testing.enabled, mocks=mocks, time_scales=scales)
 
 
 def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:

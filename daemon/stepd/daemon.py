@@ -42,6 +42,7 @@ from stepd.config import (
     machine_specs,
     read_connections,
     read_secret,
+    test_runs,
 )
 from stepd.control import (
     TRIGGER_SIGNAL,
@@ -54,6 +55,7 @@ from stepd.control import (
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
+from stepd.engine.testruns import TestRuns
 from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
@@ -83,6 +85,7 @@ class LoadedConfig:
     signing_secret: str | None
     access: ApiAccess
     connections: Connections = field(default_factory=Connections, repr=False)
+    tests: TestRuns = field(default_factory=TestRuns, repr=False)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -106,6 +109,7 @@ def load_config(path: Path) -> LoadedConfig:
         signing_secret=secret,
         access=api_access(settings),
         connections=read_connections(settings),
+        tests=test_runs(settings),
     )
 
 
@@ -209,6 +213,7 @@ class Daemon:
             arns=Arns(region=settings.api.region, account=settings.api.account),
             task_timeout_seconds=settings.http.timeout_seconds,
             workers=settings.http.max_concurrency,
+            tests=test_runs(settings),
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
@@ -424,6 +429,7 @@ class Daemon:
                 max_connections=old.http.max_concurrency,
                 connections=loaded.connections,
             )
+        engine.tests.take_config(loaded.tests)
         retired = await engine.reconfigure(
             loaded.catalog.machines,
             task_timeout_seconds=new.http.timeout_seconds,

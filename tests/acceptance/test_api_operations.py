@@ -9,18 +9,15 @@ call itself; `model_problems` also catches keys and enum values a parser would d
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from tests.integration.clients import aws_cli
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -573,30 +570,9 @@ def aws(daemon, tmp_path_factory):
     """`aws stepfunctions ...` against the daemon: dummy credentials and region in the
     environment, and no ~/.aws to read."""
     home = tmp_path_factory.mktemp("aws-home")
-    executable = Path(sys.executable).with_name("aws")
-    command = [str(executable)] if executable.exists() else [shutil.which("aws") or "aws"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPD_"))}
-    env.update(
-        HOME=str(home),
-        AWS_ACCESS_KEY_ID="stepd",
-        AWS_SECRET_ACCESS_KEY="stepd",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-        AWS_DISABLE_HOST_PREFIX_INJECTION="true",  # TestState goes to "sync-" + the host
-    )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, "stepfunctions", *args, "--endpoint-url", daemon.url, "--output", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
-            check=False,
-        )
+        return aws_cli(daemon.url, home, *args)
 
     return run
 

@@ -17,6 +17,7 @@ from stepd.api.operations_definitions import DefinitionOperations
 from stepd.engine.arns import ROLE_ARN, Arns
 from stepd.engine.executor import Engine
 from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
+from stepd.engine.testruns import NOT_TESTED, split_test_case
 from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidToken,
@@ -75,6 +76,16 @@ def _untoken(token: str | None) -> int | None:
     return value
 
 
+def _time_scale(body: dict[str, Any]) -> float | None:
+    """stepd's own StartExecution field `timeScale` (testing only), if given."""
+    value = body.get("timeScale")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationException("'timeScale' must be a number")
+    return float(value)
+
+
 def _task_token(body: dict[str, Any]) -> str:
     token = string(body, "taskToken", required=True) or ""
     if not 0 < len(token) <= MAX_TASK_TOKEN:
@@ -121,12 +132,18 @@ class Operations:
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine_arn = string(body, "stateMachineArn", required=True) or ""
+        machine_arn, test_case = split_test_case(
+            string(body, "stateMachineArn", required=True) or ""
+        )
         machine = self._machine(machine_arn)
         name = string(body, "name") or str(uuid.uuid4())
         input_text = string(body, "input")
         started = await self.engine.start_execution(
-            machine, name, "{}" if input_text is None else input_text
+            machine,
+            name,
+            "{}" if input_text is None else input_text,
+            test_case=test_case,
+            time_scale=_time_scale(body),
         )
         execution = started.execution
         return {
@@ -168,6 +185,9 @@ class Operations:
         if execution.cause is not None:
             described["cause"] = execution.cause
         extension: dict[str, Any] = {"uid": execution.uid}
+        tested = await self.engine.test_settings(execution)
+        if tested != NOT_TESTED:
+            extension.update(tested.details())
         if execution.status == "RUNNING":
             extension.update(state=execution.state, dueAt=execution.due_at)
             down = self.engine.host_down_for(execution)

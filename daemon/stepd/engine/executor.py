@@ -31,6 +31,7 @@ from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.testruns import TestRuns, TestSettings
 from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted, results_of
 from stepd.errors import (
@@ -138,8 +139,10 @@ class Engine:
         random: Callable[[], float] = _random.random,
         workers: int = DEFAULT_WORKERS,
         uid: Callable[[], str] = new_uid,
+        tests: TestRuns | None = None,
     ) -> None:
         self._store = store
+        self.tests = tests if tests is not None else TestRuns()
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
@@ -284,6 +287,10 @@ class Engine:
         due = await self._store.due(self.clock(), 1)
         return due[0][1] if due else None
 
+    async def test_settings(self, execution: Execution) -> TestSettings:
+        """The time scale and test case `execution` runs with (testing only)."""
+        return await self.tests.load(self._store, execution.id)
+
     async def definition_of(self, execution: Execution) -> Mapping[str, Any]:
         """The definition `execution` runs (the one it started with)."""
         return await self._definition(execution.definition_id)
@@ -331,9 +338,21 @@ class Engine:
 
     # -- the control API's writes ----------------------------------------------------
 
-    async def start_execution(self, machine_name: str, name: str, input_text: str) -> Started:
+    async def start_execution(
+        self,
+        machine_name: str,
+        name: str,
+        input_text: str,
+        *,
+        test_case: str | None = None,
+        time_scale: float | None = None,
+    ) -> Started:
+        """Start an execution; a test case and a time scale only with testing enabled."""
         machine = self.machine(machine_name)
         check_name(name)
+        tested = self.tests.settings_for_start(
+            machine.name, test_case=test_case, time_scale=time_scale
+        )
         input_value = parse_input(input_text)
         if machine.input_schema is not None:
             machine.input_schema.check(input_value)
@@ -349,8 +368,10 @@ class Engine:
             now=now,
             random=self.random,
             deadline=_deadline(machine.definition, now),
+            time_scale=tested.time_scale,
         )
         step.begin(ROLE_ARN.format(account=self.arns.account))
+        step.events[0] = self.tests.mark(step.events[0], tested)
         step.run()
         execution, created = await self._store.create_execution(
             NewExecution(
@@ -372,6 +393,7 @@ class Engine:
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
                 )
             return Started(execution=execution, created=False)
+        self.tests.remember(execution.id, tested)
         log.info(
             "execution.started",
             machine=machine.name,
@@ -510,6 +532,7 @@ class Engine:
             found = await self._store.find_execution(machine_name, name)
             if found is None:
                 raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
+            await self.tests.load(self._store, found.id)
             async with self._lock(found.id):
                 committed = await self._settle(found.id, cursor_id, token, settle)
             if committed is None:
@@ -598,6 +621,7 @@ class Engine:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
             return
+        await self.tests.load(self._store, execution_id)
         with structlog.contextvars.bound_contextvars(
             machine=execution.machine, execution=execution.name, state=execution.state
         ):
@@ -720,6 +744,7 @@ class Engine:
             row=execution,
             deadline=_deadline(definition, _began(execution)),
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
         )
 
     def _cursor_step(
@@ -740,6 +765,7 @@ class Engine:
             now=now,
             random=self.random,
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
             **cursor,
         )
 
@@ -956,11 +982,15 @@ class Engine:
                 self.stats.resends += 1
             url = self._task_url(execution.machine, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
-            return await self._send_call(
+            mocked = self.tests.mocked(
+                execution.id, execution.machine, cursor.state or "", cursor.attempt
+            )
+            return mocked or await self._send_call(
                 url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
             )
 
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
+        await self.tests.load(self._store, execution_id)
         async with self._lock(execution_id):
             while True:
                 execution = await self._store.get_execution(execution_id)
@@ -981,7 +1011,7 @@ class Engine:
                 children = await self._store.running_cursors(execution_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
-                if step.task.token is not None and outcome.error is None:
+                if step.task.token is not None and outcome.error is None and not outcome.final:
                     step.await_callback()  # the answer is not the result: the callback is
                 else:
                     step.task_done(outcome)
@@ -1047,7 +1077,7 @@ class Engine:
             async with self._call_slots:  # one limit for every call, children's too
                 outcome = await self._send(execution, url, resend=resend)
         step = self._step(execution, step.definition, self.clock())
-        if step.task.token is not None and outcome.error is None:
+        if step.task.token is not None and outcome.error is None and not outcome.final:
             step.await_callback()  # the answer is not the result: the callback is
         else:
             step.task_done(outcome)
@@ -1064,6 +1094,11 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
+        mocked = self.tests.mocked(
+            execution.id, execution.machine, execution.state or "", execution.attempt
+        )
+        if mocked is not None:
+            return mocked
         return await self._send_call(
             url,
             task,

@@ -107,8 +107,10 @@ class Step:
         last_event_id: int | None = None,
         deadline: float | None = None,
         redrive_count: int = 0,
+        time_scale: float = 1.0,
     ) -> None:
-        self.definition = definition
+        # waits last 1/time_scale of their time (testing only)
+        self.definition, self.time_scale = definition, time_scale
         self.redrive_count = redrive_count
         self.machine = machine
         self.name = name
@@ -336,6 +338,12 @@ class Step:
         self.pending = None
         self.due_at = self.now
 
+    def _scaled(self, until: float) -> float:
+        """When a wait until `until` ends under the execution's time scale."""
+        if self.time_scale == 1.0 or until <= self.now:
+            return until
+        return self.now + (until - self.now) / self.time_scale
+
     def _runtime_cause(self, cause: str | None) -> str:
         prefix = (
             f"An error occurred while executing the state '{self.state}' "
@@ -394,7 +402,7 @@ class Step:
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
-                self.due_at = until.timestamp()
+                self.due_at = self._scaled(until.timestamp())
                 self.pending = WaitThen(
                     next_state=then.next_state if isinstance(then, GoTo) else None,
                     output=dumps(then.output),
@@ -416,7 +424,7 @@ class Step:
                 self.phase = PHASE_TASK
                 self.attempt += 1
                 self.retry_counts = counts
-                self.due_at = until.timestamp()
+                self.due_at = self._scaled(until.timestamp())
                 task = self.task
                 first_due = task.first_due if task.first_due is not None else task.due
                 self.pending = replace(
@@ -552,7 +560,7 @@ class Step:
         if isinstance(decision, RetryAt):
             self.attempt += 1
             self.retry_counts = decision.retry_counts
-            self.due_at = decision.until.timestamp()
+            self.due_at = self._scaled(decision.until.timestamp())
             self.pending = replace(fan, retry_at=self.due_at)
             return
         self.add(f"{fan.kind}StateFailed", {})

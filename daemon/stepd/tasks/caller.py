@@ -101,6 +101,9 @@ class TaskOutcome:
     cause: str | None = None  # short human text: status line and body start, or the network error
     status: int | None = None  # HTTP status, when the server answered
     retry_after: float | None = None  # seconds, from Retry-After on a non-2xx answer
+    # the task's own result even for a task that waits for a callback (a mocked answer; a
+    # nested execution that ended): not just the answer to its call
+    final: bool = False
 
     def __post_init__(self) -> None:
         if self.error is not None and self.result is not None:

@@ -19,6 +19,7 @@ from stepd.asl.validate import validate
 from stepd.catalog import Report
 from stepd.engine.executor import Engine
 from stepd.engine.steps import MAX_EVENTS
+from stepd.engine.testruns import NOT_TESTED
 from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable, StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
@@ -127,6 +128,7 @@ class _Pages:
                 )
             events = await self._history(execution)
             definition = await self._definition(execution)
+            tested = await self.engine.test_settings(execution)
         except StoreError as exc:
             return self._unavailable(request, exc)
         now = self.engine.clock()
@@ -145,6 +147,7 @@ class _Pages:
             redrivable=self.engine.redrive_refusal(execution) is None,
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
+            tested=tested if tested != NOT_TESTED else None,
         )
 
     async def redrive(self, request: web.Request) -> web.Response:
