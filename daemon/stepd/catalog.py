@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stepd.asl.http_task import connection_arn, is_http_invoke
+from stepd.asl.integrations import runs_inside
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
@@ -208,6 +209,8 @@ def _unmapped_tasks(
 ) -> Iterator[Report]:
     for pointer, name, state in _task_states(definition, ""):
         if is_http_invoke(state.get("Resource")):  # goes to its ApiEndpoint
+            continue
+        if runs_inside(state.get("Resource")):  # an activity or a nested execution
             continue
         if route_key(routes, name, state.get("Resource")) is None:
             yield Report(

@@ -550,11 +550,22 @@ def test_map_runs(sfn, new_name, settle):
 
 
 def test_activities(sfn):
-    assert sfn.list_activities()["activities"] == []
+    """An activity not created does not exist; created, it is described and listed (with
+    AWS's paging) until it is deleted."""
     with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
         sfn.describe_activity(activityArn=ACTIVITY_ARN)
-    with pytest.raises(sfn.exceptions.ValidationException):
-        sfn.create_activity(name="review")
+    with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
+        sfn.get_activity_task(activityArn=ACTIVITY_ARN)
+    with pytest.raises(sfn.exceptions.InvalidName):
+        sfn.create_activity(name="no spaces")
+    arns = [sfn.create_activity(name=name)["activityArn"] for name in ("review", "review-2")]
+    assert sfn.describe_activity(activityArn=arns[0])["name"] == "review"
+    first = sfn.list_activities(maxResults=1)
+    rest = sfn.list_activities(maxResults=1, nextToken=first["nextToken"])
+    assert [a["activityArn"] for a in first["activities"] + rest["activities"]] == arns
+    for arn in arns:
+        sfn.delete_activity(activityArn=arn)
+    assert sfn.list_activities()["activities"] == []
 
 
 def test_start_sync_execution_on_a_standard_machine(tsfn):

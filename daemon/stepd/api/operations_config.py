@@ -1,9 +1,10 @@
 """The operations of AWS's resource model that stepd's config file stands in for.
 
 Machines come from the config file, so creating, updating and deleting them (and their
-versions and aliases, and activities) is refused with a ValidationException that says how to
+versions and aliases) is refused with a ValidationException that says how to
 add one. What can only be read answers truthfully: a machine has no versions, aliases or tags,
-an execution has no map runs (stepd runs every Map inline), and there are no activities.
+an execution has no map runs (stepd runs every Map inline). Activities are
+stepd.api.operations_activities'.
 Tags are not stored: TagResource is refused; UntagResource has nothing to remove and succeeds.
 StartSyncExecution is for EXPRESS machines; stepd's are STANDARD, so it answers as AWS does
 for a STANDARD machine (StateMachineTypeNotSupported).
@@ -17,7 +18,6 @@ from typing import Any, Final
 from stepd.api import fields
 from stepd.engine.arns import Arns
 from stepd.errors import (
-    ActivityDoesNotExist,
     ExecutionDoesNotExist,
     InvalidArn,
     ResourceNotFound,
@@ -31,10 +31,6 @@ FROM_CONFIG: Final = (
     'To add one, add a [[machines]] entry (name = "...", definition = "path/to/definition'
     '.asl.json") to stepd.toml and reload the daemon (stepd reload -c stepd.toml, or '
     "systemctl reload stepd); to change one, edit its definition file and reload."
-)
-NO_ACTIVITIES: Final = (
-    "{operation} is not available: stepd has no activities. A Task state calls the HTTP "
-    "endpoint its Resource or state name is mapped to in the config file ([machines.endpoints])."
 )
 NO_TAGS: Final = "TagResource is not available: stepd does not store tags"
 _ARN_PARTS: Final = 7  # arn:aws:states:region:account:kind:name
@@ -70,11 +66,6 @@ class ConfigOperations:
         }
         return {
             **refused,
-            "CreateActivity": self._refuse("CreateActivity", NO_ACTIVITIES),
-            "DeleteActivity": self.no_activity,
-            "DescribeActivity": self.no_activity,
-            "GetActivityTask": self.no_activity,
-            "ListActivities": self.list_activities,
             "ListStateMachineVersions": self.list_state_machine_versions,
             "ListStateMachineAliases": self.list_state_machine_aliases,
             "DescribeStateMachineAlias": self.describe_state_machine_alias,
@@ -163,17 +154,6 @@ class ConfigOperations:
         )
 
     # -- activities and sync executions ------------------------------------------------------
-
-    async def no_activity(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = fields.required_string(body, "activityArn")
-        parts = arn.split(":")
-        if len(parts) != _ARN_PARTS or parts[:3] != ["arn", "aws", "states"]:
-            raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
-        raise ActivityDoesNotExist(f"Activity Does Not Exist: '{arn[:256]}'")
-
-    async def list_activities(self, body: dict[str, Any]) -> dict[str, Any]:
-        fields.page_token(body)
-        return {"activities": []}
 
     async def start_sync_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         self._machine(fields.required_string(body, "stateMachineArn"))

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from stepd.api.fields import MAX_PAGE, Handler, string
+from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
 from stepd.engine.arns import ROLE_ARN, Arns
@@ -115,6 +116,7 @@ class Operations:
         }
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
+        self.handlers.update(ActivityOperations(engine.activities).handlers())
 
     @property
     def arns(self) -> Arns:

@@ -23,7 +23,9 @@ import structlog
 
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
+from stepd.asl.integrations import is_activity
 from stepd.engine import history
+from stepd.engine.activities import Activities
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
@@ -143,6 +145,9 @@ class Engine:
     ) -> None:
         self._store = store
         self.tests = tests if tests is not None else TestRuns()
+        self.activities = Activities(
+            store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
+        )
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
@@ -189,6 +194,7 @@ class Engine:
         next start. Calls in flight go on until `drain`."""
         self._queue.close()
         self._hosts.close()
+        self.activities.close()
 
     async def drain(self, timeout: float) -> int:
         """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
@@ -982,10 +988,8 @@ class Engine:
                 self.stats.resends += 1
             url = self._task_url(execution.machine, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
-            mocked = self.tests.mocked(
-                execution.id, execution.machine, cursor.state or "", cursor.attempt
-            )
-            return mocked or await self._send_call(
+            inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task)
+            return inside or await self._send_call(
                 url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
             )
 
@@ -1094,11 +1098,9 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
-        mocked = self.tests.mocked(
-            execution.id, execution.machine, execution.state or "", execution.attempt
-        )
-        if mocked is not None:
-            return mocked
+        inside = await self._answer_inside(execution, execution.state, execution.attempt, task)
+        if inside is not None:
+            return inside
         return await self._send_call(
             url,
             task,
@@ -1107,6 +1109,18 @@ class Engine:
             attempt=execution.attempt,
             resend=resend,
         )
+
+    async def _answer_inside(
+        self, execution: Execution, state: str | None, attempt: int, task: TaskCall
+    ) -> TaskOutcome | None:
+        """The outcome of a task stepd answers itself (a mocked one, testing; an activity's,
+        queued for a worker), or None: it is called."""
+        mocked = self.tests.mocked(execution.id, execution.machine, state or "", attempt)
+        if mocked is not None:
+            return mocked
+        if is_activity(task.resource):
+            return await self.activities.queue(task)
+        return None
 
     async def _send_call(
         self,

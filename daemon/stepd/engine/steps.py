@@ -37,6 +37,7 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
+from stepd.asl.integrations import waits_for_result
 from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
@@ -72,7 +73,6 @@ MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
-CALLBACK_SUFFIX = ".waitForTaskToken"  # a Task with such a Resource waits for a callback
 
 
 def utc(ts: float) -> datetime:
@@ -610,8 +610,7 @@ class Step:
         return state if isinstance(state, Mapping) else {}
 
     def _waits_for_callback(self) -> bool:
-        resource = self._state().get("Resource")
-        return isinstance(resource, str) and resource.endswith(CALLBACK_SUFFIX)
+        return waits_for_result(self._state().get("Resource"))
 
     def _heartbeat_seconds(self) -> float | None:
         seconds = self._state().get("HeartbeatSeconds")

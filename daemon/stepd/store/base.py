@@ -36,7 +36,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from stepd.store.records import Cursor, Event, Execution, NewExecution, Transition
+from stepd.store.records import (
+    Activity,
+    ActivityTask,
+    Cursor,
+    Event,
+    Execution,
+    NewExecution,
+    Transition,
+)
 
 
 class Store(ABC):
@@ -197,3 +205,32 @@ class Store(ABC):
     @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
         """The number of executions in each status; a status no execution has is absent."""
+
+    # -- activities ------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        """Store the activity `name` created at `created_at`, unless there is one of that name;
+        return the activity as stored either way (an existing one keeps its date). Of
+        concurrent creates of one name, all return the same activity."""
+
+    @abstractmethod
+    async def delete_activity(self, name: str) -> None:
+        """Delete the activity `name` and every task waiting in its queue, atomically; nothing
+        when there is none."""
+
+    @abstractmethod
+    async def list_activities(self) -> list[Activity]:
+        """Every activity, by name."""
+
+    @abstractmethod
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        """Put `task` in its activity's queue, replacing a task of the same token wherever it
+        was (a retried task is queued again with its token). Does not check that the activity
+        exists."""
+
+    @abstractmethod
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        """Remove and return the task of `activity`'s queue queued first (equal `queued_at`
+        by token), or None when its queue is empty. Of concurrent takes, from this node or
+        others, each task is returned by at most one."""

@@ -24,6 +24,8 @@ from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
     QUEUED,
     RUNNING,
+    Activity,
+    ActivityTask,
     Cursor,
     Event,
     Execution,
@@ -84,6 +86,8 @@ class MemoryDatabase:
     cursors: dict[int, dict[str, _CursorRow]] = field(default_factory=dict, repr=False)
     last_definition_id: int = 0
     last_execution_id: int = 0
+    activities: dict[str, Activity] = field(default_factory=dict, repr=False)
+    activity_tasks: dict[str, ActivityTask] = field(default_factory=dict, repr=False)
 
 
 class MemoryStore(Store):
@@ -337,6 +341,35 @@ class MemoryStore(Store):
     async def count_by_status(self) -> dict[str, int]:
         db = await self._enter()
         return dict(Counter(row.execution.status for row in db.rows.values()))
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        db = await self._enter()
+        return db.activities.setdefault(name, Activity(name=name, created_at=created_at))
+
+    async def delete_activity(self, name: str) -> None:
+        db = await self._enter()
+        db.activities.pop(name, None)
+        for token in [t.token for t in db.activity_tasks.values() if t.activity == name]:
+            del db.activity_tasks[token]
+
+    async def list_activities(self) -> list[Activity]:
+        db = await self._enter()
+        return sorted(db.activities.values(), key=lambda a: a.name)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        db = await self._enter()
+        db.activity_tasks[task.token] = task
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        db = await self._enter()
+        queued = [t for t in db.activity_tasks.values() if t.activity == activity]
+        if not queued:
+            return None
+        first = min(queued, key=lambda t: (t.queued_at, t.token))
+        del db.activity_tasks[first.token]
+        return first
 
 
 def _read(row: _Row) -> Execution:

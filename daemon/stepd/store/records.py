@@ -282,3 +282,22 @@ class NewExecution:
     progress: Progress
     events: tuple[NewEvent, ...] = ()
     cursors: tuple[Cursor, ...] = ()  # the children of a Parallel or Map state entered at once
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activity:
+    """An activity (CreateActivity): a queue of tasks that workers take with GetActivityTask."""
+
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityTask:
+    """A task waiting in an activity's queue for a worker: the token that settles it and the
+    input the worker gets."""
+
+    activity: str
+    token: str
+    input: str  # JSON text
+    queued_at: float

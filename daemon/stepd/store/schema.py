@@ -103,6 +103,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN variables TEXT;
     ALTER TABLE cursors ADD COLUMN variables TEXT;
     """,
+    # 6: activities (CreateActivity) and the tasks waiting in their queues for a worker
+    """
+    CREATE TABLE activities (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+    CREATE TABLE activity_tasks (
+        token TEXT PRIMARY KEY,
+        activity TEXT NOT NULL,
+        input TEXT NOT NULL,
+        queued_at REAL NOT NULL
+    );
+    CREATE INDEX activity_tasks_queue ON activity_tasks (activity, queued_at, token);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -45,6 +45,8 @@ from stepd.store.formats import (
 from stepd.store.records import (
     QUEUED,
     RUNNING,
+    Activity,
+    ActivityTask,
     Cursor,
     Event,
     Execution,
@@ -655,6 +657,61 @@ class SqliteStore(Store):
             return {str(r[0]): int(r[1]) for r in rows}
 
         return await self._read(run)
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        def create(conn: sqlite3.Connection) -> Activity:
+            conn.execute(
+                "INSERT OR IGNORE INTO activities (name, created_at) VALUES (?, ?)",
+                (name, created_at),
+            )
+            row = conn.execute(
+                "SELECT created_at FROM activities WHERE name = ?", (name,)
+            ).fetchone()
+            return Activity(name=name, created_at=float(row[0]))
+
+        return await self._write(create)
+
+    async def delete_activity(self, name: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM activity_tasks WHERE activity = ?", (name,))
+            conn.execute("DELETE FROM activities WHERE name = ?", (name,))
+
+        await self._write(delete)
+
+    async def list_activities(self) -> list[Activity]:
+        def run(conn: sqlite3.Connection) -> list[Activity]:
+            rows = conn.execute("SELECT name, created_at FROM activities ORDER BY name")
+            return [Activity(name=str(r[0]), created_at=float(r[1])) for r in rows]
+
+        return await self._read(run)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        def queue(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO activity_tasks (token, activity, input, queued_at)"
+                " VALUES (?, ?, ?, ?)",
+                (task.token, task.activity, task.input, task.queued_at),
+            )
+
+        await self._write(queue)
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        def take(conn: sqlite3.Connection) -> ActivityTask | None:
+            row = conn.execute(
+                "SELECT token, input, queued_at FROM activity_tasks WHERE activity = ?"
+                " ORDER BY queued_at, token LIMIT 1",
+                (activity,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM activity_tasks WHERE token = ?", (row[0],))
+            return ActivityTask(
+                activity=activity, token=str(row[0]), input=str(row[1]), queued_at=float(row[2])
+            )
+
+        return await self._write(take)
 
 
 def read_version(path: Path) -> StoreVersion | None:

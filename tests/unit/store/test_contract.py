@@ -28,6 +28,8 @@ from stepd.store.records import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    Activity,
+    ActivityTask,
     Cursor,
     Execution,
     Fanout,
@@ -364,6 +366,11 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.due(1.0, 1), id="due"),
     pytest.param(lambda s: s.purge_closed(1.0, 1), id="purge_closed"),
     pytest.param(lambda s: s.count_by_status(), id="count_by_status"),
+    pytest.param(lambda s: s.create_activity("a", 1.0), id="create_activity"),
+    pytest.param(lambda s: s.delete_activity("a"), id="delete_activity"),
+    pytest.param(lambda s: s.list_activities(), id="list_activities"),
+    pytest.param(lambda s: s.queue_activity_task(queued("a", "t")), id="queue_activity_task"),
+    pytest.param(lambda s: s.take_activity_task("a"), id="take_activity_task"),
 ]
 
 
@@ -994,3 +1001,80 @@ async def test_purge_deletes_an_executions_cursors(store: Store) -> None:
     assert moved is not None
     assert await store.purge_closed(100.0, 10) == 1
     assert await store.get_cursor(execution.id, "/4:0") is None
+
+
+# -- activities -------------------------------------------------------------------------------
+
+
+def queued(
+    activity: str, token: str, at: float = 10.0, data: str = '{"room":"Phòng 1"}'
+) -> ActivityTask:
+    return ActivityTask(activity=activity, token=token, input=data, queued_at=at)
+
+
+async def test_an_activity_is_created_once_and_keeps_its_date(backend: Backend) -> None:
+    """Creating an activity again returns it as it was; it is there after a restart, listed
+    by name, until it is deleted."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.create_activity("record", 5.5) == Activity(name="record", created_at=5.5)
+    assert await store.create_activity("record", 9.0) == Activity(name="record", created_at=5.5)
+    await store.create_activity("ask", 7.0)
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert [a.name for a in await store.list_activities()] == ["ask", "record"]
+    await store.delete_activity("record")
+    await store.delete_activity("never-created")
+    assert await store.list_activities() == [Activity(name="ask", created_at=7.0)]
+    await store.close()
+
+
+async def test_activity_tasks_are_taken_first_queued_first_and_once(store: Store) -> None:
+    """A queue hands out its tasks in the order they were queued (ties by token), each once;
+    another activity's tasks are not in it; an empty queue gives None."""
+    for task in (queued("a", "t3", 30.0), queued("a", "t2", 20.0), queued("a", "t1", 20.0)):
+        await store.queue_activity_task(task)
+    await store.queue_activity_task(queued("b", "u1", 1.0))
+    taken = [await store.take_activity_task("a") for _ in range(4)]
+    assert taken == [
+        queued("a", "t1", 20.0),
+        queued("a", "t2", 20.0),
+        queued("a", "t3", 30.0),
+        None,
+    ]
+    assert await store.take_activity_task("b") == queued("b", "u1", 1.0)
+
+
+async def test_queueing_a_token_again_replaces_its_task(store: Store) -> None:
+    """A retried task queued again under its token is one task, with its new input and place."""
+    await store.queue_activity_task(queued("a", "t1", 10.0, "{}"))
+    await store.queue_activity_task(queued("a", "t2", 20.0))
+    await store.queue_activity_task(queued("a", "t1", 30.0, '{"attempt":2}'))
+    assert await store.take_activity_task("a") == queued("a", "t2", 20.0)
+    assert await store.take_activity_task("a") == queued("a", "t1", 30.0, '{"attempt":2}')
+    assert await store.take_activity_task("a") is None
+
+
+async def test_concurrent_takes_hand_each_task_out_once(backend: Backend) -> None:
+    """Two stores on the same data taking at once (two nodes) never get the same task."""
+    first, second = backend.new_store(), backend.new_store()
+    await first.open()
+    for n in range(6):
+        await first.queue_activity_task(queued("a", f"t{n}", float(n)))
+    await first.close()
+    await second.open()
+    takes = await asyncio.gather(*(second.take_activity_task("a") for _ in range(8)))
+    tokens = [t.token for t in takes if t is not None]
+    assert sorted(tokens) == [f"t{n}" for n in range(6)]
+    await second.close()
+
+
+async def test_deleting_an_activity_empties_its_queue(store: Store) -> None:
+    """The tasks of a deleted activity are gone with it; others stay."""
+    await store.create_activity("a", 1.0)
+    await store.queue_activity_task(queued("a", "t1"))
+    await store.queue_activity_task(queued("b", "u1"))
+    await store.delete_activity("a")
+    assert await store.take_activity_task("a") is None
+    assert await store.take_activity_task("b") == queued("b", "u1")
