@@ -190,6 +190,9 @@ class Operations:
         tested = await self.engine.test_settings(execution)
         if tested != NOT_TESTED:
             extension.update(tested.details())
+        parent = await self.engine.nested.parent_of(execution)
+        if parent is not None:
+            extension["parentExecutionArn"] = self.arns.execution(parent.machine, parent.name)
         if execution.status == "RUNNING":
             extension.update(state=execution.state, dueAt=execution.due_at)
             down = self.engine.host_down_for(execution)

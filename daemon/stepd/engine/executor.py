@@ -23,13 +23,14 @@ import structlog
 
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
-from stepd.asl.integrations import is_activity
+from stepd.asl.integrations import is_activity, start_execution_mode
 from stepd.engine import history
 from stepd.engine.activities import Activities
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
+from stepd.engine.nested import Nested
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
@@ -148,6 +149,7 @@ class Engine:
         self.activities = Activities(
             store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
         )
+        self.nested = Nested(store, arns=arns, parent=self)
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
@@ -188,6 +190,7 @@ class Engine:
     def start(self) -> None:
         """Start running due work (on the running event loop)."""
         self._queue.start()
+        self.nested.start()
 
     def close(self) -> None:
         """Start no new task call from now on; calls waiting for a host are made after the
@@ -195,6 +198,7 @@ class Engine:
         self._queue.close()
         self._hosts.close()
         self.activities.close()
+        self.nested.close()
 
     async def drain(self, timeout: float) -> int:
         """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
@@ -448,6 +452,7 @@ class Engine:
             )
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
+                self.nested.closed(stopped)
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
@@ -988,7 +993,7 @@ class Engine:
                 self.stats.resends += 1
             url = self._task_url(execution.machine, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
-            inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task)
+            inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task, key)
             return inside or await self._send_call(
                 url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
             )
@@ -1098,29 +1103,38 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
-        inside = await self._answer_inside(execution, execution.state, execution.attempt, task)
+        key = idempotency_key(execution)
+        inside = await self._answer_inside(execution, execution.state, execution.attempt, task, key)
         if inside is not None:
             return inside
         return await self._send_call(
             url,
             task,
-            idempotency_key(execution),
+            key,
             state=execution.state,
             attempt=execution.attempt,
             resend=resend,
         )
 
     async def _answer_inside(
-        self, execution: Execution, state: str | None, attempt: int, task: TaskCall
+        self, execution: Execution, state: str | None, attempt: int, task: TaskCall, key: str
     ) -> TaskOutcome | None:
         """The outcome of a task stepd answers itself (a mocked one, testing; an activity's,
-        queued for a worker), or None: it is called."""
+        queued for a worker; a nested execution's start), or None: it is called."""
         mocked = self.tests.mocked(execution.id, execution.machine, state or "", attempt)
         if mocked is not None:
             return mocked
         if is_activity(task.resource):
             return await self.activities.queue(task)
+        mode = start_execution_mode(task.resource)
+        if mode is not None:
+            return await self.nested.call(execution, task, key=key, mode=mode, attempt=attempt)
         return None
+
+    async def start_child(self, machine: str, name: str, input_text: str) -> Execution:
+        """Start an execution for a Task state (states:startExecution); the one running under
+        that name with that input, if there is one."""
+        return (await self.start_execution(machine, name, input_text)).execution
 
     async def _send_call(
         self,
@@ -1165,6 +1179,7 @@ class Engine:
     def _log_closed(self, execution: Execution | None) -> None:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
+            self.nested.closed(execution)
             log.info(
                 "execution.closed",
                 status=execution.status,

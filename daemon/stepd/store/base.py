@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from stepd.store.records import (
     Activity,
     ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
@@ -199,7 +200,8 @@ class Store(ABC):
 
         Fewer than `limit` means none is left to purge: calling again until then deletes them
         all. Running executions and those that stopped at `before` or later are never touched.
-        A purged execution's (machine, name) is free for a new one.
+        A purged execution's (machine, name) is free for a new one, and the child links that
+        name it (as parent or as child) are deleted with it.
         """
 
     @abstractmethod
@@ -234,3 +236,22 @@ class Store(ABC):
         """Remove and return the task of `activity`'s queue queued first (equal `queued_at`
         by token), or None when its queue is empty. Of concurrent takes, from this node or
         others, each task is returned by at most one."""
+
+    # -- nested executions -----------------------------------------------------------
+
+    @abstractmethod
+    async def link_child(self, link: ChildLink) -> None:
+        """Store `link` (durable on return), unless a link of the same child is stored: then
+        nothing changes. Does not check that either execution exists."""
+
+    @abstractmethod
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        """The links of the children of `parent_id` (by child id), or the link of `child_id`
+        (at most one), whichever is given; [] when there are none."""
+
+    @abstractmethod
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        """Up to `limit` (positive) links whose parent or child execution is RUNNING, by
+        child id: what may still need its parent told or its child stopped."""

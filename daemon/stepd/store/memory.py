@@ -26,6 +26,7 @@ from stepd.store.records import (
     RUNNING,
     Activity,
     ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
@@ -88,6 +89,7 @@ class MemoryDatabase:
     last_execution_id: int = 0
     activities: dict[str, Activity] = field(default_factory=dict, repr=False)
     activity_tasks: dict[str, ActivityTask] = field(default_factory=dict, repr=False)
+    child_links: dict[int, ChildLink] = field(default_factory=dict, repr=False)
 
 
 class MemoryStore(Store):
@@ -336,6 +338,10 @@ class MemoryStore(Store):
             del db.names[(execution.machine, execution.name)]
             del db.events[execution_id]
             db.cursors.pop(execution_id, None)
+        gone = {execution_id for _, execution_id in purged}
+        for link in list(db.child_links.values()):
+            if link.child_id in gone or link.parent_id in gone:
+                del db.child_links[link.child_id]
         return len(purged)
 
     async def count_by_status(self) -> dict[str, int]:
@@ -370,6 +376,38 @@ class MemoryStore(Store):
         first = min(queued, key=lambda t: (t.queued_at, t.token))
         del db.activity_tasks[first.token]
         return first
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        db = await self._enter()
+        db.child_links.setdefault(link.child_id, link)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        db = await self._enter()
+        if child_id is not None:
+            found = db.child_links.get(child_id)
+            return [] if found is None else [found]
+        return sorted(
+            (link for link in db.child_links.values() if link.parent_id == parent_id),
+            key=lambda link: link.child_id,
+        )
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        db = await self._enter()
+
+        def running(execution_id: int) -> bool:
+            row = db.rows.get(execution_id)
+            return row is not None and row.execution.status == RUNNING
+
+        live = [
+            link
+            for link in db.child_links.values()
+            if running(link.parent_id) or running(link.child_id)
+        ]
+        return sorted(live, key=lambda link: link.child_id)[:limit]
 
 
 def _read(row: _Row) -> Execution:

@@ -301,3 +301,15 @@ class ActivityTask:
     token: str
     input: str  # JSON text
     queued_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildLink:
+    """An execution a Task state started (`states:startExecution`): its parent, and how the
+    parent's task waits for it (`mode`: "" not at all, ".sync", ".sync:2", or
+    ".waitForTaskToken") with which task token."""
+
+    child_id: int
+    parent_id: int
+    mode: str
+    token: str | None = None

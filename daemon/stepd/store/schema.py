@@ -114,6 +114,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX activity_tasks_queue ON activity_tasks (activity, queued_at, token);
     """,
+    # 7: executions started by a Task state (states:startExecution), linked to their parent
+    """
+    CREATE TABLE child_links (
+        child_id INTEGER PRIMARY KEY,
+        parent_id INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        token TEXT
+    );
+    CREATE INDEX child_links_by_parent ON child_links (parent_id, child_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -47,6 +47,7 @@ from stepd.store.records import (
     RUNNING,
     Activity,
     ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
@@ -647,6 +648,8 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM cursors WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM executions WHERE id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE child_id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE parent_id = ?", ids)
             return len(ids)
 
         return await self._write(purge)
@@ -712,6 +715,55 @@ class SqliteStore(Store):
             )
 
         return await self._write(take)
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        def link_it(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO child_links (child_id, parent_id, mode, token)"
+                " VALUES (?, ?, ?, ?)",
+                (link.child_id, link.parent_id, link.mode, link.token),
+            )
+
+        await self._write(link_it)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        column, value = ("child_id", child_id) if child_id is not None else ("parent_id", parent_id)
+
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT child_id, parent_id, mode, token FROM child_links"  # noqa: S608
+                f" WHERE {column} = ? ORDER BY child_id",
+                (value,),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT l.child_id, l.parent_id, l.mode, l.token FROM child_links l"
+                " LEFT JOIN executions p ON p.id = l.parent_id"
+                " LEFT JOIN executions c ON c.id = l.child_id"
+                " WHERE p.status = ? OR c.status = ? ORDER BY l.child_id LIMIT ?",
+                (RUNNING, RUNNING, limit),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+
+def _link(row: Sequence[Any]) -> ChildLink:
+    return ChildLink(
+        child_id=int(row[0]),
+        parent_id=int(row[1]),
+        mode=str(row[2]),
+        token=None if row[3] is None else str(row[3]),
+    )
 
 
 def read_version(path: Path) -> StoreVersion | None:

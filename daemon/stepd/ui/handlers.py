@@ -129,6 +129,7 @@ class _Pages:
             events = await self._history(execution)
             definition = await self._definition(execution)
             tested = await self.engine.test_settings(execution)
+            parent, children = await self.engine.nested.family(execution)
         except StoreError as exc:
             return self._unavailable(request, exc)
         now = self.engine.clock()
@@ -148,6 +149,8 @@ class _Pages:
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
             tested=tested if tested != NOT_TESTED else None,
+            parent=parent,
+            children=children,
         )
 
     async def redrive(self, request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from stepd.store.records import (
     SUCCEEDED,
     Activity,
     ActivityTask,
+    ChildLink,
     Cursor,
     Execution,
     Fanout,
@@ -371,6 +372,9 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.list_activities(), id="list_activities"),
     pytest.param(lambda s: s.queue_activity_task(queued("a", "t")), id="queue_activity_task"),
     pytest.param(lambda s: s.take_activity_task("a"), id="take_activity_task"),
+    pytest.param(lambda s: s.link_child(ChildLink(child_id=2, parent_id=1, mode="")), id="link"),
+    pytest.param(lambda s: s.child_links(parent_id=1), id="child_links"),
+    pytest.param(lambda s: s.live_links(1), id="live_links"),
 ]
 
 
@@ -1078,3 +1082,51 @@ async def test_deleting_an_activity_empties_its_queue(store: Store) -> None:
     await store.delete_activity("a")
     assert await store.take_activity_task("a") is None
     assert await store.take_activity_task("b") == queued("b", "u1")
+
+
+# -- nested executions ------------------------------------------------------------------------
+
+
+async def test_a_child_is_linked_once_and_found_from_either_side(backend: Backend) -> None:
+    """A child's link is stored once (a second link of the same child changes nothing) and is
+    there after a restart, found by its parent (children by id) or by the child."""
+    store = backend.new_store()
+    await store.open()
+    parent = await create(store, "parent")
+    children = [await create(store, f"child-{n}") for n in range(2)]
+    links = [
+        ChildLink(child_id=c.id, parent_id=parent.id, mode=".sync", token=f"t{n}")
+        for n, c in enumerate(children)
+    ]
+    for link in reversed(links):
+        await store.link_child(link)
+    await store.link_child(ChildLink(child_id=children[0].id, parent_id=99, mode=""))
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.child_links(parent_id=parent.id) == links
+    assert await store.child_links(child_id=children[1].id) == [links[1]]
+    assert await store.child_links(child_id=parent.id) == []
+    await store.close()
+
+
+async def test_live_links_are_those_with_a_running_side(store: Store) -> None:
+    """A link is live while its parent or its child runs; purging a closed execution deletes
+    the links that name it."""
+    running_parent = await create(store, "p1")
+    closed_parent = await create(store, "p2", closed(stop_date=10.0))
+    running_child = await create(store, "c1")
+    closed_child = await create(store, "c2", closed(stop_date=10.0))
+    both_closed = await create(store, "c3", closed(stop_date=10.0))
+    links = [
+        ChildLink(child_id=running_child.id, parent_id=closed_parent.id, mode=""),
+        ChildLink(child_id=closed_child.id, parent_id=running_parent.id, mode=".sync", token="t"),
+        ChildLink(child_id=both_closed.id, parent_id=closed_parent.id, mode=".sync:2", token="u"),
+    ]
+    for link in links:
+        await store.link_child(link)
+    assert await store.live_links(10) == links[:2]
+    assert await store.live_links(1) == links[:1]
+    assert await store.purge_closed(100.0, 10) == 3
+    assert await store.child_links(parent_id=closed_parent.id) == []
+    assert await store.child_links(parent_id=running_parent.id) == []
