@@ -161,6 +161,8 @@ class MachineSettings(_Section):
     input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
     # waits of its executions last 1/time_scale of their time: for tests, needs [testing]
     time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE)
+    # EXPRESS: also runs within a StartSyncExecution request, nothing kept
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
 
 
 class TestingSettings(_Section):
@@ -442,6 +444,7 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
             late_policy=machine.late_policy,
             wait_for_host_seconds=machine.wait_for_host_seconds,
             input_schema=machine.input_schema,
+            type=machine.type,
         )
         for machine in settings.machines
     )

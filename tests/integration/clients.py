@@ -25,7 +25,10 @@ def sfn(url: str, *, read_timeout: float = 70.0) -> Any:
         region_name=REGION,
         aws_access_key_id="stepd",
         aws_secret_access_key="stepd",
-        config=Config(read_timeout=read_timeout, retries={"max_attempts": 1}),
+        # StartSyncExecution and TestState go to "sync-" + the host, which 127.0.0.1 cannot be
+        config=Config(
+            read_timeout=read_timeout, retries={"max_attempts": 1}, inject_host_prefix=False
+        ),
     )
 
 

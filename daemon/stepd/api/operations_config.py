@@ -1,13 +1,10 @@
 """The operations of AWS's resource model that stepd's config file stands in for.
 
 Machines come from the config file, so creating, updating and deleting them (and their
-versions and aliases) is refused with a ValidationException that says how to
-add one. What can only be read answers truthfully: a machine has no versions, aliases or tags,
-an execution has no map runs (stepd runs every Map inline). Activities are
-stepd.api.operations_activities'.
+versions and aliases) is refused with a ValidationException that says how to add one. What
+can only be read answers truthfully: a machine has no versions, aliases or tags, an execution
+has no map runs (stepd runs every Map inline). Activities are in operations_activities.
 Tags are not stored: TagResource is refused; UntagResource has nothing to remove and succeeds.
-StartSyncExecution is for EXPRESS machines; stepd's are STANDARD, so it answers as AWS does
-for a STANDARD machine (StateMachineTypeNotSupported).
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from stepd.errors import (
     InvalidArn,
     ResourceNotFound,
     StateMachineDoesNotExist,
-    StateMachineTypeNotSupported,
     ValidationException,
 )
 
@@ -75,7 +71,6 @@ class ConfigOperations:
             "ListMapRuns": self.list_map_runs,
             "DescribeMapRun": self.no_map_run,
             "UpdateMapRun": self.no_map_run,
-            "StartSyncExecution": self.start_sync_execution,
         }
 
     @staticmethod
@@ -151,13 +146,4 @@ class ConfigOperations:
         raise ResourceNotFound(
             f"Resource not found: '{arn[:256]}' (stepd runs every Map state inline: there are "
             "no map runs)"
-        )
-
-    # -- activities and sync executions ------------------------------------------------------
-
-    async def start_sync_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._machine(fields.required_string(body, "stateMachineArn"))
-        raise StateMachineTypeNotSupported(
-            "StartSyncExecution runs EXPRESS state machines; stepd's are STANDARD: use "
-            "StartExecution, then DescribeExecution for the result"
         )

@@ -240,6 +240,11 @@ class Engine:
     # -- reading ---------------------------------------------------------------------
 
     @property
+    def caller(self) -> Caller:
+        """The task caller (an EXPRESS execution run within a request uses it too)."""
+        return self._caller
+
+    @property
     def machines(self) -> Mapping[str, Machine]:
         """The configured machines, by name (read only)."""
         return MappingProxyType(self._machines)
