@@ -531,11 +531,20 @@ def test_tags_of_an_unknown_resource_are_resource_not_found(sfn):
         sfn.list_tags_for_resource(resourceArn="not-an-arn")
 
 
-def test_tagging_is_refused_and_untagging_has_nothing_to_remove(sfn):
-    with pytest.raises(sfn.exceptions.ValidationException) as refused:
-        sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
-    assert "tags" in error_of(refused)[1]
-    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team"])
+def test_a_machine_is_tagged_and_untagged(sfn):
+    """TagResource adds and replaces tags by key, UntagResource removes them, and more than
+    50 are refused with AWS's TooManyTags, adding none."""
+    sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
+    sfn.tag_resource(
+        resourceArn=QUICK_ARN,
+        tags=[{"key": "team", "value": "schools"}, {"key": "room", "value": "blue"}],
+    )
+    listed = sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"]
+    assert listed == [{"key": "room", "value": "blue"}, {"key": "team", "value": "schools"}]
+    many = [{"key": f"k{n}", "value": ""} for n in range(49)]
+    with pytest.raises(sfn.exceptions.TooManyTags):
+        sfn.tag_resource(resourceArn=QUICK_ARN, tags=many)
+    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team", "room", "never"])
     assert sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"] == []
 
 
@@ -550,8 +559,8 @@ def test_map_runs(sfn, new_name, settle):
 
 
 def test_activities(sfn):
-    """An activity not created does not exist; created, it is described and listed (with
-    AWS's paging) until it is deleted."""
+    """An activity not created does not exist; created, it is described, listed (with AWS's
+    paging) and tagged until it is deleted, with its tags."""
     with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
         sfn.describe_activity(activityArn=ACTIVITY_ARN)
     with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
@@ -563,9 +572,18 @@ def test_activities(sfn):
     first = sfn.list_activities(maxResults=1)
     rest = sfn.list_activities(maxResults=1, nextToken=first["nextToken"])
     assert [a["activityArn"] for a in first["activities"] + rest["activities"]] == arns
+    sfn.tag_resource(resourceArn=arns[0], tags=[{"key": "room", "value": "blue"}])
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == [
+        {"key": "room", "value": "blue"}
+    ]
     for arn in arns:
         sfn.delete_activity(activityArn=arn)
     assert sfn.list_activities()["activities"] == []
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_tags_for_resource(resourceArn=arns[0])
+    sfn.create_activity(name="review")  # a new activity of the name has no tags
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == []
+    sfn.delete_activity(activityArn=arns[0])
 
 
 def test_start_sync_execution_on_a_standard_machine(tsfn):

@@ -2,9 +2,8 @@
 
 Machines come from the config file, so creating, updating and deleting them (and their
 versions and aliases) is refused with a ValidationException that says how to add one. What
-can only be read answers truthfully: a machine has no versions, aliases or tags, an execution
-has no map runs (stepd runs every Map inline). Activities are in operations_activities.
-Tags are not stored: TagResource is refused; UntagResource has nothing to remove and succeeds.
+can only be read answers truthfully: a machine has no versions or aliases, an execution has no
+map runs (stepd runs every Map inline). Activities and tags have modules of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidArn,
     ResourceNotFound,
-    StateMachineDoesNotExist,
     ValidationException,
 )
 
@@ -28,7 +26,6 @@ FROM_CONFIG: Final = (
     '.asl.json") to stepd.toml and reload the daemon (stepd reload -c stepd.toml, or '
     "systemctl reload stepd); to change one, edit its definition file and reload."
 )
-NO_TAGS: Final = "TagResource is not available: stepd does not store tags"
 _ARN_PARTS: Final = 7  # arn:aws:states:region:account:kind:name
 
 
@@ -65,9 +62,6 @@ class ConfigOperations:
             "ListStateMachineVersions": self.list_state_machine_versions,
             "ListStateMachineAliases": self.list_state_machine_aliases,
             "DescribeStateMachineAlias": self.describe_state_machine_alias,
-            "ListTagsForResource": self.list_tags_for_resource,
-            "TagResource": self.tag_resource,
-            "UntagResource": self.untag_resource,
             "ListMapRuns": self.list_map_runs,
             "DescribeMapRun": self.no_map_run,
             "UpdateMapRun": self.no_map_run,
@@ -100,35 +94,6 @@ class ConfigOperations:
         raise ResourceNotFound(
             f"Resource not found: '{arn[:256]}' (stepd's state machines have no aliases)"
         )
-
-    # -- tags --------------------------------------------------------------------------------
-
-    def _tagged(self, arn: str) -> None:
-        """A resource that can carry tags: one of the configured machines."""
-        parts = arn.split(":")
-        if len(parts) != _ARN_PARTS or parts[:3] != ["arn", "aws", "states"]:
-            raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
-        if parts[5] != "stateMachine":
-            raise ResourceNotFound(f"Resource not found: '{arn[:256]}'")
-        try:
-            self._machine(arn)
-        except StateMachineDoesNotExist:
-            raise ResourceNotFound(f"Resource not found: '{arn[:256]}'") from None
-
-    async def list_tags_for_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        return {"tags": []}
-
-    async def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        raise ValidationException(f"{NO_TAGS}: ListTagsForResource always lists none")
-
-    async def untag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        keys = body.get("tagKeys")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ValidationException("'tagKeys' must be a list of strings")
-        return {}  # stepd stores no tags: there is nothing to remove
 
     # -- map runs ----------------------------------------------------------------------------
 

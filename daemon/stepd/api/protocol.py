@@ -16,6 +16,7 @@ from stepd.api.fields import MAX_PAGE, Handler, string
 from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
+from stepd.api.operations_tags import TagOperations
 from stepd.engine.arns import ROLE_ARN, Arns
 from stepd.engine.executor import Engine
 from stepd.engine.express import express_arn, run_sync, sync_answer
@@ -122,6 +123,7 @@ class Operations:
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
         self.handlers.update(ActivityOperations(engine.activities).handlers())
+        self.handlers.update(TagOperations(engine).handlers())
 
     @property
     def arns(self) -> Arns:

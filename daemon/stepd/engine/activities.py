@@ -91,7 +91,9 @@ class Activities:
         return await self._store.create_activity(name, self._clock())
 
     async def delete(self, arn: str) -> None:
+        """DeleteActivity: the activity, its queue and its tags."""
         await self._store.delete_activity(self.name_of(arn))
+        await self._store.remove_tags(arn, list(await self._store.tags_of(arn)))
 
     async def describe(self, arn: str) -> Activity:
         name = self.name_of(arn)

@@ -34,6 +34,7 @@ from stepd.engine.nested import Nested
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.tags import Tags
 from stepd.engine.testruns import TestRuns, TestSettings
 from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted, results_of
@@ -150,6 +151,7 @@ class Engine:
             store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
         )
         self.nested = Nested(store, arns=arns, parent=self)
+        self.tags = Tags(store)
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns

@@ -34,7 +34,7 @@ Promises every method keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from stepd.store.records import (
     Activity,
@@ -255,3 +255,19 @@ class Store(ABC):
     async def live_links(self, limit: int) -> list[ChildLink]:
         """Up to `limit` (positive) links whose parent or child execution is RUNNING, by
         child id: what may still need its parent told or its child stopped."""
+
+    # -- tags ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        """Add `tags` to `resource` (an ARN), replacing the values of keys it has, unless it
+        would then have more than `limit` tags: then write nothing and return False. Atomic:
+        of concurrent puts, each sees the others' tags whole or not at all."""
+
+    @abstractmethod
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        """Remove the tags of these keys from `resource`; keys it does not have are ignored."""
+
+    @abstractmethod
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        """The tags of `resource`, by key; {} when it has none."""

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stepd import __version__
@@ -90,6 +90,7 @@ class MemoryDatabase:
     activities: dict[str, Activity] = field(default_factory=dict, repr=False)
     activity_tasks: dict[str, ActivityTask] = field(default_factory=dict, repr=False)
     child_links: dict[int, ChildLink] = field(default_factory=dict, repr=False)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
 
 class MemoryStore(Store):
@@ -408,6 +409,25 @@ class MemoryStore(Store):
             if running(link.parent_id) or running(link.child_id)
         ]
         return sorted(live, key=lambda link: link.child_id)[:limit]
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        db = await self._enter()
+        merged = {**db.tags.get(resource, {}), **tags}
+        if len(merged) > limit:
+            return False
+        db.tags[resource] = merged
+        return True
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        db = await self._enter()
+        kept = {k: v for k, v in db.tags.get(resource, {}).items() if k not in set(keys)}
+        db.tags[resource] = kept
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        db = await self._enter()
+        return dict(sorted(db.tags.get(resource, {}).items()))
 
 
 def _read(row: _Row) -> Execution:

@@ -124,6 +124,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX child_links_by_parent ON child_links (parent_id, child_id);
     """,
+    # 8: tags of state machines and activities (TagResource), by ARN
+    """
+    CREATE TABLE tags (
+        resource TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (resource, key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -753,6 +753,41 @@ class SqliteStore(Store):
                 (RUNNING, RUNNING, limit),
             )
             return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        def put(conn: sqlite3.Connection) -> bool:
+            keys = {
+                str(r[0])
+                for r in conn.execute("SELECT key FROM tags WHERE resource = ?", (resource,))
+            }
+            if len(keys | set(tags)) > limit:
+                return False
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (resource, key, value) VALUES (?, ?, ?)",
+                [(resource, key, value) for key, value in tags.items()],
+            )
+            return True
+
+        return await self._write(put)
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "DELETE FROM tags WHERE resource = ? AND key = ?", [(resource, k) for k in keys]
+            )
+
+        await self._write(remove)
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT key, value FROM tags WHERE resource = ? ORDER BY key", (resource,)
+            )
+            return {str(r[0]): str(r[1]) for r in rows}
 
         return await self._read(run)
 

@@ -375,6 +375,9 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.link_child(ChildLink(child_id=2, parent_id=1, mode="")), id="link"),
     pytest.param(lambda s: s.child_links(parent_id=1), id="child_links"),
     pytest.param(lambda s: s.live_links(1), id="live_links"),
+    pytest.param(lambda s: s.put_tags("arn:a", {"k": "v"}, 50), id="put_tags"),
+    pytest.param(lambda s: s.remove_tags("arn:a", ["k"]), id="remove_tags"),
+    pytest.param(lambda s: s.tags_of("arn:a"), id="tags_of"),
 ]
 
 
@@ -1130,3 +1133,33 @@ async def test_live_links_are_those_with_a_running_side(store: Store) -> None:
     assert await store.purge_closed(100.0, 10) == 3
     assert await store.child_links(parent_id=closed_parent.id) == []
     assert await store.child_links(parent_id=running_parent.id) == []
+
+
+# -- tags -----------------------------------------------------------------------------------
+
+
+async def test_tags_are_added_replaced_removed_and_kept(backend: Backend) -> None:
+    """Tags of a resource: added and replaced by key, removed by key (unknown keys ignored),
+    there after a restart; another resource's are its own."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.put_tags("arn:a", {"team": "classes", "room": "1"}, 50)
+    assert await store.put_tags("arn:a", {"room": "2"}, 50)
+    assert await store.put_tags("arn:b", {"team": "ops"}, 50)
+    await store.remove_tags("arn:a", ["team", "never"])
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.tags_of("arn:a") == {"room": "2"}
+    assert await store.tags_of("arn:b") == {"team": "ops"}
+    assert await store.tags_of("arn:c") == {}
+    await store.close()
+
+
+async def test_tags_beyond_the_limit_write_nothing(store: Store) -> None:
+    """A put that would leave more than `limit` tags writes none of them; replacing keys the
+    resource has does not count twice."""
+    assert await store.put_tags("arn:a", {"k1": "1", "k2": "2"}, 3)
+    assert not await store.put_tags("arn:a", {"k3": "3", "k4": "4"}, 3)
+    assert await store.put_tags("arn:a", {"k1": "one", "k3": "3"}, 3)
+    assert await store.tags_of("arn:a") == {"k1": "one", "k2": "2", "k3": "3"}
