@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.unit.engine.engine_support import T0, Clock, running_engine, until
 
 from stepd.engine.testruns import (
     TestRuns,
@@ -13,6 +14,8 @@ from stepd.engine.testruns import (
     split_test_case,
 )
 from stepd.errors import ConfigError, ValidationException
+from stepd.tasks.caller import TaskOutcome
+from stepd.testing import FakeCaller, MemoryStore
 
 MOCKS: dict[str, Any] = {
     "StateMachines": {"m": {"TestCases": {"Happy": {"Call": "Retried"}}}},
@@ -84,3 +87,42 @@ def test_the_test_case_follows_a_hash_in_the_machine_arn() -> None:
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:m"
     assert split_test_case(f"{arn}#Happy") == (arn, "Happy")
     assert split_test_case(arn) == (arn, None)
+
+
+async def test_a_time_scale_shortens_waits_and_retry_intervals() -> None:
+    """At time scale 10, a Wait of 100 s is due 10 s after it began, and a Retry interval of
+    30 s comes 3 s after the failure; the execution keeps its scale in its first event."""
+    store = MemoryStore()
+    await store.open()
+    clock = Clock()
+    caller = FakeCaller(respond=lambda _: TaskOutcome(error="States.TaskFailed"))
+    definition = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Wait", "Seconds": 100, "Next": "Deliver"},
+            "Deliver": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:1:function:deliver",
+                "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 30}],
+                "End": True,
+            },
+        },
+    }
+    engine = await running_engine(store, caller, definition, clock)
+    engine.tests.take_config(TestRuns(enabled=True))
+    started = await engine.start_execution("m", "x", "{}", time_scale=10.0)
+    execution = started.execution
+    assert execution.due_at == pytest.approx(T0 + 10.0)
+    clock.now = T0 + 10.0
+    engine.dispatch(execution.id, clock.now)
+
+    async def retrying() -> bool:
+        found = await store.get_execution(execution.id)
+        return found is not None and found.attempt == 1
+
+    await until(retrying)
+    found = await store.get_execution(execution.id)
+    assert found is not None
+    assert found.due_at == pytest.approx(T0 + 13.0)
+    first = (await store.history(execution.id, reverse=False, limit=1, after=None))[0]
+    assert first.details["stepd"] == {"timeScale": 10.0}
