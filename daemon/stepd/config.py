@@ -172,6 +172,22 @@ class TestingSettings(_Section):
     mock_config: Path | None = None  # a MockConfigFile in AWS Step Functions Local's format
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry spans of executions and task calls, sent by OTLP/HTTP (JSON)."""
+
+    otlp_endpoint: str | None = None  # e.g. "http://127.0.0.1:4318"; None: no tracing
+    service_name: str = Field(default="stepd", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"expected an http(s) URL such as http://127.0.0.1:4318, got {value!r}"
+            )
+        return value
+
+
 class ConnectionSettings(_Section):
     """What an HTTP Task's Authentication.ConnectionArn stands for (tasks/connections.py)."""
 
@@ -207,6 +223,7 @@ class Settings(BaseSettings):
     machines: list[MachineSettings] = Field(default_factory=list)
     connections: list[ConnectionSettings] = Field(default_factory=list)
     testing: TestingSettings = TestingSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @model_validator(mode="before")
     @classmethod

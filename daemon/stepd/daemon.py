@@ -64,6 +64,7 @@ from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.connections import Connections
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
+from stepd.tracing import Exporter, TracingCaller, TracingObserver
 
 log = structlog.get_logger("stepd.daemon")
 T = TypeVar("T")
@@ -72,7 +73,7 @@ T = TypeVar("T")
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
-RESTART_SECTIONS = ("store", "api")  # settings read once at start
+RESTART_SECTIONS = ("store", "api", "tracing")  # settings read once at start
 DAY = timedelta(days=1)  # the unit of [store] retention_days
 
 
@@ -151,6 +152,7 @@ class Daemon:
         self._signing_secret: str | None = None
         self._connections = Connections()
         self._retired_callers: list[Caller] = []
+        self._exporter: Exporter | None = None  # tracing's, when [tracing] otlp_endpoint is set
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
         self._config_note = f"config loaded at {_clock_text()}"
@@ -199,11 +201,14 @@ class Daemon:
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         self._connections = read_connections(settings)
-        caller = TaskCaller(
-            user_agent=DEFAULT_USER_AGENT,
-            signing_secret=self._signing_secret,
-            max_connections=settings.http.max_concurrency,
-            connections=self._connections,
+        if settings.tracing.otlp_endpoint is not None:
+            self._exporter = Exporter(
+                settings.tracing.otlp_endpoint, service_name=settings.tracing.service_name
+            )
+            self._exporter.start()
+            stack.push_async_callback(self._exporter.close)  # after the engine drained
+        caller = self._task_caller(
+            self._signing_secret, settings.http.max_concurrency, self._connections
         )
         stack.push_async_callback(self._close_callers)
         engine = Engine(
@@ -224,12 +229,15 @@ class Daemon:
         stack.push_async_callback(self._drain, engine)
         await timers.start()
         stack.callback(timers.shutdown)
+        metrics = Metrics(engine, timers)
+        if self._exporter is not None:
+            engine.observe(TracingObserver(self._exporter, metrics))
         api = ApiServer(
             engine,
             settings.api.listen,
             self.health,
             access=access,
-            metrics=Metrics(engine, timers),
+            metrics=metrics,
         )
         try:
             await api.start()
@@ -275,6 +283,18 @@ class Daemon:
                 note="calls in flight are sent again, with the same key, after the next start",
             )
         log.info("daemon.drained", drain_ms=round((time.monotonic() - started) * 1000, 1))
+
+    def _task_caller(
+        self, signing_secret: str | None, max_connections: int, connections: Connections
+    ) -> Caller:
+        """The HTTP task caller; each call is a span when tracing is on."""
+        caller = TaskCaller(
+            user_agent=DEFAULT_USER_AGENT,
+            signing_secret=signing_secret,
+            max_connections=max_connections,
+            connections=connections,
+        )
+        return caller if self._exporter is None else TracingCaller(caller, self._exporter)
 
     async def _close_callers(self) -> None:
         for caller in self._retired_callers:
@@ -423,11 +443,8 @@ class Daemon:
         old, new = self.settings, loaded.settings
         caller = None
         if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
-            caller = TaskCaller(
-                user_agent=DEFAULT_USER_AGENT,
-                signing_secret=loaded.signing_secret,
-                max_connections=old.http.max_concurrency,
-                connections=loaded.connections,
+            caller = self._task_caller(
+                loaded.signing_secret, old.http.max_concurrency, loaded.connections
             )
         engine.tests.take_config(loaded.tests)
         retired = await engine.reconfigure(

@@ -109,6 +109,9 @@ class EngineObserver:
     def task_called(self, outcome: TaskOutcome) -> None:
         """A task call (first send or re-send) came to `outcome`."""
 
+    def execution_closed(self, execution: Execution, arn: str) -> None:
+        """`execution` (of ARN `arn`) closed: succeeded, failed, timed out or stopped."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EngineStatus:
@@ -460,6 +463,7 @@ class Engine:
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
                 self.nested.closed(stopped)
+                self._observer.execution_closed(stopped, self.arns.execution(machine_name, name))
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
@@ -1187,6 +1191,9 @@ class Engine:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
             self.nested.closed(execution)
+            self._observer.execution_closed(
+                execution, self.arns.execution(execution.machine, execution.name)
+            )
             log.info(
                 "execution.closed",
                 status=execution.status,
