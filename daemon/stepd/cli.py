@@ -23,6 +23,7 @@ from stepd.config import (
     connection_names,
     load_settings,
     machine_specs,
+    test_runs,
 )
 from stepd.engine.arns import Arns
 from stepd.errors import (
@@ -97,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
+        test_runs(settings)  # the mock config file, if any
     except ConfigError as exc:
         print(f"{exc.where or args.config}: CONFIG: {exc.message}")
         return EX_CONFIG
@@ -256,9 +258,14 @@ def _print(answer: dict[str, Any], args: argparse.Namespace, human: Callable[[],
 
 def cmd_start(args: argparse.Namespace) -> int:
     client, arns = _client(args)
-    body: dict[str, Any] = {"stateMachineArn": arns.state_machine(args.machine), "name": args.name}
+    machine_arn = arns.state_machine(args.machine)
+    if args.test_case is not None:
+        machine_arn += f"#{args.test_case}"
+    body: dict[str, Any] = {"stateMachineArn": machine_arn, "name": args.name}
     if args.input is not None:
         body["input"] = _read_input(args.input)
+    if args.time_scale is not None:
+        body["timeScale"] = args.time_scale
     answer = client.call("StartExecution", body)
     _print(
         answer,
@@ -297,6 +304,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if extra:
             print(f"{'state':>19}: {extra.get('state')}")
             print(f"{'next step at':>19}: {_when(extra.get('dueAt'))}")
+        for key in ("timeScale", "testCase"):
+            if key in extra:
+                print(f"{key:>19}: {extra[key]}")
 
     _print(answer, args, human)
     return EX_OK
@@ -762,7 +772,28 @@ def _add_timetable_parsers(client_parser: Callable[..., argparse.ArgumentParser]
     agenda.add_argument("--machine", metavar="M", help="only this state machine's executions")
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one command after another
+def _add_start_options(start: argparse.ArgumentParser) -> None:
+    start.add_argument("name", help="execution name, e.g. the class id")
+    start.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        help="execution input: JSON text, or @FILE (also file://FILE) to read it from a file, "
+        "or - to read it from stdin (for inputs too long for a command line)",
+    )
+    start.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="N",
+        help="testing only ([testing] enabled = true): every wait lasts 1/N of its time",
+    )
+    start.add_argument(
+        "--test-case",
+        metavar="NAME",
+        help="testing only: answer the tasks from this test case of [testing] mock_config",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
     )
@@ -815,13 +846,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one command af
         return p
 
     start = client_parser("start", "start an execution", cmd_start)
-    start.add_argument("name", help="execution name, e.g. the class id")
-    start.add_argument(
-        "--input",
-        metavar="JSON|@FILE|-",
-        help="execution input: JSON text, or @FILE (also file://FILE) to read it from a file, "
-        "or - to read it from stdin (for inputs too long for a command line)",
-    )
+    _add_start_options(start)
     describe = client_parser("describe", "describe an execution", cmd_describe)
     describe.add_argument("name")
     listing = client_parser("list", "list executions", cmd_list, machine="optional")

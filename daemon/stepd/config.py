@@ -45,6 +45,7 @@ from stepd.engine.machines import (
     LATE_RUN,
 )
 from stepd.engine.queue import DEFAULT_WORKERS
+from stepd.engine.testruns import MAX_TIME_SCALE, TestRuns, read_mock_config
 from stepd.errors import ConfigError
 from stepd.tasks.connections import (
     AUTH_API_KEY,
@@ -161,6 +162,33 @@ class MachineSettings(_Section):
     late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
     input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
+    # waits of its executions last 1/time_scale of their time: for tests, needs [testing]
+    time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE)
+    # EXPRESS: also runs within a StartSyncExecution request, nothing kept
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+
+
+class TestingSettings(_Section):
+    """Testing definitions in seconds: time scales and mocked task results."""
+
+    enabled: bool = False  # never in production: executions could skip their waits
+    mock_config: Path | None = None  # a MockConfigFile in AWS Step Functions Local's format
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry spans of executions and task calls, sent by OTLP/HTTP (JSON)."""
+
+    otlp_endpoint: str | None = None  # e.g. "http://127.0.0.1:4318"; None: no tracing
+    service_name: str = Field(default="stepd", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"expected an http(s) URL such as http://127.0.0.1:4318, got {value!r}"
+            )
+        return value
 
 
 class ConnectionSettings(_Section):
@@ -215,6 +243,8 @@ class Settings(BaseSettings):
     machines: list[MachineSettings] = Field(default_factory=list)
     connections: list[ConnectionSettings] = Field(default_factory=list)
     notify: list[NotifySettings] = Field(default_factory=list)
+    testing: TestingSettings = TestingSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -363,6 +393,23 @@ def _environment_error(exc: SettingsError) -> ConfigError:
     )
 
 
+def _checked_testing(testing: TestingSettings, machines: list[MachineSettings]) -> TestingSettings:
+    """`[testing]`, unless what only tests may use is asked for without it switched on."""
+    if not testing.enabled:
+        for m in machines:
+            if m.time_scale is not None:
+                raise ConfigError(
+                    f"machines.{m.name}.time_scale: a time scale is for tests only; set "
+                    "[testing] enabled = true to use one"
+                )
+        if testing.mock_config is not None:
+            raise ConfigError(
+                "testing.mock_config: mocked task results are for tests only; set "
+                "[testing] enabled = true to use them"
+            )
+    return testing
+
+
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
@@ -405,6 +452,9 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         )
         for n in settings.notify
     ]
+    testing = _checked_testing(settings.testing, machines)
+    if testing.mock_config is not None:
+        testing = testing.model_copy(update={"mock_config": resolve(testing.mock_config)})
     return settings.model_copy(
         update={
             "store": store,
@@ -413,8 +463,18 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "machines": machines,
             "connections": connections,
             "notify": notify,
+            "testing": testing,
         }
     )
+
+
+def test_runs(settings: Settings) -> TestRuns:
+    """The engine's view of `[testing]`: reads the mock config file (ConfigError if it
+    cannot be used)."""
+    testing = settings.testing
+    mocks = None if testing.mock_config is None else read_mock_config(testing.mock_config)
+    scales = {m.name: m.time_scale for m in settings.machines if m.time_scale is not None}
+    return TestRuns(enabled=testing.enabled, mocks=mocks, time_scales=scales)
 
 
 def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
@@ -429,6 +489,7 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
             late_policy=machine.late_policy,
             wait_for_host_seconds=machine.wait_for_host_seconds,
             input_schema=machine.input_schema,
+            type=machine.type,
         )
         for machine in settings.machines
     )

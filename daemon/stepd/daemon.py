@@ -45,6 +45,7 @@ from stepd.config import (
     read_connections,
     read_notify,
     read_secret,
+    test_runs,
 )
 from stepd.control import (
     TRIGGER_SIGNAL,
@@ -57,14 +58,17 @@ from stepd.control import (
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
+from stepd.engine.testruns import TestRuns
 from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
+from stepd.store.base import Store
 from stepd.store.sqlite import SqliteStore
 from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.connections import Connections
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
+from stepd.tracing import Exporter, TracingCaller, TracingObserver
 
 log = structlog.get_logger("stepd.daemon")
 T = TypeVar("T")
@@ -73,7 +77,7 @@ T = TypeVar("T")
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
-RESTART_SECTIONS = ("store", "api")  # settings read once at start
+RESTART_SECTIONS = ("store", "api", "tracing")  # settings read once at start
 DAY = timedelta(days=1)  # the unit of [store] retention_days
 
 
@@ -87,6 +91,7 @@ class LoadedConfig:
     access: ApiAccess
     connections: Connections = field(default_factory=Connections, repr=False)
     notify: tuple[Target, ...] = field(default=(), repr=False)
+    tests: TestRuns = field(default_factory=TestRuns, repr=False)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -111,6 +116,7 @@ def load_config(path: Path) -> LoadedConfig:
         access=api_access(settings),
         connections=read_connections(settings),
         notify=read_notify(settings, secret),
+        tests=test_runs(settings),
     )
 
 
@@ -153,6 +159,7 @@ class Daemon:
         self._signing_secret: str | None = None
         self._connections = Connections()
         self._retired_callers: list[Caller] = []
+        self._exporter: Exporter | None = None  # tracing's, when [tracing] otlp_endpoint is set
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
         self._config_note = f"config loaded at {_clock_text()}"
@@ -201,11 +208,9 @@ class Daemon:
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         self._connections = read_connections(settings)
-        caller = TaskCaller(
-            user_agent=DEFAULT_USER_AGENT,
-            signing_secret=self._signing_secret,
-            max_connections=settings.http.max_concurrency,
-            connections=self._connections,
+        self._start_tracing(stack)
+        caller = self._task_caller(
+            self._signing_secret, settings.http.max_concurrency, self._connections
         )
         stack.push_async_callback(self._close_callers)
         engine = Engine(
@@ -215,6 +220,7 @@ class Daemon:
             arns=Arns(region=settings.api.region, account=settings.api.account),
             task_timeout_seconds=settings.http.timeout_seconds,
             workers=settings.http.max_concurrency,
+            tests=test_runs(settings),
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
@@ -225,12 +231,15 @@ class Daemon:
         stack.push_async_callback(self._drain, engine)
         await timers.start()
         stack.callback(timers.shutdown)
+        metrics = Metrics(engine, timers)
+        if self._exporter is not None:
+            engine.observe(TracingObserver(self._exporter, metrics))
         api = ApiServer(
             engine,
             settings.api.listen,
             self.health,
             access=access,
-            metrics=Metrics(engine, timers),
+            metrics=metrics,
         )
         try:
             await api.start()
@@ -238,15 +247,7 @@ class Daemon:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
         self.api = api
-        alerts = Alerts(
-            store,
-            read_notify(settings, self._signing_secret),
-            arns=engine.arns,
-            page_base=settings.api.public_url or api_url(settings.api.listen),
-        )
-        alerts.start()
-        stack.push_async_callback(alerts.stop)
-        self.alerts = alerts
+        self._start_alerts(stack, store, engine)
         control: ControlServer | None = None
         try:
             control = await listen(
@@ -274,6 +275,26 @@ class Daemon:
         self._last_status = status
         self.notifier.ready(status)
 
+    def _start_tracing(self, stack: contextlib.AsyncExitStack) -> None:
+        tracing = self.settings.tracing
+        if tracing.otlp_endpoint is None:
+            return
+        self._exporter = Exporter(tracing.otlp_endpoint, service_name=tracing.service_name)
+        self._exporter.start()
+        stack.push_async_callback(self._exporter.close)  # after the engine drained
+
+    def _start_alerts(self, stack: contextlib.AsyncExitStack, store: Store, engine: Engine) -> None:
+        settings = self.settings
+        alerts = Alerts(
+            store,
+            read_notify(settings, self._signing_secret),
+            arns=engine.arns,
+            page_base=settings.api.public_url or api_url(settings.api.listen),
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.stop)
+        self.alerts = alerts
+
     async def _drain(self, engine: Engine) -> None:
         started = time.monotonic()
         cancelled = await engine.drain(DRAIN_TIMEOUT_SECONDS)
@@ -285,6 +306,18 @@ class Daemon:
                 note="calls in flight are sent again, with the same key, after the next start",
             )
         log.info("daemon.drained", drain_ms=round((time.monotonic() - started) * 1000, 1))
+
+    def _task_caller(
+        self, signing_secret: str | None, max_connections: int, connections: Connections
+    ) -> Caller:
+        """The HTTP task caller; each call is a span when tracing is on."""
+        caller = TaskCaller(
+            user_agent=DEFAULT_USER_AGENT,
+            signing_secret=signing_secret,
+            max_connections=max_connections,
+            connections=connections,
+        )
+        return caller if self._exporter is None else TracingCaller(caller, self._exporter)
 
     async def _close_callers(self) -> None:
         for caller in self._retired_callers:
@@ -433,12 +466,10 @@ class Daemon:
         old, new = self.settings, loaded.settings
         caller = None
         if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
-            caller = TaskCaller(
-                user_agent=DEFAULT_USER_AGENT,
-                signing_secret=loaded.signing_secret,
-                max_connections=old.http.max_concurrency,
-                connections=loaded.connections,
+            caller = self._task_caller(
+                loaded.signing_secret, old.http.max_concurrency, loaded.connections
             )
+        engine.tests.take_config(loaded.tests)
         retired = await engine.reconfigure(
             loaded.catalog.machines,
             task_timeout_seconds=new.http.timeout_seconds,

@@ -43,8 +43,9 @@
         ├── TaskTimedOut              a task token's task already closed (or timed out)
         ├── InvalidDefinition         TestState: the definition cannot be run
         ├── ResourceNotFound          an alias, map run or tagged resource that is not there
-        ├── ActivityDoesNotExist      stepd has no activities
-        ├── StateMachineTypeNotSupported  StartSyncExecution: stepd's machines are STANDARD
+        ├── TooManyTags               TagResource would leave a resource over 50 tags
+        ├── ActivityDoesNotExist      no activity of that ARN (CreateActivity makes one)
+        ├── StateMachineTypeNotSupported  StartSyncExecution of a STANDARD machine
         ├── ValidationException
         ├── UnknownOperationException
         ├── SerializationException    the request body is not JSON
@@ -341,6 +342,10 @@ class InvalidDefinition(ApiError):
 
 class ResourceNotFound(ApiError):
     """Resource not found."""
+
+
+class TooManyTags(ApiError):
+    """Too many tags."""
 
 
 class ActivityDoesNotExist(ApiError):

@@ -9,18 +9,15 @@ call itself; `model_problems` also catches keys and enum values a parser would d
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from tests.integration.clients import aws_cli
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -534,11 +531,20 @@ def test_tags_of_an_unknown_resource_are_resource_not_found(sfn):
         sfn.list_tags_for_resource(resourceArn="not-an-arn")
 
 
-def test_tagging_is_refused_and_untagging_has_nothing_to_remove(sfn):
-    with pytest.raises(sfn.exceptions.ValidationException) as refused:
-        sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
-    assert "tags" in error_of(refused)[1]
-    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team"])
+def test_a_machine_is_tagged_and_untagged(sfn):
+    """TagResource adds and replaces tags by key, UntagResource removes them, and more than
+    50 are refused with AWS's TooManyTags, adding none."""
+    sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
+    sfn.tag_resource(
+        resourceArn=QUICK_ARN,
+        tags=[{"key": "team", "value": "schools"}, {"key": "room", "value": "blue"}],
+    )
+    listed = sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"]
+    assert listed == [{"key": "room", "value": "blue"}, {"key": "team", "value": "schools"}]
+    many = [{"key": f"k{n}", "value": ""} for n in range(49)]
+    with pytest.raises(sfn.exceptions.TooManyTags):
+        sfn.tag_resource(resourceArn=QUICK_ARN, tags=many)
+    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team", "room", "never"])
     assert sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"] == []
 
 
@@ -553,11 +559,31 @@ def test_map_runs(sfn, new_name, settle):
 
 
 def test_activities(sfn):
-    assert sfn.list_activities()["activities"] == []
+    """An activity not created does not exist; created, it is described, listed (with AWS's
+    paging) and tagged until it is deleted, with its tags."""
     with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
         sfn.describe_activity(activityArn=ACTIVITY_ARN)
-    with pytest.raises(sfn.exceptions.ValidationException):
-        sfn.create_activity(name="review")
+    with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
+        sfn.get_activity_task(activityArn=ACTIVITY_ARN)
+    with pytest.raises(sfn.exceptions.InvalidName):
+        sfn.create_activity(name="no spaces")
+    arns = [sfn.create_activity(name=name)["activityArn"] for name in ("review", "review-2")]
+    assert sfn.describe_activity(activityArn=arns[0])["name"] == "review"
+    first = sfn.list_activities(maxResults=1)
+    rest = sfn.list_activities(maxResults=1, nextToken=first["nextToken"])
+    assert [a["activityArn"] for a in first["activities"] + rest["activities"]] == arns
+    sfn.tag_resource(resourceArn=arns[0], tags=[{"key": "room", "value": "blue"}])
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == [
+        {"key": "room", "value": "blue"}
+    ]
+    for arn in arns:
+        sfn.delete_activity(activityArn=arn)
+    assert sfn.list_activities()["activities"] == []
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_tags_for_resource(resourceArn=arns[0])
+    sfn.create_activity(name="review")  # a new activity of the name has no tags
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == []
+    sfn.delete_activity(activityArn=arns[0])
 
 
 def test_start_sync_execution_on_a_standard_machine(tsfn):
@@ -573,30 +599,9 @@ def aws(daemon, tmp_path_factory):
     """`aws stepfunctions ...` against the daemon: dummy credentials and region in the
     environment, and no ~/.aws to read."""
     home = tmp_path_factory.mktemp("aws-home")
-    executable = Path(sys.executable).with_name("aws")
-    command = [str(executable)] if executable.exists() else [shutil.which("aws") or "aws"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPD_"))}
-    env.update(
-        HOME=str(home),
-        AWS_ACCESS_KEY_ID="stepd",
-        AWS_SECRET_ACCESS_KEY="stepd",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-        AWS_DISABLE_HOST_PREFIX_INJECTION="true",  # TestState goes to "sync-" + the host
-    )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, "stepfunctions", *args, "--endpoint-url", daemon.url, "--output", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
-            check=False,
-        )
+        return aws_cli(daemon.url, home, *args)
 
     return run
 

@@ -822,7 +822,7 @@ def test_describe_an_unknown_state_machine(sfn):
     "target",
     [
         "AWSStepFunctions.NoSuchOperation",
-        "AWSStepFunctions.CreateActivity",
+        "AWSStepFunctions.CreateStateMachine",
         "Other.ListExecutions",
         None,
     ],

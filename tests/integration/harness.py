@@ -180,8 +180,12 @@ def write_machine_config(
     definition: dict[str, Any],
     endpoints: dict[str, str],
     timeout_seconds: float = 10,
+    machine_settings: str = "",
+    sections: str = "",
 ) -> Path:
-    """A config of one machine, `machine`, running `definition`, its Tasks' `endpoints`."""
+    """A config of one machine, `machine`, running `definition`, its Tasks' `endpoints`;
+    `machine_settings` (TOML lines) go into its [[machines]] table, `sections` (TOML tables)
+    before it."""
     (folder / f"{machine}.asl.json").write_text(json.dumps(definition), encoding="utf-8")
     routes = "\n".join(f'"{key}" = "{path}"' for key, path in endpoints.items())
     config = folder / "stepd.toml"
@@ -196,9 +200,11 @@ timeout_seconds = {timeout_seconds}
 [log]
 level = "info"
 format = "json"
+{sections}
 [[machines]]
 name = "{machine}"
 definition = "{machine}.asl.json"
+{machine_settings}
 [machines.endpoints]
 {routes}
 """,

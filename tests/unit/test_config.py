@@ -104,7 +104,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path):
         pytest.param(
             MINIMAL + "\n[sotre]\nx = 1\n",
             "stepd.toml: sotre: unknown section (known sections: store, api, http, log, "
-            "machines, connections, notify); did you mean store?",
+            "machines, connections, notify, testing, tracing); did you mean store?",
             id="section",
         ),
         pytest.param(

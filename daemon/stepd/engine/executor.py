@@ -24,14 +24,19 @@ import structlog
 from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
+from stepd.asl.integrations import is_activity, start_execution_mode
 from stepd.engine import history
+from stepd.engine.activities import Activities
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
+from stepd.engine.nested import Nested
 from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.tags import Tags
+from stepd.engine.testruns import TestRuns, TestSettings
 from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted
 from stepd.engine.updates import update
@@ -106,6 +111,9 @@ class EngineObserver:
     def task_called(self, outcome: TaskOutcome) -> None:
         """A task call (first send or re-send) came to `outcome`."""
 
+    def execution_closed(self, execution: Execution, arn: str) -> None:
+        """`execution` (of ARN `arn`) closed: succeeded, failed, timed out or stopped."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EngineStatus:
@@ -140,8 +148,15 @@ class Engine:
         random: Callable[[], float] = _random.random,
         workers: int = DEFAULT_WORKERS,
         uid: Callable[[], str] = new_uid,
+        tests: TestRuns | None = None,
     ) -> None:
         self._store = store
+        self.tests = tests if tests is not None else TestRuns()
+        self.activities = Activities(
+            store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
+        )
+        self.nested = Nested(store, arns=arns, parent=self)
+        self.tags = Tags(store)
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
@@ -187,12 +202,15 @@ class Engine:
     def start(self) -> None:
         """Start running due work (on the running event loop)."""
         self._queue.start()
+        self.nested.start()
 
     def close(self) -> None:
         """Start no new task call from now on; calls waiting for a host are made after the
         next start. Calls in flight go on until `drain`."""
         self._queue.close()
         self._hosts.close()
+        self.activities.close()
+        self.nested.close()
 
     async def drain(self, timeout: float) -> int:
         """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
@@ -232,6 +250,11 @@ class Engine:
         await self._caller.aclose()
 
     # -- reading ---------------------------------------------------------------------
+
+    @property
+    def caller(self) -> Caller:
+        """The task caller (an EXPRESS execution run within a request uses it too)."""
+        return self._caller
 
     @property
     def machines(self) -> Mapping[str, Machine]:
@@ -297,6 +320,10 @@ class Engine:
         due = await self._store.due(self.clock(), 1)
         return due[0][1] if due else None
 
+    async def test_settings(self, execution: Execution) -> TestSettings:
+        """The time scale and test case `execution` runs with (testing only)."""
+        return await self.tests.load(self._store, execution.id)
+
     async def definition_of(self, execution: Execution) -> Mapping[str, Any]:
         """The definition `execution` runs (the one it started with)."""
         return await self._definition(execution.definition_id)
@@ -344,9 +371,21 @@ class Engine:
 
     # -- the control API's writes ----------------------------------------------------
 
-    async def start_execution(self, machine_name: str, name: str, input_text: str) -> Started:
+    async def start_execution(
+        self,
+        machine_name: str,
+        name: str,
+        input_text: str,
+        *,
+        test_case: str | None = None,
+        time_scale: float | None = None,
+    ) -> Started:
+        """Start an execution; a test case and a time scale only with testing enabled."""
         machine = self.machine(machine_name)
         check_name(name)
+        tested = self.tests.settings_for_start(
+            machine.name, test_case=test_case, time_scale=time_scale
+        )
         input_value = parse_input(input_text)
         if machine.input_schema is not None:
             machine.input_schema.check(input_value)
@@ -363,8 +402,10 @@ class Engine:
             now=now,
             random=self.random,
             deadline=_deadline(machine.definition, now),
+            time_scale=tested.time_scale,
         )
         step.begin(ROLE_ARN.format(account=self.arns.account))
+        step.events[0] = self.tests.mark(step.events[0], tested)
         step.run()
         execution, created = await self._store.create_execution(
             NewExecution(
@@ -388,6 +429,7 @@ class Engine:
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
                 )
             return Started(execution=execution, created=False)
+        self.tests.remember(execution.id, tested)
         log.info(
             "execution.started",
             machine=machine.name,
@@ -437,6 +479,8 @@ class Engine:
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
                 self._tree_rows.pop(stopped.id, None)
+                self.nested.closed(stopped)
+                self._observer.execution_closed(stopped, self.arns.execution(machine_name, name))
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
 
@@ -571,6 +615,7 @@ class Engine:
             found = await self._store.find_execution(machine_name, name)
             if found is None:
                 raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
+            await self.tests.load(self._store, found.id)
             async with self._lock(found.id):
                 committed = await self._settle(found.id, cursor_id, token, settle)
             if committed is None:
@@ -661,6 +706,7 @@ class Engine:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
             return
+        await self.tests.load(self._store, execution_id)
         with structlog.contextvars.bound_contextvars(
             machine=execution.machine, execution=execution.name, state=execution.state
         ):
@@ -783,6 +829,7 @@ class Engine:
             row=execution,
             deadline=_deadline(definition, _began(execution)),
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
         )
 
     def _cursor_step(
@@ -803,6 +850,7 @@ class Engine:
             now=now,
             random=self.random,
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
             **cursor,
         )
 
@@ -1079,11 +1127,13 @@ class Engine:
                 self.stats.resends += 1
             url = self._task_url(execution.machine, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
-            return await self._send_call(
+            inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task, key)
+            return inside or await self._send_call(
                 url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
             )
 
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
+        await self.tests.load(self._store, execution_id)
         async with self._lock(execution_id):
             while True:
                 execution, children = await self._tree_row(execution_id)
@@ -1106,7 +1156,7 @@ class Engine:
                 definition = await self._definition(execution.definition_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
-                if step.task.token is not None and outcome.error is None:
+                if step.task.token is not None and outcome.error is None and not outcome.final:
                     step.await_callback()  # the answer is not the result: the callback is
                 else:
                     step.task_done(outcome)
@@ -1175,7 +1225,7 @@ class Engine:
         sent = execution
         while True:
             step = self._step(execution, step.definition, self.clock())
-            if step.task.token is not None and outcome.error is None:
+            if step.task.token is not None and outcome.error is None and not outcome.final:
                 step.await_callback()  # the answer is not the result: the callback is
             else:
                 step.task_done(outcome)
@@ -1200,14 +1250,38 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
+        key = idempotency_key(execution)
+        inside = await self._answer_inside(execution, execution.state, execution.attempt, task, key)
+        if inside is not None:
+            return inside
         return await self._send_call(
             url,
             task,
-            idempotency_key(execution),
+            key,
             state=execution.state,
             attempt=execution.attempt,
             resend=resend,
         )
+
+    async def _answer_inside(
+        self, execution: Execution, state: str | None, attempt: int, task: TaskCall, key: str
+    ) -> TaskOutcome | None:
+        """The outcome of a task stepd answers itself (a mocked one, testing; an activity's,
+        queued for a worker; a nested execution's start), or None: it is called."""
+        mocked = self.tests.mocked(execution.id, execution.machine, state or "", attempt)
+        if mocked is not None:
+            return mocked
+        if is_activity(task.resource):
+            return await self.activities.queue(task)
+        mode = start_execution_mode(task.resource)
+        if mode is not None:
+            return await self.nested.call(execution, task, key=key, mode=mode, attempt=attempt)
+        return None
+
+    async def start_child(self, machine: str, name: str, input_text: str) -> Execution:
+        """Start an execution for a Task state (states:startExecution); the one running under
+        that name with that input, if there is one."""
+        return (await self.start_execution(machine, name, input_text)).execution
 
     async def _send_call(
         self,
@@ -1253,6 +1327,10 @@ class Engine:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
             self._tree_rows.pop(execution.id, None)
+            self.nested.closed(execution)
+            self._observer.execution_closed(
+                execution, self.arns.execution(execution.machine, execution.name)
+            )
             log.info(
                 "execution.closed",
                 status=execution.status,

@@ -38,6 +38,7 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
+from stepd.asl.integrations import waits_for_result
 from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
@@ -75,7 +76,6 @@ MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yieldi
 CHILD_WINDOW = 200  # a Map's children created (queued) at a time, from its stored input
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
-CALLBACK_SUFFIX = ".waitForTaskToken"  # a Task with such a Resource waits for a callback
 
 
 def utc(ts: float) -> datetime:
@@ -110,8 +110,10 @@ class Step:
         last_event_id: int | None = None,
         deadline: float | None = None,
         redrive_count: int = 0,
+        time_scale: float = 1.0,
     ) -> None:
-        self.definition = definition
+        # waits last 1/time_scale of their time (testing only)
+        self.definition, self.time_scale = definition, time_scale
         self.redrive_count = redrive_count
         self.machine = machine
         self.name = name
@@ -339,6 +341,12 @@ class Step:
         self.pending = None
         self.due_at = self.now
 
+    def _scaled(self, until: float) -> float:
+        """When a wait until `until` ends under the execution's time scale."""
+        if self.time_scale == 1.0 or until <= self.now:
+            return until
+        return self.now + (until - self.now) / self.time_scale
+
     def _runtime_cause(self, cause: str | None) -> str:
         prefix = (
             f"An error occurred while executing the state '{self.state}' "
@@ -397,7 +405,7 @@ class Step:
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
-                self.due_at = until.timestamp()
+                self.due_at = self._scaled(until.timestamp())
                 self.pending = WaitThen(
                     next_state=then.next_state if isinstance(then, GoTo) else None,
                     output=dumps(then.output),
@@ -419,7 +427,7 @@ class Step:
                 self.phase = PHASE_TASK
                 self.attempt += 1
                 self.retry_counts = counts
-                self.due_at = until.timestamp()
+                self.due_at = self._scaled(until.timestamp())
                 task = self.task
                 first_due = task.first_due if task.first_due is not None else task.due
                 self.pending = replace(
@@ -595,7 +603,7 @@ class Step:
         if isinstance(decision, RetryAt):
             self.attempt += 1
             self.retry_counts = decision.retry_counts
-            self.due_at = decision.until.timestamp()
+            self.due_at = self._scaled(decision.until.timestamp())
             self.pending = replace(fan, retry_at=self.due_at)
             return
         self.add(f"{fan.kind}StateFailed", {})
@@ -645,8 +653,7 @@ class Step:
         return state if isinstance(state, Mapping) else {}
 
     def _waits_for_callback(self) -> bool:
-        resource = self._state().get("Resource")
-        return isinstance(resource, str) and resource.endswith(CALLBACK_SUFFIX)
+        return waits_for_result(self._state().get("Resource"))
 
     def _heartbeat_seconds(self) -> float | None:
         seconds = self._state().get("HeartbeatSeconds")

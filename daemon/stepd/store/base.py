@@ -34,9 +34,19 @@ Promises every method keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from stepd.store.records import Cursor, Event, Execution, NewExecution, Notice, Transition
+from stepd.store.records import (
+    Activity,
+    ActivityTask,
+    ChildLink,
+    Cursor,
+    Event,
+    Execution,
+    NewExecution,
+    Notice,
+    Transition,
+)
 
 
 class Store(ABC):
@@ -206,7 +216,8 @@ class Store(ABC):
 
         Fewer than `limit` means none is left to purge: calling again until then deletes them
         all. Running executions and those that stopped at `before` or later are never touched.
-        A purged execution's (machine, name) is free for a new one.
+        A purged execution's (machine, name) is free for a new one, and the child links that
+        name it (as parent or as child) are deleted with it.
         """
 
     @abstractmethod
@@ -238,3 +249,67 @@ class Store(ABC):
     async def outbox_done(self, ids: Sequence[int]) -> None:
         """Remove the notices with these ids (durable on return); ids that are not in the
         outbox are ignored."""
+
+    # -- activities ------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        """Store the activity `name` created at `created_at`, unless there is one of that name;
+        return the activity as stored either way (an existing one keeps its date). Of
+        concurrent creates of one name, all return the same activity."""
+
+    @abstractmethod
+    async def delete_activity(self, name: str) -> None:
+        """Delete the activity `name` and every task waiting in its queue, atomically; nothing
+        when there is none."""
+
+    @abstractmethod
+    async def list_activities(self) -> list[Activity]:
+        """Every activity, by name."""
+
+    @abstractmethod
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        """Put `task` in its activity's queue, replacing a task of the same token wherever it
+        was (a retried task is queued again with its token). Does not check that the activity
+        exists."""
+
+    @abstractmethod
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        """Remove and return the task of `activity`'s queue queued first (equal `queued_at`
+        by token), or None when its queue is empty. Of concurrent takes, from this node or
+        others, each task is returned by at most one."""
+
+    # -- nested executions -----------------------------------------------------------
+
+    @abstractmethod
+    async def link_child(self, link: ChildLink) -> None:
+        """Store `link` (durable on return), unless a link of the same child is stored: then
+        nothing changes. Does not check that either execution exists."""
+
+    @abstractmethod
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        """The links of the children of `parent_id` (by child id), or the link of `child_id`
+        (at most one), whichever is given; [] when there are none."""
+
+    @abstractmethod
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        """Up to `limit` (positive) links whose parent or child execution is RUNNING, by
+        child id: what may still need its parent told or its child stopped."""
+
+    # -- tags ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        """Add `tags` to `resource` (an ARN), replacing the values of keys it has, unless it
+        would then have more than `limit` tags: then write nothing and return False. Atomic:
+        of concurrent puts, each sees the others' tags whole or not at all."""
+
+    @abstractmethod
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        """Remove the tags of these keys from `resource`; keys it does not have are ignored."""
+
+    @abstractmethod
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        """The tags of `resource`, by key; {} when it has none."""

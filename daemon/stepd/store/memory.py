@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stepd import __version__
@@ -26,6 +26,9 @@ from stepd.store.records import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
@@ -104,6 +107,11 @@ class MemoryDatabase:
             cause=execution.cause,
             stop_date=execution.stop_date if execution.stop_date is not None else time.time(),
         )
+
+    activities: dict[str, Activity] = field(default_factory=dict, repr=False)
+    activity_tasks: dict[str, ActivityTask] = field(default_factory=dict, repr=False)
+    child_links: dict[int, ChildLink] = field(default_factory=dict, repr=False)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
 
 class MemoryStore(Store):
@@ -364,6 +372,10 @@ class MemoryStore(Store):
             del db.names[(execution.machine, execution.name)]
             del db.events[execution_id]
             db.cursors.pop(execution_id, None)
+        gone = {execution_id for _, execution_id in purged}
+        for link in list(db.child_links.values()):
+            if link.child_id in gone or link.parent_id in gone:
+                del db.child_links[link.child_id]
         return len(purged)
 
     async def count_by_status(self) -> dict[str, int]:
@@ -396,6 +408,86 @@ class MemoryStore(Store):
         db = await self._enter()
         for notice_id in ids:
             db.outbox.pop(notice_id, None)
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        db = await self._enter()
+        return db.activities.setdefault(name, Activity(name=name, created_at=created_at))
+
+    async def delete_activity(self, name: str) -> None:
+        db = await self._enter()
+        db.activities.pop(name, None)
+        for token in [t.token for t in db.activity_tasks.values() if t.activity == name]:
+            del db.activity_tasks[token]
+
+    async def list_activities(self) -> list[Activity]:
+        db = await self._enter()
+        return sorted(db.activities.values(), key=lambda a: a.name)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        db = await self._enter()
+        db.activity_tasks[task.token] = task
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        db = await self._enter()
+        queued = [t for t in db.activity_tasks.values() if t.activity == activity]
+        if not queued:
+            return None
+        first = min(queued, key=lambda t: (t.queued_at, t.token))
+        del db.activity_tasks[first.token]
+        return first
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        db = await self._enter()
+        db.child_links.setdefault(link.child_id, link)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        db = await self._enter()
+        if child_id is not None:
+            found = db.child_links.get(child_id)
+            return [] if found is None else [found]
+        return sorted(
+            (link for link in db.child_links.values() if link.parent_id == parent_id),
+            key=lambda link: link.child_id,
+        )
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        db = await self._enter()
+
+        def running(execution_id: int) -> bool:
+            row = db.rows.get(execution_id)
+            return row is not None and row.execution.status == RUNNING
+
+        live = [
+            link
+            for link in db.child_links.values()
+            if running(link.parent_id) or running(link.child_id)
+        ]
+        return sorted(live, key=lambda link: link.child_id)[:limit]
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        db = await self._enter()
+        merged = {**db.tags.get(resource, {}), **tags}
+        if len(merged) > limit:
+            return False
+        db.tags[resource] = merged
+        return True
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        db = await self._enter()
+        kept = {k: v for k, v in db.tags.get(resource, {}).items() if k not in set(keys)}
+        db.tags[resource] = kept
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        db = await self._enter()
+        return dict(sorted(db.tags.get(resource, {}).items()))
 
 
 def _read(row: _Row) -> Execution:

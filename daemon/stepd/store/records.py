@@ -313,3 +313,34 @@ class Notice:
 def notice_key(execution: Execution) -> str:
     """The key of the notice `execution`'s closing (as stored) gets."""
     return f"{execution.uid or execution.id}:{execution.last_event_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activity:
+    """An activity (CreateActivity): a queue of tasks that workers take with GetActivityTask."""
+
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityTask:
+    """A task waiting in an activity's queue for a worker: the token that settles it and the
+    input the worker gets."""
+
+    activity: str
+    token: str
+    input: str  # JSON text
+    queued_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildLink:
+    """An execution a Task state started (`states:startExecution`): its parent, and how the
+    parent's task waits for it (`mode`: "" not at all, ".sync", ".sync:2", or
+    ".waitForTaskToken") with which task token."""
+
+    child_id: int
+    parent_id: int
+    mode: str
+    token: str | None = None

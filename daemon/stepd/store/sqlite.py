@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -48,6 +48,9 @@ from stepd.store.records import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
@@ -685,6 +688,8 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM cursors WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM executions WHERE id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE child_id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE parent_id = ?", ids)
             return len(ids)
 
         return await self._write(purge)
@@ -728,6 +733,145 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
 
         await self._write(done)
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        def create(conn: sqlite3.Connection) -> Activity:
+            conn.execute(
+                "INSERT OR IGNORE INTO activities (name, created_at) VALUES (?, ?)",
+                (name, created_at),
+            )
+            row = conn.execute(
+                "SELECT created_at FROM activities WHERE name = ?", (name,)
+            ).fetchone()
+            return Activity(name=name, created_at=float(row[0]))
+
+        return await self._write(create)
+
+    async def delete_activity(self, name: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM activity_tasks WHERE activity = ?", (name,))
+            conn.execute("DELETE FROM activities WHERE name = ?", (name,))
+
+        await self._write(delete)
+
+    async def list_activities(self) -> list[Activity]:
+        def run(conn: sqlite3.Connection) -> list[Activity]:
+            rows = conn.execute("SELECT name, created_at FROM activities ORDER BY name")
+            return [Activity(name=str(r[0]), created_at=float(r[1])) for r in rows]
+
+        return await self._read(run)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        def queue(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO activity_tasks (token, activity, input, queued_at)"
+                " VALUES (?, ?, ?, ?)",
+                (task.token, task.activity, task.input, task.queued_at),
+            )
+
+        await self._write(queue)
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        def take(conn: sqlite3.Connection) -> ActivityTask | None:
+            row = conn.execute(
+                "SELECT token, input, queued_at FROM activity_tasks WHERE activity = ?"
+                " ORDER BY queued_at, token LIMIT 1",
+                (activity,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM activity_tasks WHERE token = ?", (row[0],))
+            return ActivityTask(
+                activity=activity, token=str(row[0]), input=str(row[1]), queued_at=float(row[2])
+            )
+
+        return await self._write(take)
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        def link_it(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO child_links (child_id, parent_id, mode, token)"
+                " VALUES (?, ?, ?, ?)",
+                (link.child_id, link.parent_id, link.mode, link.token),
+            )
+
+        await self._write(link_it)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        column, value = ("child_id", child_id) if child_id is not None else ("parent_id", parent_id)
+
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT child_id, parent_id, mode, token FROM child_links"  # noqa: S608
+                f" WHERE {column} = ? ORDER BY child_id",
+                (value,),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT l.child_id, l.parent_id, l.mode, l.token FROM child_links l"
+                " LEFT JOIN executions p ON p.id = l.parent_id"
+                " LEFT JOIN executions c ON c.id = l.child_id"
+                " WHERE p.status = ? OR c.status = ? ORDER BY l.child_id LIMIT ?",
+                (RUNNING, RUNNING, limit),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        def put(conn: sqlite3.Connection) -> bool:
+            keys = {
+                str(r[0])
+                for r in conn.execute("SELECT key FROM tags WHERE resource = ?", (resource,))
+            }
+            if len(keys | set(tags)) > limit:
+                return False
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (resource, key, value) VALUES (?, ?, ?)",
+                [(resource, key, value) for key, value in tags.items()],
+            )
+            return True
+
+        return await self._write(put)
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "DELETE FROM tags WHERE resource = ? AND key = ?", [(resource, k) for k in keys]
+            )
+
+        await self._write(remove)
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT key, value FROM tags WHERE resource = ? ORDER BY key", (resource,)
+            )
+            return {str(r[0]): str(r[1]) for r in rows}
+
+        return await self._read(run)
+
+
+def _link(row: Sequence[Any]) -> ChildLink:
+    return ChildLink(
+        child_id=int(row[0]),
+        parent_id=int(row[1]),
+        mode=str(row[2]),
+        token=None if row[3] is None else str(row[3]),
+    )
 
 
 def read_version(path: Path) -> StoreVersion | None:

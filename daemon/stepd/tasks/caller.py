@@ -68,6 +68,7 @@ ERROR_SOCKET = "States.Http.Socket"
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+TRACEPARENT_HEADER = "traceparent"  # W3C Trace Context, when tracing is on
 JSON_CONTENT_TYPE = "application/json"
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -86,6 +87,7 @@ class TaskRequest:
     # An HTTP Task (arn:aws:states:::http:invoke): `payload` is its rendered Parameters, which
     # say where and how to call; `url` is their ApiEndpoint (or the Resource, when it has none).
     http_invoke: bool = False
+    trace_parent: str | None = None  # W3C `traceparent` of the call's span, when traced
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -101,6 +103,9 @@ class TaskOutcome:
     cause: str | None = None  # short human text: status line and body start, or the network error
     status: int | None = None  # HTTP status, when the server answered
     retry_after: float | None = None  # seconds, from Retry-After on a non-2xx answer
+    # the task's own result even for a task that waits for a callback (a mocked answer; a
+    # nested execution that ended): not just the answer to its call
+    final: bool = False
 
     def __post_init__(self) -> None:
         if self.error is not None and self.result is not None:
@@ -226,7 +231,8 @@ class TaskCaller:
         except (TimeoutError, TransportError):
             return None
 
-    def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
+    def _headers(self, request: TaskRequest, body: bytes) -> dict[str, str]:
+        idempotency_key = request.idempotency_key
         timestamp = int(self._clock())
         headers = {
             "User-Agent": self._user_agent,
@@ -238,6 +244,8 @@ class TaskCaller:
         }
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, idempotency_key, timestamp, body)
+        if request.trace_parent is not None:
+            headers[TRACEPARENT_HEADER] = request.trace_parent
         return headers
 
     def _url(self, url: str) -> str:
@@ -257,7 +265,7 @@ class TaskCaller:
 
     async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
         answer = await self._exchange(
-            "POST", request.url, self._headers(request.idempotency_key, body), body, request
+            "POST", request.url, self._headers(request, body), body, request
         )
         return answer if isinstance(answer, TaskOutcome) else _outcome(answer, clock=self._clock)
 
@@ -265,7 +273,7 @@ class TaskCaller:
         """An HTTP Task's request: its own headers (a connection's too), then stepd's
         Idempotency-Key and webhook headers, which it cannot override."""
         body = call.body or b""
-        own = self._headers(request.idempotency_key, body)
+        own = self._headers(request, body)
         headers = dict(call.headers)
         names = {name.lower() for name in headers}
         for name, value in own.items():

@@ -20,6 +20,7 @@ from stepd.catalog import Report
 from stepd.engine.agenda import MAX_DUE, counts, per_minute
 from stepd.engine.executor import Engine
 from stepd.engine.steps import MAX_EVENTS
+from stepd.engine.testruns import NOT_TESTED
 from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable, StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
@@ -132,6 +133,8 @@ class _Pages:
                 )
             events = await self._history(execution)
             definition = await self._definition(execution)
+            tested = await self.engine.test_settings(execution)
+            parent, children = await self.engine.nested.family(execution)
         except StoreError as exc:
             return self._unavailable(request, exc)
         now = self.engine.clock()
@@ -150,6 +153,9 @@ class _Pages:
             redrivable=self.engine.redrive_refusal(execution) is None,
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
+            tested=tested if tested != NOT_TESTED else None,
+            parent=parent,
+            children=children,
         )
 
     async def redrive(self, request: web.Request) -> web.Response:

@@ -29,6 +29,9 @@ from stepd.store.records import (
     RUNNING,
     SUCCEEDED,
     TIMED_OUT,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Execution,
     Fanout,
@@ -366,6 +369,17 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.due(1.0, 1), id="due"),
     pytest.param(lambda s: s.purge_closed(1.0, 1), id="purge_closed"),
     pytest.param(lambda s: s.count_by_status(), id="count_by_status"),
+    pytest.param(lambda s: s.create_activity("a", 1.0), id="create_activity"),
+    pytest.param(lambda s: s.delete_activity("a"), id="delete_activity"),
+    pytest.param(lambda s: s.list_activities(), id="list_activities"),
+    pytest.param(lambda s: s.queue_activity_task(queued("a", "t")), id="queue_activity_task"),
+    pytest.param(lambda s: s.take_activity_task("a"), id="take_activity_task"),
+    pytest.param(lambda s: s.link_child(ChildLink(child_id=2, parent_id=1, mode="")), id="link"),
+    pytest.param(lambda s: s.child_links(parent_id=1), id="child_links"),
+    pytest.param(lambda s: s.live_links(1), id="live_links"),
+    pytest.param(lambda s: s.put_tags("arn:a", {"k": "v"}, 50), id="put_tags"),
+    pytest.param(lambda s: s.remove_tags("arn:a", ["k"]), id="remove_tags"),
+    pytest.param(lambda s: s.tags_of("arn:a"), id="tags_of"),
 ]
 
 
@@ -1173,3 +1187,158 @@ async def test_purging_keeps_the_notices(store: Store) -> None:
     await move(store, execution, closed(FAILED, stop_date=1.0))
     assert await store.purge_closed(2.0, 10) == 1
     assert [n.name for n in await store.outbox(10)] == ["gone"]
+
+
+# -- activities -------------------------------------------------------------------------------
+
+
+def queued(
+    activity: str, token: str, at: float = 10.0, data: str = '{"room":"Phòng 1"}'
+) -> ActivityTask:
+    return ActivityTask(activity=activity, token=token, input=data, queued_at=at)
+
+
+async def test_an_activity_is_created_once_and_keeps_its_date(backend: Backend) -> None:
+    """Creating an activity again returns it as it was; it is there after a restart, listed
+    by name, until it is deleted."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.create_activity("record", 5.5) == Activity(name="record", created_at=5.5)
+    assert await store.create_activity("record", 9.0) == Activity(name="record", created_at=5.5)
+    await store.create_activity("ask", 7.0)
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert [a.name for a in await store.list_activities()] == ["ask", "record"]
+    await store.delete_activity("record")
+    await store.delete_activity("never-created")
+    assert await store.list_activities() == [Activity(name="ask", created_at=7.0)]
+    await store.close()
+
+
+async def test_activity_tasks_are_taken_first_queued_first_and_once(store: Store) -> None:
+    """A queue hands out its tasks in the order they were queued (ties by token), each once;
+    another activity's tasks are not in it; an empty queue gives None."""
+    for task in (queued("a", "t3", 30.0), queued("a", "t2", 20.0), queued("a", "t1", 20.0)):
+        await store.queue_activity_task(task)
+    await store.queue_activity_task(queued("b", "u1", 1.0))
+    taken = [await store.take_activity_task("a") for _ in range(4)]
+    assert taken == [
+        queued("a", "t1", 20.0),
+        queued("a", "t2", 20.0),
+        queued("a", "t3", 30.0),
+        None,
+    ]
+    assert await store.take_activity_task("b") == queued("b", "u1", 1.0)
+
+
+async def test_queueing_a_token_again_replaces_its_task(store: Store) -> None:
+    """A retried task queued again under its token is one task, with its new input and place."""
+    await store.queue_activity_task(queued("a", "t1", 10.0, "{}"))
+    await store.queue_activity_task(queued("a", "t2", 20.0))
+    await store.queue_activity_task(queued("a", "t1", 30.0, '{"attempt":2}'))
+    assert await store.take_activity_task("a") == queued("a", "t2", 20.0)
+    assert await store.take_activity_task("a") == queued("a", "t1", 30.0, '{"attempt":2}')
+    assert await store.take_activity_task("a") is None
+
+
+async def test_concurrent_takes_hand_each_task_out_once(backend: Backend) -> None:
+    """Two stores on the same data taking at once (two nodes) never get the same task."""
+    first, second = backend.new_store(), backend.new_store()
+    await first.open()
+    for n in range(6):
+        await first.queue_activity_task(queued("a", f"t{n}", float(n)))
+    await first.close()
+    await second.open()
+    takes = await asyncio.gather(*(second.take_activity_task("a") for _ in range(8)))
+    tokens = [t.token for t in takes if t is not None]
+    assert sorted(tokens) == [f"t{n}" for n in range(6)]
+    await second.close()
+
+
+async def test_deleting_an_activity_empties_its_queue(store: Store) -> None:
+    """The tasks of a deleted activity are gone with it; others stay."""
+    await store.create_activity("a", 1.0)
+    await store.queue_activity_task(queued("a", "t1"))
+    await store.queue_activity_task(queued("b", "u1"))
+    await store.delete_activity("a")
+    assert await store.take_activity_task("a") is None
+    assert await store.take_activity_task("b") == queued("b", "u1")
+
+
+# -- nested executions ------------------------------------------------------------------------
+
+
+async def test_a_child_is_linked_once_and_found_from_either_side(backend: Backend) -> None:
+    """A child's link is stored once (a second link of the same child changes nothing) and is
+    there after a restart, found by its parent (children by id) or by the child."""
+    store = backend.new_store()
+    await store.open()
+    parent = await create(store, "parent")
+    children = [await create(store, f"child-{n}") for n in range(2)]
+    links = [
+        ChildLink(child_id=c.id, parent_id=parent.id, mode=".sync", token=f"t{n}")
+        for n, c in enumerate(children)
+    ]
+    for link in reversed(links):
+        await store.link_child(link)
+    await store.link_child(ChildLink(child_id=children[0].id, parent_id=99, mode=""))
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.child_links(parent_id=parent.id) == links
+    assert await store.child_links(child_id=children[1].id) == [links[1]]
+    assert await store.child_links(child_id=parent.id) == []
+    await store.close()
+
+
+async def test_live_links_are_those_with_a_running_side(store: Store) -> None:
+    """A link is live while its parent or its child runs; purging a closed execution deletes
+    the links that name it."""
+    running_parent = await create(store, "p1")
+    closed_parent = await create(store, "p2", closed(stop_date=10.0))
+    running_child = await create(store, "c1")
+    closed_child = await create(store, "c2", closed(stop_date=10.0))
+    both_closed = await create(store, "c3", closed(stop_date=10.0))
+    links = [
+        ChildLink(child_id=running_child.id, parent_id=closed_parent.id, mode=""),
+        ChildLink(child_id=closed_child.id, parent_id=running_parent.id, mode=".sync", token="t"),
+        ChildLink(child_id=both_closed.id, parent_id=closed_parent.id, mode=".sync:2", token="u"),
+    ]
+    for link in links:
+        await store.link_child(link)
+    assert await store.live_links(10) == links[:2]
+    assert await store.live_links(1) == links[:1]
+    assert await store.purge_closed(100.0, 10) == 3
+    assert await store.child_links(parent_id=closed_parent.id) == []
+    assert await store.child_links(parent_id=running_parent.id) == []
+
+
+# -- tags -----------------------------------------------------------------------------------
+
+
+async def test_tags_are_added_replaced_removed_and_kept(backend: Backend) -> None:
+    """Tags of a resource: added and replaced by key, removed by key (unknown keys ignored),
+    there after a restart; another resource's are its own."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.put_tags("arn:a", {"team": "classes", "room": "1"}, 50)
+    assert await store.put_tags("arn:a", {"room": "2"}, 50)
+    assert await store.put_tags("arn:b", {"team": "ops"}, 50)
+    await store.remove_tags("arn:a", ["team", "never"])
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.tags_of("arn:a") == {"room": "2"}
+    assert await store.tags_of("arn:b") == {"team": "ops"}
+    assert await store.tags_of("arn:c") == {}
+    await store.close()
+
+
+async def test_tags_beyond_the_limit_write_nothing(store: Store) -> None:
+    """A put that would leave more than `limit` tags writes none of them; replacing keys the
+    resource has does not count twice."""
+    assert await store.put_tags("arn:a", {"k1": "1", "k2": "2"}, 3)
+    assert not await store.put_tags("arn:a", {"k3": "3", "k4": "4"}, 3)
+    assert await store.put_tags("arn:a", {"k1": "one", "k3": "3"}, 3)
+    assert await store.tags_of("arn:a") == {"k1": "one", "k2": "2", "k3": "3"}
