@@ -213,8 +213,8 @@ def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    variables = _assign_jsonpath(state, effective, ctx)
     result = state.get("Result", effective)
+    variables = _assign_jsonpath(state, result, ctx)  # Assign's `$` is the state's result
     combined = _apply_result_path(state, state_input, result)
     return _transition(state, _apply_output_path(state, combined, ctx), variables)
 
@@ -376,7 +376,15 @@ def _count_field(
     if name in state:
         value = state[name]
     elif f"{name}Path" in state:
-        value = _number_text(paths.resolve_reference(state[f"{name}Path"], effective, context))
+        path = state[f"{name}Path"]
+        value = _number_text(paths.resolve_reference(path, effective, context))
+        if not _is_int(value):
+            raise StatesRuntimeError(
+                f'The {name}Path field refers to value "{_show(value)}" which is not a valid '
+                f"integer: {path}"
+            )
+        if value < 0:
+            raise StatesRuntimeError(f"{name} cannot be negative.")
     elif default is not None:
         return default
     else:
@@ -759,8 +767,8 @@ def _jsonata_wait(state: State, state_input: Any, ctx: Context, now: datetime) -
             until = _at(now, parse_timestamp(stamp))
         except InvalidTimestampError:
             raise QueryEvaluationError(
-                "The Timestamp field is not a valid ISO-8601 extended offset date-time format "
-                f"string: {_show_json(stamp)}"
+                "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time "
+                f"format string: {_show(stamp)}"
             ) from None
     else:
         raise StatesRuntimeError("The Wait state has neither Seconds nor Timestamp")
@@ -798,6 +806,8 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
     scope = _scope(ctx, now, input=state_input)
     items = _field(state, "Items", scope, state_input)
+    if not isinstance(items, list) and "Items" not in state:  # the state's input itself
+        raise QueryEvaluationError(f"Map state input must be an array but was: {_show_json(items)}")
     if not isinstance(items, list):
         text = state.get("Items")
         shown = jsonata.body(text) if isinstance(text, str) else _show_json(text)

@@ -205,8 +205,26 @@ def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
     raise ParseError(f"Invalid path '{text}': unterminated quoted name")
 
 
-def no_results(path: Path) -> PathError:
+def no_results(path: Path, data: Any = None) -> PathError:
+    """Jayway's words: a property missing before the last step is a "Missing property"."""
+    missing = _missing_property(data, path.steps[:-1])
+    if missing is not None:
+        shown = Path(text=path.text, steps=path.steps[: missing + 1]).normalized
+        return PathError(f"Invalid path '{path.text}' : Missing property in path {shown}")
     return PathError(f"Invalid path '{path.text}' : No results for path: {path.normalized}")
+
+
+def _missing_property(data: Any, steps: tuple[Step, ...]) -> int | None:
+    """The index of the first name step an object lacks, following definite `steps`."""
+    value = data
+    for index, step in enumerate(steps):
+        if isinstance(step, str) and isinstance(value, Mapping) and step not in value:
+            return index
+        found = _children(value, step)
+        if not found:
+            return None
+        value = found[0]
+    return None
 
 
 def read(data: Any, text: str) -> Any:
@@ -247,7 +265,7 @@ def _read(data: Any, path: Path) -> Any:
     matches = _select(data, path.steps)
     if path.is_definite:
         if not matches:
-            raise no_results(path)
+            raise no_results(path, data)
         return matches[0]
     return matches
 

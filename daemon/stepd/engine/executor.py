@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
 from stepd.engine import history
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
@@ -69,6 +69,7 @@ from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
+SERVICE_PREFIX = "arn:aws:states:::"  # an AWS service integration: arn:aws:states:::service:api
 
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -1108,6 +1109,7 @@ class Engine:
         finally:
             self.stats.in_flight -= 1
         self._hosts.record(url, outcome)
+        outcome = _as_aws_reports(outcome, task, timeout)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
         self._observer.task_called(outcome)
@@ -1122,6 +1124,29 @@ class Engine:
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _as_aws_reports(outcome: TaskOutcome, task: TaskCall, timeout: float) -> TaskOutcome:
+    """The cause AWS gives: none for the state's own TimeoutSeconds running out (the log keeps
+    stepd's detail), and AWS's words for a result over the size limit."""
+    if outcome.error == STATES_TIMEOUT and task.timeout_seconds == timeout:
+        log.info("task.timed_out", cause=outcome.cause, timeout_seconds=timeout)
+        return replace(outcome, cause="")
+    if outcome.error == STATES_DATA_LIMIT_EXCEEDED:
+        return replace(outcome, cause=data_limit_cause(task.resource))
+    return outcome
+
+
+def data_limit_cause(resource: Any) -> str:
+    """AWS's cause of States.DataLimitExceeded for a result too large: the state/task is the
+    service of an `arn:aws:states:::service:api` Resource, else the Resource itself."""
+    text = resource_text(resource)
+    if text.startswith(SERVICE_PREFIX):
+        text = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
+    return (
+        f"The state/task '{text}' returned a result with a size exceeding the maximum number "
+        "of bytes service limit."
+    )
 
 
 def _began(execution: Execution) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 RESOURCE_TYPE = "http"
@@ -120,6 +121,18 @@ def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, An
             **_error_cause(error, cause),
         }
     }
+
+
+_FIELD = re.compile(r"specified for the field '([^']+)'")
+
+
+def evaluation_failed(error: str, cause: str | None, state: str) -> dict[str, Any]:
+    """A JSONata expression of `state` failed; the field it names is the location."""
+    details: dict[str, Any] = {**_error_cause(error, cause), "state": state}
+    field = _FIELD.search(cause or "")
+    if field:
+        details["location"] = field[1]
+    return {"evaluationFailedEventDetails": details}
 
 
 def execution_timed_out(error: str, cause: str | None) -> dict[str, Any]:

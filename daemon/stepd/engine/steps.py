@@ -302,8 +302,8 @@ class Step:
             f"{state_type}StateEntered", history.state_entered(self.state or "", self.data)
         )
         self.entered_at = self.now
-        self.attempt = 0
-        self.retry_counts = ()
+        if self.attempt == 0:  # not a retry of an entry whose expression failed
+            self.retry_counts = ()
         self.token = None
         if state_type == "Task" and self._waits_for_callback():
             self.token = make_token(self.machine, self.name, self.cursor_id)
@@ -335,6 +335,43 @@ class Step:
         self.data = output_text
         self.pending = None
         self.due_at = self.now
+        self.attempt = 0
+        self.retry_counts = ()
+
+    def _on_error(self, error: str, cause: str | None) -> Decision:
+        """The state's Retry and Catch, given `error`: RetryAt, Caught or Fail."""
+        return interpreter.task_failed(
+            self.definition,
+            self.state or "",
+            json.loads(self.data),
+            error,
+            cause,
+            self.retry_counts,
+            utc(self.now),
+            self.random,
+            self.context(),
+        )
+
+    def _recover(self, error: str, cause: str | None, state_type: str) -> bool:
+        """A JSONata expression failed (States.QueryEvaluationError): the state's Retry enters
+        it again later, or its Catch takes the error, as AWS does; False when neither does."""
+        try:
+            decision = self._on_error(error, cause)
+        except Exception:  # a bug: the error fails the execution as it would have
+            log.exception("step.unexpected_error", **self.log_fields())
+            return False
+        if isinstance(decision, RetryAt):
+            self.phase = PHASE_ENTER
+            self.pending = None
+            self.attempt += 1
+            self.retry_counts = decision.retry_counts
+            self.due_at = decision.until.timestamp()
+            return True
+        if isinstance(decision, Caught):
+            self.pending = None
+            self.apply(decision, state_type)
+            return True
+        return False
 
     def _runtime_cause(self, cause: str | None) -> str:
         prefix = (
@@ -389,6 +426,15 @@ class Step:
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
+                    if error == STATES_QUERY_EVALUATION_ERROR and self._recover(
+                        error, cause, state_type
+                    ):
+                        return
+                    cause = cause or None  # an empty cause (a task's timeout): none, as AWS
+                    if error == STATES_QUERY_EVALUATION_ERROR:
+                        self.add("EvaluationFailed", history.evaluation_failed(error, cause, name))
+                        if state_type in {"Map", "Parallel"}:
+                            self.add(f"{state_type}StateFailed", {})
                 else:
                     cause = self._fail_state_cause(error, cause)
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
@@ -569,17 +615,7 @@ class Step:
     def would_retry(self, error: str) -> bool:
         """Whether the state's Retry would try again after its call failed with `error`."""
         try:
-            decision = interpreter.task_failed(
-                self.definition,
-                self.state or "",
-                json.loads(self.data),
-                error,
-                None,
-                self.retry_counts,
-                utc(self.now),
-                self.random,
-                self.context(),
-            )
+            decision = self._on_error(error, None)
         except Exception:  # a bug: the call goes out, and its error fails the state
             log.exception("step.unexpected_error", **self.log_fields())
             return False

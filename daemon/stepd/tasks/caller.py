@@ -13,11 +13,14 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
     States.Runtime                 the request cannot be made at all (task input that is not
                                    JSON, a URL that is not http(s)); retrying cannot help
 
-A 2xx answer is a success whatever its body: JSON is the task's result; a body that is not
-JSON (``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
-ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda function that returns nothing
-gives. A success is never retried, so a server that answers ``200 OK`` in plain text gets each
-call once.
+A 2xx answer with AWS Lambda's `X-Amz-Function-Error` header is a function's error, as
+Lambda's Invoke API reports one: the body's `errorType` names the error (Lambda.Unknown when
+it has none) and the whole body is the cause, so Retry and Catch can name the error the
+function raised. Any other 2xx answer is a success whatever its body: JSON is the task's
+result; a body that is not JSON (``OK``, an HTML page) is the result as a string, as AWS's
+HTTP Task hands back its ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda
+function that returns nothing gives. A success is never retried, so a server that answers
+``200 OK`` in plain text gets each call once.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
 CAUSE_BODY_CHARS = 256
 
 ERROR_SOCKET = "States.Http.Socket"
+FUNCTION_ERROR_UNKNOWN = "Lambda.Unknown"  # a function error whose body names no errorType
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -357,6 +361,8 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
             cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
             status=status,
         )
+    if answer.function_error is not None:
+        return _function_error(answer)
     if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
@@ -364,6 +370,18 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
+
+
+def _function_error(answer: Answer) -> TaskOutcome:
+    """A Lambda-style function error: `errorType` of the body as the error, the body the cause."""
+    cause = answer.body.decode("utf-8", errors="replace")
+    try:
+        body = json.loads(cause)
+    except ValueError:
+        body = None
+    name = body.get("errorType") if isinstance(body, dict) else None
+    error = name if isinstance(name, str) and name else FUNCTION_ERROR_UNKNOWN
+    return TaskOutcome(error=error, cause=cause, status=answer.status)
 
 
 def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
