@@ -263,9 +263,12 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input, ctx)
     timeout = _timeout_seconds(state, effective, ctx.as_json())
+    heartbeat = _timeout_seconds(state, effective, ctx.as_json(), "HeartbeatSeconds")
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=effective, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
 
 
 def _parallel(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -595,19 +598,21 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
-    if "TimeoutSeconds" in state:
-        value = state["TimeoutSeconds"]
+def _timeout_seconds(
+    state: State, effective: Any, context: Mapping[str, Any], name: str = "TimeoutSeconds"
+) -> float | None:
+    """TimeoutSeconds (or HeartbeatSeconds, by `name`), or the value its Path twin reads."""
+    if name in state:
+        value = state[name]
         if not _is_int(value) or value <= 0:
-            raise StatesRuntimeError(f"TimeoutSeconds must be a positive integer: {_show(value)}")
+            raise StatesRuntimeError(f"{name} must be a positive integer: {_show(value)}")
         return float(value)
-    if "TimeoutSecondsPath" in state:
-        path = state["TimeoutSecondsPath"]
+    if f"{name}Path" in state:
+        path = state[f"{name}Path"]
         value = paths.resolve_reference(path, effective, context)
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
-                f"The TimeoutSecondsPath parameter references an invalid value: "
-                f"{path} == {_show(value)}"
+                f"The {name}Path parameter references an invalid value: {path} == {_show(value)}"
             )
         return float(value)
     return None
@@ -781,16 +786,24 @@ def _jsonata_task(state: State, state_input: Any, ctx: Context, now: datetime) -
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     scope = _scope(ctx, now, input=state_input)
-    timeout: float | None = None
-    if "TimeoutSeconds" in state:
-        value = _field(state, "TimeoutSeconds", scope, None)
-        if not _is_int(value) or value <= 0:
-            raise QueryEvaluationError(
-                f"The TimeoutSeconds field must be a positive integer: {_show_json(value)}"
-            )
-        timeout = float(value)
+    timeout = _jsonata_seconds(state, "TimeoutSeconds", scope)
+    heartbeat = _jsonata_seconds(state, "HeartbeatSeconds", scope)
     arguments = _field(state, "Arguments", scope, state_input)
-    return CallTask(resource=resource, payload=arguments, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=arguments, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
+
+
+def _jsonata_seconds(state: State, name: str, scope: jsonata.Scope) -> float | None:
+    """A JSONata Task's TimeoutSeconds or HeartbeatSeconds: a number or an expression."""
+    if name not in state:
+        return None
+    value = _field(state, name, scope, None)
+    if not _is_int(value) or value <= 0:
+        raise QueryEvaluationError(
+            f"The {name} field must be a positive integer: {_show_json(value)}"
+        )
+    return float(value)
 
 
 def _jsonata_parallel(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:

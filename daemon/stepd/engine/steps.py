@@ -338,6 +338,38 @@ class Step:
         self.attempt = 0
         self.retry_counts = ()
 
+    def _retry_task(self, due: float, counts: tuple[int, ...]) -> None:
+        """The task's call goes out again at `due` (a `.waitForTaskToken` one with a new
+        token)."""
+        self.phase = PHASE_TASK
+        self.attempt += 1
+        self.retry_counts = counts
+        self.due_at = due
+        task = self.task
+        first_due = task.first_due if task.first_due is not None else task.due
+        self.pending = replace(
+            task,
+            sent=False,
+            due=self.due_at,
+            first_due=first_due,
+            answered_at=None,
+            heartbeat_at=None,
+        )
+        if task.token is not None:
+            self._new_token()
+
+    def _new_token(self) -> None:
+        """A retried `.waitForTaskToken` task gets a new token, as in AWS (the last one is
+        refused from now on): its Parameters are evaluated again with it."""
+        self.token = make_token(self.machine, self.name, self.cursor_id)
+        task = replace(self.task, token=self.token)
+        again = interpreter.enter(
+            self.definition, self.state or "", json.loads(self.data), self.context(), utc(self.now)
+        )
+        if isinstance(again, CallTask):
+            task = replace(task, payload=dumps(again.payload))
+        self.pending = task
+
     def _on_error(self, error: str, cause: str | None) -> Decision:
         """The state's Retry and Catch, given `error`: RetryAt, Caught or Fail."""
         return interpreter.task_failed(
@@ -445,7 +477,12 @@ class Step:
                     next_state=then.next_state if isinstance(then, GoTo) else None,
                     output=dumps(then.output),
                 )
-            case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
+            case CallTask(
+                resource=resource,
+                payload=payload,
+                timeout_seconds=timeout,
+                heartbeat_seconds=heartbeat,
+            ):
                 if self._too_large(dumps(payload)):
                     return
                 self.phase = PHASE_TASK
@@ -455,24 +492,11 @@ class Step:
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,
-                    heartbeat_seconds=self._heartbeat_seconds() if self.token else None,
+                    heartbeat_seconds=heartbeat if self.token else None,
                 )
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
-                self.phase = PHASE_TASK
-                self.attempt += 1
-                self.retry_counts = counts
-                self.due_at = until.timestamp()
-                task = self.task
-                first_due = task.first_due if task.first_due is not None else task.due
-                self.pending = replace(
-                    task,
-                    sent=False,
-                    due=self.due_at,
-                    first_due=first_due,
-                    answered_at=None,
-                    heartbeat_at=None,
-                )
+                self._retry_task(until.timestamp(), counts)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 if self._too_large(text):
@@ -640,12 +664,6 @@ class Step:
     def _waits_for_callback(self) -> bool:
         resource = self._state().get("Resource")
         return isinstance(resource, str) and resource.endswith(CALLBACK_SUFFIX)
-
-    def _heartbeat_seconds(self) -> float | None:
-        seconds = self._state().get("HeartbeatSeconds")
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
-            return float(seconds)
-        return None
 
     def await_callback(self) -> None:
         """The call of a `.waitForTaskToken` task was answered: the task now waits for

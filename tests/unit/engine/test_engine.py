@@ -29,7 +29,7 @@ from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.tasks.keys import idempotency_key
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -78,14 +78,6 @@ def _machine(late_policy: str = "run") -> Machine:
         late_threshold_seconds=30,
         late_policy=late_policy,
     )
-
-
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def _engine(store: Store, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:

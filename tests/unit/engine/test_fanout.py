@@ -10,7 +10,6 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 from tests.unit.engine.engine_support import (
     CALL,
     CALLING,
@@ -34,14 +33,6 @@ from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
 
 PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-
-
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def run(

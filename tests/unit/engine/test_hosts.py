@@ -29,7 +29,7 @@ from stepd.store.base import Store
 from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 BASE_URL = "http://svc.test"
@@ -402,14 +402,6 @@ def _input(at: float) -> str:
 def fast_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hosts_module, "FIRST_PROBE_SECONDS", 0.005)
     monkeypatch.setattr(hosts_module, "MAX_PROBE_SECONDS", 0.01)
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @dataclass
