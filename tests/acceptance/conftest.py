@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -398,6 +399,41 @@ def stepd_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
             env=subprocess_env() | dict(env or {}),
             input=stdin,
             stdin=subprocess.DEVNULL if stdin is None else None,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def aws_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`aws_cli(url, *args)`: `aws stepfunctions ARGS --endpoint-url URL --output json` from
+    the venv, with dummy credentials and region in the environment and no ~/.aws to read."""
+    home = tmp_path_factory.mktemp("aws-home")
+    executable = Path(sys.executable).with_name("aws")
+    command = [str(executable)] if executable.exists() else [shutil.which("aws") or "aws"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPD_"))}
+    env.update(
+        HOME=str(home),
+        AWS_ACCESS_KEY_ID="stepd",
+        AWS_SECRET_ACCESS_KEY="stepd",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+        AWS_DISABLE_HOST_PREFIX_INJECTION="true",  # TestState goes to "sync-" + the host
+    )
+
+    def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, "stepfunctions", *args, "--endpoint-url", url, "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_SECONDS,
             check=False,
         )
 
