@@ -58,10 +58,6 @@ _SERVICE_ERROR = (
     "service, named <Service>.<Code> with a message as the cause, which no answer gives"
 )
 KNOWN_DIFFERENCES: dict[str, str] = {
-    "base_test_base::SnfBase::test_state_pass_regex_json_path_base": (
-        "a JSONPath filter expression ([?(@.status == 0)]) is not supported: stepd check "
-        "refuses the path"
-    ),
     "error_handling_test_aws_sdk::AwsSdk::test_dynamodb_put_item_no_such_table": f"{_SERVICE_ERROR}: DynamoDb.ResourceNotFoundException",
     "error_handling_test_aws_sdk::AwsSdk::test_invalid_secret_name": f"{_SERVICE_ERROR}: SecretsManager.SecretsManagerException",
     "error_handling_test_aws_sdk::AwsSdk::test_no_such_bucket": f"{_SERVICE_ERROR}: S3.NoSuchBucketException",
