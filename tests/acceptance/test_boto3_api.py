@@ -30,9 +30,9 @@ QUICK_HISTORY = [
     "PassStateEntered",
     "PassStateExited",
     "TaskStateEntered",
-    "TaskScheduled",
-    "TaskStarted",
-    "TaskSucceeded",
+    "LambdaFunctionScheduled",
+    "LambdaFunctionStarted",
+    "LambdaFunctionSucceeded",
     "TaskStateExited",
     "SucceedStateEntered",
     "SucceedStateExited",
@@ -710,10 +710,12 @@ def test_history_names_the_states(sfn, quick_run):
     exited = [
         e["stateExitedEventDetails"]["name"] for e in events if "stateExitedEventDetails" in e
     ]
-    scheduled = next(e for e in events if e["type"] == "TaskScheduled")["taskScheduledEventDetails"]
+    scheduled = next(e for e in events if e["type"] == "LambdaFunctionScheduled")[
+        "lambdaFunctionScheduledEventDetails"
+    ]
     assert (entered, exited) == (["Prepare", "Call", "Done"], ["Prepare", "Call", "Done"])
     assert scheduled["resource"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:quick"
-    assert json.loads(scheduled["parameters"]) == {
+    assert json.loads(scheduled["input"]) == {
         "classroom": "c-42",
         "prepared": {"room": "blue"},
     }

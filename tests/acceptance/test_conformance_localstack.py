@@ -72,11 +72,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "services_test_aws_sdk_task_service::TaskServiceAwsSdk::test_sfn_send_task_outcome_with_no_such_token[state_machine_template1]": f"{_SERVICE_ERROR}: Sfn.InvalidTokenException",
 }
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
-_LAMBDA_EVENTS = (
-    "stepd records every Task call as TaskScheduled/TaskStarted/TaskSucceeded (Failed, "
-    "TimedOut); AWS records a Task whose Resource is a Lambda function ARN as "
-    "LambdaFunctionScheduled/Started/Succeeded (Failed, TimedOut)"
-)
 _DISTRIBUTED = (
     "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
     "MapRunStarted/MapRunSucceeded (child executions); its count fields are read before "
@@ -91,45 +86,6 @@ _RECORDING_TRANSFORMED = (
     "drops the inner branches' events"
 )
 KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "arguments_test_arguments::ArgumentsBase::test_base_cases[BASE_LAMBDA_EMPTY]",
-            "arguments_test_arguments::ArgumentsBase::test_base_cases[BASE_LAMBDA_EMPTY_GLOBAL_QL_JSONATA]",
-            "arguments_test_arguments::ArgumentsBase::test_base_cases[BASE_LAMBDA_EXPRESSION]",
-            "arguments_test_arguments::ArgumentsBase::test_base_cases[BASE_LAMBDA_LITERALS]",
-            "comments_test_comments::Comments::test_comments_as_per_docs",
-            "error_handling_test_states_errors::StatesErrors::test_task_lambda_catch_state_all_data_limit_exceeded_on_large_utf8_response",
-            "error_handling_test_states_errors::StatesErrors::test_task_lambda_data_limit_exceeded_on_large_utf8_response",
-            "error_handling_test_task_lambda::TaskLambda::test_no_such_function",
-            "error_handling_test_task_lambda::TaskLambda::test_no_such_function_catch",
-            "error_handling_test_task_lambda::TaskLambda::test_raise_custom_exception",
-            "error_handling_test_task_lambda::TaskLambda::test_raise_exception",
-            "error_handling_test_task_lambda::TaskLambda::test_raise_exception_catch",
-            "outputdecl_test_output::ArgumentsBase::test_base_lambda[BASE_LAMBDA]",
-            "query_language_test_mixed_query_language::MixedQueryLanguageFlow::test_lambda_task_resource_data_flow[TASK_LAMBDA_LEGACY_RESOURCE_JSONATA_TO_JSONPATH]",
-            "query_language_test_mixed_query_language::MixedQueryLanguageFlow::test_lambda_task_resource_data_flow[TASK_LAMBDA_LEGACY_RESOURCE_JSONPATH_TO_JSONATA]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_catch_empty",
-            "scenarios_test_base_scenarios::BaseScenarios::test_catch_states_runtime",
-            "scenarios_test_base_scenarios::BaseScenarios::test_lambda_empty_retry",
-            "scenarios_test_base_scenarios::BaseScenarios::test_lambda_invoke_with_retry_base",
-            "scenarios_test_base_scenarios::BaseScenarios::test_lambda_invoke_with_retry_extended_input",
-            "scenarios_test_base_scenarios::BaseScenarios::test_retry_interval_features",
-            "scenarios_test_base_scenarios::BaseScenarios::test_retry_interval_features_jitter_none",
-            "services_test_lambda_task::TaskLambda::test_invoke_bytes_payload",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[0.0]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[0_0]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[0_1]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[HelloWorld]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[True]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[json_value5]",
-            "services_test_lambda_task::TaskLambda::test_invoke_json_values[json_value6]",
-            "services_test_lambda_task::TaskLambda::test_invoke_pipe",
-            "services_test_lambda_task::TaskLambda::test_invoke_string_payload",
-            "services_test_lambda_task::TaskLambda::test_lambda_task_filter_parameters_input",
-            "timeouts_test_timeouts::Timeouts::test_fixed_timeout_lambda",
-        ],
-        _LAMBDA_EVENTS,
-    ),
     **dict.fromkeys(
         [
             "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_item_selector",

@@ -1,7 +1,8 @@
 """The durable executor: the only writer of execution state.
 
 Every transition is one store commit. Before a task is called its intent (TaskScheduled and
-TaskStarted, `TaskCall.sent`) is committed; the call carries an idempotency key made of the
+TaskStarted, or LambdaFunctionScheduled and LambdaFunctionStarted for a Lambda function ARN,
+`TaskCall.sent`) is committed; the call carries an idempotency key made of the
 execution (its unique id) and the id of the state's TaskStateEntered event, so a retry and a
 re-send after a crash carry the same key (stepd.tasks.keys).
 """

@@ -88,6 +88,34 @@ def task_scheduled(
     return {"taskScheduledEventDetails": details}
 
 
+def is_lambda_function(resource: str) -> bool:
+    """A Resource that is a Lambda function's ARN: AWS records its calls as LambdaFunction*
+    events, not Task* ones (`arn:aws:states:::lambda:invoke` is a Task like any other)."""
+    return resource.startswith("arn:") and ":lambda:" in resource and ":function:" in resource
+
+
+def lambda_scheduled(resource: str, payload: str, timeout: float | None) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "resource": resource,
+        "input": payload,
+        "inputDetails": _payload(payload),
+    }
+    if timeout is not None:
+        details["timeoutInSeconds"] = int(timeout)
+    return {"lambdaFunctionScheduledEventDetails": details}
+
+
+def lambda_succeeded(output: str) -> dict[str, Any]:
+    return {
+        "lambdaFunctionSucceededEventDetails": {"output": output, "outputDetails": _payload(output)}
+    }
+
+
+def lambda_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str, Any]:
+    key = "lambdaFunctionTimedOutEventDetails" if timed_out else "lambdaFunctionFailedEventDetails"
+    return {key: _error_cause(error, cause)}
+
+
 def task_started(resource: str) -> dict[str, Any]:
     return {"taskStartedEventDetails": {"resourceType": RESOURCE_TYPE, "resource": resource}}
 

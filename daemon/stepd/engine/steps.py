@@ -649,11 +649,16 @@ class Step:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task
         resource = resource_text(task.resource)
-        self.add(
-            "TaskScheduled",
-            history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
-        )
-        self.add("TaskStarted", history.task_started(resource))
+        if history.is_lambda_function(resource):
+            scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
+            self.add("LambdaFunctionScheduled", scheduled)
+            self.add("LambdaFunctionStarted", {})
+        else:
+            self.add(
+                "TaskScheduled",
+                history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
+            )
+            self.add("TaskStarted", history.task_started(resource))
         self.pending = replace(task, sent=True, sent_at=self.now)
 
     def _state(self) -> Mapping[str, Any]:
@@ -701,8 +706,13 @@ class Step:
     def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
         state_input = json.loads(self.data)
         decision: Decision
+        function = history.is_lambda_function(resource)
         if outcome.error is None:
-            self.add("TaskSucceeded", history.task_succeeded(resource, dumps(outcome.result)))
+            output = dumps(outcome.result)
+            if function:
+                self.add("LambdaFunctionSucceeded", history.lambda_succeeded(output))
+            else:
+                self.add("TaskSucceeded", history.task_succeeded(resource, output))
             decision = interpreter.task_succeeded(
                 self.definition,
                 self.state or "",
@@ -713,10 +723,15 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
-            details = (history.task_timed_out if timed_out else history.task_failed)(
-                resource, outcome.error, outcome.cause
-            )
-            self.add("TaskTimedOut" if timed_out else "TaskFailed", details)
+            if function:
+                kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
+                details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
+            else:
+                kind = "TaskTimedOut" if timed_out else "TaskFailed"
+                details = (history.task_timed_out if timed_out else history.task_failed)(
+                    resource, outcome.error, outcome.cause
+                )
+            self.add(kind, details)
             decision = interpreter.task_failed(
                 _without_retry(self.definition, self.state or "")
                 if outcome.error == LATE_ERROR

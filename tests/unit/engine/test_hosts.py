@@ -511,7 +511,7 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
         await engine.advance(execution_id)
     retrying = await rig.row(a)
     assert (retrying.attempt, retrying.task.first_due) == (1, T0 + 10)
-    assert (await rig.types(a)).count("TaskScheduled") == 1  # the retry waits, unsent
+    assert (await rig.types(a)).count("LambdaFunctionScheduled") == 1  # the retry waits, unsent
     assert (rig.caller.keys, engine._hosts.waiting) == (["svc/a/u1/4"], 3)
     await _eventually(lambda: len(rig.caller.probes) >= 2)
     assert engine._hosts.waiting == 3  # unanswered probes release nothing
@@ -525,7 +525,7 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
     for execution_id, sends in ((a, 2), (early, 1), (late, 1)):
         done = await rig.row(execution_id)
         assert done.status == "SUCCEEDED"
-        assert (await rig.types(execution_id)).count("TaskScheduled") == sends
+        assert (await rig.types(execution_id)).count("LambdaFunctionScheduled") == sends
 
 
 async def test_any_answered_call_releases_the_waiting_calls_without_the_probe(
@@ -599,7 +599,7 @@ async def test_a_state_that_would_not_retry_the_error_calls_at_once(
     await engine.advance(x)
     closed = await rig.row(x)
     assert (closed.status, rig.caller.keys) == (status, ["svc/a/u1/4", "once/x/u1/4"])
-    assert "TaskFailed" in await rig.types(x)
+    assert "LambdaFunctionFailed" in await rig.types(x)
     assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
 
 
@@ -623,7 +623,11 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     retrying = await rig.row(b)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (retrying.status, retrying.attempt, retrying.due_at) == ("RUNNING", 1, T0 + 18)
-    assert (await rig.types(b))[-3:] == ["TaskScheduled", "TaskStarted", "TaskFailed"]
+    assert (await rig.types(b))[-3:] == [
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionFailed",
+    ]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (1, 0, 0)
 
 

@@ -80,9 +80,9 @@ async def test_a_failed_task_redriven_succeeds(store: Store):
         "ExecutionFailed",
         "ExecutionRedriven",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "ExecutionSucceeded",
     ]
