@@ -112,6 +112,16 @@ def test_quoted_names_keep_their_backslashes(path: str, data: Any, expected: Any
             id="member-of-number",
         ),
         pytest.param(
+            "$.no.such.path",
+            "Invalid path '$.no.such.path' : Missing property in path $['no']",
+            id="missing-member-on-the-way",
+        ),
+        pytest.param(
+            "$.a.x.y",
+            "Invalid path '$.a.x.y' : Missing property in path $['a']['x']",
+            id="missing-member-deeper",
+        ),
+        pytest.param(
             "$.items[3]",
             "Invalid path '$.items[3]' : No results for path: $['items'][3]",
             id="index-out-of-range",
