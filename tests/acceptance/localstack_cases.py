@@ -25,7 +25,8 @@ Other cases keep the input the test sent (the recording may have replaced timest
 
 Left out, with the count printed: cases already in /work/shared/conformance; tests not
 validated against AWS; Task states waiting for callbacks or other executions (.sync,
-.waitForTaskToken, activities); Task states inside a Distributed Map (AWS records their calls
+.waitForTaskToken, activities); a Map's ItemReader (it reads S3 itself, with no Task state a
+stand-in could answer for); Task states inside a Distributed Map (AWS records their calls
 in the Map Run's child executions, not in the history the snapshot holds); a test that acted
 on the running execution (StopExecution); and cases whose expected output holds a value the
 recording replaced with a placeholder the case cannot reproduce (execution ARNs, request ids,
@@ -271,6 +272,9 @@ def build(  # noqa: C901 - one pass over the recordings, one reason for each cas
             continue
         if ident in _DRIVEN:
             left_out["the test acted on the running execution"] += 1
+            continue
+        if '"ItemReader"' in json.dumps(line["definition"]):
+            left_out["a Map's ItemReader reads S3 itself (no Task state to stand in for)"] += 1
             continue
         if _distributed_tasks(line["definition"].get("States", {})):
             left_out["Task states in a Distributed Map: AWS records them in child executions"] += 1

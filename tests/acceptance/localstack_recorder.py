@@ -324,3 +324,37 @@ def account_id() -> str:
 @pytest.fixture
 def region_name() -> str:
     return REGION
+
+
+# Other services' resources: names and ARNs in the shape AWS gives, for tests whose definition
+# or input carries them (the calls they make go to the stand-in server).
+@pytest.fixture
+def sqs_create_queue() -> Any:
+    def create(*args: Any, **kwargs: Any) -> str:
+        name = kwargs.get("QueueName") or "queue"
+        return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+
+    return create
+
+
+@pytest.fixture
+def sns_create_topic() -> Any:
+    def create(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs.get("Name") or "topic"
+        return {"TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"}
+
+    return create
+
+
+@pytest.fixture
+def dynamodb_create_table() -> Any:
+    def create(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs.get("table_name") or kwargs.get("TableName") or "table"
+        return {"TableDescription": {"TableName": name}}
+
+    return create
+
+
+@pytest.fixture
+def s3_create_bucket() -> Any:
+    return lambda *args, **kwargs: kwargs.get("Bucket") or "bucket"

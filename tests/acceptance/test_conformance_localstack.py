@@ -58,18 +58,24 @@ _SERVICE_ERROR = (
     "service, named <Service>.<Code> with a message as the cause, which no answer gives"
 )
 KNOWN_DIFFERENCES: dict[str, str] = {
+    "error_handling_test_aws_sdk::AwsSdk::test_dynamodb_invalid_param": f"{_SERVICE_ERROR}: DynamoDb.DynamoDbException",
     "error_handling_test_aws_sdk::AwsSdk::test_dynamodb_put_item_no_such_table": f"{_SERVICE_ERROR}: DynamoDb.ResourceNotFoundException",
     "error_handling_test_aws_sdk::AwsSdk::test_invalid_secret_name": f"{_SERVICE_ERROR}: SecretsManager.SecretsManagerException",
     "error_handling_test_aws_sdk::AwsSdk::test_no_such_bucket": f"{_SERVICE_ERROR}: S3.NoSuchBucketException",
+    "error_handling_test_aws_sdk::AwsSdk::test_s3_no_such_key": f"{_SERVICE_ERROR}: S3.NoSuchKeyException",
+    "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_invalid_param": f"{_SERVICE_ERROR}: DynamoDB.AmazonDynamoDBException",
     "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_put_item_invalid_table_name": f"{_SERVICE_ERROR}: DynamoDB.AmazonDynamoDBException",
     "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_put_item_no_such_table": f"{_SERVICE_ERROR}: DynamoDB.ResourceNotFoundException",
     "error_handling_test_task_service_lambda::TaskServiceLambda::test_no_such_function": f"{_SERVICE_ERROR}: Lambda.ResourceNotFoundException",
     "error_handling_test_task_service_lambda::TaskServiceLambda::test_no_such_function_catch": f"{_SERVICE_ERROR}: Lambda.ResourceNotFoundException",
     "error_handling_test_task_service_sfn::TaskServiceSfn::test_start_execution_no_such_arn": f"{_SERVICE_ERROR}: StepFunctions.StateMachineDoesNotExistException",
+    "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_empty_body": f"{_SERVICE_ERROR}: SQS.AmazonSQSException",
     "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_no_such_queue": f"{_SERVICE_ERROR}: SQS.SdkClientException",
     "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_no_such_queue_no_catch": f"{_SERVICE_ERROR}: SQS.SdkClientException",
     "services_test_aws_sdk_task_service::TaskServiceAwsSdk::test_sfn_send_task_outcome_with_no_such_token[state_machine_template0]": f"{_SERVICE_ERROR}: Sfn.InvalidTokenException",
     "services_test_aws_sdk_task_service::TaskServiceAwsSdk::test_sfn_send_task_outcome_with_no_such_token[state_machine_template1]": f"{_SERVICE_ERROR}: Sfn.InvalidTokenException",
+    "services_test_sns_task_service::TaskServiceSns::test_fifo_message_attribute[input_params0-True]": f"{_SERVICE_ERROR}: SNS.InvalidParameterException",
+    "services_test_sns_task_service::TaskServiceSns::test_publish_base_error_topic_arn": f"{_SERVICE_ERROR}: SNS.NotFoundException",
 }
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 _DISTRIBUTED = (
@@ -100,6 +106,15 @@ KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
             "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[1]",
             "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[NoNumber]",
             "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[tolerated_failure_count_value0]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[0]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[NoNumber]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[tolerated_failure_percentage_value0]",
         ],
         _DISTRIBUTED,
     ),

@@ -309,17 +309,19 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
     percentage = state.get("ToleratedFailurePercentage")
     if "ToleratedFailurePercentagePath" in state:
-        percentage = _number_text(
-            paths.resolve_reference(state["ToleratedFailurePercentagePath"], effective, context)
-        )
+        path = state["ToleratedFailurePercentagePath"]
+        percentage = _number_text(paths.resolve_reference(path, effective, context))
+        if not isinstance(percentage, int | float) or isinstance(percentage, bool):
+            raise StatesRuntimeError(
+                f'The ToleratedFailurePercentagePath field refers to value "{_show(percentage)}" '
+                f"which is not a valid float: {path}"
+            )
     if percentage is not None and (
         not isinstance(percentage, int | float)
         or isinstance(percentage, bool)
         or not 0 <= percentage <= 100
     ):
-        raise StatesRuntimeError(
-            f"ToleratedFailurePercentage must be a number from 0 to 100: {_show(percentage)}"
-        )
+        raise StatesRuntimeError("ToleratedFailurePercentage must be between 0 and 100.")
     return FanOut(
         kind="Map",
         inputs=tuple(inputs),
