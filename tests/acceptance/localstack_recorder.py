@@ -358,3 +358,8 @@ def dynamodb_create_table() -> Any:
 @pytest.fixture
 def s3_create_bucket() -> Any:
     return lambda *args, **kwargs: kwargs.get("Bucket") or "bucket"
+
+
+@pytest.fixture
+def events_to_sqs_queue() -> Any:
+    return lambda *args, **kwargs: f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/events"

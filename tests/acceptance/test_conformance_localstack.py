@@ -8,9 +8,10 @@ close: DescribeExecution gives the status and the output (JSON-equal) or the err
 cause (where AWS recorded one), GetExecutionHistory the event types.
 
 A Task state's calls go, by the machine's `[machines.endpoints]`, to a stand-in server on
-loopback that answers as AWS's history shows the service did: the recorded result, or a
+loopback that answers as AWS's history shows the service did: the recorded result; a
 function's error as AWS Lambda reports one (a 200 with `X-Amz-Function-Error` and the error
-body). A case stepd still runs differently is in KNOWN_DIFFERENCES with the reason, and is
+body); another service's error with `Stepd-Error: <its name>` and its message as the body; a
+result over 256 KiB; or no answer before the state's TimeoutSeconds. A case stepd still runs differently is in KNOWN_DIFFERENCES with the reason, and is
 expected to fail (strictly: a case that starts to pass must leave the table).
 
 Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
@@ -47,36 +48,14 @@ from tests.acceptance.conformance_support import (
 _RECORDING_PLACEHOLDER: Final = re.compile(r"<[A-Za-z][A-Za-z0-9_:.-]*>")
 CASES_FILE: Final = Path(__file__).parent / "conformance" / "localstack-cases.json"
 SETTLE_SECONDS = 60.0  # every execution runs at once; the Retry cases wait seconds between tries
+FUNCTION_ERROR: Final = "X-Amz-Function-Error"
+NAMED_ERROR: Final = "Stepd-Error"
 OVER_THE_LIMIT_BYTES: Final = 300 * 1024  # a result over AWS's (and stepd's) 256 KiB
 TIMED_OUT_AFTER_SECONDS: Final = 7.0  # the cases' Task TimeoutSeconds are 5 or less
 CASES: Final[list[dict[str, Any]]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
 
 # Cases stepd does not end as AWS recorded, and why.
-_SERVICE_ERROR = (
-    "the stand-in answers only as a Lambda function can (X-Amz-Function-Error: the body's "
-    "errorType is the error, the whole body the cause); this is AWS's own error of another "
-    "service, named <Service>.<Code> with a message as the cause, which no answer gives"
-)
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "error_handling_test_aws_sdk::AwsSdk::test_dynamodb_invalid_param": f"{_SERVICE_ERROR}: DynamoDb.DynamoDbException",
-    "error_handling_test_aws_sdk::AwsSdk::test_dynamodb_put_item_no_such_table": f"{_SERVICE_ERROR}: DynamoDb.ResourceNotFoundException",
-    "error_handling_test_aws_sdk::AwsSdk::test_invalid_secret_name": f"{_SERVICE_ERROR}: SecretsManager.SecretsManagerException",
-    "error_handling_test_aws_sdk::AwsSdk::test_no_such_bucket": f"{_SERVICE_ERROR}: S3.NoSuchBucketException",
-    "error_handling_test_aws_sdk::AwsSdk::test_s3_no_such_key": f"{_SERVICE_ERROR}: S3.NoSuchKeyException",
-    "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_invalid_param": f"{_SERVICE_ERROR}: DynamoDB.AmazonDynamoDBException",
-    "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_put_item_invalid_table_name": f"{_SERVICE_ERROR}: DynamoDB.AmazonDynamoDBException",
-    "error_handling_test_task_service_dynamodb::TaskServiceDynamoDB::test_put_item_no_such_table": f"{_SERVICE_ERROR}: DynamoDB.ResourceNotFoundException",
-    "error_handling_test_task_service_lambda::TaskServiceLambda::test_no_such_function": f"{_SERVICE_ERROR}: Lambda.ResourceNotFoundException",
-    "error_handling_test_task_service_lambda::TaskServiceLambda::test_no_such_function_catch": f"{_SERVICE_ERROR}: Lambda.ResourceNotFoundException",
-    "error_handling_test_task_service_sfn::TaskServiceSfn::test_start_execution_no_such_arn": f"{_SERVICE_ERROR}: StepFunctions.StateMachineDoesNotExistException",
-    "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_empty_body": f"{_SERVICE_ERROR}: SQS.AmazonSQSException",
-    "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_no_such_queue": f"{_SERVICE_ERROR}: SQS.SdkClientException",
-    "error_handling_test_task_service_sqs::TaskServiceSqs::test_send_message_no_such_queue_no_catch": f"{_SERVICE_ERROR}: SQS.SdkClientException",
-    "services_test_aws_sdk_task_service::TaskServiceAwsSdk::test_sfn_send_task_outcome_with_no_such_token[state_machine_template0]": f"{_SERVICE_ERROR}: Sfn.InvalidTokenException",
-    "services_test_aws_sdk_task_service::TaskServiceAwsSdk::test_sfn_send_task_outcome_with_no_such_token[state_machine_template1]": f"{_SERVICE_ERROR}: Sfn.InvalidTokenException",
-    "services_test_sns_task_service::TaskServiceSns::test_fifo_message_attribute[input_params0-True]": f"{_SERVICE_ERROR}: SNS.InvalidParameterException",
-    "services_test_sns_task_service::TaskServiceSns::test_publish_base_error_topic_arn": f"{_SERVICE_ERROR}: SNS.NotFoundException",
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 _DISTRIBUTED = (
     "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
@@ -189,18 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif answer["error"] == "States.Timeout":
             time.sleep(TIMED_OUT_AFTER_SECONDS)  # longer than the state's TimeoutSeconds
             self._send(200, {})
-        else:
-            cause = answer["cause"]
-            text = cause if isinstance(cause, str) else json.dumps(cause)
-            self._send(200, text, function_error=True)
+        elif _is_function_error(answer):  # as AWS Lambda reports a function's error
+            self._send(200, _text(answer["cause"]), headers={FUNCTION_ERROR: "Unhandled"})
+        else:  # an AWS service's own error: its name, and its message as the cause
+            self._send(400, _text(answer["cause"]), headers={NAMED_ERROR: answer["error"]})
 
-    def _send(self, status: int, payload: Any, *, function_error: bool = False) -> None:
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        if function_error:
-            self.send_header("X-Amz-Function-Error", "Unhandled")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         with contextlib.suppress(ConnectionError):  # stepd gave up on a timed-out call
             self.wfile.write(data)
@@ -278,6 +257,21 @@ def _decoded(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _text(cause: Any) -> str:
+    return cause if isinstance(cause, str) else json.dumps(cause)
+
+
+def _is_function_error(answer: dict[str, Any]) -> bool:
+    """A Lambda function's error: its cause is the error body, whose errorType is the error."""
+    cause = answer["cause"]
+    if isinstance(cause, str):
+        try:
+            cause = json.loads(cause)
+        except ValueError:
+            return False
+    return isinstance(cause, dict) and cause.get("errorType") == answer["error"]
 
 
 def _param(number: int, case: dict[str, Any]) -> Any:

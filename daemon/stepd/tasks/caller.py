@@ -16,10 +16,13 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
 A 2xx answer with AWS Lambda's `X-Amz-Function-Error` header is a function's error, as
 Lambda's Invoke API reports one: the body's `errorType` names the error (Lambda.Unknown when
 it has none) and the whole body is the cause, so Retry and Catch can name the error the
-function raised. Any other 2xx answer is a success whatever its body: JSON is the task's
-result; a body that is not JSON (``OK``, an HTML page) is the result as a string, as AWS's
-HTTP Task hands back its ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda
-function that returns nothing gives. A success is never retried, so a server that answers
+function raised. An answer (of any status) with the header `Stepd-Error: <name>` fails the
+task with that error and its body as the cause, for a server that fails a task the way an
+AWS service does (`DynamoDB.ResourceNotFoundException` and its message). Any other 2xx
+answer is a success whatever its body: JSON is the task's result; a body that is not JSON
+(``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
+ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda function that returns nothing
+gives. A success is never retried, so a server that answers
 ``200 OK`` in plain text gets each call once.
 """
 
@@ -69,6 +72,8 @@ CAUSE_BODY_CHARS = 256
 
 ERROR_SOCKET = "States.Http.Socket"
 FUNCTION_ERROR_UNKNOWN = "Lambda.Unknown"  # a function error whose body names no errorType
+MAX_ERROR_CHARS = 256  # AWS's limit on an error name
+MAX_CAUSE_CHARS = 32_768  # AWS's limit on a cause
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -346,6 +351,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     status = answer.status
+    if answer.named_error is not None and answer.named_error.strip():
+        return _named_error(answer)
     if not 200 <= status < 300:
         return TaskOutcome(
             error=f"{STATUS_ERROR_PREFIX}{status}",
@@ -370,6 +377,14 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
+
+
+def _named_error(answer: Answer) -> TaskOutcome:
+    """`Stepd-Error: <name>` on any answer: the task fails with that error, the body (as text,
+    cut at AWS's 32,768 characters) its cause, none when the body is empty."""
+    error = (answer.named_error or "").strip()[:MAX_ERROR_CHARS]
+    cause = answer.body.decode("utf-8", errors="replace")[:MAX_CAUSE_CHARS]
+    return TaskOutcome(error=error, cause=cause or None, status=answer.status)
 
 
 def _function_error(answer: Answer) -> TaskOutcome:

@@ -758,3 +758,20 @@ async def test_a_function_error_answer_fails_the_task_with_its_error_type(
     server = await serve(lambda _: web.Response(text=body, headers=headers))
     outcome = await make_caller().call(task(server.url))
     assert (outcome.error, outcome.cause, outcome.status) == (error, body, 200)
+
+
+@pytest.mark.parametrize("status", [200, 400, 503])
+async def test_a_named_error_answer_fails_the_task_with_that_error(
+    serve: Callable[..., Awaitable[Server]], make_caller: Callable[..., TaskCaller], status: int
+) -> None:
+    """`Stepd-Error: <name>` on an answer of any status fails the task with that error, the
+    body its cause (as an AWS service's error: its name, its message)."""
+    message = "Requested resource not found (Service: DynamoDb, Status Code: 400)"
+    headers = {"Stepd-Error": "DynamoDB.ResourceNotFoundException"}
+    server = await serve(lambda _: web.Response(status=status, text=message, headers=headers))
+    outcome = await make_caller().call(task(server.url))
+    assert (outcome.error, outcome.cause, outcome.status) == (
+        "DynamoDB.ResourceNotFoundException",
+        message,
+        status,
+    )
