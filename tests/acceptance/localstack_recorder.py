@@ -3,10 +3,14 @@ would send: each state machine definition, execution input and Lambda function t
 which snapshot key records the execution. Used by localstack_cases.py (read it first); not a
 test module of stepd's.
 
-Every `localstack*`, `localstack_snapshot*` and `aws_cdk*` module is replaced by a stand-in
-that answers any attribute or call; AWS clients are stand-ins too. The Step Functions client
-keeps the definitions and inputs; `sfn_snapshot.match(key, …)` writes a line of JSON to
-$LOCALSTACK_RECORD: {"test", "key", "definition", "input", "lambdas"}. A test whose definition
+Every module of LocalStack and of the libraries its tests lean on (`localstack*`,
+`localstack_snapshot*`, `aws_cdk*`, `rolo*`, `botocore*`, `jsonpath_ng*`, and the test
+modules of other services) is replaced by a stand-in that answers any attribute or call;
+`is_aws_cloud()` is true, as when the snapshots were recorded. AWS clients are stand-ins too,
+and the fixtures that create other services' resources give names and ARNs of AWS's shape.
+The Step Functions client keeps the definitions and inputs; `sfn_snapshot.match(key, …)`
+writes a line of JSON to $LOCALSTACK_RECORD: {"test", "key", "definition", "input",
+"lambdas"}. A test whose definition
 or input depends on another service's answer fails here (its JSON holds a stand-in object) and
 is left out.
 """
