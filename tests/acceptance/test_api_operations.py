@@ -17,7 +17,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
-from tests.integration.clients import aws_cli
+from tests.acceptance.callback_support import callback_machine, token_for
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -595,15 +595,9 @@ def test_start_sync_execution_on_a_standard_machine(tsfn):
 
 
 @pytest.fixture(scope="module")
-def aws(daemon, tmp_path_factory):
-    """`aws stepfunctions ...` against the daemon: dummy credentials and region in the
-    environment, and no ~/.aws to read."""
-    home = tmp_path_factory.mktemp("aws-home")
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return aws_cli(daemon.url, home, *args)
-
-    return run
+def aws(daemon, aws_cli):
+    """`aws stepfunctions ...` against the session daemon."""
+    return lambda *args: aws_cli(daemon.url, *args)
 
 
 def test_cli_validate_state_machine_definition(aws):
@@ -679,3 +673,50 @@ def test_cli_redrive_describe_for_execution_and_task_callbacks(aws, new_name):
         ran = aws(command, "--task-token", "not-a-stepd-token", *extra)
         assert ran.returncode != 0, command
         assert "InvalidToken" in ran.stderr, ran.stderr
+
+
+CALLBACK_ASKER = callback_machine(TimeoutSeconds=300, ResultPath="$.answer")
+
+
+def test_cli_completes_a_waiting_callback_task(start_daemon, classroom, aws_cli, tmp_path):
+    """`aws stepfunctions send-task-success` with the token a running execution's
+    `.waitForTaskToken` task sent out: the task's result is the CLI's output and the execution
+    succeeds; `send-task-heartbeat` before it is accepted, and a second success is refused
+    with TaskTimedOut."""
+    path = tmp_path / "asker.asl.json"
+    path.write_text(json.dumps(CALLBACK_ASKER), encoding="utf-8")
+    room = f"cli-{time.monotonic_ns()}"
+    with start_daemon(tmp_path, classroom.base_url, [("asker", path, {"Ask": "/quick"})]) as d:
+        started = _aws_json(
+            aws_cli(
+                d.url,
+                "start-execution",
+                "--state-machine-arn",
+                f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:asker",
+                "--input",
+                json.dumps({"room": room}),
+            )
+        )
+        arn = str(started["executionArn"])
+        token = token_for(classroom, room)
+        running = _aws_json(aws_cli(d.url, "describe-execution", "--execution-arn", arn))
+        assert running["status"] == "RUNNING"
+
+        beat = aws_cli(d.url, "send-task-heartbeat", "--task-token", token)
+        assert beat.returncode == 0, beat.stderr
+        done = aws_cli(
+            d.url, "send-task-success", "--task-token", token, "--task-output", '{"url": "v.mp4"}'
+        )
+        assert done.returncode == 0, done.stderr
+
+        deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
+        while (
+            described := _aws_json(aws_cli(d.url, "describe-execution", "--execution-arn", arn))
+        )["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the execution did not close"
+            time.sleep(0.1)
+        assert described["status"] == "SUCCEEDED"
+        assert json.loads(str(described["output"])) == {"room": room, "answer": {"url": "v.mp4"}}
+        again = aws_cli(d.url, "send-task-success", "--task-token", token, "--task-output", "{}")
+        assert again.returncode != 0
+        assert "TaskTimedOut" in again.stderr, again.stderr

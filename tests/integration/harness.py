@@ -80,7 +80,13 @@ DEFINITION: dict[str, Any] = {
     },
 }
 
-_TASK = ("TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSucceeded", "TaskStateExited")
+_TASK = (
+    "TaskStateEntered",
+    "LambdaFunctionScheduled",
+    "LambdaFunctionStarted",
+    "LambdaFunctionSucceeded",
+    "TaskStateExited",
+)
 _WAIT = ("WaitStateEntered", "WaitStateExited")
 EXPECTED_TYPES = (
     "ExecutionStarted",

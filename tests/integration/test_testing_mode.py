@@ -125,9 +125,9 @@ async def test_classroom_runs_end_to_end_in_seconds_with_mocked_tasks(
     assert described["stepd"]["testCase"] == "HappyPath"
     history = await tested.history("class-1")
     results = [
-        json.loads(e["taskSucceededEventDetails"]["output"])
+        json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
         for e in history
-        if e["type"] == "TaskSucceeded"
+        if e["type"] == "LambdaFunctionSucceeded"
     ]
     assert results == [{"recordingId": "r-1"}, {"live": True}, {"stopped": True}]
     async with httpx.AsyncClient(trust_env=False) as web:
@@ -150,7 +150,7 @@ async def test_mocked_errors_are_retried_and_caught_by_attempt(tested: Stepd) ->
     flaky = await finished(tested, "flaky")
     assert flaky["status"] == "SUCCEEDED", flaky
     history = await tested.history("flaky")
-    assert [e["type"] for e in history].count("TaskFailed") == 2
+    assert [e["type"] for e in history].count("LambdaFunctionFailed") == 2
     broken = await finished(tested, "broken")
     assert (broken["status"], broken["error"]) == ("FAILED", "Recorder.Broken")
 

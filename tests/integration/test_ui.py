@@ -431,9 +431,9 @@ async def test_the_timeline_lists_every_event_in_order(ui: Ui):
         ("WaitStateEntered", True),
         ("WaitStateExited", True),
         ("TaskStateEntered", True),
-        ("TaskScheduled", False),
-        ("TaskStarted", False),
-        ("TaskSucceeded", False),
+        ("LambdaFunctionScheduled", False),
+        ("LambdaFunctionStarted", False),
+        ("LambdaFunctionSucceeded", False),
         ("TaskStateExited", True),
         ("WaitStateEntered", False),
     ]
@@ -453,9 +453,9 @@ async def test_events_of_one_instant_are_listed_by_event_id(ui: Ui):
     assert [e.type for e in history if e.ts == T0 + 10] == [
         "WaitStateExited",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "WaitStateEntered",
     ]

@@ -129,6 +129,7 @@ class CallTask:
     resource: str | Mapping[str, Any]  # as written: an ARN, or `{"Fn::GetAtt": …}` / `{"Ref": …}`
     payload: Any
     timeout_seconds: float | None = None  # TimeoutSeconds[Path]; None means AWS's default
+    heartbeat_seconds: float | None = None  # HeartbeatSeconds[Path]; None: no heartbeat
 
 
 @dataclass(frozen=True, kw_only=True)

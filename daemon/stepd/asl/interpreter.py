@@ -257,8 +257,8 @@ def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    variables = _assign_jsonpath(state, effective, ctx)
     result = state.get("Result", effective)
+    variables = _assign_jsonpath(state, result, ctx)  # Assign's `$` is the state's result
     combined = _apply_result_path(state, state_input, result)
     return _transition(state, _apply_output_path(state, combined, ctx), variables)
 
@@ -307,9 +307,12 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input, ctx)
     timeout = _timeout_seconds(state, effective, ctx.as_json())
+    heartbeat = _timeout_seconds(state, effective, ctx.as_json(), "HeartbeatSeconds")
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=effective, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
 
 
 def _parallel(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -341,17 +344,19 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
     percentage = state.get("ToleratedFailurePercentage")
     if "ToleratedFailurePercentagePath" in state:
-        percentage = _number_text(
-            paths.resolve_reference(state["ToleratedFailurePercentagePath"], effective, context)
-        )
+        path = state["ToleratedFailurePercentagePath"]
+        percentage = _number_text(paths.resolve_reference(path, effective, context))
+        if not isinstance(percentage, int | float) or isinstance(percentage, bool):
+            raise StatesRuntimeError(
+                f'The ToleratedFailurePercentagePath field refers to value "{_show(percentage)}" '
+                f"which is not a valid float: {path}"
+            )
     if percentage is not None and (
         not isinstance(percentage, int | float)
         or isinstance(percentage, bool)
         or not 0 <= percentage <= 100
     ):
-        raise StatesRuntimeError(
-            f"ToleratedFailurePercentage must be a number from 0 to 100: {_show(percentage)}"
-        )
+        raise StatesRuntimeError("ToleratedFailurePercentage must be between 0 and 100.")
     return FanOut(
         kind="Map",
         inputs=tuple(inputs),
@@ -440,7 +445,15 @@ def _count_field(
     if name in state:
         value = state[name]
     elif f"{name}Path" in state:
-        value = _number_text(paths.resolve_reference(state[f"{name}Path"], effective, context))
+        path = state[f"{name}Path"]
+        value = _number_text(paths.resolve_reference(path, effective, context))
+        if not _is_int(value):
+            raise StatesRuntimeError(
+                f'The {name}Path field refers to value "{_show(value)}" which is not a valid '
+                f"integer: {path}"
+            )
+        if value < 0:
+            raise StatesRuntimeError(f"{name} cannot be negative.")
     elif default is not None:
         return default
     else:
@@ -651,19 +664,21 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
-    if "TimeoutSeconds" in state:
-        value = state["TimeoutSeconds"]
+def _timeout_seconds(
+    state: State, effective: Any, context: Mapping[str, Any], name: str = "TimeoutSeconds"
+) -> float | None:
+    """TimeoutSeconds (or HeartbeatSeconds, by `name`), or the value its Path twin reads."""
+    if name in state:
+        value = state[name]
         if not _is_int(value) or value <= 0:
-            raise StatesRuntimeError(f"TimeoutSeconds must be a positive integer: {_show(value)}")
+            raise StatesRuntimeError(f"{name} must be a positive integer: {_show(value)}")
         return float(value)
-    if "TimeoutSecondsPath" in state:
-        path = state["TimeoutSecondsPath"]
+    if f"{name}Path" in state:
+        path = state[f"{name}Path"]
         value = paths.resolve_reference(path, effective, context)
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
-                f"The TimeoutSecondsPath parameter references an invalid value: "
-                f"{path} == {_show(value)}"
+                f"The {name}Path parameter references an invalid value: {path} == {_show(value)}"
             )
         return float(value)
     return None
@@ -823,8 +838,8 @@ def _jsonata_wait(state: State, state_input: Any, ctx: Context, now: datetime) -
             until = _at(now, parse_timestamp(stamp))
         except InvalidTimestampError:
             raise QueryEvaluationError(
-                "The Timestamp field is not a valid ISO-8601 extended offset date-time format "
-                f"string: {_show_json(stamp)}"
+                "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time "
+                f"format string: {_show(stamp)}"
             ) from None
     else:
         raise StatesRuntimeError("The Wait state has neither Seconds nor Timestamp")
@@ -837,16 +852,24 @@ def _jsonata_task(state: State, state_input: Any, ctx: Context, now: datetime) -
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     scope = _scope(ctx, now, input=state_input)
-    timeout: float | None = None
-    if "TimeoutSeconds" in state:
-        value = _field(state, "TimeoutSeconds", scope, None)
-        if not _is_int(value) or value <= 0:
-            raise QueryEvaluationError(
-                f"The TimeoutSeconds field must be a positive integer: {_show_json(value)}"
-            )
-        timeout = float(value)
+    timeout = _jsonata_seconds(state, "TimeoutSeconds", scope)
+    heartbeat = _jsonata_seconds(state, "HeartbeatSeconds", scope)
     arguments = _field(state, "Arguments", scope, state_input)
-    return CallTask(resource=resource, payload=arguments, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=arguments, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
+
+
+def _jsonata_seconds(state: State, name: str, scope: jsonata.Scope) -> float | None:
+    """A JSONata Task's TimeoutSeconds or HeartbeatSeconds: a number or an expression."""
+    if name not in state:
+        return None
+    value = _field(state, name, scope, None)
+    if not _is_int(value) or value <= 0:
+        raise QueryEvaluationError(
+            f"The {name} field must be a positive integer: {_show_json(value)}"
+        )
+    return float(value)
 
 
 def _jsonata_parallel(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
@@ -862,6 +885,8 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
     scope = _scope(ctx, now, input=state_input)
     items = _field(state, "Items", scope, state_input)
+    if not isinstance(items, list) and "Items" not in state:  # the state's input itself
+        raise QueryEvaluationError(f"Map state input must be an array but was: {_show_json(items)}")
     if not isinstance(items, list):
         text = state.get("Items")
         shown = jsonata.body(text) if isinstance(text, str) else _show_json(text)

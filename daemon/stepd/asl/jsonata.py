@@ -132,11 +132,12 @@ def evaluate(value: str, field: str, scope: Scope) -> Any:
 
 
 def render(template: Any, field: str, scope: Scope) -> Any:
-    """`template` with every `{% … %}` string in it (at any depth) replaced by its value."""
+    """`template` with every `{% … %}` string in it (at any depth) replaced by its value; an
+    error names the field as AWS does, down to the key (`Output/result`)."""
     if is_expression(template):
         return evaluate(template, field, scope)
     if isinstance(template, Mapping):
-        return {key: render(value, field, scope) for key, value in template.items()}
+        return {key: render(value, f"{field}/{key}", scope) for key, value in template.items()}
     if isinstance(template, list):
         return [render(item, field, scope) for item in template]
     return template

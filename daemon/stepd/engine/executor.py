@@ -1,7 +1,8 @@
 """The durable executor: the only writer of execution state.
 
 Every transition is one store commit. Before a task is called its intent (TaskScheduled and
-TaskStarted, `TaskCall.sent`) is committed; the call carries an idempotency key made of the
+TaskStarted, or LambdaFunctionScheduled and LambdaFunctionStarted for a Lambda function ARN,
+`TaskCall.sent`) is committed; the call carries an idempotency key made of the
 execution (its unique id) and the id of the state's TaskStateEntered event, so a retry and a
 re-send after a crash carry the same key (stepd.tasks.keys).
 """
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 
 from stepd.asl.decisions import JsonText
-from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
 from stepd.asl.integrations import is_activity, start_execution_mode
 from stepd.engine import history
@@ -76,6 +77,7 @@ from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
+SERVICE_PREFIX = "arn:aws:states:::"  # an AWS service integration: arn:aws:states:::service:api
 
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -1318,6 +1320,7 @@ class Engine:
         finally:
             self.stats.in_flight -= 1
         self._hosts.record(url, outcome)
+        outcome = _as_aws_reports(outcome, task, timeout)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
         self._observer.task_called(outcome)
@@ -1349,6 +1352,29 @@ def _same_call(sent: Execution, now: Execution) -> bool:
         and now.task is not None
         and now.task.sent
         and now.task.answered_at is None
+    )
+
+
+def _as_aws_reports(outcome: TaskOutcome, task: TaskCall, timeout: float) -> TaskOutcome:
+    """The cause AWS gives: none for the state's own TimeoutSeconds running out (the log keeps
+    stepd's detail), and AWS's words for a result over the size limit."""
+    if outcome.error == STATES_TIMEOUT and task.timeout_seconds == timeout:
+        log.info("task.timed_out", cause=outcome.cause, timeout_seconds=timeout)
+        return replace(outcome, cause="")
+    if outcome.error == STATES_DATA_LIMIT_EXCEEDED:
+        return replace(outcome, cause=data_limit_cause(task.resource))
+    return outcome
+
+
+def data_limit_cause(resource: Any) -> str:
+    """AWS's cause of States.DataLimitExceeded for a result too large: the state/task is the
+    service of an `arn:aws:states:::service:api` Resource, else the Resource itself."""
+    text = resource_text(resource)
+    if text.startswith(SERVICE_PREFIX):
+        text = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
+    return (
+        f"The state/task '{text}' returned a result with a size exceeding the maximum number "
+        "of bytes service limit."
     )
 
 

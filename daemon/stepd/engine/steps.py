@@ -307,8 +307,8 @@ class Step:
             f"{state_type}StateEntered", history.state_entered(self.state or "", self.data)
         )
         self.entered_at = self.now
-        self.attempt = 0
-        self.retry_counts = ()
+        if self.attempt == 0:  # not a retry of an entry whose expression failed
+            self.retry_counts = ()
         self.token = None
         if state_type == "Task" and self._waits_for_callback():
             self.token = make_token(self.machine, self.name, self.cursor_id)
@@ -340,6 +340,75 @@ class Step:
         self.data = output_text
         self.pending = None
         self.due_at = self.now
+        self.attempt = 0
+        self.retry_counts = ()
+
+    def _retry_task(self, due: float, counts: tuple[int, ...]) -> None:
+        """The task's call goes out again at `due` (a `.waitForTaskToken` one with a new
+        token)."""
+        self.phase = PHASE_TASK
+        self.attempt += 1
+        self.retry_counts = counts
+        self.due_at = due
+        task = self.task
+        first_due = task.first_due if task.first_due is not None else task.due
+        self.pending = replace(
+            task,
+            sent=False,
+            due=self.due_at,
+            first_due=first_due,
+            answered_at=None,
+            heartbeat_at=None,
+        )
+        if task.token is not None:
+            self._new_token()
+
+    def _new_token(self) -> None:
+        """A retried `.waitForTaskToken` task gets a new token, as in AWS (the last one is
+        refused from now on): its Parameters are evaluated again with it."""
+        self.token = make_token(self.machine, self.name, self.cursor_id)
+        task = replace(self.task, token=self.token)
+        again = interpreter.enter(
+            self.definition, self.state or "", json.loads(self.data), self.context(), utc(self.now)
+        )
+        if isinstance(again, CallTask):
+            task = replace(task, payload=dumps(again.payload))
+        self.pending = task
+
+    def _on_error(self, error: str, cause: str | None) -> Decision:
+        """The state's Retry and Catch, given `error`: RetryAt, Caught or Fail."""
+        return interpreter.task_failed(
+            self.definition,
+            self.state or "",
+            json.loads(self.data),
+            error,
+            cause,
+            self.retry_counts,
+            utc(self.now),
+            self.random,
+            self.context(),
+        )
+
+    def _recover(self, error: str, cause: str | None, state_type: str) -> bool:
+        """A JSONata expression failed (States.QueryEvaluationError): the state's Retry enters
+        it again later, or its Catch takes the error, as AWS does; False when neither does."""
+        try:
+            decision = self._on_error(error, cause)
+        except Exception:  # a bug: the error fails the execution as it would have
+            log.exception("step.unexpected_error", **self.log_fields())
+            return False
+        if isinstance(decision, RetryAt):
+            self.phase = PHASE_ENTER
+            self.pending = None
+            self.attempt += 1
+            self.retry_counts = decision.retry_counts
+            self.due_at = decision.until.timestamp()
+            return True
+        if isinstance(decision, Caught):
+            self.pending = None
+            self.apply(decision, state_type)
+            return True
+        return False
 
     def _scaled(self, until: float) -> float:
         """When a wait until `until` ends under the execution's time scale."""
@@ -400,6 +469,15 @@ class Step:
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
+                    if error == STATES_QUERY_EVALUATION_ERROR and self._recover(
+                        error, cause, state_type
+                    ):
+                        return
+                    cause = cause or None  # an empty cause (a task's timeout): none, as AWS
+                    if error == STATES_QUERY_EVALUATION_ERROR:
+                        self.add("EvaluationFailed", history.evaluation_failed(error, cause, name))
+                        if state_type in {"Map", "Parallel"}:
+                            self.add(f"{state_type}StateFailed", {})
                 else:
                     cause = self._fail_state_cause(error, cause)
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
@@ -410,7 +488,12 @@ class Step:
                     next_state=then.next_state if isinstance(then, GoTo) else None,
                     output=dumps(then.output),
                 )
-            case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
+            case CallTask(
+                resource=resource,
+                payload=payload,
+                timeout_seconds=timeout,
+                heartbeat_seconds=heartbeat,
+            ):
                 if self._too_large(dumps(payload)):
                     return
                 self.phase = PHASE_TASK
@@ -420,24 +503,11 @@ class Step:
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,
-                    heartbeat_seconds=self._heartbeat_seconds() if self.token else None,
+                    heartbeat_seconds=heartbeat if self.token else None,
                 )
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
-                self.phase = PHASE_TASK
-                self.attempt += 1
-                self.retry_counts = counts
-                self.due_at = self._scaled(until.timestamp())
-                task = self.task
-                first_due = task.first_due if task.first_due is not None else task.due
-                self.pending = replace(
-                    task,
-                    sent=False,
-                    due=self.due_at,
-                    first_due=first_due,
-                    answered_at=None,
-                    heartbeat_at=None,
-                )
+                self._retry_task(self._scaled(until.timestamp()), counts)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 if self._too_large(text):
@@ -620,17 +690,7 @@ class Step:
     def would_retry(self, error: str) -> bool:
         """Whether the state's Retry would try again after its call failed with `error`."""
         try:
-            decision = interpreter.task_failed(
-                self.definition,
-                self.state or "",
-                json.loads(self.data),
-                error,
-                None,
-                self.retry_counts,
-                utc(self.now),
-                self.random,
-                self.context(),
-            )
+            decision = self._on_error(error, None)
         except Exception:  # a bug: the call goes out, and its error fails the state
             log.exception("step.unexpected_error", **self.log_fields())
             return False
@@ -640,11 +700,16 @@ class Step:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task
         resource = resource_text(task.resource)
-        self.add(
-            "TaskScheduled",
-            history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
-        )
-        self.add("TaskStarted", history.task_started(resource))
+        if history.is_lambda_function(resource):
+            scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
+            self.add("LambdaFunctionScheduled", scheduled)
+            self.add("LambdaFunctionStarted", {})
+        else:
+            self.add(
+                "TaskScheduled",
+                history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
+            )
+            self.add("TaskStarted", history.task_started(resource))
         self.pending = replace(task, sent=True, sent_at=self.now)
 
     def _state(self) -> Mapping[str, Any]:
@@ -654,12 +719,6 @@ class Step:
 
     def _waits_for_callback(self) -> bool:
         return waits_for_result(self._state().get("Resource"))
-
-    def _heartbeat_seconds(self) -> float | None:
-        seconds = self._state().get("HeartbeatSeconds")
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
-            return float(seconds)
-        return None
 
     def await_callback(self) -> None:
         """The call of a `.waitForTaskToken` task was answered: the task now waits for
@@ -697,8 +756,13 @@ class Step:
     def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
         state_input = json.loads(self.data)
         decision: Decision
+        function = history.is_lambda_function(resource)
         if outcome.error is None:
-            self.add("TaskSucceeded", history.task_succeeded(resource, dumps(outcome.result)))
+            output = dumps(outcome.result)
+            if function:
+                self.add("LambdaFunctionSucceeded", history.lambda_succeeded(output))
+            else:
+                self.add("TaskSucceeded", history.task_succeeded(resource, output))
             decision = interpreter.task_succeeded(
                 self.definition,
                 self.state or "",
@@ -709,10 +773,15 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
-            details = (history.task_timed_out if timed_out else history.task_failed)(
-                resource, outcome.error, outcome.cause
-            )
-            self.add("TaskTimedOut" if timed_out else "TaskFailed", details)
+            if function:
+                kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
+                details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
+            else:
+                kind = "TaskTimedOut" if timed_out else "TaskFailed"
+                details = (history.task_timed_out if timed_out else history.task_failed)(
+                    resource, outcome.error, outcome.cause
+                )
+            self.add(kind, details)
             decision = interpreter.task_failed(
                 _without_retry(self.definition, self.state or "")
                 if outcome.error == LATE_ERROR

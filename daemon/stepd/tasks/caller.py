@@ -13,11 +13,17 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
     States.Runtime                 the request cannot be made at all (task input that is not
                                    JSON, a URL that is not http(s)); retrying cannot help
 
-A 2xx answer is a success whatever its body: JSON is the task's result; a body that is not
-JSON (``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
+A 2xx answer with AWS Lambda's `X-Amz-Function-Error` header is a function's error, as
+Lambda's Invoke API reports one: the body's `errorType` names the error (Lambda.Unknown when
+it has none) and the whole body is the cause, so Retry and Catch can name the error the
+function raised. An answer (of any status) with the header `Stepd-Error: <name>` fails the
+task with that error and its body as the cause, for a server that fails a task the way an
+AWS service does (`DynamoDB.ResourceNotFoundException` and its message). Any other 2xx
+answer is a success whatever its body: JSON is the task's result; a body that is not JSON
+(``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
 ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda function that returns nothing
-gives. A success is never retried, so a server that answers ``200 OK`` in plain text gets each
-call once.
+gives. A success is never retried, so a server that answers
+``200 OK`` in plain text gets each call once.
 """
 
 from __future__ import annotations
@@ -65,6 +71,9 @@ MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
 CAUSE_BODY_CHARS = 256
 
 ERROR_SOCKET = "States.Http.Socket"
+FUNCTION_ERROR_UNKNOWN = "Lambda.Unknown"  # a function error whose body names no errorType
+MAX_ERROR_CHARS = 256  # AWS's limit on an error name
+MAX_CAUSE_CHARS = 32_768  # AWS's limit on a cause
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -350,6 +359,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     status = answer.status
+    if answer.named_error is not None and answer.named_error.strip():
+        return _named_error(answer)
     if not 200 <= status < 300:
         return TaskOutcome(
             error=f"{STATUS_ERROR_PREFIX}{status}",
@@ -365,6 +376,8 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
             cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
             status=status,
         )
+    if answer.function_error is not None:
+        return _function_error(answer)
     if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
@@ -372,6 +385,26 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
+
+
+def _named_error(answer: Answer) -> TaskOutcome:
+    """`Stepd-Error: <name>` on any answer: the task fails with that error, the body (as text,
+    cut at AWS's 32,768 characters) its cause, none when the body is empty."""
+    error = (answer.named_error or "").strip()[:MAX_ERROR_CHARS]
+    cause = answer.body.decode("utf-8", errors="replace")[:MAX_CAUSE_CHARS]
+    return TaskOutcome(error=error, cause=cause or None, status=answer.status)
+
+
+def _function_error(answer: Answer) -> TaskOutcome:
+    """A Lambda-style function error: `errorType` of the body as the error, the body the cause."""
+    cause = answer.body.decode("utf-8", errors="replace")
+    try:
+        body = json.loads(cause)
+    except ValueError:
+        body = None
+    name = body.get("errorType") if isinstance(body, dict) else None
+    error = name if isinstance(name, str) and name else FUNCTION_ERROR_UNKNOWN
+    return TaskOutcome(error=error, cause=cause, status=answer.status)
 
 
 def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:

@@ -27,6 +27,8 @@ from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
 
 KEEPALIVE_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024
+FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # AWS Lambda's mark of a function's error
+NAMED_ERROR_HEADER = "Stepd-Error"  # the task server names the task's error itself
 MAX_CACHED = 10_000  # parsed URLs and timeout settings kept for reuse
 
 
@@ -40,6 +42,8 @@ class Answer:
     body: bytes
     complete: bool  # False when the body was longer than the limit and was cut there
     headers: tuple[tuple[str, str], ...] = ()  # every response header, as sent (send() only)
+    function_error: str | None = None  # the X-Amz-Function-Error header, as sent
+    named_error: str | None = None  # the Stepd-Error header, as sent
 
 
 class AiohttpTransport:
@@ -144,6 +148,8 @@ class AiohttpTransport:
                     body=content,
                     complete=complete,
                     headers=tuple(response.headers.items()) if keep_headers else (),
+                    function_error=response.headers.get(FUNCTION_ERROR_HEADER),
+                    named_error=response.headers.get(NAMED_ERROR_HEADER),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failure(exc) from exc

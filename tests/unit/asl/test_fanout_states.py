@@ -158,7 +158,7 @@ def test_enter_fans_out(state: dict[str, Any], state_input: Any, expected: FanOu
         pytest.param(
             {"Type": "Map", "ToleratedFailurePercentage": 101, **PROCESSOR},
             [1],
-            "ToleratedFailurePercentage must be a number from 0 to 100: 101",
+            "ToleratedFailurePercentage must be between 0 and 100.",
             id="percentage-above-100",
         ),
     ],

@@ -37,14 +37,6 @@ from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
 PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 
 
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 async def run(
     store: Store, definition: dict[str, Any], execution_input: Any, caller: FakeCaller | None = None
 ) -> Execution:
