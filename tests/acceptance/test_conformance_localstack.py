@@ -55,7 +55,18 @@ TIMED_OUT_AFTER_SECONDS: Final = 7.0  # the cases' Task TimeoutSeconds are 5 or 
 CASES: Final[list[dict[str, Any]]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
 
 # Cases stepd does not end as AWS recorded, and why.
-KNOWN_DIFFERENCES: dict[str, str] = {}
+_NESTED = (
+    "the Task starts a state machine that the recording names only by a placeholder "
+    "(arn:<partition>:states:<region>:...); stepd runs states:startExecution itself, and the "
+    "machine is not configured (nested executions are tested in tests/integration/test_nested.py)"
+)
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "error_handling_test_task_service_sfn::TaskServiceSfn::test_start_execution_no_such_arn": (
+        _NESTED
+    ),
+    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution": _NESTED,
+    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution_input_json": _NESTED,
+}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 _DISTRIBUTED = (
     "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
