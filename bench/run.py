@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -652,20 +653,23 @@ def _export(commit: str, into: Path) -> Path:
     return into / "daemon"
 
 
-async def herds(count: int, repeat: int, against: str | None) -> dict[str, dict[str, float]]:
-    """The herd `repeat` times; with `against` (a commit), that commit's daemon and this one
-    in turn, each run with its own reference, so both see the same machine."""
+async def herds(count: int, repeat: int, against: list[str]) -> dict[str, dict[str, float]]:
+    """The herd `repeat` times; with `against` (commits), those commits' daemons and this
+    checkout's in turn, each run with its own reference, so all see the same machine. The
+    daemon runs from copies taken at the start: edits made meanwhile do not change it."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
-        source = None if against is None else _export(against, Path(folder))
+        sources: dict[str, Path] = {}
+        for n, commit in enumerate(against):
+            (Path(folder) / str(n)).mkdir()
+            sources[f"commit {commit}"] = _export(commit, Path(folder) / str(n))
+        sources["this checkout"] = Path(folder) / "tree" / "daemon"
+        shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
         for run in range(1, repeat + 1):
-            if source is not None:
+            for name, source in sources.items():
                 figures = await herd(count, source=source)
-                results[f"herd {count}, run {run}, commit {against}"] = figures
-                print(f"herd {count}, run {run}, commit {against}: {figures}", flush=True)
-            figures = await herd(count)
-            results[f"herd {count}, run {run}, this commit"] = figures
-            print(f"herd {count}, run {run}, this commit: {figures}", flush=True)
+                results[f"herd {count}, run {run}, {name}"] = figures
+                print(f"herd {count}, run {run}, {name}: {figures}", flush=True)
     return results
 
 
@@ -674,12 +678,12 @@ async def main(
     only: str | None = None,
     *,
     repeat: int = 1,
-    against: str | None = None,
+    against: list[str] | None = None,
 ) -> int:
     quick = mode == "--quick"
     if only == "herd":
-        results = await herds(1000 if quick else 5000, repeat, against)
-        _record(f"{mode} herd" + (f" against {against}" if against else ""), results)
+        results = await herds(1000 if quick else 5000, repeat, against or [])
+        _record(f"{mode} herd" + (f" against {', '.join(against)}" if against else ""), results)
         return 0
     if only == "map":
         results = await _map_results(quick)
@@ -718,7 +722,10 @@ if __name__ == "__main__":
     parser.add_argument("--only", choices=["map", "herd"], help="run this benchmark alone")
     parser.add_argument("--repeat", type=int, default=1, help="--only herd: this many runs")
     parser.add_argument(
-        "--against", metavar="COMMIT", help="--only herd: that commit's daemon in turn with this"
+        "--against",
+        metavar="COMMIT",
+        action="append",
+        help="--only herd: that commit's daemon in turn with this checkout's (repeatable)",
     )
     arguments = parser.parse_args()
     sys.exit(

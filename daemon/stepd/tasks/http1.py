@@ -53,9 +53,9 @@ def target_of(url: URL) -> Target | None:
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if url.is_default_port() else f"{shown}:{port}"
     path = url.raw_path_qs or "/"
-    line = f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
-    if not _plain(line[:-2]):
+    if not _plain(path + host_header) or " " in path:
         return None
+    line = f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
     return Target(host=host, port=port, head=line.encode("latin-1"))
 
 
