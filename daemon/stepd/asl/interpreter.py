@@ -262,7 +262,7 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input, ctx)
-    timeout = _timeout_seconds(state, effective, ctx.as_json())
+    timeout = _timeout_seconds(state, effective, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
@@ -587,7 +587,7 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
+def _timeout_seconds(state: State, effective: Any, ctx: Context) -> float | None:
     if "TimeoutSeconds" in state:
         value = state["TimeoutSeconds"]
         if not _is_int(value) or value <= 0:
@@ -595,7 +595,7 @@ def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -
         return float(value)
     if "TimeoutSecondsPath" in state:
         path = state["TimeoutSecondsPath"]
-        value = paths.resolve_reference(path, effective, context)
+        value = paths.resolve_reference(path, effective, ctx.as_json())
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
                 f"The TimeoutSecondsPath parameter references an invalid value: "

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from stepd import jsontext
 
 RESOURCE_TYPE = "http"
 MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
@@ -11,7 +12,7 @@ MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
 
 def dumps(value: Any) -> str:
     """JSON text as stored and returned (compact, key order kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.compact(value)
 
 
 def _payload(text: str) -> dict[str, Any]:

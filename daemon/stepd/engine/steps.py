@@ -253,8 +253,10 @@ class Step:
         self.data = self.execution_input
         self.due_at = self.now
 
-    def succeed(self, output: Any) -> None:
-        text = dumps(output)
+    def succeed(self, output: Any, text: str | None = None) -> None:
+        """End with `output` (`text`: its JSON, when already made)."""
+        if text is None:
+            text = dumps(output)
         if not self.is_child:
             self.add("ExecutionSucceeded", history.execution_succeeded(text))
         self._close(SUCCEEDED)
@@ -384,7 +386,7 @@ class Step:
                 if self._too_large(text):
                     return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self.succeed(output)
+                self.succeed(output, text)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
@@ -400,12 +402,13 @@ class Step:
                     output=dumps(then.output),
                 )
             case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
-                if self._too_large(dumps(payload)):
+                text = dumps(payload)
+                if self._too_large(text):
                     return
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
-                    payload=dumps(payload),
+                    payload=text,
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,

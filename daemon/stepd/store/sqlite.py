@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from stepd import __version__
+from stepd import __version__, jsontext
 from stepd.errors import (
     RecordError,
     StoreError,
@@ -182,7 +182,7 @@ def _progress_values(progress: Progress) -> list[Any]:
         if name == "pending":
             value = encode_pending(value)
         elif name == "retry_counts":
-            value = json.dumps(list(value))
+            value = jsontext.plain(list(value))
         elif name == "variables":
             value = encode_variables(value)
         values.append(value)
@@ -767,7 +767,7 @@ def _append_events(
                 previous,
                 event.ts,
                 event.type,
-                json.dumps(event.details, separators=(",", ":")),
+                jsontext.compact_ascii(event.details),
             )
         )
         previous = event_id

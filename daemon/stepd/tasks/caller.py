@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import structlog
 from yarl import URL
 
-from stepd import __version__
+from stepd import __version__, jsontext
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
@@ -318,7 +318,7 @@ def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
 
 def encode_json(payload: Any) -> bytes:
     """The request body: compact JSON in UTF-8. Raises ValueError for NaN or infinities."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return jsontext.strict(payload).encode()
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
