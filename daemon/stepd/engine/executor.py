@@ -598,10 +598,15 @@ class Engine:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
             return
-        with structlog.contextvars.bound_contextvars(
+        # the log lines of this step carry these; set and reset directly (bound_contextvars
+        # copies the whole context twice)
+        tokens = structlog.contextvars.bind_contextvars(
             machine=execution.machine, execution=execution.name, state=execution.state
-        ):
+        )
+        try:
             await self._advance(execution)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _advance(self, execution: Execution | None) -> None:  # noqa: C901 - one loop, each branch a kind of work
         """advance's loop; log lines carry the state each step of it is at."""
