@@ -83,10 +83,12 @@ FANOUT_MACHINES = {
 HISTORY_LIMIT_LIFTED = 1_000_000
 
 
-async def precision(count: int, spread_seconds: float) -> dict[str, float]:
+async def precision(
+    count: int, spread_seconds: float, *, source: Path | None = None
+) -> dict[str, float]:
     """Executions due at whole seconds spread over a window: how late does each POST arrive?"""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), source=source)
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
@@ -142,10 +144,10 @@ async def restart(count: int) -> dict[str, float]:
     }
 
 
-async def intake(count: int, connections: int) -> dict[str, float]:
+async def intake(count: int, connections: int, *, source: Path | None = None) -> dict[str, float]:
     """StartExecution over the API from `connections` concurrent clients: rate and latency."""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), source=source)
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
@@ -653,10 +655,13 @@ def _export(commit: str, into: Path) -> Path:
     return into / "daemon"
 
 
-async def herds(count: int, repeat: int, against: list[str]) -> dict[str, dict[str, float]]:
+async def herds(
+    count: int, repeat: int, against: list[str], *, checks: bool = False
+) -> dict[str, dict[str, float]]:
     """The herd `repeat` times; with `against` (commits), those commits' daemons and this
     checkout's in turn, each run with its own reference, so all see the same machine. The
-    daemon runs from copies taken at the start: edits made meanwhile do not change it."""
+    daemon runs from copies taken at the start: edits made meanwhile do not change it.
+    `checks`: before each herd, the same daemon's idle precision and intake too."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
         sources: dict[str, Path] = {}
@@ -667,6 +672,13 @@ async def herds(count: int, repeat: int, against: list[str]) -> dict[str, dict[s
         shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
         for run in range(1, repeat + 1):
             for name, source in sources.items():
+                if checks:
+                    for what, figures in (
+                        ("precision", await precision(30, 20, source=source)),
+                        ("intake", await intake(3000, 64, source=source)),
+                    ):
+                        results[f"{what}, run {run}, {name}"] = figures
+                        print(f"{what}, run {run}, {name}: {figures}", flush=True)
                 figures = await herd(count, source=source)
                 results[f"herd {count}, run {run}, {name}"] = figures
                 print(f"herd {count}, run {run}, {name}: {figures}", flush=True)
@@ -679,10 +691,11 @@ async def main(
     *,
     repeat: int = 1,
     against: list[str] | None = None,
+    checks: bool = False,
 ) -> int:
     quick = mode == "--quick"
     if only == "herd":
-        results = await herds(1000 if quick else 5000, repeat, against or [])
+        results = await herds(1000 if quick else 5000, repeat, against or [], checks=checks)
         _record(f"{mode} herd" + (f" against {', '.join(against)}" if against else ""), results)
         return 0
     if only == "map":
@@ -727,6 +740,11 @@ if __name__ == "__main__":
         action="append",
         help="--only herd: that commit's daemon in turn with this checkout's (repeatable)",
     )
+    parser.add_argument(
+        "--checks",
+        action="store_true",
+        help="--only herd: each daemon's idle precision and intake before its herd",
+    )
     arguments = parser.parse_args()
     sys.exit(
         asyncio.run(
@@ -735,6 +753,7 @@ if __name__ == "__main__":
                 arguments.only,
                 repeat=arguments.repeat,
                 against=arguments.against,
+                checks=arguments.checks,
             )
         )
     )
