@@ -175,18 +175,26 @@ def _write_cursors(
 
 
 def _progress_values(progress: Progress) -> list[Any]:
-    """The column values of `progress`, in PROGRESS_COLUMNS' order."""
-    values: list[Any] = []
-    for name in PROGRESS_COLUMNS:
-        value = getattr(progress, name)
-        if name == "pending":
-            value = encode_pending(value)
-        elif name == "retry_counts":
-            value = jsontext.plain(list(value))
-        elif name == "variables":
-            value = encode_variables(value)
-        values.append(value)
-    return values
+    """The column values of `progress`, in PROGRESS_COLUMNS' order (written out: this runs
+    twice a step)."""
+    p = progress
+    return [
+        p.status,
+        p.state,
+        p.phase,
+        p.data,
+        encode_pending(p.pending),
+        p.state_entered_event,
+        p.state_entered_at,
+        p.attempt,
+        jsontext.plain(list(p.retry_counts)) if p.retry_counts else "[]",
+        p.due_at,
+        p.stop_date,
+        p.output,
+        p.error,
+        p.cause,
+        encode_variables(p.variables),
+    ]
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -300,6 +300,7 @@ class TaskCaller:
                     read_timeout=limit,
                     max_bytes=MAX_RESULT_BYTES,
                     keep_headers=request.http_invoke,
+                    bounded=True,  # by the asyncio.timeout above
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
@@ -360,7 +361,8 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
-        result = json.loads(answer.body, parse_constant=_reject_constant)
+        body = answer.body
+        result = _STRICT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
@@ -394,6 +396,9 @@ def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # made once: one a call costs
 
 
 def _cause(answer: Answer) -> str:

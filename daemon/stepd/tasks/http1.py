@@ -142,13 +142,15 @@ class _Connection(asyncio.Protocol):
 
     # -- one exchange -------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, limit: int, read_timeout: float) -> Reply:
+    async def exchange(self, request: bytes, limit: int, read_timeout: float | None) -> Reply:
+        """Send `request`, read the answer; `read_timeout` None: the caller bounds it."""
         loop = self._pool.loop
         waiter = self._waiter = loop.create_future()
         self._limit = limit
-        self._read_timeout = read_timeout
-        self._last_read = loop.time()
-        self._timer = loop.call_at(self._last_read + read_timeout, self._check_timeout)
+        if read_timeout is not None:
+            self._read_timeout = read_timeout
+            self._last_read = loop.time()
+            self._timer = loop.call_at(self._last_read + read_timeout, self._check_timeout)
         assert self.transport is not None
         self.transport.write(request)
         try:
@@ -385,15 +387,17 @@ class Pool:
         connect_timeout: float,
         read_timeout: float,
         max_bytes: int,
+        bounded: bool = False,
     ) -> Reply:
-        """Send `request` to `target` on a pooled connection and read the answer."""
+        """Send `request` to `target` on a pooled connection and read the answer. `bounded`:
+        the caller bounds the whole attempt itself, so no read timer is armed here."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         connection = self._pooled(target)
         if connection is None:
             connection = await self._connect(target, connect_timeout, read_timeout)
         try:
-            reply = await connection.exchange(request, max_bytes, read_timeout)
+            reply = await connection.exchange(request, max_bytes, None if bounded else read_timeout)
         except BaseException:
             connection.close()  # an answer may still come: the connection cannot be reused
             raise

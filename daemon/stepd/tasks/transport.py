@@ -143,9 +143,11 @@ class AiohttpTransport:
         read_timeout: float,
         max_bytes: int,
         keep_headers: bool = True,
+        bounded: bool = False,
     ) -> Answer:
         """Make a `method` request; the answer's body is read up to `max_bytes`
-        (decompressed), its headers kept when `keep_headers`."""
+        (decompressed), its headers kept when `keep_headers`. `bounded`: the caller bounds the
+        whole attempt (the lean path then arms no read timer of its own)."""
         if method == "POST" and body is not None and not keep_headers:
             target = self._target(url)
             request = None if target is None else request_bytes(target, dict(headers), body)
@@ -156,6 +158,7 @@ class AiohttpTransport:
                     connect_timeout=connect_timeout,
                     read_timeout=read_timeout,
                     max_bytes=max_bytes,
+                    bounded=bounded,
                 )
                 return Answer(
                     status=reply.status,
