@@ -83,6 +83,37 @@ def resource_text(resource: Any) -> str:
     return resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)
 
 
+class _LazyContext(Context):
+    """A Context whose execution input and variables are parsed, and its times made, only when
+    the interpreter first reads one of them (a plain Task step never does). What they are made
+    from is taken when the context is; the fields with defaults are set at once."""
+
+    def __init__(
+        self,
+        plain: dict[str, Any],
+        *,
+        input_text: str,
+        start_date: float,
+        entered_at: float,
+        variables_text: str | None,
+    ) -> None:
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_made_from", (input_text, start_date, entered_at, variables_text))
+
+    def __getattr__(self, name: str) -> Any:
+        made_from = self.__dict__.pop("_made_from", None)
+        if made_from is None:
+            raise AttributeError(name)
+        input_text, start_date, entered_at, variables_text = made_from
+        values = self.__dict__
+        values["execution_input"] = json.loads(input_text)
+        values["execution_start_time"] = utc(start_date)
+        values["state_entered_time"] = utc(entered_at)
+        values["variables"] = json.loads(variables_text) if variables_text else {}
+        return object.__getattribute__(self, name)
+
+
 class Step:
     """The transition being built for one execution at instant `now`."""
 
@@ -170,20 +201,23 @@ class Step:
         return self.last_event_id + len(self.events)
 
     def context(self) -> Context:
-        return Context(
-            execution_id=self.execution_arn,
-            execution_name=self.name,
-            execution_input=json.loads(self.execution_input),
-            execution_start_time=utc(self.start_date),
-            state_machine_id=self.machine_arn,
-            state_machine_name=self.machine,
-            role_arn=role_arn(self.machine_arn),
-            state_name=self.state or "",
-            state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
-            retry_count=self.attempt,
-            redrive_count=self.redrive_count,
-            task_token=self.token,
-            variables=json.loads(self.variables) if self.variables else {},
+        """`$$` of this state visit, as the step stands now."""
+        return _LazyContext(
+            {
+                "execution_id": self.execution_arn,
+                "execution_name": self.name,
+                "state_machine_id": self.machine_arn,
+                "state_machine_name": self.machine,
+                "role_arn": role_arn(self.machine_arn),
+                "state_name": self.state or "",
+                "retry_count": self.attempt,
+                "redrive_count": self.redrive_count,
+                "task_token": self.token,
+            },
+            input_text=self.execution_input,
+            start_date=self.start_date,
+            entered_at=self.entered_at if self.entered_at is not None else self.now,
+            variables_text=self.variables,
         )
 
     def log_fields(self) -> dict[str, Any]:
