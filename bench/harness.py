@@ -43,7 +43,9 @@ def rfc3339(ts: float) -> str:
 class Bench:
     """`machines`: more machines beside `ping`, by name: (definition, endpoints).
     `max_events`: the daemon's history limit per execution instead of AWS's 25,000 (an inline
-    Map of 10,000 iterations writes about 40,000 events), for measurements only."""
+    Map of 10,000 iterations writes about 40,000 events), for measurements only.
+    `source`: a copy of another commit's daemon/ folder to run the daemon from (to compare
+    commits in one run)."""
 
     def __init__(
         self,
@@ -52,8 +54,10 @@ class Bench:
         concurrency: int = 64,
         machines: Mapping[str, tuple[dict[str, Any], dict[str, str]]] | None = None,
         max_events: int | None = None,
+        source: Path | None = None,
     ) -> None:
         self.folder = folder
+        self.source = source
         self.machines = dict(machines or {})
         self.max_events = max_events
         self.port = free_port()
@@ -105,8 +109,11 @@ Ping = "/ping"
             [sys.executable, *command, "run", "-c", str(self.folder / "stepd.toml")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self._path()},
         )
+
+    def _path(self) -> dict[str, str]:
+        return {} if self.source is None else {"PYTHONPATH": str(self.source)}
 
     async def wait_ready(self) -> float:
         while True:

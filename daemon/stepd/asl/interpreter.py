@@ -306,8 +306,8 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input, ctx)
-    timeout = _timeout_seconds(state, effective, ctx.as_json())
-    heartbeat = _timeout_seconds(state, effective, ctx.as_json(), "HeartbeatSeconds")
+    timeout = _timeout_seconds(state, effective, ctx)
+    heartbeat = _timeout_seconds(state, effective, ctx, "HeartbeatSeconds")
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
     return CallTask(
@@ -665,7 +665,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _timeout_seconds(
-    state: State, effective: Any, context: Mapping[str, Any], name: str = "TimeoutSeconds"
+    state: State, effective: Any, ctx: Context, name: str = "TimeoutSeconds"
 ) -> float | None:
     """TimeoutSeconds (or HeartbeatSeconds, by `name`), or the value its Path twin reads."""
     if name in state:
@@ -675,7 +675,7 @@ def _timeout_seconds(
         return float(value)
     if f"{name}Path" in state:
         path = state[f"{name}Path"]
-        value = paths.resolve_reference(path, effective, context)
+        value = paths.resolve_reference(path, effective, ctx.as_json())
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
                 f"The {name}Path parameter references an invalid value: {path} == {_show(value)}"

@@ -33,7 +33,7 @@ from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
 from stepd.engine.nested import Nested
-from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
+from stepd.engine.queue import DEFAULT_WORKERS, DueQueue, Later
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
 from stepd.engine.tags import Tags
@@ -135,6 +135,15 @@ class EngineStatus:
 class Started:
     execution: Execution
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A task call made and answered, its outcome not yet committed."""
+
+    execution: Execution  # as committed with the call's intent
+    definition: Mapping[str, Any]
+    outcome: TaskOutcome
 
 
 class Engine:
@@ -701,37 +710,62 @@ class Engine:
                 self._rows[execution.id] = execution
             self._arm(execution.id, execution.due_at)
 
-    async def advance(self, execution_id: int) -> None:
-        """Carry out whatever is due for one execution, as far as it goes without waiting."""
+    async def advance(self, execution_id: int) -> Later | None:
+        """Carry out whatever is due for one execution, as far as it goes without waiting;
+        what is left to do once other due work went first (recording a task's answer while
+        other calls are due), if any."""
         execution = self._rows.pop(execution_id, None)
         if execution is None:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
-            return
+            return None
         await self.tests.load(self._store, execution_id)
-        with structlog.contextvars.bound_contextvars(
+        # the log lines of this step carry these; set and reset directly (bound_contextvars
+        # copies the whole context twice)
+        tokens = structlog.contextvars.bind_contextvars(
             machine=execution.machine, execution=execution.name, state=execution.state
-        ):
-            await self._advance(execution)
+        )
+        try:
+            return await self._advance(execution)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
-    async def _advance(self, execution: Execution | None) -> None:  # noqa: C901 - one loop, each branch a kind of work
+    def _later(self, answered: _Answered) -> Later:
+        """Commit `answered`'s outcome and go on from there, when the queue gets to it."""
+
+        async def record() -> Later | None:
+            execution = answered.execution
+            tokens = structlog.contextvars.bind_contextvars(
+                machine=execution.machine, execution=execution.name, state=execution.state
+            )
+            try:
+                updated = await self._record(answered)
+                if updated is None:  # changed meanwhile (stopped): look again
+                    updated = await self._store.get_execution(execution.id)
+                return await self._advance(updated)
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+
+        return record
+
+    async def _advance(self, execution: Execution | None) -> Later | None:  # noqa: C901 - one loop, each branch a kind of work
         """advance's loop; log lines carry the state each step of it is at."""
         logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self._queue.accepting:
             due_at = execution.due_at
             if due_at is None:
-                return
+                return None
             now = self.clock()
             if due_at > now:
                 self._schedule(execution)
-                return
+                return None
             definition = self._definitions.get(execution.definition_id)
             if definition is None:
                 definition = await self._definition(execution.definition_id)
             deadline = _deadline(definition, _began(execution))
             if deadline is not None and now >= deadline:
                 self._log_closed(await self._time_out(execution))
-                return
+                return None
             if execution.phase == PHASE_FANOUT:
                 execution = await self._run_tree(execution.id, definition)
                 continue
@@ -754,15 +788,19 @@ class Engine:
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:
                     await self._wait_for_host(execution, step, url, limit)
-                    return
+                    return None
                 # a task due now: its intent goes into the commit that reached it
-                updated = await self._call_task(execution, step, url)
+                answered = await self._call_task(execution, step, url)
+                if answered is not None and self._queue.waiting:
+                    return self._later(answered)  # the calls due go out first
+                updated = None if answered is None else await self._record(answered)
             else:
                 updated = await self._store.commit(step.transition())
                 self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
                 updated = await self._store.get_execution(execution.id)
             execution = updated
+        return None
 
     # -- hosts that are down ---------------------------------------------------------
 
@@ -1206,9 +1244,10 @@ class Engine:
 
     async def _call_task(
         self, execution: Execution, step: Step, url: str | None
-    ) -> Execution | None:
+    ) -> _Answered | None:
         """Send the task `step` is at: commit its intent (with whatever `step` already holds)
-        unless a crash left it sent, call, and commit the outcome."""
+        unless a crash left it sent, and call; the answer, to `_record`. None when the
+        execution changed before the intent was committed."""
         resend = step.task.sent
         late = False if resend else self._note_lateness(step)
         if not resend:
@@ -1224,9 +1263,15 @@ class Engine:
         else:
             async with self._call_slots:  # one limit for every call, children's too
                 outcome = await self._send(execution, url, resend=resend)
-        sent = execution
+        return _Answered(execution=execution, definition=step.definition, outcome=outcome)
+
+    async def _record(self, answered: _Answered) -> Execution | None:
+        """Commit a task's outcome and what follows from it at once."""
+        outcome = answered.outcome
+        execution = sent = answered.execution
+        definition = answered.definition
         while True:
-            step = self._step(execution, step.definition, self.clock())
+            step = self._step(execution, definition, self.clock())
             if step.task.token is not None and outcome.error is None and not outcome.final:
                 step.await_callback()  # the answer is not the result: the callback is
             else:

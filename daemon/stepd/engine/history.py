@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from stepd import jsontext
 from stepd.asl.decisions import JsonText
 
 RESOURCE_TYPE = "http"
@@ -16,7 +16,7 @@ def dumps(value: Any) -> str:
     """JSON text as stored and returned (compact, key order kept); a `JsonText` as it is."""
     if isinstance(value, JsonText):
         return value.text
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.compact(value)
 
 
 def _payload(text: str) -> dict[str, Any]:

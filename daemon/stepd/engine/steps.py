@@ -86,6 +86,37 @@ def resource_text(resource: Any) -> str:
     return resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)
 
 
+class _LazyContext(Context):
+    """A Context whose execution input and variables are parsed, and its times made, only when
+    the interpreter first reads one of them (a plain Task step never does). What they are made
+    from is taken when the context is; the fields with defaults are set at once."""
+
+    def __init__(
+        self,
+        plain: dict[str, Any],
+        *,
+        input_text: str,
+        start_date: float,
+        entered_at: float,
+        variables_text: str | None,
+    ) -> None:
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_made_from", (input_text, start_date, entered_at, variables_text))
+
+    def __getattr__(self, name: str) -> Any:
+        made_from = self.__dict__.pop("_made_from", None)
+        if made_from is None:
+            raise AttributeError(name)
+        input_text, start_date, entered_at, variables_text = made_from
+        values = self.__dict__
+        values["execution_input"] = JsonText(input_text)  # parsed if a path reads it
+        values["execution_start_time"] = utc(start_date)
+        values["state_entered_time"] = utc(entered_at)
+        values["variables"] = json.loads(variables_text) if variables_text else {}
+        return object.__getattribute__(self, name)
+
+
 class Step:
     """The transition being built for one execution at instant `now`."""
 
@@ -175,20 +206,23 @@ class Step:
         return self.last_event_id + len(self.events)
 
     def context(self) -> Context:
-        return Context(
-            execution_id=self.execution_arn,
-            execution_name=self.name,
-            execution_input=JsonText(self.execution_input),  # parsed if a path reads it
-            execution_start_time=utc(self.start_date),
-            state_machine_id=self.machine_arn,
-            state_machine_name=self.machine,
-            role_arn=role_arn(self.machine_arn),
-            state_name=self.state or "",
-            state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
-            retry_count=self.attempt,
-            redrive_count=self.redrive_count,
-            task_token=self.token,
-            variables=json.loads(self.variables) if self.variables else {},
+        """`$$` of this state visit, as the step stands now."""
+        return _LazyContext(
+            {
+                "execution_id": self.execution_arn,
+                "execution_name": self.name,
+                "state_machine_id": self.machine_arn,
+                "state_machine_name": self.machine,
+                "role_arn": role_arn(self.machine_arn),
+                "state_name": self.state or "",
+                "retry_count": self.attempt,
+                "redrive_count": self.redrive_count,
+                "task_token": self.token,
+            },
+            input_text=self.execution_input,
+            start_date=self.start_date,
+            entered_at=self.entered_at if self.entered_at is not None else self.now,
+            variables_text=self.variables,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -258,8 +292,10 @@ class Step:
         self.data = self.execution_input
         self.due_at = self.now
 
-    def succeed(self, output: Any) -> None:
-        text = dumps(output)
+    def succeed(self, output: Any, text: str | None = None) -> None:
+        """End with `output` (`text`: its JSON, when already made)."""
+        if text is None:
+            text = dumps(output)
         if not self.is_child:
             self.add("ExecutionSucceeded", history.execution_succeeded(text))
         self._close(SUCCEEDED)
@@ -464,7 +500,7 @@ class Step:
                 if self._too_large(text):
                     return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self.succeed(output)
+                self.succeed(output, text)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
@@ -494,12 +530,13 @@ class Step:
                 timeout_seconds=timeout,
                 heartbeat_seconds=heartbeat,
             ):
-                if self._too_large(dumps(payload)):
+                text = dumps(payload)
+                if self._too_large(text):
                     return
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
-                    payload=dumps(payload),
+                    payload=text,
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,

@@ -202,13 +202,17 @@ class Execution(Progress):
     ) -> Execution:
         """This execution as a committed transition to `progress` (a redrive, and a new
         input, when given) leaves it."""
-        moved = replace(
-            self,
-            **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
-            last_event_id=last_event_id,
-            version=version,
-            input=self.input if input_text is None else input_text,
-        )
+        # a copy with the progress fields changed, without dataclasses.replace's __init__
+        # of every field (twice a step, on the store's writer thread)
+        moved = object.__new__(type(self))
+        values = moved.__dict__
+        values.update(self.__dict__)
+        for name in PROGRESS_FIELDS:
+            values[name] = getattr(progress, name)
+        values["last_event_id"] = last_event_id
+        values["version"] = version
+        if input_text is not None:
+            values["input"] = input_text
         if redrive is None:
             return moved
         return replace(

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import structlog
 from yarl import URL
 
-from stepd import __version__
+from stepd import __version__, jsontext
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
@@ -317,6 +317,7 @@ class TaskCaller:
                     read_timeout=limit,
                     max_bytes=MAX_RESULT_BYTES,
                     keep_headers=request.http_invoke,
+                    bounded=True,  # by the asyncio.timeout above
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
@@ -335,7 +336,7 @@ def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
 
 def encode_json(payload: Any) -> bytes:
     """The request body: compact JSON in UTF-8. Raises ValueError for NaN or infinities."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return jsontext.strict(payload).encode()
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -381,7 +382,8 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
-        result = json.loads(answer.body, parse_constant=_reject_constant)
+        body = answer.body
+        result = _STRICT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
@@ -435,6 +437,9 @@ def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # made once: one a call costs
 
 
 def _cause(answer: Answer) -> str:

@@ -490,3 +490,47 @@ def test_the_key_names_the_execution_and_the_state_entry(uid: str | None, key: s
         state_entered_event=4,
     )
     assert idempotency_key(execution) == key
+
+
+async def test_calls_due_together_go_out_before_their_answers_are_recorded(store: Store):
+    """At the top of the hour every call that is due is sent before the answers are
+    committed (with 2 workers for 6 executions); then every answer is."""
+    clock = Clock()
+    answers_committed_at_each_call: list[int] = []
+
+    def respond(_: Any) -> None:
+        committed = sum(
+            event.type == "LambdaFunctionSucceeded"
+            for events in store.database.events.values()  # type: ignore[attr-defined]
+            for event in events
+        )
+        answers_committed_at_each_call.append(committed)
+
+    caller = FakeCaller(respond=respond)
+    engine = Engine(
+        uid=lambda: UID,
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+        workers=2,
+    )
+    await engine.register({"classroom": _machine()})
+    engine.set_timer(lambda _id, _due: None)
+    ids = [
+        (await engine.start_execution("classroom", f"c{n}", INPUT)).execution.id for n in range(6)
+    ]
+    clock.now = T0 + 10
+    engine.start()
+    for execution_id in ids:
+        engine.dispatch(execution_id, T0 + 10)
+    async with asyncio.timeout(5):
+        for execution_id in ids:
+            while "LambdaFunctionSucceeded" not in await _types(store, execution_id):
+                await asyncio.sleep(0.01)
+    await engine.drain(1)
+    assert answers_committed_at_each_call == [0] * 6
+    for execution_id in ids:
+        assert (await store.get_execution(execution_id)).state == "PingWait"  # type: ignore[union-attr]
