@@ -286,6 +286,14 @@ class _Head:
     named_error: str | None = None
 
 
+# headers kept as sent, by the _Head field that keeps them
+_KEPT = {
+    "retry-after": "retry_after",
+    "x-amz-function-error": "function_error",
+    "stepd-error": "named_error",
+}
+
+
 def _head(text: str) -> _Head:
     """The status line and the headers that frame an answer."""
     lines = text.split("\r\n")
@@ -308,12 +316,8 @@ def _head(text: str) -> _Head:
             head.keep_alive = "close" not in tokens and (head.keep_alive or "keep-alive" in tokens)
         elif name == "content-encoding":
             head.encoding = value.lower()
-        elif name == "retry-after":
-            head.retry_after = value
-        elif name == "x-amz-function-error":
-            head.function_error = value
-        elif name == "stepd-error":
-            head.named_error = value
+        elif name in _KEPT:
+            setattr(head, _KEPT[name], value)
     return head
 
 
