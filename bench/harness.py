@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from stepd.classroom import ClassroomServer
-from stepd.testing import free_port
+from stepd.testing import free_port, with_history_limit
 
 PING_MACHINE = {
     "StartAt": "Until",
@@ -26,12 +26,6 @@ PING_MACHINE = {
         "Ping": {"Type": "Task", "Resource": "ping", "ResultPath": None, "End": True},
     },
 }
-
-# `stepd` with another history limit: python -c LIFTED_LIMIT <max events> run -c <config>
-LIFTED_LIMIT = (
-    "import sys; import stepd.engine.steps as steps; from stepd.cli import main; "
-    "steps.MAX_EVENTS = int(sys.argv.pop(1)); sys.exit(main(sys.argv[1:]))"
-)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -49,7 +43,9 @@ def rfc3339(ts: float) -> str:
 class Bench:
     """`machines`: more machines beside `ping`, by name: (definition, endpoints).
     `max_events`: the daemon's history limit per execution instead of AWS's 25,000 (an inline
-    Map of 10,000 iterations writes about 40,000 events), for measurements only."""
+    Map of 10,000 iterations writes about 40,000 events), for measurements only.
+    `source`: a copy of another commit's daemon/ folder to run the daemon from (to compare
+    commits in one run)."""
 
     def __init__(
         self,
@@ -58,8 +54,10 @@ class Bench:
         concurrency: int = 64,
         machines: Mapping[str, tuple[dict[str, Any], dict[str, str]]] | None = None,
         max_events: int | None = None,
+        source: Path | None = None,
     ) -> None:
         self.folder = folder
+        self.source = source
         self.machines = dict(machines or {})
         self.max_events = max_events
         self.port = free_port()
@@ -106,13 +104,16 @@ Ping = "/ping"
         self.started_at = time.time()
         command = ["-m", "stepd"]
         if self.max_events is not None:
-            command = ["-c", LIFTED_LIMIT, str(self.max_events)]
+            command = with_history_limit(self.max_events)
         self.process = subprocess.Popen(
             [sys.executable, *command, "run", "-c", str(self.folder / "stepd.toml")],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self._path()},
         )
+
+    def _path(self) -> dict[str, str]:
+        return {} if self.source is None else {"PYTHONPATH": str(self.source)}
 
     async def wait_ready(self) -> float:
         while True:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bare import bare_posts
 from harness import Bench, fill_waiting, percentile, rfc3339
 
 from stepd.classroom import ClassroomServer
@@ -81,10 +83,12 @@ FANOUT_MACHINES = {
 HISTORY_LIMIT_LIFTED = 1_000_000
 
 
-async def precision(count: int, spread_seconds: float) -> dict[str, float]:
+async def precision(
+    count: int, spread_seconds: float, *, source: Path | None = None
+) -> dict[str, float]:
     """Executions due at whole seconds spread over a window: how late does each POST arrive?"""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), source=source)
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
@@ -140,10 +144,10 @@ async def restart(count: int) -> dict[str, float]:
     }
 
 
-async def intake(count: int, connections: int) -> dict[str, float]:
+async def intake(count: int, connections: int, *, source: Path | None = None) -> dict[str, float]:
     """StartExecution over the API from `connections` concurrent clients: rate and latency."""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), source=source)
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
@@ -190,42 +194,78 @@ async def _intake_on(
     }
 
 
-async def herd(count: int) -> dict[str, float]:
-    """`count` executions due in the same second: lateness of every start call."""
+REFERENCE_RUNS = 3  # the bare client's time is the median of this many runs
+LOADED_PER_SECOND = 400  # the herd is due 3 s, plus 1 s per this many executions, ahead
+
+
+async def herd(count: int, *, source: Path | None = None) -> dict[str, float]:
+    """`count` executions due in the same second: lateness of every start call, and beside
+    each figure its ratio to the reference, the time a bare keep-alive client takes to send
+    the same POSTs to the same server, measured right after in the same daemon's run.
+    `source`: run the daemon from that copy of daemon/ instead (to compare commits)."""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder))
-        await bench.setup()
-        bench.start_daemon()
-        await bench.wait_ready()
-        at = float(int(time.time()) + 3 + count // 1000)
-        await _start_many(bench, "ping", (f"h{n}" for n in range(count)), {"at": rfc3339(at)})
-        if time.time() >= at:
-            raise RuntimeError("the herd was not loaded before its due second")
-        cpu_before = bench.cpu_seconds()
-        deadline = at + 120
-        while len(bench.server.records) < count and time.time() < deadline:
-            await asyncio.sleep(0.1)
-        lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
-        # the results are committed once every execution has left its Task
-        done_at = time.time()
-        while time.time() < deadline:
-            counts = (await bench.api.get("/healthz")).json()["executions"]
-            if counts.get("SUCCEEDED", 0) >= count:
-                done_at = time.time()
-                break
-            await asyncio.sleep(0.1)
-        cpu = bench.cpu_seconds() - cpu_before
-        await bench.close()
+        bench = Bench(Path(folder), source=source)
+        try:
+            await bench.setup()
+            bench.start_daemon()
+            await bench.wait_ready()
+            at = float(int(time.time()) + 3 + count // LOADED_PER_SECOND)
+            execution_input = {"at": rfc3339(at)}
+            await _start_many(bench, "ping", (f"h{n}" for n in range(count)), execution_input)
+            if time.time() >= at:
+                raise RuntimeError("the herd was not loaded before its due second")
+            cpu_before = bench.cpu_seconds()
+            deadline = at + 120
+            while len(bench.server.records) < count and time.time() < deadline:
+                await asyncio.sleep(0.1)
+            lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
+            # the results are committed once every execution has left its Task
+            done_at = time.time()
+            while time.time() < deadline:
+                counts = (await bench.api.get("/healthz")).json()["executions"]
+                if counts.get("SUCCEEDED", 0) >= count:
+                    done_at = time.time()
+                    break
+                await asyncio.sleep(0.1)
+            cpu = bench.cpu_seconds() - cpu_before
+            reference_ms = await _reference(bench, count, execution_input) * 1000
+        finally:
+            await bench.close()
+    p50, p99 = percentile(lateness, 50), percentile(lateness, 99)
+    latest = max(lateness) if lateness else float("nan")
+    committed_ms = (done_at - at) * 1000
     return {
+        "reference_ms": reference_ms,
         "daemon_cpu_s": cpu,
+        "cpu_per_step_us": cpu / count * 1e6,
         "delivered": len(lateness),
         "delivered_percent": 100 * len(lateness) / count,
         "early": sum(1 for v in lateness if v < 0),
-        "p50_ms": percentile(lateness, 50),
-        "p99_ms": percentile(lateness, 99),
-        "max_ms": max(lateness) if lateness else float("nan"),
-        "all_committed_s": done_at - at,
+        "p50_ms": p50,
+        "p50_x_reference": p50 / reference_ms,
+        "p99_ms": p99,
+        "p99_x_reference": p99 / reference_ms,
+        "max_ms": latest,
+        "max_x_reference": latest / reference_ms,
+        "all_committed_s": committed_ms / 1000,
+        "all_committed_x_reference": committed_ms / reference_ms,
     }
+
+
+async def _reference(bench: Bench, count: int, execution_input: Any) -> float:
+    """Seconds a bare keep-alive client takes to POST the herd's `count` calls (same path,
+    body and header sizes, as many connections as the daemon's call slots) to the same
+    classroom server: the median of REFERENCE_RUNS runs."""
+    body = json.dumps(execution_input, separators=(",", ":")).encode()
+    runs = []
+    for run in range(REFERENCE_RUNS):
+        keys = [f"ping/r{run}{n:04d}/{n:016x}/3" for n in range(count)]  # a herd key's size
+        runs.append(
+            await bare_posts(
+                bench.server.base_url, "/ping", keys, body, connections=bench.concurrency
+            )
+        )
+    return sorted(runs)[len(runs) // 2]
 
 
 async def _start_many(
@@ -397,10 +437,11 @@ async def _sample_rss(bench: Bench, into: list[int]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def map_memory(sizes: tuple[int, ...]) -> dict[str, Any]:
+async def map_memory(sizes: tuple[int, ...], machine: str = "passmap") -> dict[str, Any]:
     """For each size, a fresh daemon: its RSS idle, then one Map of that many Pass iterations
-    (history limit lifted: 4 events an iteration), the RSS sampled every 50 ms while it runs,
-    the peak (VmHWM) and the RSS 2 s after it ended."""
+    (history limit lifted: 4 events an iteration), or with `machine` "map" Task iterations
+    calling the classroom server (7 events an iteration), the RSS sampled every 50 ms while it
+    runs, the peak (VmHWM) and the RSS 2 s after it ended."""
     figures: dict[str, Any] = {}
     for items in sizes:
         with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
@@ -413,7 +454,7 @@ async def map_memory(sizes: tuple[int, ...]) -> dict[str, Any]:
             samples: list[int] = []
 
             sampler = asyncio.create_task(_sample_rss(bench, samples))
-            mapped = await _map_once(bench, "m", items, machine="passmap")
+            mapped = await _map_once(bench, "m", items, machine=machine)
             sampler.cancel()
             await asyncio.sleep(2)
             after = bench.rss_bytes()
@@ -582,6 +623,8 @@ async def _map_results(quick: bool) -> dict[str, dict[str, Any]]:
     results = await map_cost(*((200, 200, 20) if quick else (1000, 1000, 100)))
     sizes = (200, 2000) if quick else (1000, 10_000)
     results["map memory (peak RSS, a fresh daemon per size)"] = await map_memory(sizes)
+    tasks = (2000,) if quick else (10_000,)
+    results["map memory, Task iterations (40 calls at once)"] = await map_memory(tasks, "map")
     return results
 
 
@@ -606,8 +649,58 @@ def _record(mode: str, results: dict[str, dict[str, float]]) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-async def main(mode: str, only: str | None = None) -> int:
+def _export(commit: str, into: Path) -> Path:
+    """daemon/ as it is at `commit`, unpacked under `into`; the folder to import stepd from."""
+    archive = subprocess.run(
+        ["git", "archive", commit, "daemon"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "daemon"
+
+
+async def herds(
+    count: int, repeat: int, against: list[str], *, checks: bool = False
+) -> dict[str, dict[str, float]]:
+    """The herd `repeat` times; with `against` (commits), those commits' daemons and this
+    checkout's in turn, each run with its own reference, so all see the same machine. The
+    daemon runs from copies taken at the start: edits made meanwhile do not change it.
+    `checks`: before each herd, the same daemon's idle precision and intake too."""
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
+        sources: dict[str, Path] = {}
+        for n, commit in enumerate(against):
+            (Path(folder) / str(n)).mkdir()
+            sources[f"commit {commit}"] = _export(commit, Path(folder) / str(n))
+        sources["this checkout"] = Path(folder) / "tree" / "daemon"
+        shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
+        for run in range(1, repeat + 1):
+            for name, source in sources.items():
+                if checks:
+                    for what, figures in (
+                        ("precision", await precision(30, 20, source=source)),
+                        ("intake", await intake(3000, 64, source=source)),
+                    ):
+                        results[f"{what}, run {run}, {name}"] = figures
+                        print(f"{what}, run {run}, {name}: {figures}", flush=True)
+                figures = await herd(count, source=source)
+                results[f"herd {count}, run {run}, {name}"] = figures
+                print(f"herd {count}, run {run}, {name}: {figures}", flush=True)
+    return results
+
+
+async def main(
+    mode: str,
+    only: str | None = None,
+    *,
+    repeat: int = 1,
+    against: list[str] | None = None,
+    checks: bool = False,
+) -> int:
     quick = mode == "--quick"
+    if only == "herd":
+        results = await herds(1000 if quick else 5000, repeat, against or [], checks=checks)
+        _record(f"{mode} herd" + (f" against {', '.join(against)}" if against else ""), results)
+        return 0
     if only == "map":
         results = await _map_results(quick)
         for name, figures in results.items():
@@ -642,6 +735,28 @@ if __name__ == "__main__":
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_const", const="--quick", dest="mode")
     group.add_argument("--full", action="store_const", const="--full", dest="mode")
-    parser.add_argument("--only", choices=["map"], help="run this benchmark alone")
+    parser.add_argument("--only", choices=["map", "herd"], help="run this benchmark alone")
+    parser.add_argument("--repeat", type=int, default=1, help="--only herd: this many runs")
+    parser.add_argument(
+        "--against",
+        metavar="COMMIT",
+        action="append",
+        help="--only herd: that commit's daemon in turn with this checkout's (repeatable)",
+    )
+    parser.add_argument(
+        "--checks",
+        action="store_true",
+        help="--only herd: each daemon's idle precision and intake before its herd",
+    )
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.mode or "--quick", arguments.only)))
+    sys.exit(
+        asyncio.run(
+            main(
+                arguments.mode or "--quick",
+                arguments.only,
+                repeat=arguments.repeat,
+                against=arguments.against,
+                checks=arguments.checks,
+            )
+        )
+    )

@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from stepd.asl.http_task import connection_arn, is_http_invoke
+from stepd.asl.integrations import runs_inside, waits_for_result
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
 from stepd.engine.inputs import InputSchema
-from stepd.engine.machines import DEFAULT_LATE_THRESHOLD_SECONDS, LATE_RUN, Machine
+from stepd.engine.machines import (
+    DEFAULT_LATE_THRESHOLD_SECONDS,
+    EXPRESS,
+    LATE_RUN,
+    STANDARD,
+    Machine,
+)
 from stepd.errors import ApiError, ConfigError, DefinitionError
 from stepd.tasks.connections import Connections
 from stepd.tasks.endpoints import (
@@ -45,6 +52,7 @@ class MachineSpec:
     late_policy: str = LATE_RUN
     wait_for_host_seconds: float = 0.0
     input_schema: Path | None = None  # a JSON Schema file for StartExecution's input
+    type: str = STANDARD
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +142,8 @@ def _load_machine(
     source = str(spec.definition)
     reports.extend(_report(source, finding) for finding in validate(loaded.definition))
     reports.extend(_unmapped_tasks(source, loaded.definition, spec.endpoints))
+    if spec.type == EXPRESS:
+        reports.extend(_not_for_express(source, loaded.definition))
     reports.extend(_unknown_connections(source, loaded.definition, connections))
     reports.extend(_unused_endpoints(where, spec.name, loaded.definition, spec.endpoints))
     machine = Machine(
@@ -147,6 +157,7 @@ def _load_machine(
         late_policy=spec.late_policy,
         wait_for_host_seconds=spec.wait_for_host_seconds,
         input_schema=input_schema,
+        type=spec.type,
     )
     return machine, reports
 
@@ -209,12 +220,28 @@ def _unmapped_tasks(
     for pointer, name, state in _task_states(definition, ""):
         if is_http_invoke(state.get("Resource")):  # goes to its ApiEndpoint
             continue
+        if runs_inside(state.get("Resource")):  # an activity or a nested execution
+            continue
         if route_key(routes, name, state.get("Resource")) is None:
             yield Report(
                 where=f"{source}#{pointer}",
                 code="UNMAPPED_TASK",
                 message=f'Task state "{name}" has no endpoint: add it (or its Resource) '
                 "to [machines.endpoints]",
+            )
+
+
+def _not_for_express(source: str, definition: Mapping[str, Any]) -> Iterator[Report]:
+    """An error for each Task an EXPRESS machine cannot run: one that waits for a callback,
+    an activity's worker or a nested execution."""
+    for pointer, name, state in _task_states(definition, ""):
+        if waits_for_result(state.get("Resource")):
+            yield Report(
+                where=f"{source}#{pointer}/Resource",
+                code="EXPRESS_UNSUPPORTED",
+                message=f'Task state "{name}" waits for a result (a callback, an activity or '
+                "a .sync execution), which an EXPRESS machine cannot: make the machine "
+                'type = "STANDARD"',
             )
 
 

@@ -23,6 +23,7 @@ from stepd.config import (
     connection_names,
     load_settings,
     machine_specs,
+    test_runs,
 )
 from stepd.engine.arns import Arns
 from stepd.errors import (
@@ -97,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
+        test_runs(settings)  # the mock config file, if any
     except ConfigError as exc:
         print(f"{exc.where or args.config}: CONFIG: {exc.message}")
         return EX_CONFIG
@@ -304,9 +306,14 @@ def _print(answer: dict[str, Any], args: argparse.Namespace, human: Callable[[],
 
 def cmd_start(args: argparse.Namespace) -> int:
     client, arns = _client(args)
-    body: dict[str, Any] = {"stateMachineArn": arns.state_machine(args.machine), "name": args.name}
+    machine_arn = arns.state_machine(args.machine)
+    if args.test_case is not None:
+        machine_arn += f"#{args.test_case}"
+    body: dict[str, Any] = {"stateMachineArn": machine_arn, "name": args.name}
     if args.input is not None:
         body["input"] = _read_input(args.input)
+    if args.time_scale is not None:
+        body["timeScale"] = args.time_scale
     answer = client.call("StartExecution", body)
     _print(
         answer,
@@ -345,6 +352,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if extra:
             print(f"{'state':>19}: {extra.get('state')}")
             print(f"{'next step at':>19}: {_when(extra.get('dueAt'))}")
+        for key in ("timeScale", "testCase"):
+            if key in extra:
+                print(f"{key:>19}: {extra[key]}")
 
     _print(answer, args, human)
     return EX_OK
@@ -421,7 +431,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             summary = " ".join(
                 f"{k}={v}"
                 for k, v in details.items()
-                if k in {"name", "error", "cause", "resource", "output"}
+                if k in {"name", "error", "cause", "resource", "output", "updatedBy"}
             )
             print(f"{event['id']:>4}  {_when(event['timestamp'])}  {event['type']:<22} {summary}")
 
@@ -492,6 +502,146 @@ def _read_input(value: str) -> str:
     except UnicodeDecodeError as exc:
         raise InputError(f"--input {value}: not UTF-8 text: {exc.reason}") from exc
     return value
+
+
+# -- update, apply, agenda: moved classes, timetables, the hour ahead --------------------
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    body: dict[str, Any] = {
+        "executionArn": arns.execution(args.machine, args.name),
+        "input": _read_input(args.input),
+        "merge": args.merge,
+    }
+    answer = client.call("Stepd.UpdateExecution", body)
+
+    def human() -> None:
+        moved = ""
+        if answer.get("previousDueAt") != answer.get("dueAt"):
+            moved = f" (was {_when(answer.get('previousDueAt'))})"
+        print(
+            f"{answer['executionArn']}  updated; at {answer.get('state')}, next step at "
+            f"{_when(answer.get('dueAt'))}{moved}"
+        )
+
+    _print(answer, args, human)
+    return EX_OK
+
+
+TIMETABLE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+SHOWN_PER_MINUTE = 5  # names `stepd agenda` prints on a minute's line
+
+
+def _timetable(path: str, fmt: str | None) -> tuple[str, str]:
+    """The text of the timetable at `path` (or - for stdin) and its format: as given, else by
+    the file's extension, else by its first character ({ for JSON lines)."""
+    try:
+        if path == STDIN:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
+            text = Path(path).expanduser().read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the timetable: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the timetable is not UTF-8 text: {exc.reason}") from exc
+    if fmt is None:
+        fmt = TIMETABLE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        fmt = "jsonl" if text.lstrip().startswith("{") else "csv"
+    return text, fmt
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    text, fmt = _timetable(args.file, args.format)
+    answer = client.call(
+        "Stepd.ApplyTimetable",
+        {
+            "stateMachineArn": arns.state_machine(args.machine),
+            "timetable": text,
+            "format": fmt,
+            "prune": args.prune,
+            "dryRun": args.dry_run,
+        },
+    )
+    plan = answer["plan"]
+
+    def human() -> None:
+        for item in plan["start"]:
+            print(f"start   {item['name']}  {json.dumps(item['input'])}")
+        for item in plan["update"]:
+            changes = ", ".join(
+                f"{k}: {json.dumps(c['from'])} -> {json.dumps(c['to'])}"
+                for k, c in item["changes"].items()
+            )
+            print(f"update  {item['name']}  {changes}")
+        for name in plan["stop"]:
+            print(f"stop    {name}")
+        print(
+            f"{len(plan['start'])} to start, {len(plan['update'])} to update, "
+            f"{len(plan['stop'])} to stop, {plan['unchanged']} unchanged"
+            + (f", {len(plan['closed'])} closed (left alone)" if plan["closed"] else "")
+            + (
+                f", {len(plan['kept'])} running but not listed (--prune stops them)"
+                if plan["kept"]
+                else ""
+            )
+            + ("; dry run: nothing was changed" if args.dry_run else "; applied")
+        )
+
+    _print(answer, args, human)
+    for failure in answer.get("failed", []):
+        _err(f"{failure['name']}: {failure['error']}")
+    return EX_FAILURE if answer.get("failed") else EX_OK
+
+
+def _instant(value: str) -> float:
+    """An instant on the command line: RFC 3339 (2027-01-15T08:00:00Z), unix seconds, or
+    `now`/`+90m`/`+2h`/`-30s` from now."""
+    now = datetime.now(UTC).timestamp()
+    if value == "now":
+        return now
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[:1] in "+-" and value[-1:] in units:
+        try:
+            return now + float(value[:-1]) * units[value[-1]]
+        except ValueError:
+            pass
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a time such as 2027-01-15T08:00:00Z, +2h or now, got {value!r}"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_agenda(args: argparse.Namespace) -> int:
+    client, arns = _client(args)
+    body: dict[str, Any] = {}
+    if args.start is not None:
+        body["from"] = args.start
+    if args.end is not None:
+        body["to"] = args.end
+    if args.machine:
+        body["stateMachineArn"] = arns.state_machine(Arns.machine_of(args.machine))
+    answer = client.call("Stepd.GetAgenda", body)
+
+    def human() -> None:
+        print(f"from {_when(answer['from'])} to {_when(answer['to'])}: {answer['total']} due")
+        for minute in answer["minutes"]:
+            names = [f"{e['machine']}/{e['name']}" for e in minute["executions"]]
+            more = len(names) - SHOWN_PER_MINUTE
+            shown = ", ".join(names[:SHOWN_PER_MINUTE]) + (f" (+{more})" if more > 0 else "")
+            print(f"{_when(minute['minute'])[:16]}Z  {minute['count']:>6}  {shown}")
+
+    _print(answer, args, human)
+    return EX_OK
 
 
 # -- graph -------------------------------------------------------------------------------
@@ -647,6 +797,62 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+def _add_timetable_parsers(client_parser: Callable[..., argparse.ArgumentParser]) -> None:
+    """update, apply, agenda: stepd's own operations (Stepd.*)."""
+    update = client_parser(
+        "update",
+        "replace (or --merge into) the input of a running execution: a class that moved",
+        cmd_update,
+    )
+    update.add_argument("name")
+    update.add_argument(
+        "--input", required=True, metavar="JSON|@FILE|-", help="the new input (or fields)"
+    )
+    update.add_argument(
+        "--merge", action="store_true", help="set only the given fields, keep the others"
+    )
+    apply = client_parser(
+        "apply",
+        "start, update and (--prune) stop executions to match a timetable file",
+        cmd_apply,
+    )
+    apply.add_argument("file", metavar="FILE", help="CSV with a header, or JSON lines; - for stdin")
+    apply.add_argument("--format", choices=("csv", "jsonl"), help="default: by the file's name")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    apply.add_argument(
+        "--prune", action="store_true", help="stop running executions the file does not list"
+    )
+    agenda = client_parser(
+        "agenda", "which executions fall due when, per minute", cmd_agenda, machine="none"
+    )
+    agenda.add_argument("--from", dest="start", type=_instant, metavar="T", help="default: now")
+    agenda.add_argument(
+        "--to", dest="end", type=_instant, metavar="T", help="default: an hour after --from"
+    )
+    agenda.add_argument("--machine", metavar="M", help="only this state machine's executions")
+
+
+def _add_start_options(start: argparse.ArgumentParser) -> None:
+    start.add_argument("name", help="execution name, e.g. the class id")
+    start.add_argument(
+        "--input",
+        metavar="JSON|@FILE|-",
+        help="execution input: JSON text, or @FILE (also file://FILE) to read it from a file, "
+        "or - to read it from stdin (for inputs too long for a command line)",
+    )
+    start.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="N",
+        help="testing only ([testing] enabled = true): every wait lasts 1/N of its time",
+    )
+    start.add_argument(
+        "--test-case",
+        metavar="NAME",
+        help="testing only: answer the tasks from this test case of [testing] mock_config",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stepd", description="Run Amazon States Language state machines durably."
@@ -700,13 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     start = client_parser("start", "start an execution", cmd_start)
-    start.add_argument("name", help="execution name, e.g. the class id")
-    start.add_argument(
-        "--input",
-        metavar="JSON|@FILE|-",
-        help="execution input: JSON text, or @FILE (also file://FILE) to read it from a file, "
-        "or - to read it from stdin (for inputs too long for a command line)",
-    )
+    _add_start_options(start)
     describe = client_parser("describe", "describe an execution", cmd_describe)
     describe.add_argument("name")
     listing = client_parser("list", "list executions", cmd_list, machine="optional")
@@ -725,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("name")
     _add_task_parsers(client_parser)
+    _add_timetable_parsers(client_parser)
 
     graph = commands.add_parser(
         "graph",

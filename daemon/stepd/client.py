@@ -20,6 +20,7 @@ from stepd.errors import ApiClientError, StepdError
 
 CLIENT_TIMEOUT_SECONDS = 30.0
 CLIENT_USER_AGENT = f"stepd-cli/{__version__}"
+STEPD_PREFIX = "Stepd."  # stepd's own operations (stepd.api.operations_stepd)
 
 
 def api_url(listen: str) -> str:
@@ -30,6 +31,11 @@ def api_url(listen: str) -> str:
     if host in {"0.0.0.0", "::", "[::]", ""}:  # noqa: S104
         host = "127.0.0.1"
     return f"http://{host}:{port}"
+
+
+def _target(operation: str) -> str:
+    """`X-Amz-Target` of an operation: AWS's by its name, stepd's own as `Stepd.<Name>`."""
+    return operation if operation.startswith(STEPD_PREFIX) else f"AWSStepFunctions.{operation}"
 
 
 class Client:
@@ -67,7 +73,7 @@ class Client:
             content=content,
             headers={
                 "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": f"AWSStepFunctions.{operation}",
+                "X-Amz-Target": _target(operation),
                 "User-Agent": CLIENT_USER_AGENT,
             },
         )

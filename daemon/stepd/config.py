@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 
 from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.alerts import Target
 from stepd.catalog import MachineSpec
 from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
 from stepd.engine.machines import (
@@ -44,6 +45,7 @@ from stepd.engine.machines import (
     LATE_RUN,
 )
 from stepd.engine.queue import DEFAULT_WORKERS
+from stepd.engine.testruns import MAX_TIME_SCALE, TestRuns, read_mock_config
 from stepd.errors import ConfigError
 from stepd.tasks.connections import (
     AUTH_API_KEY,
@@ -144,6 +146,8 @@ class ApiSettings(_Section):
     credentials_file: Path | None = None
     # a bearer token Prometheus may scrape /metrics with; the credential 'metrics_token' wins
     metrics_token_file: Path | None = None
+    # where people reach the API and its pages: the links in notifications (default: listen)
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
 
     @field_validator("listen")
     @classmethod
@@ -180,6 +184,33 @@ class MachineSettings(_Section):
     late_policy: Literal["run", "fail"] = LATE_RUN
     wait_for_host_seconds: float = Field(default=0, ge=0, le=31_622_400)
     input_schema: Path | None = None  # a JSON Schema file StartExecution checks input against
+    # waits of its executions last 1/time_scale of their time: for tests, needs [testing]
+    time_scale: float | None = Field(default=None, gt=0, le=MAX_TIME_SCALE)
+    # EXPRESS: also runs within a StartSyncExecution request, nothing kept
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+
+
+class TestingSettings(_Section):
+    """Testing definitions in seconds: time scales and mocked task results."""
+
+    enabled: bool = False  # never in production: executions could skip their waits
+    mock_config: Path | None = None  # a MockConfigFile in AWS Step Functions Local's format
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry spans of executions and task calls, sent by OTLP/HTTP (JSON)."""
+
+    otlp_endpoint: str | None = None  # e.g. "http://127.0.0.1:4318"; None: no tracing
+    service_name: str = Field(default="stepd", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"expected an http(s) URL such as http://127.0.0.1:4318, got {value!r}"
+            )
+        return value
 
 
 class ConnectionSettings(_Section):
@@ -205,6 +236,23 @@ class ConnectionSettings(_Section):
         return self
 
 
+NoticedStatus = Literal["FAILED", "TIMED_OUT", "ABORTED"]
+
+
+class NotifySettings(_Section):
+    """A `[[notify]]` entry: who hears of executions that end FAILED, TIMED_OUT or ABORTED."""
+
+    url: str = Field(pattern=r"^https?://")
+    machines: list[str] | None = None  # None: every machine
+    statuses: list[NoticedStatus] = Field(
+        default_factory=lambda: list(get_args(NoticedStatus)), min_length=1
+    )
+    # the Standard Webhooks signing secret: the credential wins over the file; neither: the
+    # task calls' secret ([http] signing_secret_file), if any
+    secret_file: Path | None = None
+    credential: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", frozen=True
@@ -216,6 +264,9 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     machines: list[MachineSettings] = Field(default_factory=list)
     connections: list[ConnectionSettings] = Field(default_factory=list)
+    notify: list[NotifySettings] = Field(default_factory=list)
+    testing: TestingSettings = TestingSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -364,6 +415,23 @@ def _environment_error(exc: SettingsError) -> ConfigError:
     )
 
 
+def _checked_testing(testing: TestingSettings, machines: list[MachineSettings]) -> TestingSettings:
+    """`[testing]`, unless what only tests may use is asked for without it switched on."""
+    if not testing.enabled:
+        for m in machines:
+            if m.time_scale is not None:
+                raise ConfigError(
+                    f"machines.{m.name}.time_scale: a time scale is for tests only; set "
+                    "[testing] enabled = true to use one"
+                )
+        if testing.mock_config is not None:
+            raise ConfigError(
+                "testing.mock_config: mocked task results are for tests only; set "
+                "[testing] enabled = true to use them"
+            )
+    return testing
+
+
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
@@ -407,6 +475,15 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"connections: the name {duplicates[0]!r} is used more than once")
+    notify = [
+        n.model_copy(
+            update={"secret_file": None if n.secret_file is None else resolve(n.secret_file)}
+        )
+        for n in settings.notify
+    ]
+    testing = _checked_testing(settings.testing, machines)
+    if testing.mock_config is not None:
+        testing = testing.model_copy(update={"mock_config": resolve(testing.mock_config)})
     return settings.model_copy(
         update={
             "store": store,
@@ -414,8 +491,19 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "http": http,
             "machines": machines,
             "connections": connections,
+            "notify": notify,
+            "testing": testing,
         }
     )
+
+
+def test_runs(settings: Settings) -> TestRuns:
+    """The engine's view of `[testing]`: reads the mock config file (ConfigError if it
+    cannot be used)."""
+    testing = settings.testing
+    mocks = None if testing.mock_config is None else read_mock_config(testing.mock_config)
+    scales = {m.name: m.time_scale for m in settings.machines if m.time_scale is not None}
+    return TestRuns(enabled=testing.enabled, mocks=mocks, time_scales=scales)
 
 
 def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
@@ -430,6 +518,7 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
             late_policy=machine.late_policy,
             wait_for_host_seconds=machine.wait_for_host_seconds,
             input_schema=machine.input_schema,
+            type=machine.type,
         )
         for machine in settings.machines
     )
@@ -479,6 +568,27 @@ def read_connections(settings: Settings) -> Connections:
         headers = auth_headers(c.auth, secret, header=c.header, username=c.username, where=where)
         found.append(Connection(name=c.name, arn=c.arn, headers=headers))
     return Connections(tuple(found))
+
+
+def read_notify(settings: Settings, signing_secret: str | None) -> tuple[Target, ...]:
+    """The `[[notify]]` targets with their secrets (`signing_secret`, the task calls' one,
+    where an entry names none). Raises ConfigError when a named secret cannot be read."""
+    targets = []
+    for n in settings.notify:
+        secret = signing_secret
+        if n.secret_file is not None or n.credential is not None:
+            secret = read_secret(n.secret_file, n.credential or "")
+            if not secret:
+                raise ConfigError(f"notify {n.url}: no secret in {n.secret_file or n.credential}")
+        targets.append(
+            Target(
+                url=n.url,
+                machines=None if n.machines is None else frozenset(n.machines),
+                statuses=frozenset(n.statuses),
+                secret=secret,
+            )
+        )
+    return tuple(targets)
 
 
 def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:

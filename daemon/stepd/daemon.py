@@ -31,8 +31,10 @@ import structlog
 
 from stepd import __version__, logs
 from stepd.access import ApiAccess
+from stepd.alerts import Alerts, Target
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
+from stepd.client import api_url
 from stepd.cluster import Cluster, FencedCaller
 from stepd.config import (
     SIGNING_CREDENTIAL,
@@ -42,8 +44,10 @@ from stepd.config import (
     load_settings,
     machine_specs,
     read_connections,
+    read_notify,
     read_secret,
     store_password,
+    test_runs,
 )
 from stepd.control import (
     TRIGGER_SIGNAL,
@@ -56,6 +60,7 @@ from stepd.control import (
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
+from stepd.engine.testruns import TestRuns
 from stepd.errors import ControlError, StepdError
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
@@ -67,6 +72,7 @@ from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.connections import Connections
 from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
+from stepd.tracing import Exporter, TracingCaller, TracingObserver
 
 log = structlog.get_logger("stepd.daemon")
 
@@ -92,7 +98,7 @@ T = TypeVar("T")
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
-RESTART_SECTIONS = ("store", "api")  # settings read once at start
+RESTART_SECTIONS = ("store", "api", "tracing")  # settings read once at start
 DAY = timedelta(days=1)  # the unit of [store] retention_days
 
 
@@ -105,6 +111,8 @@ class LoadedConfig:
     signing_secret: str | None
     access: ApiAccess
     connections: Connections = field(default_factory=Connections, repr=False)
+    notify: tuple[Target, ...] = field(default=(), repr=False)
+    tests: TestRuns = field(default_factory=TestRuns, repr=False)
 
 
 def load_config(path: Path) -> LoadedConfig:
@@ -128,6 +136,8 @@ def load_config(path: Path) -> LoadedConfig:
         signing_secret=secret,
         access=api_access(settings),
         connections=read_connections(settings),
+        notify=read_notify(settings, secret),
+        tests=test_runs(settings),
     )
 
 
@@ -163,6 +173,7 @@ class Daemon:
         self.timers: Timers | None = None
         self.cluster: Cluster | None = None
         self.api: ApiServer | None = None
+        self.alerts: Alerts | None = None
         self._access = ApiAccess()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -170,6 +181,7 @@ class Daemon:
         self._signing_secret: str | None = None
         self._connections = Connections()
         self._retired_callers: list[Caller] = []
+        self._exporter: Exporter | None = None  # tracing's, when [tracing] otlp_endpoint is set
         self._reload_lock = asyncio.Lock()
         self._queued_reload: asyncio.Task[ReloadResult] | None = None
         self._config_note = f"config loaded at {_clock_text()}"
@@ -221,8 +233,9 @@ class Daemon:
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         self._connections = read_connections(settings)
         cluster = await self._join(store, stack)
-        caller = self._new_caller(
-            self._signing_secret, self._connections, settings.http.max_concurrency
+        self._start_tracing(stack)
+        caller = self._task_caller(
+            self._signing_secret, settings.http.max_concurrency, self._connections
         )
         stack.push_async_callback(self._close_callers)
         engine = Engine(
@@ -232,6 +245,7 @@ class Daemon:
             arns=Arns(region=settings.api.region, account=settings.api.account),
             task_timeout_seconds=settings.http.timeout_seconds,
             workers=settings.http.max_concurrency,
+            tests=test_runs(settings),
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
@@ -248,12 +262,15 @@ class Daemon:
         stack.push_async_callback(self._drain, engine)
         await timers.start()
         stack.callback(timers.shutdown)
+        metrics = self._metrics(engine, timers)
+        if self._exporter is not None:
+            engine.observe(TracingObserver(self._exporter, metrics))
         api = ApiServer(
             engine,
             settings.api.listen,
             self.health,
             access=access,
-            metrics=self._metrics(engine, timers),
+            metrics=metrics,
         )
         try:
             await api.start()
@@ -261,18 +278,8 @@ class Daemon:
             raise StepdError(f"api.listen {settings.api.listen}: {exc.strerror or exc}") from exc
         stack.push_async_callback(api.stop)
         self.api = api
-        control: ControlServer | None = None
-        try:
-            control = await listen(
-                socket_places(self.config_path),
-                self.reload,
-                lambda: self.last_reload,
-                config=str(self.config_path.resolve()),
-            )
-        except ControlError as exc:  # SIGHUP still reloads; only `stepd reload` cannot
-            log.warning("control.unavailable", reason=str(exc), reload="SIGHUP")
-        else:
-            stack.push_async_callback(control.stop)
+        self._start_alerts(stack, store, engine)
+        control = await self._listen_control(stack)
         self._start_side_tasks()
         log.info(
             "daemon.ready",
@@ -288,23 +295,26 @@ class Daemon:
         self._last_status = status
         self.notifier.ready(status)
 
+    async def _listen_control(self, stack: contextlib.AsyncExitStack) -> ControlServer | None:
+        """The control socket `stepd reload` talks to; None when it cannot listen."""
+        try:
+            control = await listen(
+                socket_places(self.config_path),
+                self.reload,
+                lambda: self.last_reload,
+                config=str(self.config_path.resolve()),
+            )
+        except ControlError as exc:  # SIGHUP still reloads; only `stepd reload` cannot
+            log.warning("control.unavailable", reason=str(exc), reload="SIGHUP")
+            return None
+        stack.push_async_callback(control.stop)
+        return control
+
     def _metrics(self, engine: Engine, timers: Timers) -> Metrics:
         metrics = Metrics(engine, timers)
         if self.cluster is not None:
             metrics.observe_node(self.cluster)
         return metrics
-
-    def _new_caller(
-        self, signing_secret: str | None, connections: Connections, max_connections: int
-    ) -> Caller:
-        """The task caller; on several nodes, one that sends only while the lease is fresh."""
-        caller: Caller = TaskCaller(
-            user_agent=DEFAULT_USER_AGENT,
-            signing_secret=signing_secret,
-            max_connections=max_connections,
-            connections=connections,
-        )
-        return caller if self.cluster is None else FencedCaller(caller, self.cluster)
 
     async def _join(self, store: Store, stack: contextlib.AsyncExitStack) -> Cluster | None:
         """On a PostgreSQL store, join the nodes sharing it (a lease); None on SQLite. Leaving
@@ -320,6 +330,26 @@ class Daemon:
         self.cluster = cluster
         return cluster
 
+    def _start_tracing(self, stack: contextlib.AsyncExitStack) -> None:
+        tracing = self.settings.tracing
+        if tracing.otlp_endpoint is None:
+            return
+        self._exporter = Exporter(tracing.otlp_endpoint, service_name=tracing.service_name)
+        self._exporter.start()
+        stack.push_async_callback(self._exporter.close)  # after the engine drained
+
+    def _start_alerts(self, stack: contextlib.AsyncExitStack, store: Store, engine: Engine) -> None:
+        settings = self.settings
+        alerts = Alerts(
+            store,
+            read_notify(settings, self._signing_secret),
+            arns=engine.arns,
+            page_base=settings.api.public_url or api_url(settings.api.listen),
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.stop)
+        self.alerts = alerts
+
     async def _drain(self, engine: Engine) -> None:
         started = time.monotonic()
         cancelled = await engine.drain(DRAIN_TIMEOUT_SECONDS)
@@ -331,6 +361,21 @@ class Daemon:
                 note="calls in flight are sent again, with the same key, after the next start",
             )
         log.info("daemon.drained", drain_ms=round((time.monotonic() - started) * 1000, 1))
+
+    def _task_caller(
+        self, signing_secret: str | None, max_connections: int, connections: Connections
+    ) -> Caller:
+        """The HTTP task caller; each call is a span when tracing is on; on several nodes,
+        one that sends only while the lease is fresh."""
+        caller: Caller = TaskCaller(
+            user_agent=DEFAULT_USER_AGENT,
+            signing_secret=signing_secret,
+            max_connections=max_connections,
+            connections=connections,
+        )
+        if self._exporter is not None:
+            caller = TracingCaller(caller, self._exporter)
+        return caller if self.cluster is None else FencedCaller(caller, self.cluster)
 
     async def _close_callers(self) -> None:
         for caller in self._retired_callers:
@@ -479,9 +524,10 @@ class Daemon:
         old, new = self.settings, loaded.settings
         caller: Caller | None = None
         if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
-            caller = self._new_caller(
-                loaded.signing_secret, loaded.connections, old.http.max_concurrency
+            caller = self._task_caller(
+                loaded.signing_secret, old.http.max_concurrency, loaded.connections
             )
+        engine.tests.take_config(loaded.tests)
         retired = await engine.reconfigure(
             loaded.catalog.machines,
             task_timeout_seconds=new.http.timeout_seconds,
@@ -495,6 +541,7 @@ class Daemon:
                 log.info("config.connections_changed")
             self._signing_secret = loaded.signing_secret
             self._connections = loaded.connections
+        self._apply_notify(loaded.notify)
         if new.log != old.log:
             logs.configure(new.log.level, new.log.format)
         for name in sorted(set(self.catalog.machines) - set(loaded.catalog.machines)):
@@ -515,6 +562,11 @@ class Daemon:
             log.warning("config.restart_needed", setting=setting)
         self.settings, self.catalog = new, loaded.catalog
         return tuple(restart_needed)
+
+    def _apply_notify(self, targets: tuple[Target, ...]) -> None:
+        if self.alerts is not None and self.alerts.targets != targets:
+            self.alerts.targets = targets
+            log.info("config.notify_applied", targets=[t.url for t in targets])
 
     def _apply_access(self, access: ApiAccess) -> list[str]:
         """Serve the API with the key pairs (and metrics token) just read; what needs a restart.

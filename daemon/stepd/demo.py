@@ -99,16 +99,21 @@ def merge_lines(events: Iterable[Line], posts: Iterable[Line]) -> list[Line]:
     return list(heapq.merge(events, posts, key=lambda line: line[0]))
 
 
+_FAILED_CALLS = frozenset(
+    {"TaskFailed", "TaskTimedOut", "LambdaFunctionFailed", "LambdaFunctionTimedOut"}
+)
+
+
 def _describe_event(event: dict[str, Any]) -> str | None:
     details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
     kind = str(event["type"])
     if kind.endswith("StateEntered"):
         return f"enter {details.get('name')}"
-    if kind == "TaskScheduled":
+    if kind in {"TaskScheduled", "LambdaFunctionScheduled"}:
         return f"call  {details.get('resource')}"
-    if kind in {"TaskSucceeded", "WaitStateExited"}:
+    if kind in {"TaskSucceeded", "LambdaFunctionSucceeded", "WaitStateExited"}:
         return kind
-    if kind.startswith("Execution") or kind in {"TaskFailed", "TaskTimedOut"}:
+    if kind.startswith("Execution") or kind in _FAILED_CALLS:
         extra = details.get("error") or ""
         return f"{kind} {extra}".rstrip()
     return None

@@ -32,6 +32,7 @@
         ├── ExecutionAlreadyExists
         ├── ExecutionDoesNotExist
         ├── ExecutionNotRedrivable    RedriveExecution of an execution AWS would not redrive
+        ├── ExecutionNotRunning       Stepd.UpdateExecution of an execution that has closed
         ├── StateMachineDoesNotExist
         ├── InvalidName
         ├── InvalidArn
@@ -42,8 +43,9 @@
         ├── TaskTimedOut              a task token's task already closed (or timed out)
         ├── InvalidDefinition         TestState: the definition cannot be run
         ├── ResourceNotFound          an alias, map run or tagged resource that is not there
-        ├── ActivityDoesNotExist      stepd has no activities
-        ├── StateMachineTypeNotSupported  StartSyncExecution: stepd's machines are STANDARD
+        ├── TooManyTags               TagResource would leave a resource over 50 tags
+        ├── ActivityDoesNotExist      no activity of that ARN (CreateActivity makes one)
+        ├── StateMachineTypeNotSupported  StartSyncExecution of a STANDARD machine
         ├── ValidationException
         ├── UnknownOperationException
         ├── SerializationException    the request body is not JSON
@@ -308,6 +310,10 @@ class ExecutionNotRedrivable(ApiError):
     """Execution is not redrivable."""
 
 
+class ExecutionNotRunning(ApiError):
+    """Execution is not running."""
+
+
 class StateMachineDoesNotExist(ApiError):
     """State Machine Does Not Exist."""
 
@@ -346,6 +352,10 @@ class InvalidDefinition(ApiError):
 
 class ResourceNotFound(ApiError):
     """Resource not found."""
+
+
+class TooManyTags(ApiError):
+    """Too many tags."""
 
 
 class ActivityDoesNotExist(ApiError):

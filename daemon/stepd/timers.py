@@ -104,7 +104,10 @@ class Timers:
             self.disarm(execution_id)
             self._on_due(execution_id, due_at)
             return
-        if due_at > now + self._window or self._armed.get(execution_id) == due_at:
+        if due_at > now + self._window:
+            self.disarm(execution_id)  # moved later (an update): its old wake-up is stale
+            return
+        if self._armed.get(execution_id) == due_at:
             return
         self.disarm(execution_id)
         self._armed[execution_id] = due_at

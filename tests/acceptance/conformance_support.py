@@ -67,9 +67,13 @@ class Served:
 
 @contextlib.contextmanager
 def serve(
-    cases: list[dict[str, Any]], folder: Path, start_daemon: Callable[..., Any]
+    cases: list[dict[str, Any]],
+    folder: Path,
+    start_daemon: Callable[..., Any],
+    endpoints: Callable[[int, dict[str, Any]], dict[str, str]] | None = None,
 ) -> Iterator[Served]:
-    """One daemon serving every case `stepd check` accepts as machine `c<n>`."""
+    """One daemon serving every case `stepd check` accepts as machine `c<n>`; `endpoints`
+    gives a case's `[machines.endpoints]` (none by default)."""
     machines = []
     refused: dict[int, list[str]] = {}
     for number, case in enumerate(cases):
@@ -83,7 +87,7 @@ def serve(
             continue
         path = folder / f"c{number}.asl.json"
         path.write_text(json.dumps(case["definition"]), encoding="utf-8")
-        machines.append((f"c{number}", path, {}))
+        machines.append((f"c{number}", path, endpoints(number, case) if endpoints else {}))
     with start_daemon(folder, "http://127.0.0.1:9", machines) as running:
         yield Served(sfn=running.client(), refused=refused)
 
@@ -118,7 +122,10 @@ def assert_ends_as_recorded(case: dict[str, Any], described: dict[str, Any]) -> 
     else:
         error, cause = described.get("error"), described.get("cause")
         assert error == expected.get("error"), f"error {error!r} (cause {cause!r})"
-        assert text_matches(cause, expected.get("cause")), f"cause {cause!r}"
+        if isinstance(expected.get("cause"), dict | list):  # recorded as JSON, not as text
+            assert_json_matches(json.loads(cause or "null"), expected["cause"])
+        else:
+            assert text_matches(cause, expected.get("cause")), f"cause {cause!r}"
 
 
 def assert_json_matches(actual: Any, expected: Any) -> None:

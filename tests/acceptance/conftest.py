@@ -29,6 +29,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from tests.integration import clients
 
 from stepd.access import KeyPair
 from stepd.classroom import Record, load_records
@@ -400,6 +401,20 @@ def stepd_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
             stdin=subprocess.DEVNULL if stdin is None else None,
             check=False,
         )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def aws_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`aws_cli(url, *args)`: `aws stepfunctions ARGS --endpoint-url URL --output json` from
+    the venv, with dummy credentials and region in the environment and no ~/.aws to read."""
+    home = tmp_path_factory.mktemp("aws-home")
+
+    def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return clients.aws_cli(url, home, *args)
 
     return run
 

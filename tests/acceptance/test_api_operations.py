@@ -9,18 +9,15 @@ call itself; `model_problems` also catches keys and enum values a parser would d
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from tests.acceptance.callback_support import callback_machine, token_for
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -534,11 +531,20 @@ def test_tags_of_an_unknown_resource_are_resource_not_found(sfn):
         sfn.list_tags_for_resource(resourceArn="not-an-arn")
 
 
-def test_tagging_is_refused_and_untagging_has_nothing_to_remove(sfn):
-    with pytest.raises(sfn.exceptions.ValidationException) as refused:
-        sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
-    assert "tags" in error_of(refused)[1]
-    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team"])
+def test_a_machine_is_tagged_and_untagged(sfn):
+    """TagResource adds and replaces tags by key, UntagResource removes them, and more than
+    50 are refused with AWS's TooManyTags, adding none."""
+    sfn.tag_resource(resourceArn=QUICK_ARN, tags=[{"key": "team", "value": "classes"}])
+    sfn.tag_resource(
+        resourceArn=QUICK_ARN,
+        tags=[{"key": "team", "value": "schools"}, {"key": "room", "value": "blue"}],
+    )
+    listed = sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"]
+    assert listed == [{"key": "room", "value": "blue"}, {"key": "team", "value": "schools"}]
+    many = [{"key": f"k{n}", "value": ""} for n in range(49)]
+    with pytest.raises(sfn.exceptions.TooManyTags):
+        sfn.tag_resource(resourceArn=QUICK_ARN, tags=many)
+    sfn.untag_resource(resourceArn=QUICK_ARN, tagKeys=["team", "room", "never"])
     assert sfn.list_tags_for_resource(resourceArn=QUICK_ARN)["tags"] == []
 
 
@@ -553,11 +559,31 @@ def test_map_runs(sfn, new_name, settle):
 
 
 def test_activities(sfn):
-    assert sfn.list_activities()["activities"] == []
+    """An activity not created does not exist; created, it is described, listed (with AWS's
+    paging) and tagged until it is deleted, with its tags."""
     with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
         sfn.describe_activity(activityArn=ACTIVITY_ARN)
-    with pytest.raises(sfn.exceptions.ValidationException):
-        sfn.create_activity(name="review")
+    with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
+        sfn.get_activity_task(activityArn=ACTIVITY_ARN)
+    with pytest.raises(sfn.exceptions.InvalidName):
+        sfn.create_activity(name="no spaces")
+    arns = [sfn.create_activity(name=name)["activityArn"] for name in ("review", "review-2")]
+    assert sfn.describe_activity(activityArn=arns[0])["name"] == "review"
+    first = sfn.list_activities(maxResults=1)
+    rest = sfn.list_activities(maxResults=1, nextToken=first["nextToken"])
+    assert [a["activityArn"] for a in first["activities"] + rest["activities"]] == arns
+    sfn.tag_resource(resourceArn=arns[0], tags=[{"key": "room", "value": "blue"}])
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == [
+        {"key": "room", "value": "blue"}
+    ]
+    for arn in arns:
+        sfn.delete_activity(activityArn=arn)
+    assert sfn.list_activities()["activities"] == []
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_tags_for_resource(resourceArn=arns[0])
+    sfn.create_activity(name="review")  # a new activity of the name has no tags
+    assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == []
+    sfn.delete_activity(activityArn=arns[0])
 
 
 def test_start_sync_execution_on_a_standard_machine(tsfn):
@@ -569,36 +595,9 @@ def test_start_sync_execution_on_a_standard_machine(tsfn):
 
 
 @pytest.fixture(scope="module")
-def aws(daemon, tmp_path_factory):
-    """`aws stepfunctions ...` against the daemon: dummy credentials and region in the
-    environment, and no ~/.aws to read."""
-    home = tmp_path_factory.mktemp("aws-home")
-    executable = Path(sys.executable).with_name("aws")
-    command = [str(executable)] if executable.exists() else [shutil.which("aws") or "aws"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPD_"))}
-    env.update(
-        HOME=str(home),
-        AWS_ACCESS_KEY_ID="stepd",
-        AWS_SECRET_ACCESS_KEY="stepd",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-        AWS_DISABLE_HOST_PREFIX_INJECTION="true",  # TestState goes to "sync-" + the host
-    )
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, "stepfunctions", *args, "--endpoint-url", daemon.url, "--output", "json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
-            check=False,
-        )
-
-    return run
+def aws(daemon, aws_cli):
+    """`aws stepfunctions ...` against the session daemon."""
+    return lambda *args: aws_cli(daemon.url, *args)
 
 
 def test_cli_validate_state_machine_definition(aws):
@@ -674,3 +673,50 @@ def test_cli_redrive_describe_for_execution_and_task_callbacks(aws, new_name):
         ran = aws(command, "--task-token", "not-a-stepd-token", *extra)
         assert ran.returncode != 0, command
         assert "InvalidToken" in ran.stderr, ran.stderr
+
+
+CALLBACK_ASKER = callback_machine(TimeoutSeconds=300, ResultPath="$.answer")
+
+
+def test_cli_completes_a_waiting_callback_task(start_daemon, classroom, aws_cli, tmp_path):
+    """`aws stepfunctions send-task-success` with the token a running execution's
+    `.waitForTaskToken` task sent out: the task's result is the CLI's output and the execution
+    succeeds; `send-task-heartbeat` before it is accepted, and a second success is refused
+    with TaskTimedOut."""
+    path = tmp_path / "asker.asl.json"
+    path.write_text(json.dumps(CALLBACK_ASKER), encoding="utf-8")
+    room = f"cli-{time.monotonic_ns()}"
+    with start_daemon(tmp_path, classroom.base_url, [("asker", path, {"Ask": "/quick"})]) as d:
+        started = _aws_json(
+            aws_cli(
+                d.url,
+                "start-execution",
+                "--state-machine-arn",
+                f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:asker",
+                "--input",
+                json.dumps({"room": room}),
+            )
+        )
+        arn = str(started["executionArn"])
+        token = token_for(classroom, room)
+        running = _aws_json(aws_cli(d.url, "describe-execution", "--execution-arn", arn))
+        assert running["status"] == "RUNNING"
+
+        beat = aws_cli(d.url, "send-task-heartbeat", "--task-token", token)
+        assert beat.returncode == 0, beat.stderr
+        done = aws_cli(
+            d.url, "send-task-success", "--task-token", token, "--task-output", '{"url": "v.mp4"}'
+        )
+        assert done.returncode == 0, done.stderr
+
+        deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
+        while (
+            described := _aws_json(aws_cli(d.url, "describe-execution", "--execution-arn", arn))
+        )["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the execution did not close"
+            time.sleep(0.1)
+        assert described["status"] == "SUCCEEDED"
+        assert json.loads(str(described["output"])) == {"room": room, "answer": {"url": "v.mp4"}}
+        again = aws_cli(d.url, "send-task-success", "--task-token", token, "--task-output", "{}")
+        assert again.returncode != 0
+        assert "TaskTimedOut" in again.stderr, again.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from tests.acceptance.callback_support import callback_machine, token_for
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -29,9 +30,9 @@ QUICK_HISTORY = [
     "PassStateEntered",
     "PassStateExited",
     "TaskStateEntered",
-    "TaskScheduled",
-    "TaskStarted",
-    "TaskSucceeded",
+    "LambdaFunctionScheduled",
+    "LambdaFunctionStarted",
+    "LambdaFunctionSucceeded",
     "TaskStateExited",
     "SucceedStateEntered",
     "SucceedStateExited",
@@ -709,10 +710,12 @@ def test_history_names_the_states(sfn, quick_run):
     exited = [
         e["stateExitedEventDetails"]["name"] for e in events if "stateExitedEventDetails" in e
     ]
-    scheduled = next(e for e in events if e["type"] == "TaskScheduled")["taskScheduledEventDetails"]
+    scheduled = next(e for e in events if e["type"] == "LambdaFunctionScheduled")[
+        "lambdaFunctionScheduledEventDetails"
+    ]
     assert (entered, exited) == (["Prepare", "Call", "Done"], ["Prepare", "Call", "Done"])
     assert scheduled["resource"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:quick"
-    assert json.loads(scheduled["parameters"]) == {
+    assert json.loads(scheduled["input"]) == {
         "classroom": "c-42",
         "prepared": {"room": "blue"},
     }
@@ -822,7 +825,7 @@ def test_describe_an_unknown_state_machine(sfn):
     "target",
     [
         "AWSStepFunctions.NoSuchOperation",
-        "AWSStepFunctions.CreateActivity",
+        "AWSStepFunctions.CreateStateMachine",
         "Other.ListExecutions",
         None,
     ],
@@ -917,39 +920,7 @@ def test_every_answer_carries_a_request_id(sfn):
 # -- callbacks (.waitForTaskToken) ------------------------------------------------------
 
 
-def _records(classroom: Any) -> list[Any]:
-    """What the stand-in server received so far (nothing before its log file exists)."""
-    try:
-        return list(classroom.records())
-    except FileNotFoundError:
-        return []
-
-
-CALLBACK_MACHINE = {
-    "StartAt": "Ask",
-    "States": {
-        "Ask": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": {"token.$": "$$.Task.Token", "room.$": "$.room"},
-            "HeartbeatSeconds": 4,
-            "TimeoutSeconds": 300,
-            "ResultPath": "$.answer",
-            "End": True,
-        }
-    },
-}
-
-
-def _token_for(classroom: Any, room: str, deadline: float = 10.0) -> str:
-    """The token the call of the execution for `room` carried."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        for record in _records(classroom):
-            if isinstance(record.body, dict) and record.body.get("room") == room:
-                return str(record.body["token"])
-        time.sleep(0.05)
-    pytest.fail(f"no call for {room}")
+CALLBACK_MACHINE = callback_machine(HeartbeatSeconds=4, TimeoutSeconds=300, ResultPath="$.answer")
 
 
 def test_callbacks_settle_waiting_tasks_as_aws_does(
@@ -970,7 +941,7 @@ def test_callbacks_settle_waiting_tasks_as_aws_does(
             )["executionArn"]
             for kind, room in rooms.items()
         }
-        tokens = {kind: _token_for(classroom, room) for kind, room in rooms.items()}
+        tokens = {kind: token_for(classroom, room) for kind, room in rooms.items()}
         assert all(0 < len(token) <= 2048 for token in tokens.values())
         time.sleep(0.5)
         assert sfn.send_task_heartbeat(taskToken=tokens["ok"])["ResponseMetadata"]

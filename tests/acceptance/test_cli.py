@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.acceptance.callback_support import callback_machine, records
 
 from stepd import __version__
 from stepd.store.schema import SCHEMA_VERSION
@@ -37,9 +38,9 @@ QUICK_HISTORY = [
     "PassStateEntered",
     "PassStateExited",
     "TaskStateEntered",
-    "TaskScheduled",
-    "TaskStarted",
-    "TaskSucceeded",
+    "LambdaFunctionScheduled",
+    "LambdaFunctionStarted",
+    "LambdaFunctionSucceeded",
     "TaskStateExited",
     "SucceedStateEntered",
     "SucceedStateExited",
@@ -529,26 +530,7 @@ def test_check_and_run_refuse_a_store_written_by_a_newer_stepd(stepd_cli, tmp_pa
     assert f"this is stepd {__version__}" in run.stderr
 
 
-def _records(classroom: Any) -> list[Any]:
-    """What the stand-in server received so far (nothing before its log file exists)."""
-    try:
-        return list(classroom.records())
-    except FileNotFoundError:
-        return []
-
-
-CALLBACK_MACHINE = {
-    "StartAt": "Ask",
-    "States": {
-        "Ask": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": {"token.$": "$$.Task.Token", "room.$": "$.room"},
-            "HeartbeatSeconds": 60,
-            "End": True,
-        }
-    },
-}
+CALLBACK_MACHINE = callback_machine(HeartbeatSeconds=60)
 
 
 def test_task_callbacks_from_the_command_line(
@@ -571,7 +553,7 @@ def test_task_callbacks_from_the_command_line(
         tokens: dict[str, str] = {}
         end = time.monotonic() + 10
         while len(tokens) < len(rooms) and time.monotonic() < end:
-            for record in _records(classroom):
+            for record in records(classroom):
                 for kind, room in rooms.items():
                     if isinstance(record.body, dict) and record.body.get("room") == room:
                         tokens[kind] = record.body["token"]

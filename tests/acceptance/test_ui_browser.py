@@ -26,6 +26,7 @@ import httpx
 import pytest
 from tests.acceptance.webdriver import INSTALL_HINT, Browser, chromium, missing
 from tests.integration.harness import DEFINITION as SIMPLE_CLASSROOM
+from tests.integration.harness import EXPECTED_TYPES
 
 from stepd.access import KeyPair
 
@@ -68,18 +69,7 @@ SEE_OTHER = 303
 KEY = KeyPair(access_key_id="AKIDBROWSER0001", secret_access_key="browser-Secret/0123456789+abc")
 CURRENT_STROKE = "rgb(29, 78, 216)"  # the blue outline of the current state
 DONE_FILL = "rgb(220, 252, 231)"  # the green of a state done
-_WAIT = ("WaitStateEntered", "WaitStateExited")
-_TASK = ("TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSucceeded", "TaskStateExited")
-EXPECTED_TIMELINE = (
-    "ExecutionStarted",
-    *_WAIT,
-    *_TASK,
-    *_WAIT,
-    *_TASK,
-    *_WAIT,
-    *_TASK,
-    "ExecutionSucceeded",
-)
+EXPECTED_TIMELINE = EXPECTED_TYPES  # the simple classroom machine's events, in order
 
 STATE_CLASSES = """
 return [...document.querySelectorAll('#diagram g.state')]

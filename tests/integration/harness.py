@@ -80,7 +80,13 @@ DEFINITION: dict[str, Any] = {
     },
 }
 
-_TASK = ("TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSucceeded", "TaskStateExited")
+_TASK = (
+    "TaskStateEntered",
+    "LambdaFunctionScheduled",
+    "LambdaFunctionStarted",
+    "LambdaFunctionSucceeded",
+    "TaskStateExited",
+)
 _WAIT = ("WaitStateEntered", "WaitStateExited")
 EXPECTED_TYPES = (
     "ExecutionStarted",
@@ -180,8 +186,12 @@ def write_machine_config(
     definition: dict[str, Any],
     endpoints: dict[str, str],
     timeout_seconds: float = 10,
+    machine_settings: str = "",
+    sections: str = "",
 ) -> Path:
-    """A config of one machine, `machine`, running `definition`, its Tasks' `endpoints`."""
+    """A config of one machine, `machine`, running `definition`, its Tasks' `endpoints`;
+    `machine_settings` (TOML lines) go into its [[machines]] table, `sections` (TOML tables)
+    before it."""
     (folder / f"{machine}.asl.json").write_text(json.dumps(definition), encoding="utf-8")
     routes = "\n".join(f'"{key}" = "{path}"' for key, path in endpoints.items())
     config = folder / "stepd.toml"
@@ -196,9 +206,11 @@ timeout_seconds = {timeout_seconds}
 [log]
 level = "info"
 format = "json"
+{sections}
 [[machines]]
 name = "{machine}"
 definition = "{machine}.asl.json"
+{machine_settings}
 [machines.endpoints]
 {routes}
 """,
@@ -250,6 +262,7 @@ class Stepd:
         self.ready_at = 0.0  # wall clock when /healthz first answered after the last start
         self.extra_env: dict[str, str] = {}  # more environment for the process (LD_PRELOAD)
         self.python = sys.executable  # the interpreter that runs `-m stepd`
+        self.launch = ["-m", "stepd"]  # its arguments before stepd's own
 
     # lifecycle
 
@@ -262,7 +275,7 @@ class Stepd:
             log.flush()
             self.started_at = time.time()
             self.process = subprocess.Popen(
-                [self.python, "-m", "stepd", "run", "-c", str(self.config)],
+                [self.python, *self.launch, "run", "-c", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**clean_env(), **self.extra_env},

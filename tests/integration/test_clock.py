@@ -179,8 +179,8 @@ async def test_late_steps_follow_the_machines_policy_and_are_logged(lab: Lab) ->
     assert "threshold" in closed["strict"]["cause"], closed["strict"]
     assert lab.server.of(room.name, "/strict") == [], "a step failed as late was sent anyway"
     strict_events = await daemon.history_in("strict", room.name)
-    failed = [e for e in strict_events if e["type"] == "TaskFailed"]
-    assert [e["taskFailedEventDetails"]["error"] for e in failed] == [STEP_LATE], explain
+    failed = [e for e in strict_events if e["type"] == "LambdaFunctionFailed"]
+    assert [e["lambdaFunctionFailedEventDetails"]["error"] for e in failed] == [STEP_LATE], explain
 
     assert closed["strict-caught"]["status"] == "SUCCEEDED", f"{closed}\n{explain}"
     assert json.loads(closed["strict-caught"]["output"])["late"]["Error"] == STEP_LATE

@@ -60,9 +60,9 @@ async def test_classroom_runs_end_to_end(
     delivery.check(explain=stepd.tail())
     assert [r.path for r in classroom.records] == list(STEP_PATHS)
     results = [
-        json.loads(e["taskSucceededEventDetails"]["output"])
+        json.loads(e["lambdaFunctionSucceededEventDetails"]["output"])
         for e in events
-        if e["type"] == "TaskSucceeded"
+        if e["type"] == "LambdaFunctionSucceeded"
     ]
     assert results == [
         {"ok": True, "path": r.path, "received_at": r.received_at} for r in classroom.records

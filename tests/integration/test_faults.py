@@ -83,8 +83,9 @@ def sends(records: list[Record], path: str) -> list[Record]:
 
 
 def error_events(events: list[dict[str, Any]]) -> list[str]:
-    """The error of each TaskFailed / TaskTimedOut, in order."""
-    keys = ("taskFailedEventDetails", "taskTimedOutEventDetails")
+    """The error of each failed or timed-out call (LambdaFunction* events: the machines call
+    Lambda function ARNs), in order."""
+    keys = ("lambdaFunctionFailedEventDetails", "lambdaFunctionTimedOutEventDetails")
     return [event[key]["error"] for event in events for key in keys if key in event]
 
 

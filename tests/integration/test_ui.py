@@ -431,9 +431,9 @@ async def test_the_timeline_lists_every_event_in_order(ui: Ui):
         ("WaitStateEntered", True),
         ("WaitStateExited", True),
         ("TaskStateEntered", True),
-        ("TaskScheduled", False),
-        ("TaskStarted", False),
-        ("TaskSucceeded", False),
+        ("LambdaFunctionScheduled", False),
+        ("LambdaFunctionStarted", False),
+        ("LambdaFunctionSucceeded", False),
         ("TaskStateExited", True),
         ("WaitStateEntered", False),
     ]
@@ -453,9 +453,9 @@ async def test_events_of_one_instant_are_listed_by_event_id(ui: Ui):
     assert [e.type for e in history if e.ts == T0 + 10] == [
         "WaitStateExited",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "WaitStateEntered",
     ]
@@ -668,3 +668,26 @@ async def test_the_graph_command_reports_an_unknown_execution(
     """An execution the API does not know exits 1 with the API's message."""
     code = await asyncio.to_thread(graph_command, "classroom", "--execution", "nope", "--api", api)
     assert (code, "ExecutionDoesNotExist" in capsys.readouterr().err) == (1, True)
+
+
+# -- the agenda ---------------------------------------------------------------------------------
+
+
+async def test_the_agenda_charts_executions_due_per_minute_with_the_spike_in_red(ui: Ui):
+    """Four classes at 08:30, one at 08:45: a bar per busy minute, the busiest one red, and
+    the busiest minutes listed with links."""
+    for n in range(4):
+        await ui.start(f"top{n}", start="2027-01-15T08:30:00Z")
+    await ui.start("quarter", start="2027-01-15T08:45:20Z")
+    page = await ui.page("/ui/agenda?hours=1")
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", page, re.DOTALL).group(0))  # type: ignore[union-attr]
+    bars = {r.find(f"{SVG}title").text: r.get("fill") for r in svg.iter(f"{SVG}rect")}
+    assert bars == {"08:30 UTC: 4 due": "#c0392b", "08:45 UTC: 1 due": "#3b6ea5"}
+    assert "5 execution(s) fall due in the next 1 h" in page
+    assert 'href="/ui/executions/classroom/top0"' in page
+    assert "stepd agenda --to +1h" in page
+
+
+async def test_the_agenda_refuses_a_span_it_does_not_offer(ui: Ui):
+    await ui.page("/ui/agenda?hours=5", status=BAD_REQUEST)
+    await ui.page("/ui/agenda?machine=nope", status=BAD_REQUEST)

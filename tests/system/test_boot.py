@@ -314,8 +314,8 @@ def _task_calls_leave_the_sandbox_signed(container: Container, secret: str) -> N
 
     def recorded() -> bool:
         types = [e["type"] for e in _history(container, "classroom", "now")]
-        assert "TaskFailed" not in types, container.journal()
-        return "TaskSucceeded" in types
+        assert "LambdaFunctionFailed" not in types, container.journal()
+        return "LambdaFunctionSucceeded" in types
 
     container.wait("StartRecording to succeed", recorded)
 

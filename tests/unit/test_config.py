@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from stepd.alerts import Target
 from stepd.catalog import MachineSpec
-from stepd.config import MachineSettings, load_settings, machine_specs
+from stepd.config import MachineSettings, load_settings, machine_specs, read_notify
 from stepd.errors import ConfigError
 
 MINIMAL = """
@@ -103,7 +104,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path):
         pytest.param(
             MINIMAL + "\n[sotre]\nx = 1\n",
             "stepd.toml: sotre: unknown section (known sections: store, api, http, log, "
-            "machines, connections); did you mean store?",
+            "machines, connections, notify, testing, tracing); did you mean store?",
             id="section",
         ),
         pytest.param(
@@ -187,3 +188,35 @@ def test_problems_in_the_file_and_the_environment_are_each_blamed_on_theirs(
     assert str(tmp_path / "stepd.toml") in str(refused.value)
     assert "STEPD_STORE__RETENTION_DAYS: sets store.retention_days:" in str(refused.value)
     assert "http.timeout: unknown key in [http]" in str(refused.value)
+
+
+def test_notify_entries_become_targets_with_their_secret_or_the_task_calls_one(tmp_path: Path):
+    (tmp_path / "hook.secret").write_text("whsec_aG9vay1zZWNyZXQ=\n")
+    text = MINIMAL + (
+        '[[notify]]\nurl = "https://ops.example/hook"\nmachines = ["classroom"]\n'
+        'statuses = ["FAILED"]\nsecret_file = "hook.secret"\n'
+        '[[notify]]\nurl = "http://10.0.0.9/all"\n'
+    )
+    settings = load_settings(_write(tmp_path, text))
+    assert read_notify(settings, "task-secret") == (
+        Target(
+            url="https://ops.example/hook",
+            machines=frozenset({"classroom"}),
+            statuses=frozenset({"FAILED"}),
+            secret="whsec_aG9vay1zZWNyZXQ=",
+        ),
+        Target(url="http://10.0.0.9/all", secret="task-secret"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        pytest.param('url = "ftp://x"', "notify.0.url", id="not-http"),
+        pytest.param('url = "http://x"\nstatuses = ["SUCCEEDED"]', "notify.0.statuses", id="ok"),
+        pytest.param('url = "http://x"\nsecret = "s"', "secret", id="inline-secret"),
+    ],
+)
+def test_a_bad_notify_entry_is_refused_naming_it(tmp_path: Path, entry: str, named: str):
+    with pytest.raises(ConfigError, match=named):
+        load_settings(_write(tmp_path, MINIMAL + f"[[notify]]\n{entry}\n"))

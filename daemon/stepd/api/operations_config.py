@@ -1,12 +1,9 @@
 """The operations of AWS's resource model that stepd's config file stands in for.
 
 Machines come from the config file, so creating, updating and deleting them (and their
-versions and aliases, and activities) is refused with a ValidationException that says how to
-add one. What can only be read answers truthfully: a machine has no versions, aliases or tags,
-an execution has no map runs (stepd runs every Map inline), and there are no activities.
-Tags are not stored: TagResource is refused; UntagResource has nothing to remove and succeeds.
-StartSyncExecution is for EXPRESS machines; stepd's are STANDARD, so it answers as AWS does
-for a STANDARD machine (StateMachineTypeNotSupported).
+versions and aliases) is refused with a ValidationException that says how to add one. What
+can only be read answers truthfully: a machine has no versions or aliases, an execution has no
+map runs (stepd runs every Map inline). Activities and tags have modules of their own.
 """
 
 from __future__ import annotations
@@ -17,12 +14,9 @@ from typing import Any, Final
 from stepd.api import fields
 from stepd.engine.arns import Arns
 from stepd.errors import (
-    ActivityDoesNotExist,
     ExecutionDoesNotExist,
     InvalidArn,
     ResourceNotFound,
-    StateMachineDoesNotExist,
-    StateMachineTypeNotSupported,
     ValidationException,
 )
 
@@ -32,11 +26,6 @@ FROM_CONFIG: Final = (
     '.asl.json") to stepd.toml and reload the daemon (stepd reload -c stepd.toml, or '
     "systemctl reload stepd); to change one, edit its definition file and reload."
 )
-NO_ACTIVITIES: Final = (
-    "{operation} is not available: stepd has no activities. A Task state calls the HTTP "
-    "endpoint its Resource or state name is mapped to in the config file ([machines.endpoints])."
-)
-NO_TAGS: Final = "TagResource is not available: stepd does not store tags"
 _ARN_PARTS: Final = 7  # arn:aws:states:region:account:kind:name
 
 
@@ -70,21 +59,12 @@ class ConfigOperations:
         }
         return {
             **refused,
-            "CreateActivity": self._refuse("CreateActivity", NO_ACTIVITIES),
-            "DeleteActivity": self.no_activity,
-            "DescribeActivity": self.no_activity,
-            "GetActivityTask": self.no_activity,
-            "ListActivities": self.list_activities,
             "ListStateMachineVersions": self.list_state_machine_versions,
             "ListStateMachineAliases": self.list_state_machine_aliases,
             "DescribeStateMachineAlias": self.describe_state_machine_alias,
-            "ListTagsForResource": self.list_tags_for_resource,
-            "TagResource": self.tag_resource,
-            "UntagResource": self.untag_resource,
             "ListMapRuns": self.list_map_runs,
             "DescribeMapRun": self.no_map_run,
             "UpdateMapRun": self.no_map_run,
-            "StartSyncExecution": self.start_sync_execution,
         }
 
     @staticmethod
@@ -115,35 +95,6 @@ class ConfigOperations:
             f"Resource not found: '{arn[:256]}' (stepd's state machines have no aliases)"
         )
 
-    # -- tags --------------------------------------------------------------------------------
-
-    def _tagged(self, arn: str) -> None:
-        """A resource that can carry tags: one of the configured machines."""
-        parts = arn.split(":")
-        if len(parts) != _ARN_PARTS or parts[:3] != ["arn", "aws", "states"]:
-            raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
-        if parts[5] != "stateMachine":
-            raise ResourceNotFound(f"Resource not found: '{arn[:256]}'")
-        try:
-            self._machine(arn)
-        except StateMachineDoesNotExist:
-            raise ResourceNotFound(f"Resource not found: '{arn[:256]}'") from None
-
-    async def list_tags_for_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        return {"tags": []}
-
-    async def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        raise ValidationException(f"{NO_TAGS}: ListTagsForResource always lists none")
-
-    async def untag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._tagged(fields.required_string(body, "resourceArn"))
-        keys = body.get("tagKeys")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ValidationException("'tagKeys' must be a list of strings")
-        return {}  # stepd stores no tags: there is nothing to remove
-
     # -- map runs ----------------------------------------------------------------------------
 
     async def list_map_runs(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -160,24 +111,4 @@ class ConfigOperations:
         raise ResourceNotFound(
             f"Resource not found: '{arn[:256]}' (stepd runs every Map state inline: there are "
             "no map runs)"
-        )
-
-    # -- activities and sync executions ------------------------------------------------------
-
-    async def no_activity(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = fields.required_string(body, "activityArn")
-        parts = arn.split(":")
-        if len(parts) != _ARN_PARTS or parts[:3] != ["arn", "aws", "states"]:
-            raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
-        raise ActivityDoesNotExist(f"Activity Does Not Exist: '{arn[:256]}'")
-
-    async def list_activities(self, body: dict[str, Any]) -> dict[str, Any]:
-        fields.page_token(body)
-        return {"activities": []}
-
-    async def start_sync_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._machine(fields.required_string(body, "stateMachineArn"))
-        raise StateMachineTypeNotSupported(
-            "StartSyncExecution runs EXPRESS state machines; stepd's are STANDARD: use "
-            "StartExecution, then DescribeExecution for the result"
         )

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
 from stepd.api.fields import MAX_PAGE, Handler, string
+from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
+from stepd.api.operations_stepd import TARGET_PREFIX as STEPD_PREFIX
+from stepd.api.operations_stepd import StepdOperations
+from stepd.api.operations_tags import TagOperations
 from stepd.engine.arns import ROLE_ARN, Arns
 from stepd.engine.executor import Engine
+from stepd.engine.express import express_arn, run_sync, sync_answer
+from stepd.engine.machines import EXPRESS
 from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
+from stepd.engine.testruns import NOT_TESTED, split_test_case
 from stepd.errors import (
     ExecutionDoesNotExist,
     InvalidToken,
     SerializationException,
     StateMachineDoesNotExist,
+    StateMachineTypeNotSupported,
     UnknownOperationException,
     ValidationException,
 )
@@ -75,6 +84,16 @@ def _untoken(token: str | None) -> int | None:
     return value
 
 
+def _time_scale(body: dict[str, Any]) -> float | None:
+    """stepd's own StartExecution field `timeScale` (testing only), if given."""
+    value = body.get("timeScale")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationException("'timeScale' must be a number")
+    return float(value)
+
+
 def _task_token(body: dict[str, Any]) -> str:
     token = string(body, "taskToken", required=True) or ""
     if not 0 < len(token) <= MAX_TASK_TOKEN:
@@ -101,15 +120,28 @@ class Operations:
             "ListStateMachines": self.list_state_machines,
             "DescribeStateMachine": self.describe_state_machine,
             "DescribeStateMachineForExecution": self.describe_state_machine_for_execution,
+            "StartSyncExecution": self.start_sync_execution,
         }
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
+        self.stepd = StepdOperations(engine)
+        self.handlers.update(ActivityOperations(engine.activities).handlers())
+        self.handlers.update(TagOperations(engine).handlers())
 
     @property
     def arns(self) -> Arns:
         return self.engine.arns
 
-    async def handle(self, target: str | None, body: Any) -> dict[str, Any]:
+    async def handle(self, target: str | None, body: Any, by: str = "") -> dict[str, Any]:
+        """Answer the operation `target` names: `AWSStepFunctions.*`, or stepd's own
+        `Stepd.*` (stepd.api.operations_stepd); `by` names who asked."""
+        if target is not None and target.startswith(STEPD_PREFIX):
+            if not isinstance(body, dict):
+                raise SerializationException("The request body must be a JSON object")
+            answer = await self.stepd.handle(target.removeprefix(STEPD_PREFIX), body, by)
+            if answer is None:
+                raise UnknownOperationException(f"Unknown operation: '{target}'")
+            return answer
         operation = (target or "").removeprefix(TARGET_PREFIX)
         handler = self.handlers.get(operation)
         if handler is None:
@@ -121,18 +153,47 @@ class Operations:
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine_arn = string(body, "stateMachineArn", required=True) or ""
+        machine_arn, test_case = split_test_case(
+            string(body, "stateMachineArn", required=True) or ""
+        )
         machine = self._machine(machine_arn)
         name = string(body, "name") or str(uuid.uuid4())
         input_text = string(body, "input")
         started = await self.engine.start_execution(
-            machine, name, "{}" if input_text is None else input_text
+            machine,
+            name,
+            "{}" if input_text is None else input_text,
+            test_case=test_case,
+            time_scale=_time_scale(body),
         )
         execution = started.execution
         return {
             "executionArn": self.arns.execution(execution.machine, execution.name),
             "startDate": execution.start_date,
         }
+
+    async def start_sync_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Run an EXPRESS machine's execution to its end within the request."""
+        machine = self.engine.machine(
+            self._machine(string(body, "stateMachineArn", required=True) or "")
+        )
+        if machine.type != EXPRESS:
+            raise StateMachineTypeNotSupported(
+                "StartSyncExecution runs EXPRESS state machines; this one is STANDARD: use "
+                'StartExecution (or make it type = "EXPRESS" in the config)'
+            )
+        name = string(body, "name") or str(uuid.uuid4())
+        input_text = string(body, "input")
+        began = time.monotonic()
+        execution = await run_sync(
+            machine,
+            name,
+            "{}" if input_text is None else input_text,
+            caller=self.engine.caller,
+            arns=self.arns,
+        )
+        arn = express_arn(self.arns, machine.name, name)
+        return sync_answer(execution, arn, self.arns, time.monotonic() - began)
 
     async def _find(self, arn: str) -> Execution:
         machine, name = self.arns.execution_of(arn)
@@ -168,6 +229,12 @@ class Operations:
         if execution.cause is not None:
             described["cause"] = execution.cause
         extension: dict[str, Any] = {"uid": execution.uid}
+        tested = await self.engine.test_settings(execution)
+        if tested != NOT_TESTED:
+            extension.update(tested.details())
+        parent = await self.engine.nested.parent_of(execution)
+        if parent is not None:
+            extension["parentExecutionArn"] = self.arns.execution(parent.machine, parent.name)
         if execution.status == "RUNNING":
             extension.update(state=execution.state, dueAt=execution.due_at)
             down = self.engine.host_down_for(execution)
@@ -288,7 +355,7 @@ class Operations:
                 {
                     "stateMachineArn": self.arns.state_machine(m.name),
                     "name": m.name,
-                    "type": "STANDARD",
+                    "type": m.type,
                     "creationDate": m.created_at,
                 }
                 for m in machines
@@ -304,7 +371,7 @@ class Operations:
             "status": "ACTIVE",
             "definition": json.dumps(machine.definition, indent=2),
             "roleArn": ROLE_ARN.format(account=self.arns.account),
-            "type": "STANDARD",
+            "type": machine.type,
             "creationDate": machine.created_at,
         }
 

@@ -50,6 +50,10 @@ log = structlog.get_logger("stepd.api")
 
 AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare
+MAX_TIMETABLE_BYTES = 32 * 1024 * 1024  # Stepd.ApplyTimetable: a timetable of 100,000s of rows
+TIMETABLE_TARGET = "Stepd.ApplyTimetable"
+# who asked (the access key a request was signed with), for the history of updates
+CALLER_KEY = web.RequestKey("stepd.caller", str)
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
@@ -85,6 +89,16 @@ async def _request_id(
         raise
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+@web.middleware
+async def _timetable_size(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Let Stepd.ApplyTimetable (and nothing else) carry more than MAX_REQUEST_BYTES."""
+    if request.path == "/" and request.headers.get("X-Amz-Target") == TIMETABLE_TARGET:
+        request = request.clone(client_max_size=MAX_TIMETABLE_BYTES)
+    return await handler(request)
 
 
 def _new_request_id() -> str:
@@ -130,7 +144,8 @@ class ApiServer:
 
     def app(self) -> web.Application:
         app = web.Application(
-            client_max_size=MAX_REQUEST_BYTES, middlewares=[_request_id, self._access]
+            client_max_size=MAX_REQUEST_BYTES,
+            middlewares=[_timetable_size, _request_id, self._access],
         )
         app.router.add_post("/", self._aws)
         app.router.add_get(HEALTH_PATH, self._healthz)
@@ -227,6 +242,7 @@ class ApiServer:
         ):
             return
         key = authenticator.verify(await _signed_view(request, with_body=True))
+        request[CALLER_KEY] = f"key {key}"
         log.debug("api.authenticated", key=key, path=request.path)
 
     async def _metrics(self, _: web.Request) -> web.Response:
@@ -242,11 +258,12 @@ class ApiServer:
         target = request.headers.get("X-Amz-Target")
         try:
             body = _json_body(await request.read())
-            answer = await self.operations.handle(target, body)
+            by = request.get(CALLER_KEY) or ("unix socket" if self._unix else "loopback")
+            answer = await self.operations.handle(target, body, by)
         except ApiError as exc:
             return _error(exc)
         except web.HTTPRequestEntityTooLarge:
-            return _error(_too_large())
+            return _error(_too_large(request.client_max_size))
         except web.HTTPException:
             raise
         except StoreError as exc:
@@ -338,5 +355,5 @@ def _not_json(name: str) -> Any:
     raise ValueError(name)
 
 
-def _too_large() -> ApiError:
-    return ValidationException(f"The request is larger than {MAX_REQUEST_BYTES} bytes")
+def _too_large(limit: int = MAX_REQUEST_BYTES) -> ApiError:
+    return ValidationException(f"The request is larger than {limit} bytes")

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class JsonText:
+    """A JSON value kept as its text: parsed only when something reads it (`value`), written
+    back as the same text. The engine passes the execution's input this way, so that a state
+    that never reads `$$.Execution.Input` never parses it, and a Map's gathered results."""
+
+    text: str
+
+    def value(self) -> Any:
+        return json.loads(self.text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,7 +27,7 @@ class Context:
 
     execution_id: str  # execution ARN
     execution_name: str
-    execution_input: Any
+    execution_input: Any  # the value, or a `JsonText` parsed when a path reads it
     execution_start_time: datetime
     state_machine_id: str  # state machine ARN
     state_machine_name: str
@@ -57,6 +70,14 @@ class ContextObject(dict[str, Any]):
     def __init__(self, variables: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
         super().__init__(fields)
         self.variables = variables
+
+    def complete(self) -> ContextObject:
+        """This object with the execution's input parsed, if it was still text (`JsonText`):
+        done by whatever reads the context object, before it reads it."""
+        execution = self.get("Execution")
+        if isinstance(execution, dict) and isinstance(execution.get("Input"), JsonText):
+            execution["Input"] = execution["Input"].value()
+        return self
 
 
 def iso_millis(moment: datetime) -> str:
@@ -108,6 +129,7 @@ class CallTask:
     resource: str | Mapping[str, Any]  # as written: an ARN, or `{"Fn::GetAtt": …}` / `{"Ref": …}`
     payload: Any
     timeout_seconds: float | None = None  # TimeoutSeconds[Path]; None means AWS's default
+    heartbeat_seconds: float | None = None  # HeartbeatSeconds[Path]; None: no heartbeat
 
 
 @dataclass(frozen=True, kw_only=True)

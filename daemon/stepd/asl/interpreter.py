@@ -131,6 +131,50 @@ def branch(definition: Definition, state_name: str, slot: int) -> Definition:
     return child
 
 
+def map_inputs(  # noqa: PLR0917 - the engine's call, one value per fact
+    definition: Definition,
+    state_name: str,
+    state_input: Any,
+    ctx: Context,
+    now: datetime,
+    start: int,
+    stop: int,
+) -> list[Any]:
+    """The inputs of the children in slots [start, stop) of the Map state `state_name` that
+    `enter` fanned out with `state_input`, `ctx` and `now`: the same values its FanOut listed
+    for these slots, evaluating ItemSelector and ItemBatcher for them only. Raises StateError
+    when the state cannot give them (it could when entered: the definition changed)."""
+    state = _state(definition, state_name)
+    if is_jsonata(definition, state):
+        items = _field(state, "Items", _scope(ctx, now, input=state_input), state_input)
+        if not isinstance(items, list):
+            raise StatesRuntimeError("The Map state's Items is not an array any more")
+        return _jsonata_map_inputs(state, state_input, items, ctx, now, start, stop)
+    effective = _apply_input_path(state, state_input, ctx)
+    context = ctx.as_json()
+    items = paths.resolve(state.get("ItemsPath", paths.ROOT), effective, context)
+    if not isinstance(items, list):
+        raise StatesRuntimeError("The Map state's ItemsPath no longer references an array")
+    return _map_inputs(state, items, effective, context, ctx, start, stop)
+
+
+def passed_through(definition: Definition, state_name: str, result: Any) -> GoTo | Succeed | None:
+    """Where a state goes with `result` as its output, when its result becomes its output as
+    it is (JSONPath, no ResultSelector, Assign, or ResultPath or OutputPath other than `$`),
+    so that the result need not be read; None otherwise (`task_succeeded` decides)."""
+    state = _state(definition, state_name)
+    if is_jsonata(definition, state) or "ResultSelector" in state or "Assign" in state:
+        return None
+    if state.get("ResultPath", paths.ROOT) != paths.ROOT:
+        return None
+    if state.get("OutputPath", paths.ROOT) != paths.ROOT:
+        return None
+    try:
+        return _transition(state, result)
+    except StateError:
+        return None
+
+
 def is_jsonata(definition: Definition, state: State) -> bool:
     """Whether `state` is written in JSONata (its own QueryLanguage, else its machine's)."""
     language = state.get("QueryLanguage", definition.get("QueryLanguage"))
@@ -213,8 +257,8 @@ def _pass(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     effective = _apply_input_path(state, state_input, ctx)
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    variables = _assign_jsonpath(state, effective, ctx)
     result = state.get("Result", effective)
+    variables = _assign_jsonpath(state, result, ctx)  # Assign's `$` is the state's result
     combined = _apply_result_path(state, state_input, result)
     return _transition(state, _apply_output_path(state, combined, ctx), variables)
 
@@ -262,10 +306,13 @@ def _task(state: State, state_input: Any, ctx: Context, _now: datetime) -> Enter
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     effective = _apply_input_path(state, state_input, ctx)
-    timeout = _timeout_seconds(state, effective, ctx.as_json())
+    timeout = _timeout_seconds(state, effective, ctx)
+    heartbeat = _timeout_seconds(state, effective, ctx, "HeartbeatSeconds")
     if "Parameters" in state:
         effective = payload.render(state["Parameters"], effective, ctx.as_json(), _random(ctx))
-    return CallTask(resource=resource, payload=effective, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=effective, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
 
 
 def _parallel(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
@@ -289,16 +336,7 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         raise StatesRuntimeError(
             f"The ItemsPath field must reference a JSON array: {items_path} == {_show(items)}"
         )
-    selector = state.get("ItemSelector", state.get("Parameters"))
-    inputs: list[Any] = list(items)
-    if selector is not None:
-        random = _random(ctx, "ItemSelector")
-        inputs = [
-            payload.render(selector, effective, _with_item(context, index, item), random)
-            for index, item in enumerate(items)
-        ]
-    if "ItemBatcher" in state:
-        inputs = _batches(state["ItemBatcher"], inputs, effective, context, ctx)
+    inputs = _map_inputs(state, items, effective, context, ctx, 0, None)
     concurrency = _count_field(state, "MaxConcurrency", effective, context, default=0)
     limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
     tolerated_count: int | None = None
@@ -306,17 +344,19 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
     percentage = state.get("ToleratedFailurePercentage")
     if "ToleratedFailurePercentagePath" in state:
-        percentage = _number_text(
-            paths.resolve_reference(state["ToleratedFailurePercentagePath"], effective, context)
-        )
+        path = state["ToleratedFailurePercentagePath"]
+        percentage = _number_text(paths.resolve_reference(path, effective, context))
+        if not isinstance(percentage, int | float) or isinstance(percentage, bool):
+            raise StatesRuntimeError(
+                f'The ToleratedFailurePercentagePath field refers to value "{_show(percentage)}" '
+                f"which is not a valid float: {path}"
+            )
     if percentage is not None and (
         not isinstance(percentage, int | float)
         or isinstance(percentage, bool)
         or not 0 <= percentage <= 100
     ):
-        raise StatesRuntimeError(
-            f"ToleratedFailurePercentage must be a number from 0 to 100: {_show(percentage)}"
-        )
+        raise StatesRuntimeError("ToleratedFailurePercentage must be between 0 and 100.")
     return FanOut(
         kind="Map",
         inputs=tuple(inputs),
@@ -343,22 +383,51 @@ def _with_item(context: ContextObject, index: int, value: Any) -> ContextObject:
     return ContextObject(context.variables, {**context, **item})
 
 
-def _batches(
-    batcher: Any, inputs: list[Any], effective: Any, context: ContextObject, ctx: Context
+def _map_inputs(  # noqa: PLR0917 - one value per fact
+    state: State,
+    items: list[Any],
+    effective: Any,
+    context: ContextObject,
+    ctx: Context,
+    start: int,
+    stop: int | None,
 ) -> list[Any]:
+    """The inputs of the children in slots [start, stop) (stop None: to the last) of a Map
+    state over `items`: each item through ItemSelector, then ItemBatcher's batches. Only the
+    items these slots hold are evaluated, each with randomness of its own (its index), so that
+    any slots give what the whole would."""
+    selector = state.get("ItemSelector", state.get("Parameters"))
+
+    def selected(first: int, last: int) -> list[Any]:
+        if selector is None:
+            return items[first:last]
+        return [
+            payload.render(
+                selector,
+                effective,
+                _with_item(context, index, items[index]),
+                _random(ctx, f"ItemSelector:{index}"),
+            )
+            for index in range(first, min(last, len(items)))
+        ]
+
+    if "ItemBatcher" not in state:
+        return selected(start, len(items) if stop is None else stop)
+    batcher = state["ItemBatcher"]
     if not isinstance(batcher, Mapping):
         raise StatesRuntimeError("ItemBatcher must be an object")
     size = _count_field(batcher, "MaxItemsPerBatch", effective, context, default=0)
     if size <= 0:
-        size = len(inputs) or 1
+        size = len(items) or 1
     batch_input = None
     if "BatchInput" in batcher:
         batch_input = payload.render(
             batcher["BatchInput"], effective, context, _random(ctx, "BatchInput")
         )
+    total = -(-len(items) // size)
     batches: list[Any] = []
-    for start in range(0, len(inputs), size):
-        batch: dict[str, Any] = {"Items": inputs[start : start + size]}
+    for slot in range(start, total if stop is None else min(stop, total)):
+        batch: dict[str, Any] = {"Items": selected(slot * size, (slot + 1) * size)}
         if batch_input is not None:
             batch["BatchInput"] = batch_input
         batches.append(batch)
@@ -376,7 +445,15 @@ def _count_field(
     if name in state:
         value = state[name]
     elif f"{name}Path" in state:
-        value = _number_text(paths.resolve_reference(state[f"{name}Path"], effective, context))
+        path = state[f"{name}Path"]
+        value = _number_text(paths.resolve_reference(path, effective, context))
+        if not _is_int(value):
+            raise StatesRuntimeError(
+                f'The {name}Path field refers to value "{_show(value)}" which is not a valid '
+                f"integer: {path}"
+            )
+        if value < 0:
+            raise StatesRuntimeError(f"{name} cannot be negative.")
     elif default is not None:
         return default
     else:
@@ -587,19 +664,21 @@ def _is_int(value: Any) -> bool:
 # --- Task timeout -----------------------------------------------------------------------
 
 
-def _timeout_seconds(state: State, effective: Any, context: Mapping[str, Any]) -> float | None:
-    if "TimeoutSeconds" in state:
-        value = state["TimeoutSeconds"]
+def _timeout_seconds(
+    state: State, effective: Any, ctx: Context, name: str = "TimeoutSeconds"
+) -> float | None:
+    """TimeoutSeconds (or HeartbeatSeconds, by `name`), or the value its Path twin reads."""
+    if name in state:
+        value = state[name]
         if not _is_int(value) or value <= 0:
-            raise StatesRuntimeError(f"TimeoutSeconds must be a positive integer: {_show(value)}")
+            raise StatesRuntimeError(f"{name} must be a positive integer: {_show(value)}")
         return float(value)
-    if "TimeoutSecondsPath" in state:
-        path = state["TimeoutSecondsPath"]
-        value = paths.resolve_reference(path, effective, context)
+    if f"{name}Path" in state:
+        path = state[f"{name}Path"]
+        value = paths.resolve_reference(path, effective, ctx.as_json())
         if not _is_int(value) or value <= 0:
             raise StatesRuntimeError(
-                f"The TimeoutSecondsPath parameter references an invalid value: "
-                f"{path} == {_show(value)}"
+                f"The {name}Path parameter references an invalid value: {path} == {_show(value)}"
             )
         return float(value)
     return None
@@ -759,8 +838,8 @@ def _jsonata_wait(state: State, state_input: Any, ctx: Context, now: datetime) -
             until = _at(now, parse_timestamp(stamp))
         except InvalidTimestampError:
             raise QueryEvaluationError(
-                "The Timestamp field is not a valid ISO-8601 extended offset date-time format "
-                f"string: {_show_json(stamp)}"
+                "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time "
+                f"format string: {_show(stamp)}"
             ) from None
     else:
         raise StatesRuntimeError("The Wait state has neither Seconds nor Timestamp")
@@ -773,16 +852,24 @@ def _jsonata_task(state: State, state_input: Any, ctx: Context, now: datetime) -
     if not isinstance(resource, str | Mapping):
         raise StatesRuntimeError("The Task state has no Resource")
     scope = _scope(ctx, now, input=state_input)
-    timeout: float | None = None
-    if "TimeoutSeconds" in state:
-        value = _field(state, "TimeoutSeconds", scope, None)
-        if not _is_int(value) or value <= 0:
-            raise QueryEvaluationError(
-                f"The TimeoutSeconds field must be a positive integer: {_show_json(value)}"
-            )
-        timeout = float(value)
+    timeout = _jsonata_seconds(state, "TimeoutSeconds", scope)
+    heartbeat = _jsonata_seconds(state, "HeartbeatSeconds", scope)
     arguments = _field(state, "Arguments", scope, state_input)
-    return CallTask(resource=resource, payload=arguments, timeout_seconds=timeout)
+    return CallTask(
+        resource=resource, payload=arguments, timeout_seconds=timeout, heartbeat_seconds=heartbeat
+    )
+
+
+def _jsonata_seconds(state: State, name: str, scope: jsonata.Scope) -> float | None:
+    """A JSONata Task's TimeoutSeconds or HeartbeatSeconds: a number or an expression."""
+    if name not in state:
+        return None
+    value = _field(state, name, scope, None)
+    if not _is_int(value) or value <= 0:
+        raise QueryEvaluationError(
+            f"The {name} field must be a positive integer: {_show_json(value)}"
+        )
+    return float(value)
 
 
 def _jsonata_parallel(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
@@ -798,6 +885,8 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
     scope = _scope(ctx, now, input=state_input)
     items = _field(state, "Items", scope, state_input)
+    if not isinstance(items, list) and "Items" not in state:  # the state's input itself
+        raise QueryEvaluationError(f"Map state input must be an array but was: {_show_json(items)}")
     if not isinstance(items, list):
         text = state.get("Items")
         shown = jsonata.body(text) if isinstance(text, str) else _show_json(text)
@@ -806,22 +895,7 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
             f"unexpected result type. Expected 'array', but was '{jsonata.type_name(items)}' "
             f"for value: {_show_json(items)}"
         )
-    inputs: list[Any] = list(items)
-    if "ItemSelector" in state:
-        context = ctx.as_json()
-        inputs = [
-            jsonata.render(
-                state["ItemSelector"],
-                "ItemSelector",
-                jsonata.Scope(
-                    states={"input": state_input, "context": _with_item(context, index, item)},
-                    variables=ctx.variables,
-                    now=now,
-                    random=_random(ctx, f"ItemSelector:{index}"),
-                ),
-            )
-            for index, item in enumerate(items)
-        ]
+    inputs = _jsonata_map_inputs(state, state_input, items, ctx, now, 0, len(items))
     concurrency = _jsonata_count(state, "MaxConcurrency", scope, 0)
     limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
     tolerated_count = (
@@ -845,6 +919,34 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         tolerated_count=tolerated_count,
         tolerated_percentage=None if percentage is None else float(percentage),
     )
+
+
+def _jsonata_map_inputs(  # noqa: PLR0917 - one value per fact
+    state: State,
+    state_input: Any,
+    items: list[Any],
+    ctx: Context,
+    now: datetime,
+    start: int,
+    stop: int,
+) -> list[Any]:
+    """The inputs of a JSONata Map's children in slots [start, stop): ItemSelector on each."""
+    if "ItemSelector" not in state:
+        return items[start:stop]
+    context = ctx.as_json()
+    return [
+        jsonata.render(
+            state["ItemSelector"],
+            "ItemSelector",
+            jsonata.Scope(
+                states={"input": state_input, "context": _with_item(context, index, items[index])},
+                variables=ctx.variables,
+                now=now,
+                random=_random(ctx, f"ItemSelector:{index}"),
+            ),
+        )
+        for index in range(start, min(stop, len(items)))
+    ]
 
 
 def _jsonata_count(state: State, name: str, scope: jsonata.Scope, default: int) -> int:

@@ -26,6 +26,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
+from stepd.asl.decisions import ContextObject
 from stepd.asl.intrinsics import HASH_ALGORITHMS, Random
 from stepd.errors import ParseError, QueryEvaluationError
 
@@ -131,11 +132,12 @@ def evaluate(value: str, field: str, scope: Scope) -> Any:
 
 
 def render(template: Any, field: str, scope: Scope) -> Any:
-    """`template` with every `{% … %}` string in it (at any depth) replaced by its value."""
+    """`template` with every `{% … %}` string in it (at any depth) replaced by its value; an
+    error names the field as AWS does, down to the key (`Output/result`)."""
     if is_expression(template):
         return evaluate(template, field, scope)
     if isinstance(template, Mapping):
-        return {key: render(value, field, scope) for key, value in template.items()}
+        return {key: render(value, f"{field}/{key}", scope) for key, value in template.items()}
     if isinstance(template, list):
         return [render(item, field, scope) for item in template]
     return template
@@ -187,7 +189,10 @@ def _from_json(value: Any) -> Any:
 
 def _bindings(scope: Scope) -> dict[str, Any]:
     bindings = {name: _from_json(value) for name, value in scope.variables.items()}
-    bindings["states"] = {name: _from_json(value) for name, value in scope.states.items()}
+    bindings["states"] = {
+        name: _from_json(value.complete() if isinstance(value, ContextObject) else value)
+        for name, value in scope.states.items()
+    }
     millis = int(scope.now.timestamp() * 1000)
     from_millis = _library.functions.Functions.datetime_from_millis
     functions: dict[str, Callable[..., Any]] = {

@@ -13,8 +13,10 @@ Three parsers, one per kind of field, and `stepd check` calls the same ones:
 `parse_reference` for a reference path, which names one value at most (SecondsPath,
 TimestampPath, TimeoutSecondsPath, HeartbeatSecondsPath, ItemsPath), and `parse_result_path`
 for where a result is written (ResultPath: a reference path into the data, not `$$`).
-Each raises ParseError. Deep scan (`..`), filters, slice steps (`[::2]`) and unions are not
-supported.
+Each raises ParseError. Filters `[?(@.name)]` and `[?(@.name op value)]` (op one of == != <
+<= > >=, the value a number, a quoted string, true, false or null) keep the array items for
+which they hold, as Jayway does; a path with one gives a list, as a wildcard does. Deep scan
+(`..`), slice steps (`[::2]`), unions and compound filters (`&&`, `||`) are not supported.
 A path starting `$name` (a letter or `_` after the `$`) reads the variable `name`, which the
 context object given to `resolve` carries in its `variables` attribute.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, TypeAlias
 
+from stepd.asl.decisions import ContextObject
 from stepd.errors import ParseError, PathError, ResultPathMatchError
 
 ROOT: Final = "$"
@@ -60,7 +63,29 @@ class Slice:
         return f"{start}:{end}"
 
 
-Step: TypeAlias = str | int | Wildcard | Slice
+@dataclass(frozen=True, kw_only=True)
+class Filter:
+    """The `[?(@.name op value)]` step: the items of an array (or the object itself) for which
+    the comparison holds; `[?(@.name)]` keeps the ones that have the member."""
+
+    text: str  # the expression inside `[?( )]`, as written
+    steps: tuple[Any, ...]  # the path after `@`
+    op: str | None = None
+    value: Any = None
+
+    def __repr__(self) -> str:
+        return f"?({self.text})"
+
+    def holds(self, item: Any) -> bool:
+        found = _select(item, self.steps)
+        if not found:
+            return False
+        if self.op is None:
+            return True
+        return _compare(found[0], self.op, self.value)
+
+
+Step: TypeAlias = str | int | Wildcard | Slice | Filter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +98,7 @@ class Path:
 
     @property
     def is_definite(self) -> bool:
-        return not any(isinstance(step, Wildcard | Slice) for step in self.steps)
+        return not any(isinstance(step, Wildcard | Slice | Filter) for step in self.steps)
 
     @property
     def normalized(self) -> str:
@@ -107,7 +132,8 @@ def parse_reference(text: Any) -> Path:
     """Parse a reference path: a path without `*`, naming one value at most."""
     path = parse(text)
     if not path.is_definite:
-        what = "a slice" if any(isinstance(s, Slice) for s in path.steps) else "a '*' wildcard"
+        kinds = {type(step) for step in path.steps}
+        what = "a filter" if Filter in kinds else "a slice" if Slice in kinds else "a '*' wildcard"
         raise ParseError(f"Invalid path '{text}': a reference path cannot hold {what}")
     return path
 
@@ -156,6 +182,8 @@ def _parse_dot(text: str, body: str, start: int, steps: list[Step]) -> int:
     name = body[start:end]
     if body.startswith(".", start):
         raise ParseError(f"Invalid path '{text}': deep scan ('..') is not supported")
+    if not name and body.startswith("[", start):  # `$.[0]` is `$[0]`, as Jayway reads it
+        return start
     if not name:
         raise ParseError(f"Invalid path '{text}': empty name after '.'")
     steps.append(ALL if name == "*" else name)
@@ -163,6 +191,12 @@ def _parse_dot(text: str, body: str, start: int, steps: list[Step]) -> int:
 
 
 def _parse_bracket(text: str, body: str, start: int, steps: list[Step]) -> int:
+    if body.startswith("?(", start):
+        close = body.find(")]", start)
+        if close < 0:
+            raise ParseError(f"Invalid path '{text}': a filter '[?(' needs ')]'")
+        steps.append(_parse_filter(text, body[start + 2 : close]))
+        return close + 2
     close = body.find("]", start)
     if close < 0:
         raise ParseError(f"Invalid path '{text}': missing ']'")
@@ -188,6 +222,56 @@ def _parse_bracket(text: str, body: str, start: int, steps: list[Step]) -> int:
     return close + 1
 
 
+_FILTER: Final = re.compile(
+    r"\s*@((?:\.[A-Za-z_][A-Za-z0-9_-]*|\[-?[0-9]+\]|\['[^']*'\])*)\s*"
+    r"(?:(==|!=|<=|>=|<|>)\s*(.+?))?\s*"
+)
+_COMPARISONS: Final = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _parse_filter(text: str, expression: str) -> Filter:
+    """`@.name`, `@.name op literal` (a number, a 'string' or "string", true, false, null)."""
+    match = _FILTER.fullmatch(expression)
+    if match is None:
+        raise ParseError(f"Invalid path '{text}': unsupported filter [?({expression})]")
+    steps = _parse(ROOT + match[1]).steps
+    if match[2] is None:
+        return Filter(text=expression, steps=steps)
+    literal = match[3]
+    if literal.startswith("'") and literal.endswith("'") and len(literal) > 1:
+        value: Any = literal[1:-1]
+    else:
+        try:
+            value = json.loads(literal)
+        except ValueError:
+            raise ParseError(
+                f"Invalid path '{text}': unsupported value {literal} in filter [?({expression})]"
+            ) from None
+    return Filter(text=expression, steps=steps, op=match[2], value=value)
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    """Jayway's comparison: numbers with numbers, strings with strings, == across types is
+    false."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
+    same_kind = numbers or type(left) is type(right)
+    if not same_kind:
+        return op == "!="
+    if op in {"==", "!="} or numbers or isinstance(left, str):
+        try:
+            return bool(_COMPARISONS[op](left, right))
+        except TypeError:
+            return False
+    return False
+
+
 def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
     quote = body[start]
     chars: list[str] = []
@@ -205,8 +289,26 @@ def _parse_quoted(text: str, body: str, start: int) -> tuple[str, int]:
     raise ParseError(f"Invalid path '{text}': unterminated quoted name")
 
 
-def no_results(path: Path) -> PathError:
+def no_results(path: Path, data: Any = None) -> PathError:
+    """Jayway's words: a property missing before the last step is a "Missing property"."""
+    missing = _missing_property(data, path.steps[:-1])
+    if missing is not None:
+        shown = Path(text=path.text, steps=path.steps[: missing + 1]).normalized
+        return PathError(f"Invalid path '{path.text}' : Missing property in path {shown}")
     return PathError(f"Invalid path '{path.text}' : No results for path: {path.normalized}")
+
+
+def _missing_property(data: Any, steps: tuple[Step, ...]) -> int | None:
+    """The index of the first name step an object lacks, following definite `steps`."""
+    value = data
+    for index, step in enumerate(steps):
+        if isinstance(step, str) and isinstance(value, Mapping) and step not in value:
+            return index
+        found = _children(value, step)
+        if not found:
+            return None
+        value = found[0]
+    return None
 
 
 def read(data: Any, text: str) -> Any:
@@ -232,7 +334,9 @@ def resolve_reference(text: str, data: Any, context: Mapping[str, Any]) -> Any:
 def _source(path: Path, data: Any, context: Mapping[str, Any]) -> Any:
     """What `path` reads: the data, the context object, or one of the context's variables."""
     if path.variable is None:
-        return context if is_context_path(path.text) else data
+        if not is_context_path(path.text):
+            return data
+        return context.complete() if isinstance(context, ContextObject) else context
     variables: Mapping[str, Any] = getattr(context, "variables", {})
     if path.variable not in variables:
         raise PathError(f"Invalid path '{path.text}': the variable '{path.variable}' is not set")
@@ -247,7 +351,7 @@ def _read(data: Any, path: Path) -> Any:
     matches = _select(data, path.steps)
     if path.is_definite:
         if not matches:
-            raise no_results(path)
+            raise no_results(path, data)
         return matches[0]
     return matches
 
@@ -275,6 +379,9 @@ def _children(value: Any, step: Step) -> list[Any]:
         return []
     if isinstance(step, Slice):
         return list(value[step.start : step.end]) if isinstance(value, list) else []
+    if isinstance(step, Filter):
+        items = value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
+        return [item for item in items if step.holds(item)]
     if isinstance(value, list) and -len(value) <= step < len(value):
         return [value[step]]
     return []

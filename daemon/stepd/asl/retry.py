@@ -1,8 +1,9 @@
 """Retry and Catch: error matching, backoff, and the error output a catcher passes on.
 
-Matching follows AWS: `States.ALL` matches every error except `States.Runtime` and
-`States.DataLimitExceeded`; `States.TaskFailed` matches the same errors except
-`States.Timeout`; any other name matches only itself (case-sensitive).
+Matching follows AWS: `States.ALL` matches every error except `States.Runtime` (a task's
+`States.DataLimitExceeded`, a result over the size limit, is caught as AWS records it);
+`States.TaskFailed` matches the same errors except `States.Timeout`; any other name matches
+only itself (case-sensitive).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from stepd.asl.failures import (
     STATES_ALL,
-    STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
     STATES_TASK_FAILED,
     STATES_TIMEOUT,
@@ -27,7 +27,7 @@ DEFAULT_BACKOFF_RATE: Final = 2.0
 MAX_DELAY_SECONDS: Final = 31_622_400.0  # AWS's largest MaxDelaySeconds: a year and a day
 JITTER_FULL: Final = "FULL"
 
-_NEVER_CAUGHT: Final = frozenset({STATES_RUNTIME, STATES_DATA_LIMIT_EXCEEDED})
+_NEVER_CAUGHT: Final = frozenset({STATES_RUNTIME})
 
 
 def error_matches(error_equals: Sequence[str], error: str) -> bool:

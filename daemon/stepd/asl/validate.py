@@ -18,7 +18,8 @@ parse error (tests/unit/asl/test_check_agrees.py states the rule).
 JSONata states (`QueryLanguage: "JSONata"`, at the top or per state) are checked for their own
 fields (the JSONPath fields are refused in them) and every `{% … %}` expression is compiled.
 A variable read (`$name` in JSONata, a `$name…` path or intrinsic argument in JSONPath) that
-no `Assign` anywhere in the definition sets is reported (UNASSIGNED_VARIABLE).
+no `Assign` anywhere in the definition sets is a warning (UNASSIGNED_VARIABLE): AWS accepts
+such a definition, and the read fails only when it runs.
 
 Every finding has a JSON pointer into the definition (`/States/W/Timestamp`); `validate()`
 returns them sorted, so the same definition always gives the same list.
@@ -92,7 +93,7 @@ def validate(definition: Mapping[str, Any]) -> list[Finding]:
     for where, name in report.references:
         if name not in report.assigned:
             message = f"The variable ${name} is read here but no Assign sets it"
-            report.error(where, UNASSIGNED_VARIABLE, message)
+            report.warning(where, UNASSIGNED_VARIABLE, message)
     return report.sorted()
 
 
@@ -1160,8 +1161,12 @@ def _check_expressions(value: Any, at: tuple[str | int, ...], scope: _Scope) -> 
             _check_expressions(item, (*at, index), scope)
 
 
+_JSONATA_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+
+
 def _jsonata_reads(text: str) -> set[str]:
     """The variables an expression reads: `$name`, not calls, not its own `:=` or parameters."""
+    text = _JSONATA_STRING.sub('""', text)  # "hello$world" reads no variable
     local = {
         parameter.strip().lstrip("$")
         for group in _JSONATA_PARAMETERS.findall(text)

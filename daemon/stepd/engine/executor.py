@@ -1,7 +1,8 @@
 """The durable executor: the only writer of execution state.
 
 Every transition is one store commit. Before a task is called its intent (TaskScheduled and
-TaskStarted, `TaskCall.sent`) is committed; the call carries an idempotency key made of the
+TaskStarted, or LambdaFunctionScheduled and LambdaFunctionStarted for a Lambda function ARN,
+`TaskCall.sent`) is committed; the call carries an idempotency key made of the
 execution (its unique id) and the id of the state's TaskStateEntered event, so a retry and a
 re-send after a crash carry the same key (stepd.tasks.keys).
 """
@@ -21,18 +22,25 @@ from typing import Any
 
 import structlog
 
-from stepd.asl.failures import STATES_RUNTIME, STATES_TIMEOUT
+from stepd.asl.decisions import JsonText
+from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
+from stepd.asl.integrations import is_activity, start_execution_mode
 from stepd.engine import history
+from stepd.engine.activities import Activities
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
 from stepd.engine.hosts import HostDown, Hosts
 from stepd.engine.inputs import parse_input, same_input
 from stepd.engine.machines import DEFAULT_TASK_TIMEOUT_SECONDS, Machine
-from stepd.engine.queue import DEFAULT_WORKERS, DueQueue
+from stepd.engine.nested import Nested
+from stepd.engine.queue import DEFAULT_WORKERS, DueQueue, Later
 from stepd.engine.redrive import refusal, revive
 from stepd.engine.steps import LATE_ERROR, Step, resource_text
+from stepd.engine.tags import Tags
+from stepd.engine.testruns import TestRuns, TestSettings
 from stepd.engine.tokens import same_token, token_target
-from stepd.engine.tree import Work, aborted, results_of
+from stepd.engine.tree import Work, aborted
+from stepd.engine.updates import update
 from stepd.errors import (
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
@@ -69,6 +77,7 @@ from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
 log = structlog.get_logger("stepd.engine")
+SERVICE_PREFIX = "arn:aws:states:::"  # an AWS service integration: arn:aws:states:::service:api
 
 MAX_ERROR_LENGTH = 256
 MAX_CAUSE_LENGTH = 32_768
@@ -104,6 +113,9 @@ class EngineObserver:
     def task_called(self, outcome: TaskOutcome) -> None:
         """A task call (first send or re-send) came to `outcome`."""
 
+    def execution_closed(self, execution: Execution, arn: str) -> None:
+        """`execution` (of ARN `arn`) closed: succeeded, failed, timed out or stopped."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class EngineStatus:
@@ -125,6 +137,15 @@ class Started:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A task call made and answered, its outcome not yet committed."""
+
+    execution: Execution  # as committed with the call's intent
+    definition: Mapping[str, Any]
+    outcome: TaskOutcome
+
+
 class Engine:
     def __init__(
         self,
@@ -138,8 +159,15 @@ class Engine:
         random: Callable[[], float] = _random.random,
         workers: int = DEFAULT_WORKERS,
         uid: Callable[[], str] = new_uid,
+        tests: TestRuns | None = None,
     ) -> None:
         self._store = store
+        self.tests = tests if tests is not None else TestRuns()
+        self.activities = Activities(
+            store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
+        )
+        self.nested = Nested(store, arns=arns, parent=self)
+        self.tags = Tags(store)
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
@@ -155,12 +183,17 @@ class Engine:
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
         self._rows: dict[int, Execution] = {}
+        # The same, while an execution runs children: its row and running children as last
+        # committed under its lock, so that each child's step does not read them again (the
+        # row holds a Map's input, the children are up to 40 records to decode).
+        self._tree_rows: dict[int, tuple[Execution, list[Cursor]]] = {}
         self._arm: Callable[[int, float], None] = self._queue.push
-        self._hosts = Hosts(probe=self._probe, release=self._queue.release, clock=clock)
+        self._hosts = Hosts(probe=self._probe, release=self._host_back, clock=clock)
         # Parallel and Map children: one lock per execution around read-modify-commit (never
         # around a call), the children's calls in flight, bounded like the workers
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._in_flight: dict[int, set[str]] = {}
+        self._host_waits: dict[int, set[str]] = {}  # children whose call waits for its host
         self._calls: set[asyncio.Task[None]] = set()
         self._call_slots = asyncio.Semaphore(workers)
 
@@ -180,12 +213,15 @@ class Engine:
     def start(self) -> None:
         """Start running due work (on the running event loop)."""
         self._queue.start()
+        self.nested.start()
 
     def close(self) -> None:
         """Start no new task call from now on; calls waiting for a host are made after the
         next start. Calls in flight go on until `drain`."""
         self._queue.close()
         self._hosts.close()
+        self.activities.close()
+        self.nested.close()
 
     async def drain(self, timeout: float) -> int:
         """Let calls in flight finish for up to `timeout` seconds, then cancel the rest (they
@@ -225,6 +261,11 @@ class Engine:
         await self._caller.aclose()
 
     # -- reading ---------------------------------------------------------------------
+
+    @property
+    def caller(self) -> Caller:
+        """The task caller (an EXPRESS execution run within a request uses it too)."""
+        return self._caller
 
     @property
     def machines(self) -> Mapping[str, Machine]:
@@ -279,10 +320,20 @@ class Engine:
     async def count_by_status(self) -> dict[str, int]:
         return await self._store.count_by_status()
 
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        """Running executions due from `start` to before `end`, earliest first."""
+        return await self._store.falling_due(start, end, machine=machine, limit=limit)
+
     async def oldest_due(self) -> float | None:
         """The due instant of the earliest-due running execution now overdue, if any."""
         due = await self._store.due(self.clock(), 1)
         return due[0][1] if due else None
+
+    async def test_settings(self, execution: Execution) -> TestSettings:
+        """The time scale and test case `execution` runs with (testing only)."""
+        return await self.tests.load(self._store, execution.id)
 
     async def definition_of(self, execution: Execution) -> Mapping[str, Any]:
         """The definition `execution` runs (the one it started with)."""
@@ -331,12 +382,25 @@ class Engine:
 
     # -- the control API's writes ----------------------------------------------------
 
-    async def start_execution(self, machine_name: str, name: str, input_text: str) -> Started:
+    async def start_execution(
+        self,
+        machine_name: str,
+        name: str,
+        input_text: str,
+        *,
+        test_case: str | None = None,
+        time_scale: float | None = None,
+    ) -> Started:
+        """Start an execution; a test case and a time scale only with testing enabled."""
         machine = self.machine(machine_name)
         check_name(name)
+        tested = self.tests.settings_for_start(
+            machine.name, test_case=test_case, time_scale=time_scale
+        )
         input_value = parse_input(input_text)
         if machine.input_schema is not None:
             machine.input_schema.check(input_value)
+        del input_value  # checked: the first state reads the text (a Map's 10,000 items once)
         now = self.clock()
         step = Step(
             definition=machine.definition,
@@ -349,8 +413,10 @@ class Engine:
             now=now,
             random=self.random,
             deadline=_deadline(machine.definition, now),
+            time_scale=tested.time_scale,
         )
         step.begin(ROLE_ARN.format(account=self.arns.account))
+        step.events[0] = self.tests.mark(step.events[0], tested)
         step.run()
         execution, created = await self._store.create_execution(
             NewExecution(
@@ -366,12 +432,15 @@ class Engine:
             )
         )
         if not created:
-            same = execution.status == RUNNING and same_input(execution.input, input_value)
+            same = execution.status == RUNNING and same_input(
+                execution.input, parse_input(input_text)
+            )
             if not same:
                 raise ExecutionAlreadyExists(
                     f"Execution Already Exists: '{self.arns.execution(machine.name, name)}'"
                 )
             return Started(execution=execution, created=False)
+        self.tests.remember(execution.id, tested)
         log.info(
             "execution.started",
             machine=machine.name,
@@ -420,8 +489,53 @@ class Engine:
             )
             if stopped is not None:
                 self._rows.pop(stopped.id, None)
+                self._tree_rows.pop(stopped.id, None)
+                self.nested.closed(stopped)
+                self._observer.execution_closed(stopped, self.arns.execution(machine_name, name))
                 log.info("execution.aborted", machine=machine_name, execution=name)
                 return stopped
+
+    async def update_execution(
+        self, machine_name: str, name: str, input_text: str, *, merge: bool, by: str
+    ) -> Execution:
+        """Replace (or `merge` into) a running execution's input and data, in one commit; a
+        Wait it is in is worked out again (stepd.engine.updates). `by` says who asked."""
+        given = parse_input(input_text)
+        while True:
+            execution = await self._store.find_execution(machine_name, name)
+            if execution is None:
+                raise ExecutionDoesNotExist(
+                    f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
+                )
+            transition = await self.preview_update(execution, given, merge=merge, by=by)
+            updated = await self._store.commit(transition)
+            if updated is not None:
+                log.info(
+                    "execution.updated",
+                    machine=machine_name,
+                    execution=name,
+                    state=updated.state,
+                    due_at=updated.due_at,
+                    previous_due_at=execution.due_at,
+                    by=by,
+                )
+                self._schedule(updated)
+                return updated
+
+    async def preview_update(
+        self, execution: Execution, given: Any, *, merge: bool, by: str
+    ) -> Transition:
+        """The transition an update of `execution` (as read) to `given` would commit; raises
+        as `update_execution` does when it would be refused. Commits nothing."""
+        definition = await self._definition(execution.definition_id)
+        machine = self._serving(execution.machine)
+        return update(
+            self._step(execution, definition, self.clock()),
+            given,
+            merge=merge,
+            by=by,
+            schema=machine.input_schema if machine is not None else None,
+        )
 
     def redrive_refusal(self, execution: Execution) -> str | None:
         """Why RedriveExecution would refuse `execution` now (AWS's redriveStatusReason);
@@ -447,7 +561,9 @@ class Engine:
                 raise ExecutionNotRedrivable(reason)
 
             async def children_of(parent: str, execution_id: int = execution.id) -> list[Cursor]:
-                return await self._store.finished_children(execution_id, parent)
+                return await self._store.finished_children(
+                    execution_id, parent, unsucceeded_only=True
+                )
 
             progress, cursors = await revive(execution.progress, ROOT, children_of, now)
             count = execution.redrive_count + 1
@@ -510,6 +626,7 @@ class Engine:
             found = await self._store.find_execution(machine_name, name)
             if found is None:
                 raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
+            await self.tests.load(self._store, found.id)
             async with self._lock(found.id):
                 committed = await self._settle(found.id, cursor_id, token, settle)
             if committed is None:
@@ -548,6 +665,7 @@ class Engine:
         ):
             raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
         self._rows.pop(execution_id, None)
+        self._tree_rows.pop(execution_id, None)
         definition = await self._definition(execution.definition_id)
         if cursor_id == ROOT:
             step = self._step(execution, definition, now)
@@ -586,41 +704,68 @@ class Engine:
 
     def _schedule(self, execution: Execution) -> None:
         self._rows.pop(execution.id, None)
+        self._tree_rows.pop(execution.id, None)
         if execution.status == RUNNING and execution.due_at is not None:
             if execution.due_at <= self.clock() + ROW_CACHE_SECONDS:
                 self._rows[execution.id] = execution
             self._arm(execution.id, execution.due_at)
 
-    async def advance(self, execution_id: int) -> None:
-        """Carry out whatever is due for one execution, as far as it goes without waiting."""
+    async def advance(self, execution_id: int) -> Later | None:
+        """Carry out whatever is due for one execution, as far as it goes without waiting;
+        what is left to do once other due work went first (recording a task's answer while
+        other calls are due), if any."""
         execution = self._rows.pop(execution_id, None)
         if execution is None:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
-            return
-        with structlog.contextvars.bound_contextvars(
+            return None
+        await self.tests.load(self._store, execution_id)
+        # the log lines of this step carry these; set and reset directly (bound_contextvars
+        # copies the whole context twice)
+        tokens = structlog.contextvars.bind_contextvars(
             machine=execution.machine, execution=execution.name, state=execution.state
-        ):
-            await self._advance(execution)
+        )
+        try:
+            return await self._advance(execution)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
-    async def _advance(self, execution: Execution | None) -> None:  # noqa: C901 - one loop, each branch a kind of work
+    def _later(self, answered: _Answered) -> Later:
+        """Commit `answered`'s outcome and go on from there, when the queue gets to it."""
+
+        async def record() -> Later | None:
+            execution = answered.execution
+            tokens = structlog.contextvars.bind_contextvars(
+                machine=execution.machine, execution=execution.name, state=execution.state
+            )
+            try:
+                updated = await self._record(answered)
+                if updated is None:  # changed meanwhile (stopped): look again
+                    updated = await self._store.get_execution(execution.id)
+                return await self._advance(updated)
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+
+        return record
+
+    async def _advance(self, execution: Execution | None) -> Later | None:  # noqa: C901 - one loop, each branch a kind of work
         """advance's loop; log lines carry the state each step of it is at."""
         logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self._queue.accepting:
             due_at = execution.due_at
             if due_at is None:
-                return
+                return None
             now = self.clock()
             if due_at > now:
                 self._schedule(execution)
-                return
+                return None
             definition = self._definitions.get(execution.definition_id)
             if definition is None:
                 definition = await self._definition(execution.definition_id)
             deadline = _deadline(definition, _began(execution))
             if deadline is not None and now >= deadline:
                 self._log_closed(await self._time_out(execution))
-                return
+                return None
             if execution.phase == PHASE_FANOUT:
                 execution = await self._run_tree(execution.id, definition)
                 continue
@@ -643,15 +788,19 @@ class Engine:
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:
                     await self._wait_for_host(execution, step, url, limit)
-                    return
+                    return None
                 # a task due now: its intent goes into the commit that reached it
-                updated = await self._call_task(execution, step, url)
+                answered = await self._call_task(execution, step, url)
+                if answered is not None and self._queue.waiting:
+                    return self._later(answered)  # the calls due go out first
+                updated = None if answered is None else await self._record(answered)
             else:
                 updated = await self._store.commit(step.transition())
                 self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
                 updated = await self._store.get_execution(execution.id)
             execution = updated
+        return None
 
     # -- hosts that are down ---------------------------------------------------------
 
@@ -720,6 +869,7 @@ class Engine:
             row=execution,
             deadline=_deadline(definition, _began(execution)),
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
         )
 
     def _cursor_step(
@@ -740,6 +890,7 @@ class Engine:
             now=now,
             random=self.random,
             redrive_count=execution.redrive_count,
+            time_scale=self.tests.time_scale(execution.id),
             **cursor,
         )
 
@@ -792,8 +943,7 @@ class Engine:
         until nothing is due; the execution once its root has left its Parallel or Map state
         (to go on without cursors), else None."""
         async with self._lock(execution_id):
-            execution = await self._store.get_execution(execution_id)
-            children = await self._store.running_cursors(execution_id)
+            execution, children = await self._tree_row(execution_id)
             while (
                 execution is not None
                 and execution.status == RUNNING
@@ -806,7 +956,9 @@ class Engine:
                     self._log_closed(await self._time_out(execution))
                     return None
                 work = self._work(execution, definition, children, now)
-                flying = self._in_flight.get(execution_id, set())
+                flying = self._in_flight.get(execution_id, set()) | self._host_waits.get(
+                    execution_id, set()
+                )
                 due = [
                     cursor_id
                     for cursor_id, progress in work.running()
@@ -827,6 +979,7 @@ class Engine:
                         if work.live(cursor_id):
                             self._step_cursor(work, cursor_id)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is None:  # changed meanwhile (stopped): look again
                     execution = await self._store.get_execution(execution_id)
                     children = await self._store.running_cursors(execution_id)
@@ -837,7 +990,11 @@ class Engine:
                     cursor = work.cursors.get(cursor_id)
                     if cursor is not None and cursor.status == RUNNING:
                         self._spawn(execution, cursor, resend=resend)
+                for cursor_id, url, limit in work.host_waits:
+                    self._child_waits(work, cursor_id, url, limit)
                 children = [c for c in work.cursors.values() if c.status == RUNNING]
+            if execution is None or execution.phase != PHASE_FANOUT:
+                self._tree_rows.pop(execution_id, None)  # no longer running children
             if execution is not None and execution.status == RUNNING:
                 return execution
             return None
@@ -857,6 +1014,24 @@ class Engine:
             make_step=self._cursor_step,
             deadline=_deadline(definition, _began(execution)),
         )
+
+    async def _tree_row(self, execution_id: int) -> tuple[Execution | None, list[Cursor]]:
+        """The execution and its running children as this engine last committed them while it
+        ran children (under its lock), or as the store has them."""
+        kept = self._tree_rows.get(execution_id)
+        if kept is not None:
+            return kept[0], list(kept[1])
+        execution = await self._store.get_execution(execution_id)
+        return execution, await self._store.running_cursors(execution_id)
+
+    def _keep_tree_row(self, execution_id: int, committed: Execution | None, work: Work) -> None:
+        """Keep what a commit of `work` under the execution's lock left, while it runs
+        children; a commit refused (changed meanwhile) drops it, to be read again."""
+        if committed is not None and committed.status == RUNNING:
+            running = [c for c in work.cursors.values() if c.status == RUNNING]
+            self._tree_rows[execution_id] = (committed, running)
+        else:
+            self._tree_rows.pop(execution_id, None)
 
     def _arm_tree(self, work: Work, flying: set[str]) -> None:
         """Wake the execution when its next cursor (not waiting for a call) is due."""
@@ -878,18 +1053,27 @@ class Engine:
         if fan.retry_at is not None:
             step.again()
         elif fan.complete:
-            finished = await self._store.finished_children(execution_id, cursor_id)
+            results = await self._store.children_output(execution_id, cursor_id)
             work.prune(cursor_id)
-            step.fanout_succeeded(results_of(finished))
+            step.fanout_succeeded(JsonText(results))
         else:
             room = min(fan.total, fan.next_slot + fan.limit - fan.running)
+            made: dict[int, Cursor] = {}  # a window of children created in this transition
             for slot in range(fan.next_slot, room):
-                queued = await self._store.get_cursor(
+                queued = made.pop(slot, None) or await self._store.get_cursor(
                     execution_id, child_id(cursor_id, fan.started_event, slot)
                 )
                 if queued is None:
-                    raise TypeError(f"the child {slot} of '{step.state}' is not in the store")
+                    try:
+                        made = {c.slot: c for c in step.more_children(slot)}
+                    except Exception as exc:  # the state fails as any step with States.Runtime
+                        log.exception("step.unexpected_error", **step.log_fields())
+                        work.fail_fanout(cursor_id, step, STATES_RUNTIME, f"{exc}")
+                        return
+                    queued = made.pop(slot)
                 work.put(step.start_child(queued))
+            for queued in made.values():  # the rest of the window waits for slots
+                work.put(queued)
         work.save(cursor_id, step)
 
     def _step_cursor(self, work: Work, cursor_id: str) -> None:
@@ -904,6 +1088,14 @@ class Engine:
                 step.run()
                 work.save(cursor_id, step)
                 return
+            url = self._task_url(step.machine, step.state, step.task)
+            limit = self._host_wait_limit(url, step) if url else None
+            if url is not None and limit is not None:  # its host is down: wait, as a root does
+                if step.task.waiting_since is None:
+                    step.pending = replace(step.task, waiting_since=step.now)
+                work.host_waits.append((cursor_id, url, limit))
+                work.save(cursor_id, step)
+                return
             resend = step.task.sent
             late = False if resend else self._note_lateness(step)
             if not resend:
@@ -914,6 +1106,25 @@ class Engine:
             else:
                 work.calls.append((cursor_id, resend))
         work.save(cursor_id, step)
+
+    def _child_waits(self, work: Work, cursor_id: str, url: str, limit: float) -> None:
+        """Keep the committed call of child `cursor_id` until its host is back (or its wait
+        reached `limit`): the execution's other cursors go on meanwhile."""
+        cursor = work.cursors.get(cursor_id)
+        task = cursor.task if cursor is not None and cursor.status == RUNNING else None
+        if task is None or task.waiting_since is None:
+            return
+        first_due = task.first_due if task.first_due is not None else task.due
+        execution_id = work.execution.id
+        if self._hosts.wait(url, execution_id, first_due, task.waiting_since + limit):
+            self._host_waits.setdefault(execution_id, set()).add(cursor_id)
+            log.debug("task.waiting_for_host", cursor=cursor_id, url=url)
+
+    def _host_back(self, execution_id: int, due_at: float) -> None:
+        """The host an execution's call waited for is up (or the wait reached its limit): the
+        execution, and any of its children that waited, go back to the queue."""
+        self._host_waits.pop(execution_id, None)
+        self._queue.release(execution_id, due_at)
 
     def _spawn(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         self._in_flight.setdefault(execution.id, set()).add(cursor.id)
@@ -956,14 +1167,16 @@ class Engine:
                 self.stats.resends += 1
             url = self._task_url(execution.machine, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
-            return await self._send_call(
+            inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task, key)
+            return inside or await self._send_call(
                 url, task, key, state=cursor.state, attempt=cursor.attempt, resend=resend
             )
 
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
+        await self.tests.load(self._store, execution_id)
         async with self._lock(execution_id):
             while True:
-                execution = await self._store.get_execution(execution_id)
+                execution, children = await self._tree_row(execution_id)
                 cursor = await self._store.get_cursor(execution_id, sent.id)
                 if (
                     execution is None
@@ -977,17 +1190,20 @@ class Engine:
                 ):
                     log.info("task.result_discarded", reason="the child stopped meanwhile")
                     return
+                if all(c.id != sent.id for c in children):  # what was kept is behind: read
+                    self._tree_rows.pop(execution_id, None)
+                    continue
                 definition = await self._definition(execution.definition_id)
-                children = await self._store.running_cursors(execution_id)
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
-                if step.task.token is not None and outcome.error is None:
+                if step.task.token is not None and outcome.error is None and not outcome.final:
                     step.await_callback()  # the answer is not the result: the callback is
                 else:
                     step.task_done(outcome)
                     step.run()
                 work.save(sent.id, step)
                 committed = await self._store.commit(work.transition())
+                self._keep_tree_row(execution_id, committed, work)
                 if committed is not None:
                     waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
                     if step.status == RUNNING and waiting:
@@ -1028,9 +1244,10 @@ class Engine:
 
     async def _call_task(
         self, execution: Execution, step: Step, url: str | None
-    ) -> Execution | None:
+    ) -> _Answered | None:
         """Send the task `step` is at: commit its intent (with whatever `step` already holds)
-        unless a crash left it sent, call, and commit the outcome."""
+        unless a crash left it sent, and call; the answer, to `_record`. None when the
+        execution changed before the intent was committed."""
         resend = step.task.sent
         late = False if resend else self._note_lateness(step)
         if not resend:
@@ -1046,13 +1263,29 @@ class Engine:
         else:
             async with self._call_slots:  # one limit for every call, children's too
                 outcome = await self._send(execution, url, resend=resend)
-        step = self._step(execution, step.definition, self.clock())
-        if step.task.token is not None and outcome.error is None:
-            step.await_callback()  # the answer is not the result: the callback is
-        else:
-            step.task_done(outcome)
-            step.run()
-        updated = await self._store.commit(step.transition())
+        return _Answered(execution=execution, definition=step.definition, outcome=outcome)
+
+    async def _record(self, answered: _Answered) -> Execution | None:
+        """Commit a task's outcome and what follows from it at once."""
+        outcome = answered.outcome
+        execution = sent = answered.execution
+        definition = answered.definition
+        while True:
+            step = self._step(execution, definition, self.clock())
+            if step.task.token is not None and outcome.error is None and not outcome.final:
+                step.await_callback()  # the answer is not the result: the callback is
+            else:
+                step.task_done(outcome)
+                step.run()
+            updated = await self._store.commit(step.transition())
+            if updated is not None:
+                break
+            # updated meanwhile (Stepd.UpdateExecution): the call still stands, apply its
+            # outcome to what is stored; stopped or moved on: the outcome is not wanted
+            again = await self._store.get_execution(execution.id)
+            if again is None or not _same_call(sent, again):
+                break
+            execution = again
         if updated is None:
             log.info("task.result_discarded", reason="execution changed while the call ran")
         elif updated.task is not None and updated.task.awaiting_callback:
@@ -1064,14 +1297,38 @@ class Engine:
         task = execution.task
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
+        key = idempotency_key(execution)
+        inside = await self._answer_inside(execution, execution.state, execution.attempt, task, key)
+        if inside is not None:
+            return inside
         return await self._send_call(
             url,
             task,
-            idempotency_key(execution),
+            key,
             state=execution.state,
             attempt=execution.attempt,
             resend=resend,
         )
+
+    async def _answer_inside(
+        self, execution: Execution, state: str | None, attempt: int, task: TaskCall, key: str
+    ) -> TaskOutcome | None:
+        """The outcome of a task stepd answers itself (a mocked one, testing; an activity's,
+        queued for a worker; a nested execution's start), or None: it is called."""
+        mocked = self.tests.mocked(execution.id, execution.machine, state or "", attempt)
+        if mocked is not None:
+            return mocked
+        if is_activity(task.resource):
+            return await self.activities.queue(task)
+        mode = start_execution_mode(task.resource)
+        if mode is not None:
+            return await self.nested.call(execution, task, key=key, mode=mode, attempt=attempt)
+        return None
+
+    async def start_child(self, machine: str, name: str, input_text: str) -> Execution:
+        """Start an execution for a Task state (states:startExecution); the one running under
+        that name with that input, if there is one."""
+        return (await self.start_execution(machine, name, input_text)).execution
 
     async def _send_call(
         self,
@@ -1108,6 +1365,7 @@ class Engine:
         finally:
             self.stats.in_flight -= 1
         self._hosts.record(url, outcome)
+        outcome = _as_aws_reports(outcome, task, timeout)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
         self._observer.task_called(outcome)
@@ -1116,12 +1374,53 @@ class Engine:
     def _log_closed(self, execution: Execution | None) -> None:
         if execution is not None and execution.status != RUNNING:
             self._rows.pop(execution.id, None)
+            self._tree_rows.pop(execution.id, None)
+            self.nested.closed(execution)
+            self._observer.execution_closed(
+                execution, self.arns.execution(execution.machine, execution.name)
+            )
             log.info(
                 "execution.closed",
                 status=execution.status,
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _same_call(sent: Execution, now: Execution) -> bool:
+    """Whether `now` still waits for the answer to the call `sent` made."""
+    return (
+        now.status == RUNNING
+        and now.phase == PHASE_TASK
+        and now.state_entered_event == sent.state_entered_event
+        and now.attempt == sent.attempt
+        and now.task is not None
+        and now.task.sent
+        and now.task.answered_at is None
+    )
+
+
+def _as_aws_reports(outcome: TaskOutcome, task: TaskCall, timeout: float) -> TaskOutcome:
+    """The cause AWS gives: none for the state's own TimeoutSeconds running out (the log keeps
+    stepd's detail), and AWS's words for a result over the size limit."""
+    if outcome.error == STATES_TIMEOUT and task.timeout_seconds == timeout:
+        log.info("task.timed_out", cause=outcome.cause, timeout_seconds=timeout)
+        return replace(outcome, cause="")
+    if outcome.error == STATES_DATA_LIMIT_EXCEEDED:
+        return replace(outcome, cause=data_limit_cause(task.resource))
+    return outcome
+
+
+def data_limit_cause(resource: Any) -> str:
+    """AWS's cause of States.DataLimitExceeded for a result too large: the state/task is the
+    service of an `arn:aws:states:::service:api` Resource, else the Resource itself."""
+    text = resource_text(resource)
+    if text.startswith(SERVICE_PREFIX):
+        text = text.removeprefix(SERVICE_PREFIX).split(":", 1)[0]
+    return (
+        f"The state/task '{text}' returned a result with a size exceeding the maximum number "
+        "of bytes service limit."
+    )
 
 
 def _began(execution: Execution) -> float:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
+
+from stepd import jsontext
+from stepd.asl.decisions import JsonText
 
 RESOURCE_TYPE = "http"
 MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
 
 
 def dumps(value: Any) -> str:
-    """JSON text as stored and returned (compact, key order kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON text as stored and returned (compact, key order kept); a `JsonText` as it is."""
+    if isinstance(value, JsonText):
+        return value.text
+    return jsontext.compact(value)
 
 
 def _payload(text: str) -> dict[str, Any]:
@@ -87,6 +92,34 @@ def task_scheduled(
     return {"taskScheduledEventDetails": details}
 
 
+def is_lambda_function(resource: str) -> bool:
+    """A Resource that is a Lambda function's ARN: AWS records its calls as LambdaFunction*
+    events, not Task* ones (`arn:aws:states:::lambda:invoke` is a Task like any other)."""
+    return resource.startswith("arn:") and ":lambda:" in resource and ":function:" in resource
+
+
+def lambda_scheduled(resource: str, payload: str, timeout: float | None) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "resource": resource,
+        "input": payload,
+        "inputDetails": _payload(payload),
+    }
+    if timeout is not None:
+        details["timeoutInSeconds"] = int(timeout)
+    return {"lambdaFunctionScheduledEventDetails": details}
+
+
+def lambda_succeeded(output: str) -> dict[str, Any]:
+    return {
+        "lambdaFunctionSucceededEventDetails": {"output": output, "outputDetails": _payload(output)}
+    }
+
+
+def lambda_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str, Any]:
+    key = "lambdaFunctionTimedOutEventDetails" if timed_out else "lambdaFunctionFailedEventDetails"
+    return {key: _error_cause(error, cause)}
+
+
 def task_started(resource: str) -> dict[str, Any]:
     return {"taskStartedEventDetails": {"resourceType": RESOURCE_TYPE, "resource": resource}}
 
@@ -120,6 +153,18 @@ def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, An
             **_error_cause(error, cause),
         }
     }
+
+
+_FIELD = re.compile(r"specified for the field '([^']+)'")
+
+
+def evaluation_failed(error: str, cause: str | None, state: str) -> dict[str, Any]:
+    """A JSONata expression of `state` failed; the field it names is the location."""
+    details: dict[str, Any] = {**_error_cause(error, cause), "state": state}
+    field = _FIELD.search(cause or "")
+    if field:
+        details["location"] = field[1]
+    return {"evaluationFailedEventDetails": details}
 
 
 def execution_timed_out(error: str, cause: str | None) -> dict[str, Any]:

@@ -119,6 +119,9 @@ class Hosts:
         down = self._down.get(origin(url))
         if down is None:
             return False
+        known = down.waiting.get(execution_id)
+        if known is not None:  # another call of the same execution (a Map's): the earliest
+            due_at, until = min(due_at, known[0]), min(until, known[1])
         down.waiting[execution_id] = (due_at, until)
         return True
 

@@ -15,6 +15,9 @@ LATE_RUN: Final = "run"  # a late step runs anyway, as AWS does
 LATE_FAIL: Final = "fail"  # a step later than the threshold fails the execution (stepd.StepLate)
 DEFAULT_LATE_THRESHOLD_SECONDS = 60.0  # a task step starting later than this is late
 DEFAULT_TASK_TIMEOUT_SECONDS = 10.0  # a task call's limit, unless its state sets a shorter one
+STANDARD: Final = "STANDARD"  # runs durably, with its history (StartExecution)
+EXPRESS: Final = "EXPRESS"  # also runs within a StartSyncExecution request (engine/express.py)
+MACHINE_TYPES: Final = (STANDARD, EXPRESS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +34,7 @@ class Machine:
     input_schema: InputSchema | None = None  # what StartExecution accepts, beyond AWS's rules
     created_at: float = 0.0
     definition_id: int = 0
+    type: str = STANDARD
 
     def is_late(self, lateness_seconds: float) -> bool:
         """Whether a task step starting this long after it was due is late."""

@@ -2,25 +2,39 @@
 
 An execution is in the queue at most once and handled by one worker at a time; a push for an
 execution that is being handled is remembered and served after it.
+
+A handler may hand back the rest of its work (`Later`) instead of doing it at once: the
+execution stays its own, and a worker carries that rest out once nothing due waits (or once it
+has waited LATER_SECONDS). At the top of the hour the calls that are due go out first and the
+answers are recorded after them; when the daemon stops, what was handed back is still done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import TypeAlias
 
 import structlog
 
 log = structlog.get_logger("stepd.engine")
 
 DEFAULT_WORKERS = 64
+LATER_SECONDS = 5.0  # the longest handed-back work waits behind due work
+
+# The rest of a handler's work, handed back to be done once nothing due waits; it may hand
+# back more.
+Later: TypeAlias = Callable[[], Awaitable["Later | None"]]
 
 
 class DueQueue:
     def __init__(
-        self, handler: Callable[[int], Awaitable[None]], *, workers: int = DEFAULT_WORKERS
+        self, handler: Callable[[int], Awaitable[Later | None]], *, workers: int = DEFAULT_WORKERS
     ) -> None:
         self._handler = handler
         self._workers = workers
@@ -29,6 +43,7 @@ class DueQueue:
         self._running: set[int] = set()
         self._again: dict[int, float] = {}
         self._held: set[int] = set()  # waiting elsewhere (for a host): pushes are ignored
+        self._later: deque[tuple[float, int, Later]] = deque()  # (handed back at, id, rest)
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = True
@@ -44,6 +59,11 @@ class DueQueue:
     def accepting(self) -> bool:
         """False once `close` or `stop` was called: handlers should not start new work."""
         return self._accepting
+
+    @property
+    def waiting(self) -> bool:
+        """Whether due executions wait for a worker (handed-back work goes after them)."""
+        return self._accepting and bool(self._queued)
 
     @property
     def held(self) -> int:
@@ -112,7 +132,16 @@ class DueQueue:
         return len(pending)
 
     async def _work(self) -> None:
-        while self._accepting:
+        while self._accepting or self._later:
+            later = self._later
+            if later and (
+                not self._queued
+                or not self._accepting
+                or time.monotonic() - later[0][0] > LATER_SECONDS
+            ):
+                _, execution_id, rest = later.popleft()
+                await self._serve(execution_id, rest)
+                continue
             if not self._heap:
                 self._ready.clear()
                 await self._ready.wait()
@@ -122,11 +151,20 @@ class DueQueue:
                 continue  # superseded by an earlier push
             del self._queued[execution_id]
             self._running.add(execution_id)
-            try:
-                await self._handler(execution_id)
-            except Exception:
-                log.exception("engine.advance_failed", execution_id=execution_id)
-            finally:
+            await self._serve(execution_id, functools.partial(self._handler, execution_id))
+
+    async def _serve(self, execution_id: int, work: Later) -> None:
+        """Run `work` for `execution_id`; keep what it hands back for later."""
+        rest = None
+        try:
+            rest = await work()
+        except Exception:
+            log.exception("engine.advance_failed", execution_id=execution_id)
+        finally:
+            if rest is not None:
+                self._later.append((time.monotonic(), execution_id, rest))
+                self._ready.set()
+            else:
                 self._running.discard(execution_id)
                 again = self._again.pop(execution_id, None)
                 if again is not None:

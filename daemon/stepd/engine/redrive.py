@@ -28,7 +28,7 @@ REDRIVABLE_PERIOD_SECONDS = 14 * 86_400  # AWS: within 14 days of closing
 MAX_OPEN_SECONDS = 365 * 86_400  # AWS: an execution is open at most a year
 MAX_EVENTS_TO_REDRIVE = 24_999  # AWS: fewer events, to leave room for the redrive's own
 
-ChildrenOf = Callable[[str], Awaitable[list[Cursor]]]
+ChildrenOf = Callable[[str], Awaitable[list[Cursor]]]  # a cursor's children that did not succeed
 P = TypeVar("P", bound=Progress)
 
 
@@ -69,13 +69,11 @@ async def revive(
     if fanout is None:  # the state is entered again, with the input it had
         return replace(again, phase=PHASE_ENTER, pending=None), []
     revived: list[Cursor] = []
-    running = succeeded = 0
-    for child in await children_of(cursor_id):
-        if child.status == SUCCEEDED:
-            succeeded += 1
-            continue
+    running = 0
+    for child in await children_of(cursor_id):  # those that did not succeed
         child_again, below = await revive(child, child.id, children_of, now)
         revived += [child_again, *below]
         running += 1
-    fanout = replace(fanout, running=running, succeeded=succeeded, failed=0, retry_at=None)
+    # those that succeeded keep their outputs, and the record its count of them
+    fanout = replace(fanout, running=running, failed=0, retry_at=None)
     return replace(again, phase=PHASE_FANOUT, pending=fanout), revived

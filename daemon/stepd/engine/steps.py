@@ -10,7 +10,7 @@ state (a branch or an iteration), whose end is its parent's business, not the ex
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from stepd.asl.decisions import (
     Fail,
     FanOut,
     GoTo,
+    JsonText,
     RetryAt,
     Succeed,
     WaitUntil,
@@ -37,11 +38,13 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
+from stepd.asl.integrations import waits_for_result
 from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
 from stepd.engine.inputs import MAX_INPUT_BYTES
 from stepd.engine.tokens import make_token
+from stepd.errors import StatesRuntimeError
 from stepd.store.records import (
     FAILED,
     PHASE_ENTER,
@@ -70,9 +73,9 @@ log = structlog.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
+CHILD_WINDOW = 200  # a Map's children created (queued) at a time, from its stored input
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
 MAX_STATE_DATA_BYTES = MAX_INPUT_BYTES  # a state's output or task input, as UTF-8 JSON
-CALLBACK_SUFFIX = ".waitForTaskToken"  # a Task with such a Resource waits for a callback
 
 
 def utc(ts: float) -> datetime:
@@ -81,6 +84,37 @@ def utc(ts: float) -> datetime:
 
 def resource_text(resource: Any) -> str:
     return resource if isinstance(resource, str) else json.dumps(resource, sort_keys=True)
+
+
+class _LazyContext(Context):
+    """A Context whose execution input and variables are parsed, and its times made, only when
+    the interpreter first reads one of them (a plain Task step never does). What they are made
+    from is taken when the context is; the fields with defaults are set at once."""
+
+    def __init__(
+        self,
+        plain: dict[str, Any],
+        *,
+        input_text: str,
+        start_date: float,
+        entered_at: float,
+        variables_text: str | None,
+    ) -> None:
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_made_from", (input_text, start_date, entered_at, variables_text))
+
+    def __getattr__(self, name: str) -> Any:
+        made_from = self.__dict__.pop("_made_from", None)
+        if made_from is None:
+            raise AttributeError(name)
+        input_text, start_date, entered_at, variables_text = made_from
+        values = self.__dict__
+        values["execution_input"] = JsonText(input_text)  # parsed if a path reads it
+        values["execution_start_time"] = utc(start_date)
+        values["state_entered_time"] = utc(entered_at)
+        values["variables"] = json.loads(variables_text) if variables_text else {}
+        return object.__getattribute__(self, name)
 
 
 class Step:
@@ -107,8 +141,10 @@ class Step:
         last_event_id: int | None = None,
         deadline: float | None = None,
         redrive_count: int = 0,
+        time_scale: float = 1.0,
     ) -> None:
-        self.definition = definition
+        # waits last 1/time_scale of their time (testing only)
+        self.definition, self.time_scale = definition, time_scale
         self.redrive_count = redrive_count
         self.machine = machine
         self.name = name
@@ -170,20 +206,23 @@ class Step:
         return self.last_event_id + len(self.events)
 
     def context(self) -> Context:
-        return Context(
-            execution_id=self.execution_arn,
-            execution_name=self.name,
-            execution_input=json.loads(self.execution_input),
-            execution_start_time=utc(self.start_date),
-            state_machine_id=self.machine_arn,
-            state_machine_name=self.machine,
-            role_arn=role_arn(self.machine_arn),
-            state_name=self.state or "",
-            state_entered_time=utc(self.entered_at if self.entered_at is not None else self.now),
-            retry_count=self.attempt,
-            redrive_count=self.redrive_count,
-            task_token=self.token,
-            variables=json.loads(self.variables) if self.variables else {},
+        """`$$` of this state visit, as the step stands now."""
+        return _LazyContext(
+            {
+                "execution_id": self.execution_arn,
+                "execution_name": self.name,
+                "state_machine_id": self.machine_arn,
+                "state_machine_name": self.machine,
+                "role_arn": role_arn(self.machine_arn),
+                "state_name": self.state or "",
+                "retry_count": self.attempt,
+                "redrive_count": self.redrive_count,
+                "task_token": self.token,
+            },
+            input_text=self.execution_input,
+            start_date=self.start_date,
+            entered_at=self.entered_at if self.entered_at is not None else self.now,
+            variables_text=self.variables,
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -253,8 +292,10 @@ class Step:
         self.data = self.execution_input
         self.due_at = self.now
 
-    def succeed(self, output: Any) -> None:
-        text = dumps(output)
+    def succeed(self, output: Any, text: str | None = None) -> None:
+        """End with `output` (`text`: its JSON, when already made)."""
+        if text is None:
+            text = dumps(output)
         if not self.is_child:
             self.add("ExecutionSucceeded", history.execution_succeeded(text))
         self._close(SUCCEEDED)
@@ -302,8 +343,8 @@ class Step:
             f"{state_type}StateEntered", history.state_entered(self.state or "", self.data)
         )
         self.entered_at = self.now
-        self.attempt = 0
-        self.retry_counts = ()
+        if self.attempt == 0:  # not a retry of an entry whose expression failed
+            self.retry_counts = ()
         self.token = None
         if state_type == "Task" and self._waits_for_callback():
             self.token = make_token(self.machine, self.name, self.cursor_id)
@@ -335,6 +376,81 @@ class Step:
         self.data = output_text
         self.pending = None
         self.due_at = self.now
+        self.attempt = 0
+        self.retry_counts = ()
+
+    def _retry_task(self, due: float, counts: tuple[int, ...]) -> None:
+        """The task's call goes out again at `due` (a `.waitForTaskToken` one with a new
+        token)."""
+        self.phase = PHASE_TASK
+        self.attempt += 1
+        self.retry_counts = counts
+        self.due_at = due
+        task = self.task
+        first_due = task.first_due if task.first_due is not None else task.due
+        self.pending = replace(
+            task,
+            sent=False,
+            due=self.due_at,
+            first_due=first_due,
+            answered_at=None,
+            heartbeat_at=None,
+        )
+        if task.token is not None:
+            self._new_token()
+
+    def _new_token(self) -> None:
+        """A retried `.waitForTaskToken` task gets a new token, as in AWS (the last one is
+        refused from now on): its Parameters are evaluated again with it."""
+        self.token = make_token(self.machine, self.name, self.cursor_id)
+        task = replace(self.task, token=self.token)
+        again = interpreter.enter(
+            self.definition, self.state or "", json.loads(self.data), self.context(), utc(self.now)
+        )
+        if isinstance(again, CallTask):
+            task = replace(task, payload=dumps(again.payload))
+        self.pending = task
+
+    def _on_error(self, error: str, cause: str | None) -> Decision:
+        """The state's Retry and Catch, given `error`: RetryAt, Caught or Fail."""
+        return interpreter.task_failed(
+            self.definition,
+            self.state or "",
+            json.loads(self.data),
+            error,
+            cause,
+            self.retry_counts,
+            utc(self.now),
+            self.random,
+            self.context(),
+        )
+
+    def _recover(self, error: str, cause: str | None, state_type: str) -> bool:
+        """A JSONata expression failed (States.QueryEvaluationError): the state's Retry enters
+        it again later, or its Catch takes the error, as AWS does; False when neither does."""
+        try:
+            decision = self._on_error(error, cause)
+        except Exception:  # a bug: the error fails the execution as it would have
+            log.exception("step.unexpected_error", **self.log_fields())
+            return False
+        if isinstance(decision, RetryAt):
+            self.phase = PHASE_ENTER
+            self.pending = None
+            self.attempt += 1
+            self.retry_counts = decision.retry_counts
+            self.due_at = decision.until.timestamp()
+            return True
+        if isinstance(decision, Caught):
+            self.pending = None
+            self.apply(decision, state_type)
+            return True
+        return False
+
+    def _scaled(self, until: float) -> float:
+        """When a wait until `until` ends under the execution's time scale."""
+        if self.time_scale == 1.0 or until <= self.now:
+            return until
+        return self.now + (until - self.now) / self.time_scale
 
     def _runtime_cause(self, cause: str | None) -> str:
         prefix = (
@@ -384,49 +500,51 @@ class Step:
                 if self._too_large(text):
                     return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self.succeed(output)
+                self.succeed(output, text)
             case Fail(error=error, cause=cause):
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
+                    if error == STATES_QUERY_EVALUATION_ERROR and self._recover(
+                        error, cause, state_type
+                    ):
+                        return
+                    cause = cause or None  # an empty cause (a task's timeout): none, as AWS
+                    if error == STATES_QUERY_EVALUATION_ERROR:
+                        self.add("EvaluationFailed", history.evaluation_failed(error, cause, name))
+                        if state_type in {"Map", "Parallel"}:
+                            self.add(f"{state_type}StateFailed", {})
                 else:
                     cause = self._fail_state_cause(error, cause)
                 self.fail(error or None, cause)  # a Fail state without Error: none, as AWS
             case WaitUntil(until=until, then=then):
                 self.phase = PHASE_WAIT
-                self.due_at = until.timestamp()
+                self.due_at = self._scaled(until.timestamp())
                 self.pending = WaitThen(
                     next_state=then.next_state if isinstance(then, GoTo) else None,
                     output=dumps(then.output),
                 )
-            case CallTask(resource=resource, payload=payload, timeout_seconds=timeout):
-                if self._too_large(dumps(payload)):
+            case CallTask(
+                resource=resource,
+                payload=payload,
+                timeout_seconds=timeout,
+                heartbeat_seconds=heartbeat,
+            ):
+                text = dumps(payload)
+                if self._too_large(text):
                     return
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
-                    payload=dumps(payload),
+                    payload=text,
                     timeout_seconds=timeout,
                     due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,
-                    heartbeat_seconds=self._heartbeat_seconds() if self.token else None,
+                    heartbeat_seconds=heartbeat if self.token else None,
                 )
                 self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
-                self.phase = PHASE_TASK
-                self.attempt += 1
-                self.retry_counts = counts
-                self.due_at = until.timestamp()
-                task = self.task
-                first_due = task.first_due if task.first_due is not None else task.due
-                self.pending = replace(
-                    task,
-                    sent=False,
-                    due=self.due_at,
-                    first_due=first_due,
-                    answered_at=None,
-                    heartbeat_at=None,
-                )
+                self._retry_task(self._scaled(until.timestamp()), counts)
             case Caught(next_state=next_state, output=output):
                 text = dumps(output)
                 if self._too_large(text):
@@ -445,7 +563,9 @@ class Step:
         return self.pending
 
     def _fan_out(self, decision: FanOut) -> None:
-        """Create the children, all queued, and start as many as the limit allows."""
+        """Create the first children (at most `CHILD_WINDOW`, queued) and start as many as the
+        limit allows; the others are created a window at a time as slots free up
+        (`more_children`), so that a Map of many items never holds them all as cursors."""
         kind = decision.kind
         total = len(decision.inputs)
         started = self.add(f"{kind}StateStarted", history.fanout_started(kind, total))
@@ -459,26 +579,60 @@ class Step:
             tolerated_count=decision.tolerated_count,
             tolerated_percentage=decision.tolerated_percentage,
         )
+        window = total if kind == "Parallel" else min(total, max(CHILD_WINDOW, decision.limit))
+        for queued in self._queued(0, decision.inputs[:window]):
+            self.children.append(
+                self.start_child(queued) if queued.slot < self.fanout.limit else queued
+            )
+
+    def _queued(self, first_slot: int, inputs: Sequence[Any]) -> list[Cursor]:
+        """The children in slots `first_slot`... with `inputs`, queued."""
+        fan = self.fanout
         state = self.state or ""
-        first = (
+        start_at = (
             interpreter.start_state(interpreter.branch(self.definition, state, 0))
-            if (kind == "Map" and total)
+            if (fan.kind == "Map" and inputs)
             else ""
         )
-        for slot, value in enumerate(decision.inputs):
-            if kind == "Parallel":
-                first = interpreter.start_state(interpreter.branch(self.definition, state, slot))
-            queued = Cursor(
-                id=child_id(self.cursor_id, started, slot),
-                parent=self.cursor_id,
-                slot=slot,
-                status=QUEUED,
-                state=first,
-                phase=PHASE_ENTER,
-                data=dumps(value),
-                variables=self.variables,  # children read the outer variables; theirs stay theirs
+        queued: list[Cursor] = []
+        for slot, value in enumerate(inputs, first_slot):
+            if fan.kind == "Parallel":
+                start_at = interpreter.start_state(interpreter.branch(self.definition, state, slot))
+            queued.append(
+                Cursor(
+                    id=child_id(self.cursor_id, fan.started_event, slot),
+                    parent=self.cursor_id,
+                    slot=slot,
+                    status=QUEUED,
+                    state=start_at,
+                    phase=PHASE_ENTER,
+                    data=dumps(value),
+                    variables=self.variables,  # children read the outer variables; theirs stay
+                )
             )
-            self.children.append(self.start_child(queued) if slot < self.fanout.limit else queued)
+        return queued
+
+    def more_children(self, first_slot: int) -> list[Cursor]:
+        """The next window of a Map's children, from `first_slot`, queued: their inputs
+        evaluated again from the state's input, as its entry did (the fan-out record keeps
+        only counts, the state's input is stored with it)."""
+        fan = self.fanout
+        if fan.kind != "Map":  # a Parallel state creates all its branches with the fan-out
+            raise StatesRuntimeError(
+                f"The {fan.kind} state '{self.state}' has no child {first_slot}"
+            )
+        stop = min(fan.total, first_slot + max(CHILD_WINDOW, fan.limit))
+        entered = utc(self.entered_at if self.entered_at is not None else self.now)
+        inputs = interpreter.map_inputs(
+            self.definition, self.state or "", json.loads(self.data), self.context(), entered,
+            first_slot, stop,
+        )  # fmt: skip
+        if len(inputs) != stop - first_slot:
+            raise StatesRuntimeError(
+                f"The Map state '{self.state}' gives {len(inputs)} items for its children "
+                f"{first_slot} to {stop - 1}: its input no longer gives {fan.total} items"
+            )
+        return self._queued(first_slot, inputs)
 
     def start_child(self, queued: Cursor) -> Cursor:
         """Start the queued child `queued` (the next slot); the child as started."""
@@ -507,21 +661,25 @@ class Step:
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
         self.apply(decision, self.state_type())
 
-    def fanout_succeeded(self, results: list[Any]) -> None:
-        """Every child succeeded: their outputs, in slot order, are the state's result."""
+    def fanout_succeeded(self, results: JsonText) -> None:
+        """Every child succeeded: their outputs, in slot order (a JSON array's text), are the
+        state's result. When the state passes its result on as it is, the text is its output,
+        never parsed."""
         kind = self.fanout.kind
         if kind == "Map":
             self.add("MapStateSucceeded", {})
-        decision: Decision
+        decision: Decision | None
         try:
-            decision = interpreter.task_succeeded(
-                self.definition,
-                self.state or "",
-                json.loads(self.data),
-                results,
-                self.context(),
-                utc(self.now),
-            )
+            decision = interpreter.passed_through(self.definition, self.state or "", results)
+            if decision is None:
+                decision = interpreter.task_succeeded(
+                    self.definition,
+                    self.state or "",
+                    json.loads(self.data),
+                    results.value(),
+                    self.context(),
+                    utc(self.now),
+                )
         except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
             log.exception("step.unexpected_error", **self.log_fields())
             decision = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
@@ -552,7 +710,7 @@ class Step:
         if isinstance(decision, RetryAt):
             self.attempt += 1
             self.retry_counts = decision.retry_counts
-            self.due_at = decision.until.timestamp()
+            self.due_at = self._scaled(decision.until.timestamp())
             self.pending = replace(fan, retry_at=self.due_at)
             return
         self.add(f"{fan.kind}StateFailed", {})
@@ -569,17 +727,7 @@ class Step:
     def would_retry(self, error: str) -> bool:
         """Whether the state's Retry would try again after its call failed with `error`."""
         try:
-            decision = interpreter.task_failed(
-                self.definition,
-                self.state or "",
-                json.loads(self.data),
-                error,
-                None,
-                self.retry_counts,
-                utc(self.now),
-                self.random,
-                self.context(),
-            )
+            decision = self._on_error(error, None)
         except Exception:  # a bug: the call goes out, and its error fails the state
             log.exception("step.unexpected_error", **self.log_fields())
             return False
@@ -589,11 +737,16 @@ class Step:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task
         resource = resource_text(task.resource)
-        self.add(
-            "TaskScheduled",
-            history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
-        )
-        self.add("TaskStarted", history.task_started(resource))
+        if history.is_lambda_function(resource):
+            scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
+            self.add("LambdaFunctionScheduled", scheduled)
+            self.add("LambdaFunctionStarted", {})
+        else:
+            self.add(
+                "TaskScheduled",
+                history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
+            )
+            self.add("TaskStarted", history.task_started(resource))
         self.pending = replace(task, sent=True, sent_at=self.now)
 
     def _state(self) -> Mapping[str, Any]:
@@ -602,14 +755,7 @@ class Step:
         return state if isinstance(state, Mapping) else {}
 
     def _waits_for_callback(self) -> bool:
-        resource = self._state().get("Resource")
-        return isinstance(resource, str) and resource.endswith(CALLBACK_SUFFIX)
-
-    def _heartbeat_seconds(self) -> float | None:
-        seconds = self._state().get("HeartbeatSeconds")
-        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
-            return float(seconds)
-        return None
+        return waits_for_result(self._state().get("Resource"))
 
     def await_callback(self) -> None:
         """The call of a `.waitForTaskToken` task was answered: the task now waits for
@@ -647,8 +793,13 @@ class Step:
     def _after_task(self, resource: str, outcome: TaskOutcome) -> Decision:
         state_input = json.loads(self.data)
         decision: Decision
+        function = history.is_lambda_function(resource)
         if outcome.error is None:
-            self.add("TaskSucceeded", history.task_succeeded(resource, dumps(outcome.result)))
+            output = dumps(outcome.result)
+            if function:
+                self.add("LambdaFunctionSucceeded", history.lambda_succeeded(output))
+            else:
+                self.add("TaskSucceeded", history.task_succeeded(resource, output))
             decision = interpreter.task_succeeded(
                 self.definition,
                 self.state or "",
@@ -659,10 +810,15 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
-            details = (history.task_timed_out if timed_out else history.task_failed)(
-                resource, outcome.error, outcome.cause
-            )
-            self.add("TaskTimedOut" if timed_out else "TaskFailed", details)
+            if function:
+                kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
+                details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
+            else:
+                kind = "TaskTimedOut" if timed_out else "TaskFailed"
+                details = (history.task_timed_out if timed_out else history.task_failed)(
+                    resource, outcome.error, outcome.cause
+                )
+            self.add(kind, details)
             decision = interpreter.task_failed(
                 _without_retry(self.definition, self.state or "")
                 if outcome.error == LATE_ERROR

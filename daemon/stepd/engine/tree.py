@@ -9,7 +9,6 @@ ends, or one fails beyond the tolerance, the parent state goes on (or fails) lik
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -61,6 +60,8 @@ class Work:
         self.pruned: list[str] = []
         # (cursor, re-send) of the task calls that go out once this commits
         self.calls: list[tuple[str, bool]] = []
+        # (cursor, url, limit) of the calls that wait for their host once this commits
+        self.host_waits: list[tuple[str, str, float]] = []
         self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
 
     # -- reading ---------------------------------------------------------------------
@@ -187,20 +188,26 @@ class Work:
         if not ok and not _tolerated(fan):
             tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
             if tolerance:
-                parent.fanout_failed(EXCEEDED_ERROR, EXCEEDED_CAUSE)
+                self.fail_fanout(child.parent, parent, EXCEEDED_ERROR, EXCEEDED_CAUSE)
             else:
-                parent.fanout_failed(child.error, child.cause)
-            if parent.status == RUNNING:  # retried or caught: done with these children
-                self.prune(child.parent)
-            else:  # the state failed: its children stay for a redrive, the running ones stop
-                self.stop_descendants(child.parent)
-        else:
-            if not ok:  # a tolerated failure: its error output stands in for its output
-                error = {"Error": child.error or "", "Cause": child.cause or ""}
-                self.put(replace(child, output=history.dumps(error)))
-            if fan.complete or (fan.next_slot < fan.total and fan.running < fan.limit):
-                parent.due_at = self.now  # gather the results, or start the next children
+                self.fail_fanout(child.parent, parent, child.error, child.cause)
+            return
+        if not ok:  # a tolerated failure: its error output stands in for its output
+            error = {"Error": child.error or "", "Cause": child.cause or ""}
+            self.put(replace(child, output=history.dumps(error)))
+        if fan.complete or (fan.next_slot < fan.total and fan.running < fan.limit):
+            parent.due_at = self.now  # gather the results, or start the next children
         self.save(child.parent, parent)
+
+    def fail_fanout(self, cursor_id: str, step: Step, error: str | None, cause: str | None) -> None:
+        """The Parallel or Map state `step` runs at `cursor_id` fails with `error`: its Retry
+        and Catch apply, and its children stop."""
+        step.fanout_failed(error, cause)
+        if step.status == RUNNING:  # retried or caught: done with these children
+            self.prune(cursor_id)
+        else:  # the state failed: its children stay for a redrive, the running ones stop
+            self.stop_descendants(cursor_id)
+        self.save(cursor_id, step)
 
     def transition(self) -> Transition:
         dues = [due for _, p in self.running() if (due := self.own_due(p)) is not None]
@@ -243,8 +250,3 @@ def aborted(cursors: list[Cursor], ancestor: str, now: float) -> list[Cursor]:
         for cursor in cursors
         if cursor.status == RUNNING and cursor.id.startswith(prefix)
     ]
-
-
-def results_of(children: list[Cursor]) -> list[Any]:
-    """The outputs of finished children, in the order given (slot order)."""
-    return [json.loads(c.output) if c.output is not None else None for c in children]

@@ -19,7 +19,10 @@ CURRENT = "current"
 NOT_REACHED = "not-reached"
 
 EXECUTION_FAILURES = frozenset({"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"})
-TASK_FAILURES = frozenset({"TaskFailed", "TaskTimedOut"})
+TASK_FAILURES = frozenset(
+    {"TaskFailed", "TaskTimedOut", "LambdaFunctionFailed", "LambdaFunctionTimedOut"}
+)
+TASK_SUCCESSES = frozenset({"TaskSucceeded", "LambdaFunctionSucceeded"})
 ITERATION_ENDS = frozenset({"MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"})
 
 
@@ -71,7 +74,7 @@ def progress(events: Iterable[Mapping[str, Any]]) -> Progress:
             previous = name
         elif event_type in TASK_FAILURES and current is not None:
             errored.add(current)
-        elif event_type == "TaskSucceeded" and current is not None:
+        elif event_type in TASK_SUCCESSES and current is not None:
             errored.discard(current)
         elif event_type == "ExecutionSucceeded":
             taken.add((previous, None))

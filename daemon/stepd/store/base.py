@@ -34,9 +34,19 @@ Promises every method keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from stepd.store.records import Cursor, Event, Execution, NewExecution, Transition
+from stepd.store.records import (
+    Activity,
+    ActivityTask,
+    ChildLink,
+    Cursor,
+    Event,
+    Execution,
+    NewExecution,
+    Notice,
+    Transition,
+)
 
 
 class Store(ABC):
@@ -95,6 +105,8 @@ class Store(ABC):
         differ from it in anything. Of concurrent creates of one (machine, name), from this
         node or others, exactly one creates it and the others get it with False.
         Raises StoreError, writing nothing, when `new.definition_id` names no definition.
+        Created with a status in `NOTICED` (FAILED, TIMED_OUT, ABORTED): a `Notice` of it is
+        added to the outbox in the same transaction (see `outbox`).
         """
 
     @abstractmethod
@@ -106,14 +118,16 @@ class Store(ABC):
         `transition.progress`, `transition.events` are appended with the ids after
         `base.last_event_id`, `last_event_id` moves on by their number and `version` by exactly
         one (also for a transition that changes nothing); identity fields never change, and
-        the redrive fields only with `transition.redrive` (set to its count, date, token); the
+        the redrive fields only with `transition.redrive` (set to its count, date, token), the
+        `input` only with `transition.input` (set to it: an update of the execution); the
         descendants of every cursor id in `transition.pruned` are deleted (ids starting with
         that id and "/"; the cursor itself stays), then each of `transition.cursors` is stored,
         replacing the cursor of the same id if there is one. The
         returned execution equals what a read returns next. None: the execution changed or was
         purged since `base` was read, or never existed. So of two transitions computed from one
         version, from one node or two, exactly one applies. `base` is an execution as the store
-        returned it.
+        returned it. When `base.status` is RUNNING and `transition.progress.status` is in
+        `NOTICED`, a `Notice` of the closing is added to the outbox in the same transaction.
         """
 
     @abstractmethod
@@ -128,9 +142,20 @@ class Store(ABC):
         Raises RecordError if its record cannot be read."""
 
     @abstractmethod
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
         """The children of cursor `parent` that finished (status neither RUNNING nor QUEUED),
-        in slot order. Raises RecordError if a record cannot be read."""
+        in slot order; with `unsucceeded_only`, only those whose status is not SUCCEEDED (what
+        a redrive runs again, without reading the others). Raises RecordError if a record
+        cannot be read."""
+
+    @abstractmethod
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        """The outputs of the finished children of cursor `parent` (status neither RUNNING nor
+        QUEUED), in slot order, as the text of one JSON array: each output's stored text as it
+        is, `null` for a child without one (`[]` for none). Made without reading the outputs
+        as values, so that gathering many children costs their text and no more."""
 
     @abstractmethod
     async def get_execution(self, execution_id: int) -> Execution | None:
@@ -191,9 +216,101 @@ class Store(ABC):
 
         Fewer than `limit` means none is left to purge: calling again until then deletes them
         all. Running executions and those that stopped at `before` or later are never touched.
-        A purged execution's (machine, name) is free for a new one.
+        A purged execution's (machine, name) is free for a new one, and the child links that
+        name it (as parent or as child) are deleted with it.
         """
 
     @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
         """The number of executions in each status; a status no execution has is absent."""
+
+    @abstractmethod
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        """Up to `limit` (positive) RUNNING executions whose `due_at` is at or after `start`
+        and before `end`, only those of `machine` when given; earliest `due_at` first, equal
+        ones by id. A read only. Raises RecordError if a record cannot be read."""
+
+    @abstractmethod
+    async def outbox(self, limit: int) -> list[Notice]:
+        """Up to `limit` (positive) notices of the outbox, oldest (smallest id) first.
+
+        A create or commit that closes an execution in a status of `NOTICED` adds one, in its
+        own transaction: so every such closing that was acknowledged has its notice, until
+        `outbox_done` removes it. Its fields are the execution's as that write left it (its
+        `key` is `notice_key` of it: a redrive that fails again makes another notice with
+        another key). Purging executions leaves their notices. On one node a read only; a
+        store several nodes share may give a notice to one node's notifier at a time (the
+        PostgreSQL store claims it for the node while the node's lease runs). Deliveries are
+        at least once either way: receivers deduplicate by `key`.
+        """
+
+    @abstractmethod
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        """Remove the notices with these ids (durable on return); ids that are not in the
+        outbox are ignored."""
+
+    # -- activities ------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        """Store the activity `name` created at `created_at`, unless there is one of that name;
+        return the activity as stored either way (an existing one keeps its date). Of
+        concurrent creates of one name, all return the same activity."""
+
+    @abstractmethod
+    async def delete_activity(self, name: str) -> None:
+        """Delete the activity `name` and every task waiting in its queue, atomically; nothing
+        when there is none."""
+
+    @abstractmethod
+    async def list_activities(self) -> list[Activity]:
+        """Every activity, by name."""
+
+    @abstractmethod
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        """Put `task` in its activity's queue, replacing a task of the same token wherever it
+        was (a retried task is queued again with its token). Does not check that the activity
+        exists."""
+
+    @abstractmethod
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        """Remove and return the task of `activity`'s queue queued first (equal `queued_at`
+        by token), or None when its queue is empty. Of concurrent takes, from this node or
+        others, each task is returned by at most one."""
+
+    # -- nested executions -----------------------------------------------------------
+
+    @abstractmethod
+    async def link_child(self, link: ChildLink) -> None:
+        """Store `link` (durable on return), unless a link of the same child is stored: then
+        nothing changes. Does not check that either execution exists."""
+
+    @abstractmethod
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        """The links of the children of `parent_id` (by child id), or the link of `child_id`
+        (at most one), whichever is given; [] when there are none."""
+
+    @abstractmethod
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        """Up to `limit` (positive) links whose parent or child execution is RUNNING, by
+        child id: what may still need its parent told or its child stopped."""
+
+    # -- tags ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        """Add `tags` to `resource` (an ARN), replacing the values of keys it has, unless it
+        would then have more than `limit` tags: then write nothing and return False. Atomic:
+        of concurrent puts, each sees the others' tags whole or not at all."""
+
+    @abstractmethod
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        """Remove the tags of these keys from `resource`; keys it does not have are ignored."""
+
+    @abstractmethod
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        """The tags of `resource`, by key; {} when it has none."""

@@ -27,6 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from stepd import jsontext
 from stepd.errors import RecordError
 from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 
@@ -78,20 +79,18 @@ def encode_pending(pending: Pending) -> str | None:
         return None
     if isinstance(pending, WaitThen):
         body = {key: getattr(pending, name) for name, key in _WAIT_KEYS.items()}
-        return json.dumps({"v": FORMAT_VERSION, "wait": body}, separators=(",", ":"))
+        return jsontext.compact_ascii({"v": FORMAT_VERSION, "wait": body})
     if isinstance(pending, Fanout):
-        return json.dumps(
-            {"v": FORMAT_VERSION, "fanout": _fanout_body(pending)}, separators=(",", ":")
-        )
+        return jsontext.compact_ascii({"v": FORMAT_VERSION, "fanout": _fanout_body(pending)})
     if isinstance(pending, Resume):
         resume = {} if pending.fanout is None else {"fanout": _fanout_body(pending.fanout)}
-        return json.dumps({"v": FORMAT_VERSION, "resume": resume}, separators=(",", ":"))
+        return jsontext.compact_ascii({"v": FORMAT_VERSION, "resume": resume})
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
         if (value := getattr(pending, name)) is not None or key in _TASK_REQUIRED
     }
-    return json.dumps({"v": FORMAT_VERSION, "task": body}, separators=(",", ":"))
+    return jsontext.compact_ascii({"v": FORMAT_VERSION, "task": body})
 
 
 def _fanout_body(fanout: Fanout) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stepd import __version__
@@ -22,14 +22,21 @@ from stepd.errors import RecordError, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION, decode_pending, encode_pending
 from stepd.store.records import (
+    NOTICED,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
     NewEvent,
     NewExecution,
+    Notice,
     Transition,
+    notice_key,
 )
 from stepd.store.schema import SCHEMA_VERSION, StoreVersion, too_new
 
@@ -82,8 +89,29 @@ class MemoryDatabase:
     names: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     events: dict[int, list[_Event]] = field(default_factory=dict, repr=False)
     cursors: dict[int, dict[str, _CursorRow]] = field(default_factory=dict, repr=False)
+    outbox: dict[int, Notice] = field(default_factory=dict, repr=False)
     last_definition_id: int = 0
     last_execution_id: int = 0
+    last_notice_id: int = 0
+
+    def add_notice(self, execution: Execution) -> None:
+        self.last_notice_id += 1
+        self.outbox[self.last_notice_id] = Notice(
+            id=self.last_notice_id,
+            key=notice_key(execution),
+            execution_id=execution.id,
+            machine=execution.machine,
+            name=execution.name,
+            status=execution.status,
+            error=execution.error,
+            cause=execution.cause,
+            stop_date=execution.stop_date if execution.stop_date is not None else time.time(),
+        )
+
+    activities: dict[str, Activity] = field(default_factory=dict, repr=False)
+    activity_tasks: dict[str, ActivityTask] = field(default_factory=dict, repr=False)
+    child_links: dict[int, ChildLink] = field(default_factory=dict, repr=False)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
 
 class MemoryStore(Store):
@@ -197,6 +225,8 @@ class MemoryStore(Store):
         db.events[execution_id] = events
         if cursors:
             db.cursors[execution_id] = cursors
+        if row.execution.status in NOTICED:
+            db.add_notice(row.execution)
         return _read(row), True
 
     async def commit(self, transition: Transition) -> Execution | None:
@@ -215,10 +245,13 @@ class MemoryStore(Store):
                 last_event_id=stored.last_event_id + len(events),
                 version=stored.version + 1,
                 redrive=transition.redrive,
+                input_text=transition.input,
             ),
             pending=pending,
         )
         db.rows[base.id] = row
+        if stored.status == RUNNING and row.execution.status in NOTICED:
+            db.add_notice(row.execution)
         db.events[base.id].extend(events)
         cursors = db.cursors.setdefault(base.id, {})
         for pruned in transition.pruned:
@@ -242,15 +275,22 @@ class MemoryStore(Store):
         row = db.cursors.get(execution_id, {}).get(cursor_id)
         return None if row is None else _read_cursor(execution_id, row)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
         db = await self._enter()
         rows = db.cursors.get(execution_id, {}).values()
+        left_out = {RUNNING, QUEUED, SUCCEEDED} if unsucceeded_only else {RUNNING, QUEUED}
         finished = [
             _read_cursor(execution_id, r)
             for r in rows
-            if r.cursor.parent == parent and r.cursor.status not in {RUNNING, QUEUED}
+            if r.cursor.parent == parent and r.cursor.status not in left_out
         ]
         return sorted(finished, key=lambda c: c.slot)
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        finished = await self.finished_children(execution_id, parent)
+        return "[" + ",".join(c.output if c.output is not None else "null" for c in finished) + "]"
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         db = await self._enter()
@@ -332,11 +372,122 @@ class MemoryStore(Store):
             del db.names[(execution.machine, execution.name)]
             del db.events[execution_id]
             db.cursors.pop(execution_id, None)
+        gone = {execution_id for _, execution_id in purged}
+        for link in list(db.child_links.values()):
+            if link.child_id in gone or link.parent_id in gone:
+                del db.child_links[link.child_id]
         return len(purged)
 
     async def count_by_status(self) -> dict[str, int]:
         db = await self._enter()
         return dict(Counter(row.execution.status for row in db.rows.values()))
+
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        db = await self._enter()
+        due: list[tuple[float, int]] = []
+        for execution_id, row in db.rows.items():
+            execution = row.execution
+            due_at = execution.due_at
+            if (
+                due_at is not None
+                and start <= due_at < end
+                and execution.status == RUNNING
+                and (machine is None or execution.machine == machine)
+            ):
+                due.append((due_at, execution_id))
+        due.sort()
+        return [_read(db.rows[execution_id]) for _, execution_id in due[:limit]]
+
+    async def outbox(self, limit: int) -> list[Notice]:
+        db = await self._enter()
+        return [db.outbox[i] for i in sorted(db.outbox)[:limit]]
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        db = await self._enter()
+        for notice_id in ids:
+            db.outbox.pop(notice_id, None)
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        db = await self._enter()
+        return db.activities.setdefault(name, Activity(name=name, created_at=created_at))
+
+    async def delete_activity(self, name: str) -> None:
+        db = await self._enter()
+        db.activities.pop(name, None)
+        for token in [t.token for t in db.activity_tasks.values() if t.activity == name]:
+            del db.activity_tasks[token]
+
+    async def list_activities(self) -> list[Activity]:
+        db = await self._enter()
+        return sorted(db.activities.values(), key=lambda a: a.name)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        db = await self._enter()
+        db.activity_tasks[task.token] = task
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        db = await self._enter()
+        queued = [t for t in db.activity_tasks.values() if t.activity == activity]
+        if not queued:
+            return None
+        first = min(queued, key=lambda t: (t.queued_at, t.token))
+        del db.activity_tasks[first.token]
+        return first
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        db = await self._enter()
+        db.child_links.setdefault(link.child_id, link)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        db = await self._enter()
+        if child_id is not None:
+            found = db.child_links.get(child_id)
+            return [] if found is None else [found]
+        return sorted(
+            (link for link in db.child_links.values() if link.parent_id == parent_id),
+            key=lambda link: link.child_id,
+        )
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        db = await self._enter()
+
+        def running(execution_id: int) -> bool:
+            row = db.rows.get(execution_id)
+            return row is not None and row.execution.status == RUNNING
+
+        live = [
+            link
+            for link in db.child_links.values()
+            if running(link.parent_id) or running(link.child_id)
+        ]
+        return sorted(live, key=lambda link: link.child_id)[:limit]
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        db = await self._enter()
+        merged = {**db.tags.get(resource, {}), **tags}
+        if len(merged) > limit:
+            return False
+        db.tags[resource] = merged
+        return True
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        db = await self._enter()
+        kept = {k: v for k, v in db.tags.get(resource, {}).items() if k not in set(keys)}
+        db.tags[resource] = kept
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        db = await self._enter()
+        return dict(sorted(db.tags.get(resource, {}).items()))
 
 
 def _read(row: _Row) -> Execution:

@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
-from stepd.store.records import ABORTED, Execution, Transition
-from stepd.store.rows import PROGRESS_COLUMNS, event_rows, progress_values
+from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
+from stepd.store.rows import (
+    NOTICE_COLUMNS,
+    PROGRESS_COLUMNS,
+    event_rows,
+    notice_row,
+    progress_values,
+)
 
 MAX_GROUP = 512
 
@@ -66,6 +72,12 @@ EVENTS_SQL = (
     "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
     " SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::text[],"
     " %s::text[])"
+)
+
+NOTICES_SQL = (
+    f"INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
+    " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::float8[])"
 )
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
@@ -161,6 +173,14 @@ class CommitGroups(Groups[_Pending]):
             if rows:
                 columns = [list(c) for c in zip(*rows, strict=True)]
                 await conn.execute(EVENTS_SQL.encode(), columns)
+            await add_notices(
+                conn,
+                [
+                    notice_row(_moved(p))
+                    for p in group
+                    if p.transition.base.id in applied and _closes(p.transition)
+                ],
+            )
             refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
             if node is not None and refused:
                 cur = await conn.execute(
@@ -179,14 +199,7 @@ class CommitGroups(Groups[_Pending]):
     ) -> None:
         base = pending.transition.base
         if base.id in applied:
-            pending.future.set_result(
-                base.moved_to(
-                    pending.transition.progress,
-                    last_event_id=base.last_event_id + len(pending.events),
-                    version=base.version + 1,
-                    redrive=None,
-                )
-            )
+            pending.future.set_result(_moved(pending))
             return
         found = held.get(base.id)
         if found is not None and found[0] == base.version:  # refused for its holder or lease
@@ -213,3 +226,25 @@ class CommitGroups(Groups[_Pending]):
             node,
             node,
         ]
+
+
+def _moved(pending: _Pending) -> Execution:
+    """The execution as its applied transition left it."""
+    base = pending.transition.base
+    return base.moved_to(
+        pending.transition.progress,
+        last_event_id=base.last_event_id + len(pending.events),
+        version=base.version + 1,
+        redrive=None,
+    )
+
+
+def _closes(transition: Transition) -> bool:
+    """Whether `transition` closes its execution in a status that gets a notice."""
+    return transition.base.status == RUNNING and transition.progress.status in NOTICED
+
+
+async def add_notices(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Add these outbox rows (`notice_row`), in the transaction of `conn`."""
+    if rows:
+        await conn.execute(NOTICES_SQL.encode(), [list(c) for c in zip(*rows, strict=True)])

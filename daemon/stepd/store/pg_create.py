@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepd.errors import StoreError
-from stepd.store.pg_batch import COLUMN_TYPES, EVENTS_SQL, Connect, Groups
-from stepd.store.records import Execution, NewExecution
+from stepd.store.pg_batch import COLUMN_TYPES, EVENTS_SQL, Connect, Groups, add_notices
+from stepd.store.records import NOTICED, Execution, NewExecution
 from stepd.store.rows import (
     COLUMNS,
     PROGRESS_COLUMNS,
     event_rows,
+    notice_row,
     progress_values,
     row_to_execution,
 )
@@ -130,6 +131,8 @@ class CreateGroups(Groups[_New]):
                 await conn.execute(
                     EVENTS_SQL.encode(), [list(c) for c in zip(*events, strict=True)]
                 )
+            closed = [r for r in made.values() if r["status"] in NOTICED]
+            await add_notices(conn, [notice_row(row_to_execution(r)) for r in closed])
             there: dict[tuple[str, str], dict[str, Any]] = {}
             missing = [p for p in group if (p.new.machine, p.new.name) not in made]
             if missing:

@@ -1,6 +1,6 @@
 """The PostgreSQL store's schema migrations.
 
-The tables have the SQLite store's columns (stepd.store.schema at its schema 5), with types
+The tables have the SQLite store's columns (stepd.store.schema at its schema 9), with types
 PostgreSQL has: instants are double precision (read back exactly as written), ids bigint, and
 the texts that are compared or ordered by byte (names, cursor ids) use the "C" collation, so
 that ordering and the cursor prefix ranges do not depend on the database's locale. The `meta`
@@ -104,6 +104,51 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE executions ADD COLUMN owner TEXT;
     CREATE INDEX executions_owner ON executions (owner) WHERE owner IS NOT NULL;
+    """,
+    # 3: what SQLite's migrations 6 to 9 add: the outbox of closings to tell of (written with
+    # the closing; `claimed_by`: the node whose notifier tells of it while its lease runs),
+    # running executions by machine and due instant (the agenda), activities and
+    # the tasks in their queues, the links of executions started by a Task state to their
+    # parent, and the tags of state machines and activities
+    """
+    CREATE TABLE outbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key TEXT NOT NULL,
+        execution_id BIGINT NOT NULL,
+        machine TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        cause TEXT,
+        stop_date DOUBLE PRECISION NOT NULL,
+        claimed_by TEXT
+    );
+    CREATE INDEX executions_due_by_machine ON executions (machine, due_at)
+        WHERE due_at IS NOT NULL;
+    CREATE TABLE activities (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE activity_tasks (
+        token TEXT COLLATE "C" PRIMARY KEY,
+        activity TEXT COLLATE "C" NOT NULL,
+        input TEXT NOT NULL,
+        queued_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX activity_tasks_queue ON activity_tasks (activity, queued_at, token);
+    CREATE TABLE child_links (
+        child_id BIGINT PRIMARY KEY,
+        parent_id BIGINT NOT NULL,
+        mode TEXT NOT NULL,
+        token TEXT
+    );
+    CREATE INDEX child_links_by_parent ON child_links (parent_id, child_id);
+    CREATE TABLE tags (
+        resource TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (resource, key)
+    );
     """,
 )
 

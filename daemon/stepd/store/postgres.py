@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,29 +30,37 @@ from stepd import __version__
 from stepd.errors import ClaimLost, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
-from stepd.store.pg_batch import CommitGroups
+from stepd.store.pg_batch import CommitGroups, add_notices
 from stepd.store.pg_create import CreateGroups
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
     ABORTED,
+    NOTICED,
     PHASE_FANOUT,
     PHASE_TASK,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
     NewExecution,
+    Notice,
     Progress,
     Transition,
 )
 from stepd.store.rows import (
     COLUMNS,
     CURSOR_COLUMNS,
+    NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
     event_rows,
     history_query,
     list_query,
+    notice_row,
     progress_values,
     row_to_cursor,
     row_to_event,
@@ -63,6 +71,7 @@ from stepd.store.schema import StoreVersion, too_new
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 MIGRATION_LOCK = 0x73746570_64000001  # pg_advisory_xact_lock key: "stepd", migrations
+TAGS_LOCK = 0x73746570  # pg_advisory_xact_lock(int, int) class: "step", a resource's tags
 POOL_SIZE = 10
 CONNECT_SECONDS = 5.0
 # A connection that stops answering is given up after this (TCP keepalives, and the kernel's
@@ -84,6 +93,7 @@ UPDATE_SQL = (
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = %s, redrive_date = %s, redrive_token = %s WHERE id = %s"
 )
+INPUT_SQL = "UPDATE executions SET input = %s WHERE id = %s"
 UPSERT_CURSOR_SQL = (
     f"INSERT INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
     f" VALUES (%s, %s, %s, %s, {', '.join('%s' for _ in PROGRESS_COLUMNS)})"
@@ -111,6 +121,19 @@ UPDATE executions SET owner = %(node)s WHERE id IN (
 ) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
 RETURNING id, due_at
 """
+# A node's notifier reads the notices no live node has claimed, or that it claimed itself,
+# and claims them (again) while its own lease runs: each closing is told by one node at a time;
+# a node that dies or leaves lets its claims go with its lease, and another node tells of them
+# (deliveries stay at least once: a node may die after a delivery, before its removal).
+OUTBOX_CLAIM_SQL = f"""
+UPDATE outbox SET claimed_by = %(node)s WHERE id IN (
+    SELECT o.id FROM outbox o
+    WHERE o.claimed_by IS NULL OR o.claimed_by = %(node)s OR NOT EXISTS (
+        SELECT 1 FROM nodes n WHERE n.id = o.claimed_by AND n.lease_until > clock_timestamp())
+    ORDER BY o.id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
+RETURNING id, {NOTICE_COLUMNS}
+"""  # noqa: S608
 HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
 EVENTS_SQL = (
     "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
@@ -340,12 +363,20 @@ class PostgresStore(Store):
             execution_id = int(row["id"])
             await _append(conn, [(execution_id, *event[1:]) for event in events])
             await _write_cursors(conn, execution_id, (), new.cursors)
-            return row_to_execution(row), True
+            created = row_to_execution(row)
+            if created.status in NOTICED:
+                await add_notices(conn, [notice_row(created)])
+            return created, True
 
     async def commit(self, transition: Transition) -> Execution | None:
         if self._pool is None or self._closing:
             raise StoreError("the store is not open")
-        if transition.cursors or transition.pruned or transition.redrive is not None:
+        if (
+            transition.cursors
+            or transition.pruned
+            or transition.redrive is not None
+            or transition.input is not None
+        ):
             return await self._commit_alone(transition)
         node = self.node
         owner = node if node is not None and holds(transition.progress) else None
@@ -359,7 +390,8 @@ class PostgresStore(Store):
                 self._idle.set()
 
     async def _commit_alone(self, transition: Transition) -> Execution | None:
-        """A transition that also writes cursors or a redrive, in a transaction of its own."""
+        """A transition that also writes cursors, a redrive or a new input, in a transaction of
+        its own."""
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
         events = event_rows(base.id, base.last_event_id, transition.events)
@@ -388,14 +420,20 @@ class PostgresStore(Store):
                 await conn.execute(
                     REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id)
                 )
+            if transition.input is not None:
+                await conn.execute(INPUT_SQL, (transition.input, base.id))
             await _append(conn, events)
             await _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-        return base.moved_to(
-            transition.progress,
-            last_event_id=last_event_id,
-            version=base.version + 1,
-            redrive=redrive,
-        )
+            moved = base.moved_to(
+                transition.progress,
+                last_event_id=last_event_id,
+                version=base.version + 1,
+                redrive=redrive,
+                input_text=transition.input,
+            )
+            if base.status == RUNNING and moved.status in NOTICED:
+                await add_notices(conn, [notice_row(moved)])
+        return moved
 
     async def _refused(self, conn: Conn, base: Execution) -> None:
         """Raise ClaimLost when a fenced transition was refused for its holder or this node's
@@ -436,13 +474,27 @@ class PostgresStore(Store):
         )
         return row_to_cursor(execution_id, rows[0]) if rows else None
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
+        left_out = (RUNNING, QUEUED, SUCCEEDED if unsucceeded_only else RUNNING)
         rows = await self._fetch(
             f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
-            " WHERE execution_id = %s AND parent = %s AND status NOT IN (%s, %s) ORDER BY slot",
-            (execution_id, parent, RUNNING, QUEUED),
+            " WHERE execution_id = %s AND parent = %s AND status NOT IN (%s, %s, %s)"
+            " ORDER BY slot",
+            (execution_id, parent, *left_out),
         )
         return [row_to_cursor(execution_id, r) for r in rows]
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        # joined by the database: one text comes back, never a row per child
+        rows = await self._fetch(
+            "SELECT '[' || coalesce(string_agg(coalesce(output, 'null'), ',' ORDER BY slot), '')"
+            " || ']' AS joined FROM cursors"
+            " WHERE execution_id = %s AND parent = %s AND status NOT IN (%s, %s)",
+            (execution_id, parent, RUNNING, QUEUED),
+        )
+        return str(rows[0]["joined"])
 
     async def get_execution(self, execution_id: int) -> Execution | None:
         rows = await self._fetch(
@@ -499,7 +551,12 @@ class PostgresStore(Store):
                 (RUNNING, before, limit),
             )
             ids = [int(r["id"]) for r in await cur.fetchall()]
-            for table, column in (("events", "execution_id"), ("cursors", "execution_id")):
+            for table, column in (
+                ("events", "execution_id"),
+                ("cursors", "execution_id"),
+                ("child_links", "child_id"),
+                ("child_links", "parent_id"),
+            ):
                 await conn.execute(
                     f"DELETE FROM {table} WHERE {column} = ANY(%s)".encode(),  # noqa: S608
                     (ids,),
@@ -510,6 +567,157 @@ class PostgresStore(Store):
     async def count_by_status(self) -> dict[str, int]:
         rows = await self._fetch("SELECT status, count(*) AS n FROM executions GROUP BY status")
         return {str(r["status"]): int(r["n"]) for r in rows}
+
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        where = "due_at IS NOT NULL AND due_at >= %s AND due_at < %s AND status = %s"
+        params: list[Any] = [start, end, RUNNING]
+        if machine is not None:
+            where += " AND machine = %s"
+            params.append(machine)
+        params.append(limit)
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM executions WHERE {where} ORDER BY due_at, id LIMIT %s",  # noqa: S608
+            params,
+        )
+        return [row_to_execution(r) for r in rows]
+
+    async def outbox(self, limit: int) -> list[Notice]:
+        """Also, for a node of several: claims the notices it returns for this node, so that
+        one node's notifier tells of each closing (see OUTBOX_CLAIM_SQL)."""
+        if self.node is None:
+            rows = await self._fetch(
+                f"SELECT id, {NOTICE_COLUMNS} FROM outbox ORDER BY id LIMIT %s",  # noqa: S608
+                (limit,),
+            )
+        else:
+            rows = await self._fetch(OUTBOX_CLAIM_SQL, {"node": self.node, "limit": limit})
+            rows.sort(key=lambda r: int(r["id"]))
+        return [Notice(**r) for r in rows]
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(ids),))
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO activities (name, created_at) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO NOTHING",
+                (name, created_at),
+            )
+            cur = await conn.execute("SELECT created_at FROM activities WHERE name = %s", (name,))
+            row = await cur.fetchone()
+        if row is None:  # deleted by another node right after
+            return Activity(name=name, created_at=created_at)
+        return Activity(name=name, created_at=float(row["created_at"]))
+
+    async def delete_activity(self, name: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM activity_tasks WHERE activity = %s", (name,))
+            await conn.execute("DELETE FROM activities WHERE name = %s", (name,))
+
+    async def list_activities(self) -> list[Activity]:
+        rows = await self._fetch("SELECT name, created_at FROM activities ORDER BY name")
+        return [Activity(name=str(r["name"]), created_at=float(r["created_at"])) for r in rows]
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO activity_tasks (token, activity, input, queued_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET"
+                " activity = excluded.activity, input = excluded.input,"
+                " queued_at = excluded.queued_at",
+                (task.token, task.activity, task.input, task.queued_at),
+            )
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        # a task another node is taking right now is skipped: each goes to one worker
+        async with self._transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM activity_tasks WHERE token = ("
+                " SELECT token FROM activity_tasks WHERE activity = %s"
+                " ORDER BY queued_at, token LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING token, input, queued_at",
+                (activity,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return ActivityTask(
+            activity=activity,
+            token=str(row["token"]),
+            input=str(row["input"]),
+            queued_at=float(row["queued_at"]),
+        )
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO child_links (child_id, parent_id, mode, token)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (child_id) DO NOTHING",
+                (link.child_id, link.parent_id, link.mode, link.token),
+            )
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        column, value = ("child_id", child_id) if child_id is not None else ("parent_id", parent_id)
+        rows = await self._fetch(
+            "SELECT child_id, parent_id, mode, token FROM child_links"  # noqa: S608
+            f" WHERE {column} = %s ORDER BY child_id",
+            (value,),
+        )
+        return [ChildLink(**r) for r in rows]
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        rows = await self._fetch(
+            "SELECT l.child_id, l.parent_id, l.mode, l.token FROM child_links l"
+            " LEFT JOIN executions p ON p.id = l.parent_id"
+            " LEFT JOIN executions c ON c.id = l.child_id"
+            " WHERE p.status = %s OR c.status = %s ORDER BY l.child_id LIMIT %s",
+            (RUNNING, RUNNING, limit),
+        )
+        return [ChildLink(**r) for r in rows]
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        async with self._transaction() as conn:
+            # one put of a resource at a time, from any node: the count below stays true
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (TAGS_LOCK, resource)
+            )
+            cur = await conn.execute("SELECT key FROM tags WHERE resource = %s", (resource,))
+            keys = {str(r["key"]) for r in await cur.fetchall()}
+            if len(keys | set(tags)) > limit:
+                return False
+            await conn.cursor().executemany(
+                "INSERT INTO tags (resource, key, value) VALUES (%s, %s, %s)"
+                " ON CONFLICT (resource, key) DO UPDATE SET value = excluded.value",
+                [(resource, key, value) for key, value in tags.items()],
+            )
+        return True
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (TAGS_LOCK, resource)
+            )
+            await conn.execute(
+                "DELETE FROM tags WHERE resource = %s AND key = ANY(%s)", (resource, list(keys))
+            )
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT key, value FROM tags WHERE resource = %s ORDER BY key", (resource,)
+        )
+        return {str(r["key"]): str(r["value"]) for r in rows}
 
 
 def holds(progress: Progress, now: float | None = None) -> bool:

@@ -19,6 +19,8 @@ FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
 STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+# An execution that closes in one of these gets an outbox entry (a `Notice`) with its closing.
+NOTICED = (FAILED, TIMED_OUT, ABORTED)
 
 # What an execution does next, when `due_at` comes.
 PHASE_ENTER = "enter"  # enter `state` with `data` as its input
@@ -26,7 +28,8 @@ PHASE_WAIT = "wait"  # a Wait state is waiting; its `WaitThen` says where it goe
 PHASE_TASK = "task"  # call the task of its `TaskCall`; `sent` once the intent is committed
 PHASE_FANOUT = "fanout"  # a Parallel or Map state runs its children; its `Fanout` counts them
 
-# A child cursor created and not yet started (a Map item beyond MaxConcurrency).
+# A child cursor created and not yet started (a Map item beyond MaxConcurrency, in the window
+# of children created ahead of the slots; an earlier stepd created every child at once).
 QUEUED = "QUEUED"
 ROOT = ""  # the id of an execution's root cursor: its row in `executions`
 
@@ -90,9 +93,10 @@ class TaskCall:
 class Fanout:
     """A Parallel or Map state running its children (child cursors, slots 0..total-1).
 
-    Children are created with the fan-out, `QUEUED` beyond the concurrency limit; slots below
-    `next_slot` were started. A finished child keeps its output in the store until the state
-    gathers every child's output in slot order.
+    Children are created a window at a time (`QUEUED` until a slot is free): the first with
+    the fan-out, the next when the slot to start has no child yet, its input evaluated again
+    from the state's input; slots below `next_slot` were started. A finished child keeps its
+    output in the store until the state gathers every child's output in slot order.
     """
 
     kind: str  # "Parallel" or "Map"
@@ -194,15 +198,21 @@ class Execution(Progress):
         last_event_id: int,
         version: int,
         redrive: Redrive | None = None,
+        input_text: str | None = None,
     ) -> Execution:
-        """This execution as a committed transition to `progress` (a redrive, when given)
-        leaves it."""
-        moved = replace(
-            self,
-            **{name: getattr(progress, name) for name in PROGRESS_FIELDS},
-            last_event_id=last_event_id,
-            version=version,
-        )
+        """This execution as a committed transition to `progress` (a redrive, and a new
+        input, when given) leaves it."""
+        # a copy with the progress fields changed, without dataclasses.replace's __init__
+        # of every field (twice a step, on the store's writer thread)
+        moved = object.__new__(type(self))
+        values = moved.__dict__
+        values.update(self.__dict__)
+        for name in PROGRESS_FIELDS:
+            values[name] = getattr(progress, name)
+        values["last_event_id"] = last_event_id
+        values["version"] = version
+        if input_text is not None:
+            values["input"] = input_text
         if redrive is None:
             return moved
         return replace(
@@ -269,6 +279,7 @@ class Transition:
     pruned: tuple[str, ...] = ()  # cursor ids whose descendants are deleted (first)
     cursors: tuple[Cursor, ...] = ()  # child cursors inserted or replaced (after pruning)
     redrive: Redrive | None = None  # this transition is a redrive: count, date and token set
+    input: str | None = None  # this transition is an update: the execution's input is this now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,3 +293,58 @@ class NewExecution:
     progress: Progress
     events: tuple[NewEvent, ...] = ()
     cursors: tuple[Cursor, ...] = ()  # the children of a Parallel or Map state entered at once
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """An outbox entry: an execution closed as FAILED, TIMED_OUT or ABORTED, to be told of.
+
+    Written by the store in the transaction that closed the execution; it stays until
+    `Store.outbox_done` removes it, whatever becomes of the execution.
+    """
+
+    id: int  # positive, larger for a later entry
+    key: str  # the same for every delivery of this closing, unique across closings
+    execution_id: int
+    machine: str
+    name: str
+    status: str
+    error: str | None
+    cause: str | None
+    stop_date: float
+
+
+def notice_key(execution: Execution) -> str:
+    """The key of the notice `execution`'s closing (as stored) gets."""
+    return f"{execution.uid or execution.id}:{execution.last_event_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activity:
+    """An activity (CreateActivity): a queue of tasks that workers take with GetActivityTask."""
+
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityTask:
+    """A task waiting in an activity's queue for a worker: the token that settles it and the
+    input the worker gets."""
+
+    activity: str
+    token: str
+    input: str  # JSON text
+    queued_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildLink:
+    """An execution a Task state started (`states:startExecution`): its parent, and how the
+    parent's task waits for it (`mode`: "" not at all, ".sync", ".sync:2", or
+    ".waitForTaskToken") with which task token."""
+
+    child_id: int
+    parent_id: int
+    mode: str
+    token: str | None = None

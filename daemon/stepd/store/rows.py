@@ -7,12 +7,14 @@ anything that maps a column's name to its value (sqlite3.Row, psycopg's dict row
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stepd import jsontext
 from stepd.errors import RecordError
 from stepd.store.formats import decode_pending, decode_variables, encode_pending, encode_variables
-from stepd.store.records import Cursor, Event, Execution, NewEvent, Progress
+from stepd.store.records import Cursor, Event, Execution, NewEvent, Progress, notice_key
 
 COLUMNS = (
     "id, machine, name, definition_id, status, input, start_date, stop_date, output, error,"
@@ -100,18 +102,26 @@ def row_to_cursor(execution_id: int, row: Mapping[str, Any]) -> Cursor:
 
 
 def progress_values(progress: Progress) -> list[Any]:
-    """The column values of `progress`, in PROGRESS_COLUMNS' order."""
-    values: list[Any] = []
-    for name in PROGRESS_COLUMNS:
-        value = getattr(progress, name)
-        if name == "pending":
-            value = encode_pending(value)
-        elif name == "retry_counts":
-            value = json.dumps(list(value))
-        elif name == "variables":
-            value = encode_variables(value)
-        values.append(value)
-    return values
+    """The column values of `progress`, in PROGRESS_COLUMNS' order (written out: this runs
+    twice a step)."""
+    p = progress
+    return [
+        p.status,
+        p.state,
+        p.phase,
+        p.data,
+        encode_pending(p.pending),
+        p.state_entered_event,
+        p.state_entered_at,
+        p.attempt,
+        jsontext.plain(list(p.retry_counts)) if p.retry_counts else "[]",
+        p.due_at,
+        p.stop_date,
+        p.output,
+        p.error,
+        p.cause,
+        encode_variables(p.variables),
+    ]
 
 
 def event_rows(
@@ -123,7 +133,7 @@ def event_rows(
     previous = last_id
     for offset, event in enumerate(events, start=1):
         event_id = last_id + offset
-        details = json.dumps(event.details, separators=(",", ":"))
+        details = jsontext.compact_ascii(event.details)
         rows.append((execution_id, event_id, previous, event.ts, event.type, details))
         previous = event_id
     return rows
@@ -178,4 +188,21 @@ def row_to_event(row: Mapping[str, Any]) -> Event:
         ts=row["ts"],
         type=row["type"],
         details=json.loads(row["details"]),
+    )
+
+
+NOTICE_COLUMNS = "key, execution_id, machine, name, status, error, cause, stop_date"
+
+
+def notice_row(execution: Execution) -> tuple[Any, ...]:
+    """The outbox row (NOTICE_COLUMNS) of `execution`'s closing, as that write left it."""
+    return (
+        notice_key(execution),
+        execution.id,
+        execution.machine,
+        execution.name,
+        execution.status,
+        execution.error,
+        execution.cause,
+        execution.stop_date if execution.stop_date is not None else time.time(),
     )

@@ -103,6 +103,54 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN variables TEXT;
     ALTER TABLE cursors ADD COLUMN variables TEXT;
     """,
+    # 6: the outbox: executions that closed FAILED, TIMED_OUT or ABORTED, until they are told
+    # of (written with the closing); running executions by machine and due instant, for the
+    # agenda
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        execution_id INTEGER NOT NULL,
+        machine TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        cause TEXT,
+        stop_date REAL NOT NULL
+    );
+    CREATE INDEX executions_due_by_machine ON executions (machine, due_at)
+        WHERE due_at IS NOT NULL;
+    """,
+    # 7: activities (CreateActivity) and the tasks waiting in their queues for a worker
+    """
+    CREATE TABLE activities (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+    CREATE TABLE activity_tasks (
+        token TEXT PRIMARY KEY,
+        activity TEXT NOT NULL,
+        input TEXT NOT NULL,
+        queued_at REAL NOT NULL
+    );
+    CREATE INDEX activity_tasks_queue ON activity_tasks (activity, queued_at, token);
+    """,
+    # 8: executions started by a Task state (states:startExecution), linked to their parent
+    """
+    CREATE TABLE child_links (
+        child_id INTEGER PRIMARY KEY,
+        parent_id INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        token TEXT
+    );
+    CREATE INDEX child_links_by_parent ON child_links (parent_id, child_id);
+    """,
+    # 9: tags of state machines and activities (TagResource), by ARN
+    """
+    CREATE TABLE tags (
+        resource TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (resource, key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

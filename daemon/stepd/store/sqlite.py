@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -37,22 +38,30 @@ from stepd.store.formats import (
     FORMAT_VERSION,
 )
 from stepd.store.records import (
+    NOTICED,
     QUEUED,
     RUNNING,
+    SUCCEEDED,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Event,
     Execution,
     NewEvent,
     NewExecution,
+    Notice,
     Transition,
 )
 from stepd.store.rows import (
     COLUMNS,
     CURSOR_COLUMNS,
+    NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
     event_rows,
     history_query,
     list_query,
+    notice_row,
     progress_values,
     row_to_cursor,
     row_to_event,
@@ -64,6 +73,8 @@ T = TypeVar("T")
 
 MAX_BATCH = 512  # writes per group commit
 BUSY_TIMEOUT_MS = 5000
+INPUT_SQL = "UPDATE executions SET input = ? WHERE id = ?"
+NOTICE_SQL = f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
 )
@@ -386,7 +397,10 @@ class SqliteStore(Store):
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
             ).fetchone()
-            return row_to_execution(row), True
+            created = row_to_execution(row)
+            if created.status in NOTICED:
+                _add_notice(conn, created)
+            return created, True
 
         return await self._write(create)
 
@@ -407,21 +421,27 @@ class SqliteStore(Store):
             redrive = transition.redrive
             if redrive is not None:
                 conn.execute(REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id))
+            if transition.input is not None:
+                conn.execute(INPUT_SQL, (transition.input, base.id))
             _append_events(conn, base.id, base.last_event_id, transition.events)
             _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-            return base.moved_to(
+            moved = base.moved_to(
                 transition.progress,
                 last_event_id=last_event_id,
                 version=base.version + 1,
                 redrive=redrive,
+                input_text=transition.input,
             )
+            if base.status == RUNNING and moved.status in NOTICED:
+                _add_notice(conn, moved)
+            return moved
 
         return await self._write(apply)
 
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
-                f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                f"SELECT {CURSOR_COLUMNS} FROM cursors INDEXED BY cursors_by_status"  # noqa: S608
                 " WHERE execution_id = ? AND status = ? ORDER BY parent, slot",
                 (execution_id, RUNNING),
             )
@@ -440,15 +460,36 @@ class SqliteStore(Store):
 
         return await self._read(get)
 
-    async def finished_children(self, execution_id: int, parent: str) -> list[Cursor]:
+    async def finished_children(
+        self, execution_id: int, parent: str, *, unsucceeded_only: bool = False
+    ) -> list[Cursor]:
+        left_out = (RUNNING, QUEUED, SUCCEEDED if unsucceeded_only else RUNNING)
+
         def run(conn: sqlite3.Connection) -> list[Cursor]:
             rows = conn.execute(
                 f"SELECT {CURSOR_COLUMNS} FROM cursors"  # noqa: S608
+                " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?, ?)"
+                " ORDER BY slot",
+                (execution_id, parent, *left_out),
+            )
+            return [row_to_cursor(execution_id, r) for r in rows]
+
+        return await self._read(run)
+
+    async def children_output(self, execution_id: int, parent: str) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            rows = conn.execute(
+                "SELECT coalesce(output, 'null') FROM cursors"
                 " WHERE execution_id = ? AND parent = ? AND status NOT IN (?, ?)"
                 " ORDER BY slot",
                 (execution_id, parent, RUNNING, QUEUED),
             )
-            return [row_to_cursor(execution_id, r) for r in rows]
+            joined = io.StringIO()  # one output at a time: never a list of them all
+            joined.write("[")
+            for n, (output,) in enumerate(rows):
+                joined.write("," + output if n else output)
+            joined.write("]")
+            return joined.getvalue()
 
         return await self._read(run)
 
@@ -529,6 +570,8 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM events WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM cursors WHERE execution_id = ?", ids)
             conn.executemany("DELETE FROM executions WHERE id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE child_id = ?", ids)
+            conn.executemany("DELETE FROM child_links WHERE parent_id = ?", ids)
             return len(ids)
 
         return await self._write(purge)
@@ -539,6 +582,178 @@ class SqliteStore(Store):
             return {str(r[0]): int(r[1]) for r in rows}
 
         return await self._read(run)
+
+    async def falling_due(
+        self, start: float, end: float, *, machine: str | None, limit: int
+    ) -> list[Execution]:
+        where = "due_at IS NOT NULL AND due_at >= ? AND due_at < ? AND status = ?"
+        params: list[Any] = [start, end, RUNNING]
+        if machine is not None:
+            where += " AND machine = ?"
+            params.append(machine)
+        sql = f"SELECT {COLUMNS} FROM executions WHERE {where} ORDER BY due_at, id LIMIT ?"  # noqa: S608
+        params.append(limit)
+
+        def run(conn: sqlite3.Connection) -> list[Execution]:
+            return [row_to_execution(r) for r in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def outbox(self, limit: int) -> list[Notice]:
+        def run(conn: sqlite3.Connection) -> list[Notice]:
+            rows = conn.execute(
+                "SELECT id, key, execution_id, machine, name, status, error, cause, stop_date"
+                " FROM outbox ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            return [Notice(**dict(r)) for r in rows]
+
+        return await self._read(run)
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        def done(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+        await self._write(done)
+
+    # -- activities ------------------------------------------------------------------
+
+    async def create_activity(self, name: str, created_at: float) -> Activity:
+        def create(conn: sqlite3.Connection) -> Activity:
+            conn.execute(
+                "INSERT OR IGNORE INTO activities (name, created_at) VALUES (?, ?)",
+                (name, created_at),
+            )
+            row = conn.execute(
+                "SELECT created_at FROM activities WHERE name = ?", (name,)
+            ).fetchone()
+            return Activity(name=name, created_at=float(row[0]))
+
+        return await self._write(create)
+
+    async def delete_activity(self, name: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM activity_tasks WHERE activity = ?", (name,))
+            conn.execute("DELETE FROM activities WHERE name = ?", (name,))
+
+        await self._write(delete)
+
+    async def list_activities(self) -> list[Activity]:
+        def run(conn: sqlite3.Connection) -> list[Activity]:
+            rows = conn.execute("SELECT name, created_at FROM activities ORDER BY name")
+            return [Activity(name=str(r[0]), created_at=float(r[1])) for r in rows]
+
+        return await self._read(run)
+
+    async def queue_activity_task(self, task: ActivityTask) -> None:
+        def queue(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO activity_tasks (token, activity, input, queued_at)"
+                " VALUES (?, ?, ?, ?)",
+                (task.token, task.activity, task.input, task.queued_at),
+            )
+
+        await self._write(queue)
+
+    async def take_activity_task(self, activity: str) -> ActivityTask | None:
+        def take(conn: sqlite3.Connection) -> ActivityTask | None:
+            row = conn.execute(
+                "SELECT token, input, queued_at FROM activity_tasks WHERE activity = ?"
+                " ORDER BY queued_at, token LIMIT 1",
+                (activity,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM activity_tasks WHERE token = ?", (row[0],))
+            return ActivityTask(
+                activity=activity, token=str(row[0]), input=str(row[1]), queued_at=float(row[2])
+            )
+
+        return await self._write(take)
+
+    # -- nested executions -----------------------------------------------------------
+
+    async def link_child(self, link: ChildLink) -> None:
+        def link_it(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO child_links (child_id, parent_id, mode, token)"
+                " VALUES (?, ?, ?, ?)",
+                (link.child_id, link.parent_id, link.mode, link.token),
+            )
+
+        await self._write(link_it)
+
+    async def child_links(
+        self, *, parent_id: int | None = None, child_id: int | None = None
+    ) -> list[ChildLink]:
+        column, value = ("child_id", child_id) if child_id is not None else ("parent_id", parent_id)
+
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT child_id, parent_id, mode, token FROM child_links"  # noqa: S608
+                f" WHERE {column} = ? ORDER BY child_id",
+                (value,),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    async def live_links(self, limit: int) -> list[ChildLink]:
+        def run(conn: sqlite3.Connection) -> list[ChildLink]:
+            rows = conn.execute(
+                "SELECT l.child_id, l.parent_id, l.mode, l.token FROM child_links l"
+                " LEFT JOIN executions p ON p.id = l.parent_id"
+                " LEFT JOIN executions c ON c.id = l.child_id"
+                " WHERE p.status = ? OR c.status = ? ORDER BY l.child_id LIMIT ?",
+                (RUNNING, RUNNING, limit),
+            )
+            return [_link(r) for r in rows]
+
+        return await self._read(run)
+
+    # -- tags ------------------------------------------------------------------------
+
+    async def put_tags(self, resource: str, tags: Mapping[str, str], limit: int) -> bool:
+        def put(conn: sqlite3.Connection) -> bool:
+            keys = {
+                str(r[0])
+                for r in conn.execute("SELECT key FROM tags WHERE resource = ?", (resource,))
+            }
+            if len(keys | set(tags)) > limit:
+                return False
+            conn.executemany(
+                "INSERT OR REPLACE INTO tags (resource, key, value) VALUES (?, ?, ?)",
+                [(resource, key, value) for key, value in tags.items()],
+            )
+            return True
+
+        return await self._write(put)
+
+    async def remove_tags(self, resource: str, keys: Sequence[str]) -> None:
+        def remove(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "DELETE FROM tags WHERE resource = ? AND key = ?", [(resource, k) for k in keys]
+            )
+
+        await self._write(remove)
+
+    async def tags_of(self, resource: str) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute(
+                "SELECT key, value FROM tags WHERE resource = ? ORDER BY key", (resource,)
+            )
+            return {str(r[0]): str(r[1]) for r in rows}
+
+        return await self._read(run)
+
+
+def _link(row: Sequence[Any]) -> ChildLink:
+    return ChildLink(
+        child_id=int(row[0]),
+        parent_id=int(row[1]),
+        mode=str(row[2]),
+        token=None if row[3] is None else str(row[3]),
+    )
 
 
 def read_version(path: Path) -> StoreVersion | None:
@@ -645,6 +860,10 @@ def _append_events(
         " VALUES (?, ?, ?, ?, ?, ?)",
         event_rows(execution_id, last_id, events),
     )
+
+
+def _add_notice(conn: sqlite3.Connection, execution: Execution) -> None:
+    conn.execute(NOTICE_SQL, notice_row(execution))
 
 
 def _wrap(exc: Exception, path: Path) -> Exception:

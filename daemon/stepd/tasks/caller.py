@@ -13,11 +13,17 @@ never raises for HTTP or network problems (only cancellation propagates). Error 
     States.Runtime                 the request cannot be made at all (task input that is not
                                    JSON, a URL that is not http(s)); retrying cannot help
 
-A 2xx answer is a success whatever its body: JSON is the task's result; a body that is not
-JSON (``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
+A 2xx answer with AWS Lambda's `X-Amz-Function-Error` header is a function's error, as
+Lambda's Invoke API reports one: the body's `errorType` names the error (Lambda.Unknown when
+it has none) and the whole body is the cause, so Retry and Catch can name the error the
+function raised. An answer (of any status) with the header `Stepd-Error: <name>` fails the
+task with that error and its body as the cause, for a server that fails a task the way an
+AWS service does (`DynamoDB.ResourceNotFoundException` and its message). Any other 2xx
+answer is a success whatever its body: JSON is the task's result; a body that is not JSON
+(``OK``, an HTML page) is the result as a string, as AWS's HTTP Task hands back its
 ResponseBody; an empty body (e.g. 204) is ``null``, as a Lambda function that returns nothing
-gives. A success is never retried, so a server that answers ``200 OK`` in plain text gets each
-call once.
+gives. A success is never retried, so a server that answers
+``200 OK`` in plain text gets each call once.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import structlog
 from yarl import URL
 
-from stepd import __version__
+from stepd import __version__, jsontext
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
@@ -65,9 +71,13 @@ MAX_RESULT_BYTES = 256 * 1024  # AWS's quota for a task result
 CAUSE_BODY_CHARS = 256
 
 ERROR_SOCKET = "States.Http.Socket"
+FUNCTION_ERROR_UNKNOWN = "Lambda.Unknown"  # a function error whose body names no errorType
+MAX_ERROR_CHARS = 256  # AWS's limit on an error name
+MAX_CAUSE_CHARS = 32_768  # AWS's limit on a cause
 STATUS_ERROR_PREFIX = "States.Http.StatusCode."
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+TRACEPARENT_HEADER = "traceparent"  # W3C Trace Context, when tracing is on
 JSON_CONTENT_TYPE = "application/json"
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -86,6 +96,7 @@ class TaskRequest:
     # An HTTP Task (arn:aws:states:::http:invoke): `payload` is its rendered Parameters, which
     # say where and how to call; `url` is their ApiEndpoint (or the Resource, when it has none).
     http_invoke: bool = False
+    trace_parent: str | None = None  # W3C `traceparent` of the call's span, when traced
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -101,6 +112,9 @@ class TaskOutcome:
     cause: str | None = None  # short human text: status line and body start, or the network error
     status: int | None = None  # HTTP status, when the server answered
     retry_after: float | None = None  # seconds, from Retry-After on a non-2xx answer
+    # the task's own result even for a task that waits for a callback (a mocked answer; a
+    # nested execution that ended): not just the answer to its call
+    final: bool = False
 
     def __post_init__(self) -> None:
         if self.error is not None and self.result is not None:
@@ -226,7 +240,8 @@ class TaskCaller:
         except (TimeoutError, TransportError):
             return None
 
-    def _headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
+    def _headers(self, request: TaskRequest, body: bytes) -> dict[str, str]:
+        idempotency_key = request.idempotency_key
         timestamp = int(self._clock())
         headers = {
             "User-Agent": self._user_agent,
@@ -238,6 +253,8 @@ class TaskCaller:
         }
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, idempotency_key, timestamp, body)
+        if request.trace_parent is not None:
+            headers[TRACEPARENT_HEADER] = request.trace_parent
         return headers
 
     def _url(self, url: str) -> str:
@@ -257,7 +274,7 @@ class TaskCaller:
 
     async def _post(self, request: TaskRequest, body: bytes) -> TaskOutcome:
         answer = await self._exchange(
-            "POST", request.url, self._headers(request.idempotency_key, body), body, request
+            "POST", request.url, self._headers(request, body), body, request
         )
         return answer if isinstance(answer, TaskOutcome) else _outcome(answer, clock=self._clock)
 
@@ -265,7 +282,7 @@ class TaskCaller:
         """An HTTP Task's request: its own headers (a connection's too), then stepd's
         Idempotency-Key and webhook headers, which it cannot override."""
         body = call.body or b""
-        own = self._headers(request.idempotency_key, body)
+        own = self._headers(request, body)
         headers = dict(call.headers)
         names = {name.lower() for name in headers}
         for name, value in own.items():
@@ -300,6 +317,7 @@ class TaskCaller:
                     read_timeout=limit,
                     max_bytes=MAX_RESULT_BYTES,
                     keep_headers=request.http_invoke,
+                    bounded=True,  # by the asyncio.timeout above
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
@@ -318,7 +336,7 @@ def _not_sent(url: str, key: str, cause: str) -> TaskOutcome:
 
 def encode_json(payload: Any) -> bytes:
     """The request body: compact JSON in UTF-8. Raises ValueError for NaN or infinities."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return jsontext.strict(payload).encode()
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -342,6 +360,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
     status = answer.status
+    if answer.named_error is not None and answer.named_error.strip():
+        return _named_error(answer)
     if not 200 <= status < 300:
         return TaskOutcome(
             error=f"{STATUS_ERROR_PREFIX}{status}",
@@ -357,13 +377,36 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
             cause=f"the answer is larger than {MAX_RESULT_BYTES} bytes",
             status=status,
         )
+    if answer.function_error is not None:
+        return _function_error(answer)
     if not answer.body.strip():
         return TaskOutcome(result=None, status=status)
     try:
-        result = json.loads(answer.body, parse_constant=_reject_constant)
+        body = answer.body
+        result = _STRICT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status)
+
+
+def _named_error(answer: Answer) -> TaskOutcome:
+    """`Stepd-Error: <name>` on any answer: the task fails with that error, the body (as text,
+    cut at AWS's 32,768 characters) its cause, none when the body is empty."""
+    error = (answer.named_error or "").strip()[:MAX_ERROR_CHARS]
+    cause = answer.body.decode("utf-8", errors="replace")[:MAX_CAUSE_CHARS]
+    return TaskOutcome(error=error, cause=cause or None, status=answer.status)
+
+
+def _function_error(answer: Answer) -> TaskOutcome:
+    """A Lambda-style function error: `errorType` of the body as the error, the body the cause."""
+    cause = answer.body.decode("utf-8", errors="replace")
+    try:
+        body = json.loads(cause)
+    except ValueError:
+        body = None
+    name = body.get("errorType") if isinstance(body, dict) else None
+    error = name if isinstance(name, str) and name else FUNCTION_ERROR_UNKNOWN
+    return TaskOutcome(error=error, cause=cause, status=answer.status)
 
 
 def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
@@ -394,6 +437,9 @@ def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # made once: one a call costs
 
 
 def _cause(answer: Answer) -> str:

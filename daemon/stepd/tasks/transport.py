@@ -24,9 +24,12 @@ import aiohttp
 from yarl import URL
 
 from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
+from stepd.tasks.http1 import Pool, Target, request_bytes, target_of
 
 KEEPALIVE_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024
+FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # AWS Lambda's mark of a function's error
+NAMED_ERROR_HEADER = "Stepd-Error"  # the task server names the task's error itself
 MAX_CACHED = 10_000  # parsed URLs and timeout settings kept for reuse
 
 
@@ -40,6 +43,8 @@ class Answer:
     body: bytes
     complete: bool  # False when the body was longer than the limit and was cut there
     headers: tuple[tuple[str, str], ...] = ()  # every response header, as sent (send() only)
+    function_error: str | None = None  # the X-Amz-Function-Error header, as sent
+    named_error: str | None = None  # the Stepd-Error header, as sent
 
 
 class AiohttpTransport:
@@ -48,7 +53,9 @@ class AiohttpTransport:
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None  # the lean path of a plain POST over http
         self._urls: dict[str, URL] = {}
+        self._targets: dict[str, Target | None] = {}
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
@@ -76,6 +83,24 @@ class AiohttpTransport:
             if len(self._urls) < MAX_CACHED:
                 self._urls[url] = parsed
         return parsed
+
+    def _lean(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(
+                max_connections=self._max_connections, keepalive_seconds=KEEPALIVE_SECONDS
+            )
+        return self._pool
+
+    def _target(self, url: str) -> Target | None:
+        """Where the lean client sends a POST to `url`; None when it leaves it to aiohttp."""
+        try:
+            return self._targets[url]
+        except KeyError:
+            pass
+        target = target_of(self._url(url))
+        if len(self._targets) < MAX_CACHED:
+            self._targets[url] = target
+        return target
 
     def _timeout(self, connect: float, read: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get((connect, read))
@@ -122,9 +147,32 @@ class AiohttpTransport:
         read_timeout: float,
         max_bytes: int,
         keep_headers: bool = True,
+        bounded: bool = False,
     ) -> Answer:
         """Make a `method` request; the answer's body is read up to `max_bytes`
-        (decompressed), its headers kept when `keep_headers`."""
+        (decompressed), its headers kept when `keep_headers`. `bounded`: the caller bounds the
+        whole attempt (the lean path then arms no read timer of its own)."""
+        if method == "POST" and body is not None and not keep_headers:
+            target = self._target(url)
+            request = None if target is None else request_bytes(target, dict(headers), body)
+            if target is not None and request is not None:
+                reply = await self._lean().post(
+                    target,
+                    request,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    max_bytes=max_bytes,
+                    bounded=bounded,
+                )
+                return Answer(
+                    status=reply.status,
+                    reason=reply.reason,
+                    retry_after=reply.retry_after,
+                    body=reply.body,
+                    complete=reply.complete,
+                    function_error=reply.function_error,
+                    named_error=reply.named_error,
+                )
         try:
             async with self._client().request(
                 method,
@@ -144,6 +192,8 @@ class AiohttpTransport:
                     body=content,
                     complete=complete,
                     headers=tuple(response.headers.items()) if keep_headers else (),
+                    function_error=response.headers.get(FUNCTION_ERROR_HEADER),
+                    named_error=response.headers.get(NAMED_ERROR_HEADER),
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failure(exc) from exc
@@ -163,6 +213,9 @@ class AiohttpTransport:
 
     async def aclose(self) -> None:
         """Close pooled connections."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None

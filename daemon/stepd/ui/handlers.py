@@ -17,11 +17,14 @@ from markupsafe import Markup
 
 from stepd.asl.validate import validate
 from stepd.catalog import Report
+from stepd.engine.agenda import MAX_DUE, counts, per_minute
 from stepd.engine.executor import Engine
 from stepd.engine.steps import MAX_EVENTS
+from stepd.engine.testruns import NOT_TESTED
 from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable, StoreError
 from stepd.graph import build_graph, progress, to_svg
 from stepd.store.records import RUNNING, STATUSES, Event, Execution
+from stepd.ui.agenda import chart
 from stepd.ui.pages import ACTION_CSRF, ACTION_ROUTE_PREFIX, SIGNED_IN, render
 from stepd.ui.views import UI_PATH, execution_path, list_path, summarise, timeline
 
@@ -30,6 +33,8 @@ Findings = Callable[[], Mapping[str, Sequence[Report]]]
 PAGE_SIZE = 50  # executions per page of the list
 PAGE_ROUTE_PREFIX = "ui."  # the name of every page's route begins so (access checks rely on it)
 RECENT_EXECUTIONS = 10  # on a state machine's page
+AGENDA_HOURS = (1, 3, 6, 12, 24)  # the spans the agenda page offers; the default is 3
+BUSIEST_MINUTES = 10  # listed under the agenda's chart
 HISTORY_BATCH = 1000  # events per read of an execution's history
 
 
@@ -51,6 +56,7 @@ def add_ui_routes(
     app.router.add_get(
         UI_PATH + "machines/{name}", pages.machine, name=PAGE_ROUTE_PREFIX + "machine"
     )
+    app.router.add_get(UI_PATH + "agenda", pages.agenda, name=PAGE_ROUTE_PREFIX + "agenda")
     app.router.add_post(
         UI_PATH + "executions/{machine}/{name}/redrive",
         pages.redrive,
@@ -127,6 +133,8 @@ class _Pages:
                 )
             events = await self._history(execution)
             definition = await self._definition(execution)
+            tested = await self.engine.test_settings(execution)
+            parent, children = await self.engine.nested.family(execution)
         except StoreError as exc:
             return self._unavailable(request, exc)
         now = self.engine.clock()
@@ -145,6 +153,9 @@ class _Pages:
             redrivable=self.engine.redrive_refusal(execution) is None,
             diagram=_diagram(diagram),
             timeline=timeline(events, execution.start_date),
+            tested=tested if tested != NOT_TESTED else None,
+            parent=parent,
+            children=children,
         )
 
     async def redrive(self, request: web.Request) -> web.Response:
@@ -164,6 +175,43 @@ class _Pages:
         except StoreError as exc:
             return self._unavailable(request, exc)
         raise web.HTTPSeeOther(execution_path(machine, name))
+
+    async def agenda(self, request: web.Request) -> web.Response:
+        """How many executions fall due in each minute of the next hours, as a chart."""
+        machine = request.query.get("machine") or None
+        hours_text = request.query.get("hours") or "3"
+        hours = int(hours_text) if hours_text.isdigit() else 0
+        if hours not in AGENDA_HOURS or (machine and machine not in self.engine.machines):
+            return self._problem(
+                request,
+                400,
+                "Not an agenda",
+                f"hours is one of {', '.join(map(str, AGENDA_HOURS))}; machine one of "
+                f"{', '.join(sorted(self.engine.machines))}.",
+            )
+        now = self.engine.clock()
+        end = now + hours * 3600
+        try:
+            due = await self.engine.falling_due(now, end, machine=machine, limit=MAX_DUE)
+        except StoreError as exc:
+            return self._unavailable(request, exc)
+        minutes = per_minute(due)
+        title = f"Executions due per minute, next {hours} h (UTC)"
+        return self._page(
+            request,
+            "agenda.html",
+            title="Agenda",
+            now=now,
+            refresh=False,
+            hours=hours,
+            hour_choices=AGENDA_HOURS,
+            machine_choices=sorted(self.engine.machines),
+            chosen_machine=machine,
+            total=len(due),
+            truncated=len(due) >= MAX_DUE,
+            diagram=chart(counts(minutes, now, end), title=title),
+            busiest=sorted(minutes, key=lambda m: (-m.count, m.start))[:BUSIEST_MINUTES],
+        )
 
     async def machine(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

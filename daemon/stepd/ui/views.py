@@ -21,9 +21,17 @@ SIGNOUT_PATH = UI_PATH + "signout"
 MAX_TIMELINE_EVENTS = 500  # the latest events shown on an execution's timeline
 OVERDUE_GRACE_SECONDS = 1.0  # a step this little past its due time is starting, not late
 FAILURE_EVENTS = frozenset(
-    {"TaskFailed", "TaskTimedOut", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
+    {
+        "TaskFailed",
+        "TaskTimedOut",
+        "LambdaFunctionFailed",
+        "LambdaFunctionTimedOut",
+        "ExecutionFailed",
+        "ExecutionTimedOut",
+        "ExecutionAborted",
+    }
 )
-SUMMARY_KEYS = ("error", "cause", "resource")  # event details shown on the timeline's line
+SUMMARY_KEYS = ("error", "cause", "resource", "updatedBy")  # details on the timeline line
 DATA_KEYS = ("input", "output", "parameters")  # event details shown folded
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from tests.unit.asl.asl_support import EXECUTION_ARN, MACHINE_ARN, context
 
-from stepd.asl import paths
+from stepd.asl import jsonata, paths, payload
+from stepd.asl.decisions import JsonText
+from stepd.asl.intrinsics import seeded_random
 
 ROLE = "arn:aws:iam::123456789012:role/stepd"
 CTX = replace(context("Check", {"room": 42}, retry_count=2), role_arn=ROLE)
@@ -46,3 +49,36 @@ def test_context_fields(path: str, expected: Any) -> None:
 def test_task_token_only_for_callback_tasks(token: str | None, expected: Any) -> None:
     """`$$.Task` exists only while a task waits for its token, as on AWS."""
     assert expected == replace(CTX, task_token=token).as_json().get("Task")
+
+
+TEXT_CTX = replace(CTX, execution_input=JsonText('{"room": 42}'))
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param({"r.$": "$$.Execution.Input.room"}, {"r": 42}, id="a-member"),
+        pytest.param({"i.$": "$$.Execution.Input"}, {"i": {"room": 42}}, id="the-input"),
+        pytest.param(
+            {"f.$": "States.Format('{}', $$.Execution.Input.room)"}, {"f": "42"}, id="intrinsic"
+        ),
+        pytest.param({"n.$": "$$.Execution.Name"}, {"n": "room-42"}, id="another-field"),
+    ],
+)
+def test_an_input_kept_as_text_reads_as_its_value(template: Any, expected: Any) -> None:
+    """The engine hands the execution's input over as text, parsed only when a path reads it:
+    paths, intrinsics and the whole context object see the value."""
+    assert payload.render(template, {}, TEXT_CTX.as_json(), seeded_random("s")) == expected
+    whole = paths.resolve("$$", {}, TEXT_CTX.as_json())
+    assert whole["Execution"]["Input"] == {"room": 42}
+
+
+def test_an_input_kept_as_text_reads_as_its_value_in_jsonata() -> None:
+    scope = jsonata.Scope(
+        states={"input": {}, "context": TEXT_CTX.as_json()},
+        variables={},
+        now=datetime(2024, 8, 18, tzinfo=UTC),
+        random=seeded_random("s"),
+    )
+    value = jsonata.render("{% $states.context.Execution.Input.room %}", "Output", scope)
+    assert value == 42

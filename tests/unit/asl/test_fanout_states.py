@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from tests.unit.asl.asl_support import NOW, context, machine
 
-from stepd.asl.decisions import Caught, Fail, FanOut, GoTo, RetryAt
-from stepd.asl.interpreter import branch, enter, task_failed, task_succeeded
+from stepd.asl.decisions import Caught, Fail, FanOut, GoTo, JsonText, RetryAt, Succeed
+from stepd.asl.interpreter import (
+    branch,
+    enter,
+    map_inputs,
+    passed_through,
+    task_failed,
+    task_succeeded,
+)
 
 PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 PROCESSOR = {"ItemProcessor": PASS_END}
@@ -150,7 +158,7 @@ def test_enter_fans_out(state: dict[str, Any], state_input: Any, expected: FanOu
         pytest.param(
             {"Type": "Map", "ToleratedFailurePercentage": 101, **PROCESSOR},
             [1],
-            "ToleratedFailurePercentage must be a number from 0 to 100: 101",
+            "ToleratedFailurePercentage must be between 0 and 100.",
             id="percentage-above-100",
         ),
     ],
@@ -214,3 +222,67 @@ def test_a_failed_child_meets_the_states_retry_and_catch(
     state = {"Type": "Parallel", "Branches": [PASS_END], "End": True, **fields}
     decision = task_failed(machine("S", state), "S", {"a": 1}, "E", "c", (), NOW, lambda: 0.5)
     assert expected == decision
+
+
+WINDOWED_MAPS = {
+    "jsonpath-selector": {
+        "Type": "Map",
+        "ItemSelector": {
+            "i.$": "$$.Map.Item.Index",
+            "v.$": "$$.Map.Item.Value",
+            "u.$": "States.UUID()",
+        },
+        **PROCESSOR,
+    },
+    "jsonpath-batcher": {
+        "Type": "Map",
+        "ItemsPath": "$.xs",
+        "ItemSelector": {"v.$": "$$.Map.Item.Value", "u.$": "States.UUID()"},
+        "ItemBatcher": {"MaxItemsPerBatch": 3, "BatchInput": {"k.$": "$.k"}},
+        **PROCESSOR,
+    },
+    "jsonata-selector": {
+        "Type": "Map",
+        "QueryLanguage": "JSONata",
+        "Items": "{% $states.input.xs %}",
+        "ItemSelector": {"v": "{% $states.context.Map.Item.Value %}", "u": "{% $uuid() %}"},
+        **PROCESSOR,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED_MAPS))
+@pytest.mark.parametrize(("start", "stop"), [(0, 4), (3, 5), (5, 99)])
+def test_the_inputs_of_some_slots_are_those_the_entry_gave_them(name: str, start: int, stop: int):
+    """A Map's children beyond the first window get their inputs later, evaluated again for
+    their slots only: the same values `enter` listed, UUIDs included."""
+    definition = machine("S", {"End": True, **WINDOWED_MAPS[name]})
+    state_input: Any = [{"n": n} for n in range(17)]
+    if name != "jsonpath-selector":
+        state_input = {"xs": state_input, "k": "key"}
+    entered = enter(definition, "S", state_input, context("S"), NOW)
+    assert isinstance(entered, FanOut)
+    some = map_inputs(definition, "S", state_input, context("S"), NOW, start, stop)
+    assert some == list(entered.inputs[start:stop])
+    assert len({json.dumps(i, sort_keys=True) for i in entered.inputs}) == len(entered.inputs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "passes"),
+    [
+        ({}, True),
+        ({"ResultPath": "$", "OutputPath": "$"}, True),
+        ({"ResultPath": "$.r"}, False),
+        ({"ResultPath": None}, False),
+        ({"OutputPath": "$[0]"}, False),
+        ({"ResultSelector": {"a.$": "$[0]"}}, False),
+        ({"Assign": {"x": 1}}, False),
+        ({"QueryLanguage": "JSONata"}, False),
+    ],
+)
+def test_a_result_passed_on_as_it_is_needs_no_reading(fields: dict[str, Any], passes: bool):
+    """Only a state whose output is its result, unchanged, takes the gathered text as it is."""
+    definition = machine("S", {"Type": "Map", "End": True, **PROCESSOR, **fields})
+    result = JsonText("[1,2]")
+    decided = passed_through(definition, "S", result)
+    assert decided == (Succeed(output=result) if passes else None)

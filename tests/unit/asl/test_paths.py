@@ -62,6 +62,29 @@ def test_read_slices(path: str, expected: Any) -> None:
     assert expected == paths.read(DATA, path)
 
 
+USERS = {"users": [{"year": 1997, "status": 0}, {"year": 1998, "status": 1, "name": "b"}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$.users[?(@.status == 0)]", [USERS["users"][0]], id="equal-number"),
+        pytest.param("$.users[?(@.year <= 1998)].year", [1997, 1998], id="at-most"),
+        pytest.param("$.users[?(@.year > 1997)].year", [1998], id="more-than"),
+        pytest.param("$.users[?(@.name == 'b')].year", [1998], id="equal-quoted-string"),
+        pytest.param("$.users[?(@.status != 1)].year", [1997], id="not-equal"),
+        pytest.param('$.users[?(@.name != "c")].year', [1998], id="without-the-member-no-match"),
+        pytest.param("$.users[?(@.name)].year", [1998], id="has-member"),
+        pytest.param("$.users[?(@.status == '0')]", [], id="string-is-not-number"),
+        pytest.param("$.[?(@.status == 1)].year", [], id="object-filtered-itself"),
+        pytest.param("$.missing[?(@.a)]", [], id="filter-of-missing-is-empty"),
+    ],
+)
+def test_read_filters(path: str, expected: Any) -> None:
+    """A filter keeps the array items for which its comparison holds, as Jayway does."""
+    assert expected == paths.read(USERS, path)
+
+
 @pytest.mark.parametrize(
     ("path", "data", "expected"),
     [
@@ -87,6 +110,16 @@ def test_quoted_names_keep_their_backslashes(path: str, data: Any, expected: Any
             "$.a.b.c",
             "Invalid path '$.a.b.c' : No results for path: $['a']['b']['c']",
             id="member-of-number",
+        ),
+        pytest.param(
+            "$.no.such.path",
+            "Invalid path '$.no.such.path' : Missing property in path $['no']",
+            id="missing-member-on-the-way",
+        ),
+        pytest.param(
+            "$.a.x.y",
+            "Invalid path '$.a.x.y' : Missing property in path $['a']['x']",
+            id="missing-member-deeper",
         ),
         pytest.param(
             "$.items[3]",
@@ -122,7 +155,14 @@ def test_read_missing_raises_path_error(path: str, cause: str) -> None:
             "$..a", "Invalid path '$..a': deep scan ('..') is not supported", id="deep-scan"
         ),
         pytest.param(
-            "$.a[?(@.b)]", "Invalid path '$.a[?(@.b)]': unsupported selector [?(@.b)]", id="filter"
+            "$.a[?(@.b && @.c)]",
+            "Invalid path '$.a[?(@.b && @.c)]': unsupported filter [?(@.b && @.c)]",
+            id="compound-filter",
+        ),
+        pytest.param(
+            "$.a[?(@.b == x)]",
+            "Invalid path '$.a[?(@.b == x)]': unsupported value x in filter [?(@.b == x)]",
+            id="filter-value",
         ),
         pytest.param(None, "Invalid path null: a path is a string starting with '$'", id="null"),
         pytest.param(

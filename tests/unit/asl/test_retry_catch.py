@@ -20,7 +20,7 @@ from stepd.asl.retry import delay_seconds, error_matches
         pytest.param(["States.ALL"], "States.Timeout", True, id="ALL-timeout"),
         pytest.param(["States.ALL"], "States.TaskFailed", True, id="ALL-task-failed"),
         pytest.param(["States.ALL"], "States.Runtime", False, id="ALL-not-runtime"),
-        pytest.param(["States.ALL"], "States.DataLimitExceeded", False, id="ALL-not-data-limit"),
+        pytest.param(["States.ALL"], "States.DataLimitExceeded", True, id="ALL-data-limit"),
         pytest.param(["States.TaskFailed"], "Custom.Error", True, id="TaskFailed-custom"),
         pytest.param(
             ["States.TaskFailed"], "States.Http.StatusCode.500", True, id="TaskFailed-http-status"

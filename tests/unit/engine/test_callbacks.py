@@ -22,7 +22,7 @@ from stepd.store.base import Store
 from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 T0 = 1_800_000_000.0
 RESOURCE = "arn:aws:states:::lambda:invoke.waitForTaskToken"
@@ -131,14 +131,6 @@ async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
         if loop.time() > end:
             raise AssertionError("timed out waiting")
         await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_success_is_the_task_result_and_the_http_answer_is_not(store: Store):
@@ -333,4 +325,67 @@ async def test_a_token_survives_a_restart(store: Store):
     await h.engine.send_task_success(token, '"done"')
     done = await h.closed(execution_id)
     assert (done.status, done.output, after.calls) == ("SUCCEEDED", '"done"', [])
+    await h.stop()
+
+
+async def test_a_retried_task_gets_a_new_token_and_the_last_one_is_refused(store: Store):
+    """Each attempt of a retried `.waitForTaskToken` task has its own token, as in AWS: the
+    first attempt's token is refused like a closed task's while the second attempt waits."""
+    retry = [{"ErrorEquals": ["Refused"], "IntervalSeconds": 5, "MaxAttempts": 1}]
+    h = Harness(store, one(callback_task(Retry=retry)), FakeCaller())
+    execution_id = await h.start({"room": "r1"})
+    [first] = await h.tokens(1)
+    await h.waiting(execution_id)
+    await h.engine.send_task_failure(first, "Refused", "the room is closed")
+    await h.tick(execution_id, T0 + 5)
+    [_, second] = await h.tokens(2)
+    await h.waiting(execution_id)
+
+    assert second != first
+    with pytest.raises(TaskTimedOut):
+        await h.engine.send_task_success(first, '"late"')
+    with pytest.raises(TaskTimedOut):
+        await h.engine.send_task_heartbeat(first)
+    await h.engine.send_task_success(second, '"done"')
+    done = await h.closed(execution_id)
+    assert (done.status, done.output) == ("SUCCEEDED", '"done"')
+    await h.stop()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            {"HeartbeatSecondsPath": "$.beat", "TimeoutSecondsPath": "$.limit"}, id="jsonpath"
+        ),
+        pytest.param(
+            {
+                "QueryLanguage": "JSONata",
+                "Parameters": None,
+                "Arguments": {"token": "{% $states.context.Task.Token %}"},
+                "HeartbeatSeconds": "{% $states.input.beat %}",
+                "TimeoutSeconds": "{% $states.input.limit %}",
+            },
+            id="jsonata",
+        ),
+    ],
+)
+async def test_heartbeat_and_timeout_seconds_are_read_from_the_input(
+    store: Store, fields: dict[str, Any]
+):
+    """HeartbeatSecondsPath and TimeoutSecondsPath (in JSONata, expressions for
+    HeartbeatSeconds and TimeoutSeconds) set the task's deadlines from the input."""
+    state = {k: v for k, v in {**callback_task(), **fields}.items() if v is not None}
+    h = Harness(store, one(state), FakeCaller())
+    execution_id = await h.start({"room": "r1", "beat": 10, "limit": 25})
+    [token] = await h.tokens(1)
+    await h.waiting(execution_id)
+    assert (await store.get_execution(execution_id)).due_at == T0 + 10  # type: ignore[union-attr]
+    for beat in (8, 16, 24):  # heartbeats keep it going until TimeoutSeconds
+        h.clock.now = T0 + beat
+        await h.engine.send_task_heartbeat(token)
+    assert (await store.get_execution(execution_id)).due_at == T0 + 25  # type: ignore[union-attr]
+    await h.tick(execution_id, T0 + 25)
+    done = await h.closed(execution_id)
+    assert (done.status, done.error) == ("FAILED", "States.Timeout")
     await h.stop()

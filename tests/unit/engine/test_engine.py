@@ -29,7 +29,7 @@ from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.tasks.keys import idempotency_key
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -80,14 +80,6 @@ def _machine(late_policy: str = "run") -> Machine:
     )
 
 
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 async def _engine(store: Store, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
     engine = Engine(
         uid=lambda: UID,
@@ -135,7 +127,8 @@ async def test_nothing_runs_before_its_due_instant(store: Store):
 
 
 async def test_intent_is_committed_before_the_call_is_made(store: Store):
-    """While the task is in flight the store already holds TaskScheduled and TaskStarted."""
+    """While the task is in flight the store already holds LambdaFunctionScheduled and
+    LambdaFunctionStarted (the intent: the machine calls a Lambda function ARN)."""
     clock = Clock()
     caller = FakeCaller(store=store)
     engine = await _engine(store, clock, caller)
@@ -147,8 +140,8 @@ async def test_intent_is_committed_before_the_call_is_made(store: Store):
     assert (during.execution.phase, during.execution.task.sent) == ("task", True)
     assert during.events[-3:] == (
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
     )
 
 
@@ -205,7 +198,7 @@ async def test_a_crash_after_the_intent_resends_with_the_same_key(store: Store):
         "classroom/c1/u1/4",
     ]
     assert (after.state, restarted.stats.resends) == ("PingWait", 1)
-    assert (await _types(store, after.id)).count("TaskScheduled") == 1
+    assert (await _types(store, after.id)).count("LambdaFunctionScheduled") == 1
 
 
 async def test_a_retry_waits_its_interval_and_keeps_the_key(store: Store):
@@ -224,12 +217,12 @@ async def test_a_retry_waits_its_interval_and_keeps_the_key(store: Store):
     assert caller.keys == ["classroom/c1/u1/4"] * 2
     assert (await _types(store, started.execution.id))[3:] == [
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskFailed",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionFailed",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "WaitStateEntered",
     ]
@@ -307,16 +300,16 @@ async def test_whole_classroom_succeeds_with_complete_history(store: Store):
         "WaitStateEntered",
         "WaitStateExited",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "WaitStateEntered",
         "WaitStateExited",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "ExecutionSucceeded",
     ]
@@ -497,3 +490,47 @@ def test_the_key_names_the_execution_and_the_state_entry(uid: str | None, key: s
         state_entered_event=4,
     )
     assert idempotency_key(execution) == key
+
+
+async def test_calls_due_together_go_out_before_their_answers_are_recorded(store: Store):
+    """At the top of the hour every call that is due is sent before the answers are
+    committed (with 2 workers for 6 executions); then every answer is."""
+    clock = Clock()
+    answers_committed_at_each_call: list[int] = []
+
+    def respond(_: Any) -> None:
+        committed = sum(
+            event.type == "LambdaFunctionSucceeded"
+            for events in store.database.events.values()  # type: ignore[attr-defined]
+            for event in events
+        )
+        answers_committed_at_each_call.append(committed)
+
+    caller = FakeCaller(respond=respond)
+    engine = Engine(
+        uid=lambda: UID,
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+        workers=2,
+    )
+    await engine.register({"classroom": _machine()})
+    engine.set_timer(lambda _id, _due: None)
+    ids = [
+        (await engine.start_execution("classroom", f"c{n}", INPUT)).execution.id for n in range(6)
+    ]
+    clock.now = T0 + 10
+    engine.start()
+    for execution_id in ids:
+        engine.dispatch(execution_id, T0 + 10)
+    async with asyncio.timeout(5):
+        for execution_id in ids:
+            while "LambdaFunctionSucceeded" not in await _types(store, execution_id):
+                await asyncio.sleep(0.01)
+    await engine.drain(1)
+    assert answers_committed_at_each_call == [0] * 6
+    for execution_id in ids:
+        assert (await store.get_execution(execution_id)).state == "PingWait"  # type: ignore[union-attr]

@@ -24,24 +24,17 @@ from tests.unit.engine.engine_support import (
     until,
 )
 
+from stepd.engine import steps
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.store.base import Store
-from stepd.store.records import Execution
+from stepd.store.records import QUEUED, Execution
 from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
 
 PASS_END = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-
-
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def run(
@@ -263,3 +256,68 @@ async def test_a_late_iteration_follows_the_machines_late_policy(store: Store):
     done = await finished(store, started.execution.id)
     await engine.drain(1.0)
     assert (done.status, done.error, caller.calls) == ("FAILED", "stepd.StepLate", [])
+
+
+KEEP = {
+    "StartAt": "Deliver",
+    "States": {"Deliver": {**CALL, "ResultPath": None}},  # the item is the iteration's output
+}
+SELECTED = {"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value", "u.$": "States.UUID()"}
+
+
+def _count_unfinished(store: MemoryStore, counts: list[int]) -> None:
+    """After each commit, how many child rows are queued or running, in `counts`."""
+    commit = store.commit
+
+    async def counting(transition: Any) -> Any:
+        committed = await commit(transition)
+        rows = store.database.cursors.get(transition.base.id, {}).values()
+        counts.append(sum(r.cursor.status in {QUEUED, "RUNNING"} for r in rows))
+        return committed
+
+    store.commit = counting  # type: ignore[method-assign]
+
+
+async def test_a_map_creates_its_children_a_window_at_a_time(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+):
+    """With a window of 4 and MaxConcurrency 2, a Map of 23 never has more than 4 children
+    waiting for a slot and 2 running; each iteration gets the input its entry gave it (index,
+    item, a UUID of its own) and the outputs come in item order."""
+    monkeypatch.setattr(steps, "CHILD_WINDOW", 4)
+    counts: list[int] = []
+    _count_unfinished(store, counts)
+    state = {"Type": "Map", "MaxConcurrency": 2, "ItemSelector": SELECTED, "ItemProcessor": KEEP}
+    caller = FakeCaller()
+    done = await run(store, one_state(state), [f"x{n}" for n in range(23)], caller)
+    output = json.loads(done.output or "")
+    assert done.status == "SUCCEEDED"
+    assert [(o["i"], o["v"]) for o in output] == [(n, f"x{n}") for n in range(23)]
+    assert len({o["u"] for o in output}) == 23
+    assert sorted(c.payload["i"] for c in caller.calls) == list(range(23))
+    assert 0 < max(counts) <= 4 + 2
+    assert (await types(store, done.id)).count("MapIterationStarted") == 23
+
+
+async def test_a_map_stored_with_every_child_queued_runs_on(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+):
+    """A Map that an earlier stepd fanned out (every child created at once, queued) runs on
+    with the children it stored, creating none again."""
+    monkeypatch.setattr(steps, "CHILD_WINDOW", 1000)  # as the fan-out was before windows
+    caller = FakeCaller()
+    caller.hold()
+    state = {"Type": "Map", "MaxConcurrency": 2, "ItemProcessor": KEEP}
+    engine = await running_engine(store, caller, one_state(state), Clock())
+    started = await engine.start_execution("m", "x", json.dumps(list(range(9))))
+    await caller.wait_for(2)
+    queued = store.database.cursors[started.execution.id]
+    assert sum(r.cursor.status == QUEUED for r in queued.values()) == 7
+    monkeypatch.setattr(steps, "CHILD_WINDOW", 2)
+    made: list[int] = []
+    more = steps.Step.more_children
+    monkeypatch.setattr(steps.Step, "more_children", lambda s, f: made.append(f) or more(s, f))
+    caller.release()
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or ""), made) == ("SUCCEEDED", list(range(9)), [])

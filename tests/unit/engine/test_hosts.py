@@ -29,7 +29,7 @@ from stepd.store.base import Store
 from stepd.store.records import Execution
 from stepd.tasks.caller import TaskOutcome, TaskRequest
 from stepd.tasks.endpoints import EndpointMap
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 BASE_URL = "http://svc.test"
@@ -404,14 +404,6 @@ def fast_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hosts_module, "MAX_PROBE_SECONDS", 0.01)
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 @dataclass
 class Rig:
     """Engines on one store and one caller, which answers each execution's scripted
@@ -519,7 +511,7 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
         await engine.advance(execution_id)
     retrying = await rig.row(a)
     assert (retrying.attempt, retrying.task.first_due) == (1, T0 + 10)
-    assert (await rig.types(a)).count("TaskScheduled") == 1  # the retry waits, unsent
+    assert (await rig.types(a)).count("LambdaFunctionScheduled") == 1  # the retry waits, unsent
     assert (rig.caller.keys, engine._hosts.waiting) == (["svc/a/u1/4"], 3)
     await _eventually(lambda: len(rig.caller.probes) >= 2)
     assert engine._hosts.waiting == 3  # unanswered probes release nothing
@@ -533,7 +525,7 @@ async def test_waiting_calls_go_out_earliest_due_first_when_the_probe_is_answere
     for execution_id, sends in ((a, 2), (early, 1), (late, 1)):
         done = await rig.row(execution_id)
         assert done.status == "SUCCEEDED"
-        assert (await rig.types(execution_id)).count("TaskScheduled") == sends
+        assert (await rig.types(execution_id)).count("LambdaFunctionScheduled") == sends
 
 
 async def test_any_answered_call_releases_the_waiting_calls_without_the_probe(
@@ -607,7 +599,7 @@ async def test_a_state_that_would_not_retry_the_error_calls_at_once(
     await engine.advance(x)
     closed = await rig.row(x)
     assert (closed.status, rig.caller.keys) == (status, ["svc/a/u1/4", "once/x/u1/4"])
-    assert "TaskFailed" in await rig.types(x)
+    assert "LambdaFunctionFailed" in await rig.types(x)
     assert (engine._hosts.waiting, engine._queue.held) == (0, 0)
 
 
@@ -631,7 +623,11 @@ async def test_a_call_that_waited_its_limit_is_sent_and_takes_its_retry(rig: Rig
     retrying = await rig.row(b)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (retrying.status, retrying.attempt, retrying.due_at) == ("RUNNING", 1, T0 + 18)
-    assert (await rig.types(b))[-3:] == ["TaskScheduled", "TaskStarted", "TaskFailed"]
+    assert (await rig.types(b))[-3:] == [
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionFailed",
+    ]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (1, 0, 0)
 
 
@@ -707,3 +703,83 @@ async def test_registering_the_machines_again_sends_the_waiting_calls_back(rig: 
     await _eventually(lambda: len(rig.caller.calls) == 2)
     assert rig.caller.keys == ["svc/a/u1/4", "svc/b/u1/4"]
     assert (engine._hosts.down, engine._hosts.waiting, engine._queue.held) == (0, 0, 0)
+
+
+def _map_machine(name: str, wait: float) -> Machine:
+    """A Map whose iterations each call the down host's `Call` (retried on any error)."""
+    call = {
+        "Type": "Task",
+        "Resource": "arn:aws:lambda:us-east-1:1:function:call",
+        "ResultPath": None,
+        "End": True,
+        **RETRY,
+    }
+    definition = {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "Call", "States": {"Call": call}},
+                "End": True,
+            }
+        },
+    }
+    return Machine(
+        name=name,
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url=BASE_URL, routes={"Call": "/call"}),
+        wait_for_host_seconds=wait,
+    )
+
+
+async def test_map_iterations_wait_for_a_down_host_as_a_task_does(rig: Rig) -> None:
+    """Each iteration enters its Task and commits `waiting_since`, sends nothing and spends no
+    attempt while the host is down; when a probe is answered every iteration's call goes out
+    once, and the Map succeeds with its items in order."""
+    engine = await rig.engine(_machine("svc", RETRY, wait=60), _map_machine("fan", wait=60))
+    await _host_down(rig, engine)
+    rig.clock.now = T0 + 11
+    items = [{"n": n} for n in range(3)]
+    started = await engine.start_execution("fan", "m", json.dumps(items))
+    m = started.execution.id
+    await engine.advance(m)
+    await engine.advance(m)  # looked at again (a sweep) while the host is still down
+    children = await rig.store.running_cursors(m)
+    assert rig.caller.keys == ["svc/a/u1/4"]
+    assert [(c.state, c.attempt, c.task.sent, c.task.waiting_since) for c in children] == [
+        ("Call", 0, False, T0 + 11)
+    ] * 3
+    assert (await rig.types(m)).count("LambdaFunctionScheduled") == 0
+    assert engine._hosts.waiting == 1
+    engine._queue.start()
+    rig.caller.probe_status = 200
+    await _eventually(lambda: len(rig.caller.calls) == 4)
+    async with asyncio.timeout(10):
+        while (done := await rig.row(m)).status == "RUNNING":
+            await asyncio.sleep(0.001)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", items)
+    assert sorted(rig.caller.keys[1:]) == sorted(set(rig.caller.keys[1:]))
+    assert (engine._hosts.down, engine._hosts.waiting) == (0, 0)
+
+
+async def test_a_map_iteration_that_waited_its_limit_is_sent_and_retried(rig: Rig) -> None:
+    """With a 5 s limit the iterations are released by the probe loop at T0+16 and sent
+    although the host is still down; their failures take the Retry as usual."""
+    engine = await rig.engine(_machine("svc", RETRY, wait=5), _map_machine("fan", wait=5))
+    await _host_down(rig, engine)
+    rig.clock.now = T0 + 11
+    started = await engine.start_execution("fan", "m", json.dumps([1, 2]))
+    m = started.execution.id
+    rig.outcomes["m"] = [SOCKET, SOCKET]
+    await engine.advance(m)
+    engine._queue.start()
+    assert (engine._hosts.waiting, rig.caller.keys) == (1, ["svc/a/u1/4"])
+    rig.clock.now = T0 + 16
+    await _eventually(lambda: len(rig.caller.calls) == 3)
+    async with asyncio.timeout(10):
+        while (await rig.types(m)).count("LambdaFunctionFailed") < 2:
+            await asyncio.sleep(0.001)
+    children = await rig.store.running_cursors(m)
+    assert [(c.attempt, c.due_at) for c in children] == [(1, T0 + 18)] * 2
+    assert (await rig.types(m)).count("LambdaFunctionFailed") == 2

@@ -28,7 +28,7 @@ from stepd.errors import ExecutionDoesNotExist, ExecutionNotRedrivable
 from stepd.store.base import Store
 from stepd.store.records import NewEvent, Transition
 from stepd.tasks.caller import TaskOutcome, TaskRequest
-from stepd.testing import FakeCaller, MemoryStore
+from stepd.testing import FakeCaller
 
 DAY = 86_400.0
 
@@ -50,14 +50,6 @@ def failing_first(*payloads: Any) -> Callable[[TaskRequest], Any]:
         return {"echo": request.payload}
 
     return respond
-
-
-@pytest.fixture
-async def store():
-    opened = MemoryStore()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_failed_task_redriven_succeeds(store: Store):
@@ -88,9 +80,9 @@ async def test_a_failed_task_redriven_succeeds(store: Store):
         "ExecutionFailed",
         "ExecutionRedriven",
         "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
+        "LambdaFunctionScheduled",
+        "LambdaFunctionStarted",
+        "LambdaFunctionSucceeded",
         "TaskStateExited",
         "ExecutionSucceeded",
     ]

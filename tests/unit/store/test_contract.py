@@ -32,6 +32,10 @@ from stepd.store.records import (
     QUEUED,
     RUNNING,
     SUCCEEDED,
+    TIMED_OUT,
+    Activity,
+    ActivityTask,
+    ChildLink,
     Cursor,
     Execution,
     Fanout,
@@ -42,6 +46,7 @@ from stepd.store.records import (
     TaskCall,
     Transition,
     WaitThen,
+    notice_key,
 )
 from stepd.store.schema import SCHEMA_VERSION, StoreVersion
 from stepd.store.sqlite import SqliteStore
@@ -400,6 +405,17 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.due(1.0, 1), id="due"),
     pytest.param(lambda s: s.purge_closed(1.0, 1), id="purge_closed"),
     pytest.param(lambda s: s.count_by_status(), id="count_by_status"),
+    pytest.param(lambda s: s.create_activity("a", 1.0), id="create_activity"),
+    pytest.param(lambda s: s.delete_activity("a"), id="delete_activity"),
+    pytest.param(lambda s: s.list_activities(), id="list_activities"),
+    pytest.param(lambda s: s.queue_activity_task(queued("a", "t")), id="queue_activity_task"),
+    pytest.param(lambda s: s.take_activity_task("a"), id="take_activity_task"),
+    pytest.param(lambda s: s.link_child(ChildLink(child_id=2, parent_id=1, mode="")), id="link"),
+    pytest.param(lambda s: s.child_links(parent_id=1), id="child_links"),
+    pytest.param(lambda s: s.live_links(1), id="live_links"),
+    pytest.param(lambda s: s.put_tags("arn:a", {"k": "v"}, 50), id="put_tags"),
+    pytest.param(lambda s: s.remove_tags("arn:a", ["k"]), id="remove_tags"),
+    pytest.param(lambda s: s.tags_of("arn:a"), id="tags_of"),
 ]
 
 
@@ -1005,6 +1021,34 @@ async def test_running_cursors_come_by_parent_and_slot_and_exclude_others(store:
     assert [c.slot for c in await store.running_cursors(execution.id)] == [2, 11]
 
 
+async def test_children_output_joins_the_finished_outputs_in_slot_order(store: Store) -> None:
+    """The stored texts, as they are, in one JSON array by slot: `null` for a finished child
+    without output; running and queued children, and other parents' children, left out."""
+    execution = await create(store, "one", running(pending=FANOUT))
+    assert await store.children_output(execution.id, "") == "[]"
+    other = child("", 5, pending=FANOUT, phase="fanout")
+    cursors = (
+        child("", 11, SUCCEEDED, output='{"b": 2}'),
+        child("", 2, SUCCEEDED, output='"a"'),
+        child("", 3, QUEUED),
+        child("", 4),
+        child("", 7, FAILED, output='{"Error":"E","Cause":""}'),
+        child("", 9, ABORTED),
+        other,
+        child(other.id, 0, SUCCEEDED, output="0"),
+    )
+    moved = await store.commit(
+        Transition(base=execution, progress=execution.progress, cursors=cursors)
+    )
+    assert moved is not None
+    assert await store.children_output(execution.id, "") == (
+        '["a",{"Error":"E","Cause":""},null,{"b": 2}]'
+    )
+    assert await store.children_output(execution.id, other.id) == "[0]"
+    again = await store.finished_children(execution.id, "", unsucceeded_only=True)
+    assert [c.slot for c in again] == [7, 9]  # what a redrive runs again
+
+
 async def test_cursors_of_other_executions_are_apart(store: Store) -> None:
     """Cursors belong to one execution: another sees none of them."""
     one = await create(store, "one", running(pending=FANOUT))
@@ -1030,3 +1074,307 @@ async def test_purge_deletes_an_executions_cursors(store: Store) -> None:
     assert moved is not None
     assert await store.purge_closed(100.0, 10) == 1
     assert await store.get_cursor(execution.id, "/4:0") is None
+
+
+# -- updates (a transition with a new input) ---------------------------------------------------
+
+
+async def test_a_transition_with_an_input_replaces_the_input_and_nothing_else(
+    store: Store,
+) -> None:
+    """`Transition.input` sets the execution's input, read back as written; other identity
+    fields stay."""
+    execution = await create(store, "moved")
+    updated = await store.commit(
+        Transition(
+            base=execution,
+            progress=running(due_at=3.0),
+            events=(event("ExecutionUpdated", by="me"),),
+            input='{"start": "2027-01-15T09:00:00Z"}',
+        )
+    )
+    assert updated is not None
+    assert (updated.input, updated.name, updated.start_date, updated.uid) == (
+        '{"start": "2027-01-15T09:00:00Z"}',
+        execution.name,
+        execution.start_date,
+        execution.uid,
+    )
+    assert await store.get_execution(execution.id) == updated
+
+
+async def test_a_transition_without_an_input_keeps_it(store: Store) -> None:
+    execution = await create(store, "kept")
+    moved = await move(store, execution, running(due_at=3.0))
+    assert moved.input == execution.input == '{"start": "2027-01-15T08:00:10Z"}'
+
+
+async def test_a_stale_update_changes_no_input(store: Store) -> None:
+    execution = await create(store, "stale")
+    await move(store, execution, running(due_at=3.0))
+    stale = Transition(base=execution, progress=running(due_at=4.0), input='{"x": 1}')
+    assert await store.commit(stale) is None
+    assert (await store.get_execution(execution.id)).input == execution.input  # type: ignore[union-attr]
+
+
+# -- falling_due ----------------------------------------------------------------------------
+
+
+async def test_falling_due_is_a_window_of_running_executions_earliest_first(
+    store: Store,
+) -> None:
+    """start <= due_at < end, RUNNING only, earliest first and ties by id, up to limit."""
+    made = {}
+    for name, due_at in (("before", 9.0), ("at-start", 10.0), ("b", 15.0), ("a", 12.0)):
+        made[name] = await create(store, name, running(due_at=due_at))
+    made["tie"] = await create(store, "tie", running(due_at=12.0))
+    await create(store, "at-end", running(due_at=20.0))
+    await create(store, "never", running(due_at=None))
+    odd = await create(store, "closed-with-due")
+    await move(store, odd, replace(closed(FAILED), due_at=11.0))
+    window = await store.falling_due(10.0, 20.0, machine=None, limit=10)
+    assert [e.name for e in window] == ["at-start", "a", "tie", "b"]
+    assert window[1] == made["a"]
+    short = await store.falling_due(10.0, 20.0, machine=None, limit=2)
+    assert [e.name for e in short] == ["at-start", "a"]
+
+
+async def test_falling_due_keeps_one_machine_when_given(store: Store) -> None:
+    await create(store, "x", running(due_at=5.0), machine="m")
+    await create(store, "y", running(due_at=5.0), machine="other")
+    found = await store.falling_due(0.0, 10.0, machine="other", limit=10)
+    assert [(e.machine, e.name) for e in found] == [("other", "y")]
+
+
+# -- the outbox -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [FAILED, TIMED_OUT, ABORTED])
+async def test_closing_in_a_noticed_status_adds_a_notice_with_the_closing(
+    store: Store, status: str
+) -> None:
+    execution = await create(store, "broke")
+    progress = replace(closed(status, stop_date=42.0), error="E", cause="C", output=None)
+    moved = await move(store, execution, progress, event("ExecutionFailed"))
+    notices = await store.outbox(10)
+    assert [(n.execution_id, n.machine, n.name, n.status) for n in notices] == [
+        (execution.id, "m", "broke", status)
+    ]
+    assert (notices[0].error, notices[0].cause, notices[0].stop_date) == ("E", "C", 42.0)
+    assert notices[0].key == notice_key(moved)
+    assert notices[0].id > 0
+
+
+async def test_no_notice_for_success_running_or_a_commit_of_a_closed_execution(
+    store: Store,
+) -> None:
+    ok = await create(store, "ok")
+    await move(store, ok, closed(SUCCEEDED))
+    waiting = await create(store, "waiting")
+    await move(store, waiting, running(due_at=9.0))
+    broke = await create(store, "broke")
+    failed = await move(store, broke, closed(FAILED))
+    await store.outbox_done([n.id for n in await store.outbox(10)])
+    await move(store, failed, replace(closed(FAILED), cause="again, already closed"))
+    assert await store.outbox(10) == []
+
+
+async def test_an_execution_created_failed_gets_a_notice(store: Store) -> None:
+    created = await create(store, "bad-input", Progress(status=FAILED, stop_date=3.0, error="X"))
+    notices = await store.outbox(10)
+    assert [(n.name, n.status, n.key) for n in notices] == [
+        ("bad-input", FAILED, notice_key(created))
+    ]
+
+
+async def test_notices_come_oldest_first_and_done_removes_them_durably(
+    backend: Backend,
+) -> None:
+    first = backend.new_store()
+    await first.open()
+    for name in ("one", "two", "three"):
+        await move(first, await create(first, name), closed(FAILED))
+    notices = await first.outbox(10)
+    assert [n.name for n in notices] == ["one", "two", "three"]
+    assert [n.name for n in await first.outbox(2)] == ["one", "two"]
+    await first.outbox_done([notices[0].id, notices[2].id, 999])
+    await first.close()
+    again = backend.new_store()
+    await again.open()
+    try:
+        assert [n.name for n in await again.outbox(10)] == ["two"]
+    finally:
+        await again.close()
+
+
+async def test_a_redrive_that_fails_again_makes_a_notice_with_another_key(
+    store: Store,
+) -> None:
+    execution = await create(store, "twice")
+    failed = await move(store, execution, closed(FAILED), event("ExecutionFailed"))
+    again = await move(store, failed, running(due_at=1.0), event("ExecutionRedriven"))
+    await move(store, again, closed(FAILED), event("ExecutionFailed"))
+    keys = [n.key for n in await store.outbox(10)]
+    assert len(keys) == len(set(keys)) == 2
+
+
+async def test_purging_keeps_the_notices(store: Store) -> None:
+    execution = await create(store, "gone")
+    await move(store, execution, closed(FAILED, stop_date=1.0))
+    assert await store.purge_closed(2.0, 10) == 1
+    assert [n.name for n in await store.outbox(10)] == ["gone"]
+
+
+# -- activities -------------------------------------------------------------------------------
+
+
+def queued(
+    activity: str, token: str, at: float = 10.0, data: str = '{"room":"Phòng 1"}'
+) -> ActivityTask:
+    return ActivityTask(activity=activity, token=token, input=data, queued_at=at)
+
+
+async def test_an_activity_is_created_once_and_keeps_its_date(backend: Backend) -> None:
+    """Creating an activity again returns it as it was; it is there after a restart, listed
+    by name, until it is deleted."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.create_activity("record", 5.5) == Activity(name="record", created_at=5.5)
+    assert await store.create_activity("record", 9.0) == Activity(name="record", created_at=5.5)
+    await store.create_activity("ask", 7.0)
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert [a.name for a in await store.list_activities()] == ["ask", "record"]
+    await store.delete_activity("record")
+    await store.delete_activity("never-created")
+    assert await store.list_activities() == [Activity(name="ask", created_at=7.0)]
+    await store.close()
+
+
+async def test_activity_tasks_are_taken_first_queued_first_and_once(store: Store) -> None:
+    """A queue hands out its tasks in the order they were queued (ties by token), each once;
+    another activity's tasks are not in it; an empty queue gives None."""
+    for task in (queued("a", "t3", 30.0), queued("a", "t2", 20.0), queued("a", "t1", 20.0)):
+        await store.queue_activity_task(task)
+    await store.queue_activity_task(queued("b", "u1", 1.0))
+    taken = [await store.take_activity_task("a") for _ in range(4)]
+    assert taken == [
+        queued("a", "t1", 20.0),
+        queued("a", "t2", 20.0),
+        queued("a", "t3", 30.0),
+        None,
+    ]
+    assert await store.take_activity_task("b") == queued("b", "u1", 1.0)
+
+
+async def test_queueing_a_token_again_replaces_its_task(store: Store) -> None:
+    """A retried task queued again under its token is one task, with its new input and place."""
+    await store.queue_activity_task(queued("a", "t1", 10.0, "{}"))
+    await store.queue_activity_task(queued("a", "t2", 20.0))
+    await store.queue_activity_task(queued("a", "t1", 30.0, '{"attempt":2}'))
+    assert await store.take_activity_task("a") == queued("a", "t2", 20.0)
+    assert await store.take_activity_task("a") == queued("a", "t1", 30.0, '{"attempt":2}')
+    assert await store.take_activity_task("a") is None
+
+
+async def test_concurrent_takes_hand_each_task_out_once(backend: Backend) -> None:
+    """Two stores on the same data taking at once (two nodes) never get the same task."""
+    first, second = backend.new_store(), backend.new_store()
+    await first.open()
+    for n in range(6):
+        await first.queue_activity_task(queued("a", f"t{n}", float(n)))
+    await first.close()
+    await second.open()
+    takes = await asyncio.gather(*(second.take_activity_task("a") for _ in range(8)))
+    tokens = [t.token for t in takes if t is not None]
+    assert sorted(tokens) == [f"t{n}" for n in range(6)]
+    await second.close()
+
+
+async def test_deleting_an_activity_empties_its_queue(store: Store) -> None:
+    """The tasks of a deleted activity are gone with it; others stay."""
+    await store.create_activity("a", 1.0)
+    await store.queue_activity_task(queued("a", "t1"))
+    await store.queue_activity_task(queued("b", "u1"))
+    await store.delete_activity("a")
+    assert await store.take_activity_task("a") is None
+    assert await store.take_activity_task("b") == queued("b", "u1")
+
+
+# -- nested executions ------------------------------------------------------------------------
+
+
+async def test_a_child_is_linked_once_and_found_from_either_side(backend: Backend) -> None:
+    """A child's link is stored once (a second link of the same child changes nothing) and is
+    there after a restart, found by its parent (children by id) or by the child."""
+    store = backend.new_store()
+    await store.open()
+    parent = await create(store, "parent")
+    children = [await create(store, f"child-{n}") for n in range(2)]
+    links = [
+        ChildLink(child_id=c.id, parent_id=parent.id, mode=".sync", token=f"t{n}")
+        for n, c in enumerate(children)
+    ]
+    for link in reversed(links):
+        await store.link_child(link)
+    await store.link_child(ChildLink(child_id=children[0].id, parent_id=99, mode=""))
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.child_links(parent_id=parent.id) == links
+    assert await store.child_links(child_id=children[1].id) == [links[1]]
+    assert await store.child_links(child_id=parent.id) == []
+    await store.close()
+
+
+async def test_live_links_are_those_with_a_running_side(store: Store) -> None:
+    """A link is live while its parent or its child runs; purging a closed execution deletes
+    the links that name it."""
+    running_parent = await create(store, "p1")
+    closed_parent = await create(store, "p2", closed(stop_date=10.0))
+    running_child = await create(store, "c1")
+    closed_child = await create(store, "c2", closed(stop_date=10.0))
+    both_closed = await create(store, "c3", closed(stop_date=10.0))
+    links = [
+        ChildLink(child_id=running_child.id, parent_id=closed_parent.id, mode=""),
+        ChildLink(child_id=closed_child.id, parent_id=running_parent.id, mode=".sync", token="t"),
+        ChildLink(child_id=both_closed.id, parent_id=closed_parent.id, mode=".sync:2", token="u"),
+    ]
+    for link in links:
+        await store.link_child(link)
+    assert await store.live_links(10) == links[:2]
+    assert await store.live_links(1) == links[:1]
+    assert await store.purge_closed(100.0, 10) == 3
+    assert await store.child_links(parent_id=closed_parent.id) == []
+    assert await store.child_links(parent_id=running_parent.id) == []
+
+
+# -- tags -----------------------------------------------------------------------------------
+
+
+async def test_tags_are_added_replaced_removed_and_kept(backend: Backend) -> None:
+    """Tags of a resource: added and replaced by key, removed by key (unknown keys ignored),
+    there after a restart; another resource's are its own."""
+    store = backend.new_store()
+    await store.open()
+    assert await store.put_tags("arn:a", {"team": "classes", "room": "1"}, 50)
+    assert await store.put_tags("arn:a", {"room": "2"}, 50)
+    assert await store.put_tags("arn:b", {"team": "ops"}, 50)
+    await store.remove_tags("arn:a", ["team", "never"])
+    await store.close()
+    store = backend.new_store()
+    await store.open()
+    assert await store.tags_of("arn:a") == {"room": "2"}
+    assert await store.tags_of("arn:b") == {"team": "ops"}
+    assert await store.tags_of("arn:c") == {}
+    await store.close()
+
+
+async def test_tags_beyond_the_limit_write_nothing(store: Store) -> None:
+    """A put that would leave more than `limit` tags writes none of them; replacing keys the
+    resource has does not count twice."""
+    assert await store.put_tags("arn:a", {"k1": "1", "k2": "2"}, 3)
+    assert not await store.put_tags("arn:a", {"k3": "3", "k4": "4"}, 3)
+    assert await store.put_tags("arn:a", {"k1": "one", "k3": "3"}, 3)
+    assert await store.tags_of("arn:a") == {"k1": "one", "k2": "2", "k3": "3"}

@@ -25,7 +25,7 @@ from stepd.store.records import (
     TaskCall,
     WaitThen,
 )
-from stepd.store.sqlite import PROGRESS_COLUMNS
+from stepd.store.rows import PROGRESS_COLUMNS, progress_values
 
 # What stepd 0.1 wrote in the `pending` column, in each position an execution can be in.
 FORMAT_0 = [
@@ -243,6 +243,29 @@ def test_every_progress_field_has_a_column():
     assert tuple(PROGRESS_COLUMNS) == PROGRESS_FIELDS
     assert len(set(PROGRESS_COLUMNS.values())) == len(PROGRESS_COLUMNS)
     assert {f.name for f in fields(Progress)} == set(PROGRESS_FIELDS)
+    # each field's own value lands in its column (distinct values, read back in order)
+    distinct = Progress(
+        status="RUNNING",
+        state="S",
+        phase="wait",
+        data='{"d":1}',
+        state_entered_event=7,
+        state_entered_at=1.5,
+        attempt=2,
+        retry_counts=(1, 2),
+        due_at=9.5,
+        stop_date=10.5,
+        output='{"o":1}',
+        error="E",
+        cause="C",
+        variables='{"x":1}',
+    )
+    values = dict(zip(PROGRESS_COLUMNS, progress_values(distinct), strict=True))
+    for name in PROGRESS_FIELDS:
+        if name not in {"pending", "retry_counts", "variables"}:
+            assert values[name] == getattr(distinct, name), name
+    assert (values["pending"], values["retry_counts"]) == (None, "[1, 2]")
+    assert decode_variables(values["variables"]) == '{"x":1}'
 
 
 def test_variables_are_written_as_a_current_format_record():

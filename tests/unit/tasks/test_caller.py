@@ -732,3 +732,46 @@ def test_an_outcome_is_a_result_or_an_error() -> None:
     """An outcome cannot carry both a result and an error."""
     with pytest.raises(ValueError, match="not both"):
         TaskOutcome(result={"ok": True}, error="States.TaskFailed")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        pytest.param(
+            '{"errorType": "Room.Busy", "errorMessage": "taken until 14:00"}',
+            "Room.Busy",
+            id="named",
+        ),
+        pytest.param('{"errorMessage": "no type"}', "Lambda.Unknown", id="unnamed"),
+        pytest.param("not json", "Lambda.Unknown", id="not-json"),
+    ],
+)
+async def test_a_function_error_answer_fails_the_task_with_its_error_type(
+    serve: Callable[..., Awaitable[Server]],
+    make_caller: Callable[..., TaskCaller],
+    body: str,
+    error: str,
+) -> None:
+    """A 200 with X-Amz-Function-Error is a function's error, as AWS Lambda reports one: the
+    body's errorType is the error (Lambda.Unknown without one) and the body the cause."""
+    headers = {"X-Amz-Function-Error": "Unhandled", "Content-Type": "application/json"}
+    server = await serve(lambda _: web.Response(text=body, headers=headers))
+    outcome = await make_caller().call(task(server.url))
+    assert (outcome.error, outcome.cause, outcome.status) == (error, body, 200)
+
+
+@pytest.mark.parametrize("status", [200, 400, 503])
+async def test_a_named_error_answer_fails_the_task_with_that_error(
+    serve: Callable[..., Awaitable[Server]], make_caller: Callable[..., TaskCaller], status: int
+) -> None:
+    """`Stepd-Error: <name>` on an answer of any status fails the task with that error, the
+    body its cause (as an AWS service's error: its name, its message)."""
+    message = "Requested resource not found (Service: DynamoDb, Status Code: 400)"
+    headers = {"Stepd-Error": "DynamoDB.ResourceNotFoundException"}
+    server = await serve(lambda _: web.Response(status=status, text=message, headers=headers))
+    outcome = await make_caller().call(task(server.url))
+    assert (outcome.error, outcome.cause, outcome.status) == (
+        "DynamoDB.ResourceNotFoundException",
+        message,
+        status,
+    )

@@ -100,3 +100,22 @@ async def test_far_future_executions_are_left_to_the_window_loader():
     finally:
         timers.shutdown()
     assert armed == 1
+
+
+async def test_an_execution_moved_beyond_the_window_loses_its_old_wake_up():
+    """Armed for soon, then armed again for an hour ahead (an update): nothing fires soon;
+    another one armed for the same soon instant still does."""
+    fired: list[int] = []
+    timers = Timers(on_due=lambda e, _d: fired.append(e), load_due=Due())
+    await timers.start()
+    try:
+        at = time.time() + 0.2
+        timers.arm(1, at)
+        timers.arm(2, at)
+        timers.arm(1, time.time() + 3600)
+        armed = timers.armed
+        await _eventually(lambda: len(fired) >= 1)
+        await asyncio.sleep(0.1)
+    finally:
+        timers.shutdown()
+    assert (fired, armed) == ([2], 1)

@@ -1,0 +1,349 @@
+"""More AWS-recorded cases, Task states included, run through the real daemon and the real API.
+
+conformance/localstack-cases.json holds the cases localstack_cases.py converted from
+LocalStack's Step Functions tests and the snapshots they recorded against AWS (the ones
+/work/shared/conformance does not have). Every case runs as a machine of one `stepd run`; the
+executions all start at once with boto3's StartExecution, and each test waits for its own to
+close: DescribeExecution gives the status and the output (JSON-equal) or the error and the
+cause (where AWS recorded one), GetExecutionHistory the event types.
+
+A Task state's calls go, by the machine's `[machines.endpoints]`, to a stand-in server on
+loopback that answers as AWS's history shows the service did: the recorded result; a
+function's error as AWS Lambda reports one (a 200 with `X-Amz-Function-Error` and the error
+body); another service's error with `Stepd-Error: <its name>` and its message as the body; a
+result over 256 KiB; or no answer before the state's TimeoutSeconds. A case stepd still runs differently is in KNOWN_DIFFERENCES with the reason, and is
+expected to fail (strictly: a case that starts to pass must leave the table).
+
+Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
+Functions tests (github.com/localstack/localstack, commit
+8b9a79f05846835cf4dff63ab7eefdde9df83783, Apache-2.0; conformance/NOTICE), and the expected
+status, output, error, cause and history event types from their snapshot files, which
+LocalStack records against real AWS (tests marked `aws.validated`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, unquote
+
+import pytest
+from tests.acceptance.conformance_support import (
+    CLOSED,
+    MACHINE_ARN,
+    Served,
+    assert_json_matches,
+    history_types,
+    serve,
+    text_matches,
+)
+
+_RECORDING_PLACEHOLDER: Final = re.compile(r"<[A-Za-z][A-Za-z0-9_:.-]*>")
+CASES_FILE: Final = Path(__file__).parent / "conformance" / "localstack-cases.json"
+SETTLE_SECONDS = 60.0  # every execution runs at once; the Retry cases wait seconds between tries
+FUNCTION_ERROR: Final = "X-Amz-Function-Error"
+NAMED_ERROR: Final = "Stepd-Error"
+OVER_THE_LIMIT_BYTES: Final = 300 * 1024  # a result over AWS's (and stepd's) 256 KiB
+TIMED_OUT_AFTER_SECONDS: Final = 7.0  # the cases' Task TimeoutSeconds are 5 or less
+CASES: Final[list[dict[str, Any]]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
+
+# Cases stepd does not end as AWS recorded, and why.
+_NESTED = (
+    "the Task starts a state machine that the recording names only by a placeholder "
+    "(arn:<partition>:states:<region>:...); stepd runs states:startExecution itself, and the "
+    "machine is not configured (nested executions are tested in tests/integration/test_nested.py)"
+)
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "error_handling_test_task_service_sfn::TaskServiceSfn::test_start_execution_no_such_arn": (
+        _NESTED
+    ),
+    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution": _NESTED,
+    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution_input_json": _NESTED,
+}
+# Cases whose history types differ from AWS's, and why; the rest of the case is compared.
+_DISTRIBUTED = (
+    "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
+    "MapRunStarted/MapRunSucceeded (child executions); its count fields are read before "
+    "MapStateStarted"
+)
+_INTERLEAVED = (
+    "AWS interleaves the events of concurrent branches or iterations; stepd records each "
+    "one's steps together, in order"
+)
+_RECORDING_TRANSFORMED = (
+    "LocalStack's recording of nested Parallel states passes through a transformer that "
+    "drops the inner branches' events"
+)
+KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_item_selector",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_item_selector_parameters",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_items_path_from_previous",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_parameters",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_inline_item_selector",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_legacy_config_distributed_item_selector",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_legacy_config_distributed_parameters",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[-1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[0]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[NoNumber]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[tolerated_failure_count_value0]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[0]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100.1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[NoNumber]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[tolerated_failure_percentage_value0]",
+        ],
+        _DISTRIBUTED,
+    ),
+    **dict.fromkeys(
+        [
+            "scenarios_test_base_scenarios::BaseScenarios::test_parallel_state[PARALLEL_STATE]",
+            "scenarios_test_base_scenarios::BaseScenarios::test_parallel_state[PARALLEL_STATE_PARAMETERS]",
+            "timeouts_test_timeouts::Timeouts::test_service_lambda_map_timeout",
+        ],
+        _INTERLEAVED,
+    ),
+    "scenarios_test_base_scenarios::BaseScenarios::test_parallel_state_nested": _RECORDING_TRANSFORMED,
+}
+
+
+def task_state_names(states: dict[str, Any]) -> set[str]:
+    """The names of every Task state of `states`, nested ones too."""
+    names: set[str] = set()
+    for name, state in states.items():
+        if state.get("Type") == "Task":
+            names.add(name)
+        for branch in state.get("Branches", []):
+            names |= task_state_names(branch.get("States", {}))
+        for key in ("Iterator", "ItemProcessor"):
+            if isinstance(state.get(key), dict):
+                names |= task_state_names(state[key].get("States", {}))
+    return names
+
+
+class StandIn(ThreadingHTTPServer):
+    """Answers `POST /c<n>/<state>` as AWS's history shows the service answered that state:
+    the first recorded call with an equal input not yet answered, else the next in order."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.answered: dict[tuple[int, str], set[int]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def answer(self, number: int, state: str, body: Any) -> dict[str, Any] | None:
+        recorded = CASES[number].get("stand_in", {}).get(state, [])
+        with self.lock:
+            used = self.answered.setdefault((number, state), set())
+            free = [i for i in range(len(recorded)) if i not in used]
+            same = [i for i in free if recorded[i]["input"] == body]
+            chosen = (same or free or [None])[0]
+            if chosen is None:
+                return None
+            used.add(chosen)
+            return dict(recorded[chosen])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StandIn
+
+    def do_POST(self) -> None:
+        _, case, state = self.path.split("/", 2)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"null")
+        answer = self.server.answer(int(case.removeprefix("c")), unquote(state), body)
+        if answer is None:
+            self._send(500, {"message": "AWS's recording has no further call of this state"})
+        elif "output" in answer:
+            self._send(200, answer["output"])
+        elif answer["error"] == "States.DataLimitExceeded":
+            self._send(200, {"Payload": "x" * OVER_THE_LIMIT_BYTES})
+        elif answer["error"] == "States.Timeout":
+            time.sleep(TIMED_OUT_AFTER_SECONDS)  # longer than the state's TimeoutSeconds
+            self._send(200, {})
+        elif _is_function_error(answer):  # as AWS Lambda reports a function's error
+            self._send(200, _text(answer["cause"]), headers={FUNCTION_ERROR: "Unhandled"})
+        else:  # an AWS service's own error: its name, and its message as the cause
+            self._send(400, _text(answer["cause"]), headers={NAMED_ERROR: answer["error"]})
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(ConnectionError):  # stepd gave up on a timed-out call
+            self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def assert_ends_as_recorded_here(expected: dict[str, Any], described: dict[str, Any]) -> None:
+    """Status, then output or error and cause, each as the snapshot files keep values."""
+    status = described["status"]
+    got = (described.get("error"), described.get("cause"), described.get("output"))
+    assert status == expected["status"], f"{status} (error, cause, output: {got})"
+    if status == "SUCCEEDED":
+        output = as_recorded({"output": json.loads(described["output"])})["output"]
+        recorded = as_recorded({"output": expected["output"]})["output"]
+        assert_json_matches(_placeholders_taken(output, recorded), recorded)
+        return
+    error, cause = described.get("error"), described.get("cause")
+    assert error == expected.get("error"), f"error {error!r} (cause {cause!r})"
+    recorded = as_recorded({"cause": expected.get("cause")})["cause"]
+    if isinstance(recorded, str) or recorded is None:
+        assert text_matches(cause, _placeholders_as_timestamps(recorded)), f"cause {cause!r}"
+    else:
+        assert_json_matches(as_recorded({"cause": cause})["cause"], recorded)
+
+
+def assert_same_history(actual: list[str], expected: dict[str, Any]) -> None:
+    """The event types AWS recorded, in order; the message shows where they part."""
+    recorded = expected["history_types"]
+    if actual == recorded:
+        return
+    at = next((i for i, (a, r) in enumerate(zip(actual, recorded, strict=False)) if a != r), None)
+    at = min(len(actual), len(recorded)) if at is None else at
+    pytest.fail(
+        f"history parts at event {at + 1}: stepd {actual[max(0, at - 1) : at + 3]}, "
+        f"AWS {recorded[max(0, at - 1) : at + 3]} ({len(actual)} and {len(recorded)} events)"
+    )
+
+
+def _placeholders_as_timestamps(text: str | None) -> str | None:
+    """A value the recording replaced in a cause (`<lambda_function_name>`, `<request_id>`)
+    matches any text, as `<timestamp>` does."""
+    return None if text is None else _RECORDING_PLACEHOLDER.sub("<timestamp>", text)
+
+
+def _placeholders_taken(actual: Any, expected: Any) -> Any:
+    """`actual` with each string that matches a recorded string holding placeholders replaced
+    by that string (the rest is compared as it is)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return {k: _placeholders_taken(v, expected.get(k)) for k, v in actual.items()}
+    if isinstance(expected, list) and isinstance(actual, list) and len(actual) == len(expected):
+        return [_placeholders_taken(a, e) for a, e in zip(actual, expected, strict=True)]
+    if isinstance(expected, str) and isinstance(actual, str) and "<" in expected:
+        pattern = _placeholders_as_timestamps(expected)
+        return expected if text_matches(actual, pattern) else actual
+    return actual
+
+
+def as_recorded(value: Any) -> Any:
+    """As LocalStack's snapshot files keep values: a string within an object that starts with
+    `{` and is JSON is kept decoded (the case's expectations went through this once; decoding
+    both sides again changes nothing more)."""
+    if isinstance(value, dict):
+        return {k: as_recorded(_decoded(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_recorded(v) for v in value]
+    return value
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _text(cause: Any) -> str:
+    return cause if isinstance(cause, str) else json.dumps(cause)
+
+
+def _is_function_error(answer: dict[str, Any]) -> bool:
+    """A Lambda function's error: its cause is the error body, whose errorType is the error."""
+    cause = answer["cause"]
+    if isinstance(cause, str):
+        try:
+            cause = json.loads(cause)
+        except ValueError:
+            return False
+    return isinstance(cause, dict) and cause.get("errorType") == answer["error"]
+
+
+def _param(number: int, case: dict[str, Any]) -> Any:
+    reason = KNOWN_DIFFERENCES.get(case["id"])
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+    return pytest.param(number, id=case["id"], marks=marks)
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[StandIn]:
+    server = StandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def started(
+    tmp_path_factory, start_daemon, stand_in: StandIn
+) -> Iterator[tuple[Served, dict[int, str]]]:
+    """One daemon serving every case as machine `c<n>`, each case's execution started."""
+
+    def endpoints(number: int, case: dict[str, Any]) -> dict[str, str]:
+        names = task_state_names(case["definition"].get("States", {}))
+        return {name: f"{stand_in.url}/c{number}/{quote(name, safe='')}" for name in names}
+
+    folder = tmp_path_factory.mktemp("conformance")
+    with serve(CASES, folder, start_daemon, endpoints) as served:
+        arns = {
+            number: served.sfn.start_execution(
+                stateMachineArn=MACHINE_ARN.format(number=number),
+                name="run",
+                input=json.dumps(case["input"]),
+            )["executionArn"]
+            for number, case in enumerate(CASES)
+            if number not in served.refused
+        }
+        yield served, arns
+
+
+@pytest.mark.parametrize("number", [_param(n, c) for n, c in enumerate(CASES)])
+def test_the_case_ends_as_aws_recorded(
+    started: tuple[Served, dict[int, str]], settle: Any, number: int
+) -> None:
+    """Status, output or error and cause, and history types match AWS's recording."""
+    served, arns = started
+    case = CASES[number]
+    if number in served.refused:
+        pytest.fail(f"stepd check refuses the definition: {served.refused[number]}")
+    described = settle(served.sfn, arns[number], set(CLOSED), SETTLE_SECONDS)
+    assert_ends_as_recorded_here(case["expected"], described)
+    if "history_types" in case["expected"] and case["id"] not in KNOWN_HISTORY_DIFFERENCES:
+        assert_same_history(history_types(served.sfn, arns[number]), case["expected"])
+
+
+def test_the_tables_name_only_cases_that_exist() -> None:
+    """Every id in the tables of differences is a case of the file."""
+    ids = {c["id"] for c in CASES}
+    assert set(KNOWN_DIFFERENCES) - ids == set()
+    assert set(KNOWN_HISTORY_DIFFERENCES) - ids == set()
