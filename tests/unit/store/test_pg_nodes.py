@@ -18,9 +18,11 @@ from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore
 from stepd.store.records import (
     ABORTED,
+    FAILED,
     PHASE_TASK,
     PHASE_WAIT,
     RUNNING,
+    ActivityTask,
     Execution,
     NewEvent,
     NewExecution,
@@ -191,6 +193,47 @@ async def test_leaving_lets_go_of_everything_at_once(url: str, nodes: list[Node]
     assert await nodes[0].leases.leave() == 1
     assert await owner(url, execution.id) is None
     assert [row.id for row in await nodes[1].leases.nodes()] == [nodes[1].id]
+
+
+async def failed(node: Node, name: str) -> None:
+    definition_id = await node.store.put_definition("m", "{}")
+    await node.store.create_execution(
+        NewExecution(
+            machine="m",
+            name=name,
+            definition_id=definition_id,
+            input="{}",
+            start_date=1.0,
+            uid=name,
+            progress=Progress(status=FAILED, stop_date=2.0, error="E"),
+        )
+    )
+
+
+async def test_each_notice_is_told_by_one_node_until_that_node_leaves(nodes: list[Node]) -> None:
+    """The outbox on several nodes: a notice goes to the notifier of the node that read it
+    first, again at each of its reads, to no other node while its lease runs; once it leaves
+    (or dies: its lease runs out), another node's notifier takes it over."""
+    first, other = nodes
+    await failed(first, "one")
+    told = await first.store.outbox(10)
+    assert [n.name for n in told] == ["one"]
+    assert await other.store.outbox(10) == []
+    await failed(other, "two")
+    assert [n.name for n in await other.store.outbox(10)] == ["two"]
+    assert await first.store.outbox(10) == told
+    await first.leases.leave()
+    assert [n.name for n in await other.store.outbox(10)] == ["one", "two"]
+
+
+async def test_each_activity_task_is_taken_by_one_node(nodes: list[Node]) -> None:
+    for n in range(40):
+        await nodes[0].store.queue_activity_task(
+            ActivityTask(activity="a", token=f"t{n:02}", input="{}", queued_at=float(n))
+        )
+    takes = [node.store.take_activity_task("a") for _ in range(25) for node in nodes]
+    taken = [task.token for task in await asyncio.gather(*takes) if task is not None]
+    assert sorted(taken) == [f"t{n:02}" for n in range(40)]
 
 
 async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
