@@ -104,12 +104,15 @@ UPSERT_CURSOR_SQL = (
 # the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
 PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = %s AND id >= %s AND id < %s"
 # A node's transition: also only while the execution is not held by another node (but for
-# StopExecution, which any node may apply: the holder's next write then fails its version
-# check, as on one node) and this node's lease runs (its fencing token); the node keeps
-# holding it, or lets it go (`holds`).
+# StopExecution and UpdateExecution, which any node may apply: the holder's next write then
+# fails its version check, as on one node) and this node's lease runs (its fencing token); the
+# node keeps holding it, or lets it go (`holds`). An update applied by another node leaves a
+# running execution with its holder (whose call in flight goes on, its answer then applied to
+# the updated execution).
 FENCED_UPDATE_SQL = (
     UPDATE_SQL.removesuffix(" WHERE id = %s AND version = %s")  # noqa: S608
-    + ", owner = %s WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s OR %s)"
+    + ", owner = CASE WHEN %s AND owner IS NOT NULL AND owner <> %s THEN owner ELSE %s END"
+    " WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s OR %s)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
 )
 CLAIM_SQL = """
@@ -405,8 +408,20 @@ class PostgresStore(Store):
         node = self.node
         if node is not None:
             owner = node if holds(transition.progress) else None
-            stop = transition.progress.status == ABORTED
-            params = (*params[:-2], owner, base.id, base.version, node, stop, node)
+            update = transition.input is not None
+            keep = update and transition.progress.status == RUNNING
+            any_node = update or transition.progress.status == ABORTED
+            params = (
+                *params[:-2],
+                keep,
+                node,
+                owner,
+                base.id,
+                base.version,
+                node,
+                any_node,
+                node,
+            )
         async with self._transaction() as conn:
             cur = await conn.execute(
                 (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params

@@ -144,6 +144,24 @@ async def test_any_node_may_stop_an_execution_another_node_holds(nodes: list[Nod
     assert await holder.store.commit(in_flight(sending)) is None
 
 
+async def test_any_node_may_update_an_execution_another_node_holds(
+    url: str, nodes: list[Node]
+) -> None:
+    """UpdateExecution asked of any node applies while the holder's call is in flight; the
+    execution stays with its holder, which then writes the call's answer to it."""
+    holder, other = nodes
+    execution = await waiting(holder, "moved")
+    await holder.store.claim([execution.id], before=NOW, limit=1)
+    sending = await holder.store.commit(in_flight(execution))
+    assert sending is not None
+    update = Transition(base=sending, progress=sending.progress, events=(), input='{"x": 1}')
+    updated = await other.store.commit(update)
+    assert updated is not None
+    assert updated.input == '{"x": 1}'
+    assert await owner(url, execution.id) == holder.id
+    assert await holder.store.commit(in_flight(updated)) is not None
+
+
 async def test_a_node_whose_lease_ran_out_can_neither_claim_nor_write(
     url: str, nodes: list[Node]
 ) -> None:
