@@ -26,6 +26,7 @@ from tests.integration.harness import (
     wait_until,
     write_machine_config,
 )
+from tests.postgres_server import PostgresServer
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -72,7 +73,11 @@ def worker(workers: list[subprocess.Popen[str]], url: str, mode: str) -> subproc
     return process
 
 
-async def started_daemon(tmp_path: Path, classroom: ClassroomServer, definition: dict) -> Stepd:
+async def started_daemon(
+    tmp_path: Path, classroom: ClassroomServer, definition: dict, *, store_url: str | None = None
+) -> Stepd:
+    """A daemon in `tmp_path` running `definition`; on the PostgreSQL database `store_url`
+    when given (a node of several), else on a SQLite file."""
     port = free_port()
     endpoints = {k: v for k, v in ENDPOINTS.items() if k != "StartRecording"}
     config = write_machine_config(
@@ -84,6 +89,8 @@ async def started_daemon(tmp_path: Path, classroom: ClassroomServer, definition:
         endpoints=endpoints,
     )
     daemon = Stepd(config, port, tmp_path / "stepd.log")
+    if store_url is not None:
+        daemon.extra_env["STEPD_STORE__URL"] = store_url
     await daemon.start()
     return daemon
 
@@ -177,3 +184,41 @@ async def test_a_worker_killed_mid_task_leads_to_a_retry_by_heartbeat_timeout(
         assert (types.count("TaskScheduled"), types.count("LambdaFunctionScheduled")) == (2, 2)
     finally:
         daemon.cleanup()
+
+
+async def test_on_two_postgresql_nodes_a_task_queued_by_one_is_done_through_the_other(
+    tmp_path: Path,
+    classroom: ClassroomServer,
+    workers: list[subprocess.Popen[str]],
+    postgres: PostgresServer,
+) -> None:
+    """Two nodes on one database: the activity created through one is listed by the other,
+    an execution started through the first queues its task in the database, and a worker
+    polling only the second node gets it and settles it there."""
+    url = await asyncio.to_thread(postgres.new_database)
+    nodes: list[Stepd] = []
+    try:
+        for n in (1, 2):
+            folder = tmp_path / f"node{n}"
+            folder.mkdir()
+            definition = with_recorder_activity(HeartbeatSeconds=30)
+            nodes.append(await started_daemon(folder, classroom, definition, store_url=url))
+        first, second = nodes
+        ran = aws_cli(first.url, tmp_path, "create-activity", "--name", "recorder")
+        assert ran.returncode == 0, ran.stderr
+        listed = json.loads(aws_cli(second.url, tmp_path, "list-activities").stdout)
+        assert [a["name"] for a in listed["activities"]] == ["recorder"]
+        process = worker(workers, second.url, "complete")
+        await asyncio.to_thread(
+            sfn(first.url).start_execution,
+            stateMachineArn=MACHINE_ARN,
+            name="c3",
+            input=a_class(5),
+        )
+        described = await closed(second, "c3")
+        assert described["status"] == "SUCCEEDED", described
+        assert json.loads(described["output"])["recording"]["worker"] == process.pid
+        assert await asyncio.to_thread(process.wait, 10) == 0
+    finally:
+        for node in nodes:
+            node.cleanup()
