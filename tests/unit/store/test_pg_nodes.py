@@ -67,7 +67,8 @@ async def nodes(url: str) -> AsyncIterator[list[Node]]:
         await node.store.close()
 
 
-async def waiting(node: Node, name: str) -> Execution:
+async def waiting(node: Node, name: str, progress: Progress | None = None) -> Execution:
+    """A new execution `name`, waiting and long due (or at `progress`)."""
     definition_id = await node.store.put_definition("m", "{}")
     execution, _ = await node.store.create_execution(
         NewExecution(
@@ -77,7 +78,8 @@ async def waiting(node: Node, name: str) -> Execution:
             input="{}",
             start_date=1.0,
             uid=name,
-            progress=Progress(status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=DUE),
+            progress=progress
+            or Progress(status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=DUE),
             events=(NewEvent(ts=1.0, type="ExecutionStarted", details={}),),
         )
     )
@@ -214,18 +216,7 @@ async def test_leaving_lets_go_of_everything_at_once(url: str, nodes: list[Node]
 
 
 async def failed(node: Node, name: str) -> None:
-    definition_id = await node.store.put_definition("m", "{}")
-    await node.store.create_execution(
-        NewExecution(
-            machine="m",
-            name=name,
-            definition_id=definition_id,
-            input="{}",
-            start_date=1.0,
-            uid=name,
-            progress=Progress(status=FAILED, stop_date=2.0, error="E"),
-        )
-    )
+    await waiting(node, name, Progress(status=FAILED, stop_date=2.0, error="E"))
 
 
 async def test_each_notice_is_told_by_one_node_until_that_node_leaves(nodes: list[Node]) -> None:
