@@ -137,6 +137,12 @@ UPDATE outbox SET claimed_by = %(node)s WHERE id IN (
 ) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
 RETURNING id, {NOTICE_COLUMNS}
 """  # noqa: S608
+LEASED = " WHERE EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
+QUEUE_TASK_SQL = (
+    "INSERT INTO activity_tasks (token, activity, input, queued_at)"
+    " SELECT %s, %s, %s, %s::float8{where} ON CONFLICT (token) DO UPDATE SET"
+    " activity = excluded.activity, input = excluded.input, queued_at = excluded.queued_at"
+)
 HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
 EVENTS_SQL = (
     "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
@@ -640,14 +646,15 @@ class PostgresStore(Store):
         return [Activity(name=str(r["name"]), created_at=float(r["created_at"])) for r in rows]
 
     async def queue_activity_task(self, task: ActivityTask) -> None:
+        """Also, for a node of several: only while this node's lease runs (the queueing is
+        the task's call: a node cut off from the database sends nothing), else ClaimLost."""
+        values = (task.token, task.activity, task.input, task.queued_at)
+        fenced = self.node is not None
+        sql = QUEUE_TASK_SQL.format(where=LEASED if fenced else "")
         async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO activity_tasks (token, activity, input, queued_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (token) DO UPDATE SET"
-                " activity = excluded.activity, input = excluded.input,"
-                " queued_at = excluded.queued_at",
-                (task.token, task.activity, task.input, task.queued_at),
-            )
+            cur = await conn.execute(sql.encode(), (*values, self.node) if fenced else values)
+            if cur.rowcount == 0:
+                raise ClaimLost(f"activity task {task.token}: not queued: lease ran out")
 
     async def take_activity_task(self, activity: str) -> ActivityTask | None:
         # a task another node is taking right now is skipped: each goes to one worker

@@ -245,6 +245,18 @@ async def test_each_activity_task_is_taken_by_one_node(nodes: list[Node]) -> Non
     assert sorted(taken) == [f"t{n:02}" for n in range(40)]
 
 
+async def test_a_node_whose_lease_ran_out_queues_no_activity_task(
+    url: str, nodes: list[Node]
+) -> None:
+    """Queueing an activity's task is its call: fenced by the lease as a write is."""
+    task = ActivityTask(activity="a", token="t", input="{}", queued_at=1.0)
+    await expire(url, nodes[0])
+    with pytest.raises(ClaimLost, match="lease ran out"):
+        await nodes[0].store.queue_activity_task(task)
+    await nodes[1].store.queue_activity_task(task)
+    assert await nodes[0].store.take_activity_task("a") == task
+
+
 async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
     store = PostgresStore(url)
     await store.open()
