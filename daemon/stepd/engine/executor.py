@@ -163,9 +163,7 @@ class Engine:
     ) -> None:
         self._store = store
         self.tests = tests if tests is not None else TestRuns()
-        self.activities = Activities(
-            store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
-        )
+        self.activities = Activities(store, arns=arns, clock=clock, taken=self.activity_taken)
         self.nested = Nested(store, arns=arns, parent=self)
         self.tags = Tags(store)
         self._caller = caller
@@ -614,10 +612,16 @@ class Engine:
 
     async def send_task_heartbeat(self, token: str) -> None:
         """SendTaskHeartbeat: the task `token` names is still at work."""
-        await self._callback(token, None)
+        await self._callback(token, lambda step: step.heartbeat(), settles=False)
 
-    async def _callback(self, token: str, settle: Callable[[Step], None] | None) -> None:
-        """Settle (or, with None, heartbeat) the task `token` names, in one commit."""
+    async def activity_taken(self, token: str, worker: str | None) -> None:
+        """A worker took the activity task `token` names (ActivityStarted, a heartbeat)."""
+        await self._callback(token, lambda step: step.activity_taken(worker), settles=False)
+
+    async def _callback(
+        self, token: str, settle: Callable[[Step], None], *, settles: bool = True
+    ) -> None:
+        """Settle (or, not `settles`, heartbeat) the task `token` names, in one commit."""
         target = token_target(token)
         if target is None:
             raise InvalidToken("Invalid Token: 'Invalid token'")
@@ -628,7 +632,7 @@ class Engine:
                 raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
             await self.tests.load(self._store, found.id)
             async with self._lock(found.id):
-                committed = await self._settle(found.id, cursor_id, token, settle)
+                committed = await self._settle(found.id, cursor_id, token, settle, settles)
             if committed is None:
                 continue  # changed meanwhile: look again
             self._log_closed(committed)
@@ -643,7 +647,8 @@ class Engine:
         execution_id: int,
         cursor_id: str,
         token: str,
-        settle: Callable[[Step], None] | None,
+        settle: Callable[[Step], None],
+        settles: bool,
     ) -> Execution | None:
         execution = await self._store.get_execution(execution_id)
         progress: Progress | None = execution
@@ -673,10 +678,8 @@ class Engine:
             children = await self._store.running_cursors(execution_id)
             work = self._work(execution, definition, children, now)
             step = work.step(cursor_id)
-        if settle is None:
-            step.heartbeat()
-        else:
-            settle(step)
+        settle(step)
+        if settles:
             step.run()
         if cursor_id == ROOT:
             return await self._store.commit(step.transition())

@@ -120,6 +120,36 @@ def lambda_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str
     return {key: _error_cause(error, cause)}
 
 
+def activity_scheduled(
+    resource: str, payload: str, timeout: float | None, heartbeat: float | None
+) -> dict[str, Any]:
+    """An activity Task's work is queued for a worker (AWS: ActivityScheduled)."""
+    details: dict[str, Any] = {
+        "resource": resource,
+        "input": payload,
+        "inputDetails": _payload(payload),
+    }
+    if timeout is not None:
+        details["timeoutInSeconds"] = int(timeout)
+    if heartbeat is not None:
+        details["heartbeatInSeconds"] = int(heartbeat)
+    return {"activityScheduledEventDetails": details}
+
+
+def activity_started(worker: str | None) -> dict[str, Any]:
+    """A worker took the task (GetActivityTask); AWS leaves workerName out without one."""
+    return {"activityStartedEventDetails": {} if worker is None else {"workerName": worker}}
+
+
+def activity_succeeded(output: str) -> dict[str, Any]:
+    return {"activitySucceededEventDetails": {"output": output, "outputDetails": _payload(output)}}
+
+
+def activity_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str, Any]:
+    key = "activityTimedOutEventDetails" if timed_out else "activityFailedEventDetails"
+    return {key: _error_cause(error, cause)}
+
+
 def task_started(resource: str) -> dict[str, Any]:
     return {"taskStartedEventDetails": {"resourceType": RESOURCE_TYPE, "resource": resource}}
 

@@ -38,7 +38,7 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
-from stepd.asl.integrations import waits_for_result
+from stepd.asl.integrations import is_activity, waits_for_result
 from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
@@ -737,7 +737,14 @@ class Step:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task
         resource = resource_text(task.resource)
-        if history.is_lambda_function(resource):
+        if is_activity(resource):
+            # AWS records ActivityStarted when a worker takes the task (`activity_taken`)
+            scheduled = history.activity_scheduled(
+                resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
+            )
+            self.add("ActivityScheduled", scheduled)
+            task = replace(task, activity_events=True)
+        elif history.is_lambda_function(resource):
             scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
             self.add("LambdaFunctionScheduled", scheduled)
             self.add("LambdaFunctionStarted", {})
@@ -771,6 +778,12 @@ class Step:
         if task.awaiting_callback:
             self.due_at = task.callback_deadline()
 
+    def activity_taken(self, worker: str | None) -> None:
+        """A worker took the activity's task (GetActivityTask): its first heartbeat."""
+        if self.task.activity_events:
+            self.add("ActivityStarted", history.activity_started(worker))
+        self.heartbeat()
+
     def callback_timed_out(self) -> None:
         """No callback came in time: the task fails with States.Timeout or
         States.HeartbeatTimeout (Retry and Catch apply)."""
@@ -794,9 +807,12 @@ class Step:
         state_input = json.loads(self.data)
         decision: Decision
         function = history.is_lambda_function(resource)
+        activity = self.task.activity_events
         if outcome.error is None:
             output = dumps(outcome.result)
-            if function:
+            if activity:
+                self.add("ActivitySucceeded", history.activity_succeeded(output))
+            elif function:
                 self.add("LambdaFunctionSucceeded", history.lambda_succeeded(output))
             else:
                 self.add("TaskSucceeded", history.task_succeeded(resource, output))
@@ -810,7 +826,10 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
-            if function:
+            if activity:
+                kind = "ActivityTimedOut" if timed_out else "ActivityFailed"
+                details = history.activity_failed(outcome.error, outcome.cause, timed_out=timed_out)
+            elif function:
                 kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
                 details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
             else:

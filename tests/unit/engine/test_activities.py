@@ -9,7 +9,14 @@ import asyncio
 import json
 
 import pytest
-from tests.unit.engine.engine_support import Clock, one_state, running_engine, until
+from tests.unit.engine.engine_support import (
+    T0,
+    Clock,
+    one_state,
+    running_engine,
+    types,
+    until,
+)
 
 from stepd.errors import ActivityDoesNotExist, InvalidArn, InvalidName
 from stepd.store.base import Store
@@ -56,6 +63,93 @@ async def test_a_worker_gets_the_input_and_its_success_is_the_result(store: Stor
     execution = await closed_as(store, started.execution.id, "SUCCEEDED")
     assert json.loads(execution.output or "") == {"video": "v.mp4"}
     assert caller.calls == []
+
+
+async def test_the_history_has_aws_activity_events(store: Store) -> None:
+    """As AWS records an activity Task: ActivityScheduled (its resource, input, timeout and
+    heartbeat), ActivityStarted with the worker's name when a worker takes it, then
+    ActivitySucceeded with the output; no Task* events."""
+    await store.open()
+    clock = Clock()
+    engine = await running_engine(store, FakeCaller(), ACTIVITY_TASK, clock)
+    await engine.activities.create("recorder")
+    started = await engine.start_execution("m", "x", json.dumps({"room": "blue"}))
+    task = await engine.activities.get_task(ARN, wait_seconds=5, worker="box-7")
+    assert task is not None
+    await engine.send_task_success(task.token, '{"video": "v.mp4"}')
+    await closed_as(store, started.execution.id, "SUCCEEDED")
+
+    events = await store.history(started.execution.id, reverse=False, limit=100, after=None)
+    by_type = {e.type: e.details for e in events}
+    assert [t for t in await types(store, started.execution.id) if "Task" in t or "Act" in t] == [
+        "TaskStateEntered",
+        "ActivityScheduled",
+        "ActivityStarted",
+        "ActivitySucceeded",
+        "TaskStateExited",
+    ]
+    assert by_type["ActivityScheduled"] == {
+        "activityScheduledEventDetails": {
+            "resource": ARN,
+            "input": '{"room":"blue"}',
+            "inputDetails": {"truncated": False},
+            "heartbeatInSeconds": 30,
+        }
+    }
+    assert by_type["ActivityStarted"] == {"activityStartedEventDetails": {"workerName": "box-7"}}
+    assert by_type["ActivitySucceeded"] == {
+        "activitySucceededEventDetails": {
+            "output": '{"video":"v.mp4"}',
+            "outputDetails": {"truncated": False},
+        }
+    }
+
+
+async def test_a_failure_and_a_timeout_are_activity_events(store: Store) -> None:
+    """SendTaskFailure records ActivityFailed (error, cause); a worker that took the task and
+    sent no heartbeat records ActivityTimedOut with States.HeartbeatTimeout, which a
+    `States.Timeout` retrier retries (AWS's States.Timeout covers heartbeat timeouts); a
+    worker taking no name records ActivityStarted without one."""
+    await store.open()
+    clock = Clock()
+    definition = one_state(
+        {
+            "Type": "Task",
+            "Resource": ARN,
+            "HeartbeatSeconds": 30,
+            "Retry": [{"ErrorEquals": ["States.Timeout"], "IntervalSeconds": 1}],
+        }
+    )
+    engine = await running_engine(store, FakeCaller(), definition, clock)
+    await engine.activities.create("recorder")
+    started = await engine.start_execution("m", "x", "{}")
+    first = await engine.activities.get_task(ARN, wait_seconds=5)
+    assert first is not None
+    for later in (31, 33):  # no heartbeat: the task times out; a second later it is retried
+        clock.now = T0 + later
+        engine.dispatch(started.execution.id, clock.now)
+        await asyncio.sleep(0.05)
+    second = await engine.activities.get_task(ARN, wait_seconds=5)
+    assert second is not None
+    assert second.token != first.token
+    await engine.send_task_failure(second.token, "Recorder.Jammed", "tape stuck")
+    execution = await closed_as(store, started.execution.id, "FAILED")
+    assert execution.error == "Recorder.Jammed"
+
+    events = await store.history(started.execution.id, reverse=False, limit=100, after=None)
+    activity = [(e.type, e.details) for e in events if e.type.startswith("Activity")]
+    assert activity[1:3] == [
+        ("ActivityStarted", {"activityStartedEventDetails": {}}),
+        (
+            "ActivityTimedOut",
+            {"activityTimedOutEventDetails": {"error": "States.HeartbeatTimeout"}},
+        ),
+    ]
+    assert activity[-1] == (
+        "ActivityFailed",
+        {"activityFailedEventDetails": {"error": "Recorder.Jammed", "cause": "tape stuck"}},
+    )
+    assert "TaskScheduled" not in await types(store, started.execution.id)
 
 
 async def test_an_empty_queue_answers_no_task_when_the_poll_ends(store: Store) -> None:
