@@ -1200,7 +1200,8 @@ class Engine:
                 work = self._work(execution, definition, children, self.clock())
                 step = work.step(sent.id)
                 if step.task.token is not None and outcome.error is None and not outcome.final:
-                    step.await_callback()  # the answer is not the result: the callback is
+                    # the answer is not the result (TaskSubmitted): the callback is
+                    step.await_callback(outcome.result)
                 else:
                     step.task_done(outcome)
                     step.run()
@@ -1276,7 +1277,8 @@ class Engine:
         while True:
             step = self._step(execution, definition, self.clock())
             if step.task.token is not None and outcome.error is None and not outcome.final:
-                step.await_callback()  # the answer is not the result: the callback is
+                # the answer is not the result (TaskSubmitted): the callback is
+                step.await_callback(outcome.result)
             else:
                 step.task_done(outcome)
                 step.run()

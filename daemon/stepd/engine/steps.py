@@ -764,9 +764,14 @@ class Step:
     def _waits_for_callback(self) -> bool:
         return waits_for_result(self._state().get("Resource"))
 
-    def await_callback(self) -> None:
+    def await_callback(self, answer: Any = None) -> None:
         """The call of a `.waitForTaskToken` task was answered: the task now waits for
-        SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds."""
+        SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds. The
+        call's `answer` (a `.sync` nested execution's start) is recorded as AWS does, in
+        TaskSubmitted; an activity's task (queued, no call) has none."""
+        resource = resource_text(self.task.resource)
+        if not is_activity(resource):
+            self.add("TaskSubmitted", history.task_submitted(resource, dumps(answer)))
         task = replace(self.task, answered_at=self.now)
         self.pending = task
         self.due_at = task.callback_deadline()
@@ -795,6 +800,8 @@ class Step:
     def task_done(self, outcome: TaskOutcome) -> None:
         """Record a task's outcome and decide what follows."""
         resource = resource_text(self.task.resource)
+        if outcome.submitted is not None:
+            self.add("TaskSubmitted", history.task_submitted(resource, dumps(outcome.submitted)))
         decision: Decision
         try:
             decision = self._after_task(resource, outcome)
