@@ -191,10 +191,8 @@ class Activities:
         if task.token is None:
             raise TypeError(f"the activity task of '{arn}' has no token")
         if await self._find(name) is None:
-            return TaskOutcome(
-                error=STATES_RUNTIME,
-                cause=f"The activity '{arn}' does not exist: create it with CreateActivity",
-            )
+            # AWS's words (CreateActivity makes one)
+            return TaskOutcome(error=STATES_RUNTIME, cause=f"The activity {arn} does not exist.")
         payload = json.loads(task.payload)
         await self._store.queue_activity_task(
             ActivityTask(

@@ -738,11 +738,9 @@ class Step:
         task = self.task
         resource = resource_text(task.resource)
         if is_activity(resource):
-            # AWS records ActivityStarted when a worker takes the task (`activity_taken`)
-            scheduled = history.activity_scheduled(
-                resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
-            )
-            self.add("ActivityScheduled", scheduled)
+            # ActivityScheduled once the task is queued (`await_callback`: an activity that
+            # does not exist fails the execution without one, as AWS's), ActivityStarted when
+            # a worker takes it (`activity_taken`)
             task = replace(task, activity_events=True)
         elif history.is_lambda_function(resource):
             scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
@@ -769,8 +767,14 @@ class Step:
         SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds. The
         call's `answer` (a `.sync` nested execution's start) is recorded as AWS does, in
         TaskSubmitted; an activity's task (queued, no call) has none."""
-        resource = resource_text(self.task.resource)
-        if not is_activity(resource):
+        task = self.task
+        resource = resource_text(task.resource)
+        if task.activity_events:
+            scheduled = history.activity_scheduled(
+                resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
+            )
+            self.add("ActivityScheduled", scheduled)
+        elif not is_activity(resource):
             self.add("TaskSubmitted", history.task_submitted(resource, dumps(answer)))
         task = replace(self.task, answered_at=self.now)
         self.pending = task
@@ -815,6 +819,8 @@ class Step:
         decision: Decision
         function = history.is_lambda_function(resource)
         activity = self.task.activity_events
+        if activity and outcome.error == STATES_RUNTIME:  # not queued: the activity is gone
+            return Fail(error=STATES_RUNTIME, cause=outcome.cause)
         if outcome.error is None:
             output = dumps(outcome.result)
             if activity:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 from tests.unit.engine.engine_support import (
@@ -21,6 +23,7 @@ from tests.unit.engine.engine_support import (
 from stepd.errors import ActivityDoesNotExist, InvalidArn, InvalidName
 from stepd.store.base import Store
 from stepd.store.records import Execution
+from stepd.store.sqlite import SqliteStore
 from stepd.testing import FakeCaller, MemoryStore
 
 ARN = "arn:aws:states:us-east-1:123456789012:activity:recorder"
@@ -194,14 +197,23 @@ async def test_a_stopped_executions_task_is_not_handed_out(store: Store) -> None
 
 
 async def test_a_task_of_an_activity_that_does_not_exist_fails(store: Store) -> None:
-    """No such activity: the task fails with States.Runtime, saying to create it."""
+    """No such activity: the execution fails with States.Runtime and AWS's cause, nothing
+    scheduled (AWS recorded TaskStateEntered then ExecutionFailed)."""
     await store.open()
     engine = await running_engine(store, FakeCaller(), ACTIVITY_TASK, Clock())
     started = await engine.start_execution("m", "x", json.dumps({"room": "blue"}))
 
     execution = await closed_as(store, started.execution.id, "FAILED")
     assert execution.error == "States.Runtime"
-    assert "CreateActivity" in (execution.cause or "")
+    assert execution.cause == (
+        "An error occurred while executing the state 'S' (entered at the event id #2). "
+        f"The activity {ARN} does not exist."
+    )
+    assert await types(store, started.execution.id) == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "ExecutionFailed",
+    ]
 
 
 async def test_bad_names_and_arns_are_refused(store: Store) -> None:
@@ -215,3 +227,42 @@ async def test_bad_names_and_arns_are_refused(store: Store) -> None:
         await engine.activities.describe("arn:aws:states:us-east-1:123456789012:stateMachine:m")
     with pytest.raises(ActivityDoesNotExist):
         await engine.activities.get_task(ARN, wait_seconds=0.1)
+
+
+async def test_an_activity_task_stored_by_an_earlier_stepd_completes(tmp_path: Path) -> None:
+    """A running activity Task whose record an earlier stepd wrote (format 4: it recorded
+    TaskScheduled and TaskStarted for it) completes, with the Task* events it began with."""
+    store = SqliteStore(tmp_path / "stepd.db")
+    await store.open()
+    engine = await running_engine(store, FakeCaller(), ACTIVITY_TASK, Clock())
+    await engine.activities.create("recorder")
+    started = await engine.start_execution("m", "x", json.dumps({"room": "blue"}))
+
+    async def awaiting() -> bool:
+        execution = await store.get_execution(started.execution.id)
+        task = None if execution is None else execution.task
+        return task is not None and task.answered_at is not None
+
+    await until(awaiting)
+    with sqlite3.connect(tmp_path / "stepd.db") as db:
+        (text,) = db.execute(
+            "SELECT pending FROM executions WHERE id = ?", (started.execution.id,)
+        ).fetchone()
+        record = json.loads(text)
+        record["v"] = 4
+        del record["task"]["activity"]
+        db.execute(
+            "UPDATE executions SET pending = ? WHERE id = ?",
+            (json.dumps(record), started.execution.id),
+        )
+    task = await engine.activities.get_task(ARN, wait_seconds=5, worker="box-7")
+    assert task is not None
+    await engine.send_task_success(task.token, '{"video": "v.mp4"}')
+    execution = await closed_as(store, started.execution.id, "SUCCEEDED")
+    assert json.loads(execution.output or "") == {"video": "v.mp4"}
+    kinds = await types(store, started.execution.id)
+    assert "TaskSucceeded" in kinds
+    assert "ActivitySucceeded" not in kinds
+    assert "ActivityStarted" not in kinds
+    engine.close()
+    await store.close()
