@@ -770,10 +770,7 @@ class Step:
         task = self.task
         resource = resource_text(task.resource)
         if task.activity_events:
-            scheduled = history.activity_scheduled(
-                resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
-            )
-            self.add("ActivityScheduled", scheduled)
+            self._activity_scheduled(resource)
         elif not is_activity(resource):
             self.add("TaskSubmitted", history.task_submitted(resource, dumps(answer)))
         task = replace(self.task, answered_at=self.now)
@@ -786,6 +783,13 @@ class Step:
         self.pending = task
         if task.awaiting_callback:
             self.due_at = task.callback_deadline()
+
+    def _activity_scheduled(self, resource: str) -> None:
+        task = self.task
+        scheduled = history.activity_scheduled(
+            resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
+        )
+        self.add("ActivityScheduled", scheduled)
 
     def activity_taken(self, worker: str | None) -> None:
         """A worker took the activity's task (GetActivityTask): its first heartbeat."""
@@ -821,6 +825,8 @@ class Step:
         activity = self.task.activity_events
         if activity and outcome.error == STATES_RUNTIME:  # not queued: the activity is gone
             return Fail(error=STATES_RUNTIME, cause=outcome.cause)
+        if activity and self.task.answered_at is None:  # never queued: a mocked answer
+            self._activity_scheduled(resource)
         if outcome.error is None:
             output = dumps(outcome.result)
             if activity:
