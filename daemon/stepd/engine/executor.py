@@ -204,6 +204,15 @@ class Engine:
     def dispatch(self, execution_id: int, due_at: float) -> None:
         self._queue.push(execution_id, due_at)
 
+    def overdue(self, execution_id: int, due_at: float) -> None:
+        """A sweep found `execution_id` overdue in the store: queue it unless the engine has
+        it in hand (queued, being handled, its answer waiting to be recorded, held for its
+        host). A handler arms whatever it commits, so only a wake-up that was missed (or a
+        handler that failed) needs the sweep; pushing one in hand would run it once more after
+        its handler, to read it back from the store and find it already handled."""
+        if not self._queue.is_active(execution_id):
+            self._queue.push(execution_id, due_at)
+
     def observe(self, observer: EngineObserver) -> None:
         """Report steps and task calls to `observer` from now on."""
         self._observer = observer
