@@ -1148,16 +1148,18 @@ class Engine:
 
     async def _child_call(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         """Call a child's task (its intent is committed), then commit its outcome."""
+        # set and reset through their tokens (bound_contextvars copies the whole context twice)
+        tokens = structlog.contextvars.bind_contextvars(
+            machine=execution.machine, execution=execution.name, state=cursor.state
+        )
         try:
-            with structlog.contextvars.bound_contextvars(
-                machine=execution.machine, execution=execution.name, state=cursor.state
-            ):
-                outcome = await self._child_send(execution, cursor, resend=resend)
-                if outcome is not None:
-                    await self._child_done(execution.id, cursor, outcome)
+            outcome = await self._child_send(execution, cursor, resend=resend)
+            if outcome is not None:
+                await self._child_done(execution.id, cursor, outcome)
         except Exception:
             log.exception("engine.child_call_failed", cursor=cursor.id)
         finally:
+            structlog.contextvars.reset_contextvars(**tokens)
             flying = self._in_flight.get(execution.id)
             if flying is not None:
                 flying.discard(cursor.id)
