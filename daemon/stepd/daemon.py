@@ -224,7 +224,12 @@ class Daemon:
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
-        timers = Timers(on_due=engine.dispatch, load_due=store.due, housekeeping=self._housekeeping)
+        timers = Timers(
+            on_due=engine.dispatch,
+            on_overdue=engine.overdue,
+            load_due=store.due,
+            housekeeping=self._housekeeping,
+        )
         self.timers = timers
         engine.set_timer(timers.arm)
         engine.start()
