@@ -126,6 +126,27 @@ Ping = "/ping"
                 raise RuntimeError("the daemon exited")
             await asyncio.sleep(0.01)
 
+    def succeeded(self) -> int:
+        """How many executions the daemon has committed as SUCCEEDED, read from its database
+        file in this process (polling the daemon's API would count in its CPU)."""
+        row = self._read("SELECT count(*) FROM executions WHERE status = 'SUCCEEDED'", ())
+        return int(row[0]) if row else 0
+
+    def status(self, name: str, machine: str = "ping") -> str | None:
+        """An execution's status as committed, read from the daemon's database file."""
+        row = self._read(
+            "SELECT status FROM executions WHERE machine = ? AND name = ?", (machine, name)
+        )
+        return str(row[0]) if row else None
+
+    def _read(self, sql: str, parameters: tuple[str, ...]) -> tuple[Any, ...] | None:
+        database = sqlite3.connect(f"file:{self.folder / 'stepd.db'}?mode=ro", uri=True)
+        try:
+            row: tuple[Any, ...] | None = database.execute(sql, parameters).fetchone()
+        finally:
+            database.close()
+        return row
+
     def cpu_seconds(self) -> float:
         """User + system CPU time the daemon has used so far."""
         assert self.process is not None

@@ -222,8 +222,7 @@ async def herd(count: int, *, source: Path | None = None) -> dict[str, float]:
             # the results are committed once every execution has left its Task
             done_at = time.time()
             while time.time() < deadline:
-                counts = (await bench.api.get("/healthz")).json()["executions"]
-                if counts.get("SUCCEEDED", 0) >= count:
+                if bench.succeeded() >= count:
                     done_at = time.time()
                     break
                 await asyncio.sleep(0.1)
@@ -308,10 +307,10 @@ def _each_once(records: list[Any], expected: int) -> bool:
 
 
 async def _succeeded(bench: Bench, count: int, deadline: float) -> float:
-    """Wait until the daemon counts `count` SUCCEEDED executions in all; when it did."""
+    """Wait until the daemon has committed `count` SUCCEEDED executions in all; when it did
+    (read from its database, not its API, to leave the daemon's CPU alone)."""
     while time.time() < deadline:
-        counts = (await bench.api.get("/healthz")).json()["executions"]
-        if counts.get("SUCCEEDED", 0) >= count:
+        if bench.succeeded() >= count:
             return time.time()
         await asyncio.sleep(0.05)
     raise RuntimeError(f"fewer than {count} executions succeeded in time")
@@ -325,19 +324,11 @@ async def _map_once(bench: Bench, name: str, items: int, machine: str = "map") -
     cpu0 = bench.cpu_seconds()
     await bench.start(name, [{"item": n} for n in range(items)], machine=machine)
     deadline = time.time() + 120 + items / 20
-    looked = time.time()
-    while len(_calls(bench, "/map", prefix)) < calls and time.time() < deadline:
-        await asyncio.sleep(0.05)
-        if time.time() - looked >= 1:  # a Map that failed makes no more calls
-            looked = time.time()
-            if (await bench.describe(name, machine=machine))["status"] != "RUNNING":
-                break
-    while True:
-        described = await bench.describe(name, machine=machine)
-        if described["status"] != "RUNNING" or time.time() > deadline:
-            break
+    # its status read from the database file, not the API: polls would count in the CPU
+    while bench.status(name, machine) == "RUNNING" and time.time() < deadline:
         await asyncio.sleep(0.02)
     cpu = bench.cpu_seconds() - cpu0
+    described = await bench.describe(name, machine=machine)
     records = _calls(bench, "/map", prefix)
     delivered = sorted(r.body["item"] for r in records)
     output = described.get("output") or "[]"
@@ -353,13 +344,16 @@ async def _map_once(bench: Bench, name: str, items: int, machine: str = "map") -
     }
 
 
-async def map_cost(items: int, steps: int, parallels: int) -> dict[str, dict[str, Any]]:
+async def map_cost(
+    items: int, steps: int, parallels: int, *, source: Path | None = None
+) -> dict[str, dict[str, Any]]:
     """In one daemon, one after the other: a Map of `items` Task iterations (40 at once);
     `steps` executions of the plain one-Task `ping` machine due at once; `parallels`
     executions of a Parallel of 10 one-Task branches due at once. The daemon's CPU for each,
-    per iteration, per Task step and per branch."""
+    per iteration, per Task step and per branch. `source`: the daemon from that copy of
+    daemon/ (to compare commits)."""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
-        bench = Bench(Path(folder), machines=FANOUT_MACHINES)
+        bench = Bench(Path(folder), machines=FANOUT_MACHINES, source=source)
         await bench.setup()
         bench.start_daemon()
         await bench.wait_ready()
@@ -667,12 +661,7 @@ async def herds(
     `checks`: before each herd, the same daemon's idle precision and intake too."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
-        sources: dict[str, Path] = {}
-        for n, commit in enumerate(against):
-            (Path(folder) / str(n)).mkdir()
-            sources[f"commit {commit}"] = _export(commit, Path(folder) / str(n))
-        sources["this checkout"] = Path(folder) / "tree" / "daemon"
-        shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
+        sources = _sources(against, Path(folder))
         for run in range(1, repeat + 1):
             for name, source in sources.items():
                 if checks:
@@ -688,6 +677,39 @@ async def herds(
     return results
 
 
+def _sources(against: list[str], folder: Path) -> dict[str, Path]:
+    """By name, the daemon/ folders to run: each of `against`'s commits, then this
+    checkout's, copied now (edits made meanwhile do not change it)."""
+    sources: dict[str, Path] = {}
+    for n, commit in enumerate(against):
+        (folder / str(n)).mkdir()
+        sources[f"commit {commit}"] = _export(commit, folder / str(n))
+    sources["this checkout"] = folder / "tree" / "daemon"
+    shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
+    return sources
+
+
+async def map_costs(quick: bool, repeat: int, against: list[str]) -> dict[str, dict[str, Any]]:
+    """`map_cost` `repeat` times, those commits' daemons and this checkout's in turn."""
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
+        sources = _sources(against, Path(folder))
+        for run in range(1, repeat + 1):
+            for name, source in sources.items():
+                sizes = (200, 200, 20) if quick else (1000, 1000, 100)
+                costs = await map_cost(*sizes, source=source)
+                figures = {
+                    k: v for part in costs.values() for k, v in part.items() if "cpu_per" in k
+                }
+                figures.update(costs["map and parallel against a plain Task step (CPU ratios)"])
+                figures["each_once"] = all(
+                    p.get("each_once_distinct_keys") for p in costs.values() if "delivered" in p
+                )
+                results[f"map cost, run {run}, {name}"] = figures
+                print(f"map cost, run {run}, {name}: {figures}", flush=True)
+    return results
+
+
 async def main(
     mode: str,
     only: str | None = None,
@@ -700,6 +722,10 @@ async def main(
     if only == "herd":
         results = await herds(1000 if quick else 5000, repeat, against or [], checks=checks)
         _record(f"{mode} herd" + (f" against {', '.join(against)}" if against else ""), results)
+        return 0
+    if only == "map" and against:
+        results = await map_costs(quick, repeat, against)
+        _record(f"{mode} map against {', '.join(against)}", results)
         return 0
     if only == "map":
         results = await _map_results(quick)
@@ -736,12 +762,13 @@ if __name__ == "__main__":
     group.add_argument("--quick", action="store_const", const="--quick", dest="mode")
     group.add_argument("--full", action="store_const", const="--full", dest="mode")
     parser.add_argument("--only", choices=["map", "herd"], help="run this benchmark alone")
-    parser.add_argument("--repeat", type=int, default=1, help="--only herd: this many runs")
+    parser.add_argument("--repeat", type=int, default=1, help="--only herd or map: this many runs")
     parser.add_argument(
         "--against",
         metavar="COMMIT",
         action="append",
-        help="--only herd: that commit's daemon in turn with this checkout's (repeatable)",
+        help="--only herd or map (its CPU ratios alone): that commit's daemon in turn with"
+        " this checkout's (repeatable)",
     )
     parser.add_argument(
         "--checks",

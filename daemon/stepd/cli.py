@@ -431,7 +431,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             summary = " ".join(
                 f"{k}={v}"
                 for k, v in details.items()
-                if k in {"name", "error", "cause", "resource", "output", "updatedBy"}
+                if k in {"name", "error", "cause", "resource", "output", "updatedBy", "workerName"}
             )
             print(f"{event['id']:>4}  {_when(event['timestamp'])}  {event['type']:<22} {summary}")
 

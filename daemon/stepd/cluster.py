@@ -89,8 +89,10 @@ class Cluster:
         self.skewed = False  # too far off: claims nothing
         self._last_good = -math.inf  # monotonic instant the last good renewal was sent
         self._dispatch: Dispatch | None = None
+        self._overdue: Dispatch | None = None
         self._load_window: LoadWindow | None = None
         self._wanted: dict[int, float] = {}
+        self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
@@ -99,9 +101,14 @@ class Cluster:
     def node(self) -> str:
         return self.leases.id
 
-    def attach(self, *, dispatch: Dispatch, load_window: LoadWindow) -> None:
-        """Where claimed executions go (the engine) and how the timers load their window."""
+    def attach(
+        self, *, dispatch: Dispatch, load_window: LoadWindow, overdue: Dispatch | None = None
+    ) -> None:
+        """Where claimed executions go (the engine: `dispatch` for a wake-up, `overdue` for
+        what a look at the store found, which leaves alone what the engine has in hand) and
+        how the timers load their window."""
         self._dispatch = dispatch
+        self._overdue = overdue
         self._load_window = load_window
 
     async def start(self) -> None:
@@ -153,6 +160,17 @@ class Cluster:
 
     def on_due(self, execution_id: int, due_at: float) -> None:
         """The timers' wake-up: claim it (with whatever else woke in this turn), then run it."""
+        self._looked.discard(execution_id)
+        self._want(execution_id, due_at)
+
+    def on_overdue(self, execution_id: int, due_at: float) -> None:
+        """What a look at the store found due (the timers' sweep, the watch): claim it, then
+        run it unless the engine has it in hand already (its handler arms what it commits)."""
+        if execution_id not in self._wanted:
+            self._looked.add(execution_id)
+        self._want(execution_id, due_at)
+
+    def _want(self, execution_id: int, due_at: float) -> None:
         if self.closing:
             return
         self._wanted[execution_id] = min(due_at, self._wanted.get(execution_id, due_at))
@@ -178,12 +196,17 @@ class Cluster:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
+            looked = {i for i in ids if i in self._looked}
             for execution_id in ids:  # claimed here, held elsewhere, or not due any more
                 self._wanted.pop(execution_id, None)
+                self._looked.discard(execution_id)
             self.stats.claimed += len(claimed)
-            if self._dispatch is not None:
-                for execution_id, due_at in claimed:
-                    self._dispatch(execution_id, due_at)
+            for execution_id, due_at in claimed:
+                run = self._dispatch
+                if execution_id in looked and self._overdue is not None:
+                    run = self._overdue
+                if run is not None:
+                    run(execution_id, due_at)
 
     # -- lease, reaping, hints ---------------------------------------------------------
 
@@ -275,7 +298,7 @@ class Cluster:
             except StoreError:
                 continue  # the renewer and the claims say so
             for execution_id, due_at in due:
-                self.on_due(execution_id, due_at)
+                self.on_overdue(execution_id, due_at)
 
     async def _listen_loop(self) -> None:
         while True:

@@ -251,12 +251,15 @@ class Daemon:
         await engine.register(self.catalog.machines)
         timers = Timers(
             on_due=engine.dispatch if cluster is None else cluster.on_due,
+            on_overdue=engine.overdue if cluster is None else cluster.on_overdue,
             load_due=store.due,
             housekeeping=self._housekeeping,
         )
         self.timers = timers
         if cluster is not None:
-            cluster.attach(dispatch=engine.dispatch, load_window=timers.load_window)
+            cluster.attach(
+                dispatch=engine.dispatch, overdue=engine.overdue, load_window=timers.load_window
+            )
         engine.set_timer(timers.arm)
         engine.start()
         stack.push_async_callback(self._drain, engine)

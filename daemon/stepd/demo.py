@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from stepd.classroom import ClassroomServer
+from stepd.graph.progress import TASK_FAILURES, TASK_SUCCESSES
 from stepd.testing import free_port
 
 START_IN_SECONDS = 5  # the class starts this long after the demo does
@@ -99,21 +100,16 @@ def merge_lines(events: Iterable[Line], posts: Iterable[Line]) -> list[Line]:
     return list(heapq.merge(events, posts, key=lambda line: line[0]))
 
 
-_FAILED_CALLS = frozenset(
-    {"TaskFailed", "TaskTimedOut", "LambdaFunctionFailed", "LambdaFunctionTimedOut"}
-)
-
-
 def _describe_event(event: dict[str, Any]) -> str | None:
     details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
     kind = str(event["type"])
     if kind.endswith("StateEntered"):
         return f"enter {details.get('name')}"
-    if kind in {"TaskScheduled", "LambdaFunctionScheduled"}:
+    if kind in {"TaskScheduled", "LambdaFunctionScheduled", "ActivityScheduled"}:
         return f"call  {details.get('resource')}"
-    if kind in {"TaskSucceeded", "LambdaFunctionSucceeded", "WaitStateExited"}:
+    if kind in TASK_SUCCESSES or kind == "WaitStateExited":
         return kind
-    if kind.startswith("Execution") or kind in _FAILED_CALLS:
+    if kind.startswith("Execution") or kind in TASK_FAILURES:
         extra = details.get("error") or ""
         return f"{kind} {extra}".rstrip()
     return None

@@ -50,12 +50,15 @@ class Timers:
         *,
         on_due: OnDue,
         load_due: LoadDue,
+        on_overdue: OnDue | None = None,
         clock: Callable[[], float] = time.time,
         window_seconds: float = WINDOW_SECONDS,
         housekeeping: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._housekeeping = housekeeping
         self._on_due = on_due
+        # what a sweep found overdue in the store (by default the same as a wake-up)
+        self._on_overdue = on_due if on_overdue is None else on_overdue
         self._load_due = load_due
         self._clock = clock
         self._window = window_seconds
@@ -187,7 +190,7 @@ class Timers:
     async def sweep(self) -> None:
         now = self._clock()
         for execution_id, due_at in await self._load_due(now, SWEEP_LIMIT):
-            self._on_due(execution_id, due_at)
+            self._on_overdue(execution_id, due_at)
 
 
 def _job_id(due_at: float) -> str:

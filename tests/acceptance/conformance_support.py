@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -71,10 +71,16 @@ def serve(
     folder: Path,
     start_daemon: Callable[..., Any],
     endpoints: Callable[[int, dict[str, Any]], dict[str, str]] | None = None,
+    also: Mapping[str, dict[str, Any]] | None = None,
 ) -> Iterator[Served]:
     """One daemon serving every case `stepd check` accepts as machine `c<n>`; `endpoints`
-    gives a case's `[machines.endpoints]` (none by default)."""
+    gives a case's `[machines.endpoints]` (none by default); `also` names more machines
+    (their definitions) the cases use, as the machine a Task starts."""
     machines = []
+    for name, definition in (also or {}).items():
+        path = folder / f"{name}.asl.json"
+        path.write_text(json.dumps(definition), encoding="utf-8")
+        machines.append((name, path, {}))
     refused: dict[int, list[str]] = {}
     for number, case in enumerate(cases):
         errors = [

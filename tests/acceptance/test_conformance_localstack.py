@@ -54,19 +54,29 @@ OVER_THE_LIMIT_BYTES: Final = 300 * 1024  # a result over AWS's (and stepd's) 25
 TIMED_OUT_AFTER_SECONDS: Final = 7.0  # the cases' Task TimeoutSeconds are 5 or less
 CASES: Final[list[dict[str, Any]]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))["cases"]
 
-# Cases stepd does not end as AWS recorded, and why.
-_NESTED = (
-    "the Task starts a state machine that the recording names only by a placeholder "
-    "(arn:<partition>:states:<region>:...); stepd runs states:startExecution itself, and the "
-    "machine is not configured (nested executions are tested in tests/integration/test_nested.py)"
-)
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "error_handling_test_task_service_sfn::TaskServiceSfn::test_start_execution_no_such_arn": (
-        _NESTED
-    ),
-    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution": _NESTED,
-    "services_test_sfn_task_service::TaskServiceSfn::test_start_execution_input_json": _NESTED,
+# A Task that starts a state machine (states:startExecution, which stepd runs itself) names
+# it only by the recording's placeholders: the runner serves that machine as TARGET<n> (one for
+# each case, as each LocalStack test creates one) and names it in the case's input; a name with
+# a random part (`<ArnPart_0idx><random_arn_part>`) is a machine that does not exist. The
+# recording's account becomes stepd's in what the case expects, and the values LocalStack's
+# transformers replaced (request ids, dates, content lengths) are compared by their presence.
+START_EXECUTION: Final = "arn:aws:states:::states:startExecution"
+TARGET: Final = "target"
+TARGET_DEFINITION: Final = {
+    "StartAt": "State_1",
+    "States": {"State_1": {"Type": "Pass", "Result": {"Arg1": "argument1"}, "End": True}},
 }
+RECORDED_ACCOUNT: Final = "111111111111"
+ACCOUNT: Final = MACHINE_ARN.split(":")[4]  # stepd's, as the daemon is configured
+_RECORDED_MACHINE: Final = re.compile(
+    r"arn:<partition>:states:<region>:111111111111:stateMachine:((?:<[A-Za-z0-9_]+>)+)"
+)
+_TRANSFORMED_KEYS: Final = frozenset(
+    {"x-amzn-RequestId", "RequestId", "Date", "StartDate", "Content-Length"}
+)
+
+# Cases stepd does not end as AWS recorded, and why.
+KNOWN_DIFFERENCES: dict[str, str] = {}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 _DISTRIBUTED = (
     "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
@@ -207,6 +217,7 @@ def assert_ends_as_recorded_here(expected: dict[str, Any], described: dict[str, 
     if status == "SUCCEEDED":
         output = as_recorded({"output": json.loads(described["output"])})["output"]
         recorded = as_recorded({"output": expected["output"]})["output"]
+        output = _transformed_taken(output, recorded)
         assert_json_matches(_placeholders_taken(output, recorded), recorded)
         return
     error, cause = described.get("error"), described.get("cause")
@@ -285,6 +296,52 @@ def _is_function_error(answer: dict[str, Any]) -> bool:
     return isinstance(cause, dict) and cause.get("errorType") == answer["error"]
 
 
+def _with_target(text: str, number: int) -> str:
+    """`text` naming case `number`'s TARGET<n> (or, for a name with a random part, a machine
+    that does not exist) where the recording names a machine by placeholders."""
+
+    def named(found: re.Match[str]) -> str:
+        name = f"{TARGET}{number}" if found[1] == "<ArnPart_0idx>" else f"{TARGET}-missing"
+        return MACHINE_ARN.replace("c{number}", name)
+
+    return _RECORDED_MACHINE.sub(named, text)
+
+
+def starts_target(case: dict[str, Any]) -> bool:
+    """Whether the case's Task starts (stepd itself, not the stand-in: states:startExecution)
+    the machine the recording names by placeholders."""
+    return (
+        START_EXECUTION in json.dumps(case["definition"])
+        and _RECORDED_MACHINE.search(json.dumps(case["input"])) is not None
+    )
+
+
+def case_input(number: int, case: dict[str, Any]) -> str:
+    text = json.dumps(case["input"])
+    return _with_target(text, number) if starts_target(case) else text
+
+
+def expected_of(case: dict[str, Any]) -> dict[str, Any]:
+    """What the case expects, in stepd's account where its Task starts TARGET."""
+    if not starts_target(case):
+        return case["expected"]
+    text = json.dumps(case["expected"]).replace(f":{RECORDED_ACCOUNT}:", f":{ACCOUNT}:")
+    return json.loads(text)
+
+
+def _transformed_taken(actual: Any, expected: Any) -> Any:
+    """`actual` with the values LocalStack's transformers replaced (`_TRANSFORMED_KEYS`)
+    taken from `expected` where both have them."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return {
+            k: expected[k]
+            if k in _TRANSFORMED_KEYS and k in expected
+            else _transformed_taken(v, expected.get(k))
+            for k, v in actual.items()
+        }
+    return actual
+
+
 def _param(number: int, case: dict[str, Any]) -> Any:
     reason = KNOWN_DIFFERENCES.get(case["id"])
     marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
@@ -314,12 +371,13 @@ def started(
         return {name: f"{stand_in.url}/c{number}/{quote(name, safe='')}" for name in names}
 
     folder = tmp_path_factory.mktemp("conformance")
-    with serve(CASES, folder, start_daemon, endpoints) as served:
+    targets = {f"{TARGET}{n}": TARGET_DEFINITION for n, c in enumerate(CASES) if starts_target(c)}
+    with serve(CASES, folder, start_daemon, endpoints, targets) as served:
         arns = {
             number: served.sfn.start_execution(
                 stateMachineArn=MACHINE_ARN.format(number=number),
                 name="run",
-                input=json.dumps(case["input"]),
+                input=case_input(number, case),
             )["executionArn"]
             for number, case in enumerate(CASES)
             if number not in served.refused
@@ -337,9 +395,10 @@ def test_the_case_ends_as_aws_recorded(
     if number in served.refused:
         pytest.fail(f"stepd check refuses the definition: {served.refused[number]}")
     described = settle(served.sfn, arns[number], set(CLOSED), SETTLE_SECONDS)
-    assert_ends_as_recorded_here(case["expected"], described)
-    if "history_types" in case["expected"] and case["id"] not in KNOWN_HISTORY_DIFFERENCES:
-        assert_same_history(history_types(served.sfn, arns[number]), case["expected"])
+    expected = expected_of(case)
+    assert_ends_as_recorded_here(expected, described)
+    if "history_types" in expected and case["id"] not in KNOWN_HISTORY_DIFFERENCES:
+        assert_same_history(history_types(served.sfn, arns[number]), expected)
 
 
 def test_the_tables_name_only_cases_that_exist() -> None:

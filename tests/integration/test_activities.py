@@ -138,6 +138,26 @@ async def test_a_worker_process_does_a_classroom_step(
             "input": {"room": "blue", "step": "start"},
         }
         assert await asyncio.to_thread(process.wait, 10) == 0
+        # the history AWS records for an activity Task, read back with boto3
+        events = (
+            await asyncio.to_thread(
+                client.get_execution_history,
+                executionArn=described["executionArn"],
+            )
+        )["events"]
+        activity = [e for e in events if e["type"].startswith("Activity")]
+        assert [e["type"] for e in activity] == [
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+        ]
+        scheduled = activity[0]["activityScheduledEventDetails"]
+        assert (scheduled["resource"], scheduled["heartbeatInSeconds"]) == (ACTIVITY, 30)
+        assert json.loads(scheduled["input"]) == {"room": "blue", "step": "start"}
+        started = activity[1]["activityStartedEventDetails"]
+        assert started == {"workerName": f"worker-{process.pid}"}
+        succeeded = activity[2]["activitySucceededEventDetails"]
+        assert json.loads(succeeded["output"])["worker"] == process.pid
         paths = [r.path for r in classroom.records]
         assert PING_PATH in paths
         assert STOP_PATH in paths
@@ -173,15 +193,22 @@ async def test_a_worker_killed_mid_task_leads_to_a_retry_by_heartbeat_timeout(
         assert described["status"] == "SUCCEEDED", described
         assert json.loads(described["output"])["recording"]["worker"] == rescuer.pid
         history = await daemon.history("c2")
-        timed_out = [e for e in history if e["type"] == "TaskTimedOut"]
-        assert [e["taskTimedOutEventDetails"]["error"] for e in timed_out] == [
+        timed_out = [e for e in history if e["type"] == "ActivityTimedOut"]
+        assert [e["activityTimedOutEventDetails"]["error"] for e in timed_out] == [
             "States.HeartbeatTimeout"
         ]
         assert timed_out[0]["timestamp"] >= taken_at + HEARTBEAT_SECONDS - 1.0
-        # StartRecording twice (the killed worker's attempt, the retry); the ping and the stop
-        # are Lambda tasks
+        # StartRecording twice (the killed worker's attempt, the retry), each started by its
+        # worker; the ping and the stop are Lambda tasks
         types = [e["type"] for e in history]
-        assert (types.count("TaskScheduled"), types.count("LambdaFunctionScheduled")) == (2, 2)
+        assert (types.count("ActivityScheduled"), types.count("LambdaFunctionScheduled")) == (2, 2)
+        assert "TaskScheduled" not in types
+        workers_named = [
+            e["activityStartedEventDetails"]["workerName"]
+            for e in history
+            if e["type"] == "ActivityStarted"
+        ]
+        assert workers_named == [f"worker-{doomed.pid}", f"worker-{rescuer.pid}"]
     finally:
         daemon.cleanup()
 

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,6 +93,16 @@ async def tested(tmp_path: Path):
 def an_hour_long_class() -> str:
     now = time.time()
     return json.dumps({"start": rfc3339(now + 60), "end": rfc3339(now + 3660)})
+
+
+def with_time_scale(scale: float) -> Callable[..., None]:
+    """A botocore hook adding `timeScale` to a StartExecution request's JSON body."""
+
+    def add(request: Any, **_: Any) -> None:
+        body = json.loads(request.data or b"{}")
+        request.data = json.dumps({**body, "timeScale": scale}).encode()
+
+    return add
 
 
 async def finished(daemon: Stepd, name: str) -> dict:
@@ -212,6 +223,34 @@ async def test_without_the_test_switch_a_time_scale_is_refused(tmp_path: Path) -
             )
         assert case.value.response["Error"]["Code"] == "ValidationException"
         assert "testing is not enabled" in case.value.response["Error"]["Message"]
+        # boto3 with stepd's own StartExecution field `timeScale` (added to the request body,
+        # as a user's CI would with a botocore event hook)
+        scaled = sfn(daemon.url)
+        scaled.meta.events.register("before-sign.states.StartExecution", with_time_scale(100))
+        with pytest.raises(ClientError) as scale:
+            await asyncio.to_thread(
+                scaled.start_execution,
+                stateMachineArn=ARN,
+                name="scaled",
+                input=an_hour_long_class(),
+            )
+        assert scale.value.response["Error"]["Code"] == "ValidationException"
+        assert "time scale" in scale.value.response["Error"]["Message"]
+        # the AWS CLI naming a test case, as AWS's emulator takes it
+        cli = aws_cli(
+            daemon.url,
+            tmp_path,
+            "start-execution",
+            "--state-machine-arn",
+            f"{ARN}#HappyPath",
+            "--name",
+            "cli",
+        )
+        assert cli.returncode != 0
+        assert "ValidationException" in cli.stderr
+        assert "testing is not enabled" in cli.stderr
+        listed = await asyncio.to_thread(client.list_executions, stateMachineArn=ARN)
+        assert listed["executions"] == []  # nothing refused was started
         ran = run_cli(
             "start",
             "classroom",

@@ -68,7 +68,7 @@ class ActivityOperations:
             raise ValidationException(
                 f"workerName: at most {MAX_WORKER_NAME} characters, not {len(worker)}"
             )
-        task = await self.activities.get_task(arn)
+        task = await self.activities.get_task(arn, worker=worker)
         if task is None:
             return {}  # no task in time: AWS answers without a token
         return {"taskToken": task.token, "input": task.input}

@@ -2,8 +2,10 @@
 
 Matching follows AWS: `States.ALL` matches every error except `States.Runtime` (a task's
 `States.DataLimitExceeded`, a result over the size limit, is caught as AWS records it);
-`States.TaskFailed` matches the same errors except `States.Timeout`; any other name matches
-only itself (case-sensitive).
+`States.TaskFailed` matches the same errors except the timeouts; `States.Timeout` matches a
+task's timeout and its heartbeat timeout (`States.HeartbeatTimeout`: AWS's `States.Timeout`
+covers both, and `States.HeartbeatTimeout` names the heartbeat's alone); any other name
+matches only itself (case-sensitive).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from stepd.asl.failures import (
     STATES_ALL,
+    STATES_HEARTBEAT_TIMEOUT,
     STATES_RUNTIME,
     STATES_TASK_FAILED,
     STATES_TIMEOUT,
@@ -28,6 +31,7 @@ MAX_DELAY_SECONDS: Final = 31_622_400.0  # AWS's largest MaxDelaySeconds: a year
 JITTER_FULL: Final = "FULL"
 
 _NEVER_CAUGHT: Final = frozenset({STATES_RUNTIME})
+_TIMEOUTS: Final = frozenset({STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT})
 
 
 def error_matches(error_equals: Sequence[str], error: str) -> bool:
@@ -37,7 +41,9 @@ def error_matches(error_equals: Sequence[str], error: str) -> bool:
             return error != STATES_RUNTIME
         if name == STATES_ALL and error not in _NEVER_CAUGHT:
             return True
-        if name == STATES_TASK_FAILED and error not in _NEVER_CAUGHT | {STATES_TIMEOUT}:
+        if name == STATES_TASK_FAILED and error not in _NEVER_CAUGHT | _TIMEOUTS:
+            return True
+        if name == STATES_TIMEOUT and error == STATES_HEARTBEAT_TIMEOUT:
             return True
     return False
 

@@ -58,12 +58,12 @@ class Activities:
         *,
         arns: Arns,
         clock: Callable[[], float],
-        heartbeat: Callable[[str], Awaitable[None]],
+        taken: Callable[[str, str | None], Awaitable[None]],
     ) -> None:
         self._store = store
         self.arns = arns
         self._clock = clock
-        self._heartbeat = heartbeat
+        self._taken = taken
         self._arrived: dict[str, asyncio.Event] = {}
         self._closing = asyncio.Event()
 
@@ -109,10 +109,11 @@ class Activities:
         return next((a for a in await self._store.list_activities() if a.name == name), None)
 
     async def get_task(
-        self, arn: str, wait_seconds: float = MAX_POLL_SECONDS
+        self, arn: str, wait_seconds: float = MAX_POLL_SECONDS, *, worker: str | None = None
     ) -> ActivityTask | None:
         """GetActivityTask: the first live task of the activity's queue, waiting up to
-        `wait_seconds` for one; None when none came (or the daemon is stopping)."""
+        `wait_seconds` for one; None when none came (or the daemon is stopping). The task's
+        history records `worker` (GetActivityTask's workerName) as having started it."""
         activity = await self.describe(arn)
         deadline = time.monotonic() + wait_seconds
         while not self._closing.is_set():
@@ -120,7 +121,7 @@ class Activities:
             arrived.clear()
             task = await self._store.take_activity_task(activity.name)
             if task is not None:
-                if await self._hand_out(task):
+                if await self._hand_out(task, worker):
                     return task
                 continue
             left = deadline - time.monotonic()
@@ -141,8 +142,9 @@ class Activities:
                     waiting.cancel()
         return None
 
-    async def _hand_out(self, task: ActivityTask) -> bool:
-        """Whether the taken `task` is live; if so its heartbeat starts now."""
+    async def _hand_out(self, task: ActivityTask, worker: str | None) -> bool:
+        """Whether the taken `task` is live; if so it is started and its heartbeat starts
+        now."""
         waited = 0.0
         state = await self._state(task.token)
         while state == QUEUEING and waited < ANSWER_WAIT_SECONDS:
@@ -153,7 +155,7 @@ class Activities:
             log.info("activity.task_dropped", activity=task.activity, reason=state)
             return False
         try:
-            await self._heartbeat(task.token)
+            await self._taken(task.token, worker)
         except ApiError:  # settled or timed out just now
             return False
         log.info("activity.task_taken", activity=task.activity)
@@ -189,10 +191,8 @@ class Activities:
         if task.token is None:
             raise TypeError(f"the activity task of '{arn}' has no token")
         if await self._find(name) is None:
-            return TaskOutcome(
-                error=STATES_RUNTIME,
-                cause=f"The activity '{arn}' does not exist: create it with CreateActivity",
-            )
+            # AWS's words (CreateActivity makes one)
+            return TaskOutcome(error=STATES_RUNTIME, cause=f"The activity {arn} does not exist.")
         payload = json.loads(task.payload)
         await self._store.queue_activity_task(
             ActivityTask(

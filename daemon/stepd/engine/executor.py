@@ -163,9 +163,7 @@ class Engine:
     ) -> None:
         self._store = store
         self.tests = tests if tests is not None else TestRuns()
-        self.activities = Activities(
-            store, arns=arns, clock=clock, heartbeat=self.send_task_heartbeat
-        )
+        self.activities = Activities(store, arns=arns, clock=clock, taken=self.activity_taken)
         self.nested = Nested(store, arns=arns, parent=self)
         self.tags = Tags(store)
         self._caller = caller
@@ -193,6 +191,8 @@ class Engine:
         # around a call), the children's calls in flight, bounded like the workers
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._in_flight: dict[int, set[str]] = {}
+        # children's answers waiting for their execution's lock, committed together
+        self._answers: dict[int, list[tuple[Cursor, TaskOutcome]]] = {}
         self._host_waits: dict[int, set[str]] = {}  # children whose call waits for its host
         self._calls: set[asyncio.Task[None]] = set()
         self._call_slots = asyncio.Semaphore(workers)
@@ -203,6 +203,15 @@ class Engine:
 
     def dispatch(self, execution_id: int, due_at: float) -> None:
         self._queue.push(execution_id, due_at)
+
+    def overdue(self, execution_id: int, due_at: float) -> None:
+        """A sweep found `execution_id` overdue in the store: queue it unless the engine has
+        it in hand (queued, being handled, its answer waiting to be recorded, held for its
+        host). A handler arms whatever it commits, so only a wake-up that was missed (or a
+        handler that failed) needs the sweep; pushing one in hand would run it once more after
+        its handler, to read it back from the store and find it already handled."""
+        if not self._queue.is_active(execution_id):
+            self._queue.push(execution_id, due_at)
 
     def observe(self, observer: EngineObserver) -> None:
         """Report steps and task calls to `observer` from now on."""
@@ -614,10 +623,16 @@ class Engine:
 
     async def send_task_heartbeat(self, token: str) -> None:
         """SendTaskHeartbeat: the task `token` names is still at work."""
-        await self._callback(token, None)
+        await self._callback(token, lambda step: step.heartbeat(), settles=False)
 
-    async def _callback(self, token: str, settle: Callable[[Step], None] | None) -> None:
-        """Settle (or, with None, heartbeat) the task `token` names, in one commit."""
+    async def activity_taken(self, token: str, worker: str | None) -> None:
+        """A worker took the activity task `token` names (ActivityStarted, a heartbeat)."""
+        await self._callback(token, lambda step: step.activity_taken(worker), settles=False)
+
+    async def _callback(
+        self, token: str, settle: Callable[[Step], None], *, settles: bool = True
+    ) -> None:
+        """Settle (or, not `settles`, heartbeat) the task `token` names, in one commit."""
         target = token_target(token)
         if target is None:
             raise InvalidToken("Invalid Token: 'Invalid token'")
@@ -628,7 +643,7 @@ class Engine:
                 raise TaskDoesNotExist("Task Does Not Exist: 'Provided task does not exist'")
             await self.tests.load(self._store, found.id)
             async with self._lock(found.id):
-                committed = await self._settle(found.id, cursor_id, token, settle)
+                committed = await self._settle(found.id, cursor_id, token, settle, settles)
             if committed is None:
                 continue  # changed meanwhile: look again
             self._log_closed(committed)
@@ -643,7 +658,8 @@ class Engine:
         execution_id: int,
         cursor_id: str,
         token: str,
-        settle: Callable[[Step], None] | None,
+        settle: Callable[[Step], None],
+        settles: bool,
     ) -> Execution | None:
         execution = await self._store.get_execution(execution_id)
         progress: Progress | None = execution
@@ -673,10 +689,8 @@ class Engine:
             children = await self._store.running_cursors(execution_id)
             work = self._work(execution, definition, children, now)
             step = work.step(cursor_id)
-        if settle is None:
-            step.heartbeat()
-        else:
-            settle(step)
+        settle(step)
+        if settles:
             step.run()
         if cursor_id == ROOT:
             return await self._store.commit(step.transition())
@@ -1137,16 +1151,18 @@ class Engine:
 
     async def _child_call(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         """Call a child's task (its intent is committed), then commit its outcome."""
+        # set and reset through their tokens (bound_contextvars copies the whole context twice)
+        tokens = structlog.contextvars.bind_contextvars(
+            machine=execution.machine, execution=execution.name, state=cursor.state
+        )
         try:
-            with structlog.contextvars.bound_contextvars(
-                machine=execution.machine, execution=execution.name, state=cursor.state
-            ):
-                outcome = await self._child_send(execution, cursor, resend=resend)
-                if outcome is not None:
-                    await self._child_done(execution.id, cursor, outcome)
+            outcome = await self._child_send(execution, cursor, resend=resend)
+            if outcome is not None:
+                await self._child_done(execution.id, cursor, outcome)
         except Exception:
             log.exception("engine.child_call_failed", cursor=cursor.id)
         finally:
+            structlog.contextvars.reset_contextvars(**tokens)
             flying = self._in_flight.get(execution.id)
             if flying is not None:
                 flying.discard(cursor.id)
@@ -1173,43 +1189,71 @@ class Engine:
             )
 
     async def _child_done(self, execution_id: int, sent: Cursor, outcome: TaskOutcome) -> None:
+        """Commit a child's answer; answers that come in while another is being committed
+        wait for the execution's lock together and go into one commit (each call returns
+        once its answer is committed)."""
         await self.tests.load(self._store, execution_id)
+        self._answers.setdefault(execution_id, []).append((sent, outcome))
         async with self._lock(execution_id):
-            while True:
-                execution, children = await self._tree_row(execution_id)
-                cursor = await self._store.get_cursor(execution_id, sent.id)
-                if (
-                    execution is None
-                    or execution.status != RUNNING
-                    or cursor is None
-                    or cursor.status != RUNNING
-                    or cursor.phase != PHASE_TASK
-                    or cursor.state_entered_event != sent.state_entered_event
-                    or cursor.attempt != sent.attempt
-                    or (cursor.task is not None and cursor.task.answered_at is not None)
-                ):
-                    log.info("task.result_discarded", reason="the child stopped meanwhile")
-                    return
-                if all(c.id != sent.id for c in children):  # what was kept is behind: read
-                    self._tree_rows.pop(execution_id, None)
-                    continue
-                definition = await self._definition(execution.definition_id)
-                work = self._work(execution, definition, children, self.clock())
-                step = work.step(sent.id)
-                if step.task.token is not None and outcome.error is None and not outcome.final:
-                    step.await_callback()  # the answer is not the result: the callback is
-                else:
-                    step.task_done(outcome)
-                    step.run()
-                work.save(sent.id, step)
-                committed = await self._store.commit(work.transition())
-                self._keep_tree_row(execution_id, committed, work)
-                if committed is not None:
+            answers = self._answers.pop(execution_id, None)
+            if answers:  # else recorded with those before it, by the caller that held the lock
+                await self._record_children(execution_id, answers)
+
+    async def _record_children(
+        self, execution_id: int, answers: list[tuple[Cursor, TaskOutcome]]
+    ) -> None:
+        """Commit `answers` (children's task outcomes) in one transition, under the lock."""
+        while True:
+            execution, children = await self._tree_row(execution_id)
+            if execution is None or execution.status != RUNNING:
+                log.info("task.result_discarded", reason="the child stopped meanwhile")
+                return
+            definition = await self._definition(execution.definition_id)
+            work = self._work(execution, definition, children, self.clock())
+            kept = {c.id for c in children}
+            steps = await self._answer_children(work, kept, answers)
+            if steps is None:  # what was kept is behind: read again
+                self._tree_rows.pop(execution_id, None)
+                continue
+            if not steps:
+                return
+            committed = await self._store.commit(work.transition())
+            self._keep_tree_row(execution_id, committed, work)
+            if committed is not None:
+                for sent, step in steps:
                     waiting = isinstance(step.pending, TaskCall) and step.pending.awaiting_callback
                     if step.status == RUNNING and waiting:
                         log.info("task.awaiting_callback", cursor=sent.id, until=step.due_at)
-                    self._log_closed(committed)
-                    return
+                self._log_closed(committed)
+                return
+
+    async def _answer_children(
+        self, work: Work, kept: set[str], answers: list[tuple[Cursor, TaskOutcome]]
+    ) -> list[tuple[Cursor, Step]] | None:
+        """Step each child of `answers` still waiting for its answer in `work`; the steps, or
+        None when a child the store has waiting is missing from `kept`, the running children
+        `work` began with (kept rows behind)."""
+        steps: list[tuple[Cursor, Step]] = []
+        for sent, outcome in answers:
+            # as last committed (a change made elsewhere fails the commit: read again)
+            cursor = work.cursors.get(sent.id)
+            if sent.id not in kept:
+                stored = await self._store.get_cursor(work.execution.id, sent.id)
+                if _same_child_call(sent, stored):
+                    return None
+            if not _same_child_call(sent, cursor):
+                log.info("task.result_discarded", reason="the child stopped meanwhile")
+                continue
+            step = work.step(sent.id)
+            if step.task.token is not None and outcome.error is None and not outcome.final:
+                # the answer is not the result (TaskSubmitted): the callback is
+                step.await_callback(outcome.result)
+            else:
+                step.task_done(outcome)
+                step.run()
+            work.save(sent.id, step)
+            steps.append((sent, step))
+        return steps
 
     def _note_lateness(self, step: Step) -> bool:
         """Record how late a task call starts against the instant it was due (the end of
@@ -1273,7 +1317,8 @@ class Engine:
         while True:
             step = self._step(execution, definition, self.clock())
             if step.task.token is not None and outcome.error is None and not outcome.final:
-                step.await_callback()  # the answer is not the result: the callback is
+                # the answer is not the result (TaskSubmitted): the callback is
+                step.await_callback(outcome.result)
             else:
                 step.task_done(outcome)
                 step.run()
@@ -1385,6 +1430,18 @@ class Engine:
                 error=execution.error,
                 cause=execution.cause,
             )
+
+
+def _same_child_call(sent: Cursor, now: Cursor | None) -> bool:
+    """Whether the child `now` still waits for the answer to the call `sent` made."""
+    return (
+        now is not None
+        and now.status == RUNNING
+        and now.phase == PHASE_TASK
+        and now.state_entered_event == sent.state_entered_event
+        and now.attempt == sent.attempt
+        and (now.task is None or now.task.answered_at is None)
+    )
 
 
 def _same_call(sent: Execution, now: Execution) -> bool:

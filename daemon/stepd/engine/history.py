@@ -78,12 +78,29 @@ def state_exited(name: str, output_text: str) -> dict[str, Any]:
     }
 
 
+_INTEGRATION = "arn:aws:states:::"
+
+
+def task_resource(resource: str) -> dict[str, str]:
+    """A Task's `resourceType` and `resource` as AWS records them: an AWS service integration
+    (`arn:aws:states:::states:startExecution.sync`) by its service and action (`states`,
+    `startExecution.sync`; an SDK integration's type is `aws-sdk:<service>`); any other
+    Resource (a stepd task, called over HTTP) as it is."""
+    if resource.startswith(_INTEGRATION):
+        service, _, action = resource[len(_INTEGRATION) :].partition(":")
+        if service == "aws-sdk":
+            sdk, _, action = action.partition(":")
+            service = f"aws-sdk:{sdk}"
+        if service and action:
+            return {"resourceType": service, "resource": action}
+    return {"resourceType": RESOURCE_TYPE, "resource": resource}
+
+
 def task_scheduled(
     resource: str, parameters: str, timeout: float | None, region: str
 ) -> dict[str, Any]:
     details: dict[str, Any] = {
-        "resourceType": RESOURCE_TYPE,
-        "resource": resource,
+        **task_resource(resource),
         "region": region,
         "parameters": parameters,
     }
@@ -120,15 +137,55 @@ def lambda_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str
     return {key: _error_cause(error, cause)}
 
 
+def activity_scheduled(
+    resource: str, payload: str, timeout: float | None, heartbeat: float | None
+) -> dict[str, Any]:
+    """An activity Task's work is queued for a worker (AWS: ActivityScheduled)."""
+    details: dict[str, Any] = {
+        "resource": resource,
+        "input": payload,
+        "inputDetails": _payload(payload),
+    }
+    if timeout is not None:
+        details["timeoutInSeconds"] = int(timeout)
+    if heartbeat is not None:
+        details["heartbeatInSeconds"] = int(heartbeat)
+    return {"activityScheduledEventDetails": details}
+
+
+def activity_started(worker: str | None) -> dict[str, Any]:
+    """A worker took the task (GetActivityTask); AWS leaves workerName out without one."""
+    return {"activityStartedEventDetails": {} if worker is None else {"workerName": worker}}
+
+
+def activity_succeeded(output: str) -> dict[str, Any]:
+    return {"activitySucceededEventDetails": {"output": output, "outputDetails": _payload(output)}}
+
+
+def activity_failed(error: str, cause: str | None, *, timed_out: bool) -> dict[str, Any]:
+    key = "activityTimedOutEventDetails" if timed_out else "activityFailedEventDetails"
+    return {key: _error_cause(error, cause)}
+
+
 def task_started(resource: str) -> dict[str, Any]:
-    return {"taskStartedEventDetails": {"resourceType": RESOURCE_TYPE, "resource": resource}}
+    return {"taskStartedEventDetails": task_resource(resource)}
+
+
+def task_submitted(resource: str, output: str) -> dict[str, Any]:
+    """A `.sync` Task's call was answered; the task now waits for what it started to end."""
+    return {
+        "taskSubmittedEventDetails": {
+            **task_resource(resource),
+            "output": output,
+            "outputDetails": _payload(output),
+        }
+    }
 
 
 def task_succeeded(resource: str, output: str) -> dict[str, Any]:
     return {
         "taskSucceededEventDetails": {
-            "resourceType": RESOURCE_TYPE,
-            "resource": resource,
+            **task_resource(resource),
             "output": output,
             "outputDetails": _payload(output),
         }
@@ -138,8 +195,7 @@ def task_succeeded(resource: str, output: str) -> dict[str, Any]:
 def task_failed(resource: str, error: str, cause: str | None) -> dict[str, Any]:
     return {
         "taskFailedEventDetails": {
-            "resourceType": RESOURCE_TYPE,
-            "resource": resource,
+            **task_resource(resource),
             **_error_cause(error, cause),
         }
     }
@@ -148,8 +204,7 @@ def task_failed(resource: str, error: str, cause: str | None) -> dict[str, Any]:
 def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, Any]:
     return {
         "taskTimedOutEventDetails": {
-            "resourceType": RESOURCE_TYPE,
-            "resource": resource,
+            **task_resource(resource),
             **_error_cause(error, cause),
         }
     }

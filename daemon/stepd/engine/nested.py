@@ -5,8 +5,10 @@ Parameters: `StateMachineArn` (or a machine's name), `Input` (JSON, or JSON text
 absent), `Name` (when absent, one derived from the task's idempotency key and attempt, so a
 re-send after a crash finds the child it started instead of starting another).
 
-- no suffix: the result is `{"ExecutionArn", "StartDate"}` at once;
-- `.sync`: the task waits, durably, for the child to close; its result is the child's
+- no suffix: the result is StartExecution's answer at once (`ExecutionArn`, `StartDate`, and
+  the SDK's response metadata `SdkHttpMetadata`, `SdkResponseMetadata`, as AWS's);
+- `.sync`: the task waits, durably, for the child to close (its start recorded in
+  TaskSubmitted, as AWS's); its result is the child's
   DescribeExecution answer with AWS's capitalised names (`Input` and `Output` as JSON text), a
   child that did not succeed fails the task with `States.TaskFailed` and that answer as cause;
 - `.sync:2`: the same, with `Input` and `Output` as JSON;
@@ -26,6 +28,8 @@ import contextlib
 import json
 import uuid
 from collections.abc import Coroutine
+from dataclasses import replace
+from email.utils import formatdate
 from typing import Any, Protocol
 
 import structlog
@@ -100,6 +104,41 @@ def described(execution: Execution, arns: Arns, *, as_json: bool) -> dict[str, A
     if execution.cause is not None:
         answer["Cause"] = execution.cause
     return answer
+
+
+def start_answer(child: Execution, arns: Arns) -> dict[str, Any]:
+    """StartExecution's answer as AWS's integration gives it to the Task: the execution's ARN
+    and start (milliseconds), with the SDK's response metadata (AWS's Java SDK's names)."""
+    arn = arns.execution(child.machine, child.name)
+    body = json.dumps(
+        {"executionArn": arn, "startDate": round(child.start_date, 3)}, separators=(",", ":")
+    )
+    request_id = str(uuid.uuid4())
+    date = formatdate(child.start_date, usegmt=True)
+    length = str(len(body.encode()))
+    content_type = "application/x-amz-json-1.0"
+    return {
+        "ExecutionArn": arn,
+        "SdkHttpMetadata": {
+            "AllHttpHeaders": {
+                "x-amzn-RequestId": [request_id],
+                "connection": ["keep-alive"],
+                "Content-Length": [length],
+                "Date": [date],
+                "Content-Type": [content_type],
+            },
+            "HttpHeaders": {
+                "connection": "keep-alive",
+                "Content-Length": length,
+                "Content-Type": content_type,
+                "Date": date,
+                "x-amzn-RequestId": request_id,
+            },
+            "HttpStatusCode": 200,
+        },
+        "SdkResponseMetadata": {"RequestId": request_id},
+        "StartDate": _ms(child.start_date),
+    }
 
 
 def outcome_of(child: Execution, mode: str, arns: Arns) -> TaskOutcome:
@@ -190,16 +229,14 @@ class Nested:
         await self._store.link_child(link)
         self._parents.add(parent.id)
         log.info("nested.child_started", child=child.name, child_machine=child.machine, mode=mode)
-        if mode == "":
-            result = {
-                "ExecutionArn": self.arns.execution(child.machine, child.name),
-                "StartDate": _ms(child.start_date),
-            }
-            return TaskOutcome(result=result)
+        started = start_answer(child, self.arns)
         if mode in (SYNC, SYNC2) and child.status != RUNNING:
-            return outcome_of(child, mode, self.arns)
+            return replace(outcome_of(child, mode, self.arns), submitted=started)
+        if mode == "":
+            return TaskOutcome(result=started)
         self._children[child.id] = link
-        return TaskOutcome(result=None)  # the task now waits: for the child, or the callback
+        # the task now waits, for the child or the callback; its start is TaskSubmitted's output
+        return TaskOutcome(result=started)
 
     async def _child(
         self, parent: Execution, machine: str, name: str, input_text: str

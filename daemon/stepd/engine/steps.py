@@ -38,7 +38,7 @@ from stepd.asl.failures import (
     STATES_RUNTIME,
     STATES_TIMEOUT,
 )
-from stepd.asl.integrations import waits_for_result
+from stepd.asl.integrations import is_activity, waits_for_result
 from stepd.engine import history
 from stepd.engine.arns import role_arn
 from stepd.engine.history import dumps
@@ -737,7 +737,12 @@ class Step:
         """Record the intent to call: the task is scheduled and started."""
         task = self.task
         resource = resource_text(task.resource)
-        if history.is_lambda_function(resource):
+        if is_activity(resource):
+            # ActivityScheduled once the task is queued (`await_callback`: an activity that
+            # does not exist fails the execution without one, as AWS's), ActivityStarted when
+            # a worker takes it (`activity_taken`)
+            task = replace(task, activity_events=True)
+        elif history.is_lambda_function(resource):
             scheduled = history.lambda_scheduled(resource, task.payload, task.timeout_seconds)
             self.add("LambdaFunctionScheduled", scheduled)
             self.add("LambdaFunctionStarted", {})
@@ -757,9 +762,17 @@ class Step:
     def _waits_for_callback(self) -> bool:
         return waits_for_result(self._state().get("Resource"))
 
-    def await_callback(self) -> None:
+    def await_callback(self, answer: Any = None) -> None:
         """The call of a `.waitForTaskToken` task was answered: the task now waits for
-        SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds."""
+        SendTaskSuccess or SendTaskFailure until its TimeoutSeconds or HeartbeatSeconds. The
+        call's `answer` (a `.sync` nested execution's start) is recorded as AWS does, in
+        TaskSubmitted; an activity's task (queued, no call) has none."""
+        task = self.task
+        resource = resource_text(task.resource)
+        if task.activity_events:
+            self._activity_scheduled(resource)
+        elif not is_activity(resource):
+            self.add("TaskSubmitted", history.task_submitted(resource, dumps(answer)))
         task = replace(self.task, answered_at=self.now)
         self.pending = task
         self.due_at = task.callback_deadline()
@@ -770,6 +783,19 @@ class Step:
         self.pending = task
         if task.awaiting_callback:
             self.due_at = task.callback_deadline()
+
+    def _activity_scheduled(self, resource: str) -> None:
+        task = self.task
+        scheduled = history.activity_scheduled(
+            resource, task.payload, task.timeout_seconds, task.heartbeat_seconds
+        )
+        self.add("ActivityScheduled", scheduled)
+
+    def activity_taken(self, worker: str | None) -> None:
+        """A worker took the activity's task (GetActivityTask): its first heartbeat."""
+        if self.task.activity_events:
+            self.add("ActivityStarted", history.activity_started(worker))
+        self.heartbeat()
 
     def callback_timed_out(self) -> None:
         """No callback came in time: the task fails with States.Timeout or
@@ -782,6 +808,8 @@ class Step:
     def task_done(self, outcome: TaskOutcome) -> None:
         """Record a task's outcome and decide what follows."""
         resource = resource_text(self.task.resource)
+        if outcome.submitted is not None:
+            self.add("TaskSubmitted", history.task_submitted(resource, dumps(outcome.submitted)))
         decision: Decision
         try:
             decision = self._after_task(resource, outcome)
@@ -794,9 +822,16 @@ class Step:
         state_input = json.loads(self.data)
         decision: Decision
         function = history.is_lambda_function(resource)
+        activity = self.task.activity_events
+        if activity and outcome.error == STATES_RUNTIME:  # not queued: the activity is gone
+            return Fail(error=STATES_RUNTIME, cause=outcome.cause)
+        if activity and self.task.answered_at is None:  # never queued: a mocked answer
+            self._activity_scheduled(resource)
         if outcome.error is None:
             output = dumps(outcome.result)
-            if function:
+            if activity:
+                self.add("ActivitySucceeded", history.activity_succeeded(output))
+            elif function:
                 self.add("LambdaFunctionSucceeded", history.lambda_succeeded(output))
             else:
                 self.add("TaskSucceeded", history.task_succeeded(resource, output))
@@ -810,7 +845,10 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
-            if function:
+            if activity:
+                kind = "ActivityTimedOut" if timed_out else "ActivityFailed"
+                details = history.activity_failed(outcome.error, outcome.cause, timed_out=timed_out)
+            elif function:
                 kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
                 details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
             else:

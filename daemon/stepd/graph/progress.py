@@ -20,9 +20,17 @@ NOT_REACHED = "not-reached"
 
 EXECUTION_FAILURES = frozenset({"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"})
 TASK_FAILURES = frozenset(
-    {"TaskFailed", "TaskTimedOut", "LambdaFunctionFailed", "LambdaFunctionTimedOut"}
+    {
+        "TaskFailed",
+        "TaskTimedOut",
+        "LambdaFunctionFailed",
+        "LambdaFunctionTimedOut",
+        "ActivityFailed",
+        "ActivityTimedOut",
+        "ActivityScheduleFailed",
+    }
 )
-TASK_SUCCESSES = frozenset({"TaskSucceeded", "LambdaFunctionSucceeded"})
+TASK_SUCCESSES = frozenset({"TaskSucceeded", "LambdaFunctionSucceeded", "ActivitySucceeded"})
 ITERATION_ENDS = frozenset({"MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"})
 
 

@@ -6,6 +6,8 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 5 (stepd 0.6):  format 4, and the task record's optional key "activity" (true: an
+                           activity's task whose history has Activity* events)
     format 4 (stepd 0.5):  format 3, and the task record's optional keys "token",
                            "heartbeat", "answered_at", "heartbeat_at" (a `.waitForTaskToken`
                            task and its wait for a callback)
@@ -31,8 +33,9 @@ from stepd import jsontext
 from stepd.errors import RecordError
 from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 CALLBACK_SINCE = 4  # the first format with callback keys in task records
+ACTIVITY_SINCE = 5  # the first format with the "activity" key in task records
 FANOUT_SINCE = 2  # the first format with fan-out records
 RESUME_SINCE = 3  # the first format with resume records
 VARIABLES_SINCE = 3  # the first format with variables records
@@ -51,6 +54,7 @@ _TASK_KEYS: Mapping[str, str] = {
     "heartbeat_seconds": "heartbeat",
     "answered_at": "answered_at",
     "heartbeat_at": "heartbeat_at",
+    "activity_events": "activity",
 }
 _CALLBACK_KEYS = frozenset({"token", "heartbeat", "answered_at", "heartbeat_at"})
 _FANOUT_KEYS: Mapping[str, str] = {
@@ -88,9 +92,14 @@ def encode_pending(pending: Pending) -> str | None:
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
-        if (value := getattr(pending, name)) is not None or key in _TASK_REQUIRED
+        if _kept(value := getattr(pending, name)) or key in _TASK_REQUIRED
     }
     return jsontext.compact_ascii({"v": FORMAT_VERSION, "task": body})
+
+
+def _kept(value: Any) -> bool:
+    """Whether a task record's optional field is written (`activity` only when true)."""
+    return value is not None and value is not False
 
 
 def _fanout_body(fanout: Fanout) -> dict[str, Any]:
@@ -198,11 +207,14 @@ def _task(body: Any, what: str, version: int) -> TaskCall:
     keys = _TASK_KEYS
     if version < CALLBACK_SINCE:  # these keys are unknown to older formats
         keys = {name: key for name, key in _TASK_KEYS.items() if key not in _CALLBACK_KEYS}
+    if version < ACTIVITY_SINCE:
+        keys = {name: key for name, key in keys.items() if key != "activity"}
     fields = _fields(body, keys, _TASK_REQUIRED, what)
     _check(isinstance(fields["payload"], str), what, "payload")
     _check(isinstance(fields["sent"], bool), what, "sent")
     token = fields.get("token")
     _check(token is None or (isinstance(token, str) and token != ""), what, "token")
+    _check(fields.get("activity_events") in (None, True), what, "activity")
     numbers = ("timeout_seconds", "due", "first_due", "sent_at", "waiting_since")
     for name in (*numbers, "heartbeat_seconds", "answered_at", "heartbeat_at"):
         value = fields.get(name)
@@ -221,6 +233,7 @@ def _task(body: Any, what: str, version: int) -> TaskCall:
         heartbeat_seconds=_float_or_none(fields.get("heartbeat_seconds")),
         answered_at=_float_or_none(fields.get("answered_at")),
         heartbeat_at=_float_or_none(fields.get("heartbeat_at")),
+        activity_events=fields.get("activity_events") is True,
     )
 
 

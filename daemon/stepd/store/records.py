@@ -60,6 +60,9 @@ class TaskCall:
     heartbeat_seconds: float | None = None  # the state's HeartbeatSeconds, if any
     answered_at: float | None = None  # the call was answered: waiting for the callback since
     heartbeat_at: float | None = None  # the last SendTaskHeartbeat
+    # an activity's task recorded as AWS does (ActivityScheduled ... ActivitySucceeded); one
+    # stored by an earlier stepd keeps the Task* events it was scheduled with
+    activity_events: bool = False
 
     @property
     def awaiting_callback(self) -> bool:

@@ -115,6 +115,9 @@ class TaskOutcome:
     # the task's own result even for a task that waits for a callback (a mocked answer; a
     # nested execution that ended): not just the answer to its call
     final: bool = False
+    # the call's own answer when `final` settles a task that would have waited (a `.sync`
+    # nested execution that had ended by the time it was started): recorded in TaskSubmitted
+    submitted: Any = None
 
     def __post_init__(self) -> None:
         if self.error is not None and self.result is not None:

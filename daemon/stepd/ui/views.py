@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from stepd.engine.hosts import HostDown
+from stepd.graph.progress import EXECUTION_FAILURES, TASK_FAILURES
 from stepd.store.records import PHASE_TASK, PHASE_WAIT, RUNNING, Event, Execution
 from stepd.ui.format import relative
 
@@ -20,18 +21,9 @@ SIGNIN_PATH = UI_PATH + "signin"  # served by stepd.api.signin when key pairs ar
 SIGNOUT_PATH = UI_PATH + "signout"
 MAX_TIMELINE_EVENTS = 500  # the latest events shown on an execution's timeline
 OVERDUE_GRACE_SECONDS = 1.0  # a step this little past its due time is starting, not late
-FAILURE_EVENTS = frozenset(
-    {
-        "TaskFailed",
-        "TaskTimedOut",
-        "LambdaFunctionFailed",
-        "LambdaFunctionTimedOut",
-        "ExecutionFailed",
-        "ExecutionTimedOut",
-        "ExecutionAborted",
-    }
-)
-SUMMARY_KEYS = ("error", "cause", "resource", "updatedBy")  # details on the timeline line
+FAILURE_EVENTS = TASK_FAILURES | EXECUTION_FAILURES
+# details on the timeline line
+SUMMARY_KEYS = ("error", "cause", "resource", "updatedBy", "workerName")
 DATA_KEYS = ("input", "output", "parameters")  # event details shown folded
 
 

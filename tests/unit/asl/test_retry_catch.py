@@ -25,8 +25,18 @@ from stepd.asl.retry import delay_seconds, error_matches
         pytest.param(
             ["States.TaskFailed"], "States.Http.StatusCode.500", True, id="TaskFailed-http-status"
         ),
+        # AWS's States.Timeout covers heartbeat timeouts too (before States.HeartbeatTimeout
+        # existed they were recorded as States.Timeout), so States.TaskFailed, which leaves
+        # out States.Timeout, leaves them out as well
         pytest.param(
-            ["States.TaskFailed"], "States.HeartbeatTimeout", True, id="TaskFailed-heartbeat"
+            ["States.TaskFailed"], "States.HeartbeatTimeout", False, id="TaskFailed-not-heartbeat"
+        ),
+        pytest.param(["States.Timeout"], "States.HeartbeatTimeout", True, id="Timeout-heartbeat"),
+        pytest.param(
+            ["States.HeartbeatTimeout"], "States.Timeout", False, id="Heartbeat-not-timeout"
+        ),
+        pytest.param(
+            ["States.HeartbeatTimeout"], "States.HeartbeatTimeout", True, id="Heartbeat-exact"
         ),
         pytest.param(["States.TaskFailed"], "States.Timeout", False, id="TaskFailed-not-timeout"),
         pytest.param(["States.TaskFailed"], "States.Runtime", False, id="TaskFailed-not-runtime"),

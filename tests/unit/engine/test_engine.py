@@ -534,3 +534,55 @@ async def test_calls_due_together_go_out_before_their_answers_are_recorded(store
     assert answers_committed_at_each_call == [0] * 6
     for execution_id in ids:
         assert (await store.get_execution(execution_id)).state == "PingWait"  # type: ignore[union-attr]
+
+
+async def test_a_sweep_leaves_alone_the_executions_the_engine_has_in_hand(store: Store):
+    """The timers' sweep finds every execution whose call went out overdue in the store until
+    its answer is recorded; those the engine has in hand are not queued again (each would be
+    read back from the store once more after its answer, only to be found handled)."""
+    clock = Clock()
+    definition = {
+        "StartAt": "Deliver",
+        "States": {"Deliver": {**CLASSROOM["States"]["StopRecording"]}},
+    }
+    engine = Engine(
+        uid=lambda: UID,
+        store=store,
+        caller=FakeCaller(respond=lambda _: sweep()),
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+        workers=2,
+    )
+    machine = Machine(
+        name="once",
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/stop"}),
+    )
+    await engine.register({"once": machine})
+    engine.set_timer(lambda _id, _due: None)
+    ids = [(await engine.start_execution("once", f"c{n}", "{}")).execution.id for n in range(6)]
+    reads: list[int] = []
+    get_execution = store.get_execution
+
+    async def counted(execution_id: int) -> Execution | None:
+        reads.append(execution_id)
+        return await get_execution(execution_id)
+
+    def sweep() -> None:  # as the timers' sweep does, while calls are out and answers wait
+        for execution_id in ids:
+            engine.overdue(execution_id, T0)
+
+    store.get_execution = counted  # type: ignore[method-assign]
+    engine.start()
+    for execution_id in ids:
+        engine.dispatch(execution_id, T0)
+    async with asyncio.timeout(5):
+        for execution_id in ids:
+            while (await get_execution(execution_id)).status == "RUNNING":  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    await engine.drain(1)
+    assert reads == []

@@ -29,7 +29,7 @@ from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.store.base import Store
-from stepd.store.records import QUEUED, Execution
+from stepd.store.records import QUEUED, Execution, Transition
 from stepd.tasks.caller import TaskOutcome
 from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller, MemoryDatabase, MemoryStore
@@ -100,6 +100,37 @@ async def test_forty_iterations_call_at_once(store: Store):
     done = await finished(store, started.execution.id)
     await engine.drain(1.0)
     assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [{"ok": True}] * 50)
+
+
+async def test_answers_that_come_in_together_are_committed_together(store: Store):
+    """The answers of 40 iterations that come in at once take a few commits, not 40; each
+    iteration's events are all there and the Map's output is whole."""
+    caller = FakeCaller()
+    caller.hold()
+    clock = Clock()
+    engine = await running_engine(
+        store, caller, one_state({"Type": "Map", "ItemProcessor": CALLING}), clock
+    )
+    answering: list[int] = []  # per commit, how many answers it records
+    commit = store.commit
+
+    async def counted(transition: Transition) -> Execution | None:
+        answers = sum(e.type == "LambdaFunctionSucceeded" for e in transition.events)
+        if answers:
+            answering.append(answers)
+        return await commit(transition)
+
+    store.commit = counted  # type: ignore[method-assign]
+    started = await engine.start_execution("m", "x", json.dumps(list(range(40))))
+    await caller.wait_for(40)
+    caller.release()
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, json.loads(done.output or "")) == ("SUCCEEDED", [{"ok": True}] * 40)
+    assert sum(answering) == 40
+    assert len(answering) < 10
+    events = await types(store, done.id)
+    assert events.count("MapIterationSucceeded") == events.count("LambdaFunctionSucceeded") == 40
 
 
 async def test_a_failed_branch_stops_its_siblings(store: Store):

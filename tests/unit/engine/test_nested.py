@@ -124,15 +124,51 @@ async def test_a_failed_child_fails_the_task_with_its_description(store: Store) 
     assert parent.error == "States.TaskFailed"
     cause = json.loads(parent.cause or "")
     assert (cause["Status"], cause["Error"], cause["Cause"]) == ("FAILED", "Room.Closed", "c")
+    assert "Output" not in cause
+
+
+async def test_a_sync_task_records_aws_events(store: Store) -> None:
+    """As AWS records a `.sync` nested execution: TaskScheduled and TaskStarted naming the
+    `states` integration's action, TaskSubmitted with StartExecution's answer, then the
+    outcome."""
+    engine = await engine_with(store, parent_of(".sync"), QUICK)
+    await engine.start_execution("parent", "p", json.dumps({"room": "blue"}))
+    parent = await closed(store, "parent", "p")
+    events = await store.history(parent.id, reverse=False, limit=100, after=None)
+    tasks = [e for e in events if e.type in {"TaskScheduled", "TaskStarted", "TaskSubmitted"}]
+    tasks += [e for e in events if e.type == "TaskSucceeded"]
+    assert [e.type for e in tasks] == [
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSubmitted",
+        "TaskSucceeded",
+    ]
+    for event in tasks:
+        details = next(iter(event.details.values()))
+        assert (details["resourceType"], details["resource"]) == ("states", "startExecution.sync")
+    submitted = json.loads(tasks[2].details["taskSubmittedEventDetails"]["output"])
+    assert set(submitted) == {"ExecutionArn", "StartDate", "SdkHttpMetadata", "SdkResponseMetadata"}
 
 
 async def test_without_a_suffix_the_parent_goes_on_at_once(store: Store) -> None:
-    """No suffix: the result is the ExecutionArn and StartDate, while the child still runs."""
+    """No suffix: the result is StartExecution's answer as AWS recorded it (ExecutionArn,
+    StartDate in milliseconds, the SDK's response metadata), while the child still runs."""
     engine = await engine_with(store, parent_of(""), WAITING)
     await engine.start_execution("parent", "p", json.dumps({"room": "blue"}))
     parent = await closed(store, "parent", "p")
     result = json.loads(parent.output or "")
-    assert set(result) == {"ExecutionArn", "StartDate"}
+    assert set(result) == {"ExecutionArn", "StartDate", "SdkHttpMetadata", "SdkResponseMetadata"}
+    metadata = result["SdkHttpMetadata"]
+    assert metadata["HttpStatusCode"] == 200
+    assert set(metadata["HttpHeaders"]) == {
+        "connection",
+        "Content-Length",
+        "Content-Type",
+        "Date",
+        "x-amzn-RequestId",
+    }
+    assert metadata["HttpHeaders"]["x-amzn-RequestId"] == result["SdkResponseMetadata"]["RequestId"]
+    assert isinstance(result["StartDate"], int)
     machine, name = engine.arns.execution_of(result["ExecutionArn"])
     child = await store.find_execution(machine, name)
     assert child is not None

@@ -126,3 +126,35 @@ async def test_a_time_scale_shortens_waits_and_retry_intervals() -> None:
     assert found.due_at == pytest.approx(T0 + 13.0)
     first = (await store.history(execution.id, reverse=False, limit=1, after=None))[0]
     assert first.details["stepd"] == {"timeScale": 10.0}
+
+
+async def test_a_mocked_activity_task_records_its_activity_events() -> None:
+    """A mocked answer to an activity Task (no worker, no queue) is recorded as the activity's:
+    ActivityScheduled then ActivitySucceeded, no Task events."""
+    store = MemoryStore()
+    await store.open()
+    activity = "arn:aws:states:us-east-1:123456789012:activity:recorder"
+    definition = {
+        "StartAt": "Call",
+        "States": {"Call": {"Type": "Task", "Resource": activity, "End": True}},
+    }
+    mocks = {
+        "StateMachines": {"m": {"TestCases": {"Happy": {"Call": "Done"}}}},
+        "MockedResponses": {"Done": {"0": {"Return": {"ok": True}}}},
+    }
+    engine = await running_engine(store, FakeCaller(), definition, Clock())
+    engine.tests.take_config(TestRuns(enabled=True, mocks=parse_mock_config(mocks, "m.json")))
+    started = await engine.start_execution("m", "x", "{}", test_case="Happy")
+
+    async def closed() -> bool:
+        found = await store.get_execution(started.execution.id)
+        return found is not None and found.status == "SUCCEEDED"
+
+    await until(closed)
+    events = await store.history(started.execution.id, reverse=False, limit=100, after=None)
+    assert [e.type for e in events if e.type.startswith(("Activity", "TaskS", "TaskF"))] == [
+        "TaskStateEntered",
+        "ActivityScheduled",
+        "ActivitySucceeded",
+        "TaskStateExited",
+    ]

@@ -46,6 +46,27 @@ def test_a_task_that_succeeds_on_a_retry_is_done():
     assert progress(events).status("StartRecording") == DONE
 
 
+def test_an_activity_tasks_events_mark_its_state_as_task_events_do():
+    """An activity Task (AWS's Activity events): a heartbeat timeout caught is failed, a
+    retried attempt that succeeds is done."""
+    caught = [
+        *WAITING_FOR_PING[:6],
+        event("ActivityScheduled"),
+        event("ActivityStarted"),
+        event("ActivityTimedOut"),
+        exited("StartRecording", "Task"),
+    ]
+    assert progress(caught).status("StartRecording") == FAILED
+    retried = [
+        *WAITING_FOR_PING[:6],
+        event("ActivityFailed"),
+        event("ActivityScheduled"),
+        event("ActivitySucceeded"),
+        exited("StartRecording", "Task"),
+    ]
+    assert progress(retried).status("StartRecording") == DONE
+
+
 def test_a_caught_failure_marks_the_state_failed_and_the_catcher_reached():
     """A task whose error a Catch handled is failed; the execution goes on from the catcher."""
     events = [

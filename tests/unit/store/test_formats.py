@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 
@@ -128,7 +128,7 @@ def test_the_format_on_disk_is_pinned():
         waiting_since=0.75,
     )
     assert json.loads(encode_pending(task) or "") == {
-        "v": 4,
+        "v": 5,
         "task": {
             "resource": "r",
             "payload": "{}",
@@ -142,12 +142,12 @@ def test_the_format_on_disk_is_pinned():
     }
     wait = WaitThen(next_state="B", output="[]")
     assert json.loads(encode_pending(wait) or "") == {
-        "v": 4,
+        "v": 5,
         "wait": {"next": "B", "output": "[]"},
     }
     fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1)
     assert json.loads(encode_pending(fanout) or "") == {
-        "v": 4,
+        "v": 5,
         "fanout": {
             "kind": "Map",
             "total": 3,
@@ -162,9 +162,9 @@ def test_the_format_on_disk_is_pinned():
 
 
 def test_resume_records_are_pinned_and_round_trip():
-    """A closed execution's resume record, with or without its fan-out, is written as format 4
+    """A closed execution's resume record, with or without its fan-out, is written as format 5
     and read back unchanged."""
-    assert json.loads(encode_pending(Resume()) or "") == {"v": 4, "resume": {}}
+    assert json.loads(encode_pending(Resume()) or "") == {"v": 5, "resume": {}}
     fanout = Fanout(kind="Parallel", total=2, started_event=7, limit=2, next_slot=2, failed=1)
     text = encode_pending(Resume(fanout=fanout))
     assert json.loads(text or "")["resume"]["fanout"]["started_event"] == 7
@@ -191,7 +191,7 @@ def test_records_written_by_stepd_0_2_are_read():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"v": 5, "task": {}}', "format 5, newer than this stepd reads (4)"),
+        ('{"v": 6, "task": {}}', "format 6, newer than this stepd reads (5)"),
         ('{"v": 1, "fanout": {}}', "unknown keys fanout"),
         ('{"v": 2, "resume": {}}', "unknown keys resume"),
         ('{"v": 3, "resume": {"state": "A"}}', "unknown keys state"),
@@ -269,9 +269,9 @@ def test_every_progress_field_has_a_column():
 
 
 def test_variables_are_written_as_a_current_format_record():
-    """The variables column holds `{"v": 4, "variables": {...}}`, read back as the object."""
+    """The variables column holds `{"v": 5, "variables": {...}}`, read back as the object."""
     text = encode_variables('{"x":1}')
-    assert json.loads(text or "") == {"v": 4, "variables": {"x": 1}}
+    assert json.loads(text or "") == {"v": 5, "variables": {"x": 1}}
     assert decode_variables(text) == '{"x":1}'
     assert decode_variables(None) is None
 
@@ -280,7 +280,7 @@ def test_variables_are_written_as_a_current_format_record():
     ("text", "message"),
     [
         ('{"v": 2, "variables": {}}', "format 2, before variables existed"),
-        ('{"v": 5, "variables": {}}', "format 5, newer than this stepd reads (4)"),
+        ('{"v": 6, "variables": {}}', "format 6, newer than this stepd reads (5)"),
         ('{"v": 3, "variables": []}', "variables has the wrong type"),
         ('{"v": 3, "variables": {}, "x": 1}', "unknown keys x"),
         ('{"v": 3}', "lacks variables"),
@@ -296,7 +296,7 @@ def test_a_variables_record_of_unknown_shape_is_refused(text: str, message: str)
 
 
 def test_callback_tasks_are_pinned_and_round_trip():
-    """A `.waitForTaskToken` task keeps its token, heartbeat and callback wait (format 4)."""
+    """A `.waitForTaskToken` task keeps its token, heartbeat and callback wait (format 4 on)."""
     task = TaskCall(
         resource="arn:aws:states:::lambda:invoke.waitForTaskToken",
         payload="{}",
@@ -310,7 +310,7 @@ def test_callback_tasks_are_pinned_and_round_trip():
         heartbeat_at=3.0,
     )
     stored = json.loads(encode_pending(task) or "")
-    assert stored["v"] == 4
+    assert stored["v"] == FORMAT_VERSION
     assert {
         k: stored["task"][k] for k in ("token", "heartbeat", "answered_at", "heartbeat_at")
     } == {
@@ -328,3 +328,36 @@ def test_callback_keys_are_unknown_to_format_3():
     text = json.dumps({"v": 3, "task": {**body, "token": "t"}})
     with pytest.raises(RecordError, match="unknown keys token"):
         decode_pending(text)
+
+
+def test_activity_tasks_are_pinned_and_round_trip():
+    """An activity's task recorded with Activity* events says so (format 5); a task that is
+    not writes no key for it."""
+    task = TaskCall(
+        resource="arn:aws:states:us-east-1:123456789012:activity:grade",
+        payload="{}",
+        timeout_seconds=None,
+        due=1.0,
+        sent=True,
+        token="tok",
+        activity_events=True,
+    )
+    stored = json.loads(encode_pending(task) or "")
+    assert stored["v"] == 5
+    assert stored["task"]["activity"] is True
+    assert decode_pending(encode_pending(task)) == task
+    plain = json.loads(encode_pending(replace(task, activity_events=False)) or "")
+    assert "activity" not in plain["task"]
+
+
+def test_activity_tasks_of_format_4_keep_their_task_events():
+    """A format 4 activity task (stored by a stepd that recorded Task* events for it) reads
+    back as one that goes on recording Task* events; the key is unknown to format 4."""
+    body = {"resource": "r", "payload": "{}", "timeout": None, "due": 1, "sent": True}
+    assert decode_pending(json.dumps({"v": 4, "task": {**body, "token": "t"}})) == TaskCall(
+        resource="r", payload="{}", timeout_seconds=None, due=1.0, sent=True, token="t"
+    )
+    with pytest.raises(RecordError, match="unknown keys activity"):
+        decode_pending(json.dumps({"v": 4, "task": {**body, "activity": True}}))
+    with pytest.raises(RecordError, match="activity"):
+        decode_pending(json.dumps({"v": 5, "task": {**body, "activity": "yes"}}))

@@ -281,6 +281,36 @@ async def nothing() -> None:
     """A timers window that has nothing in it."""
 
 
+async def test_what_a_look_finds_is_claimed_then_left_to_the_engine_if_in_hand(url: str) -> None:
+    """A wake-up's execution goes to the engine to run; what a sweep or the watch found goes
+    to it as overdue (which the engine leaves alone when it has it in hand already)."""
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
+    woken: list[int] = []
+    looked: list[int] = []
+    cluster.attach(
+        dispatch=lambda i, _: woken.append(i),
+        overdue=lambda i, _: looked.append(i),
+        load_window=nothing,
+    )
+    try:
+        await cluster.start()
+        swept = await waiting(Node(store, cluster.leases), "swept")
+        due = await waiting(Node(store, cluster.leases), "due")
+        cluster.on_overdue(swept.id, DUE)
+        cluster.on_due(due.id, DUE)
+        for _ in range(100):
+            if woken and looked:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await cluster.stop()
+        await store.close()
+    assert (woken[0], looked[0]) == (due.id, swept.id)
+    assert swept.id not in woken
+
+
 async def test_a_node_whose_clock_is_off_claims_nothing_and_says_so(url: str) -> None:
     """Due instants are wall-clock times: a node 2 s ahead of the database would send early."""
     store = PostgresStore(url)
