@@ -21,6 +21,10 @@ task caller:
   everything at once and tells the others (NOTIFY) to look at what falls due soon.
 - Clocks. Each renewal compares this node's clock with the database's; a node further off than
   MAX_SKEW_SECONDS claims nothing (it would send early) and logs `node.clock_skew`.
+- Definitions. Each node records with its lease a hash of each machine's definition it serves
+  (`publish`, at start and after a reload); machines whose definition differs between the
+  nodes are listed in `status()` and logged once as `node.definitions_differ`. An execution
+  keeps the definition it started with whatever node runs it.
 - LISTEN/NOTIFY is a hint only: a watch every WATCH_SECONDS (and the timers' sweep, every
   2 s) finds what falls due without it.
 """
@@ -29,16 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from stepd.errors import NotLeased, StoreError
-from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, listen
+from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, NodeRow, listen
 from stepd.store.postgres import PostgresStore
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 
@@ -54,9 +59,30 @@ WINDOW_DEBOUNCE_SECONDS = 0.2
 WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked for
 WATCH_LIMIT = 1000
 MAX_SKEW_SECONDS = 0.5  # a node whose clock is further off the database's claims nothing
+DEFINITIONS_SECONDS = 5.0  # how often a node compares its definitions with the others'
 
 Dispatch = Callable[[int, float], None]
 LoadWindow = Callable[[], Awaitable[None]]
+
+
+def definition_hashes(definitions: Mapping[str, str]) -> dict[str, str]:
+    """{machine name: a short hash of its definition text} (canonical JSON)."""
+    return {
+        name: hashlib.sha256(text.encode()).hexdigest()[:16]
+        for name, text in sorted(definitions.items())
+    }
+
+
+def differing(rows: Iterable[NodeRow]) -> dict[str, dict[str, str]]:
+    """The machines whose definition differs between the nodes `rows`: {machine: {node id:
+    hash}}, over the nodes that serve the machine."""
+    served: dict[str, dict[str, str]] = {}
+    for row in rows:
+        for name, digest in row.definitions.items():
+            served.setdefault(name, {})[row.id] = digest
+    return {
+        name: by_node for name, by_node in sorted(served.items()) if len(set(by_node.values())) > 1
+    }
 
 
 @dataclass
@@ -96,6 +122,7 @@ class Cluster:
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
+        self._differences_seen: set[tuple[str, frozenset[str]]] = set()  # logged once each
 
     @property
     def node(self) -> str:
@@ -123,8 +150,41 @@ class Cluster:
             ("listen", self._listen_loop),
             ("window", self._window_loop),
             ("watch", self._watch_loop),
+            ("definitions", self._definitions_loop),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=f"stepd-cluster-{name}"))
+
+    async def publish(self, definitions: Mapping[str, str]) -> None:
+        """Record with this node's lease the definitions it serves ({machine: definition
+        text}); a failure is logged (the next join writes them)."""
+        try:
+            await self.leases.publish(definition_hashes(definitions))
+        except StoreError as exc:
+            log.warning("node.publish_failed", node=self.node, error=str(exc))
+
+    def note_definitions(self, rows: Iterable[NodeRow]) -> dict[str, dict[str, str]]:
+        """The machines whose definition differs between `rows`; each difference not seen
+        before is logged once (a warning)."""
+        found = differing(rows)
+        seen = {(name, frozenset(by_node.values())) for name, by_node in found.items()}
+        for name in sorted({name for name, _ in seen - self._differences_seen}):
+            log.warning(
+                "node.definitions_differ",
+                node=self.node,
+                machine=name,
+                nodes=found[name],
+                note="the nodes serve different definitions of this machine; reload them all",
+            )
+        self._differences_seen = seen
+        return found
+
+    async def _definitions_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DEFINITIONS_SECONDS)
+            try:
+                self.note_definitions(await self.leases.nodes())
+            except StoreError:
+                continue  # the renewer says so
 
     async def stop(self) -> None:
         """Hand everything over: let go of what this node holds and leave."""
@@ -323,7 +383,10 @@ class Cluster:
 
     async def status(self) -> dict[str, Any]:
         """This node, its lease and every node's (for /healthz)."""
+        differ: dict[str, dict[str, str]] = {}
         try:
+            rows = await self.leases.nodes()
+            differ = self.note_definitions(rows)
             nodes = [
                 {
                     "id": row.id,
@@ -333,9 +396,12 @@ class Cluster:
                     "version": row.version,
                     "lease_left_seconds": round(row.lease_until - row.renewed_at, 3),
                     "renewed_at": row.renewed_at,
+                    "lease_until": row.lease_until,
+                    "started_at": row.started_at,
                     "holds": row.held,
+                    "machines": len(row.definitions),
                 }
-                for row in await self.leases.nodes()
+                for row in rows
             ]
         except StoreError as exc:
             nodes = [{"error": str(exc)}]
@@ -351,6 +417,7 @@ class Cluster:
             "renew_failures": self.stats.renew_failures,
             "unsent": self.stats.unsent,
             "nodes": nodes,
+            "definitions_differ": differ,
         }
 
 

@@ -249,6 +249,7 @@ class Daemon:
         )
         self.engine = engine
         await engine.register(self.catalog.machines)
+        await self._publish_definitions(engine)
         timers = Timers(
             on_due=engine.dispatch if cluster is None else cluster.on_due,
             on_overdue=engine.overdue if cluster is None else cluster.on_overdue,
@@ -274,6 +275,7 @@ class Daemon:
             self.health,
             access=access,
             metrics=metrics,
+            nodes=None if self.cluster is None else self.cluster.status,
         )
         try:
             await api.start()
@@ -564,7 +566,15 @@ class Daemon:
         for setting in restart_needed:
             log.warning("config.restart_needed", setting=setting)
         self.settings, self.catalog = new, loaded.catalog
+        await self._publish_definitions(engine)
         return tuple(restart_needed)
+
+    async def _publish_definitions(self, engine: Engine) -> None:
+        """On several nodes, record with this node's lease the definitions it serves."""
+        if self.cluster is not None:
+            await self.cluster.publish(
+                {name: machine.definition_text for name, machine in engine.machines.items()}
+            )
 
     def _apply_notify(self, targets: tuple[Target, ...]) -> None:
         if self.alerts is not None and self.alerts.targets != targets:

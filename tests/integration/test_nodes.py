@@ -11,6 +11,7 @@ Failover and hand-over times are noted in the terminal summary ("figures").
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -21,6 +22,7 @@ import pytest
 from tests.integration.chaos_support import SOAK, Figures, percentile
 from tests.integration.harness import (
     EARLY_SLACK_SECONDS,
+    MACHINE,
     START_PATH,
     STEP_PATHS,
     Classroom,
@@ -208,6 +210,41 @@ async def test_a_stopped_node_hands_its_work_over(
         lateness.append(delivery.lateness()[START_PATH])
     figures(f"hand-over: first steps after SIGTERM late by at most {max(lateness):.3f} s")
     assert max(lateness) < 1.0
+
+
+async def nodes_page(node: Stepd) -> str:
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+        answer = await client.get(node.url + "/ui/nodes")
+        assert answer.status_code == httpx.codes.OK, answer.text
+        return answer.text
+
+
+async def test_the_nodes_page_shows_every_node_and_a_definition_reloaded_on_one_only(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+) -> None:
+    """Every node's page lists the nodes (lease, what each holds); after a reload that changes
+    the machine's definition on one node only, /healthz and the page of the other name the
+    machine, and that node logs it once."""
+    nodes = await start_nodes(make_stepd, postgres, count=2)
+    ids = [(await health(node))["node"]["id"] for node in nodes]
+    page = await nodes_page(nodes[0])
+    assert all(f'id="node-{node_id}"' in page for node_id in ids)
+    assert 'id="definitions-agree"' in page
+    definition_file = nodes[1].config.parent / "classroom.asl.json"
+    definition = json.loads(definition_file.read_text(encoding="utf-8"))
+    definition["Comment"] = "changed on the second node only"
+    definition_file.write_text(json.dumps(definition), encoding="utf-8")
+    reloaded = await asyncio.to_thread(run_cli, "reload", "-c", nodes[1].config)
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+    differ = (await health(nodes[0]))["node"]["definitions_differ"]
+    assert list(differ) == [MACHINE]
+    assert set(differ[MACHINE]) == set(ids)
+    page = await nodes_page(nodes[0])
+    assert 'id="definitions-differ"' in page
+    assert f"<td>{MACHINE}</td>" in page
+    await health(nodes[0])
+    assert len(nodes[0].log_events("node.definitions_differ")) == 1
 
 
 @pytest.mark.slow

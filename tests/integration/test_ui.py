@@ -691,3 +691,14 @@ async def test_the_agenda_charts_executions_due_per_minute_with_the_spike_in_red
 async def test_the_agenda_refuses_a_span_it_does_not_offer(ui: Ui):
     await ui.page("/ui/agenda?hours=5", status=BAD_REQUEST)
     await ui.page("/ui/agenda?machine=nope", status=BAD_REQUEST)
+
+
+# -- the nodes ----------------------------------------------------------------------------
+
+
+async def test_on_sqlite_the_nodes_page_says_there_is_one_node(ui: Ui):
+    """One SQLite store: one node, which holds everything; the page says so simply."""
+    page = dom(await ui.page("/ui/nodes"))
+    (note,) = [e for e in page.iter() if e.attrs.get("id") == "one-node"]
+    assert "One node" in note.all_text()
+    assert not [e for e in page.iter() if e.attrs.get("id") == "nodes"]

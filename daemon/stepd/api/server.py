@@ -43,7 +43,7 @@ from stepd.errors import (
 )
 from stepd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from stepd.metrics import Metrics
-from stepd.ui import add_ui_routes
+from stepd.ui import Nodes, add_ui_routes
 from stepd.ui.views import UI_PATH
 
 log = structlog.get_logger("stepd.api")
@@ -111,6 +111,7 @@ class ApiServer:
 
     `access` says who may call it (default: anyone, which only a loopback or unix-socket
     `listen` allows: ConfigError otherwise); `metrics`, when given, is served at GET /metrics.
+    `nodes`, on several nodes, gives the nodes' status for the pages (/ui/nodes).
     `clock` (unix seconds) dates signatures and browser sessions.
     """
 
@@ -122,6 +123,7 @@ class ApiServer:
         *,
         access: ApiAccess | None = None,
         metrics: Metrics | None = None,
+        nodes: Nodes | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         access = access if access is not None else ApiAccess()
@@ -131,6 +133,7 @@ class ApiServer:
         self.listen = listen
         self.health = health
         self.metrics = metrics
+        self.nodes = nodes
         self._clock = clock
         self._unix = listen.startswith("unix:")
         self._authenticator = self._new_authenticator(access)
@@ -156,7 +159,7 @@ class ApiServer:
                 app.router.add_route(
                     event.method, event.path, self._route(machine.name, event.action)
                 )
-        add_ui_routes(app, self.engine)
+        add_ui_routes(app, self.engine, nodes=self.nodes)
         if self._signin is not None:
             self._signin.add_routes(app)
         return app

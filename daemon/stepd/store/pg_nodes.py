@@ -14,6 +14,7 @@ STATEMENT_MS is a failed renewal, never a hang.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import uuid
@@ -44,6 +45,7 @@ class NodeRow:
     renewed_at: float
     lease_until: float
     held: int  # executions it holds
+    definitions: dict[str, str]  # machine name: hash of the definition it serves
 
 
 def new_node_id() -> str:
@@ -59,6 +61,7 @@ class NodeLeases:
         self._password = password
         self.api = api
         self.id = new_node_id()
+        self.definitions: dict[str, str] = {}  # written with the lease (join, publish)
         self._conn: Conn | None = None
 
     async def _connection(self) -> Conn:
@@ -91,9 +94,10 @@ class NodeLeases:
         """Join under a new id with a fresh lease; the id."""
         self.id = new_node_id()
         await self._run(
-            "INSERT INTO nodes (id, host, pid, api, version, started_at, renewed_at, lease_until)"
-            " VALUES (%(id)s, %(host)s, %(pid)s, %(api)s, %(version)s, clock_timestamp(),"
-            " clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s))",
+            "INSERT INTO nodes (id, host, pid, api, version, started_at, renewed_at, lease_until,"
+            " definitions) VALUES (%(id)s, %(host)s, %(pid)s, %(api)s, %(version)s,"
+            " clock_timestamp(), clock_timestamp(),"
+            " clock_timestamp() + make_interval(secs => %(lease)s), %(definitions)s::jsonb)",
             {
                 "id": self.id,
                 "host": socket.gethostname(),
@@ -101,9 +105,18 @@ class NodeLeases:
                 "api": self.api,
                 "version": __version__,
                 "lease": LEASE_SECONDS,
+                "definitions": json.dumps(self.definitions),
             },
         )
         return self.id
+
+    async def publish(self, definitions: dict[str, str]) -> None:
+        """Record, with this node's lease, the definitions it serves (after a reload)."""
+        self.definitions = dict(definitions)
+        await self._run(
+            "UPDATE nodes SET definitions = %(definitions)s::jsonb WHERE id = %(id)s",
+            {"id": self.id, "definitions": json.dumps(self.definitions)},
+        )
 
     async def renew(self) -> float | None:
         """Extend the lease; the database's clock then (unix seconds), or None when the lease
@@ -154,11 +167,14 @@ class NodeLeases:
             " extract(epoch FROM n.started_at)::float8 AS started_at,"
             " extract(epoch FROM n.renewed_at)::float8 AS renewed_at,"
             " extract(epoch FROM n.lease_until)::float8 AS lease_until,"
-            " (SELECT count(*) FROM executions e WHERE e.owner = n.id) AS held"
-            " FROM nodes n ORDER BY n.started_at, n.id",
+            " (SELECT count(*) FROM executions e WHERE e.owner = n.id) AS held,"
+            " n.definitions FROM nodes n ORDER BY n.started_at, n.id",
             {},
         )
-        return [NodeRow(**{**r, "held": int(r["held"])}) for r in rows]
+        return [
+            NodeRow(**{**r, "held": int(r["held"]), "definitions": dict(r["definitions"])})
+            for r in rows
+        ]
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -150,6 +150,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (resource, key)
     );
     """,
+    # 4: the definitions a node serves: {machine name: hash of its definition}, written with
+    # its lease, so that nodes serving different definitions under one name are reported
+    """
+    ALTER TABLE nodes ADD COLUMN definitions JSONB NOT NULL DEFAULT '{}'::jsonb;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,6 +7,8 @@
                                       coloured (done, failed, current, not reached), and its
                                       history as a timeline
     /ui/machines/<name>               one state machine: its diagram and validation findings
+    /ui/nodes                         the nodes sharing a PostgreSQL store: their leases, how
+                                      many executions each holds, definitions that differ
     /ui/signin, /ui/signout           with key pairs configured, a browser signs in here (the
                                       routes and the session cookie are stepd.api.signin's)
 
@@ -24,7 +26,7 @@ API; every page's route is named `ui.<page>` (PAGE_ROUTE_PREFIX), which is how t
 knows a page from any other route.
 """
 
-from stepd.ui.handlers import PAGE_ROUTE_PREFIX, PAGE_SIZE, add_ui_routes
+from stepd.ui.handlers import PAGE_ROUTE_PREFIX, PAGE_SIZE, Nodes, add_ui_routes
 from stepd.ui.pages import REFRESH_SECONDS
 
-__all__ = ["PAGE_ROUTE_PREFIX", "PAGE_SIZE", "REFRESH_SECONDS", "add_ui_routes"]
+__all__ = ["PAGE_ROUTE_PREFIX", "PAGE_SIZE", "REFRESH_SECONDS", "Nodes", "add_ui_routes"]

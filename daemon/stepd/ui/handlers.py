@@ -9,7 +9,7 @@ pages' own site (and with a signed-in session's CSRF token, when key pairs are c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +29,8 @@ from stepd.ui.pages import ACTION_CSRF, ACTION_ROUTE_PREFIX, SIGNED_IN, render
 from stepd.ui.views import UI_PATH, execution_path, list_path, summarise, timeline
 
 Findings = Callable[[], Mapping[str, Sequence[Report]]]
+# on several nodes (PostgreSQL): the nodes' status, as /healthz's `node` section has it
+Nodes = Callable[[], Awaitable[Mapping[str, Any]]]
 
 PAGE_SIZE = 50  # executions per page of the list
 PAGE_ROUTE_PREFIX = "ui."  # the name of every page's route begins so (access checks rely on it)
@@ -42,10 +44,13 @@ def add_ui_routes(
     app: web.Application,
     engine: Engine,
     findings: Findings | None = None,
+    *,
+    nodes: Nodes | None = None,
 ) -> None:
     """Serve the pages under /ui/ from `app`; `findings` gives each machine's validation
-    reports (without it, each definition is validated when its page is shown)."""
-    pages = _Pages(engine, findings)
+    reports (without it, each definition is validated when its page is shown); `nodes` the
+    nodes sharing the store (without it, one node: the nodes page says so)."""
+    pages = _Pages(engine, findings, nodes)
     app.router.add_get("/ui", pages.home, name=PAGE_ROUTE_PREFIX + "home")
     app.router.add_get(UI_PATH, pages.executions, name=PAGE_ROUTE_PREFIX + "executions")
     app.router.add_get(
@@ -57,6 +62,7 @@ def add_ui_routes(
         UI_PATH + "machines/{name}", pages.machine, name=PAGE_ROUTE_PREFIX + "machine"
     )
     app.router.add_get(UI_PATH + "agenda", pages.agenda, name=PAGE_ROUTE_PREFIX + "agenda")
+    app.router.add_get(UI_PATH + "nodes", pages.nodes, name=PAGE_ROUTE_PREFIX + "nodes")
     app.router.add_post(
         UI_PATH + "executions/{machine}/{name}/redrive",
         pages.redrive,
@@ -70,14 +76,27 @@ def _diagram(svg: str) -> Markup:
 
 
 class _Pages:
-    def __init__(self, engine: Engine, findings: Findings | None) -> None:
+    def __init__(self, engine: Engine, findings: Findings | None, nodes: Nodes | None) -> None:
         self.engine = engine
         self.findings = findings
+        self._nodes = nodes
 
     # -- handlers ----------------------------------------------------------------------
 
     async def home(self, _: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(UI_PATH)
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        """The nodes sharing the store: leases, what each holds, definitions that differ."""
+        cluster = None if self._nodes is None else await self._nodes()
+        return self._page(
+            request,
+            "nodes.html",
+            title="Nodes",
+            now=self.engine.clock(),
+            refresh=cluster is not None,
+            cluster=cluster,
+        )
 
     async def executions(self, request: web.Request) -> web.Response:
         machine = request.query.get("machine") or None

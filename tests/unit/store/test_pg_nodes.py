@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
 from stepd.cluster import Cluster, FencedCaller
@@ -334,3 +335,38 @@ async def test_a_node_whose_clock_is_off_claims_nothing_and_says_so(url: str) ->
         await ahead.stop()
         await store.close()
     assert (dispatched, status["claiming"], round(status["clock_skew_seconds"])) == ([], False, 2)
+
+
+async def test_nodes_serving_different_definitions_of_a_machine_are_reported_once(
+    url: str,
+) -> None:
+    """Each node records a hash of each definition it serves with its lease; a machine whose
+    definition differs between the nodes is listed (with each node's hash) and logged once."""
+    stores = [PostgresStore(url), PostgresStore(url)]
+    clusters = [Cluster(store, NodeLeases(url, password=None, api="test")) for store in stores]
+    try:
+        for store, cluster in zip(stores, clusters, strict=True):
+            await store.open()
+            await cluster.start()
+        await clusters[0].publish({"m": '{"StartAt":"A"}', "n": "{}"})
+        await clusters[1].publish({"m": '{"StartAt":"A"}', "n": "{}"})
+        agreeing = await clusters[0].status()
+        await clusters[1].publish({"m": '{"StartAt":"B"}', "n": "{}"})
+        with capture_logs() as logs:
+            first = await clusters[0].status()
+            again = await clusters[0].status()
+        await clusters[1].publish({"m": '{"StartAt":"A"}', "n": "{}"})
+        agreeing_again = await clusters[0].status()
+    finally:
+        for store, cluster in zip(stores, clusters, strict=True):
+            await cluster.stop()
+            await store.close()
+    assert (agreeing["definitions_differ"], agreeing_again["definitions_differ"]) == ({}, {})
+    differ = first["definitions_differ"]
+    assert list(differ) == ["m"]
+    assert set(differ["m"]) == {c.node for c in clusters}
+    assert len(set(differ["m"].values())) == 2
+    assert again["definitions_differ"] == differ
+    warned = [e for e in logs if e["event"] == "node.definitions_differ"]
+    assert [(e["machine"], e["log_level"]) for e in warned] == [("m", "warning")]
+    assert [n["machines"] for n in first["nodes"]] == [2, 2]
