@@ -348,6 +348,8 @@ async def test_nodes_serving_different_definitions_of_a_machine_are_reported_onc
         for store, cluster in zip(stores, clusters, strict=True):
             await store.open()
             await cluster.start()
+        held = await waiting(Node(stores[0], clusters[0].leases), "held")
+        assert await stores[0].claim([held.id], before=NOW, limit=1) == [(held.id, DUE)]
         await clusters[0].publish({"m": '{"StartAt":"A"}', "n": "{}"})
         await clusters[1].publish({"m": '{"StartAt":"A"}', "n": "{}"})
         agreeing = await clusters[0].status()
@@ -369,4 +371,7 @@ async def test_nodes_serving_different_definitions_of_a_machine_are_reported_onc
     assert again["definitions_differ"] == differ
     warned = [e for e in logs if e["event"] == "node.definitions_differ"]
     assert [(e["machine"], e["log_level"]) for e in warned] == [("m", "warning")]
-    assert [n["machines"] for n in first["nodes"]] == [2, 2]
+    assert [(n["id"], n["machines"], n["holds"]) for n in first["nodes"]] == [
+        (clusters[0].node, 2, 1),
+        (clusters[1].node, 2, 0),
+    ]
