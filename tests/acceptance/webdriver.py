@@ -40,6 +40,9 @@ WINDOW_SIZE = (1400, 1300)  # pixels: the classroom execution page fits without 
 DRIVER_READY_SECONDS = 20.0
 COMMAND_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.2
+FIND_SECONDS = (
+    10.0  # how long finding an element waits for it (a page still loading on a busy machine)
+)
 STOP_SECONDS = 10.0
 ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"  # the W3C name of an element reference
 
@@ -155,6 +158,7 @@ def chromium(profile: Path, log: Path) -> Iterator[Browser]:
             capabilities = {
                 "browserName": "chrome",
                 "goog:chromeOptions": {"binary": CHROMIUM, "args": flags},
+                "timeouts": {"implicit": int(FIND_SECONDS * 1000)},
             }
             response = http.post("/session", json={"capabilities": {"alwaysMatch": capabilities}})
             answer = response.json()
