@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-from tests.postgres_server import PostgresServer, remove_server, start_server
+from tests.netns import NetnsError, Network
+from tests.postgres_server import PostgresServer, reachable_server, remove_server, start_server
 
 settings.register_profile(
     "default",
@@ -28,6 +29,31 @@ settings.load_profile("default")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the whole test session (tests/postgres_server.py)."""
     server = start_server()
+    try:
+        yield server
+    finally:
+        remove_server(server)
+
+
+@pytest.fixture(scope="session")
+def network() -> Iterator[Network]:
+    """A private network on this machine for nodes in namespaces of their own (tests/netns.py).
+    Fails, never skips, where namespaces cannot be made (not root): the node tests need them."""
+    try:
+        made = Network()
+    except NetnsError as exc:
+        pytest.fail(f"network namespaces for the node tests: {exc}", pytrace=False)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="session")
+def reachable_postgres(network: Network) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server that the nodes in `network`'s namespaces reach (at
+    `network.hub`), for the whole session."""
+    server = reachable_server(network.hub, network.subnet)
     try:
         yield server
     finally:
