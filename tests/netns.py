@@ -36,7 +36,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tests.integration.harness import Stepd
+
+    from stepd.classroom import Record
 
 NETNS_PREFIX = "stepdt-"
 LINK_PREFIX = "sdt"
@@ -306,3 +310,16 @@ class Placements:
         for namespace in self.namespaces:
             namespace.remove()
         self.network.namespaces = [n for n in self.network.namespaces if n not in self.namespaces]
+
+
+def posts_by_node(
+    records: Sequence[Record], daemons: Sequence[Stepd], namespaces: Sequence[Namespace]
+) -> dict[str, int]:
+    """How many requests each daemon (by its log's name) sent, the daemons placed in
+    `namespaces` in that order: told apart by the address each request came from."""
+    names = {n.address: d.log_path.stem for d, n in zip(daemons, namespaces, strict=True)}
+    counts = dict.fromkeys(names.values(), 0)
+    for record in records:
+        name = names.get(str(record.remote), f"elsewhere ({record.remote})")
+        counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +46,7 @@ from tests.integration.harness import (
     wait_until,
     whole_second,
 )
-from tests.netns import Placements
+from tests.netns import Namespace, Placements, posts_by_node
 from tests.postgres_server import PostgresServer
 
 from stepd.classroom import ClassroomServer
@@ -312,6 +313,55 @@ async def test_a_database_restarted_after_a_crash_loses_and_doubles_nothing(
     assert all(n.process and n.process.poll() is None for n in nodes)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Cut:
+    """A node cut off from the database and healed: when each thing happened (wall clock)."""
+
+    node: Stepd
+    namespace: Namespace
+    old_id: str  # its node id before the cut
+    at: float
+    resent_at: float  # a survivor sent its call in flight again
+    healed_at: float
+    rejoined_at: float  # it logged node.rejoined
+
+
+async def cut_the_holder(
+    nodes: list[Stepd],
+    placements: Placements,
+    port: int,
+    classroom: ClassroomServer,
+    held: Classroom,
+) -> Cut:
+    """Cut the node holding `held`'s call in flight off the database (port `port` of the
+    hub), wait for a survivor to send that call again, heal the cut after CUT_SECONDS and
+    wait for the node to rejoin."""
+    node = await holder_of_a_call(nodes)
+    namespace = placements.namespaces[nodes.index(node)]
+    old_id = str((await health(node))["node"]["id"])
+    hub = placements.network.hub
+    namespace.cut(hub, port)
+    cut_at = time.time()
+    resent_at = (await sent(classroom, held.name, START_PATH, 2))[1]
+    await sleep_until(cut_at + CUT_SECONDS)
+    namespace.heal(hub, port)
+    healed_at = time.time()
+
+    async def rejoined() -> bool:
+        return bool(node.log_events("node.rejoined"))
+
+    await wait_until(rejoined, timeout=REJOIN_BOUND_SECONDS, what="the cut-off node to rejoin")
+    return Cut(
+        node=node,
+        namespace=namespace,
+        old_id=old_id,
+        at=cut_at,
+        resent_at=resent_at,
+        healed_at=healed_at,
+        rejoined_at=_instant(node.log_events("node.rejoined")[0]),
+    )
+
+
 @pytest.mark.slow
 async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_on(
     make_node: DaemonFactory,
@@ -338,21 +388,14 @@ async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_
     for n, room in enumerate(rooms):
         await nodes[n % NODES].start_execution(room)
     await sent(classroom, held.name, START_PATH, 1)
-    cut_off = await holder_of_a_call(nodes)
-    space = placements.namespaces[nodes.index(cut_off)]
-    old_id = (await health(cut_off))["node"]["id"]
-    space.cut(network.hub, postgres.port)
-    cut_at = time.time()
-    resent_at = (await sent(classroom, held.name, START_PATH, 2))[1]
-    await sleep_until(cut_at + CUT_SECONDS)
-    space.heal(network.hub, postgres.port)
-    healed_at = time.time()
-
-    async def rejoined() -> bool:
-        return bool(cut_off.log_events("node.rejoined"))
-
-    await wait_until(rejoined, timeout=REJOIN_BOUND_SECONDS, what="the cut-off node to rejoin")
-    rejoined_at = _instant(cut_off.log_events("node.rejoined")[0])
+    cut = await cut_the_holder(nodes, placements, postgres.port, classroom, held)
+    cut_off, space = cut.node, cut.namespace
+    cut_at, resent_at, healed_at, rejoined_at = (
+        cut.at,
+        cut.resent_at,
+        cut.healed_at,
+        cut.rejoined_at,
+    )
     survivor = next(n for n in nodes if n is not cut_off)
     names = [r.name for r in (held, *rooms)]
     await survivor.wait_status(names, "SUCCEEDED", RUN_SECONDS)
@@ -365,18 +408,20 @@ async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_
     await wait_until(answered, timeout=HELD_SECONDS + 5, what="the held answer")
     await asyncio.sleep(1.0)  # its commit is tried meanwhile
     explain = "\n".join(n.tail() for n in nodes)
+    # nothing sent from its address from SEND_SECONDS after the cut until it rejoined
     by_cut_off = [r for r in classroom.records if r.remote == space.address]
-    while_cut = [r for r in by_cut_off if cut_at + SEND_SECONDS < r.received_at < healed_at]
+    while_cut = [r for r in by_cut_off if cut_at + SEND_SECONDS < r.received_at < rejoined_at]
     assert not while_cut, f"sent while cut off: {while_cut}\n{explain}"
-    last_send = max((r.received_at for r in by_cut_off if r.received_at < healed_at), default=0)
-    # its old work is the survivors' now: the held call's result is the one a survivor got
-    # (the cut-off node's, answered at `start + HELD_SECONDS`, was refused)
-    (succeeded,) = [e for e in events if e["type"] == "LambdaFunctionSucceeded"][:1]
-    assert float(succeeded["timestamp"]) < start + HELD_SECONDS, f"{events}\n{explain}"
+    last_send = max((r.received_at for r in by_cut_off if r.received_at < rejoined_at), default=0)
+    # its call in flight is the survivors' work now: the result in the history is the one a
+    # survivor got; the cut-off node's, answered after the heal, was refused, not written
+    succeeded = next(e for e in events if e["type"] == "LambdaFunctionSucceeded")
+    assert resent_at - 1 < float(succeeded["timestamp"]) < start + HELD_SECONDS, explain
     refused = cut_off.log_events("task.result_discarded") + cut_off.log_events(
         "engine.advance_failed"
     )
     assert refused, f"the cut-off node's late result was not refused\n{explain}"
+    shares = posts_by_node(classroom.records, nodes, placements.namespaces)
     lateness = []
     for room in (held, *rooms):
         delivery = await delivered(survivor, classroom, room)
@@ -387,10 +432,10 @@ async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_
     resumed = resent_at - cut_at
     rejoin = rejoined_at - healed_at
     figures(
-        f"cut off (node {old_id}): last POST from it {last_send - cut_at:.2f} s after the cut; "
+        f"cut off (node {cut.old_id}): last POST from it {last_send - cut_at:.2f} s after the cut; "
         f"its call in flight sent again by a survivor {resumed:.2f} s after the cut; it "
-        f"rejoined {rejoin:.2f} s after the heal; {len(refused)} late commits refused; worst "
-        f"lateness of the other classes {max(lateness):.2f} s"
+        f"rejoined {rejoin:.2f} s after the heal; {len(refused)} late commit refused; worst "
+        f"lateness of the other classes {max(lateness):.2f} s; POSTs by node {shares}"
     )
     assert resumed < RESUME_BOUND_SECONDS
     assert rejoin < REJOIN_BOUND_SECONDS
