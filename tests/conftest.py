@@ -4,11 +4,11 @@
 failure reproduces. `make soak` passes `--hypothesis-profile=explore`: a fresh draw of 20,000.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
-from tests.netns import NetnsError, Network
+from tests.netns import NetnsError, Network, Placements
 from tests.postgres_server import PostgresServer, reachable_server, remove_server, start_server
 
 settings.register_profile(
@@ -58,3 +58,13 @@ def reachable_postgres(network: Network) -> Iterator[PostgresServer]:
         yield server
     finally:
         remove_server(server)
+
+
+@pytest.fixture
+async def placements(network: Network) -> AsyncIterator[Placements]:
+    """Put daemons in network namespaces of their own (tests/netns.py); removed at the end."""
+    placed = Placements(network)
+    try:
+        yield placed
+    finally:
+        await placed.close()

@@ -267,9 +267,15 @@ class RecordingServer(ClassroomServer):
     recorded (a slow server: the call stays in flight at the daemon).
     """
 
-    def __init__(self, *, log_path: Path | None = None, answer_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        answer_delay: float = 0.0,
+    ) -> None:
         self.port = free_port()
-        super().__init__(port=self.port, log_path=log_path)
+        super().__init__(host=host, port=self.port, log_path=log_path)
         self.answer_delay = answer_delay
         self.in_flight = 0
         self.max_in_flight = 0
@@ -429,12 +435,13 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 class Lab:
-    """The stand-in server (started on entry) and the daemons a test makes; all cleaned up."""
+    """The stand-in server (started on entry, on `host`) and the daemons a test makes; all
+    cleaned up."""
 
-    def __init__(self, folder: Path, *, answer_delay: float = 0.0) -> None:
+    def __init__(self, folder: Path, *, answer_delay: float = 0.0, host: str = "127.0.0.1") -> None:
         self.folder = folder
         self.server = RecordingServer(
-            log_path=folder / "classroom.jsonl", answer_delay=answer_delay
+            host=host, log_path=folder / "classroom.jsonl", answer_delay=answer_delay
         )
         self.daemons: list[Daemon] = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.harness import DaemonFactory, Stepd, write_config
-from tests.netns import Network, Placements
+from tests.netns import Network
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -54,16 +54,6 @@ def make_node(
     """`make_stepd` for nodes placed in network namespaces (`placements`): their tasks go
     to `hub_classroom`."""
     yield from _daemons(request, tmp_path, hub_classroom)
-
-
-@pytest.fixture
-async def placements(network: Network) -> AsyncIterator[Placements]:
-    """Put daemons in network namespaces of their own (tests/netns.py); removed at the end."""
-    placed = Placements(network)
-    try:
-        yield placed
-    finally:
-        await placed.close()
 
 
 def _daemons(
