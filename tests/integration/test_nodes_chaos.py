@@ -50,6 +50,9 @@ DOWN_SECONDS = (0.3, 3.0)  # a killed node is started again after this long
 KILL_DELAY_SECONDS = 5.0  # a kill waits this long at most for two nodes to be up and reachable
 # The partition outlasts a lease (5 s) and a reap, so the others take the node's work.
 CUT_SECONDS = 9.0
+# its calls in flight sent again by the others: about 5 s, more when a kill or a database
+# restart falls during the cut (10 s seen); a generous bound
+RESUME_BOUND_SECONDS = 20.0
 CUT_AFTER_DUE_SECONDS = 0.03  # the cut falls this soon after the burst's instant
 SEND_SECONDS = 3.0  # a node cut off sends nothing once its last renewal is this old
 REJOIN_WAIT_SECONDS = 15.0  # not killed until it rejoined after the heal (or this long)
@@ -259,8 +262,9 @@ def kill_failovers(records: list[Record], chaos: Chaos, addresses: list[str]) ->
 
 
 def judge_partition(records: list[Record], chaos: Chaos, addresses: list[str]) -> str:
-    """Nothing sent by the node cut off from SEND_SECONDS after the cut until the heal; what
-    it did, as a figure line."""
+    """Nothing sent by the node cut off from SEND_SECONDS after the cut until the heal, and
+    its calls in flight sent again by the others within RESUME_BOUND_SECONDS; what it did, as
+    a figure line."""
     assert chaos.cut is not None, "the partition did not happen"
     began, healed, index = chaos.cut
     sent = [r for r in records if r.remote == addresses[index]]
@@ -279,13 +283,18 @@ def judge_partition(records: list[Record], chaos: Chaos, addresses: list[str]) -
             ]
         )
     ]
+    assert max(resumed, default=0.0) < RESUME_BOUND_SECONDS, f"taken over late: {resumed}"
     rejoin = "" if chaos.rejoined_at is None else f"{chaos.rejoined_at - healed:.2f} s"
+    meanwhile = [k for k, _ in chaos.kills if began <= k <= healed]
+    restarts = [r for r in chaos.restarts if began - 6 <= r <= healed]
     return (
         f"partition: node {index + 1} cut off from the database {healed - began:.0f} s: last "
         + ("POST before the cut" if last is None or last < 0 else f"POST {last:.2f} s after it")
         + f", {len(caught)} calls it had in flight sent again by another node "
         + (f"{max(resumed):.2f} s after the cut at worst" if resumed else "(none)")
         + (f"; it rejoined {rejoin} after the heal" if rejoin else "")
+        + f" ({len(meanwhile)} kills of other nodes and {len(restarts)} database restarts "
+        "around the cut)"
     )
 
 
