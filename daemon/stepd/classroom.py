@@ -78,6 +78,7 @@ class Record:
     signature_ok: bool | None = None  # None when the server has no signing secret
     status: int | None = None  # the status answered; None when the connection was dropped
     delay: float = 0.0  # seconds the answer was held back by a fault
+    remote: str | None = None  # the sender's address (tells apart nodes on several addresses)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +225,7 @@ class ClassroomServer:
                 signature_ok=signature_ok,
                 status=None if dropped else answer.status,
                 delay=delay,
+                remote=request.remote,
             )
         )
         if delay > 0:

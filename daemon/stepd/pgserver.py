@@ -8,8 +8,9 @@ the `postgres` user through `runuser`. `restart(immediate=True)` is the crash re
 (`pg_ctl stop -m immediate`, then start: WAL replay), which the store must survive.
 
 `tests/conftest.py` makes one per test session (`postgres` fixture); each test takes a fresh
-database of its own with `new_database()`. The tests' relay that cuts a node off is in
-tests/postgres_server.py.
+database of its own with `new_database()`. The tests cut a node off from it in a network
+namespace of the node's own (tests/netns.py): the server then also listens on an address the
+namespaces reach (`listen`) and trusts their network (`trusted`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class PostgresServer:
     bin: Path
     folder: Path
     port: int = field(default_factory=free_port)
+    # more addresses to listen on besides 127.0.0.1, and the network (CIDR) whose clients
+    # it trusts besides loopback: the tests' nodes in network namespaces of their own
+    listen: tuple[str, ...] = ()
+    trusted: str | None = None
 
     @property
     def data(self) -> Path:
@@ -55,8 +60,8 @@ class PostgresServer:
     def log(self) -> Path:
         return self.folder / "server.log"
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", host: str = "127.0.0.1") -> str:
+        return f"postgresql://{USER}@{host}:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
@@ -75,9 +80,13 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--locale=C.UTF-8",
             "-E", "UTF8",
         )  # fmt: skip
+        if self.trusted is not None:
+            with (self.data / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.trusted} trust\n")
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        addresses = ",".join(("127.0.0.1", *self.listen))
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={addresses}"
         options += " -c max_connections=300"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
 
@@ -90,24 +99,30 @@ class PostgresServer:
         self.stop(immediate=immediate)
         self.start()
 
-    def new_database(self) -> str:
-        """A new empty database's URL."""
+    def new_database(self, host: str = "127.0.0.1") -> str:
+        """A new empty database's URL (through `host`, one of the addresses it listens on)."""
         name = "t_" + uuid.uuid4().hex[:12]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+        return self.url(name, host)
 
 
-def start_server() -> PostgresServer:
-    """A new running server in a new temporary folder. Raises RuntimeError when PostgreSQL is
-    not installed (tests/setup.sh installs it)."""
+def start_server(listen: tuple[str, ...] = (), trusted: str | None = None) -> PostgresServer:
+    """A new running server in a new temporary folder (also listening on `listen`, trusting
+    clients of the network `trusted`). Raises RuntimeError when PostgreSQL is not installed
+    (tests/setup.sh installs it)."""
     found = find_bin()
     if found is None:
         raise RuntimeError(
             "PostgreSQL is not installed (apt-get install postgresql; for the tests, "
             "make test-setup)"
         )
-    server = PostgresServer(bin=found, folder=Path(tempfile.mkdtemp(prefix="stepd-pg-")))
+    server = PostgresServer(
+        bin=found,
+        folder=Path(tempfile.mkdtemp(prefix="stepd-pg-")),
+        listen=listen,
+        trusted=trusted,
+    )
     server.init()
     server.start()
     return server

@@ -25,6 +25,8 @@ import structlog
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from stepd.errors import StoreError
+
 log = structlog.get_logger("stepd.timers")
 
 WINDOW_SECONDS = 120.0  # executions due within this much of now get a date job
@@ -79,9 +81,17 @@ class Timers:
         """Load what is due in the window (overdue first, in due order) and start ticking."""
         await self.load_window()
         self._scheduler.add_job(
-            self.load_window, "interval", seconds=RELOAD_SECONDS, id="load-window"
+            _store_may_fail(self.load_window, "timers.window_failed"),
+            "interval",
+            seconds=RELOAD_SECONDS,
+            id="load-window",
         )
-        self._scheduler.add_job(self.sweep, "interval", seconds=SWEEP_SECONDS, id="sweep")
+        self._scheduler.add_job(
+            _store_may_fail(self.sweep, "timers.sweep_failed"),
+            "interval",
+            seconds=SWEEP_SECONDS,
+            id="sweep",
+        )
         if self._housekeeping is not None:
             self._scheduler.add_job(
                 self._housekeeping, "interval", seconds=HOUSEKEEPING_SECONDS, id="housekeeping"
@@ -191,6 +201,21 @@ class Timers:
         now = self._clock()
         for execution_id, due_at in await self._load_due(now, SWEEP_LIMIT):
             self._on_overdue(execution_id, due_at)
+
+
+def _store_may_fail(
+    job: Callable[[], Awaitable[None]], event: str
+) -> Callable[[], Awaitable[None]]:
+    """`job`, with a store that cannot be reached (a database away or restarting) logged as
+    `event`, a warning: the job's next run tries again."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except StoreError as exc:
+            log.warning(event, error=str(exc))
+
+    return run
 
 
 def _job_id(due_at: float) -> str:

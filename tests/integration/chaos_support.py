@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ from tests.integration.harness import (
     MACHINE,
     ApiError,
     Classroom,
+    Delivery,
     Stepd,
     running,
 )
@@ -55,6 +57,7 @@ LIBFAKETIME = min(
     default=Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
 )
 FAKETIME_HINT = "apt-get install faketime (`make test` as root installs it: tests/setup.sh)"
+IN_FLIGHT_SLACK_SECONDS = 0.25  # a request written just before SIGKILL may be read just after
 RSS_BOUND_KIB = 400 * 1024  # a generous bound on the daemon's resident memory
 TASK_STATES = tuple(ENDPOINTS)  # StartRecording, SendLivePing, StopRecording
 
@@ -264,9 +267,15 @@ class RecordingServer(ClassroomServer):
     recorded (a slow server: the call stays in flight at the daemon).
     """
 
-    def __init__(self, *, log_path: Path | None = None, answer_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        answer_delay: float = 0.0,
+    ) -> None:
         self.port = free_port()
-        super().__init__(port=self.port, log_path=log_path)
+        super().__init__(host=host, port=self.port, log_path=log_path)
         self.answer_delay = answer_delay
         self.in_flight = 0
         self.max_in_flight = 0
@@ -396,6 +405,24 @@ class Figures:
         return sections
 
 
+def check_resends(delivery: Delivery, chaos: Sequence[tuple[float, float]], explain: str) -> None:
+    """Each re-send of a step follows a moment of chaos, (began, ended), that fell while its
+    previous send was in flight: a kill is (k, k); a node cut off from the database is (the
+    cut, when it stopped sending), since what it sent meanwhile cannot be committed."""
+    for path, records in delivery.by_path().items():
+        for before, after in itertools.pairwise(records):
+            caught = [
+                (began, ended)
+                for began, ended in chaos
+                if before.received_at - IN_FLIGHT_SLACK_SECONDS <= ended
+                and began <= after.received_at
+            ]
+            assert caught, (
+                f"{delivery.classroom.name} {path}: re-sent at {after.received_at:.3f} "
+                f"without a kill or a cut since the send at {before.received_at:.3f}\n{explain}"
+            )
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -408,12 +435,13 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 class Lab:
-    """The stand-in server (started on entry) and the daemons a test makes; all cleaned up."""
+    """The stand-in server (started on entry, on `host`) and the daemons a test makes; all
+    cleaned up."""
 
-    def __init__(self, folder: Path, *, answer_delay: float = 0.0) -> None:
+    def __init__(self, folder: Path, *, answer_delay: float = 0.0, host: str = "127.0.0.1") -> None:
         self.folder = folder
         self.server = RecordingServer(
-            log_path=folder / "classroom.jsonl", answer_delay=answer_delay
+            host=host, log_path=folder / "classroom.jsonl", answer_delay=answer_delay
         )
         self.daemons: list[Daemon] = []
 

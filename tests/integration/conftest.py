@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.harness import DaemonFactory, Stepd, write_config
+from tests.netns import Network
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -33,6 +34,31 @@ def make_stepd(
     request: pytest.FixtureRequest, tmp_path: Path, classroom: ClassroomServer
 ) -> Iterator[DaemonFactory]:
     """Make a daemon handle on its own config (same database unless `db` says otherwise)."""
+    yield from _daemons(request, tmp_path, classroom)
+
+
+@pytest.fixture
+async def hub_classroom(tmp_path: Path, network: Network) -> AsyncIterator[ClassroomServer]:
+    """The stand-in classroom server on the hub address of `network`, which the nodes in its
+    namespaces reach; each record has the address of the node that sent it."""
+    server = ClassroomServer(host=network.hub, log_path=tmp_path / "classroom.jsonl")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def make_node(
+    request: pytest.FixtureRequest, tmp_path: Path, hub_classroom: ClassroomServer
+) -> Iterator[DaemonFactory]:
+    """`make_stepd` for nodes placed in network namespaces (`placements`): their tasks go
+    to `hub_classroom`."""
+    yield from _daemons(request, tmp_path, hub_classroom)
+
+
+def _daemons(
+    request: pytest.FixtureRequest, tmp_path: Path, classroom: ClassroomServer
+) -> Iterator[DaemonFactory]:
     daemons: list[Stepd] = []
     request.node.stash[_DAEMONS] = daemons
 

@@ -11,7 +11,6 @@ figures to tests/soak/FIGURES.md.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import random
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.integration.chaos_support import Daemon, Lab, percentile
+from tests.integration.chaos_support import Daemon, Lab, check_resends, percentile
 from tests.integration.harness import (
     STEP_PATHS,
     Classroom,
@@ -33,7 +32,6 @@ from tests.integration.harness import (
 )
 
 RUN_SECONDS = 45.0  # past the last class's end, every execution has closed within this
-IN_FLIGHT_SLACK_SECONDS = 0.25  # a request written just before SIGKILL may be read just after
 ANSWER_DELAY_SECONDS = 0.15  # the server answers this late: calls stay in flight for a while
 MIN_KILL_GAP_SECONDS = 1.2  # a restart is ready in about 0.5 s; kill again no sooner than this
 BOOT_KILL_SHARE = 0.2  # this share of the kills hits a daemon still starting up
@@ -150,21 +148,6 @@ async def kill_and_restart(daemon: Daemon, rng: random.Random) -> bool:
     return False
 
 
-def check_resends(delivery: Delivery, kills: list[float], explain: str) -> None:
-    """Each re-send of a step follows a kill that fell while its previous send was in flight."""
-    for path, records in delivery.by_path().items():
-        for before, after in itertools.pairwise(records):
-            killed = [
-                k
-                for k in kills
-                if before.received_at - IN_FLIGHT_SLACK_SECONDS <= k <= after.received_at
-            ]
-            assert killed, (
-                f"{delivery.classroom.name} {path}: re-sent at {after.received_at:.3f} "
-                f"without a kill since the send at {before.received_at:.3f}\n{explain}"
-            )
-
-
 def down_intervals(daemon: Daemon) -> list[tuple[float, float]]:
     """(SIGKILL, /healthz answering again) for each kill: the stretches with no daemon."""
     return [
@@ -229,7 +212,7 @@ async def run_crash_chaos(lab: Lab, plan: ChaosPlan, seed: int) -> ChaosResult:
             uid=await daemon.uid(room.name),
         )
         delivery.check(max_sends=1 + len(all_kills), explain=explain)
-        check_resends(delivery, all_kills, explain)
+        check_resends(delivery, [(k, k) for k in all_kills], explain)
         deliveries.append(delivery)
         lateness.extend(delivery.lateness().values())
         due = due_instants(room, events)

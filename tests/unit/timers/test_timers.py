@@ -6,6 +6,11 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+import pytest
+import structlog
+
+from stepd import timers as timers_module
+from stepd.errors import StoreError
 from stepd.timers import Timers
 
 # How long a test waits for a timer due in a fraction of a second to fire: it fires within a
@@ -119,3 +124,34 @@ async def test_an_execution_moved_beyond_the_window_loses_its_old_wake_up():
     finally:
         timers.shutdown()
     assert (fired, armed) == ([2], 1)
+
+
+async def test_a_sweep_while_the_store_is_away_is_a_warning_and_the_next_one_finds_the_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database goes away (a restart, a cut): the interval jobs log a warning instead of
+    a traceback, and the first sweep after it is back finds what fell due meanwhile."""
+    monkeypatch.setattr(timers_module, "SWEEP_SECONDS", 0.1)
+    due = Due()
+    away = False
+
+    async def load_due(before: float, limit: int) -> list[tuple[int, float]]:
+        if away:
+            raise StoreError("postgresql://db:5432/stepd: the connection is lost")
+        return await due(before, limit)
+
+    found: list[int] = []
+    timers = Timers(on_due=lambda e, _d: found.append(e), load_due=load_due)
+    await timers.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            away = True
+            await _eventually(lambda: any(e["event"] == "timers.sweep_failed" for e in logs))
+            due.rows.append((7, time.time() - 1))
+            away = False
+            await _eventually(lambda: found == [7])
+    finally:
+        timers.shutdown()
+    failed = [e for e in logs if e["event"] == "timers.sweep_failed"]
+    assert failed[0]["log_level"] == "warning"
+    assert "the connection is lost" in failed[0]["error"]
