@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepd demo
 
+# The tests that mostly wait on real time run beside the rest (tests/run.sh).
 test: test-setup $(STAMP) lint systemd-check
-	$(BIN)/pytest -q
+	PYTEST=$(BIN)/pytest bash tests/run.sh
 
 # What the tests need from the machine (Chromium, chromedriver, libfaketime, node and npm,
 # systemd-nspawn, PostgreSQL): as root, installed with apt-get and started; otherwise the
