@@ -195,6 +195,19 @@ async def test_a_killed_nodes_call_in_flight_is_sent_again_by_a_survivor_with_it
     assert max(failovers) < FAILOVER_BOUND_SECONDS
 
 
+async def first_steps_late(
+    node: Stepd, classroom: ClassroomServer, rooms: list[Classroom]
+) -> list[float]:
+    """Wait until every class succeeded; each checked delivered, its first step's lateness."""
+    await node.wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
+    lateness = []
+    for room in rooms:
+        delivery = await delivered(node, classroom, room)
+        delivery.check()
+        lateness.append(delivery.lateness()[START_PATH])
+    return lateness
+
+
 async def test_a_stopped_node_hands_its_work_over(
     make_stepd: DaemonFactory,
     postgres: PostgresServer,
@@ -210,12 +223,7 @@ async def test_a_stopped_node_hands_its_work_over(
         await nodes[0].start_execution(room)
     await asyncio.sleep(max(0.0, start - 1 - time.time()))
     assert await nodes[0].stop() == 0
-    await nodes[1].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
-    lateness = []
-    for room in rooms:
-        delivery = await delivered(nodes[1], classroom, room)
-        delivery.check()
-        lateness.append(delivery.lateness()[START_PATH])
+    lateness = await first_steps_late(nodes[1], classroom, rooms)
     figures(f"hand-over: first steps after SIGTERM late by at most {max(lateness):.3f} s")
     assert max(lateness) < 1.0
 
@@ -255,12 +263,7 @@ async def test_a_class_started_on_a_node_that_stalls_is_sent_on_time_by_another(
             await sent(classroom, room.name, START_PATH, 1)
             await asyncio.sleep(max(0.0, start + 0.3 - time.time()))  # node 1 missed it
         rooms.append(room)
-    await nodes[1].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
-    lateness = []
-    for room in rooms:
-        delivery = await delivered(nodes[1], classroom, room)
-        delivery.check()
-        lateness.append(delivery.lateness()[START_PATH])
+    lateness = await first_steps_late(nodes[1], classroom, rooms)
     figures(
         f"hinted: first steps due 0.2 s after their start on a node that then stalled, sent "
         f"by another (polling every 30 s) late by at most {max(lateness):.3f} s"
