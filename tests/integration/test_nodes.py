@@ -51,6 +51,7 @@ RUN_SECONDS = 40.0  # generous bound past a class's end for its execution to clo
 # reaped it: typically 5-6 s; a generous bound.
 FAILOVER_BOUND_SECONDS = 15.0
 CALL_TIMEOUT_SECONDS = 60  # a held-back answer stays in flight until the node is killed
+BYSTANDERS = 6  # classes started on the survivors at each kill, falling due during failover
 STALL_ROUNDS = 5
 HINTED_BOUND_SECONDS = 0.75  # a hinted step is sent within milliseconds: a generous bound
 
@@ -58,17 +59,21 @@ HINTED_BOUND_SECONDS = 0.75  # a hinted step is sent within milliseconds: a gene
 async def start_nodes(
     make_stepd: DaemonFactory,
     postgres: PostgresServer,
+    *,
     count: int = NODES,
     last_through: Blackhole | None = None,
     env: dict[str, str] | None = None,
+    prepare: Callable[[Stepd], None] | None = None,
 ) -> list[Stepd]:
-    """`count` nodes on a new database (with `env` more environment); the last one reaches
-    it through `last_through`."""
+    """`count` nodes on a new database (with `env` more environment, each node's config
+    changed by `prepare` first); the last one reaches it through `last_through`."""
     url = await asyncio.to_thread(postgres.new_database)
     nodes = []
     for n in range(1, count + 1):
         node = make_stepd(name=f"node{n}", timeout_seconds=CALL_TIMEOUT_SECONDS)
         node.extra_env.update(env or {})
+        if prepare is not None:
+            prepare(node)
         through = last_through if n == count else None
         node.extra_env["STEPD_STORE__URL"] = url if through is None else through.url(url)
         nodes.append(node)
@@ -123,16 +128,25 @@ async def sent(classroom: ClassroomServer, name: str, path: str, times: int) -> 
     return [r.received_at for r in records_of(classroom.records, name) if r.path == path]
 
 
-async def kill_the_holder(nodes: list[Stepd], classroom: ClassroomServer, number: int) -> float:
-    """Start a class whose first call is held in flight, SIGKILL the node sending it, wait for
-    a survivor to send it again (same key) and the class to succeed, start the node again;
-    seconds from the kill to the call sent again."""
+async def kill_the_holder(
+    nodes: list[Stepd], classroom: ClassroomServer, number: int, bystanders: list[Classroom]
+) -> float:
+    """Start a class whose first call is held in flight, start BYSTANDERS classes on the other
+    nodes that fall due during the failover (added to `bystanders`), SIGKILL the node sending
+    the call, wait for a survivor to send it again (same key) and the class to succeed, start
+    the node again; seconds from the kill to the call sent again."""
     classroom.fail_next(START_PATH, status=200, delay=CALL_TIMEOUT_SECONDS)
     start = whole_second(1)
     room = Classroom(name=f"killed-{number}", start=start, end=start + 4)
     await next(n for n in nodes if n.process).start_execution(room)
     await sent(classroom, room.name, START_PATH, 1)
     holder = await holder_of_a_call(nodes)
+    survivors = [n for n in nodes if n.process and n is not holder]
+    first = whole_second(1.5)
+    for k in range(BYSTANDERS):  # their steps fall due from 1 s to 9 s after the kill
+        bystander = Classroom(name=f"by-{number}-{k}", start=first + k, end=first + k + 3)
+        await survivors[k % len(survivors)].start_execution(bystander)
+        bystanders.append(bystander)
     holder.kill()
     killed_at = time.time()
     arrivals = await sent(classroom, room.name, START_PATH, 2)
@@ -178,15 +192,30 @@ async def test_a_killed_nodes_call_in_flight_is_sent_again_by_a_survivor_with_it
 ) -> None:
     """SIGKILL the node whose call is in flight (its answer held back): a survivor sends the
     same call again, with the same Idempotency-Key, within the failover bound; the class then
-    runs to its end on the survivors."""
+    runs to its end on the survivors. Other classes falling due on the survivors meanwhile
+    are each sent once, in order, never early (their lateness is noted)."""
     nodes = await start_nodes(make_stepd, postgres)
-    failovers = [await kill_the_holder(nodes, classroom, n) for n in range(KILL_ROUNDS)]
+    bystanders: list[Classroom] = []
+    failovers = [await kill_the_holder(nodes, classroom, n, bystanders) for n in range(KILL_ROUNDS)]
+    survivor = next(n for n in nodes if n.process)
+    await survivor.wait_status([r.name for r in bystanders], "SUCCEEDED", RUN_SECONDS)
+    lateness = []  # ms, each bystander step's first POST
+    for room in bystanders:
+        delivery = await delivered(survivor, classroom, room)
+        delivery.check(explain=survivor.tail())  # once each, in order, never early
+        lateness.extend(1000 * late for late in delivery.lateness().values())
     lines = [
         (
             f"failover over {len(failovers)} kills (kill -9 -> the call sent again): p50 "
             f"{percentile(failovers, 0.5):.2f} s, p99 {percentile(failovers, 0.99):.2f} s, "
             f"worst {max(failovers):.2f} s"
-        )
+        ),
+        (
+            f"meanwhile {len(lateness)} steps of {len(bystanders)} other classes falling due "
+            f"on the survivors during the failovers: lateness p50 "
+            f"{percentile(lateness, 0.5):.0f} ms, p99 {percentile(lateness, 0.99):.0f} ms, "
+            f"worst {max(lateness):.0f} ms"
+        ),
     ]
     for line in lines:
         figures(line)
