@@ -38,7 +38,7 @@ SETTLE_SECONDS = 40.0
 def trying_node(nodes: list[Stepd], name: str) -> Stepd:
     """The node whose notifier tried to tell of `name`'s closing."""
     (node,) = [
-        n for n in nodes if any(e.get("execution") == name for e in n.log_events("notify.failed"))
+        n for n in nodes if any(e.get("execution") == name for e in n.log_events("notify.refused"))
     ]
     return node
 
