@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
-from stepd.store import pg_hints as hints
+from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
 from stepd.store.rows import (
     NOTICE_COLUMNS,
@@ -131,19 +131,18 @@ class Groups(Generic[P]):
 class CommitGroups(Groups[_Pending]):
     """Gathers `commit`s and applies them in groups; `connect` gives one of the store's
     connections, `node` the node the store writes for (None: one node). After each group's
-    commit, the node `hint_as` names (if any) tells the others when what it let go falls due
-    (stepd.store.pg_hints)."""
+    commit, `hints` tells the other nodes when what it let go falls due."""
 
     def __init__(
         self,
         connect: Connect,
         node: Callable[[], str | None],
-        hint_as: Callable[[], str | None],
+        hints: Hints,
     ) -> None:
         super().__init__()
         self._connect = connect
         self._node = node
-        self._hint_as = hint_as
+        self._hints = hints
 
     async def commit(self, transition: Transition, owner: str | None) -> Execution | None:
         events = event_rows(transition.base.id, transition.base.last_event_id, transition.events)
@@ -178,10 +177,9 @@ class CommitGroups(Groups[_Pending]):
         async with self._connect() as conn:
             async with conn.transaction():
                 applied = await self._update(conn, group, node, held)
-            await hints.send(
+            await self._hints.send(
                 conn,
-                self._hint_as(),
-                hints.due_instants(
+                (
                     (p.transition.progress.due_at, p.owner is not None)
                     for p in group
                     if p.transition.base.id in applied

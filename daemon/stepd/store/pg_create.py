@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepd.errors import StoreError
-from stepd.store import pg_hints as hints
 from stepd.store.pg_batch import COLUMN_TYPES, EVENTS_SQL, Connect, Groups, add_notices
+from stepd.store.pg_hints import Hints
 from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
 from stepd.store.rows import (
     COLUMNS,
@@ -59,20 +59,19 @@ class _New:
 
 class CreateGroups(Groups[_New]):
     """Gathers `create`s and applies them in groups; `connect` gives one of the store's
-    connections, `alone` makes one create on its own. After each group's commit, the node
-    `hint_as` names (if any) tells the others when the executions it created fall due
-    (stepd.store.pg_hints)."""
+    connections, `alone` makes one create on its own. After each group's commit, `hints` tells
+    the other nodes when the executions it created fall due."""
 
     def __init__(
         self,
         connect: Connect,
         alone: Callable[[NewExecution], Awaitable[Result]],
-        hint_as: Callable[[], str | None],
+        hints: Hints,
     ) -> None:
         super().__init__()
         self._connect = connect
         self._alone = alone
-        self._hint_as = hint_as
+        self._hints = hints
 
     async def create(self, new: NewExecution) -> Result:
         events = event_rows(0, 0, new.events)  # the JSON checked before anything is written
@@ -130,7 +129,7 @@ class CreateGroups(Groups[_New]):
             async with conn.transaction():
                 made, there = await self._insert(conn, group, rows)
             dues = ((r["due_at"], False) for r in made.values() if r["status"] == RUNNING)
-            await hints.send(conn, self._hint_as(), hints.due_instants(dues))
+            await self._hints.send(conn, dues)
         return made, there
 
     async def _insert(

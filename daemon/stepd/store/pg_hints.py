@@ -2,8 +2,8 @@
 
 A node that commits work any node may claim, due soon (an execution started, a wait, a retry's
 back-off, a callback answered, an update that moved it nearer), tells the others the instants
-it falls due at: one NOTIFY per group commit, after the commit, in a statement of its own on
-the same connection (a NOTIFY inside the writing transaction takes a lock at commit that
+it falls due at: at most one NOTIFY per group commit, after the commit, in a statement of its
+own on the same connection (a NOTIFY inside the writing transaction takes a lock at commit that
 serialises every commit). The others arm a look at each instant (stepd.cluster). "window" asks
 every node to load its window (a node left or was reaped).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import psycopg
@@ -28,17 +28,48 @@ WINDOW = "window"  # load your window: a node left or was reaped
 DUE = "due"  # "due NODE T1 T2 ...": work any node may claim falls due at these instants
 HINT_SECONDS = 30.0  # further off, the timers' next window load (every 30 s, 120 s ahead) arms it
 MAX_INSTANTS = 32  # per NOTIFY (a payload of at most about 600 bytes), the earliest first
+MAX_TOLD = 10_000  # instants to come a node remembers having told (then it forgets the past)
 
 
 def due_instants(
-    dues: Iterable[tuple[float | None, bool]], now: float | None = None
+    dues: Iterable[tuple[float | None, bool]],
+    now: float | None = None,
+    told: Collection[float] = (),
 ) -> list[float]:
     """The instants worth a hint among (due_at, held) of what a group committed: not held by
-    the node that wrote it, due within HINT_SECONDS; distinct to the millisecond, earliest
-    first, at most MAX_INSTANTS."""
-    horizon = (time.time() if now is None else now) + HINT_SECONDS
+    the node that wrote it, due within HINT_SECONDS, not among those `told` already that are
+    still to come; distinct to the millisecond, earliest first, at most MAX_INSTANTS."""
+    now = time.time() if now is None else now
+    horizon = now + HINT_SECONDS
     found = {round(due, 3) for due, held in dues if due is not None and not held and due <= horizon}
-    return sorted(found)[:MAX_INSTANTS]
+    return sorted(t for t in found if t <= now or t not in told)[:MAX_INSTANTS]
+
+
+class Hints:
+    """What one node tells the others. An instant still to come is told once: every node
+    listening armed a look at it then, which finds whatever else falls due at it (a herd of
+    executions started for the same second costs one NOTIFY, not one per group)."""
+
+    def __init__(self, node: Callable[[], str | None]) -> None:
+        self._node = node  # the node writing (None: no hints)
+        self._told: set[float] = set()
+
+    async def send(
+        self, conn: Any, dues: Iterable[tuple[float | None, bool]], now: float | None = None
+    ) -> None:
+        """Tell the others the instants of `dues` ((due_at, held) of what was committed on
+        `conn`) not told yet."""
+        node = self._node()
+        if node is None:
+            return
+        now = time.time() if now is None else now
+        instants = due_instants(dues, now, self._told)
+        if not instants:
+            return
+        if len(self._told) >= MAX_TOLD:
+            self._told = {t for t in self._told if t > now}
+        self._told.update(t for t in instants if t > now)
+        await send(conn, node, instants)
 
 
 def payload(node: str, instants: Iterable[float]) -> str:

@@ -28,11 +28,11 @@ from psycopg_pool.base import AttemptWithBackoff
 
 from stepd import __version__
 from stepd.errors import ClaimLost, StoreError, StoreTooNew
-from stepd.store import pg_hints as hints
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_batch import CommitGroups, add_notices
 from stepd.store.pg_create import CreateGroups
+from stepd.store.pg_hints import Hints
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
     ABORTED,
@@ -206,12 +206,9 @@ class PostgresStore(Store):
         self.notify = True
         self._idle = asyncio.Event()
         self._idle.set()
-        self._groups = CommitGroups(self._connection, lambda: self.node, self._hint_as)
-        self._creates = CreateGroups(self._connection, self._create_alone, self._hint_as)
-
-    def _hint_as(self) -> str | None:
-        """The node whose writes are hinted to the others; None: no hints."""
-        return self.node if self.notify else None
+        self._hints = Hints(lambda: self.node if self.notify else None)
+        self._groups = CommitGroups(self._connection, lambda: self.node, self._hints)
+        self._creates = CreateGroups(self._connection, self._create_alone, self._hints)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -382,7 +379,7 @@ class PostgresStore(Store):
                 created = row_to_execution(row)
                 if created.status in NOTICED:
                     await add_notices(conn, [notice_row(created)])
-            await _hint(conn, self._hint_as(), created, held=False)
+            await _hint(self._hints, conn, created, held=False)
         return created, True
 
     async def commit(self, transition: Transition) -> Execution | None:
@@ -439,7 +436,7 @@ class PostgresStore(Store):
             async with conn.transaction():
                 moved = await self._update_alone(conn, transition, params, events, node)
             if moved is not None and node is not None:
-                await _hint(conn, self._hint_as(), moved, held=holds(transition.progress))
+                await _hint(self._hints, conn, moved, held=holds(transition.progress))
         return moved
 
     async def _update_alone(
@@ -779,10 +776,10 @@ def holds(progress: Progress, now: float | None = None) -> bool:
     return progress.due_at <= (time.time() if now is None else now) + HOLD_SECONDS
 
 
-async def _hint(conn: Conn, node: str | None, execution: Execution, *, held: bool) -> None:
+async def _hint(hints: Hints, conn: Conn, execution: Execution, *, held: bool) -> None:
     """Tell the other nodes when `execution`, written alone, falls due (stepd.store.pg_hints)."""
     if execution.status == RUNNING:
-        await hints.send(conn, node, hints.due_instants([(execution.due_at, held)]))
+        await hints.send(conn, [(execution.due_at, held)])
 
 
 async def _append(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -31,3 +31,32 @@ def test_a_payload_reads_back_and_anything_else_is_not_a_due_hint() -> None:
     assert pg_hints.parse(text) == ("abc", [1000.25, 1001.0])
     assert pg_hints.parse(pg_hints.WINDOW) is None
     assert pg_hints.parse("due abc soon") is None
+
+
+class Recorder:
+    """Stands for a connection: keeps the payloads NOTIFY would send."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def execute(self, sql: str, params: tuple[str, str]) -> None:
+        assert "pg_notify" in sql
+        self.sent.append(params[1])
+
+
+async def test_an_instant_to_come_is_told_once_and_one_past_again() -> None:
+    """A herd started for one second in many groups costs one NOTIFY; an instant that came
+    (its looks are done) is told again."""
+    hints = pg_hints.Hints(lambda: "n1")
+    conn = Recorder()
+    for _ in range(3):
+        await hints.send(conn, [(NOW + 5, False)], now=NOW)
+    await hints.send(conn, [(NOW + 5, False), (NOW + 6, False)], now=NOW)
+    await hints.send(conn, [(NOW + 5, False)], now=NOW + 5)
+    assert conn.sent == ["due n1 1005.000", "due n1 1006.000", "due n1 1005.000"]
+
+
+async def test_a_store_of_one_node_tells_nothing() -> None:
+    conn = Recorder()
+    await pg_hints.Hints(lambda: None).send(conn, [(NOW + 5, False)], now=NOW)
+    assert conn.sent == []
