@@ -1,4 +1,5 @@
-"""The herd on PostgreSQL with one and two nodes, beside SQLite, in one run.
+"""The herd on PostgreSQL with one and two nodes (two: with and without LISTEN/NOTIFY hints),
+beside SQLite, in one run.
 
     .venv/bin/python bench/nodes.py [COUNT]      # default 5,000 executions
 
@@ -60,26 +61,28 @@ async def load(port: int, count: int, at: float) -> float:
     return count / (time.time() - began)
 
 
-async def herd(count: int, *, url: str | None, nodes: int) -> dict[str, Any]:
+def start_node(folder: Path, n: int) -> subprocess.Popen[bytes]:
+    """Another node on the first one's config (and environment), on a port of its own."""
+    log = (folder / f"node{n}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stepd", "run", "-c", str(folder / "stepd.toml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{free_port()}"},
+    )
+
+
+async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
         bench = Bench(Path(folder))
         await bench.setup()
         env = {} if url is None else {"STEPD_STORE__URL": url}
+        if not notify:
+            env["STEPD_STORE__NOTIFY"] = "false"
         os.environ.update(env)
         bench.start_daemon()
         await bench.wait_ready()
-        others = []
-        for n in range(1, nodes):
-            port = free_port()
-            log = (Path(folder) / f"node{n}.log").open("ab")
-            others.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "stepd", "run", "-c", str(Path(folder) / "stepd.toml")],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{port}"},
-                )
-            )
+        others = [start_node(Path(folder), n) for n in range(1, nodes)]
         await asyncio.sleep(2.0 if others else 0)
         at = float(int(time.time()) + 5 + count // 300)
         intake = await load(bench.port, count, at)
@@ -106,6 +109,7 @@ async def herd(count: int, *, url: str | None, nodes: int) -> dict[str, Any]:
     return {
         "store": "sqlite" if url is None else "postgresql",
         "nodes": nodes,
+        "notify": notify,
         "executions": count,
         "intake_per_second": round(intake),
         "delivered": len(lateness),
@@ -121,9 +125,10 @@ async def main(count: int) -> None:
     print(json.dumps(await herd(count, url=None, nodes=1)), flush=True)
     server = start_server()
     try:
-        for nodes in (1, 2):
+        for nodes, notify in ((1, True), (2, True), (2, False)):
             url = server.new_database()
-            print(json.dumps(await herd(count, url=url, nodes=nodes)), flush=True)
+            result = await herd(count, url=url, nodes=nodes, notify=notify)
+            print(json.dumps(result), flush=True)
     finally:
         remove_server(server)
 

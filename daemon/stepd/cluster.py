@@ -25,8 +25,13 @@ task caller:
   (`publish`, at start and after a reload); machines whose definition differs between the
   nodes are listed in `status()` and logged once as `node.definitions_differ`. An execution
   keeps the definition it started with whatever node runs it.
-- LISTEN/NOTIFY is a hint only: a watch every WATCH_SECONDS (and the timers' sweep, every
-  2 s) finds what falls due without it.
+- Hints. A node that commits work any node may claim, due soon (an execution started, a
+  wait, a back-off, a callback answered, an update), tells the others its instants (LISTEN/
+  NOTIFY, stepd.store.pg_hints); each arms a look at each instant and claims what is due then,
+  so whichever node is free sends it on time even if the one that wrote it stalls or dies.
+  A hint is only a hint: a watch every `watch_seconds` (and the timers' sweep, every 2 s)
+  finds what falls due without it, and a node configured without NOTIFY neither sends nor
+  listens.
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from stepd.errors import NotLeased, StoreError
+from stepd.store import pg_hints
 from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, NodeRow, listen
 from stepd.store.postgres import PostgresStore
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
@@ -57,6 +63,8 @@ CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a lit
 RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
 WINDOW_DEBOUNCE_SECONDS = 0.2
 WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked for
+MAX_LOOKS = 10_000  # hinted instants a node keeps armed at once (more: the watch finds them)
+LOOK_MERGE_SECONDS = 0.005  # a look at one instant also covers those this close after it
 WATCH_LIMIT = 1000
 MAX_SKEW_SECONDS = 0.5  # a node whose clock is further off the database's claims nothing
 DEFINITIONS_SECONDS = 5.0  # how often a node compares its definitions with the others'
@@ -104,11 +112,15 @@ class Cluster:
         *,
         password: str | None = None,
         clock: Callable[[], float] = time.time,
+        watch_seconds: float = WATCH_SECONDS,
+        listening: bool = True,
     ) -> None:
         self.store = store
         self.leases = leases
         self._password = password
         self.clock = clock
+        self.watch_seconds = watch_seconds
+        self.listening = listening  # LISTEN for the others' hints (NOTIFY)
         self.stats = ClusterStats()
         self.closing = False
         self.skew = 0.0  # this node's clock minus the database's, at the last renewal
@@ -123,6 +135,8 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
         self._differences_seen: set[tuple[str, frozenset[str]]] = set()  # logged once each
+        self._looks: dict[float, asyncio.TimerHandle] = {}  # hinted instant -> its look
+        self._looking: set[asyncio.Task[None]] = set()
 
     @property
     def node(self) -> str:
@@ -144,14 +158,16 @@ class Cluster:
         self.store.node = await self.leases.join()
         self._last_good = sent
         log.info("node.joined", node=self.node, lease_seconds=LEASE_SECONDS)
-        for name, loop in (
+        loops: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
             ("renew", self._renew_loop),
             ("reap", self._reap_loop),
-            ("listen", self._listen_loop),
             ("window", self._window_loop),
             ("watch", self._watch_loop),
             ("definitions", self._definitions_loop),
-        ):
+        ]
+        if self.listening:
+            loops.append(("listen", self._listen_loop))
+        for name, loop in loops:
             self._tasks.append(asyncio.create_task(loop(), name=f"stepd-cluster-{name}"))
 
     async def publish(self, definitions: Mapping[str, str]) -> None:
@@ -195,6 +211,13 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for handle in self._looks.values():
+            handle.cancel()
+        self._looks.clear()
+        for look in list(self._looking):
+            look.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await look
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -346,25 +369,56 @@ class Cluster:
             self._window_wanted.set()
 
     async def _watch_loop(self) -> None:
-        """What falls due within WATCH_SECONDS, claimed by whichever node asks first: an
+        """What falls due within `watch_seconds`, claimed by whichever node asks first: an
         execution that another node set waiting and then died with is not in this node's
         timers until its next window load; this finds it on time, not only at the sweep."""
         while True:
-            await asyncio.sleep(WATCH_SECONDS)
-            if self.closing or not self.fresh() or self.skewed:
+            await asyncio.sleep(self.watch_seconds)
+            await self._look(self.clock() + self.watch_seconds)
+
+    async def _look(self, before: float) -> None:
+        """Claim what falls due before `before` (then run it when due)."""
+        if self.closing or not self.fresh() or self.skewed:
+            return
+        try:
+            due = await self.store.due(before, WATCH_LIMIT)
+        except StoreError:
+            return  # the renewer and the claims say so
+        for execution_id, due_at in due:
+            self.on_overdue(execution_id, due_at)
+
+    def heard(self, payload: str) -> None:
+        """A NOTIFY from a node: "window" loads this node's window; another node's "due" hint
+        arms a look at each of its instants (this node's own hints it knows already)."""
+        hint = pg_hints.parse(payload)
+        if hint is None:
+            self._window_wanted.set()
+            return
+        node, instants = hint
+        if node == self.node or self.closing:
+            return
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        for instant in instants:
+            if instant in self._looks or len(self._looks) >= MAX_LOOKS:
                 continue
-            try:
-                due = await self.store.due(self.clock() + WATCH_SECONDS, WATCH_LIMIT)
-            except StoreError:
-                continue  # the renewer and the claims say so
-            for execution_id, due_at in due:
-                self.on_overdue(execution_id, due_at)
+            self._looks[instant] = loop.call_later(max(0.0, instant - now), self._look_at, instant)
+
+    def _look_at(self, instant: float) -> None:
+        """A hinted instant came: one look covers it and those armed just after it."""
+        upto = instant
+        for other in [t for t in self._looks if t <= instant + LOOK_MERGE_SECONDS]:
+            upto = max(upto, other)
+            self._looks.pop(other).cancel()
+        look = asyncio.create_task(self._look(upto + 0.001), name="stepd-cluster-look")
+        self._looking.add(look)
+        look.add_done_callback(self._looking.discard)
 
     async def _listen_loop(self) -> None:
         while True:
             try:
-                async for _ in listen(self.leases.url, password=self._password):
-                    self._window_wanted.set()
+                async for payload in listen(self.leases.url, password=self._password):
+                    self.heard(payload)
             except StoreError as exc:
                 log.debug("node.listen_failed", error=str(exc))
             await asyncio.sleep(RENEW_SECONDS)

@@ -120,6 +120,11 @@ class StoreSettings(_Section):
     # Closed executions and their history are deleted this long after they closed (AWS keeps
     # 90 days); their names can be used again after that. 0 keeps everything.
     retention_days: float = Field(default=DEFAULT_RETENTION_DAYS, ge=0)
+    # Several nodes: whether they tell each other (LISTEN/NOTIFY) when new work falls due;
+    # false for a database or pooler without LISTEN (PgBouncer in transaction mode).
+    notify: bool = True
+    # Several nodes: how often each looks at what falls due next (the fallback for NOTIFY).
+    watch_seconds: float = Field(default=0.5, gt=0, le=60)
 
     @field_validator("url")
     @classmethod

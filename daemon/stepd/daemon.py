@@ -329,7 +329,14 @@ class Daemon:
         leases = NodeLeases(
             store.url, password=store_password(self.settings), api=self.settings.api.listen
         )
-        cluster = Cluster(store, leases, password=store_password(self.settings))
+        store.notify = self.settings.store.notify
+        cluster = Cluster(
+            store,
+            leases,
+            password=store_password(self.settings),
+            watch_seconds=self.settings.store.watch_seconds,
+            listening=self.settings.store.notify,
+        )
         await cluster.start()
         stack.push_async_callback(cluster.stop)
         self.cluster = cluster

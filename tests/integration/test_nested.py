@@ -65,7 +65,11 @@ PARENT: dict[str, Any] = {
 }
 
 
-async def nested_daemon(tmp_path: Path, classroom: ClassroomServer) -> Stepd:
+async def nested_daemon(
+    tmp_path: Path, classroom: ClassroomServer, env: dict[str, str] | None = None
+) -> Stepd:
+    """A daemon serving the parent and child machines from `tmp_path` (with `env` more
+    environment), started."""
     (tmp_path / "child.asl.json").write_text(json.dumps(CHILD), encoding="utf-8")
     port = free_port()
     config = write_machine_config(
@@ -78,6 +82,7 @@ async def nested_daemon(tmp_path: Path, classroom: ClassroomServer) -> Stepd:
         sections='[[machines]]\nname = "child"\ndefinition = "child.asl.json"',
     )
     daemon = Stepd(config, port, tmp_path / "stepd.log")
+    daemon.extra_env.update(env or {})
     await daemon.start()
     return daemon
 

@@ -64,7 +64,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-def _add_notify(stepd: Stepd, url: str) -> None:
+def add_notify(stepd: Stepd, url: str) -> None:
+    """A [[notify]] target `url` in the daemon's config (before it starts)."""
     secret = stepd.config.parent / "notify.secret"
     secret.write_text(SECRET + "\n", encoding="utf-8")
     text = stepd.config.read_text(encoding="utf-8")
@@ -76,7 +77,7 @@ def _add_notify(stepd: Stepd, url: str) -> None:
 async def test_a_failure_is_told_once_even_with_a_sigkill_before_its_delivery(
     stepd: Stepd, classroom: ClassroomServer, receiver: Receiver
 ) -> None:
-    _add_notify(stepd, receiver.url)
+    add_notify(stepd, receiver.url)
     await stepd.start()
     now = whole_second(0)
     bad = {"start": "not a time", "end": "2027-01-15T10:00:00Z"}
@@ -124,7 +125,7 @@ async def test_a_stopped_execution_is_told_and_a_succeeding_one_is_not(
     stepd: Stepd, receiver: Receiver
 ) -> None:
     receiver.status = 200
-    _add_notify(stepd, receiver.url)
+    add_notify(stepd, receiver.url)
     await stepd.start()
     now = whole_second(0)
     await stepd.start_execution(Classroom(name="stopped", start=now + 3600, end=now + 7200))

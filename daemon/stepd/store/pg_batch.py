@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
+from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
 from stepd.store.rows import (
     NOTICE_COLUMNS,
@@ -128,13 +129,20 @@ class Groups(Generic[P]):
 
 
 class CommitGroups(Groups[_Pending]):
-    """Gathers `commit`s and applies them in groups; `transaction` gives a connection in a
-    transaction (the store's), `node` the node the store writes for (None: one node)."""
+    """Gathers `commit`s and applies them in groups; `connect` gives one of the store's
+    connections, `node` the node the store writes for (None: one node). After each group's
+    commit, `hints` tells the other nodes when what it let go falls due."""
 
-    def __init__(self, transaction: Connect, node: Callable[[], str | None]) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        node: Callable[[], str | None],
+        hints: Hints,
+    ) -> None:
         super().__init__()
-        self._transaction = transaction
+        self._connect = connect
         self._node = node
+        self._hints = hints
 
     async def commit(self, transition: Transition, owner: str | None) -> Execution | None:
         events = event_rows(transition.base.id, transition.base.last_event_id, transition.events)
@@ -166,29 +174,50 @@ class CommitGroups(Groups[_Pending]):
         """Apply the group: the ids applied, and for a node of several, the version and
         holder of those that were not."""
         held: dict[int, tuple[int, str | None]] = {}
-        async with self._transaction() as conn:
-            cur = await conn.execute(UPDATE_SQL.encode(), self._params(group, node))
-            applied = {int(row["id"]) for row in await cur.fetchall()}
-            rows = [e for p in group if p.transition.base.id in applied for e in p.events]
-            if rows:
-                columns = [list(c) for c in zip(*rows, strict=True)]
-                await conn.execute(EVENTS_SQL.encode(), columns)
-            await add_notices(
+        async with self._connect() as conn:
+            async with conn.transaction():
+                applied = await self._update(conn, group, node, held)
+            await self._hints.send(
                 conn,
-                [
-                    notice_row(_moved(p))
+                (
+                    (p.transition.progress.due_at, p.owner is not None)
                     for p in group
-                    if p.transition.base.id in applied and _closes(p.transition)
-                ],
+                    if p.transition.base.id in applied
+                ),
             )
-            refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
-            if node is not None and refused:
-                cur = await conn.execute(
-                    "SELECT id, version, owner FROM executions WHERE id = ANY(%s)", (refused,)
-                )
-                for row in await cur.fetchall():
-                    held[int(row["id"])] = (int(row["version"]), row["owner"])
         return applied, held
+
+    async def _update(
+        self,
+        conn: Any,
+        group: Sequence[_Pending],
+        node: str | None,
+        held: dict[int, tuple[int, str | None]],
+    ) -> set[int]:
+        """The group's UPDATE, its events and notices, in `conn`'s transaction: the ids
+        applied; `held` gets the version and holder of those refused for a node of several."""
+        cur = await conn.execute(UPDATE_SQL.encode(), self._params(group, node))
+        applied = {int(row["id"]) for row in await cur.fetchall()}
+        rows = [e for p in group if p.transition.base.id in applied for e in p.events]
+        if rows:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            await conn.execute(EVENTS_SQL.encode(), columns)
+        await add_notices(
+            conn,
+            [
+                notice_row(_moved(p))
+                for p in group
+                if p.transition.base.id in applied and _closes(p.transition)
+            ],
+        )
+        refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
+        if node is not None and refused:
+            cur = await conn.execute(
+                "SELECT id, version, owner FROM executions WHERE id = ANY(%s)", (refused,)
+            )
+            for row in await cur.fetchall():
+                held[int(row["id"])] = (int(row["version"]), row["owner"])
+        return applied
 
     @staticmethod
     def _settle(

@@ -16,7 +16,8 @@ from typing import Any
 
 from stepd.errors import StoreError
 from stepd.store.pg_batch import COLUMN_TYPES, EVENTS_SQL, Connect, Groups, add_notices
-from stepd.store.records import NOTICED, Execution, NewExecution
+from stepd.store.pg_hints import Hints
+from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
 from stepd.store.rows import (
     COLUMNS,
     PROGRESS_COLUMNS,
@@ -57,12 +58,20 @@ class _New:
 
 
 class CreateGroups(Groups[_New]):
+    """Gathers `create`s and applies them in groups; `connect` gives one of the store's
+    connections, `alone` makes one create on its own. After each group's commit, `hints` tells
+    the other nodes when the executions it created fall due."""
+
     def __init__(
-        self, transaction: Connect, alone: Callable[[NewExecution], Awaitable[Result]]
+        self,
+        connect: Connect,
+        alone: Callable[[NewExecution], Awaitable[Result]],
+        hints: Hints,
     ) -> None:
         super().__init__()
-        self._transaction = transaction
+        self._connect = connect
         self._alone = alone
+        self._hints = hints
 
     async def create(self, new: NewExecution) -> Result:
         events = event_rows(0, 0, new.events)  # the JSON checked before anything is written
@@ -116,31 +125,37 @@ class CreateGroups(Groups[_New]):
             ]
             for p in group
         ]
-        async with self._transaction() as conn:
+        async with self._connect() as conn:
+            async with conn.transaction():
+                made, there = await self._insert(conn, group, rows)
+            dues = ((r["due_at"], False) for r in made.values() if r["status"] == RUNNING)
+            await self._hints.send(conn, dues)
+        return made, there
+
+    async def _insert(
+        self, conn: Any, group: Sequence[_New], rows: list[list[Any]]
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+        """The group's INSERT, its events and notices, in `conn`'s transaction."""
+        cur = await conn.execute(INSERT_SQL.encode(), [list(c) for c in zip(*rows, strict=True)])
+        made = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
+        events = [
+            (int(made[key]["id"]), *event[1:])
+            for p in group
+            if (key := (p.new.machine, p.new.name)) in made
+            for event in p.events
+        ]
+        if events:
+            await conn.execute(EVENTS_SQL.encode(), [list(c) for c in zip(*events, strict=True)])
+        closed = [r for r in made.values() if r["status"] in NOTICED]
+        await add_notices(conn, [notice_row(row_to_execution(r)) for r in closed])
+        there: dict[tuple[str, str], dict[str, Any]] = {}
+        missing = [p for p in group if (p.new.machine, p.new.name) not in made]
+        if missing:
             cur = await conn.execute(
-                INSERT_SQL.encode(), [list(c) for c in zip(*rows, strict=True)]
+                EXISTING_SQL.encode(),
+                ([p.new.machine for p in missing], [p.new.name for p in missing]),
             )
-            made = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
-            events = [
-                (int(made[key]["id"]), *event[1:])
-                for p in group
-                if (key := (p.new.machine, p.new.name)) in made
-                for event in p.events
-            ]
-            if events:
-                await conn.execute(
-                    EVENTS_SQL.encode(), [list(c) for c in zip(*events, strict=True)]
-                )
-            closed = [r for r in made.values() if r["status"] in NOTICED]
-            await add_notices(conn, [notice_row(row_to_execution(r)) for r in closed])
-            there: dict[tuple[str, str], dict[str, Any]] = {}
-            missing = [p for p in group if (p.new.machine, p.new.name) not in made]
-            if missing:
-                cur = await conn.execute(
-                    EXISTING_SQL.encode(),
-                    ([p.new.machine for p in missing], [p.new.name for p in missing]),
-                )
-                there = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
+            there = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
         return made, there
 
 

@@ -27,11 +27,11 @@ from psycopg.rows import dict_row
 
 from stepd import __version__
 from stepd.errors import StoreError
+from stepd.store.pg_hints import CHANNEL, WINDOW
 from stepd.store.postgres import Conn, connect_kwargs, describe
 
 LEASE_SECONDS = 5.0  # a renewal extends the lease this far ahead
 STATEMENT_MS = 1500  # a renewal (or a reap) that takes longer has failed
-CHANNEL = "stepd"  # LISTEN/NOTIFY: "window" asks every node to look at what falls due soon
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,13 +153,15 @@ class NodeLeases:
             )
             held = len(await cur.fetchall())
             await conn.execute("DELETE FROM nodes WHERE id = %s", (self.id,))
-            await conn.execute("SELECT pg_notify(%s, 'window')", (CHANNEL,))
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, WINDOW))
         return held
 
     async def notify(self) -> None:
         """Ask every node to look at what falls due soon (LISTEN/NOTIFY, its own transaction,
         never inside a write's: NOTIFY at commit takes a lock that serialises commits)."""
-        await self._run("SELECT pg_notify(%(channel)s, 'window')", {"channel": CHANNEL})
+        await self._run(
+            "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": CHANNEL, "payload": WINDOW}
+        )
 
     async def nodes(self) -> list[NodeRow]:
         rows = await self._run(

@@ -32,6 +32,7 @@ from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_batch import CommitGroups, add_notices
 from stepd.store.pg_create import CreateGroups
+from stepd.store.pg_hints import Hints
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.records import (
     ABORTED,
@@ -143,6 +144,7 @@ QUEUE_TASK_SQL = (
     " SELECT %s, %s, %s, %s::float8{where} ON CONFLICT (token) DO UPDATE SET"
     " activity = excluded.activity, input = excluded.input, queued_at = excluded.queued_at"
 )
+BY_NAME_SQL = f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s"  # noqa: S608
 HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
 EVENTS_SQL = (
     "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
@@ -199,10 +201,14 @@ class PostgresStore(Store):
         # The node this store writes for, when several share the database (stepd.cluster);
         # None: one node, no holding and no fencing.
         self.node: str | None = None
+        # Whether a node tells the others (NOTIFY) when what it lets go falls due soon
+        # (stepd.store.pg_hints); off for a database or pooler without LISTEN/NOTIFY.
+        self.notify = True
         self._idle = asyncio.Event()
         self._idle.set()
-        self._groups = CommitGroups(self._transaction, lambda: self.node)
-        self._creates = CreateGroups(self._transaction, self._create_alone)
+        self._hints = Hints(lambda: self.node if self.notify else None)
+        self._groups = CommitGroups(self._connection, lambda: self.node, self._hints)
+        self._creates = CreateGroups(self._connection, self._create_alone, self._hints)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -357,25 +363,24 @@ class PostgresStore(Store):
             f" VALUES ({', '.join('%s' for _ in columns)})"
             f" ON CONFLICT (machine, name) DO NOTHING RETURNING {COLUMNS}"
         )
-        async with self._transaction() as conn:
-            cur = await conn.execute(insert.encode(), tuple(columns.values()))
-            row = await cur.fetchone()
-            if row is None:  # there already, or created meanwhile by another node
-                cur = await conn.execute(
-                    f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s".encode(),  # noqa: S608
-                    (new.machine, new.name),
-                )
-                existing = await cur.fetchone()
-                if existing is None:
-                    raise StoreError(f"execution {new.machine}/{new.name}: created and purged")
-                return row_to_execution(existing), False
-            execution_id = int(row["id"])
-            await _append(conn, [(execution_id, *event[1:]) for event in events])
-            await _write_cursors(conn, execution_id, (), new.cursors)
-            created = row_to_execution(row)
-            if created.status in NOTICED:
-                await add_notices(conn, [notice_row(created)])
-            return created, True
+        async with self._connection() as conn:
+            async with conn.transaction():
+                cur = await conn.execute(insert.encode(), tuple(columns.values()))
+                row = await cur.fetchone()
+                if row is None:  # there already, or created meanwhile by another node
+                    cur = await conn.execute(BY_NAME_SQL.encode(), (new.machine, new.name))
+                    existing = await cur.fetchone()
+                    if existing is None:
+                        raise StoreError(f"execution {new.machine}/{new.name}: created and purged")
+                    return row_to_execution(existing), False
+                execution_id = int(row["id"])
+                await _append(conn, [(execution_id, *event[1:]) for event in events])
+                await _write_cursors(conn, execution_id, (), new.cursors)
+                created = row_to_execution(row)
+                if created.status in NOTICED:
+                    await add_notices(conn, [notice_row(created)])
+            await _hint(self._hints, conn, created, held=False)
+        return created, True
 
     async def commit(self, transition: Transition) -> Execution | None:
         if self._pool is None or self._closing:
@@ -402,11 +407,10 @@ class PostgresStore(Store):
         """A transition that also writes cursors, a redrive or a new input, in a transaction of
         its own."""
         base = transition.base
-        last_event_id = base.last_event_id + len(transition.events)
         events = event_rows(base.id, base.last_event_id, transition.events)
         params = (
             *progress_values(transition.progress),
-            last_event_id,
+            base.last_event_id + len(transition.events),
             base.version + 1,
             base.id,
             base.version,
@@ -428,32 +432,48 @@ class PostgresStore(Store):
                 any_node,
                 node,
             )
-        async with self._transaction() as conn:
-            cur = await conn.execute(
-                (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params
-            )
-            if cur.rowcount == 0:
-                if node is not None:
-                    await self._refused(conn, base)
-                return None
-            redrive = transition.redrive
-            if redrive is not None:
-                await conn.execute(
-                    REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id)
-                )
-            if transition.input is not None:
-                await conn.execute(INPUT_SQL, (transition.input, base.id))
-            await _append(conn, events)
-            await _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-            moved = base.moved_to(
-                transition.progress,
-                last_event_id=last_event_id,
-                version=base.version + 1,
-                redrive=redrive,
-                input_text=transition.input,
-            )
-            if base.status == RUNNING and moved.status in NOTICED:
-                await add_notices(conn, [notice_row(moved)])
+        async with self._connection() as conn:
+            async with conn.transaction():
+                moved = await self._update_alone(conn, transition, params, events, node)
+            if moved is not None and node is not None:
+                await _hint(self._hints, conn, moved, held=holds(transition.progress))
+        return moved
+
+    async def _update_alone(
+        self,
+        conn: Conn,
+        transition: Transition,
+        params: tuple[Any, ...],
+        events: Sequence[tuple[Any, ...]],
+        node: str | None,
+    ) -> Execution | None:
+        """`_commit_alone`'s writes, in `conn`'s transaction: the execution as they left it,
+        or None (changed since it was read)."""
+        base = transition.base
+        last_event_id = base.last_event_id + len(transition.events)
+        cur = await conn.execute(
+            (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params
+        )
+        if cur.rowcount == 0:
+            if node is not None:
+                await self._refused(conn, base)
+            return None
+        redrive = transition.redrive
+        if redrive is not None:
+            await conn.execute(REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id))
+        if transition.input is not None:
+            await conn.execute(INPUT_SQL, (transition.input, base.id))
+        await _append(conn, events)
+        await _write_cursors(conn, base.id, transition.pruned, transition.cursors)
+        moved = base.moved_to(
+            transition.progress,
+            last_event_id=last_event_id,
+            version=base.version + 1,
+            redrive=redrive,
+            input_text=transition.input,
+        )
+        if base.status == RUNNING and moved.status in NOTICED:
+            await add_notices(conn, [notice_row(moved)])
         return moved
 
     async def _refused(self, conn: Conn, base: Execution) -> None:
@@ -754,6 +774,12 @@ def holds(progress: Progress, now: float | None = None) -> bool:
     if progress.phase == PHASE_TASK and task is not None and task.sent:
         return not task.awaiting_callback
     return progress.due_at <= (time.time() if now is None else now) + HOLD_SECONDS
+
+
+async def _hint(hints: Hints, conn: Conn, execution: Execution, *, held: bool) -> None:
+    """Tell the other nodes when `execution`, written alone, falls due (stepd.store.pg_hints)."""
+    if execution.status == RUNNING:
+        await hints.send(conn, [(execution.due_at, held)])
 
 
 async def _append(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:

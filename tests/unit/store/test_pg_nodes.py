@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -375,3 +375,74 @@ async def test_nodes_serving_different_definitions_of_a_machine_are_reported_onc
         (clusters[0].node, 2, 1),
         (clusters[1].node, 2, 0),
     ]
+
+
+async def claimed_by_a_listener(
+    url: str, write: Callable[[], Awaitable[Execution]], *, seconds: float = 3.0
+) -> tuple[Execution, float | None]:
+    """A node that polls only every minute (its watch) and has no timers: what `write` (done
+    by another node) commits, and when this node claimed it (None: not within `seconds`)."""
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"), watch_seconds=60)
+    claimed: dict[int, float] = {}
+    cluster.attach(
+        dispatch=lambda i, _: claimed.setdefault(i, time.time()),
+        overdue=lambda i, _: claimed.setdefault(i, time.time()),
+        load_window=nothing,
+    )
+    try:
+        await cluster.start()
+        await asyncio.sleep(0.2)  # listening
+        written = await write()
+        deadline = time.monotonic() + seconds
+        while written.id not in claimed and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        await cluster.stop()
+        await store.close()
+    return written, claimed.get(written.id)
+
+
+def soon(seconds: float) -> Progress:
+    return Progress(
+        status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=time.time() + seconds
+    )
+
+
+async def test_an_execution_started_on_one_node_is_claimed_by_another_when_due(
+    url: str, nodes: list[Node]
+) -> None:
+    """The start's NOTIFY carries its due instant: the listener claims it then, not before,
+    though its own poll would not look for a minute."""
+    started, at = await claimed_by_a_listener(url, lambda: waiting(nodes[0], "s", soon(0.5)))
+    assert started.due_at is not None
+    assert at is not None, "never claimed"
+    assert started.due_at - 0.005 <= at < started.due_at + 2.0
+
+
+async def test_a_wait_committed_on_one_node_is_claimed_by_another_when_due(
+    url: str, nodes: list[Node]
+) -> None:
+    """A transition that lets go of an execution due soon (a wait, a back-off) is hinted too
+    (one due within HOLD_SECONDS its node keeps holding: no other may claim it)."""
+    base = await waiting(nodes[0], "w")
+
+    async def wait_soon() -> Execution:
+        moved = await nodes[0].store.commit(Transition(base=base, progress=soon(1.5), events=()))
+        assert moved is not None
+        return moved
+
+    waited, at = await claimed_by_a_listener(url, wait_soon, seconds=4.0)
+    assert waited.due_at is not None
+    assert at is not None, "never claimed"
+    assert waited.due_at - 0.005 <= at < waited.due_at + 2.0
+
+
+async def test_a_node_without_notify_sends_no_hint(url: str, nodes: list[Node]) -> None:
+    """`[store] notify = false`: nothing is told; only the poll (here a minute) would find it."""
+    nodes[0].store.notify = False
+    _, at = await claimed_by_a_listener(
+        url, lambda: waiting(nodes[0], "quiet", soon(0.3)), seconds=1.5
+    )
+    assert at is None
