@@ -20,7 +20,7 @@ _STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 _PLAIN = json.JSONEncoder()
 
 
-def _made_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+def made_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     """`encoder.encode`, on a C encoder made once (without the C accelerator, `encode`)."""
     make = getattr(_json_encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - CPython always has it
@@ -49,15 +49,15 @@ def _made_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     return encode
 
 
-compact: Callable[[Any], str] = _made_once(_COMPACT)
+compact: Callable[[Any], str] = made_once(_COMPACT)
 """`json.dumps(value, separators=(",", ":"), ensure_ascii=False)`."""
 
-compact_ascii: Callable[[Any], str] = _made_once(_COMPACT_ASCII)
+compact_ascii: Callable[[Any], str] = made_once(_COMPACT_ASCII)
 """`json.dumps(value, separators=(",", ":"))`."""
 
-strict: Callable[[Any], str] = _made_once(_STRICT)
+strict: Callable[[Any], str] = made_once(_STRICT)
 """`json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`:
 ValueError for NaN and infinities."""
 
-plain: Callable[[Any], str] = _made_once(_PLAIN)
+plain: Callable[[Any], str] = made_once(_PLAIN)
 """`json.dumps(value)`."""
