@@ -146,7 +146,7 @@ class SqliteStore(Store):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
-        self._writes: queue.Queue[list[_Write] | None] = queue.Queue()
+        self._writes: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
         self._gathered: list[_Write] | None = None
         self._gathered_on: asyncio.AbstractEventLoop | None = None
         self._gather_lock = threading.Lock()
