@@ -75,10 +75,27 @@ PASS_MAP_MACHINE = {
         }
     },
 }
+# the `ping` machine written in JSONata: the wait's end, the call's arguments and the state's
+# output each an expression (ResultPath null's "keep the input" is Output {% $states.input %})
+JSONATA_MACHINE = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Until",
+    "States": {
+        "Until": {"Type": "Wait", "Timestamp": "{% $states.input.at %}", "Next": "Ping"},
+        "Ping": {
+            "Type": "Task",
+            "Resource": "ping",
+            "Arguments": {"at": "{% $states.input.at %}"},
+            "Output": "{% $states.input %}",
+            "End": True,
+        },
+    },
+}
 FANOUT_MACHINES = {
     "map": (MAP_MACHINE, {"deliver": "/map"}),
     "parallel": (PARALLEL_MACHINE, {"deliver": "/parallel"}),
     "passmap": (PASS_MAP_MACHINE, {}),
+    "jsonata": (JSONATA_MACHINE, {"Ping": "/jsonata"}),
 }
 HISTORY_LIMIT_LIFTED = 1_000_000
 
@@ -344,14 +361,45 @@ async def _map_once(bench: Bench, name: str, items: int, machine: str = "map") -
     }
 
 
+async def _due_at_once(
+    bench: Bench, machine: str, path: str, count: int, *, calls_each: int, done_before: int
+) -> dict[str, Any]:
+    """`count` executions of `machine` (a Wait for `$.at`, then `calls_each` Task calls to
+    `path`) due in the same second: the daemon's CPU from their due second until all of them
+    succeeded (`done_before`: executions that had succeeded before them), and their calls."""
+    at = float(int(time.time()) + 3 + count // 1000)
+    prefix = f"{machine}/{machine[0]}"
+    names = (f"{machine[0]}{n}" for n in range(count))
+    await _start_many(bench, machine, names, {"at": rfc3339(at)})
+    if time.time() >= at:
+        raise RuntimeError(f"the {machine} executions were not loaded before their due second")
+    cpu0 = bench.cpu_seconds()
+    await asyncio.sleep(max(0.0, at - time.time()))
+    calls = count * calls_each
+    while len(_calls(bench, path, prefix)) < calls and time.time() < at + 120:
+        await asyncio.sleep(0.05)
+    done = await _succeeded(bench, done_before + count, at + 120)
+    cpu = bench.cpu_seconds() - cpu0
+    records = _calls(bench, path, prefix)
+    return {
+        "cpu_s": cpu,
+        "figures": {
+            "delivered": len(records),
+            "each_once_distinct_keys": _each_once(records, calls),
+            "due_to_all_succeeded_s": done - at,
+            "daemon_cpu_s": cpu,
+        },
+    }
+
+
 async def map_cost(
     items: int, steps: int, parallels: int, *, source: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """In one daemon, one after the other: a Map of `items` Task iterations (40 at once);
-    `steps` executions of the plain one-Task `ping` machine due at once; `parallels`
-    executions of a Parallel of 10 one-Task branches due at once. The daemon's CPU for each,
-    per iteration, per Task step and per branch. `source`: the daemon from that copy of
-    daemon/ (to compare commits)."""
+    `steps` executions of the plain one-Task `ping` machine due at once; as many of the same
+    machine written in JSONata; `parallels` executions of a Parallel of 10 one-Task branches
+    due at once. The daemon's CPU for each, per iteration, per Task step, per JSONata step and
+    per branch. `source`: the daemon from that copy of daemon/ (to compare commits)."""
     with tempfile.TemporaryDirectory(prefix="stepd-bench-") as folder:
         bench = Bench(Path(folder), machines=FANOUT_MACHINES, source=source)
         await bench.setup()
@@ -361,39 +409,24 @@ async def map_cost(
 
         mapped = await _map_once(bench, "m", items)
 
-        task_at = float(int(time.time()) + 3 + steps // 1000)
-        await _start_many(bench, "ping", (f"t{n}" for n in range(steps)), {"at": rfc3339(task_at)})
-        if time.time() >= task_at:
-            raise RuntimeError("the Task steps were not loaded before their due second")
-        cpu0 = bench.cpu_seconds()
-        await asyncio.sleep(max(0.0, task_at - time.time()))
-        while len(_calls(bench, "/ping", "ping/t")) < steps and time.time() < task_at + 120:
-            await asyncio.sleep(0.05)
-        task_done = await _succeeded(bench, 1 + steps, task_at + 120)
-        task_cpu = bench.cpu_seconds() - cpu0
-        task_calls = _calls(bench, "/ping", "ping/t")
-
-        parallel_at = float(int(time.time()) + 3)
-        await _start_many(
-            bench, "parallel", (f"p{n}" for n in range(parallels)), {"at": rfc3339(parallel_at)}
+        task = await _due_at_once(bench, "ping", "/ping", steps, calls_each=1, done_before=1)
+        jsonata = await _due_at_once(
+            bench, "jsonata", "/jsonata", steps, calls_each=1, done_before=1 + steps
         )
-        if time.time() >= parallel_at:
-            raise RuntimeError("the Parallel executions were not loaded before their due second")
-        cpu0 = bench.cpu_seconds()
-        branches = parallels * BRANCHES
-        await asyncio.sleep(max(0.0, parallel_at - time.time()))
-        while (
-            len(_calls(bench, "/parallel", "parallel/p")) < branches
-            and time.time() < parallel_at + 120
-        ):
-            await asyncio.sleep(0.05)
-        parallel_done = await _succeeded(bench, 1 + steps + parallels, parallel_at + 120)
-        parallel_cpu = bench.cpu_seconds() - cpu0
-        parallel_calls = _calls(bench, "/parallel", "parallel/p")
+        parallel = await _due_at_once(
+            bench,
+            "parallel",
+            "/parallel",
+            parallels,
+            calls_each=BRANCHES,
+            done_before=1 + 2 * steps,
+        )
         await bench.close()
     per_iteration = mapped["cpu_s"] / items * 1e6
-    per_step = task_cpu / steps * 1e6
-    per_branch = parallel_cpu / branches * 1e6
+    per_step = task["cpu_s"] / steps * 1e6
+    per_jsonata_step = jsonata["cpu_s"] / steps * 1e6
+    branches = parallels * BRANCHES
+    per_branch = parallel["cpu_s"] / branches * 1e6
     return {
         f"map ({items} Task iterations, MaxConcurrency 0: 40 at once)": {
             "status": mapped["status"],
@@ -404,23 +437,22 @@ async def map_cost(
             "cpu_per_iteration_us": per_iteration,
         },
         f"plain Task steps ({steps} one-Task executions due at once, same daemon)": {
-            "delivered": len(task_calls),
-            "each_once_distinct_keys": _each_once(task_calls, steps),
-            "due_to_all_succeeded_s": task_done - task_at,
-            "daemon_cpu_s": task_cpu,
+            **task["figures"],
             "cpu_per_task_step_us": per_step,
         },
+        f"JSONata Task steps ({steps} executions of the same machine in JSONata)": {
+            **jsonata["figures"],
+            "cpu_per_jsonata_step_us": per_jsonata_step,
+        },
         f"parallel ({parallels} executions of {BRANCHES} one-Task branches, due at once)": {
-            "delivered": len(parallel_calls),
-            "each_once_distinct_keys": _each_once(parallel_calls, branches),
-            "due_to_all_succeeded_s": parallel_done - parallel_at,
-            "daemon_cpu_s": parallel_cpu,
+            **parallel["figures"],
             "cpu_per_branch_us": per_branch,
-            "cpu_per_execution_us": parallel_cpu / parallels * 1e6,
+            "cpu_per_execution_us": parallel["cpu_s"] / parallels * 1e6,
         },
         "map and parallel against a plain Task step (CPU ratios)": {
             "map_iteration_over_task_step": per_iteration / per_step,
             "parallel_branch_over_task_step": per_branch / per_step,
+            "jsonata_step_over_task_step": per_jsonata_step / per_step,
         },
     }
 

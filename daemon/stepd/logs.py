@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
+
+from stepd import jsontext
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -102,6 +106,18 @@ class LineWriter:
 
 _writer: LineWriter | None = None  # the configured one
 
+# JSONRenderer's serializer: `json.dumps(line, default=default)` on an encoder made once for
+# each `default` (structlog passes the same one every time; json.dumps makes an encoder a
+# call: 3.8 µs a line against 2.2 µs)
+_LINE_ENCODERS: dict[Callable[[Any], Any], Callable[[Any], str]] = {}
+
+
+def _dumps(line: Any, *, default: Callable[[Any], Any]) -> str:
+    encode = _LINE_ENCODERS.get(default)
+    if encode is None:
+        encode = _LINE_ENCODERS[default] = jsontext.made_once(json.JSONEncoder(default=default))
+    return encode(line)
+
 
 @atexit.register
 def _flush() -> None:
@@ -121,7 +137,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     if console:
         processors.append(structlog.dev.ConsoleRenderer())
     else:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ]
         if stdout_is_journal(out):
             processors.append(_journal_prefix)
     global _writer  # noqa: PLW0603 - one writer per configuration, flushed at exit

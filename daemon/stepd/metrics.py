@@ -76,6 +76,7 @@ class Metrics(EngineObserver):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = CollectorRegistry()
+        self._task_call_counters: dict[tuple[str, str], Counter] = {}
         self._engine = engine
         self._clock = clock
         self.lateness = Histogram(
@@ -180,7 +181,12 @@ class Metrics(EngineObserver):
         if label.startswith(STATUS_ERROR_PREFIX):
             label = STATUS_ERROR_PREFIX.rstrip(".")
         code = NO_STATUS if outcome.status is None else str(outcome.status)
-        self.task_calls.labels(outcome=label, code=code).inc()
+        counter = self._task_call_counters.get((label, code))
+        if counter is None:  # labels() checks and joins its values each time: kept per pair
+            counter = self._task_call_counters[label, code] = self.task_calls.labels(
+                outcome=label, code=code
+            )
+        counter.inc()
 
     # -- scraping ------------------------------------------------------------------------
 

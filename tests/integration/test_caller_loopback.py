@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from stepd.classroom import SECRET_ENV, ClassroomServer, load_records
+from stepd.daemon import loop_factory
 from stepd.tasks.caller import DEFAULT_USER_AGENT, TaskCaller, TaskRequest
 from stepd.tasks.signing import verify
 from stepd.testing import free_port
@@ -228,3 +229,44 @@ async def test_module_entry_serves_until_sigterm(tmp_path: Path, caller: TaskCal
     (record,) = load_records(log)
     assert (record.path, record.signature_ok) == (PATH, True)
     assert verify(SECRET, record.headers, b'{"classroom":"c1"}', now=record.received_at)
+
+
+def test_calls_on_the_daemons_event_loop(tmp_path: Path) -> None:
+    """The daemon runs on uvloop's event loop, whose transports are not asyncio.Transport
+    subclasses: calls on it arrive, keep their connection, fail and time out as on asyncio's."""
+    factory = loop_factory()
+    assert factory is not None, "uvloop is a dependency of stepd"
+
+    async def calls() -> list[tuple[str | None, int | None]]:
+        server = ClassroomServer(log_path=tmp_path / "requests.jsonl", signing_secret=SECRET)
+        await server.start()
+        try:
+            async with TaskCaller(user_agent=DEFAULT_USER_AGENT, signing_secret=SECRET) as task:
+                url = server.base_url + PATH
+                outcomes = [await task.call(request(url, key=f"k{n}")) for n in range(3)]
+                server.fail_next(PATH, status=503)
+                outcomes.append(await task.call(request(url, key="failed")))
+                server.fail_next(PATH, status=200, delay=HELD_SECONDS)
+                slow = request(url, key="slow", timeout_seconds=SHORT_TIMEOUT_SECONDS)
+                outcomes.append(await task.call(slow))
+        finally:
+            await server.stop()
+        assert [r.idempotency_key for r in server.records] == ["k0", "k1", "k2", "failed", "slow"]
+        assert all(r.signature_ok for r in server.records)
+        return [(o.error, o.status) for o in outcomes]
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        outcomes = runner.run(calls())
+    assert outcomes == [
+        (None, 200),
+        (None, 200),
+        (None, 200),
+        ("States.Http.StatusCode.503", 503),
+        ("States.Timeout", None),
+    ]
+
+
+def test_the_daemon_runs_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without uvloop installed the daemon takes asyncio's own event loop."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert loop_factory() is None

@@ -752,7 +752,7 @@ class Step:
                 history.task_scheduled(resource, task.payload, task.timeout_seconds, region),
             )
             self.add("TaskStarted", history.task_started(resource))
-        self.pending = replace(task, sent=True, sent_at=self.now)
+        self.pending = task.as_sent(self.now)
 
     def _state(self) -> Mapping[str, Any]:
         states = self.definition.get("States", {})

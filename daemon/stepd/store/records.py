@@ -64,6 +64,16 @@ class TaskCall:
     # stored by an earlier stepd keeps the Task* events it was scheduled with
     activity_events: bool = False
 
+    def as_sent(self, at: float) -> TaskCall:
+        """This call with its intent committed at `at` (`dataclasses.replace(self, sent=True,
+        sent_at=at)` without its __init__ of every field: once a step)."""
+        sent = object.__new__(TaskCall)
+        values = sent.__dict__
+        values.update(self.__dict__)
+        values["sent"] = True
+        values["sent_at"] = at
+        return sent
+
     @property
     def awaiting_callback(self) -> bool:
         """The call went out and was answered: only a callback (or a timeout) ends it."""

@@ -58,6 +58,7 @@ from stepd.store.rows import (
     CURSOR_COLUMNS,
     NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
+    changed_values,
     event_rows,
     history_query,
     list_query,
@@ -78,11 +79,23 @@ NOTICE_SQL = f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
 )
-UPDATE_SQL = (
-    "UPDATE executions SET "  # noqa: S608
-    + ", ".join(f"{column} = ?" for column in (*PROGRESS_COLUMNS.values(), "last_event_id"))
-    + ", version = ? WHERE id = ? AND version = ?"
-)
+MAX_UPDATE_SHAPES = 256  # UPDATE statements kept, one per set of columns a commit changes
+_UPDATES: dict[tuple[str, ...], str] = {}
+
+
+def _update_sql(columns: tuple[str, ...]) -> str:
+    """The UPDATE of an execution's row that writes `columns` (and its last event and version)
+    if its version is still the one read."""
+    sql = _UPDATES.get(columns)
+    if sql is None:
+        sql = (
+            "UPDATE executions SET "  # noqa: S608
+            + "".join(f"{column} = ?, " for column in columns)
+            + "last_event_id = ?, version = ? WHERE id = ? AND version = ?"
+        )
+        if len(_UPDATES) < MAX_UPDATE_SHAPES:
+            _UPDATES[columns] = sql
+    return sql
 
 
 UPSERT_CURSOR_SQL = (
@@ -146,7 +159,7 @@ class SqliteStore(Store):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
-        self._writes: queue.Queue[list[_Write] | None] = queue.Queue()
+        self._writes: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
         self._gathered: list[_Write] | None = None
         self._gathered_on: asyncio.AbstractEventLoop | None = None
         self._gather_lock = threading.Lock()
@@ -407,16 +420,13 @@ class SqliteStore(Store):
     async def commit(self, transition: Transition) -> Execution | None:
         base = transition.base
         last_event_id = base.last_event_id + len(transition.events)
-        params = (
-            *progress_values(transition.progress),
-            last_event_id,
-            base.version + 1,
-            base.id,
-            base.version,
-        )
+        # only the columns that change: `base` is the row as committed at the version checked
+        columns, values = changed_values(base, transition.progress)
+        update = _update_sql(columns)
+        params = (*values, last_event_id, base.version + 1, base.id, base.version)
 
         def apply(conn: sqlite3.Connection) -> Execution | None:
-            if conn.execute(UPDATE_SQL, params).rowcount == 0:
+            if conn.execute(update, params).rowcount == 0:
                 return None
             redrive = transition.redrive
             if redrive is not None:

@@ -670,6 +670,21 @@ async def test_a_commit_replaces_the_whole_progress_and_moves_the_version_by_one
     )
 
 
+async def test_commits_that_change_some_fields_read_back_as_they_returned(store: Store) -> None:
+    """Fields a commit leaves as they were, and those it changes, read back from the store as
+    the commit returned them, commit after commit."""
+    execution = await create(store, "one", running(pending=TASK, phase="task", attempt=2))
+    moves = (
+        lambda p: replace(p, state="Next", data='{"b":1}'),
+        lambda p: replace(p, pending=replace(TASK, sent=True, sent_at=3.0), retry_counts=(1, 2)),
+        lambda p: replace(p, attempt=0, retry_counts=(), variables='{"x":1}', due_at=None),
+        lambda p: replace(closed(FAILED), state=p.state, error="E", cause="c", pending=None),
+    )
+    for change in moves:
+        execution = await move(store, execution, change(execution.progress), event("Step"))
+        assert await store.get_execution(execution.id) == execution
+
+
 async def test_a_commit_that_changes_nothing_still_moves_the_version(store: Store) -> None:
     """An empty transition is a write: the version moves, no event is added."""
     execution = await create(store, "one")
