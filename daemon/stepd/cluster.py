@@ -12,7 +12,8 @@ task caller:
   RENEW_SECONDS. The store writes this node's transitions only while the lease runs (checked by
   the database in the same statement), and this node sends a task call only while its last
   good renewal is younger than SEND_SECONDS, well within the lease: cut off from the database,
-  it stops sending before any other node may take its work.
+  it stops sending before any other node may take its work. A call held back so waits, while
+  the lease may still run, for a renewal under the same id, and then goes out.
 - Reaping. Every node that renewed recently removes the nodes whose lease ran out and lets go
   of what they held; a survivor then claims what is due, and sends again, with the same
   Idempotency-Key, a call that was in flight on the dead node (the engine's resend). A node
@@ -485,13 +486,29 @@ class FencedCaller:
         self._cluster = cluster
 
     async def call(self, request: TaskRequest) -> TaskOutcome:
-        if not self._cluster.fresh():
+        if not self._cluster.fresh() and not await self._fresh_again():
             self._cluster.stats.unsent += 1
             raise NotLeased(
                 f"node {self._cluster.node}: lease last renewed "
                 f"{self._cluster.lease_age():.1f} s ago; not sending {request.url}"
             )
         return await self.caller.call(request)
+
+    async def _fresh_again(self) -> bool:
+        """Wait, while this node's lease may still run, for a renewal under the same id (the
+        database was briefly away: a renewal that gets through proves nobody took this node's
+        work, so the call goes out at once instead of after a reap and a claim). False when
+        the lease ran out meanwhile, the node joined again under a new id, or it is stopping."""
+        cluster = self._cluster
+        node = cluster.node
+        while (  # noqa: ASYNC110 - four conditions, one of them the clock: polled
+            cluster.lease_age() < LEASE_SECONDS
+            and cluster.node == node
+            and not cluster.closing
+            and not cluster.fresh()
+        ):
+            await asyncio.sleep(RETRY_SECONDS)
+        return cluster.fresh() and cluster.node == node and not cluster.closing
 
     async def probe(self, url: str, timeout_seconds: float) -> int | None:
         return await self.caller.probe(url, timeout_seconds)

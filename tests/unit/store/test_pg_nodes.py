@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
-from stepd.cluster import Cluster, FencedCaller
+from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore
@@ -276,6 +276,31 @@ async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
         await cluster.stop()
         await store.close()
     assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 1)
+
+
+async def test_a_call_held_back_by_a_late_renewal_goes_out_after_the_next_one(url: str) -> None:
+    """A node whose last renewal is too old to send (the database was briefly away) but whose
+    lease still runs holds the call until a renewal under the same id gets through, then
+    sends it: nobody can have taken its work."""
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
+    caller = FakeCaller()
+    fenced = FencedCaller(caller, cluster)
+    request = TaskRequest(
+        url="http://127.0.0.1:1/x", payload={}, idempotency_key="k", timeout_seconds=1
+    )
+    try:
+        await cluster.start()
+        node = cluster.node
+        cluster._last_good -= SEND_SECONDS  # as after renewals that failed
+        assert not cluster.fresh()
+        await fenced.call(request)
+        assert (cluster.fresh(), cluster.node) == (True, node)
+    finally:
+        await cluster.stop()
+        await store.close()
+    assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 0)
 
 
 async def nothing() -> None:
