@@ -57,6 +57,7 @@ from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 log = structlog.get_logger("stepd.cluster")
 
 RENEW_SECONDS = 1.0
+RENEW_RETRY_SECONDS = 0.2  # after a renewal failed: the database is back within this of it
 SEND_SECONDS = 3.0  # a node sends only while its last good renewal is younger than this
 REAP_SECONDS = 1.0
 CLAIM_BATCH = 256  # executions claimed per statement
@@ -135,6 +136,7 @@ class Cluster:
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
+        self._reap_wanted = asyncio.Event()  # joined again: reap the old id's work at once
         self._differences_seen: set[tuple[str, frozenset[str]]] = set()  # logged once each
         self._looks: dict[float, asyncio.TimerHandle] = {}  # hinted instant -> its look
         self._looking: set[asyncio.Task[None]] = set()
@@ -295,21 +297,29 @@ class Cluster:
     # -- lease, reaping, hints ---------------------------------------------------------
 
     async def _renew_loop(self) -> None:
+        failed = 0  # renewals failed in a row
         while True:
             sent = time.monotonic()
             asked = self.clock()
+            pause = RENEW_SECONDS
             try:
                 database_now = await self.leases.renew()
             except StoreError as exc:
+                failed += 1
                 self.stats.renew_failures += 1
-                log.warning("node.renew_failed", node=self.node, error=str(exc))
+                if failed == 1:  # once per outage; the count when it ends
+                    log.warning("node.renew_failed", node=self.node, error=str(exc))
+                pause = RENEW_RETRY_SECONDS
             else:
+                if failed:
+                    log.info("node.renewing_again", node=self.node, failures=failed)
+                    failed = 0
                 if database_now is not None:
                     self._last_good = sent
                     self._note_skew((asked + self.clock()) / 2 - database_now)
                 else:
                     await self._rejoin(sent)
-            await asyncio.sleep(max(0.0, RENEW_SECONDS - (time.monotonic() - sent)))
+            await asyncio.sleep(max(0.0, pause - (time.monotonic() - sent)))
 
     def _note_skew(self, skew: float) -> None:
         """Compare this node's clock with the database's. Due instants are wall-clock times
@@ -345,10 +355,13 @@ class Cluster:
         self.stats.rejoins += 1
         log.warning("node.rejoined", old=old, node=self.node)
         self._window_wanted.set()
+        self._reap_wanted.set()
 
     async def _reap_loop(self) -> None:
         while True:
-            await asyncio.sleep(REAP_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reap_wanted.wait(), REAP_SECONDS)
+            self._reap_wanted.clear()
             if not self.fresh():  # a node cut off itself must not judge the others
                 continue
             try:
