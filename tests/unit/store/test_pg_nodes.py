@@ -258,49 +258,57 @@ async def test_a_node_whose_lease_ran_out_queues_no_activity_task(
     assert await nodes[0].store.take_activity_task("a") == task
 
 
-async def test_a_node_whose_lease_is_not_fresh_sends_nothing(url: str) -> None:
+@dataclass
+class Fenced:
+    """A node's cluster (not started) and its fenced caller over a fake one."""
+
+    cluster: Cluster
+    caller: FakeCaller
+    fenced: FencedCaller
+    request = TaskRequest(
+        url="http://127.0.0.1:1/x", payload={}, idempotency_key="k", timeout_seconds=1
+    )
+
+    def sent(self) -> tuple[list[str | None], int]:
+        """The keys the fake caller got, and how many calls were held back for good."""
+        return [c.idempotency_key for c in self.caller.calls], self.cluster.stats.unsent
+
+
+@pytest.fixture
+async def fenced(url: str) -> AsyncIterator[Fenced]:
     store = PostgresStore(url)
     await store.open()
     cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
     caller = FakeCaller()
-    fenced = FencedCaller(caller, cluster)
-    request = TaskRequest(
-        url="http://127.0.0.1:1/x", payload={}, idempotency_key="k", timeout_seconds=1
-    )
     try:
-        with pytest.raises(NotLeased):  # never joined: no lease at all
-            await fenced.call(request)
-        await cluster.start()
-        await fenced.call(request)
+        yield Fenced(cluster=cluster, caller=caller, fenced=FencedCaller(caller, cluster))
     finally:
         await cluster.stop()
         await store.close()
-    assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 1)
 
 
-async def test_a_call_held_back_by_a_late_renewal_goes_out_after_the_next_one(url: str) -> None:
+async def test_a_node_whose_lease_is_not_fresh_sends_nothing(fenced: Fenced) -> None:
+    with pytest.raises(NotLeased):  # never joined: no lease at all
+        await fenced.fenced.call(fenced.request)
+    await fenced.cluster.start()
+    await fenced.fenced.call(fenced.request)
+    assert fenced.sent() == (["k"], 1)
+
+
+async def test_a_call_held_back_by_a_late_renewal_goes_out_after_the_next_one(
+    fenced: Fenced,
+) -> None:
     """A node whose last renewal is too old to send (the database was briefly away) but whose
     lease still runs holds the call until a renewal under the same id gets through, then
     sends it: nobody can have taken its work."""
-    store = PostgresStore(url)
-    await store.open()
-    cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
-    caller = FakeCaller()
-    fenced = FencedCaller(caller, cluster)
-    request = TaskRequest(
-        url="http://127.0.0.1:1/x", payload={}, idempotency_key="k", timeout_seconds=1
-    )
-    try:
-        await cluster.start()
-        node = cluster.node
-        cluster._last_good -= SEND_SECONDS  # as after renewals that failed
-        assert not cluster.fresh()
-        await fenced.call(request)
-        assert (cluster.fresh(), cluster.node) == (True, node)
-    finally:
-        await cluster.stop()
-        await store.close()
-    assert ([c.idempotency_key for c in caller.calls], cluster.stats.unsent) == (["k"], 0)
+    cluster = fenced.cluster
+    await cluster.start()
+    node = cluster.node
+    cluster._last_good -= SEND_SECONDS  # as after renewals that failed
+    assert not cluster.fresh()
+    await fenced.fenced.call(fenced.request)
+    assert (cluster.fresh(), cluster.node) == (True, node)
+    assert fenced.sent() == (["k"], 0)
 
 
 async def nothing() -> None:
