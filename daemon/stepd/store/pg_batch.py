@@ -48,16 +48,9 @@ COLUMN_TYPES = {
     "variables": "text",
 }
 _COLUMNS = list(PROGRESS_COLUMNS.values())
-_SOURCE = ", ".join(
-    [
-        "%s::int8[]",  # id
-        "%s::int8[]",  # version
-        "%s::int8[]",  # last_event_id
-        "%s::text[]",  # owner
-        "%s::bool[]",  # stop: StopExecution, which any node may apply
-        *(f"%s::{COLUMN_TYPES[c]}[]" for c in _COLUMNS),
-    ]
-)
+# id, version, last_event_id, owner, stop (StopExecution, which any node may apply), progress
+_TYPES = ["int8", "int8", "int8", "text", "bool", *(COLUMN_TYPES[c] for c in _COLUMNS)]
+_SOURCE = ", ".join(f"%b::{t}[]" for t in _TYPES)
 _NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
 _SET = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
 UPDATE_SQL = (
@@ -69,17 +62,29 @@ UPDATE_SQL = (
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())))"
     " RETURNING e.id"
 )
+EVENT_TYPES = ("int8", "int8", "int8", "float8", "text", "text")
 EVENTS_SQL = (
-    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-    " SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::text[],"
-    " %s::text[])"
+    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"  # noqa: S608
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
 )
-
+NOTICE_TYPES = ("text", "int8", "text", "text", "text", "text", "text", "float8")
 NOTICES_SQL = (
     f"INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
-    " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::float8[])"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
 )
+
+
+def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
+    """The columns of `rows`, each a list for one `unnest(%b::TYPE[], ...)` parameter of
+    `types`. Arrays go in binary (text arrays would be escaped element by element, in Python:
+    most of a group's cost); a float8 column's values are made floats (a binary float8 array
+    takes no int among its floats)."""
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    for i, kind in enumerate(types):
+        if kind == "float8":
+            columns[i] = [None if v is None else float(v) for v in columns[i]]
+    return columns
+
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
 P = TypeVar("P")
@@ -200,8 +205,7 @@ class CommitGroups(Groups[_Pending]):
         applied = {int(row["id"]) for row in await cur.fetchall()}
         rows = [e for p in group if p.transition.base.id in applied for e in p.events]
         if rows:
-            columns = [list(c) for c in zip(*rows, strict=True)]
-            await conn.execute(EVENTS_SQL.encode(), columns)
+            await conn.execute(EVENTS_SQL.encode(), arrays(rows, EVENT_TYPES))
         await add_notices(
             conn,
             [
@@ -241,16 +245,20 @@ class CommitGroups(Groups[_Pending]):
         pending.future.set_result(None)  # changed or purged since `base` was read
 
     def _params(self, group: Sequence[_Pending], node: str | None) -> list[Any]:
-        values = [progress_values(p.transition.progress) for p in group]
-        columns = [list(c) for c in zip(*values, strict=True)]
+        rows = [
+            [
+                p.transition.base.id,
+                p.transition.base.version,
+                p.transition.base.last_event_id + len(p.events),
+                p.owner,
+                p.transition.progress.status == ABORTED,
+                *progress_values(p.transition.progress),
+            ]
+            for p in group
+        ]
         return [
             node is not None,
-            [p.transition.base.id for p in group],
-            [p.transition.base.version for p in group],
-            [p.transition.base.last_event_id + len(p.events) for p in group],
-            [p.owner for p in group],
-            [p.transition.progress.status == ABORTED for p in group],
-            *columns,
+            *arrays(rows, _TYPES),
             node is not None,
             node,
             node,
@@ -276,4 +284,4 @@ def _closes(transition: Transition) -> bool:
 async def add_notices(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Add these outbox rows (`notice_row`), in the transaction of `conn`."""
     if rows:
-        await conn.execute(NOTICES_SQL.encode(), [list(c) for c in zip(*rows, strict=True)])
+        await conn.execute(NOTICES_SQL.encode(), arrays(rows, NOTICE_TYPES))

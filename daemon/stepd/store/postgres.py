@@ -119,7 +119,7 @@ FENCED_UPDATE_SQL = (
 CLAIM_SQL = """
 UPDATE executions SET owner = %(node)s WHERE id IN (
     SELECT id FROM executions
-    WHERE id = ANY(%(ids)s) AND due_at IS NOT NULL AND due_at <= %(before)s
+    WHERE id = ANY(%(ids)b::int8[]) AND due_at IS NOT NULL AND due_at <= %(before)s
     AND (owner IS NULL OR owner = %(node)s)
     ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
