@@ -7,7 +7,9 @@ Each case: a fresh store (a throwaway PostgreSQL server in a temporary folder, a
 run it: tests/postgres_server.py), COUNT executions of the `ping` machine loaded through the
 API of the first node, all due in the same second, then every start call's lateness at the
 classroom server and when every result was committed. Intake (StartExecution per second while
-loading) is reported too. Prints one JSON line per case.
+loading) is reported too, and the CPU time the nodes used from a little before the due second
+until every result was committed (`nodes_cpu_s`: steadier than the times on a shared
+machine). Prints one JSON line per case.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from harness import Bench, percentile, rfc3339
+from harness import Bench, percentile, process_cpu_seconds, rfc3339
 
 from stepd.testing import free_port
 
@@ -89,6 +91,8 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
         if time.time() >= at:
             raise RuntimeError("the herd was not loaded before its due second")
         deadline = at + DEADLINE_SECONDS
+        pids = [p.pid for p in (bench.process, *others) if p is not None]
+        cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
         while len(bench.server.records) < count and time.time() < deadline:
             await asyncio.sleep(0.1)
         lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
@@ -99,6 +103,7 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
                 done_at = time.time()
                 break
             await asyncio.sleep(0.1)
+        nodes_cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu_before
         for process in others:
             process.terminate()
             process.wait(timeout=30)
@@ -118,6 +123,7 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
         "p50_ms": round(percentile(lateness, 50)),
         "p99_ms": round(percentile(lateness, 99)),
         "all_committed_s": round(done_at - at, 2),
+        "nodes_cpu_s": round(nodes_cpu, 2),
     }
 
 

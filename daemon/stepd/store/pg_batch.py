@@ -2,9 +2,10 @@
 
 The transitions issued in one turn of the event loop (a herd of steps falling due together)
 are applied by one `UPDATE executions ... FROM unnest(...)`, each row still a compare-and-set
-on its version (and, for a node of several, on its holder and its lease), and their events by
-one `INSERT ... SELECT FROM unnest(...)`: one commit, one fsync, a few round trips, however
-many transitions. Transitions that touch children's cursors or redrive take the one-by-one
+on its version (and, for a node of several, on its holder and its lease), their events (and
+notices) by an `INSERT ... SELECT FROM unnest(...)` of the rows it applied, all in one
+statement: one round trip, one commit, one fsync, however many transitions. Arrays are sent
+in binary. Transitions that touch children's cursors or redrive take the one-by-one
 path (stepd.store.postgres). Two transitions of one execution never share a group.
 """
 
@@ -48,38 +49,56 @@ COLUMN_TYPES = {
     "variables": "text",
 }
 _COLUMNS = list(PROGRESS_COLUMNS.values())
-_SOURCE = ", ".join(
-    [
-        "%s::int8[]",  # id
-        "%s::int8[]",  # version
-        "%s::int8[]",  # last_event_id
-        "%s::text[]",  # owner
-        "%s::bool[]",  # stop: StopExecution, which any node may apply
-        *(f"%s::{COLUMN_TYPES[c]}[]" for c in _COLUMNS),
-    ]
-)
+# id, version, last_event_id, owner, stop (StopExecution, which any node may apply), progress
+_TYPES = ["int8", "int8", "int8", "text", "bool", *(COLUMN_TYPES[c] for c in _COLUMNS)]
+_SOURCE = ", ".join(f"%b::{t}[]" for t in _TYPES)
 _NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
 _SET = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
-UPDATE_SQL = (
-    f"UPDATE executions AS e SET {_SET}, last_event_id = v.last_event_id,"  # noqa: S608
+EVENT_TYPES = ("int8", "int8", "int8", "float8", "text", "text")
+EVENTS_SQL = (
+    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"  # noqa: S608
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
+)
+NOTICE_TYPES = ("text", "int8", "text", "text", "text", "text", "text", "float8")
+NOTICES_SQL = (
+    f"INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
+)
+# The group in one statement (one round trip, its own transaction): the UPDATE, then the
+# events and the notices of the transitions it applied (the others' are left out).
+GROUP_SQL = (
+    "WITH applied AS ("  # noqa: S608
+    f" UPDATE executions AS e SET {_SET}, last_event_id = v.last_event_id,"
     " version = v.version + 1, owner = CASE WHEN %s THEN v.owner ELSE e.owner END"
     f" FROM unnest({_SOURCE}) AS v({_NAMES})"
     " WHERE e.id = v.id AND e.version = v.version AND (NOT %s OR ("
     " (e.owner IS NULL OR e.owner = %s OR v.stop)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())))"
-    " RETURNING e.id"
+    " RETURNING e.id),"
+    " added AS (INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
+    " AS x(execution_id, id, previous_id, ts, type, details)"
+    " WHERE x.execution_id IN (SELECT id FROM applied)),"
+    f" told AS (INSERT INTO outbox ({NOTICE_COLUMNS})"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
+    f" AS n({NOTICE_COLUMNS}) WHERE n.execution_id IN (SELECT id FROM applied))"
+    " SELECT id FROM applied"
 )
-EVENTS_SQL = (
-    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-    " SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::text[],"
-    " %s::text[])"
-)
+_NO_EVENTS: list[list[Any]] = [[] for _ in EVENT_TYPES]
+_NO_NOTICES: list[list[Any]] = [[] for _ in NOTICE_TYPES]
 
-NOTICES_SQL = (
-    f"INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
-    " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::float8[])"
-)
+
+def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
+    """The columns of `rows`, each a list for one `unnest(%b::TYPE[], ...)` parameter of
+    `types`. Arrays go in binary (text arrays would be escaped element by element, in Python:
+    most of a group's cost); a float8 column's values are made floats (a binary float8 array
+    takes no int among its floats)."""
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    for i, kind in enumerate(types):
+        if kind == "float8":
+            columns[i] = [None if v is None else float(v) for v in columns[i]]
+    return columns
+
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
 P = TypeVar("P")
@@ -175,8 +194,7 @@ class CommitGroups(Groups[_Pending]):
         holder of those that were not."""
         held: dict[int, tuple[int, str | None]] = {}
         async with self._connect() as conn:
-            async with conn.transaction():
-                applied = await self._update(conn, group, node, held)
+            applied = await self._update(conn, group, node, held)
             await self._hints.send(
                 conn,
                 (
@@ -194,22 +212,20 @@ class CommitGroups(Groups[_Pending]):
         node: str | None,
         held: dict[int, tuple[int, str | None]],
     ) -> set[int]:
-        """The group's UPDATE, its events and notices, in `conn`'s transaction: the ids
-        applied; `held` gets the version and holder of those refused for a node of several."""
-        cur = await conn.execute(UPDATE_SQL.encode(), self._params(group, node))
-        applied = {int(row["id"]) for row in await cur.fetchall()}
-        rows = [e for p in group if p.transition.base.id in applied for e in p.events]
-        if rows:
-            columns = [list(c) for c in zip(*rows, strict=True)]
-            await conn.execute(EVENTS_SQL.encode(), columns)
-        await add_notices(
-            conn,
+        """The group's UPDATE, with the events and notices of what it applied, in one
+        statement: the ids applied; `held` gets the version and holder of those refused for a
+        node of several."""
+        events = [e for p in group for e in p.events]
+        notices = [notice_row(_moved(p)) for p in group if _closes(p.transition)]
+        cur = await conn.execute(
+            GROUP_SQL.encode(),
             [
-                notice_row(_moved(p))
-                for p in group
-                if p.transition.base.id in applied and _closes(p.transition)
+                *self._params(group, node),
+                *(arrays(events, EVENT_TYPES) if events else _NO_EVENTS),
+                *(arrays(notices, NOTICE_TYPES) if notices else _NO_NOTICES),
             ],
         )
+        applied = {int(row["id"]) for row in await cur.fetchall()}
         refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
         if node is not None and refused:
             cur = await conn.execute(
@@ -241,16 +257,20 @@ class CommitGroups(Groups[_Pending]):
         pending.future.set_result(None)  # changed or purged since `base` was read
 
     def _params(self, group: Sequence[_Pending], node: str | None) -> list[Any]:
-        values = [progress_values(p.transition.progress) for p in group]
-        columns = [list(c) for c in zip(*values, strict=True)]
+        rows = [
+            [
+                p.transition.base.id,
+                p.transition.base.version,
+                p.transition.base.last_event_id + len(p.events),
+                p.owner,
+                p.transition.progress.status == ABORTED,
+                *progress_values(p.transition.progress),
+            ]
+            for p in group
+        ]
         return [
             node is not None,
-            [p.transition.base.id for p in group],
-            [p.transition.base.version for p in group],
-            [p.transition.base.last_event_id + len(p.events) for p in group],
-            [p.owner for p in group],
-            [p.transition.progress.status == ABORTED for p in group],
-            *columns,
+            *arrays(rows, _TYPES),
             node is not None,
             node,
             node,
@@ -276,4 +296,4 @@ def _closes(transition: Transition) -> bool:
 async def add_notices(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Add these outbox rows (`notice_row`), in the transaction of `conn`."""
     if rows:
-        await conn.execute(NOTICES_SQL.encode(), [list(c) for c in zip(*rows, strict=True)])
+        await conn.execute(NOTICES_SQL.encode(), arrays(rows, NOTICE_TYPES))

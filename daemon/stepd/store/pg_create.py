@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepd.errors import StoreError
-from stepd.store.pg_batch import COLUMN_TYPES, EVENTS_SQL, Connect, Groups, add_notices
+from stepd.store.pg_batch import (
+    COLUMN_TYPES,
+    EVENT_TYPES,
+    EVENTS_SQL,
+    Connect,
+    Groups,
+    add_notices,
+    arrays,
+)
 from stepd.store.pg_hints import Hints
 from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
 from stepd.store.rows import (
@@ -37,14 +45,15 @@ _IDENTITY = {
 }
 _ALL = {**_IDENTITY, **{c: COLUMN_TYPES[c] for c in PROGRESS_COLUMNS.values()}}
 _ALL["last_event_id"] = "int8"
+_TYPES = list(_ALL.values())
 INSERT_SQL = (
     f"INSERT INTO executions ({', '.join(_ALL)})"  # noqa: S608
-    f" SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _ALL.values())})"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _TYPES)})"
     f" ON CONFLICT (machine, name) DO NOTHING RETURNING {COLUMNS}"
 )
 EXISTING_SQL = (
     f"SELECT {COLUMNS} FROM executions WHERE (machine, name) IN"  # noqa: S608
-    " (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    " (SELECT * FROM unnest(%b::text[], %b::text[]))"
 )
 
 Result = tuple[Execution, bool]
@@ -136,7 +145,7 @@ class CreateGroups(Groups[_New]):
         self, conn: Any, group: Sequence[_New], rows: list[list[Any]]
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
         """The group's INSERT, its events and notices, in `conn`'s transaction."""
-        cur = await conn.execute(INSERT_SQL.encode(), [list(c) for c in zip(*rows, strict=True)])
+        cur = await conn.execute(INSERT_SQL.encode(), arrays(rows, _TYPES))
         made = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
         events = [
             (int(made[key]["id"]), *event[1:])
@@ -145,7 +154,7 @@ class CreateGroups(Groups[_New]):
             for event in p.events
         ]
         if events:
-            await conn.execute(EVENTS_SQL.encode(), [list(c) for c in zip(*events, strict=True)])
+            await conn.execute(EVENTS_SQL.encode(), arrays(events, EVENT_TYPES))
         closed = [r for r in made.values() if r["status"] in NOTICED]
         await add_notices(conn, [notice_row(row_to_execution(r)) for r in closed])
         there: dict[tuple[str, str], dict[str, Any]] = {}

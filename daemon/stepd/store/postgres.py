@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -85,6 +87,11 @@ STATEMENT_TIMEOUT_MS = 30_000
 RECONNECT_SECONDS = 0.2
 AttemptWithBackoff.INITIAL_DELAY = RECONNECT_SECONDS
 AttemptWithBackoff.DELAY_BACKOFF = 1.0
+# A connection is checked (an empty query, one round trip) as the pool hands it out only when
+# it has not been used well for this long: under load each write and read would pay one more
+# round trip for a check, while a connection broken by a query is discarded anyway, and one
+# idle through a restart of the database is checked.
+CHECK_IDLE_SECONDS = 0.5
 
 UPDATE_SQL = (
     "UPDATE executions SET "  # noqa: S608
@@ -116,15 +123,21 @@ FENCED_UPDATE_SQL = (
     " WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s OR %s)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
 )
-CLAIM_SQL = """
-UPDATE executions SET owner = %(node)s WHERE id IN (
-    SELECT id FROM executions
-    WHERE id = ANY(%(ids)s) AND due_at IS NOT NULL AND due_at <= %(before)s
+CLAIM_SQL = f"""
+UPDATE executions AS e SET owner = %(node)s FROM (
+    SELECT id AS taken, owner AS was FROM executions
+    WHERE id = ANY(%(ids)b::int8[]) AND due_at IS NOT NULL AND due_at <= %(before)s
     AND (owner IS NULL OR owner = %(node)s)
     ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-) AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
-RETURNING id, due_at
-"""
+) AS c
+WHERE e.id = c.taken
+AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
+RETURNING c.was, {COLUMNS}
+"""  # noqa: S608
+# The rows a claim took from no node are kept this long, at most CLAIMED_ROWS of them, for the
+# engine's first read of each (one read per claim, not one per execution claimed).
+CLAIMED_ROW_SECONDS = 10.0
+CLAIMED_ROWS = 10_000
 # A node's notifier reads the notices no live node has claimed, or that it claimed itself,
 # and claims them (again) while its own lease runs: each closing is told by one node at a time;
 # a node that dies or leaves lets its claims go with its lease, and another node tells of them
@@ -209,6 +222,10 @@ class PostgresStore(Store):
         self._hints = Hints(lambda: self.node if self.notify else None)
         self._groups = CommitGroups(self._connection, lambda: self.node, self._hints)
         self._creates = CreateGroups(self._connection, self._create_alone, self._hints)
+        # execution id -> (when, its row as this node's claim returned it); see `claim`
+        self._claimed: dict[int, tuple[float, dict[str, Any]]] = {}
+        # connection -> when a use of it last ended well (see CHECK_IDLE_SECONDS)
+        self._used: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -221,7 +238,7 @@ class PostgresStore(Store):
             min_size=1,
             max_size=self._pool_size,
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             timeout=CONNECT_SECONDS,
             name="stepd",
         )
@@ -277,12 +294,18 @@ class PostgresStore(Store):
         try:
             async with pool.connection() as conn:
                 yield conn
+                self._used[conn] = time.monotonic()
         except psycopg.Error as exc:
             raise StoreError(f"{self.where}: {exc}") from exc
         finally:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
+
+    async def _check(self, conn: Conn) -> None:
+        """The pool's check of a connection it hands out (see CHECK_IDLE_SECONDS)."""
+        if time.monotonic() - self._used.get(conn, -math.inf) >= CHECK_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:
@@ -385,6 +408,7 @@ class PostgresStore(Store):
     async def commit(self, transition: Transition) -> Execution | None:
         if self._pool is None or self._closing:
             raise StoreError("the store is not open")
+        self._claimed.pop(transition.base.id, None)  # what it read is older than this
         if (
             transition.cursors
             or transition.pruned
@@ -491,13 +515,32 @@ class PostgresStore(Store):
     ) -> list[tuple[int, float]]:
         """Take, for this node, up to `limit` of the executions `ids` that are due before
         `before` and held by no other node (those another node is taking right now are
-        skipped); (id, due_at) of those taken. Nothing while this node's lease is not valid."""
+        skipped); (id, due_at) of those taken. Nothing while this node's lease is not valid.
+
+        The rows taken from no node are kept a while: `get_execution` of one of them, the
+        engine's first read after the claim, answers with it, as the engine's own cache of
+        what it committed would (a row changed since, by a StopExecution on another node,
+        fails its version check at the next commit, which reads it again). A row this node
+        held already is not kept (its engine may be writing it right now), and one whose call
+        is in flight is read again (it is sent again without a commit before)."""
         if self.node is None:
             raise StoreError("claim: this store writes for no node")
         rows = await self._fetch(
             CLAIM_SQL,
             {"node": self.node, "ids": list(ids), "before": before, "limit": limit},
         )
+        now = time.monotonic()
+        claimed = self._claimed
+        while claimed:  # the oldest first: forget those the engine did not read
+            first = next(iter(claimed))
+            if now - claimed[first][0] < CLAIMED_ROW_SECONDS and len(claimed) < CLAIMED_ROWS:
+                break
+            del claimed[first]
+        for row in rows:
+            execution_id = int(row["id"])
+            claimed.pop(execution_id, None)
+            if row["was"] is None:
+                claimed[execution_id] = (now, row)
         return [(int(r["id"]), float(r["due_at"])) for r in rows]
 
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
@@ -538,6 +581,12 @@ class PostgresStore(Store):
         return str(rows[0]["joined"])
 
     async def get_execution(self, execution_id: int) -> Execution | None:
+        kept = self._claimed.pop(execution_id, None)
+        if kept is not None and time.monotonic() - kept[0] < CLAIMED_ROW_SECONDS:
+            execution = row_to_execution(kept[1])
+            task = execution.task
+            if task is None or not task.sent:  # a call sent again is sent as it is now
+                return execution
         rows = await self._fetch(
             f"SELECT {COLUMNS} FROM executions WHERE id = %s",  # noqa: S608
             (execution_id,),

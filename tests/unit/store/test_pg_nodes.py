@@ -208,6 +208,51 @@ async def test_reaping_lets_go_of_a_dead_nodes_executions_for_a_survivor(
     assert resent.task == sending.task  # the same call, its intent kept: sent again as it was
 
 
+async def test_a_stop_on_another_node_after_a_claim_wins_over_the_claimer(
+    nodes: list[Node],
+) -> None:
+    """The claimer's first read after its claim may be the row the claim took (one read per
+    claim): a StopExecution applied by another node since is still never written over, and
+    the claimer's next read shows it."""
+    claimer, other = nodes
+    execution = await waiting(claimer, "stopped after the claim")
+    assert await claimer.store.claim([execution.id], before=NOW, limit=1) == [(execution.id, DUE)]
+    stop = replace(execution.progress, status=ABORTED, due_at=None, phase=None, pending=None)
+    assert await other.store.commit(Transition(base=execution, progress=stop, events=()))
+    read = await claimer.store.get_execution(execution.id)
+    assert read is not None
+    assert await claimer.store.commit(in_flight(read)) is None
+    again = await claimer.store.get_execution(execution.id)
+    assert again is not None
+    assert again.status == ABORTED
+
+
+async def test_a_call_taken_over_and_then_stopped_is_read_as_stopped(
+    url: str, nodes: list[Node]
+) -> None:
+    """A call in flight on a dead node is sent again by the survivor without a write before:
+    the survivor reads it as it is then, not as its claim took it, so a StopExecution in
+    between means no call."""
+    dead, survivor = nodes
+    execution = await waiting(dead, "taken over, then stopped")
+    await dead.store.claim([execution.id], before=NOW, limit=1)
+    sending = await dead.store.commit(in_flight(execution))
+    assert sending is not None
+    await expire(url, dead)
+    await survivor.leases.reap()
+    assert await survivor.store.claim([execution.id], before=NOW, limit=1) == [(execution.id, DUE)]
+    third = PostgresStore(url)  # StopExecution asked of a third node
+    await third.open()
+    try:
+        stop = replace(sending.progress, status=ABORTED, due_at=None, phase=None, pending=None)
+        assert await third.commit(Transition(base=sending, progress=stop, events=()))
+    finally:
+        await third.close()
+    read = await survivor.store.get_execution(execution.id)
+    assert read is not None
+    assert read.status == ABORTED
+
+
 async def test_leaving_lets_go_of_everything_at_once(url: str, nodes: list[Node]) -> None:
     execution = await waiting(nodes[0], "left")
     await nodes[0].store.claim([execution.id], before=NOW, limit=1)
