@@ -279,13 +279,7 @@ class CommitGroups(Groups[_Pending]):
 
 def _moved(pending: _Pending) -> Execution:
     """The execution as its applied transition left it."""
-    base = pending.transition.base
-    return base.moved_to(
-        pending.transition.progress,
-        last_event_id=base.last_event_id + len(pending.events),
-        version=base.version + 1,
-        redrive=None,
-    )
+    return pending.transition.applied()
 
 
 def _closes(transition: Transition) -> bool:

@@ -474,7 +474,6 @@ class PostgresStore(Store):
         """`_commit_alone`'s writes, in `conn`'s transaction: the execution as they left it,
         or None (changed since it was read)."""
         base = transition.base
-        last_event_id = base.last_event_id + len(transition.events)
         cur = await conn.execute(
             (UPDATE_SQL if node is None else FENCED_UPDATE_SQL).encode(), params
         )
@@ -489,13 +488,7 @@ class PostgresStore(Store):
             await conn.execute(INPUT_SQL, (transition.input, base.id))
         await _append(conn, events)
         await _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-        moved = base.moved_to(
-            transition.progress,
-            last_event_id=last_event_id,
-            version=base.version + 1,
-            redrive=redrive,
-            input_text=transition.input,
-        )
+        moved = transition.applied()
         if base.status == RUNNING and moved.status in NOTICED:
             await add_notices(conn, [notice_row(moved)])
         return moved

@@ -294,6 +294,17 @@ class Transition:
     redrive: Redrive | None = None  # this transition is a redrive: count, date and token set
     input: str | None = None  # this transition is an update: the execution's input is this now
 
+    def applied(self) -> Execution:
+        """The execution as this transition leaves it once it applied."""
+        base = self.base
+        return base.moved_to(
+            self.progress,
+            last_event_id=base.last_event_id + len(self.events),
+            version=base.version + 1,
+            redrive=self.redrive,
+            input_text=self.input,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class NewExecution:

@@ -435,13 +435,7 @@ class SqliteStore(Store):
                 conn.execute(INPUT_SQL, (transition.input, base.id))
             _append_events(conn, base.id, base.last_event_id, transition.events)
             _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-            moved = base.moved_to(
-                transition.progress,
-                last_event_id=last_event_id,
-                version=base.version + 1,
-                redrive=redrive,
-                input_text=transition.input,
-            )
+            moved = transition.applied()
             if base.status == RUNNING and moved.status in NOTICED:
                 _add_notice(conn, moved)
             return moved
