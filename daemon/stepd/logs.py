@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -119,6 +120,43 @@ def _dumps(line: Any, *, default: Callable[[Any], Any]) -> str:
     return encode(line)
 
 
+_STANDARD_FIELDS: tuple[Callable[[Any, str, Any], Any], ...] = (
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+    structlog.processors.dict_tracebacks,
+)
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+_second: tuple[int, str] = (0, "")  # the last whole second stamped, as ISO text
+
+
+def _timestamp() -> str:
+    """Now in UTC as ISO 8601 with microseconds, the date and time of day formatted once a
+    second."""
+    global _second  # noqa: PLW0603 - a one-entry cache
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+
+
+def _line_fields(logger: Any, method: str, event_dict: Any) -> Any:
+    """The fields every JSON line carries, in one step: the context (structlog's contextvars;
+    the line's own keys win), `level` and an ISO `timestamp` in UTC; a line with `exc_info`
+    or `stack_info` goes through structlog's own processors for them (a line a step costs
+    about half of those five processors in turn)."""
+    if "exc_info" in event_dict or "stack_info" in event_dict:
+        for processor in _STANDARD_FIELDS:
+            event_dict = processor(logger, method, event_dict)
+        return event_dict
+    event_dict = structlog.contextvars.merge_contextvars(logger, method, event_dict)
+    event_dict["level"] = _LEVEL_NAMES.get(method, method)
+    event_dict["timestamp"] = _timestamp()
+    return event_dict
+
+
 @atexit.register
 def _flush() -> None:
     if _writer is not None:
@@ -128,19 +166,11 @@ def _flush() -> None:
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-    ]
+    processors: list[Any]
     if console:
-        processors.append(structlog.dev.ConsoleRenderer())
+        processors = [*_STANDARD_FIELDS[:-1], structlog.dev.ConsoleRenderer()]
     else:
-        processors += [
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(serializer=_dumps),
-        ]
+        processors = [_line_fields, structlog.processors.JSONRenderer(serializer=_dumps)]
         if stdout_is_journal(out):
             processors.append(_journal_prefix)
     global _writer  # noqa: PLW0603 - one writer per configuration, flushed at exit

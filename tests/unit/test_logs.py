@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,36 @@ def test_lines_logged_on_the_loop_are_all_written_in_order_by_the_next_turn(
         ["line.0", "line.1", "line.2", "line.last"],
         ["line.0", "line.1", "line.2", "line.last", "off.the.loop"],
     ]
+
+
+def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path: Path) -> None:
+    """Each line has the bound context (its own keys win), the level by its standard name and
+    an ISO 8601 UTC timestamp of when it was logged; an exception's line keeps its traceback."""
+    out_path = tmp_path / "stdout"
+    with out_path.open("w", encoding="utf-8") as out:
+        logs.configure("debug", "json", stream=out)
+        log = structlog.get_logger("test")
+        tokens = structlog.contextvars.bind_contextvars(machine="classroom", state="Wait")
+        try:
+            before = datetime.now(UTC)
+            log.warn("a.warn", state="Start")  # noqa: G010 - the alias is mapped too
+            try:
+                raise ValueError("bad")  # noqa: TRY301 - the line an exception leaves
+            except ValueError:
+                log.exception("a.exception")
+            after = datetime.now(UTC)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+        log.info("a.info")
+
+    warned, failed, plain = (json.loads(line) for line in out_path.read_text().splitlines())
+    assert (warned["level"], warned["state"]) == ("warning", "Start")
+    assert warned["machine"] == "classroom"
+    assert (failed["level"], failed["state"]) == ("error", "Wait")
+    assert failed["exception"][0]["exc_type"] == "ValueError"
+    assert "machine" not in plain
+    for line in (warned, failed, plain):
+        assert line["timestamp"].endswith("Z")
+    stamps = [datetime.fromisoformat(line["timestamp"]) for line in (warned, failed)]
+    slack = timedelta(milliseconds=1)  # the stamp is cut to whole microseconds
+    assert before - slack <= stamps[0] <= stamps[1] <= after + slack

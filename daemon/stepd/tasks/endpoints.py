@@ -14,7 +14,7 @@ carry a path prefix of its own) or an absolute ``http(s)`` URL.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ DEFAULT_PORT = 8080  # of the classroom server `base_url` names unless configure
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 HTTP_SCHEMES = frozenset({"http", "https"})
 LAMBDA_FUNCTION_MARKER = ":function:"
+MAX_RESOLVED = 4096  # (state, Resource) pairs whose URL is kept
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +36,10 @@ class EndpointMap:
 
     base_url: str
     routes: Mapping[str, str]
+    # by (state name, Resource) when the Resource is text: the URL, or None (once a call)
+    _resolved: dict[tuple[str, str], str | None] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.base_url:
@@ -47,8 +52,15 @@ class EndpointMap:
 
         None when neither is mapped.
         """
+        if isinstance(resource, str):
+            known = self._resolved.get((state_name, resource), "")
+            if known != "":
+                return known
         key = route_key(self.routes, state_name, resource)
-        return None if key is None else self._url(self.routes[key])
+        url = None if key is None else self._url(self.routes[key])
+        if isinstance(resource, str) and len(self._resolved) < MAX_RESOLVED:
+            self._resolved[(state_name, resource)] = url
+        return url
 
     def _url(self, route: str) -> str:
         if is_absolute(route):
