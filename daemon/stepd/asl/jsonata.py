@@ -21,7 +21,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
@@ -60,6 +60,9 @@ class Scope:
     variables: Mapping[str, Any]
     now: datetime
     random: Random
+    # what the expressions are given (`$states`, the variables, the functions), made on the
+    # first evaluation in this scope: a state's fields all read the same
+    bindings: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 def is_expression(value: Any) -> bool:
@@ -94,6 +97,7 @@ def compiled(text: str) -> Any:
     except Exception as exc:  # the library's own bugs surface as any exception  # noqa: BLE001
         raise ParseError(f"The JSONata expression '{text}' is invalid: {exc}") from None
     expression.set_output_convert_nulls(False)
+    expression.set_validate_input(False)  # what it reads was parsed from JSON text
     return expression
 
 
@@ -188,7 +192,10 @@ def _from_json(value: Any) -> Any:
 
 
 def _bindings(scope: Scope) -> dict[str, Any]:
-    bindings = {name: _from_json(value) for name, value in scope.variables.items()}
+    bindings = scope.bindings
+    if bindings:
+        return bindings
+    bindings.update((name, _from_json(value)) for name, value in scope.variables.items())
     bindings["states"] = {
         name: _from_json(value.complete() if isinstance(value, ContextObject) else value)
         for name, value in scope.states.items()
@@ -198,16 +205,12 @@ def _bindings(scope: Scope) -> dict[str, Any]:
     functions: dict[str, Callable[..., Any]] = {
         "now": lambda picture=None, timezone=None: from_millis(millis, picture, timezone),
         "millis": lambda: millis,
-        "partition": _partition,
-        "range": _range,
-        "hash": _hash,
         "random": lambda seed=None: _random(scope.random, seed),
         "uuid": lambda: _uuid(scope.random),
-        "parse": _parse,
-        "eval": _no_eval,
     }
     for name, function in functions.items():
         bindings[name] = _JSONata.JLambda(function)
+    bindings.update(_FIXED_FUNCTIONS)
     return bindings
 
 
@@ -273,3 +276,16 @@ def _parse(text: Any) -> Any:
 
 def _no_eval(*_args: Any) -> Any:
     raise _fail("The function $eval is not available in Step Functions")
+
+
+# AWS's functions that read nothing of the scope
+_FIXED_FUNCTIONS: Final = {
+    name: _JSONata.JLambda(function)
+    for name, function in (
+        ("partition", _partition),
+        ("range", _range),
+        ("hash", _hash),
+        ("parse", _parse),
+        ("eval", _no_eval),
+    )
+}
