@@ -758,7 +758,8 @@ def _timestamp_at(path: str, data: Any, context: Mapping[str, Any]) -> datetime:
 def _scope(ctx: Context, now: datetime, purpose: str = "JSONata", **states: Any) -> jsonata.Scope:
     """What a JSONata expression of this visit reads: `$states` holds `states` and the context."""
     return jsonata.Scope(
-        states={**states, "context": ctx.as_json()},
+        states=states,
+        context=ctx.as_json,  # made only for an expression that may read it
         variables=ctx.variables,
         now=now,
         random=_random(ctx, purpose),

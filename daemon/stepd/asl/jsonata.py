@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,13 +57,15 @@ _NULL: Final = _utils.Utils.NULL_VALUE
 class Scope:
     """What an expression can read: `$states`, the variables, the instant and the randomness."""
 
-    states: Mapping[str, Any]  # input, context, and result / errorOutput where allowed
+    states: Mapping[str, Any]  # input, and result / errorOutput where allowed (and context)
     variables: Mapping[str, Any]
     now: datetime
     random: Random
     # what the expressions are given (`$states`, the variables, the functions), made on the
     # first evaluation in this scope: a state's fields all read the same
     bindings: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # `$states.context`, made when an expression may read it (unless `states` has it)
+    context: Callable[[], Any] | None = None
 
 
 def is_expression(value: Any) -> bool:
@@ -112,7 +115,12 @@ def evaluate(value: str, field: str, scope: Scope) -> Any:
         expression = compiled(text)
     except ParseError as failure:
         raise QueryEvaluationError(failure.problem) from None
-    bindings = _bindings(scope)
+    path = _member_path(text)
+    if path is not None:
+        found = _follow(scope.states, path)
+        if found is not _UNSURE:
+            return _to_json(found)
+    bindings = _bindings(scope, text)
     try:
         result = expression.evaluate(scope.states.get("input"), bindings)
     except QueryEvaluationError:
@@ -168,7 +176,9 @@ def _threw(text: str, field: str, detail: str) -> str:
 
 
 def _to_json(value: Any) -> Any:
-    """A JSON value from the library's (JSONata null, sequences); TypeError for a function."""
+    """A JSON value from the library's (JSONata null, sequences); TypeError for a function.
+    A null inside an object or array (read from the input: the library leaves out what is
+    undefined) is kept."""
     if value is _NULL or value is None:
         return None
     if isinstance(value, bool | str):
@@ -178,10 +188,38 @@ def _to_json(value: Any) -> Any:
             return int(value)
         return value
     if isinstance(value, list):
-        return [_to_json(item) for item in value if item is not None]
+        return [_to_json(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _to_json(item) for key, item in value.items() if item is not None}
+        return {str(key): _to_json(item) for key, item in value.items()}
     raise TypeError(type(value).__name__)
+
+
+# `$states.input.a.b`: a field of `$states` and names, the commonest expression of all
+_MEMBER_PATH = re.compile(
+    r"\$states\.(input|result|errorOutput)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)", re.ASCII
+)
+_UNSURE: Final = object()  # the path meets something only the library should judge
+
+
+@lru_cache(maxsize=MAX_COMPILED)
+def _member_path(text: str) -> tuple[str, ...] | None:
+    """The names `text` reads when it is nothing but `$states.<field>.<name>…`, else None."""
+    match = _MEMBER_PATH.fullmatch(text)
+    if match is None:
+        return None
+    return (match[1], *match[2].split(".")[1:])
+
+
+def _follow(states: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at `path` when every step is an object that has the name and the value is
+    not an array (what the library gives then); _UNSURE otherwise (the library decides:
+    arrays map and flatten, a missing name is undefined)."""
+    value: Any = states
+    for name in path:
+        if not isinstance(value, dict) or name not in value:
+            return _UNSURE
+        value = value[name]
+    return _UNSURE if isinstance(value, list) else value
 
 
 def _from_json(value: Any) -> Any:
@@ -191,10 +229,25 @@ def _from_json(value: Any) -> Any:
 # --- AWS's functions --------------------------------------------------------------------
 
 
-def _bindings(scope: Scope) -> dict[str, Any]:
+# `$states` not followed by `.input`, `.result` or `.errorOutput`: may read the context
+_MAY_READ_CONTEXT = re.compile(r"\$states(?!\.(?:input|result|errorOutput)\b)")
+
+
+def _bindings(scope: Scope, text: str) -> dict[str, Any]:
+    """What the expression `text` is given; the context is made once one may read it."""
     bindings = scope.bindings
-    if bindings:
-        return bindings
+    if not bindings:
+        _bind(scope, bindings)
+    states = bindings["states"]
+    if "context" not in states and scope.context is not None and _MAY_READ_CONTEXT.search(text):
+        context = scope.context()
+        states["context"] = _from_json(
+            context.complete() if isinstance(context, ContextObject) else context
+        )
+    return bindings
+
+
+def _bind(scope: Scope, bindings: dict[str, Any]) -> None:
     bindings.update((name, _from_json(value)) for name, value in scope.variables.items())
     bindings["states"] = {
         name: _from_json(value.complete() if isinstance(value, ContextObject) else value)
@@ -211,7 +264,6 @@ def _bindings(scope: Scope) -> dict[str, Any]:
     for name, function in functions.items():
         bindings[name] = _JSONata.JLambda(function)
     bindings.update(_FIXED_FUNCTIONS)
-    return bindings
 
 
 def _fail(message: str) -> QueryEvaluationError:

@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stepd.asl import jsonata
 from stepd.asl.decisions import Fail, FanOut, GoTo, Succeed
@@ -162,3 +164,59 @@ def test_task_output_and_assign_read_the_result() -> None:
     )
     decision = task_succeeded(definition, "S", {}, {"a": 5}, context("S"), NOW)
     assert Succeed(output=5, variables={"r": {"a": 5}}) == decision
+
+
+_NAMES = st.sampled_from(["a", "b", "c_1"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=_JSON, path=st.lists(_NAMES, max_size=3))
+def test_a_plain_member_path_reads_as_the_library_does(document: Any, path: list[str]) -> None:
+    """`$states.input.a.b` (read directly) gives what the same path in parentheses (evaluated
+    by the library) gives: the same value, or the same failure."""
+    expression = ".".join(["$states.input", *path])
+    outcomes = []
+    for text in (expression, f"({expression})"):
+        try:
+            outcomes.append(
+                ("value", jsonata.evaluate("{% " + text + " %}", "F", scope(input=document)))
+            )
+        except QueryEvaluationError as exc:
+            outcomes.append(("error", str(exc).replace(f"({expression})", expression)))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_nulls_read_from_the_input_are_kept() -> None:
+    """An object or array passed through keeps its nulls, as AWS does."""
+    document = {"a": None, "list": [1, None], "deep": {"b": None}}
+    for text in ("$states.input", "$merge([$states.input, {}])", "$states.input.list"):
+        value = jsonata.evaluate("{% " + text + " %}", "Output", scope(input=document))
+        assert value == (document["list"] if text.endswith("list") else document), text
+
+
+def test_the_context_is_read_however_the_expression_reaches_it() -> None:
+    """`$states.context` is there for an expression that reads it by name or by lookup, and
+    made only once for a state's fields."""
+    made: list[int] = []
+
+    def context() -> dict[str, Any]:
+        made.append(1)
+        return {"Execution": {"Name": "class-7"}}
+
+    visit = jsonata.Scope(
+        states={"input": {"a": 1}},
+        variables={},
+        now=NOW,
+        random=seeded_random("s"),
+        context=context,
+    )
+    assert jsonata.evaluate("{% $states.input.a %}", "Output", visit) == 1
+    assert made == []
+    for text in ("$states.context.Execution.Name", '$lookup($states, "context").Execution.Name'):
+        assert jsonata.evaluate("{% " + text + " %}", "Output", visit) == "class-7"
+    assert made == [1]
