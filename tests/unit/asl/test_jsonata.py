@@ -166,7 +166,7 @@ def test_task_output_and_assign_read_the_result() -> None:
     assert Succeed(output=5, variables={"r": {"a": 5}}) == decision
 
 
-_NAMES = st.sampled_from(["a", "b", "c_1"])
+_NAMES = st.sampled_from(["a", "b", "c_1", "true", "null", "and"])
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=3),
@@ -174,7 +174,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(document=_JSON, path=st.lists(_NAMES, max_size=3))
 def test_a_plain_member_path_reads_as_the_library_does(document: Any, path: list[str]) -> None:
     """`$states.input.a.b` (read directly) gives what the same path in parentheses (evaluated
