@@ -42,7 +42,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,7 @@ class Cluster:
         self._dispatch: Dispatch | None = None
         self._overdue: Dispatch | None = None
         self._load_window: LoadWindow | None = None
+        self._in_hand: Callable[[int], bool] = lambda _: False
         self._wanted: dict[int, float] = {}
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
         self._flusher: asyncio.Task[None] | None = None
@@ -146,14 +147,28 @@ class Cluster:
         return self.leases.id
 
     def attach(
-        self, *, dispatch: Dispatch, load_window: LoadWindow, overdue: Dispatch | None = None
+        self,
+        *,
+        dispatch: Dispatch,
+        load_window: LoadWindow,
+        overdue: Dispatch | None = None,
+        in_hand: Callable[[int], bool] | None = None,
     ) -> None:
         """Where claimed executions go (the engine: `dispatch` for a wake-up, `overdue` for
-        what a look at the store found, which leaves alone what the engine has in hand) and
-        how the timers load their window."""
+        what a look at the store found, which leaves alone what the engine has in hand), how
+        the timers load their window, and whether the engine has an execution in hand (then
+        what a look found of it is neither claimed nor run: this node holds it already or
+        its handler's next write claims it)."""
         self._dispatch = dispatch
         self._overdue = overdue
         self._load_window = load_window
+        if in_hand is not None:
+            self._in_hand = in_hand
+
+    async def load_due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
+        """What the timers load and sweep: what falls due before `before` that no node holds
+        or this node holds (another node's is that node's to run)."""
+        return await self.store.claimable(before, limit)
 
     async def start(self) -> None:
         """Join (a new lease) and start renewing, reaping and listening."""
@@ -252,6 +267,8 @@ class Cluster:
     def on_overdue(self, execution_id: int, due_at: float) -> None:
         """What a look at the store found due (the timers' sweep, the watch): claim it, then
         run it unless the engine has it in hand already (its handler arms what it commits)."""
+        if self._in_hand(execution_id):
+            return
         if execution_id not in self._wanted:
             self._looked.add(execution_id)
         self._want(execution_id, due_at)
@@ -395,7 +412,7 @@ class Cluster:
         if self.closing or not self.fresh() or self.skewed:
             return
         try:
-            due = await self.store.due(before, WATCH_LIMIT)
+            due = await self.store.claimable(before, WATCH_LIMIT, own=False)
         except StoreError:
             return  # the renewer and the claims say so
         for execution_id, due_at in due:
