@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -133,6 +134,7 @@ class Cluster:
         self._load_window: LoadWindow | None = None
         self._in_hand: Callable[[int], bool] = lambda _: False
         self._wanted: dict[int, float] = {}
+        self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -276,7 +278,10 @@ class Cluster:
     def _want(self, execution_id: int, due_at: float) -> None:
         if self.closing:
             return
-        self._wanted[execution_id] = min(due_at, self._wanted.get(execution_id, due_at))
+        known = self._wanted.get(execution_id)
+        if known is None or due_at < known:
+            self._wanted[execution_id] = due_at
+            heapq.heappush(self._order, (due_at, execution_id))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="stepd-cluster-claim")
 
@@ -287,7 +292,9 @@ class Cluster:
             if not self.fresh() or self.skewed:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            ids = sorted(self._wanted, key=lambda i: (self._wanted[i], i))[:CLAIM_BATCH]
+            ids = self._batch()
+            if not ids:
+                continue
             try:
                 claimed = await self.store.claim(
                     ids, before=self.clock() + CLAIM_AHEAD_SECONDS, limit=len(ids)
@@ -296,20 +303,41 @@ class Cluster:
                 if not failing:  # once per outage, not at every retry
                     log.warning("node.claim_failed", error=str(exc), retry_seconds=RETRY_SECONDS)
                 failing = True
+                for execution_id in ids:  # tried again
+                    heapq.heappush(self._order, (self._wanted[execution_id], execution_id))
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
-            looked = {i for i in ids if i in self._looked}
-            for execution_id in ids:  # claimed here, held elsewhere, or not due any more
-                self._wanted.pop(execution_id, None)
-                self._looked.discard(execution_id)
-            self.stats.claimed += len(claimed)
-            for execution_id, due_at in claimed:
-                run = self._dispatch
-                if execution_id in looked and self._overdue is not None:
-                    run = self._overdue
-                if run is not None:
-                    run(execution_id, due_at)
+            self._run(ids, claimed)
+        if not self._wanted:
+            self._order.clear()  # what is left on it is stale
+
+    def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
+        """`ids` were asked for and `claimed` taken: hand these to the engine."""
+        looked = {i for i in ids if i in self._looked}
+        for execution_id in ids:  # claimed here, held elsewhere, or not due any more
+            self._wanted.pop(execution_id, None)
+            self._looked.discard(execution_id)
+        self.stats.claimed += len(claimed)
+        for execution_id, due_at in claimed:
+            run = self._dispatch
+            if execution_id in looked and self._overdue is not None:
+                run = self._overdue
+            if run is not None:
+                run(execution_id, due_at)
+
+    def _batch(self) -> list[int]:
+        """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), taken off the
+        heap (a heap: a herd of wake-ups is not sorted again for every batch)."""
+        if not self._order:  # not expected: every id wanted is on the heap
+            self._order = [(due_at, i) for i, due_at in self._wanted.items()]
+            heapq.heapify(self._order)
+        ids: dict[int, None] = {}
+        while self._order and len(ids) < CLAIM_BATCH:
+            due_at, execution_id = heapq.heappop(self._order)
+            if self._wanted.get(execution_id) == due_at:  # else wanted earlier, or no more
+                ids[execution_id] = None
+        return list(ids)
 
     # -- lease, reaping, hints ---------------------------------------------------------
 

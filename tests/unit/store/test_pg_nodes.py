@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
+from stepd import cluster as cluster_module
 from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
@@ -193,6 +194,34 @@ async def test_what_a_look_finds_in_the_engines_hand_is_not_claimed_again(
         await cluster.stop()
         await store.close()
     assert (run, holders) == ([lost.id], (None, cluster.node))
+
+
+async def test_a_node_claims_what_woke_earliest_due_first(
+    url: str, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch at a time (here 2), the earliest due first, whatever order the wake-ups came
+    in; a wake-up for an earlier instant moves an execution forward."""
+    monkeypatch.setattr(cluster_module, "CLAIM_BATCH", 2)
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"), watch_seconds=60)
+    run: list[int] = []
+    cluster.attach(dispatch=lambda i, _: run.append(i), load_window=nothing)
+    ids = [(await waiting(nodes[0], f"e{n}")).id for n in range(5)]
+    try:
+        await cluster.start()
+        for n, execution_id in enumerate(ids):  # e0 due last, e4 first
+            cluster.on_due(execution_id, DUE - n)
+        cluster.on_due(ids[0], DUE - 10)  # e0 first after all
+        for _ in range(100):
+            if len(run) == len(ids):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await cluster.stop()
+        await store.close()
+    batches = [set(run[:2]), set(run[2:4]), set(run[4:])]
+    assert batches == [{ids[0], ids[4]}, {ids[3], ids[2]}, {ids[1]}]
 
 
 async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[Node]) -> None:
