@@ -9,12 +9,14 @@ API of the first node, all due in the same second, then every start call's laten
 classroom server and when every result was committed. Intake (StartExecution per second while
 loading) is reported too, and the CPU time the nodes used from a little before the due second
 until every result was committed (`nodes_cpu_s`: steadier than the times on a shared
-machine). Prints one JSON line per case.
+machine), and PostgreSQL's (`database_cpu_s`: its server's processes, over the same span).
+Prints one JSON line per case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -32,7 +34,7 @@ from stepd.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.postgres_server import remove_server, start_server  # noqa: E402
+from tests.postgres_server import PostgresServer, remove_server, start_server  # noqa: E402
 
 INTAKE_CONNECTIONS = 32
 DEADLINE_SECONDS = 180
@@ -74,7 +76,32 @@ def start_node(folder: Path, n: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) -> dict[str, Any]:
+def server_pids(server: PostgresServer | None) -> list[int]:
+    """The processes of `server` (its postmaster and the backends it started)."""
+    if server is None:
+        return []
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time of the processes `pids` still there."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
+async def herd(
+    count: int,
+    *,
+    url: str | None,
+    nodes: int,
+    notify: bool = True,
+    server: PostgresServer | None = None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
         bench = Bench(Path(folder))
         await bench.setup()
@@ -93,6 +120,8 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
         deadline = at + DEADLINE_SECONDS
         pids = [p.pid for p in (bench.process, *others) if p is not None]
         cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
+        database = server_pids(server)
+        database_before = cpu_seconds(database)
         while len(bench.server.records) < count and time.time() < deadline:
             await asyncio.sleep(0.1)
         lateness = [(r.received_at - at) * 1000 for r in bench.server.records]
@@ -104,6 +133,7 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
                 break
             await asyncio.sleep(0.1)
         nodes_cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu_before
+        database_cpu = cpu_seconds(database) - database_before
         for process in others:
             process.terminate()
             process.wait(timeout=30)
@@ -124,6 +154,7 @@ async def herd(count: int, *, url: str | None, nodes: int, notify: bool = True) 
         "p99_ms": round(percentile(lateness, 99)),
         "all_committed_s": round(done_at - at, 2),
         "nodes_cpu_s": round(nodes_cpu, 2),
+        **({} if server is None else {"database_cpu_s": round(database_cpu, 2)}),
     }
 
 
@@ -133,7 +164,7 @@ async def main(count: int) -> None:
     try:
         for nodes, notify in ((1, True), (2, True), (2, False)):
             url = server.new_database()
-            result = await herd(count, url=url, nodes=nodes, notify=notify)
+            result = await herd(count, url=url, nodes=nodes, notify=notify, server=server)
             print(json.dumps(result), flush=True)
     finally:
         remove_server(server)

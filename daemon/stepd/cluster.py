@@ -40,9 +40,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +132,9 @@ class Cluster:
         self._dispatch: Dispatch | None = None
         self._overdue: Dispatch | None = None
         self._load_window: LoadWindow | None = None
+        self._in_hand: Callable[[int], bool] = lambda _: False
         self._wanted: dict[int, float] = {}
+        self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,14 +149,28 @@ class Cluster:
         return self.leases.id
 
     def attach(
-        self, *, dispatch: Dispatch, load_window: LoadWindow, overdue: Dispatch | None = None
+        self,
+        *,
+        dispatch: Dispatch,
+        load_window: LoadWindow,
+        overdue: Dispatch | None = None,
+        in_hand: Callable[[int], bool] | None = None,
     ) -> None:
         """Where claimed executions go (the engine: `dispatch` for a wake-up, `overdue` for
-        what a look at the store found, which leaves alone what the engine has in hand) and
-        how the timers load their window."""
+        what a look at the store found, which leaves alone what the engine has in hand), how
+        the timers load their window, and whether the engine has an execution in hand (then
+        what a look found of it is neither claimed nor run: this node holds it already or
+        its handler's next write claims it)."""
         self._dispatch = dispatch
         self._overdue = overdue
         self._load_window = load_window
+        if in_hand is not None:
+            self._in_hand = in_hand
+
+    async def load_due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
+        """What the timers load and sweep: what falls due before `before` that no node holds
+        or this node holds (another node's is that node's to run)."""
+        return await self.store.claimable(before, limit)
 
     async def start(self) -> None:
         """Join (a new lease) and start renewing, reaping and listening."""
@@ -252,6 +269,8 @@ class Cluster:
     def on_overdue(self, execution_id: int, due_at: float) -> None:
         """What a look at the store found due (the timers' sweep, the watch): claim it, then
         run it unless the engine has it in hand already (its handler arms what it commits)."""
+        if self._in_hand(execution_id):
+            return
         if execution_id not in self._wanted:
             self._looked.add(execution_id)
         self._want(execution_id, due_at)
@@ -259,7 +278,10 @@ class Cluster:
     def _want(self, execution_id: int, due_at: float) -> None:
         if self.closing:
             return
-        self._wanted[execution_id] = min(due_at, self._wanted.get(execution_id, due_at))
+        known = self._wanted.get(execution_id)
+        if known is None or due_at < known:
+            self._wanted[execution_id] = due_at
+            heapq.heappush(self._order, (due_at, execution_id))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="stepd-cluster-claim")
 
@@ -270,7 +292,9 @@ class Cluster:
             if not self.fresh() or self.skewed:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            ids = sorted(self._wanted, key=lambda i: (self._wanted[i], i))[:CLAIM_BATCH]
+            ids = self._batch()
+            if not ids:
+                continue
             try:
                 claimed = await self.store.claim(
                     ids, before=self.clock() + CLAIM_AHEAD_SECONDS, limit=len(ids)
@@ -279,20 +303,41 @@ class Cluster:
                 if not failing:  # once per outage, not at every retry
                     log.warning("node.claim_failed", error=str(exc), retry_seconds=RETRY_SECONDS)
                 failing = True
+                for execution_id in ids:  # tried again
+                    heapq.heappush(self._order, (self._wanted[execution_id], execution_id))
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
-            looked = {i for i in ids if i in self._looked}
-            for execution_id in ids:  # claimed here, held elsewhere, or not due any more
-                self._wanted.pop(execution_id, None)
-                self._looked.discard(execution_id)
-            self.stats.claimed += len(claimed)
-            for execution_id, due_at in claimed:
-                run = self._dispatch
-                if execution_id in looked and self._overdue is not None:
-                    run = self._overdue
-                if run is not None:
-                    run(execution_id, due_at)
+            self._run(ids, claimed)
+        if not self._wanted:
+            self._order.clear()  # what is left on it is stale
+
+    def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
+        """`ids` were asked for and `claimed` taken: hand these to the engine."""
+        looked = {i for i in ids if i in self._looked}
+        for execution_id in ids:  # claimed here, held elsewhere, or not due any more
+            self._wanted.pop(execution_id, None)
+            self._looked.discard(execution_id)
+        self.stats.claimed += len(claimed)
+        for execution_id, due_at in claimed:
+            run = self._dispatch
+            if execution_id in looked and self._overdue is not None:
+                run = self._overdue
+            if run is not None:
+                run(execution_id, due_at)
+
+    def _batch(self) -> list[int]:
+        """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), taken off the
+        heap (a heap: a herd of wake-ups is not sorted again for every batch)."""
+        if not self._order:  # not expected: every id wanted is on the heap
+            self._order = [(due_at, i) for i, due_at in self._wanted.items()]
+            heapq.heapify(self._order)
+        ids: dict[int, None] = {}
+        while self._order and len(ids) < CLAIM_BATCH:
+            due_at, execution_id = heapq.heappop(self._order)
+            if self._wanted.get(execution_id) == due_at:  # else wanted earlier, or no more
+                ids[execution_id] = None
+        return list(ids)
 
     # -- lease, reaping, hints ---------------------------------------------------------
 
@@ -395,7 +440,7 @@ class Cluster:
         if self.closing or not self.fresh() or self.skewed:
             return
         try:
-            due = await self.store.due(before, WATCH_LIMIT)
+            due = await self.store.claimable(before, WATCH_LIMIT, own=False)
         except StoreError:
             return  # the renewer and the claims say so
         for execution_id, due_at in due:

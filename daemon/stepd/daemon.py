@@ -258,13 +258,16 @@ class Daemon:
         timers = Timers(
             on_due=engine.dispatch if cluster is None else cluster.on_due,
             on_overdue=engine.overdue if cluster is None else cluster.on_overdue,
-            load_due=store.due,
+            load_due=store.due if cluster is None else cluster.load_due,
             housekeeping=self._housekeeping,
         )
         self.timers = timers
         if cluster is not None:
             cluster.attach(
-                dispatch=engine.dispatch, overdue=engine.overdue, load_window=timers.load_window
+                dispatch=engine.dispatch,
+                overdue=engine.overdue,
+                load_window=timers.load_window,
+                in_hand=engine.in_hand,
             )
         engine.set_timer(timers.arm)
         engine.start()

@@ -210,8 +210,13 @@ class Engine:
         host). A handler arms whatever it commits, so only a wake-up that was missed (or a
         handler that failed) needs the sweep; pushing one in hand would run it once more after
         its handler, to read it back from the store and find it already handled."""
-        if not self._queue.is_active(execution_id):
+        if not self.in_hand(execution_id):
             self._queue.push(execution_id, due_at)
+
+    def in_hand(self, execution_id: int) -> bool:
+        """Whether the engine has `execution_id` in hand (queued, being handled, its answer
+        waiting to be recorded, held for its host)."""
+        return self._queue.is_active(execution_id)
 
     def observe(self, observer: EngineObserver) -> None:
         """Report steps and task calls to `observer` from now on."""

@@ -123,17 +123,33 @@ FENCED_UPDATE_SQL = (
     " WHERE id = %s AND version = %s AND (owner IS NULL OR owner = %s OR %s)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())"
 )
+LEASE_RUNS = "EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())"
+# A claim takes (writes) what no node holds, locking it (another node taking it right now is
+# skipped), and reads back, unlocked and unwritten, what this node holds already (id and due_at
+# only, the rest NULL): a wake-up of an execution it claimed ahead of its instant costs no write.
 CLAIM_SQL = f"""
-UPDATE executions AS e SET owner = %(node)s FROM (
-    SELECT id AS taken, owner AS was FROM executions
-    WHERE id = ANY(%(ids)b::int8[]) AND due_at IS NOT NULL AND due_at <= %(before)s
-    AND (owner IS NULL OR owner = %(node)s)
-    ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-) AS c
-WHERE e.id = c.taken
-AND EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > clock_timestamp())
-RETURNING c.was, {COLUMNS}
+WITH taken AS (
+    UPDATE executions AS e SET owner = %(node)s FROM (
+        SELECT id AS taken FROM executions
+        WHERE id = ANY(%(ids)b::int8[]) AND due_at IS NOT NULL AND due_at <= %(before)s
+        AND owner IS NULL
+        ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE e.id = c.taken AND {LEASE_RUNS}
+    RETURNING {COLUMNS}
+)
+SELECT NULL AS was, * FROM taken
+UNION ALL
+SELECT %(node)s, {", ".join(c if c in ("id", "due_at") else "NULL" for c in COLUMNS.split(", "))}
+FROM executions WHERE id = ANY(%(ids)b::int8[]) AND owner = %(node)s
+AND due_at IS NOT NULL AND due_at <= %(before)s AND {LEASE_RUNS}
 """  # noqa: S608
+DUE_SQL = (
+    "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %s{held}"
+    " ORDER BY due_at, id LIMIT %s"
+)
+CLAIMABLE_SQL = DUE_SQL.format(held=" AND (owner IS NULL OR owner = %s)")
+UNHELD_SQL = DUE_SQL.format(held=" AND owner IS NULL")
 # The rows a claim took from no node are kept this long, at most CLAIMED_ROWS of them, for the
 # engine's first read of each (one read per claim, not one per execution claimed).
 CLAIMED_ROW_SECONDS = 10.0
@@ -507,8 +523,9 @@ class PostgresStore(Store):
         self, ids: Sequence[int], *, before: float, limit: int
     ) -> list[tuple[int, float]]:
         """Take, for this node, up to `limit` of the executions `ids` that are due before
-        `before` and held by no other node (those another node is taking right now are
-        skipped); (id, due_at) of those taken. Nothing while this node's lease is not valid.
+        `before` and held by no node (those another node is taking right now are skipped),
+        with those of `ids` due then that this node holds already; (id, due_at) of those taken.
+        Nothing while this node's lease is not valid.
 
         The rows taken from no node are kept a while: `get_execution` of one of them, the
         engine's first read after the claim, answers with it, as the engine's own cache of
@@ -619,11 +636,20 @@ class PostgresStore(Store):
         return [row_to_event(r) for r in await self._fetch(sql, params)]
 
     async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
-        rows = await self._fetch(
-            "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %s"
-            " ORDER BY due_at, id LIMIT %s",
-            (before, limit),
+        rows = await self._fetch(DUE_SQL.format(held=""), (before, limit))
+        return [(int(r["id"]), float(r["due_at"])) for r in rows]
+
+    async def claimable(
+        self, before: float, limit: int, *, own: bool = True
+    ) -> Sequence[tuple[int, float]]:
+        """`due`, for a node of several: only what no node holds (and, with `own`, what this
+        node holds), the rest being another node's to run."""
+        if self.node is None:
+            return await self.due(before, limit)
+        sql, params = (
+            (CLAIMABLE_SQL, (before, self.node, limit)) if own else (UNHELD_SQL, (before, limit))
         )
+        rows = await self._fetch(sql, params)
         return [(int(r["id"]), float(r["due_at"])) for r in rows]
 
     async def purge_closed(self, before: float, limit: int) -> int:

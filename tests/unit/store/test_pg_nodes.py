@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
+from stepd import cluster as cluster_module
 from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
@@ -125,6 +126,102 @@ async def test_each_due_execution_is_claimed_by_one_node(nodes: list[Node]) -> N
 async def test_what_is_not_due_yet_is_not_claimed(nodes: list[Node]) -> None:
     execution = await waiting(nodes[0], "later")
     assert await nodes[0].store.claim([execution.id], before=DUE - 1, limit=1) == []
+
+
+async def version_row(url: str, execution_id: int) -> str:
+    """The row's xmin: it changes whenever the row is written."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT xmin::text FROM executions WHERE id = %s", (execution_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+async def test_a_claim_of_what_this_node_holds_already_reads_it_back_unwritten(
+    url: str, nodes: list[Node]
+) -> None:
+    """A wake-up of an execution its node claimed ahead of the instant: no second write."""
+    execution = await waiting(nodes[0], "ahead")
+    assert await nodes[0].store.claim([execution.id], before=NOW, limit=1) == [(execution.id, DUE)]
+    written = await version_row(url, execution.id)
+    assert await nodes[0].store.claim([execution.id], before=NOW, limit=1) == [(execution.id, DUE)]
+    assert await version_row(url, execution.id) == written
+    assert await owner(url, execution.id) == nodes[0].id
+    assert await nodes[1].store.claim([execution.id], before=NOW, limit=1) == []
+
+
+async def test_a_node_looks_only_at_what_it_may_run(nodes: list[Node]) -> None:
+    """What falls due that another node holds is that node's: a node's timers and watch
+    leave it out (a herd held by one node does not hide what nobody holds from the others)."""
+    held = [await waiting(nodes[0], f"held{n}") for n in range(3)]
+    free = await waiting(nodes[0], "free")
+    await nodes[0].store.claim([e.id for e in held], before=NOW, limit=3)
+    assert await nodes[1].store.claimable(NOW, 10) == [(free.id, DUE)]
+    assert await nodes[1].store.claimable(NOW, 1) == [(free.id, DUE)]
+    assert await nodes[0].store.claimable(NOW, 10) == [(e.id, DUE) for e in (*held, free)]
+    assert await nodes[0].store.claimable(NOW, 10, own=False) == [(free.id, DUE)]
+    assert len(await nodes[0].store.due(NOW, 10)) == 4  # the store's contract: everything
+
+
+async def test_what_a_look_finds_in_the_engines_hand_is_not_claimed_again(
+    url: str, nodes: list[Node]
+) -> None:
+    """The sweep and the watch find the executions this node is running (due, their calls in
+    flight): those its engine has in hand are neither claimed again nor run again."""
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"), watch_seconds=60)
+    run: list[int] = []
+    in_hand = await waiting(nodes[0], "in hand")
+    lost = await waiting(nodes[0], "lost")
+    cluster.attach(
+        dispatch=lambda i, _: run.append(i),
+        overdue=lambda i, _: run.append(i),
+        load_window=nothing,
+        in_hand=lambda i: i == in_hand.id,
+    )
+    try:
+        await cluster.start()
+        for execution in (in_hand, lost):
+            cluster.on_overdue(execution.id, DUE)
+        for _ in range(100):
+            if run:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        holders = (await owner(url, in_hand.id), await owner(url, lost.id))
+    finally:
+        await cluster.stop()
+        await store.close()
+    assert (run, holders) == ([lost.id], (None, cluster.node))
+
+
+async def test_a_node_claims_what_woke_earliest_due_first(
+    url: str, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch at a time (here 2), the earliest due first, whatever order the wake-ups came
+    in; a wake-up for an earlier instant moves an execution forward."""
+    monkeypatch.setattr(cluster_module, "CLAIM_BATCH", 2)
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"), watch_seconds=60)
+    run: list[int] = []
+    cluster.attach(dispatch=lambda i, _: run.append(i), load_window=nothing)
+    ids = [(await waiting(nodes[0], f"e{n}")).id for n in range(5)]
+    try:
+        await cluster.start()
+        for n, execution_id in enumerate(ids):  # e0 due last, e4 first
+            cluster.on_due(execution_id, DUE - n)
+        cluster.on_due(ids[0], DUE - 10)  # e0 first after all
+        for _ in range(100):
+            if len(run) == len(ids):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await cluster.stop()
+        await store.close()
+    batches = [set(run[:2]), set(run[2:4]), set(run[4:])]
+    assert batches == [{ids[0], ids[4]}, {ids[3], ids[2]}, {ids[1]}]
 
 
 async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[Node]) -> None:
