@@ -127,7 +127,6 @@ _STANDARD_FIELDS: tuple[Callable[[Any, str, Any], Any], ...] = (
     structlog.processors.StackInfoRenderer(),
     structlog.processors.dict_tracebacks,
 )
-_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
 _second: tuple[int, str] = (0, "")  # the last whole second stamped, as ISO text
 
 
@@ -152,7 +151,7 @@ def _line_fields(logger: Any, method: str, event_dict: Any) -> Any:
             event_dict = processor(logger, method, event_dict)
         return event_dict
     event_dict = structlog.contextvars.merge_contextvars(logger, method, event_dict)
-    event_dict["level"] = _LEVEL_NAMES.get(method, method)
+    event_dict = structlog.processors.add_log_level(logger, method, event_dict)
     event_dict["timestamp"] = _timestamp()
     return event_dict
 

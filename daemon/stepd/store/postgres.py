@@ -148,6 +148,7 @@ DUE_SQL = (
     "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %s{held}"
     " ORDER BY due_at, id LIMIT %s"
 )
+ALL_DUE_SQL = DUE_SQL.format(held="")
 CLAIMABLE_SQL = DUE_SQL.format(held=" AND (owner IS NULL OR owner = %s)")
 UNHELD_SQL = DUE_SQL.format(held=" AND owner IS NULL")
 # The rows a claim took from no node are kept this long, at most CLAIMED_ROWS of them, for the
@@ -636,7 +637,7 @@ class PostgresStore(Store):
         return [row_to_event(r) for r in await self._fetch(sql, params)]
 
     async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
-        rows = await self._fetch(DUE_SQL.format(held=""), (before, limit))
+        rows = await self._fetch(ALL_DUE_SQL, (before, limit))
         return [(int(r["id"]), float(r["due_at"])) for r in rows]
 
     async def claimable(

@@ -37,7 +37,7 @@ class EndpointMap:
     base_url: str
     routes: Mapping[str, str]
     # by (state name, Resource) when the Resource is text: the URL, or None (once a call)
-    _resolved: dict[tuple[str, str], str | None] = field(
+    _resolved: dict[tuple[str, str] | None, str | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
 
@@ -52,14 +52,13 @@ class EndpointMap:
 
         None when neither is mapped.
         """
-        if isinstance(resource, str):
-            known = self._resolved.get((state_name, resource), "")
-            if known != "":
-                return known
+        kept = (state_name, resource) if isinstance(resource, str) else None
+        if kept in self._resolved:
+            return self._resolved[kept]
         key = route_key(self.routes, state_name, resource)
         url = None if key is None else self._url(self.routes[key])
-        if isinstance(resource, str) and len(self._resolved) < MAX_RESOLVED:
-            self._resolved[(state_name, resource)] = url
+        if kept is not None and len(self._resolved) < MAX_RESOLVED:
+            self._resolved[kept] = url
         return url
 
     def _url(self, route: str) -> str:
