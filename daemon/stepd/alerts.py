@@ -28,16 +28,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
-import structlog
 
-from stepd import __version__
+from stepd import __version__, logs
 from stepd.engine.arns import Arns
 from stepd.store.base import Store
 from stepd.store.records import NOTICED, Notice
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from stepd.ui.views import execution_path
 
-log = structlog.get_logger("stepd.alerts")
+log = logs.get_logger("stepd.alerts")
 
 POLL_SECONDS = 1.0  # how often the outbox is read
 BATCH = 100  # notices read at once

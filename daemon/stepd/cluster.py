@@ -47,15 +47,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
+from stepd import logs
 from stepd.errors import NotLeased, StoreError
 from stepd.store import pg_hints
 from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, NodeRow, listen
 from stepd.store.postgres import PostgresStore
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 
-log = structlog.get_logger("stepd.cluster")
+log = logs.get_logger("stepd.cluster")
 
 RENEW_SECONDS = 1.0
 RENEW_RETRY_SECONDS = 0.2  # after a renewal failed: the database is back within this of it

@@ -47,11 +47,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from stepd import logs
 from stepd.errors import ControlError
 
-log = structlog.get_logger("stepd.control")
+log = logs.get_logger("stepd.control")
 
 SOCKET_NAME = "control.sock"
 DEFAULT_SOCKET = Path("/run/stepd") / SOCKET_NAME  # the service's ($RUNTIME_DIRECTORY)

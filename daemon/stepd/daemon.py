@@ -28,8 +28,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
-
 from stepd import __version__, logs
 from stepd.access import ApiAccess
 from stepd.alerts import Alerts, Target
@@ -75,7 +73,7 @@ from stepd.tasks.signing import secret_key
 from stepd.timers import Timers
 from stepd.tracing import Exporter, TracingCaller, TracingObserver
 
-log = structlog.get_logger("stepd.daemon")
+log = logs.get_logger("stepd.daemon")
 
 
 def open_store(settings: Settings) -> Store:

@@ -11,9 +11,9 @@ import socket
 import time
 from collections.abc import Mapping
 
-import structlog
+from stepd import logs
 
-log = structlog.get_logger("stepd.notify")
+log = logs.get_logger("stepd.notify")
 
 USEC_PER_SECOND = 1_000_000
 

@@ -21,13 +21,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-import structlog
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from stepd import logs
 from stepd.errors import StoreError
 
-log = structlog.get_logger("stepd.timers")
+log = logs.get_logger("stepd.timers")
 
 WINDOW_SECONDS = 120.0  # executions due within this much of now get a date job
 RELOAD_SECONDS = 30.0  # how often the next window is loaded from the store

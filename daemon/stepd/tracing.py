@@ -21,15 +21,14 @@ from dataclasses import replace
 from typing import Any, Final
 
 import aiohttp
-import structlog
 
-from stepd import __version__
+from stepd import __version__, logs
 from stepd.engine.executor import EngineObserver
 from stepd.store.records import SUCCEEDED, Execution
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 from stepd.tasks.keys import idempotency_key
 
-log = structlog.get_logger("stepd.tracing")
+log = logs.get_logger("stepd.tracing")
 
 FLUSH_SECONDS: Final = 2.0  # spans are sent this often (and at close)
 EXPORT_TIMEOUT_SECONDS: Final = 10.0

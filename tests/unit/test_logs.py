@@ -127,3 +127,24 @@ def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path:
     stamps = [datetime.fromisoformat(line["timestamp"]) for line in (warned, failed)]
     slack = timedelta(milliseconds=1)  # the stamp is cut to whole microseconds
     assert before - slack <= stamps[0] <= stamps[1] <= after + slack
+
+
+def test_a_module_logger_follows_each_new_configuration(tmp_path: Path) -> None:
+    """A module's logger writes at the level, to the stream, of the configuration in force at
+    each line (a reload that changes `[log] level`), and a test's capture_logs sees its lines."""
+    log = logs.get_logger("test")
+    first, second = tmp_path / "first", tmp_path / "second"
+    with first.open("w", encoding="utf-8") as out:
+        logs.configure("info", "json", stream=out)
+        log.debug("hidden")
+        log.info("shown.first")
+    with second.open("w", encoding="utf-8") as out:
+        logs.configure("debug", "json", stream=out)
+        log.debug("shown.debug")
+        with structlog.testing.capture_logs() as captured:
+            log.warning("captured", n=1)
+        log.info("shown.second")
+
+    assert _events(first) == ["shown.first"]
+    assert _events(second) == ["shown.debug", "shown.second"]
+    assert captured == [{"event": "captured", "n": 1, "log_level": "warning"}]

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from stepd import logs
 from stepd.access import ApiAccess, check_listen
 from stepd.api.auth import Authenticator, Request, check_local_action, check_local_origin
 from stepd.api.protocol import Operations
@@ -46,7 +47,7 @@ from stepd.metrics import Metrics
 from stepd.ui import Nodes, add_ui_routes
 from stepd.ui.views import UI_PATH
 
-log = structlog.get_logger("stepd.api")
+log = logs.get_logger("stepd.api")
 
 AMZ_JSON = "application/x-amz-json-1.0"
 MAX_REQUEST_BYTES = 1024 * 1024  # a 256 KiB input, escaped, fits with room to spare

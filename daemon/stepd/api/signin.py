@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import structlog
 from aiohttp import web
 
+from stepd import logs
 from stepd.api.auth import Authenticator
 from stepd.api.sessions import (
     CSRF_COOKIE,
@@ -52,7 +52,7 @@ from stepd.ui import PAGE_ROUTE_PREFIX
 from stepd.ui.pages import ACTION_CSRF, ACTION_ROUTE_PREFIX, NO_CACHE, SIGNED_IN, render
 from stepd.ui.views import SIGNIN_PATH, SIGNOUT_PATH, UI_PATH
 
-log = structlog.get_logger("stepd.api")
+log = logs.get_logger("stepd.api")
 
 SIGNIN_BURST = 5  # failed sign-ins an address may make in a row
 SIGNIN_REFILL_SECONDS = 12.0  # then one more every this long (five a minute)

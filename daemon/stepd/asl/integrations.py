@@ -3,6 +3,7 @@ takes the task with GetActivityTask) and nested executions (`states:startExecuti
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Final
 
@@ -36,7 +37,11 @@ def runs_inside(resource: Any) -> bool:
 def waits_for_result(resource: Any) -> bool:
     """Whether a Task with this Resource gets a task token and waits for its result after its
     call is answered: a callback, an activity's worker, or a nested execution to end."""
+    return isinstance(resource, str) and _waits_for_result(resource)
+
+
+@functools.lru_cache(maxsize=1024)  # asked on each entry of a Task state
+def _waits_for_result(resource: str) -> bool:
     if is_activity(resource):
         return True
-    mode = start_execution_mode(resource)
-    return mode in {SYNC, SYNC2} or (isinstance(resource, str) and resource.endswith(CALLBACK))
+    return start_execution_mode(resource) in {SYNC, SYNC2} or resource.endswith(CALLBACK)

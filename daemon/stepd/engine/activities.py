@@ -18,8 +18,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-import structlog
-
+from stepd import logs
 from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.tokens import same_token, token_target
@@ -36,7 +35,7 @@ from stepd.store.records import (
 )
 from stepd.tasks.caller import TaskOutcome
 
-log = structlog.get_logger("stepd.activities")
+log = logs.get_logger("stepd.activities")
 
 MAX_POLL_SECONDS = 60.0  # GetActivityTask's long poll, as AWS's
 STORE_POLL_SECONDS = 1.0  # a waiting poll looks at the store this often (tasks of other nodes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ def check_name(name: str, what: str = "execution") -> None:
         raise InvalidName(f"Invalid Name: '{name}' ({what} names may not contain {bad.group()!r})")
 
 
+@functools.lru_cache(maxsize=1024)  # asked for each state's context object
 def role_arn(arn: str) -> str:
     """The role ARN reported for executions of the account the ARN `arn` belongs to."""
     parts = arn.split(":")

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from stepd import logs
 from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
@@ -76,7 +77,7 @@ from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
-log = structlog.get_logger("stepd.engine")
+log = logs.get_logger("stepd.engine")
 SERVICE_PREFIX = "arn:aws:states:::"  # an AWS service integration: arn:aws:states:::service:api
 
 MAX_ERROR_LENGTH = 256

@@ -15,8 +15,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-import structlog
-
+from stepd import logs
 from stepd.asl.failures import STATES_TIMEOUT
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
@@ -25,7 +24,7 @@ from stepd.store.memory import MemoryStore
 from stepd.store.records import RUNNING, TIMED_OUT, Execution
 from stepd.tasks.caller import Caller
 
-log = structlog.get_logger("stepd.express")
+log = logs.get_logger("stepd.express")
 
 MAX_EXPRESS_SECONDS = 300.0  # AWS: an EXPRESS execution runs at most five minutes
 POLL_SECONDS = 0.005  # how often the request looks whether its execution closed

@@ -20,11 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import structlog
-
+from stepd import logs
 from stepd.tasks.caller import ERROR_SOCKET, STATUS_ERROR_PREFIX, TaskOutcome
 
-log = structlog.get_logger("stepd.engine")
+log = logs.get_logger("stepd.engine")
 
 DOWN_STATUSES = frozenset({502, 503, 504})
 FIRST_PROBE_SECONDS = 0.5

@@ -32,8 +32,7 @@ from dataclasses import replace
 from email.utils import formatdate
 from typing import Any, Protocol
 
-import structlog
-
+from stepd import logs
 from stepd.asl.failures import STATES_RUNTIME, STATES_TASK_FAILED
 from stepd.asl.integrations import CALLBACK, SYNC, SYNC2
 from stepd.engine.arns import Arns
@@ -50,7 +49,7 @@ from stepd.store.records import (
 )
 from stepd.tasks.caller import TaskOutcome
 
-log = structlog.get_logger("stepd.nested")
+log = logs.get_logger("stepd.nested")
 
 SWEEP_SECONDS = 30.0  # how often links are looked at for a parent to tell or a child to stop
 SWEEP_BATCH = 1000  # links looked at per sweep

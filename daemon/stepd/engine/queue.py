@@ -20,9 +20,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
-import structlog
+from stepd import logs
 
-log = structlog.get_logger("stepd.engine")
+log = logs.get_logger("stepd.engine")
 
 DEFAULT_WORKERS = 64
 LATER_SECONDS = 5.0  # the longest handed-back work waits behind due work

@@ -15,8 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
+from stepd import logs
 from stepd.asl import interpreter
 from stepd.asl.decisions import (
     CallTask,
@@ -69,7 +68,7 @@ from stepd.store.records import (
 )
 from stepd.tasks.caller import TaskOutcome
 
-log = structlog.get_logger("stepd.engine")
+log = logs.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding

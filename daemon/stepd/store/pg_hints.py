@@ -19,9 +19,10 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import psycopg
-import structlog
 
-log = structlog.get_logger("stepd.store")
+from stepd import logs
+
+log = logs.get_logger("stepd.store")
 
 CHANNEL = "stepd"
 WINDOW = "window"  # load your window: a node left or was reaped

@@ -56,68 +56,30 @@ from stepd.store.records import (
 from stepd.store.rows import (
     COLUMNS,
     CURSOR_COLUMNS,
-    NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
-    changed_values,
     event_rows,
     history_query,
     list_query,
-    notice_row,
     progress_values,
     row_to_cursor,
     row_to_event,
     row_to_execution,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion, too_new
+from stepd.store.sqlite_group import (
+    EVENTS_SQL,
+    Staged,
+    Write,
+    add_notice,
+    commit_group,
+    settle_all,
+    write_cursors,
+)
 
 T = TypeVar("T")
 
 MAX_BATCH = 512  # writes per group commit
 BUSY_TIMEOUT_MS = 5000
-INPUT_SQL = "UPDATE executions SET input = ? WHERE id = ?"
-NOTICE_SQL = f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-REDRIVE_SQL = (
-    "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
-)
-MAX_UPDATE_SHAPES = 256  # UPDATE statements kept, one per set of columns a commit changes
-_UPDATES: dict[tuple[str, ...], str] = {}
-
-
-def _update_sql(columns: tuple[str, ...]) -> str:
-    """The UPDATE of an execution's row that writes `columns` (and its last event and version)
-    if its version is still the one read."""
-    sql = _UPDATES.get(columns)
-    if sql is None:
-        sql = (
-            "UPDATE executions SET "  # noqa: S608
-            + "".join(f"{column} = ?, " for column in columns)
-            + "last_event_id = ?, version = ? WHERE id = ? AND version = ?"
-        )
-        if len(_UPDATES) < MAX_UPDATE_SHAPES:
-            _UPDATES[columns] = sql
-    return sql
-
-
-UPSERT_CURSOR_SQL = (
-    f"INSERT OR REPLACE INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
-    f" VALUES (?, ?, ?, ?, {', '.join('?' for _ in PROGRESS_COLUMNS)})"
-)
-# the descendants of a cursor: ids in [prefix + "/", prefix + "0") ("0" follows "/")
-PRUNE_SQL = "DELETE FROM cursors WHERE execution_id = ? AND id >= ? AND id < ?"
-
-
-def _write_cursors(
-    conn: sqlite3.Connection,
-    execution_id: int,
-    pruned: Sequence[str],
-    cursors: Sequence[Cursor],
-) -> None:
-    for prefix in pruned:
-        conn.execute(PRUNE_SQL, (execution_id, prefix + "/", prefix + "0"))
-    conn.executemany(
-        UPSERT_CURSOR_SQL,
-        [(execution_id, c.id, c.parent, c.slot, *progress_values(c)) for c in cursors],
-    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -128,39 +90,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class _Write:
-    __slots__ = ("fn", "future", "loop")
-
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], Any],
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-    ) -> None:
-        self.fn = fn
-        self.loop = loop
-        self.future = future
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Resolve a whole group commit's futures with one wake-up of the loop."""
-    for future, result, error in settled:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-
 class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
-        self._writes: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
-        self._gathered: list[_Write] | None = None
+        self._writes: queue.SimpleQueue[list[Write] | None] = queue.SimpleQueue()
+        self._gathered: list[Write] | None = None
         self._gathered_on: asyncio.AbstractEventLoop | None = None
         self._gather_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -284,12 +221,12 @@ class SqliteStore(Store):
             if stop:
                 return
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Write]) -> None:
         try:
             try:
-                outcomes = _commit_group(conn, batch, self.path, isolated=False)
+                outcomes = commit_group(conn, batch, self.path, isolated=False)
             except WriteGroupFailed:  # again, each write in a savepoint: only the failed one undone
-                outcomes = _commit_group(conn, batch, self.path, isolated=True)
+                outcomes = commit_group(conn, batch, self.path, isolated=True)
         except Exception as exc:  # noqa: BLE001 - the writer thread hands any error to the waiters
             failure = StoreError(f"{self.path}: write failed: {exc}")
             outcomes = [(write, None, failure) for write in batch]
@@ -297,14 +234,16 @@ class SqliteStore(Store):
         for write, result, error in outcomes:
             by_loop.setdefault(write.loop, []).append((write.future, result, error))
         for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(_settle_all, settled)
+            loop.call_soon_threadsafe(settle_all, settled)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T] | None, staged: Staged | None = None
+    ) -> T:
         if self._thread is None:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        write = _Write(fn, loop, future)
+        write = Write(fn, loop, future, staged)
         with self._gather_lock:
             if self._gathered is None:
                 # the writes of this loop turn go to the writer together, after it
@@ -405,42 +344,22 @@ class SqliteStore(Store):
             )
             execution_id = int(cur.lastrowid or 0)
             _append_events(conn, execution_id, 0, new.events)
-            _write_cursors(conn, execution_id, (), new.cursors)
+            write_cursors(conn, execution_id, (), new.cursors)
             row = conn.execute(
                 f"SELECT {COLUMNS} FROM executions WHERE id = ?",  # noqa: S608
                 (execution_id,),
             ).fetchone()
             created = row_to_execution(row)
             if created.status in NOTICED:
-                _add_notice(conn, created)
+                add_notice(conn, created)
             return created, True
 
         return await self._write(create)
 
     async def commit(self, transition: Transition) -> Execution | None:
-        base = transition.base
-        last_event_id = base.last_event_id + len(transition.events)
-        # only the columns that change: `base` is the row as committed at the version checked
-        columns, values = changed_values(base, transition.progress)
-        update = _update_sql(columns)
-        params = (*values, last_event_id, base.version + 1, base.id, base.version)
-
-        def apply(conn: sqlite3.Connection) -> Execution | None:
-            if conn.execute(update, params).rowcount == 0:
-                return None
-            redrive = transition.redrive
-            if redrive is not None:
-                conn.execute(REDRIVE_SQL, (redrive.count, redrive.date, redrive.token, base.id))
-            if transition.input is not None:
-                conn.execute(INPUT_SQL, (transition.input, base.id))
-            _append_events(conn, base.id, base.last_event_id, transition.events)
-            _write_cursors(conn, base.id, transition.pruned, transition.cursors)
-            moved = transition.applied()
-            if base.status == RUNNING and moved.status in NOTICED:
-                _add_notice(conn, moved)
-            return moved
-
-        return await self._write(apply)
+        # written with the other transitions of its group (stepd.store.sqlite_group)
+        moved: Execution | None = await self._write(None, Staged(transition))
+        return moved
 
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         def run(conn: sqlite3.Connection) -> list[Cursor]:
@@ -822,58 +741,10 @@ def _read_version(conn: sqlite3.Connection) -> StoreVersion:
     )
 
 
-def _commit_group(
-    conn: sqlite3.Connection, batch: list[_Write], path: Path, *, isolated: bool
-) -> list[tuple[_Write, Any, Exception | None]]:
-    """Run `batch` in one transaction and commit it. Not `isolated`, the first write that
-    fails rolls everything back (WriteGroupFailed); `isolated`, each write runs in a savepoint
-    and a failed one is undone alone, its error becoming its outcome."""
-    outcomes: list[tuple[_Write, Any, Exception | None]] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for write in batch:
-            if not isolated:
-                try:
-                    outcomes.append((write, write.fn(conn), None))
-                except Exception as exc:
-                    raise WriteGroupFailed from exc
-                continue
-            conn.execute("SAVEPOINT w")
-            try:
-                result = write.fn(conn)
-            except Exception as exc:  # noqa: BLE001 - any write's error is its caller's outcome
-                conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
-                outcomes.append((write, None, _wrap(exc, path)))
-            else:
-                conn.execute("RELEASE w")
-                outcomes.append((write, result, None))
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes
-
-
 def _append_events(
     conn: sqlite3.Connection, execution_id: int, last_id: int, events: Sequence[NewEvent]
 ) -> None:
-    conn.executemany(
-        "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        event_rows(execution_id, last_id, events),
-    )
-
-
-def _add_notice(conn: sqlite3.Connection, execution: Execution) -> None:
-    conn.execute(NOTICE_SQL, notice_row(execution))
-
-
-def _wrap(exc: Exception, path: Path) -> Exception:
-    if isinstance(exc, sqlite3.Error):
-        return StoreError(f"{path}: write failed: {exc}")
-    return exc
+    conn.executemany(EVENTS_SQL, event_rows(execution_id, last_id, events))
 
 
 def backup(path: Path, target: Path) -> StoreVersion:

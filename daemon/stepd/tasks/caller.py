@@ -38,10 +38,9 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-import structlog
 from yarl import URL
 
-from stepd import __version__, jsontext
+from stepd import __version__, jsontext, logs
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
     STATES_RUNTIME,
@@ -82,7 +81,7 @@ JSON_CONTENT_TYPE = "application/json"
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")
 
-logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(__name__)
+logger = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from stepd import __version__
 from stepd.errors import StoreError, StoreLocked, StoreNotFound, StoreTooNew
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.records import (
+    Execution,
     NewEvent,
     NewExecution,
     Progress,
@@ -96,6 +97,82 @@ async def test_concurrent_writes_commit_in_groups_and_one_failure_spares_the_res
     assert str(store.path) in str(results[-1])
     assert all(isinstance(r, tuple) for r in results[:-1])
     assert (await store.count_by_status()) == {"RUNNING": 50}
+
+
+def _moved(execution: Execution, n: int, *, last_event_id: int | None = None) -> Transition:
+    """`execution` moved on to state S<n>, with two events after its last (or `last_event_id`)."""
+    base = execution if last_event_id is None else replace(execution, last_event_id=last_event_id)
+    return Transition(
+        base=base,
+        progress=replace(execution.progress, state=f"S{n}", due_at=200.0 + n),
+        events=(
+            NewEvent(type="PassStateEntered", details={"n": n}, ts=2.0),
+            NewEvent(type="PassStateExited", details={"n": n}, ts=2.0),
+        ),
+    )
+
+
+async def test_transitions_committed_together_each_check_their_own_version(
+    store: SqliteStore,
+):
+    """Transitions of one group commit are written together; of two made from the same
+    version of one execution only the first is committed, the second answers None (changed
+    meanwhile) and leaves no events; the others are committed with all their events."""
+    definition_id = await store.put_definition("m", "{}")
+    executions = [
+        (await store.create_execution(_new(f"e{n}", definition_id)))[0] for n in range(20)
+    ]
+    twice = executions[7]
+    results = await asyncio.gather(
+        *(store.commit(_moved(e, n)) for n, e in enumerate(executions)),
+        store.commit(replace(_moved(twice, 99), events=())),  # nothing else clashes
+    )
+
+    assert results[-1] is None
+    for n, (before, after) in enumerate(zip(executions, results[:-1], strict=True)):
+        assert after is not None
+        assert (after.state, after.version, after.last_event_id) == (
+            f"S{n}",
+            before.version + 1,
+            before.last_event_id + 2,
+        )
+        stored = await store.get_execution(before.id)
+        assert stored == after
+        events = await store.history(before.id, reverse=False, limit=1000, after=0)
+        assert [(e.type, e.details) for e in events[-2:]] == [
+            ("PassStateEntered", {"n": n}),
+            ("PassStateExited", {"n": n}),
+        ]
+        assert len(events) == before.last_event_id + 2
+
+
+async def test_a_transition_whose_events_cannot_be_written_fails_alone(store: SqliteStore):
+    """A transition whose events clash with stored ones (its row read before they were
+    written) fails with a StoreError naming the file; the others of its group commit, and
+    the failed one's execution is left as it was."""
+    definition_id = await store.put_definition("m", "{}")
+    executions = [
+        (await store.create_execution(_new(f"e{n}", definition_id)))[0] for n in range(10)
+    ]
+    clash = executions[3]
+    results = await asyncio.gather(
+        *(
+            store.commit(_moved(e, n, last_event_id=0 if e is clash else None))
+            for n, e in enumerate(executions)
+        ),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[3], StoreError)
+    assert str(store.path) in str(results[3])
+    assert await store.get_execution(clash.id) == clash
+    assert (
+        len(await store.history(clash.id, reverse=False, limit=1000, after=0))
+        == clash.last_event_id
+    )
+    for n, execution in enumerate(executions):
+        if execution is not clash:
+            assert (await store.get_execution(execution.id)).state == f"S{n}"
 
 
 def _stamp(path: Path, *, schema: int, record_format: str, written_by: str) -> None:
