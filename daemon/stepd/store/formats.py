@@ -89,17 +89,13 @@ def encode_pending(pending: Pending) -> str | None:
     if isinstance(pending, Resume):
         resume = {} if pending.fanout is None else {"fanout": _fanout_body(pending.fanout)}
         return jsontext.compact_ascii({"v": FORMAT_VERSION, "resume": resume})
+    fields = vars(pending)  # a plain dataclass: its fields without a getattr each
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
-        if _kept(value := getattr(pending, name)) or key in _TASK_REQUIRED
+        if ((value := fields[name]) is not None and value is not False) or key in _TASK_REQUIRED
     }
     return jsontext.compact_ascii({"v": FORMAT_VERSION, "task": body})
-
-
-def _kept(value: Any) -> bool:
-    """Whether a task record's optional field is written (`activity` only when true)."""
-    return value is not None and value is not False
 
 
 def _fanout_body(fanout: Fanout) -> dict[str, Any]:

@@ -131,9 +131,11 @@ def changed_values(base: Progress, progress: Progress) -> tuple[tuple[str, ...],
     7 µs of the store's writer thread instead of 16)."""
     columns: list[str] = []
     values: list[Any] = []
+    before, after = vars(base), vars(progress)  # both plain dataclasses: no getattr a field
     for name, column in PROGRESS_COLUMNS.items():
-        value = getattr(progress, name)
-        if value is getattr(base, name) or value == getattr(base, name):
+        value = after[name]
+        old = before[name]
+        if value is old or value == old:
             continue
         columns.append(column)
         if name == "pending":
