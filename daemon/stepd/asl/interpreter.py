@@ -480,8 +480,9 @@ _ENTER: Final[Mapping[str, Callable[[State, Any, Context, datetime], Entered]]] 
 
 def _state(definition: Definition, name: str) -> State:
     states = definition.get("States")
-    state = states.get(name) if isinstance(states, Mapping) else None
-    if not isinstance(state, Mapping):
+    # dict first: a plain isinstance check, where Mapping's goes through the ABC machinery
+    state = states.get(name) if isinstance(states, (dict, Mapping)) else None
+    if not isinstance(state, (dict, Mapping)):
         raise StatesRuntimeError(f"The state '{name}' does not exist in the definition")
     return state
 

@@ -229,9 +229,8 @@ class Step:
         return {"machine": self.machine, "execution": self.name, "state": self.state}
 
     def state_type(self) -> str:
-        states = self.definition.get("States", {})
-        state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
-        return str(state.get("Type", "Unknown")) if isinstance(state, Mapping) else "Unknown"
+        state = self._state()
+        return str(state.get("Type", "Unknown")) if state else "Unknown"
 
     @property
     def is_child(self) -> bool:
@@ -755,8 +754,9 @@ class Step:
 
     def _state(self) -> Mapping[str, Any]:
         states = self.definition.get("States", {})
-        state = states.get(self.state, {}) if isinstance(states, Mapping) else {}
-        return state if isinstance(state, Mapping) else {}
+        # dict first: a plain isinstance check, where Mapping's goes through the ABC machinery
+        state = states.get(self.state, {}) if isinstance(states, (dict, Mapping)) else {}
+        return state if isinstance(state, (dict, Mapping)) else {}
 
     def _waits_for_callback(self) -> bool:
         return waits_for_result(self._state().get("Resource"))
