@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import sys
@@ -117,8 +116,6 @@ def _fallback(value: Any) -> Any:
         return repr(value)
 
 
-_encode_line = jsontext.made_once(json.JSONEncoder(default=_fallback))
-
 _STANDARD_FIELDS: tuple[Callable[[Any, str, Any], Any], ...] = (
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
@@ -157,7 +154,7 @@ def _line_fields(logger: Any, method: str, event_dict: Any) -> Any:
 
 def _json_line(logger: Any, method: str, event_dict: Any) -> str:
     """A JSON line: `_line_fields`, rendered as structlog's JSONRenderer would."""
-    return _encode_line(_line_fields(logger, method, event_dict))
+    return jsontext.line(_line_fields(logger, method, event_dict), _fallback)
 
 
 def _journal_line(logger: Any, method: str, event_dict: Any) -> str:

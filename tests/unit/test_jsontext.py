@@ -50,3 +50,48 @@ def test_keys_big_numbers_nan_and_what_is_not_json(name: str, value: Any) -> Non
         return json.dumps(v, **OPTIONS[name])
 
     assert _outcome(getattr(jsontext, name), value) == _outcome(dumps, value)
+
+
+finite = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@given(value=finite)
+def test_stored_text_reads_back_as_compact_ascii_text_does(value: Any) -> None:
+    """What stepd stores and reads back itself (event details, a pending step's record) is
+    the same value as before, big integers and lone surrogates included."""
+    stored = _outcome(jsontext.stored, value)
+    assert not isinstance(stored, type)
+    assert json.loads(stored) == json.loads(jsontext.compact_ascii(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "int key", None: 0}, 10**30, "\ud800", {1, 2}, object(), b"bytes"],
+)
+def test_stored_takes_and_refuses_what_compact_ascii_does(value: Any) -> None:
+    """Keys that are not strings, integers beyond 64 bits and lone surrogates are written as
+    `compact_ascii` writes them; what is not JSON is refused with its TypeError."""
+    assert _outcome(jsontext.stored, value) == _outcome(jsontext.compact_ascii, value)
+
+
+def test_a_log_line_renders_what_json_cannot_with_its_default() -> None:
+    """A log line with a value JSON has no type for holds `default`'s answer for it, as
+    json.dumps(value, default=default) gives it; text beyond ASCII is kept as it is."""
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<thing>"
+
+    line = {"event": "x", "thing": Thing(), "name": "Zoë", "n": 1.5}
+    assert json.loads(jsontext.line(line, repr)) == json.loads(json.dumps(line, default=repr))
+    assert "Zoë" in jsontext.line(line, repr)
+    big = {**line, "big": 10**30}  # beyond orjson's integers: the json module's line
+    assert jsontext.line(big, repr) == json.dumps(big, default=repr)

@@ -83,19 +83,19 @@ def encode_pending(pending: Pending) -> str | None:
         return None
     if isinstance(pending, WaitThen):
         body = {key: getattr(pending, name) for name, key in _WAIT_KEYS.items()}
-        return jsontext.compact_ascii({"v": FORMAT_VERSION, "wait": body})
+        return jsontext.stored({"v": FORMAT_VERSION, "wait": body})
     if isinstance(pending, Fanout):
-        return jsontext.compact_ascii({"v": FORMAT_VERSION, "fanout": _fanout_body(pending)})
+        return jsontext.stored({"v": FORMAT_VERSION, "fanout": _fanout_body(pending)})
     if isinstance(pending, Resume):
         resume = {} if pending.fanout is None else {"fanout": _fanout_body(pending.fanout)}
-        return jsontext.compact_ascii({"v": FORMAT_VERSION, "resume": resume})
+        return jsontext.stored({"v": FORMAT_VERSION, "resume": resume})
     fields = vars(pending)  # a plain dataclass: its fields without a getattr each
     body = {
         key: value
         for name, key in _TASK_KEYS.items()
         if ((value := fields[name]) is not None and value is not False) or key in _TASK_REQUIRED
     }
-    return jsontext.compact_ascii({"v": FORMAT_VERSION, "task": body})
+    return jsontext.stored({"v": FORMAT_VERSION, "task": body})
 
 
 def _fanout_body(fanout: Fanout) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def event_rows(
     previous = last_id
     for offset, event in enumerate(events, start=1):
         event_id = last_id + offset
-        details = jsontext.compact_ascii(event.details)
+        details = jsontext.stored(event.details)
         rows.append((execution_id, event_id, previous, event.ts, event.type, details))
         previous = event_id
     return rows
