@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +33,27 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time process `pid` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def export_daemon(commit: str, into: Path) -> Path:
+    """daemon/ as it is at `commit`, unpacked under `into`; the folder to import stepd from."""
+    archive = subprocess.run(
+        ["git", "archive", commit, "daemon"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "daemon"
+
+
+def daemon_sources(against: list[str], folder: Path) -> dict[str, Path]:
+    """By name, the daemon/ folders to run: each of `against`'s commits, then this
+    checkout's, copied now (edits made meanwhile do not change it)."""
+    sources: dict[str, Path] = {}
+    for n, commit in enumerate(against):
+        (folder / str(n)).mkdir()
+        sources[f"commit {commit}"] = export_daemon(commit, folder / str(n))
+    sources["this checkout"] = folder / "tree" / "daemon"
+    shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
+    return sources
 
 
 def percentile(values: list[float], p: float) -> float:
