@@ -1,11 +1,11 @@
 """Transitions committed in groups on PostgreSQL: one transaction, one UPDATE, one INSERT.
 
 The transitions issued in one turn of the event loop (a herd of steps falling due together)
-are applied by one `UPDATE executions ... FROM json_to_recordset(...)`, each row still a
-compare-and-set on its version (and, for a node of several, on its holder and its lease), their
-events (and notices) by an `INSERT ... SELECT FROM json_to_recordset(...)` of the rows it
-applied, all in one statement: one round trip, one commit, one fsync, however many transitions.
-Transitions that touch children's cursors or redrive take the one-by-one
+are applied by one `UPDATE executions ... FROM unnest(...)`, each row still a compare-and-set
+on its version (and, for a node of several, on its holder and its lease), their events (and
+notices) by an `INSERT ... SELECT FROM unnest(...)` of the rows it applied, all in one
+statement: one round trip, one commit, one fsync, however many transitions. Arrays are sent
+in binary. Transitions that touch children's cursors or redrive take the one-by-one
 path (stepd.store.postgres). Two transitions of one execution never share a group.
 """
 
@@ -17,7 +17,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from stepd import jsontext
 from stepd.errors import ClaimLost, StoreError
 from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
@@ -52,7 +51,8 @@ COLUMN_TYPES = {
 _COLUMNS = list(PROGRESS_COLUMNS.values())
 # id, version, last_event_id, owner, stop (StopExecution, which any node may apply), progress
 _TYPES = ["int8", "int8", "int8", "text", "bool", *(COLUMN_TYPES[c] for c in _COLUMNS)]
-_NAMES_LIST = ["id", "version", "last_event_id", "owner", "stop", *_COLUMNS]
+_SOURCE = ", ".join(f"%b::{t}[]" for t in _TYPES)
+_NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
 _SET = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
 EVENT_TYPES = ("int8", "int8", "int8", "float8", "text", "text")
 EVENTS_SQL = (
@@ -64,38 +64,28 @@ NOTICES_SQL = (
     f"INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
 )
-# A group's rows go as one JSON parameter each (an array of objects, read by
-# `json_to_recordset`): one C-encoded text, where binary arrays were dumped element by element
-# in Python (the largest single item of a node's store work in a herd).
-_RECORD = ", ".join(f"{n} {t}" for n, t in zip(_NAMES_LIST, _TYPES, strict=True))
-_EVENT_NAMES = ("execution_id", "id", "previous_id", "ts", "type", "details")
-_EVENT_RECORD = ", ".join(f"{n} {t}" for n, t in zip(_EVENT_NAMES, EVENT_TYPES, strict=True))
-_NOTICE_NAMES = tuple(NOTICE_COLUMNS.split(", "))
-_NOTICE_RECORD = ", ".join(f"{n} {t}" for n, t in zip(_NOTICE_NAMES, NOTICE_TYPES, strict=True))
 # The group in one statement (one round trip, its own transaction): the UPDATE, then the
 # events and the notices of the transitions it applied (the others' are left out).
 GROUP_SQL = (
     "WITH applied AS ("  # noqa: S608
     f" UPDATE executions AS e SET {_SET}, last_event_id = v.last_event_id,"
     " version = v.version + 1, owner = CASE WHEN %s THEN v.owner ELSE e.owner END"
-    f" FROM json_to_recordset(%s::json) AS v({_RECORD})"
+    f" FROM unnest({_SOURCE}) AS v({_NAMES})"
     " WHERE e.id = v.id AND e.version = v.version AND (NOT %s OR ("
     " (e.owner IS NULL OR e.owner = %s OR v.stop)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())))"
     " RETURNING e.id),"
     " added AS (INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-    f" SELECT x.* FROM json_to_recordset(%s::json) AS x({_EVENT_RECORD})"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
+    " AS x(execution_id, id, previous_id, ts, type, details)"
     " WHERE x.execution_id IN (SELECT id FROM applied)),"
     f" told AS (INSERT INTO outbox ({NOTICE_COLUMNS})"
-    f" SELECT n.* FROM json_to_recordset(%s::json) AS n({_NOTICE_RECORD})"
-    " WHERE n.execution_id IN (SELECT id FROM applied))"
+    f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
+    f" AS n({NOTICE_COLUMNS}) WHERE n.execution_id IN (SELECT id FROM applied))"
     " SELECT id FROM applied"
 )
-
-
-def records(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> str:
-    """`rows` as a JSON array of objects keyed by `names`, for `json_to_recordset`."""
-    return jsontext.strict([dict(zip(names, row, strict=True)) for row in rows])
+_NO_EVENTS: list[list[Any]] = [[] for _ in EVENT_TYPES]
+_NO_NOTICES: list[list[Any]] = [[] for _ in NOTICE_TYPES]
 
 
 def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
@@ -231,8 +221,8 @@ class CommitGroups(Groups[_Pending]):
             GROUP_SQL.encode(),
             [
                 *self._params(group, node),
-                records(events, _EVENT_NAMES),
-                records(notices, _NOTICE_NAMES),
+                *(arrays(events, EVENT_TYPES) if events else _NO_EVENTS),
+                *(arrays(notices, NOTICE_TYPES) if notices else _NO_NOTICES),
             ],
         )
         applied = {int(row["id"]) for row in await cur.fetchall()}
@@ -280,7 +270,7 @@ class CommitGroups(Groups[_Pending]):
         ]
         return [
             node is not None,
-            records(rows, _NAMES_LIST),
+            *arrays(rows, _TYPES),
             node is not None,
             node,
             node,
