@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,25 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time process `pid` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(data: Path | None) -> list[int]:
+    """The processes of the PostgreSQL server whose data folder is `data` (its postmaster and
+    the backends it started)."""
+    if data is None:
+        return []
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time of the processes `pids` still there."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
 
 
 def export_daemon(commit: str, into: Path) -> Path:

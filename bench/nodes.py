@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -35,7 +34,15 @@ from typing import Any
 
 import aiohttp
 import httpx
-from harness import Bench, daemon_sources, percentile, process_cpu_seconds, rfc3339
+from harness import (
+    Bench,
+    cpu_seconds,
+    daemon_sources,
+    percentile,
+    process_cpu_seconds,
+    rfc3339,
+    server_pids,
+)
 
 from stepd.testing import free_port
 
@@ -85,24 +92,6 @@ def start_node(folder: Path, n: int, source: Path | None = None) -> subprocess.P
     )
 
 
-def server_pids(server: PostgresServer | None) -> list[int]:
-    """The processes of `server` (its postmaster and the backends it started)."""
-    if server is None:
-        return []
-    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    return [postmaster, *(int(pid) for pid in children)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """The CPU time of the processes `pids` still there."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += process_cpu_seconds(pid)
-    return total
-
-
 async def herd(
     count: int,
     *,
@@ -130,7 +119,7 @@ async def herd(
         deadline = at + DEADLINE_SECONDS
         pids = [p.pid for p in (bench.process, *others) if p is not None]
         cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
-        database = server_pids(server)
+        database = server_pids(None if server is None else server.data)
         database_before = cpu_seconds(database)
         while len(bench.server.records) < count and time.time() < deadline:
             await asyncio.sleep(0.1)
