@@ -66,9 +66,8 @@ NOTICES_SQL = (
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
 )
 # The group in one statement (one round trip, its own transaction): the UPDATE, then the
-# events and the notices of the transitions it applied (the others' are left out). A group
-# that closes nothing with a notice (most) runs the statement without the outbox's part.
-_APPLY = (
+# events and the notices of the transitions it applied (the others' are left out).
+GROUP_SQL = (
     "WITH applied AS ("  # noqa: S608
     f" UPDATE executions AS e SET {_SET}, last_event_id = v.last_event_id,"
     " version = v.version + 1, owner = CASE WHEN %s THEN v.owner ELSE e.owner END"
@@ -80,15 +79,14 @@ _APPLY = (
     " added AS (INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
     " AS x(execution_id, id, previous_id, ts, type, details)"
-    " WHERE x.execution_id IN (SELECT id FROM applied))"
-)
-GROUP_SQL = (
-    f"{_APPLY}, told AS (INSERT INTO outbox ({NOTICE_COLUMNS})"  # noqa: S608
+    " WHERE x.execution_id IN (SELECT id FROM applied)),"
+    f" told AS (INSERT INTO outbox ({NOTICE_COLUMNS})"
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
     f" AS n({NOTICE_COLUMNS}) WHERE n.execution_id IN (SELECT id FROM applied))"
     " SELECT id FROM applied"
 )
-GROUP_WITHOUT_NOTICES_SQL = f"{_APPLY} SELECT id FROM applied"  # noqa: S608
+_NO_EVENTS = binary_columns([], EVENT_TYPES)
+_NO_NOTICES = binary_columns([], NOTICE_TYPES)
 
 
 def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[BinaryArray]:
@@ -215,11 +213,13 @@ class CommitGroups(Groups[_Pending]):
         node of several."""
         events = [e for p in group for e in p.events]
         notices = [notice_row(_moved(p)) for p in group if _closes(p.transition)]
-        params = [*self._params(group, node), *arrays(events, EVENT_TYPES)]
-        if notices:
-            params.extend(arrays(notices, NOTICE_TYPES))
         cur = await conn.execute(
-            (GROUP_SQL if notices else GROUP_WITHOUT_NOTICES_SQL).encode(), params
+            GROUP_SQL.encode(),
+            [
+                *self._params(group, node),
+                *(arrays(events, EVENT_TYPES) if events else _NO_EVENTS),
+                *(arrays(notices, NOTICE_TYPES) if notices else _NO_NOTICES),
+            ],
         )
         applied = {int(row["id"]) for row in await cur.fetchall()}
         refused = [p.transition.base.id for p in group if p.transition.base.id not in applied]
