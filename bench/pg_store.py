@@ -51,7 +51,9 @@ WORKERS = 64
 CLAIM_BATCH = 256
 NODES = 2
 CALL_SECONDS = 0.002
-PG_STAT = "shared_preload_libraries = 'pg_stat_statements'\n"
+PG_STAT = (
+    "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n"
+)
 
 
 async def step(store: PostgresStore, execution: Execution, text: str) -> None:
