@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +34,46 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time process `pid` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(data: Path | None) -> list[int]:
+    """The processes of the PostgreSQL server whose data folder is `data` (its postmaster and
+    the backends it started)."""
+    if data is None:
+        return []
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time of the processes `pids` still there."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
+def export_daemon(commit: str, into: Path) -> Path:
+    """daemon/ as it is at `commit`, unpacked under `into`; the folder to import stepd from."""
+    archive = subprocess.run(
+        ["git", "archive", commit, "daemon"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "daemon"
+
+
+def daemon_sources(against: list[str], folder: Path) -> dict[str, Path]:
+    """By name, the daemon/ folders to run: each of `against`'s commits, then this
+    checkout's, copied now (edits made meanwhile do not change it)."""
+    sources: dict[str, Path] = {}
+    for n, commit in enumerate(against):
+        (folder / str(n)).mkdir()
+        sources[f"commit {commit}"] = export_daemon(commit, folder / str(n))
+    sources["this checkout"] = folder / "tree" / "daemon"
+    shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
+    return sources
 
 
 def percentile(values: list[float], p: float) -> float:

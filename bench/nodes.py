@@ -2,6 +2,12 @@
 beside SQLite, in one run.
 
     .venv/bin/python bench/nodes.py [COUNT]      # default 5,000 executions
+    .venv/bin/python bench/nodes.py 5000 --against COMMIT --repeat 5
+
+With --against: each run, the herd on one SQLite node (this checkout's daemon), then on two
+PostgreSQL nodes with that commit's daemon and with this checkout's, in turn (which goes first
+alternates from run to run), so that the pairs see the same machine; the daemons run from
+copies taken at the start (bench/harness.py, `daemon_sources`).
 
 Each case: a fresh store (a throwaway PostgreSQL server in a temporary folder, as the tests
 run it: tests/postgres_server.py), COUNT executions of the `ping` machine loaded through the
@@ -15,8 +21,8 @@ Prints one JSON line per case.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +34,15 @@ from typing import Any
 
 import aiohttp
 import httpx
-from harness import Bench, percentile, process_cpu_seconds, rfc3339
+from harness import (
+    Bench,
+    cpu_seconds,
+    daemon_sources,
+    percentile,
+    process_cpu_seconds,
+    rfc3339,
+    server_pids,
+)
 
 from stepd.testing import free_port
 
@@ -65,33 +79,17 @@ async def load(port: int, count: int, at: float) -> float:
     return count / (time.time() - began)
 
 
-def start_node(folder: Path, n: int) -> subprocess.Popen[bytes]:
-    """Another node on the first one's config (and environment), on a port of its own."""
+def start_node(folder: Path, n: int, source: Path | None = None) -> subprocess.Popen[bytes]:
+    """Another node on the first one's config (and environment), on a port of its own
+    (`source`: the daemon/ folder to run it from, as for `Bench`)."""
     log = (folder / f"node{n}.log").open("ab")
+    path = {} if source is None else {"PYTHONPATH": str(source)}
     return subprocess.Popen(
         [sys.executable, "-m", "stepd", "run", "-c", str(folder / "stepd.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{free_port()}"},
+        env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{free_port()}", **path},
     )
-
-
-def server_pids(server: PostgresServer | None) -> list[int]:
-    """The processes of `server` (its postmaster and the backends it started)."""
-    if server is None:
-        return []
-    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    return [postmaster, *(int(pid) for pid in children)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """The CPU time of the processes `pids` still there."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += process_cpu_seconds(pid)
-    return total
 
 
 async def herd(
@@ -101,9 +99,10 @@ async def herd(
     nodes: int,
     notify: bool = True,
     server: PostgresServer | None = None,
+    source: Path | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), source=source)
         await bench.setup()
         env = {} if url is None else {"STEPD_STORE__URL": url}
         if not notify:
@@ -111,7 +110,7 @@ async def herd(
         os.environ.update(env)
         bench.start_daemon()
         await bench.wait_ready()
-        others = [start_node(Path(folder), n) for n in range(1, nodes)]
+        others = [start_node(Path(folder), n, source) for n in range(1, nodes)]
         await asyncio.sleep(2.0 if others else 0)
         at = float(int(time.time()) + 5 + count // 300)
         intake = await load(bench.port, count, at)
@@ -120,7 +119,7 @@ async def herd(
         deadline = at + DEADLINE_SECONDS
         pids = [p.pid for p in (bench.process, *others) if p is not None]
         cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
-        database = server_pids(server)
+        database = server_pids(None if server is None else server.data)
         database_before = cpu_seconds(database)
         while len(bench.server.records) < count and time.time() < deadline:
             await asyncio.sleep(0.1)
@@ -170,5 +169,34 @@ async def main(count: int) -> None:
         remove_server(server)
 
 
+async def against(count: int, commit: str, repeat: int) -> None:
+    """`repeat` runs of: one SQLite node, then two PostgreSQL nodes of `commit` and of this
+    checkout in turn; each line says which daemon ran, and each run the two-node times
+    against SQLite's."""
+    server = start_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
+            sources = list(daemon_sources([commit], Path(folder)).items())
+            for run in range(1, repeat + 1):
+                sqlite = await herd(count, url=None, nodes=1, source=sources[-1][1])
+                print(json.dumps({"run": run, "daemon": sources[-1][0], **sqlite}), flush=True)
+                for name, source in sources if run % 2 else sources[::-1]:
+                    url = server.new_database()
+                    result = await herd(count, url=url, nodes=2, server=server, source=source)
+                    ratio = result["all_committed_s"] / sqlite["all_committed_s"]
+                    line = {"run": run, "daemon": name, **result, "x_sqlite": round(ratio, 2)}
+                    print(json.dumps(line), flush=True)
+    finally:
+        remove_server(server)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("count", type=int, nargs="?", default=5000)
+    parser.add_argument("--against", metavar="COMMIT", help="two nodes of COMMIT in turn")
+    parser.add_argument("--repeat", type=int, default=1, help="--against: this many runs")
+    arguments = parser.parse_args()
+    if arguments.against:
+        asyncio.run(against(arguments.count, arguments.against, arguments.repeat))
+    else:
+        asyncio.run(main(arguments.count))

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import math
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 
 import aiohttp
 from bare import bare_posts
-from harness import Bench, fill_waiting, percentile, rfc3339
+from harness import Bench, daemon_sources, fill_waiting, percentile, rfc3339
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -675,15 +674,6 @@ def _record(mode: str, results: dict[str, dict[str, float]]) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-def _export(commit: str, into: Path) -> Path:
-    """daemon/ as it is at `commit`, unpacked under `into`; the folder to import stepd from."""
-    archive = subprocess.run(
-        ["git", "archive", commit, "daemon"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "daemon"
-
-
 async def herds(
     count: int, repeat: int, against: list[str], *, checks: bool = False
 ) -> dict[str, dict[str, float]]:
@@ -693,7 +683,7 @@ async def herds(
     `checks`: before each herd, the same daemon's idle precision and intake too."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
-        sources = _sources(against, Path(folder))
+        sources = daemon_sources(against, Path(folder))
         for run in range(1, repeat + 1):
             for name, source in sources.items():
                 if checks:
@@ -709,23 +699,11 @@ async def herds(
     return results
 
 
-def _sources(against: list[str], folder: Path) -> dict[str, Path]:
-    """By name, the daemon/ folders to run: each of `against`'s commits, then this
-    checkout's, copied now (edits made meanwhile do not change it)."""
-    sources: dict[str, Path] = {}
-    for n, commit in enumerate(against):
-        (folder / str(n)).mkdir()
-        sources[f"commit {commit}"] = _export(commit, folder / str(n))
-    sources["this checkout"] = folder / "tree" / "daemon"
-    shutil.copytree(Path(__file__).parent.parent / "daemon", sources["this checkout"])
-    return sources
-
-
 async def map_costs(quick: bool, repeat: int, against: list[str]) -> dict[str, dict[str, Any]]:
     """`map_cost` `repeat` times, those commits' daemons and this checkout's in turn."""
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
-        sources = _sources(against, Path(folder))
+        sources = daemon_sources(against, Path(folder))
         for run in range(1, repeat + 1):
             for name, source in sources.items():
                 sizes = (200, 200, 20) if quick else (1000, 1000, 100)

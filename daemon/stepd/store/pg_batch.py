@@ -5,8 +5,8 @@ are applied by one `UPDATE executions ... FROM unnest(...)`, each row still a co
 on its version (and, for a node of several, on its holder and its lease), their events (and
 notices) by an `INSERT ... SELECT FROM unnest(...)` of the rows it applied, all in one
 statement: one round trip, one commit, one fsync, however many transitions. Arrays are sent
-in binary. Transitions that touch children's cursors or redrive take the one-by-one
-path (stepd.store.postgres). Two transitions of one execution never share a group.
+in binary (stepd.store.pg_arrays). Transitions that touch children's cursors or redrive take
+the one-by-one path (stepd.store.postgres). Two transitions of one execution never share a group.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
+from stepd.store.pg_arrays import BinaryArray, binary_columns
 from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
 from stepd.store.rows import (
@@ -84,20 +85,15 @@ GROUP_SQL = (
     f" AS n({NOTICE_COLUMNS}) WHERE n.execution_id IN (SELECT id FROM applied))"
     " SELECT id FROM applied"
 )
-_NO_EVENTS: list[list[Any]] = [[] for _ in EVENT_TYPES]
-_NO_NOTICES: list[list[Any]] = [[] for _ in NOTICE_TYPES]
+_NO_EVENTS = binary_columns([], EVENT_TYPES)
+_NO_NOTICES = binary_columns([], NOTICE_TYPES)
 
 
-def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
-    """The columns of `rows`, each a list for one `unnest(%b::TYPE[], ...)` parameter of
-    `types`. Arrays go in binary (text arrays would be escaped element by element, in Python:
-    most of a group's cost); a float8 column's values are made floats (a binary float8 array
-    takes no int among its floats)."""
-    columns = [list(c) for c in zip(*rows, strict=True)]
-    for i, kind in enumerate(types):
-        if kind == "float8":
-            columns[i] = [None if v is None else float(v) for v in columns[i]]
-    return columns
+def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[BinaryArray]:
+    """The columns of `rows`, each one `unnest(%b::TYPE[], ...)` parameter of `types`, in
+    binary (stepd.store.pg_arrays: text arrays would be escaped element by element, and
+    psycopg's binary lists are dumped element by element, in Python)."""
+    return binary_columns(rows, types)
 
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]

@@ -129,13 +129,14 @@ LEASE_RUNS = "EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > 
 # only, the rest NULL): a wake-up of an execution it claimed ahead of its instant costs no write.
 CLAIM_SQL = f"""
 WITH taken AS (
-    UPDATE executions AS e SET owner = %(node)s FROM (
-        SELECT id AS taken FROM executions
-        WHERE id = ANY(%(ids)b::int8[]) AND due_at IS NOT NULL AND due_at <= %(before)s
-        AND owner IS NULL
-        ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-    ) AS c
-    WHERE e.id = c.taken AND {LEASE_RUNS}
+    UPDATE executions AS e SET owner = %(node)s WHERE e.id = ANY(ARRAY(
+        SELECT w.id FROM unnest(%(ids)b::int8[]) AS asked (id), LATERAL (
+            SELECT id, due_at FROM executions
+            WHERE id = asked.id AND due_at IS NOT NULL AND due_at <= %(before)s
+            AND owner IS NULL FOR UPDATE SKIP LOCKED
+        ) AS w
+        ORDER BY w.due_at, w.id LIMIT %(limit)s
+    )) AND {LEASE_RUNS}
     RETURNING {COLUMNS}
 )
 SELECT NULL AS was, * FROM taken

@@ -14,7 +14,8 @@ from tests.postgres_server import PostgresServer
 from stepd.cli import main
 from stepd.config import load_settings, store_password
 from stepd.errors import ConfigError, StoreError, StoreTooNew
-from stepd.store.pg_schema import SCHEMA_VERSION
+from stepd.store.formats import FORMAT_VERSION
+from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.postgres import PostgresStore, read_version
 from stepd.store.records import NewEvent, NewExecution, Progress
 
@@ -144,6 +145,45 @@ async def test_a_store_goes_on_after_the_database_restarts_after_a_crash(
     finally:
         await store.close()
     assert (found, created, after.id > before.id) == (before, True, True)
+
+
+async def test_a_store_of_schema_4_is_migrated_with_its_history(postgres: PostgresServer) -> None:
+    """A store the previous release wrote (schema 4, the history's rows checked against their
+    execution by a foreign key) opens at the current schema: what it held reads back, and
+    new executions and their history are written beside it."""
+    url = await asyncio.to_thread(postgres.new_database)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for script in MIGRATIONS[:4]:
+            await conn.execute(script.encode())
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', '4'), ('record_format', %s)",
+            (str(FORMAT_VERSION),),
+        )
+        await conn.execute(
+            "INSERT INTO definitions (machine, sha256, body, created_at) VALUES ('m', 'x', '{}', 1)"
+        )
+        await conn.execute(
+            "INSERT INTO executions (machine, name, definition_id, status, input, start_date,"
+            " state, phase, data, due_at, last_event_id) VALUES"
+            " ('m', 'old', 1, 'RUNNING', '{}', 1, 'A', 'enter', '{}', 2, 1)"
+        )
+        await conn.execute(
+            "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+            " SELECT id, 1, 0, 1, 'ExecutionStarted', '{}' FROM executions"
+        )
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        old = await store.find_execution("m", "old")
+        assert old is not None
+        old_history = await store.history(old.id, reverse=False, limit=10, after=None)
+        created, _ = await store.create_execution(new("new", 1))
+        new_history = await store.history(created.id, reverse=False, limit=10, after=None)
+    finally:
+        await store.close()
+    assert (await read_version(url)).schema == SCHEMA_VERSION
+    assert [e.type for e in old_history] == ["ExecutionStarted"]
+    assert [e.type for e in new_history] == ["ExecutionStarted"]
 
 
 async def test_a_newer_schema_is_refused_and_left_as_it_is(postgres: PostgresServer) -> None:
