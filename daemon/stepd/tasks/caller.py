@@ -48,6 +48,7 @@ from stepd.asl.failures import (
 )
 from stepd.errors import HttpTaskError, TransportError, TransportTimeout, UnsupportedUrl
 from stepd.tasks.connections import Connections
+from stepd.tasks.deadlines import Deadlines
 from stepd.tasks.http_invoke import (
     HttpCall,
     build_call,
@@ -172,6 +173,7 @@ class TaskCaller:
         self._transport = AiohttpTransport(max_connections=max_connections)
         self._user_agent = user_agent
         self._urls: dict[str, str] = {}
+        self._deadlines = Deadlines()  # one timer for the calls whose deadlines fall together
 
     async def __aenter__(self) -> Self:
         return self
@@ -309,7 +311,7 @@ class TaskCaller:
         """The answer to one request, or the outcome of getting none."""
         limit = request.timeout_seconds
         try:
-            async with asyncio.timeout(limit):
+            async with self._deadlines.limit(limit):
                 return await self._transport.send(
                     method,
                     self._url(url),
@@ -319,7 +321,7 @@ class TaskCaller:
                     read_timeout=limit,
                     max_bytes=MAX_RESULT_BYTES,
                     keep_headers=request.http_invoke,
-                    bounded=True,  # by the asyncio.timeout above
+                    bounded=True,  # by the time limit above
                 )
         except (TimeoutError, TransportTimeout) as exc:
             return TaskOutcome(
