@@ -65,6 +65,8 @@ from stepd.store.records import (
     Transition,
     WaitThen,
     child_id,
+    new_event,
+    progress_of,
 )
 from stepd.tasks.caller import TaskOutcome
 
@@ -197,7 +199,7 @@ class Step:
     # -- building blocks -------------------------------------------------------------
 
     def add(self, event_type: str, details: dict[str, Any]) -> int:
-        self.events.append(NewEvent(type=event_type, details=details, ts=self.now))
+        self.events.append(new_event(event_type, details, self.now))
         return self.last_event_id + len(self.events)
 
     @property
@@ -251,22 +253,24 @@ class Step:
         if self.deadline is not None and self.status == RUNNING:
             # the execution's deadline wakes it like any due instant (children's too)
             due_at = self.deadline if due_at is None else min(due_at, self.deadline)
-        return Progress(
-            status=self.status,
-            state=self.state,
-            phase=self.phase,
-            data=self.data,
-            pending=self.pending,
-            state_entered_event=self.entered_event,
-            state_entered_at=self.entered_at,
-            attempt=self.attempt,
-            retry_counts=self.retry_counts,
-            due_at=due_at,
-            stop_date=self.stop_date,
-            output=self.output,
-            error=self.error,
-            cause=self.cause,
-            variables=self.variables,
+        return progress_of(
+            {
+                "status": self.status,
+                "state": self.state,
+                "phase": self.phase,
+                "data": self.data,
+                "pending": self.pending,
+                "state_entered_event": self.entered_event,
+                "state_entered_at": self.entered_at,
+                "attempt": self.attempt,
+                "retry_counts": self.retry_counts,
+                "due_at": due_at,
+                "stop_date": self.stop_date,
+                "output": self.output,
+                "error": self.error,
+                "cause": self.cause,
+                "variables": self.variables,
+            }
         )
 
     @property

@@ -270,6 +270,25 @@ class NewEvent:
     ts: float
 
 
+def new_event(event_type: str, details: dict[str, Any], ts: float) -> NewEvent:
+    """`NewEvent(type=event_type, details=details, ts=ts)` without the frozen dataclass's
+    __init__, which sets each field through object.__setattr__ (seven events a herd step)."""
+    event = object.__new__(NewEvent)
+    fields = event.__dict__
+    fields["type"] = event_type
+    fields["details"] = details
+    fields["ts"] = ts
+    return event
+
+
+def progress_of(values: dict[str, Any]) -> Progress:
+    """A Progress of `values`, which names every field, without the frozen dataclass's
+    __init__ (two a herd step: 2.0 µs each against 0.4 µs)."""
+    progress = object.__new__(Progress)
+    progress.__dict__.update(values)
+    return progress
+
+
 @dataclass(frozen=True, kw_only=True)
 class Redrive:
     """A redrive's mark on the execution it takes up again."""

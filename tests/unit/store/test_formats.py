@@ -19,11 +19,14 @@ from stepd.store.formats import (
 from stepd.store.records import (
     PROGRESS_FIELDS,
     Fanout,
+    NewEvent,
     Pending,
     Progress,
     Resume,
     TaskCall,
     WaitThen,
+    new_event,
+    progress_of,
 )
 from stepd.store.rows import PROGRESS_COLUMNS, progress_values
 
@@ -361,3 +364,16 @@ def test_activity_tasks_of_format_4_keep_their_task_events():
         decode_pending(json.dumps({"v": 4, "task": {**body, "activity": True}}))
     with pytest.raises(RecordError, match="activity"):
         decode_pending(json.dumps({"v": 5, "task": {**body, "activity": "yes"}}))
+
+
+def test_the_quick_constructors_make_what_the_dataclasses_make() -> None:
+    """A Progress made from every field's value, and a new event, are equal to the ones the
+    dataclasses' own constructors make (a field added to Progress and not to the values
+    fails here)."""
+    values = {name: getattr(Progress(status="RUNNING"), name) for name in PROGRESS_FIELDS}
+    values.update(state="Ping", due_at=5.0, retry_counts=(1, 2), variables='{"a":1}')
+    assert progress_of(values) == Progress(**values)
+    assert vars(progress_of(values)) == vars(Progress(**values))
+    assert new_event("TaskStarted", {"resource": "ping"}, 3.5) == NewEvent(
+        type="TaskStarted", details={"resource": "ping"}, ts=3.5
+    )
