@@ -237,7 +237,7 @@ class SqliteStore(Store):
             loop.call_soon_threadsafe(settle_all, settled)
 
     async def _write(
-        self, fn: Callable[[sqlite3.Connection], T] | None, staged: Staged | None = None
+        self, fn: Callable[[sqlite3.Connection], T], staged: Staged | None = None
     ) -> T:
         if self._thread is None:
             raise StoreError("the store is not open")
@@ -358,8 +358,8 @@ class SqliteStore(Store):
 
     async def commit(self, transition: Transition) -> Execution | None:
         # written with the other transitions of its group (stepd.store.sqlite_group)
-        moved: Execution | None = await self._write(None, Staged(transition))
-        return moved
+        staged = Staged(transition)
+        return await self._write(staged.write, staged)
 
     async def running_cursors(self, execution_id: int) -> list[Cursor]:
         def run(conn: sqlite3.Connection) -> list[Cursor]:

@@ -81,15 +81,21 @@ class Staged:
         # encoded here: a detail that is not JSON fails this commit alone, on the loop
         self.events = event_rows(base.id, base.last_event_id, transition.events)
 
+    def write(self, conn: sqlite3.Connection) -> Execution | None:
+        """Write this transition alone: the execution as it now stands, or None when its
+        version check failed."""
+        return write_staged(conn, [self])[0]
+
 
 class Write:
-    """One write of a group: `fn` run on the writer thread, or a `staged` transition."""
+    """One write of a group: `fn`, run on the writer thread; for a `staged` transition, its
+    `write`, which the group replaces by writing it with the staged ones next to it."""
 
     __slots__ = ("fn", "future", "loop", "staged")
 
     def __init__(
         self,
-        fn: Callable[[sqlite3.Connection], Any] | None,
+        fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
         staged: Staged | None = None,
@@ -126,20 +132,8 @@ def commit_group(
         if isolated:
             outcomes = [_isolated(conn, write, path) for write in batch]
         else:
-            staged: list[Write] = []
-            for write in batch:
-                if write.staged is not None:
-                    staged.append(write)
-                    continue
-                try:
-                    if staged:  # in order: a write may read what one before it wrote
-                        outcomes.extend(_write_staged(conn, staged))
-                        staged = []
-                    outcomes.append((write, _run(conn, write), None))
-                except Exception as exc:
-                    raise WriteGroupFailed from exc
             try:
-                outcomes.extend(_write_staged(conn, staged))
+                outcomes = _together(conn, batch)
             except Exception as exc:
                 raise WriteGroupFailed from exc
         conn.execute("COMMIT")
@@ -150,13 +144,27 @@ def commit_group(
     return outcomes
 
 
+def _together(conn: sqlite3.Connection, batch: list[Write]) -> list[Outcome]:
+    """Run `batch` in order, the staged transitions that follow each other written together."""
+    outcomes: list[Outcome] = []
+    run: list[Write] = []  # staged transitions next to each other, not written yet
+    for write in [*batch, None]:
+        if write is not None and write.staged is not None:
+            run.append(write)
+            continue
+        if run:  # before the next write: it may read what they write
+            staged = [w.staged for w in run if w.staged is not None]
+            outcomes += zip(run, write_staged(conn, staged), [None] * len(run), strict=True)
+            run = []
+        if write is not None:
+            outcomes.append((write, write.fn(conn), None))
+    return outcomes
+
+
 def _isolated(conn: sqlite3.Connection, write: Write, path: Path) -> Outcome:
     conn.execute("SAVEPOINT w")
     try:
-        if write.staged is not None:
-            outcome = _write_staged(conn, [write])[0]
-        else:
-            outcome = (write, _run(conn, write), None)
+        outcome: Outcome = (write, write.fn(conn), None)
     except Exception as exc:  # noqa: BLE001 - any write's error is its caller's outcome
         conn.execute("ROLLBACK TO w")
         conn.execute("RELEASE w")
@@ -165,25 +173,15 @@ def _isolated(conn: sqlite3.Connection, write: Write, path: Path) -> Outcome:
     return outcome
 
 
-def _run(conn: sqlite3.Connection, write: Write) -> Any:
-    if write.fn is None:
-        raise TypeError("a write with nothing to run")
-    return write.fn(conn)
-
-
-def _write_staged(conn: sqlite3.Connection, writes: Sequence[Write]) -> list[Outcome]:
-    """Write staged transitions that follow each other in a group; each one's outcome is the
-    execution as it now stands, or None when its version check failed."""
-    if not writes:
-        return []
+def write_staged(conn: sqlite3.Connection, writes: Sequence[Staged]) -> list[Execution | None]:
+    """Write staged transitions together; for each, the execution as it now stands, or None
+    when its version check failed."""
     applied = _updates(conn, writes)
     events: list[tuple[Any, ...]] = []
-    outcomes: list[Outcome] = []
-    for write, done in zip(writes, applied, strict=True):
-        staged = write.staged
-        assert staged is not None
+    outcomes: list[Execution | None] = []
+    for staged, done in zip(writes, applied, strict=True):
         if not done:
-            outcomes.append((write, None, None))
+            outcomes.append(None)
             continue
         transition = staged.transition
         base = transition.base
@@ -198,24 +196,21 @@ def _write_staged(conn: sqlite3.Connection, writes: Sequence[Write]) -> list[Out
         moved = transition.applied()
         if base.status == RUNNING and moved.status in NOTICED:
             add_notice(conn, moved)
-        outcomes.append((write, moved, None))
+        outcomes.append(moved)
     if events:
         conn.executemany(EVENTS_SQL, events)
     return outcomes
 
 
-def _updates(conn: sqlite3.Connection, writes: Sequence[Write]) -> list[bool]:
+def _updates(conn: sqlite3.Connection, writes: Sequence[Staged]) -> list[bool]:
     """Run the UPDATEs of `writes`, those of one statement together; whether each one's
     version check passed."""
     by_sql: dict[str, list[int]] = {}
-    all_params: list[tuple[Any, ...]] = []
-    for n, write in enumerate(writes):
-        assert write.staged is not None
-        by_sql.setdefault(write.staged.update, []).append(n)
-        all_params.append(write.staged.params)
+    for n, staged in enumerate(writes):
+        by_sql.setdefault(staged.update, []).append(n)
     applied = [True] * len(writes)
     for sql, numbers in by_sql.items():
-        params = [all_params[n] for n in numbers]
+        params = [writes[n].params for n in numbers]
         if len(params) == 1:
             applied[numbers[0]] = conn.execute(sql, params[0]).rowcount == 1
             continue
