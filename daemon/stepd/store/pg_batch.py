@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stepd.errors import ClaimLost, StoreError
-from stepd.store.pg_arrays import BinaryArray, binary_columns
+from stepd.store.pg_arrays import binary_columns
 from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
 from stepd.store.rows import (
@@ -87,13 +87,6 @@ GROUP_SQL = (
 )
 _NO_EVENTS = binary_columns([], EVENT_TYPES)
 _NO_NOTICES = binary_columns([], NOTICE_TYPES)
-
-
-def arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[BinaryArray]:
-    """The columns of `rows`, each one `unnest(%b::TYPE[], ...)` parameter of `types`, in
-    binary (stepd.store.pg_arrays: text arrays would be escaped element by element, and
-    psycopg's binary lists are dumped element by element, in Python)."""
-    return binary_columns(rows, types)
 
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
@@ -217,8 +210,8 @@ class CommitGroups(Groups[_Pending]):
             GROUP_SQL.encode(),
             [
                 *self._params(group, node),
-                *(arrays(events, EVENT_TYPES) if events else _NO_EVENTS),
-                *(arrays(notices, NOTICE_TYPES) if notices else _NO_NOTICES),
+                *(binary_columns(events, EVENT_TYPES) if events else _NO_EVENTS),
+                *(binary_columns(notices, NOTICE_TYPES) if notices else _NO_NOTICES),
             ],
         )
         applied = {int(row["id"]) for row in await cur.fetchall()}
@@ -266,7 +259,7 @@ class CommitGroups(Groups[_Pending]):
         ]
         return [
             node is not None,
-            *arrays(rows, _TYPES),
+            *binary_columns(rows, _TYPES),
             node is not None,
             node,
             node,
@@ -286,4 +279,4 @@ def _closes(transition: Transition) -> bool:
 async def add_notices(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Add these outbox rows (`notice_row`), in the transaction of `conn`."""
     if rows:
-        await conn.execute(NOTICES_SQL.encode(), arrays(rows, NOTICE_TYPES))
+        await conn.execute(NOTICES_SQL.encode(), binary_columns(rows, NOTICE_TYPES))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepd.errors import StoreError
+from stepd.store.pg_arrays import binary_columns
 from stepd.store.pg_batch import (
     COLUMN_TYPES,
     EVENT_TYPES,
@@ -22,7 +23,6 @@ from stepd.store.pg_batch import (
     Connect,
     Groups,
     add_notices,
-    arrays,
 )
 from stepd.store.pg_hints import Hints
 from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
@@ -145,7 +145,7 @@ class CreateGroups(Groups[_New]):
         self, conn: Any, group: Sequence[_New], rows: list[list[Any]]
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
         """The group's INSERT, its events and notices, in `conn`'s transaction."""
-        cur = await conn.execute(INSERT_SQL.encode(), arrays(rows, _TYPES))
+        cur = await conn.execute(INSERT_SQL.encode(), binary_columns(rows, _TYPES))
         made = {(r["machine"], r["name"]): r for r in await cur.fetchall()}
         events = [
             (int(made[key]["id"]), *event[1:])
@@ -154,7 +154,7 @@ class CreateGroups(Groups[_New]):
             for event in p.events
         ]
         if events:
-            await conn.execute(EVENTS_SQL.encode(), arrays(events, EVENT_TYPES))
+            await conn.execute(EVENTS_SQL.encode(), binary_columns(events, EVENT_TYPES))
         closed = [r for r in made.values() if r["status"] in NOTICED]
         await add_notices(conn, [notice_row(row_to_execution(r)) for r in closed])
         there: dict[tuple[str, str], dict[str, Any]] = {}
