@@ -535,19 +535,16 @@ class Step:
                 text = dumps(payload)
                 if self._too_large(text):
                     return
-                due = self.chain_due if self.chain_due is not None else self.now
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
                     payload=text,
                     timeout_seconds=timeout,
-                    due=due,
+                    due=self.chain_due if self.chain_due is not None else self.now,
                     token=self.token,
                     heartbeat_seconds=heartbeat if self.token else None,
                 )
-                # due since its wait ended: a task reached from a Wait keeps the row's due
-                # instant, so its commit leaves the indexes on it alone
-                self.due_at = due
+                self.due_at = self.now
             case RetryAt(until=until, retry_counts=counts):
                 self._retry_task(self._scaled(until.timestamp()), counts)
             case Caught(next_state=next_state, output=output):
