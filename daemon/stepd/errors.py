@@ -217,6 +217,11 @@ class StoreTooNew(StoreError):
     """The store was written by a newer stepd."""
 
 
+class ConnectionLost(StoreError):
+    """The connection to the database broke while it was in use (the database restarted, or
+    the network dropped it): what was sent may or may not have been applied."""
+
+
 class ClaimLost(StoreError):
     """A node's write was refused: another node holds the execution, or this node's lease
     ran out (it was cut off from the database, and others may have taken its work)."""

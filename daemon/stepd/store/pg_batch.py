@@ -12,12 +12,13 @@ the one-by-one path (stepd.store.postgres). Two transitions of one execution nev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from stepd.errors import ClaimLost, StoreError
+from stepd import logs
+from stepd.errors import ClaimLost, ConnectionLost, StoreError
 from stepd.store.pg_arrays import binary_columns
 from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
@@ -29,7 +30,11 @@ from stepd.store.rows import (
     progress_values,
 )
 
+log = logs.get_logger("stepd.store")
+
 MAX_GROUP = 512
+# How many times a write whose connection broke is made again, each on another connection.
+LOST_RETRIES = 2
 
 # The SQL type of each column a transition writes, in PROGRESS_COLUMNS' order.
 COLUMN_TYPES = {
@@ -91,6 +96,23 @@ _NO_NOTICES = binary_columns([], NOTICE_TYPES)
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]
 P = TypeVar("P")
+T = TypeVar("T")
+
+
+async def again(op: Callable[[bool], Awaitable[T]]) -> T:
+    """`op(made_again)`, made again on another connection when the one it used broke (a
+    restart of the database breaks every pooled connection; the first use of each finds out).
+    Only for writes that are safe to repeat: one that was applied before its connection broke
+    is refused the second time by its version check (or found by its name)."""
+    attempt = 0
+    while True:
+        try:
+            return await op(attempt > 0)
+        except ConnectionLost as exc:
+            attempt += 1
+            if attempt > LOST_RETRIES:
+                raise
+            log.info("store.made_again", error=str(exc))
 
 
 @dataclass
@@ -164,7 +186,7 @@ class CommitGroups(Groups[_Pending]):
     async def _apply(self, group: Sequence[_Pending]) -> None:
         node = self._node()
         try:
-            applied, held = await self._write(group, node)
+            applied, held = await again(lambda _: self._write(group, node))
         except BaseException as exc:
             for pending in group:
                 if not pending.future.done():

@@ -23,6 +23,7 @@ from stepd.store.pg_batch import (
     Connect,
     Groups,
     add_notices,
+    again,
 )
 from stepd.store.pg_hints import Hints
 from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
@@ -93,7 +94,7 @@ class CreateGroups(Groups[_New]):
 
     async def _apply(self, group: Sequence[_New]) -> None:
         try:
-            made, there = await self._write(group)
+            made, there = await again(lambda made_again: self._write(group, made_again))
         except StoreError:
             for pending in group:  # each on its own: only the one at fault fails
                 await self._one(pending)
@@ -118,9 +119,11 @@ class CreateGroups(Groups[_New]):
                 pending.future.set_result(result)
 
     async def _write(
-        self, group: Sequence[_New]
+        self, group: Sequence[_New], made_again: bool
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
-        """Insert the group: the rows created and the rows that were there, by name."""
+        """Insert the group: the rows created and the rows that were there, by name (when
+        `made_again`, those there with the uid of their create count as created: applied on
+        a connection that broke before it answered)."""
         rows = [
             [
                 p.new.machine,
@@ -137,6 +140,10 @@ class CreateGroups(Groups[_New]):
         async with self._connect() as conn:
             async with conn.transaction():
                 made, there = await self._insert(conn, group, rows)
+            if made_again:
+                uids = {(p.new.machine, p.new.name): p.new.uid for p in group}
+                for key in [key for key, row in there.items() if row["uid"] == uids[key]]:
+                    made[key] = there.pop(key)
             dues = ((r["due_at"], False) for r in made.values() if r["status"] == RUNNING)
             await self._hints.send(conn, dues)
         return made, there

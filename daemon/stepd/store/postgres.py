@@ -29,10 +29,10 @@ from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
 from stepd import __version__
-from stepd.errors import ClaimLost, StoreError, StoreTooNew
+from stepd.errors import ClaimLost, ConnectionLost, StoreError, StoreTooNew
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
-from stepd.store.pg_batch import CommitGroups, add_notices
+from stepd.store.pg_batch import CommitGroups, add_notices, again
 from stepd.store.pg_create import CreateGroups
 from stepd.store.pg_hints import Hints
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
@@ -239,7 +239,7 @@ class PostgresStore(Store):
         self._idle.set()
         self._hints = Hints(lambda: self.node if self.notify else None)
         self._groups = CommitGroups(self._connection, lambda: self.node, self._hints)
-        self._creates = CreateGroups(self._connection, self._create_alone, self._hints)
+        self._creates = CreateGroups(self._connection, self._create_again, self._hints)
         # execution id -> (when, its row as this node's claim returned it); see `claim`
         self._claimed: dict[int, tuple[float, dict[str, Any]]] = {}
         # connection -> when a use of it last ended well (see CHECK_IDLE_SECONDS)
@@ -311,7 +311,15 @@ class PostgresStore(Store):
         self._idle.clear()
         try:
             async with pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.Error as exc:
+                    if conn.broken:
+                        # The others may be broken too (a restart of the database breaks
+                        # them all): the pool checks each one before it hands it out again.
+                        self._used.clear()
+                        raise ConnectionLost(f"{self.where}: {exc}") from exc
+                    raise
                 self._used[conn] = time.monotonic()
         except psycopg.Error as exc:
             raise StoreError(f"{self.where}: {exc}") from exc
@@ -333,9 +341,12 @@ class PostgresStore(Store):
     async def _fetch(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:
-        async with self._connection() as conn:
-            cur = await conn.execute(sql.encode(), params)
-            return await cur.fetchall()
+        async def read() -> list[dict[str, Any]]:
+            async with self._connection() as conn:
+                cur = await conn.execute(sql.encode(), params)
+                return await cur.fetchall()
+
+        return await again(lambda _: read())
 
     # -- definitions -----------------------------------------------------------------
 
@@ -376,7 +387,7 @@ class PostgresStore(Store):
         if self._pool is None or self._closing:
             raise StoreError("the store is not open")
         if new.cursors:
-            return await self._create_alone(new)
+            return await self._create_again(new)
         self._active += 1
         self._idle.clear()
         try:
@@ -386,7 +397,13 @@ class PostgresStore(Store):
             if self._active == 0:
                 self._idle.set()
 
-    async def _create_alone(self, new: NewExecution) -> tuple[Execution, bool]:
+    async def _create_again(self, new: NewExecution) -> tuple[Execution, bool]:
+        """`_create_alone`, made again when its connection broke."""
+        return await again(lambda made_again: self._create_alone(new, made_again=made_again))
+
+    async def _create_alone(
+        self, new: NewExecution, *, made_again: bool = False
+    ) -> tuple[Execution, bool]:
         """An execution (with its children's cursors), in a transaction of its own."""
         columns: dict[str, Any] = {
             "machine": new.machine,
@@ -413,7 +430,10 @@ class PostgresStore(Store):
                     existing = await cur.fetchone()
                     if existing is None:
                         raise StoreError(f"execution {new.machine}/{new.name}: created and purged")
-                    return row_to_execution(existing), False
+                    found = row_to_execution(existing)
+                    # with this create's uid when it was applied on a connection that broke
+                    # before it answered, and is made again
+                    return found, made_again and found.uid == new.uid
                 execution_id = int(row["id"])
                 await _append(conn, [(execution_id, *event[1:]) for event in events])
                 await _write_cursors(conn, execution_id, (), new.cursors)
@@ -433,7 +453,7 @@ class PostgresStore(Store):
             or transition.redrive is not None
             or transition.input is not None
         ):
-            return await self._commit_alone(transition)
+            return await again(lambda _: self._commit_alone(transition))
         node = self.node
         owner = node if node is not None and holds(transition.progress) else None
         self._active += 1

@@ -5,7 +5,11 @@ server, tests/postgres_server.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,11 +17,11 @@ from tests.postgres_server import PostgresServer
 
 from stepd.cli import main
 from stepd.config import load_settings, store_password
-from stepd.errors import ConfigError, StoreError, StoreTooNew
+from stepd.errors import ConfigError, ConnectionLost, StoreError, StoreTooNew
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.postgres import PostgresStore, read_version
-from stepd.store.records import NewEvent, NewExecution, Progress
+from stepd.store.records import NewEvent, NewExecution, Progress, Transition
 
 CONFIG = """
 [store]
@@ -145,6 +149,91 @@ async def test_a_store_goes_on_after_the_database_restarts_after_a_crash(
     finally:
         await store.close()
     assert (found, created, after.id > before.id) == (before, True, True)
+
+
+def break_connections(url: str) -> int:
+    """Terminate every other session of `url`'s database, as a restart of the database or a
+    dropped network would: the number broken."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+async def test_writes_and_reads_go_on_when_the_pooled_connections_broke_a_moment_ago(
+    postgres: PostgresServer,
+) -> None:
+    """Connections used a moment ago are handed out unchecked; when they turn out broken,
+    each write and read is made again on another one, not failed (a failed commit of a
+    call's answer would send the call again)."""
+    url = await asyncio.to_thread(postgres.new_database)
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        definition_id = await store.put_definition("m", "{}")
+        made = [
+            created
+            for created, _ in await asyncio.gather(
+                *(store.create_execution(new(f"e{n}", definition_id)) for n in range(4))
+            )
+        ]
+        assert await asyncio.to_thread(break_connections, url) >= 1
+        moved = await asyncio.gather(
+            *(
+                store.commit(
+                    Transition(
+                        base=execution,
+                        progress=Progress(status="SUCCEEDED", state="A", phase="done", data="{}"),
+                        events=(NewEvent(ts=3.0, type="ExecutionSucceeded", details={}),),
+                    )
+                )
+                for execution in made
+            )
+        )
+        assert await asyncio.to_thread(break_connections, url) >= 1
+        after, created = await store.create_execution(new("after", definition_id))
+        assert await asyncio.to_thread(break_connections, url) >= 1
+        found = [await store.get_execution(execution.id) for execution in made]
+    finally:
+        await store.close()
+    assert all(m is not None and m.status == "SUCCEEDED" for m in moved)
+    assert (found, created, after.name) == (moved, True, "after")
+
+
+async def test_a_create_applied_before_its_connection_broke_is_made_again_and_reported_created(
+    postgres: PostgresServer,
+) -> None:
+    """When the connection breaks after a create was applied but before its answer came, the
+    create is made again: the execution found by its name carries the create's uid, so it is
+    reported created (and so scheduled), and nothing is written twice; another start of the
+    same name is still not created."""
+    url = await asyncio.to_thread(postgres.new_database)
+    store = PostgresStore(url)
+    await store.open()
+    # the answer of the first create's write is lost, after its commit
+    connect = store._creates._connect
+    lost = [ConnectionLost("the answer was lost")]
+
+    @contextlib.asynccontextmanager
+    async def losing() -> AsyncIterator[Any]:
+        async with connect() as conn:
+            yield conn
+        if lost:
+            raise lost.pop()
+
+    store._creates._connect = losing
+    try:
+        definition_id = await store.put_definition("m", "{}")
+        first, made = await store.create_execution(new("e", definition_id))
+        history = await store.history(first.id, reverse=False, limit=10, after=None)
+        other = dataclasses.replace(new("e", definition_id), uid="another start")
+        second, made_second = await store.create_execution(other)
+    finally:
+        await store.close()
+    assert (lost, made, made_second, second) == ([], True, False, first)
+    assert [event.type for event in history] == ["ExecutionStarted"]
 
 
 async def test_a_store_of_schema_4_is_migrated_with_its_history(postgres: PostgresServer) -> None:
