@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,7 +105,7 @@ def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path:
     with out_path.open("w", encoding="utf-8") as out:
         logs.configure("debug", "json", stream=out)
         log = structlog.get_logger("test")
-        tokens = structlog.contextvars.bind_contextvars(machine="classroom", state="Wait")
+        token = logs.bind(machine="classroom", state="Wait")
         try:
             before = datetime.now(UTC)
             log.warn("a.warn", state="Start")  # noqa: G010 - the alias is mapped too
@@ -113,7 +115,7 @@ def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path:
                 log.exception("a.exception")
             after = datetime.now(UTC)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            logs.reset(token)
         log.info("a.info")
 
     warned, failed, plain = (json.loads(line) for line in out_path.read_text().splitlines())
@@ -143,8 +145,45 @@ def test_a_module_logger_follows_each_new_configuration(tmp_path: Path) -> None:
         log.debug("shown.debug")
         with structlog.testing.capture_logs() as captured:
             log.warning("captured", n=1)
+            log.info("captured.info", n=2)
         log.info("shown.second")
 
     assert _events(first) == ["shown.first"]
     assert _events(second) == ["shown.debug", "shown.second"]
-    assert captured == [{"event": "captured", "n": 1, "log_level": "warning"}]
+    assert captured == [
+        {"event": "captured", "n": 1, "log_level": "warning"},
+        {"event": "captured.info", "n": 2, "log_level": "info"},
+    ]
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["json", "journal"])
+def test_a_module_loggers_line_is_the_line_structlog_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    """A module logger's info and debug lines (which skip structlog's dispatch) are written as
+    structlog's own logger writes them: the same fields in the same order, the bound context
+    after the line's own fields, the same priority prefix under journald."""
+    out_path = tmp_path / "stdout"
+    with out_path.open("w", encoding="utf-8") as out:
+        if journal:
+            stat = os.fstat(out.fileno())
+            monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        logs.configure("debug", "json", stream=out)
+        token = logs.bind(machine="classroom", state="Wait")
+        try:
+            for log in (logs.get_logger("test"), structlog.get_logger("test")):
+                log.info("a.info", state="Start", n=1)
+                log.debug("a.debug", url="http://x/ünïcode")
+        finally:
+            logs.reset(token)
+    lines = out_path.read_text(encoding="utf-8").splitlines()
+    ours, theirs = lines[:2], lines[2:]
+    assert [_without_timestamp(line) for line in ours] == [
+        _without_timestamp(line) for line in theirs
+    ]
+    assert ours[0].startswith("<6>" if journal else "{")
+    assert json.loads(ours[0].removeprefix("<6>"))["machine"] == "classroom"
+
+
+def _without_timestamp(line: str) -> str:
+    return re.sub(r'"timestamp":"[^"]*"', "", line)

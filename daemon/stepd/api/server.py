@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from stepd import logs
@@ -82,7 +81,7 @@ async def _request_id(
     request_id = _new_request_id()
     # each connection is served by its own task, so the binding stays with this request (and
     # is replaced by the next one on the same connection)
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    logs.bind(request_id=request_id)
     try:
         response = await handler(request)
     except web.HTTPException as exc:

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from stepd import logs
 from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
@@ -740,22 +738,21 @@ class Engine:
         if execution is None:
             return None
         await self.tests.load(self._store, execution_id)
-        # the log lines of this step carry these; set and reset directly (bound_contextvars
-        # copies the whole context twice)
-        tokens = structlog.contextvars.bind_contextvars(
+        # the log lines of this step carry these
+        token = logs.bind(
             machine=execution.machine, execution=execution.name, state=execution.state
         )
         try:
             return await self._advance(execution)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            logs.reset(token)
 
     def _later(self, answered: _Answered) -> Later:
         """Commit `answered`'s outcome and go on from there, when the queue gets to it."""
 
         async def record() -> Later | None:
             execution = answered.execution
-            tokens = structlog.contextvars.bind_contextvars(
+            token = logs.bind(
                 machine=execution.machine, execution=execution.name, state=execution.state
             )
             try:
@@ -764,7 +761,7 @@ class Engine:
                     updated = await self._store.get_execution(execution.id)
                 return await self._advance(updated)
             finally:
-                structlog.contextvars.reset_contextvars(**tokens)
+                logs.reset(token)
 
         return record
 
@@ -797,7 +794,7 @@ class Engine:
             state = step.state if task_now else execution.state
             if state != logged_state:
                 logged_state = state
-                structlog.contextvars.bind_contextvars(state=state)
+                logs.bind(state=state)
             if task_now and step.task.awaiting_callback:  # no callback came in time
                 step.callback_timed_out()
                 step.run()
@@ -1157,10 +1154,7 @@ class Engine:
 
     async def _child_call(self, execution: Execution, cursor: Cursor, *, resend: bool) -> None:
         """Call a child's task (its intent is committed), then commit its outcome."""
-        # set and reset through their tokens (bound_contextvars copies the whole context twice)
-        tokens = structlog.contextvars.bind_contextvars(
-            machine=execution.machine, execution=execution.name, state=cursor.state
-        )
+        token = logs.bind(machine=execution.machine, execution=execution.name, state=cursor.state)
         try:
             outcome = await self._child_send(execution, cursor, resend=resend)
             if outcome is not None:
@@ -1168,7 +1162,7 @@ class Engine:
         except Exception:
             log.exception("engine.child_call_failed", cursor=cursor.id)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            logs.reset(token)
             flying = self._in_flight.get(execution.id)
             if flying is not None:
                 flying.discard(cursor.id)
