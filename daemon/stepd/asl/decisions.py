@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stepd.frozen import quick_init
+
 
 @dataclass(frozen=True)
 class JsonText:
@@ -85,6 +87,7 @@ def iso_millis(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class GoTo:
     """Leave the current state for `next_state` with `output` as its input."""
@@ -94,6 +97,7 @@ class GoTo:
     variables: Mapping[str, Any] | None = None  # every variable after the state's Assign
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Succeed:
     """The execution succeeds with `output`."""
@@ -102,6 +106,7 @@ class Succeed:
     variables: Mapping[str, Any] | None = None  # every variable after the state's Assign
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Fail:
     """The execution fails. `States.Runtime` is never caught."""
@@ -110,6 +115,7 @@ class Fail:
     cause: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class WaitUntil:
     """A Wait state: stay until `until` (aware UTC), then carry out `then`.
@@ -122,6 +128,7 @@ class WaitUntil:
     then: GoTo | Succeed
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class CallTask:
     """A Task state: call `resource` with `payload` (the effective input)."""
@@ -132,6 +139,7 @@ class CallTask:
     heartbeat_seconds: float | None = None  # HeartbeatSeconds[Path]; None: no heartbeat
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class RetryAt:
     """A retrier matched: call the task again at `until` with the updated counters."""
@@ -142,6 +150,7 @@ class RetryAt:
     cause: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Caught:
     """A catcher matched: go to `next_state` with `output` (input + error at ResultPath)."""
@@ -153,6 +162,7 @@ class Caught:
     variables: Mapping[str, Any] | None = None  # every variable after the catcher's Assign
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class FanOut:
     """A Parallel or Map state: run one child per input (slot order), then gather the outputs.

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from stepd.frozen import quick_init
+
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
@@ -34,6 +36,7 @@ QUEUED = "QUEUED"
 ROOT = ""  # the id of an execution's root cursor: its row in `executions`
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class WaitThen:
     """A Wait state is waiting: what happens when its instant comes."""
@@ -42,6 +45,7 @@ class WaitThen:
     output: str  # the Wait state's output, JSON text
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class TaskCall:
     """A Task state's call: what to send, and how far the sending got."""
@@ -130,6 +134,7 @@ class Fanout:
         return self.next_slot >= self.total and self.running == 0
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Resume:
     """A cursor (the root or a child) closed without succeeding: where a redrive takes it up.
@@ -145,6 +150,7 @@ class Resume:
 Pending = WaitThen | TaskCall | Fanout | Resume | None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Progress:
     """Where an execution stands and what it does next: all that a transition changes."""
@@ -185,6 +191,7 @@ class Progress:
 PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Execution(Progress):
     id: int
@@ -236,6 +243,7 @@ class Execution(Progress):
         )
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Cursor(Progress):
     """A child of a Parallel or Map state: a branch or an iteration, running on its own.
@@ -298,6 +306,7 @@ class Redrive:
     token: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Transition:
     """One atomic change to `base`: its new progress and the events to append.

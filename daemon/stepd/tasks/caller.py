@@ -47,6 +47,7 @@ from stepd.asl.failures import (
     STATES_TIMEOUT,
 )
 from stepd.errors import HttpTaskError, TransportError, TransportTimeout, UnsupportedUrl
+from stepd.frozen import quick_init
 from stepd.tasks.connections import Connections
 from stepd.tasks.deadlines import Deadlines
 from stepd.tasks.http_invoke import (
@@ -85,6 +86,7 @@ _DELTA_SECONDS = re.compile(r"[0-9]+")
 logger = logs.get_logger(__name__)
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class TaskRequest:
     """One attempt of a Task call: POST `payload` as JSON to `url`."""
@@ -103,6 +105,7 @@ class TaskRequest:
             raise ValueError(f"timeout_seconds must be positive, not {self.timeout_seconds!r}")
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class TaskOutcome:
     """What one attempt came to: a `result` when `error` is None, else an ASL error name."""
