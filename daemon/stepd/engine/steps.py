@@ -101,9 +101,9 @@ class _LazyContext(Context):
         entered_at: float,
         variables_text: str | None,
     ) -> None:
-        for name, value in plain.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "_made_from", (input_text, start_date, entered_at, variables_text))
+        values = self.__dict__  # set at once: a frozen dataclass refuses __setattr__
+        values.update(plain)
+        values["_made_from"] = (input_text, start_date, entered_at, variables_text)
 
     def __getattr__(self, name: str) -> Any:
         made_from = self.__dict__.pop("_made_from", None)
