@@ -50,6 +50,7 @@ from stepd.errors import HttpTaskError, TransportError, TransportTimeout, Unsupp
 from stepd.frozen import quick_init
 from stepd.tasks.connections import Connections
 from stepd.tasks.deadlines import Deadlines
+from stepd.tasks.http1 import Answer
 from stepd.tasks.http_invoke import (
     HttpCall,
     build_call,
@@ -58,7 +59,7 @@ from stepd.tasks.http_invoke import (
     result_of,
 )
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_key, sign
-from stepd.tasks.transport import AiohttpTransport, Answer
+from stepd.tasks.transport import AiohttpTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -314,7 +315,7 @@ class TaskCaller:
         """The answer to one request, or the outcome of getting none."""
         limit = request.timeout_seconds
         try:
-            async with self._deadlines.limit(limit):
+            with self._deadlines.limit(limit):
                 return await self._transport.send(
                     method,
                     self._url(url),

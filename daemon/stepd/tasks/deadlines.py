@@ -26,8 +26,9 @@ class Deadlines:
         self._slots: dict[tuple[asyncio.AbstractEventLoop, int], set[Limit]] = {}
 
     def limit(self, seconds: float) -> Limit:
-        """`async with deadlines.limit(seconds):` raises TimeoutError, as `asyncio.timeout`
-        does, when its body has not ended `seconds` after it began."""
+        """`with deadlines.limit(seconds):` (inside a task) raises TimeoutError, as `async
+        with asyncio.timeout(seconds)` does, when its body has not ended `seconds` after it
+        began. A plain `with`: entering and leaving a limit awaits nothing."""
         return Limit(self, seconds)
 
     def join(self, limit: Limit, loop: asyncio.AbstractEventLoop, when: float) -> None:
@@ -50,7 +51,7 @@ class Deadlines:
 
 
 class Limit:
-    """One `async with` of a time limit (see `Deadlines.limit`)."""
+    """One `with` of a time limit (see `Deadlines.limit`)."""
 
     __slots__ = ("_cancelling", "_deadlines", "_expired", "_seconds", "_task", "key")
 
@@ -62,7 +63,7 @@ class Limit:
         self._expired = False
         self.key: tuple[asyncio.AbstractEventLoop, int] | None = None
 
-    async def __aenter__(self) -> Self:
+    def __enter__(self) -> Self:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a time limit is used inside a task")
@@ -72,7 +73,7 @@ class Limit:
         self._deadlines.join(self, loop, loop.time() + self._seconds)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -71,7 +72,7 @@ def _plain(text: str) -> bool:
     return not any(c in text for c in "\r\n\0")
 
 
-def request_bytes(target: Target, headers: dict[str, str], body: bytes) -> bytes | None:
+def request_bytes(target: Target, headers: Mapping[str, str], body: bytes) -> bytes | None:
     """The whole request, or None when a header is one the lean client does not send."""
     if not _plain("".join(headers) + "".join(headers.values())):
         return None
@@ -80,18 +81,20 @@ def request_bytes(target: Target, headers: dict[str, str], body: bytes) -> bytes
     return target.head + "".join(lines).encode("latin-1") + body
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A parsed answer: status, reason, Retry-After, the body up to the limit."""
+@dataclass(slots=True, kw_only=True)
+class Answer:
+    """What the server answered: its status, and the body up to the caller's limit (the
+    lean client's parse of it, or the aiohttp path's, `stepd.tasks.transport`)."""
 
     status: int
     reason: str
-    retry_after: str | None
+    retry_after: str | None  # the Retry-After header, as sent
     body: bytes
-    complete: bool
-    keep_alive: bool
-    function_error: str | None = None  # X-Amz-Function-Error, as sent
-    named_error: str | None = None  # Stepd-Error, as sent
+    complete: bool  # False when the body was longer than the limit and was cut there
+    keep_alive: bool = False  # the lean client may send the next request on the connection
+    headers: tuple[tuple[str, str], ...] = ()  # every response header, as sent (aiohttp only)
+    function_error: str | None = None  # the X-Amz-Function-Error header, as sent
+    named_error: str | None = None  # the Stepd-Error header, as sent
 
 
 class _Connection(asyncio.Protocol):
@@ -104,7 +107,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._buffer = bytearray()
-        self._waiter: asyncio.Future[Reply] | None = None
+        self._waiter: asyncio.Future[Answer] | None = None
         self._limit = 0
         self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 0.0
@@ -145,7 +148,7 @@ class _Connection(asyncio.Protocol):
 
     # -- one exchange -------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, limit: int, read_timeout: float | None) -> Reply:
+    async def exchange(self, request: bytes, limit: int, read_timeout: float | None) -> Answer:
         """Send `request`, read the answer; `read_timeout` None: the caller bounds it."""
         loop = self._pool.loop
         waiter = self._waiter = loop.create_future()
@@ -157,7 +160,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(request)
         try:
-            reply: Reply = await waiter
+            reply: Answer = await waiter
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -210,7 +213,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
 
-    def _parse(self) -> Reply | None:
+    def _parse(self) -> Answer | None:
         """The answer in the buffer, once all of it (or all the caller reads) is in."""
         buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
@@ -239,15 +242,15 @@ class _Connection(asyncio.Protocol):
             body, complete = _decompress(body, head.encoding, self._limit)
         elif len(body) > self._limit:
             body, complete = body[: self._limit], False
-        return Reply(
-            head.status,
-            head.reason,
-            head.retry_after,
-            body,
-            complete,
-            keep_alive and not self._eof,
-            head.function_error,
-            head.named_error,
+        return Answer(
+            status=head.status,
+            reason=head.reason,
+            retry_after=head.retry_after,
+            body=body,
+            complete=complete,
+            keep_alive=keep_alive and not self._eof,
+            function_error=head.function_error,
+            named_error=head.named_error,
         )
 
     def _body(self, head: _Head, start: int, limit: int) -> tuple[bytes, bool, int] | None:
@@ -408,7 +411,7 @@ class Pool:
         read_timeout: float,
         max_bytes: int,
         bounded: bool = False,
-    ) -> Reply:
+    ) -> Answer:
         """Send `request` to `target` on a pooled connection and read the answer. `bounded`:
         the caller bounds the whole attempt itself, so no read timer is armed here."""
         if self._loop is None:

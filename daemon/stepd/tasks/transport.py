@@ -18,33 +18,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
 from stepd.errors import TransportError, TransportTimeout, UnsupportedUrl
-from stepd.tasks.http1 import Pool, Target, request_bytes, target_of
+from stepd.tasks.http1 import Answer, Pool, Target, request_bytes, target_of
 
 KEEPALIVE_SECONDS = 30.0
 CHUNK_BYTES = 64 * 1024
 FUNCTION_ERROR_HEADER = "X-Amz-Function-Error"  # AWS Lambda's mark of a function's error
 NAMED_ERROR_HEADER = "Stepd-Error"  # the task server names the task's error itself
 MAX_CACHED = 10_000  # parsed URLs and timeout settings kept for reuse
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answer:
-    """What the server answered: its status, and the body up to the caller's limit."""
-
-    status: int
-    reason: str
-    retry_after: str | None  # the Retry-After header, as sent
-    body: bytes
-    complete: bool  # False when the body was longer than the limit and was cut there
-    headers: tuple[tuple[str, str], ...] = ()  # every response header, as sent (send() only)
-    function_error: str | None = None  # the X-Amz-Function-Error header, as sent
-    named_error: str | None = None  # the Stepd-Error header, as sent
 
 
 class AiohttpTransport:
@@ -154,24 +139,15 @@ class AiohttpTransport:
         whole attempt (the lean path then arms no read timer of its own)."""
         if method == "POST" and body is not None and not keep_headers:
             target = self._target(url)
-            request = None if target is None else request_bytes(target, dict(headers), body)
+            request = None if target is None else request_bytes(target, headers, body)
             if target is not None and request is not None:
-                reply = await self._lean().post(
+                return await self._lean().post(
                     target,
                     request,
                     connect_timeout=connect_timeout,
                     read_timeout=read_timeout,
                     max_bytes=max_bytes,
                     bounded=bounded,
-                )
-                return Answer(
-                    status=reply.status,
-                    reason=reply.reason,
-                    retry_after=reply.retry_after,
-                    body=reply.body,
-                    complete=reply.complete,
-                    function_error=reply.function_error,
-                    named_error=reply.named_error,
                 )
         try:
             async with self._client().request(

@@ -15,7 +15,7 @@ async def test_a_body_that_ends_in_time_is_left_alone() -> None:
     deadlines = Deadlines()
 
     async def quick() -> str:
-        async with deadlines.limit(0.05):
+        with deadlines.limit(0.05):
             await asyncio.sleep(0)
         await asyncio.sleep(0.1)  # past the deadline, outside the limit
         return "done"
@@ -32,7 +32,7 @@ async def test_a_body_past_its_deadline_raises_timeout_error_never_early() -> No
     async def slow() -> float:
         began = loop.time()
         try:
-            async with deadlines.limit(0.05):
+            with deadlines.limit(0.05):
                 await asyncio.sleep(10)
         except TimeoutError:
             return loop.time() - began
@@ -49,7 +49,7 @@ async def test_calls_due_together_each_time_out_or_not_on_their_own() -> None:
 
     async def call(seconds: float) -> str:
         try:
-            async with deadlines.limit(0.05):
+            with deadlines.limit(0.05):
                 await asyncio.sleep(seconds)
         except TimeoutError:
             return "timed out"
@@ -71,9 +71,9 @@ async def test_a_timeout_inside_another_limit_is_the_inner_ones() -> None:
     deadlines = Deadlines()
 
     async def nested() -> str:
-        async with deadlines.limit(1.0):
+        with deadlines.limit(1.0):
             try:
-                async with deadlines.limit(0.02):
+                with deadlines.limit(0.02):
                     await asyncio.sleep(10)
             except TimeoutError:
                 await asyncio.sleep(0)
