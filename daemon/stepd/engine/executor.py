@@ -737,7 +737,8 @@ class Engine:
             execution = await self._store.get_execution(execution_id)
         if execution is None:
             return None
-        await self.tests.load(self._store, execution_id)
+        if self.tests.enabled:
+            await self.tests.load(self._store, execution_id)
         # the log lines of this step carry these
         token = logs.bind(
             machine=execution.machine, execution=execution.name, state=execution.state
@@ -1343,9 +1344,12 @@ class Engine:
         if task is None:
             raise TypeError(f"the state '{execution.state}' has no task call pending")
         key = idempotency_key(execution)
-        inside = await self._answer_inside(execution, execution.state, execution.attempt, task, key)
-        if inside is not None:
-            return inside
+        if self._may_answer_inside(task):
+            inside = await self._answer_inside(
+                execution, execution.state, execution.attempt, task, key
+            )
+            if inside is not None:
+                return inside
         return await self._send_call(
             url,
             task,
@@ -1353,6 +1357,15 @@ class Engine:
             state=execution.state,
             attempt=execution.attempt,
             resend=resend,
+        )
+
+    def _may_answer_inside(self, task: TaskCall) -> bool:
+        """Whether stepd may answer `task` itself (see `_answer_inside`)."""
+        resource = task.resource
+        return (
+            self.tests.enabled
+            or is_activity(resource)
+            or start_execution_mode(resource) is not None
         )
 
     async def _answer_inside(
