@@ -6,12 +6,8 @@ task caller:
 - Claims. Every node arms the instants of everything due in its window (stepd.timers), so all
   of them wake when an execution falls due; `on_due` gathers what woke in one turn of the loop
   and claims it in one statement (`FOR UPDATE SKIP LOCKED`): each execution goes to exactly one
-  node's engine. What no node holds is shared out: of the nodes whose lease ran at the last
-  renewal, each claims its own share (by a hash of the id) when due, and another node's only
-  SHARE_GRACE_SECONDS later, taking over what that node left (dead, cut off or behind); so
-  two nodes woken by one herd claim each half of it, neither waiting on the other's locks. A
-  node holds an execution while it runs there (a call in flight, its children); a transition
-  to a wait lets it go (stepd.store.postgres.holds).
+  node's engine. A node holds an execution while it runs there (a call in flight, its
+  children); a transition to a wait lets it go (stepd.store.postgres.holds).
 - Leases with fencing. A renewer on a connection of its own extends this node's lease every
   RENEW_SECONDS. The store writes this node's transitions only while the lease runs (checked by
   the database in the same statement), and this node sends a task call only while its last
@@ -72,23 +68,11 @@ WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked fo
 MAX_LOOKS = 10_000  # hinted instants a node keeps armed at once (more: the watch finds them)
 LOOK_MERGE_SECONDS = 0.005  # a look at one instant also covers those this close after it
 WATCH_LIMIT = 1000
-# What a look at a hinted instant reads at most: all of a herd due at once (then each node
-# claims its share of it at once, not a page per watch)
-LOOK_LIMIT = 20_000
 MAX_SKEW_SECONDS = 0.5  # a node whose clock is further off the database's claims nothing
 DEFINITIONS_SECONDS = 5.0  # how often a node compares its definitions with the others'
-# What falls to another live node's share is claimed here only this long after it fell due.
-SHARE_GRACE_SECONDS = 0.3
-SPREAD = 0x9E3779B97F4A7C15  # Fibonacci hashing: consecutive ids fall to the nodes in turn
 
 Dispatch = Callable[[int, float], None]
 LoadWindow = Callable[[], Awaitable[None]]
-
-
-def share(execution_id: int, nodes: int) -> int:
-    """Which of `nodes` live nodes (by their ids' order) claims `execution_id` first when no
-    node holds it: a hash of the id, so that consecutive ids fall to the nodes in turn."""
-    return (((execution_id * SPREAD) & 0xFFFF_FFFF_FFFF_FFFF) >> 32) % nodes
 
 
 def definition_hashes(definitions: Mapping[str, str]) -> dict[str, str]:
@@ -149,11 +133,7 @@ class Cluster:
         self._load_window: LoadWindow | None = None
         self._in_hand: Callable[[int], bool] = lambda _: False
         self._wanted: dict[int, float] = {}
-        # heaps of (due_at, id) of `_wanted` (stale entries too): this node's share, the others'
-        self._order: list[tuple[float, int]] = []
-        self._others: list[tuple[float, int]] = []
-        self._more = asyncio.Event()  # more is wanted: a flush waiting for the others' wakes
-        self._share: tuple[tuple[str, ...], int, int] = ((), 1, 0)  # live nodes, count, index
+        self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -300,27 +280,9 @@ class Cluster:
         known = self._wanted.get(execution_id)
         if known is None or due_at < known:
             self._wanted[execution_id] = due_at
-            self._push(execution_id, due_at)
+            heapq.heappush(self._order, (due_at, execution_id))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="stepd-cluster-claim")
-        else:
-            self._more.set()
-
-    def _push(self, execution_id: int, due_at: float) -> None:
-        mine = self._mine(execution_id)
-        heapq.heappush(self._order if mine else self._others, (due_at, execution_id))
-
-    def _mine(self, execution_id: int) -> bool:
-        """Whether this node claims `execution_id` as soon as it is due: it holds it, or it
-        falls to this node's share of what no node holds."""
-        live = self.leases.live
-        if live is not self._share[0]:
-            node = self.node
-            self._share = (live, len(live), live.index(node)) if node in live else (live, 1, 0)
-        _, count, index = self._share
-        if count < 2 or execution_id in self.store.holding:
-            return True
-        return share(execution_id, count) == index
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # the rest of this turn's wake-ups join the batch
@@ -331,7 +293,6 @@ class Cluster:
                 continue
             ids = self._batch()
             if not ids:
-                await self._wait_for_more()
                 continue
             try:
                 claimed = await self.store.claim(
@@ -342,24 +303,13 @@ class Cluster:
                     log.warning("node.claim_failed", error=str(exc), retry_seconds=RETRY_SECONDS)
                 failing = True
                 for execution_id in ids:  # tried again
-                    self._push(execution_id, self._wanted[execution_id])
+                    heapq.heappush(self._order, (self._wanted[execution_id], execution_id))
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
             self._run(ids, claimed)
         if not self._wanted:
-            self._order.clear()  # what is left on them is stale
-            self._others.clear()
-
-    async def _wait_for_more(self) -> None:
-        """Nothing to claim yet: wait until the earliest of the others' share is ripe, or
-        more is wanted."""
-        self._more.clear()
-        wait = RETRY_SECONDS
-        if self._others:
-            wait = self._others[0][0] + SHARE_GRACE_SECONDS - self.clock()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._more.wait(), max(0.001, wait))
+            self._order.clear()  # what is left on it is stale
 
     def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
         """`ids` were asked for and `claimed` taken: hand these to the engine."""
@@ -376,22 +326,14 @@ class Cluster:
                 run(execution_id, due_at)
 
     def _batch(self) -> list[int]:
-        """Up to CLAIM_BATCH of what is wanted, earliest due first (equal ones by id), taken
-        off the heaps (a herd of wake-ups is not sorted again for every batch): this node's
-        share, and of the others' what has been due for SHARE_GRACE_SECONDS."""
-        if not self._order and not self._others:  # not expected: every id is on a heap
-            for execution_id, due_at in self._wanted.items():
-                self._push(execution_id, due_at)
+        """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), taken off the
+        heap (a heap: a herd of wake-ups is not sorted again for every batch)."""
+        if not self._order:  # not expected: every id wanted is on the heap
+            self._order = [(due_at, i) for i, due_at in self._wanted.items()]
+            heapq.heapify(self._order)
         ids: dict[int, None] = {}
-        ripe = self.clock() - SHARE_GRACE_SECONDS
-        mine, others = self._order, self._others
-        while len(ids) < CLAIM_BATCH:
-            heap = mine
-            if others and others[0][0] <= ripe and (not mine or others[0] < mine[0]):
-                heap = others
-            if not heap:
-                break
-            due_at, execution_id = heapq.heappop(heap)
+        while self._order and len(ids) < CLAIM_BATCH:
+            due_at, execution_id = heapq.heappop(self._order)
             if self._wanted.get(execution_id) == due_at:  # else wanted earlier, or no more
                 ids[execution_id] = None
         return list(ids)
@@ -448,7 +390,6 @@ class Cluster:
         old = self.node
         self._last_good = -math.inf
         self.store.node = None
-        self.store.holding.clear()
         try:
             self.store.node = await self.leases.join()
         except StoreError as exc:
@@ -493,12 +434,12 @@ class Cluster:
             await asyncio.sleep(self.watch_seconds)
             await self._look(self.clock() + self.watch_seconds)
 
-    async def _look(self, before: float, limit: int = WATCH_LIMIT) -> None:
+    async def _look(self, before: float) -> None:
         """Claim what falls due before `before` (then run it when due)."""
         if self.closing or not self.fresh() or self.skewed:
             return
         try:
-            due = await self.store.claimable(before, limit, own=False)
+            due = await self.store.claimable(before, WATCH_LIMIT, own=False)
         except StoreError:
             return  # the renewer and the claims say so
         for execution_id, due_at in due:
@@ -527,7 +468,7 @@ class Cluster:
         for other in [t for t in self._looks if t <= instant + LOOK_MERGE_SECONDS]:
             upto = max(upto, other)
             self._looks.pop(other).cancel()
-        look = asyncio.create_task(self._look(upto + 0.001, LOOK_LIMIT), name="stepd-cluster-look")
+        look = asyncio.create_task(self._look(upto + 0.001), name="stepd-cluster-look")
         self._looking.add(look)
         look.add_done_callback(self._looking.discard)
 

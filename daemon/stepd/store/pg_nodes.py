@@ -74,8 +74,6 @@ class NodeLeases:
         self.api = api
         self.id = new_node_id()
         self.definitions: dict[str, str] = {}  # written with the lease (join, publish)
-        # the ids of the nodes whose lease ran at the last good renewal, this one among them
-        self.live: tuple[str, ...] = ()
         self._conn: Conn | None = None
 
     async def _connection(self) -> Conn:
@@ -107,7 +105,6 @@ class NodeLeases:
     async def join(self) -> str:
         """Join under a new id with a fresh lease; the id."""
         self.id = new_node_id()
-        self.live = ()
         await self._run(
             "INSERT INTO nodes (id, host, pid, api, version, started_at, renewed_at, lease_until,"
             " definitions) VALUES (%(id)s, %(host)s, %(pid)s, %(api)s, %(version)s,"
@@ -135,22 +132,15 @@ class NodeLeases:
 
     async def renew(self) -> float | None:
         """Extend the lease; the database's clock then (unix seconds), or None when the lease
-        had run out (reaped, or about to be): the node must join again under a new id. A good
-        renewal also reads which nodes' leases run (`live`)."""
+        had run out (reaped, or about to be): the node must join again under a new id."""
         rows = await self._run(
             "UPDATE nodes SET renewed_at = clock_timestamp(),"
             " lease_until = clock_timestamp() + make_interval(secs => %(lease)s)"
             " WHERE id = %(id)s AND lease_until > clock_timestamp()"
-            " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now,"
-            " ARRAY(SELECT n.id FROM nodes n WHERE n.lease_until > clock_timestamp()"
-            " ORDER BY n.id) AS live",
+            " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now",
             {"id": self.id, "lease": LEASE_SECONDS},
         )
-        if not rows:
-            self.live = ()
-            return None
-        self.live = tuple(sorted({*rows[0]["live"], self.id}))
-        return float(rows[0]["now"])
+        return float(rows[0]["now"]) if rows else None
 
     async def reap(self) -> tuple[int, list[tuple[int, float | None]]]:
         """Remove the nodes whose lease ran out and let go of what they (or any node no longer

@@ -242,9 +242,6 @@ class PostgresStore(Store):
         self._creates = CreateGroups(self._connection, self._create_again, self._hints)
         # execution id -> (when, its row as this node's claim returned it); see `claim`
         self._claimed: dict[int, tuple[float, dict[str, Any]]] = {}
-        # what this node's last write or claim of each left it holding (a hint for the
-        # cluster's share of the claims: may be stale, the database says who holds what)
-        self.holding: set[int] = set()
         # connection -> when a use of it last ended well (see CHECK_IDLE_SECONDS)
         self._used: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
 
@@ -462,12 +459,7 @@ class PostgresStore(Store):
         self._active += 1
         self._idle.clear()
         try:
-            moved = await self._groups.commit(transition, owner)
-            if owner is None:
-                self.holding.discard(transition.base.id)
-            elif moved is not None:
-                self.holding.add(transition.base.id)
-            return moved
+            return await self._groups.commit(transition, owner)
         finally:
             self._active -= 1
             if self._active == 0:
@@ -507,10 +499,6 @@ class PostgresStore(Store):
                 moved = await self._update_alone(conn, transition, params, events, node)
             if moved is not None and node is not None:
                 await _hint(self._hints, conn, moved, held=holds(transition.progress))
-        if node is not None and moved is not None and holds(transition.progress):
-            self.holding.add(base.id)
-        else:
-            self.holding.discard(base.id)
         return moved
 
     async def _update_alone(
@@ -583,7 +571,6 @@ class PostgresStore(Store):
         for row in rows:
             execution_id = int(row["id"])
             claimed.pop(execution_id, None)
-            self.holding.add(execution_id)
             if row["was"] is None:
                 claimed[execution_id] = (now, row)
         return [(int(r["id"]), float(r["due_at"])) for r in rows]

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
 from stepd import cluster as cluster_module
-from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller, share
+from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore
@@ -36,7 +36,6 @@ from stepd.tasks.caller import TaskRequest
 from stepd.testing import FakeCaller
 
 DUE = 1_000.0  # long past: every execution below is due
-WAITING = Progress(status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=DUE)
 NOW = 2_000.0
 
 
@@ -223,46 +222,6 @@ async def test_a_node_claims_what_woke_earliest_due_first(
         await store.close()
     batches = [set(run[:2]), set(run[2:4]), set(run[4:])]
     assert batches == [{ids[0], ids[4]}, {ids[3], ids[2]}, {ids[1]}]
-
-
-async def test_live_nodes_claim_their_own_share_first_and_the_rest_after_a_grace(
-    url: str, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Three live nodes (the two of `nodes` and a cluster's): woken for a herd, the cluster
-    claims at once its share of what no node holds, and the others' shares only once they
-    have been due for the grace, taking over what their nodes left (here all of it)."""
-    monkeypatch.setattr(cluster_module, "SHARE_GRACE_SECONDS", 2.0)
-    store = PostgresStore(url)
-    await store.open()
-    cluster = Cluster(store, NodeLeases(url, password=None, api="test"), watch_seconds=60)
-    run: list[int] = []
-    cluster.attach(dispatch=lambda i, _: run.append(i), load_window=nothing)
-    due = time.time()
-    ids = [(await waiting(nodes[0], f"e{n}", replace(WAITING, due_at=due))).id for n in range(30)]
-    try:
-        await cluster.start()
-        for _ in range(100):  # its first renewal reads the live nodes
-            if len(cluster.leases.live) == 3:
-                break
-            await asyncio.sleep(0.02)
-        mine = {i for i in ids if share(i, 3) == cluster.leases.live.index(cluster.node)}
-        for execution_id in ids:
-            cluster.on_due(execution_id, due)
-        for _ in range(100):
-            if len(run) >= len(mine):
-                break
-            await asyncio.sleep(0.02)
-        first = set(run)
-        for _ in range(250):
-            if len(run) == len(ids):
-                break
-            await asyncio.sleep(0.02)
-        holders = {await owner(url, i) for i in ids}
-    finally:
-        await cluster.stop()
-        await store.close()
-    assert 0 < len(mine) < len(ids)
-    assert (first, sorted(run), holders) == (mine, sorted(ids), {cluster.node})
 
 
 async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[Node]) -> None:
