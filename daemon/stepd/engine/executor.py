@@ -760,16 +760,24 @@ class Engine:
                 updated = await self._record(answered)
                 if updated is None:  # changed meanwhile (stopped): look again
                     updated = await self._store.get_execution(execution.id)
+                    return await self._advance(updated, read_again=True)
                 return await self._advance(updated)
             finally:
                 logs.reset(token)
 
         return record
 
-    async def _advance(self, execution: Execution | None) -> Later | None:  # noqa: C901 - one loop, each branch a kind of work
-        """advance's loop; log lines carry the state each step of it is at."""
+    async def _advance(  # noqa: C901 - one loop, each branch a kind of work
+        self, execution: Execution | None, *, read_again: bool = False
+    ) -> Later | None:
+        """advance's loop; log lines carry the state each step of it is at. `read_again`:
+        `execution` was read again after a commit of this node's was refused."""
         logged_state = execution.state if execution else None
         while execution is not None and execution.status == RUNNING and self._queue.accepting:
+            if read_again:
+                read_again = False
+                if await self._held_elsewhere(execution):
+                    return None
             due_at = execution.due_at
             if due_at is None:
                 return None
@@ -817,8 +825,21 @@ class Engine:
                 self._log_closed(updated)
             if updated is None:  # changed meanwhile (stopped): look again
                 updated = await self._store.get_execution(execution.id)
+                read_again = True
             execution = updated
         return None
+
+    async def _held_elsewhere(self, execution: Execution) -> bool:
+        """Whether another node runs `execution` now (read again after a commit of this
+        node's was refused; its call in flight, if any, is that node's). Then this node takes
+        it only through a claim, when its timer wakes it, and keeps no copy of the row (a
+        call in flight is sent again without a commit)."""
+        if await self._store.held_here(execution.id):
+            return False
+        self._rows.pop(execution.id, None)
+        if execution.due_at is not None:
+            self._arm(execution.id, execution.due_at)
+        return True
 
     # -- hosts that are down ---------------------------------------------------------
 

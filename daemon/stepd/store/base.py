@@ -162,6 +162,12 @@ class Store(ABC):
         """The execution with this id as last committed; None if there is none (never
         created, or purged). Raises RecordError if its record cannot be read."""
 
+    async def held_here(self, execution_id: int) -> bool:  # noqa: ARG002 - one process: all
+        """Whether this process may carry on with the execution as it now stands: with one
+        process on the store, always; a node of several, only while it holds the execution
+        (another node may be running it, its call in flight)."""
+        return True
+
     @abstractmethod
     async def find_execution(self, machine: str, name: str) -> Execution | None:
         """The execution named (machine, name) as last committed; None if there is none.

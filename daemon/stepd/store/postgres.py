@@ -625,6 +625,15 @@ class PostgresStore(Store):
         )
         return row_to_execution(rows[0]) if rows else None
 
+    async def held_here(self, execution_id: int) -> bool:
+        node = self.node
+        if node is None:
+            return True
+        rows = await self._fetch(
+            "SELECT 1 FROM executions WHERE id = %s AND owner = %s", (execution_id, node)
+        )
+        return bool(rows)
+
     async def find_execution(self, machine: str, name: str) -> Execution | None:
         rows = await self._fetch(
             f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s",  # noqa: S608

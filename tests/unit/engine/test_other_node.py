@@ -1,0 +1,128 @@
+"""A node whose answer comes back after another node took its execution on (its lease ran
+out while the call was in flight): the answer is discarded, and the call the other node has in
+flight now is left to that node, not sent again from here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from tests.unit.engine.engine_support import Clock, machine, until
+
+from stepd.engine.arns import Arns
+from stepd.engine.executor import Engine
+from stepd.store.memory import MemoryStore
+from stepd.tasks.caller import TaskRequest
+from stepd.tasks.endpoints import EndpointMap
+from stepd.testing import FakeCaller
+
+TWO_CALLS: dict[str, Any] = {
+    "StartAt": "First",
+    "States": {
+        "First": {"Type": "Task", "Resource": "first", "Next": "Second"},
+        "Second": {"Type": "Task", "Resource": "second", "End": True},
+    },
+}
+
+
+class SharedStore(MemoryStore):
+    """One database for two nodes; `holder` says which node holds what (held_here asks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holder: dict[int, str] = {}
+        self.asking = "a"
+
+    async def held_here(self, execution_id: int) -> bool:
+        return self.holder.get(execution_id, self.asking) == self.asking
+
+
+@pytest.fixture
+async def shared() -> AsyncIterator[SharedStore]:
+    store = SharedStore()
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def node(store: SharedStore, caller: FakeCaller, clock: Clock, name: str) -> Engine:
+    """An engine of node `name`; its timer wakes what is due and this node may claim (what
+    no other node holds), as the cluster's claims do."""
+    engine = Engine(
+        uid=lambda: "u1",
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+    )
+    serving = machine(TWO_CALLS)
+    serving = type(serving)(
+        name=serving.name,
+        definition=serving.definition,
+        definition_text=serving.definition_text,
+        endpoints=EndpointMap(
+            base_url="http://classroom.test", routes={"First": "/first", "Second": "/second"}
+        ),
+    )
+    await engine.register({"m": serving})
+    armed: list[tuple[int, float]] = []
+
+    def arm(execution_id: int, due: float) -> None:
+        armed.append((execution_id, due))
+        if due <= clock.now and store.holder.get(execution_id, name) == name:
+            engine.dispatch(execution_id, due)
+
+    engine.set_timer(arm)
+    engine.armed = armed  # type: ignore[attr-defined]
+    engine.start()
+    return engine
+
+
+async def test_an_answer_that_comes_after_a_takeover_sends_nothing_more(
+    shared: SharedStore,
+) -> None:
+    clock = Clock()
+    second_answered = asyncio.Event()
+
+    async def respond(request: TaskRequest) -> None:
+        if request.url.endswith("/second"):
+            await second_answered.wait()
+
+    caller_a, caller_b = FakeCaller(), FakeCaller(respond=respond)
+    a = await node(shared, caller_a, clock, "a")
+    b = await node(shared, caller_b, clock, "b")
+    try:
+        caller_a.hold()  # node a's call of First stays in flight
+        started = await a.start_execution("m", "class-1", "{}")
+        execution_id = started.execution.id
+        await caller_a.wait_for(1)
+        # node a is cut off; node b takes the execution and sends First again, with its key,
+        # and goes on to Second, whose call it holds in flight
+        shared.holder[execution_id] = "b"
+        b.dispatch(execution_id, clock.now)
+        await caller_b.wait_for(2)
+        # node a's answer comes back: refused, and Second's call is node b's
+        armed_before = len(a.armed)  # type: ignore[attr-defined]
+        caller_a.release()
+
+        async def a_let_go() -> bool:
+            return len(a.armed) > armed_before  # type: ignore[attr-defined]
+
+        await until(a_let_go)
+        second_answered.set()
+
+        async def succeeded() -> bool:
+            found = await shared.get_execution(execution_id)
+            return found is not None and found.status == "SUCCEEDED"
+
+        await until(succeeded)
+    finally:
+        await a.drain(1)
+        await b.drain(1)
+    assert caller_a.urls == ["http://classroom.test/first"]
+    assert caller_b.urls == ["http://classroom.test/first", "http://classroom.test/second"]
+    assert caller_b.keys[0] == caller_a.keys[0]  # the same call, sent again with its key
