@@ -288,6 +288,18 @@ async def test_a_call_in_flight_stays_held_and_a_wait_lets_go(url: str, nodes: l
     assert await owner(url, execution.id) is None
 
 
+async def test_only_the_node_holding_an_execution_may_carry_on_with_it(nodes: list[Node]) -> None:
+    """`held_here`: what a node asks before it carries on with an execution it read again
+    after a refused commit (a call in flight is another node's while that node holds it)."""
+    execution = await waiting(nodes[0], "held")
+    unheld = [await node.store.held_here(execution.id) for node in nodes]
+    await nodes[1].store.claim([execution.id], before=NOW, limit=1)
+    sending = await nodes[1].store.commit(in_flight(execution))
+    assert sending is not None
+    held = [await node.store.held_here(execution.id) for node in nodes]
+    assert (unheld, held) == ([False, False], [False, True])
+
+
 async def test_reaping_lets_go_of_a_dead_nodes_executions_for_a_survivor(
     url: str, nodes: list[Node]
 ) -> None:
