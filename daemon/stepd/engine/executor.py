@@ -758,10 +758,10 @@ class Engine:
             )
             try:
                 updated = await self._record(answered)
-                if updated is None:  # changed meanwhile (stopped): look again
+                read_again = updated is None
+                if read_again:  # changed meanwhile (stopped): look again
                     updated = await self._store.get_execution(execution.id)
-                    return await self._advance(updated, read_again=True)
-                return await self._advance(updated)
+                return await self._advance(updated, read_again=read_again)
             finally:
                 logs.reset(token)
 

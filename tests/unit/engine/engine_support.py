@@ -32,12 +32,14 @@ class Clock:
         return self.now
 
 
-def machine(definition: dict[str, Any]) -> Machine:
+def machine(definition: dict[str, Any], routes: dict[str, str] | None = None) -> Machine:
     return Machine(
         name="m",
         definition=definition,
         definition_text=json.dumps(definition),
-        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
+        endpoints=EndpointMap(
+            base_url="http://classroom.test", routes=routes or {"Deliver": "/deliver"}
+        ),
     )
 
 
@@ -46,9 +48,16 @@ def one_state(state: dict[str, Any], **top: Any) -> dict[str, Any]:
 
 
 async def running_engine(
-    store: Store, caller: FakeCaller, definition: dict[str, Any], clock: Clock
+    store: Store,
+    caller: FakeCaller,
+    definition: dict[str, Any],
+    clock: Clock,
+    *,
+    routes: dict[str, str] | None = None,
+    timer: Callable[[Engine, int, float], None] | None = None,
 ) -> Engine:
-    """An engine serving machine "m" that runs whatever falls due by `clock` at once."""
+    """An engine serving machine "m" that runs whatever falls due by `clock` at once (or
+    whose timer is `timer`)."""
     engine = Engine(
         uid=lambda: "u1",
         store=store,
@@ -58,8 +67,9 @@ async def running_engine(
         clock=clock,
         random=lambda: 0.5,
     )
-    await engine.register({"m": machine(definition)})
-    engine.set_timer(lambda execution_id, due: arm(engine, clock, execution_id, due))
+    await engine.register({"m": machine(definition, routes)})
+    wake = timer or (lambda engine, execution_id, due: arm(engine, clock, execution_id, due))
+    engine.set_timer(lambda execution_id, due: wake(engine, execution_id, due))
     engine.start()
     return engine
 

@@ -9,13 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.unit.engine.engine_support import Clock, machine, until
+from tests.unit.engine.engine_support import Clock, running_engine, until
 
-from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.store.memory import MemoryStore
 from stepd.tasks.caller import TaskRequest
-from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller
 
 TWO_CALLS: dict[str, Any] = {
@@ -49,36 +47,23 @@ async def shared() -> AsyncIterator[SharedStore]:
 
 async def node(store: SharedStore, caller: FakeCaller, clock: Clock, name: str) -> Engine:
     """An engine of node `name`; its timer wakes what is due and this node may claim (what
-    no other node holds), as the cluster's claims do."""
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
-    serving = machine(TWO_CALLS)
-    serving = type(serving)(
-        name=serving.name,
-        definition=serving.definition,
-        definition_text=serving.definition_text,
-        endpoints=EndpointMap(
-            base_url="http://classroom.test", routes={"First": "/first", "Second": "/second"}
-        ),
-    )
-    await engine.register({"m": serving})
+    no other node holds), as the cluster's claims do, and records what it was asked."""
     armed: list[tuple[int, float]] = []
 
-    def arm(execution_id: int, due: float) -> None:
+    def arm(engine: Engine, execution_id: int, due: float) -> None:
         armed.append((execution_id, due))
         if due <= clock.now and store.holder.get(execution_id, name) == name:
             engine.dispatch(execution_id, due)
 
-    engine.set_timer(arm)
+    engine = await running_engine(
+        store,
+        caller,
+        TWO_CALLS,
+        clock,
+        routes={"First": "/first", "Second": "/second"},
+        timer=arm,
+    )
     engine.armed = armed  # type: ignore[attr-defined]
-    engine.start()
     return engine
 
 
