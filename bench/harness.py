@@ -268,7 +268,7 @@ def fill_waiting(db: Path, template: str, count: int, *, first_due: float) -> No
     ).fetchone()
     template_id, values = row[0], dict(zip(columns, row[1:], strict=True))
     events = conn.execute(
-        "SELECT id, previous_id, ts, type, details FROM events WHERE execution_id = ?",
+        "SELECT id, previous_id, ts, type, details, more FROM events WHERE execution_id = ?",
         (template_id,),
     ).fetchall()
     start = conn.execute("SELECT max(id) FROM executions").fetchone()[0] + 1
@@ -285,5 +285,9 @@ def fill_waiting(db: Path, template: str, count: int, *, first_due: float) -> No
             conn.executemany(
                 f"INSERT INTO executions (id, {', '.join(columns)}) VALUES (?, {marks})", rows
             )
-            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+            conn.executemany(
+                "INSERT INTO events (execution_id, id, previous_id, ts, type, details, more)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                event_rows,
+            )
     conn.close()

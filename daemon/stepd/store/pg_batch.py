@@ -23,8 +23,10 @@ from stepd.store.pg_arrays import binary_columns
 from stepd.store.pg_hints import Hints
 from stepd.store.records import ABORTED, NOTICED, RUNNING, Execution, Transition
 from stepd.store.rows import (
+    EVENT_COLUMNS,
     NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
+    EventRow,
     event_rows,
     notice_row,
     progress_values,
@@ -60,9 +62,9 @@ _TYPES = ["int8", "int8", "int8", "text", "bool", *(COLUMN_TYPES[c] for c in _CO
 _SOURCE = ", ".join(f"%b::{t}[]" for t in _TYPES)
 _NAMES = ", ".join(["id", "version", "last_event_id", "owner", "stop", *_COLUMNS])
 _SET = ", ".join(f"{c} = v.{c}" for c in _COLUMNS)
-EVENT_TYPES = ("int8", "int8", "int8", "float8", "text", "text")
+EVENT_TYPES = ("int8", "int8", "int8", "float8", "text", "text", "text")
 EVENTS_SQL = (
-    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"  # noqa: S608
+    f"INSERT INTO events ({EVENT_COLUMNS})"  # noqa: S608
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
 )
 NOTICE_TYPES = ("text", "int8", "text", "text", "text", "text", "text", "float8")
@@ -81,9 +83,9 @@ GROUP_SQL = (
     " (e.owner IS NULL OR e.owner = %s OR v.stop)"
     " AND EXISTS (SELECT 1 FROM nodes WHERE id = %s AND lease_until > clock_timestamp())))"
     " RETURNING e.id),"
-    " added AS (INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
+    f" added AS (INSERT INTO events ({EVENT_COLUMNS})"
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in EVENT_TYPES)})"
-    " AS x(execution_id, id, previous_id, ts, type, details)"
+    f" AS x({EVENT_COLUMNS})"
     " WHERE x.execution_id IN (SELECT id FROM applied)),"
     f" told AS (INSERT INTO outbox ({NOTICE_COLUMNS})"
     f" SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in NOTICE_TYPES)})"
@@ -118,7 +120,7 @@ async def again(op: Callable[[bool], Awaitable[T]]) -> T:
 @dataclass
 class _Pending:
     transition: Transition
-    events: list[tuple[int, int, int, float, str, str]]
+    events: list[EventRow]
     owner: str | None
     future: asyncio.Future[Execution | None]
 
@@ -272,7 +274,7 @@ class CommitGroups(Groups[_Pending]):
             [
                 p.transition.base.id,
                 p.transition.base.version,
-                p.transition.base.last_event_id + len(p.events),
+                p.transition.base.last_event_id + len(p.transition.events),
                 p.owner,
                 p.transition.progress.status == ABORTED,
                 *progress_values(p.transition.progress),

@@ -30,6 +30,7 @@ from stepd.store.records import NOTICED, RUNNING, Execution, NewExecution
 from stepd.store.rows import (
     COLUMNS,
     PROGRESS_COLUMNS,
+    EventRow,
     event_rows,
     notice_row,
     progress_values,
@@ -63,7 +64,7 @@ Result = tuple[Execution, bool]
 @dataclass
 class _New:
     new: NewExecution
-    events: list[tuple[int, int, int, float, str, str]]
+    events: list[EventRow]
     future: asyncio.Future[Result]
 
 
@@ -133,7 +134,7 @@ class CreateGroups(Groups[_New]):
                 p.new.start_date,
                 p.new.uid,
                 *progress_values(p.new.progress),
-                len(p.events),
+                len(p.new.events),
             ]
             for p in group
         ]

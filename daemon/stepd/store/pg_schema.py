@@ -1,6 +1,6 @@
 """The PostgreSQL store's schema migrations.
 
-The tables have the SQLite store's columns (stepd.store.schema at its schema 9), with types
+The tables have the SQLite store's columns (stepd.store.schema at its schema 10), with types
 PostgreSQL has: instants are double precision (read back exactly as written), ids bigint, and
 the texts that are compared or ordered by byte (names, cursor ids) use the "C" collation, so
 that ordering and the cursor prefix ranges do not depend on the database's locale. The `meta`
@@ -162,6 +162,10 @@ MIGRATIONS: tuple[str, ...] = (
     # removes it.
     """
     ALTER TABLE events DROP CONSTRAINT IF EXISTS events_execution_id_fkey;
+    """,
+    # 6: SQLite's migration 10: the events one write appends, in one row (`more`)
+    """
+    ALTER TABLE events ADD COLUMN IF NOT EXISTS more TEXT;
     """,
 )
 

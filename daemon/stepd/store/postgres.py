@@ -58,15 +58,16 @@ from stepd.store.records import (
 from stepd.store.rows import (
     COLUMNS,
     CURSOR_COLUMNS,
+    EVENT_COLUMNS,
     NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
     event_rows,
+    history_events,
     history_query,
     list_query,
     notice_row,
     progress_values,
     row_to_cursor,
-    row_to_event,
     row_to_execution,
 )
 from stepd.store.schema import StoreVersion, too_new
@@ -177,10 +178,7 @@ QUEUE_TASK_SQL = (
 )
 BY_NAME_SQL = f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s"  # noqa: S608
 HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
-EVENTS_SQL = (
-    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
-)
+EVENTS_SQL = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 
 
 def describe(url: str) -> str:
@@ -664,7 +662,8 @@ class PostgresStore(Store):
         self, execution_id: int, *, reverse: bool, limit: int, after: int | None
     ) -> list[Event]:
         sql, params = history_query("%s", execution_id, reverse=reverse, limit=limit, after=after)
-        return [row_to_event(r) for r in await self._fetch(sql, params)]
+        rows = await self._fetch(sql, params)
+        return history_events(rows, reverse=reverse, limit=limit, after=after)
 
     async def due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
         rows = await self._fetch(ALL_DUE_SQL, (before, limit))

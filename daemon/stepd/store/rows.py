@@ -148,19 +148,25 @@ def changed_values(base: Progress, progress: Progress) -> tuple[tuple[str, ...],
     return tuple(columns), values
 
 
-def event_rows(
-    execution_id: int, last_id: int, events: Sequence[NewEvent]
-) -> list[tuple[int, int, int, float, str, str]]:
-    """(execution_id, id, previous_id, ts, type, details as JSON) of events appended after
-    event `last_id`. Raises TypeError or ValueError for details that are not JSON values."""
-    rows = []
-    previous = last_id
-    for offset, event in enumerate(events, start=1):
-        event_id = last_id + offset
-        details = jsontext.stored(event.details)
-        rows.append((execution_id, event_id, previous, event.ts, event.type, details))
-        previous = event_id
-    return rows
+EventRow = tuple[int, int, int, float, str, str, str | None]
+
+
+def event_rows(execution_id: int, last_id: int, events: Sequence[NewEvent]) -> list[EventRow]:
+    """The row (EVENT_COLUMNS) holding the events one write appends after event `last_id`:
+    none, or one for all of them. Its first event fills the row's own columns; the others,
+    which follow it id by id, are its `more` (a JSON array of [ts, type, details]). A step
+    appends several events at once, which one row stores and indexes once. Raises TypeError
+    or ValueError for details that are not JSON values."""
+    if not events:
+        return []
+    first = events[0]
+    details = jsontext.stored(first.details)
+    more = (
+        jsontext.stored([[e.ts, e.type, e.details] for e in events[1:]])
+        if len(events) > 1
+        else None
+    )
+    return [(execution_id, last_id + 1, last_id, first.ts, first.type, details, more)]
 
 
 def list_query(
@@ -191,28 +197,75 @@ def list_query(
     return sql, params
 
 
+EVENT_COLUMNS = "execution_id, id, previous_id, ts, type, details, more"
+_EVENT_FIELDS = "id, previous_id, ts, type, details, more"
+
+
 def history_query(
     mark: str, execution_id: int, *, reverse: bool, limit: int, after: int | None
-) -> tuple[str, tuple[int, int, int]]:
-    """The query of `Store.history` and its parameters (`mark` as for `list_query`)."""
-    order = "DESC" if reverse else "ASC"
-    compare = "<" if reverse else ">"
-    start = after if after is not None else (2**62 if reverse else 0)
+) -> tuple[str, tuple[int, ...]]:
+    """The query of `Store.history` (`mark` as for `list_query`): the rows holding its
+    events, for `history_events` to take them from. A row holds one event or a run of them
+    (`event_rows`), each run starting at its row's id: forward, from the row that holds the
+    event after `after`; newest first, each row starting before `after`, which holds at
+    least one event of the page."""
+    if reverse:
+        start = after if after is not None else 2**62
+        sql = (
+            f"SELECT {_EVENT_FIELDS} FROM events"  # noqa: S608
+            f" WHERE execution_id = {mark} AND id < {mark} ORDER BY id DESC LIMIT {mark}"
+        )
+        return sql, (execution_id, start, limit)
     sql = (
-        "SELECT id, previous_id, ts, type, details FROM events"  # noqa: S608
-        f" WHERE execution_id = {mark} AND id {compare} {mark} ORDER BY id {order} LIMIT {mark}"
+        f"SELECT {_EVENT_FIELDS} FROM events WHERE execution_id = {mark}"  # noqa: S608
+        f" AND id >= COALESCE((SELECT MAX(id) FROM events WHERE execution_id = {mark}"
+        f" AND id <= {mark}), 0) ORDER BY id ASC LIMIT {mark}"
     )
-    return sql, (execution_id, start, limit)
+    # the first row may hold only events up to `after`: one more row than the page
+    return sql, (execution_id, execution_id, after if after is not None else 0, limit + 1)
 
 
-def row_to_event(row: Mapping[str, Any]) -> Event:
-    return Event(
-        id=row["id"],
-        previous_id=row["previous_id"],
-        ts=row["ts"],
-        type=row["type"],
-        details=json.loads(row["details"]),
-    )
+def history_events(
+    rows: Sequence[Mapping[str, Any]], *, reverse: bool, limit: int, after: int | None
+) -> list[Event]:
+    """The page `history_query`'s rows hold: up to `limit` events in id order (newest first
+    when `reverse`), only those after `after` in that order."""
+    page: list[Event] = []
+    for row in rows:
+        events = row_events(row)
+        if reverse:
+            events.reverse()
+        for event in events:
+            if after is not None and (event.id >= after if reverse else event.id <= after):
+                continue
+            page.append(event)
+            if len(page) == limit:
+                return page
+    return page
+
+
+def row_events(row: Mapping[str, Any]) -> list[Event]:
+    """The events one row of the history holds, in id order."""
+    first = row["id"]
+    events = [
+        Event(
+            id=first,
+            previous_id=row["previous_id"],
+            ts=row["ts"],
+            type=row["type"],
+            details=json.loads(row["details"]),
+        )
+    ]
+    more = row["more"]
+    if more is not None:
+        for offset, (ts, event_type, details) in enumerate(json.loads(more), start=1):
+            event_id = first + offset
+            events.append(
+                Event(
+                    id=event_id, previous_id=event_id - 1, ts=ts, type=event_type, details=details
+                )
+            )
+    return events
 
 
 NOTICE_COLUMNS = "key, execution_id, machine, name, status, error, cause, stop_date"

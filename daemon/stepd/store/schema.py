@@ -151,6 +151,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (resource, key)
     ) WITHOUT ROWID;
     """,
+    # 10: the events one write appends, in one row: its first event in the row's columns,
+    # the ones after it in `more` (JSON [[ts, type, details], ...]); older rows hold one each
+    """
+    ALTER TABLE events ADD COLUMN more TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

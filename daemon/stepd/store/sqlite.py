@@ -58,11 +58,11 @@ from stepd.store.rows import (
     CURSOR_COLUMNS,
     PROGRESS_COLUMNS,
     event_rows,
+    history_events,
     history_query,
     list_query,
     progress_values,
     row_to_cursor,
-    row_to_event,
     row_to_execution,
 )
 from stepd.store.schema import MIGRATIONS, SCHEMA_VERSION, StoreVersion, too_new
@@ -465,7 +465,8 @@ class SqliteStore(Store):
         sql, params = history_query("?", execution_id, reverse=reverse, limit=limit, after=after)
 
         def run(conn: sqlite3.Connection) -> list[Event]:
-            return [row_to_event(r) for r in conn.execute(sql, params)]
+            rows = conn.execute(sql, params).fetchall()
+            return history_events(rows, reverse=reverse, limit=limit, after=after)
 
         return await self._read(run)
 

@@ -23,6 +23,7 @@ from stepd.errors import StoreError, WriteGroupFailed
 from stepd.store.records import NOTICED, RUNNING, Cursor, Execution, Transition
 from stepd.store.rows import (
     CURSOR_COLUMNS,
+    EVENT_COLUMNS,
     NOTICE_COLUMNS,
     PROGRESS_COLUMNS,
     changed_values,
@@ -36,10 +37,7 @@ NOTICE_SQL = f"INSERT INTO outbox ({NOTICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?
 REDRIVE_SQL = (
     "UPDATE executions SET redrive_count = ?, redrive_date = ?, redrive_token = ? WHERE id = ?"
 )
-EVENTS_SQL = (
-    "INSERT INTO events (execution_id, id, previous_id, ts, type, details)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
+EVENTS_SQL = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 UPSERT_CURSOR_SQL = (
     f"INSERT OR REPLACE INTO cursors (execution_id, {CURSOR_COLUMNS})"  # noqa: S608
     f" VALUES (?, ?, ?, ?, {', '.join('?' for _ in PROGRESS_COLUMNS)})"

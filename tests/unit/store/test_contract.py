@@ -823,6 +823,36 @@ async def test_history_pages_continue_after_the_last_event_id(
     assert seen == pages
 
 
+async def test_history_pages_agree_with_the_whole_history_from_any_event(
+    store: Store,
+) -> None:
+    """Events appended by commits of different sizes page the same from every `after`, in
+    both orders and at every page size, and the execution read back has the last id."""
+    execution = await create(store, "one", events=2)
+    for size, state in ((1, "a"), (3, "b"), (2, "c"), (4, "d")):
+        events = [event(f"{state}{n}", n=n) for n in range(size)]
+        moved = await move(store, execution, running(state=state), *events)
+        assert await store.get_execution(execution.id) == moved
+        execution = moved
+    whole = await store.history(execution.id, reverse=False, limit=100, after=None)
+    assert [(e.id, e.previous_id) for e in whole] == [(n, n - 1) for n in range(1, 13)]
+    assert whole[-1].type == "d3"
+    assert whole[-1].details == {"n": 3}
+    newest_first = whole[::-1]
+    for limit in range(1, 6):
+        for after in [None, *range(14)]:
+            forward = [e for e in whole if after is None or e.id > after][:limit]
+            backward = [e for e in newest_first if after is None or e.id < after][:limit]
+            assert (
+                await store.history(execution.id, reverse=False, limit=limit, after=after)
+                == forward
+            ), (limit, after)
+            assert (
+                await store.history(execution.id, reverse=True, limit=limit, after=after)
+                == backward
+            ), (limit, after)
+
+
 async def test_an_unknown_execution_has_no_history(store: Store) -> None:
     """history of an id with no execution is empty."""
     assert await store.history(999, reverse=False, limit=10, after=None) == []
