@@ -535,16 +535,19 @@ class Step:
                 text = dumps(payload)
                 if self._too_large(text):
                     return
+                due = self.chain_due if self.chain_due is not None else self.now
                 self.phase = PHASE_TASK
                 self.pending = TaskCall(
                     resource=resource,
                     payload=text,
                     timeout_seconds=timeout,
-                    due=self.chain_due if self.chain_due is not None else self.now,
+                    due=due,
                     token=self.token,
                     heartbeat_seconds=heartbeat if self.token else None,
                 )
-                self.due_at = self.now
+                # due since its wait ended: a task reached from a Wait keeps the row's due
+                # instant, so its commit leaves the indexes on it alone
+                self.due_at = due
             case RetryAt(until=until, retry_counts=counts):
                 self._retry_task(self._scaled(until.timestamp()), counts)
             case Caught(next_state=next_state, output=output):

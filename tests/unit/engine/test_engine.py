@@ -145,6 +145,20 @@ async def test_intent_is_committed_before_the_call_is_made(store: Store):
     )
 
 
+async def test_a_call_in_flight_is_due_since_its_wait_ended(store: Store):
+    """A task reached from a Wait is due, while its call is in flight and after a crash, at
+    the instant its wait ended (its lateness counted from there), not when it was sent."""
+    clock = Clock()
+    caller = FakeCaller(store=store)
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    clock.now = T0 + 12.5  # sent 2.5 s after the wait ended
+    await engine.advance(started.execution.id)
+    during = caller.calls[0].execution
+    assert during is not None
+    assert (during.state, during.due_at, during.task.due) == ("StartRecording", T0 + 10, T0 + 10)
+
+
 async def test_the_call_carries_the_state_input_and_a_key_naming_the_state_entry(
     store: Store,
 ):
