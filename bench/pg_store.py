@@ -8,9 +8,11 @@ each with its lease) in this process claim their half in batches of 256 and, wit
 each, commit for every execution a task's intent (four events) and, 2 ms later, its outcome
 (three events): the group writes of the herd. Prints one JSON line per run: seconds, the
 database server's CPU (`database_cpu_s`, all its processes) and this process's
-(`client_cpu_s`), and how many times the group statement was planned. With --against, that
-commit's store and this checkout's run in turn (each in a process of its own, from copies
-taken at the start: bench/harness.py, `daemon_sources`).
+(`client_cpu_s`), how many times the group statement was planned, and how many row updates
+of `executions` there were and how many of them were HOT (wrote no index entry). With
+--against, that commit's store and this checkout's run in turn (each in a process of its own,
+from copies taken at the start: bench/harness.py, `daemon_sources`). `FILLFACTOR=N` in the
+environment sets that fill factor on `executions` first (to compare).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ async def step(store: PostgresStore, execution: Execution, text: str) -> None:
         pending=call.as_sent(at),
         state_entered_event=4,
         state_entered_at=at,
-        due_at=at + 60,
+        due_at=execution.due_at,  # a task reached from a Wait stays due at the wait's end
     )
     events = (
         NewEvent(type="WaitStateExited", details={"name": "Until", "output": text}, ts=at),
@@ -125,6 +127,10 @@ async def run_once(url: str, data: Path, count: int) -> dict[str, Any]:
         leases.append(lease)
     first = stores[0]
     definition = await first.put_definition("ping", '{"StartAt": "Until"}')
+    fill = os.environ.get("FILLFACTOR")  # another fill factor, to compare
+    if fill:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE executions SET (fillfactor = {int(fill)})")
     now = time.time()
     text = json.dumps({"at": "2026-12-06T20:00:00Z"})
     created = await asyncio.gather(
@@ -160,6 +166,8 @@ async def run_once(url: str, data: Path, count: int) -> dict[str, Any]:
         conn.execute("UPDATE executions SET due_at = %s", (now - 1,))
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute("SELECT pg_stat_statements_reset()")
+    await asyncio.sleep(1)  # the sessions above have sent their statistics
+    updates = _updates(url)
 
     began, database, client = time.time(), cpu_seconds(server_pids(data)), time.process_time()
     made = [execution for execution, _ in created]
@@ -170,6 +178,8 @@ async def run_once(url: str, data: Path, count: int) -> dict[str, Any]:
     for store, lease in zip(stores, leases, strict=True):
         await store.close()
         await lease.close()
+    await asyncio.sleep(1)
+    updated, hot = (after - before for after, before in zip(_updates(url), updates, strict=True))
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT sum(calls) AS calls, sum(plans) AS plans FROM pg_stat_statements"
@@ -182,7 +192,19 @@ async def run_once(url: str, data: Path, count: int) -> dict[str, Any]:
         "client_cpu_s": round(client, 2),
         "group_statements": int(row[0] or 0) if row else 0,
         "group_plans": int(row[1] or 0) if row else 0,
+        "row_updates": updated,
+        "hot_updates": hot,
     }
+
+
+def _updates(url: str) -> tuple[int, int]:
+    """Rows of `executions` updated so far, and how many of those updates were HOT (wrote
+    no index entry)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'executions'"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def child(count: int, url: str, data: str) -> None:
