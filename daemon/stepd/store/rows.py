@@ -197,8 +197,8 @@ def list_query(
     return sql, params
 
 
-EVENT_COLUMNS = "execution_id, id, previous_id, ts, type, details, more"
 _EVENT_FIELDS = "id, previous_id, ts, type, details, more"
+EVENT_COLUMNS = f"execution_id, {_EVENT_FIELDS}"
 
 
 def history_query(
