@@ -16,8 +16,9 @@ classroom server and when every result was committed (read from the store by thi
 not through the nodes' API, every 0.1 s). Intake (StartExecution per second while
 loading) is reported too, and the CPU time the nodes used from a little before the due second
 until every result was committed (`nodes_cpu_s`: steadier than the times on a shared
-machine), and PostgreSQL's (`database_cpu_s`: its server's processes, over the same span).
-Prints one JSON line per case.
+machine; with two nodes each one's too, `each_node_cpu_s`, and how many executions each
+claimed, `each_node_claimed`, from its /healthz), and PostgreSQL's (`database_cpu_s`: its
+server's processes, over the same span). Prints one JSON line per case.
 """
 
 from __future__ import annotations
@@ -82,16 +83,19 @@ async def load(port: int, count: int, at: float) -> float:
     return count / (time.time() - began)
 
 
-def start_node(folder: Path, n: int, source: Path | None = None) -> subprocess.Popen[bytes]:
+def start_node(
+    folder: Path, n: int, source: Path | None = None, port: int | None = None
+) -> subprocess.Popen[bytes]:
     """Another node on the first one's config (and environment), on a port of its own
     (`source`: the daemon/ folder to run it from, as for `Bench`)."""
+    port = free_port() if port is None else port
     log = (folder / f"node{n}.log").open("ab")
     path = {} if source is None else {"PYTHONPATH": str(source)}
     return subprocess.Popen(
         [sys.executable, "-m", "stepd", "run", "-c", str(folder / "stepd.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{free_port()}", **path},
+        env={**os.environ, "STEPD_API__LISTEN": f"127.0.0.1:{port}", **path},
     )
 
 
@@ -113,7 +117,8 @@ async def herd(
         os.environ.update(env)
         bench.start_daemon()
         await bench.wait_ready()
-        others = [start_node(Path(folder), n, source) for n in range(1, nodes)]
+        ports = [bench.port, *(free_port() for _ in range(1, nodes))]
+        others = [start_node(Path(folder), n, source, ports[n]) for n in range(1, nodes)]
         await asyncio.sleep(2.0 if others else 0)
         at = float(int(time.time()) + 5 + count // 300)
         intake = await load(bench.port, count, at)
@@ -121,7 +126,7 @@ async def herd(
             raise RuntimeError("the herd was not loaded before its due second")
         deadline = at + DEADLINE_SECONDS
         pids = [p.pid for p in (bench.process, *others) if p is not None]
-        cpu_before = sum(process_cpu_seconds(pid) for pid in pids)
+        cpu_before = [process_cpu_seconds(pid) for pid in pids]
         database = server_pids(None if server is None else server.data)
         database_before = cpu_seconds(database)
         while len(bench.server.records) < count and time.time() < deadline:
@@ -137,8 +142,9 @@ async def herd(
                     done_at = time.time()
                     break
                 await asyncio.sleep(0.1)
-        nodes_cpu = sum(process_cpu_seconds(pid) for pid in pids) - cpu_before
+        cpu_each = [process_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
         database_cpu = cpu_seconds(database) - database_before
+        claimed = [await _claimed(port) for port in ports] if url is not None else []
         for process in others:
             process.terminate()
             process.wait(timeout=30)
@@ -158,9 +164,19 @@ async def herd(
         "p50_ms": round(percentile(lateness, 50)),
         "p99_ms": round(percentile(lateness, 99)),
         "all_committed_s": round(done_at - at, 2),
-        "nodes_cpu_s": round(nodes_cpu, 2),
+        "nodes_cpu_s": round(sum(cpu_each), 2),
+        **({} if nodes < 2 else {"each_node_cpu_s": [round(c, 2) for c in cpu_each]}),
+        **({} if nodes < 2 else {"each_node_claimed": claimed}),
         **({} if server is None else {"database_cpu_s": round(database_cpu, 2)}),
     }
+
+
+async def _claimed(port: int) -> int | None:
+    """How many executions the node on `port` claimed (its /healthz), once the herd is done."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}/healthz")
+    node = response.json().get("node")
+    return None if node is None else int(node["claimed"])
 
 
 async def _succeeded(bench: Bench, conn: psycopg.AsyncConnection[Any] | None) -> int:

@@ -61,7 +61,13 @@ RENEW_RETRY_SECONDS = 0.2  # after a renewal failed: the database is back within
 SEND_SECONDS = 3.0  # a node sends only while its last good renewal is younger than this
 REAP_SECONDS = 1.0
 CLAIM_BATCH = 256  # executions claimed per statement
-CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
+# A node claims more only while its engine has fewer than this many claimed executions
+# waiting for a worker: what it could not start soon is left for another node to take.
+CLAIM_BACKLOG = CLAIM_BATCH // 2
+BACKLOG_POLL_SECONDS = 0.005  # how often a node with a full backlog looks at it again
+# claim what falls due this soon (a timer fires a little early), up to CLAIM_BACKLOG of them
+# ahead of their instant at a time
+CLAIM_AHEAD_SECONDS = 1.0
 RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
 WINDOW_DEBOUNCE_SECONDS = 0.2
 WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked for
@@ -132,9 +138,11 @@ class Cluster:
         self._overdue: Dispatch | None = None
         self._load_window: LoadWindow | None = None
         self._in_hand: Callable[[int], bool] = lambda _: False
+        self._backlog: Callable[[], int] = lambda: 0
         self._wanted: dict[int, float] = {}
         self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
+        self._ahead: list[float] = []  # a heap of the instants of what was claimed ahead
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
@@ -154,17 +162,21 @@ class Cluster:
         load_window: LoadWindow,
         overdue: Dispatch | None = None,
         in_hand: Callable[[int], bool] | None = None,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         """Where claimed executions go (the engine: `dispatch` for a wake-up, `overdue` for
         what a look at the store found, which leaves alone what the engine has in hand), how
         the timers load their window, and whether the engine has an execution in hand (then
         what a look found of it is neither claimed nor run: this node holds it already or
-        its handler's next write claims it)."""
+        its handler's next write claims it), and how many claimed executions wait in the
+        engine for a worker (a node claims more only while that is under CLAIM_BACKLOG)."""
         self._dispatch = dispatch
         self._overdue = overdue
         self._load_window = load_window
         if in_hand is not None:
             self._in_hand = in_hand
+        if backlog is not None:
+            self._backlog = backlog
 
     async def load_due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
         """What the timers load and sweep: what falls due before `before` that no node holds
@@ -288,16 +300,13 @@ class Cluster:
         await asyncio.sleep(0)  # the rest of this turn's wake-ups join the batch
         failing = False
         while self._wanted and not self.closing:
-            if not self.fresh() or self.skewed:
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            ids = self._batch()
+            now = self.clock()
+            ids, before, pause = self._next_batch(now)
             if not ids:
+                await asyncio.sleep(pause)
                 continue
             try:
-                claimed = await self.store.claim(
-                    ids, before=self.clock() + CLAIM_AHEAD_SECONDS, limit=len(ids)
-                )
+                claimed = await self.store.claim(ids, before=before, limit=len(ids))
             except StoreError as exc:
                 if not failing:  # once per outage, not at every retry
                     log.warning("node.claim_failed", error=str(exc), retry_seconds=RETRY_SECONDS)
@@ -307,9 +316,29 @@ class Cluster:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
+            for _, due_at in claimed:
+                if due_at > now:
+                    heapq.heappush(self._ahead, due_at)
             self._run(ids, claimed)
         if not self._wanted:
             self._order.clear()  # what is left on it is stale
+
+    def _next_batch(self, now: float) -> tuple[list[int], float, float]:
+        """What to claim now and the instant it is claimed up to; none (and how long to wait)
+        while this node may not claim (its lease not fresh, its clock off), its engine is busy
+        (the others may take it meanwhile), or what it wants falls due later."""
+        if not self.fresh() or self.skewed:
+            return [], now, RETRY_SECONDS
+        if self._backlog() >= CLAIM_BACKLOG:
+            return [], now, BACKLOG_POLL_SECONDS
+        ahead = CLAIM_AHEAD_SECONDS if self._ahead_count(now) < CLAIM_BACKLOG else 0.0
+        return self._batch(now + ahead), now + ahead, BACKLOG_POLL_SECONDS
+
+    def _ahead_count(self, now: float) -> int:
+        """How many executions this node claimed ahead of their instant, still to come."""
+        while self._ahead and self._ahead[0] <= now:
+            heapq.heappop(self._ahead)
+        return len(self._ahead)
 
     def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
         """`ids` were asked for and `claimed` taken: hand these to the engine."""
@@ -325,14 +354,15 @@ class Cluster:
             if run is not None:
                 run(execution_id, due_at)
 
-    def _batch(self) -> list[int]:
-        """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), taken off the
-        heap (a heap: a herd of wake-ups is not sorted again for every batch)."""
+    def _batch(self, before: float) -> list[int]:
+        """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), due before
+        `before`, taken off the heap (a heap: a herd of wake-ups is not sorted again for every
+        batch)."""
         if not self._order:  # not expected: every id wanted is on the heap
             self._order = [(due_at, i) for i, due_at in self._wanted.items()]
             heapq.heapify(self._order)
         ids: dict[int, None] = {}
-        while self._order and len(ids) < CLAIM_BATCH:
+        while self._order and len(ids) < CLAIM_BATCH and self._order[0][0] <= before:
             due_at, execution_id = heapq.heappop(self._order)
             if self._wanted.get(execution_id) == due_at:  # else wanted earlier, or no more
                 ids[execution_id] = None
@@ -435,15 +465,24 @@ class Cluster:
             await self._look(self.clock() + self.watch_seconds)
 
     async def _look(self, before: float) -> None:
-        """Claim what falls due before `before` (then run it when due)."""
-        if self.closing or not self.fresh() or self.skewed:
-            return
-        try:
-            due = await self.store.claimable(before, WATCH_LIMIT, own=False)
-        except StoreError:
-            return  # the renewer and the claims say so
-        for execution_id, due_at in due:
-            self.on_overdue(execution_id, due_at)
+        """Claim what falls due before `before` (then run it when due). A full page found is
+        claimed, and then the next one looked for, as long as claims take something (a herd
+        another node's timers woke for is shared out, not left to that node alone)."""
+        while not self.closing and self.fresh() and not self.skewed:
+            try:
+                due = await self.store.claimable(before, WATCH_LIMIT, own=False)
+            except StoreError:
+                return  # the renewer and the claims say so
+            for execution_id, due_at in due:
+                self.on_overdue(execution_id, due_at)
+            if len(due) < WATCH_LIMIT:
+                return
+            claimed = self.stats.claimed
+            flusher = self._flusher
+            if flusher is not None and not flusher.done():
+                await asyncio.wait([flusher])
+            if self.stats.claimed == claimed:
+                return
 
     def heard(self, payload: str) -> None:
         """A NOTIFY from a node: "window" loads this node's window; another node's "due" hint

@@ -266,6 +266,7 @@ class Daemon:
                 overdue=engine.overdue,
                 load_window=timers.load_window,
                 in_hand=engine.in_hand,
+                backlog=engine.backlog,
             )
         engine.set_timer(timers.arm)
         engine.start()

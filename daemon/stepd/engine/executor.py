@@ -217,6 +217,10 @@ class Engine:
         waiting to be recorded, held for its host)."""
         return self._queue.is_active(execution_id)
 
+    def backlog(self) -> int:
+        """How many due executions wait for a worker."""
+        return len(self._queue)
+
     def observe(self, observer: EngineObserver) -> None:
         """Report steps and task calls to `observer` from now on."""
         self._observer = observer

@@ -224,6 +224,91 @@ async def test_a_node_claims_what_woke_earliest_due_first(
     assert batches == [{ids[0], ids[4]}, {ids[3], ids[2]}, {ids[1]}]
 
 
+async def node_cluster(url: str, backlog: Callable[[], int]) -> tuple[Cluster, list[int]]:
+    """A started cluster node whose engine has `backlog()` claimed executions waiting for a
+    worker, and the executions it ran (in the order claimed); it claims only what it is woken
+    for (no hints, no watch)."""
+    store = PostgresStore(url)
+    await store.open()
+    cluster = Cluster(
+        store, NodeLeases(url, password=None, api="test"), watch_seconds=60, listening=False
+    )
+    run: list[int] = []
+    cluster.attach(dispatch=lambda i, _: run.append(i), load_window=nothing, backlog=backlog)
+    await cluster.start()
+    return cluster, run
+
+
+async def stop_cluster(cluster: Cluster) -> None:
+    await cluster.stop()
+    await cluster.store.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def test_a_busy_node_leaves_what_is_due_to_a_node_that_is_free(
+    url: str, nodes: list[Node]
+) -> None:
+    """A node claims more only while its engine has fewer than CLAIM_BACKLOG waiting for a
+    worker: a herd both woke for is not taken all by one node and worked through alone."""
+    waiting_here = [cluster_module.CLAIM_BACKLOG]  # the busy node's engine, for now
+    busy, busy_run = await node_cluster(url, lambda: waiting_here[0])
+    free, free_run = await node_cluster(url, lambda: 0)
+    try:
+        ids = [(await waiting(nodes[0], f"e{n}")).id for n in range(300)]
+        for execution_id in ids:
+            busy.on_due(execution_id, DUE)
+        await asyncio.sleep(0.3)
+        assert busy_run == [], "a busy node claimed more"
+        for execution_id in ids:
+            free.on_due(execution_id, DUE)
+        await until(lambda: len(free_run) == len(ids))
+        last = (await waiting(nodes[0], "last")).id  # only the busy node wakes for this one
+        busy.on_due(last, DUE)
+        await asyncio.sleep(0.3)
+        assert busy_run == []
+        waiting_here[0] = 0  # its engine is free again: it claims what is still unheld
+        await until(lambda: last in busy_run)
+    finally:
+        await stop_cluster(busy)
+        await stop_cluster(free)
+    assert (sorted(free_run), busy_run) == (ids, [last])
+
+
+async def test_a_node_claims_a_bounded_number_ahead_of_their_instant(
+    url: str, nodes: list[Node]
+) -> None:
+    """What falls due within CLAIM_AHEAD_SECONDS is claimed ahead (its wake-up then costs no
+    write), but no more than a batch of it while CLAIM_BACKLOG are still to come: the rest
+    is left for another node to claim."""
+    first, first_run = await node_cluster(url, lambda: 0)
+    second, second_run = await node_cluster(url, lambda: 0)
+    try:
+        due_at = time.time() + 1.5
+        progress = replace(soon(0), due_at=due_at)
+        ids = [(await waiting(nodes[0], f"e{n}", progress)).id for n in range(300)]
+        await until(lambda: time.time() > due_at - 1.0)  # within CLAIM_AHEAD_SECONDS
+        for execution_id in ids:
+            first.on_overdue(execution_id, due_at)
+        await asyncio.sleep(0.2)
+        ahead = len(first_run)
+        for execution_id in ids:
+            second.on_overdue(execution_id, due_at)
+        await until(lambda: len(first_run) + len(second_run) == len(ids))
+        claimed_before_due = time.time() < due_at
+    finally:
+        await stop_cluster(first)
+        await stop_cluster(second)
+    assert ahead == cluster_module.CLAIM_BATCH
+    assert claimed_before_due
+    assert sorted(first_run + second_run) == ids
+    assert len(second_run) == len(ids) - ahead
+
+
 async def test_a_node_cannot_write_an_execution_another_node_holds(nodes: list[Node]) -> None:
     execution = await waiting(nodes[0], "held")
     await nodes[0].store.claim([execution.id], before=NOW, limit=1)
