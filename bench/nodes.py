@@ -107,6 +107,7 @@ async def herd(
     notify: bool = True,
     server: PostgresServer | None = None,
     source: Path | None = None,
+    pin: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
         bench = Bench(Path(folder), source=source)
@@ -116,9 +117,12 @@ async def herd(
             env["STEPD_STORE__NOTIFY"] = "false"
         os.environ.update(env)
         bench.start_daemon()
+        pin_to_cpu(bench.process, 0, pin=pin)
         await bench.wait_ready()
         ports = [bench.port, *(free_port() for _ in range(1, nodes))]
         others = [start_node(Path(folder), n, source, ports[n]) for n in range(1, nodes)]
+        for n, other in enumerate(others, start=1):
+            pin_to_cpu(other, n, pin=pin)
         await asyncio.sleep(2.0 if others else 0)
         at = float(int(time.time()) + 5 + count // 300)
         intake = await load(bench.port, count, at)
@@ -156,6 +160,7 @@ async def herd(
         "store": "sqlite" if url is None else "postgresql",
         "nodes": nodes,
         "notify": notify,
+        **({"pinned": True} if pin else {}),
         "executions": count,
         "intake_per_second": round(intake),
         "delivered": len(lateness),
@@ -165,10 +170,23 @@ async def herd(
         "p99_ms": round(percentile(lateness, 99)),
         "all_committed_s": round(done_at - at, 2),
         "nodes_cpu_s": round(sum(cpu_each), 2),
-        **({} if nodes < 2 else {"each_node_cpu_s": [round(c, 2) for c in cpu_each]}),
-        **({} if nodes < 2 else {"each_node_claimed": claimed}),
+        **_each_node(cpu_each, claimed),
         **({} if server is None else {"database_cpu_s": round(database_cpu, 2)}),
     }
+
+
+def _each_node(cpu_each: list[float], claimed: list[int | None]) -> dict[str, Any]:
+    if len(cpu_each) < 2:
+        return {}
+    return {"each_node_cpu_s": [round(c, 2) for c in cpu_each], "each_node_claimed": claimed}
+
+
+def pin_to_cpu(process: subprocess.Popen[bytes] | None, n: int, *, pin: bool) -> None:
+    """With `pin`, run `process` (just started: its threads to come too) on the `n`th CPU
+    only."""
+    if pin and process is not None:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(process.pid, {cpus[n % len(cpus)]})
 
 
 async def _claimed(port: int) -> int | None:
@@ -203,7 +221,7 @@ async def main(count: int) -> None:
         remove_server(server)
 
 
-async def against(count: int, commit: str, repeat: int) -> None:
+async def against(count: int, commit: str, repeat: int, *, pin: bool = False) -> None:
     """`repeat` runs of: one SQLite node, then two PostgreSQL nodes of `commit` and of this
     checkout in turn; each line says which daemon ran, and each run the two-node times
     against SQLite's."""
@@ -212,11 +230,13 @@ async def against(count: int, commit: str, repeat: int) -> None:
         with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
             sources = list(daemon_sources([commit], Path(folder)).items())
             for run in range(1, repeat + 1):
-                sqlite = await herd(count, url=None, nodes=1, source=sources[-1][1])
+                sqlite = await herd(count, url=None, nodes=1, source=sources[-1][1], pin=pin)
                 print(json.dumps({"run": run, "daemon": sources[-1][0], **sqlite}), flush=True)
                 for name, source in sources if run % 2 else sources[::-1]:
                     url = server.new_database()
-                    result = await herd(count, url=url, nodes=2, server=server, source=source)
+                    result = await herd(
+                        count, url=url, nodes=2, server=server, source=source, pin=pin
+                    )
                     ratio = result["all_committed_s"] / sqlite["all_committed_s"]
                     line = {"run": run, "daemon": name, **result, "x_sqlite": round(ratio, 2)}
                     print(json.dumps(line), flush=True)
@@ -229,8 +249,17 @@ if __name__ == "__main__":
     parser.add_argument("count", type=int, nargs="?", default=5000)
     parser.add_argument("--against", metavar="COMMIT", help="two nodes of COMMIT in turn")
     parser.add_argument("--repeat", type=int, default=1, help="--against: this many runs")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="--against: each node on a CPU of its own (the first node, and SQLite's, on the"
+        " first), as nodes on machines of their own would be; the database and the classroom"
+        " server on any",
+    )
     arguments = parser.parse_args()
     if arguments.against:
-        asyncio.run(against(arguments.count, arguments.against, arguments.repeat))
+        asyncio.run(
+            against(arguments.count, arguments.against, arguments.repeat, pin=arguments.pin)
+        )
     else:
         asyncio.run(main(arguments.count))
