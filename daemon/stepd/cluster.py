@@ -61,13 +61,13 @@ RENEW_RETRY_SECONDS = 0.2  # after a renewal failed: the database is back within
 SEND_SECONDS = 3.0  # a node sends only while its last good renewal is younger than this
 REAP_SECONDS = 1.0
 CLAIM_BATCH = 256  # executions claimed per statement
-# A node claims more only while its engine has fewer than this many claimed executions
-# waiting for a worker: what it could not start soon is left for another node to take.
+# While other nodes run, a node claims more only while its engine has fewer than this many
+# claimed executions waiting for a worker (what it could not start soon is left for another
+# node to take), and claims ahead of their instant at most this many still to come.
 CLAIM_BACKLOG = CLAIM_BATCH // 2
 BACKLOG_POLL_SECONDS = 0.005  # how often a node with a full backlog looks at it again
-# claim what falls due this soon (a timer fires a little early), up to CLAIM_BACKLOG of them
-# ahead of their instant at a time
-CLAIM_AHEAD_SECONDS = 1.0
+CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
+MAX_MINE = 10_000  # executions claimed ahead remembered (then those long due are forgotten)
 RETRY_SECONDS = 0.1  # a claim that could not be made (no lease, no database) is tried again
 WINDOW_DEBOUNCE_SECONDS = 0.2
 WATCH_SECONDS = 0.5  # how often, and how far ahead, what falls due is looked for
@@ -142,14 +142,18 @@ class Cluster:
         self._wanted: dict[int, float] = {}
         self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
-        self._ahead: list[float] = []  # a heap of the instants of what was claimed ahead
+        # what this node claimed ahead of its instant: id -> instant, and a heap of (instant,
+        # id) of those still to come; when due, its wake-up passes a full backlog (no other
+        # node may take it)
+        self._mine: dict[int, float] = {}
+        self._ahead: list[tuple[float, int]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
         self._reap_wanted = asyncio.Event()  # joined again: reap the old id's work at once
         self._differences_seen: set[tuple[str, frozenset[str]]] = set()  # logged once each
         self._looks: dict[float, asyncio.TimerHandle] = {}  # hinted instant -> its look
-        self._looking: set[asyncio.Task[None]] = set()
+        self._looking: set[asyncio.Task[int]] = set()
 
     @property
     def node(self) -> str:
@@ -301,7 +305,7 @@ class Cluster:
         failing = False
         while self._wanted and not self.closing:
             now = self.clock()
-            ids, before, pause = self._next_batch(now)
+            ids, before, pause = self._next_batch(now, sharing=self.leases.live > 1)
             if not ids:
                 await asyncio.sleep(pause)
                 continue
@@ -316,28 +320,55 @@ class Cluster:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             failing = False
-            for _, due_at in claimed:
-                if due_at > now:
-                    heapq.heappush(self._ahead, due_at)
             self._run(ids, claimed)
+            for execution_id, due_at in claimed:
+                if due_at > now:
+                    self._mine[execution_id] = due_at
+                    heapq.heappush(self._ahead, (due_at, execution_id))
         if not self._wanted:
             self._order.clear()  # what is left on it is stale
 
-    def _next_batch(self, now: float) -> tuple[list[int], float, float]:
+    def _next_batch(self, now: float, *, sharing: bool) -> tuple[list[int], float, float]:
         """What to claim now and the instant it is claimed up to; none (and how long to wait)
-        while this node may not claim (its lease not fresh, its clock off), its engine is busy
-        (the others may take it meanwhile), or what it wants falls due later."""
+        while this node may not claim (its lease not fresh, its clock off). While other nodes
+        run (`sharing`), what this node claimed ahead goes first, and the rest waits while
+        its engine is busy (the others may take it meanwhile); it claims ahead at most
+        CLAIM_BACKLOG still to come. What falls due further off than CLAIM_AHEAD_SECONDS is
+        not wanted any more (its timer, or a later look, finds it)."""
         if not self.fresh() or self.skewed:
             return [], now, RETRY_SECONDS
-        if self._backlog() >= CLAIM_BACKLOG:
-            return [], now, BACKLOG_POLL_SECONDS
-        ahead = CLAIM_AHEAD_SECONDS if self._ahead_count(now) < CLAIM_BACKLOG else 0.0
-        return self._batch(now + ahead), now + ahead, BACKLOG_POLL_SECONDS
+        reach = now + CLAIM_AHEAD_SECONDS
+        if not sharing:
+            ids = self._batch(reach, now, CLAIM_BATCH)
+        else:
+            mine = [i for i in self._wanted if i in self._mine]
+            if mine:
+                return mine[:CLAIM_BATCH], reach, 0.0
+            if self._backlog() >= CLAIM_BACKLOG:
+                return [], now, BACKLOG_POLL_SECONDS
+            room = CLAIM_BACKLOG - self._ahead_count(now)
+            ids = self._batch(reach, now, room)
+        if not ids:
+            self._forget_after(reach)
+        return ids, reach, BACKLOG_POLL_SECONDS
+
+    def _forget_after(self, reach: float) -> None:
+        """No longer want what falls due after `reach` (all that is left, when the earliest
+        does)."""
+        order = self._order
+        if order and order[0][0] > reach:
+            for due_at, execution_id in order:
+                if self._wanted.get(execution_id) == due_at:
+                    del self._wanted[execution_id]
+                    self._looked.discard(execution_id)
+            order.clear()
 
     def _ahead_count(self, now: float) -> int:
         """How many executions this node claimed ahead of their instant, still to come."""
-        while self._ahead and self._ahead[0] <= now:
+        while self._ahead and self._ahead[0][0] <= now:
             heapq.heappop(self._ahead)
+        if len(self._mine) > MAX_MINE:  # wake-ups that never came (reaped, stopped)
+            self._mine = {i: t for i, t in self._mine.items() if t > now - CLAIM_AHEAD_SECONDS}
         return len(self._ahead)
 
     def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
@@ -346,6 +377,7 @@ class Cluster:
         for execution_id in ids:  # claimed here, held elsewhere, or not due any more
             self._wanted.pop(execution_id, None)
             self._looked.discard(execution_id)
+            self._mine.pop(execution_id, None)
         self.stats.claimed += len(claimed)
         for execution_id, due_at in claimed:
             run = self._dispatch
@@ -354,16 +386,21 @@ class Cluster:
             if run is not None:
                 run(execution_id, due_at)
 
-    def _batch(self, before: float) -> list[int]:
+    def _batch(self, before: float, now: float, ahead: int) -> list[int]:
         """The CLAIM_BATCH earliest due of what is wanted (equal ones by id), due before
-        `before`, taken off the heap (a heap: a herd of wake-ups is not sorted again for every
-        batch)."""
+        `before`, at most `ahead` of them due after `now`; taken off the heap (a heap: a herd
+        of wake-ups is not sorted again for every batch)."""
         if not self._order:  # not expected: every id wanted is on the heap
             self._order = [(due_at, i) for i, due_at in self._wanted.items()]
             heapq.heapify(self._order)
         ids: dict[int, None] = {}
-        while self._order and len(ids) < CLAIM_BATCH and self._order[0][0] <= before:
-            due_at, execution_id = heapq.heappop(self._order)
+        order = self._order
+        while order and len(ids) < CLAIM_BATCH and order[0][0] <= before:
+            if order[0][0] > now:
+                if ahead <= 0:
+                    break
+                ahead -= 1
+            due_at, execution_id = heapq.heappop(order)
             if self._wanted.get(execution_id) == due_at:  # else wanted earlier, or no more
                 ids[execution_id] = None
         return list(ids)
@@ -459,30 +496,31 @@ class Cluster:
     async def _watch_loop(self) -> None:
         """What falls due within `watch_seconds`, claimed by whichever node asks first: an
         execution that another node set waiting and then died with is not in this node's
-        timers until its next window load; this finds it on time, not only at the sweep."""
+        timers until its next window load; this finds it on time, not only at the sweep. A
+        look that found a full page is followed by the next as soon as this node claimed
+        most of what it found (a herd another node's timers woke for is shared out, not left
+        to that node)."""
+        full = False
         while True:
-            await asyncio.sleep(self.watch_seconds)
-            await self._look(self.clock() + self.watch_seconds)
-
-    async def _look(self, before: float) -> None:
-        """Claim what falls due before `before` (then run it when due). A full page found is
-        claimed, and then the next one looked for, as long as claims take something (a herd
-        another node's timers woke for is shared out, not left to that node alone)."""
-        while not self.closing and self.fresh() and not self.skewed:
-            try:
-                due = await self.store.claimable(before, WATCH_LIMIT, own=False)
-            except StoreError:
-                return  # the renewer and the claims say so
-            for execution_id, due_at in due:
-                self.on_overdue(execution_id, due_at)
-            if len(due) < WATCH_LIMIT:
-                return
             claimed = self.stats.claimed
-            flusher = self._flusher
-            if flusher is not None and not flusher.done():
-                await asyncio.wait([flusher])
-            if self.stats.claimed == claimed:
-                return
+            deadline = time.monotonic() + self.watch_seconds
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(RETRY_SECONDS, self.watch_seconds))
+                if full and self.stats.claimed > claimed and len(self._wanted) < CLAIM_BACKLOG:
+                    break
+            full = await self._look(self.clock() + self.watch_seconds) >= WATCH_LIMIT
+
+    async def _look(self, before: float) -> int:
+        """Claim what falls due before `before` (then run it when due); how many it found."""
+        if self.closing or not self.fresh() or self.skewed:
+            return 0
+        try:
+            due = await self.store.claimable(before, WATCH_LIMIT, own=False)
+        except StoreError:
+            return 0  # the renewer and the claims say so
+        for execution_id, due_at in due:
+            self.on_overdue(execution_id, due_at)
+        return len(due)
 
     def heard(self, payload: str) -> None:
         """A NOTIFY from a node: "window" loads this node's window; another node's "due" hint

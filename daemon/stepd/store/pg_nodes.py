@@ -74,6 +74,7 @@ class NodeLeases:
         self.api = api
         self.id = new_node_id()
         self.definitions: dict[str, str] = {}  # written with the lease (join, publish)
+        self.live = 1  # nodes whose lease ran at the last renewal, this one among them
         self._conn: Conn | None = None
 
     async def _connection(self) -> Conn:
@@ -132,15 +133,20 @@ class NodeLeases:
 
     async def renew(self) -> float | None:
         """Extend the lease; the database's clock then (unix seconds), or None when the lease
-        had run out (reaped, or about to be): the node must join again under a new id."""
+        had run out (reaped, or about to be): the node must join again under a new id. Notes
+        how many nodes' leases run (`live`)."""
         rows = await self._run(
             "UPDATE nodes SET renewed_at = clock_timestamp(),"
             " lease_until = clock_timestamp() + make_interval(secs => %(lease)s)"
             " WHERE id = %(id)s AND lease_until > clock_timestamp()"
-            " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now",
+            " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now,"
+            " (SELECT count(*) FROM nodes WHERE lease_until > clock_timestamp()) AS live",
             {"id": self.id, "lease": LEASE_SECONDS},
         )
-        return float(rows[0]["now"]) if rows else None
+        if not rows:
+            return None
+        self.live = int(rows[0]["live"])
+        return float(rows[0]["now"])
 
     async def reap(self) -> tuple[int, list[tuple[int, float | None]]]:
         """Remove the nodes whose lease ran out and let go of what they (or any node no longer
