@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import heapq
+import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -147,6 +148,7 @@ class Cluster:
         # node may take it)
         self._mine: dict[int, float] = {}
         self._ahead: list[tuple[float, int]] = []
+        self._mine_wanted: dict[int, None] = {}  # of those, the ones woken (in `_wanted`)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._window_wanted = asyncio.Event()
@@ -297,6 +299,8 @@ class Cluster:
         if known is None or due_at < known:
             self._wanted[execution_id] = due_at
             heapq.heappush(self._order, (due_at, execution_id))
+        if execution_id in self._mine:
+            self._mine_wanted[execution_id] = None
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="stepd-cluster-claim")
 
@@ -341,9 +345,8 @@ class Cluster:
         if not sharing:
             ids = self._batch(reach, now, CLAIM_BATCH)
         else:
-            mine = [i for i in self._wanted if i in self._mine]
-            if mine:
-                return mine[:CLAIM_BATCH], reach, 0.0
+            if self._mine_wanted:
+                return list(itertools.islice(self._mine_wanted, CLAIM_BATCH)), reach, 0.0
             if self._backlog() >= CLAIM_BACKLOG:
                 return [], now, BACKLOG_POLL_SECONDS
             room = CLAIM_BACKLOG - self._ahead_count(now)
@@ -361,6 +364,7 @@ class Cluster:
                 if self._wanted.get(execution_id) == due_at:
                     del self._wanted[execution_id]
                     self._looked.discard(execution_id)
+                    self._mine_wanted.pop(execution_id, None)
             order.clear()
 
     def _ahead_count(self, now: float) -> int:
@@ -378,6 +382,7 @@ class Cluster:
             self._wanted.pop(execution_id, None)
             self._looked.discard(execution_id)
             self._mine.pop(execution_id, None)
+            self._mine_wanted.pop(execution_id, None)
         self.stats.claimed += len(claimed)
         for execution_id, due_at in claimed:
             run = self._dispatch
