@@ -64,8 +64,10 @@ REAP_SECONDS = 1.0
 CLAIM_BATCH = 256  # executions claimed per statement
 # While other nodes run, a node claims more only while its engine has fewer than this many
 # claimed executions waiting for a worker (what it could not start soon is left for another
-# node to take), and claims ahead of their instant at most this many still to come.
+# node to take), and claims ahead of their instant at most this many still to come: by
+# default, and per worker (two rounds of its workers)
 CLAIM_BACKLOG = CLAIM_BATCH // 2
+BACKLOG_PER_WORKER = 2
 BACKLOG_POLL_SECONDS = 0.005  # how often a node with a full backlog looks at it again
 CLAIM_AHEAD_SECONDS = 1.0  # claim what falls due this soon (a timer fires a little early)
 MAX_MINE = 10_000  # executions claimed ahead remembered (then those long due are forgotten)
@@ -140,6 +142,7 @@ class Cluster:
         self._load_window: LoadWindow | None = None
         self._in_hand: Callable[[int], bool] = lambda _: False
         self._backlog: Callable[[], int] = lambda: 0
+        self._backlog_limit = CLAIM_BACKLOG
         self._wanted: dict[int, float] = {}
         self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
@@ -169,13 +172,15 @@ class Cluster:
         overdue: Dispatch | None = None,
         in_hand: Callable[[int], bool] | None = None,
         backlog: Callable[[], int] | None = None,
+        workers: int | None = None,
     ) -> None:
         """Where claimed executions go (the engine: `dispatch` for a wake-up, `overdue` for
         what a look at the store found, which leaves alone what the engine has in hand), how
         the timers load their window, and whether the engine has an execution in hand (then
         what a look found of it is neither claimed nor run: this node holds it already or
-        its handler's next write claims it), and how many claimed executions wait in the
-        engine for a worker (a node claims more only while that is under CLAIM_BACKLOG)."""
+        its handler's next write claims it), how many claimed executions wait in the engine
+        for a worker and how many workers it has (a node claims more only while that is
+        under BACKLOG_PER_WORKER per worker; by default, CLAIM_BACKLOG)."""
         self._dispatch = dispatch
         self._overdue = overdue
         self._load_window = load_window
@@ -183,6 +188,8 @@ class Cluster:
             self._in_hand = in_hand
         if backlog is not None:
             self._backlog = backlog
+        if workers is not None:
+            self._backlog_limit = max(1, BACKLOG_PER_WORKER * workers)
 
     async def load_due(self, before: float, limit: int) -> Sequence[tuple[int, float]]:
         """What the timers load and sweep: what falls due before `before` that no node holds
@@ -337,7 +344,7 @@ class Cluster:
         while this node may not claim (its lease not fresh, its clock off). While other nodes
         run (`sharing`), what this node claimed ahead goes first, and the rest waits while
         its engine is busy (the others may take it meanwhile); it claims ahead at most
-        CLAIM_BACKLOG still to come. What falls due further off than CLAIM_AHEAD_SECONDS is
+        its backlog limit still to come. What falls due further off than CLAIM_AHEAD_SECONDS is
         not wanted any more (its timer, or a later look, finds it)."""
         if not self.fresh() or self.skewed:
             return [], now, RETRY_SECONDS
@@ -347,9 +354,9 @@ class Cluster:
         else:
             if self._mine_wanted:
                 return list(itertools.islice(self._mine_wanted, CLAIM_BATCH)), reach, 0.0
-            if self._backlog() >= CLAIM_BACKLOG:
+            if self._backlog() >= self._backlog_limit:
                 return [], now, BACKLOG_POLL_SECONDS
-            room = CLAIM_BACKLOG - self._ahead_count(now)
+            room = self._backlog_limit - self._ahead_count(now)
             ids = self._batch(reach, now, room)
         if not ids:
             self._forget_after(reach)
@@ -511,7 +518,8 @@ class Cluster:
             deadline = time.monotonic() + self.watch_seconds
             while time.monotonic() < deadline:
                 await asyncio.sleep(min(RETRY_SECONDS, self.watch_seconds))
-                if full and self.stats.claimed > claimed and len(self._wanted) < CLAIM_BACKLOG:
+                drained = len(self._wanted) < self._backlog_limit
+                if full and drained and self.stats.claimed > claimed:
                     break
             full = await self._look(self.clock() + self.watch_seconds) >= WATCH_LIMIT
 

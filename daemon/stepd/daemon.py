@@ -267,6 +267,7 @@ class Daemon:
                 load_window=timers.load_window,
                 in_hand=engine.in_hand,
                 backlog=engine.backlog,
+                workers=settings.http.max_concurrency,
             )
         engine.set_timer(timers.arm)
         engine.start()

@@ -224,7 +224,9 @@ async def test_a_node_claims_what_woke_earliest_due_first(
     assert batches == [{ids[0], ids[4]}, {ids[3], ids[2]}, {ids[1]}]
 
 
-async def node_cluster(url: str, backlog: Callable[[], int]) -> tuple[Cluster, list[int]]:
+async def node_cluster(
+    url: str, backlog: Callable[[], int], workers: int | None = None
+) -> tuple[Cluster, list[int]]:
     """A started cluster node whose engine has `backlog()` claimed executions waiting for a
     worker, and the executions it ran (in the order claimed); it claims only what it is woken
     for (no hints, no watch)."""
@@ -234,7 +236,12 @@ async def node_cluster(url: str, backlog: Callable[[], int]) -> tuple[Cluster, l
         store, NodeLeases(url, password=None, api="test"), watch_seconds=60, listening=False
     )
     run: list[int] = []
-    cluster.attach(dispatch=lambda i, _: run.append(i), load_window=nothing, backlog=backlog)
+    cluster.attach(
+        dispatch=lambda i, _: run.append(i),
+        load_window=nothing,
+        backlog=backlog,
+        workers=workers,
+    )
     await cluster.start()
     return cluster, run
 
@@ -279,6 +286,24 @@ async def test_a_busy_node_leaves_what_is_due_to_a_node_that_is_free(
         await stop_cluster(busy)
         await stop_cluster(free)
     assert (sorted(free_run), busy_run) == (ids, [last])
+
+
+async def test_a_nodes_backlog_is_two_rounds_of_its_workers(url: str, nodes: list[Node]) -> None:
+    """`[http] max_concurrency` workers start that many calls at once: a node of 2 claims more
+    only while fewer than 4 wait for one."""
+    queued = [4]
+    few, run = await node_cluster(url, lambda: queued[0], workers=2)
+    try:
+        await until(lambda: few.leases.live > 1)
+        execution = await waiting(nodes[0], "e")
+        few.on_due(execution.id, DUE)
+        await asyncio.sleep(0.3)
+        assert run == []
+        queued[0] = 3
+        await until(lambda: bool(run))
+    finally:
+        await stop_cluster(few)
+    assert run == [execution.id]
 
 
 async def test_a_node_alone_claims_whatever_its_backlog(url: str) -> None:
