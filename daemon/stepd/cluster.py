@@ -146,11 +146,9 @@ class Cluster:
         self._wanted: dict[int, float] = {}
         self._order: list[tuple[float, int]] = []  # a heap of (due_at, id) of `_wanted` (stale too)
         self._looked: set[int] = set()  # wanted only as found by a look (sweep, watch)
-        # what this node claimed ahead of its instant: id -> instant, and a heap of (instant,
-        # id) of those still to come; when due, its wake-up passes a full backlog (no other
-        # node may take it)
+        # what this node claimed ahead of its instant: id -> instant (until woken and claimed
+        # again); when due, its wake-up passes a full backlog (no other node may take it)
         self._mine: dict[int, float] = {}
-        self._ahead: list[tuple[float, int]] = []
         self._mine_wanted: dict[int, None] = {}  # of those, the ones woken (in `_wanted`)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -332,10 +330,7 @@ class Cluster:
                 continue
             failing = False
             self._run(ids, claimed)
-            for execution_id, due_at in claimed:
-                if due_at > now:
-                    self._mine[execution_id] = due_at
-                    heapq.heappush(self._ahead, (due_at, execution_id))
+            self._mine.update((i, due_at) for i, due_at in claimed if due_at > now)
         if not self._wanted:
             self._order.clear()  # what is left on it is stale
 
@@ -376,11 +371,9 @@ class Cluster:
 
     def _ahead_count(self, now: float) -> int:
         """How many executions this node claimed ahead of their instant, still to come."""
-        while self._ahead and self._ahead[0][0] <= now:
-            heapq.heappop(self._ahead)
         if len(self._mine) > MAX_MINE:  # wake-ups that never came (reaped, stopped)
             self._mine = {i: t for i, t in self._mine.items() if t > now - CLAIM_AHEAD_SECONDS}
-        return len(self._ahead)
+        return sum(1 for t in self._mine.values() if t > now)
 
     def _run(self, ids: Sequence[int], claimed: Sequence[tuple[int, float]]) -> None:
         """`ids` were asked for and `claimed` taken: hand these to the engine."""
@@ -514,14 +507,20 @@ class Cluster:
         to that node)."""
         full = False
         while True:
-            claimed = self.stats.claimed
-            deadline = time.monotonic() + self.watch_seconds
-            while time.monotonic() < deadline:
-                await asyncio.sleep(min(RETRY_SECONDS, self.watch_seconds))
-                drained = len(self._wanted) < self._backlog_limit
-                if full and drained and self.stats.claimed > claimed:
-                    break
+            if full:
+                await self._claimed_most(self.watch_seconds)
+            else:
+                await asyncio.sleep(self.watch_seconds)
             full = await self._look(self.clock() + self.watch_seconds) >= WATCH_LIMIT
+
+    async def _claimed_most(self, seconds: float) -> None:
+        """Wait up to `seconds` for this node to claim most of what it wants."""
+        claimed = self.stats.claimed
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(RETRY_SECONDS, seconds))
+            if self.stats.claimed > claimed and len(self._wanted) < self._backlog_limit:
+                return
 
     async def _look(self, before: float) -> int:
         """Claim what falls due before `before` (then run it when due); how many it found."""
