@@ -174,6 +174,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE executions SET (fillfactor = 70);
     """,
+    # 8: what falls due that no node holds, by instant: a node's looks (its watch, its timers'
+    # window and sweep) go straight to it, not through the rows the nodes hold (still due while
+    # their calls are in flight: thousands of them, in a herd)
+    """
+    CREATE INDEX executions_unheld_due ON executions (due_at, id)
+        WHERE due_at IS NOT NULL AND owner IS NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -151,8 +151,16 @@ DUE_SQL = (
     " ORDER BY due_at, id LIMIT %s"
 )
 ALL_DUE_SQL = DUE_SQL.format(held="")
-CLAIMABLE_SQL = DUE_SQL.format(held=" AND (owner IS NULL OR owner = %s)")
 UNHELD_SQL = DUE_SQL.format(held=" AND owner IS NULL")
+# what no node holds (executions_unheld_due) and what this node holds (executions_owner), each
+# read by an index of its own
+CLAIMABLE_SQL = (
+    "(SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %(before)s"
+    " AND owner IS NULL ORDER BY due_at, id LIMIT %(limit)s)"
+    " UNION ALL (SELECT id, due_at FROM executions WHERE owner = %(node)s"
+    " AND due_at IS NOT NULL AND due_at < %(before)s ORDER BY due_at, id LIMIT %(limit)s)"
+    " ORDER BY due_at, id LIMIT %(limit)s"
+)
 # The rows a claim took from no node are kept this long, at most CLAIMED_ROWS of them, for the
 # engine's first read of each (one read per claim, not one per execution claimed).
 CLAIMED_ROW_SECONDS = 10.0
@@ -676,10 +684,12 @@ class PostgresStore(Store):
         node holds), the rest being another node's to run."""
         if self.node is None:
             return await self.due(before, limit)
-        sql, params = (
-            (CLAIMABLE_SQL, (before, self.node, limit)) if own else (UNHELD_SQL, (before, limit))
-        )
-        rows = await self._fetch(sql, params)
+        if own:
+            rows = await self._fetch(
+                CLAIMABLE_SQL, {"before": before, "node": self.node, "limit": limit}
+            )
+        else:
+            rows = await self._fetch(UNHELD_SQL, (before, limit))
         return [(int(r["id"]), float(r["due_at"])) for r in rows]
 
     async def purge_closed(self, before: float, limit: int) -> int:

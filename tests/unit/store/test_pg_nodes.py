@@ -163,6 +163,25 @@ async def test_a_node_looks_only_at_what_it_may_run(nodes: list[Node]) -> None:
     assert len(await nodes[0].store.due(NOW, 10)) == 4  # the store's contract: everything
 
 
+async def test_what_a_node_may_run_comes_in_the_order_it_falls_due(nodes: list[Node]) -> None:
+    """What no node holds and what this node holds are read apart: merged, the earliest
+    come first, whoever holds them, and no more than the limit."""
+
+    def at(due_at: float) -> Progress:
+        return Progress(status=RUNNING, state="W", phase=PHASE_WAIT, data="{}", due_at=due_at)
+
+    mine = [await waiting(nodes[0], f"mine{due}", at(due)) for due in (10.0, 30.0)]
+    theirs = await waiting(nodes[0], "theirs", at(5.0))
+    free = [await waiting(nodes[0], f"free{due}", at(due)) for due in (20.0, 40.0)]
+    await nodes[0].store.claim([e.id for e in mine], before=NOW, limit=2)
+    await nodes[1].store.claim([theirs.id], before=NOW, limit=1)
+    order = [(mine[0].id, 10.0), (free[0].id, 20.0), (mine[1].id, 30.0), (free[1].id, 40.0)]
+    assert await nodes[0].store.claimable(NOW, 10) == order
+    assert await nodes[0].store.claimable(NOW, 3) == order[:3]
+    assert await nodes[0].store.claimable(35.0, 10) == order[:3]
+    assert await nodes[0].store.claimable(NOW, 10, own=False) == [order[1], order[3]]
+
+
 async def test_what_a_look_finds_in_the_engines_hand_is_not_claimed_again(
     url: str, nodes: list[Node]
 ) -> None:
