@@ -19,6 +19,10 @@ until every result was committed (`nodes_cpu_s`: steadier than the times on a sh
 machine; with two nodes each one's too, `each_node_cpu_s`, and how many executions each
 claimed, `each_node_claimed`, from its /healthz), and PostgreSQL's (`database_cpu_s`: its
 server's processes, over the same span). Prints one JSON line per case.
+
+With --statements, the database's work by statement over the same span (pg_stat_statements,
+loaded into the bench's server): the statements that took longest, with their calls, rows
+and milliseconds (`statements`).
 """
 
 from __future__ import annotations
@@ -56,6 +60,39 @@ from tests.postgres_server import PostgresServer, remove_server, start_server  #
 
 INTAKE_CONNECTIONS = 32
 DEADLINE_SECONDS = 180
+STATEMENTS_SHOWN = 6
+STATEMENTS_SQL = (
+    "SELECT calls, rows, round(total_exec_time::numeric, 1)::float8 AS ms,"
+    " left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query"
+    " FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%'"
+    " ORDER BY total_exec_time DESC LIMIT %s"
+)
+
+
+def with_statements(server: PostgresServer) -> None:
+    """Load pg_stat_statements into `server` (a restart)."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    server.restart(immediate=False)
+
+
+async def statements_reset(url: str | None) -> None:
+    """Start counting the database's work by statement anew (None: no counting)."""
+    if url is None:
+        return
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+
+
+async def statements_read(url: str | None) -> list[dict[str, Any]]:
+    """The statements that took longest since the reset (None: none)."""
+    if url is None:
+        return []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(STATEMENTS_SQL, (STATEMENTS_SHOWN,))
+        names = [c.name for c in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
 
 async def load(port: int, count: int, at: float) -> float:
@@ -108,7 +145,9 @@ async def herd(
     server: PostgresServer | None = None,
     source: Path | None = None,
     pin: bool = False,
+    statements: bool = False,
 ) -> dict[str, Any]:
+    watched = url if statements else None
     with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
         bench = Bench(Path(folder), source=source)
         await bench.setup()
@@ -129,6 +168,7 @@ async def herd(
         if time.time() >= at:
             raise RuntimeError("the herd was not loaded before its due second")
         deadline = at + DEADLINE_SECONDS
+        await statements_reset(watched)
         pids = [p.pid for p in (bench.process, *others) if p is not None]
         cpu_before = [process_cpu_seconds(pid) for pid in pids]
         database = server_pids(None if server is None else server.data)
@@ -148,6 +188,7 @@ async def herd(
                 await asyncio.sleep(0.1)
         cpu_each = [process_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
         database_cpu = cpu_seconds(database) - database_before
+        work = await statements_read(watched)
         claimed = [await _claimed(port) for port in ports] if url is not None else []
         for process in others:
             process.terminate()
@@ -172,6 +213,7 @@ async def herd(
         "nodes_cpu_s": round(sum(cpu_each), 2),
         **_each_node(cpu_each, claimed),
         **({} if server is None else {"database_cpu_s": round(database_cpu, 2)}),
+        **({"statements": work} if watched else {}),
     }
 
 
@@ -209,24 +251,32 @@ async def _succeeded(bench: Bench, conn: psycopg.AsyncConnection[Any] | None) ->
     return int(row[0]) if row else 0
 
 
-async def main(count: int) -> None:
+async def main(count: int, *, statements: bool = False) -> None:
     print(json.dumps(await herd(count, url=None, nodes=1)), flush=True)
     server = start_server()
     try:
+        if statements:
+            with_statements(server)
         for nodes, notify in ((1, True), (2, True), (2, False)):
             url = server.new_database()
-            result = await herd(count, url=url, nodes=nodes, notify=notify, server=server)
+            result = await herd(
+                count, url=url, nodes=nodes, notify=notify, server=server, statements=statements
+            )
             print(json.dumps(result), flush=True)
     finally:
         remove_server(server)
 
 
-async def against(count: int, commit: str, repeat: int, *, pin: bool = False) -> None:
+async def against(
+    count: int, commit: str, repeat: int, *, pin: bool = False, statements: bool = False
+) -> None:
     """`repeat` runs of: one SQLite node, then two PostgreSQL nodes of `commit` and of this
     checkout in turn; each line says which daemon ran, and each run the two-node times
     against SQLite's."""
     server = start_server()
     try:
+        if statements:
+            with_statements(server)
         with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
             sources = list(daemon_sources([commit], Path(folder)).items())
             for run in range(1, repeat + 1):
@@ -235,7 +285,13 @@ async def against(count: int, commit: str, repeat: int, *, pin: bool = False) ->
                 for name, source in sources if run % 2 else sources[::-1]:
                     url = server.new_database()
                     result = await herd(
-                        count, url=url, nodes=2, server=server, source=source, pin=pin
+                        count,
+                        url=url,
+                        nodes=2,
+                        server=server,
+                        source=source,
+                        pin=pin,
+                        statements=statements,
                     )
                     ratio = result["all_committed_s"] / sqlite["all_committed_s"]
                     line = {"run": run, "daemon": name, **result, "x_sqlite": round(ratio, 2)}
@@ -256,10 +312,21 @@ if __name__ == "__main__":
         " first), as nodes on machines of their own would be; the database and the classroom"
         " server on any",
     )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="the database's work by statement in each PostgreSQL case (pg_stat_statements)",
+    )
     arguments = parser.parse_args()
     if arguments.against:
         asyncio.run(
-            against(arguments.count, arguments.against, arguments.repeat, pin=arguments.pin)
+            against(
+                arguments.count,
+                arguments.against,
+                arguments.repeat,
+                pin=arguments.pin,
+                statements=arguments.statements,
+            )
         )
     else:
-        asyncio.run(main(arguments.count))
+        asyncio.run(main(arguments.count, statements=arguments.statements))
