@@ -128,17 +128,19 @@ LEASE_RUNS = "EXISTS (SELECT 1 FROM nodes WHERE id = %(node)s AND lease_until > 
 # A claim takes (writes) what no node holds, locking it (another node taking it right now is
 # skipped), and reads back, unlocked and unwritten, what this node holds already (id and due_at
 # only, the rest NULL): a wake-up of an execution it claimed ahead of its instant costs no write.
-# Each asked id is looked up by its key (`IS NOT DISTINCT FROM` is no condition the index of
-# holders can serve): read by that index, what this node holds would be read whole at every
-# claim (thousands of executions, in a herd, while the statistics still say nobody holds any).
+# Each asked id is looked up by its key, whatever the statistics say: the conditions on it are
+# written so that they imply no partial index's (`IS NOT DISTINCT FROM`, the coalesce), or a
+# plan made while nobody held anything (or everything was held, or closed) reads a whole index
+# of holders or of what falls due at every claim of a herd.
 KEPT = ("id", "due_at")  # what a claim reads back of an execution this node holds already
+DUE_BY = "coalesce(due_at, 'Infinity') <= %(before)s"
 CLAIM_SQL = f"""
 WITH taken AS (
     UPDATE executions AS e SET owner = %(node)s WHERE e.id = ANY(ARRAY(
         SELECT w.id FROM unnest(%(ids)b::int8[]) AS asked (id), LATERAL (
             SELECT id, due_at FROM executions
-            WHERE id = asked.id AND due_at IS NOT NULL AND due_at <= %(before)s
-            AND owner IS NULL FOR UPDATE SKIP LOCKED
+            WHERE id = asked.id AND {DUE_BY} AND owner IS NOT DISTINCT FROM NULL
+            FOR UPDATE SKIP LOCKED
         ) AS w
         ORDER BY w.due_at, w.id LIMIT %(limit)s
     )) AND {LEASE_RUNS}
@@ -148,7 +150,7 @@ SELECT NULL AS was, * FROM taken
 UNION ALL
 SELECT %(node)s, {", ".join(c if c in KEPT else "NULL" for c in COLUMNS.split(", "))}
 FROM executions WHERE id = ANY(%(ids)b::int8[]) AND owner IS NOT DISTINCT FROM %(node)s
-AND due_at IS NOT NULL AND due_at <= %(before)s AND {LEASE_RUNS}
+AND {DUE_BY} AND {LEASE_RUNS}
 """  # noqa: S608
 DUE_SQL = (
     "SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %s{held}"
@@ -156,8 +158,7 @@ DUE_SQL = (
 )
 ALL_DUE_SQL = DUE_SQL.format(held="")
 UNHELD_SQL = DUE_SQL.format(held=" AND owner IS NULL")
-# what no node holds (executions_unheld_due) and what this node holds (executions_owner), each
-# read by an index of its own
+# what no node holds (by executions_unheld_due) and, read apart, what this node holds
 CLAIMABLE_SQL = (
     "(SELECT id, due_at FROM executions WHERE due_at IS NOT NULL AND due_at < %(before)s"
     " AND owner IS NULL ORDER BY due_at, id LIMIT %(limit)s)"
