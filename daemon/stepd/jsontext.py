@@ -13,11 +13,18 @@ history event's details, a pending step's record, a log line.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from json import encoder as _json_encoder
 from typing import Any
 
 import orjson
+
+# A UTF-16 surrogate in a str is one that JSON's \uXXXX escapes gave alone (a pair decodes to one
+# character): text that is not Unicode, which no store can write as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON text that may hold one once parsed: an escape of one, or one as it is
+_SURROGATE_OR_ESCAPE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
@@ -54,15 +61,32 @@ def made_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     return encode
 
 
-compact: Callable[[Any], str] = made_once(_COMPACT)
-"""`json.dumps(value, separators=(",", ":"), ensure_ascii=False)`."""
+def escape_surrogates(text: str) -> str:
+    """JSON `text` with each unpaired surrogate in it written as its escape (`\\ud800`): the
+    same JSON value, in text that is Unicode, which a store can write as UTF-8 (a surrogate can
+    only stand in a string, where the escape means the same)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unicode(encode: Callable[[Any], str]) -> Callable[[Any], str]:
+    def encode_unicode(value: Any) -> str:
+        return escape_surrogates(encode(value))
+
+    return encode_unicode
+
+
+compact: Callable[[Any], str] = _unicode(made_once(_COMPACT))
+"""`json.dumps(value, separators=(",", ":"), ensure_ascii=False)`, an unpaired surrogate
+(which a task's answer may hold) escaped."""
 
 compact_ascii: Callable[[Any], str] = made_once(_COMPACT_ASCII)
 """`json.dumps(value, separators=(",", ":"))`."""
 
-strict: Callable[[Any], str] = made_once(_STRICT)
-"""`json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`:
-ValueError for NaN and infinities."""
+strict: Callable[[Any], str] = _unicode(made_once(_STRICT))
+"""`json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`, an
+unpaired surrogate escaped: ValueError for NaN and infinities."""
 
 plain: Callable[[Any], str] = made_once(_PLAIN)
 """`json.dumps(value)`."""
@@ -96,3 +120,26 @@ def line(value: Any, default: Callable[[Any], Any]) -> str:
         return orjson.dumps(value, default=default, option=_PASSTHROUGH).decode()
     except (TypeError, UnicodeEncodeError):
         return json.dumps(value, default=default)
+
+
+def unpaired_surrogate(value: Any) -> bool:
+    """Whether a string in the JSON value `value` (a key too) holds a UTF-16 surrogate that
+    is not half of a pair: not Unicode text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def may_hold_surrogate(text: str) -> bool:
+    """Whether JSON `text`, once parsed, may hold an unpaired surrogate (`unpaired_surrogate`
+    tells): a quick look that spares the walk for nearly all texts."""
+    return _SURROGATE_OR_ESCAPE.search(text) is not None

@@ -7,11 +7,13 @@ protocol's error edges (unknown operation, malformed bodies) are driven with raw
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -839,6 +841,13 @@ def test_an_unknown_operation_is_400_with_aws_shape(daemon, target):
     assert (bool(body["__type"]), isinstance(body["message"], str)) == (True, True)
 
 
+LONE = "\udc00"  # a lone UTF-16 surrogate: json.dumps writes it as the escape "\\udc00"
+
+
+def _body(**members: Any) -> bytes:
+    return json.dumps(members).encode()
+
+
 def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -867,6 +876,31 @@ MALFORMED = {
         "DescribeExecution",
         b'{"executionArn": "arn:aws:states:us-east-1:123456789012:execution:quick:\\ud800"}',
     ),
+    "lone-surrogate-in-an-input-object": (
+        "StartExecution",
+        _body(stateMachineArn="sleeper", name="surrogate2", input=json.dumps({"k": LONE})),
+    ),
+    "lone-surrogate-input-key": (
+        "StartExecution",
+        _body(stateMachineArn="sleeper", name="surrogate3", input=json.dumps({LONE: 1})),
+    ),
+    "lone-surrogate-stop-error": (
+        "StopExecution",
+        _body(executionArn=execution_arn("sleeper", "x"), error=LONE),
+    ),
+    "lone-surrogate-tag-key": (
+        "TagResource",
+        _body(resourceArn=machine_arn("quick"), tags=[{"key": LONE, "value": "v"}]),
+    ),
+    "lone-surrogate-client-token": (
+        "RedriveExecution",
+        _body(executionArn=execution_arn("quick", "x"), clientToken=LONE),
+    ),
+    "lone-surrogate-definition": (
+        "ValidateStateMachineDefinition",
+        _body(definition=json.dumps({"StartAt": LONE, "States": {}}, ensure_ascii=False)),
+    ),
+    "lone-surrogate-task-failure-cause": ("SendTaskFailure", _body(taskToken="x", cause=LONE)),
     "token-out-of-range": (
         "ListExecutions",
         json.dumps({"stateMachineArn": "quick", "nextToken": "c3RlcGQ6" + "OTk5" * 10}).encode(),
@@ -883,6 +917,22 @@ def test_a_malformed_request_is_400_with_aws_shape(daemon, operation, body):
         response.headers.get("content-type", "").split(";")[0],
     ) == (400, AMZ_JSON), response.text[:300]
     assert set(response.json()) == {"__type", "message"}
+
+
+def test_input_that_is_not_unicode_text_starts_nothing(sfn, daemon):
+    """Input whose JSON escapes give a lone UTF-16 surrogate is InvalidExecutionInput, and no
+    execution of that name is stored (starting it again with good input works)."""
+    name = f"surrogate-{uuid.uuid4().hex[:8]}"
+    for text in ('{"k": "\\ud800"}', '["\\udfff"]', '{"\\udc00": 1}'):
+        with pytest.raises(sfn.exceptions.InvalidExecutionInput, match="surrogate"):
+            sfn.start_execution(stateMachineArn=machine_arn("quick"), name=name, input=text)
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_execution(executionArn=execution_arn("quick", name))
+    emoji = '{"k": "\\ud83d\\ude00"}'  # a pair is one character: fine
+    arn = sfn.start_execution(stateMachineArn=machine_arn("quick"), name=name, input=emoji)
+    assert json.loads(sfn.describe_execution(executionArn=arn["executionArn"])["input"]) == {
+        "k": "\U0001f600"
+    }
 
 
 def test_an_oversized_request_is_refused_with_aws_shape(daemon):
@@ -945,6 +995,8 @@ def test_callbacks_settle_waiting_tasks_as_aws_does(
         assert all(0 < len(token) <= 2048 for token in tokens.values())
         time.sleep(0.5)
         assert sfn.send_task_heartbeat(taskToken=tokens["ok"])["ResponseMetadata"]
+        with pytest.raises(sfn.exceptions.InvalidOutput, match="unpaired UTF-16 surrogate"):
+            sfn.send_task_success(taskToken=tokens["ok"], output=json.dumps({"k": "\ud800"}))
         assert sfn.send_task_success(taskToken=tokens["ok"], output='{"url": "v.mp4"}')
         sfn.send_task_failure(taskToken=tokens["fail"], error="Room.Closed", cause="no teacher")
         ok = settle(sfn, arns["ok"], {"SUCCEEDED"})
@@ -964,3 +1016,58 @@ def test_callbacks_settle_waiting_tasks_as_aws_does(
             sfn.send_task_failure(taskToken="not-a-token")
         with pytest.raises(sfn.exceptions.InvalidOutput):
             sfn.send_task_success(taskToken=tokens["ok"], output="{not json")
+
+
+# -- an answer that is not Unicode text --------------------------------------------------
+
+
+class _LoneSurrogateAnswer(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with JSON whose escape gives a lone surrogate; counts the calls."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.calls.append(self.headers.get("Idempotency-Key", ""))
+        body = b'{"room": "\\ud800", "ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_an_answer_holding_a_lone_surrogate_is_kept_and_sent_once(
+    start_daemon, tmp_path_factory, settle
+):
+    """A task's answer whose JSON holds a lone UTF-16 surrogate (no store can write it as it
+    is) becomes the task's result, written escaped: the execution goes on to succeed, with
+    the same value in its output, and the call is made once."""
+    folder = tmp_path_factory.mktemp("surrogate-answer")
+    path = folder / "asker.asl.json"
+    definition = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {"Type": "Task", "Resource": "arn:aws:states:::task:ask", "Next": "Done"},
+            "Done": {"Type": "Pass", "End": True},
+        },
+    }
+    path.write_text(json.dumps(definition), encoding="utf-8")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoneSurrogateAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with start_daemon(folder, base_url, [("asker", path, {"Ask": "/ask"})]) as d:
+            sfn = d.client()
+            arn = sfn.start_execution(stateMachineArn=machine_arn("asker"), name="lone")
+            done = settle(sfn, arn["executionArn"], {"SUCCEEDED", "FAILED"})
+            time.sleep(2.5)  # past the timers' sweep: nothing runs the call again
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done["status"] == "SUCCEEDED"
+    assert json.loads(done["output"]) == {"room": "\ud800", "ok": True}
+    assert len(_LoneSurrogateAnswer.calls) == 1

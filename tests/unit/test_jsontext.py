@@ -95,3 +95,26 @@ def test_a_log_line_renders_what_json_cannot_with_its_default() -> None:
     assert "Zoë" in jsontext.line(line, repr)
     big = {**line, "big": 10**30}  # beyond orjson's integers: the json module's line
     assert jsontext.line(big, repr) == json.dumps(big, default=repr)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"k": "\ud800"}, ["a\udfffb", "\U0001f600"], {"\udc00": {"x": ["\ud800", 1]}}],
+    ids=["value", "in-a-list", "key"],
+)
+def test_a_lone_surrogate_is_written_escaped_and_reads_back_the_same(value):
+    """compact and strict write text a store can hold as UTF-8 (the surrogate escaped) that
+    parses back into the same value; texts without one are json.dumps's."""
+    for encode in (jsontext.compact, jsontext.strict):
+        text = encode(value)
+        text.encode("utf-8")
+        assert json.loads(text) == value
+    assert jsontext.unpaired_surrogate(value)
+    assert jsontext.may_hold_surrogate(jsontext.compact(value))
+
+
+def test_a_surrogate_pair_is_one_character_and_not_unpaired():
+    value = json.loads('{"k": "\\ud83d\\ude00"}')
+    assert value == {"k": "\U0001f600"}
+    assert not jsontext.unpaired_surrogate(value)
+    assert jsontext.compact(value) == '{"k":"\U0001f600"}'

@@ -26,7 +26,11 @@ from stepd.engine.machines import EXPRESS
 from stepd.engine.redrive import NOT_REDRIVABLE, REDRIVABLE
 from stepd.engine.testruns import NOT_TESTED, split_test_case
 from stepd.errors import (
+    ApiError,
     ExecutionDoesNotExist,
+    InvalidExecutionInput,
+    InvalidName,
+    InvalidOutput,
     InvalidToken,
     SerializationException,
     StateMachineDoesNotExist,
@@ -34,6 +38,7 @@ from stepd.errors import (
     UnknownOperationException,
     ValidationException,
 )
+from stepd.jsontext import unpaired_surrogate
 from stepd.store.records import STATUSES, Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
@@ -104,6 +109,32 @@ def _task_token(body: dict[str, Any]) -> str:
     return token
 
 
+# The error for a member holding text that is not Unicode (an unpaired UTF-16 surrogate, which
+# a JSON escape such as "\\ud800" gives), and how its message begins, by member; any other
+# member's is a ValidationException.
+NOT_UNICODE_ERRORS: dict[str, tuple[type[ApiError], str]] = {
+    "name": (InvalidName, "Invalid Name"),
+    "input": (InvalidExecutionInput, "Invalid execution input"),
+    "output": (InvalidOutput, "Invalid Output"),
+}
+
+
+def _refuse_unpaired_surrogates(body: dict[str, Any]) -> None:
+    """Refuse, before anything is done, a request a member of which holds text that is not
+    Unicode: no store could write it."""
+    for key, value in body.items():
+        if not (unpaired_surrogate(key) or unpaired_surrogate(value)):
+            continue
+        found = NOT_UNICODE_ERRORS.get(key)
+        if found is None:
+            raise ValidationException(
+                f"1 validation error detected: Value at '{key}' failed to satisfy constraint: "
+                "Member must be Unicode text (it holds an unpaired UTF-16 surrogate)"
+            )
+        error, begins = found
+        raise error(f"{begins}: '{key}' holds an unpaired UTF-16 surrogate: it is not Unicode text")
+
+
 class Operations:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -135,6 +166,8 @@ class Operations:
     async def handle(self, target: str | None, body: Any, by: str = "") -> dict[str, Any]:
         """Answer the operation `target` names: `AWSStepFunctions.*`, or stepd's own
         `Stepd.*` (stepd.api.operations_stepd); `by` names who asked."""
+        if isinstance(body, dict):
+            _refuse_unpaired_surrogates(body)
         if target is not None and target.startswith(STEPD_PREFIX):
             if not isinstance(body, dict):
                 raise SerializationException("The request body must be a JSON object")

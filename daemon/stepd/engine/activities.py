@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from stepd import logs
+from stepd import jsontext, logs
 from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine.arns import Arns, check_name
 from stepd.engine.tokens import same_token, token_target
@@ -197,7 +197,7 @@ class Activities:
             ActivityTask(
                 activity=name,
                 token=task.token,
-                input=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                input=jsontext.compact(payload),
                 queued_at=self._clock(),
             )
         )

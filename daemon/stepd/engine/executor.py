@@ -51,6 +51,7 @@ from stepd.errors import (
     TaskTimedOut,
     ValidationException,
 )
+from stepd.jsontext import may_hold_surrogate, unpaired_surrogate
 from stepd.store.base import Store
 from stepd.store.records import (
     ABORTED,
@@ -613,6 +614,11 @@ class Engine:
             output = json.loads(output_text)
         except ValueError:
             raise InvalidOutput("Invalid Output: the output is not valid JSON") from None
+        if may_hold_surrogate(output_text) and unpaired_surrogate(output):
+            raise InvalidOutput(
+                "Invalid Output: a string in it holds an unpaired UTF-16 surrogate"
+                " (an escape such as \\ud800 alone): it is not Unicode text"
+            )
         if len(output_text.encode()) > MAX_CALLBACK_OUTPUT_BYTES:
             raise InvalidOutput(
                 f"Invalid Output: the output is over {MAX_CALLBACK_OUTPUT_BYTES} bytes"

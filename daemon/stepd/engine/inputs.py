@@ -18,6 +18,7 @@ from jsonschema.validators import validator_for
 
 from stepd.asl.timestamps import is_timestamp
 from stepd.errors import ConfigError, InvalidExecutionInput
+from stepd.jsontext import may_hold_surrogate, unpaired_surrogate
 
 MAX_INPUT_BYTES = 262_144  # AWS's payload limit
 MAX_SCHEMA_PROBLEMS = 5  # problems named in one refusal; the rest are counted
@@ -41,11 +42,17 @@ def parse_input(input_text: str) -> Any:
             f"Invalid execution input: {size} bytes is more than the limit of {MAX_INPUT_BYTES}"
         )
     try:
-        return json.loads(input_text, parse_constant=_reject_constant)
+        value = json.loads(input_text, parse_constant=_reject_constant)
     except RecursionError:
         raise InvalidExecutionInput("Invalid execution input: nested too deeply") from None
     except ValueError as exc:
         raise InvalidExecutionInput(f"Invalid execution input: not JSON: {exc}") from None
+    if may_hold_surrogate(input_text) and unpaired_surrogate(value):
+        raise InvalidExecutionInput(
+            "Invalid execution input: a string in it holds an unpaired UTF-16 surrogate"
+            " (an escape such as \\ud800 alone): it is not Unicode text"
+        )
+    return value
 
 
 def same_input(stored: str, given: Any) -> bool:

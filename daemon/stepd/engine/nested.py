@@ -32,7 +32,7 @@ from dataclasses import replace
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from stepd import logs
+from stepd import jsontext, logs
 from stepd.asl.failures import STATES_RUNTIME, STATES_TASK_FAILED
 from stepd.asl.integrations import CALLBACK, SYNC, SYNC2
 from stepd.engine.arns import Arns
@@ -145,7 +145,7 @@ def outcome_of(child: Execution, mode: str, arns: Arns) -> TaskOutcome:
     answer = described(child, arns, as_json=mode == SYNC2)
     if child.status == SUCCEEDED:
         return TaskOutcome(result=answer, final=True)
-    cause = json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+    cause = jsontext.compact(answer)
     return TaskOutcome(error=STATES_TASK_FAILED, cause=cause[:MAX_CAUSE_LENGTH], final=True)
 
 
@@ -266,9 +266,7 @@ class Nested:
         outcome = outcome_of(child, link.mode, self.arns)
         try:
             if outcome.error is None:
-                await self._engine.send_task_success(
-                    link.token, json.dumps(outcome.result, ensure_ascii=False)
-                )
+                await self._engine.send_task_success(link.token, jsontext.compact(outcome.result))
             else:
                 await self._engine.send_task_failure(link.token, outcome.error, outcome.cause)
         except ApiError as exc:  # the parent moved on (stopped, timed out): nothing to tell

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stepd import jsontext
+
 # Edge kinds.
 EDGE_START = "start"  # the start marker into StartAt
 EDGE_NEXT = "next"
@@ -224,7 +226,7 @@ def rule_text(rule: Mapping[str, Any]) -> str:
         match = _COMPARISON.fullmatch(str(key))
         if match is not None:
             shown = str(value) if match["path"] else json.dumps(value, ensure_ascii=False)
-            return f"{variable} {_OPERATORS[match['op']]} {shown}"
+            return f"{variable} {_OPERATORS[match['op']]} {jsontext.escape_surrogates(shown)}"
         if key in _TESTS:
             negation = "" if value is True else "not "
             return f"{variable} is {negation}{_TESTS[key]}"

@@ -169,7 +169,7 @@ def decode_variables(text: str | None) -> str | None:
         raise RecordError(f"variables record has format {version}, before variables existed")
     _expect_keys(stored, {"v", "variables"}, set(), "variables record")
     _check(isinstance(stored["variables"], dict), "variables record", "variables")
-    return json.dumps(stored["variables"], separators=(",", ":"), ensure_ascii=False)
+    return jsontext.compact(stored["variables"])
 
 
 def _check_version(version: Any) -> None:

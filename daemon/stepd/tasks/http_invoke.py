@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 from yarl import URL
 
+from stepd import jsontext
 from stepd.asl.http_task import (
     ARRAY_FORMATS,
     BODY_ENCODINGS,
@@ -230,13 +231,13 @@ def _body(body: Any, encoding: str, array_format: str, headers: dict[str, str]) 
     if isinstance(body, str):
         return body.encode()
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return jsontext.strict(body).encode()
     except ValueError as exc:
         raise HttpTaskError(f"RequestBody is not JSON: {exc}") from exc
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.compact(value)
 
 
 def _show(value: Any) -> str:

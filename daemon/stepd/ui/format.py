@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from stepd import jsontext
+
 MAX_DATA_CHARS = 4000  # of an input or output shown on a page
 TENTHS_BELOW_SECONDS = 10  # a shorter span is shown to a tenth of a second
 SECONDS_PER_MINUTE = 60
@@ -46,7 +48,9 @@ def iso(ts: float) -> str:
 def pretty(text: str) -> str:
     """JSON text indented (other text as it is), cut short after MAX_DATA_CHARS."""
     try:
-        shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        shown = jsontext.escape_surrogates(
+            json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        )
     except ValueError:
         shown = text
     return shown if len(shown) <= MAX_DATA_CHARS else shown[:MAX_DATA_CHARS] + "\n…"
