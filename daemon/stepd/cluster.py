@@ -588,6 +588,7 @@ class Cluster:
         try:
             rows = await self.leases.nodes()
             differ = self.note_definitions(rows)
+            database_now = self.clock() - self.skew
             nodes = [
                 {
                     "id": row.id,
@@ -595,7 +596,7 @@ class Cluster:
                     "pid": row.pid,
                     "api": row.api,
                     "version": row.version,
-                    "lease_left_seconds": round(row.lease_until - row.renewed_at, 3),
+                    "lease_left_seconds": round(row.lease_until - database_now, 3),
                     "renewed_at": row.renewed_at,
                     "lease_until": row.lease_until,
                     "started_at": row.started_at,

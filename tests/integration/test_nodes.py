@@ -53,6 +53,7 @@ from tests.netns import Namespace, Placements, posts_by_node
 from tests.postgres_server import PostgresServer
 
 from stepd.classroom import ClassroomServer
+from stepd.store.pg_nodes import LEASE_SECONDS
 
 NODES = 3
 KILL_ROUNDS = 20 if SOAK else 2  # `make soak`: the failover figure over 20 kills
@@ -73,6 +74,7 @@ CUT_SECONDS = 12.0
 HELD_SECONDS = 18.0
 BACKLOG_SECONDS = 3.0  # after a database restart, before the next one
 LONG_OUTAGE_SECONDS = 6.0  # longer than a node's lease (5 s)
+LEASE_WATCHED_SECONDS = 2.0  # after a kill, when a survivor's /healthz is read
 BYSTANDERS = 6  # classes started on the survivors at each kill, falling due during failover
 STALL_ROUNDS = 5
 HINTED_BOUND_SECONDS = 0.75  # a hinted step is sent within milliseconds: a generous bound
@@ -174,10 +176,17 @@ async def kill_the_holder(
         mine.append(Classroom(name=f"by-{number}-{k}", start=start, end=start + 3))
         await survivors[k % len(survivors)].start_execution(mine[-1])
     bystanders.extend(mine)
+    killed = (await health(holder))["node"]["id"]
     holder.kill()
     killed_at = time.time()
-    arrivals = await sent(classroom, room.name, START_PATH, 2)
     survivor = next(n for n in nodes if n.process)
+    if number == 0:  # the survivors see the dead node's lease run down
+        await asyncio.sleep(LEASE_WATCHED_SECONDS)
+        listed = {n["id"]: n for n in (await health(survivor))["node"]["nodes"]}
+        if killed in listed:  # not reaped yet
+            left = listed[killed]["lease_left_seconds"]
+            assert left <= LEASE_SECONDS - LEASE_WATCHED_SECONDS + 0.5, listed[killed]
+    arrivals = await sent(classroom, room.name, START_PATH, 2)
     # all done before the next kill: none of these is held by the node killed next
     await survivor.wait_status([r.name for r in (room, *mine)], "SUCCEEDED", RUN_SECONDS)
     events = await survivor.history(room.name)
