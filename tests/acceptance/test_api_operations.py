@@ -473,6 +473,7 @@ def test_state_refusals(tsfn, request_fields, code):
 
 # -- machines, versions and aliases come from the config file --------------------------------
 
+QUICK_EXECUTION_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:quick:x"
 REFUSED = {
     "create_state_machine": {
         "name": "new",
@@ -584,6 +585,122 @@ def test_activities(sfn):
     sfn.create_activity(name="review")  # a new activity of the name has no tags
     assert sfn.list_tags_for_resource(resourceArn=arns[0])["tags"] == []
     sfn.delete_activity(activityArn=arns[0])
+
+
+def test_an_activity_created_with_tags_has_them(sfn):
+    """CreateActivity's tags are the activity's (checked as TagResource checks them)."""
+    arn = sfn.create_activity(name="tagged", tags=[{"key": "room", "value": "blue"}])["activityArn"]
+    try:
+        assert sfn.list_tags_for_resource(resourceArn=arn)["tags"] == [
+            {"key": "room", "value": "blue"}
+        ]
+        with pytest.raises(sfn.exceptions.ValidationException):
+            sfn.create_activity(name="tagged-2", tags=[{"key": "k" * 129, "value": "v"}])
+        with pytest.raises(sfn.exceptions.ActivityDoesNotExist):
+            sfn.describe_activity(activityArn=arn + "-2")
+    finally:
+        sfn.delete_activity(activityArn=arn)
+
+
+def test_an_execution_has_no_tags(sfn, new_name, settle):
+    """Tag operations on an execution's ARN: ResourceNotFound, as for anything untagged."""
+    arn = sfn.start_execution(stateMachineArn=QUICK_ARN, name=new_name("untagged"))
+    settle(sfn, arn["executionArn"], {"SUCCEEDED", "FAILED"})
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_tags_for_resource(resourceArn=arn["executionArn"])
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.tag_resource(resourceArn=arn["executionArn"], tags=[{"key": "k", "value": "v"}])
+
+
+def test_executions_of_a_map_run_are_resource_not_found(sfn):
+    """stepd runs no Distributed Map: ListExecutions of a map run is ResourceNotFound (not every
+    execution), and a machine and a map run together are refused."""
+    with pytest.raises(sfn.exceptions.ResourceNotFound):
+        sfn.list_executions(mapRunArn=MAP_RUN_ARN)
+    with pytest.raises(sfn.exceptions.ValidationException):
+        sfn.list_executions(stateMachineArn=QUICK_ARN, mapRunArn=MAP_RUN_ARN)
+
+
+def _raw(daemon: Any, operation: str, **members: Any) -> tuple[int, str]:
+    response = httpx.post(
+        f"{daemon.url}/",
+        content=json.dumps(members),
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": f"AWSStepFunctions.{operation}",
+        },
+        timeout=30.0,
+    )
+    return response.status_code, response.json().get("__type", "")
+
+
+QUICK_EXECUTION_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:quick:x"
+OUT_OF_BOUNDS = {
+    "empty-name": ("StartExecution", {"stateMachineArn": QUICK_ARN, "name": ""}),
+    "long-trace-header": (
+        "StartExecution",
+        {"stateMachineArn": QUICK_ARN, "name": "trace", "traceHeader": "a" * 257},
+    ),
+    "non-ascii-trace-header": (
+        "StartExecution",
+        {"stateMachineArn": QUICK_ARN, "name": "trace", "traceHeader": "é"},
+    ),
+    "included-data": (
+        "DescribeStateMachine",
+        {"stateMachineArn": QUICK_ARN, "includedData": "NOPE"},
+    ),
+    "client-token-pattern": (
+        "RedriveExecution",
+        {
+            "executionArn": QUICK_ARN.replace("stateMachine", "execution") + ":x",
+            "clientToken": "a b",
+        },
+    ),
+    "arn-over-256": ("DescribeStateMachine", {"stateMachineArn": QUICK_ARN + "x" * 256}),
+}
+
+
+@pytest.mark.parametrize(("operation", "members"), OUT_OF_BOUNDS.values(), ids=OUT_OF_BOUNDS.keys())
+def test_members_outside_the_models_bounds_are_validation_errors(daemon, sfn, operation, members):
+    """What botocore's model bounds (lengths, patterns, enums) is refused as AWS refuses it
+    (ValidationException, 400), and starts nothing: an empty name used to start an execution
+    under a made-up name at every retry."""
+    assert _raw(daemon, operation, **members) == (400, "ValidationException")
+    if operation == "StartExecution":
+        listed = sfn.list_executions(stateMachineArn=QUICK_ARN, maxResults=1000)["executions"]
+        assert "trace" not in {e["name"] for e in listed}
+
+
+def test_machines_are_listed_a_page_at_a_time(sfn):
+    """ListStateMachines honours maxResults and nextToken (the paginator gets every machine
+    once), and refuses a token that is not its own."""
+    every = [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+    pages = sfn.get_paginator("list_state_machines").paginate(PaginationConfig={"PageSize": 1})
+    paged = [[m["name"] for m in page["stateMachines"]] for page in pages]
+    assert len(every) > 1
+    assert (all(len(page) == 1 for page in paged), [n for p in paged for n in p]) == (True, every)
+    with pytest.raises(sfn.exceptions.InvalidToken):
+        sfn.list_state_machines(nextToken="garbage")
+
+
+def test_a_page_token_is_good_only_for_the_request_it_came_from(sfn, new_name, settle):
+    """A GetExecutionHistory token of one execution, or a ListExecutions token of one machine,
+    given with another is InvalidToken instead of a page of the other's."""
+    arns = [
+        sfn.start_execution(stateMachineArn=QUICK_ARN, name=new_name("paged"))["executionArn"]
+        for _ in range(2)
+    ]
+    for arn in arns:
+        settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    token = sfn.get_execution_history(executionArn=arns[0], maxResults=1)["nextToken"]
+    assert sfn.get_execution_history(executionArn=arns[0], nextToken=token)["events"]
+    with pytest.raises(sfn.exceptions.InvalidToken):
+        sfn.get_execution_history(executionArn=arns[1], nextToken=token)
+    with pytest.raises(sfn.exceptions.InvalidToken):
+        sfn.get_execution_history(executionArn=arns[0], nextToken=token, reverseOrder=True)
+    listed = sfn.list_executions(stateMachineArn=QUICK_ARN, maxResults=1)["nextToken"]
+    with pytest.raises(sfn.exceptions.InvalidToken):
+        sfn.list_executions(stateMachineArn=QUICK_ARN, statusFilter="FAILED", nextToken=listed)
 
 
 def test_start_sync_execution_on_a_standard_machine(tsfn):

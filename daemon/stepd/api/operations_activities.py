@@ -8,8 +8,10 @@ import binascii
 from typing import Any
 
 from stepd.api import fields
+from stepd.api.operations_tags import MAX_TAGS, given_tags
 from stepd.engine.activities import Activities
-from stepd.errors import InvalidToken, ValidationException
+from stepd.engine.tags import Tags
+from stepd.errors import InvalidToken, TooManyTags, ValidationException
 from stepd.store.records import Activity
 
 MAX_WORKER_NAME = 80  # AWS: workerName is at most 80 characters
@@ -17,8 +19,9 @@ MAX_LIST = 1000
 
 
 class ActivityOperations:
-    def __init__(self, activities: Activities) -> None:
+    def __init__(self, activities: Activities, tags: Tags) -> None:
         self.activities = activities
+        self.tags = tags
 
     def handlers(self) -> dict[str, fields.Handler]:
         return {
@@ -37,7 +40,14 @@ class ActivityOperations:
         }
 
     async def create_activity(self, body: dict[str, Any]) -> dict[str, Any]:
-        activity = await self.activities.create(fields.required_string(body, "name"))
+        """Create (or find: AWS's CreateActivity is idempotent) the activity, with `tags`."""
+        name = fields.required_string(body, "name")
+        tags = given_tags(body) if body.get("tags") is not None else {}
+        if len(tags) > MAX_TAGS:
+            raise TooManyTags(f"Too many tags: an activity may have at most {MAX_TAGS}")
+        activity = await self.activities.create(name)
+        if tags and not await self.tags.add(self.activities.arn(activity.name), tags, MAX_TAGS):
+            raise TooManyTags(f"Too many tags: an activity may have at most {MAX_TAGS}")
         return {
             "activityArn": self.activities.arn(activity.name),
             "creationDate": activity.created_at,

@@ -7,12 +7,14 @@ Errors are raised as ApiError subclasses; the server shapes them as AWS does.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 import time
 import uuid
 from typing import Any
 
-from stepd.api.fields import MAX_PAGE, Handler, string
+from stepd.api.fields import MAX_PAGE, Handler, choice, string
 from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
@@ -32,6 +34,7 @@ from stepd.errors import (
     InvalidName,
     InvalidOutput,
     InvalidToken,
+    ResourceNotFound,
     SerializationException,
     StateMachineDoesNotExist,
     StateMachineTypeNotSupported,
@@ -47,6 +50,10 @@ MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
+MAX_ARN = 256  # AWS: an ARN member is 1 to 256 characters
+MAX_TRACE_HEADER = 256
+INCLUDED_DATA = ("ALL_DATA", "METADATA_ONLY")
+CLIENT_TOKEN = re.compile(r"[!-~]+")  # AWS's pattern for clientToken
 
 
 def _int(body: dict[str, Any], key: str, default: int, maximum: int) -> int:
@@ -71,22 +78,66 @@ def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _token(value: int) -> str:
-    return base64.urlsafe_b64encode(f"stepd:{value}".encode()).decode()
+def _token(value: int, scope: str) -> str:
+    """A page token: where the next page starts, and the request it belongs to (`scope`)."""
+    return base64.urlsafe_b64encode(f"stepd:{value}:{_scope(scope)}".encode()).decode()
 
 
-def _untoken(token: str | None) -> int | None:
+def _untoken(token: str | None, scope: str) -> int | None:
+    """Where the page a token names starts; InvalidToken for a token that is not ours or was
+    given by another request (another execution, machine, filter or order)."""
     if token is None:
         return None
-    prefix = ""
+    prefix, number, given = "", "", ""
     try:
-        prefix, _, number = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, number, given = [*text.split(":"), "", ""][:3]
         value = int(number)
     except ValueError:
         value = None
-    if prefix != "stepd" or value is None or not 0 < value < MAX_TOKEN_VALUE:
+    in_scope = given in ("", _scope(scope))  # "": a token from before tokens named a request
+    if prefix != "stepd" or value is None or not 0 < value < MAX_TOKEN_VALUE or not in_scope:
         raise InvalidToken(f"Invalid Token: '{token[:64]}'")
     return value
+
+
+def _scope(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _arn(body: dict[str, Any], key: str) -> str:
+    """A required ARN member: 1 to 256 characters, as AWS's model has it."""
+    arn = string(body, key, required=True) or ""
+    if not 0 < len(arn) <= MAX_ARN:
+        raise ValidationException(
+            f"1 validation error detected: Value at '{key}' failed to satisfy constraint: "
+            f"Member must have length between 1 and {MAX_ARN}"
+        )
+    return arn
+
+
+def _name(body: dict[str, Any]) -> str:
+    """StartExecution's `name`: one made up when absent; an empty one is refused (AWS: 1 to 80
+    characters), so that a retried start never starts a second execution."""
+    name = string(body, "name")
+    if name is None:
+        return str(uuid.uuid4())
+    if not name:
+        raise ValidationException(
+            "1 validation error detected: Value '' at 'name' failed to satisfy constraint: "
+            "Member must have length greater than or equal to 1"
+        )
+    return name
+
+
+def _trace_header(body: dict[str, Any]) -> None:
+    """Check `traceHeader` (AWS: at most 256 ASCII characters); stepd does not trace by it."""
+    header = string(body, "traceHeader")
+    if header is not None and (len(header) > MAX_TRACE_HEADER or not header.isascii()):
+        raise ValidationException(
+            "1 validation error detected: Value at 'traceHeader' failed to satisfy constraint: "
+            f"Member must be at most {MAX_TRACE_HEADER} ASCII characters"
+        )
 
 
 def _time_scale(body: dict[str, Any]) -> float | None:
@@ -156,7 +207,7 @@ class Operations:
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
         self.stepd = StepdOperations(engine)
-        self.handlers.update(ActivityOperations(engine.activities).handlers())
+        self.handlers.update(ActivityOperations(engine.activities, engine.tags).handlers())
         self.handlers.update(TagOperations(engine).handlers())
 
     @property
@@ -186,11 +237,10 @@ class Operations:
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine_arn, test_case = split_test_case(
-            string(body, "stateMachineArn", required=True) or ""
-        )
+        machine_arn, test_case = split_test_case(_arn(body, "stateMachineArn"))
         machine = self._machine(machine_arn)
-        name = string(body, "name") or str(uuid.uuid4())
+        name = _name(body)
+        _trace_header(body)
         input_text = string(body, "input")
         started = await self.engine.start_execution(
             machine,
@@ -207,15 +257,15 @@ class Operations:
 
     async def start_sync_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         """Run an EXPRESS machine's execution to its end within the request."""
-        machine = self.engine.machine(
-            self._machine(string(body, "stateMachineArn", required=True) or "")
-        )
+        machine = self.engine.machine(self._machine(_arn(body, "stateMachineArn")))
+        choice(body, "includedData", INCLUDED_DATA, "ALL_DATA")
+        _trace_header(body)
         if machine.type != EXPRESS:
             raise StateMachineTypeNotSupported(
                 "StartSyncExecution runs EXPRESS state machines; this one is STANDARD: use "
                 'StartExecution (or make it type = "EXPRESS" in the config)'
             )
-        name = string(body, "name") or str(uuid.uuid4())
+        name = _name(body)
         input_text = string(body, "input")
         began = time.monotonic()
         execution = await run_sync(
@@ -244,7 +294,8 @@ class Operations:
         return self.engine.machine(machine).name
 
     async def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        execution = await self._find(string(body, "executionArn", required=True) or "")
+        choice(body, "includedData", INCLUDED_DATA, "ALL_DATA")
+        execution = await self._find(_arn(body, "executionArn"))
         described: dict[str, Any] = {
             **self._summary(execution),
             "input": execution.input,
@@ -296,7 +347,7 @@ class Operations:
         return summary
 
     async def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = string(body, "executionArn", required=True) or ""
+        arn = _arn(body, "executionArn")
         execution = await self._find(arn)
         machine, name = execution.machine, execution.name
         stopped = await self.engine.stop_execution(
@@ -305,12 +356,17 @@ class Operations:
         return {"stopDate": stopped.stop_date}
 
     async def redrive_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = string(body, "executionArn", required=True) or ""
+        arn = _arn(body, "executionArn")
         token = string(body, "clientToken")
         if token is not None and not 0 < len(token) <= MAX_CLIENT_TOKEN:
             raise ValidationException(
                 "1 validation error detected: Value at 'clientToken' failed to satisfy "
                 f"constraint: Member must have length between 1 and {MAX_CLIENT_TOKEN}"
+            )
+        if token is not None and CLIENT_TOKEN.fullmatch(token) is None:
+            raise ValidationException(
+                "1 validation error detected: Value at 'clientToken' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: [!-~]+"
             )
         execution = await self._find(arn)
         redriven = await self.engine.redrive_execution(execution.machine, execution.name, token)
@@ -333,6 +389,11 @@ class Operations:
 
     async def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
         machine_arn = string(body, "stateMachineArn")
+        map_run_arn = string(body, "mapRunArn")
+        if machine_arn is not None and map_run_arn is not None:
+            raise ValidationException("Specify either 'stateMachineArn' or 'mapRunArn', not both")
+        if map_run_arn is not None:  # stepd runs no Distributed Map, so there is no map run
+            raise ResourceNotFound(f"Resource not found: '{map_run_arn[:MAX_ARN]}'")
         machine = None
         if machine_arn is not None:
             machine = self._machine(machine_arn)
@@ -348,42 +409,47 @@ class Operations:
                 f"not '{redrive_filter}'"
             )
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        scope = f"executions {machine} {status} {redrive_filter}"
         rows = await self.engine.list_executions(
             machine=machine,
             status=status,
             limit=limit + 1,
-            before_id=_untoken(string(body, "nextToken")),
+            before_id=_untoken(string(body, "nextToken"), scope),
             redriven=None if redrive_filter is None else REDRIVE_FILTERS[redrive_filter],
         )
         answer: dict[str, Any] = {"executions": [self._summary(r) for r in rows[:limit]]}
         if len(rows) > limit:
-            answer["nextToken"] = _token(rows[limit - 1].id)
+            answer["nextToken"] = _token(rows[limit - 1].id, scope)
         return answer
 
     async def get_execution_history(self, body: dict[str, Any]) -> dict[str, Any]:
-        execution = await self._find(string(body, "executionArn", required=True) or "")
+        execution = await self._find(_arn(body, "executionArn"))
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         reverse = _bool(body, "reverseOrder", default=False)
         include_data = _bool(body, "includeExecutionData", default=True)
+        scope = f"history {execution.id} {execution.uid} {reverse}"
         events = await self.engine.history(
             execution.id,
             reverse=reverse,
             limit=limit + 1,
-            after=_untoken(string(body, "nextToken")),
+            after=_untoken(string(body, "nextToken"), scope),
         )
         answer: dict[str, Any] = {
             "events": [_event(e, include_data=include_data) for e in events[:limit]]
         }
         if len(events) > limit:
-            answer["nextToken"] = _token(events[limit - 1].id)
+            answer["nextToken"] = _token(events[limit - 1].id, scope)
         return answer
 
     # -- state machines --------------------------------------------------------------
 
     async def list_state_machines(self, body: dict[str, Any]) -> dict[str, Any]:
-        _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        """The configured machines by name, a page at a time (a token: how many came before)."""
+        limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
+        first = _untoken(string(body, "nextToken"), "machines") or 0
         machines = sorted(self.engine.machines.values(), key=lambda m: m.name)
-        return {
+        page = machines[first : first + limit]
+        answer: dict[str, Any] = {
             "stateMachines": [
                 {
                     "stateMachineArn": self.arns.state_machine(m.name),
@@ -391,12 +457,16 @@ class Operations:
                     "type": m.type,
                     "creationDate": m.created_at,
                 }
-                for m in machines
+                for m in page
             ]
         }
+        if first + limit < len(machines):
+            answer["nextToken"] = _token(first + limit, "machines")
+        return answer
 
     async def describe_state_machine(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = string(body, "stateMachineArn", required=True) or ""
+        arn = _arn(body, "stateMachineArn")
+        choice(body, "includedData", INCLUDED_DATA, "ALL_DATA")
         machine = self.engine.machine(self._machine(arn))
         return {
             "stateMachineArn": self.arns.state_machine(machine.name),
@@ -411,7 +481,7 @@ class Operations:
     async def describe_state_machine_for_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         """The definition the execution runs: the one it started with, even after the config
         changed the machine."""
-        execution = await self._find(string(body, "executionArn", required=True) or "")
+        execution = await self._find(_arn(body, "executionArn"))
         definition = await self.engine.definition_of(execution)
         machine = self.engine.machines.get(execution.machine)
         current = machine is not None and machine.definition_id == execution.definition_id
