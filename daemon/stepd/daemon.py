@@ -60,7 +60,7 @@ from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.engine.testruns import TestRuns
-from stepd.errors import ControlError, StepdError
+from stepd.errors import ControlError, StepdError, StoreUnreachable
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.base import Store
@@ -93,11 +93,19 @@ def store_place(settings: Settings) -> str:
 
 T = TypeVar("T")
 
+
+class _StoppedBeforeReady(Exception):
+    """The daemon was told to stop while it waited for its store at start."""
+
+
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
 DRAIN_TIMEOUT_SECONDS = 15.0
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
 RESTART_SECTIONS = ("store", "api", "tracing")  # settings read once at start
+# A database that cannot be reached at start is tried again this often, said again this often
+STORE_RETRY_SECONDS = 2.0
+STORE_WAIT_LOG_SECONDS = 60.0
 DAY = timedelta(days=1)  # the unit of [store] retention_days
 # The cyclic garbage collector looks at the youngest objects once this many more were made
 # than freed (Python's default, 700, is a few steps of a herd: 140 collections and a full one
@@ -215,6 +223,8 @@ class Daemon:
                 )
                 async with self._reload_lock:  # a reload under way finishes first
                     pass
+        except _StoppedBeforeReady:
+            pass
         except StepdError as exc:
             log.error("daemon.failed", error=str(exc))  # noqa: TRY400 - the message says it all
             raise
@@ -222,6 +232,35 @@ class Daemon:
             self._remove_signals()
         log.info("daemon.stopped")
         return 0
+
+    async def _open_store(self, store: Store) -> None:
+        """Open the store. A database that cannot be reached yet (down, starting up, its
+        network) is waited for, and said so (a warning, the service's status), until it
+        answers or the daemon is told to stop; one that refuses this node stops it (exit 78)."""
+        since = logged = 0.0
+        while True:
+            try:
+                await store.open()
+            except StoreUnreachable as exc:
+                now = time.monotonic()
+                if not since:
+                    since = logged = now
+                    log.warning("store.waiting", error=str(exc), retry_seconds=STORE_RETRY_SECONDS)
+                elif now - logged >= STORE_WAIT_LOG_SECONDS:
+                    logged = now
+                    log.warning("store.still_waiting", error=str(exc), seconds=round(now - since))
+                self.notifier.send(  # systemd: starting still, not hung
+                    status=f"waiting for the database: {exc}",
+                    extend_timeout_usec=int(4 * STORE_RETRY_SECONDS * 1_000_000),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), STORE_RETRY_SECONDS)
+                if self._stop.is_set():
+                    raise _StoppedBeforeReady from None
+                continue
+            if since:
+                log.info("store.reached", seconds_waited=round(time.monotonic() - since, 1))
+            return
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         """Bring everything up; each part's shutdown goes on `stack`, run in reverse order."""
@@ -231,7 +270,7 @@ class Daemon:
         access = api_access(settings)
         self._access = access
         store = open_store(settings)
-        await store.open()
+        await self._open_store(store)
         stack.push_async_callback(store.close)
         self._signing_secret = read_secret(settings.http.signing_secret_file, SIGNING_CREDENTIAL)
         self._connections = read_connections(settings)

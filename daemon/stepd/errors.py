@@ -217,6 +217,16 @@ class StoreTooNew(StoreError):
     """The store was written by a newer stepd."""
 
 
+class StoreUnreachable(StoreError):
+    """The database cannot be reached right now (down, starting up, its network): worth
+    waiting for."""
+
+
+class StoreRefused(ConfigError):
+    """The database server refused this node (its password, role or database, or the
+    server's access rules): retrying cannot mend it, a person must."""
+
+
 class ConnectionLost(StoreError):
     """The connection to the database broke while it was in use (the database restarted, or
     the network dropped it): what was sent may or may not have been applied."""

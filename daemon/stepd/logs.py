@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TextIO
@@ -290,6 +291,47 @@ def get_logger(name: str) -> Logger:
     return Logger(name)
 
 
+# Libraries whose warnings say nothing stepd's own lines do not (psycopg's pool logs each
+# failed reconnection while the database is away; the store's lines say what matters).
+QUIET_LIBRARIES = {"psycopg.pool": logging.ERROR}
+MAX_LIBRARY_EXCEPTION_CHARS = 8000
+
+
+class _LibraryLines(logging.Handler):
+    """What libraries log through the standard `logging` module (aiohttp's request errors,
+    psycopg's) as lines of stepd's own, in the configured format: `library.log`, with the
+    library's logger, its message and its exception, instead of bare text on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name}
+        try:
+            fields["message"] = record.getMessage()
+        except (TypeError, ValueError):
+            fields["message"] = str(record.msg)
+        if record.exc_info:
+            text = "".join(traceback.format_exception(*record.exc_info))
+            fields["exception"] = text[-MAX_LIBRARY_EXCEPTION_CHARS:]
+        if record.levelno >= logging.ERROR:
+            _library.error("library.log", **fields)
+        else:
+            _library.warning("library.log", **fields)
+
+
+_library = Logger("stepd.library")
+
+
+def _take_library_lines() -> None:
+    """Route the standard `logging` module's warnings and errors to stepd's lines."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryLines)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryLines(logging.WARNING))
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    for name, level in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @atexit.register
 def _flush() -> None:
     if _writer is not None:
@@ -315,3 +357,4 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         cache_logger_on_first_use=False,
     )
     _direct = None if console else _Direct(processors, processors[0], threshold, writer)
+    _take_library_lines()

@@ -50,7 +50,7 @@ from tests.integration.harness import (
     whole_second,
 )
 from tests.netns import Namespace, Placements, posts_by_node
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer, remove_server, start_server
 
 from stepd.classroom import ClassroomServer
 from stepd.store.pg_nodes import LEASE_SECONDS
@@ -77,6 +77,7 @@ LONG_OUTAGE_SECONDS = 6.0  # longer than a node's lease (5 s)
 LEASE_WATCHED_SECONDS = 2.0  # after a kill, when a survivor's /healthz is read
 BYSTANDERS = 6  # classes started on the survivors at each kill, falling due during failover
 STALL_ROUNDS = 5
+EX_CONFIG = 78
 HINTED_BOUND_SECONDS = 0.75  # a hinted step is sent within milliseconds: a generous bound
 
 
@@ -200,6 +201,50 @@ async def kill_the_holder(
     assert all(r.received_at >= due[r.path] - EARLY_SLACK_SECONDS for r in records)
     await holder.start()  # the node comes back, under a new id
     return arrivals[1] - killed_at
+
+
+async def test_a_node_waits_for_its_database_and_stops_when_the_database_refuses_it(
+    make_stepd: DaemonFactory,
+) -> None:
+    """A node started before its database is up waits for it (a warning line, no bare text)
+    and is ready once it answers; a node the database refuses (a database that does not
+    exist) stops at once with exit 78 (systemd does not restart it), naming the cause."""
+    server = await asyncio.to_thread(start_server)
+    try:
+        url = await asyncio.to_thread(server.new_database)
+        await asyncio.to_thread(server.stop)
+        node = make_stepd(name="early")
+        node.extra_env["STEPD_STORE__URL"] = url
+        process = node.spawn()
+
+        async def waiting() -> bool:
+            return bool(node.log_events("store.waiting"))
+
+        await wait_until(waiting, timeout=15, what="store.waiting", explain=node.tail())
+        await asyncio.sleep(3)  # a few more attempts
+        assert process.poll() is None, node.tail()
+        await asyncio.to_thread(server.start)
+
+        async def ready() -> bool:
+            try:
+                return (await health(node))["status"] == "ok"
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=20, what="the node ready", explain=node.tail())
+        assert node.log_events("store.reached")
+        bare = [line for line in node.log_text().splitlines() if not line.startswith(("{", "---"))]
+        assert bare == [], node.tail()
+        assert await node.stop() == 0
+
+        refused = make_stepd(name="refused")
+        refused.extra_env["STEPD_STORE__URL"] = url.rsplit("/", 1)[0] + "/no_such_database"
+        refused.spawn()
+        assert await refused.exited(timeout=20) == EX_CONFIG, refused.tail()
+        assert "no_such_database" in refused.log_text()
+        assert "does not exist" in refused.log_text()
+    finally:
+        await asyncio.to_thread(remove_server, server)
 
 
 async def test_every_node_answers_for_every_execution_and_a_name_starts_once(

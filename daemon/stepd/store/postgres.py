@@ -29,7 +29,14 @@ from psycopg_pool import AsyncConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
 from stepd import __version__
-from stepd.errors import ClaimLost, ConnectionLost, StoreError, StoreTooNew
+from stepd.errors import (
+    ClaimLost,
+    ConnectionLost,
+    StoreError,
+    StoreRefused,
+    StoreTooNew,
+    StoreUnreachable,
+)
 from stepd.store.base import Store
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_batch import CommitGroups, add_notices, again
@@ -190,6 +197,16 @@ QUEUE_TASK_SQL = (
     " activity = excluded.activity, input = excluded.input, queued_at = excluded.queued_at"
 )
 BY_NAME_SQL = f"SELECT {COLUMNS} FROM executions WHERE machine = %s AND name = %s"  # noqa: S608
+# What a server's refusal to connect says when only a person can mend it (the password, the
+# role, the database, pg_hba.conf); other failures (down, starting up, shutting down, too many
+# connections, the network) are waited for.
+REFUSALS = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "permission denied",
+)
 HOLD_SECONDS = 1.0  # a node keeps holding an execution due this soon after its transition
 EVENTS_SQL = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
 
@@ -259,8 +276,23 @@ class PostgresStore(Store):
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Reach the database, then open the pool and migrate. StoreRefused when the server
+        refuses this node, StoreUnreachable when it cannot be reached (the pool is not
+        opened, so its attempts log nothing)."""
         if self._pool is not None:
             raise StoreError(f"{self.where}: the store is already open")
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self.url, **connect_kwargs(self._password)
+            )
+        except psycopg.Error as exc:
+            cause = " ".join(str(exc).split())
+            if any(sign in cause for sign in REFUSALS):
+                raise StoreRefused(
+                    f"{self.where}: the database refused this node: {cause}"
+                ) from None
+            raise StoreUnreachable(f"{self.where}: cannot reach the database: {cause}") from None
+        await probe.close()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.url,
             kwargs={**connect_kwargs(self._password), "autocommit": True, "row_factory": dict_row},
