@@ -382,14 +382,40 @@ class Step:
         self.retry_counts = ()
 
     def _retry_task(self, due: float, counts: tuple[int, ...]) -> None:
-        """The task's call goes out again at `due` (a `.waitForTaskToken` one with a new
-        token)."""
+        """The task's call goes out again at `due`, as its next attempt: its request is built
+        again for that attempt, as AWS evaluates InputPath and Parameters (Arguments) for each
+        one (`$$.State.RetryCount` is the attempt's number; a `.waitForTaskToken` task gets a
+        new token, and the last one is refused from now on). The request is stored with the
+        retry, so a re-send of this attempt after a crash sends the same body, with the same
+        Idempotency-Key as every attempt of this state entry."""
         self.phase = PHASE_TASK
         self.attempt += 1
         self.retry_counts = counts
         self.due_at = due
         task = self.task
         first_due = task.first_due if task.first_due is not None else task.due
+        if task.token is not None:
+            self.token = make_token(self.machine, self.name, self.cursor_id)
+        try:
+            again: Decision = interpreter.enter(
+                self.definition, self.state or "", json.loads(self.data), self.context(), utc(due)
+            )
+        except Exception as exc:  # whatever goes wrong in a step fails it with States.Runtime
+            log.exception("step.unexpected_error", **self.log_fields())
+            again = Fail(error=STATES_RUNTIME, cause=f"{type(exc).__name__}: {exc}")
+        if isinstance(again, Fail):  # the request cannot be built for this attempt
+            self.apply(again, "Task")
+            return
+        if isinstance(again, CallTask):
+            text = dumps(again.payload)
+            if self._too_large(text):
+                return
+            task = replace(
+                task,
+                payload=text,
+                timeout_seconds=again.timeout_seconds,
+                heartbeat_seconds=again.heartbeat_seconds if self.token else None,
+            )
         self.pending = replace(
             task,
             sent=False,
@@ -397,21 +423,8 @@ class Step:
             first_due=first_due,
             answered_at=None,
             heartbeat_at=None,
+            token=self.token if task.token is not None else None,
         )
-        if task.token is not None:
-            self._new_token()
-
-    def _new_token(self) -> None:
-        """A retried `.waitForTaskToken` task gets a new token, as in AWS (the last one is
-        refused from now on): its Parameters are evaluated again with it."""
-        self.token = make_token(self.machine, self.name, self.cursor_id)
-        task = replace(self.task, token=self.token)
-        again = interpreter.enter(
-            self.definition, self.state or "", json.loads(self.data), self.context(), utc(self.now)
-        )
-        if isinstance(again, CallTask):
-            task = replace(task, payload=dumps(again.payload))
-        self.pending = task
 
     def _on_error(self, error: str, cause: str | None) -> Decision:
         """The state's Retry and Catch, given `error`: RetryAt, Caught or Fail."""
