@@ -8,6 +8,7 @@ call itself; `model_problems` also catches keys and enum values a parser would d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -287,6 +288,35 @@ def test_state_in_jsonata_reads_the_given_variables(tsfn):
     failed = tsfn.test_state(definition=json.dumps(failing), input="{}")
     assert (failed["status"], failed["error"]) == ("FAILED", "States.QueryEvaluationError")
     assert failed["cause"].startswith("An error occurred while executing the state ")
+
+
+def test_state_json_text_keeps_characters_beyond_ascii(tsfn):
+    """`States.JsonToString` and JSONata's `$string` write `é` and `✓` as they are, as AWS
+    does (not `\\u00e9`), so a hash of the text is AWS's hash too."""
+    data = {"o": {"s": "héllo ✓"}}
+    text = '{"s":"héllo ✓"}'
+    jsonpath = {
+        "Type": "Pass",
+        "Parameters": {
+            "text.$": "States.JsonToString($.o)",
+            "md5.$": "States.Hash(States.JsonToString($.o), 'MD5')",
+        },
+        "End": True,
+    }
+    jsonata = {
+        "QueryLanguage": "JSONata",
+        "Type": "Pass",
+        "Output": {"text": "{% $string($states.input.o) %}"},
+        "End": True,
+    }
+    answers = [
+        tsfn.test_state(definition=json.dumps(state), input=json.dumps(data))
+        for state in (jsonpath, jsonata)
+    ]
+    assert [json.loads(answer["output"]) for answer in answers] == [
+        {"text": text, "md5": hashlib.md5(text.encode()).hexdigest()},
+        {"text": text},
+    ]
 
 
 def test_state_info_has_no_inspection_data(tsfn):

@@ -45,6 +45,20 @@ def _discard(*_args: Any, **_kwargs: Any) -> None:
 _library.jsonata.print = _discard
 _parser.print = _discard
 
+
+def _string(value: Any, prettify: bool) -> str:
+    """`$string` of a value that is not a string (and the `&` operator's), as JSON.stringify
+    writes it: characters beyond ASCII kept as they are (the library escapes them)."""
+    if isinstance(value, _library.jsonata.Jsonata.JFunction | _parser.Parser.Symbol):
+        return ""
+    encoder = _library.functions.Functions.Encoder
+    if prettify:
+        return json.dumps(value, cls=encoder, indent="  ", ensure_ascii=False)
+    return json.dumps(value, cls=encoder, separators=(",", ":"), ensure_ascii=False)
+
+
+_library.functions.Functions._string = staticmethod(_string)  # noqa: SLF001 - as above
+
 OPEN: Final = "{%"
 CLOSE: Final = "%}"
 MAX_COMPILED: Final = 4096  # expressions kept compiled
@@ -298,7 +312,11 @@ def _hash(data: Any, algorithm: Any = "SHA-256") -> Any:
     name = HASH_ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
     if name is None:
         raise _fail(f"$hash: the algorithm must be one of {', '.join(HASH_ALGORITHMS)}")
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    text = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    )
     return hashlib.new(name, text.encode(), usedforsecurity=False).hexdigest()
 
 

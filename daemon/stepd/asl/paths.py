@@ -113,8 +113,9 @@ class Path:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON, as AWS shows values in error causes."""
-    return json.dumps(value, separators=(",", ":"))
+    """Compact JSON as AWS writes it (Jackson), in `States.JsonToString` and in error causes:
+    no spaces, and characters beyond ASCII kept as they are (`é`, not `\\u00e9`)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def is_context_path(text: str) -> bool:

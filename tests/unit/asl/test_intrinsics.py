@@ -15,6 +15,7 @@ DATA = {
     "n": 3,
     "list": [1, 2, 2, "2", True, 1],
     "obj": {"a": 1},
+    "accented": {"s": "héllo ✓"},
     "json": '{"k":[1,2]}',
     "arn": "arn:aws:imagebuilder:us-east-1:123:image-recipe/my-recipe.v1/1.0.0",
 }
@@ -41,6 +42,21 @@ def half() -> float:
         pytest.param("States.Format('{}', $$.Execution.Name)", "room-42", id="format-context"),
         pytest.param("States.StringToJson($.json)", {"k": [1, 2]}, id="string-to-json"),
         pytest.param("States.JsonToString($.obj)", '{"a":1}', id="json-to-string"),
+        pytest.param(
+            "States.JsonToString($.accented)",
+            '{"s":"héllo ✓"}',
+            id="json-to-string-keeps-non-ascii-characters",
+        ),
+        pytest.param(
+            "States.Hash(States.JsonToString($.accented), 'MD5')",
+            "96b70cd0016b4aa4dc68561950a9560a",
+            id="hash-of-json-to-string-hashes-the-characters-utf8",
+        ),
+        pytest.param(
+            "States.Base64Encode(States.JsonToString($.accented))",
+            "eyJzIjoiaMOpbGxvIOKckyJ9",
+            id="base64-of-json-to-string-encodes-the-characters-utf8",
+        ),
         pytest.param("States.Array()", [], id="array-empty"),
         pytest.param("States.Array(1, 'two', $.obj)", [1, "two", {"a": 1}], id="array"),
         pytest.param(

@@ -46,6 +46,18 @@ def one(state: dict[str, Any], **top: Any) -> dict[str, Any]:
         pytest.param("$states.input.a", 1, id="states-input"),
         pytest.param("$v = null", True, id="null-variable-is-null"),
         pytest.param('$number("2")', 2, id="integral-number"),
+        pytest.param('$string({"s": "héllo ✓"})', '{"s":"héllo ✓"}', id="string-keeps-non-ascii"),
+        pytest.param(
+            '$string({"s": ["é"]}, true)',
+            '{\n  "s": [\n    "é"\n  ]\n}',
+            id="string-prettified-keeps-non-ascii",
+        ),
+        pytest.param('"é: " & {"s": "é"}', 'é: {"s":"é"}', id="concatenation-keeps-non-ascii"),
+        pytest.param(
+            '$hash($string({"s": "héllo ✓"}), "MD5")',
+            "96b70cd0016b4aa4dc68561950a9560a",
+            id="hash-of-string-hashes-the-characters-utf8",
+        ),
     ],
 )
 def test_expressions_evaluate_as_aws(expression: str, expected: Any) -> None:
