@@ -152,6 +152,36 @@ def test_validate_reports_what_stepd_check_reports(sfn, tmp_path, stepd_cli):
         assert f"{diagnostic['code']}: {diagnostic['message']}" in checked.stdout
 
 
+def test_validate_refuses_variable_names_aws_refuses(sfn, tmp_path, stepd_cli):
+    """An Assign whose variable name AWS refuses (not an identifier, over 80 characters, or
+    the reserved `states`) fails validation at that name, in the API and in `stepd check`."""
+    assign = {"my-var": 1, "v" * 81: 2, "states": 3, "fine": 4}
+    definition = {
+        "StartAt": "Note",
+        "States": {"Note": {"Type": "Pass", "Assign": assign, "End": True}},
+    }
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(definition))
+    assert answer["result"] == "FAIL"
+    assert sorted((d["code"], d["location"]) for d in answer["diagnostics"]) == [
+        ("SCHEMA_VALIDATION_FAILED", "/States/Note/Assign/my-var"),
+        ("SCHEMA_VALIDATION_FAILED", "/States/Note/Assign/states"),
+        ("SCHEMA_VALIDATION_FAILED", f"/States/Note/Assign/{'v' * 81}"),
+    ]
+    path = tmp_path / "note.asl.json"
+    path.write_text(json.dumps(definition), encoding="utf-8")
+    config = tmp_path / "stepd.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "s.db"}"\n[http]\nbase_url = "http://127.0.0.1:9"\n'
+        f'[[machines]]\nname = "note"\ndefinition = "{path}"\n',
+        encoding="utf-8",
+    )
+    checked = stepd_cli("check", "-c", str(config))
+    assert checked.returncode == 78
+    assert '/States/Note/Assign/my-var: SCHEMA_VALIDATION_FAILED: The variable name "my-var"' in (
+        checked.stdout
+    )
+
+
 def test_validate_warnings_only_with_severity_warning(sfn):
     errors_only = sfn.validate_state_machine_definition(definition=json.dumps(WARNED))
     with_warnings = sfn.validate_state_machine_definition(

@@ -57,6 +57,8 @@ INVALID_HTTP_TASK = "INVALID_HTTP_TASK"
 
 MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
+MAX_VARIABLE_NAME_LENGTH = 80  # characters
+RESERVED_VARIABLE_NAMES = frozenset({"states"})  # `$states` is the state's input, result, context
 MAX_SECONDS = 99_999_999  # seconds: Wait Seconds, TimeoutSeconds, HeartbeatSeconds, intervals
 MAX_ATTEMPTS = 99_999_999  # retries
 MAX_DELAY_SECONDS_BOUND = 31_622_401  # seconds, exclusive: a retrier's MaxDelaySeconds
@@ -1028,6 +1030,7 @@ def _note_assign(owner: Mapping[str, Any], scope: _Scope, at: tuple[str | int, .
         scope.schema('Field "Assign" must be an object', *at, "Assign")
         return
     scope.report.assigned.update(payload.field_name(str(key)) for key in assign)
+    _check_variable_names(assign, at, scope)
     _check_template(assign, scope.at(*at, "Assign"), scope.report)
 
 
@@ -1141,6 +1144,36 @@ def _note_jsonata_assign(
         scope.schema('Field "Assign" must be an object', *at, "Assign")
         return
     scope.report.assigned.update(str(key) for key in assign)
+    _check_variable_names(assign, at, scope)
+
+
+def _check_variable_names(
+    assign: Mapping[Any, Any], at: tuple[str | int, ...], scope: _Scope
+) -> None:
+    """Each name an `Assign` sets (without a JSONPath `.$`) is one AWS accepts."""
+    for key in assign:
+        problem = variable_name_problem(payload.field_name(str(key)))
+        if problem is not None:
+            scope.schema(problem, *at, "Assign", str(key))
+
+
+def variable_name_problem(name: str) -> str | None:
+    """Why AWS refuses `name` as a variable's name, or None: a name is a Unicode identifier
+    (UAX #31: its first character ID_Start, or `_`, the others ID_Continue, as Python's own
+    identifiers), of at most 80 characters, and not `states`, which `$states` holds."""
+    if name in RESERVED_VARIABLE_NAMES:
+        return f'The variable name "{name}" is reserved: $states is the state\'s own data'
+    if len(name) > MAX_VARIABLE_NAME_LENGTH:
+        return (
+            f'The variable name "{name[:20]}…" is {len(name)} characters long; '
+            f"at most {MAX_VARIABLE_NAME_LENGTH} are allowed"
+        )
+    if not name.isidentifier():
+        return (
+            f'The variable name "{name}" is not valid: a name starts with a letter or "_" '
+            'and goes on with letters, digits or "_" (Unicode ID_Start, ID_Continue)'
+        )
+    return None
 
 
 def _check_expressions(value: Any, at: tuple[str | int, ...], scope: _Scope) -> None:

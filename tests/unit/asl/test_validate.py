@@ -1210,3 +1210,69 @@ def test_findings_are_sorted_and_deterministic() -> None:
     findings = validate(definition)
     expected = sorted(findings, key=lambda f: (f.where, f.code, f.message))
     assert (expected, findings) == (findings, validate(definition))
+
+
+def _assigning(name: str, *, jsonata: bool = False) -> dict[str, Any]:
+    """A Pass state of a JSONata or JSONPath machine assigning the variable `name`."""
+    key = name if jsonata else f"{name}.$"
+    state = {"Type": "Pass", "Assign": {key: "{% 1 %}" if jsonata else "$.a"}, "End": True}
+    return {**one(state), "QueryLanguage": "JSONata"} if jsonata else one(state)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("room", id="letters"),
+        pytest.param("room_2", id="digits-and-underscore-after-the-first"),
+        pytest.param("_private", id="underscore-first"),
+        pytest.param("café", id="letters-beyond-ascii"),
+        pytest.param("x" * 80, id="eighty-characters"),
+        pytest.param("States", id="reserved-name-is-case-sensitive"),
+    ],
+)
+@pytest.mark.parametrize("jsonata", [False, True], ids=["jsonpath", "jsonata"])
+def test_variable_names_aws_accepts(name: str, jsonata: bool) -> None:
+    """An Assign's variable name that is a Unicode identifier of up to 80 characters is
+    accepted."""
+    assert codes(_assigning(name, jsonata=jsonata)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("my-var", 'The variable name "my-var" is not valid', id="hyphen"),
+        pytest.param("1abc", 'The variable name "1abc" is not valid', id="digit-first"),
+        pytest.param("a b", 'The variable name "a b" is not valid', id="space"),
+        pytest.param("", 'The variable name "" is not valid', id="empty"),
+        pytest.param("x" * 81, "is 81 characters long; at most 80", id="eighty-one-characters"),
+        pytest.param("states", 'The variable name "states" is reserved', id="reserved-states"),
+    ],
+)
+@pytest.mark.parametrize("jsonata", [False, True], ids=["jsonpath", "jsonata"])
+def test_variable_names_aws_refuses(name: str, message: str, jsonata: bool) -> None:
+    """An Assign's variable name AWS refuses is an error at the name, saying why."""
+    key = name if jsonata else f"{name}.$"
+    [finding] = validate(_assigning(name, jsonata=jsonata))
+    assert (finding.where, finding.code, finding.severity) == (
+        f"/States/S/Assign/{key}",
+        SVF,
+        "error",
+    )
+    assert message in finding.message
+
+
+def test_variable_names_are_checked_in_catchers_and_choice_rules() -> None:
+    """Assign in a Catch or a Choice rule is held to the same rule."""
+    definition = machine(
+        C={
+            "Type": "Choice",
+            "Choices": [{**to_done(is_null()), "Assign": {"bad-rule": 1}}],
+            "Default": "T",
+        },
+        T=task(Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Done", "Assign": {"9": 1}}]),
+        Done=SUCCEED,
+    )
+    assert codes(definition) == [
+        ("/States/C/Choices/0/Assign/bad-rule", SVF),
+        ("/States/T/Catch/0/Assign/9", SVF),
+    ]
