@@ -109,6 +109,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         store_problem, store_note = _postgres_check(settings)
         if store_note is not None and not args.quiet:
             print(store_note, file=sys.stderr)
+        unused = _sqlite_unused(settings)
+        if unused is not None:
+            print(f"{settings.store.path}: STORE_PATH_UNUSED: {unused}")
     else:
         store_problem = _store_problem(settings.store.path)
     if store_problem is not None:
@@ -118,6 +121,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{args.config}: OK: {len(catalog.machines)} state machine(s)", file=sys.stderr)
     return EX_OK
+
+
+def _sqlite_unused(settings: Settings) -> str | None:
+    """With [store] url set, a warning when the SQLite store at [store] path still holds
+    executions: they are not run (nothing moves them to PostgreSQL)."""
+    from stepd.store.sqlite import left_behind
+
+    held = left_behind(settings.store.path)
+    if held is None:
+        return None
+    return (
+        f"[store] url is set, so this SQLite store is not used: its {held} do not run. "
+        "Finish them with a daemon on this store first, or start them again on PostgreSQL"
+    )
 
 
 def _store_problem(path: Path) -> str | None:

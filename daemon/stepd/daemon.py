@@ -60,13 +60,13 @@ from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.engine.testruns import TestRuns
-from stepd.errors import ControlError, StepdError, StoreUnreachable
+from stepd.errors import ControlError, StepdError, StoppedBeforeReady, StoreUnreachable
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.base import Store
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import PostgresStore, describe
-from stepd.store.sqlite import SqliteStore
+from stepd.store.sqlite import SqliteStore, left_behind
 from stepd.tasks.caller import DEFAULT_USER_AGENT, Caller, TaskCaller
 from stepd.tasks.connections import Connections
 from stepd.tasks.signing import secret_key
@@ -92,10 +92,6 @@ def store_place(settings: Settings) -> str:
 
 
 T = TypeVar("T")
-
-
-class _StoppedBeforeReady(Exception):
-    """The daemon was told to stop while it waited for its store at start."""
 
 
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
@@ -223,7 +219,7 @@ class Daemon:
                 )
                 async with self._reload_lock:  # a reload under way finishes first
                     pass
-        except _StoppedBeforeReady:
+        except StoppedBeforeReady:
             pass
         except StepdError as exc:
             log.error("daemon.failed", error=str(exc))  # noqa: TRY400 - the message says it all
@@ -237,6 +233,16 @@ class Daemon:
         """Open the store. A database that cannot be reached yet (down, starting up, its
         network) is waited for, and said so (a warning, the service's status), until it
         answers or the daemon is told to stop; one that refuses this node stops it (exit 78)."""
+        settings = self.settings
+        if settings.store.url is not None:
+            held = await asyncio.to_thread(left_behind, settings.store.path)
+            if held is not None:
+                log.warning(
+                    "store.path_unused",
+                    path=str(settings.store.path),
+                    executions=held,
+                    note="[store] url is set: the SQLite store at path is not used",
+                )
         since = logged = 0.0
         while True:
             try:
@@ -256,7 +262,7 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), STORE_RETRY_SECONDS)
                 if self._stop.is_set():
-                    raise _StoppedBeforeReady from None
+                    raise StoppedBeforeReady from None
                 continue
             if since:
                 log.info("store.reached", seconds_waited=round(time.monotonic() - since, 1))

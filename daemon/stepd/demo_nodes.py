@@ -32,6 +32,7 @@ PING_WAIT_SECONDS = 4
 CLASS_LENGTH_SECONDS = 12
 DEADLINE_SECONDS = 90
 READY_SECONDS = 20
+EX_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 DEFINITION: dict[str, Any] = {
     "Comment": "Record a classroom (stepd demo --nodes)",
     "StartAt": "RecordingWait",
@@ -96,11 +97,15 @@ class _Node:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
+        """Start the node: its control socket in a folder of its own inside the demo's, and
+        in a session of its own (Ctrl-C reaches the demo, which stops the nodes itself)."""
+        runtime = self.log.parent / f"node{self.number}-run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "stepd", "run", "-c", str(self.config),
-                stdout=log, stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1",
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNTIME_DIRECTORY": str(runtime),
                      "STEPD_API__LISTEN": f"127.0.0.1:{self.port}"},
             )  # fmt: skip
 
@@ -223,5 +228,8 @@ def run_nodes_demo(folder: Path, count: int) -> int:
         return 69
     try:
         return asyncio.run(_demo(folder, count, server_pg))
+    except KeyboardInterrupt:
+        _say("interrupted: the nodes, the classroom server and PostgreSQL are stopped")
+        return EX_INTERRUPTED
     finally:
         remove_server(server_pg)

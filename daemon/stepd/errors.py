@@ -222,6 +222,10 @@ class StoreUnreachable(StoreError):
     waiting for."""
 
 
+class StoppedBeforeReady(StepdError):
+    """The daemon was told to stop while it waited for its store at start: not a failure."""
+
+
 class StoreRefused(ConfigError):
     """The database server refused this node (its password, role or database, or the
     server's access rules): retrying cannot mend it, a person must."""

@@ -119,13 +119,29 @@ def start_server(listen: tuple[str, ...] = (), trusted: str | None = None) -> Po
         )
     server = PostgresServer(
         bin=found,
-        folder=Path(tempfile.mkdtemp(prefix="stepd-pg-")),
+        folder=Path(tempfile.mkdtemp(prefix="stepd-pg-", dir=_parent_folder())),
         listen=listen,
         trusted=trusted,
     )
-    server.init()
-    server.start()
+    try:
+        server.init()
+        server.start()
+    except BaseException:
+        shutil.rmtree(server.folder, ignore_errors=True)
+        raise
     return server
+
+
+def _parent_folder() -> str | None:
+    """Where the server's folder goes: the temporary folder, unless running as root (the
+    server then runs as `postgres`) and some folder on its path keeps others out (a private
+    TMPDIR): then /tmp, which everyone may pass through."""
+    if os.geteuid() != 0:
+        return None
+    base = Path(tempfile.gettempdir()).resolve()
+    if all(folder.stat().st_mode & 0o001 for folder in (base, *base.parents)):
+        return None
+    return "/tmp"  # noqa: S108 - PostgreSQL's own user must reach the folder
 
 
 def remove_server(server: PostgresServer) -> None:

@@ -17,10 +17,13 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +43,7 @@ from tests.integration.harness import (
     DaemonFactory,
     Stepd,
     check_history,
+    clean_env,
     delivered,
     due_instants,
     records_of,
@@ -78,6 +82,7 @@ LEASE_WATCHED_SECONDS = 2.0  # after a kill, when a survivor's /healthz is read
 BYSTANDERS = 6  # classes started on the survivors at each kill, falling due during failover
 STALL_ROUNDS = 5
 EX_CONFIG = 78
+DEMO_INTERRUPTED = 130  # a command ended by Ctrl-C, as a shell reports it
 HINTED_BOUND_SECONDS = 0.75  # a hinted step is sent within milliseconds: a generous bound
 
 
@@ -599,9 +604,49 @@ async def test_a_node_cut_off_from_the_database_stops_sending_and_its_work_goes_
 
 
 @pytest.mark.slow
-def test_the_nodes_demo_kills_a_node_and_every_class_succeeds() -> None:
-    """`stepd demo --nodes 2`: what a newcomer runs to see a node die and its classes go on."""
-    done = run_cli("demo", "--nodes", "2", timeout=150)
+def test_the_nodes_demo_kills_a_node_and_every_class_succeeds(tmp_path: Path) -> None:
+    """`stepd demo --nodes 2`: what a newcomer runs to see a node die and its classes go on;
+    with a private TMPDIR (mode 0700: PostgreSQL's own user cannot enter it) too, and
+    nothing is left in it afterwards (no server folder, no control socket)."""
+    private = tmp_path / "tmp"
+    private.mkdir(mode=0o700)
+    done = subprocess.run(  # noqa: PLW1510 - the status is asserted below
+        [sys.executable, "-m", "stepd", "demo", "--nodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env={**clean_env(), "TMPDIR": str(private)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "killed node 1" in done.stdout
     assert "6 of 6 classes SUCCEEDED" in done.stdout
+    assert list(private.iterdir()) == []
+
+
+def test_the_nodes_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it) while classes run:
+    one line says what was stopped, no traceback, exit 130, nothing left behind."""
+    private = tmp_path / "tmp"
+    private.mkdir(mode=0o700)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stepd", "demo", "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**clean_env(), "TMPDIR": str(private)},
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("started class-"):
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    output = "".join(lines) + rest
+    assert process.returncode == DEMO_INTERRUPTED, output
+    assert "interrupted" in output
+    assert "Traceback" not in output
+    assert list(private.iterdir()) == []

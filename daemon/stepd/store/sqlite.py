@@ -689,6 +689,20 @@ def read_version(path: Path) -> StoreVersion | None:
         return _read_version(conn)
 
 
+def left_behind(path: Path) -> str | None:
+    """With PostgreSQL configured ([store] url), what the SQLite store still at `path` holds
+    that will not run: "N executions (M running)", or None when there is no store there or
+    it holds none (or cannot be read)."""
+    try:
+        counts = count_by_status(path)
+    except StoreError:
+        return None
+    total = sum(counts.values())
+    if not total:
+        return None
+    return f"{total} execution(s) ({counts.get('RUNNING', 0)} running)"
+
+
 def count_by_status(path: Path) -> dict[str, int]:
     """The number of executions in each status in the store at `path` (a status no execution
     has is absent), read without taking the store over. Raises StoreNotFound when there is no

@@ -22,6 +22,7 @@ from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.postgres import PostgresStore, read_version
 from stepd.store.records import NewEvent, NewExecution, Progress, Transition
+from stepd.store.sqlite import SqliteStore
 
 CONFIG = """
 [store]
@@ -314,3 +315,34 @@ def test_check_says_when_the_database_cannot_be_reached(
     path = checked_config(tmp_path, "postgresql://stepd@127.0.0.1:1/stepd")
     assert main(["check", "-c", str(path)]) == 78
     assert "postgresql://127.0.0.1:1/stepd: STORE_UNREACHABLE" in capsys.readouterr().out
+
+
+def test_check_warns_of_executions_left_in_the_sqlite_store_it_no_longer_uses(
+    postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With [store] url set, a SQLite store still at [store] path that holds executions is
+    named (a warning: they would not run), and check still passes."""
+    url = postgres.new_database()
+    sqlite_path = tmp_path / "old.db"
+    path = checked_config(tmp_path, url)
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("[store]\n", f'[store]\npath = "{sqlite_path}"\n'),
+        encoding="utf-8",
+    )
+    assert main(["check", "-c", str(path)]) == 0
+    assert "STORE_PATH_UNUSED" not in capsys.readouterr().out  # no SQLite store there
+
+    async def one_running() -> None:
+        store = SqliteStore(sqlite_path)
+        await store.open()
+        try:
+            definition = await store.put_definition("m", '{"StartAt": "A", "States": {}}')
+            await store.create_execution(new("left", definition))
+        finally:
+            await store.close()
+
+    asyncio.run(one_running())
+    assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{sqlite_path}: STORE_PATH_UNUSED:" in out
+    assert "1 execution(s) (1 running) do not run" in out
