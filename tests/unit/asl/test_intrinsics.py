@@ -172,8 +172,8 @@ def test_failures_raise_intrinsic_error(expression: str) -> None:
             id="nested-arity",
         ),
         pytest.param(
-            "States.Array($.a..b)",
-            "Invalid path '$.a..b': deep scan ('..') is not supported",
+            "States.Array($.a...b)",
+            "Invalid path '$.a...b': a deep scan ('..') needs a name or '*' after it",
             id="malformed-path",
         ),
         pytest.param(

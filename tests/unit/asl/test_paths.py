@@ -85,6 +85,97 @@ def test_read_filters(path: str, expected: Any) -> None:
     assert expected == paths.read(USERS, path)
 
 
+STORE = {
+    "id": 1,
+    "store": {"id": 2, "book": [{"id": 3, "t": "a"}, {"id": 4}], "bike": {"id": 5}},
+    "book": [],
+    "shelf": [[{"id": 6}]],
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$..id", [1, 2, 3, 4, 5, 6], id="document-order"),
+        pytest.param("$.store..id", [2, 3, 4, 5], id="below-a-member"),
+        pytest.param("$..['t']", ["a"], id="quoted-name"),
+        pytest.param("$..book[0]", [{"id": 3, "t": "a"}], id="then-index-empty-array-skipped"),
+        pytest.param("$..book[*].id", [3, 4], id="then-wildcard"),
+        pytest.param("$..book[?(@.t)].id", [3], id="then-filter"),
+        pytest.param("$..nothing", [], id="no-match"),
+        pytest.param("$.store.bike..*", [5], id="everything-below"),
+        pytest.param(
+            "$.shelf..*", [[{"id": 6}], {"id": 6}, 6], id="everything-children-before-descendants"
+        ),
+    ],
+)
+def test_read_deep_scan(path: str, expected: Any) -> None:
+    """`..` finds a name at any depth, each object's own member before its descendants'."""
+    assert expected == paths.read(STORE, path)
+
+
+def test_deep_scan_finds_a_member_inside_a_match() -> None:
+    """A match that holds the name again is followed by the inner match, as Jayway gives."""
+    assert [{"id": 1}, 1] == paths.read({"id": {"id": 1}}, "$..id")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$.items[0,2].id", [1, 3], id="indexes"),
+        pytest.param("$.items[2,0].id", [3, 1], id="indexes-in-written-order"),
+        pytest.param("$.items[ 0 , -1 ].id", [1, 3], id="spaces-and-from-the-end"),
+        pytest.param("$.items[0,7].id", [1], id="missing-index-skipped"),
+        pytest.param("$.a[0,1]", [], id="indexes-of-object"),
+        pytest.param("$['a','a b']", {"a": {"b": 1}, "a b": 2}, id="names-ending-merge"),
+        pytest.param("$[\"a b\", 'zz']", {"a b": 2}, id="names-missing-skipped"),
+        pytest.param("$['zz','yy']", {}, id="names-none-present"),
+        pytest.param(
+            "$.items[*]['id','tag']",
+            [{"id": 1, "tag": "x"}, {"id": 2}, {"id": 3, "tag": "z"}],
+            id="names-each-match",
+        ),
+        pytest.param("$['a','items'][0]", [{"id": 1, "tag": "x"}], id="names-before-more-steps"),
+    ],
+)
+def test_read_unions(path: str, expected: Any) -> None:
+    """A union gives the items or members written; names ending a path make one object."""
+    assert expected == paths.read(DATA, path)
+
+
+NUMBERS = {"n": [{"n": i, "s": s} for i, s in enumerate(["zero", "One", "two", None, 7])]}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("$.n[?(@.n > 0 && @.n < 3)].n", [1, 2], id="and"),
+        pytest.param("$.n[?(@.n == 0 || @.n == 4)].n", [0, 4], id="or"),
+        pytest.param("$.n[?(@.n == 0 || @.n > 1 && @.n < 3)].n", [0, 2], id="and-binds-tighter"),
+        pytest.param("$.n[?((@.n == 0 || @.n > 1) && @.n < 3)].n", [0, 2], id="parentheses"),
+        pytest.param("$.n[?((@.n == 0 || @.n > 3) && @.s)].n", [0, 4], id="parentheses-first"),
+        pytest.param("$.n[?(@.n>0&&@.n<2)].n", [1], id="no-spaces"),
+        pytest.param("$.n[?(@.s == ')]' || @.n == 1)].n", [1], id="bracket-in-string"),
+        pytest.param("$.n[?(@.s =~ /t.*/)].n", [2], id="regex-matches-whole-string"),
+        pytest.param("$.n[?(@.s =~ /one/i)].n", [1], id="regex-ignore-case"),
+        pytest.param("$.n[?(@.s =~ /one/)].n", [], id="regex-case-sensitive"),
+        pytest.param("$.n[?(@.n =~ /[24]/)].n", [2, 4], id="regex-on-number"),
+        pytest.param("$.n[?(@.s =~ /.*/)].n", [0, 1, 2, 3, 4], id="regex-null-and-number-as-text"),
+        pytest.param(r"$.n[?(@.s =~ /\w+\/?/)].n", [0, 1, 2, 4], id="regex-escaped-slash"),
+        pytest.param("$.n[?(@.s =~ /z.*/ && @.n < 1)].n", [0], id="regex-and"),
+    ],
+)
+def test_read_compound_filters(path: str, expected: Any) -> None:
+    """`&&`, `||`, parentheses and `=~` in filters select as Jayway does."""
+    assert expected == paths.read(NUMBERS, path)
+
+
+def test_regex_matches_any_item_of_an_array() -> None:
+    """`=~` on an array holds when one of its items matches."""
+    data = {"l": [{"tags": ["a", "bc"]}, {"tags": ["d"]}, {"tags": []}]}
+    assert [["a", "bc"]] == paths.read(data, "$.l[?(@.tags =~ /b./)].tags")
+
+
 @pytest.mark.parametrize(
     ("path", "data", "expected"),
     [
@@ -152,12 +243,52 @@ def test_read_missing_raises_path_error(path: str, cause: str) -> None:
         pytest.param("$['a]", "Invalid path '$['a]': unterminated quoted name", id="open-quote"),
         pytest.param("$1", "Invalid path '$1': unexpected '1' at 1", id="digit-without-dot"),
         pytest.param(
-            "$..a", "Invalid path '$..a': deep scan ('..') is not supported", id="deep-scan"
+            "$..", "Invalid path '$..': a deep scan ('..') needs a name or '*' after it", id="scan"
         ),
         pytest.param(
-            "$.a[?(@.b && @.c)]",
-            "Invalid path '$.a[?(@.b && @.c)]': unsupported filter [?(@.b && @.c)]",
-            id="compound-filter",
+            "$..[0]",
+            "Invalid path '$..[0]': a deep scan ('..') needs a name or '*' after it",
+            id="deep-scan-of-index",
+        ),
+        pytest.param(
+            "$..[?(@.a)]",
+            "Invalid path '$..[?(@.a)]': a deep scan ('..') needs a name or '*' after it",
+            id="deep-scan-of-filter",
+        ),
+        pytest.param(
+            "$..*.a", "Invalid path '$..*.a': a deep scan '..*' must end the path", id="scan-all"
+        ),
+        pytest.param(
+            "$.a[?(!@.b)]",
+            "Invalid path '$.a[?(!@.b)]': unsupported filter [?(!@.b)]",
+            id="negated-filter",
+        ),
+        pytest.param(
+            "$.a[?(@.b && )]",
+            "Invalid path '$.a[?(@.b && )]': unsupported filter [?(@.b && )]",
+            id="and-without-right-side",
+        ),
+        pytest.param(
+            "$.a[?((@.b || @.c)]",
+            "Invalid path '$.a[?((@.b || @.c)]': a filter '[?(' needs ')]'",
+            id="unbalanced-parentheses",
+        ),
+        pytest.param(
+            "$.a[?(@.b =~ 'x')]",
+            "Invalid path '$.a[?(@.b =~ 'x')]': unsupported filter [?(@.b =~ 'x')]",
+            id="regex-match-needs-a-regex",
+        ),
+        pytest.param(
+            "$.a[?(@.b =~ /x/g)]",
+            "Invalid path '$.a[?(@.b =~ /x/g)]': unsupported regex flag 'g' in filter "
+            "[?(@.b =~ /x/g)]",
+            id="regex-flag",
+        ),
+        pytest.param(
+            r"$.a[?(@.b =~ /\p{Alpha}/)]",
+            r"Invalid path '$.a[?(@.b =~ /\p{Alpha}/)]': unsupported regex /\p{Alpha}/ in filter "
+            r"[?(@.b =~ /\p{Alpha}/)]: bad escape \p at position 0",
+            id="java-only-regex",
         ),
         pytest.param(
             "$.a[?(@.b == x)]",
@@ -197,6 +328,30 @@ def test_invalid_paths_raise_parse_error(path: Any, problem: str) -> None:
             "$.a[*]",
             "Invalid path '$.a[*]': a reference path cannot hold a '*' wildcard",
             id="result-path-wildcard",
+        ),
+        pytest.param(
+            paths.parse_reference,
+            "$..a",
+            "Invalid path '$..a': a reference path cannot hold a deep scan ('..')",
+            id="reference-deep-scan",
+        ),
+        pytest.param(
+            paths.parse_reference,
+            "$.a[0,1]",
+            "Invalid path '$.a[0,1]': a reference path cannot hold a union",
+            id="reference-index-union",
+        ),
+        pytest.param(
+            paths.parse_reference,
+            "$['a','b']",
+            "Invalid path '$['a','b']': a reference path cannot hold a union",
+            id="reference-name-union",
+        ),
+        pytest.param(
+            paths.parse_result_path,
+            "$.a[?(@.b && @.c)]",
+            "Invalid path '$.a[?(@.b && @.c)]': a reference path cannot hold a filter",
+            id="result-path-compound-filter",
         ),
         pytest.param(
             paths.parse_result_path,

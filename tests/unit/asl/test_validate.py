@@ -300,10 +300,22 @@ RULES = [
         [("/States/S/InputPath", SVF)],
         id="inputpath-malformed",
     ),
+    pytest.param(one({**SUCCEED, "OutputPath": "$..a"}), [], id="outputpath-deep-scan"),
     pytest.param(
-        one({**SUCCEED, "OutputPath": "$..a"}),
+        one({**SUCCEED, "OutputPath": "$..[0]"}),
         [("/States/S/OutputPath", SVF)],
-        id="outputpath-deep-scan",
+        id="outputpath-deep-scan-of-index",
+    ),
+    pytest.param(
+        one(task(ResultPath="$..a")), [("/States/S/ResultPath", SVF)], id="resultpath-deep-scan"
+    ),
+    pytest.param(
+        one(task(ResultPath="$.a[0,1]")), [("/States/S/ResultPath", SVF)], id="resultpath-union"
+    ),
+    pytest.param(
+        one(wait(SecondsPath="$['a','b']")),
+        [("/States/S/SecondsPath", SVF)],
+        id="wait-secondspath-union",
     ),
     pytest.param(one({**SUCCEED, "InputPath": "$.a[*].b"}), [], id="inputpath-wildcard"),
     pytest.param(one({**SUCCEED, "InputPath": None, "OutputPath": None}), [], id="paths-null"),
@@ -633,9 +645,9 @@ RULES = [
         id="variable-malformed",
     ),
     pytest.param(
-        choice(to_done({"Variable": "$.x", "StringEqualsPath": "$..y"})),
+        choice(to_done({"Variable": "$.x", "StringEqualsPath": "$...y"})),
         [("/States/C/Choices/0/StringEqualsPath", SVF)],
-        id="path-operand-deep-scan",
+        id="path-operand-malformed-deep-scan",
     ),
     pytest.param(
         choice(to_done({"Variable": "$.x", "IsNull": 1})),
@@ -867,6 +879,11 @@ RULES = [
         map_state(Iterator=BRANCH, ItemsPath="items"),
         [("/States/M/ItemsPath", SVF)],
         id="map-itemspath-not-a-path",
+    ),
+    pytest.param(
+        map_state(Iterator=BRANCH, ItemsPath="$..items"),
+        [("/States/M/ItemsPath", SVF)],
+        id="map-itemspath-deep-scan",
     ),
     pytest.param(
         map_state(Iterator=BRANCH, ToleratedFailurePercentage=101),
