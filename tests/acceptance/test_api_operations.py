@@ -278,6 +278,28 @@ def test_state_pass_debug_shows_each_step(tsfn):
     assert model_problems(tsfn, "TestState", answer) == []
 
 
+def test_state_reads_deep_scan_and_compound_filter_paths(tsfn):
+    """A Pass state's `$..id` gives every id in document order and a filter with `&&` the
+    items for which both tests hold, as Jayway JsonPath (AWS) gives them."""
+    state = {
+        "Type": "Pass",
+        "Parameters": {
+            "ids.$": "$..id",
+            "middle.$": "$.items[?(@.n > 1 && @.n < 4)].id",
+        },
+        "End": True,
+    }
+    given = {
+        "id": 0,
+        "items": [{"id": 1, "n": 1, "sub": {"id": 11}}, {"id": 2, "n": 2}, {"id": 3, "n": 3}],
+    }
+    answer = tsfn.test_state(definition=json.dumps(state), input=json.dumps(given))
+    assert (answer["status"], json.loads(answer["output"])) == (
+        "SUCCEEDED",
+        {"ids": [0, 1, 11, 2, 3], "middle": [2, 3]},
+    )
+
+
 def test_state_reads_the_given_variables_and_shows_them_after_its_assign(tsfn):
     """`variables` are what the state's `$name` paths read; DEBUG shows every variable once
     its Assign ran."""
