@@ -32,7 +32,7 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -116,6 +116,9 @@ class TaskOutcome:
     cause: str | None = None  # short human text: status line and body start, or the network error
     status: int | None = None  # HTTP status, when the server answered
     retry_after: float | None = None  # seconds, from Retry-After on a non-2xx answer
+    # bytes of a 2xx answer's body as it came (a Lambda Invoke answer's Content-Length): a
+    # measurement of the answer, not what the attempt came to, so outcomes compare without it
+    size: int | None = field(default=None, compare=False)
     # the task's own result even for a task that waits for a callback (a mocked answer; a
     # nested execution that ended): not just the answer to its call
     final: bool = False
@@ -387,14 +390,15 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
         )
     if answer.function_error is not None:
         return _function_error(answer)
+    size = len(answer.body)
     if not answer.body.strip():
-        return TaskOutcome(result=None, status=status)
+        return TaskOutcome(result=None, status=status, size=size)
     try:
         body = answer.body
         result = _STRICT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
-    return TaskOutcome(result=result, status=status)
+    return TaskOutcome(result=result, status=status, size=size)
 
 
 def _named_error(answer: Answer) -> TaskOutcome:

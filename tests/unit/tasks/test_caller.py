@@ -450,6 +450,27 @@ async def test_a_compressed_answer_is_read_decompressed(
     assert outcome == TaskOutcome(result={"ok": True}, status=200)
 
 
+@pytest.mark.parametrize(
+    ("body", "size"),
+    [
+        pytest.param('{"name": "Zo\u00eb"}', 16, id="utf8"),
+        pytest.param("0.0", 3, id="number"),
+        pytest.param("", 0, id="empty"),
+    ],
+)
+async def test_a_result_carries_the_size_of_its_body(
+    serve: Callable[..., Awaitable[Server]],
+    make_caller: Callable[..., TaskCaller],
+    body: str,
+    size: int,
+) -> None:
+    """A 2xx answer's outcome says how many bytes its body held (a Lambda Invoke answer's
+    Content-Length)."""
+    server = await serve(lambda _: web.Response(text=body, content_type="application/json"))
+    outcome = await make_caller().call(task(server.url))
+    assert (outcome.ok, outcome.size) == (True, size)
+
+
 async def test_cause_keeps_the_first_256_characters_of_the_body(
     serve: Callable[..., Awaitable[Server]], make_caller: Callable[..., TaskCaller]
 ) -> None:
