@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepd.asl import jsonata
 from stepd.asl.http_task import connection_arn, is_http_invoke
-from stepd.asl.integrations import runs_inside, waits_for_result
+from stepd.asl.integrations import (
+    FUNCTION_NAME,
+    function_keys,
+    is_lambda_invoke,
+    runs_inside,
+    waits_for_result,
+)
 from stepd.asl.loader import load_definition
 from stepd.asl.validate import Finding, validate
 from stepd.engine.arns import check_name
@@ -222,7 +229,10 @@ def _unmapped_tasks(
             continue
         if runs_inside(state.get("Resource")):  # an activity or a nested execution
             continue
-        if route_key(routes, name, state.get("Resource")) is None:
+        functions = _function_keys(state)
+        if functions is None:  # a function named when it runs: mapped by name, or not
+            continue
+        if route_key(routes, name, state.get("Resource"), functions) is None:
             yield Report(
                 where=f"{source}#{pointer}",
                 code="UNMAPPED_TASK",
@@ -271,7 +281,9 @@ def _unused_endpoints(
     tasks = list(_task_states(definition, ""))
     names = list(dict.fromkeys(name for _, name, _ in tasks))
     used = {
-        key for _, name, state in tasks for key in (name, *resource_keys(state.get("Resource")))
+        key
+        for _, name, state in tasks
+        for key in (name, *(_function_keys(state) or ()), *resource_keys(state.get("Resource")))
     }
     for key in routes:
         if key in used:
@@ -306,6 +318,21 @@ def _quoted(names: Sequence[str]) -> list[str]:
 def _either(names: Sequence[str]) -> str:
     quoted = _quoted(names)
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _function_keys(state: Mapping[str, Any]) -> list[str] | None:
+    """The keys of the function a `lambda:invoke` Task names in its Parameters or Arguments
+    (none for another Task); None when the name is known only when it runs (`FunctionName.$`,
+    a JSONata expression)."""
+    if not is_lambda_invoke(state.get("Resource")):
+        return []
+    parameters = state.get("Parameters", state.get("Arguments"))
+    if not isinstance(parameters, Mapping):
+        return [] if not jsonata.is_expression(parameters) else None
+    if f"{FUNCTION_NAME}.$" in parameters:
+        return None
+    name = parameters.get(FUNCTION_NAME)
+    return None if jsonata.is_expression(name) else function_keys(name)
 
 
 def _task_states(

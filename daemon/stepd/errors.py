@@ -10,6 +10,7 @@
     │   │   ├── IntrinsicError        an intrinsic function failed (AWS reports States.Runtime)
     │   │   └── ParseError            the definition holds something the parsers refuse
     │   ├── ResultPathMatchError      States.ResultPathMatchFailure: ResultPath cannot be applied
+    │   ├── InvalidPayload            a lambda:invoke Payload string that is not JSON text
     │   └── QueryEvaluationError      States.QueryEvaluationError: a JSONata expression failed
     ├── InvalidTimestampError         a value is not an RFC 3339 timestamp
     │   └── TimestampRangeError       RFC 3339, but outside the years 0001 to 9999 in UTC
@@ -124,6 +125,13 @@ class StateError(StepdError):
     """The state failed."""
 
     error = STATES_RUNTIME
+
+
+class InvalidPayload(StateError):
+    """The Payload of a lambda:invoke Task is a string that is not JSON text (AWS Lambda
+    refuses it)."""
+
+    error = "Lambda.InvalidRequestContentException"
 
 
 class StatesRuntimeError(StateError):

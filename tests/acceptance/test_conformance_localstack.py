@@ -11,8 +11,13 @@ A Task state's calls go, by the machine's `[machines.endpoints]`, to a stand-in 
 loopback that answers as AWS's history shows the service did: the recorded result; a
 function's error as AWS Lambda reports one (a 200 with `X-Amz-Function-Error` and the error
 body); another service's error with `Stepd-Error: <its name>` and its message as the body; a
-result over 256 KiB; or no answer before the state's TimeoutSeconds. A case stepd still runs differently is in KNOWN_DIFFERENCES with the reason, and is
-expected to fail (strictly: a case that starts to pass must leave the table).
+result over 256 KiB; or no answer before the state's TimeoutSeconds. For AWS's Lambda
+integration (`arn:aws:states:::lambda:invoke`, Parameters naming a FunctionName) the stand-in
+plays the function, not the service: it is sent the Payload (JSON text when a string, `{}`
+when null), and answers with the recorded result's `Payload` and `StatusCode`, so that the
+Invoke answer around it (its `SdkHttpMetadata` headers) is stepd's. A case stepd still runs
+differently is in KNOWN_DIFFERENCES with the reason, and is expected to fail (strictly: a
+case that starts to pass must leave the table).
 
 Attribution and licence of the cases: the definitions and inputs come from LocalStack's Step
 Functions tests (github.com/localstack/localstack, commit
@@ -72,8 +77,9 @@ _RECORDED_MACHINE: Final = re.compile(
     r"arn:<partition>:states:<region>:111111111111:stateMachine:((?:<[A-Za-z0-9_]+>)+)"
 )
 _TRANSFORMED_KEYS: Final = frozenset(
-    {"x-amzn-RequestId", "RequestId", "Date", "StartDate", "Content-Length"}
+    {"x-amzn-RequestId", "RequestId", "Date", "StartDate", "Content-Length", "X-Amzn-Trace-Id"}
 )
+LAMBDA_INVOKE: Final = "arn:aws:states:::lambda:invoke"
 
 # Cases stepd does not end as AWS recorded, and why.
 KNOWN_DIFFERENCES: dict[str, str] = {}
@@ -132,16 +138,46 @@ KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
 
 def task_state_names(states: dict[str, Any]) -> set[str]:
     """The names of every Task state of `states`, nested ones too."""
-    names: set[str] = set()
+    return set(task_resources(states))
+
+
+def task_resources(states: dict[str, Any]) -> dict[str, Any]:
+    """The Resource of every Task state of `states`, nested ones too, by state name."""
+    found: dict[str, Any] = {}
     for name, state in states.items():
         if state.get("Type") == "Task":
-            names.add(name)
+            found[name] = state.get("Resource")
         for branch in state.get("Branches", []):
-            names |= task_state_names(branch.get("States", {}))
+            found.update(task_resources(branch.get("States", {})))
         for key in ("Iterator", "ItemProcessor"):
             if isinstance(state.get(key), dict):
-                names |= task_state_names(state[key].get("States", {}))
-    return names
+                found.update(task_resources(state[key].get("States", {})))
+    return found
+
+
+def invokes_function(number: int, state: str, recorded_input: Any) -> bool:
+    """Whether the recorded call is AWS's Lambda integration invoking a named function: then
+    the stand-in plays the function."""
+    resource = task_resources(CASES[number]["definition"].get("States", {})).get(state)
+    return (
+        isinstance(resource, str)
+        and resource.startswith(LAMBDA_INVOKE)
+        and isinstance(recorded_input, dict)
+        and "FunctionName" in recorded_input
+    )
+
+
+def function_input(recorded_input: dict[str, Any]) -> Any:
+    """What AWS sent the function: the Payload, JSON text when a string, `{}` when null."""
+    payload = recorded_input.get("Payload")
+    if payload is None:
+        return {}
+    if isinstance(payload, str):
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return payload
+    return payload
 
 
 class StandIn(ThreadingHTTPServer):
@@ -164,12 +200,22 @@ class StandIn(ThreadingHTTPServer):
         with self.lock:
             used = self.answered.setdefault((number, state), set())
             free = [i for i in range(len(recorded)) if i not in used]
-            same = [i for i in free if recorded[i]["input"] == body]
+            same = [i for i in free if _sent(number, state, recorded[i]["input"]) == body]
             chosen = (same or free or [None])[0]
             if chosen is None:
                 return None
             used.add(chosen)
-            return dict(recorded[chosen])
+            answer = dict(recorded[chosen])
+        if "output" in answer and invokes_function(number, state, answer["input"]):
+            answer["function"] = True  # the function's answer is the Invoke answer's Payload
+        return answer
+
+
+def _sent(number: int, state: str, recorded_input: Any) -> Any:
+    """What stepd sends for a recorded call: the function's input, or the whole Parameters."""
+    if invokes_function(number, state, recorded_input):
+        return function_input(recorded_input)
+    return recorded_input
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -182,6 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.server.answer(int(case.removeprefix("c")), unquote(state), body)
         if answer is None:
             self._send(500, {"message": "AWS's recording has no further call of this state"})
+        elif answer.get("function"):  # as the function answered: AWS's Invoke holds it
+            output = answer["output"]
+            self._send(output["StatusCode"], json.dumps(output["Payload"]))
         elif "output" in answer:
             self._send(200, answer["output"])
         elif answer["error"] == "States.DataLimitExceeded":
@@ -329,17 +378,32 @@ def expected_of(case: dict[str, Any]) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _transformed_taken(actual: Any, expected: Any) -> Any:
-    """`actual` with the values LocalStack's transformers replaced (`_TRANSFORMED_KEYS`)
-    taken from `expected` where both have them."""
+def _transformed_taken(
+    actual: Any, expected: Any, *, varying: frozenset[str] = _TRANSFORMED_KEYS
+) -> Any:
+    """`actual` with the values LocalStack's transformers replaced (`varying`) taken from
+    `expected` where both have them. In a Lambda Invoke answer whose Payload the recording
+    kept as it was, Content-Length is compared as it is: it counts the function's body, which
+    the stand-in sends as recorded."""
     if isinstance(expected, dict) and isinstance(actual, dict):
+        if _is_invoke_answer(expected):
+            varying = _TRANSFORMED_KEYS - {"Content-Length"}
         return {
             k: expected[k]
-            if k in _TRANSFORMED_KEYS and k in expected
-            else _transformed_taken(v, expected.get(k))
+            if k in varying and k in expected
+            else _transformed_taken(v, expected.get(k), varying=varying)
             for k, v in actual.items()
         }
     return actual
+
+
+def _is_invoke_answer(value: dict[str, Any]) -> bool:
+    """A Lambda Invoke answer whose Payload holds no value the recording replaced."""
+    return (
+        "ExecutedVersion" in value
+        and "SdkHttpMetadata" in value
+        and not _RECORDING_PLACEHOLDER.search(json.dumps(value.get("Payload")))
+    )
 
 
 def _param(number: int, case: dict[str, Any]) -> Any:

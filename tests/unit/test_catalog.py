@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,44 @@ def test_endpoints_by_resource_are_used(tmp_path: Path) -> None:
     catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
 
     assert catalog.reports == ()
+
+
+def _invoke(function_name: str, **parameters: str) -> dict[str, Any]:
+    """A `lambda:invoke` Task naming `function_name`, keeping the data."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_name, "Payload.$": "$", **parameters},
+        "ResultPath": None,
+    }
+
+
+def test_lambda_invoke_tasks_are_mapped_by_the_function_they_name(tmp_path: Path) -> None:
+    """A `lambda:invoke` Task mapped by its FunctionName's function needs no other key, and
+    that key is not reported unused; one naming no mapped function is UNMAPPED_TASK; one
+    whose function is named only when it runs is not judged."""
+    definition = {
+        "StartAt": "Add",
+        "States": {
+            "Add": {
+                **_invoke("arn:aws:lambda:us-east-1:123456789012:function:adder"),
+                "Next": "Sub",
+            },
+            "Sub": {**_invoke("subtract"), "Next": "Any"},
+            "Any": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName.$": "$.function"},
+                "End": True,
+            },
+        },
+    }
+    path = tmp_path / "math.asl.json"
+    path.write_text(json.dumps(definition), encoding="utf-8")
+    spec = MachineSpec(name="math", definition=path, endpoints={"adder": "/add"})
+
+    catalog = build_catalog([spec], base_url="http://math.test", config_source="stepd.toml")
+
+    assert [(r.where, r.code) for r in catalog.reports] == [
+        (f"{path}#/States/Sub", "UNMAPPED_TASK")
+    ]

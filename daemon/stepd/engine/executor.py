@@ -14,17 +14,29 @@ import contextlib
 import json
 import random as _random
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from types import MappingProxyType
 from typing import Any
 
-from stepd import logs
+from stepd import jsontext, logs
 from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
 from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
-from stepd.asl.integrations import is_activity, start_execution_mode
+from stepd.asl.integrations import (
+    FUNCTION_NAME,
+    function_keys,
+    invalid_payload_cause,
+    is_activity,
+    is_lambda_invoke,
+    lambda_payload,
+    lambda_result,
+    names_a_function,
+    start_execution_mode,
+)
 from stepd.engine import history
 from stepd.engine.activities import Activities
 from stepd.engine.arns import ROLE_ARN, Arns, check_name
@@ -45,6 +57,7 @@ from stepd.errors import (
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
     InvalidOutput,
+    InvalidPayload,
     InvalidToken,
     StateMachineDoesNotExist,
     TaskDoesNotExist,
@@ -860,7 +873,12 @@ class Engine:
         machine = self._serving(machine_name)
         if machine is None:
             return None
-        return machine.endpoints.resolve(state or "", task.resource)
+        functions: list[str] = []
+        if is_lambda_invoke(task.resource):  # also by the function its Parameters name
+            parameters = json.loads(task.payload)
+            if names_a_function(parameters):
+                functions = function_keys(parameters[FUNCTION_NAME])
+        return machine.endpoints.resolve(state or "", task.resource, functions)
 
     def _host_wait_limit(self, url: str, step: Step) -> float | None:
         """The machine's wait_for_host_seconds when the call should wait for its host: the host
@@ -1440,12 +1458,22 @@ class Engine:
             timeout = min(timeout, task.timeout_seconds)
         if resend:
             log.warning("task.resend", url=url, attempt=attempt, key=key)
+        payload = json.loads(task.payload)
+        invoke = is_lambda_invoke(task.resource) and names_a_function(payload)
+        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{key}/{attempt}"))
+        if invoke:
+            try:
+                payload = lambda_payload(payload)
+            except InvalidPayload as exc:  # AWS Lambda refuses it; no call is made
+                return TaskOutcome(
+                    error=exc.error, cause=invalid_payload_cause(exc.message, request_id)
+                )
         self.stats.in_flight += 1
         try:
             outcome = await self._caller.call(
                 TaskRequest(
                     url=url,
-                    payload=json.loads(task.payload),
+                    payload=payload,
                     idempotency_key=key,
                     timeout_seconds=timeout,
                     http_invoke=is_http_invoke(task.resource),
@@ -1454,11 +1482,28 @@ class Engine:
         finally:
             self.stats.in_flight -= 1
         self._hosts.record(url, outcome)
+        if invoke and outcome.ok and task.token is None:  # the function's answer, as AWS's
+            outcome = replace(outcome, result=self._invoke_answer(outcome, request_id))
         outcome = _as_aws_reports(outcome, task, timeout)
         label = outcome.error or "success"
         self.stats.task_calls[label] = self.stats.task_calls.get(label, 0) + 1
         self._observer.task_called(outcome)
         return outcome
+
+    def _invoke_answer(self, outcome: TaskOutcome, request_id: str) -> dict[str, Any]:
+        """A `lambda:invoke` Task's result: the function's answer in AWS's Invoke answer, with
+        the headers AWS records (the size of the body as it came, the time it came)."""
+        now = self.clock()
+        size = outcome.size
+        if size is None:  # a caller that does not say (a test's): the answer as JSON text
+            size = len(jsontext.strict(outcome.result).encode())
+        return lambda_result(
+            outcome.result,
+            request_id=request_id,
+            date=formatdate(now, usegmt=True),
+            trace_id=f"Root=1-{int(now):08x}-{uuid.UUID(request_id).hex[:24]}",
+            content_length=size,
+        )
 
     def _log_closed(self, execution: Execution | None) -> None:
         if execution is not None and execution.status != RUNNING:

@@ -7,13 +7,16 @@ The config maps names to endpoints::
     consult-api-dev-StartRecorder = "/recording/start"   # a Lambda function name
     "startRecording.Arn" = "https://other.example/rec"   # a Fn::GetAtt, absolute URL
 
-A state name wins over its Resource. A value is a path appended to ``base_url`` (which may
-carry a path prefix of its own) or an absolute ``http(s)`` URL.
+A state name wins over its Resource. A Task using AWS's Lambda integration
+(``arn:aws:states:::lambda:invoke``) is also mapped by the function its Parameters name
+(``FunctionName``: as written, or the function's name), after its state name and before its
+Resource. A value is a path appended to ``base_url`` (which may carry a path prefix of its
+own) or an absolute ``http(s)`` URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,8 +39,8 @@ class EndpointMap:
 
     base_url: str
     routes: Mapping[str, str]
-    # by (state name, Resource) when the Resource is text: the URL, or None (once a call)
-    _resolved: dict[tuple[str, str] | None, str | None] = field(
+    # by (state name, Resource, function keys) when the Resource is text: the URL, or None
+    _resolved: dict[tuple[str, str, tuple[str, ...]] | None, str | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
 
@@ -47,15 +50,16 @@ class EndpointMap:
         for name, route in self.routes.items():
             check_route(name, route, has_base_url=bool(self.base_url))
 
-    def resolve(self, state_name: str, resource: Any) -> str | None:
-        """The URL for a Task state: by state name, else by a key of its Resource.
+    def resolve(self, state_name: str, resource: Any, functions: Sequence[str] = ()) -> str | None:
+        """The URL for a Task state: by state name, else by one of `functions` (the keys of
+        the function a `lambda:invoke` Task names), else by a key of its Resource.
 
-        None when neither is mapped.
+        None when none is mapped.
         """
-        kept = (state_name, resource) if isinstance(resource, str) else None
+        kept = (state_name, resource, tuple(functions)) if isinstance(resource, str) else None
         if kept in self._resolved:
             return self._resolved[kept]
-        key = route_key(self.routes, state_name, resource)
+        key = route_key(self.routes, state_name, resource, functions)
         url = None if key is None else self._url(self.routes[key])
         if kept is not None and len(self._resolved) < MAX_RESOLVED:
             self._resolved[kept] = url
@@ -67,9 +71,13 @@ class EndpointMap:
         return f"{self.base_url.rstrip('/')}/{route.lstrip('/')}"
 
 
-def route_key(routes: Mapping[str, str], state_name: str, resource: Any) -> str | None:
-    """The key of `routes` a Task state goes by: its name, else a key of its Resource."""
-    return next((k for k in (state_name, *resource_keys(resource)) if k in routes), None)
+def route_key(
+    routes: Mapping[str, str], state_name: str, resource: Any, functions: Sequence[str] = ()
+) -> str | None:
+    """The key of `routes` a Task state goes by: its name, else one of `functions`, else a
+    key of its Resource."""
+    keys = (state_name, *functions, *resource_keys(resource))
+    return next((k for k in keys if k in routes), None)
 
 
 def check_route(name: str, route: str, *, has_base_url: bool) -> None:

@@ -97,6 +97,31 @@ def test_resolve(state_name: str, resource: Any, url: str | None) -> None:
     assert [endpoints.resolve(state_name, resource) for _ in range(3)] == [url] * 3
 
 
+@pytest.mark.parametrize(
+    ("state_name", "functions", "url"),
+    [
+        pytest.param("Add", ["adder"], f"{BASE}/add", id="by-function-name"),
+        pytest.param("StartRecording", ["adder"], f"{BASE}/recording/start", id="state-wins"),
+        pytest.param("Add", ["x", "adder"], f"{BASE}/add", id="second-key"),
+        pytest.param("Add", ["nothing"], f"{BASE}/integration", id="resource-last"),
+    ],
+)
+def test_resolve_a_lambda_invoke_task_by_its_function(
+    state_name: str, functions: list[str], url: str
+) -> None:
+    """A `lambda:invoke` Task goes by its state name, then the function it names, then its
+    Resource; the function is part of what the map keeps."""
+    routes = {
+        "StartRecording": "/recording/start",
+        "adder": "/add",
+        "arn:aws:states:::lambda:invoke": "/integration",
+    }
+    endpoints = EndpointMap(base_url=BASE, routes=routes)
+    resource = "arn:aws:states:::lambda:invoke"
+    assert [endpoints.resolve(state_name, resource, functions) for _ in range(2)] == [url] * 2
+    assert endpoints.resolve("Add", resource) == f"{BASE}/integration"
+
+
 def test_resolve_keeps_a_path_prefix_of_base_url() -> None:
     """A base_url with a path keeps it: routes are appended, not resolved against it."""
     endpoints = EndpointMap(base_url="https://host/api/", routes={"S": "/recording/start"})
