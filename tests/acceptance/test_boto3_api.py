@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import yaml
 from tests.acceptance.callback_support import callback_machine, token_for
+from tests.acceptance.http_support import serving
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -1057,17 +1057,13 @@ def test_an_answer_holding_a_lone_surrogate_is_kept_and_sent_once(
     }
     path.write_text(json.dumps(definition), encoding="utf-8")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LoneSurrogateAnswer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(server):
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
         with start_daemon(folder, base_url, [("asker", path, {"Ask": "/ask"})]) as d:
             sfn = d.client()
             arn = sfn.start_execution(stateMachineArn=machine_arn("asker"), name="lone")
             done = settle(sfn, arn["executionArn"], {"SUCCEEDED", "FAILED"})
             time.sleep(2.5)  # past the timers' sweep: nothing runs the call again
-    finally:
-        server.shutdown()
-        server.server_close()
     assert done["status"] == "SUCCEEDED"
     assert json.loads(done["output"]) == {"room": "\ud800", "ok": True}
     assert len(_LoneSurrogateAnswer.calls) == 1

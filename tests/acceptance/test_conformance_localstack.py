@@ -49,6 +49,7 @@ from tests.acceptance.conformance_support import (
     serve,
     text_matches,
 )
+from tests.acceptance.http_support import serving
 
 _RECORDING_PLACEHOLDER: Final = re.compile(r"<[A-Za-z][A-Za-z0-9_:.-]*>")
 CASES_FILE: Final = Path(__file__).parent / "conformance" / "localstack-cases.json"
@@ -414,14 +415,8 @@ def _param(number: int, case: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[StandIn]:
-    server = StandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(StandIn()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

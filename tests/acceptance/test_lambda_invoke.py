@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 import pytest
+from tests.acceptance.http_support import serving
 
 ADDER_ARN: Final = "arn:aws:lambda:us-east-1:123456789012:function:adder:$LATEST"
 CONSOLE_RETRY: Final = [
@@ -133,14 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def function() -> Iterator[Function]:
-    server = Function()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Function()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
