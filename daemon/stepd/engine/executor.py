@@ -1460,8 +1460,9 @@ class Engine:
             log.warning("task.resend", url=url, attempt=attempt, key=key)
         payload = json.loads(task.payload)
         invoke = is_lambda_invoke(task.resource) and names_a_function(payload)
-        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{key}/{attempt}"))
+        request_id = ""
         if invoke:
+            request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{key}/{attempt}"))
             try:
                 payload = lambda_payload(payload)
             except InvalidPayload as exc:  # AWS Lambda refuses it; no call is made
