@@ -73,12 +73,17 @@ class Store(ABC):
         again."""
 
     @abstractmethod
-    async def put_definition(self, machine: str, body: str) -> int:
+    async def put_definition(
+        self, machine: str, body: str, endpoints: Mapping[str, str] | None = None
+    ) -> int:
         """Store `body` as a definition of `machine`, unless that machine already has this
-        exact body; return its id either way (durable on return).
+        exact body; return its id either way (durable on return, with its endpoints).
 
         Ids are positive and unique in the store: the same (machine, body) always gets the
         same id, another body or the same body under another machine gets another one.
+        `endpoints` (Task state name -> path or URL, as configured) are merged into the ones
+        stored with the definition: a state named here gets this value, the others keep
+        theirs. Of concurrent puts of one definition, every state's value is one of the puts'.
         """
 
     @abstractmethod
@@ -90,6 +95,13 @@ class Store(ABC):
     async def get_definition(self, definition_id: int) -> str:
         """The body stored under `definition_id`, exactly as it was put. Raises StoreError if
         no definition has that id."""
+
+    @abstractmethod
+    async def get_definition_endpoints(self, definition_id: int) -> dict[str, str]:
+        """The endpoints stored with the definition `definition_id` (Task state name -> path
+        or URL), merged over every put of it; empty when none were (a definition put only
+        without endpoints, as stepd 0.1 put them). Raises StoreError if no definition has
+        that id."""
 
     @abstractmethod
     async def create_execution(self, new: NewExecution) -> tuple[Execution, bool]:

@@ -46,6 +46,7 @@ class _Definition:
     machine: str
     body: str
     created_at: float
+    endpoints: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,15 +164,20 @@ class MemoryStore(Store):
 
     # -- definitions -----------------------------------------------------------------
 
-    async def put_definition(self, machine: str, body: str) -> int:
+    async def put_definition(
+        self, machine: str, body: str, endpoints: Mapping[str, str] | None = None
+    ) -> int:
         db = await self._enter()
         known = db.definition_ids.get((machine, body))
         if known is not None:
+            stored = db.definitions[known]
+            merged = {**stored.endpoints, **(endpoints or {})}
+            db.definitions[known] = replace(stored, endpoints=merged)
             return known
         db.last_definition_id += 1
         definition_id = db.last_definition_id
         db.definitions[definition_id] = _Definition(
-            machine=machine, body=body, created_at=self._clock()
+            machine=machine, body=body, created_at=self._clock(), endpoints=dict(endpoints or {})
         )
         db.definition_ids[(machine, body)] = definition_id
         return definition_id
@@ -187,6 +193,13 @@ class MemoryStore(Store):
         if definition is None:
             raise StoreError(f"definition {definition_id} is not in the store")
         return definition.body
+
+    async def get_definition_endpoints(self, definition_id: int) -> dict[str, str]:
+        db = await self._enter()
+        definition = db.definitions.get(definition_id)
+        if definition is None:
+            raise StoreError(f"definition {definition_id} is not in the store")
+        return dict(definition.endpoints)
 
     # -- executions ------------------------------------------------------------------
 

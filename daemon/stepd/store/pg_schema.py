@@ -1,6 +1,6 @@
 """The PostgreSQL store's schema migrations.
 
-The tables have the SQLite store's columns (stepd.store.schema at its schema 10), with types
+The tables have the SQLite store's columns (stepd.store.schema at its schema 11), with types
 PostgreSQL has: instants are double precision (read back exactly as written), ids bigint, and
 the texts that are compared or ordered by byte (names, cursor ids) use the "C" collation, so
 that ordering and the cursor prefix ranges do not depend on the database's locale. The `meta`
@@ -180,6 +180,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX executions_unheld_due ON executions (due_at, id)
         WHERE due_at IS NOT NULL AND owner IS NULL;
+    """,
+    # 9: SQLite's migration 11: the endpoints a definition was served with ({Task state name:
+    # path or URL}), for its executions once a node's config names them no more, or on a node
+    # not reloaded yet; NULL in rows written before
+    """
+    ALTER TABLE definitions ADD COLUMN IF NOT EXISTS endpoints JSONB;
     """,
 )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import time
 import weakref
@@ -393,13 +394,23 @@ class PostgresStore(Store):
 
     # -- definitions -----------------------------------------------------------------
 
-    async def put_definition(self, machine: str, body: str) -> int:
+    async def put_definition(
+        self, machine: str, body: str, endpoints: Mapping[str, str] | None = None
+    ) -> int:
         digest = hashlib.sha256(body.encode()).hexdigest()
+        given = json.dumps(dict(endpoints), ensure_ascii=False) if endpoints else None
         async with self._transaction() as conn:
+            # a definition stored before gets the given endpoints over its own (jsonb `||`:
+            # the right side's keys win), in the row's lock; unchanged when it has them all
             cur = await conn.execute(
-                "INSERT INTO definitions (machine, sha256, body, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (machine, sha256) DO NOTHING RETURNING id",
-                (machine, digest, body, time.time()),
+                "INSERT INTO definitions (machine, sha256, body, created_at, endpoints)"
+                " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (machine, sha256) DO UPDATE"
+                " SET endpoints = coalesce(definitions.endpoints, '{}'::jsonb)"
+                " || excluded.endpoints"
+                " WHERE excluded.endpoints IS NOT NULL"
+                " AND NOT coalesce(definitions.endpoints, '{}'::jsonb) @> excluded.endpoints"
+                " RETURNING id",
+                (machine, digest, body, time.time(), given),
             )
             row = await cur.fetchone()
             if row is None:
@@ -423,6 +434,14 @@ class PostgresStore(Store):
         if not rows:
             raise StoreError(f"definition {definition_id} is not in the store")
         return str(rows[0]["body"])
+
+    async def get_definition_endpoints(self, definition_id: int) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT endpoints FROM definitions WHERE id = %s", (definition_id,)
+        )
+        if not rows:
+            raise StoreError(f"definition {definition_id} is not in the store")
+        return dict(rows[0]["endpoints"] or {})
 
     # -- executions ------------------------------------------------------------------
 

@@ -156,6 +156,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN more TEXT;
     """,
+    # 11: the endpoints a definition was served with (JSON {Task state name: path or URL}),
+    # for its executions once the config names them no more; NULL in rows written before
+    """
+    ALTER TABLE definitions ADD COLUMN endpoints TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

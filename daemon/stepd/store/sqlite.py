@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import json
 import os
 import queue
 import sqlite3
@@ -277,18 +278,30 @@ class SqliteStore(Store):
 
     # -- definitions -----------------------------------------------------------------
 
-    async def put_definition(self, machine: str, body: str) -> int:
+    async def put_definition(
+        self, machine: str, body: str, endpoints: Mapping[str, str] | None = None
+    ) -> int:
         digest = hashlib.sha256(body.encode()).hexdigest()
+        given = dict(endpoints or {})
 
         def put(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "SELECT id FROM definitions WHERE machine = ? AND sha256 = ?", (machine, digest)
+                "SELECT id, endpoints FROM definitions WHERE machine = ? AND sha256 = ?",
+                (machine, digest),
             ).fetchone()
             if row is not None:
+                stored = json.loads(row[1]) if row[1] else {}
+                merged = {**stored, **given}
+                if merged != stored:
+                    conn.execute(
+                        "UPDATE definitions SET endpoints = ? WHERE id = ?",
+                        (_endpoints_text(merged), row[0]),
+                    )
                 return int(row[0])
             cur = conn.execute(
-                "INSERT INTO definitions (machine, sha256, body, created_at) VALUES (?, ?, ?, ?)",
-                (machine, digest, body, time.time()),
+                "INSERT INTO definitions (machine, sha256, body, created_at, endpoints)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (machine, digest, body, time.time(), _endpoints_text(given) if given else None),
             )
             return int(cur.lastrowid or 0)
 
@@ -311,6 +324,17 @@ class SqliteStore(Store):
             if row is None:
                 raise StoreError(f"definition {definition_id} is not in the store")
             return str(row[0])
+
+        return await self._read(get)
+
+    async def get_definition_endpoints(self, definition_id: int) -> dict[str, str]:
+        def get(conn: sqlite3.Connection) -> dict[str, str]:
+            row = conn.execute(
+                "SELECT endpoints FROM definitions WHERE id = ?", (definition_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"definition {definition_id} is not in the store")
+            return dict(json.loads(row[0])) if row[0] else {}
 
         return await self._read(get)
 
@@ -669,6 +693,11 @@ class SqliteStore(Store):
             return {str(r[0]): str(r[1]) for r in rows}
 
         return await self._read(run)
+
+
+def _endpoints_text(endpoints: Mapping[str, str]) -> str:
+    """A definition's endpoints as stored: a JSON object, its keys sorted."""
+    return json.dumps(endpoints, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def _link(row: Sequence[Any]) -> ChildLink:

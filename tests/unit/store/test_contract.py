@@ -394,6 +394,7 @@ CALLS: list[Any] = [
     pytest.param(lambda s: s.put_definition("m", "{}"), id="put_definition"),
     pytest.param(lambda s: s.first_registered("m"), id="first_registered"),
     pytest.param(lambda s: s.get_definition(1), id="get_definition"),
+    pytest.param(lambda s: s.get_definition_endpoints(1), id="get_definition_endpoints"),
     pytest.param(lambda s: s.create_execution(new("x", 1)), id="create_execution"),
     pytest.param(lambda s: s.get_execution(1), id="get_execution"),
     pytest.param(lambda s: s.find_execution("m", "x"), id="find_execution"),
@@ -551,6 +552,61 @@ async def test_an_unknown_definition_raises_store_error(store: Store) -> None:
     """get_definition of an id no definition has fails."""
     with pytest.raises(StoreError):
         await store.get_definition(12345)
+
+
+async def test_a_definition_put_without_endpoints_has_none(store: Store) -> None:
+    """A definition put with no endpoints (as stepd 0.1 put them) reads back none."""
+    assert await store.get_definition_endpoints(await store.put_definition("m", "{}")) == {}
+
+
+async def test_endpoints_read_back_with_their_definition_only(store: Store) -> None:
+    """The endpoints put with a definition are its own: another body, or the same body under
+    another machine, has its own."""
+    first = await store.put_definition("m", '{"a": 1}', {"Call": "/call", "Ping": "https://x/p"})
+    other_body = await store.put_definition("m", '{"a": 2}', {"Call": "/other"})
+    other_machine = await store.put_definition("n", '{"a": 1}')
+    assert [
+        await store.get_definition_endpoints(definition_id)
+        for definition_id in (first, other_body, other_machine)
+    ] == [{"Call": "/call", "Ping": "https://x/p"}, {"Call": "/other"}, {}]
+
+
+async def test_endpoints_put_again_are_merged_the_newest_value_of_a_state_winning(
+    store: Store,
+) -> None:
+    """Putting a definition again merges its endpoints: a state named again gets the new
+    value, the others keep theirs, and a put without endpoints changes nothing; the id stays."""
+    definition_id = await store.put_definition("m", "{}", {"Call": "/call", "Ping": "/ping"})
+    again = await store.put_definition("m", "{}", {"Ping": "/ping/v2", "Stop": "/stop"})
+    unchanged = await store.put_definition("m", "{}")
+    assert (again, unchanged) == (definition_id, definition_id)
+    assert await store.get_definition_endpoints(definition_id) == {
+        "Call": "/call",
+        "Ping": "/ping/v2",
+        "Stop": "/stop",
+    }
+
+
+async def test_endpoints_of_a_definition_stored_without_any_are_added_later(store: Store) -> None:
+    """A definition stored without endpoints (by an older stepd) gets them when put with them."""
+    definition_id = await store.put_definition("m", "{}")
+    assert await store.put_definition("m", "{}", {"Call": "/call"}) == definition_id
+    assert await store.get_definition_endpoints(definition_id) == {"Call": "/call"}
+
+
+async def test_concurrent_puts_of_one_definition_keep_every_state(store: Store) -> None:
+    """Puts of one definition made together lose no state's endpoint."""
+    ids = await asyncio.gather(
+        *(store.put_definition("m", "{}", {f"S{n}": f"/s{n}"}) for n in range(8))
+    )
+    assert len(set(ids)) == 1
+    assert await store.get_definition_endpoints(ids[0]) == {f"S{n}": f"/s{n}" for n in range(8)}
+
+
+async def test_endpoints_of_an_unknown_definition_raise_store_error(store: Store) -> None:
+    """get_definition_endpoints of an id no definition has fails."""
+    with pytest.raises(StoreError):
+        await store.get_definition_endpoints(12345)
 
 
 async def test_first_registered_is_when_the_first_definition_was_stored(store: Store) -> None:

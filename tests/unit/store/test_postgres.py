@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,48 @@ async def test_a_store_of_schema_4_is_migrated_with_its_history(postgres: Postgr
     assert (await read_version(url)).schema == SCHEMA_VERSION
     assert [e.type for e in old_history] == ["ExecutionStarted"]
     assert [e.type for e in new_history] == ["ExecutionStarted"]
+
+
+async def test_a_store_of_schema_8_is_migrated_its_definitions_without_endpoints(
+    postgres: PostgresServer,
+) -> None:
+    """A store written before definitions kept their endpoints (schema 8) opens at the current
+    schema: its running execution reads back, its definition has no endpoints until nodes put
+    it with some, and then has every node's (two nodes putting it together)."""
+    url = await asyncio.to_thread(postgres.new_database)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for script in MIGRATIONS[:8]:
+            await conn.execute(script.encode())
+        await conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', '8'), ('record_format', %s)",
+            (str(FORMAT_VERSION),),
+        )
+        await conn.execute(
+            "INSERT INTO definitions (machine, sha256, body, created_at) VALUES ('m', %s, '{}', 1)",
+            (hashlib.sha256(b"{}").hexdigest(),),
+        )
+        await conn.execute(
+            "INSERT INTO executions (machine, name, definition_id, status, input, start_date,"
+            " state, phase, data, due_at, last_event_id, uid) VALUES"
+            " ('m', 'old', 1, 'RUNNING', '{}', 1, 'W', 'enter', '{}', 500, 1, 'u')"
+        )
+    nodes = [PostgresStore(url), PostgresStore(url)]
+    await asyncio.gather(*(node.open() for node in nodes))
+    try:
+        old = await nodes[0].find_execution("m", "old")
+        before = await nodes[1].get_definition_endpoints(1)
+        put = await asyncio.gather(
+            nodes[0].put_definition("m", "{}", {"Call": "/call", "Ping": "/ping"}),
+            nodes[1].put_definition("m", "{}", {"Stop": "/stop"}),
+        )
+        after = await nodes[1].get_definition_endpoints(1)
+    finally:
+        await asyncio.gather(*(node.close() for node in nodes))
+    assert (await read_version(url)).schema == SCHEMA_VERSION
+    assert old is not None
+    assert (old.state, old.due_at, old.definition_id) == ("W", 500.0, 1)
+    assert (before, put) == ({}, [1, 1])
+    assert after == {"Call": "/call", "Ping": "/ping", "Stop": "/stop"}
 
 
 async def test_a_newer_schema_is_refused_and_left_as_it_is(postgres: PostgresServer) -> None:

@@ -6,6 +6,7 @@ What every store promises is tested against it in test_contract.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -259,6 +260,46 @@ async def test_a_store_of_stepd_0_1_is_migrated_and_its_executions_read(tmp_path
         assert await store.find_execution("m", "calling") == moved
     finally:
         await store.close()
+    assert read_version(path) == StoreVersion(
+        schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, written_by=__version__
+    )
+
+
+async def test_a_store_of_schema_10_is_migrated_its_definitions_without_endpoints(
+    tmp_path: Path,
+):
+    """A store written before definitions kept their endpoints (schema 10) opens at the current
+    schema: its running execution reads back, its definition has no endpoints until it is put
+    with some, and then has them."""
+    path = tmp_path / "stepd.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:10]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 10")
+    conn.execute(
+        "INSERT INTO definitions (id, machine, sha256, body, created_at)"
+        " VALUES (1, 'm', ?, '{}', 1.0)",
+        (hashlib.sha256(b"{}").hexdigest(),),
+    )
+    conn.execute(
+        "INSERT INTO executions (machine, name, definition_id, status, input, start_date, state,"
+        " phase, data, due_at, last_event_id, uid)"
+        " VALUES ('m', 'waiting', 1, 'RUNNING', '{}', 1.0, 'W', 'enter', '{}', 500.0, 1, 'u')"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        waiting = await store.find_execution("m", "waiting")
+        before = await store.get_definition_endpoints(1)
+        put_again = await store.put_definition("m", "{}", {"Call": "/call"})
+        after = await store.get_definition_endpoints(1)
+    finally:
+        await store.close()
+    assert waiting is not None
+    assert (waiting.state, waiting.due_at, waiting.definition_id) == ("W", 500.0, 1)
+    assert (before, put_again, after) == ({}, 1, {"Call": "/call"})
     assert read_version(path) == StoreVersion(
         schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, written_by=__version__
     )
