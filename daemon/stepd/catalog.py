@@ -158,6 +158,7 @@ def _load_machine(
         definition=loaded.definition,
         definition_text=json.dumps(loaded.definition, separators=(",", ":"), sort_keys=True),
         endpoints=endpoints,
+        state_endpoints=_state_endpoints(loaded.definition, endpoints.routes),
         source=source,
         http_events=loaded.http_events,
         late_threshold_seconds=spec.late_threshold_seconds,
@@ -219,6 +220,22 @@ def _endpoints(
             continue
         usable[key] = route
     return EndpointMap(base_url=base_url or "", routes=usable)
+
+
+def _state_endpoints(definition: Mapping[str, Any], routes: Mapping[str, str]) -> dict[str, str]:
+    """Each Task state's endpoint in `routes` (by its name, the function it names or its
+    Resource), by state name. A `lambda:invoke` Task whose function is named only when it runs
+    is there only when mapped by its name: its endpoint depends on the call."""
+    found = {}
+    for _, name, state in _task_states(definition, ""):
+        functions = _function_keys(state)
+        if functions is None:
+            key = name if name in routes else None
+        else:
+            key = route_key(routes, name, state.get("Resource"), functions)
+        if key is not None:
+            found[name] = routes[key]
+    return found
 
 
 def _unmapped_tasks(

@@ -177,6 +177,22 @@ definition = "{definition.name}"
     return config
 
 
+def rename_task(config: Path, *, old: str, new: str, path: str) -> None:
+    """Make `config` run the test machine with its Task state `old` renamed `new` (in a
+    definition file of its own): the endpoint line of `old` gives way to one of `new`, to
+    `path`, as an operator does after renaming a state."""
+    states = {
+        new if name == old else name: state | ({"Next": new} if state.get("Next") == old else {})
+        for name, state in DEFINITION["States"].items()
+    }
+    definition = config.with_name(f"{config.stem}-renamed.asl.json")
+    definition.write_text(json.dumps(DEFINITION | {"States": states}), encoding="utf-8")
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('definition = "classroom.asl.json"', f'definition = "{definition.name}"')
+    text = text.replace(f'{old} = "{ENDPOINTS[old]}"', f'{new} = "{path}"')
+    config.write_text(text, encoding="utf-8")
+
+
 def write_machine_config(
     folder: Path,
     *,

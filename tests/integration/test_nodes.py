@@ -37,8 +37,10 @@ from tests.integration.chaos_support import (
 from tests.integration.harness import (
     EARLY_SLACK_SECONDS,
     MACHINE,
+    PING_PATH,
     START_PATH,
     STEP_PATHS,
+    STOP_PATH,
     Classroom,
     DaemonFactory,
     Stepd,
@@ -47,6 +49,7 @@ from tests.integration.harness import (
     delivered,
     due_instants,
     records_of,
+    rename_task,
     run_cli,
     sleep_until,
     task_keys,
@@ -422,6 +425,39 @@ async def test_the_nodes_page_shows_every_node_and_a_definition_reloaded_on_one_
     assert f"<td>{MACHINE}</td>" in page
     await health(nodes[0])
     assert len(nodes[0].log_events("node.definitions_differ")) == 1
+
+
+async def test_an_execution_started_on_a_reloaded_node_runs_on_one_not_reloaded_yet(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+) -> None:
+    """Node 1 is reloaded with the Task state StartRecording renamed BeginRecording (and its
+    endpoint line changed to match); node 2 is not reloaded yet. A class started on node 1,
+    which then stops, is run by node 2: it calls BeginRecording's endpoint, which only node
+    1's config names, and succeeds."""
+    nodes = await start_nodes(make_stepd, postgres, count=2)
+    rename_task(nodes[0].config, old="StartRecording", new="BeginRecording", path="/recording/b")
+    reloaded = await asyncio.to_thread(run_cli, "reload", "-c", nodes[0].config)
+    assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+    start = whole_second(3)
+    room = Classroom(name="renamed-on-one-node", start=start, end=start + 3)
+    await nodes[0].start_execution(room)
+    assert await nodes[0].stop() == 0
+
+    await nodes[1].wait_status([room.name], "SUCCEEDED", timeout=RUN_SECONDS)
+
+    assert [r.path for r in records_of(classroom.records, room.name)] == [
+        "/recording/b",
+        PING_PATH,
+        STOP_PATH,
+    ]
+    states = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in await nodes[1].history(room.name)
+        if "stateEnteredEventDetails" in e
+    ]
+    assert "BeginRecording" in states
 
 
 @pytest.mark.slow

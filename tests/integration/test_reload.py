@@ -21,12 +21,30 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.harness import ENDPOINTS, EXIT_SECONDS, Stepd, clean_env, wait_until
+from tests.integration.harness import (
+    ENDPOINTS,
+    EXIT_SECONDS,
+    PING_PATH,
+    START_PATH,
+    STOP_PATH,
+    Classroom,
+    Stepd,
+    clean_env,
+    records_of,
+    rename_task,
+    run_cli,
+    wait_until,
+    whole_second,
+)
 
+from stepd.classroom import ClassroomServer
 from stepd.config import EX_CONFIG
 
 EX_OK = 0
 RELOAD_SECONDS = 10.0  # for a SIGHUP's outcome to show in /healthz
+CLASS_AHEAD_SECONDS = 4  # a class's start, after it was started: room for a reload before it
+RUN_SECONDS = 30.0  # for a short class to run to its end
+BEGIN_PATH = "/recording/begin"  # the endpoint of the renamed Task state
 SECOND_MACHINE = '\n[[machines]]\nname = "second"\ndefinition = "classroom.asl.json"\n' + (
     "[machines.endpoints]\n" + "".join(f'{state} = "{path}"\n' for state, path in ENDPOINTS.items())
 )
@@ -163,3 +181,36 @@ async def test_a_sighups_outcome_shows_in_healthz_and_reload_status(
 
 async def _changed(stepd: Stepd, last: Any) -> bool:
     return await _last_reload(stepd) not in (None, last)
+
+
+async def test_an_execution_keeps_the_endpoint_of_a_task_state_renamed_and_unmapped_by_a_reload(
+    stepd: Stepd, classroom: ClassroomServer
+) -> None:
+    """A reload renames the Task state StartRecording and drops its endpoint line (as `stepd
+    check`'s UNUSED_ENDPOINT suggests). An execution started before, waiting in front of
+    StartRecording, still calls StartRecording's endpoint and succeeds; one started after
+    calls the renamed state's."""
+    await stepd.start()
+    start = whole_second(CLASS_AHEAD_SECONDS)
+    before = Classroom(name="started-before", start=start, end=start + 3)
+    await stepd.start_execution(before)
+    rename_task(stepd.config, old="StartRecording", new="BeginRecording", path=BEGIN_PATH)
+    assert "StartRecording" not in stepd.config.read_text(encoding="utf-8")
+
+    reloaded = await asyncio.to_thread(run_cli, "reload", "-c", stepd.config)
+    assert reloaded.returncode == EX_OK, reloaded.stdout + reloaded.stderr
+    assert records_of(classroom.records, before.name) == []  # still waiting: nothing sent yet
+    after = Classroom(name="started-after", start=start, end=start + 3)
+    await stepd.start_execution(after)
+    await stepd.wait_status([before.name, after.name], "SUCCEEDED", timeout=RUN_SECONDS)
+
+    assert [r.path for r in records_of(classroom.records, before.name)] == [
+        START_PATH,
+        PING_PATH,
+        STOP_PATH,
+    ]
+    assert [r.path for r in records_of(classroom.records, after.name)] == [
+        BEGIN_PATH,
+        PING_PATH,
+        STOP_PATH,
+    ]

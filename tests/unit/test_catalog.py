@@ -165,6 +165,28 @@ def test_an_endpoint_no_task_goes_by_is_a_warning(tmp_path: Path, key: str, mean
     assert list(catalog.machines) == ["classroom"]
 
 
+def test_each_task_states_endpoint_is_kept_by_state_name_as_configured(tmp_path: Path) -> None:
+    """What goes with the definition into the store: each Task state's endpoint, found by its
+    name or its Resource, as written in the config (a path stays a path); an endpoint no Task
+    state goes by is not among them."""
+    routes = {
+        "StartRecording": "/recording/start",
+        "classroom-SendLivePing": "https://other.test/ping",
+        "arn:aws:lambda:ap-southeast-1:123456789012:function:classroom-StopRecorder": "/stop",
+        "Unused": "/unused",
+    }
+    spec = MachineSpec(name="classroom", definition=_definition(tmp_path), endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://classroom.test", config_source="stepd.toml")
+
+    assert catalog.machines["classroom"].state_endpoints == {
+        "StartRecording": "/recording/start",
+        "SendLivePing": "https://other.test/ping",
+        "StopRecording": "/stop",
+        "StopAfterFailure": "/stop",
+    }
+
+
 def test_endpoints_by_resource_are_used(tmp_path: Path) -> None:
     """Keys that name a Task's Resource (its ARN or function name) are not reported."""
     routes = {
@@ -218,3 +240,38 @@ def test_lambda_invoke_tasks_are_mapped_by_the_function_they_name(tmp_path: Path
     assert [(r.where, r.code) for r in catalog.reports] == [
         (f"{path}#/States/Sub", "UNMAPPED_TASK")
     ]
+
+
+def test_lambda_invoke_tasks_keep_the_endpoint_of_the_function_they_name(tmp_path: Path) -> None:
+    """What goes with the definition into the store for `lambda:invoke` Tasks: the endpoint
+    of the function a Task names, under its state name; a Task whose function is named only
+    when it runs has one only when mapped by its state name."""
+    definition = {
+        "StartAt": "Add",
+        "States": {
+            "Add": {
+                **_invoke("arn:aws:lambda:us-east-1:123456789012:function:adder"),
+                "Next": "Any",
+            },
+            "Any": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName.$": "$.function"},
+                "Next": "Named",
+            },
+            "Named": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName.$": "$.function"},
+                "End": True,
+            },
+        },
+    }
+    path = tmp_path / "math.asl.json"
+    path.write_text(json.dumps(definition), encoding="utf-8")
+    routes = {"adder": "/add", "multiply": "/mul", "Named": "/named"}
+    spec = MachineSpec(name="math", definition=path, endpoints=routes)
+
+    catalog = build_catalog([spec], base_url="http://math.test", config_source="stepd.toml")
+
+    assert catalog.machines["math"].state_endpoints == {"Add": "/add", "Named": "/named"}

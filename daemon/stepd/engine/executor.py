@@ -190,6 +190,9 @@ class Engine:
         self._observer: EngineObserver = EngineObserver()
         self._queue = DueQueue(self.advance, workers=workers)
         self._definitions: dict[int, Mapping[str, Any]] = {}
+        # definition id -> the endpoints stored with it, for the Task states the config
+        # names no more (kept with each definition in _definitions; read again at a reload)
+        self._stored_endpoints: dict[int, Mapping[str, str]] = {}
         self._retired: dict[str, Machine] = {}
         # The engine is the only writer, so what it committed last is what the store holds;
         # a stale entry would only fail its next commit's version check and be read again.
@@ -345,7 +348,7 @@ class Engine:
         task = execution.task
         if execution.status != RUNNING or task is None:
             return None
-        url = self._task_url(execution.machine, execution.state, task)
+        url = self._task_url(execution, execution.state, task)
         return None if url is None else self._hosts.host_down(url)
 
     async def count_by_status(self) -> dict[str, int]:
@@ -373,11 +376,17 @@ class Engine:
     # -- definitions -----------------------------------------------------------------
 
     async def register(self, machines: Mapping[str, Machine]) -> None:
-        """Snapshot each machine's definition in the store and serve new executions with it."""
+        """Snapshot each machine's definition in the store, with the endpoints of its Task
+        states, and serve new executions with it."""
         registered: dict[str, Machine] = {}
         for name, machine in machines.items():
-            definition_id = await self._store.put_definition(name, machine.definition_text)
+            definition_id = await self._store.put_definition(
+                name, machine.definition_text, machine.state_endpoints
+            )
             created_at = await self._store.first_registered(name)
+            self._stored_endpoints[definition_id] = await self._store.get_definition_endpoints(
+                definition_id
+            )
             self._definitions[definition_id] = machine.definition
             registered[name] = replace(
                 machine, definition_id=definition_id, created_at=created_at or self.clock()
@@ -390,6 +399,12 @@ class Engine:
         for name in registered:
             self._retired.pop(name, None)
         self._machines = registered
+        # another node may have stored newer endpoints with a definition read before
+        served = {machine.definition_id for machine in registered.values()}
+        for definition_id in set(self._stored_endpoints) - served:
+            self._stored_endpoints[definition_id] = await self._store.get_definition_endpoints(
+                definition_id
+            )
         self._hosts.release_all()  # endpoints may have changed: look at each call again
 
     def _serving(self, name: str) -> Machine | None:
@@ -400,6 +415,9 @@ class Engine:
         cached = self._definitions.get(definition_id)
         if cached is None:
             cached = json.loads(await self._store.get_definition(definition_id))
+            self._stored_endpoints[definition_id] = await self._store.get_definition_endpoints(
+                definition_id
+            )
             self._definitions[definition_id] = cached
         return cached
 
@@ -833,7 +851,7 @@ class Engine:
                 updated = await self._store.commit(step.transition())
                 self._log_closed(updated)
             elif task_now:
-                url = self._task_url(step.machine, step.state, step.task)
+                url = self._task_url(execution, step.state, step.task)
                 limit = self._host_wait_limit(url, step) if url else None
                 if url is not None and limit is not None:
                     await self._wait_for_host(execution, step, url, limit)
@@ -866,11 +884,13 @@ class Engine:
 
     # -- hosts that are down ---------------------------------------------------------
 
-    def _task_url(self, machine_name: str, state: str | None, task: TaskCall) -> str | None:
-        """Where `task` goes, by its state's name or its Resource."""
+    def _task_url(self, execution: Execution, state: str | None, task: TaskCall) -> str | None:
+        """Where `task` goes: by its state's name or its Resource in the config, else the
+        endpoint stored for its state with the execution's definition (served with it by
+        this node or another before the config named it no more)."""
         if is_http_invoke(task.resource):  # an HTTP Task says where it goes: its ApiEndpoint
             return endpoint_of(json.loads(task.payload)) or HTTP_INVOKE
-        machine = self._serving(machine_name)
+        machine = self._serving(execution.machine)
         if machine is None:
             return None
         functions: list[str] = []
@@ -878,7 +898,11 @@ class Engine:
             parameters = json.loads(task.payload)
             if names_a_function(parameters):
                 functions = function_keys(parameters[FUNCTION_NAME])
-        return machine.endpoints.resolve(state or "", task.resource, functions)
+        url = machine.endpoints.resolve(state or "", task.resource, functions)
+        if url is None and state:
+            stored = self._stored_endpoints.get(execution.definition_id, {}).get(state)
+            url = None if stored is None else machine.endpoints.url(stored)
+        return url
 
     def _host_wait_limit(self, url: str, step: Step) -> float | None:
         """The machine's wait_for_host_seconds when the call should wait for its host: the host
@@ -1155,7 +1179,7 @@ class Engine:
                 step.run()
                 work.save(cursor_id, step)
                 return
-            url = self._task_url(step.machine, step.state, step.task)
+            url = self._task_url(work.execution, step.state, step.task)
             limit = self._host_wait_limit(url, step) if url else None
             if url is not None and limit is not None:  # its host is down: wait, as a root does
                 if step.task.waiting_since is None:
@@ -1231,7 +1255,7 @@ class Engine:
                 return None  # stopping: sent again, with its key, after the next start
             if resend:
                 self.stats.resends += 1
-            url = self._task_url(execution.machine, cursor.state, task)
+            url = self._task_url(execution, cursor.state, task)
             key = idempotency_key(execution, cursor.state_entered_event)
             inside = await self._answer_inside(execution, cursor.state, cursor.attempt, task, key)
             return inside or await self._send_call(

@@ -4,7 +4,7 @@ policies (input schema, late steps, calls to a host that is down)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from stepd.asl.loader import HttpEvent
@@ -26,6 +26,9 @@ class Machine:
     definition: Mapping[str, Any]
     definition_text: str  # canonical JSON, what the store snapshots
     endpoints: EndpointMap
+    # each Task state's endpoint as configured (state name -> path or URL), stored with the
+    # definition for its executions once the config names it no more (executor.register)
+    state_endpoints: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     http_events: tuple[HttpEvent, ...] = ()
     late_threshold_seconds: float = DEFAULT_LATE_THRESHOLD_SECONDS

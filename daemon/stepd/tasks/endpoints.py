@@ -65,6 +65,13 @@ class EndpointMap:
             self._resolved[kept] = url
         return url
 
+    def url(self, route: str) -> str | None:
+        """The URL of `route` (a path or URL, as configured): itself when absolute, else
+        joined to ``base_url``; None for a path when there is no base URL."""
+        if not is_absolute(route) and not self.base_url:
+            return None
+        return self._url(route)
+
     def _url(self, route: str) -> str:
         if is_absolute(route):
             return route

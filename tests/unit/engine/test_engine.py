@@ -66,15 +66,16 @@ class Clock:
         return self.now
 
 
-def _machine(late_policy: str = "run") -> Machine:
+def _machine(late_policy: str = "run", *, stored: bool = True) -> Machine:
+    """The classroom machine; `stored`: its endpoints stored with its definition, as the
+    catalog gives them (not: as stepd 0.1 stored a definition)."""
+    routes = {"StartRecording": "/start", "StopRecording": "/stop"}
     return Machine(
         name="classroom",
         definition=CLASSROOM,
         definition_text=json.dumps(CLASSROOM),
-        endpoints=EndpointMap(
-            base_url="http://classroom.test",
-            routes={"StartRecording": "/start", "StopRecording": "/stop"},
-        ),
+        endpoints=EndpointMap(base_url="http://classroom.test", routes=routes),
+        state_endpoints=routes if stored else {},
         late_threshold_seconds=30,
         late_policy=late_policy,
     )
@@ -440,6 +441,59 @@ async def test_a_machine_dropped_from_the_config_still_finishes_its_executions(
     assert caller.urls == ["http://classroom.test/start"]
     with pytest.raises(StateMachineDoesNotExist):
         await engine.start_execution("classroom", "c2", INPUT)
+
+
+def _renamed(base_url: str = "http://classroom.test") -> Machine:
+    """The classroom machine with StartRecording renamed Begin, its endpoint line with it."""
+    states = {
+        "Begin" if name == "StartRecording" else name: state
+        for name, state in CLASSROOM["States"].items()
+    }
+    recording_wait = states["RecordingWait"]
+    assert isinstance(recording_wait, dict)
+    states["RecordingWait"] = recording_wait | {"Next": "Begin"}
+    definition = CLASSROOM | {"States": states}
+    routes = {"Begin": "/begin", "StopRecording": "/stop"}
+    return Machine(
+        name="classroom",
+        definition=definition,
+        definition_text=json.dumps(definition),
+        endpoints=EndpointMap(base_url=base_url, routes=routes),
+        state_endpoints=routes,
+    )
+
+
+async def test_a_task_state_renamed_by_a_reload_is_called_where_its_definition_was_served(
+    store: Store,
+):
+    """A running execution whose Task state the config names no more calls the endpoint its
+    definition was served with, a path joined to the base URL configured now."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    await engine.register({"classroom": _renamed(base_url="http://moved.test")})
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    assert caller.urls == ["http://moved.test/start"]
+
+
+async def test_a_definition_stored_without_endpoints_fails_a_task_the_config_names_no_more(
+    store: Store,
+):
+    """Without endpoints stored with its definition (as stepd 0.1 stored it), the execution
+    fails at the Task state the config names no more, as before, and nothing is sent."""
+    clock, caller = Clock(), FakeCaller()
+    engine = await _engine(store, clock, caller, stored=False)
+    started = await engine.start_execution("classroom", "c1", INPUT)
+    assert await store.get_definition_endpoints(started.execution.definition_id) == {}
+    await engine.register({"classroom": _renamed()})
+    clock.now = T0 + 10
+    await engine.advance(started.execution.id)
+    failed = await store.get_execution(started.execution.id)
+    assert caller.urls == []
+    assert failed is not None
+    assert (failed.status, failed.error) == ("FAILED", "States.Runtime")
+    assert "No endpoint is configured for the Task state 'StartRecording'" in (failed.cause or "")
 
 
 async def test_closed_executions_past_retention_are_purged_and_running_ones_kept(
