@@ -293,8 +293,10 @@ def _unknown_connections(
 def _unused_endpoints(
     where: str, machine: str, definition: Mapping[str, Any], routes: Mapping[str, str]
 ) -> Iterator[Report]:
-    """A warning for each endpoint key that no Task state goes by (a misspelt name, say),
-    naming the Task states it may have meant, the closest first."""
+    """A warning for each endpoint key that no Task state goes by (a misspelt name, or the
+    name of a state renamed since), naming the Task states it may have meant, the closest
+    first. Removing such a line leaves the executions of an earlier definition their
+    endpoints: each definition's are stored with it when it is served (Engine.register)."""
     tasks = list(_task_states(definition, ""))
     names = list(dict.fromkeys(name for _, name, _ in tasks))
     used = {
@@ -306,8 +308,10 @@ def _unused_endpoints(
         if key in used:
             continue
         message = (
-            f'"{key}" is neither a Task state nor a Task Resource of machine "{machine}", so no '
-            f"call goes to it; {_meant(key, names)}"
+            f'"{key}" is neither a Task state nor a Task Resource of machine "{machine}", so '
+            "executions of this definition never call it; executions still running an earlier "
+            "definition keep the endpoints it was served with, so removing the line does not "
+            f"stop them (unless only stepd 0.1 ran that definition); {_meant(key, names)}"
         )
         yield Report(
             where=f"{where}/endpoints/{key}",

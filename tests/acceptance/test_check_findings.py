@@ -94,6 +94,7 @@ def test_an_extra_endpoint_is_only_a_warning(stepd_cli, tmp_path):
     ((where, code, message),) = findings(result.stdout)
     assert (where, code) == (f"{config}#/machines/0/endpoints/Recording", "UNUSED_ENDPOINT")
     assert '"Recording" is neither a Task state nor a Task Resource' in message
+    assert "removing the line does not stop them" in message
 
 
 def test_an_unknown_key_is_named_with_its_section_and_the_known_keys(stepd_cli, tmp_path):

@@ -144,7 +144,8 @@ def test_a_bad_endpoint_url_is_not_also_unmapped(tmp_path: Path) -> None:
 )
 def test_an_endpoint_no_task_goes_by_is_a_warning(tmp_path: Path, key: str, meant: str) -> None:
     """A misspelt endpoint key is reported where it is, with the Task states it may mean,
-    the closest first; it is a warning, and the machine still loads."""
+    the closest first, and what removing it does to executions of an earlier definition; it
+    is a warning, and the machine still loads."""
     spec = MachineSpec(
         name="classroom", definition=_definition(tmp_path), endpoints=ROUTES | {key: "/x"}
     )
@@ -158,7 +159,9 @@ def test_an_endpoint_no_task_goes_by_is_a_warning(tmp_path: Path, key: str, mean
             "warning",
             (
                 f'"{key}" is neither a Task state nor a Task Resource of machine "classroom", '
-                f"so no call goes to it; {meant}"
+                "so executions of this definition never call it; executions still running an "
+                "earlier definition keep the endpoints it was served with, so removing the "
+                f"line does not stop them (unless only stepd 0.1 ran that definition); {meant}"
             ),
         )
     ]
