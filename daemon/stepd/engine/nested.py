@@ -69,7 +69,7 @@ class Parent(Protocol):
         self, machine_name: str, name: str, error: str | None, cause: str | None
     ) -> Execution: ...
 
-    async def send_task_success(self, token: str, output_text: str) -> None: ...
+    async def complete_task(self, token: str, result: Any) -> None: ...
 
     async def send_task_failure(self, token: str, error: str | None, cause: str | None) -> None: ...
 
@@ -266,11 +266,13 @@ class Nested:
         outcome = outcome_of(child, link.mode, self.arns)
         try:
             if outcome.error is None:
-                await self._engine.send_task_success(link.token, jsontext.compact(outcome.result))
+                await self._engine.complete_task(link.token, outcome.result)
             else:
                 await self._engine.send_task_failure(link.token, outcome.error, outcome.cause)
         except ApiError as exc:  # the parent moved on (stopped, timed out): nothing to tell
-            log.info("nested.parent_not_waiting", child=child.name, reason=exc.aws_type)
+            log.warning(
+                "nested.parent_not_waiting", child=child.name, reason=exc.aws_type, error=str(exc)
+            )
         except StoreError:
             log.exception("nested.tell_failed", child=child.name)  # the sweep tries again
 

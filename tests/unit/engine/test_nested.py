@@ -114,6 +114,30 @@ async def test_a_sync_parent_gets_the_childs_description(
     assert (await engine.nested.family(children[0]))[0] == parent
 
 
+async def test_a_childs_output_that_is_not_unicode_text_still_reaches_a_sync2_parent(
+    store: Store,
+) -> None:
+    """A child whose output holds a lone UTF-16 surrogate (a task's answer may, and
+    States.StringToJson makes one here) succeeds, and its `.sync:2` parent gets that output
+    as it is (the engine hands it over as a value: as text it would be refused like a
+    client's SendTaskSuccess)."""
+    lone = {
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Pass",
+                "Parameters": {"s.$": r"""States.StringToJson('"\\ud800"')"""},
+                "End": True,
+            }
+        },
+    }
+    engine = await engine_with(store, parent_of(".sync:2"), lone)
+    await engine.start_execution("parent", "p", json.dumps({"room": "blue"}))
+    parent = await closed(store, "parent", "p")
+    assert parent.status == "SUCCEEDED", parent.cause
+    assert json.loads(parent.output or "")["Output"] == {"s": "\ud800"}
+
+
 async def test_a_failed_child_fails_the_task_with_its_description(store: Store) -> None:
     """A child that fails fails its `.sync` parent's task with States.TaskFailed, the cause
     being its DescribeExecution answer (its Error and Cause in it)."""
