@@ -391,6 +391,13 @@ class Engine:
             registered[name] = replace(
                 machine, definition_id=definition_id, created_at=created_at or self.clock()
             )
+        # another node may have stored newer endpoints with a definition read before (read
+        # before anything is swapped: a store that fails here leaves the last config whole)
+        served = {machine.definition_id for machine in registered.values()}
+        for definition_id in set(self._stored_endpoints) - served:
+            self._stored_endpoints[definition_id] = await self._store.get_definition_endpoints(
+                definition_id
+            )
         # A machine dropped from the config starts nothing new, but its running executions
         # finish with the endpoints and policy they had.
         self._retired.update(
@@ -399,12 +406,6 @@ class Engine:
         for name in registered:
             self._retired.pop(name, None)
         self._machines = registered
-        # another node may have stored newer endpoints with a definition read before
-        served = {machine.definition_id for machine in registered.values()}
-        for definition_id in set(self._stored_endpoints) - served:
-            self._stored_endpoints[definition_id] = await self._store.get_definition_endpoints(
-                definition_id
-            )
         self._hosts.release_all()  # endpoints may have changed: look at each call again
 
     def _serving(self, name: str) -> Machine | None:
