@@ -32,15 +32,46 @@ class Clock:
         return self.now
 
 
-def machine(definition: dict[str, Any], routes: dict[str, str] | None = None) -> Machine:
+def machine(
+    definition: dict[str, Any],
+    routes: dict[str, str] | None = None,
+    base_url: str = "http://classroom.test",
+) -> Machine:
     return Machine(
         name="m",
         definition=definition,
         definition_text=json.dumps(definition),
-        endpoints=EndpointMap(
-            base_url="http://classroom.test", routes=routes or {"Deliver": "/deliver"}
-        ),
+        endpoints=EndpointMap(base_url=base_url, routes=routes or {"Deliver": "/deliver"}),
     )
+
+
+def new_engine(store: Store, caller: FakeCaller, clock: Callable[[], float]) -> Engine:
+    return Engine(
+        uid=lambda: "u1",
+        store=store,
+        caller=caller,
+        machines={},
+        arns=Arns(),
+        clock=clock,
+        random=lambda: 0.5,
+    )
+
+
+async def stepped_engine(
+    store: Store,
+    caller: FakeCaller,
+    definition: dict[str, Any],
+    clock: Callable[[], float],
+    *,
+    routes: dict[str, str] | None = None,
+    base_url: str = "http://classroom.test",
+) -> Engine:
+    """An engine serving machine "m" that the test steps itself (`advance`): no workers,
+    and its timers arm nothing."""
+    engine = new_engine(store, caller, clock)
+    await engine.register({"m": machine(definition, routes, base_url)})
+    engine.set_timer(lambda _id, _due: None)
+    return engine
 
 
 def one_state(state: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -58,15 +89,7 @@ async def running_engine(
 ) -> Engine:
     """An engine serving machine "m" that runs whatever falls due by `clock` at once (or
     whose timer is `timer`)."""
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
+    engine = new_engine(store, caller, clock)
     await engine.register({"m": machine(definition, routes)})
     wake = timer or (lambda engine, execution_id, due: arm(engine, clock, execution_id, due))
     engine.set_timer(lambda execution_id, due: wake(engine, execution_id, due))

@@ -10,25 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stepd.engine.arns import Arns
-from stepd.engine.executor import Engine
-from stepd.engine.machines import Machine
+from tests.unit.engine.engine_support import Clock, stepped_engine
+
 from stepd.store.base import Store
 from stepd.tasks.caller import TaskOutcome
-from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller
 
-T0 = 1_800_000_000.0
 INVOKE = "arn:aws:states:::lambda:invoke"
 ADDER = "arn:aws:lambda:us-east-1:123456789012:function:adder"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _definition(resource: str = INVOKE, **task: Any) -> dict[str, Any]:
@@ -54,23 +43,14 @@ async def _run(
     name: str = "e1",
     routes: dict[str, str] | None = None,
 ) -> Any:
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=Clock(),
-        random=lambda: 0.5,
+    engine = await stepped_engine(
+        store,
+        caller,
+        definition,
+        Clock(),
+        routes=routes or {"adder": "/adder"},
+        base_url="http://fn.test",
     )
-    machine = Machine(
-        name="m",
-        definition=definition,
-        definition_text=json.dumps(definition),
-        endpoints=EndpointMap(base_url="http://fn.test", routes=routes or {"adder": "/adder"}),
-    )
-    await engine.register({"m": machine})
-    engine.set_timer(lambda _id, _due: None)
     started = await engine.start_execution("m", name, json.dumps({"x": 5}))
     await engine.advance(started.execution.id)
     return await store.get_execution(started.execution.id)

@@ -11,28 +11,17 @@ import json
 from typing import Any
 
 import pytest
+from tests.unit.engine.engine_support import T0, Clock, stepped_engine
 
-from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
-from stepd.engine.machines import Machine
 from stepd.store.base import Store
 from stepd.tasks.caller import TaskOutcome
-from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller
 
-T0 = 1_800_000_000.0
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:deliver"
 BUSY = TaskOutcome(error="Room.Busy", cause="busy")
 RETRY = [{"ErrorEquals": ["Room.Busy"], "IntervalSeconds": 2, "BackoffRate": 1}]
 KEY = "m/e1/u1/2"  # the key of the one entry of state "Deliver" (entered at event 2)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Crash(BaseException):
@@ -45,24 +34,7 @@ def _definition(**task: Any) -> dict[str, Any]:
 
 
 async def _engine(store: Store, clock: Clock, caller: FakeCaller, definition: Any) -> Engine:
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
-    machine = Machine(
-        name="m",
-        definition=definition,
-        definition_text=json.dumps(definition),
-        endpoints=EndpointMap(base_url="http://classroom.test", routes={"Deliver": "/deliver"}),
-    )
-    await engine.register({"m": machine})
-    engine.set_timer(lambda _id, _due: None)
-    return engine
+    return await stepped_engine(store, caller, definition, clock)
 
 
 async def _run_attempts(engine: Engine, clock: Clock, execution_id: int, attempts: int) -> None:
