@@ -140,6 +140,15 @@ class StatesRuntimeError(StateError):
     error = STATES_RUNTIME
 
 
+class MapRunNotStarted(StatesRuntimeError):
+    """A DISTRIBUTED Map state's run could not start (its tolerated failures could not be
+    read): AWS records the state's MapStateStarted, of `items` items, before the failure."""
+
+    def __init__(self, message: str, items: int) -> None:
+        super().__init__(message)
+        self.items = items
+
+
 class PathError(StatesRuntimeError):
     """A path has no results."""
 

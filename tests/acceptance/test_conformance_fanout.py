@@ -39,18 +39,6 @@ KNOWN_HISTORY_DIFFERENCES = {
         "AWS interleaves concurrent branches (every PassStateEntered before any "
         "PassStateExited); stepd records each branch's steps together, in branch order"
     ),
-    **dict.fromkeys(
-        [
-            "test_map_state_config_distributed_reentrant",
-            "test_map_state_label",
-            "test_map_state_legacy_config_distributed",
-            "test_map_state_nested_config_distributed",
-            "test_map_state_tolerated_failure_values[count_literal]",
-            "test_map_state_tolerated_failure_values[percentage_literal]",
-        ],
-        "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
-        "MapRunStarted/MapRunSucceeded (child executions)",
-    ),
 }
 
 

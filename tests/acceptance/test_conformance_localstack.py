@@ -85,11 +85,6 @@ LAMBDA_INVOKE: Final = "arn:aws:states:::lambda:invoke"
 # Cases stepd does not end as AWS recorded, and why.
 KNOWN_DIFFERENCES: dict[str, str] = {}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
-_DISTRIBUTED = (
-    "a DISTRIBUTED Map runs inline in stepd: MapIteration events, not a Map Run's "
-    "MapRunStarted/MapRunSucceeded (child executions); its count fields are read before "
-    "MapStateStarted"
-)
 _INTERLEAVED = (
     "AWS interleaves the events of concurrent branches or iterations; stepd records each "
     "one's steps together, in order"
@@ -99,32 +94,6 @@ _RECORDING_TRANSFORMED = (
     "drops the inner branches' events"
 )
 KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_item_selector",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_item_selector_parameters",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_items_path_from_previous",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_distributed_parameters",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_config_inline_item_selector",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_legacy_config_distributed_item_selector",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_legacy_config_distributed_parameters",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[-1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[0]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[NoNumber]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_count_path[tolerated_failure_count_value0]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1.1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[-1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[0]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1.1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100.1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[100]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[1]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[NoNumber]",
-            "scenarios_test_base_scenarios::BaseScenarios::test_map_state_tolerated_failure_percentage_path[tolerated_failure_percentage_value0]",
-        ],
-        _DISTRIBUTED,
-    ),
     **dict.fromkeys(
         [
             "scenarios_test_base_scenarios::BaseScenarios::test_parallel_state[PARALLEL_STATE]",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -9,6 +11,7 @@ from stepd.errors import InvalidToken, ValidationException
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_PAGE = 1000
+MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
 
 
 def string(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
@@ -87,3 +90,30 @@ def page_token(body: dict[str, Any]) -> None:
     integer(body, "maxResults", default=MAX_PAGE, maximum=MAX_PAGE)
     if token is not None:
         raise InvalidToken(f"Invalid Token: '{token[:64]}'")
+
+
+def page_token_for(value: int, scope: str) -> str:
+    """A page token: where the next page starts, and the request it belongs to (`scope`)."""
+    return base64.urlsafe_b64encode(f"stepd:{value}:{_scope(scope)}".encode()).decode()
+
+
+def page_start(token: str | None, scope: str) -> int | None:
+    """Where the page a token names starts; InvalidToken for a token that is not ours or was
+    given by another request (another execution, machine, filter or order)."""
+    if token is None:
+        return None
+    prefix, number, given = "", "", ""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        prefix, number, given = [*text.split(":"), "", ""][:3]
+        value = int(number)
+    except ValueError:
+        value = None
+    in_scope = given in ("", _scope(scope))  # "": a token from before tokens named a request
+    if prefix != "stepd" or value is None or not 0 < value < MAX_TOKEN_VALUE or not in_scope:
+        raise InvalidToken(f"Invalid Token: '{token[:64]}'")
+    return value
+
+
+def _scope(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

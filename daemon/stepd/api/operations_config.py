@@ -2,8 +2,8 @@
 
 Machines come from the config file, so creating, updating and deleting them (and their
 versions and aliases) is refused with a ValidationException that says how to add one. What
-can only be read answers truthfully: a machine has no versions or aliases, an execution has no
-map runs (stepd runs every Map inline). Activities and tags have modules of their own.
+can only be read answers truthfully: a machine has no versions or aliases. Activities, tags
+and map runs have modules of their own.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Final
 from stepd.api import fields
 from stepd.engine.arns import Arns
 from stepd.errors import (
-    ExecutionDoesNotExist,
     InvalidArn,
     ResourceNotFound,
     ValidationException,
@@ -62,9 +61,6 @@ class ConfigOperations:
             "ListStateMachineVersions": self.list_state_machine_versions,
             "ListStateMachineAliases": self.list_state_machine_aliases,
             "DescribeStateMachineAlias": self.describe_state_machine_alias,
-            "ListMapRuns": self.list_map_runs,
-            "DescribeMapRun": self.no_map_run,
-            "UpdateMapRun": self.no_map_run,
         }
 
     @staticmethod
@@ -93,22 +89,4 @@ class ConfigOperations:
             raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
         raise ResourceNotFound(
             f"Resource not found: '{arn[:256]}' (stepd's state machines have no aliases)"
-        )
-
-    # -- map runs ----------------------------------------------------------------------------
-
-    async def list_map_runs(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = fields.required_string(body, "executionArn")
-        if await self._execution(arn) is None:
-            raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn[:256]}'")
-        fields.page_token(body)
-        return {"mapRuns": []}
-
-    async def no_map_run(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = fields.required_string(body, "mapRunArn")
-        if not arn.startswith("arn:aws:states:") or ":mapRun:" not in arn:
-            raise InvalidArn(f"Invalid Arn: '{arn[:256]}'")
-        raise ResourceNotFound(
-            f"Resource not found: '{arn[:256]}' (stepd runs every Map state inline: there are "
-            "no map runs)"
         )

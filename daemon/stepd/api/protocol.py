@@ -6,8 +6,6 @@ Errors are raised as ApiError subclasses; the server shapes them as AWS does.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import time
@@ -15,12 +13,16 @@ import uuid
 from typing import Any
 
 from stepd.api.fields import MAX_PAGE, Handler, choice, string
+from stepd.api.fields import page_start as _untoken
+from stepd.api.fields import page_token_for as _token
 from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
+from stepd.api.operations_map_runs import MapRunOperations, visible_history
 from stepd.api.operations_stepd import TARGET_PREFIX as STEPD_PREFIX
 from stepd.api.operations_stepd import StepdOperations
 from stepd.api.operations_tags import TagOperations
+from stepd.engine import history
 from stepd.engine.arns import ROLE_ARN, Arns
 from stepd.engine.executor import Engine
 from stepd.engine.express import express_arn, run_sync, sync_answer
@@ -33,7 +35,6 @@ from stepd.errors import (
     InvalidExecutionInput,
     InvalidName,
     InvalidOutput,
-    InvalidToken,
     ResourceNotFound,
     SerializationException,
     StateMachineDoesNotExist,
@@ -49,7 +50,6 @@ REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}
 MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
-MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
 MAX_ARN = 256  # AWS: an ARN member is 1 to 256 characters
 MAX_TRACE_HEADER = 256
 INCLUDED_DATA = ("ALL_DATA", "METADATA_ONLY")
@@ -76,33 +76,6 @@ def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ValidationException(f"'{key}' must be a boolean")
     return value
-
-
-def _token(value: int, scope: str) -> str:
-    """A page token: where the next page starts, and the request it belongs to (`scope`)."""
-    return base64.urlsafe_b64encode(f"stepd:{value}:{_scope(scope)}".encode()).decode()
-
-
-def _untoken(token: str | None, scope: str) -> int | None:
-    """Where the page a token names starts; InvalidToken for a token that is not ours or was
-    given by another request (another execution, machine, filter or order)."""
-    if token is None:
-        return None
-    prefix, number, given = "", "", ""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        prefix, number, given = [*text.split(":"), "", ""][:3]
-        value = int(number)
-    except ValueError:
-        value = None
-    in_scope = given in ("", _scope(scope))  # "": a token from before tokens named a request
-    if prefix != "stepd" or value is None or not 0 < value < MAX_TOKEN_VALUE or not in_scope:
-        raise InvalidToken(f"Invalid Token: '{token[:64]}'")
-    return value
-
-
-def _scope(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _arn(body: dict[str, Any], key: str) -> str:
@@ -206,6 +179,9 @@ class Operations:
         }
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
+        self.handlers.update(
+            MapRunOperations(engine.arns, engine.find_execution, self.engine.history).handlers()
+        )
         self.stepd = StepdOperations(engine)
         self.handlers.update(ActivityOperations(engine.activities, engine.tags).handlers())
         self.handlers.update(TagOperations(engine).handlers())
@@ -392,8 +368,11 @@ class Operations:
         map_run_arn = string(body, "mapRunArn")
         if machine_arn is not None and map_run_arn is not None:
             raise ValidationException("Specify either 'stateMachineArn' or 'mapRunArn', not both")
-        if map_run_arn is not None:  # stepd runs no Distributed Map, so there is no map run
-            raise ResourceNotFound(f"Resource not found: '{map_run_arn[:MAX_ARN]}'")
+        if map_run_arn is not None:  # a Map Run's children are not executions of their own
+            raise ResourceNotFound(
+                f"Resource not found: '{map_run_arn[:MAX_ARN]}' (stepd runs a Map Run's "
+                "children inside its execution: DescribeMapRun counts them)"
+            )
         machine = None
         if machine_arn is not None:
             machine = self._machine(machine_arn)
@@ -428,7 +407,8 @@ class Operations:
         reverse = _bool(body, "reverseOrder", default=False)
         include_data = _bool(body, "includeExecutionData", default=True)
         scope = f"history {execution.id} {execution.uid} {reverse}"
-        events = await self.engine.history(
+        events = await visible_history(
+            self.engine.history,
             execution.id,
             reverse=reverse,
             limit=limit + 1,
@@ -501,7 +481,7 @@ def _event(event: Event, *, include_data: bool) -> dict[str, Any]:
         "id": event.id,
         "previousEventId": event.previous_id,
     }
-    for key, details in event.details.items():
+    for key, details in history.shown(event.details).items():
         if include_data or not isinstance(details, dict):
             shaped[key] = details
         else:

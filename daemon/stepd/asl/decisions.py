@@ -109,10 +109,12 @@ class Succeed:
 @quick_init
 @dataclass(frozen=True, kw_only=True)
 class Fail:
-    """The execution fails. `States.Runtime` is never caught."""
+    """The execution fails. `States.Runtime` is never caught. `map_items`: a DISTRIBUTED Map
+    whose run could not start, with this many items (its MapStateStarted comes first)."""
 
     error: str
     cause: str | None = None
+    map_items: int | None = None
 
 
 @quick_init

@@ -60,6 +60,7 @@ from stepd.asl.timestamps import parse_literal, parse_timestamp, truncate_to_sec
 from stepd.errors import (
     DefinitionError,
     InvalidTimestampError,
+    MapRunNotStarted,
     PathError,
     QueryEvaluationError,
     ResultPathMatchError,
@@ -109,6 +110,8 @@ def enter(
         if handler is None:
             raise StatesRuntimeError(f"The state type '{kind}' is unknown")
         return handler(state, state_input, ctx, now)
+    except MapRunNotStarted as failure:
+        return Fail(error=failure.error, cause=failure.message, map_items=failure.items)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
 
@@ -129,6 +132,30 @@ def branch(definition: Definition, state_name: str, slot: int) -> Definition:
     if language is not None and "QueryLanguage" not in child:
         return {**child, "QueryLanguage": language}  # nested states default to the machine's
     return child
+
+
+def distributed(definition: Definition, state_name: str) -> bool:
+    """Whether `state_name` is a Map state whose children run in DISTRIBUTED mode (a Map Run:
+    its own history events, the children's apart)."""
+    states = definition.get("States")
+    state = states.get(state_name) if isinstance(states, (dict, Mapping)) else None
+    return (
+        isinstance(state, (dict, Mapping))
+        and state.get("Type") == "Map"
+        and (_runs_distributed(state))
+    )
+
+
+def _runs_distributed(state: State) -> bool:
+    processor = state.get("ItemProcessor", state.get("Iterator"))
+    config = processor.get("ProcessorConfig") if isinstance(processor, Mapping) else None
+    return isinstance(config, Mapping) and config.get("Mode") == "DISTRIBUTED"
+
+
+def map_label(definition: Definition, state_name: str) -> str | None:
+    """The Label of the Map state `state_name`, if it has one."""
+    label = _state(definition, state_name).get("Label")
+    return label if isinstance(label, str) and label else None
 
 
 def map_inputs(  # noqa: PLR0917 - the engine's call, one value per fact
@@ -339,6 +366,24 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
     inputs = _map_inputs(state, items, effective, context, ctx, 0, None)
     concurrency = _count_field(state, "MaxConcurrency", effective, context, default=0)
     limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
+    try:
+        tolerated_count, percentage = _tolerance(state, effective, context)
+    except StatesRuntimeError as failure:
+        if _runs_distributed(state):
+            raise MapRunNotStarted(failure.message, len(inputs)) from failure
+        raise
+    return FanOut(
+        kind="Map",
+        inputs=tuple(inputs),
+        limit=limit,
+        tolerated_count=tolerated_count,
+        tolerated_percentage=percentage,
+    )
+
+
+def _tolerance(state: State, effective: Any, context: Any) -> tuple[int | None, float | None]:
+    """(ToleratedFailureCount, ToleratedFailurePercentage) of a JSONPath Map state, each
+    None when not set."""
     tolerated_count: int | None = None
     if "ToleratedFailureCount" in state or "ToleratedFailureCountPath" in state:
         tolerated_count = _count_field(state, "ToleratedFailureCount", effective, context)
@@ -357,13 +402,7 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         or not 0 <= percentage <= 100
     ):
         raise StatesRuntimeError("ToleratedFailurePercentage must be between 0 and 100.")
-    return FanOut(
-        kind="Map",
-        inputs=tuple(inputs),
-        limit=limit,
-        tolerated_count=tolerated_count,
-        tolerated_percentage=None if percentage is None else float(percentage),
-    )
+    return tolerated_count, None if percentage is None else float(percentage)
 
 
 def _number_text(value: Any) -> Any:

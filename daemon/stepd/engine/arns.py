@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from dataclasses import dataclass
 
 from stepd.errors import InvalidArn, InvalidName
@@ -63,12 +64,42 @@ class Arns:
             raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
         return _check_part(parts[6], arn), _check_part(parts[7], arn)
 
+    @staticmethod
+    def map_run_of(arn: str) -> tuple[str, str, int] | None:
+        """(machine, execution name, id of its MapRunStarted event) of a map run ARN as stepd
+        makes them (`map_run_arn`); None for another map run ARN (AWS's: no run of stepd's).
+        InvalidArn for what is not a map run ARN."""
+        parts = arn.split(":")
+        if len(parts) < 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "mapRun":
+            raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
+        machine, _, label = parts[6].partition("/")
+        if not label or len(parts) != 9 or not parts[8].isdigit():
+            return None
+        return _check_part(machine, arn), _check_part(parts[7], arn), int(parts[8])
+
     def is_ours(self, arn_or_name: str) -> bool:
         """False for an ARN of another region or account: nothing of ours lives there."""
         if not arn_or_name.startswith("arn:"):
             return True
         parts = arn_or_name.split(":")
         return parts[3] == self.region and parts[4] == self.account
+
+
+def map_run_arn(execution_arn: str, label: str | None, event_id: int) -> str:
+    """The ARN of the Map Run an execution started with its MapRunStarted event `event_id`:
+    AWS's `...:mapRun:MACHINE/LABEL:ID`, the Map state's Label or a UUID as LABEL, and as ID
+    the execution's name and the event's id (a Map Run is found from its ARN alone)."""
+    prefix, _, rest = execution_arn.partition(":execution:")
+    machine, _, name = rest.partition(":")
+    part = label or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{execution_arn}#{event_id}"))
+    return f"{prefix}:mapRun:{machine}/{part}:{name}:{event_id}"
+
+
+def map_run_machine_arn(map_run: str) -> str:
+    """The `stateMachineArn` AWS lists a Map Run with: the machine's ARN, then /LABEL."""
+    head, _, _ = map_run.rpartition(":")
+    head, _, _ = head.rpartition(":")
+    return head.replace(":mapRun:", ":stateMachine:", 1)
 
 
 def _shown(text: str) -> str:

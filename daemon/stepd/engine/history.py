@@ -9,6 +9,17 @@ from stepd import jsontext
 from stepd.asl.decisions import JsonText
 
 RESOURCE_TYPE = "http"
+# Keys of stepd's own in an event's details, never shown through the API (`shown`):
+# MAP_RUN_CHILD marks an event of a child of a DISTRIBUTED Map (AWS records those in the
+# child executions, not in the execution's history): {"run": id of the MapRunStarted event,
+# "index": the child's index}; MAP_RUN_ITERATION marks a Map Run's MapIteration events (not
+# shown either) the same way; MAP_RUN_FACTS in MapRunStarted keeps the run's settings, and
+# MAP_RUN_END in MapRunSucceeded and MapRunFailed names the run.
+MAP_RUN_CHILD = "stepdMapRunChild"
+MAP_RUN_ITERATION = "stepdMapRunIteration"
+MAP_RUN_FACTS = "stepdMapRunFacts"
+MAP_RUN_END = "stepdMapRun"
+PRIVATE = frozenset({MAP_RUN_CHILD, MAP_RUN_ITERATION, MAP_RUN_FACTS, MAP_RUN_END})
 MAX_PAYLOAD_CHARS = 262_144  # AWS truncates history payloads beyond 256 KiB
 
 
@@ -235,3 +246,27 @@ def map_iteration(event_type: str, name: str, index: int) -> dict[str, Any]:
     """MapIterationStarted, MapIterationSucceeded, MapIterationFailed."""
     key = event_type[0].lower() + event_type[1:] + "EventDetails"
     return {key: {"name": name, "index": index}}
+
+
+def map_run_started(arn: str, facts: dict[str, Any]) -> dict[str, Any]:
+    return {"mapRunStartedEventDetails": {"mapRunArn": arn}, MAP_RUN_FACTS: facts}
+
+
+def map_run_succeeded(run: int) -> dict[str, Any]:
+    return {MAP_RUN_END: run}
+
+
+def map_run_failed(run: int, error: str | None, cause: str | None) -> dict[str, Any]:
+    return {"mapRunFailedEventDetails": _error_cause(error, cause), MAP_RUN_END: run}
+
+
+def hidden(details: dict[str, Any]) -> bool:
+    """Whether an event with these details is a Map Run's child's (not shown)."""
+    return MAP_RUN_CHILD in details or MAP_RUN_ITERATION in details
+
+
+def shown(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` without stepd's own keys."""
+    if PRIVATE.isdisjoint(details):
+        return details
+    return {k: v for k, v in details.items() if k not in PRIVATE}

@@ -39,7 +39,7 @@ from stepd.asl.failures import (
 )
 from stepd.asl.integrations import is_activity, waits_for_result
 from stepd.engine import history
-from stepd.engine.arns import role_arn
+from stepd.engine.arns import map_run_arn, role_arn
 from stepd.engine.history import dumps
 from stepd.engine.inputs import MAX_INPUT_BYTES
 from stepd.engine.tokens import make_token
@@ -122,6 +122,9 @@ class Step:
     """The transition being built for one execution at instant `now`."""
 
     token: str | None = None  # `$$.Task.Token` of the `.waitForTaskToken` Task being entered
+    # Set for a child of a DISTRIBUTED Map (at any depth): marks every event it adds as its
+    # Map Run's (history.MAP_RUN_CHILD), not shown in the execution's history
+    hidden: dict[str, int] | None = None
 
     def __init__(
         self,
@@ -199,6 +202,8 @@ class Step:
     # -- building blocks -------------------------------------------------------------
 
     def add(self, event_type: str, details: dict[str, Any]) -> int:
+        if self.hidden is not None:
+            details = {**details, history.MAP_RUN_CHILD: self.hidden}
         self.events.append(new_event(event_type, details, self.now))
         return self.last_event_id + len(self.events)
 
@@ -516,7 +521,9 @@ class Step:
                     return
                 self.add(f"{state_type}StateExited", history.state_exited(name, text))
                 self.succeed(output, text)
-            case Fail(error=error, cause=cause):
+            case Fail(error=error, cause=cause, map_items=map_items):
+                if map_items is not None:
+                    self.add("MapStateStarted", history.fanout_started("Map", map_items))
                 if state_type != "Fail":
                     prefixed = error in {STATES_RUNTIME, STATES_QUERY_EVALUATION_ERROR}
                     cause = self._runtime_cause(cause) if prefixed else cause
@@ -587,6 +594,8 @@ class Step:
         kind = decision.kind
         total = len(decision.inputs)
         started = self.add(f"{kind}StateStarted", history.fanout_started(kind, total))
+        if self.distributed:
+            self._map_run_started(decision)
         self.phase = PHASE_FANOUT
         self.due_at = self.now  # the engine looks at it now (and at its children)
         self.pending = Fanout(
@@ -602,6 +611,33 @@ class Step:
             self.children.append(
                 self.start_child(queued) if queued.slot < self.fanout.limit else queued
             )
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the state is a Map state running a Map Run (DISTRIBUTED mode)."""
+        return interpreter.distributed(self.definition, self.state or "")
+
+    def _map_run_started(self, decision: FanOut) -> None:
+        """MapRunStarted, right after MapStateStarted: its ARN names this event."""
+        event_id = self.event_count + 1
+        label = interpreter.map_label(self.definition, self.state or "")
+        facts = {
+            "total": len(decision.inputs),
+            "maxConcurrency": decision.limit,
+            "toleratedFailureCount": decision.tolerated_count or 0,
+            "toleratedFailurePercentage": decision.tolerated_percentage or 0.0,
+        }
+        arn = map_run_arn(self.execution_arn, label, event_id)
+        self.add("MapRunStarted", history.map_run_started(arn, facts))
+
+    def add_iteration(self, event_type: str, slot: int) -> None:
+        """MapIterationStarted, ...Succeeded or ...Failed of the child in `slot`; a Map Run's
+        are its own (its children's records in AWS), not shown in the execution's history."""
+        details = history.map_iteration(event_type, self.state or "", slot)
+        if self.distributed:
+            run = self.fanout.started_event + 1  # its MapRunStarted
+            details[history.MAP_RUN_ITERATION] = {"run": run, "index": slot}
+        self.add(event_type, details)
 
     def _queued(self, first_slot: int, inputs: Sequence[Any]) -> list[Cursor]:
         """The children in slots `first_slot`... with `inputs`, queued."""
@@ -656,10 +692,7 @@ class Step:
         """Start the queued child `queued` (the next slot); the child as started."""
         fan = self.fanout
         if fan.kind == "Map":
-            self.add(
-                "MapIterationStarted",
-                history.map_iteration("MapIterationStarted", self.state or "", queued.slot),
-            )
+            self.add_iteration("MapIterationStarted", queued.slot)
         self.pending = replace(fan, next_slot=queued.slot + 1, running=fan.running + 1)
         return replace(queued, status=RUNNING, due_at=self.now)
 
@@ -685,6 +718,10 @@ class Step:
         never parsed."""
         kind = self.fanout.kind
         if kind == "Map":
+            if self.distributed:
+                self.add(
+                    "MapRunSucceeded", history.map_run_succeeded(self.fanout.started_event + 1)
+                )
             self.add("MapStateSucceeded", {})
         decision: Decision | None
         try:
@@ -709,6 +746,8 @@ class Step:
     def fanout_failed(self, error: str | None, cause: str | None) -> None:
         """A child failed beyond the tolerance: the state's Retry and Catch, with its error."""
         fan = self.fanout
+        if fan.kind == "Map" and self.distributed:
+            self.add("MapRunFailed", history.map_run_failed(fan.started_event + 1, error, cause))
         decision: Decision
         try:
             decision = interpreter.task_failed(

@@ -63,6 +63,7 @@ class Work:
         # (cursor, url, limit) of the calls that wait for their host once this commits
         self.host_waits: list[tuple[str, str, float]] = []
         self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
+        self._runs: dict[str, dict[str, int] | None] = {}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class Work:
     # -- building --------------------------------------------------------------------
 
     def step(self, cursor_id: str) -> Step:
-        return self._make_step(
+        step = self._make_step(
             self.execution,
             self.definition_of(cursor_id),
             self.now,
@@ -129,6 +130,30 @@ class Work:
             events=self.events,
             last_event_id=self.execution.last_event_id,
         )
+        step.hidden = self.map_run_child(cursor_id)
+        return step
+
+    def map_run_child(self, cursor_id: str) -> dict[str, int] | None:
+        """For a cursor below a DISTRIBUTED Map (the outermost one, when they nest): which of
+        its children it is part of ({"run": the id of its MapRunStarted event, "index": the
+        child's slot}); None for the others."""
+        if cursor_id in self._runs:
+            return self._runs[cursor_id]
+        found: dict[str, int] | None = None
+        if cursor_id != ROOT:
+            cursor = self.cursors[cursor_id]
+            parent = self.progress_of(cursor.parent)
+            found = self.map_run_child(cursor.parent)
+            resume = parent.resume
+            fan = parent.fanout or (resume.fanout if resume is not None else None)
+            if (
+                found is None
+                and fan is not None
+                and interpreter.distributed(self.definition_of(cursor.parent), parent.state or "")
+            ):
+                found = {"run": fan.started_event + 1, "index": cursor.slot}
+        self._runs[cursor_id] = found
+        return found
 
     def save(self, cursor_id: str, step: Step) -> None:
         """Keep what `step` did to its cursor (and the children it created)."""
@@ -176,8 +201,9 @@ class Work:
         fan = parent.fanout
         ok = child.status == SUCCEEDED
         if fan.kind == "Map":
-            kind = "MapIterationSucceeded" if ok else "MapIterationFailed"
-            parent.add(kind, history.map_iteration(kind, parent.state or "", child.slot))
+            parent.add_iteration(
+                "MapIterationSucceeded" if ok else "MapIterationFailed", child.slot
+            )
         fan = replace(
             fan,
             running=fan.running - 1,
@@ -186,8 +212,9 @@ class Work:
         )
         parent.pending = fan
         if not ok and not _tolerated(fan):
+            # a Map Run fails with its own error whatever its tolerance (0 by default)
             tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
-            if tolerance:
+            if tolerance or (fan.kind == "Map" and parent.distributed):
                 self.fail_fanout(child.parent, parent, EXCEEDED_ERROR, EXCEEDED_CAUSE)
             else:
                 self.fail_fanout(child.parent, parent, child.error, child.cause)

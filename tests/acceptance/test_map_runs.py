@@ -1,0 +1,292 @@
+"""DISTRIBUTED Map states as boto3 sees them: a Map Run in the execution's history (its
+children's events left out, as AWS records them in child executions), ListMapRuns,
+DescribeMapRun with its counts while it runs and once it ended, and a Map Run's failure as
+AWS reports it. A real `stepd run`, and a SIGKILL in the middle of a run."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.acceptance.test_boto3_api import AMZ_JSON, error_of, execution_arn, machine_arn
+
+LABEL = "fanout"
+ITEMS = [1, 2, 3, 4, 5]
+RUN_HISTORY = [
+    "ExecutionStarted",
+    "MapStateEntered",
+    "MapStateStarted",
+    "MapRunStarted",
+    "MapRunSucceeded",
+    "MapStateSucceeded",
+    "MapStateExited",
+    "ExecutionSucceeded",
+]
+WAIT_SECONDS = 3  # each child of the `napping` run waits this long
+RUNNING_DEADLINE_SECONDS = 20.0
+
+
+def distributed(states: dict[str, Any], *, concurrency: int = 0, **fields: Any) -> dict[str, Any]:
+    """A machine of one DISTRIBUTED Map state over its input, children running `states` (the
+    first one starts)."""
+    return {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Map",
+                "Label": LABEL,
+                "MaxConcurrency": concurrency,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": next(iter(states)),
+                    "States": states,
+                },
+                "End": True,
+                **fields,
+            }
+        },
+    }
+
+
+FAIL_ON_TWO = {
+    "Check": {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Broken"}],
+        "Default": "Fine",
+    },
+    "Broken": {"Type": "Fail", "Error": "Item.Broken", "Cause": "two is broken"},
+    "Fine": {"Type": "Pass", "End": True},
+}
+MACHINES = {
+    "passing": distributed(
+        {"Double": {"Type": "Pass", "Parameters": {"n.$": "$"}, "End": True}}, concurrency=2
+    ),
+    "intolerant": distributed(FAIL_ON_TWO),
+    "tolerant": distributed(FAIL_ON_TWO, ToleratedFailureCount=1),
+    "sleeping": distributed({"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}, concurrency=2),
+    "napping": distributed(
+        {"Nap": {"Type": "Wait", "Seconds": WAIT_SECONDS, "End": True}}, concurrency=2
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, classroom: Any, start_daemon: Any) -> Any:
+    """A daemon serving MACHINES: (its boto3 client, its URL, its folder)."""
+    folder = tmp_path_factory.mktemp("map-runs")
+    machines = []
+    for name, definition in MACHINES.items():
+        path = folder / f"{name}.asl.json"
+        path.write_text(json.dumps(definition), encoding="utf-8")
+        machines.append((name, path, {}))
+    with start_daemon(folder, classroom.base_url, machines) as daemon:
+        yield daemon.client(), daemon.url
+
+
+def _start(sfn: Any, machine: str, name: str, items: list[Any] = ITEMS) -> str:
+    started = sfn.start_execution(
+        stateMachineArn=machine_arn(machine), name=name, input=json.dumps(items)
+    )
+    return str(started["executionArn"])
+
+
+def _types(sfn: Any, arn: str) -> list[str]:
+    return [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
+
+
+def _run_arn(sfn: Any, arn: str) -> str:
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    started = [e for e in events if e["type"] == "MapRunStarted"]
+    assert len(started) == 1, [e["type"] for e in events]
+    return str(started[0]["mapRunStartedEventDetails"]["mapRunArn"])
+
+
+def _running(sfn: Any, run_arn: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    end = time.monotonic() + RUNNING_DEADLINE_SECONDS
+    described: dict[str, Any] = {}
+    while time.monotonic() < end:
+        described = sfn.describe_map_run(mapRunArn=run_arn)
+        if check(described):
+            return described
+        time.sleep(0.2)
+    pytest.fail(f"{run_arn}: {described}")
+
+
+def test_a_distributed_map_shows_its_map_run_and_not_its_childrens_events(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "passing", new_name("run"))
+    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"]) == [{"n": n} for n in ITEMS]
+    assert _types(sfn, arn) == RUN_HISTORY
+    run_arn = _run_arn(sfn, arn)
+    name = arn.rsplit(":", 1)[1]
+    assert run_arn.startswith(f"arn:aws:states:us-east-1:123456789012:mapRun:passing/{LABEL}:")
+    assert name in run_arn
+
+
+def test_history_pages_and_reversed_pages_skip_the_childrens_events(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, url = runs
+    arn = _start(sfn, "passing", new_name("pages"))
+    settle(sfn, arn, {"SUCCEEDED"})
+    for reverse in (False, True):
+        seen: list[str] = []
+        token = None
+        while True:
+            page = sfn.get_execution_history(
+                executionArn=arn,
+                maxResults=3,
+                reverseOrder=reverse,
+                **({"nextToken": token} if token else {}),
+            )
+            assert len(page["events"]) <= 3
+            seen += [e["type"] for e in page["events"]]
+            token = page.get("nextToken")
+            if token is None:
+                break
+        assert seen == (RUN_HISTORY[::-1] if reverse else RUN_HISTORY)
+    raw = httpx.post(
+        f"{url}/",
+        content=json.dumps({"executionArn": arn}).encode(),
+        headers={"Content-Type": AMZ_JSON, "X-Amz-Target": "AWSStepFunctions.GetExecutionHistory"},
+        timeout=30.0,
+    ).json()
+    for event in raw["events"]:
+        assert not [key for key in event if key.startswith("stepd")], event
+
+
+def test_list_and_describe_map_runs_of_a_finished_run(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "passing", new_name("described"))
+    settle(sfn, arn, {"SUCCEEDED"})
+    run_arn = _run_arn(sfn, arn)
+    listed = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+    assert [r["mapRunArn"] for r in listed] == [run_arn]
+    assert listed[0]["executionArn"] == arn
+    assert listed[0]["stateMachineArn"] == f"{machine_arn('passing')}/{LABEL}"
+    assert listed[0]["stopDate"] >= listed[0]["startDate"]
+    described = sfn.describe_map_run(mapRunArn=run_arn)
+    assert described["status"] == "SUCCEEDED"
+    assert described["executionArn"] == arn
+    assert described["maxConcurrency"] == 2
+    counts = described["itemCounts"]
+    assert (counts["total"], counts["succeeded"], counts["failed"]) == (5, 5, 0)
+    assert (counts["pending"], counts["running"], counts["aborted"]) == (0, 0, 0)
+    assert described["executionCounts"] == counts
+
+
+def test_a_failed_child_fails_the_run_with_the_tolerance_error(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "intolerant", new_name("fails"))
+    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    assert described["status"] == "FAILED"
+    assert described["error"] == "States.ExceedToleratedFailureThreshold"
+    types = _types(sfn, arn)
+    assert types[:4] == RUN_HISTORY[:4]
+    assert types[4:] == ["MapRunFailed", "MapStateFailed", "ExecutionFailed"]
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    failed = next(e for e in events if e["type"] == "MapRunFailed")["mapRunFailedEventDetails"]
+    assert failed["error"] == "States.ExceedToleratedFailureThreshold"
+    run = sfn.describe_map_run(mapRunArn=_run_arn(sfn, arn))
+    assert run["status"] == "FAILED"
+    assert run["itemCounts"]["failed"] == 1
+
+
+def test_a_tolerated_failure_leaves_the_run_succeeded(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "tolerant", new_name("tolerated"))
+    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    assert described["status"] == "SUCCEEDED"
+    output = json.loads(described["output"])
+    assert output[1] == {"Error": "Item.Broken", "Cause": "two is broken"}
+    assert _types(sfn, arn) == RUN_HISTORY
+    run = sfn.describe_map_run(mapRunArn=_run_arn(sfn, arn))
+    assert run["toleratedFailureCount"] == 1
+    counts = run["itemCounts"]
+    assert (counts["succeeded"], counts["failed"], counts["total"]) == (4, 1, 5)
+
+
+def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(
+    runs: Any, new_name: Any, settle: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "sleeping", new_name("sleeps"))
+    end = time.monotonic() + RUNNING_DEADLINE_SECONDS
+    while "MapRunStarted" not in _types(sfn, arn):
+        assert time.monotonic() < end
+        time.sleep(0.2)
+    run_arn = _run_arn(sfn, arn)
+    running = _running(sfn, run_arn, lambda d: d["itemCounts"]["running"] == 2)
+    assert running["status"] == "RUNNING"
+    assert "stopDate" not in running
+    assert (running["itemCounts"]["pending"], running["itemCounts"]["total"]) == (3, 5)
+    assert "stopDate" not in sfn.list_map_runs(executionArn=arn)["mapRuns"][0]
+    with pytest.raises(sfn.exceptions.ClientError) as refused:
+        sfn.update_map_run(mapRunArn=run_arn, maxConcurrency=5)
+    assert error_of(refused)[0] == "ValidationException"
+    sfn.stop_execution(executionArn=arn)
+    settle(sfn, arn, {"ABORTED"})
+    aborted = sfn.describe_map_run(mapRunArn=run_arn)
+    assert aborted["status"] == "ABORTED"
+    assert (aborted["itemCounts"]["aborted"], aborted["itemCounts"]["running"]) == (2, 0)
+    assert "stopDate" in aborted
+
+
+def test_unknown_and_malformed_map_runs_are_refused(runs: Any, settle: Any, new_name: Any) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "passing", new_name("unknown"))
+    settle(sfn, arn, {"SUCCEEDED"})
+    run_arn = _run_arn(sfn, arn)
+    head, _, event = run_arn.rpartition(":")
+    for wrong in (f"{head}:{int(event) + 1}", run_arn.replace(":passing/", ":tolerant/")):
+        with pytest.raises(sfn.exceptions.ResourceNotFound):
+            sfn.describe_map_run(mapRunArn=wrong)
+    with pytest.raises(sfn.exceptions.InvalidArn):
+        sfn.describe_map_run(mapRunArn="arn:aws:states:us-east-1:123456789012:mapRun:nothing")
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.list_map_runs(executionArn=execution_arn("passing", "never-started"))
+
+
+def test_a_map_run_killed_midway_finishes_after_a_restart_with_its_history_as_aws_shows_it(
+    tmp_path: Path, classroom: Any, start_daemon: Any, settle: Any
+) -> None:
+    """SIGKILL while the run's children wait; after a restart the run finishes, and its
+    history and counts are those of an uninterrupted run."""
+    path = tmp_path / "napping.asl.json"
+    path.write_text(json.dumps(MACHINES["napping"]), encoding="utf-8")
+    machines = [("napping", path, {})]
+    with start_daemon(tmp_path, classroom.base_url, machines) as daemon:
+        sfn = daemon.client()
+        arn = _start(sfn, "napping", "killed")
+        run_arn = ""
+        end = time.monotonic() + RUNNING_DEADLINE_SECONDS
+        while not run_arn:
+            assert time.monotonic() < end
+            if "MapRunStarted" in _types(sfn, arn):
+                run_arn = _run_arn(sfn, arn)
+            time.sleep(0.2)
+        _running(sfn, run_arn, lambda d: d["itemCounts"]["running"] == 2)
+        daemon.process.kill()
+        daemon.process.wait()
+    with start_daemon(tmp_path, classroom.base_url, machines) as daemon:
+        sfn = daemon.client()
+        described = settle(sfn, arn, {"SUCCEEDED", "FAILED"}, deadline=60.0)
+        assert described["status"] == "SUCCEEDED"
+        assert _types(sfn, arn) == RUN_HISTORY
+        counts = sfn.describe_map_run(mapRunArn=run_arn)["itemCounts"]
+        assert (counts["succeeded"], counts["total"], counts["running"]) == (5, 5, 0)
