@@ -62,12 +62,32 @@ FAIL_ON_TWO = {
     "Broken": {"Type": "Fail", "Error": "Item.Broken", "Cause": "two is broken"},
     "Fine": {"Type": "Pass", "End": True},
 }
+# item 2 matches no rule (States.NoChoiceMatched) until the execution is redriven: a redrive
+# enters the failed state again
+FAIL_ON_TWO_ONCE = {
+    "Check": {
+        "Type": "Choice",
+        "Choices": [
+            {
+                "Not": {
+                    "And": [
+                        {"Variable": "$", "NumericEquals": 2},
+                        {"Variable": "$$.Execution.RedriveCount", "NumericEquals": 0},
+                    ]
+                },
+                "Next": "Fine",
+            }
+        ],
+    },
+    "Fine": {"Type": "Pass", "End": True},
+}
 MACHINES = {
     "passing": distributed(
         {"Double": {"Type": "Pass", "Parameters": {"n.$": "$"}, "End": True}}, concurrency=2
     ),
     "intolerant": distributed(FAIL_ON_TWO),
     "tolerant": distributed(FAIL_ON_TWO, ToleratedFailureCount=1),
+    "mended": distributed(FAIL_ON_TWO_ONCE),
     "sleeping": distributed({"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}, concurrency=2),
     "napping": distributed(
         {"Nap": {"Type": "Wait", "Seconds": WAIT_SECONDS, "End": True}}, concurrency=2
@@ -219,6 +239,34 @@ def test_a_tolerated_failure_leaves_the_run_succeeded(
     assert run["toleratedFailureCount"] == 1
     counts = run["itemCounts"]
     assert (counts["succeeded"], counts["failed"], counts["total"]) == (4, 1, 5)
+
+
+def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_name: Any) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "mended", new_name("redriven"))
+    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "FAILED"
+    run_arn = _run_arn(sfn, arn)
+    assert sfn.describe_map_run(mapRunArn=run_arn)["status"] == "FAILED"
+    sfn.redrive_execution(executionArn=arn)
+    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
+    assert _types(sfn, arn) == [
+        *RUN_HISTORY[:4],
+        "MapRunFailed",
+        "MapStateFailed",
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "MapRunRedriven",
+        *RUN_HISTORY[4:],
+    ]
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    redriven = next(e for e in events if e["type"] == "MapRunRedriven")
+    assert redriven["mapRunRedrivenEventDetails"] == {"mapRunArn": run_arn, "redriveCount": 1}
+    run = sfn.describe_map_run(mapRunArn=run_arn)
+    assert (run["status"], run["redriveCount"]) == ("SUCCEEDED", 1)
+    assert "redriveDate" in run
+    counts = run["itemCounts"]
+    assert (counts["succeeded"], counts["failed"], counts["total"]) == (5, 0, 5)
+    assert [r["mapRunArn"] for r in sfn.list_map_runs(executionArn=arn)["mapRuns"]] == [run_arn]
 
 
 def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(

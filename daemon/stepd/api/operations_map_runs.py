@@ -48,6 +48,24 @@ class MapRun:
     status: str = RUNNING
     stop_date: float | None = None
     children: dict[int, str] = field(default_factory=dict)  # index -> its last iteration event
+    redrive_count: int = 0
+    redrive_date: float | None = None
+
+    def record(self, event: Event) -> None:
+        """Take in one of the run's events after its MapRunStarted."""
+        if event.type in ENDS:
+            self.status, self.stop_date = ENDS[event.type], event.ts
+        elif event.type == "MapRunRedriven":  # its children that did not succeed run again
+            self.status, self.stop_date = RUNNING, None
+            self.children = {
+                index: last if last == "MapIterationSucceeded" else "MapIterationStarted"
+                for index, last in self.children.items()
+            }
+            self.redrive_count += 1
+            self.redrive_date = event.ts
+        elif event.type.startswith("MapIteration"):
+            own = event.details[history.MAP_RUN_ITERATION]
+            self.children[int(own["index"])] = event.type
 
     def counts(self) -> dict[str, int]:
         """AWS's MapRunItemCounts (and MapRunExecutionCounts: one child execution an item)."""
@@ -87,27 +105,31 @@ def map_runs(events: Sequence[Event], execution: Execution) -> list[MapRun]:
     """The execution's Map Runs, in the order they started, read from its events."""
     runs: dict[int, MapRun] = {}
     for event in events:
-        details = event.details
         if event.type == "MapRunStarted":
-            started = details.get("mapRunStartedEventDetails") or {}
+            started = event.details.get("mapRunStartedEventDetails") or {}
             runs[event.id] = MapRun(
                 arn=str(started.get("mapRunArn", "")),
                 event_id=event.id,
                 start_date=event.ts,
-                facts=dict(details.get(history.MAP_RUN_FACTS) or {}),
+                facts=dict(event.details.get(history.MAP_RUN_FACTS) or {}),
             )
-        elif event.type in ENDS:
-            run = runs.get(details.get(history.MAP_RUN_END, -1))
-            if run is not None:
-                run.status, run.stop_date = ENDS[event.type], event.ts
-        elif event.type.startswith("MapIteration"):
-            own = details.get(history.MAP_RUN_ITERATION)
-            if isinstance(own, dict) and own.get("run") in runs:
-                runs[own["run"]].children[int(own["index"])] = event.type
+            continue
+        run = runs.get(_run_named(event))
+        if run is not None:
+            run.record(event)
     for run in runs.values():  # the execution closed while the run ran: it was aborted
         if run.status == RUNNING and execution.status != RUNNING:
             run.status, run.stop_date = "ABORTED", execution.stop_date
     return list(runs.values())
+
+
+def _run_named(event: Event) -> int:
+    """The id of the MapRunStarted of the run an event is about (-1: none)."""
+    details = event.details
+    if event.type.startswith("MapIteration"):
+        own = details.get(history.MAP_RUN_ITERATION)
+        return int(own.get("run", -1)) if isinstance(own, dict) else -1
+    return int(details.get(history.MAP_RUN_END, -1))
 
 
 class MapRunOperations:
@@ -165,7 +187,8 @@ class MapRunOperations:
             "toleratedFailureCount": int(run.facts.get("toleratedFailureCount", 0)),
             "itemCounts": run.counts(),
             "executionCounts": run.counts(),
-            "redriveCount": 0,
+            "redriveCount": run.redrive_count,
+            **({} if run.redrive_date is None else {"redriveDate": run.redrive_date}),
         }
 
     async def update_map_run(self, body: dict[str, Any]) -> dict[str, Any]:

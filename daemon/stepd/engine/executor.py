@@ -16,7 +16,7 @@ import random as _random
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from types import MappingProxyType
@@ -617,11 +617,15 @@ class Engine:
 
             progress, cursors = await revive(execution.progress, ROOT, children_of, now)
             count = execution.redrive_count + 1
+            runs = await self._map_runs_redriven(execution.id, [progress, *cursors], count, now)
             redriven = await self._store.commit(
                 Transition(
                     base=execution,
                     progress=progress,
-                    events=(_event("ExecutionRedriven", history.execution_redriven(count), now),),
+                    events=(
+                        _event("ExecutionRedriven", history.execution_redriven(count), now),
+                        *runs,
+                    ),
                     cursors=tuple(cursors),
                     redrive=Redrive(count=count, date=now, token=client_token),
                 )
@@ -637,6 +641,23 @@ class Engine:
                 )
                 self._schedule(redriven)
                 return redriven
+
+    async def _map_runs_redriven(
+        self, execution_id: int, revived: Sequence[Progress], count: int, now: float
+    ) -> list[NewEvent]:
+        """MapRunRedriven for each Map Run a redrive takes up again (a revived Map state whose
+        fan-out started one: its MapRunStarted follows its MapStateStarted)."""
+        events: list[NewEvent] = []
+        for fan in (p.fanout for p in revived):
+            if fan is None or fan.kind != "Map":
+                continue
+            found = await self._store.history(
+                execution_id, reverse=False, limit=1, after=fan.started_event
+            )
+            if found and found[0].type == "MapRunStarted":
+                details = history.map_run_redriven(found[0].id, found[0].details, count)
+                events.append(_event("MapRunRedriven", details, now))
+        return events
 
     # -- callbacks (.waitForTaskToken) -------------------------------------------------
 

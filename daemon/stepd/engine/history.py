@@ -260,6 +260,19 @@ def map_run_failed(run: int, error: str | None, cause: str | None) -> dict[str, 
     return {"mapRunFailedEventDetails": _error_cause(error, cause), MAP_RUN_END: run}
 
 
+def map_run_redriven(run: int, started: dict[str, Any], count: int) -> dict[str, Any]:
+    """MapRunRedriven of the run whose MapRunStarted had the id `run` and the details
+    `started` (a run below another one stays out of sight as its MapRunStarted does)."""
+    arn = (started.get("mapRunStartedEventDetails") or {}).get("mapRunArn")
+    details: dict[str, Any] = {
+        "mapRunRedrivenEventDetails": {"mapRunArn": arn, "redriveCount": count},
+        MAP_RUN_END: run,
+    }
+    if MAP_RUN_CHILD in started:
+        details[MAP_RUN_CHILD] = started[MAP_RUN_CHILD]
+    return details
+
+
 def hidden(details: dict[str, Any]) -> bool:
     """Whether an event with these details is a Map Run's child's (not shown)."""
     return MAP_RUN_CHILD in details or MAP_RUN_ITERATION in details
