@@ -81,6 +81,29 @@ FAIL_ON_TWO_ONCE = {
     },
     "Fine": {"Type": "Pass", "End": True},
 }
+ABANDONED = {
+    "StartAt": "Both",
+    "States": {
+        "Both": {
+            "Type": "Parallel",
+            "Branches": [
+                distributed({"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}, concurrency=2),
+                {
+                    "StartAt": "Moment",
+                    "States": {
+                        "Moment": {"Type": "Wait", "Seconds": 1, "Next": "Give up"},
+                        "Give up": {"Type": "Fail", "Error": "Gave.Up"},
+                    },
+                },
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done"}],
+            "End": True,
+        },
+        "Done": {"Type": "Pass", "End": True},
+    },
+}
+ODDLY_LABELLED = distributed({"Keep": {"Type": "Pass", "End": True}}, concurrency=100)
+ODDLY_LABELLED["States"]["Fan"]["Label"] = "odd: label"
 MACHINES = {
     "passing": distributed(
         {"Double": {"Type": "Pass", "Parameters": {"n.$": "$"}, "End": True}}, concurrency=2
@@ -88,6 +111,8 @@ MACHINES = {
     "intolerant": distributed(FAIL_ON_TWO),
     "tolerant": distributed(FAIL_ON_TWO, ToleratedFailureCount=1),
     "mended": distributed(FAIL_ON_TWO_ONCE),
+    "abandoned": ABANDONED,
+    "oddly": ODDLY_LABELLED,
     "sleeping": distributed({"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}, concurrency=2),
     "napping": distributed(
         {"Nap": {"Type": "Wait", "Seconds": WAIT_SECONDS, "End": True}}, concurrency=2
@@ -145,7 +170,10 @@ def test_a_distributed_map_shows_its_map_run_and_not_its_childrens_events(
     described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"]) == [{"n": n} for n in ITEMS]
-    assert _types(sfn, arn) == RUN_HISTORY
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    assert [e["type"] for e in events] == RUN_HISTORY
+    assert [e["id"] for e in events] == list(range(1, len(RUN_HISTORY) + 1))
+    assert [e["previousEventId"] for e in events] == list(range(len(RUN_HISTORY)))
     run_arn = _run_arn(sfn, arn)
     name = arn.rsplit(":", 1)[1]
     assert run_arn.startswith(f"arn:aws:states:us-east-1:123456789012:mapRun:passing/{LABEL}:")
@@ -338,3 +366,108 @@ def test_a_map_run_killed_midway_finishes_after_a_restart_with_its_history_as_aw
         assert _types(sfn, arn) == RUN_HISTORY
         counts = sfn.describe_map_run(mapRunArn=run_arn)["itemCounts"]
         assert (counts["succeeded"], counts["total"], counts["running"]) == (5, 5, 0)
+
+
+def test_a_map_runs_children_are_listed_and_described_as_child_executions(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "intolerant", new_name("children"))
+    settle(sfn, arn, {"FAILED"})
+    run_arn = _run_arn(sfn, arn)
+    listed: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = sfn.list_executions(
+            mapRunArn=run_arn, maxResults=2, **({"nextToken": token} if token else {})
+        )
+        listed += page["executions"]
+        token = page.get("nextToken")
+        if token is None:
+            break
+    assert {c["mapRunArn"] for c in listed} == {run_arn}
+    assert {c["stateMachineArn"] for c in listed} == {f"{machine_arn('intolerant')}/{LABEL}"}
+    assert len({c["executionArn"] for c in listed}) == len(listed) >= 2
+    failed = sfn.list_executions(mapRunArn=run_arn, statusFilter="FAILED")["executions"]
+    assert len(failed) == 1
+    child = sfn.describe_execution(executionArn=failed[0]["executionArn"])
+    assert (child["status"], child["input"]) == ("FAILED", "2")
+    assert (child["error"], child["cause"]) == ("Item.Broken", "two is broken")
+    assert child["mapRunArn"] == run_arn
+    assert _types(sfn, child["executionArn"]) == [
+        "ExecutionStarted",
+        "ChoiceStateEntered",
+        "ChoiceStateExited",
+        "FailStateEntered",
+        "ExecutionFailed",
+    ]
+    with pytest.raises(sfn.exceptions.ClientError) as refused:
+        sfn.stop_execution(executionArn=child["executionArn"])
+    assert error_of(refused)[0] == "ValidationException"
+
+
+def test_a_succeeded_child_has_its_input_output_and_history(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "passing", new_name("child"))
+    settle(sfn, arn, {"SUCCEEDED"})
+    children = sfn.list_executions(mapRunArn=_run_arn(sfn, arn))["executions"]
+    assert [c["status"] for c in children] == ["SUCCEEDED"] * len(ITEMS)
+    assert all(c["stopDate"] >= c["startDate"] for c in children)
+    described = [sfn.describe_execution(executionArn=c["executionArn"]) for c in children]
+    assert sorted(json.loads(d["input"]) for d in described) == ITEMS
+    assert all(json.loads(d["output"]) == {"n": json.loads(d["input"])} for d in described)
+    history = sfn.get_execution_history(executionArn=children[0]["executionArn"])["events"]
+    assert [e["type"] for e in history] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert [e["id"] for e in history] == [1, 2, 3, 4]
+    assert [e["previousEventId"] for e in history] == [0, 1, 2, 3]
+    reverse = sfn.get_execution_history(
+        executionArn=children[0]["executionArn"], reverseOrder=True, maxResults=3
+    )
+    assert [e["id"] for e in reverse["events"]] == [4, 3, 2]
+    rest = sfn.get_execution_history(
+        executionArn=children[0]["executionArn"],
+        reverseOrder=True,
+        maxResults=3,
+        nextToken=reverse["nextToken"],
+    )
+    assert [e["id"] for e in rest["events"]] == [1]
+    assert "nextToken" not in rest
+    missing = children[0]["executionArn"].rsplit("-", 1)[0] + "-99"
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_execution(executionArn=missing)
+
+
+def test_a_run_abandoned_by_its_parallel_state_is_aborted_then(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "abandoned", new_name("abandoned"))
+    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
+    assert "MapRunAborted" in _types(sfn, arn)
+    run = sfn.describe_map_run(mapRunArn=_run_arn(sfn, arn))
+    assert run["status"] == "ABORTED"
+    assert "stopDate" in run
+    counts = run["itemCounts"]
+    assert (counts["running"], counts["aborted"], counts["succeeded"]) == (0, 2, 0)
+
+
+def test_a_label_aws_would_refuse_gives_a_run_that_can_be_found(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "oddly", new_name("oddly"))
+    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
+    run_arn = _run_arn(sfn, arn)
+    assert "odd: label" not in run_arn
+    assert run_arn.split(":")[6].startswith("oddly/")
+    run = sfn.describe_map_run(mapRunArn=run_arn)
+    assert (run["status"], run["maxConcurrency"]) == ("SUCCEEDED", 100)
+    children = sfn.list_executions(mapRunArn=run_arn)["executions"]
+    assert len(children) == len(ITEMS)

@@ -1,145 +1,60 @@
-"""The Map Runs of DISTRIBUTED Map states: ListMapRuns, DescribeMapRun, UpdateMapRun, and what
-GetExecutionHistory shows of them.
-
-stepd runs a Map Run's children inside its execution, as cursors, and records their events in
-the execution's history marked as the run's (stepd.engine.history.MAP_RUN_CHILD): AWS records
-them in the child executions, so GetExecutionHistory leaves them out and shows the run as AWS
-does (MapRunStarted, then MapRunSucceeded or MapRunFailed). A Map Run is read from those events:
-its MapRunStarted (its ARN names the execution and the event, `stepd.engine.arns.map_run_arn`)
-and its children's MapIteration events give DescribeMapRun's status and counts.
+"""ListMapRuns, DescribeMapRun, UpdateMapRun, and a Map Run's child executions: ListExecutions
+of a map run, DescribeExecution and GetExecutionHistory of a child (stepd.api.map_runs reads
+them from the parent execution's history).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from stepd.api import fields
-from stepd.engine import history
-from stepd.engine.arns import Arns, map_run_machine_arn
-from stepd.errors import ExecutionDoesNotExist, ResourceNotFound, ValidationException
-from stepd.store.records import RUNNING, Event, Execution
+from stepd.api.map_runs import Child, MapRun, map_runs, runs_distributed, shown_history
+from stepd.engine.arns import child_execution_arn, map_run_machine_arn
+from stepd.engine.executor import Engine
+from stepd.engine.redrive import NOT_REDRIVABLE
+from stepd.errors import (
+    ExecutionDoesNotExist,
+    ResourceNotFound,
+    StoreError,
+    ValidationException,
+)
+from stepd.store.records import RUNNING, STATUSES, Event, Execution
 
 MAX_ARN: Final = 2000  # AWS's LongArn
 DEFAULT_PAGE: Final = 100
 HISTORY_BATCH: Final = 1000
-ENDS: Final = {"MapRunSucceeded": "SUCCEEDED", "MapRunFailed": "FAILED"}
-
-FindExecution = Callable[[str, str], Awaitable[Execution | None]]
-
-
-class ReadHistory(Protocol):
-    """The store's events of an execution (stepd.engine.executor.Engine.history)."""
-
-    async def __call__(
-        self, execution_id: int, *, reverse: bool, limit: int, after: int | None
-    ) -> list[Event]: ...
-
-
-@dataclass
-class MapRun:
-    """One Map Run as its events tell it."""
-
-    arn: str
-    event_id: int  # its MapRunStarted
-    start_date: float
-    facts: dict[str, Any]
-    status: str = RUNNING
-    stop_date: float | None = None
-    children: dict[int, str] = field(default_factory=dict)  # index -> its last iteration event
-    redrive_count: int = 0
-    redrive_date: float | None = None
-
-    def record(self, event: Event) -> None:
-        """Take in one of the run's events after its MapRunStarted."""
-        if event.type in ENDS:
-            self.status, self.stop_date = ENDS[event.type], event.ts
-        elif event.type == "MapRunRedriven":  # its children that did not succeed run again
-            self.status, self.stop_date = RUNNING, None
-            self.children = {
-                index: last if last == "MapIterationSucceeded" else "MapIterationStarted"
-                for index, last in self.children.items()
-            }
-            self.redrive_count += 1
-            self.redrive_date = event.ts
-        elif event.type.startswith("MapIteration"):
-            own = event.details[history.MAP_RUN_ITERATION]
-            self.children[int(own["index"])] = event.type
-
-    def counts(self) -> dict[str, int]:
-        """AWS's MapRunItemCounts (and MapRunExecutionCounts: one child execution an item)."""
-        last = list(self.children.values())
-        running = last.count("MapIterationStarted")
-        aborted = running if self.status != RUNNING else 0
-        total = int(self.facts.get("total", len(last)))
-        return {
-            "pending": max(0, total - len(last)) if self.status == RUNNING else 0,
-            "running": running - aborted,
-            "succeeded": last.count("MapIterationSucceeded"),
-            "failed": last.count("MapIterationFailed"),
-            "timedOut": 0,
-            "aborted": aborted,
-            "total": total,
-            "resultsWritten": 0,
-            "failuresNotRedrivable": 0,
-            "pendingRedrive": 0,
-        }
-
-
-async def visible_history(
-    read: ReadHistory, execution_id: int, *, reverse: bool, limit: int, after: int | None
-) -> list[Event]:
-    """Up to `limit` events of the execution as GetExecutionHistory shows them (a Map Run's
-    children's left out), continuing after event id `after`."""
-    shown: list[Event] = []
-    while True:
-        batch = await read(execution_id, reverse=reverse, limit=limit, after=after)
-        shown += [e for e in batch if not history.hidden(e.details)]
-        if len(batch) < limit or len(shown) >= limit:
-            return shown[:limit]
-        after = batch[-1].id
-
-
-def map_runs(events: Sequence[Event], execution: Execution) -> list[MapRun]:
-    """The execution's Map Runs, in the order they started, read from its events."""
-    runs: dict[int, MapRun] = {}
-    for event in events:
-        if event.type == "MapRunStarted":
-            started = event.details.get("mapRunStartedEventDetails") or {}
-            runs[event.id] = MapRun(
-                arn=str(started.get("mapRunArn", "")),
-                event_id=event.id,
-                start_date=event.ts,
-                facts=dict(event.details.get(history.MAP_RUN_FACTS) or {}),
-            )
-            continue
-        run = runs.get(_run_named(event))
-        if run is not None:
-            run.record(event)
-    for run in runs.values():  # the execution closed while the run ran: it was aborted
-        if run.status == RUNNING and execution.status != RUNNING:
-            run.status, run.stop_date = "ABORTED", execution.stop_date
-    return list(runs.values())
-
-
-def _run_named(event: Event) -> int:
-    """The id of the MapRunStarted of the run an event is about (-1: none)."""
-    details = event.details
-    if event.type.startswith("MapIteration"):
-        own = details.get(history.MAP_RUN_ITERATION)
-        return int(own.get("run", -1)) if isinstance(own, dict) else -1
-    return int(details.get(history.MAP_RUN_END, -1))
+CHILD_NOT_REDRIVABLE: Final = "Execution is a child of a Map Run: redrive its parent execution"
 
 
 class MapRunOperations:
     """`find(machine, name)` finds an execution (None if there is none); `read` reads its
     events as the store has them."""
 
-    def __init__(self, arns: Arns, find: FindExecution, read: ReadHistory) -> None:
-        self.arns = arns
-        self._find = find
-        self._read = read
+    def __init__(self, engine: Engine) -> None:
+        self.arns = engine.arns
+        self.engine = engine
+        self._find = engine.find_execution
+        self._distributed: dict[int, bool] = {}  # definition id -> runs_distributed
+
+    async def runs_any(self, execution: Execution) -> bool:
+        """Whether the execution's definition has a DISTRIBUTED Map (its history may hold
+        events GetExecutionHistory leaves out)."""
+        known = self._distributed.get(execution.definition_id)
+        if known is None:
+            try:
+                definition = await self.engine.definition_of(execution)
+            except (StoreError, ValueError):
+                return True  # read as if it had (the slower, always right, way)
+            known = self._distributed[execution.definition_id] = runs_distributed(definition)
+        return known
+
+    async def history(
+        self, execution: Execution, *, limit: int, reverse: bool, token: str | None
+    ) -> tuple[list[Event], str | None]:
+        """A page of the history of an execution that runs DISTRIBUTED Maps, as AWS shows it
+        (`shown_history`), and the token of the next page (if any)."""
+        events = shown_history(await self._events(execution))
+        return _page(events, limit, reverse, token, f"shown {execution.id} {execution.uid}")
 
     def handlers(self) -> dict[str, fields.Handler]:
         return {
@@ -202,6 +117,86 @@ class MapRunOperations:
             "MaxConcurrency and tolerated failures its Map state gave it"
         )
 
+    # -- child executions ----------------------------------------------------------------
+
+    async def list_children(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ListExecutions of a map run: its children, the latest started first."""
+        execution, run = await self._run(body)
+        status = fields.string(body, "statusFilter")
+        if status is not None and status not in STATUSES:
+            raise ValidationException(
+                f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
+            )
+        limit = fields.integer(body, "maxResults", default=DEFAULT_PAGE, maximum=fields.MAX_PAGE)
+        scope = f"children {execution.id} {execution.uid} {run.event_id} {status}"
+        first = fields.page_start(fields.string(body, "nextToken"), scope) or 0
+        children = [
+            c
+            for c in sorted(run.children.values(), key=lambda c: c.index, reverse=True)
+            if status is None or c.status == status
+        ]
+        answer: dict[str, Any] = {
+            "executions": [
+                {**self._child_summary(run, child), "mapRunArn": run.arn, "itemCount": 1}
+                for child in children[first : first + limit]
+            ]
+        }
+        if first + limit < len(children):
+            answer["nextToken"] = fields.page_token_for(first + limit, scope)
+        return answer
+
+    async def describe_child(self, arn: str) -> dict[str, Any]:
+        """DescribeExecution of a child execution."""
+        run, child = await self._child(arn)
+        described: dict[str, Any] = {
+            **self._child_summary(run, child),
+            "input": child.input,
+            "inputDetails": {"included": True},
+            "mapRunArn": run.arn,
+            "redriveStatus": NOT_REDRIVABLE,
+            "redriveStatusReason": CHILD_NOT_REDRIVABLE,
+        }
+        if child.output is not None:
+            described.update(output=child.output, outputDetails={"included": True})
+        if child.error is not None:
+            described["error"] = child.error
+        if child.cause is not None:
+            described["cause"] = child.cause
+        return described
+
+    async def child_history(
+        self, arn: str, *, limit: int, reverse: bool, token: str | None
+    ) -> tuple[list[Event], str | None]:
+        """A page of a child execution's history, and the token of the next page (if any)."""
+        _, child = await self._child(arn)
+        return _page(child.history(self.arns.account), limit, reverse, token, f"child {arn}")
+
+    def _child_summary(self, run: MapRun, child: Child) -> dict[str, Any]:
+        arn = child_execution_arn(run.arn, child.index)
+        return {
+            "executionArn": arn,
+            "stateMachineArn": map_run_machine_arn(run.arn),
+            "name": arn.rpartition(":")[2],
+            "status": child.status,
+            "startDate": child.start_date,
+            **({} if child.stop_date is None else {"stopDate": child.stop_date}),
+            "redriveCount": 0,
+        }
+
+    async def _child(self, arn: str) -> tuple[MapRun, Child]:
+        found = self.arns.child_of(arn)
+        if found is not None and self.arns.is_ours(arn):
+            machine, name, _, index = found
+            execution = await self._find(machine, name)
+            runs = [] if execution is None else map_runs(await self._events(execution), execution)
+            for run in runs:
+                child = run.children.get(index)
+                if child is not None and child_execution_arn(run.arn, index) == arn:
+                    return run, child
+        raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn[:256]}'")
+
+    # -- reading -------------------------------------------------------------------------
+
     async def _run(self, body: dict[str, Any]) -> tuple[Execution, MapRun]:
         arn = fields.required_string(body, "mapRunArn")
         if len(arn) > MAX_ARN:
@@ -220,8 +215,25 @@ class MapRunOperations:
         events: list[Event] = []
         after: int | None = None
         while True:
-            batch = await self._read(execution.id, reverse=False, limit=HISTORY_BATCH, after=after)
+            batch = await self.engine.history(
+                execution.id, reverse=False, limit=HISTORY_BATCH, after=after
+            )
             events += batch
             if len(batch) < HISTORY_BATCH:
                 return events
             after = batch[-1].id
+
+
+def _page(
+    events: list[Event], limit: int, reverse: bool, token: str | None, scope: str
+) -> tuple[list[Event], str | None]:
+    """A page of `events` (all of them, oldest first) from where `token` says, and the
+    token of the next page (if any): tokens count events."""
+    if reverse:
+        events.reverse()
+    scope = f"{scope} {reverse}"
+    first = fields.page_start(token, scope) or 0
+    more = first + limit < len(events)
+    return events[first : first + limit], fields.page_token_for(
+        first + limit, scope
+    ) if more else None

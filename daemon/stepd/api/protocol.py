@@ -18,7 +18,7 @@ from stepd.api.fields import page_token_for as _token
 from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
-from stepd.api.operations_map_runs import MapRunOperations, visible_history
+from stepd.api.operations_map_runs import MapRunOperations
 from stepd.api.operations_stepd import TARGET_PREFIX as STEPD_PREFIX
 from stepd.api.operations_stepd import StepdOperations
 from stepd.api.operations_tags import TagOperations
@@ -35,7 +35,6 @@ from stepd.errors import (
     InvalidExecutionInput,
     InvalidName,
     InvalidOutput,
-    ResourceNotFound,
     SerializationException,
     StateMachineDoesNotExist,
     StateMachineTypeNotSupported,
@@ -179,9 +178,8 @@ class Operations:
         }
         self.handlers.update(DefinitionOperations(engine.arns, engine.clock).handlers())
         self.handlers.update(ConfigOperations(engine.arns, self._machine, self._find).handlers())
-        self.handlers.update(
-            MapRunOperations(engine.arns, engine.find_execution, self.engine.history).handlers()
-        )
+        self.map_runs = MapRunOperations(engine)
+        self.handlers.update(self.map_runs.handlers())
         self.stepd = StepdOperations(engine)
         self.handlers.update(ActivityOperations(engine.activities, engine.tags).handlers())
         self.handlers.update(TagOperations(engine).handlers())
@@ -255,6 +253,12 @@ class Operations:
         return sync_answer(execution, arn, self.arns, time.monotonic() - began)
 
     async def _find(self, arn: str) -> Execution:
+        if self.arns.child_of(arn) is not None:
+            raise ValidationException(
+                f"'{arn[:MAX_ARN]}' is a child execution of a Map Run: stepd runs it inside its "
+                "parent execution, which this operation takes (DescribeExecution and "
+                "GetExecutionHistory read the child)"
+            )
         machine, name = self.arns.execution_of(arn)
         if not self.arns.is_ours(arn):
             raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
@@ -271,7 +275,10 @@ class Operations:
 
     async def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         choice(body, "includedData", INCLUDED_DATA, "ALL_DATA")
-        execution = await self._find(_arn(body, "executionArn"))
+        arn = _arn(body, "executionArn")
+        if self.arns.child_of(arn) is not None:
+            return await self.map_runs.describe_child(arn)
+        execution = await self._find(arn)
         described: dict[str, Any] = {
             **self._summary(execution),
             "input": execution.input,
@@ -368,11 +375,8 @@ class Operations:
         map_run_arn = string(body, "mapRunArn")
         if machine_arn is not None and map_run_arn is not None:
             raise ValidationException("Specify either 'stateMachineArn' or 'mapRunArn', not both")
-        if map_run_arn is not None:  # a Map Run's children are not executions of their own
-            raise ResourceNotFound(
-                f"Resource not found: '{map_run_arn[:MAX_ARN]}' (stepd runs a Map Run's "
-                "children inside its execution: DescribeMapRun counts them)"
-            )
+        if map_run_arn is not None:
+            return await self.map_runs.list_children(body)
         machine = None
         if machine_arn is not None:
             machine = self._machine(machine_arn)
@@ -402,17 +406,28 @@ class Operations:
         return answer
 
     async def get_execution_history(self, body: dict[str, Any]) -> dict[str, Any]:
-        execution = await self._find(_arn(body, "executionArn"))
+        arn = _arn(body, "executionArn")
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         reverse = _bool(body, "reverseOrder", default=False)
         include_data = _bool(body, "includeExecutionData", default=True)
+        token = string(body, "nextToken")
+        page: list[Event] | None = None
+        if self.arns.child_of(arn) is not None:
+            page, token = await self.map_runs.child_history(
+                arn, limit=limit, reverse=reverse, token=token
+            )
+        else:
+            execution = await self._find(arn)
+            if await self.map_runs.runs_any(execution):
+                page, token = await self.map_runs.history(
+                    execution, limit=limit, reverse=reverse, token=token
+                )
+        if page is not None:
+            shown = {"events": [_event(e, include_data=include_data) for e in page]}
+            return shown if token is None else {**shown, "nextToken": token}
         scope = f"history {execution.id} {execution.uid} {reverse}"
-        events = await visible_history(
-            self.engine.history,
-            execution.id,
-            reverse=reverse,
-            limit=limit + 1,
-            after=_untoken(string(body, "nextToken"), scope),
+        events = await self.engine.history(
+            execution.id, reverse=reverse, limit=limit + 1, after=_untoken(token, scope)
         )
         answer: dict[str, Any] = {
             "events": [_event(e, include_data=include_data) for e in events[:limit]]

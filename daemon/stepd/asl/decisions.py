@@ -178,6 +178,7 @@ class FanOut:
     kind: str  # "Parallel" or "Map"
     inputs: tuple[Any, ...]
     limit: int  # children running at once
+    max_concurrency: int = 0  # Map: its MaxConcurrency as given (0: none given)
     tolerated_count: int | None = None  # Map: failed children tolerated (None: not set)
     tolerated_percentage: float | None = None
 

@@ -376,6 +376,7 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         kind="Map",
         inputs=tuple(inputs),
         limit=limit,
+        max_concurrency=concurrency,
         tolerated_count=tolerated_count,
         tolerated_percentage=percentage,
     )
@@ -957,6 +958,7 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         kind="Map",
         inputs=tuple(inputs),
         limit=limit,
+        max_concurrency=concurrency,
         tolerated_count=tolerated_count,
         tolerated_percentage=None if percentage is None else float(percentage),
     )

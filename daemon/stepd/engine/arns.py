@@ -13,6 +13,7 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 ROLE_ARN = "arn:aws:iam::{account}:role/stepd"  # the role every execution reports
 MAX_NAME_LENGTH = 80
+MAX_LABEL_LENGTH = 40  # a Map state's Label
 MAX_ARN_SHOWN = 256  # characters of a bad ARN repeated in an error message
 # AWS: no whitespace, brackets < > { } [ ], wildcards ? *, special characters
 # " # % \ ^ | ~ ` $ & , ; : /, control characters (U+0000-001F, U+007F-009F) or surrogates.
@@ -77,6 +78,19 @@ class Arns:
             return None
         return _check_part(machine, arn), _check_part(parts[7], arn), int(parts[8])
 
+    @staticmethod
+    def child_of(arn: str) -> tuple[str, str, int, int] | None:
+        """(machine, execution name, id of the run's MapRunStarted, index) of the ARN of a Map
+        Run's child execution (`child_execution_arn`); None for any other ARN."""
+        parts = arn.split(":")
+        if len(parts) != 8 or parts[0] != "arn" or parts[5] != "execution" or "/" not in parts[6]:
+            return None
+        name, _, rest = parts[7].rpartition("-")
+        name, _, run = name.rpartition("-")
+        if not (name and run.isdigit() and rest.isdigit()):
+            return None
+        return parts[6].partition("/")[0], name, int(run), int(rest)
+
     def is_ours(self, arn_or_name: str) -> bool:
         """False for an ARN of another region or account: nothing of ours lives there."""
         if not arn_or_name.startswith("arn:"):
@@ -87,11 +101,14 @@ class Arns:
 
 def map_run_arn(execution_arn: str, label: str | None, event_id: int) -> str:
     """The ARN of the Map Run an execution started with its MapRunStarted event `event_id`:
-    AWS's `...:mapRun:MACHINE/LABEL:ID`, the Map state's Label or a UUID as LABEL, and as ID
-    the execution's name and the event's id (a Map Run is found from its ARN alone)."""
+    AWS's `...:mapRun:MACHINE/LABEL:ID`, the Map state's Label (or a UUID, also for a Label
+    AWS would refuse) as LABEL, and as ID the execution's name and the event's id (a Map Run
+    is found from its ARN alone)."""
     prefix, _, rest = execution_arn.partition(":execution:")
     machine, _, name = rest.partition(":")
-    part = label or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{execution_arn}#{event_id}"))
+    part = label
+    if not part or len(part) > MAX_LABEL_LENGTH or _FORBIDDEN.search(part):  # AWS refuses it
+        part = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{execution_arn}#{event_id}"))
     return f"{prefix}:mapRun:{machine}/{part}:{name}:{event_id}"
 
 
@@ -100,6 +117,15 @@ def map_run_machine_arn(map_run: str) -> str:
     head, _, _ = map_run.rpartition(":")
     head, _, _ = head.rpartition(":")
     return head.replace(":mapRun:", ":stateMachine:", 1)
+
+
+def child_execution_arn(map_run: str, index: int) -> str:
+    """The ARN of the child execution of the Map Run `map_run` for the item `index`: AWS's
+    `...:execution:MACHINE/LABEL:ID`, the ID naming the parent execution, the run and the
+    index (`Arns.child_of`)."""
+    head, _, run = map_run.rpartition(":")
+    head, _, name = head.rpartition(":")
+    return f"{head.replace(':mapRun:', ':execution:', 1)}:{name}-{run}-{index}"
 
 
 def _shown(text: str) -> str:

@@ -256,6 +256,10 @@ def map_run_succeeded(run: int) -> dict[str, Any]:
     return {MAP_RUN_END: run}
 
 
+def map_run_aborted(run: int) -> dict[str, Any]:
+    return {MAP_RUN_END: run}
+
+
 def map_run_failed(run: int, error: str | None, cause: str | None) -> dict[str, Any]:
     return {"mapRunFailedEventDetails": _error_cause(error, cause), MAP_RUN_END: run}
 

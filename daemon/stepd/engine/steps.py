@@ -73,6 +73,7 @@ from stepd.tasks.caller import TaskOutcome
 log = logs.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
+HISTORY_FULL = "The execution reached the limit of"  # the cause's start, then MAX_EVENTS
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 CHILD_WINDOW = 200  # a Map's children created (queued) at a time, from its stored input
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
@@ -333,9 +334,7 @@ class Step:
             if self.status != RUNNING:
                 return
             if self.event_count >= MAX_EVENTS:
-                self.fail(
-                    STATES_RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events."
-                )
+                self.fail(STATES_RUNTIME, f"{HISTORY_FULL} {MAX_EVENTS} events.")
                 return
             if self.phase == PHASE_ENTER:
                 self._enter()
@@ -623,20 +622,26 @@ class Step:
         label = interpreter.map_label(self.definition, self.state or "")
         facts = {
             "total": len(decision.inputs),
-            "maxConcurrency": decision.limit,
+            "maxConcurrency": decision.max_concurrency,
             "toleratedFailureCount": decision.tolerated_count or 0,
             "toleratedFailurePercentage": decision.tolerated_percentage or 0.0,
         }
         arn = map_run_arn(self.execution_arn, label, event_id)
         self.add("MapRunStarted", history.map_run_started(arn, facts))
 
-    def add_iteration(self, event_type: str, slot: int) -> None:
-        """MapIterationStarted, ...Succeeded or ...Failed of the child in `slot`; a Map Run's
-        are its own (its children's records in AWS), not shown in the execution's history."""
+    def add_iteration(
+        self, event_type: str, slot: int, error: str | None = None, cause: str | None = None
+    ) -> None:
+        """MapIterationStarted, ...Succeeded or ...Failed (with the child's `error` and `cause`)
+        of the child in `slot`; a Map Run's are its own (its child executions' in AWS), not
+        shown in the execution's history."""
         details = history.map_iteration(event_type, self.state or "", slot)
         if self.distributed:
             run = self.fanout.started_event + 1  # its MapRunStarted
-            details[history.MAP_RUN_ITERATION] = {"run": run, "index": slot}
+            own: dict[str, Any] = {"run": run, "index": slot}
+            if event_type == "MapIterationFailed":
+                own.update(error=error, cause=cause)
+            details[history.MAP_RUN_ITERATION] = own
         self.add(event_type, details)
 
     def _queued(self, first_slot: int, inputs: Sequence[Any]) -> list[Cursor]:

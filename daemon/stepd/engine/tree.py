@@ -15,7 +15,7 @@ from typing import Any
 
 from stepd.asl import interpreter
 from stepd.engine import history
-from stepd.engine.steps import Step
+from stepd.engine.steps import HISTORY_FULL, Step
 from stepd.store.records import (
     ABORTED,
     PROGRESS_FIELDS,
@@ -179,8 +179,20 @@ class Work:
         self.cursors[cursor.id] = cursor
         self.changed[cursor.id] = cursor
 
+    def abort_runs(self, cursor_id: str) -> None:
+        """MapRunAborted for each Map Run running below `cursor_id` (its children stop)."""
+        prefix = cursor_id + "/"
+        for cursor in [c for c in self.cursors.values() if c.id.startswith(prefix)]:
+            fan = cursor.fanout
+            if cursor.status != RUNNING or fan is None or fan.kind != "Map":
+                continue
+            step = self.step(cursor.id)
+            if step.distributed:
+                step.add("MapRunAborted", history.map_run_aborted(fan.started_event + 1))
+
     def prune(self, cursor_id: str) -> None:
         """Delete every descendant of `cursor_id` (running ones are aborted: no more calls)."""
+        self.abort_runs(cursor_id)
         prefix = cursor_id + "/"
         self.pruned.append(cursor_id)
         for gone in [c for c in self.cursors if c.startswith(prefix)]:
@@ -191,6 +203,7 @@ class Work:
     def stop_descendants(self, cursor_id: str) -> None:
         """Abort every running descendant of `cursor_id` (no more calls), keeping where each
         stood for a redrive."""
+        self.abort_runs(cursor_id)
         for cursor in aborted(list(self.cursors.values()), cursor_id, self.now):
             self.put(cursor)
 
@@ -201,9 +214,10 @@ class Work:
         fan = parent.fanout
         ok = child.status == SUCCEEDED
         if fan.kind == "Map":
-            parent.add_iteration(
-                "MapIterationSucceeded" if ok else "MapIterationFailed", child.slot
-            )
+            if ok:
+                parent.add_iteration("MapIterationSucceeded", child.slot)
+            else:
+                parent.add_iteration("MapIterationFailed", child.slot, child.error, child.cause)
         fan = replace(
             fan,
             running=fan.running - 1,
@@ -211,6 +225,12 @@ class Work:
             failed=fan.failed + (not ok),
         )
         parent.pending = fan
+        # a child that found the execution's history full fails the state whatever the
+        # tolerance (a Map Run's children's events are kept in it too)
+        full = not ok and (child.cause or "").startswith(HISTORY_FULL)
+        if full:
+            self.fail_fanout(child.parent, parent, child.error, child.cause)
+            return
         if not ok and not _tolerated(fan):
             # a Map Run fails with its own error whatever its tolerance (0 by default)
             tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
