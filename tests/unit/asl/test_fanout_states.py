@@ -88,12 +88,15 @@ def fan_map(inputs: list[Any], limit: int = 40, **kw: Any) -> FanOut:
             id="map-legacy-parameters-and-iterator",
         ),
         pytest.param(
-            {"Type": "Map", "MaxConcurrency": 1, **PROCESSOR}, [1], fan_map([1], 1), id="max-1"
+            {"Type": "Map", "MaxConcurrency": 1, **PROCESSOR},
+            [1],
+            fan_map([1], 1, max_concurrency=1),
+            id="max-1",
         ),
         pytest.param(
             {"Type": "Map", "MaxConcurrency": 500, **PROCESSOR},
             [1],
-            fan_map([1], 40),
+            fan_map([1], 40, max_concurrency=500),
             id="max-concurrency-capped-at-40",
         ),
         pytest.param(
