@@ -170,6 +170,13 @@ class ParseError(StatesRuntimeError):
         self.problem = problem
 
 
+class ItemReaderNotRun(StateError):
+    """A Map state reads its items with an ItemReader (an S3 object or listing), which stepd
+    does not run."""
+
+    error = "States.ItemReaderFailed"
+
+
 class ResultPathMatchError(StateError):
     """The ResultPath cannot be applied to the state's input."""
 

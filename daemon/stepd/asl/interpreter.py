@@ -60,6 +60,7 @@ from stepd.asl.timestamps import parse_literal, parse_timestamp, truncate_to_sec
 from stepd.errors import (
     DefinitionError,
     InvalidTimestampError,
+    ItemReaderNotRun,
     MapRunNotStarted,
     PathError,
     QueryEvaluationError,
@@ -97,7 +98,7 @@ def start_state(definition: Definition) -> str:
 
 def enter(
     definition: Definition, state_name: str, state_input: Any, ctx: Context, now: datetime
-) -> Entered:
+) -> Entered | Caught:
     """Run `state_name` on entry: everything but a Task completes here; a Task asks to be called.
 
     `now` is the aware UTC instant of entry; Wait states measure from it.
@@ -112,8 +113,17 @@ def enter(
         return handler(state, state_input, ctx, now)
     except MapRunNotStarted as failure:
         return Fail(error=failure.error, cause=failure.message, map_items=failure.items)
+    except ItemReaderNotRun as failure:  # a Catch of the state takes it
+        return _catch(definition, state, state_input, failure.error, failure.message, ctx, now)
     except StateError as failure:
         return Fail(error=failure.error, cause=failure.message)
+
+
+ITEM_READER_NOT_RUN = (
+    "The Map state reads its items with an ItemReader, which stepd does not run (it reads no "
+    "S3 object or listing): give the items in the state's input (ItemsPath, or Items in "
+    "JSONata)"
+)
 
 
 def branch(definition: Definition, state_name: str, slot: int) -> Definition:
@@ -355,6 +365,8 @@ def _parallel(state: State, state_input: Any, ctx: Context, _now: datetime) -> E
 def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entered:
     if not isinstance(state.get("ItemProcessor", state.get("Iterator")), Mapping):
         raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
+    if "ItemReader" in state:
+        raise ItemReaderNotRun(ITEM_READER_NOT_RUN)
     effective = _apply_input_path(state, state_input, ctx)
     context = ctx.as_json()
     items_path = state.get("ItemsPath", paths.ROOT)
@@ -925,6 +937,8 @@ def _jsonata_parallel(state: State, state_input: Any, ctx: Context, now: datetim
 def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) -> Entered:
     if not isinstance(state.get("ItemProcessor", state.get("Iterator")), Mapping):
         raise StatesRuntimeError("The Map state has neither ItemProcessor nor Iterator")
+    if "ItemReader" in state:
+        raise ItemReaderNotRun(ITEM_READER_NOT_RUN)
     scope = _scope(ctx, now, input=state_input)
     items = _field(state, "Items", scope, state_input)
     if not isinstance(items, list) and "Items" not in state:  # the state's input itself

@@ -54,6 +54,8 @@ PASS_RESULT_IS_STATIC = "PASS_RESULT_IS_STATIC"  # noqa: S105 - a diagnostic cod
 DATA_REPLACED_BY_TASK = "DATA_REPLACED_BY_TASK"
 UNASSIGNED_VARIABLE = "UNASSIGNED_VARIABLE"
 INVALID_HTTP_TASK = "INVALID_HTTP_TASK"
+ITEM_READER_NOT_RUN = "ITEM_READER_NOT_RUN"
+RESULT_WRITER_NOT_RUN = "RESULT_WRITER_NOT_RUN"
 
 MAX_DEFINITION_BYTES = 1_048_576  # bytes as compact JSON: AWS's limit on a definition
 MAX_STATE_NAME_LENGTH = 80  # characters
@@ -555,6 +557,18 @@ def _check_map(state: Mapping[str, Any], scope: _Scope) -> None:
     for name in processors:
         # AWS accepts ProcessorConfig in the legacy Iterator too (recorded cases run it)
         _check_nested(state[name], scope.at(name), _ITEM_PROCESSOR_FIELDS, scope)
+    if "ItemReader" in state:
+        message = (
+            "stepd does not run an ItemReader (it reads no S3 object or listing): the state "
+            "fails with States.ItemReaderFailed; give the items in the state's input instead"
+        )
+        scope.report.warning(scope.at("ItemReader"), ITEM_READER_NOT_RUN, message)
+    if "ResultWriter" in state:
+        message = (
+            "stepd does not run a ResultWriter (it writes no S3 object): the state's result is "
+            "its children's outputs, as without one"
+        )
+        scope.report.warning(scope.at("ResultWriter"), RESULT_WRITER_NOT_RUN, message)
     if "ItemsPath" in state:
         _check_parsed(state["ItemsPath"], paths.parse_reference, scope, "ItemsPath")
     concurrency = state.get("MaxConcurrency", 0)

@@ -289,3 +289,31 @@ def test_a_result_passed_on_as_it_is_needs_no_reading(fields: dict[str, Any], pa
     result = JsonText("[1,2]")
     decided = passed_through(definition, "S", result)
     assert decided == (Succeed(output=result) if passes else None)
+
+
+READER = {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": "b", "Key": "k"}}
+
+
+@pytest.mark.parametrize("language", ["JSONPath", "JSONata"])
+def test_a_map_with_an_item_reader_fails_with_item_reader_failed(language: str) -> None:
+    """stepd reads no S3 object: the state fails with States.ItemReaderFailed saying so, and
+    not as if its input were the items."""
+    state = {"Type": "Map", "ItemReader": READER, "QueryLanguage": language, **PROCESSOR}
+    ctx = context("S", execution_input={})
+    decision = enter(machine("S", {"End": True, **state}), "S", [1, 2], ctx, NOW)
+    assert isinstance(decision, Fail)
+    assert decision.error == "States.ItemReaderFailed"
+    assert "ItemReader" in (decision.cause or "")
+
+
+def test_a_catch_takes_item_reader_failed() -> None:
+    state = {
+        "Type": "Map",
+        "ItemReader": READER,
+        "Catch": [{"ErrorEquals": ["States.ItemReaderFailed"], "Next": "S"}],
+        **PROCESSOR,
+    }
+    ctx = context("S", execution_input={})
+    decision = enter(machine("S", {"End": True, **state}), "S", {"a": 1}, ctx, NOW)
+    assert isinstance(decision, Caught)
+    assert decision.output["Error"] == "States.ItemReaderFailed"
