@@ -102,6 +102,10 @@ ABANDONED = {
         "Done": {"Type": "Pass", "End": True},
     },
 }
+FORSAKEN = {
+    "StartAt": "Both",
+    "States": {"Both": {**{k: v for k, v in ABANDONED["States"]["Both"].items() if k != "Catch"}}},
+}
 ODDLY_LABELLED = distributed({"Keep": {"Type": "Pass", "End": True}}, concurrency=100)
 ODDLY_LABELLED["States"]["Fan"]["Label"] = "odd: label"
 MACHINES = {
@@ -112,6 +116,7 @@ MACHINES = {
     "tolerant": distributed(FAIL_ON_TWO, ToleratedFailureCount=1),
     "mended": distributed(FAIL_ON_TWO_ONCE),
     "abandoned": ABANDONED,
+    "forsaken": FORSAKEN,
     "oddly": ODDLY_LABELLED,
     "sleeping": distributed({"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}, concurrency=2),
     "napping": distributed(
@@ -275,6 +280,10 @@ def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_nam
     assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "FAILED"
     run_arn = _run_arn(sfn, arn)
     assert sfn.describe_map_run(mapRunArn=run_arn)["status"] == "FAILED"
+    before = sfn.list_executions(mapRunArn=run_arn)["executions"]
+    unfinished = {c["executionArn"] for c in before if c["status"] != "SUCCEEDED"}
+    failed = [c["executionArn"] for c in before if c["status"] == "FAILED"]
+    assert len(failed) == 1
     sfn.redrive_execution(executionArn=arn)
     assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
     assert _types(sfn, arn) == [
@@ -295,6 +304,27 @@ def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_nam
     counts = run["itemCounts"]
     assert (counts["succeeded"], counts["failed"], counts["total"]) == (5, 0, 5)
     assert [r["mapRunArn"] for r in sfn.list_map_runs(executionArn=arn)["mapRuns"]] == [run_arn]
+    again = sfn.list_executions(mapRunArn=run_arn, redriveFilter="REDRIVEN")["executions"]
+    assert {c["executionArn"] for c in again} == unfinished
+    assert {c["redriveCount"] for c in again} == {1}
+    others = sfn.list_executions(mapRunArn=run_arn, redriveFilter="NOT_REDRIVEN")["executions"]
+    assert len(others) == len(ITEMS) - len(unfinished)
+    child = sfn.describe_execution(executionArn=failed[0])
+    assert (child["status"], child["redriveCount"], child["input"]) == ("SUCCEEDED", 1, "2")
+    assert _types(sfn, failed[0]) == [
+        "ExecutionStarted",
+        "ChoiceStateEntered",
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "ChoiceStateEntered",
+        "ChoiceStateExited",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+    with pytest.raises(sfn.exceptions.ClientError) as refused:
+        sfn.list_executions(mapRunArn=run_arn, redriveFilter="BOGUS")
+    assert error_of(refused)[0] == "ValidationException"
 
 
 def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(
@@ -388,11 +418,16 @@ def test_a_map_runs_children_are_listed_and_described_as_child_executions(
     assert {c["mapRunArn"] for c in listed} == {run_arn}
     assert {c["stateMachineArn"] for c in listed} == {f"{machine_arn('intolerant')}/{LABEL}"}
     assert len({c["executionArn"] for c in listed}) == len(listed) >= 2
+    for listed_child in listed:  # aborted ones too, whether or not they entered a state
+        index = int(listed_child["executionArn"].rsplit("-", 1)[1])
+        described = sfn.describe_execution(executionArn=listed_child["executionArn"])
+        assert json.loads(described["input"]) == ITEMS[index]
     failed = sfn.list_executions(mapRunArn=run_arn, statusFilter="FAILED")["executions"]
     assert len(failed) == 1
     child = sfn.describe_execution(executionArn=failed[0]["executionArn"])
     assert (child["status"], child["input"]) == ("FAILED", "2")
     assert (child["error"], child["cause"]) == ("Item.Broken", "two is broken")
+    assert child["redriveStatus"] == "REDRIVABLE_BY_MAP_RUN"
     assert child["mapRunArn"] == run_arn
     assert _types(sfn, child["executionArn"]) == [
         "ExecutionStarted",
@@ -456,6 +491,19 @@ def test_a_run_abandoned_by_its_parallel_state_is_aborted_then(
     assert "stopDate" in run
     counts = run["itemCounts"]
     assert (counts["running"], counts["aborted"], counts["succeeded"]) == (0, 2, 0)
+
+
+def test_a_run_given_up_by_a_failing_parallel_state_ends_before_the_execution(
+    runs: Any, settle: Any, new_name: Any
+) -> None:
+    sfn, _ = runs
+    arn = _start(sfn, "forsaken", new_name("forsaken"))
+    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "FAILED"
+    types = _types(sfn, arn)
+    assert types[-1] == "ExecutionFailed"
+    assert types.index("MapRunAborted") < types.index("ParallelStateFailed")
+    last = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=1)
+    assert last["events"][0]["type"] == "ExecutionFailed"
 
 
 def test_a_label_aws_would_refuse_gives_a_run_that_can_be_found(

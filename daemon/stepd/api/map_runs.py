@@ -34,20 +34,45 @@ class Child:
     error: str | None = None
     cause: str | None = None
     events: list[Event] = field(default_factory=list)  # its own, as the execution has them
+    redrive_count: int = 0
+    redrive_date: float | None = None
+    given: str | None = None  # its input, as its MapIterationStarted keeps it
+
+    def redriven(self, at: float) -> None:
+        """Its run was redriven at `at`, and it runs again (it did not succeed): its history
+        says how it had ended, then ExecutionRedriven."""
+        ended_at = self.stop_date if self.stop_date is not None else at
+        kind, details = self._end()
+        self.redrive_count += 1
+        self.redrive_date = at
+        self.events += [
+            Event(id=0, previous_id=0, ts=ended_at, type=kind, details=details),
+            Event(
+                id=0,
+                previous_id=0,
+                ts=at,
+                type="ExecutionRedriven",
+                details=history.execution_redriven(self.redrive_count),
+            ),
+        ]
+        self.status, self.stop_date = RUNNING, None
 
     def record(self, event: Event) -> None:
         """Take in one of its MapIteration events."""
+        own = event.details.get(history.MAP_RUN_ITERATION) or {}
         if event.type == "MapIterationStarted":
             self.status, self.stop_date, self.start_date = RUNNING, None, event.ts
+            self.given = own.get("input")
             return
-        own = event.details.get(history.MAP_RUN_ITERATION) or {}
         self.status, self.stop_date = CHILD_ENDS[event.type], event.ts
         self.error, self.cause = own.get("error"), own.get("cause")
 
     @property
     def input(self) -> str:
-        """What it started with: the input of its first state (of the last start, after a
-        redrive: of the state it entered again)."""
+        """What it started with: its item (the input of its first state, for a run
+        recorded without it)."""
+        if self.given is not None:
+            return self.given
         for event in self.events:
             entered = event.details.get("stateEnteredEventDetails")
             if isinstance(entered, dict):
@@ -116,7 +141,7 @@ class MapRun:
             self.status, self.stop_date = RUNNING, None
             for child in self.children.values():
                 if child.status != SUCCEEDED:
-                    child.status, child.stop_date = RUNNING, None
+                    child.redriven(event.ts)
             self.redrive_count += 1
             self.redrive_date = event.ts
         elif event.type.startswith("MapIteration"):
@@ -152,11 +177,12 @@ class MapRun:
         }
 
 
-def shown_history(events: Sequence[Event]) -> list[Event]:
-    """An execution's events as GetExecutionHistory shows them: a Map Run's children's left
-    out, the others numbered again from 1 (each naming the one before, as stored)."""
+def shown_history(events: Sequence[Event]) -> list[tuple[int, Event]]:
+    """An execution's events as GetExecutionHistory shows them, each after the id it is
+    stored with: a Map Run's children's left out, the others numbered again from 1 (each
+    naming the one before, as stored)."""
     return [
-        Event(id=n, previous_id=n - 1, ts=e.ts, type=e.type, details=e.details)
+        (e.id, Event(id=n, previous_id=n - 1, ts=e.ts, type=e.type, details=e.details))
         for n, e in enumerate((e for e in events if not history.hidden(e.details)), start=1)
     ]
 

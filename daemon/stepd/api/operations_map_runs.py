@@ -5,7 +5,8 @@ them from the parent execution's history).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from stepd.api import fields
 from stepd.api.map_runs import Child, MapRun, map_runs, runs_distributed, shown_history
@@ -18,12 +19,14 @@ from stepd.errors import (
     StoreError,
     ValidationException,
 )
-from stepd.store.records import RUNNING, STATUSES, Event, Execution
+from stepd.store.records import ABORTED, FAILED, RUNNING, STATUSES, Event, Execution
 
 MAX_ARN: Final = 2000  # AWS's LongArn
 DEFAULT_PAGE: Final = 100
 HISTORY_BATCH: Final = 1000
-CHILD_NOT_REDRIVABLE: Final = "Execution is a child of a Map Run: redrive its parent execution"
+REDRIVE_FILTERS: Final = {"REDRIVEN": True, "NOT_REDRIVEN": False}
+T = TypeVar("T")
+REDRIVABLE_BY_MAP_RUN: Final = "REDRIVABLE_BY_MAP_RUN"
 
 
 class MapRunOperations:
@@ -52,9 +55,14 @@ class MapRunOperations:
         self, execution: Execution, *, limit: int, reverse: bool, token: str | None
     ) -> tuple[list[Event], str | None]:
         """A page of the history of an execution that runs DISTRIBUTED Maps, as AWS shows it
-        (`shown_history`), and the token of the next page (if any)."""
-        events = shown_history(await self._events(execution))
-        return _page(events, limit, reverse, token, f"shown {execution.id} {execution.uid}")
+        (`shown_history`), and the token of the next page (if any): it names the stored
+        event the page ended with, as the store's own paging does."""
+        shown = shown_history(await self._events(execution))
+        scope = f"history {execution.id} {execution.uid} {reverse}"
+        page, token = _page(
+            shown, lambda p: p[0], limit, descending=reverse, token=token, scope=scope
+        )
+        return [event for _, event in page], token
 
     def handlers(self) -> dict[str, fields.Handler]:
         return {
@@ -127,23 +135,34 @@ class MapRunOperations:
             raise ValidationException(
                 f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
             )
+        redriven = fields.string(body, "redriveFilter")
+        if redriven is not None and redriven not in REDRIVE_FILTERS:
+            raise ValidationException(
+                f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, not '{redriven}'"
+            )
         limit = fields.integer(body, "maxResults", default=DEFAULT_PAGE, maximum=fields.MAX_PAGE)
-        scope = f"children {execution.id} {execution.uid} {run.event_id} {status}"
-        first = fields.page_start(fields.string(body, "nextToken"), scope) or 0
+        scope = f"children {execution.id} {execution.uid} {run.event_id} {status} {redriven}"
         children = [
             c
-            for c in sorted(run.children.values(), key=lambda c: c.index, reverse=True)
-            if status is None or c.status == status
+            for c in sorted(run.children.values(), key=lambda c: c.index)
+            if (status is None or c.status == status)
+            and (redriven is None or (c.redrive_count > 0) == REDRIVE_FILTERS[redriven])
         ]
+        page, token = _page(
+            children,
+            lambda c: c.index + 1,
+            limit,
+            descending=True,
+            token=fields.string(body, "nextToken"),
+            scope=scope,
+        )
         answer: dict[str, Any] = {
             "executions": [
                 {**self._child_summary(run, child), "mapRunArn": run.arn, "itemCount": 1}
-                for child in children[first : first + limit]
+                for child in page
             ]
         }
-        if first + limit < len(children):
-            answer["nextToken"] = fields.page_token_for(first + limit, scope)
-        return answer
+        return answer if token is None else {**answer, "nextToken": token}
 
     async def describe_child(self, arn: str) -> dict[str, Any]:
         """DescribeExecution of a child execution."""
@@ -153,9 +172,12 @@ class MapRunOperations:
             "input": child.input,
             "inputDetails": {"included": True},
             "mapRunArn": run.arn,
-            "redriveStatus": NOT_REDRIVABLE,
-            "redriveStatusReason": CHILD_NOT_REDRIVABLE,
         }
+        if child.status in {FAILED, ABORTED}:  # a redrive of its parent runs it again
+            described["redriveStatus"] = REDRIVABLE_BY_MAP_RUN
+        else:
+            described["redriveStatus"] = NOT_REDRIVABLE
+            described["redriveStatusReason"] = f"Execution is {child.status} and cannot be redriven"
         if child.output is not None:
             described.update(output=child.output, outputDetails={"included": True})
         if child.error is not None:
@@ -169,7 +191,9 @@ class MapRunOperations:
     ) -> tuple[list[Event], str | None]:
         """A page of a child execution's history, and the token of the next page (if any)."""
         _, child = await self._child(arn)
-        return _page(child.history(self.arns.account), limit, reverse, token, f"child {arn}")
+        events = child.history(self.arns.account)
+        scope = f"child {arn} {reverse}"
+        return _page(events, lambda e: e.id, limit, descending=reverse, token=token, scope=scope)
 
     def _child_summary(self, run: MapRun, child: Child) -> dict[str, Any]:
         arn = child_execution_arn(run.arn, child.index)
@@ -180,7 +204,8 @@ class MapRunOperations:
             "status": child.status,
             "startDate": child.start_date,
             **({} if child.stop_date is None else {"stopDate": child.stop_date}),
-            "redriveCount": 0,
+            "redriveCount": child.redrive_count,
+            **({} if child.redrive_date is None else {"redriveDate": child.redrive_date}),
         }
 
     async def _child(self, arn: str) -> tuple[MapRun, Child]:
@@ -225,15 +250,22 @@ class MapRunOperations:
 
 
 def _page(
-    events: list[Event], limit: int, reverse: bool, token: str | None, scope: str
-) -> tuple[list[Event], str | None]:
-    """A page of `events` (all of them, oldest first) from where `token` says, and the
-    token of the next page (if any): tokens count events."""
-    if reverse:
-        events.reverse()
-    scope = f"{scope} {reverse}"
-    first = fields.page_start(token, scope) or 0
-    more = first + limit < len(events)
-    return events[first : first + limit], fields.page_token_for(
-        first + limit, scope
-    ) if more else None
+    items: list[T],
+    key: Callable[[T], int],
+    limit: int,
+    *,
+    descending: bool,
+    token: str | None,
+    scope: str,
+) -> tuple[list[T], str | None]:
+    """A page of `items` (in ascending order of `key`, a positive number each), descending
+    when asked, after the item whose key the `token` names; and the token of the next page
+    (if any): it names the page's last item, so that items added meanwhile (past the end)
+    are not shown twice."""
+    after = fields.page_start(token, scope)
+    ordered = items[::-1] if descending else items
+    if after is not None:
+        ordered = [i for i in ordered if (key(i) < after if descending else key(i) > after)]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return page, fields.page_token_for(key(page[-1]), scope) if more else None

@@ -629,19 +629,14 @@ class Step:
         arn = map_run_arn(self.execution_arn, label, event_id)
         self.add("MapRunStarted", history.map_run_started(arn, facts))
 
-    def add_iteration(
-        self, event_type: str, slot: int, error: str | None = None, cause: str | None = None
-    ) -> None:
-        """MapIterationStarted, ...Succeeded or ...Failed (with the child's `error` and `cause`)
-        of the child in `slot`; a Map Run's are its own (its child executions' in AWS), not
-        shown in the execution's history."""
+    def add_iteration(self, event_type: str, slot: int, **facts: str | None) -> None:
+        """MapIterationStarted (with the child's `input`), ...Succeeded or ...Failed (with its
+        `error` and `cause`) of the child in `slot`; a Map Run's keep these facts (for its
+        child executions) and are not shown in the execution's history."""
         details = history.map_iteration(event_type, self.state or "", slot)
         if self.distributed:
             run = self.fanout.started_event + 1  # its MapRunStarted
-            own: dict[str, Any] = {"run": run, "index": slot}
-            if event_type == "MapIterationFailed":
-                own.update(error=error, cause=cause)
-            details[history.MAP_RUN_ITERATION] = own
+            details[history.MAP_RUN_ITERATION] = {"run": run, "index": slot, **facts}
         self.add(event_type, details)
 
     def _queued(self, first_slot: int, inputs: Sequence[Any]) -> list[Cursor]:
@@ -697,7 +692,7 @@ class Step:
         """Start the queued child `queued` (the next slot); the child as started."""
         fan = self.fanout
         if fan.kind == "Map":
-            self.add_iteration("MapIterationStarted", queued.slot)
+            self.add_iteration("MapIterationStarted", queued.slot, input=queued.data)
         self.pending = replace(fan, next_slot=queued.slot + 1, running=fan.running + 1)
         return replace(queued, status=RUNNING, due_at=self.now)
 

@@ -64,6 +64,7 @@ class Work:
         self.host_waits: list[tuple[str, str, float]] = []
         self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
         self._runs: dict[str, dict[str, int] | None] = {}
+        self._aborted: set[str] = set()  # the Map cursors whose run MapRunAborted ended here
 
     # -- reading ---------------------------------------------------------------------
 
@@ -186,6 +187,9 @@ class Work:
             fan = cursor.fanout
             if cursor.status != RUNNING or fan is None or fan.kind != "Map":
                 continue
+            if cursor.id in self._aborted:
+                continue
+            self._aborted.add(cursor.id)
             step = self.step(cursor.id)
             if step.distributed:
                 step.add("MapRunAborted", history.map_run_aborted(fan.started_event + 1))
@@ -217,7 +221,9 @@ class Work:
             if ok:
                 parent.add_iteration("MapIterationSucceeded", child.slot)
             else:
-                parent.add_iteration("MapIterationFailed", child.slot, child.error, child.cause)
+                parent.add_iteration(
+                    "MapIterationFailed", child.slot, error=child.error, cause=child.cause
+                )
         fan = replace(
             fan,
             running=fan.running - 1,
@@ -248,7 +254,9 @@ class Work:
 
     def fail_fanout(self, cursor_id: str, step: Step, error: str | None, cause: str | None) -> None:
         """The Parallel or Map state `step` runs at `cursor_id` fails with `error`: its Retry
-        and Catch apply, and its children stop."""
+        and Catch apply, and its children stop (the runs among them first: before the
+        events of the state's failure)."""
+        self.abort_runs(cursor_id)
         step.fanout_failed(error, cause)
         if step.status == RUNNING:  # retried or caught: done with these children
             self.prune(cursor_id)
