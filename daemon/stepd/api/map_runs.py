@@ -164,7 +164,7 @@ class MapRun:
         statuses = [child.status for child in self.children.values()]
         total = int(self.facts.get("total", len(statuses)))
         return {
-            "pending": max(0, total - len(statuses)) if self.status == RUNNING else 0,
+            "pending": max(0, total - len(statuses)),  # never started, also once it ended
             "running": statuses.count(RUNNING),
             "succeeded": statuses.count(SUCCEEDED),
             "failed": statuses.count(FAILED),
