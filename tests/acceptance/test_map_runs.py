@@ -145,6 +145,12 @@ def _start(sfn: Any, machine: str, name: str, items: list[Any] = ITEMS) -> str:
     return str(started["executionArn"])
 
 
+def _ended(sfn: Any, settle: Any, machine: str, name: str) -> tuple[str, dict[str, Any]]:
+    """Start an execution of `machine` on ITEMS: its ARN and DescribeExecution once closed."""
+    arn = _start(sfn, machine, name)
+    return arn, settle(sfn, arn, {"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"})
+
+
 def _types(sfn: Any, arn: str) -> list[str]:
     return [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
 
@@ -171,8 +177,7 @@ def test_a_distributed_map_shows_its_map_run_and_not_its_childrens_events(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "passing", new_name("run"))
-    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    arn, described = _ended(sfn, settle, "passing", new_name("run"))
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"]) == [{"n": n} for n in ITEMS]
     events = sfn.get_execution_history(executionArn=arn)["events"]
@@ -189,8 +194,8 @@ def test_history_pages_and_reversed_pages_skip_the_childrens_events(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, url = runs
-    arn = _start(sfn, "passing", new_name("pages"))
-    settle(sfn, arn, {"SUCCEEDED"})
+    arn, described = _ended(sfn, settle, "passing", new_name("pages"))
+    assert described["status"] == "SUCCEEDED"
     for reverse in (False, True):
         seen: list[str] = []
         token = None
@@ -221,8 +226,8 @@ def test_list_and_describe_map_runs_of_a_finished_run(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "passing", new_name("described"))
-    settle(sfn, arn, {"SUCCEEDED"})
+    arn, described = _ended(sfn, settle, "passing", new_name("described"))
+    assert described["status"] == "SUCCEEDED"
     run_arn = _run_arn(sfn, arn)
     listed = sfn.list_map_runs(executionArn=arn)["mapRuns"]
     assert [r["mapRunArn"] for r in listed] == [run_arn]
@@ -243,8 +248,7 @@ def test_a_failed_child_fails_the_run_with_the_tolerance_error(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "intolerant", new_name("fails"))
-    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    arn, described = _ended(sfn, settle, "intolerant", new_name("fails"))
     assert described["status"] == "FAILED"
     assert described["error"] == "States.ExceedToleratedFailureThreshold"
     types = _types(sfn, arn)
@@ -262,8 +266,7 @@ def test_a_tolerated_failure_leaves_the_run_succeeded(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "tolerant", new_name("tolerated"))
-    described = settle(sfn, arn, {"SUCCEEDED", "FAILED"})
+    arn, described = _ended(sfn, settle, "tolerant", new_name("tolerated"))
     assert described["status"] == "SUCCEEDED"
     output = json.loads(described["output"])
     assert output[1] == {"Error": "Item.Broken", "Cause": "two is broken"}
@@ -276,8 +279,8 @@ def test_a_tolerated_failure_leaves_the_run_succeeded(
 
 def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_name: Any) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "mended", new_name("redriven"))
-    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "FAILED"
+    arn, described = _ended(sfn, settle, "mended", new_name("redriven"))
+    assert described["status"] == "FAILED"
     run_arn = _run_arn(sfn, arn)
     assert sfn.describe_map_run(mapRunArn=run_arn)["status"] == "FAILED"
     before = sfn.list_executions(mapRunArn=run_arn)["executions"]
@@ -355,8 +358,8 @@ def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(
 
 def test_unknown_and_malformed_map_runs_are_refused(runs: Any, settle: Any, new_name: Any) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "passing", new_name("unknown"))
-    settle(sfn, arn, {"SUCCEEDED"})
+    arn, described = _ended(sfn, settle, "passing", new_name("unknown"))
+    assert described["status"] == "SUCCEEDED"
     run_arn = _run_arn(sfn, arn)
     head, _, event = run_arn.rpartition(":")
     for wrong in (f"{head}:{int(event) + 1}", run_arn.replace(":passing/", ":tolerant/")):
@@ -402,8 +405,8 @@ def test_a_map_runs_children_are_listed_and_described_as_child_executions(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "intolerant", new_name("children"))
-    settle(sfn, arn, {"FAILED"})
+    arn, described = _ended(sfn, settle, "intolerant", new_name("children"))
+    assert described["status"] == "FAILED"
     run_arn = _run_arn(sfn, arn)
     listed: list[dict[str, Any]] = []
     token = None
@@ -445,8 +448,8 @@ def test_a_succeeded_child_has_its_input_output_and_history(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "passing", new_name("child"))
-    settle(sfn, arn, {"SUCCEEDED"})
+    arn, described = _ended(sfn, settle, "passing", new_name("child"))
+    assert described["status"] == "SUCCEEDED"
     children = sfn.list_executions(mapRunArn=_run_arn(sfn, arn))["executions"]
     assert [c["status"] for c in children] == ["SUCCEEDED"] * len(ITEMS)
     assert all(c["stopDate"] >= c["startDate"] for c in children)
@@ -483,8 +486,8 @@ def test_a_run_abandoned_by_its_parallel_state_is_aborted_then(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "abandoned", new_name("abandoned"))
-    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
+    arn, described = _ended(sfn, settle, "abandoned", new_name("abandoned"))
+    assert described["status"] == "SUCCEEDED"
     assert "MapRunAborted" in _types(sfn, arn)
     run = sfn.describe_map_run(mapRunArn=_run_arn(sfn, arn))
     assert run["status"] == "ABORTED"
@@ -497,8 +500,8 @@ def test_a_run_given_up_by_a_failing_parallel_state_ends_before_the_execution(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "forsaken", new_name("forsaken"))
-    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "FAILED"
+    arn, described = _ended(sfn, settle, "forsaken", new_name("forsaken"))
+    assert described["status"] == "FAILED"
     types = _types(sfn, arn)
     assert types[-1] == "ExecutionFailed"
     assert types.index("MapRunAborted") < types.index("ParallelStateFailed")
@@ -510,8 +513,8 @@ def test_a_label_aws_would_refuse_gives_a_run_that_can_be_found(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
     sfn, _ = runs
-    arn = _start(sfn, "oddly", new_name("oddly"))
-    assert settle(sfn, arn, {"SUCCEEDED", "FAILED"})["status"] == "SUCCEEDED"
+    arn, described = _ended(sfn, settle, "oddly", new_name("oddly"))
+    assert described["status"] == "SUCCEEDED"
     run_arn = _run_arn(sfn, arn)
     assert "odd: label" not in run_arn
     assert run_arn.split(":")[6].startswith("oddly/")
