@@ -173,7 +173,8 @@ class MapRunOperations:
             "inputDetails": {"included": True},
             "mapRunArn": run.arn,
         }
-        if child.status in {FAILED, ABORTED}:  # a redrive of its parent runs it again
+        if child.status in {FAILED, ABORTED} and run.status in {FAILED, ABORTED}:
+            # a redrive of its parent execution runs it again
             described["redriveStatus"] = REDRIVABLE_BY_MAP_RUN
         else:
             described["redriveStatus"] = NOT_REDRIVABLE

@@ -74,7 +74,7 @@ class Arns:
         if len(parts) < 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "mapRun":
             raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
         machine, _, label = parts[6].partition("/")
-        if not label or len(parts) != 9 or not parts[8].isdigit():
+        if not label or len(parts) != 9 or not _number(parts[8]):
             return None
         return _check_part(machine, arn), _check_part(parts[7], arn), int(parts[8])
 
@@ -87,7 +87,7 @@ class Arns:
             return None
         name, _, rest = parts[7].rpartition("-")
         name, _, run = name.rpartition("-")
-        if not (name and run.isdigit() and rest.isdigit()):
+        if not (name and _number(run) and _number(rest)):
             return None
         return parts[6].partition("/")[0], name, int(run), int(rest)
 
@@ -126,6 +126,11 @@ def child_execution_arn(map_run: str, index: int) -> str:
     head, _, run = map_run.rpartition(":")
     head, _, name = head.rpartition(":")
     return f"{head.replace(':mapRun:', ':execution:', 1)}:{name}-{run}-{index}"
+
+
+def _number(text: str) -> bool:
+    """Whether `text` is a whole number in ASCII digits."""
+    return text.isascii() and text.isdigit()
 
 
 def _shown(text: str) -> str:

@@ -646,13 +646,14 @@ class Engine:
         self, execution_id: int, revived: Sequence[Progress], count: int, now: float
     ) -> list[NewEvent]:
         """MapRunRedriven for each Map Run a redrive takes up again (a revived Map state whose
-        fan-out started one: its MapRunStarted follows its MapStateStarted)."""
+        fan-out runs one), with the run's own count of redrives (`count` is the
+        execution's)."""
         events: list[NewEvent] = []
         for fan in (p.fanout for p in revived):
-            if fan is None or fan.kind != "Map":
+            if fan is None or fan.map_run is None:
                 continue
             found = await self._store.history(
-                execution_id, reverse=False, limit=1, after=fan.started_event
+                execution_id, reverse=False, limit=1, after=fan.map_run - 1
             )
             if found and found[0].type == "MapRunStarted":
                 details = history.map_run_redriven(found[0].id, found[0].details, count)

@@ -252,11 +252,8 @@ def map_run_started(arn: str, facts: dict[str, Any]) -> dict[str, Any]:
     return {"mapRunStartedEventDetails": {"mapRunArn": arn}, MAP_RUN_FACTS: facts}
 
 
-def map_run_succeeded(run: int) -> dict[str, Any]:
-    return {MAP_RUN_END: run}
-
-
-def map_run_aborted(run: int) -> dict[str, Any]:
+def map_run_ended(run: int) -> dict[str, Any]:
+    """MapRunSucceeded or MapRunAborted of the run whose MapRunStarted has the id `run`."""
     return {MAP_RUN_END: run}
 
 
@@ -264,12 +261,17 @@ def map_run_failed(run: int, error: str | None, cause: str | None) -> dict[str, 
     return {"mapRunFailedEventDetails": _error_cause(error, cause), MAP_RUN_END: run}
 
 
-def map_run_redriven(run: int, started: dict[str, Any], count: int) -> dict[str, Any]:
+def map_run_redriven(run: int, started: dict[str, Any], execution_redrives: int) -> dict[str, Any]:
     """MapRunRedriven of the run whose MapRunStarted had the id `run` and the details
-    `started` (a run below another one stays out of sight as its MapRunStarted does)."""
+    `started`, when its execution is redriven for the `execution_redrives`th time (a run below
+    another one stays out of sight as its MapRunStarted does)."""
     arn = (started.get("mapRunStartedEventDetails") or {}).get("mapRunArn")
+    before = int((started.get(MAP_RUN_FACTS) or {}).get("executionRedrives", 0))
     details: dict[str, Any] = {
-        "mapRunRedrivenEventDetails": {"mapRunArn": arn, "redriveCount": count},
+        "mapRunRedrivenEventDetails": {
+            "mapRunArn": arn,
+            "redriveCount": execution_redrives - before,
+        },
         MAP_RUN_END: run,
     }
     if MAP_RUN_CHILD in started:

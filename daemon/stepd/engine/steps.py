@@ -73,7 +73,6 @@ from stepd.tasks.caller import TaskOutcome
 log = logs.get_logger("stepd.engine")
 
 MAX_EVENTS = 25_000  # AWS's history limit per execution
-HISTORY_FULL = "The execution reached the limit of"  # the cause's start, then MAX_EVENTS
 MAX_STEPS_PER_TRANSITION = 200  # instant states run in one commit before yielding
 CHILD_WINDOW = 200  # a Map's children created (queued) at a time, from its stored input
 LATE_ERROR = "stepd.StepLate"  # a task later than its machine allows; caught, never retried
@@ -124,8 +123,8 @@ class Step:
 
     token: str | None = None  # `$$.Task.Token` of the `.waitForTaskToken` Task being entered
     # Set for a child of a DISTRIBUTED Map (at any depth): marks every event it adds as its
-    # Map Run's (history.MAP_RUN_CHILD), not shown in the execution's history
-    hidden: dict[str, int] | None = None
+    # Map Run's child's (history.MAP_RUN_CHILD), not shown in the execution's history
+    run_child: dict[str, int] | None = None
 
     def __init__(
         self,
@@ -203,14 +202,19 @@ class Step:
     # -- building blocks -------------------------------------------------------------
 
     def add(self, event_type: str, details: dict[str, Any]) -> int:
-        if self.hidden is not None:
-            details = {**details, history.MAP_RUN_CHILD: self.hidden}
+        if self.run_child is not None:
+            details = {**details, history.MAP_RUN_CHILD: self.run_child}
         self.events.append(new_event(event_type, details, self.now))
         return self.last_event_id + len(self.events)
 
     @property
     def event_count(self) -> int:
         return self.last_event_id + len(self.events)
+
+    @property
+    def history_full(self) -> bool:
+        """Whether the execution's history holds as many events as it may."""
+        return self.event_count >= MAX_EVENTS
 
     def context(self) -> Context:
         """`$$` of this state visit, as the step stands now."""
@@ -333,8 +337,10 @@ class Step:
         for _ in range(MAX_STEPS_PER_TRANSITION):
             if self.status != RUNNING:
                 return
-            if self.event_count >= MAX_EVENTS:
-                self.fail(STATES_RUNTIME, f"{HISTORY_FULL} {MAX_EVENTS} events.")
+            if self.history_full:
+                self.fail(
+                    STATES_RUNTIME, f"The execution reached the limit of {MAX_EVENTS} events."
+                )
                 return
             if self.phase == PHASE_ENTER:
                 self._enter()
@@ -593,8 +599,9 @@ class Step:
         kind = decision.kind
         total = len(decision.inputs)
         started = self.add(f"{kind}StateStarted", history.fanout_started(kind, total))
-        if self.distributed:
-            self._map_run_started(decision)
+        run = None
+        if kind == "Map" and interpreter.distributed(self.definition, self.state or ""):
+            run = self._map_run_started(decision)
         self.phase = PHASE_FANOUT
         self.due_at = self.now  # the engine looks at it now (and at its children)
         self.pending = Fanout(
@@ -604,6 +611,7 @@ class Step:
             limit=max(1, decision.limit),
             tolerated_count=decision.tolerated_count,
             tolerated_percentage=decision.tolerated_percentage,
+            map_run=run,
         )
         window = total if kind == "Parallel" else min(total, max(CHILD_WINDOW, decision.limit))
         for queued in self._queued(0, decision.inputs[:window]):
@@ -611,13 +619,8 @@ class Step:
                 self.start_child(queued) if queued.slot < self.fanout.limit else queued
             )
 
-    @property
-    def distributed(self) -> bool:
-        """Whether the state is a Map state running a Map Run (DISTRIBUTED mode)."""
-        return interpreter.distributed(self.definition, self.state or "")
-
-    def _map_run_started(self, decision: FanOut) -> None:
-        """MapRunStarted, right after MapStateStarted: its ARN names this event."""
+    def _map_run_started(self, decision: FanOut) -> int:
+        """MapRunStarted, right after MapStateStarted (its ARN names this event): its id."""
         event_id = self.event_count + 1
         label = interpreter.map_label(self.definition, self.state or "")
         facts = {
@@ -625,17 +628,18 @@ class Step:
             "maxConcurrency": decision.max_concurrency,
             "toleratedFailureCount": decision.tolerated_count or 0,
             "toleratedFailurePercentage": decision.tolerated_percentage or 0.0,
+            "executionRedrives": self.redrive_count,
         }
         arn = map_run_arn(self.execution_arn, label, event_id)
-        self.add("MapRunStarted", history.map_run_started(arn, facts))
+        return self.add("MapRunStarted", history.map_run_started(arn, facts))
 
     def add_iteration(self, event_type: str, slot: int, **facts: str | None) -> None:
         """MapIterationStarted (with the child's `input`), ...Succeeded or ...Failed (with its
         `error` and `cause`) of the child in `slot`; a Map Run's keep these facts (for its
         child executions) and are not shown in the execution's history."""
         details = history.map_iteration(event_type, self.state or "", slot)
-        if self.distributed:
-            run = self.fanout.started_event + 1  # its MapRunStarted
+        run = self.fanout.map_run
+        if run is not None:
             details[history.MAP_RUN_ITERATION] = {"run": run, "index": slot, **facts}
         self.add(event_type, details)
 
@@ -718,10 +722,9 @@ class Step:
         never parsed."""
         kind = self.fanout.kind
         if kind == "Map":
-            if self.distributed:
-                self.add(
-                    "MapRunSucceeded", history.map_run_succeeded(self.fanout.started_event + 1)
-                )
+            run = self.fanout.map_run
+            if run is not None:
+                self.add("MapRunSucceeded", history.map_run_ended(run))
             self.add("MapStateSucceeded", {})
         decision: Decision | None
         try:
@@ -746,8 +749,8 @@ class Step:
     def fanout_failed(self, error: str | None, cause: str | None) -> None:
         """A child failed beyond the tolerance: the state's Retry and Catch, with its error."""
         fan = self.fanout
-        if fan.kind == "Map" and self.distributed:
-            self.add("MapRunFailed", history.map_run_failed(fan.started_event + 1, error, cause))
+        if fan.map_run is not None:
+            self.add("MapRunFailed", history.map_run_failed(fan.map_run, error, cause))
         decision: Decision
         try:
             decision = interpreter.task_failed(

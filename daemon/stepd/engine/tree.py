@@ -14,8 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from stepd.asl import interpreter
+from stepd.asl.failures import STATES_RUNTIME
 from stepd.engine import history
-from stepd.engine.steps import HISTORY_FULL, Step
+from stepd.engine.steps import Step
 from stepd.store.records import (
     ABORTED,
     PROGRESS_FIELDS,
@@ -63,7 +64,7 @@ class Work:
         # (cursor, url, limit) of the calls that wait for their host once this commits
         self.host_waits: list[tuple[str, str, float]] = []
         self._definitions: dict[str, Mapping[str, Any]] = {ROOT: definition}
-        self._runs: dict[str, dict[str, int] | None] = {}
+        self._run_children: dict[str, dict[str, int] | None] = {}  # cursor -> map_run_child
         self._aborted: set[str] = set()  # the Map cursors whose run MapRunAborted ended here
 
     # -- reading ---------------------------------------------------------------------
@@ -131,15 +132,15 @@ class Work:
             events=self.events,
             last_event_id=self.execution.last_event_id,
         )
-        step.hidden = self.map_run_child(cursor_id)
+        step.run_child = self.map_run_child(cursor_id)
         return step
 
     def map_run_child(self, cursor_id: str) -> dict[str, int] | None:
         """For a cursor below a DISTRIBUTED Map (the outermost one, when they nest): which of
         its children it is part of ({"run": the id of its MapRunStarted event, "index": the
         child's slot}); None for the others."""
-        if cursor_id in self._runs:
-            return self._runs[cursor_id]
+        if cursor_id in self._run_children:
+            return self._run_children[cursor_id]
         found: dict[str, int] | None = None
         if cursor_id != ROOT:
             cursor = self.cursors[cursor_id]
@@ -147,13 +148,9 @@ class Work:
             found = self.map_run_child(cursor.parent)
             resume = parent.resume
             fan = parent.fanout or (resume.fanout if resume is not None else None)
-            if (
-                found is None
-                and fan is not None
-                and interpreter.distributed(self.definition_of(cursor.parent), parent.state or "")
-            ):
-                found = {"run": fan.started_event + 1, "index": cursor.slot}
-        self._runs[cursor_id] = found
+            if found is None and fan is not None and fan.map_run is not None:
+                found = {"run": fan.map_run, "index": cursor.slot}
+        self._run_children[cursor_id] = found
         return found
 
     def save(self, cursor_id: str, step: Step) -> None:
@@ -181,18 +178,17 @@ class Work:
         self.changed[cursor.id] = cursor
 
     def abort_runs(self, cursor_id: str) -> None:
-        """MapRunAborted for each Map Run running below `cursor_id` (its children stop)."""
+        """MapRunAborted for each Map Run running below `cursor_id` (its children stop); not
+        for one that ended (MapRunFailed) and waits for its state's Retry."""
         prefix = cursor_id + "/"
         for cursor in [c for c in self.cursors.values() if c.id.startswith(prefix)]:
             fan = cursor.fanout
-            if cursor.status != RUNNING or fan is None or fan.kind != "Map":
+            if cursor.status != RUNNING or fan is None or fan.map_run is None:
                 continue
-            if cursor.id in self._aborted:
+            if fan.retry_at is not None or cursor.id in self._aborted:
                 continue
             self._aborted.add(cursor.id)
-            step = self.step(cursor.id)
-            if step.distributed:
-                step.add("MapRunAborted", history.map_run_aborted(fan.started_event + 1))
+            self.step(cursor.id).add("MapRunAborted", history.map_run_ended(fan.map_run))
 
     def prune(self, cursor_id: str) -> None:
         """Delete every descendant of `cursor_id` (running ones are aborted: no more calls)."""
@@ -233,14 +229,14 @@ class Work:
         parent.pending = fan
         # a child that found the execution's history full fails the state whatever the
         # tolerance (a Map Run's children's events are kept in it too)
-        full = not ok and (child.cause or "").startswith(HISTORY_FULL)
+        full = not ok and child.error == STATES_RUNTIME and parent.history_full
         if full:
             self.fail_fanout(child.parent, parent, child.error, child.cause)
             return
         if not ok and not _tolerated(fan):
             # a Map Run fails with its own error whatever its tolerance (0 by default)
             tolerance = fan.tolerated_count is not None or fan.tolerated_percentage is not None
-            if tolerance or (fan.kind == "Map" and parent.distributed):
+            if tolerance or fan.map_run is not None:
                 self.fail_fanout(child.parent, parent, EXCEEDED_ERROR, EXCEEDED_CAUSE)
             else:
                 self.fail_fanout(child.parent, parent, child.error, child.cause)

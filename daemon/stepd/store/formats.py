@@ -6,6 +6,8 @@ format version says otherwise. Reading is strict: an unknown key, a missing key 
 format version newer than `FORMAT_VERSION` raises `RecordError` naming the record, never a
 silently defaulted value.
 
+    format 6 (stepd 0.7):  format 5, and the fan-out record's optional key "map_run" (a
+                           DISTRIBUTED Map's: the id of the MapRunStarted event of its run)
     format 5 (stepd 0.6):  format 4, and the task record's optional key "activity" (true: an
                            activity's task whose history has Activity* events)
     format 4 (stepd 0.5):  format 3, and the task record's optional keys "token",
@@ -33,12 +35,13 @@ from stepd import jsontext
 from stepd.errors import RecordError
 from stepd.store.records import Fanout, Pending, Resume, TaskCall, WaitThen
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 CALLBACK_SINCE = 4  # the first format with callback keys in task records
 ACTIVITY_SINCE = 5  # the first format with the "activity" key in task records
 FANOUT_SINCE = 2  # the first format with fan-out records
 RESUME_SINCE = 3  # the first format with resume records
 VARIABLES_SINCE = 3  # the first format with variables records
+MAP_RUN_SINCE = 6  # the first format with the "map_run" key in fan-out records
 
 _WAIT_KEYS: Mapping[str, str] = {"next_state": "next", "output": "output"}
 _TASK_KEYS: Mapping[str, str] = {
@@ -69,6 +72,7 @@ _FANOUT_KEYS: Mapping[str, str] = {
     "tolerated_count": "tolerated_count",
     "tolerated_percentage": "tolerated_percentage",
     "retry_at": "retry_at",
+    "map_run": "map_run",
 }
 _FANOUT_INTS = ("total", "started_event", "limit", "next_slot", "running", "succeeded", "failed")
 _FANOUT_REQUIRED = frozenset(_FANOUT_INTS) | {"kind"}
@@ -125,9 +129,9 @@ def decode_pending(text: str | None) -> Pending:
         raise RecordError("pending record holds more than one record")
     _expect_keys(stored, {"v"}, kinds, "pending record")
     if "resume" in stored:
-        return _resume(stored["resume"], "resume record")
+        return _resume(stored["resume"], "resume record", version)
     if "fanout" in stored:
-        return _fanout(stored["fanout"], "fan-out record")
+        return _fanout(stored["fanout"], "fan-out record", version)
     if "wait" in stored:
         return _wait(stored["wait"], "wait record")
     if "task" in stored:
@@ -233,14 +237,19 @@ def _task(body: Any, what: str, version: int) -> TaskCall:
     )
 
 
-def _fanout(body: Any, what: str) -> Fanout:
-    fields = _fields(body, _FANOUT_KEYS, _FANOUT_REQUIRED, what)
+def _fanout(body: Any, what: str, version: int) -> Fanout:
+    keys = _FANOUT_KEYS
+    if version < MAP_RUN_SINCE:  # unknown to older formats
+        keys = {name: key for name, key in keys.items() if key != "map_run"}
+    fields = _fields(body, keys, _FANOUT_REQUIRED, what)
     _check(fields["kind"] in _FANOUT_KINDS, what, "kind")
     for name in _FANOUT_INTS:
         value = fields[name]
         _check(_is_number(value) and value == int(value) and value >= 0, what, name)
     count = fields.get("tolerated_count")
     _check(count is None or (_is_number(count) and count == int(count)), what, "tolerated_count")
+    run = fields.get("map_run")
+    _check(run is None or (_is_number(run) and run == int(run) and run > 0), what, "map_run")
     for name in ("tolerated_percentage", "retry_at"):
         value = fields.get(name)
         _check(value is None or _is_number(value), what, name)
@@ -250,15 +259,18 @@ def _fanout(body: Any, what: str) -> Fanout:
         tolerated_count=None if count is None else int(count),
         tolerated_percentage=_float_or_none(fields.get("tolerated_percentage")),
         retry_at=_float_or_none(fields.get("retry_at")),
+        map_run=None if run is None else int(run),
     )
 
 
-def _resume(body: Any, what: str) -> Resume:
+def _resume(body: Any, what: str, version: int) -> Resume:
     if not isinstance(body, dict):
         raise RecordError(f"{what} is not a JSON object")
     _expect_keys(body, set(), {"fanout"}, what)
     fanout = body.get("fanout")
-    return Resume(fanout=None if fanout is None else _fanout(fanout, f"{what}: fan-out record"))
+    if fanout is None:
+        return Resume()
+    return Resume(fanout=_fanout(fanout, f"{what}: fan-out record", version))
 
 
 def _fields(

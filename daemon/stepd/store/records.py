@@ -127,6 +127,7 @@ class Fanout:
     tolerated_count: int | None = None  # Map: failures tolerated (None: not set)
     tolerated_percentage: float | None = None
     retry_at: float | None = None  # the state is retried (fanned out again) at this instant
+    map_run: int | None = None  # a DISTRIBUTED Map's run: the id of its MapRunStarted event
 
     @property
     def complete(self) -> bool:

@@ -131,7 +131,7 @@ def test_the_format_on_disk_is_pinned():
         waiting_since=0.75,
     )
     assert json.loads(encode_pending(task) or "") == {
-        "v": 5,
+        "v": 6,
         "task": {
             "resource": "r",
             "payload": "{}",
@@ -145,12 +145,12 @@ def test_the_format_on_disk_is_pinned():
     }
     wait = WaitThen(next_state="B", output="[]")
     assert json.loads(encode_pending(wait) or "") == {
-        "v": 5,
+        "v": 6,
         "wait": {"next": "B", "output": "[]"},
     }
     fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, next_slot=2, running=1)
     assert json.loads(encode_pending(fanout) or "") == {
-        "v": 5,
+        "v": 6,
         "fanout": {
             "kind": "Map",
             "total": 3,
@@ -165,9 +165,9 @@ def test_the_format_on_disk_is_pinned():
 
 
 def test_resume_records_are_pinned_and_round_trip():
-    """A closed execution's resume record, with or without its fan-out, is written as format 5
+    """A closed execution's resume record, with or without its fan-out, is written as format 6
     and read back unchanged."""
-    assert json.loads(encode_pending(Resume()) or "") == {"v": 5, "resume": {}}
+    assert json.loads(encode_pending(Resume()) or "") == {"v": 6, "resume": {}}
     fanout = Fanout(kind="Parallel", total=2, started_event=7, limit=2, next_slot=2, failed=1)
     text = encode_pending(Resume(fanout=fanout))
     assert json.loads(text or "")["resume"]["fanout"]["started_event"] == 7
@@ -194,7 +194,7 @@ def test_records_written_by_stepd_0_2_are_read():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"v": 6, "task": {}}', "format 6, newer than this stepd reads (5)"),
+        ('{"v": 7, "task": {}}', "format 7, newer than this stepd reads (6)"),
         ('{"v": 1, "fanout": {}}', "unknown keys fanout"),
         ('{"v": 2, "resume": {}}', "unknown keys resume"),
         ('{"v": 3, "resume": {"state": "A"}}', "unknown keys state"),
@@ -272,9 +272,9 @@ def test_every_progress_field_has_a_column():
 
 
 def test_variables_are_written_as_a_current_format_record():
-    """The variables column holds `{"v": 5, "variables": {...}}`, read back as the object."""
+    """The variables column holds `{"v": 6, "variables": {...}}`, read back as the object."""
     text = encode_variables('{"x":1}')
-    assert json.loads(text or "") == {"v": 5, "variables": {"x": 1}}
+    assert json.loads(text or "") == {"v": 6, "variables": {"x": 1}}
     assert decode_variables(text) == '{"x":1}'
     assert decode_variables(None) is None
 
@@ -283,7 +283,7 @@ def test_variables_are_written_as_a_current_format_record():
     ("text", "message"),
     [
         ('{"v": 2, "variables": {}}', "format 2, before variables existed"),
-        ('{"v": 6, "variables": {}}', "format 6, newer than this stepd reads (5)"),
+        ('{"v": 7, "variables": {}}', "format 7, newer than this stepd reads (6)"),
         ('{"v": 3, "variables": []}', "variables has the wrong type"),
         ('{"v": 3, "variables": {}, "x": 1}', "unknown keys x"),
         ('{"v": 3}', "lacks variables"),
@@ -346,7 +346,7 @@ def test_activity_tasks_are_pinned_and_round_trip():
         activity_events=True,
     )
     stored = json.loads(encode_pending(task) or "")
-    assert stored["v"] == 5
+    assert stored["v"] == 6
     assert stored["task"]["activity"] is True
     assert decode_pending(encode_pending(task)) == task
     plain = json.loads(encode_pending(replace(task, activity_events=False)) or "")
@@ -377,3 +377,19 @@ def test_the_quick_constructors_make_what_the_dataclasses_make() -> None:
     assert new_event("TaskStarted", {"resource": "ping"}, 3.5) == NewEvent(
         type="TaskStarted", details={"resource": "ping"}, ts=3.5
     )
+
+
+def test_a_map_runs_fan_out_keeps_its_run_and_older_formats_know_no_run():
+    """A DISTRIBUTED Map's fan-out record keeps the id of its MapRunStarted (format 6); the key
+    is unknown to format 5, whose fan-outs read back as running no Map Run."""
+    fanout = Fanout(kind="Map", total=3, started_event=4, limit=2, map_run=5)
+    text = encode_pending(fanout)
+    assert json.loads(text or "")["fanout"]["map_run"] == 5
+    assert decode_pending(text) == fanout
+    body = {"kind": "Map", "total": 3, "started_event": 4, "limit": 2, "next_slot": 0}
+    body |= {"running": 0, "succeeded": 0, "failed": 0}
+    assert decode_pending(json.dumps({"v": 5, "fanout": body})) == replace(fanout, map_run=None)
+    with pytest.raises(RecordError, match="unknown keys map_run"):
+        decode_pending(json.dumps({"v": 5, "fanout": {**body, "map_run": 5}}))
+    with pytest.raises(RecordError, match="map_run"):
+        decode_pending(json.dumps({"v": 6, "fanout": {**body, "map_run": "five"}}))
