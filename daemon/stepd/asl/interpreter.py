@@ -69,6 +69,7 @@ from stepd.errors import (
     StatesRuntimeError,
 )
 
+MAX_TIMEOUT_SECONDS: Final = 99_999_999  # AWS's bound on TimeoutSeconds, HeartbeatSeconds
 MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
 MAX_LONG: Final = 2**63 - 1  # SecondsPath is read as a Java long
 WAIT_TOO_LONG: Final = "Wait state delay is too long."
@@ -723,13 +724,13 @@ def _timeout_seconds(
     """TimeoutSeconds (or HeartbeatSeconds, by `name`), or the value its Path twin reads."""
     if name in state:
         value = state[name]
-        if not _is_int(value) or value <= 0:
+        if not _is_int(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
             raise StatesRuntimeError(f"{name} must be a positive integer: {_show(value)}")
         return float(value)
     if f"{name}Path" in state:
         path = state[f"{name}Path"]
         value = paths.resolve_reference(path, effective, ctx.as_json())
-        if not _is_int(value) or value <= 0:
+        if not _is_int(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
             raise StatesRuntimeError(
                 f"The {name}Path parameter references an invalid value: {path} == {_show(value)}"
             )
@@ -919,7 +920,7 @@ def _jsonata_seconds(state: State, name: str, scope: jsonata.Scope) -> float | N
     if name not in state:
         return None
     value = _field(state, name, scope, None)
-    if not _is_int(value) or value <= 0:
+    if not _is_int(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
         raise QueryEvaluationError(
             f"The {name} field must be a positive integer: {_show_json(value)}"
         )

@@ -138,6 +138,20 @@ def test_enter_task_failures_are_runtime(fields: dict[str, Any], cause: str) -> 
     assert Fail(error="States.Runtime", cause=cause) == call(task(**fields), {"room": "r1"})
 
 
+@pytest.mark.parametrize("language", ["JSONPath", "JSONata"])
+@pytest.mark.parametrize("seconds", [100_000_000, 10**400])
+def test_timeouts_beyond_aws_bound_fail_the_state(language: str, seconds: int) -> None:
+    """A timeout or heartbeat over AWS's 99,999,999 seconds (one too large for a float, too)
+    fails the state with an error naming the field, not an unexpected exception."""
+    for name in ("TimeoutSeconds", "HeartbeatSeconds"):
+        decision = call(task(**{name: seconds, "QueryLanguage": language}))
+        assert isinstance(decision, Fail)
+        assert name in (decision.cause or "")
+    decision = call(task(TimeoutSecondsPath="$.limits.timeout"), {"limits": {"timeout": seconds}})
+    assert isinstance(decision, Fail)
+    assert "TimeoutSecondsPath" in (decision.cause or "")
+
+
 RESULT = {"recording": "on", "id": 7}
 
 
