@@ -694,9 +694,9 @@ def test_an_execution_has_no_tags(sfn, new_name, settle):
         sfn.tag_resource(resourceArn=arn["executionArn"], tags=[{"key": "k", "value": "v"}])
 
 
-def test_executions_of_a_map_run_are_resource_not_found(sfn):
-    """A Map Run's children are not executions of their own: ListExecutions of a map run is
-    ResourceNotFound (not every execution), and a machine and a map run together are refused."""
+def test_executions_of_an_unknown_map_run_are_resource_not_found(sfn):
+    """ListExecutions of a map run that does not exist is ResourceNotFound (not every
+    execution), and a machine and a map run together are refused."""
     with pytest.raises(sfn.exceptions.ResourceNotFound):
         sfn.list_executions(mapRunArn=MAP_RUN_ARN)
     with pytest.raises(sfn.exceptions.ValidationException):

@@ -176,6 +176,8 @@ def _running(sfn: Any, run_arn: str, check: Callable[[dict[str, Any]], bool]) ->
 def test_a_distributed_map_shows_its_map_run_and_not_its_childrens_events(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """The history AWS records for a Map Run: its start and end, numbered 1..n, and its
+    ARN naming the machine, the Label and the execution."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "passing", new_name("run"))
     assert described["status"] == "SUCCEEDED"
@@ -193,6 +195,7 @@ def test_a_distributed_map_shows_its_map_run_and_not_its_childrens_events(
 def test_history_pages_and_reversed_pages_skip_the_childrens_events(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """Pages of 3, forwards and backwards, give the same events; no stepd key shows."""
     sfn, url = runs
     arn, described = _ended(sfn, settle, "passing", new_name("pages"))
     assert described["status"] == "SUCCEEDED"
@@ -225,6 +228,7 @@ def test_history_pages_and_reversed_pages_skip_the_childrens_events(
 def test_list_and_describe_map_runs_of_a_finished_run(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """ListMapRuns and DescribeMapRun of a run that succeeded: its ARNs, dates and counts."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "passing", new_name("described"))
     assert described["status"] == "SUCCEEDED"
@@ -247,6 +251,8 @@ def test_list_and_describe_map_runs_of_a_finished_run(
 def test_a_failed_child_fails_the_run_with_the_tolerance_error(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """Without a tolerance, one failed child fails the run and the state with
+    States.ExceedToleratedFailureThreshold, as AWS."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "intolerant", new_name("fails"))
     assert described["status"] == "FAILED"
@@ -265,6 +271,8 @@ def test_a_failed_child_fails_the_run_with_the_tolerance_error(
 def test_a_tolerated_failure_leaves_the_run_succeeded(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """A failure within ToleratedFailureCount: the run succeeds, the failed item's error in
+    its place."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "tolerant", new_name("tolerated"))
     assert described["status"] == "SUCCEEDED"
@@ -278,6 +286,8 @@ def test_a_tolerated_failure_leaves_the_run_succeeded(
 
 
 def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_name: Any) -> None:
+    """RedriveExecution runs the children that did not succeed again: MapRunRedriven, the
+    run's and the children's redrive counts, and each redriven child's history."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "mended", new_name("redriven"))
     assert described["status"] == "FAILED"
@@ -333,6 +343,7 @@ def test_a_redrive_takes_the_failed_run_up_again(runs: Any, settle: Any, new_nam
 def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(
     runs: Any, new_name: Any, settle: Any
 ) -> None:
+    """While it runs: RUNNING, its running and pending children; StopExecution aborts it."""
     sfn, _ = runs
     arn = _start(sfn, "sleeping", new_name("sleeps"))
     end = time.monotonic() + RUNNING_DEADLINE_SECONDS
@@ -357,6 +368,8 @@ def test_a_running_map_run_counts_its_children_and_a_stop_aborts_it(
 
 
 def test_unknown_and_malformed_map_runs_are_refused(runs: Any, settle: Any, new_name: Any) -> None:
+    """A map run or execution that does not exist: ResourceNotFound, InvalidArn or
+    ExecutionDoesNotExist, as AWS answers."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "passing", new_name("unknown"))
     assert described["status"] == "SUCCEEDED"
@@ -404,6 +417,8 @@ def test_a_map_run_killed_midway_finishes_after_a_restart_with_its_history_as_aw
 def test_a_map_runs_children_are_listed_and_described_as_child_executions(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """ListExecutions of a map run pages through its children; each is described with its
+    item, status, error and history; a child cannot be stopped on its own."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "intolerant", new_name("children"))
     assert described["status"] == "FAILED"
@@ -447,6 +462,8 @@ def test_a_map_runs_children_are_listed_and_described_as_child_executions(
 def test_a_succeeded_child_has_its_input_output_and_history(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """A child that succeeded: its item, its output, its history numbered 1..n in both
+    orders."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "passing", new_name("child"))
     assert described["status"] == "SUCCEEDED"
@@ -485,6 +502,7 @@ def test_a_succeeded_child_has_its_input_output_and_history(
 def test_a_run_abandoned_by_its_parallel_state_is_aborted_then(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """A Parallel whose other branch fails gives up the run: MapRunAborted, ABORTED."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "abandoned", new_name("abandoned"))
     assert described["status"] == "SUCCEEDED"
@@ -499,6 +517,7 @@ def test_a_run_abandoned_by_its_parallel_state_is_aborted_then(
 def test_a_run_given_up_by_a_failing_parallel_state_ends_before_the_execution(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """The run's MapRunAborted comes before the state's failure; ExecutionFailed is last."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "forsaken", new_name("forsaken"))
     assert described["status"] == "FAILED"
@@ -512,6 +531,7 @@ def test_a_run_given_up_by_a_failing_parallel_state_ends_before_the_execution(
 def test_a_label_aws_would_refuse_gives_a_run_that_can_be_found(
     runs: Any, settle: Any, new_name: Any
 ) -> None:
+    """A Label AWS would refuse: the ARN takes a UUID, and the run is found by it."""
     sfn, _ = runs
     arn, described = _ended(sfn, settle, "oddly", new_name("oddly"))
     assert described["status"] == "SUCCEEDED"

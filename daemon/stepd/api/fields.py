@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from stepd.errors import InvalidToken, ValidationException
+from stepd.store.records import STATUSES
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_PAGE = 1000
+REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}  # redriveFilter: redriven or not
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
 
 
@@ -30,6 +32,22 @@ def required_string(body: dict[str, Any], key: str) -> str:
     value = string(body, key, required=True)
     assert value is not None
     return value
+
+
+def execution_filters(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """ListExecutions' `statusFilter` and `redriveFilter` (None when absent), each one of its
+    enum (`STATUSES`, `REDRIVE_FILTERS`)."""
+    status = string(body, "statusFilter")
+    if status is not None and status not in STATUSES:
+        raise ValidationException(
+            f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
+        )
+    redriven = string(body, "redriveFilter")
+    if redriven is not None and redriven not in REDRIVE_FILTERS:
+        raise ValidationException(
+            f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, not '{redriven}'"
+        )
+    return status, redriven
 
 
 def choice(body: dict[str, Any], key: str, allowed: Sequence[str], default: str) -> str:

@@ -69,15 +69,8 @@ class Child:
 
     @property
     def input(self) -> str:
-        """What it started with: its item (the input of its first state, for a run
-        recorded without it)."""
-        if self.given is not None:
-            return self.given
-        for event in self.events:
-            entered = event.details.get("stateEnteredEventDetails")
-            if isinstance(entered, dict):
-                return str(entered.get("input", "{}"))
-        return "{}"
+        """What it started with: its item."""
+        return self.given if self.given is not None else "{}"
 
     @property
     def output(self) -> str | None:
@@ -179,8 +172,8 @@ class MapRun:
 
 def shown_history(events: Sequence[Event]) -> list[tuple[int, Event]]:
     """An execution's events as GetExecutionHistory shows them, each after the id it is
-    stored with: a Map Run's children's left out, the others numbered again from 1 (each
-    naming the one before, as stored)."""
+    stored with: a Map Run's children's left out, the others numbered again from 1, each
+    naming the one before it."""
     return [
         (e.id, Event(id=n, previous_id=n - 1, ts=e.ts, type=e.type, details=e.details))
         for n, e in enumerate((e for e in events if not history.hidden(e.details)), start=1)

@@ -19,19 +19,17 @@ from stepd.errors import (
     StoreError,
     ValidationException,
 )
-from stepd.store.records import ABORTED, FAILED, RUNNING, STATUSES, Event, Execution
+from stepd.store.records import ABORTED, FAILED, RUNNING, Event, Execution
 
-MAX_ARN: Final = 2000  # AWS's LongArn
+MAX_LONG_ARN: Final = 2000  # AWS's LongArn: a map run's ARN
 DEFAULT_PAGE: Final = 100
 HISTORY_BATCH: Final = 1000
-REDRIVE_FILTERS: Final = {"REDRIVEN": True, "NOT_REDRIVEN": False}
 T = TypeVar("T")
 REDRIVABLE_BY_MAP_RUN: Final = "REDRIVABLE_BY_MAP_RUN"
 
 
 class MapRunOperations:
-    """`find(machine, name)` finds an execution (None if there is none); `read` reads its
-    events as the store has them."""
+    """The operations on Map Runs and their children, read from the engine's store."""
 
     def __init__(self, engine: Engine) -> None:
         self.arns = engine.arns
@@ -130,23 +128,14 @@ class MapRunOperations:
     async def list_children(self, body: dict[str, Any]) -> dict[str, Any]:
         """ListExecutions of a map run: its children, the latest started first."""
         execution, run = await self._run(body)
-        status = fields.string(body, "statusFilter")
-        if status is not None and status not in STATUSES:
-            raise ValidationException(
-                f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
-            )
-        redriven = fields.string(body, "redriveFilter")
-        if redriven is not None and redriven not in REDRIVE_FILTERS:
-            raise ValidationException(
-                f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, not '{redriven}'"
-            )
+        status, redriven = fields.execution_filters(body)
         limit = fields.integer(body, "maxResults", default=DEFAULT_PAGE, maximum=fields.MAX_PAGE)
         scope = f"children {execution.id} {execution.uid} {run.event_id} {status} {redriven}"
         children = [
             c
             for c in sorted(run.children.values(), key=lambda c: c.index)
             if (status is None or c.status == status)
-            and (redriven is None or (c.redrive_count > 0) == REDRIVE_FILTERS[redriven])
+            and (redriven is None or (c.redrive_count > 0) == fields.REDRIVE_FILTERS[redriven])
         ]
         page, token = _page(
             children,
@@ -225,8 +214,8 @@ class MapRunOperations:
 
     async def _run(self, body: dict[str, Any]) -> tuple[Execution, MapRun]:
         arn = fields.required_string(body, "mapRunArn")
-        if len(arn) > MAX_ARN:
-            raise ValidationException(f"'mapRunArn' must be at most {MAX_ARN} characters")
+        if len(arn) > MAX_LONG_ARN:
+            raise ValidationException(f"'mapRunArn' must be at most {MAX_LONG_ARN} characters")
         found = self.arns.map_run_of(arn)
         if found is not None and self.arns.is_ours(arn):
             machine, name, event_id = found

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from stepd.api.fields import MAX_PAGE, Handler, choice, string
+from stepd.api.fields import MAX_PAGE, REDRIVE_FILTERS, Handler, choice, execution_filters, string
 from stepd.api.fields import page_start as _untoken
 from stepd.api.fields import page_token_for as _token
 from stepd.api.operations_activities import ActivityOperations
@@ -42,10 +42,9 @@ from stepd.errors import (
     ValidationException,
 )
 from stepd.jsontext import unpaired_surrogate
-from stepd.store.records import STATUSES, Event, Execution
+from stepd.store.records import Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
-REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}
 MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
@@ -380,17 +379,7 @@ class Operations:
         machine = None
         if machine_arn is not None:
             machine = self._machine(machine_arn)
-        status = string(body, "statusFilter")
-        if status is not None and status not in STATUSES:
-            raise ValidationException(
-                f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
-            )
-        redrive_filter = string(body, "redriveFilter")
-        if redrive_filter is not None and redrive_filter not in REDRIVE_FILTERS:
-            raise ValidationException(
-                f"'redriveFilter' must be one of {', '.join(REDRIVE_FILTERS)}, "
-                f"not '{redrive_filter}'"
-            )
+        status, redrive_filter = execution_filters(body)
         limit = _int(body, "maxResults", DEFAULT_PAGE, MAX_PAGE)
         scope = f"executions {machine} {status} {redrive_filter}"
         rows = await self.engine.list_executions(
