@@ -34,7 +34,7 @@ Choices where AWS is silent or unverified:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias
 
@@ -70,6 +70,11 @@ from stepd.errors import (
 )
 
 MAX_TIMEOUT_SECONDS: Final = 99_999_999  # AWS's bound on TimeoutSeconds, HeartbeatSeconds
+ITEM_READER_NOT_RUN: Final = (
+    "The Map state reads its items with an ItemReader, which stepd does not run (it reads no "
+    "S3 object or listing): give the items in the state's input (ItemsPath, or Items in "
+    "JSONata)"
+)
 MAX_WAIT_DELAY_SECONDS: Final = 2**31 - 1  # AWS: now + 24855 days is accepted, 24856 is not
 MAX_LONG: Final = 2**63 - 1  # SecondsPath is read as a Java long
 WAIT_TOO_LONG: Final = "Wait state delay is too long."
@@ -120,13 +125,6 @@ def enter(
         return Fail(error=failure.error, cause=failure.message)
 
 
-ITEM_READER_NOT_RUN = (
-    "The Map state reads its items with an ItemReader, which stepd does not run (it reads no "
-    "S3 object or listing): give the items in the state's input (ItemsPath, or Items in "
-    "JSONata)"
-)
-
-
 def branch(definition: Definition, state_name: str, slot: int) -> Definition:
     """The definition a child of the Parallel or Map state `state_name` runs, in `slot`."""
     state = _state(definition, state_name)
@@ -153,7 +151,7 @@ def distributed(definition: Definition, state_name: str) -> bool:
     return (
         isinstance(state, (dict, Mapping))
         and state.get("Type") == "Map"
-        and (_runs_distributed(state))
+        and _runs_distributed(state)
     )
 
 
@@ -378,20 +376,28 @@ def _map(state: State, state_input: Any, ctx: Context, _now: datetime) -> Entere
         )
     inputs = _map_inputs(state, items, effective, context, ctx, 0, None)
     concurrency = _count_field(state, "MaxConcurrency", effective, context, default=0)
-    limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
     try:
         tolerated_count, percentage = _tolerance(state, effective, context)
     except StatesRuntimeError as failure:
         if _runs_distributed(state):
             raise MapRunNotStarted(failure.message, len(inputs)) from failure
         raise
+    return _map_fan_out(inputs, concurrency, tolerated_count, percentage)
+
+
+def _map_fan_out(
+    inputs: Sequence[Any], concurrency: int, tolerated_count: int | None, percentage: float | None
+) -> FanOut:
+    """A Map state's children: at most MAX_INLINE_CONCURRENCY at once (MaxConcurrency 0: as
+    many as that)."""
+    limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
     return FanOut(
         kind="Map",
         inputs=tuple(inputs),
         limit=limit,
         max_concurrency=concurrency,
         tolerated_count=tolerated_count,
-        tolerated_percentage=percentage,
+        tolerated_percentage=None if percentage is None else float(percentage),
     )
 
 
@@ -954,7 +960,6 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         )
     inputs = _jsonata_map_inputs(state, state_input, items, ctx, now, 0, len(items))
     concurrency = _jsonata_count(state, "MaxConcurrency", scope, 0)
-    limit = MAX_INLINE_CONCURRENCY if concurrency == 0 else min(concurrency, MAX_INLINE_CONCURRENCY)
     tolerated_count = (
         _jsonata_count(state, "ToleratedFailureCount", scope, 0)
         if "ToleratedFailureCount" in state
@@ -969,14 +974,7 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
         raise QueryEvaluationError(
             f"ToleratedFailurePercentage must be a number from 0 to 100: {_show_json(percentage)}"
         )
-    return FanOut(
-        kind="Map",
-        inputs=tuple(inputs),
-        limit=limit,
-        max_concurrency=concurrency,
-        tolerated_count=tolerated_count,
-        tolerated_percentage=None if percentage is None else float(percentage),
-    )
+    return _map_fan_out(inputs, concurrency, tolerated_count, percentage)
 
 
 def _jsonata_map_inputs(  # noqa: PLR0917 - one value per fact

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import structlog
 from structlog.testing import capture_logs
+from tests.unit.engine.engine_support import new_engine
 
 from stepd.asl import interpreter
 from stepd.engine.arns import Arns
@@ -82,15 +83,7 @@ def _machine(late_policy: str = "run", *, stored: bool = True) -> Machine:
 
 
 async def _engine(store: Store, clock: Clock, caller: FakeCaller, **kw: Any) -> Engine:
-    engine = Engine(
-        uid=lambda: UID,
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
+    engine = new_engine(store, caller, clock)
     await engine.register({"classroom": _machine(**kw)})
     engine.set_timer(lambda _id, _due: None)
     return engine

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.unit.engine.engine_support import new_engine
 
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
@@ -65,15 +66,7 @@ async def store():
 async def _engine(
     store: Store, clock: Clock, caller: FakeCaller, armed: list[Any], *, schema: bool = True
 ) -> Engine:
-    engine = Engine(
-        uid=lambda: "u1",
-        store=store,
-        caller=caller,
-        machines={},
-        arns=Arns(),
-        clock=clock,
-        random=lambda: 0.5,
-    )
+    engine = new_engine(store, caller, clock)
     machine = Machine(
         name="classroom",
         definition=CLASSROOM,
