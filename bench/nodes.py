@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import httpx
@@ -52,6 +52,7 @@ from harness import (
     rfc3339,
     server_pids,
 )
+from machines import Machine
 
 from stepd.testing import free_port
 
@@ -148,22 +149,27 @@ async def herd(
     source: Path | None = None,
     pin: bool = False,
     statements: bool = False,
+    machines: float | None = None,
 ) -> dict[str, Any]:
     watched = url if statements else None
-    with tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="stepd-bench-nodes-") as folder,
+        Placement(pin=pin, cpus=machines) as place,
+    ):
         bench = Bench(Path(folder), source=source)
         await bench.setup()
         env = {} if url is None else {"STEPD_STORE__URL": url}
         if not notify:
             env["STEPD_STORE__NOTIFY"] = "false"
         os.environ.update(env)
+        place.database(server)
         bench.start_daemon()
-        pin_to_cpu(bench.process, 0, pin=pin)
+        place.node(bench.process, 0)
         await bench.wait_ready()
         ports = [bench.port, *(free_port() for _ in range(1, nodes))]
         others = [start_node(Path(folder), n, source, ports[n]) for n in range(1, nodes)]
         for n, other in enumerate(others, start=1):
-            pin_to_cpu(other, n, pin=pin)
+            place.node(other, n)
         await asyncio.sleep(2.0 if others else 0)
         at = float(int(time.time()) + 5 + count // 300)
         intake = await load(bench.port, count, at)
@@ -205,6 +211,7 @@ async def herd(
         "nodes": nodes,
         "notify": notify,
         **({"pinned": True} if pin else {}),
+        **({"cpus_per_machine": machines} if machines is not None else {}),
         "executions": count,
         "intake_per_second": round(intake),
         "delivered": len(lateness),
@@ -226,12 +233,44 @@ def _each_node(cpu_each: list[float], claimed: list[int | None]) -> dict[str, An
     return {"each_node_cpu_s": [round(c, 2) for c in cpu_each], "each_node_claimed": claimed}
 
 
-def pin_to_cpu(process: subprocess.Popen[bytes] | None, n: int, *, pin: bool) -> None:
-    """With `pin`, run `process` (just started: its threads to come too) on the `n`th CPU
-    only."""
-    if pin and process is not None:
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(process.pid, {cpus[n % len(cpus)]})
+class Placement:
+    """Where the processes of a case run: with `pin`, each node on a CPU of its own (the first
+    node on the first); with `cpus`, each node and the database on a machine of its own with
+    a budget of that many cores (bench/machines.py)."""
+
+    def __init__(self, *, pin: bool, cpus: float | None) -> None:
+        self.pin = pin
+        self.cpus = cpus
+        self.machines: list[Machine] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for machine in self.machines:
+            machine.remove()
+
+    def node(self, process: subprocess.Popen[bytes] | None, n: int) -> None:
+        """Place the `n`th node's `process`, just started (its threads to come too)."""
+        if process is None:
+            return
+        if self.pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(process.pid, {cpus[n % len(cpus)]})
+        self._machine([process.pid])
+
+    def database(self, server: PostgresServer | None) -> None:
+        """Place the database server's processes (the backends it starts later too)."""
+        if server is not None:
+            self._machine(server_pids(server.data))
+
+    def _machine(self, pids: list[int]) -> None:
+        if self.cpus is None:
+            return
+        machine = Machine(self.cpus)
+        self.machines.append(machine)
+        for pid in pids:
+            machine.add(pid)
 
 
 async def _claimed(port: int) -> int | None:
@@ -254,8 +293,8 @@ async def _succeeded(bench: Bench, conn: psycopg.AsyncConnection[Any] | None) ->
     return int(row[0]) if row else 0
 
 
-async def main(count: int, *, statements: bool = False) -> None:
-    print(json.dumps(await herd(count, url=None, nodes=1)), flush=True)
+async def main(count: int, *, statements: bool = False, machines: float | None = None) -> None:
+    print(json.dumps(await herd(count, url=None, nodes=1, machines=machines)), flush=True)
     server = start_server()
     try:
         if statements:
@@ -263,7 +302,13 @@ async def main(count: int, *, statements: bool = False) -> None:
         for nodes, notify in ((1, True), (2, True), (2, False)):
             url = server.new_database()
             result = await herd(
-                count, url=url, nodes=nodes, notify=notify, server=server, statements=statements
+                count,
+                url=url,
+                nodes=nodes,
+                notify=notify,
+                server=server,
+                statements=statements,
+                machines=machines,
             )
             print(json.dumps(result), flush=True)
     finally:
@@ -271,7 +316,13 @@ async def main(count: int, *, statements: bool = False) -> None:
 
 
 async def against(
-    count: int, commit: str, repeat: int, *, pin: bool = False, statements: bool = False
+    count: int,
+    commit: str,
+    repeat: int,
+    *,
+    pin: bool = False,
+    statements: bool = False,
+    machines: float | None = None,
 ) -> None:
     """`repeat` runs of: one SQLite node, then two PostgreSQL nodes of `commit` and of this
     checkout in turn; each line says which daemon ran, and each run the two-node times
@@ -283,7 +334,9 @@ async def against(
         with tempfile.TemporaryDirectory(prefix="stepd-against-") as folder:
             sources = list(daemon_sources([commit], Path(folder)).items())
             for run in range(1, repeat + 1):
-                sqlite = await herd(count, url=None, nodes=1, source=sources[-1][1], pin=pin)
+                sqlite = await herd(
+                    count, url=None, nodes=1, source=sources[-1][1], pin=pin, machines=machines
+                )
                 print(json.dumps({"run": run, "daemon": sources[-1][0], **sqlite}), flush=True)
                 for name, source in sources if run % 2 else sources[::-1]:
                     url = server.new_database()
@@ -295,6 +348,7 @@ async def against(
                         source=source,
                         pin=pin,
                         statements=statements,
+                        machines=machines,
                     )
                     ratio = result["all_committed_s"] / sqlite["all_committed_s"]
                     line = {"run": run, "daemon": name, **result, "x_sqlite": round(ratio, 2)}
@@ -320,6 +374,13 @@ if __name__ == "__main__":
         action="store_true",
         help="the database's work by statement in each PostgreSQL case (pg_stat_statements)",
     )
+    parser.add_argument(
+        "--machines",
+        type=float,
+        metavar="CPUS",
+        help="each node (SQLite's too) and the database on a machine of its own: a CPU budget"
+        " of CPUS cores each (bench/machines.py; root only)",
+    )
     arguments = parser.parse_args()
     if arguments.against:
         asyncio.run(
@@ -329,7 +390,10 @@ if __name__ == "__main__":
                 arguments.repeat,
                 pin=arguments.pin,
                 statements=arguments.statements,
+                machines=arguments.machines,
             )
         )
     else:
-        asyncio.run(main(arguments.count, statements=arguments.statements))
+        asyncio.run(
+            main(arguments.count, statements=arguments.statements, machines=arguments.machines)
+        )
