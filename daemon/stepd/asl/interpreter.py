@@ -25,8 +25,8 @@ Choices where AWS is silent or unverified:
   A Map whose ItemsPath is not an array fails with States.Runtime ("...must reference a JSON
   array"; AWS's exact wording is unverified). At most 40 Map children run at once
   (MaxConcurrency 0 or above 40 means 40), as AWS runs inline Maps; Parallel branches all run.
-  ItemBatcher (MaxItemsPerBatch[Path], BatchInput) batches the items after ItemSelector;
-  MaxInputBytesPerBatch is not applied. Exceeding ToleratedFailureCount/Percentage fails with
+  ItemBatcher (MaxItemsPerBatch[Path], MaxInputBytesPerBatch[Path], BatchInput) batches the
+  items after ItemSelector. Exceeding ToleratedFailureCount/Percentage fails with
   States.ExceedToleratedFailureThreshold; without them any failed child fails the state.
 - `States.UUID` and `States.MathRandom` draw from a generator seeded by the execution, the
   state, its entry time and its retry count, so evaluating a state again gives the same values.
@@ -35,6 +35,7 @@ Choices where AWS is silent or unverified:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeAlias
 
@@ -476,21 +477,64 @@ def _map_inputs(  # noqa: PLR0917 - one value per fact
     if not isinstance(batcher, Mapping):
         raise StatesRuntimeError("ItemBatcher must be an object")
     size = _count_field(batcher, "MaxItemsPerBatch", effective, context, default=0)
-    if size <= 0:
-        size = len(items) or 1
+    max_bytes = _count_field(batcher, "MaxInputBytesPerBatch", effective, context, default=0)
     batch_input = None
     if "BatchInput" in batcher:
         batch_input = payload.render(
             batcher["BatchInput"], effective, context, _random(ctx, "BatchInput")
         )
-    total = -(-len(items) // size)
-    batches: list[Any] = []
-    for slot in range(start, total if stop is None else min(stop, total)):
-        batch: dict[str, Any] = {"Items": selected(slot * size, (slot + 1) * size)}
-        if batch_input is not None:
-            batch["BatchInput"] = batch_input
-        batches.append(batch)
-    return batches
+    return _batches(selected, len(items), Batching(size, max_bytes, batch_input), start, stop)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """An ItemBatcher as evaluated: at most `size` items a batch and `max_bytes` of input (0:
+    no such bound), each batch with `batch_input` (None: none)."""
+
+    size: int
+    max_bytes: int
+    batch_input: Any
+
+    def batch(self, items: list[Any]) -> dict[str, Any]:
+        """A child's input: `items` (and the BatchInput)."""
+        if self.batch_input is None:
+            return {"Items": items}
+        return {"Items": items, "BatchInput": self.batch_input}
+
+
+def _batches(
+    selected: Callable[[int, int], list[Any]],
+    count: int,
+    batching: Batching,
+    start: int,
+    stop: int | None,
+) -> list[Any]:
+    """The batches in slots [start, stop) (stop None: to the last) of `count` items, `selected`
+    giving the selected items [first, last). Batches of MaxItemsPerBatch (all the items when
+    0); with MaxInputBytesPerBatch, a batch also ends before an item that would take its input
+    (as compact JSON, with the BatchInput) beyond that many bytes, each batch taking at least
+    one item: the batches then depend on every item before them, so all are selected."""
+    size = batching.size if batching.size > 0 else count or 1
+    if batching.max_bytes <= 0:
+        total = -(-count // size)
+        return [
+            batching.batch(selected(slot * size, (slot + 1) * size))
+            for slot in range(start, total if stop is None else min(stop, total))
+        ]
+    every = selected(0, count)
+    batches: list[list[Any]] = []
+    used = 0
+    empty = len(paths.to_json(batching.batch([])).encode())
+    for item in every:
+        weight = len(paths.to_json(item).encode())
+        current = batches[-1] if batches else None
+        if current is not None and len(current) < size and used + 1 + weight <= batching.max_bytes:
+            current.append(item)
+            used += 1 + weight
+        else:
+            batches.append([item])
+            used = empty + weight
+    return [batching.batch(b) for b in batches[start:stop]]
 
 
 def _count_field(
@@ -958,7 +1002,7 @@ def _jsonata_map(state: State, state_input: Any, ctx: Context, now: datetime) ->
             f"unexpected result type. Expected 'array', but was '{jsonata.type_name(items)}' "
             f"for value: {_show_json(items)}"
         )
-    inputs = _jsonata_map_inputs(state, state_input, items, ctx, now, 0, len(items))
+    inputs = _jsonata_map_inputs(state, state_input, items, ctx, now, 0, None)
     concurrency = _jsonata_count(state, "MaxConcurrency", scope, 0)
     tolerated_count = (
         _jsonata_count(state, "ToleratedFailureCount", scope, 0)
@@ -984,25 +1028,49 @@ def _jsonata_map_inputs(  # noqa: PLR0917 - one value per fact
     ctx: Context,
     now: datetime,
     start: int,
-    stop: int,
+    stop: int | None,
 ) -> list[Any]:
-    """The inputs of a JSONata Map's children in slots [start, stop): ItemSelector on each."""
-    if "ItemSelector" not in state:
-        return items[start:stop]
+    """The inputs of a JSONata Map's children in slots [start, stop) (stop None: to the
+    last): ItemSelector on each item, then ItemBatcher's batches."""
     context = ctx.as_json()
-    return [
-        jsonata.render(
-            state["ItemSelector"],
-            "ItemSelector",
-            jsonata.Scope(
-                states={"input": state_input, "context": _with_item(context, index, items[index])},
-                variables=ctx.variables,
-                now=now,
-                random=_random(ctx, f"ItemSelector:{index}"),
-            ),
+
+    def selected(first: int, last: int) -> list[Any]:
+        if "ItemSelector" not in state:
+            return items[first:last]
+        return [
+            jsonata.render(
+                state["ItemSelector"],
+                "ItemSelector",
+                jsonata.Scope(
+                    states={
+                        "input": state_input,
+                        "context": _with_item(context, index, items[index]),
+                    },
+                    variables=ctx.variables,
+                    now=now,
+                    random=_random(ctx, f"ItemSelector:{index}"),
+                ),
+            )
+            for index in range(first, min(last, len(items)))
+        ]
+
+    if "ItemBatcher" not in state:
+        return selected(start, len(items) if stop is None else stop)
+    batcher = state["ItemBatcher"]
+    if not isinstance(batcher, Mapping):
+        raise StatesRuntimeError("ItemBatcher must be an object")
+    scope = _scope(ctx, now, input=state_input)
+    batch_input = None
+    if "BatchInput" in batcher:
+        batch_input = jsonata.render(
+            batcher["BatchInput"], "BatchInput", _scope(ctx, now, "BatchInput", input=state_input)
         )
-        for index in range(start, min(stop, len(items)))
-    ]
+    batching = Batching(
+        _jsonata_count(batcher, "MaxItemsPerBatch", scope, 0),
+        _jsonata_count(batcher, "MaxInputBytesPerBatch", scope, 0),
+        batch_input,
+    )
+    return _batches(selected, len(items), batching, start, stop)
 
 
 def _jsonata_count(state: State, name: str, scope: jsonata.Scope, default: int) -> int:

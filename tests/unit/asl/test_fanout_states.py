@@ -123,6 +123,56 @@ def fan_map(inputs: list[Any], limit: int = 40, **kw: Any) -> FanOut:
             id="item-batcher-after-item-selector-with-batch-input",
         ),
         pytest.param(
+            {"Type": "Map", "ItemBatcher": {"MaxInputBytesPerBatch": 30}, **PROCESSOR},
+            ["aaaaaaaa", "bbbbbbbb", "cccccccc", "d"],
+            # {"Items":["aaaaaaaa"]} is 23 bytes; one more item would make it 34
+            fan_map(
+                [{"Items": ["aaaaaaaa"]}, {"Items": ["bbbbbbbb"]}, {"Items": ["cccccccc", "d"]}]
+            ),
+            id="item-batcher-bytes",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "ItemBatcher": {"MaxItemsPerBatch": 2, "MaxInputBytesPerBatchPath": "$[0]"},
+                **PROCESSOR,
+            },
+            [100, 2, 3, 4, 5],
+            fan_map([{"Items": [100, 2]}, {"Items": [3, 4]}, {"Items": [5]}]),
+            id="item-batcher-items-and-bytes-path",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "QueryLanguage": "JSONata",
+                "Items": "{% $states.input.xs %}",
+                "ItemBatcher": {
+                    "MaxItemsPerBatch": "{% $states.input.n %}",
+                    "BatchInput": {"k": "{% $states.input.k %}"},
+                },
+                **PROCESSOR,
+            },
+            {"xs": [1, 2, 3], "n": 2, "k": "K"},
+            fan_map(
+                [
+                    {"Items": [1, 2], "BatchInput": {"k": "K"}},
+                    {"Items": [3], "BatchInput": {"k": "K"}},
+                ]
+            ),
+            id="jsonata-item-batcher",
+        ),
+        pytest.param(
+            {
+                "Type": "Map",
+                "QueryLanguage": "JSONata",
+                "ItemBatcher": {"MaxInputBytesPerBatch": "{% 18 %}"},
+                **PROCESSOR,
+            },
+            [1, 22, 333, 4444],
+            fan_map([{"Items": [1, 22]}, {"Items": [333]}, {"Items": [4444]}]),
+            id="jsonata-item-batcher-bytes",
+        ),
+        pytest.param(
             {
                 "Type": "Map",
                 "ToleratedFailureCount": 2,
@@ -242,6 +292,21 @@ WINDOWED_MAPS = {
         "ItemsPath": "$.xs",
         "ItemSelector": {"v.$": "$$.Map.Item.Value", "u.$": "States.UUID()"},
         "ItemBatcher": {"MaxItemsPerBatch": 3, "BatchInput": {"k.$": "$.k"}},
+        **PROCESSOR,
+    },
+    "jsonata-batcher": {
+        "Type": "Map",
+        "QueryLanguage": "JSONata",
+        "Items": "{% $states.input.xs %}",
+        "ItemSelector": {"v": "{% $states.context.Map.Item.Value %}", "u": "{% $uuid() %}"},
+        "ItemBatcher": {"MaxItemsPerBatch": 3, "BatchInput": {"k": "{% $states.input.k %}"}},
+        **PROCESSOR,
+    },
+    "jsonpath-bytes": {
+        "Type": "Map",
+        "ItemsPath": "$.xs",
+        "ItemSelector": {"v.$": "$$.Map.Item.Value", "u.$": "States.UUID()"},
+        "ItemBatcher": {"MaxInputBytesPerBatch": 200, "BatchInput": {"k.$": "$.k"}},
         **PROCESSOR,
     },
     "jsonata-selector": {
