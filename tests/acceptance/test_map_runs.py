@@ -374,8 +374,8 @@ def test_unknown_and_malformed_map_runs_are_refused(runs: Any, settle: Any, new_
     arn, described = _ended(sfn, settle, "passing", new_name("unknown"))
     assert described["status"] == "SUCCEEDED"
     run_arn = _run_arn(sfn, arn)
-    head, _, event = run_arn.rpartition(":")
-    for wrong in (f"{head}:{int(event) + 1}", run_arn.replace(":passing/", ":tolerant/")):
+    head, _, event = run_arn.rpartition("-")
+    for wrong in (f"{head}-{int(event) + 1}", run_arn.replace(":passing/", ":tolerant/")):
         with pytest.raises(sfn.exceptions.ResourceNotFound):
             sfn.describe_map_run(mapRunArn=wrong)
     with pytest.raises(sfn.exceptions.InvalidArn):

@@ -23,6 +23,22 @@ class JsonText:
         return json.loads(self.text)
 
 
+class Variables(dict[str, Any]):
+    """Every variable after a state's Assign; `assigned`: the names and values that Assign set
+    (the history's assignedVariables)."""
+
+    __slots__ = ("assigned",)
+
+    def __init__(self, merged: Mapping[str, Any], assigned: Mapping[str, Any]) -> None:
+        super().__init__(merged)
+        self.assigned = assigned
+
+
+def assigned_by(variables: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """What the Assign that left `variables` set; None when it is not known (no Assign)."""
+    return variables.assigned if isinstance(variables, Variables) else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Context:
     """The `$$` context object of one state visit."""

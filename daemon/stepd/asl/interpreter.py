@@ -51,6 +51,7 @@ from stepd.asl.decisions import (
     GoTo,
     RetryAt,
     Succeed,
+    Variables,
     WaitUntil,
     iso_millis,
 )
@@ -715,7 +716,7 @@ def _assigned_to(variables: Mapping[str, Any], assigned: Any) -> Mapping[str, An
             f"The variables assigned by the state are {size} bytes; the limit is "
             f"{MAX_ASSIGN_BYTES} bytes"
         )
-    merged = {**variables, **assigned}
+    merged = Variables({**variables, **assigned}, assigned)
     total = len(paths.to_json(merged).encode())
     if total > MAX_VARIABLES_BYTES:
         raise StatesRuntimeError(

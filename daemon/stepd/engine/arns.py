@@ -74,9 +74,10 @@ class Arns:
         if len(parts) < 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "mapRun":
             raise InvalidArn(f"Invalid Arn: '{_shown(arn)}'")
         machine, _, label = parts[6].partition("/")
-        if not label or len(parts) != 9 or not _number(parts[8]):
+        name, _, event = parts[7].rpartition("-")
+        if not label or len(parts) != 8 or not name or not _number(event):
             return None
-        return _check_part(machine, arn), _check_part(parts[7], arn), int(parts[8])
+        return _check_part(machine, arn), _check_part(name, arn), int(event)
 
     @staticmethod
     def child_of(arn: str) -> tuple[str, str, int, int] | None:
@@ -102,20 +103,19 @@ class Arns:
 def map_run_arn(execution_arn: str, label: str | None, event_id: int) -> str:
     """The ARN of the Map Run an execution started with its MapRunStarted event `event_id`:
     AWS's `...:mapRun:MACHINE/LABEL:ID`, the Map state's Label (or a UUID, also for a Label
-    AWS would refuse) as LABEL, and as ID the execution's name and the event's id (a Map Run
-    is found from its ARN alone)."""
+    AWS would refuse) as LABEL, and as ID the execution's name, `-` and the event's id (a Map
+    Run is found from its ARN alone)."""
     prefix, _, rest = execution_arn.partition(":execution:")
     machine, _, name = rest.partition(":")
     part = label
     if not part or len(part) > MAX_LABEL_LENGTH or _FORBIDDEN.search(part):  # AWS refuses it
         part = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{execution_arn}#{event_id}"))
-    return f"{prefix}:mapRun:{machine}/{part}:{name}:{event_id}"
+    return f"{prefix}:mapRun:{machine}/{part}:{name}-{event_id}"
 
 
 def map_run_machine_arn(map_run: str) -> str:
     """The `stateMachineArn` AWS lists a Map Run with: the machine's ARN, then /LABEL."""
     head, _, _ = map_run.rpartition(":")
-    head, _, _ = head.rpartition(":")
     return head.replace(":mapRun:", ":stateMachine:", 1)
 
 
@@ -124,8 +124,7 @@ def child_execution_arn(map_run: str, index: int) -> str:
     `...:execution:MACHINE/LABEL:ID`, the ID naming the parent execution, the run and the
     index (`Arns.child_of`)."""
     head, _, run = map_run.rpartition(":")
-    head, _, name = head.rpartition(":")
-    return f"{head.replace(':mapRun:', ':execution:', 1)}:{name}-{run}-{index}"
+    return f"{head.replace(':mapRun:', ':execution:', 1)}:{run}-{index}"
 
 
 def _number(text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from stepd import jsontext
@@ -79,14 +80,16 @@ def state_entered(name: str, input_text: str) -> dict[str, Any]:
     }
 
 
-def state_exited(name: str, output_text: str) -> dict[str, Any]:
-    return {
-        "stateExitedEventDetails": {
-            "name": name,
-            "output": output_text,
-            "outputDetails": _payload(output_text),
-        }
-    }
+def state_exited(
+    name: str, output_text: str, assigned: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """`assigned`: the variables the state's Assign set, each value as JSON text."""
+    details: dict[str, Any] = {}
+    if assigned is not None:
+        details["assignedVariables"] = {k: dumps(v) for k, v in assigned.items()}
+        details["assignedVariablesDetails"] = {"truncated": False}
+    details.update(name=name, output=output_text, outputDetails=_payload(output_text))
+    return {"stateExitedEventDetails": details}
 
 
 _INTEGRATION = "arn:aws:states:::"
@@ -221,7 +224,7 @@ def task_timed_out(resource: str, error: str, cause: str | None) -> dict[str, An
     }
 
 
-_FIELD = re.compile(r"specified for the field '([^']+)'")
+_FIELD = re.compile(r"specified for the field '([^']+)'|\. The (Timestamp|Seconds) field ")
 
 
 def evaluation_failed(error: str, cause: str | None, state: str) -> dict[str, Any]:
@@ -229,7 +232,7 @@ def evaluation_failed(error: str, cause: str | None, state: str) -> dict[str, An
     details: dict[str, Any] = {**_error_cause(error, cause), "state": state}
     field = _FIELD.search(cause or "")
     if field:
-        details["location"] = field[1]
+        details["location"] = field[1] or field[2]
     return {"evaluationFailedEventDetails": details}
 
 

@@ -29,6 +29,7 @@ from stepd.asl.decisions import (
     RetryAt,
     Succeed,
     WaitUntil,
+    assigned_by,
 )
 from stepd.asl.failures import (
     STATES_DATA_LIMIT_EXCEEDED,
@@ -510,22 +511,33 @@ class Step:
         literal = isinstance(state, Mapping) and state.get("Error") == STATES_RUNTIME
         return self._runtime_cause(cause) if error == STATES_RUNTIME and not literal else cause
 
+    def _exit(
+        self, state_type: str, output: Any, variables: Mapping[str, Any] | None
+    ) -> str | None:
+        """Leave the state with `output` (its JSON text), recording what its Assign set; None
+        (the state failed) when the output is over the size limit."""
+        text = dumps(output)
+        if self._too_large(text):
+            return None
+        exited = history.state_exited(self.state or "", text, assigned_by(variables))
+        self.add(f"{state_type}StateExited", exited)
+        return text
+
     def apply(self, decision: Decision, state_type: str) -> None:  # noqa: C901
         name = self.state or ""
         self._assign(decision)
         match decision:
-            case GoTo(next_state=next_state, output=output):
-                text = dumps(output)
-                if self._too_large(text):
-                    return
-                self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self._go(next_state, text)
-            case Succeed(output=output):
-                text = dumps(output)
-                if self._too_large(text):
-                    return
-                self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self.succeed(output, text)
+            case (
+                GoTo(next_state=next_state, output=output, variables=variables)
+                | Caught(next_state=next_state, output=output, variables=variables)
+            ):
+                text = self._exit(state_type, output, variables)
+                if text is not None:
+                    self._go(next_state, text)
+            case Succeed(output=output, variables=variables):
+                text = self._exit(state_type, output, variables)
+                if text is not None:
+                    self.succeed(output, text)
             case Fail(error=error, cause=cause, map_items=map_items):
                 if map_items is not None:
                     self.add("MapStateStarted", history.fanout_started("Map", map_items))
@@ -575,12 +587,6 @@ class Step:
                 self.due_at = due
             case RetryAt(until=until, retry_counts=counts):
                 self._retry_task(self._scaled(until.timestamp()), counts)
-            case Caught(next_state=next_state, output=output):
-                text = dumps(output)
-                if self._too_large(text):
-                    return
-                self.add(f"{state_type}StateExited", history.state_exited(name, text))
-                self._go(next_state, text)
             case FanOut():
                 self._fan_out(decision)
 

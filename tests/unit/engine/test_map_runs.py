@@ -107,17 +107,21 @@ async def test_a_childs_cause_does_not_fail_a_tolerated_inline_map(store: Store)
 
 
 def test_map_run_and_child_arns_name_what_they_belong_to() -> None:
-    """A run's ARN names the machine, the Label, the execution and the event; a child's the
-    run and the index; both read back; a Label AWS would refuse gives way to a UUID."""
+    """A run's ARN names the machine, the Label, the execution and the event, its last part
+    after a colon (AWS's map run id) naming the execution and the event; a child's the run and
+    the index; both read back; a Label AWS would refuse gives way to a UUID."""
     run = map_run_arn(EXECUTION, "L", 4)
-    assert run == "arn:aws:states:us-east-1:123456789012:mapRun:m/L:x:4"
+    assert run == "arn:aws:states:us-east-1:123456789012:mapRun:m/L:x-4"
+    assert map_run_arn(EXECUTION.replace(":x", ":a-b-7"), "L", 4).endswith(":mapRun:m/L:a-b-7-4")
+    assert Arns.map_run_of(run.replace(":x-4", ":a-b-7-4")) == ("m", "a-b-7", 4)
     assert Arns.map_run_of(run) == ("m", "x", 4)
     child = child_execution_arn(run, 3)
     assert child == "arn:aws:states:us-east-1:123456789012:execution:m/L:x-4-3"
     assert Arns.child_of(child) == ("m", "x", 4, 3)
     assert Arns.child_of(EXECUTION) is None
     assert Arns.child_of(child.replace("-3", "-³")) is None
-    assert Arns.map_run_of(run.replace(":4", ":٤")) is None
+    assert Arns.map_run_of(run.replace("-4", "-٤")) is None
+    assert Arns.map_run_of(run.replace("x-4", "x")) is None
     odd = map_run_arn(EXECUTION, "a:b", 4)
     assert "a:b" not in odd
     assert Arns.map_run_of(odd) == ("m", "x", 4)

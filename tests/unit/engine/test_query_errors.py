@@ -115,3 +115,28 @@ async def test_without_retry_or_catch_the_execution_fails_with_an_evaluation_fai
     assert (done.status, done.error) == ("FAILED", QEE)
     assert "specified for the field 'Arguments/a'" in (done.cause or "")
     assert events[-2:] == ["EvaluationFailed", "ExecutionFailed"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("Timestamp", "{% $states.input.room %}"), ("Seconds", "{% -1 %}")],
+)
+async def test_a_wait_that_cannot_be_worked_out_names_its_field_as_the_location(
+    store, field: str, value: str
+):
+    """A JSONata Wait whose Timestamp is no date (or whose Seconds is negative): the
+    EvaluationFailed event's `location` is the field, as AWS records it."""
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Nap",
+        "States": {"Nap": {"Type": "Wait", field: value, "End": True}},
+    }
+    engine = await running_engine(store, FakeCaller(), definition, Clock())
+    started = await engine.start_execution("m", "x", json.dumps({"room": "B12"}))
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    events = await store.history(started.execution.id, reverse=False, limit=100, after=None)
+    failed = next(e for e in events if e.type == "EvaluationFailed")
+
+    assert (done.status, done.error) == ("FAILED", QEE)
+    assert failed.details["evaluationFailedEventDetails"]["location"] == field
