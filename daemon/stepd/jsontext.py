@@ -13,6 +13,7 @@ history event's details, a pending step's record, a log line.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from json import encoder as _json_encoder
@@ -143,3 +144,20 @@ def may_hold_surrogate(text: str) -> bool:
     """Whether JSON `text`, once parsed, may hold an unpaired surrogate (`unpaired_surrogate`
     tells): a quick look that spares the walk for nearly all texts."""
     return _SURROGATE_OR_ESCAPE.search(text) is not None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text} is beyond the range of a double")
+    return value
+
+
+# JSON text from outside (an execution's input, a task's result, a callback's output): NaN and
+# Infinity are refused, and so is a number a double cannot hold (1e400), which would come back
+# out as Infinity, not JSON
+STRICT = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)

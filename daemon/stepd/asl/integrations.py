@@ -8,11 +8,11 @@ the result is wrapped as AWS's Invoke answer.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from stepd import jsontext
 from stepd.errors import InvalidPayload
 
 START_EXECUTION: Final = "arn:aws:states:::states:startExecution"
@@ -147,8 +147,4 @@ def lambda_result(
     }
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON_TEXT: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_TEXT: Final = jsontext.STRICT

@@ -665,7 +665,7 @@ class Engine:
     async def send_task_success(self, token: str, output_text: str) -> None:
         """SendTaskSuccess: `output_text` (JSON) is the result of the task `token` names."""
         try:
-            output = json.loads(output_text)
+            output = jsontext.STRICT.decode(output_text)
         except ValueError:
             raise InvalidOutput("Invalid Output: the output is not valid JSON") from None
         if may_hold_surrogate(output_text) and unpaired_surrogate(output):

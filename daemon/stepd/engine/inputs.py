@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
+from stepd import jsontext
 from stepd.asl.timestamps import is_timestamp
 from stepd.errors import ConfigError, InvalidExecutionInput
 from stepd.jsontext import may_hold_surrogate, unpaired_surrogate
@@ -42,7 +43,7 @@ def parse_input(input_text: str) -> Any:
             f"Invalid execution input: {size} bytes is more than the limit of {MAX_INPUT_BYTES}"
         )
     try:
-        value = json.loads(input_text, parse_constant=_reject_constant)
+        value = jsontext.STRICT.decode(input_text)
     except RecursionError:
         raise InvalidExecutionInput("Invalid execution input: nested too deeply") from None
     except ValueError as exc:
@@ -61,10 +62,6 @@ def same_input(stored: str, given: Any) -> bool:
         return bool(json.loads(stored) == given)
     except ValueError:
         return False
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 class InputSchema:

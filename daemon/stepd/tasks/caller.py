@@ -395,7 +395,7 @@ def _outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
         return TaskOutcome(result=None, status=status, size=size)
     try:
         body = answer.body
-        result = _STRICT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        result = jsontext.STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except ValueError:
         result = answer.body.decode("utf-8", errors="replace")
     return TaskOutcome(result=result, status=status, size=size)
@@ -445,13 +445,6 @@ def _http_outcome(answer: Answer, *, clock: Callable[[], float]) -> TaskOutcome:
             status=status,
         )
     return TaskOutcome(result=result, status=status)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # made once: one a call costs
 
 
 def _cause(answer: Answer) -> str:

@@ -275,8 +275,9 @@ async def test_tokens_and_outputs_that_are_not_valid_are_refused(store: Store):
     forged = token.replace(token.split(".")[1], "WyJtIiwieSIsIiJd")  # ["m","y",""]
     with pytest.raises(TaskDoesNotExist):
         await h.engine.send_task_success(forged, "{}")
-    with pytest.raises(InvalidOutput):
-        await h.engine.send_task_success(token, "{not json")
+    for not_json in ("{not json", "NaN", '{"a": 1e400}'):
+        with pytest.raises(InvalidOutput):
+            await h.engine.send_task_success(token, not_json)
     assert (await store.get_execution(execution_id)).status == "RUNNING"  # type: ignore[union-attr]
     await h.stop()
 

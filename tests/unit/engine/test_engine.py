@@ -398,6 +398,8 @@ async def test_an_unexpected_error_in_a_step_fails_the_execution_and_logs_its_tr
         pytest.param("a/b", "{}", InvalidName, id="slash-in-name"),
         pytest.param("x" * 81, "{}", InvalidName, id="name-too-long"),
         pytest.param("ok", "{not json", InvalidExecutionInput, id="input-not-json"),
+        pytest.param("ok", '{"a": NaN}', InvalidExecutionInput, id="input-nan"),
+        pytest.param("ok", '{"a": 1e400}', InvalidExecutionInput, id="input-beyond-a-double"),
         pytest.param("ok", json.dumps({"a": "x" * 262_144}), InvalidExecutionInput, id="too-big"),
     ],
 )

@@ -375,6 +375,11 @@ async def test_proxies_from_the_environment_are_ignored(
             id="200-invalid-json-is-a-string-result",
         ),
         pytest.param(
+            {"status": 200, "text": '{"x": 1e400}', "content_type": "application/json"},
+            TaskOutcome(result='{"x": 1e400}', status=200),
+            id="200-a-number-beyond-a-double-is-a-string-result",
+        ),
+        pytest.param(
             {"status": 302, "headers": {"Location": PATH + "/elsewhere"}},
             TaskOutcome(error="States.Http.StatusCode.302", cause="HTTP 302 Found", status=302),
             id="302-not-followed",
