@@ -92,16 +92,24 @@ def definition_hashes(definitions: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+NOT_SERVED = "not served"  # what `differing` gives a node whose config lacks the machine
+
+
 def differing(rows: Iterable[NodeRow]) -> dict[str, dict[str, str]]:
-    """The machines whose definition differs between the nodes `rows`: {machine: {node id:
-    hash}}, over the nodes that serve the machine."""
+    """The machines whose definition differs between the nodes `rows`, or that some nodes do
+    not serve at all (NOT_SERVED for those): {machine: {node id: hash}}. A node that serves
+    nothing (or has not said yet: it just joined) is left out."""
+    rows = [row for row in rows if row.definitions]
     served: dict[str, dict[str, str]] = {}
     for row in rows:
         for name, digest in row.definitions.items():
             served.setdefault(name, {})[row.id] = digest
-    return {
-        name: by_node for name, by_node in sorted(served.items()) if len(set(by_node.values())) > 1
-    }
+    found: dict[str, dict[str, str]] = {}
+    for name, by_node in sorted(served.items()):
+        every = {row.id: by_node.get(row.id, NOT_SERVED) for row in rows}
+        if len(set(every.values())) > 1:
+            found[name] = every
+    return found
 
 
 @dataclass
@@ -231,7 +239,8 @@ class Cluster:
                 node=self.node,
                 machine=name,
                 nodes=found[name],
-                note="the nodes serve different definitions of this machine; reload them all",
+                note="the nodes serve different definitions of this machine, or some do not"
+                " serve it; reload them all with the same configuration",
             )
         self._differences_seen = seen
         return found

@@ -296,6 +296,7 @@ class Daemon:
             tests=test_runs(settings),
         )
         self.engine = engine
+        engine.base_url = settings.http.base_url or ""
         await engine.register(self.catalog.machines)
         await self._publish_definitions(engine)
         timers = Timers(
@@ -594,6 +595,7 @@ class Daemon:
                 loaded.signing_secret, old.http.max_concurrency, loaded.connections
             )
         engine.tests.take_config(loaded.tests)
+        engine.base_url = new.http.base_url or ""
         retired = await engine.reconfigure(
             loaded.catalog.machines,
             task_timeout_seconds=new.http.timeout_seconds,

@@ -53,6 +53,7 @@ from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted
 from stepd.engine.updates import update
 from stepd.errors import (
+    ConfigError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
@@ -86,6 +87,7 @@ from stepd.store.records import (
     child_id,
 )
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
+from stepd.tasks.endpoints import EndpointMap
 from stepd.tasks.http_invoke import endpoint_of
 from stepd.tasks.keys import idempotency_key, new_uid
 
@@ -182,6 +184,9 @@ class Engine:
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
+        # `[http] base_url`: where a stored endpoint that is a path goes, for the executions of
+        # a machine this node's config does not name (another node's, in a cluster)
+        self.base_url = ""
         self.task_timeout_seconds = task_timeout_seconds
         self.clock = clock
         self.random = random
@@ -920,8 +925,9 @@ class Engine:
         if is_http_invoke(task.resource):  # an HTTP Task says where it goes: its ApiEndpoint
             return endpoint_of(json.loads(task.payload)) or HTTP_INVOKE
         machine = self._serving(execution.machine)
-        if machine is None:
-            return None
+        if machine is None:  # another node's machine: the endpoint it stored for the state
+            stored = self._stored_endpoints.get(execution.definition_id, {}).get(state or "")
+            return None if stored is None else self._stored_url(stored)
         functions: list[str] = []
         if is_lambda_invoke(task.resource):  # also by the function its Parameters name
             parameters = json.loads(task.payload)
@@ -932,6 +938,14 @@ class Engine:
             stored = self._stored_endpoints.get(execution.definition_id, {}).get(state)
             url = None if stored is None else machine.endpoints.url(stored)
         return url
+
+    def _stored_url(self, route: str) -> str | None:
+        """The URL of a stored endpoint of a machine this node does not serve: itself, or a
+        path joined to this node's base URL (None without one)."""
+        try:
+            return EndpointMap(base_url=self.base_url, routes={}).url(route)
+        except ConfigError:
+            return None
 
     def _host_wait_limit(self, url: str, step: Step) -> float | None:
         """The machine's wait_for_host_seconds when the call should wait for its host: the host

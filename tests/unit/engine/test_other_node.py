@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.unit.engine.engine_support import Clock, running_engine, until
+from tests.unit.engine.engine_support import (
+    Clock,
+    arm,
+    machine,
+    new_engine,
+    running_engine,
+    until,
+)
 
 from stepd.engine.executor import Engine
 from stepd.store.memory import MemoryStore
@@ -111,3 +119,40 @@ async def test_an_answer_that_comes_after_a_takeover_sends_nothing_more(
     assert caller_a.urls == ["http://classroom.test/first"]
     assert caller_b.urls == ["http://classroom.test/first", "http://classroom.test/second"]
     assert caller_b.keys[0] == caller_a.keys[0]  # the same call, sent again with its key
+
+
+async def test_a_node_runs_a_machine_its_config_does_not_name_with_the_stored_endpoints(
+    shared: SharedStore,
+) -> None:
+    """A machine added to one node's config only (a reload rolling out node by node): a node
+    that does not serve it takes its executions on with the endpoints stored with its
+    definition (a path joined to its own base URL); none fails for want of an endpoint."""
+    clock = Clock()
+    caller_a, caller_b = FakeCaller(), FakeCaller()
+    routes = {"First": "/first", "Second": "/second"}
+    a = new_engine(shared, caller_a, clock)
+    await a.register({"m": replace(machine(TWO_CALLS, routes), state_endpoints=routes)})
+    a.set_timer(lambda execution_id, due: arm(a, clock, execution_id, due))
+    a.start()
+    b = new_engine(shared, caller_b, clock)
+    b.base_url = "http://other-host.test"
+    b.set_timer(lambda execution_id, due: arm(b, clock, execution_id, due))
+    b.start()
+    try:
+        caller_a.hold()
+        started = await a.start_execution("m", "class-2", "{}")
+        execution_id = started.execution.id
+        await caller_a.wait_for(1)
+        shared.holder[execution_id] = "b"  # node a is gone; b takes it on
+        b.dispatch(execution_id, clock.now)
+
+        async def succeeded() -> bool:
+            found = await shared.get_execution(execution_id)
+            return found is not None and found.status == "SUCCEEDED"
+
+        await until(succeeded)
+    finally:
+        caller_a.release()
+        await a.drain(1)
+        await b.drain(1)
+    assert caller_b.urls == ["http://other-host.test/first", "http://other-host.test/second"]

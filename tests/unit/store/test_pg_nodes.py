@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from unittest.mock import ANY
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
 from stepd import cluster as cluster_module
-from stepd.cluster import SEND_SECONDS, Cluster, FencedCaller
+from stepd.cluster import NOT_SERVED, SEND_SECONDS, Cluster, FencedCaller
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import CLAIM_SQL, PostgresStore
@@ -771,6 +772,8 @@ async def test_nodes_serving_different_definitions_of_a_machine_are_reported_onc
             again = await clusters[0].status()
         await clusters[1].publish({"m": '{"StartAt":"A"}', "n": "{}"})
         agreeing_again = await clusters[0].status()
+        await clusters[1].publish({"m": '{"StartAt":"A"}'})
+        lacking = await clusters[0].status()
     finally:
         for store, cluster in zip(stores, clusters, strict=True):
             await cluster.stop()
@@ -781,6 +784,9 @@ async def test_nodes_serving_different_definitions_of_a_machine_are_reported_onc
     assert set(differ["m"]) == {c.node for c in clusters}
     assert len(set(differ["m"].values())) == 2
     assert again["definitions_differ"] == differ
+    assert lacking["definitions_differ"] == {
+        "n": {clusters[0].node: ANY, clusters[1].node: NOT_SERVED}
+    }
     warned = [e for e in logs if e["event"] == "node.definitions_differ"]
     assert [(e["machine"], e["log_level"]) for e in warned] == [("m", "warning")]
     assert [(n["id"], n["machines"], n["holds"]) for n in first["nodes"]] == [
