@@ -15,6 +15,7 @@ kept off stdout.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import hashlib
 import io
 import json
@@ -47,14 +48,102 @@ _parser.print = _discard
 
 
 def _string(value: Any, prettify: bool) -> str:
-    """`$string` of a value that is not a string (and the `&` operator's), as JSON.stringify
-    writes it: characters beyond ASCII kept as they are (the library escapes them)."""
+    """`$string` of a value that is not a string (and the `&` operator's), as JSONata 2.0.6
+    writes it: JSON.stringify with every number rounded to 15 significant digits, characters
+    beyond ASCII kept as they are (the library escapes them and writes `1e+15`)."""
     if isinstance(value, _library.jsonata.Jsonata.JFunction | _parser.Parser.Symbol):
         return ""
-    encoder = _library.functions.Functions.Encoder
-    if prettify:
-        return json.dumps(value, cls=encoder, indent="  ", ensure_ascii=False)
-    return json.dumps(value, cls=encoder, separators=(",", ":"), ensure_ascii=False)
+    if _is_number(value) and not math.isfinite(value):
+        raise _jexception.JException("D3001", -1, value)
+    return _json_text(value, "  " if prettify else "", "")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_text(value: Any, indent: str, margin: str) -> str:
+    """`value` as JSON.stringify writes it (indented by `indent` when not empty, at `margin`),
+    its numbers as `_number_text` writes them and its functions as `""`."""
+    if value is None or value is _utils.Utils.NULL_VALUE:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if _is_number(value):
+        return _number_text(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | dict):
+        return _container_text(value, indent, margin)
+    return '""'  # a function
+
+
+def _container_text(value: list[Any] | dict[Any, Any], indent: str, margin: str) -> str:
+    inner = margin + indent
+    if isinstance(value, list):
+        items = [_json_text(item, indent, inner) for item in value]
+        opening, closing = "[", "]"
+    else:
+        colon = ": " if indent else ":"
+        items = [
+            json.dumps(str(key), ensure_ascii=False) + colon + _json_text(item, indent, inner)
+            for key, item in value.items()
+        ]
+        opening, closing = "{", "}"
+    if not items:
+        return opening + closing
+    if not indent:
+        return opening + ",".join(items) + closing
+    return f"{opening}\n{inner}" + f",\n{inner}".join(items) + f"\n{margin}{closing}"
+
+
+def _number_text(number: float) -> str:
+    """`number` as JSONata 2.0.6 writes it in a string: rounded to 15 significant digits, then
+    as JavaScript prints a number (plain digits below 1e21, `1e+21` from there, `1e-7` below
+    1e-6). NaN is `null`; Infinity fails (D1001), as JSON.stringify's number check does."""
+    number = _double(number)
+    if math.isnan(number):
+        return "null"
+    if math.isinf(number):
+        raise _jexception.JException("D1001", -1, number)
+    if number == 0:
+        return "0"
+    magnitude = decimal.Decimal(abs(number))  # exactly the double
+    step = decimal.Decimal(1).scaleb(magnitude.adjusted() - _SIGNIFICANT_DIGITS + 1)
+    rounded = float(magnitude.quantize(step, decimal.ROUND_HALF_UP, _WIDE))
+    if math.isinf(rounded):  # rounded up beyond the largest double
+        return "null"
+    return ("-" if number < 0 else "") + _javascript_text(rounded)
+
+
+def _double(number: float) -> float:
+    """`number` as JavaScript holds it (a double; an integer beyond one is Infinity)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+_SIGNIFICANT_DIGITS: Final = 15  # JSONata's number.toPrecision(15)
+_WIDE: Final = decimal.Context(prec=40)
+_PLAIN_BELOW: Final = 21  # JavaScript writes plain digits below 1e21…
+_PLAIN_FROM: Final = -6  # …and from 1e-6
+
+
+def _javascript_text(number: float) -> str:
+    """The positive finite `number` as JavaScript's Number.prototype.toString writes it."""
+    shortest = decimal.Decimal(repr(number)).normalize(_WIDE).as_tuple()
+    digits = "".join(map(str, shortest.digits))
+    point = len(digits) + int(shortest.exponent)  # the number is 0.<digits> * 10**point
+    if len(digits) <= point <= _PLAIN_BELOW:
+        return digits + "0" * (point - len(digits))
+    if 0 < point <= _PLAIN_BELOW:
+        return f"{digits[:point]}.{digits[point:]}"
+    if _PLAIN_FROM < point <= 0:
+        return "0." + "0" * -point + digits
+    exponent = point - 1
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
 
 
 _library.functions.Functions._string = staticmethod(_string)  # noqa: SLF001 - as above

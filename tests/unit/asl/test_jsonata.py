@@ -83,6 +83,46 @@ def test_failures_are_query_evaluation_errors(expression: str, cause: str) -> No
         jsonata.evaluate("{% " + expression + " %}", "Output", scope())
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("'order-' & 1700000000000123", "order-1700000000000120", id="16-digit-id"),
+        pytest.param("$string($states.input.ms * 1000)", "1733590000123000", id="micros"),
+        pytest.param("$string(1000000000000000)", "1000000000000000", id="1e15"),
+        pytest.param("$string(1e20)", "100000000000000000000", id="1e20"),
+        pytest.param("$string(1e21)", "1e+21", id="1e21"),
+        pytest.param("$string(1.5e300)", "1.5e+300", id="huge"),
+        pytest.param("$string(0.000001)", "0.000001", id="1e-6"),
+        pytest.param("$string(1e-7)", "1e-7", id="1e-7"),
+        pytest.param("$string(-1.25e-10)", "-1.25e-10", id="negative-small"),
+        pytest.param("$string(0.1 + 0.2)", "0.3", id="fifteen-digits"),
+        pytest.param("$string(1000000000000005)", "1000000000000010", id="half-rounds-up"),
+        pytest.param("$string(1.7976931348623157e308)", "null", id="rounds-beyond-a-double"),
+        pytest.param(
+            '$string({"id": 1700000000000123, "n": [1e21, 1e-7, 2.5, -0]})',
+            '{"id":1700000000000120,"n":[1e+21,1e-7,2.5,0]}',
+            id="inside-an-object",
+        ),
+        pytest.param(
+            '$string({"a": [1e16], "e": [], "o": {}}, true)',
+            '{\n  "a": [\n    10000000000000000\n  ],\n  "e": [],\n  "o": {}\n}',
+            id="prettified",
+        ),
+        pytest.param("$join([$string(1e16), 'x'], '-')", "10000000000000000-x", id="join"),
+        pytest.param(
+            "$string($states.input)",
+            '{"ms":1733590000123,"big":12345678901234600000,"f":2}',
+            id="input",
+        ),
+    ],
+)
+def test_numbers_in_strings_are_written_as_aws_writes_them(expression: str, expected: str) -> None:
+    """`$string`, `&` and `$join` write a number rounded to 15 significant digits, in plain
+    digits below 1e21, as JSONata 2.0.6 does (`1e+15` and lost digits before)."""
+    document = {"ms": 1733590000123, "big": 12345678901234567890, "f": 2.0}
+    assert expected == jsonata.evaluate("{% " + expression + " %}", "Output", scope(input=document))
+
+
 def test_random_and_uuid_repeat_for_the_same_visit() -> None:
     """`$random()` and `$uuid()` draw from the visit's seed: the same state evaluated again
     gives the same values."""
