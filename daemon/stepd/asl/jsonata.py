@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -147,6 +148,7 @@ def _javascript_text(number: float) -> str:
 
 
 _library.functions.Functions._string = staticmethod(_string)  # noqa: SLF001 - as above
+
 
 OPEN: Final = "{%"
 CLOSE: Final = "%}"
@@ -448,3 +450,79 @@ _FIXED_FUNCTIONS: Final = {
         ("eval", _no_eval),
     )
 }
+
+
+# --- JSONata 2.0.6 where the library differs --------------------------------------------
+
+
+def _sort(array: Any, comparator: Any = None) -> Any:
+    """`$sort` as JSONata 2.0.6 sorts: a stable merge sort, placing the right item first when
+    `comparator(left, right)` is true (without one: numbers or strings, in ascending order)."""
+    if array is None or len(array) <= 1:
+        return array
+    if comparator is None:
+        if not (_utils.Utils.is_array_of_numbers(array) or _utils.Utils.is_array_of_strings(array)):
+            raise _jexception.JException("D3070", 1)
+        return _merge_sort(list(array), _greater)
+    return _merge_sort(
+        list(array),
+        lambda left, right: _truthy(
+            _library.functions.Functions.func_apply(comparator, [left, right])
+        ),
+    )
+
+
+def _merge_sort(items: list[Any], swap: Callable[[Any, Any], bool]) -> list[Any]:
+    """`items` in order, split in halves as JSONata splits them (the same comparisons, so the
+    same order even from a comparator that contradicts itself)."""
+    if len(items) <= 1:
+        return items
+    middle = len(items) // 2
+    return _merge(_merge_sort(items[:middle], swap), _merge_sort(items[middle:], swap), swap)
+
+
+def _merge(left: list[Any], right: list[Any], swap: Callable[[Any, Any], bool]) -> list[Any]:
+    merged: list[Any] = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        if swap(left[i], right[j]):
+            merged.append(right[j])
+            j += 1
+        else:
+            merged.append(left[i])
+            i += 1
+    return merged + left[i:] + right[j:]
+
+
+def _greater(left: Any, right: Any) -> bool:
+    """JavaScript's `left > right` for two numbers or two strings (UTF-16 code units)."""
+    if isinstance(left, str):
+        return _utf16(left) > _utf16(right)
+    return bool(left > right)
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-be", "surrogatepass")
+
+
+def _truthy(value: Any) -> bool:
+    """Whether JavaScript takes `value` as true (an empty array or object is true)."""
+    if value is None or value is _NULL:
+        return False
+    if isinstance(value, bool):
+        return value
+    if _is_number(value):
+        return value != 0 and not math.isnan(value)
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def _use(name: str, implementation: Callable[..., Any]) -> None:
+    """JSONata's function `$name` done by `implementation` (in place of the library's)."""
+    function = _JSONata.static_frame.lookup(name)
+    function.method = implementation
+    function.nargs = len(inspect.signature(implementation).parameters)
+
+
+_use("sort", _sort)

@@ -123,6 +123,29 @@ def test_numbers_in_strings_are_written_as_aws_writes_them(expression: str, expe
     assert expected == jsonata.evaluate("{% " + expression + " %}", "Output", scope(input=document))
 
 
+@pytest.mark.parametrize(
+    ("comparator", "expected"),
+    [
+        pytest.param("$a.age > $b.age", ["bob", "dan", "ann", "cat", "eve"], id="ties-keep-order"),
+        pytest.param("$a.age < $b.age", ["ann", "cat", "eve", "bob", "dan"], id="descending"),
+        pytest.param(
+            "$a.age - $b.age",  # a number other than 0 is true, as in JavaScript
+            ["cat", "eve", "bob", "dan", "ann"],
+            id="number-result-swaps-unless-0",
+        ),
+    ],
+)
+def test_sort_with_a_comparator_is_stable(comparator: str, expected: list[str]) -> None:
+    """`$sort` with a comparator keeps items that tie in the order they came (ties were
+    reversed), as JSONata 2.0.6's merge sort does."""
+    people = [
+        {"name": name, "age": age}
+        for name, age in (("ann", 30), ("bob", 25), ("cat", 30), ("dan", 25), ("eve", 30))
+    ]
+    text = "{% $sort($states.input, function($a, $b){ " + comparator + " }).name %}"
+    assert expected == jsonata.evaluate(text, "Output", scope(input=people))
+
+
 def test_random_and_uuid_repeat_for_the_same_visit() -> None:
     """`$random()` and `$uuid()` draw from the visit's seed: the same state evaluated again
     gives the same values."""
