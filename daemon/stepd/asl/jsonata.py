@@ -106,7 +106,7 @@ def _number_text(number: float) -> str:
     if math.isnan(number):
         return "null"
     if math.isinf(number):
-        raise _jexception.JException("D1001", -1, number)
+        raise _jexception.JException("D1001", -1, "null")
     if number == 0:
         return "0"
     magnitude = decimal.Decimal(abs(number))  # exactly the double
@@ -232,8 +232,8 @@ def evaluate(value: str, field: str, scope: Scope) -> Any:
         raise
     except _jexception.JException as exc:
         raise QueryEvaluationError(_threw(text, field, f"{exc.error}: {exc}")) from None
-    except Exception as exc:  # noqa: BLE001 - whatever the library raises is the expression's failure
-        raise QueryEvaluationError(_threw(text, field, f"{type(exc).__name__}: {exc}")) from None
+    except Exception:  # noqa: BLE001 - whatever the library raises is the expression's failure
+        raise QueryEvaluationError(_threw(text, field)) from None
     if result is None:
         raise QueryEvaluationError(
             f"The JSONata expression '{text}' specified for the field '{field}' returned nothing "
@@ -273,23 +273,27 @@ def type_name(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def _threw(text: str, field: str, detail: str) -> str:
+def _threw(text: str, field: str, detail: str = "") -> str:
+    """AWS's cause for an expression that failed: its JSONata code and message as `detail`
+    (none when the library failed in a way JSONata has no code for)."""
     return (
         f"The JSONata expression '{text}' specified for the field '{field}' threw an error "
-        f"during evaluation. {detail}"
+        f"during evaluation.{' ' + detail if detail else ''}"
     )
 
 
 def _to_json(value: Any) -> Any:
     """A JSON value from the library's (JSONata null, sequences); TypeError for a function.
     A null inside an object or array (read from the input: the library leaves out what is
-    undefined) is kept."""
+    undefined) is kept; Infinity and NaN are null."""
     if value is _NULL or value is None:
         return None
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
-        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # Infinity or NaN (`1/0`), written as JSON.stringify writes them
+        if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
     if isinstance(value, list):
@@ -518,6 +522,69 @@ def _truthy(value: Any) -> bool:
     return True
 
 
+def _arithmetic(_evaluator: Any, left: Any, right: Any, operator: str) -> Any:
+    """`left operator right` (`+ - * / %`) as JavaScript computes it: dividing by 0 gives
+    Infinity (NaN for 0/0), a result too large for a double is Infinity, `%` keeps the
+    fraction; a side that is not a number fails (T2001, T2002)."""
+    for code, side in (("T2001", left), ("T2002", right)):
+        if side is not None and not _utils.Utils.is_numeric(side):  # D1001 for Infinity
+            raise _jexception.JException(code, -1, operator, side)
+    if left is None or right is None:
+        return None
+    result = _javascript_arithmetic(float(left), float(right), operator)
+    return result if not math.isfinite(result) else _utils.Utils.convert_number(result)
+
+
+def _javascript_arithmetic(left: float, right: float, operator: str) -> float:
+    if operator == "+":
+        return left + right
+    if operator == "-":
+        return left - right
+    if operator == "*":
+        return left * right
+    if right == 0:
+        if operator == "%" or left == 0:
+            return math.nan
+        return math.copysign(math.inf, left) * math.copysign(1, right)
+    return left / right if operator == "/" else math.fmod(left, right)
+
+
+def _number(value: Any) -> Any:
+    """`$number` as JSONata 2.0.6 casts: a decimal or `0x`/`0o`/`0b` string, a boolean; any
+    other string fails with D3030, naming it as JSON."""
+    if value is None or _is_number(value):
+        return value
+    if value is _NULL:
+        raise _jexception.JException("T0410", -1, 1, json.dumps("number"))
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, str):
+        if _DECIMAL.fullmatch(value) and math.isfinite(float(value)):
+            return _utils.Utils.convert_number(float(value))
+        if _BASED.search(value):  # as loosely as JSONata matches, then Number(value)
+            literal = _BASED_LITERAL.fullmatch(value.strip())
+            return int(literal[0], 0) if literal else math.nan
+    raise _jexception.JException("D3030", -1, json.dumps(value, ensure_ascii=False))
+
+
+_DECIMAL: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?", re.ASCII)
+_BASED: Final = re.compile(r"^(0[xX][0-9A-Fa-f]+)|(0[oO][0-7]+)|(0[bB][0-1]+)$", re.ASCII)
+_BASED_LITERAL: Final = re.compile(r"0[xX][0-9A-Fa-f]+|0[oO][0-7]+|0[bB][01]+", re.ASCII)
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    """`$power`: a result that is no JSON number (too large, or NaN) fails with D3061."""
+    if base is None:
+        return None
+    try:
+        result = math.pow(float(base), float(exponent))
+    except (OverflowError, ValueError):
+        result = math.nan
+    if not math.isfinite(result):
+        raise _jexception.JException("D3061", -1, base, exponent)
+    return result
+
+
 def _use(name: str, implementation: Callable[..., Any]) -> None:
     """JSONata's function `$name` done by `implementation` (in place of the library's)."""
     function = _JSONata.static_frame.lookup(name)
@@ -525,4 +592,41 @@ def _use(name: str, implementation: Callable[..., Any]) -> None:
     function.nargs = len(inspect.signature(implementation).parameters)
 
 
+def _is_numeric(value: Any) -> bool:
+    """Whether `value` is a number JSONata computes with: not NaN; Infinity fails with D1001
+    (its value written as JSON.stringify writes it, null)."""
+    if not _is_number(value):
+        return False
+    if math.isinf(value):
+        raise _jexception.JException("D1001", -1, "null")
+    return not math.isnan(value)
+
+
+def _to_millis(timestamp: Any, picture: Any = None) -> Any:
+    """`$toMillis`: a timestamp it cannot read fails with D3110, naming it as JSON."""
+    try:
+        return _library_to_millis(timestamp, picture)
+    except ValueError:
+        raise _jexception.JException(
+            "D3110", -1, json.dumps(timestamp, ensure_ascii=False)
+        ) from None
+
+
+_library_to_millis: Final = _library.functions.Functions.datetime_to_millis
+
+
+def _jsonata_words(message: str) -> str:
+    """A message of the library's catalog in JSONata 2.0.6's words: "function" where the
+    library says "Object", 'single' quotes where it has double ones."""
+    return re.sub(r"\bObject\b", "function", message).replace('"', "'")
+
+
+_jexception.JException.error_codes.update(
+    (code, _jsonata_words(message)) for code, message in _jexception.JException.error_codes.items()
+)
+_JSONata.evaluate_numeric_expression = _arithmetic
+_utils.Utils.is_numeric = staticmethod(_is_numeric)
 _use("sort", _sort)
+_use("number", _number)
+_use("power", _power)
+_use("toMillis", _to_millis)

@@ -146,6 +146,62 @@ def test_sort_with_a_comparator_is_stable(comparator: str, expected: list[str]) 
     assert expected == jsonata.evaluate(text, "Output", scope(input=people))
 
 
+@pytest.mark.parametrize(
+    ("expression", "detail"),
+    [
+        pytest.param(
+            '$number("abc")', 'D3030: Unable to cast value to a number: "abc"', id="number"
+        ),
+        pytest.param(
+            '$number(" 12 ")', 'D3030: Unable to cast value to a number: " 12 "', id="spaces"
+        ),
+        pytest.param(
+            "$string(1/0)", "D3001: Attempting to invoke string function on Infinity or NaN"
+        ),
+        pytest.param("1/0 + 1", "D1001: Number out of range: null", id="infinity-in-arithmetic"),
+        pytest.param(
+            "$power(10, 400)",
+            "D3061: The power function has resulted in a value that cannot be represented as a "
+            "JSON number: base=10, exponent=400",
+            id="power",
+        ),
+        pytest.param(
+            '$toMillis("foo")',
+            "D3110: The argument of the toMillis function must be an ISO 8601 formatted "
+            'timestamp. Given "foo"',
+            id="to-millis",
+        ),
+    ],
+)
+def test_a_failing_function_gives_jsonata_code_and_message(expression: str, detail: str) -> None:
+    """The cause ends with JSONata's code and message, as AWS's does, never Python's
+    exception (`ValueError: could not convert string to float: 'abc'` before)."""
+    with pytest.raises(QueryEvaluationError) as failure:
+        jsonata.evaluate("{% " + expression + " %}", "Output", scope())
+    assert str(failure.value) == (
+        f"The JSONata expression '{expression}' specified for the field 'Output' threw an error "
+        f"during evaluation. {detail}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("1/0", None, id="infinity-is-null"),
+        pytest.param("[1/0, -1/0, 0/0]", [None, None, None], id="in-an-array"),
+        pytest.param('{"a": 1/0}', {"a": None}, id="in-an-object"),
+        pytest.param("5.5 % 2", 1.5, id="remainder-keeps-the-fraction"),
+        pytest.param("-5.5 % 2", -1.5, id="remainder-takes-the-dividend-sign"),
+        pytest.param('$number("0x1F") + $number("0o17") + $number("0B11")', 49, id="based"),
+        pytest.param('$number("1E3")', 1000, id="exponent"),
+    ],
+)
+def test_arithmetic_is_javascripts(expression: str, expected: Any) -> None:
+    """Dividing by 0 gives Infinity, written as null, as AWS's JSONata does (it failed with
+    Python's `ZeroDivisionError`)."""
+    assert expected == jsonata.evaluate("{% " + expression + " %}", "Output", scope())
+
+
 def test_random_and_uuid_repeat_for_the_same_visit() -> None:
     """`$random()` and `$uuid()` draw from the visit's seed: the same state evaluated again
     gives the same values."""
