@@ -615,6 +615,19 @@ def _to_millis(timestamp: Any, picture: Any = None) -> Any:
 _library_to_millis: Final = _library.functions.Functions.datetime_to_millis
 
 
+def _filter(evaluator: Any, predicate: Any, input: Any, environment: Any) -> Any:  # noqa: A002
+    """`array[predicate]` with each null item a null for the predicate and in the result (the
+    library took it for nothing, so `a[$ = null]` gave undefined)."""
+    if predicate.type != "number" and isinstance(input, list) and None in input:
+        nulls_kept = _utils.Utils.JList(_NULL if item is None else item for item in input)
+        nulls_kept.__dict__.update(getattr(input, "__dict__", {}))  # the library's marks
+        input = nulls_kept  # noqa: A001
+    return _library_filter(evaluator, predicate, input, environment)
+
+
+_library_filter: Final = _JSONata.evaluate_filter
+
+
 def _jsonata_words(message: str) -> str:
     """A message of the library's catalog in JSONata 2.0.6's words: "function" where the
     library says "Object", 'single' quotes where it has double ones."""
@@ -625,6 +638,7 @@ _jexception.JException.error_codes.update(
     (code, _jsonata_words(message)) for code, message in _jexception.JException.error_codes.items()
 )
 _JSONata.evaluate_numeric_expression = _arithmetic
+_JSONata.evaluate_filter = _filter
 _utils.Utils.is_numeric = staticmethod(_is_numeric)
 _use("sort", _sort)
 _use("number", _number)

@@ -202,6 +202,23 @@ def test_arithmetic_is_javascripts(expression: str, expected: Any) -> None:
     assert expected == jsonata.evaluate("{% " + expression + " %}", "Output", scope())
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        pytest.param("$states.input.a[$ = null]", None, id="a-lone-null-is-null"),
+        pytest.param("[$states.input.a[$ = null]]", [None], id="in-an-array"),
+        pytest.param('{"k": $states.input.a[$ = null]}', {"k": None}, id="in-an-object"),
+        pytest.param("$states.input.b[$ = null]", [None, None], id="two-nulls"),
+        pytest.param("$type($states.input.a[$ != 1])", "null", id="type"),
+    ],
+)
+def test_a_filter_keeps_the_nulls_it_selects(expression: str, expected: Any) -> None:
+    """A filter that selects a single null gives null, as AWS does (it gave nothing, and the
+    state failed with "returned nothing (undefined)")."""
+    document = {"a": [None, 1], "b": [None, 2, None]}
+    assert expected == jsonata.evaluate("{% " + expression + " %}", "Output", scope(input=document))
+
+
 def test_random_and_uuid_repeat_for_the_same_visit() -> None:
     """`$random()` and `$uuid()` draw from the visit's seed: the same state evaluated again
     gives the same values."""
