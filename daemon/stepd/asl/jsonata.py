@@ -9,7 +9,9 @@ evaluated again gives the same values. Nothing here reads a clock or draws rando
 
 Any failure is a QueryEvaluationError whose message is the cause AWS gives ("The JSONata
 expression '…' specified for the field '…' …"). The library's stray `print()` calls are
-kept off stdout.
+kept off stdout. Where the library (jsonata-python) differs from JSONata 2.0.6, the version
+AWS runs, its functions are replaced here: numbers written in strings, `$sort`, `$number`,
+arithmetic, filters over nulls, and its error messages.
 """
 
 from __future__ import annotations
