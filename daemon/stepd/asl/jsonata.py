@@ -24,6 +24,7 @@ import io
 import json
 import math
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -156,6 +157,11 @@ OPEN: Final = "{%"
 CLOSE: Final = "%}"
 MAX_COMPILED: Final = 4096  # expressions kept compiled
 MAX_PARTITION_ITEMS: Final = 1000  # as States.ArrayPartition and States.ArrayRange allow
+# One expression's bounds: it runs in the daemon's event loop, so a runaway one (a recursive
+# function that never ends) would hold up every execution; it fails (D1012, D1011) instead.
+MAX_EVALUATION_MS: Final = 2000
+MAX_EVALUATION_DEPTH: Final = 1000
+_CLOCK_EVERY: Final = 256  # evaluation steps between looks at the clock
 _JSONata = _library.Jsonata
 _NULL: Final = _utils.Utils.NULL_VALUE
 
@@ -228,6 +234,9 @@ def evaluate(value: str, field: str, scope: Scope) -> Any:
         if found is not _UNSURE:
             return _to_json(found)
     bindings = _bindings(scope, text)
+    bounds = _Bounds()
+    bindings["__evaluate_entry"] = bounds.entry
+    bindings["__evaluate_exit"] = bounds.exit
     try:
         result = expression.evaluate(scope.states.get("input"), bindings)
     except QueryEvaluationError:
@@ -342,6 +351,32 @@ def _from_json(value: Any) -> Any:
 
 # `$states` not followed by `.input`, `.result` or `.errorOutput`: may read the context
 _MAY_READ_CONTEXT = re.compile(r"\$states(?!\.(?:input|result|errorOutput)\b)")
+
+
+class _Bounds:
+    """Fails an evaluation that runs longer than MAX_EVALUATION_MS or nests deeper than
+    MAX_EVALUATION_DEPTH (the library's entry and exit callbacks, as its Timebox)."""
+
+    __slots__ = ("deadline", "depth", "steps")
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + MAX_EVALUATION_MS / 1000
+        self.depth = 0
+        self.steps = 0
+
+    def entry(self, _expression: Any, _input: Any, environment: Any) -> None:
+        if environment.is_parallel_call:
+            return
+        self.depth += 1
+        if self.depth > MAX_EVALUATION_DEPTH:
+            raise _jexception.JException("D1011", -1)
+        self.steps += 1
+        if self.steps % _CLOCK_EVERY == 0 and time.monotonic() > self.deadline:
+            raise _jexception.JException("D1012", -1, MAX_EVALUATION_MS)
+
+    def exit(self, _expression: Any, _input: Any, environment: Any, _result: Any) -> None:
+        if not environment.is_parallel_call:
+            self.depth -= 1
 
 
 def _bindings(scope: Scope, text: str) -> dict[str, Any]:

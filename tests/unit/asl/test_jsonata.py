@@ -368,3 +368,29 @@ def test_the_context_is_read_however_the_expression_reaches_it() -> None:
     for text in ("$states.context.Execution.Name", '$lookup($states, "context").Execution.Name'):
         assert jsonata.evaluate("{% " + text + " %}", "Output", visit) == "class-7"
     assert made == [1]
+
+
+@pytest.mark.parametrize(
+    ("expression", "code"),
+    [
+        pytest.param("($f := function($x){$f($x)}; $f(1))", "D1012", id="endless-tail-call"),
+        pytest.param(
+            "($f := function($x){$x > 0 ? 1 + $f($x - 1) : 0}; $f(100000))",
+            "D1011",
+            id="recursion-too-deep",
+        ),
+    ],
+)
+def test_a_runaway_expression_fails_instead_of_holding_up_the_daemon(
+    monkeypatch: pytest.MonkeyPatch, expression: str, code: str
+) -> None:
+    """An expression that would never end, or nests past the bound, fails the state with
+    States.QueryEvaluationError within the time bound (the daemon's loop is not held)."""
+    monkeypatch.setattr(jsonata, "MAX_EVALUATION_MS", 200)
+    with pytest.raises(QueryEvaluationError, match=code):
+        jsonata.evaluate("{% " + expression + " %}", "Output", scope(input={}))
+
+
+def test_a_recursive_function_within_the_bounds_gives_its_value() -> None:
+    expression = "{% ($f := function($x){$x > 0 ? 1 + $f($x - 1) : 0}; $f(300)) %}"
+    assert jsonata.evaluate(expression, "Output", scope(input={})) == 300
