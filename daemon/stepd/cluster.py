@@ -48,11 +48,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass
 from typing import Any
 
-from stepd import logs
+from stepd import __version__, logs
 from stepd.errors import NotLeased, StoreError
 from stepd.store import pg_hints
+from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_nodes import LEASE_SECONDS, NodeLeases, NodeRow, listen
+from stepd.store.pg_schema import SCHEMA_VERSION
 from stepd.store.postgres import PostgresStore
+from stepd.store.schema import too_new
 from stepd.tasks.caller import Caller, TaskOutcome, TaskRequest
 
 log = logs.get_logger("stepd.cluster")
@@ -144,6 +147,9 @@ class Cluster:
         self.closing = False
         self.skew = 0.0  # this node's clock minus the database's, at the last renewal
         self.skewed = False  # too far off: claims nothing
+        # why a newer release's store cannot be read here (claims nothing); None while it can
+        self.store_too_new: str | None = None
+        self.on_store_too_new: Callable[[str], None] | None = None
         self._last_good = -math.inf  # monotonic instant the last good renewal was sent
         self._dispatch: Dispatch | None = None
         self._overdue: Dispatch | None = None
@@ -350,7 +356,7 @@ class Cluster:
         its engine is busy (the others may take it meanwhile); it claims ahead at most
         its backlog limit still to come. What falls due further off than CLAIM_AHEAD_SECONDS is
         not wanted any more (its timer, or a later look, finds it)."""
-        if not self.fresh() or self.skewed:
+        if not self.fresh() or self.skewed or self.store_too_new is not None:
             return [], now, RETRY_SECONDS
         reach = now + CLAIM_AHEAD_SECONDS
         if not sharing:
@@ -442,9 +448,28 @@ class Cluster:
                 if database_now is not None:
                     self._last_good = sent
                     self._note_skew((asked + self.clock()) / 2 - database_now)
+                    self._check_version()
                 else:
                     await self._rejoin(sent)
             await asyncio.sleep(max(0.0, pause - (time.monotonic() - sent)))
+
+    def _check_version(self) -> None:
+        """A node of a newer release migrated the store past what this one reads (a rolling
+        upgrade): this node claims nothing more and tells the daemon (`on_store_too_new`),
+        which hands its work over and stops, as a node of this release refuses to start on
+        such a store."""
+        found = self.leases.store_version
+        if found is None or self.store_too_new is not None:
+            return
+        reason = too_new(
+            found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
+        )
+        if reason is None:
+            return
+        self.store_too_new = reason
+        log.error("node.store_too_new", node=self.node, reason=reason)
+        if self.on_store_too_new is not None:
+            self.on_store_too_new(reason)
 
     def _note_skew(self, skew: float) -> None:
         """Compare this node's clock with the database's. Due instants are wall-clock times

@@ -60,7 +60,13 @@ from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
 from stepd.engine.testruns import TestRuns
-from stepd.errors import ControlError, StepdError, StoppedBeforeReady, StoreUnreachable
+from stepd.errors import (
+    ControlError,
+    StepdError,
+    StoppedBeforeReady,
+    StoreTooNew,
+    StoreUnreachable,
+)
 from stepd.metrics import Metrics
 from stepd.notify import Notifier, watchdog_interval
 from stepd.store.base import Store
@@ -183,6 +189,7 @@ class Daemon:
         self.alerts: Alerts | None = None
         self._access = ApiAccess()
         self._stop = asyncio.Event()
+        self._exit_error: StepdError | None = None  # why the daemon stops on its own
         self._stopping = False
         self._ready = False
         self._signing_secret: str | None = None
@@ -227,6 +234,8 @@ class Daemon:
         finally:
             self._remove_signals()
         log.info("daemon.stopped")
+        if self._exit_error is not None:
+            raise self._exit_error
         return 0
 
     async def _open_store(self, store: Store) -> None:
@@ -392,6 +401,7 @@ class Daemon:
             watch_seconds=self.settings.store.watch_seconds,
             listening=self.settings.store.notify,
         )
+        cluster.on_store_too_new = self._store_too_new
         await cluster.start()
         stack.push_async_callback(cluster.stop)
         self.cluster = cluster
@@ -452,6 +462,12 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _store_too_new(self, reason: str) -> None:
+        """A newer release migrated the store while this node ran: hand the work over and
+        stop, as this release refuses to start on such a store (exit 78: upgrade it)."""
+        self._exit_error = StoreTooNew(reason)
+        self.stop()
 
     # -- signals and side tasks ------------------------------------------------------
 

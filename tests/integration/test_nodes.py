@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from tests.integration.chaos_support import (
     SOAK,
@@ -60,6 +61,7 @@ from tests.netns import Namespace, Placements, posts_by_node
 from tests.postgres_server import PostgresServer, remove_server, start_server
 
 from stepd.classroom import ClassroomServer
+from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_nodes import LEASE_SECONDS
 
 NODES = 3
@@ -345,6 +347,35 @@ async def test_a_stopped_node_hands_its_work_over(
     lateness = await first_steps_late(nodes[1], classroom, rooms)
     figures(f"hand-over: first steps after SIGTERM late by at most {max(lateness):.3f} s")
     assert max(lateness) < 1.0
+
+
+async def test_a_node_whose_store_a_newer_release_migrated_hands_over_and_stops(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+    classroom: ClassroomServer,
+) -> None:
+    """A rolling upgrade: once a newer release migrated the store past what a running node
+    reads, that node hands its work over and stops with exit 78 (as it would refuse to start
+    on such a store), naming the cause; the classes it would have sent are sent by another."""
+    nodes = await start_nodes(make_stepd, postgres, count=2)
+    start = whole_second(6)
+    rooms = [Classroom(name=f"upgraded-{n}", start=start, end=start + 3) for n in range(4)]
+    for room in rooms:
+        await nodes[0].start_execution(room)
+    url = nodes[0].extra_env["STEPD_STORE__URL"]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("UPDATE meta SET value = '999' WHERE key = 'record_format'")
+        assert await nodes[0].exited(timeout=20) == EX_CONFIG, nodes[0].tail()
+        assert await nodes[1].exited(timeout=20) == EX_CONFIG, nodes[1].tail()
+        assert "record format 999" in nodes[0].log_text()
+        await conn.execute(
+            "UPDATE meta SET value = %s WHERE key = 'record_format'", (str(FORMAT_VERSION),)
+        )
+    survivor = make_stepd(name="node3", timeout_seconds=CALL_TIMEOUT_SECONDS)
+    survivor.extra_env["STEPD_STORE__URL"] = url
+    await survivor.start()
+    lateness = await first_steps_late(survivor, classroom, rooms)
+    assert len(lateness) == len(rooms)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from stepd import __version__
 from stepd.errors import StoreError
 from stepd.store.pg_hints import CHANNEL, WINDOW
 from stepd.store.postgres import Conn, connect_kwargs, describe
+from stepd.store.schema import StoreVersion
 
 LEASE_SECONDS = 5.0  # a renewal extends the lease this far ahead
 STATEMENT_MS = 1500  # a renewal (or a reap) that takes longer has failed
@@ -75,6 +76,7 @@ class NodeLeases:
         self.id = new_node_id()
         self.definitions: dict[str, str] = {}  # written with the lease (join, publish)
         self.live = 1  # nodes whose lease ran at the last renewal, this one among them
+        self.store_version: StoreVersion | None = None  # what the store said at that renewal
         self._conn: Conn | None = None
 
     async def _connection(self) -> Conn:
@@ -140,13 +142,22 @@ class NodeLeases:
             " lease_until = clock_timestamp() + make_interval(secs => %(lease)s)"
             " WHERE id = %(id)s AND lease_until > clock_timestamp()"
             " RETURNING extract(epoch FROM clock_timestamp())::float8 AS now,"
-            " (SELECT count(*) FROM nodes WHERE lease_until > clock_timestamp()) AS live",
+            " (SELECT count(*) FROM nodes WHERE lease_until > clock_timestamp()) AS live,"
+            " (SELECT value FROM meta WHERE key = 'schema') AS schema,"
+            " (SELECT value FROM meta WHERE key = 'record_format') AS record_format,"
+            " (SELECT value FROM meta WHERE key = 'written_by') AS written_by",
             {"id": self.id, "lease": LEASE_SECONDS},
         )
         if not rows:
             return None
-        self.live = int(rows[0]["live"])
-        return float(rows[0]["now"])
+        row = rows[0]
+        self.live = int(row["live"])
+        self.store_version = StoreVersion(
+            schema=int(row["schema"] or 0),
+            record_format=None if row["record_format"] is None else int(row["record_format"]),
+            written_by=row["written_by"],
+        )
+        return float(row["now"])
 
     async def reap(self) -> tuple[int, list[tuple[int, float | None]]]:
         """Remove the nodes whose lease ran out and let go of what they (or any node no longer

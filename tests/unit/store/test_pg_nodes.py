@@ -864,3 +864,35 @@ async def test_a_node_without_notify_sends_no_hint(url: str, nodes: list[Node]) 
         url, lambda: waiting(nodes[0], "quiet", soon(0.3)), seconds=1.5
     )
     assert at is None
+
+
+async def test_a_node_whose_store_a_newer_release_migrated_claims_nothing_and_says_so(
+    url: str,
+) -> None:
+    """A rolling upgrade: a node of a newer release migrates the store while this node runs.
+    At its next renewal this node stops claiming (it could not read what the newer node
+    writes) and tells the daemon why, which then hands its work over and stops (exit 78)."""
+    store = PostgresStore(url)
+    cluster = Cluster(store, NodeLeases(url, password=None, api="test"))
+    told: list[str] = []
+    cluster.on_store_too_new = told.append
+    await store.open()
+    await cluster.start()
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("UPDATE meta SET value = '999' WHERE key = 'record_format'")
+        deadline = time.monotonic() + 10
+        while not told and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        due = await waiting(Node(store, cluster.leases), "due")
+        cluster.on_due(due.id, DUE)
+        await asyncio.sleep(2 * cluster.watch_seconds)  # the watch would have found it too
+        held = await store.held_here(due.id)
+    finally:
+        await cluster.stop()
+        await store.close()
+    assert len(told) == 1
+    assert "record format 999" in told[0]
+    assert "upgrade stepd" in told[0]
+    assert cluster.stats.claimed == 0
+    assert not held
