@@ -73,7 +73,8 @@ for file in stepd.toml classroom.asl.yaml classroom.schema.json; do
         say "config: $CONFDIR/$file"
     fi
 done
-"$DESTDIR$VENV/bin/python" -m stepd check --quiet -c "$DESTDIR$CONFDIR/stepd.toml"
+# the file only: the database (with [store] url) may not be reachable from here yet
+"$DESTDIR$VENV/bin/python" -m stepd check --quiet --offline -c "$DESTDIR$CONFDIR/stepd.toml"
 
 # Secrets: root-only files that systemd hands to the service as credentials.
 install -d -m 0700 "$DESTDIR$CREDSTORE"

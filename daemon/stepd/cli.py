@@ -40,6 +40,7 @@ EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 2  # as argparse exits on a bad argument
 EX_UNAVAILABLE = 69
+UNREACHABLE = "STORE_UNREACHABLE"  # `stepd check`'s finding for a database it cannot reach
 EX_SIGPIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a command SIGPIPE ended
 DEFAULT_CONFIG = Path("/etc/stepd/stepd.toml")
 HISTORY_PAGE = 1000  # events per GetExecutionHistory call
@@ -105,22 +106,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     catalog = _catalog(settings, args.config)
     for report in catalog.reports:
         print(report)
-    if settings.store.url is not None:
-        store_problem, store_note = _postgres_check(settings)
-        if store_note is not None and not args.quiet:
-            print(store_note, file=sys.stderr)
-        unused = _sqlite_unused(settings)
-        if unused is not None:
-            print(f"{settings.store.path}: STORE_PATH_UNUSED: {unused}")
-    else:
-        store_problem = _store_problem(settings.store.path)
+    store_problem = None if args.offline else _store_findings(settings, quiet=args.quiet)
     if store_problem is not None:
         print(store_problem)
-    if catalog.errors or store_problem is not None:
+    if catalog.errors or (store_problem is not None and UNREACHABLE not in store_problem):
         return EX_CONFIG
+    if store_problem is not None:  # the file is right; the database is not there right now
+        return EX_UNAVAILABLE
     if not args.quiet:
         print(f"{args.config}: OK: {len(catalog.machines)} state machine(s)", file=sys.stderr)
     return EX_OK
+
+
+def _store_findings(settings: Settings, *, quiet: bool) -> str | None:
+    """A finding when the daemon could not use its store (what PostgreSQL says of itself, on
+    stderr unless `quiet`; a SQLite store [store] url leaves unused, a finding printed)."""
+    if settings.store.url is None:
+        return _store_problem(settings.store.path)
+    store_problem, store_note = _postgres_check(settings)
+    if store_note is not None and not quiet:
+        print(store_note, file=sys.stderr)
+    unused = _sqlite_unused(settings)
+    if unused is not None:
+        print(f"{settings.store.path}: STORE_PATH_UNUSED: {unused}")
+    return store_problem
 
 
 def _sqlite_unused(settings: Settings) -> str | None:
@@ -166,7 +175,7 @@ def _postgres_check(settings: Settings) -> tuple[str | None, str | None]:
     except ConfigError as exc:
         return f"{where}: STORE_UNREADABLE: {exc.message}", None
     except StepdError as exc:
-        return f"{where}: STORE_UNREACHABLE: {exc}", None
+        return f"{where}: {UNREACHABLE}: {exc}", None
     reason = too_new(
         found, schema=SCHEMA_VERSION, record_format=FORMAT_VERSION, version=__version__
     )
@@ -893,6 +902,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the config and its definitions")
     config_arg(check)
     check.add_argument("-q", "--quiet", action="store_true", help="print findings only")
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="the config file and its definitions only: no store or database is read (what a"
+        " reload of a running daemon applies; needs no database password)",
+    )
     check.set_defaults(func=cmd_check)
 
     _add_reload(commands, config_arg)

@@ -532,8 +532,15 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
 def read_secret(path: Path | None, credential: str) -> str | None:
     """A secret from systemd's $CREDENTIALS_DIRECTORY/<credential>, else from `path`."""
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / credential).is_file():
-        return (Path(directory) / credential).read_text(encoding="utf-8").strip()
+    if directory:
+        given = Path(directory) / credential
+        try:
+            if given.is_file():
+                return given.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"the credential {credential} ({given}): cannot read it: {exc.strerror or exc}"
+            ) from exc
     if path is None:
         return None
     try:

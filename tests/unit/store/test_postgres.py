@@ -353,11 +353,29 @@ def test_check_reaches_the_database_and_reports_the_schema_version(
 
 
 def test_check_says_when_the_database_cannot_be_reached(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A database not there right now: 69 (try again later), not 78 (the file is wrong);
+    --offline checks the file alone, as a reload does; a credential that cannot be read is
+    named (78), not a traceback."""
     path = checked_config(tmp_path, "postgresql://stepd@127.0.0.1:1/stepd")
-    assert main(["check", "-c", str(path)]) == 78
+    assert main(["check", "-c", str(path)]) == 69
     assert "postgresql://127.0.0.1:1/stepd: STORE_UNREACHABLE" in capsys.readouterr().out
+    assert main(["check", "--offline", "-c", str(path)]) == 0
+    assert "STORE_UNREACHABLE" not in capsys.readouterr().out
+    real_is_file = Path.is_file
+
+    def refused(self: Path) -> bool:
+        if self.name == "store_password":
+            raise PermissionError(13, "Permission denied")
+        return real_is_file(self)
+
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+    monkeypatch.setattr(Path, "is_file", refused)
+    assert main(["check", "-c", str(path)]) == 78
+    out = capsys.readouterr().out
+    assert "the credential store_password" in out
+    assert "Permission denied" in out
 
 
 def test_check_warns_of_executions_left_in_the_sqlite_store_it_no_longer_uses(
