@@ -616,6 +616,29 @@ class Cluster:
                     log.warning("node.window_failed", error=str(exc))
             await asyncio.sleep(WINDOW_DEBOUNCE_SECONDS)
 
+    @property
+    def claiming(self) -> bool:
+        """Whether this node takes work now."""
+        return self.fresh() and not self.skewed and not self.closing and not self.store_too_new
+
+    def problems(self) -> list[str]:
+        """Why this node does no work now, if it does none (what /healthz reports as
+        degraded): an operator's words."""
+        found = []
+        if not self.fresh():
+            found.append(
+                f"its lease is not fresh (last renewal {self.lease_age():.1f} s ago): it sends"
+                " no task call and claims nothing until the database answers it again"
+            )
+        if self.skewed:
+            found.append(
+                f"its clock is {self.skew:+.3f} s off the database's (more than"
+                f" {MAX_SKEW_SECONDS} s): it claims nothing until its clock is set right"
+            )
+        if self.store_too_new is not None:
+            found.append(self.store_too_new)
+        return found
+
     async def status(self) -> dict[str, Any]:
         """This node, its lease and every node's (for /healthz)."""
         differ: dict[str, dict[str, str]] = {}
@@ -646,7 +669,8 @@ class Cluster:
             "lease_fresh": self.fresh(),
             "last_renewal_seconds_ago": round(self.lease_age(), 3),
             "clock_skew_seconds": round(self.skew, 3),
-            "claiming": not self.skewed and not self.closing,
+            "claiming": self.claiming,
+            "problems": self.problems(),
             "claimed": self.stats.claimed,
             "reaped": self.stats.reaped,
             "rejoins": self.stats.rejoins,

@@ -702,8 +702,10 @@ class Daemon:
         assert engine is not None
         counts = await engine.count_by_status()
         now = engine.status()
+        node = None if self.cluster is None else await self.cluster.status()
+        degraded = bool(now.down) or bool(node and node["problems"])
         return {
-            "status": "degraded" if now.down else "ok",
+            "status": "degraded" if degraded else "ok",
             "version": __version__,
             "executions": counts,
             "timers_armed": self.timers.armed if self.timers else 0,
@@ -722,7 +724,7 @@ class Daemon:
             ],
             "steps_late": now.steps_late,
             "last_reload": None if self.last_reload is None else self.last_reload.outcome(),
-            **({} if self.cluster is None else {"node": await self.cluster.status()}),
+            **({} if node is None else {"node": node}),
         }
 
     async def _status(self) -> str:

@@ -146,6 +146,19 @@ class Metrics(EngineObserver):
                 lambda: float(cluster.fresh()),
             ),
             (
+                "stepd_node_claiming",
+                (
+                    "1 while this node takes work (its lease fresh, its clock agreeing with the"
+                    " database's, the store one it reads), else 0: /healthz says why."
+                ),
+                lambda: float(cluster.claiming),
+            ),
+            (
+                "stepd_node_clock_skew_seconds",
+                "This node's clock minus the database's, at its last lease renewal.",
+                lambda: cluster.skew,
+            ),
+            (
                 "stepd_node_claimed",
                 "Executions this node claimed when they fell due (since it started).",
                 lambda: cluster.stats.claimed,

@@ -269,11 +269,13 @@ async def test_every_node_answers_for_every_execution_and_a_name_starts_once(
     described = [await node.describe(room.name) for node in nodes]
     assert all(d == described[0] for d in described)
     (await delivered(nodes[1], classroom, room)).check()
-    node_ids = {str(h["node"]["id"]) for h in [await health(n) for n in nodes]}
-    assert len(node_ids) == NODES
+    healths = [await health(n) for n in nodes]
+    assert len({str(h["node"]["id"]) for h in healths}) == NODES
+    assert [(h["status"], h["node"]["problems"]) for h in healths] == [("ok", [])] * NODES
     async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
         metrics = (await client.get(nodes[0].url + "/metrics")).text
     assert "stepd_node_lease_fresh 1.0" in metrics
+    assert "stepd_node_claiming 1.0" in metrics
 
 
 async def test_a_killed_nodes_call_in_flight_is_sent_again_by_a_survivor_with_its_key(

@@ -748,6 +748,9 @@ async def test_a_node_whose_clock_is_off_claims_nothing_and_says_so(url: str) ->
         await ahead.stop()
         await store.close()
     assert (dispatched, status["claiming"], round(status["clock_skew_seconds"])) == ([], False, 2)
+    [problem] = status["problems"]  # what /healthz gives as the reason it is degraded
+    assert "clock is +2." in problem
+    assert "claims nothing" in problem
 
 
 async def test_nodes_serving_different_definitions_of_a_machine_are_reported_once(
