@@ -135,7 +135,14 @@ class StoreSettings(_Section):
             raise ValueError("expected postgresql://USER@HOST:PORT/DATABASE")
         _, _, rest = value.partition("://")
         userinfo, at, _ = rest.partition("@")
-        if (at and ":" in userinfo.split("/")[0]) or "password=" in value:
+        import psycopg  # noqa: PLC0415 - only for a PostgreSQL store: SQLite's needs none
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+        try:
+            parts = conninfo_to_dict(value)
+        except psycopg.Error as exc:
+            raise ValueError(f"not a PostgreSQL URL: {exc}") from None
+        if (at and ":" in userinfo.split("/")[0]) or parts.get("password") is not None:
             raise ValueError(
                 "the password is never read from the URL; put it in [store] password_file "
                 f"or the credential '{STORE_CREDENTIAL}'"

@@ -206,8 +206,16 @@ async def _run_class(client: httpx.AsyncClient, server: ClassroomServer) -> int:
     return 1
 
 
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(*, keep: bool = False, nodes: int = 1) -> int:
     folder = Path(tempfile.mkdtemp(prefix="stepd-demo-"))
+    # SIGTERM and SIGHUP (`kill`, `timeout`, a closed terminal or CI job) stop it as Ctrl-C
+    # does: the daemons, the classroom server and PostgreSQL stop, the folder goes
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         if nodes > 1:
             from stepd.demo_nodes import run_nodes_demo  # noqa: PLC0415 - needs PostgreSQL

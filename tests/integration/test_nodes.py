@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -692,9 +693,21 @@ def test_the_nodes_demo_kills_a_node_and_every_class_succeeds(tmp_path: Path) ->
     assert list(private.iterdir()) == []
 
 
-def test_the_nodes_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it) while classes run:
-    one line says what was stopped, no traceback, exit 130, nothing left behind."""
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        pytest.param(signal.SIGINT, True, id="ctrl-c"),
+        pytest.param(signal.SIGTERM, False, id="sigterm"),
+        pytest.param(signal.SIGHUP, False, id="sighup"),
+    ],
+)
+def test_the_nodes_demo_stops_cleanly_on_ctrl_c(
+    tmp_path: Path, signum: signal.Signals, group: bool
+) -> None:
+    """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it), or SIGTERM or
+    SIGHUP to the demo alone (`kill`, `timeout`, a closed terminal), while classes run: one
+    line says what was stopped, no traceback, exit 130, nothing left behind (no node, no
+    PostgreSQL server: their folders are gone)."""
     private = tmp_path / "tmp"
     private.mkdir(mode=0o700)
     process = subprocess.Popen(
@@ -712,10 +725,32 @@ def test_the_nodes_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         lines.append(line)
         if line.startswith("started class-"):
             break
-    os.killpg(process.pid, signal.SIGINT)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     rest, _ = process.communicate(timeout=60)
     output = "".join(lines) + rest
     assert process.returncode == DEMO_INTERRUPTED, output
     assert "interrupted" in output
     assert "Traceback" not in output
     assert list(private.iterdir()) == []
+    assert _processes_naming(str(private)) == []
+    port = re.search(r"PostgreSQL at postgresql://[^ ]*:(\d+)/", output)
+    assert port is not None, output
+    assert _processes_naming(f" -p {port[1]} ") == []  # its PostgreSQL server stopped
+
+
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of the processes still running that hold `text` (a node's config
+    folder, a PostgreSQL server's port)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                line = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+                if text in line:
+                    found.append(line)
+    return found

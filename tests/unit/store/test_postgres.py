@@ -80,7 +80,11 @@ def test_the_url_comes_from_the_file_or_the_environment(
 
 @pytest.mark.parametrize(
     "url",
-    ["postgresql://stepd:s3cret@db/stepd", "postgresql://db/stepd?password=s3cret"],
+    [
+        "postgresql://stepd:s3cret@db/stepd",
+        "postgresql://db/stepd?password=s3cret",
+        "postgresql://db/stepd?pass%77ord=s3cret",  # libpq decodes the key too
+    ],
 )
 def test_a_password_in_the_url_is_refused_without_showing_it(tmp_path: Path, url: str) -> None:
     """The password goes in a file or a credential; the refusal says where, not what."""
