@@ -310,8 +310,19 @@ class PostgresStore(Store):
                 await self._migrate(conn)
         except BaseException as exc:
             await pool.close()
+            cause = " ".join(str(exc).split())
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # a person must grant it
+                raise StoreRefused(
+                    f"{self.where}: the database refused this node: {cause} (the role needs to"
+                    " own the database, or CREATE on its schema, to create and migrate the"
+                    " store)"
+                ) from None
+            if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby: wait
+                raise StoreUnreachable(
+                    f"{self.where}: the database is read-only (a standby?): {cause}"
+                ) from None
             if isinstance(exc, psycopg.Error):
-                raise StoreError(f"{self.where}: cannot open the database: {exc}") from None
+                raise StoreError(f"{self.where}: cannot open the database: {cause}") from None
             raise
         self._pool = pool
 
@@ -984,6 +995,19 @@ async def read_version(url: str, *, password: str | None = None) -> StoreVersion
         async with await psycopg.AsyncConnection.connect(
             url, **connect_kwargs(password), autocommit=True, row_factory=dict_row
         ) as conn:
-            return await _read_version(conn)
+            found = await _read_version(conn)
+            if found.schema == 0:  # the first node creates the store: may this role?
+                cur = await conn.execute(
+                    "SELECT has_schema_privilege(current_schema(), 'CREATE') AS may,"
+                    " current_user AS role, current_schema() AS schema"
+                )
+                row = await cur.fetchone()
+                if row is not None and not row["may"]:
+                    raise StoreRefused(
+                        f"{describe(url)}: the role {row['role']} may not create tables in"
+                        f" the schema {row['schema']}: the first node could not create the"
+                        " store (the role needs to own the database, or CREATE on its schema)"
+                    )
+            return found
     except psycopg.Error as exc:
         raise StoreError(f"{describe(url)}: cannot read the database: {exc}") from None

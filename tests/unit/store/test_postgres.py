@@ -18,7 +18,14 @@ from tests.postgres_server import PostgresServer
 
 from stepd.cli import main
 from stepd.config import load_settings, store_password
-from stepd.errors import ConfigError, ConnectionLost, StoreError, StoreTooNew
+from stepd.errors import (
+    ConfigError,
+    ConnectionLost,
+    StoreError,
+    StoreRefused,
+    StoreTooNew,
+    StoreUnreachable,
+)
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_schema import MIGRATIONS, SCHEMA_VERSION
 from stepd.store.postgres import PostgresStore, read_version
@@ -333,6 +340,29 @@ async def test_a_newer_schema_is_refused_and_left_as_it_is(postgres: PostgresSer
     with pytest.raises(StoreTooNew, match="schema 99"):
         await PostgresStore(url).open()
     assert (await read_version(url)).schema == 99
+
+
+async def test_a_role_that_cannot_create_the_store_is_refused_and_a_standby_is_waited_for(
+    postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A role that may connect but not create tables (PostgreSQL 15's default on a database
+    it does not own): refused, naming what it needs (the daemon exits 78, not 1 into a
+    restart loop). A read-only database (a standby after a failover): waited for."""
+    url = await asyncio.to_thread(postgres.new_database)
+    database = url.rsplit("/", 1)[1]
+    role = "limited_" + database
+    async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    limited = f"postgresql://{role}@{url.split('@', 1)[1]}"
+    with pytest.raises(StoreRefused, match="CREATE on its schema"):
+        await PostgresStore(limited).open()
+    checked = await asyncio.to_thread(main, ["check", "-c", str(checked_config(tmp_path, limited))])
+    assert checked == 78  # `stepd check` says so before a node fails on it
+    assert f"the role {role} may not create tables" in capsys.readouterr().out
+    async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
+        await conn.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    with pytest.raises(StoreUnreachable, match="read-only"):
+        await PostgresStore(url).open()
 
 
 # -- stepd check ----------------------------------------------------------------------------
