@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from stepd import jsontext
 
@@ -150,7 +151,9 @@ _STANDARD_FIELDS: tuple[Callable[[Any, str, Any], Any], ...] = (
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
-    structlog.processors.dict_tracebacks,
+    # tracebacks as data, without each frame's local variables: a frame may hold an
+    # execution's input, a task token or a connection's password
+    structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
 )
 _second: tuple[int, str] = (0, "")  # the last whole second stamped, as ISO text
 

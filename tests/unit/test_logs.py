@@ -100,7 +100,8 @@ def test_lines_logged_on_the_loop_are_all_written_in_order_by_the_next_turn(
 
 def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path: Path) -> None:
     """Each line has the bound context (its own keys win), the level by its standard name and
-    an ISO 8601 UTC timestamp of when it was logged; an exception's line keeps its traceback."""
+    an ISO 8601 UTC timestamp of when it was logged; an exception's line keeps its traceback,
+    without the local variables of its frames (one may hold a secret)."""
     out_path = tmp_path / "stdout"
     with out_path.open("w", encoding="utf-8") as out:
         logs.configure("debug", "json", stream=out)
@@ -109,6 +110,7 @@ def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path:
         try:
             before = datetime.now(UTC)
             log.warn("a.warn", state="Start")  # noqa: G010 - the alias is mapped too
+            password = "s3cret-in-a-frame"  # a local of the failing frame
             try:
                 raise ValueError("bad")  # noqa: TRY301 - the line an exception leaves
             except ValueError:
@@ -123,6 +125,8 @@ def test_a_json_line_carries_the_context_its_level_and_a_utc_timestamp(tmp_path:
     assert warned["machine"] == "classroom"
     assert (failed["level"], failed["state"]) == ("error", "Wait")
     assert failed["exception"][0]["exc_type"] == "ValueError"
+    assert failed["exception"][0]["frames"]  # where it came from, without the frames' locals
+    assert password not in out_path.read_text()
     assert "machine" not in plain
     for line in (warned, failed, plain):
         assert line["timestamp"].endswith("Z")
