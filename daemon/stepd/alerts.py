@@ -31,6 +31,7 @@ import httpx
 
 from stepd import __version__, logs
 from stepd.engine.arns import Arns
+from stepd.errors import StoreError
 from stepd.store.base import Store
 from stepd.store.records import NOTICED, Notice
 from stepd.tasks.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -128,11 +129,18 @@ class Alerts:
         await self._client.aclose()
 
     async def _run(self) -> None:
+        failing = False  # the database away: said once per outage, not at every round
         while True:
             try:
                 await self.deliver_due()
+            except StoreError as exc:
+                if not failing:
+                    log.warning("notify.round_failed", error=str(exc))
+                failing = True
             except Exception:  # a failing round is logged; the next one tries again
                 log.exception("notify.round_failed")
+            else:
+                failing = False
             await asyncio.sleep(POLL_SECONDS)
 
     async def deliver_due(self) -> int:

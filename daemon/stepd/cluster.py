@@ -508,6 +508,7 @@ class Cluster:
         self._reap_wanted.set()
 
     async def _reap_loop(self) -> None:
+        failing = False  # said once per outage, not every second
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reap_wanted.wait(), REAP_SECONDS)
@@ -517,8 +518,11 @@ class Cluster:
             try:
                 gone, freed = await self.leases.reap()
             except StoreError as exc:
-                log.warning("node.reap_failed", error=str(exc))
+                if not failing:
+                    log.warning("node.reap_failed", error=str(exc))
+                failing = True
                 continue
+            failing = False
             self.stats.nodes_reaped += gone
             if not freed and not gone:
                 continue

@@ -184,11 +184,16 @@ class Nested:
             self._sweeper = None
 
     async def _sweep_forever(self) -> None:
+        failing = False  # the database away: said once per outage, not at every sweep
         while True:
             try:
                 await self.sweep()
-            except StoreError:
-                log.exception("nested.sweep_failed")
+            except StoreError as exc:
+                if not failing:
+                    log.warning("nested.sweep_failed", error=str(exc))
+                failing = True
+            else:
+                failing = False
             await asyncio.sleep(SWEEP_SECONDS)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:

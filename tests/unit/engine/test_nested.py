@@ -5,15 +5,20 @@ States.TaskFailed; no suffix answers at once; stopping the parent stops the chil
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from tests.unit.engine.engine_support import Clock, until
 
+from stepd.engine import nested as nested_module
 from stepd.engine.arns import Arns
 from stepd.engine.executor import Engine
 from stepd.engine.machines import Machine
+from stepd.engine.nested import Nested
+from stepd.errors import StoreError
 from stepd.store.base import Store
 from stepd.store.records import Execution
 from stepd.tasks.endpoints import EndpointMap
@@ -225,3 +230,30 @@ async def test_a_child_of_a_machine_not_configured_fails_as_aws_says(store: Stor
     parent = await closed(store, "parent", "p")
     assert parent.error == "StepFunctions.StateMachineDoesNotExistException", parent.cause
     assert "Error Code: StateMachineDoesNotExist" in (parent.cause or "")
+
+
+async def test_a_store_away_is_logged_once_per_outage_without_a_traceback(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep of links while the database is away (every sweep fails): one warning naming
+    the error, no traceback, not one line a sweep; and once more after it came back and went."""
+    monkeypatch.setattr(nested_module, "SWEEP_SECONDS", 0.01)
+    failing = True
+
+    async def sweep() -> None:
+        if failing:
+            raise StoreError("couldn't get a connection after 5.00 sec")
+
+    nested = Nested(store, arns=Arns(), parent=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(nested, "sweep", sweep)
+    with capture_logs() as logs:
+        nested.start()
+        await asyncio.sleep(0.1)
+        failing = False
+        await asyncio.sleep(0.05)
+        failing = True
+        await asyncio.sleep(0.05)
+        nested.close()
+    lines = [e for e in logs if e["event"] == "nested.sweep_failed"]
+    assert [(e["log_level"], "exc_info" in e) for e in lines] == [("warning", False)] * 2
+    assert "couldn't get a connection" in lines[0]["error"]
