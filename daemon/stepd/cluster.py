@@ -668,6 +668,10 @@ class Cluster:
             ]
         except StoreError as exc:
             nodes = [{"error": str(exc)}]
+        return {**self.local_status(), "nodes": nodes, "definitions_differ": differ}
+
+    def local_status(self) -> dict[str, Any]:
+        """This node and its lease, as it knows them without the database."""
         return {
             "id": self.node,
             "lease_fresh": self.fresh(),
@@ -680,8 +684,6 @@ class Cluster:
             "rejoins": self.stats.rejoins,
             "renew_failures": self.stats.renew_failures,
             "unsent": self.stats.unsent,
-            "nodes": nodes,
-            "definitions_differ": differ,
         }
 
 

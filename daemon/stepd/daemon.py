@@ -22,7 +22,7 @@ import contextlib
 import gc
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,7 @@ from stepd.errors import (
     ControlError,
     StepdError,
     StoppedBeforeReady,
+    StoreError,
     StoreTooNew,
     StoreUnreachable,
 )
@@ -103,6 +104,7 @@ T = TypeVar("T")
 # SIGTERM budget, within the unit's TimeoutStopSec=30s: the API lets its requests finish
 # (api.server.SHUTDOWN_TIMEOUT_SECONDS, 5 s), then task calls in flight get this long.
 DRAIN_TIMEOUT_SECONDS = 15.0
+HEALTH_STORE_SECONDS = 2.0  # how long /healthz waits for the store's figures
 STATUS_INTERVAL_SECONDS = 5.0  # how often STATUS= is recomputed (sent only when it changed)
 RESTART_SECTIONS = ("store", "api", "tracing")  # settings read once at start
 # A database that cannot be reached at start is tried again this often, said again this often
@@ -700,9 +702,17 @@ class Daemon:
     async def health(self) -> dict[str, Any]:
         engine = self.engine
         assert engine is not None
-        counts = await engine.count_by_status()
+        node = None
+        if self.cluster is not None:
+            try:
+                node = await _within(self.cluster.status(), HEALTH_STORE_SECONDS)
+            except StoreError as exc:
+                node = {**self.cluster.local_status(), "nodes": [{"error": str(exc)}]}
+        try:
+            counts = await _within(engine.count_by_status(), HEALTH_STORE_SECONDS)
+        except StoreError as exc:  # this node's own state is what an outage needs read
+            return {"status": "unavailable", "error": str(exc), **({"node": node} if node else {})}
         now = engine.status()
-        node = None if self.cluster is None else await self.cluster.status()
         degraded = bool(now.down) or bool(node and node["problems"])
         return {
             "status": "degraded" if degraded else "ok",
@@ -742,6 +752,14 @@ class Daemon:
             f"{running} running, {armed} timers armed, {in_flight} calls in flight; "
             f"{self._config_note}"
         )
+
+
+async def _within(work: Awaitable[T], seconds: float) -> T:
+    """`work`, or StoreError when the store has not answered within `seconds`."""
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        raise StoreError(f"the store did not answer within {seconds:g} s") from None
 
 
 def _http_routes(machines: Mapping[str, Machine]) -> set[tuple[str, str, str, str]]:

@@ -23,6 +23,7 @@ loop (the store runs its reads in threads).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from stepd.engine.executor import Engine, EngineObserver
+from stepd.errors import StoreError
 from stepd.store.records import STATUSES
 from stepd.tasks.caller import STATUS_ERROR_PREFIX, TaskOutcome
 from stepd.timers import Timers
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 SUCCESS = "success"
 NO_STATUS = "none"
+STORE_SECONDS = 2.0  # how long a scrape waits for the store's figures
 # Seconds: from on time (a few ms of timer and commit latency) to a daemon that was down.
 LATENESS_BUCKETS_SECONDS = (
     0.001,
@@ -128,6 +131,11 @@ class Metrics(EngineObserver):
             "Seconds since the earliest-due running execution fell due; 0 when none is due.",
             registry=self.registry,
         )
+        self.store_up = Gauge(
+            "stepd_store_up",
+            "1 when the store answered this scrape (the executions' figures are fresh), else 0.",
+            registry=self.registry,
+        )
         for status in STATUSES:
             self.executions.labels(status=status)
         engine.observe(self)
@@ -212,6 +220,13 @@ class Metrics(EngineObserver):
         self.oldest_overdue.set(0.0 if oldest is None else max(0.0, self._clock() - oldest))
 
     async def render(self) -> bytes:
-        """The text exposition format (version 0.0.4), freshly refreshed."""
-        await self.refresh()
+        """The text exposition format (version 0.0.4), freshly refreshed. A store that does
+        not answer within STORE_SECONDS leaves its figures as they were (`stepd_store_up`
+        0): this node's own figures (its lease above all) are what an outage needs read."""
+        try:
+            await asyncio.wait_for(self.refresh(), STORE_SECONDS)
+        except (StoreError, TimeoutError):
+            self.store_up.set(0)
+        else:
+            self.store_up.set(1)
         return generate_latest(self.registry)

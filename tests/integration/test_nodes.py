@@ -126,6 +126,13 @@ async def health(node: Stepd) -> dict[str, Any]:
         return answer
 
 
+async def timed_health(node: Stepd) -> tuple[dict[str, Any], float]:
+    """/healthz and how long it took to answer."""
+    began = time.monotonic()
+    answer = await health(node)
+    return answer, time.monotonic() - began
+
+
 async def answering(node: Stepd) -> None:
     """Wait until the node's store answers again (/healthz 200) after the database was back:
     until then its API rightly answers 503."""
@@ -518,9 +525,14 @@ async def test_a_database_restarted_after_a_crash_loses_and_doubles_nothing(
         await asyncio.sleep(max(0.0, at - time.time()))
         stopped = time.time()
         await asyncio.to_thread(postgres.stop, immediate=True)
-        await asyncio.sleep(down_for)
+        if down_for:  # the database away: /healthz still answers, with the node's lease
+            probed, took = await timed_health(nodes[1])
+        await asyncio.sleep(max(0.0, stopped + down_for - time.time()))
         await asyncio.to_thread(postgres.start)
         outages.append((stopped, time.time()))
+    assert probed["status"] == "unavailable", probed
+    assert {"lease_fresh", "last_renewal_seconds_ago", "problems"} <= set(probed["node"])
+    assert took < LONG_OUTAGE_SECONDS, took
     await answering(nodes[0])
     await nodes[0].wait_status([r.name for r in rooms], "SUCCEEDED", RUN_SECONDS)
     resent = 0
