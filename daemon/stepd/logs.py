@@ -134,6 +134,13 @@ def bind(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
     return _context.set({**_context.get(), **fields})
 
 
+def unbound() -> None:
+    """Log from here on (in this task) without the fields bound where it was started: a
+    background job that the scheduler started from whatever step ran last is about no
+    execution."""
+    _context.set(MappingProxyType({}))
+
+
 def reset(token: contextvars.Token[Mapping[str, Any]]) -> None:
     """Take back what the `bind` that gave `token` added."""
     _context.reset(token)

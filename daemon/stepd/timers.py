@@ -210,6 +210,7 @@ def _store_may_fail(
     `event`, a warning: the job's next run tries again."""
 
     async def run() -> None:
+        logs.unbound()
         try:
             await job()
         except StoreError as exc:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 import structlog
 
+from stepd import logs
 from stepd import timers as timers_module
 from stepd.errors import StoreError
 from stepd.timers import Timers
@@ -155,3 +158,29 @@ async def test_a_sweep_while_the_store_is_away_is_a_warning_and_the_next_one_fin
     failed = [e for e in logs if e["event"] == "timers.sweep_failed"]
     assert failed[0]["log_level"] == "warning"
     assert "the connection is lost" in failed[0]["error"]
+
+
+async def test_a_scheduled_job_logs_without_the_fields_of_the_step_that_armed_it(
+    tmp_path: Path,
+) -> None:
+    """The scheduler starts its jobs from whatever ran last (a step, its machine and
+    execution bound): a job's lines name no execution."""
+    out_path = tmp_path / "stdout"
+    with out_path.open("w", encoding="utf-8") as out:
+        logs.configure("info", "json", stream=out)
+        try:
+
+            async def job() -> None:
+                raise StoreError("the connection is lost")
+
+            token = logs.bind(machine="classroom", execution="class-12")
+            try:
+                await asyncio.create_task(timers_module._store_may_fail(job, "timers.x_failed")())
+            finally:
+                logs.reset(token)
+        finally:
+            structlog.reset_defaults()
+    [line] = [json.loads(text) for text in out_path.read_text().splitlines()]
+    assert line["event"] == "timers.x_failed"
+    assert "execution" not in line
+    assert "machine" not in line
