@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import heapq
 import itertools
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepd import __version__, logs
+from stepd.engine.machines import Machine
 from stepd.errors import NotLeased, StoreError
 from stepd.store import pg_hints
 from stepd.store.formats import FORMAT_VERSION
@@ -96,6 +98,23 @@ def definition_hashes(definitions: Mapping[str, str]) -> dict[str, str]:
 
 
 NOT_SERVED = "not served"  # what `differing` gives a node whose config lacks the machine
+# Published beside the machines: settings every node must share (an ARN names the region and
+# account: a node of another one finds no execution by an ARN another node gave)
+API_SETTINGS = "[api] region and account"
+
+
+def published(machines: Mapping[str, Machine], *, region: str, account: str) -> dict[str, str]:
+    """What a node publishes with its lease ({name: text}, hashed): each machine's definition
+    with its endpoints and base URL (where its calls go), and its region and account."""
+    texts = {
+        name: json.dumps(
+            [machine.definition_text, machine.endpoints.base_url, dict(machine.state_endpoints)],
+            sort_keys=True,
+        )
+        for name, machine in machines.items()
+    }
+    texts[API_SETTINGS] = f"{region} {account}"
+    return texts
 
 
 def differing(rows: Iterable[NodeRow]) -> dict[str, dict[str, str]]:
@@ -662,7 +681,7 @@ class Cluster:
                     "lease_until": row.lease_until,
                     "started_at": row.started_at,
                     "holds": row.held,
-                    "machines": len(row.definitions),
+                    "machines": sum(1 for name in row.definitions if name != API_SETTINGS),
                 }
                 for row in rows
             ]

@@ -34,7 +34,7 @@ from stepd.alerts import Alerts, Target
 from stepd.api.server import ApiServer
 from stepd.catalog import Catalog, build_catalog
 from stepd.client import api_url
-from stepd.cluster import Cluster, FencedCaller
+from stepd.cluster import Cluster, FencedCaller, published
 from stepd.config import (
     SIGNING_CREDENTIAL,
     Settings,
@@ -653,8 +653,9 @@ class Daemon:
     async def _publish_definitions(self, engine: Engine) -> None:
         """On several nodes, record with this node's lease the definitions it serves."""
         if self.cluster is not None:
+            api = self.settings.api
             await self.cluster.publish(
-                {name: machine.definition_text for name, machine in engine.machines.items()}
+                published(engine.machines, region=api.region, account=api.account)
             )
 
     def _apply_notify(self, targets: tuple[Target, ...]) -> None:

@@ -62,6 +62,7 @@ from tests.netns import Namespace, Placements, posts_by_node
 from tests.postgres_server import PostgresServer, remove_server, start_server
 
 from stepd.classroom import ClassroomServer
+from stepd.cluster import API_SETTINGS
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.pg_nodes import LEASE_SECONDS
 
@@ -466,6 +467,24 @@ async def test_the_nodes_page_shows_every_node_and_a_definition_reloaded_on_one_
     assert f"<td>{MACHINE}</td>" in page
     await health(nodes[0])
     assert len(nodes[0].log_events("node.definitions_differ")) == 1
+
+
+async def test_nodes_of_another_region_or_account_are_reported(
+    make_stepd: DaemonFactory,
+    postgres: PostgresServer,
+) -> None:
+    """A node whose `[api] region` differs from the others' (its ARNs name another region:
+    an ARN it gives is unknown to them) is listed beside differing definitions."""
+
+    def elsewhere(node: Stepd) -> None:
+        if node.config.name == "node2.toml":
+            node.extra_env["STEPD_API__REGION"] = "eu-west-1"
+
+    nodes = await start_nodes(make_stepd, postgres, count=2, prepare=elsewhere)
+    differ = (await health(nodes[0]))["node"]["definitions_differ"]
+    assert list(differ) == [API_SETTINGS]
+    assert len(set(differ[API_SETTINGS].values())) == 2
+    assert [n["machines"] for n in (await health(nodes[0]))["node"]["nodes"]] == [1, 1]
 
 
 async def test_an_execution_started_on_a_reloaded_node_runs_on_one_not_reloaded_yet(

@@ -17,7 +17,16 @@ from structlog.testing import capture_logs
 from tests.postgres_server import PostgresServer
 
 from stepd import cluster as cluster_module
-from stepd.cluster import NOT_SERVED, SEND_SECONDS, Cluster, FencedCaller
+from stepd.cluster import (
+    API_SETTINGS,
+    NOT_SERVED,
+    SEND_SECONDS,
+    Cluster,
+    FencedCaller,
+    definition_hashes,
+    published,
+)
+from stepd.engine.machines import Machine
 from stepd.errors import ClaimLost, NotLeased
 from stepd.store.pg_nodes import NodeLeases
 from stepd.store.postgres import CLAIM_SQL, PostgresStore
@@ -36,6 +45,7 @@ from stepd.store.records import (
     Transition,
 )
 from stepd.tasks.caller import TaskRequest
+from stepd.tasks.endpoints import EndpointMap
 from stepd.testing import FakeCaller
 
 DUE = 1_000.0  # long past: every execution below is due
@@ -899,3 +909,33 @@ async def test_a_node_whose_store_a_newer_release_migrated_claims_nothing_and_sa
     assert "upgrade stepd" in told[0]
     assert cluster.stats.claimed == 0
     assert not held
+
+
+def test_what_a_node_publishes_changes_with_its_endpoints_and_region() -> None:
+    """A node publishes each machine's definition with where its calls go (endpoints, base
+    URL), and its region and account: a difference in any is reported between the nodes."""
+    definition = {
+        "StartAt": "Call",
+        "States": {"Call": {"Type": "Task", "Resource": "c", "End": True}},
+    }
+
+    def one(base_url: str, route: str) -> Machine:
+        routes = {"Call": route}
+        return Machine(
+            name="m",
+            definition=definition,
+            definition_text=json.dumps(definition),
+            endpoints=EndpointMap(base_url=base_url, routes=routes),
+            state_endpoints=routes,
+        )
+
+    base = definition_hashes(published({"m": one("http://a", "/c")}, region="r", account="1"))
+    again = definition_hashes(published({"m": one("http://a", "/c")}, region="r", account="1"))
+    moved = definition_hashes(published({"m": one("http://b", "/c")}, region="r", account="1"))
+    routed = definition_hashes(published({"m": one("http://a", "/d")}, region="r", account="1"))
+    other = definition_hashes(published({"m": one("http://a", "/c")}, region="s", account="1"))
+    assert base == again
+    assert moved["m"] != base["m"]
+    assert routed["m"] != base["m"]
+    assert other["m"] == base["m"]
+    assert other[API_SETTINGS] != base[API_SETTINGS]
