@@ -53,7 +53,6 @@ from stepd.engine.tokens import same_token, token_target
 from stepd.engine.tree import Work, aborted
 from stepd.engine.updates import update
 from stepd.errors import (
-    ConfigError,
     ExecutionAlreadyExists,
     ExecutionDoesNotExist,
     ExecutionNotRedrivable,
@@ -184,9 +183,9 @@ class Engine:
         self._caller = caller
         self._machines = dict(machines)
         self.arns = arns
-        # `[http] base_url`: where a stored endpoint that is a path goes, for the executions of
-        # a machine this node's config does not name (another node's, in a cluster)
-        self.base_url = ""
+        # where a stored endpoint goes for the executions of a machine this node's config does
+        # not name (another node's, in a cluster): a path joins `[http] base_url` (`base_url`)
+        self._elsewhere = EndpointMap(base_url="", routes={})
         self.task_timeout_seconds = task_timeout_seconds
         self.clock = clock
         self.random = random
@@ -927,7 +926,7 @@ class Engine:
         machine = self._serving(execution.machine)
         if machine is None:  # another node's machine: the endpoint it stored for the state
             stored = self._stored_endpoints.get(execution.definition_id, {}).get(state or "")
-            return None if stored is None else self._stored_url(stored)
+            return None if stored is None else self._elsewhere.url(stored)
         functions: list[str] = []
         if is_lambda_invoke(task.resource):  # also by the function its Parameters name
             parameters = json.loads(task.payload)
@@ -939,13 +938,14 @@ class Engine:
             url = None if stored is None else machine.endpoints.url(stored)
         return url
 
-    def _stored_url(self, route: str) -> str | None:
-        """The URL of a stored endpoint of a machine this node does not serve: itself, or a
-        path joined to this node's base URL (None without one)."""
-        try:
-            return EndpointMap(base_url=self.base_url, routes={}).url(route)
-        except ConfigError:
-            return None
+    @property
+    def base_url(self) -> str:
+        return self._elsewhere.base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        """`[http] base_url`, checked by the config already."""
+        self._elsewhere = EndpointMap(base_url=value, routes={})
 
     def _host_wait_limit(self, url: str, step: Step) -> float | None:
         """The machine's wait_for_host_seconds when the call should wait for its host: the host
