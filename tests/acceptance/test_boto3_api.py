@@ -970,7 +970,7 @@ def test_every_answer_carries_a_request_id(sfn):
 # -- callbacks (.waitForTaskToken) ------------------------------------------------------
 
 
-CALLBACK_MACHINE = callback_machine(HeartbeatSeconds=4, TimeoutSeconds=300, ResultPath="$.answer")
+CALLBACK_MACHINE = callback_machine(HeartbeatSeconds=10, TimeoutSeconds=300, ResultPath="$.answer")
 
 
 def test_callbacks_settle_waiting_tasks_as_aws_does(

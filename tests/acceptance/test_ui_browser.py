@@ -60,7 +60,7 @@ CANCELLED_DEFINITION = {
 }
 LONG_CAUSE = ("The classroom server said: " + "0123456789abcdef" * 320)[:5000]  # no spaces
 NARROW_WINDOW = (1300, 900)  # pixels
-START_IN_SECONDS = 8  # the class starts this long after it is started: time to look at it waiting
+START_IN_SECONDS = 20  # the class starts this long after it is started: time to look at it waiting
 CLASS_SECONDS = 6  # from the class's start to its end
 FINISH_DEADLINE_SECONDS = 60.0  # for the page to show the execution succeeded
 HTTP_TIMEOUT_SECONDS = 10.0

@@ -40,6 +40,7 @@ WINDOW_SIZE = (1400, 1300)  # pixels: the classroom execution page fits without 
 DRIVER_READY_SECONDS = 20.0
 COMMAND_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.2
+STALE_TRIES = 5  # a page that reloads itself can swap an element out between two commands
 FIND_SECONDS = (
     10.0  # how long finding an element waits for it (a page still loading on a busy machine)
 )
@@ -83,8 +84,15 @@ class Browser:
         return str(found[ELEMENT_KEY])
 
     def text(self, css: str) -> str:
-        """The rendered text of the first element matching `css`."""
-        return str(self._command("GET", f"/element/{self._element(css)}/text"))
+        """The rendered text of the first element matching `css` (found again when the page
+        reloaded itself between finding the element and reading it)."""
+        for _ in range(STALE_TRIES):
+            try:
+                return str(self._command("GET", f"/element/{self._element(css)}/text"))
+            except WebDriverError as exc:
+                if "stale element reference" not in str(exc):
+                    raise
+        raise WebDriverError(f"{css}: the element went stale on each of {STALE_TRIES} tries")
 
     def type(self, css: str, text: str) -> None:
         """Type `text` into the first element matching `css`, as a person would."""

@@ -162,7 +162,7 @@ async def test_late_steps_follow_the_machines_policy_and_are_logged(lab: Lab) ->
     ]
     daemon = lab.daemon(machines)
     await daemon.start()
-    start = whole_second(2)
+    start = whole_second(5)  # room for the starts before the kill, on a slow machine too
     room = Classroom(name="late-room", start=start, end=start + 4)
     for machine in machines:
         await daemon.start_retrying(room, machine=machine.name)

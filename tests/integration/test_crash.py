@@ -108,16 +108,16 @@ async def test_overdue_steps_run_soon_after_restart_in_due_order(
 ) -> None:
     """Down past due times: overdue steps go out within seconds of restart, in due order, once."""
     await stepd.start()
-    base = whole_second(3)
-    # One execution is killed inside its 2 s ping Wait: the wait must not restart on restart.
-    in_ping_wait = Classroom(name="overdue-ping", start=whole_second(0), end=base + 4)
-    await stepd.start_execution(in_ping_wait)
-    await wait_for_post(classroom, in_ping_wait.name, START_PATH)
+    base = whole_second(6)  # room before it for the starts below, on a slow machine too
     rooms = [
         Classroom(name=f"overdue-start-{i}", start=base + i, end=base + i + 3) for i in range(3)
     ]
     for room in rooms:
         await stepd.start_execution(room)
+    # One execution is killed inside its 2 s ping Wait: the wait must not restart on restart.
+    in_ping_wait = Classroom(name="overdue-ping", start=whole_second(0), end=base + 4)
+    await stepd.start_execution(in_ping_wait)
+    await wait_for_post(classroom, in_ping_wait.name, START_PATH)
     assert (await stepd.describe(in_ping_wait.name))["stepd"]["state"] == "SendLivePingWait"
 
     stepd.kill()

@@ -42,7 +42,7 @@ from stepd.config import EX_CONFIG
 
 EX_OK = 0
 RELOAD_SECONDS = 10.0  # for a SIGHUP's outcome to show in /healthz
-CLASS_AHEAD_SECONDS = 4  # a class's start, after it was started: room for a reload before it
+CLASS_AHEAD_SECONDS = 10  # a class's start, after it was started: room for a reload before it
 RUN_SECONDS = 30.0  # for a short class to run to its end
 BEGIN_PATH = "/recording/begin"  # the endpoint of the renamed Task state
 SECOND_MACHINE = '\n[[machines]]\nname = "second"\ndefinition = "classroom.asl.json"\n' + (

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ from stepd.testing import free_port
 READY_TIMEOUT_SECONDS = 20.0
 NOTIFY_TIMEOUT_SECONDS = 10.0  # for any one expected notification
 EXIT_TIMEOUT_SECONDS = 30.0  # the unit's TimeoutStopSec
+SO_TIMESTAMPNS = 35  # Linux (asm-generic/socket.h): a datagram's receive time, in nanoseconds
 WATCHDOG_USEC = 1_000_000  # the daemon should ping every 0.5 s
 WATCHDOG_PINGS = 4
 WAIT_SECONDS = 3  # the Wait before the Task in the reload-rules machine
@@ -79,23 +81,44 @@ WAIT_THEN_PASS = {
 # -- the stand-in service manager -------------------------------------------------------------
 
 
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
 @dataclass
 class Notifications:
     """The datagrams received on NOTIFY_SOCKET, each as its KEY=VALUE fields."""
 
     address: str
     messages: list[dict[str, str]] = field(default_factory=list)
-    arrived: list[float] = field(default_factory=list)  # time.monotonic() of each
+    # when each arrived: the kernel's receive time, not when this loop got round to reading it
+    arrived: list[float] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def receive(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         while True:
-            data = await loop.sock_recv(sock, 65536)
+            await _readable(sock)
+            try:
+                data, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+            except BlockingIOError:
+                continue
+            stamps = [
+                struct.unpack("qq", cmsg[:16])
+                for level, kind, cmsg in ancillary
+                if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS)
+            ]
+            at = stamps[0][0] + stamps[0][1] / 1e9 if stamps else time.time()
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
             async with self._changed:
                 self.messages.append(fields)
-                self.arrived.append(time.monotonic())
+                self.arrived.append(at)
                 self._changed.notify_all()
 
     async def expect(

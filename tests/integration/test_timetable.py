@@ -28,6 +28,7 @@ from stepd.boto3_update import update_execution
 from stepd.classroom import ClassroomServer
 
 GENEROUS_SECONDS = 10.0  # a step that runs within this of its instant ran "at" it
+UPDATE_LEAD_SECONDS = 10  # a class's start after it was started: room for `stepd update` before it
 
 
 async def cli(*args: str | Path) -> tuple[int, str, str]:
@@ -78,7 +79,7 @@ async def test_a_class_moved_later_does_not_record_at_the_old_time(
     stepd: Stepd, classroom: ClassroomServer
 ) -> None:
     await stepd.start()
-    old_start = whole_second(3)
+    old_start = whole_second(UPDATE_LEAD_SECONDS)
     lesson = Classroom(name="moved-later", start=old_start, end=old_start + 7200)
     await stepd.start_execution(lesson)
     later = rfc3339(old_start + 3600)
@@ -87,6 +88,7 @@ async def test_a_class_moved_later_does_not_record_at_the_old_time(
         "--input", json.dumps({"start": later}), "--merge",
     )  # fmt: skip
     assert code == 0, err
+    assert time.time() < old_start, "the update ended after the old start: nothing was tested"
     while time.time() < old_start + 3:  # past the old instant, with room for a late timer
         await asyncio.sleep(0.2)
     assert starts(classroom, lesson.name) == []

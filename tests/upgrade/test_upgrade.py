@@ -36,7 +36,7 @@ from stepd.classroom import ClassroomServer, Record
 from stepd.testing import free_port
 
 PING_WAIT_SECONDS = 2
-RETRY_INTERVAL_SECONDS = 20  # the Retry back-off the old release is stopped in
+RETRY_INTERVAL_SECONDS = 60  # the Retry back-off the old release is stopped in
 TASK_TIMEOUT_SECONDS = 300  # longer than the slow server takes: the call stays in flight
 SLOW_ANSWER_SECONDS = 120
 WINDOW_SECONDS = 120  # stepd.timers.WINDOW_SECONDS: a wait beyond it has no date job at start
@@ -222,7 +222,7 @@ async def leave_in_positions(old: Stepd, up: ClassroomServer) -> Positions:
     retrying = Case(name="retrying", machine="retry", start=at(2), end=at(6))
     host_down = Case(name="host-down", machine="remote", start=at(2), end=at(6))
     # beyond the new daemon's timer window when it starts (it starts after the old one's drain)
-    far_start = at(STOP_SECONDS / 4 + WINDOW_SECONDS + 10)
+    far_start = at(STOP_SECONDS / 2 + WINDOW_SECONDS + 10)
     far = Case(name="far-ahead", machine="classroom", start=far_start, end=far_start + 3)
     for case in (in_flight, retrying, host_down, far):
         await start(old, case)

@@ -555,7 +555,7 @@ async def test_an_answer_that_does_not_come_times_out(
     assert (outcome.error, outcome.status) == ("States.Timeout", None)
     assert outcome.cause is not None
     assert outcome.cause.startswith(f"no answer within {SHORT:g} s")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < WAIT_SECONDS
 
 
 async def test_whole_attempt_is_bounded_by_timeout_seconds(
@@ -569,7 +569,7 @@ async def test_whole_attempt_is_bounded_by_timeout_seconds(
     outcome = await make_caller().call(task(server.url, timeout_seconds=SHORT))
     assert outcome.error == "States.Timeout"
     assert outcome.cause == f"no answer within {SHORT:g} s (TimeoutError)"
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < WAIT_SECONDS
 
 
 async def test_a_connection_that_cannot_be_opened_in_time_is_a_connect_timeout(
@@ -685,7 +685,7 @@ async def test_the_probe_of_a_silent_host_is_none_after_its_timeout(
     server = await serve_raw(silence)
     started = time.monotonic()
     assert await make_caller().probe(server.url, SHORT) is None
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < WAIT_SECONDS
 
 
 # -- logs -----------------------------------------------------------------------------------
