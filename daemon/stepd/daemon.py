@@ -703,16 +703,22 @@ class Daemon:
     async def health(self) -> dict[str, Any]:
         engine = self.engine
         assert engine is not None
-        node = None
-        if self.cluster is not None:
-            try:
-                node = await _within(self.cluster.status(), HEALTH_STORE_SECONDS)
-            except StoreError as exc:
-                node = {**self.cluster.local_status(), "nodes": [{"error": str(exc)}]}
-        try:
-            counts = await _within(engine.count_by_status(), HEALTH_STORE_SECONDS)
-        except StoreError as exc:  # this node's own state is what an outage needs read
-            return {"status": "unavailable", "error": str(exc), **({"node": node} if node else {})}
+        cluster = self.cluster
+        # both asked at once: with the database away, the answer comes within one wait
+        node_read, counts_read = await asyncio.gather(
+            _within(cluster.status(), HEALTH_STORE_SECONDS) if cluster else _nothing(),
+            _within(engine.count_by_status(), HEALTH_STORE_SECONDS),
+            return_exceptions=True,
+        )
+        node: dict[str, Any] | None
+        if isinstance(node_read, StoreError) and cluster is not None:
+            node = {**cluster.local_status(), "nodes": [{"error": str(node_read)}]}
+        else:
+            node = _read(node_read)
+        if isinstance(counts_read, StoreError):  # this node's own state is what an outage needs
+            error = str(counts_read)
+            return {"status": "unavailable", "error": error, **({"node": node} if node else {})}
+        counts = _read(counts_read)
         now = engine.status()
         degraded = bool(now.down) or bool(node and node["problems"])
         return {
@@ -753,6 +759,17 @@ class Daemon:
             f"{running} running, {armed} timers armed, {in_flight} calls in flight; "
             f"{self._config_note}"
         )
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _read(result: T | BaseException) -> T:
+    """What a gathered read gave; what it raised, raised again."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 async def _within(work: Awaitable[T], seconds: float) -> T:
