@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stepd.asl import jsonata
-from stepd.asl.http_task import connection_arn, is_http_invoke
+from stepd.asl.http_task import connection, is_http_invoke
 from stepd.asl.integrations import (
     FUNCTION_NAME,
     function_keys,
@@ -280,10 +280,10 @@ def _unknown_connections(
         if not is_http_invoke(state.get("Resource")):
             continue
         for key in ("Parameters", "Arguments"):
-            arn = connection_arn(state.get(key))
+            holder, arn = connection(state.get(key))
             if isinstance(arn, str) and not arn.startswith("{%") and connections.find(arn) is None:
                 yield Report(
-                    where=f"{source}#{pointer}/{key}/Authentication/ConnectionArn",
+                    where=f"{source}#{pointer}/{key}/{holder}/ConnectionArn",
                     code="UNKNOWN_CONNECTION",
                     message=f'HTTP Task "{name}" uses the connection {arn!r}, which is not '
                     "configured: add a [[connections]] table with that name or arn",

@@ -23,6 +23,7 @@ from stepd.config import (
     connection_names,
     load_settings,
     machine_specs,
+    open_api_problem,
     test_runs,
 )
 from stepd.engine.arns import Arns
@@ -106,10 +107,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     catalog = _catalog(settings, args.config)
     for report in catalog.reports:
         print(report)
+    open_api = open_api_problem(settings)
+    if open_api is not None:  # `stepd run` refuses it (exit 78): say so before a restart does
+        print(f"{args.config}: API_NEEDS_KEYS: {open_api}")
     store_problem = None if args.offline else _store_findings(settings, quiet=args.quiet)
     if store_problem is not None:
         print(store_problem)
-    if catalog.errors or (store_problem is not None and UNREACHABLE not in store_problem):
+    refused = catalog.errors or open_api is not None
+    if refused or (store_problem is not None and UNREACHABLE not in store_problem):
         return EX_CONFIG
     if store_problem is not None:  # the file is right; the database is not there right now
         return EX_UNAVAILABLE

@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -35,7 +35,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stepd.access import ApiAccess, KeyPair, check_listen, parse_key_pairs
+from stepd.access import ApiAccess, KeyPair, check_listen, is_loopback, parse_key_pairs
 from stepd.alerts import Target
 from stepd.catalog import MachineSpec
 from stepd.engine.arns import DEFAULT_ACCOUNT, DEFAULT_REGION
@@ -625,6 +625,47 @@ def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:
         return ()
     text = read_secret(settings.api.credentials_file, API_CREDENTIAL)
     return parse_key_pairs(text or "", where)
+
+
+# where the shipped unit's `LoadCredential=api_credentials:stepd.api_credentials` finds it
+CREDENTIAL_STORES = (
+    "/etc/credstore",
+    "/run/credstore",
+    "/usr/local/lib/credstore",
+    "/usr/lib/credstore",
+    "/etc/credstore.encrypted",
+    "/run/credstore.encrypted",
+    "/usr/local/lib/credstore.encrypted",
+    "/usr/lib/credstore.encrypted",
+)
+
+
+def open_api_problem(settings: Settings, stores: Sequence[str] = CREDENTIAL_STORES) -> str | None:
+    """Why `stepd run` would refuse this config's API (`[api] listen` reachable from other
+    hosts with no key pair anywhere), as `stepd check` reports it before a restart does; None
+    when key pairs are configured somewhere the daemon may read them (a file, the credential
+    of the running service, or a credential store the shipped unit loads from), whether or
+    not this process may read them."""
+    if is_loopback(settings.api.listen) or settings.api.credentials_file is not None:
+        return None
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (Path(directory) / API_CREDENTIAL).is_file():
+        return None
+    if any(_may_exist(Path(store) / f"stepd.{API_CREDENTIAL}") for store in stores):
+        return None
+    try:
+        check_listen(settings.api.listen, ApiAccess(keys=()))
+    except ConfigError as exc:
+        return exc.message
+    return None
+
+
+def _may_exist(path: Path) -> bool:
+    """Whether `path` exists, or this user may not look (a credential store is root's)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return True
 
 
 def api_access(settings: Settings) -> ApiAccess:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from stepd.config import CREDENTIAL_STORES
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSROOM_DEFINITION = REPO / "config" / "classroom.asl.yaml"
 EX_OK = 0
@@ -171,3 +173,25 @@ def test_a_jsonata_mistake_is_one_finding(  # noqa: PLR0917 - fixtures and the t
 
     assert result.returncode == exit_code
     assert [(w.rsplit("#", 1)[1], c) for w, c, _ in findings(result.stdout)] == [(where, code)]
+
+
+def test_an_open_api_without_key_pairs_fails_the_check_as_it_fails_the_daemon(stepd_cli, tmp_path):
+    """`listen = "0.0.0.0:…"` and no key pairs: `stepd run` exits 78, so `stepd check` (and
+    `check --offline`, which the unit's reload runs) must not say OK."""
+    assert not any(  # no key pairs where the shipped unit would load them on this machine
+        (Path(store) / "stepd.api_credentials").exists() for store in CREDENTIAL_STORES
+    )
+    config = write_config(tmp_path)
+    config.write_text(
+        '[api]\nlisten = "0.0.0.0:18399"\n' + config.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path / "none")}
+    for offline in ([], ["--offline"]):
+        result = stepd_cli("check", *offline, "-c", str(config), env=env)
+        assert result.returncode == EX_CONFIG, result.stdout + result.stderr
+        [(where, code, message)] = findings(result.stdout)
+        assert (where, code) == (str(config), "API_NEEDS_KEYS")
+        assert "0.0.0.0:18399 is reachable from other hosts" in message
+    ran = stepd_cli("run", "-c", str(config), env=env)
+    assert ran.returncode == EX_CONFIG
+    assert "is reachable from other hosts" in ran.stderr + ran.stdout

@@ -74,13 +74,11 @@ def test_http_status_errors_may_be_retried_and_caught() -> None:
     assert [f.code for f in validate(definition)] == ["SCHEMA_VALIDATION_FAILED"]
 
 
-def _catalog(tmp_path: Path, connections: Connections) -> list[tuple[str, str]]:
+def _catalog(
+    tmp_path: Path, connections: Connections, holder: str = "Authentication"
+) -> list[tuple[str, str]]:
     path = tmp_path / "api.asl.json"
-    parameters = {
-        "ApiEndpoint": "https://x",
-        "Method": "GET",
-        "Authentication": {"ConnectionArn": ARN},
-    }
+    parameters = {"ApiEndpoint": "https://x", "Method": "GET", holder: {"ConnectionArn": ARN}}
     path.write_text(json.dumps(machine(parameters)), encoding="utf-8")
     catalog = build_catalog(
         [MachineSpec(name="api", definition=path)],
@@ -91,10 +89,11 @@ def _catalog(tmp_path: Path, connections: Connections) -> list[tuple[str, str]]:
     return [(r.code, r.where.split("#")[1]) for r in catalog.reports]
 
 
-def test_an_http_task_needs_no_endpoint_but_a_known_connection(tmp_path: Path) -> None:
-    assert _catalog(tmp_path, Connections((Connection(name="billing"),))) == []
-    assert _catalog(tmp_path, Connections()) == [
-        ("UNKNOWN_CONNECTION", "/States/Call/Parameters/Authentication/ConnectionArn")
+@pytest.mark.parametrize("holder", ["InvocationConfig", "Authentication"])
+def test_an_http_task_needs_no_endpoint_but_a_known_connection(tmp_path: Path, holder: str) -> None:
+    assert _catalog(tmp_path, Connections((Connection(name="billing"),)), holder) == []
+    assert _catalog(tmp_path, Connections(), holder) == [
+        ("UNKNOWN_CONNECTION", f"/States/Call/Parameters/{holder}/ConnectionArn")
     ]
 
 

@@ -54,6 +54,7 @@ class Context:
     retry_count: int = 0
     role_arn: str = ""
     redrive_count: int = 0  # how many times the execution was redriven
+    redrive_time: datetime | None = None  # when it was last redriven (None: never)
     # `$$.Task.Token`: set only while a `.waitForTaskToken` Task is entered and runs; the
     # context object has no `Task` at all otherwise, as on AWS.
     task_token: str | None = None
@@ -69,6 +70,12 @@ class Context:
                 "Name": self.execution_name,
                 "RoleArn": self.role_arn,
                 "RedriveCount": self.redrive_count,
+                # only once it was redriven, as AWS's context object
+                **(
+                    {}
+                    if self.redrive_time is None
+                    else {"RedriveTime": iso_millis(self.redrive_time)}
+                ),
             },
             "State": {
                 "EnteredTime": iso_millis(self.state_entered_time),

@@ -16,3 +16,10 @@ STATES_DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
 STATES_RESULT_PATH_MATCH_FAILURE: Final = "States.ResultPathMatchFailure"
 STATES_QUERY_EVALUATION_ERROR: Final = "States.QueryEvaluationError"
 STATES_HEARTBEAT_TIMEOUT: Final = "States.HeartbeatTimeout"
+
+
+def reported(error: str) -> str:
+    """The name a state's failure is reported by (events, error output, the execution's
+    error): a heartbeat's timeout is `States.Timeout`, as AWS reports it; a retrier or catcher
+    naming `States.HeartbeatTimeout` still tells it from the state's own timeout."""
+    return STATES_TIMEOUT if error == STATES_HEARTBEAT_TIMEOUT else error

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 HTTP_INVOKE: Final = "arn:aws:states:::http:invoke"
+# AWS cuts an HTTP Task's request off after this (a shorter TimeoutSeconds cuts it sooner)
+HTTP_TASK_TIMEOUT_SECONDS: Final = 60.0
 METHODS: Final = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 BODY_ENCODINGS: Final = frozenset({"NONE", "URL_ENCODED"})
 ARRAY_FORMATS: Final = frozenset({"BRACKETS", "COMMAS", "REPEAT", "INDICES"})
@@ -65,14 +67,23 @@ def forbidden_header(name: str) -> bool:
     return lower in FORBIDDEN_HEADERS or lower.startswith(FORBIDDEN_PREFIXES)
 
 
+CONNECTION_FIELDS: Final = ("InvocationConfig", "Authentication")  # AWS takes either
+
+
+def connection(parameters: Any) -> tuple[str, Any]:
+    """The field naming the task's connection and its `ConnectionArn` as written: AWS's
+    `InvocationConfig.ConnectionArn` or `Authentication.ConnectionArn` (None when neither)."""
+    if isinstance(parameters, Mapping):
+        for name in CONNECTION_FIELDS:
+            holder = parameters.get(name)
+            if isinstance(holder, Mapping) and "ConnectionArn" in holder:
+                return name, holder["ConnectionArn"]
+    return CONNECTION_FIELDS[1], None
+
+
 def connection_arn(parameters: Any) -> Any:
-    """`Authentication.ConnectionArn` as written (None when absent)."""
-    if not isinstance(parameters, Mapping):
-        return None
-    authentication = parameters.get("Authentication")
-    if not isinstance(authentication, Mapping):
-        return None
-    return authentication.get("ConnectionArn")
+    """The task's ConnectionArn as written (None when absent)."""
+    return connection(parameters)[1]
 
 
 def static_problems(parameters: Any, *, dynamic_suffix: str = ".$") -> Iterator[tuple[str, str]]:

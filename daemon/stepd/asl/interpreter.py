@@ -55,7 +55,7 @@ from stepd.asl.decisions import (
     WaitUntil,
     iso_millis,
 )
-from stepd.asl.failures import STATES_RUNTIME
+from stepd.asl.failures import STATES_RUNTIME, reported
 from stepd.asl.intrinsics import Random, seeded_random
 from stepd.asl.retry import error_output, find_catcher, next_retry
 from stepd.asl.timestamps import parse_literal, parse_timestamp, truncate_to_seconds
@@ -274,7 +274,7 @@ def task_failed(  # noqa: PLR0917 - the engine's call, one value per fact
             return RetryAt(
                 until=now + timedelta(seconds=retry.delay_seconds),
                 retry_counts=retry.retry_counts,
-                error=error,
+                error=reported(error),
                 cause=cause,
             )
         return _catch(definition, state, state_input, error, cause, ctx, now)
@@ -654,6 +654,7 @@ def _catch(  # noqa: PLR0917 - one value per fact
     now: datetime | None = None,
 ) -> Caught | Fail:
     catcher = find_catcher(_rules(state, "Catch"), error)
+    error = reported(error)
     if catcher is None:
         return Fail(error=error, cause=cause)
     try:

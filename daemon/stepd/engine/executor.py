@@ -25,7 +25,7 @@ from typing import Any
 from stepd import jsontext, logs
 from stepd.asl.decisions import JsonText
 from stepd.asl.failures import STATES_DATA_LIMIT_EXCEEDED, STATES_RUNTIME, STATES_TIMEOUT
-from stepd.asl.http_task import HTTP_INVOKE, is_http_invoke
+from stepd.asl.http_task import HTTP_INVOKE, HTTP_TASK_TIMEOUT_SECONDS, is_http_invoke
 from stepd.asl.integrations import (
     FUNCTION_NAME,
     function_keys,
@@ -1003,6 +1003,7 @@ class Engine:
             row=execution,
             deadline=_deadline(definition, _began(execution)),
             redrive_count=execution.redrive_count,
+            redrive_date=execution.redrive_date,
             time_scale=self.tests.time_scale(execution.id),
         )
 
@@ -1024,6 +1025,7 @@ class Engine:
             now=now,
             random=self.random,
             redrive_count=execution.redrive_count,
+            redrive_date=execution.redrive_date,
             time_scale=self.tests.time_scale(execution.id),
             **cursor,
         )
@@ -1520,7 +1522,9 @@ class Engine:
                 cause=f"No endpoint is configured for the Task state '{state}' "
                 f"(Resource {resource_text(task.resource)})",
             )
-        timeout = self.task_timeout_seconds
+        http_invoke = is_http_invoke(task.resource)
+        # [http] timeout_seconds is for the calls stepd makes to the endpoints of the config
+        timeout = HTTP_TASK_TIMEOUT_SECONDS if http_invoke else self.task_timeout_seconds
         if task.timeout_seconds is not None:
             timeout = min(timeout, task.timeout_seconds)
         if resend:
@@ -1544,7 +1548,7 @@ class Engine:
                     payload=payload,
                     idempotency_key=key,
                     timeout_seconds=timeout,
-                    http_invoke=is_http_invoke(task.resource),
+                    http_invoke=http_invoke,
                 )
             )
         finally:

@@ -37,6 +37,7 @@ from stepd.asl.failures import (
     STATES_QUERY_EVALUATION_ERROR,
     STATES_RUNTIME,
     STATES_TIMEOUT,
+    reported,
 )
 from stepd.asl.integrations import is_activity, waits_for_result
 from stepd.engine import history
@@ -146,11 +147,12 @@ class Step:
         last_event_id: int | None = None,
         deadline: float | None = None,
         redrive_count: int = 0,
+        redrive_date: float | None = None,
         time_scale: float = 1.0,
     ) -> None:
         # waits last 1/time_scale of their time (testing only)
         self.definition, self.time_scale = definition, time_scale
-        self.redrive_count = redrive_count
+        self.redrive_count, self.redrive_date = redrive_count, redrive_date
         self.machine = machine
         self.name = name
         self.execution_arn = execution_arn
@@ -229,6 +231,7 @@ class Step:
                 "state_name": self.state or "",
                 "retry_count": self.attempt,
                 "redrive_count": self.redrive_count,
+                "redrive_time": None if self.redrive_date is None else utc(self.redrive_date),
                 "task_token": self.token,
             },
             input_text=self.execution_input,
@@ -865,8 +868,8 @@ class Step:
         self.heartbeat()
 
     def callback_timed_out(self) -> None:
-        """No callback came in time: the task fails with States.Timeout or
-        States.HeartbeatTimeout (Retry and Catch apply)."""
+        """No callback came in time: the task fails with States.Timeout, its state's or its
+        heartbeat's (a retrier or catcher naming States.HeartbeatTimeout tells them apart)."""
         if self.task.timed_out_by_heartbeat(self.now):
             self.task_done(TaskOutcome(error=STATES_HEARTBEAT_TIMEOUT, cause=None))
         else:
@@ -912,16 +915,17 @@ class Step:
             )
         else:
             timed_out = outcome.error in {STATES_TIMEOUT, STATES_HEARTBEAT_TIMEOUT}
+            error = reported(outcome.error)
             if activity:
                 kind = "ActivityTimedOut" if timed_out else "ActivityFailed"
-                details = history.activity_failed(outcome.error, outcome.cause, timed_out=timed_out)
+                details = history.activity_failed(error, outcome.cause, timed_out=timed_out)
             elif function:
                 kind = "LambdaFunctionTimedOut" if timed_out else "LambdaFunctionFailed"
-                details = history.lambda_failed(outcome.error, outcome.cause, timed_out=timed_out)
+                details = history.lambda_failed(error, outcome.cause, timed_out=timed_out)
             else:
                 kind = "TaskTimedOut" if timed_out else "TaskFailed"
                 details = (history.task_timed_out if timed_out else history.task_failed)(
-                    resource, outcome.error, outcome.cause
+                    resource, error, outcome.cause
                 )
             self.add(kind, details)
             decision = interpreter.task_failed(

@@ -4,10 +4,10 @@ the task's result or error.
 Parameters (as AWS): ``ApiEndpoint`` (an http(s) URL), ``Method``, ``Headers``,
 ``QueryParameters`` (added to the URL's query), ``RequestBody`` (JSON, a string as it is, or
 URL-encoded per ``Transform.RequestBodyEncoding`` and
-``Transform.RequestEncodingOptions.ArrayFormat``), ``Authentication.ConnectionArn`` (a
-configured connection, whose headers are added). The result is ``{StatusCode, StatusText,
-Headers, ResponseBody}``; a non-2xx answer fails with ``States.Http.StatusCode.<code>`` and
-that same object, as JSON, for its cause.
+``Transform.RequestEncodingOptions.ArrayFormat``), ``InvocationConfig.ConnectionArn`` or
+``Authentication.ConnectionArn`` (a configured connection, whose headers are added). The
+result is ``{StatusCode, StatusText, Headers, ResponseBody}``; a non-2xx answer fails with
+``States.Http.StatusCode.<code>`` and that same object, as JSON, for its cause.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from stepd.asl.http_task import (
     ARRAY_FORMATS,
     BODY_ENCODINGS,
     METHODS,
-    connection_arn,
+    connection,
     forbidden_header,
 )
 from stepd.errors import HttpTaskError
@@ -71,17 +71,17 @@ def build_call(parameters: Any, connections: Connections) -> HttpCall:
     url = _url(endpoint, parameters.get("QueryParameters"))
     encoding, array_format = _transform(parameters.get("Transform"))
     body = _body(parameters.get("RequestBody"), encoding, array_format, headers)
-    arn = connection_arn(parameters)
+    holder, arn = connection(parameters)
     if arn is not None:
         if not isinstance(arn, str):
-            raise HttpTaskError("Authentication.ConnectionArn must be a string")
-        connection = connections.find(arn)
-        if connection is None:
+            raise HttpTaskError(f"{holder}.ConnectionArn must be a string")
+        configured = connections.find(arn)
+        if configured is None:
             raise HttpTaskError(
                 f"No connection is configured for the ConnectionArn '{arn}': add a "
                 "[[connections]] table with that name or arn to the config"
             )
-        for name, value in connection.headers.items():
+        for name, value in configured.headers.items():
             headers = replace_header(headers, name, value)
     return HttpCall(method=str(method), url=url, headers=headers, body=body)
 

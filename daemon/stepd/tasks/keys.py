@@ -8,15 +8,22 @@ drawn at random when the execution starts, so a name used again (after retention
 old execution, or on a store restored from a backup) never repeats an earlier call's key.
 Executions started by stepd 0.1 have no uid and keep the key they had then:
 `<machine>/<name>/<event id>`.
+
+A header carries the key, and is signed as it is sent: a character of a name outside ASCII
+(AWS allows `数学-クラス`) is percent-encoded as its UTF-8 bytes (`%E6%95%B0…`), so every
+server reads the key (and checks its signature) alike. An ASCII name is kept as it is.
 """
 
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote
 
 from stepd.store.records import Execution
 
 UID_BYTES = 8  # 64 random bits; the machine and name before them keep keys apart too
+# every visible ASCII character stays itself (names cannot hold `%`, so nothing is ambiguous)
+_KEPT = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 def new_uid() -> str:
@@ -28,7 +35,7 @@ def idempotency_key(execution: Execution, entered_event: int | None = None) -> s
     `entered_event`, of the Task state entered by that event (a Parallel or Map child's:
     event ids are unique in an execution, so children's keys are too)."""
     event = execution.state_entered_event if entered_event is None else entered_event
-    prefix = f"{execution.machine}/{execution.name}"
+    prefix = quote(f"{execution.machine}/{execution.name}", safe=_KEPT)
     if execution.uid is None:
         return f"{prefix}/{event}"
     return f"{prefix}/{execution.uid}/{event}"

@@ -110,8 +110,8 @@ async def test_the_history_has_aws_activity_events(store: Store) -> None:
 
 async def test_a_failure_and_a_timeout_are_activity_events(store: Store) -> None:
     """SendTaskFailure records ActivityFailed (error, cause); a worker that took the task and
-    sent no heartbeat records ActivityTimedOut with States.HeartbeatTimeout, which a
-    `States.Timeout` retrier retries (AWS's States.Timeout covers heartbeat timeouts); a
+    sent no heartbeat records ActivityTimedOut with States.Timeout (as AWS reports a
+    heartbeat's timeout), which a `States.Timeout` retrier retries; a
     worker taking no name records ActivityStarted without one."""
     await store.open()
     clock = Clock()
@@ -145,7 +145,7 @@ async def test_a_failure_and_a_timeout_are_activity_events(store: Store) -> None
         ("ActivityStarted", {"activityStartedEventDetails": {}}),
         (
             "ActivityTimedOut",
-            {"activityTimedOutEventDetails": {"error": "States.HeartbeatTimeout"}},
+            {"activityTimedOutEventDetails": {"error": "States.Timeout"}},
         ),
     ]
     assert activity[-1] == (

@@ -219,7 +219,8 @@ async def test_a_missed_heartbeat_times_the_task_out_and_a_late_callback_is_refu
     store: Store,
 ):
     """SendTaskHeartbeat moves the heartbeat deadline; without one the task fails with
-    States.HeartbeatTimeout; a callback after that answers TaskTimedOut."""
+    States.Timeout (as AWS reports a heartbeat's timeout); a callback after that answers
+    TaskTimedOut."""
     h = Harness(store, one(callback_task(HeartbeatSeconds=10, TimeoutSeconds=100)), FakeCaller())
     execution_id = await h.start({"room": "r1"})
     [token] = await h.tokens(1)
@@ -232,12 +233,58 @@ async def test_a_missed_heartbeat_times_the_task_out_and_a_late_callback_is_refu
     assert (await store.get_execution(execution_id)).status == "RUNNING"  # type: ignore[union-attr]
     await h.tick(execution_id, T0 + 16)
     done = await h.closed(execution_id)
-    assert (done.status, done.error) == ("FAILED", "States.HeartbeatTimeout")
+    assert (done.status, done.error) == ("FAILED", "States.Timeout")
     assert "TaskTimedOut" in await h.types(execution_id)
     with pytest.raises(TaskTimedOut):
         await h.engine.send_task_success(token, "{}")
     with pytest.raises(TaskTimedOut):
         await h.engine.send_task_heartbeat(token)
+    await h.stop()
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "fires_at", "caught"),
+    [
+        pytest.param({"HeartbeatSeconds": 10, "TimeoutSeconds": 100}, 10, True, id="heartbeat"),
+        pytest.param({"TimeoutSeconds": 30}, 30, False, id="timeout-seconds"),
+    ],
+)
+async def test_a_catcher_naming_the_heartbeat_timeout_catches_only_that_one(
+    store: Store, timeouts: dict[str, int], fires_at: int, *, caught: bool
+):
+    """Both timeouts are reported as States.Timeout (the TaskTimedOut event, the error
+    output, the execution's error), but a catcher naming States.HeartbeatTimeout catches the
+    heartbeat's alone."""
+    definition = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                **callback_task(**timeouts),
+                "Catch": [
+                    {"ErrorEquals": ["States.HeartbeatTimeout"], "ResultPath": "$.missed",
+                     "Next": "Missed"}
+                ],
+                "End": True,
+            },
+            "Missed": {"Type": "Pass", "End": True},
+        },
+    }  # fmt: skip
+    h = Harness(store, definition, FakeCaller())
+    execution_id = await h.start({"room": "r1"})
+    await h.tokens(1)
+    await h.waiting(execution_id)
+    await h.tick(execution_id, T0 + fires_at)
+    done = await h.closed(execution_id)
+    events = await store.history(execution_id, reverse=False, limit=1000, after=None)
+    [timed_out] = [
+        e.details["taskTimedOutEventDetails"] for e in events if e.type == "TaskTimedOut"
+    ]
+    assert timed_out["error"] == "States.Timeout"
+    if caught:
+        assert (done.status, done.error) == ("SUCCEEDED", None)
+        assert json.loads(done.output or "null")["missed"] == {"Error": "States.Timeout"}
+    else:
+        assert (done.status, done.error) == ("FAILED", "States.Timeout")
     await h.stop()
 
 

@@ -201,19 +201,25 @@ async def test_the_same_client_token_redrives_once(store: Store):
     assert (first.redrive_count, again.redrive_count, again.redrive_date) == (1, 1, T0 + 5)
 
 
-async def test_the_redrive_count_is_in_the_context_object(store: Store):
-    """`$$.Execution.RedriveCount` is 0, then the number of redrives."""
+async def test_the_redrive_count_and_time_are_in_the_context_object(store: Store):
+    """`$$.Execution.RedriveCount` is 0, then the number of redrives; `RedriveTime` is there
+    only once the execution was redriven: when it last was."""
     clock = Clock()
     caller = FakeCaller(TaskOutcome(error="Boom"), TaskOutcome(error="Boom"))
-    state = {**CALL, "Parameters": {"redrives.$": "$$.Execution.RedriveCount"}}
+    state = {**CALL, "Parameters": {"execution.$": "$$.Execution"}}
     definition = {"StartAt": "Deliver", "States": {"Deliver": state}}
     engine = await running_engine(store, caller, definition, clock)
     started = await engine.start_execution("m", "x", "{}")
     await finished(store, started.execution.id)
+    clock.now = T0 + 5.25
     await engine.redrive_execution("m", "x")
     await finished(store, started.execution.id)
     await engine.drain(1.0)
-    assert [c.payload for c in caller.calls] == [{"redrives": 0}, {"redrives": 1}]
+    seen = [
+        (c.payload["execution"]["RedriveCount"], c.payload["execution"].get("RedriveTime"))
+        for c in caller.calls
+    ]
+    assert seen == [(0, None), (1, "2027-01-15T08:00:05.250Z")]
 
 
 ASSIGN_THEN_CALL = {

@@ -87,8 +87,10 @@ def test_indices_is_the_default_array_format() -> None:
     assert encode_form({"t": ["x"]}) == "t[0]=x"
 
 
-def test_a_connection_adds_its_headers() -> None:
-    made = call(Authentication={"ConnectionArn": ARN}, Headers={"X-Tenant": "a"})
+@pytest.mark.parametrize("holder", ["InvocationConfig", "Authentication"])
+def test_a_connection_adds_its_headers(holder: str) -> None:
+    """AWS names the connection in either field (and recommends InvocationConfig)."""
+    made = call(**{holder: {"ConnectionArn": ARN}}, Headers={"X-Tenant": "a"})
     assert made.headers == {"X-Tenant": "a", "x-api-key": API_KEY}
     assert API_KEY not in repr(made)
 
