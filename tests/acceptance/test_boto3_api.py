@@ -529,6 +529,8 @@ def test_list_executions_status_filter(sfn, new_name):
 
     assert {i["status"] for i in listed_aborted} == {"ABORTED"}
     assert {i["status"] for i in listed_running} == {"RUNNING"}
+    # in botocore's enum; stepd begins a redrive as it answers it, so none is pending
+    assert all_executions(sfn, "sleeper", statusFilter="PENDING_REDRIVE") == []
     assert (
         aborted in {i["name"] for i in listed_aborted},
         running in {i["name"] for i in listed_aborted},
@@ -801,6 +803,9 @@ def test_describe_state_machine_gives_the_configured_definition(sfn, daemon, mac
         described["type"],
     ) == (machine, machine_arn(machine), "ACTIVE", "STANDARD")
     assert json.loads(described["definition"]) == expected
+    # as AWS describes a machine without logging or tracing (client code reads them)
+    assert described["loggingConfiguration"] == {"level": "OFF", "includeExecutionData": False}
+    assert described["tracingConfiguration"] == {"enabled": False}
 
 
 def test_state_machine_creation_date_is_a_real_date(sfn):
@@ -1067,3 +1072,35 @@ def test_an_answer_holding_a_lone_surrogate_is_kept_and_sent_once(
     assert done["status"] == "SUCCEEDED"
     assert json.loads(done["output"]) == {"room": "\ud800", "ok": True}
     assert len(_LoneSurrogateAnswer.calls) == 1
+
+
+# -- the execution's own timeout ------------------------------------------------------------
+
+
+def test_an_execution_that_timed_out_is_described_as_aws_describes_it(
+    start_daemon, classroom, tmp_path_factory, settle
+):
+    """The machine's TimeoutSeconds ends it TIMED_OUT: DescribeExecution has no error or cause
+    (AWS-recorded), the history ends in ExecutionTimedOut, and it may be redriven."""
+    folder = tmp_path_factory.mktemp("timeout")
+    path = folder / "slow.asl.json"
+    path.write_text(
+        json.dumps(
+            {
+                "TimeoutSeconds": 1,
+                "StartAt": "Nap",
+                "States": {"Nap": {"Type": "Wait", "Seconds": 60, "End": True}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    with start_daemon(folder, classroom.base_url, [("slow", path, {})]) as d:
+        sfn = d.client()
+        arn = sfn.start_execution(stateMachineArn=machine_arn("slow"), name="napper")[
+            "executionArn"
+        ]
+        described = settle(sfn, arn, {"TIMED_OUT"})
+        assert "error" not in described
+        assert "cause" not in described
+        assert described["redriveStatus"] == "REDRIVABLE"
+        assert [e["type"] for e in all_events(sfn, arn)][-1] == "ExecutionTimedOut"

@@ -65,6 +65,8 @@ async def test_an_execution_keeps_the_definition_it_started_with(
         assert described["name"] == "classroom"
         assert described["stateMachineArn"].endswith(":stateMachine:classroom")
         assert described["roleArn"].startswith("arn:aws:iam::")
+        assert described["loggingConfiguration"]["level"] == "OFF"
+        assert described["tracingConfiguration"] == {"enabled": False}
     with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
         await asyncio.to_thread(
             sfn.describe_state_machine_for_execution,

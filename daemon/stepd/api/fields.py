@@ -34,13 +34,18 @@ def required_string(body: dict[str, Any], key: str) -> str:
     return value
 
 
+# AWS's ExecutionStatus also has PENDING_REDRIVE (a redrive not begun yet): stepd begins a
+# redrive as it answers RedriveExecution, so that filter lists none
+LISTED_STATUSES = (*STATUSES, "PENDING_REDRIVE")
+
+
 def execution_filters(body: dict[str, Any]) -> tuple[str | None, str | None]:
     """ListExecutions' `statusFilter` and `redriveFilter` (None when absent), each one of its
     enum (`STATUSES`, `REDRIVE_FILTERS`)."""
     status = string(body, "statusFilter")
-    if status is not None and status not in STATUSES:
+    if status is not None and status not in LISTED_STATUSES:
         raise ValidationException(
-            f"'statusFilter' must be one of {', '.join(STATUSES)}, not '{status}'"
+            f"'statusFilter' must be one of {', '.join(LISTED_STATUSES)}, not '{status}'"
         )
     redriven = string(body, "redriveFilter")
     if redriven is not None and redriven not in REDRIVE_FILTERS:

@@ -10,7 +10,7 @@ import json
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from stepd.api.fields import MAX_PAGE, REDRIVE_FILTERS, Handler, choice, execution_filters, string
 from stepd.api.fields import page_start as _untoken
@@ -42,9 +42,15 @@ from stepd.errors import (
     ValidationException,
 )
 from stepd.jsontext import unpaired_surrogate
-from stepd.store.records import Event, Execution
+from stepd.store.records import TIMED_OUT, Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
+# what AWS describes of a machine with no logging or tracing configured (stepd has neither:
+# its log is its own)
+UNCONFIGURED: Final = {
+    "loggingConfiguration": {"level": "OFF", "includeExecutionData": False},
+    "tracingConfiguration": {"enabled": False},
+}
 MAX_CLIENT_TOKEN = 64  # AWS: clientToken is 1 to 64 characters
 MAX_TASK_TOKEN = 2048  # AWS: taskToken is 1 to 2,048 characters
 DEFAULT_PAGE = 100
@@ -74,6 +80,15 @@ def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ValidationException(f"'{key}' must be a boolean")
     return value
+
+
+def _failure(execution: Execution) -> dict[str, str]:
+    """DescribeExecution's `error` and `cause`: none for the execution's own timeout, and no
+    `error` for a SendTaskFailure that named none, as AWS describes them."""
+    if execution.status == TIMED_OUT:
+        return {}
+    failure = {"error": execution.error} if execution.error else {}
+    return failure if execution.cause is None else {**failure, "cause": execution.cause}
 
 
 def _arn(body: dict[str, Any], key: str) -> str:
@@ -290,10 +305,7 @@ class Operations:
         if execution.output is not None:
             described["output"] = execution.output
             described["outputDetails"] = {"included": True}
-        if execution.error is not None:
-            described["error"] = execution.error
-        if execution.cause is not None:
-            described["cause"] = execution.cause
+        described.update(_failure(execution))
         extension: dict[str, Any] = {"uid": execution.uid}
         tested = await self.engine.test_settings(execution)
         if tested != NOT_TESTED:
@@ -460,6 +472,7 @@ class Operations:
             "roleArn": ROLE_ARN.format(account=self.arns.account),
             "type": machine.type,
             "creationDate": machine.created_at,
+            **UNCONFIGURED,
         }
 
     async def describe_state_machine_for_execution(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +488,7 @@ class Operations:
             "definition": json.dumps(definition, indent=2),
             "roleArn": ROLE_ARN.format(account=self.arns.account),
             "updateDate": machine.created_at if current and machine else execution.start_date,
+            **UNCONFIGURED,
         }
 
 

@@ -109,7 +109,10 @@ def find_catcher(catchers: Sequence[Mapping[str, Any]], error: str) -> Mapping[s
 
 
 def error_output(error: str, cause: str | None) -> dict[str, Any]:
-    """What a catcher places at its ResultPath: `{"Error": …, "Cause": …}`."""
+    """What a catcher places at its ResultPath: `{"Error": …, "Cause": …}` (both null, as
+    AWS gives them, for a SendTaskFailure that named no error)."""
+    if not error:
+        return {"Error": None, "Cause": cause}
     output: dict[str, Any] = {"Error": error}
     if cause is not None:
         output["Cause"] = cause

@@ -51,7 +51,7 @@ def execution_succeeded(output: str) -> dict[str, Any]:
 
 def _error_cause(error: str | None, cause: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {}
-    if error is not None:
+    if error:  # SendTaskFailure may give none: AWS records no `error` then
         details["error"] = error
     if cause is not None:
         details["cause"] = cause

@@ -215,6 +215,34 @@ async def test_failure_is_retried_then_caught_with_its_error_and_cause(store: St
     await h.stop()
 
 
+async def test_a_failure_naming_no_error_is_caught_with_nulls_as_aws_does(store: Store):
+    """SendTaskFailure with neither error nor cause: TaskFailed records neither, States.ALL
+    catches it, and the error output is `{"Error": null, "Cause": null}` (AWS-recorded)."""
+    definition = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": callback_task(
+                Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+                End=True,
+            ),
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    h = Harness(store, definition, FakeCaller())
+    execution_id = await h.start({"room": "r1"})
+    [token] = await h.tokens(1)
+    await h.waiting(execution_id)
+    await h.engine.send_task_failure(token, None, None)
+    done = await h.closed(execution_id)
+    assert (done.status, done.state) == ("SUCCEEDED", "Caught")
+    assert json.loads(done.output or "")["error"] == {"Error": None, "Cause": None}
+    events = await store.history(execution_id, reverse=False, limit=1000, after=None)
+    [failed] = [e.details["taskFailedEventDetails"] for e in events if e.type == "TaskFailed"]
+    assert "error" not in failed
+    assert "cause" not in failed
+    await h.stop()
+
+
 async def test_a_missed_heartbeat_times_the_task_out_and_a_late_callback_is_refused(
     store: Store,
 ):
