@@ -56,6 +56,7 @@ class Client:
         self._key = key
         self._region = region
         self._clock = clock
+        self._url = url
         base_url = url
         if url.startswith("unix:"):
             base_url = "http://stepd"
@@ -82,7 +83,10 @@ class Client:
         try:
             response = self._client.send(request)
         except httpx.HTTPError as exc:
-            raise StepdError(f"cannot reach the stepd API: {exc}") from exc
+            raise StepdError(
+                f"cannot reach the stepd API at {self._url}: {exc} (is the daemon running? "
+                "-c FILE finds it from the config's [api] listen, --api URL names it)"
+            ) from exc
         try:
             answer = response.json()
         except ValueError as exc:

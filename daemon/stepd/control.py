@@ -161,9 +161,9 @@ def runtime_socket(environ: Mapping[str, str] | None = None) -> Path | None:
 
 def socket_name(config: Path) -> str:
     """`<config file's stem>-<hash of its resolved path>.sock`: one name per config file."""
-    resolved = str(config.resolve())
+    resolved = config.resolve()  # a link to the file names the same daemon
     digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:NAME_DIGEST_CHARS]
-    stem = _UNSAFE_NAME.sub("_", config.stem)[:NAME_STEM_CHARS] or "stepd"
+    stem = _UNSAFE_NAME.sub("_", resolved.stem)[:NAME_STEM_CHARS] or "stepd"
     return f"{stem}-{digest}.sock"
 
 

@@ -183,6 +183,8 @@ class Daemon:
         self.config_path = config_path
         self.settings = settings
         self.catalog = catalog
+        # what a restart applies runs as it was at the start, whatever reloads said since
+        self._started, self._started_routes = settings, _http_routes(catalog.machines)
         self.notifier = Notifier()
         self.engine: Engine | None = None
         self.timers: Timers | None = None
@@ -606,11 +608,11 @@ class Daemon:
         """Switch to `loaded`; the settings that only a restart applies, by name."""
         engine = self.engine
         assert engine is not None
-        old, new = self.settings, loaded.settings
+        old, new, started = self.settings, loaded.settings, self._started
         caller: Caller | None = None
         if loaded.signing_secret != self._signing_secret or loaded.connections != self._connections:
             caller = self._task_caller(
-                loaded.signing_secret, old.http.max_concurrency, loaded.connections
+                loaded.signing_secret, started.http.max_concurrency, loaded.connections
             )
         engine.tests.take_config(loaded.tests)
         engine.base_url = new.http.base_url or ""
@@ -636,13 +638,14 @@ class Daemon:
                 machine=name,
                 note="no new executions; running ones finish with their old endpoints",
             )
+        # against what runs: a change taken back needs no restart any more
         restart_needed = [
-            s for s in RESTART_SECTIONS if _restart_part(new, s) != _restart_part(old, s)
+            s for s in RESTART_SECTIONS if _restart_part(new, s) != _restart_part(started, s)
         ]
         restart_needed.extend(self._apply_access(loaded.access))
-        if new.http.max_concurrency != old.http.max_concurrency:
+        if new.http.max_concurrency != started.http.max_concurrency:
             restart_needed.append("http.max_concurrency")
-        if _http_routes(loaded.catalog.machines) != _http_routes(self.catalog.machines):
+        if _http_routes(loaded.catalog.machines) != self._started_routes:
             restart_needed.append("machines (serverless http events)")
         for setting in restart_needed:
             log.warning("config.restart_needed", setting=setting)

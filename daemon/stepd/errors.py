@@ -250,6 +250,11 @@ class StoppedBeforeReady(StepdError):
     """The daemon was told to stop while it waited for its store at start: not a failure."""
 
 
+class StoreDamaged(ConfigError):
+    """The store's file is not a database stepd can read (damaged, or another file): starting
+    again cannot mend it; a person restores it from a backup."""
+
+
 class StoreRefused(ConfigError):
     """The database server refused this node (its password, role or database, or the
     server's access rules): retrying cannot mend it, a person must."""

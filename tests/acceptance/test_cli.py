@@ -364,10 +364,12 @@ def test_a_starting_name_taken_fails_with_execution_already_exists(daemon, stepd
 
 
 def test_an_unreachable_api_exits_unavailable(stepd_cli):
-    """When nothing listens at --api, the client exits 69 and says it cannot reach the API."""
-    result = stepd_cli("list", "--api", f"http://127.0.0.1:{free_port()}")
+    """When nothing listens at --api, the client exits 69 and says which URL it could not
+    reach."""
+    url = f"http://127.0.0.1:{free_port()}"
+    result = stepd_cli("list", "--api", url)
     assert (result.returncode, result.stdout) == (EX_UNAVAILABLE, "")
-    assert "cannot reach" in result.stderr
+    assert f"cannot reach the stepd API at {url}" in result.stderr
 
 
 # -- check / run ---------------------------------------------------------------------------

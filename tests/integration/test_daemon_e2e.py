@@ -94,6 +94,9 @@ async def test_start_execution_is_idempotent_across_restart(
     assert [e["executionArn"] for e in listed["executions"]] == [first["executionArn"]]
     assert (status, refused["__type"]) == (400, "ExecutionAlreadyExists"), refused
     assert room.name in refused["message"]
+    # the log says why it was refused
+    [logged] = stepd.log_events("execution.start_refused")
+    assert (logged["name"], logged["error"]) == (room.name, "ExecutionAlreadyExists")
     await stepd.wait_status([room.name], "SUCCEEDED", timeout=room.end - time.time() + RUN_SECONDS)
     status, closed = await stepd.call("StartExecution", room.start_request())
     assert (status, closed["__type"]) == (400, "ExecutionAlreadyExists"), closed

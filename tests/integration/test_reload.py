@@ -179,6 +179,25 @@ async def test_a_sighups_outcome_shows_in_healthz_and_reload_status(
     assert '"ok": true' in applied_status.stdout
 
 
+async def test_a_change_that_needs_a_restart_is_reported_until_it_is_taken_back(
+    stepd: Stepd,
+) -> None:
+    """`[http] max_concurrency` applies at a restart: a reload that changes it says so, and a
+    reload of the file set back as it runs says nothing more is waiting for a restart."""
+    await stepd.start()
+    original = stepd.config.read_text(encoding="utf-8")
+    changed = original.replace("[http]\n", "[http]\nmax_concurrency = 7\n", 1)
+    assert changed != original
+    stepd.config.write_text(changed, encoding="utf-8")
+    first = await asyncio.to_thread(_reload_cli, stepd)
+    stepd.config.write_text(original, encoding="utf-8")
+    back = await asyncio.to_thread(_reload_cli, stepd)
+
+    waiting = "http.max_concurrency: changed; takes effect at the next restart"
+    assert (first.returncode, waiting in first.stderr + first.stdout) == (EX_OK, True), first
+    assert (back.returncode, back.stderr + back.stdout) == (EX_OK, ""), back
+
+
 async def _changed(stepd: Stepd, last: Any) -> bool:
     return await _last_reload(stepd) not in (None, last)
 

@@ -177,6 +177,32 @@ async def test_apply_with_a_bad_row_names_its_line_and_applies_nothing(
     assert listed["executions"] == []
 
 
+async def test_apply_reports_bad_rows_of_every_kind_at_once(stepd: Stepd, tmp_path: Path) -> None:
+    """A bad name, a line that is not JSON and a move the engine refuses: all three are
+    named in one answer, in line order, and nothing is applied."""
+    await stepd.start()
+    good = {"start": rfc3339(whole_second(3600)), "end": rfc3339(whole_second(7200))}
+    await stepd.ok(
+        "StartExecution",
+        {"stateMachineArn": "classroom", "name": "moved", "input": json.dumps(good)},
+    )
+    table = tmp_path / "bad.jsonl"
+    lines = [
+        json.dumps({"name": "moved", "start": "tomorrow"}),
+        '{"name": "broken", "start": ',
+        json.dumps({"name": "has space", **good}),
+        json.dumps({"name": "fine", **good}),
+    ]
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = await cli("apply", "-c", stepd.config, "classroom", table)
+    assert code == 1
+    assert "3 bad row(s)" in err, err
+    said = [line.split(":", 1)[0] for line in err.splitlines() if line.startswith("line ")]
+    assert said == ["line 1", "line 2", "line 3"], err
+    listed = await stepd.ok("ListExecutions", {"stateMachineArn": "classroom"})
+    assert [e["name"] for e in listed["executions"]] == ["moved"]
+
+
 async def test_agenda_counts_what_falls_due_per_minute(stepd: Stepd, tmp_path: Path) -> None:
     await stepd.start()
     hour = whole_second(3600)

@@ -159,13 +159,17 @@ def test_a_second_daemon_of_one_config_has_a_place_of_its_own() -> None:
 
 
 def test_the_socket_name_follows_the_config_file(tmp_path: Path) -> None:
-    """Two spellings of one config path give one name; two config files give two."""
+    """Two spellings of one config path (a link among them) give one name; two config files
+    give two."""
     first = tmp_path / "a" / "stepd.toml"
     first.parent.mkdir()
+    first.write_text("", encoding="utf-8")
     again = tmp_path / "a" / ".." / "a" / "stepd.toml"
+    link = tmp_path / "link.toml"
+    link.symlink_to(first)
     other = tmp_path / "b" / "stepd.toml"
 
-    assert socket_name(first) == socket_name(again)
+    assert socket_name(first) == socket_name(again) == socket_name(link)
     assert socket_name(first) != socket_name(other)
     assert socket_name(first).startswith("stepd-")
 

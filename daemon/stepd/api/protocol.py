@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any, Final
 
+from stepd import logs
 from stepd.api.fields import MAX_PAGE, REDRIVE_FILTERS, Handler, choice, execution_filters, string
 from stepd.api.fields import page_start as _untoken
 from stepd.api.fields import page_token_for as _token
@@ -45,6 +46,8 @@ from stepd.jsontext import unpaired_surrogate
 from stepd.store.records import TIMED_OUT, Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
+MAX_LOGGED = 300  # characters of a refused request's fields in its log line
+log = logs.get_logger("stepd.api")
 # what AWS describes of a machine with no logging or tracing configured (stepd has neither:
 # its log is its own)
 UNCONFIGURED: Final = {
@@ -225,6 +228,19 @@ class Operations:
     # -- executions ------------------------------------------------------------------
 
     async def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._start_execution(body)
+        except ApiError as exc:  # the log answers "why was class X never recorded?"
+            log.info(
+                "execution.start_refused",
+                machine=str(body.get("stateMachineArn"))[:MAX_LOGGED],
+                name=str(body.get("name"))[:MAX_LOGGED],
+                error=exc.aws_type,
+                message=exc.message[:MAX_LOGGED],
+            )
+            raise
+
+    async def _start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         machine_arn, test_case = split_test_case(_arn(body, "stateMachineArn"))
         machine = self._machine(machine_arn)
         name = _name(body)

@@ -72,6 +72,13 @@ class Plan:
 
 def parse(text: str, fmt: str) -> list[Row]:
     """The rows of a timetable. Raises ValidationException listing each bad line."""
+    rows, errors = _rows(text, fmt)
+    _raise(errors)
+    return rows
+
+
+def _rows(text: str, fmt: str) -> tuple[list[Row], list[str]]:
+    """The good rows of a timetable, and what is wrong with each bad one."""
     if fmt not in FORMATS:
         raise ValidationException(f"'format' must be one of {', '.join(FORMATS)}, not '{fmt}'")
     text = text.removeprefix("\ufeff")  # a spreadsheet's byte order mark
@@ -93,8 +100,7 @@ def parse(text: str, fmt: str) -> list[Row]:
             continue
         seen[name] = line
         rows.append(Row(line=line, name=name, fields=item))
-    _raise(errors)
-    return rows
+    return rows, errors
 
 
 def _csv_rows(text: str, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -136,12 +142,18 @@ def _json_rows(text: str, errors: list[str]) -> Iterator[tuple[int, dict[str, An
 def _raise(errors: Sequence[str]) -> None:
     if not errors:
         return
+    errors = sorted(errors, key=_line)
     shown = list(errors[:MAX_ERRORS_SHOWN])
     if len(errors) > MAX_ERRORS_SHOWN:
         shown.append(f"and {len(errors) - MAX_ERRORS_SHOWN} more")
     raise ValidationException(
         f"{len(errors)} bad row(s); nothing was applied:\n" + "\n".join(shown)
     )
+
+
+def _line(error: str) -> int:
+    """The line number an error (`line N: ...`) names."""
+    return int(error.split(":", 1)[0].removeprefix("line "))
 
 
 def plan(rows: Sequence[Row], executions: Sequence[Execution], *, prune: bool) -> Plan:
@@ -185,13 +197,14 @@ async def apply(
     dry_run: bool,
     by: str,
 ) -> dict[str, Any]:
-    """Check `text` and make `machine`'s executions match it; the plan, and what failed."""
-    rows = parse(text, fmt)
+    """Check `text` and make `machine`'s executions match it; the plan, and what failed.
+    Every row is checked before anything is applied: a bad one of any kind is reported with
+    the others, by line."""
+    rows, errors = _rows(text, fmt)
     schema = engine.machine(machine).input_schema
     executions = await _all_executions(engine, machine)
     made = plan(rows, executions, prune=prune)
     by_name = {e.name: e for e in executions}
-    errors: list[str] = []
     for row in made.start:
         try:
             parse_input(dumps(row.fields))

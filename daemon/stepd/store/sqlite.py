@@ -28,6 +28,7 @@ from typing import IO, Any, TypeVar
 
 from stepd import __version__
 from stepd.errors import (
+    StoreDamaged,
     StoreError,
     StoreLocked,
     StoreNotFound,
@@ -127,6 +128,11 @@ class SqliteStore(Store):
             if conn is not None and self._writer is None:
                 conn.close()
             self._release_lock()
+            if type(exc) is sqlite3.DatabaseError:  # not a database, or a malformed one
+                raise StoreDamaged(
+                    f"{self.path}: cannot open the database: {exc}; restore it from a backup "
+                    "(README: Back up and restore)"
+                ) from exc
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
             if isinstance(exc, OSError):

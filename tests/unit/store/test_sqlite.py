@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stepd import __version__
-from stepd.errors import StoreError, StoreLocked, StoreNotFound, StoreTooNew
+from stepd.errors import StoreDamaged, StoreError, StoreLocked, StoreNotFound, StoreTooNew
 from stepd.store.formats import FORMAT_VERSION
 from stepd.store.records import (
     Execution,
@@ -68,10 +68,11 @@ async def test_a_second_store_on_the_same_file_is_refused(store: SqliteStore, tm
 
 
 async def test_a_corrupt_file_is_a_clear_error(tmp_path: Path):
-    """A file that is not a database is refused with its path in the message."""
+    """A file that is not a database is refused with its path in the message, as damage a
+    restart cannot mend (a ConfigError: exit 78)."""
     path = tmp_path / "stepd.db"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match=str(path)):
+    with pytest.raises(StoreDamaged, match=str(path)):
         await SqliteStore(path).open()
 
 
