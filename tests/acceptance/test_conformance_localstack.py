@@ -33,6 +33,7 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,7 +88,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {}
 # Cases whose history types differ from AWS's, and why; the rest of the case is compared.
 _INTERLEAVED = (
     "AWS interleaves the events of concurrent branches or iterations; stepd records each "
-    "one's steps together, in order"
+    "one's steps together, in order (the same events: compared as a multiset)"
 )
 _RECORDING_TRANSFORMED = (
     "LocalStack's recording of nested Parallel states passes through a transformer that "
@@ -103,6 +104,14 @@ KNOWN_HISTORY_DIFFERENCES: dict[str, str] = {
         _INTERLEAVED,
     ),
     "scenarios_test_base_scenarios::BaseScenarios::test_parallel_state_nested": _RECORDING_TRANSFORMED,
+}
+
+
+# Interleaved cases whose recording depends on a race: events that may come fewer times here.
+RACED_EVENTS: dict[str, tuple[str, ...]] = {
+    # four iterations time out at one instant: AWS recorded each TaskTimedOut before it failed
+    # the Map; stepd fails it at the first (the others are then aborted, as AWS records too)
+    "timeouts_test_timeouts::Timeouts::test_service_lambda_map_timeout": ("TaskTimedOut",),
 }
 
 
@@ -425,8 +434,18 @@ def test_the_case_ends_as_aws_recorded(
     described = settle(served.sfn, arns[number], set(CLOSED), SETTLE_SECONDS)
     expected = expected_of(case)
     assert_ends_as_recorded_here(expected, described)
-    if "history_types" in expected and case["id"] not in KNOWN_HISTORY_DIFFERENCES:
+    if "history_types" not in expected:
+        return
+    reason = KNOWN_HISTORY_DIFFERENCES.get(case["id"])
+    if reason is None:
         assert_same_history(history_types(served.sfn, arns[number]), expected)
+    elif reason == _INTERLEAVED:  # the same events, in another order
+        got = Counter(history_types(served.sfn, arns[number]))
+        recorded = Counter(expected["history_types"])
+        for kind in RACED_EVENTS.get(case["id"], ()):
+            assert got.pop(kind, 0) >= 1, kind
+            recorded.pop(kind, None)
+        assert got == recorded
 
 
 def test_the_tables_name_only_cases_that_exist() -> None:

@@ -246,7 +246,7 @@ def fanout_started(kind: str, length: int) -> dict[str, Any]:
 
 
 def map_iteration(event_type: str, name: str, index: int) -> dict[str, Any]:
-    """MapIterationStarted, MapIterationSucceeded, MapIterationFailed."""
+    """MapIterationStarted, MapIterationSucceeded, MapIterationFailed, MapIterationAborted."""
     key = event_type[0].lower() + event_type[1:] + "EventDetails"
     return {key: {"name": name, "index": index}}
 

@@ -19,6 +19,7 @@ from stepd.engine import history
 from stepd.engine.steps import Step
 from stepd.store.records import (
     ABORTED,
+    PHASE_ENTER,
     PROGRESS_FIELDS,
     ROOT,
     RUNNING,
@@ -220,6 +221,9 @@ class Work:
                 parent.add_iteration(
                     "MapIterationFailed", child.slot, error=child.error, cause=child.cause
                 )
+        if not ok and fan.map_run is None and self._state_type(child) == "Task":
+            # the task failed and nothing caught it: AWS ends the state's events so
+            self.step(child_id).add("TaskStateAborted", {})
         fan = replace(
             fan,
             running=fan.running - 1,
@@ -253,12 +257,38 @@ class Work:
         and Catch apply, and its children stop (the runs among them first: before the
         events of the state's failure)."""
         self.abort_runs(cursor_id)
+        self._abort_siblings(cursor_id, step)
         step.fanout_failed(error, cause)
         if step.status == RUNNING:  # retried or caught: done with these children
             self.prune(cursor_id)
         else:  # the state failed: its children stay for a redrive, the running ones stop
             self.stop_descendants(cursor_id)
         self.save(cursor_id, step)
+
+    def _abort_siblings(self, cursor_id: str, step: Step) -> None:
+        """The events of the children of `cursor_id` still running when its state fails, as
+        AWS records them: MapIterationAborted (a Map's), then the state each was in aborted
+        (`TaskStateAborted`, `WaitStateAborted`...). A Map Run's children are executions of
+        their own: its MapRunAborted says it."""
+        fan = step.fanout
+        if fan is None or fan.map_run is not None:
+            return
+        running = sorted(
+            (c for c in self.cursors.values() if c.parent == cursor_id and c.status == RUNNING),
+            key=lambda c: c.slot,
+        )
+        for child in running:
+            if fan.kind == "Map":
+                step.add_iteration("MapIterationAborted", child.slot)
+            kind = self._state_type(child)
+            if kind is not None and child.phase != PHASE_ENTER:
+                self.step(child.id).add(f"{kind}StateAborted", {})
+
+    def _state_type(self, cursor: Cursor) -> str | None:
+        """The Type of the state `cursor` is in (None when it is not in one)."""
+        state = self.definition_of(cursor.id).get("States", {}).get(cursor.state or "")
+        kind = state.get("Type") if isinstance(state, Mapping) else None
+        return kind if isinstance(kind, str) else None
 
     def transition(self) -> Transition:
         dues = [due for _, p in self.running() if (due := self.own_due(p)) is not None]

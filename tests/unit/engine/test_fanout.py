@@ -133,6 +133,41 @@ async def test_answers_that_come_in_together_are_committed_together(store: Store
     assert events.count("MapIterationSucceeded") == events.count("LambdaFunctionSucceeded") == 40
 
 
+async def test_a_failed_iteration_ends_its_task_and_its_siblings_as_aws_records(store: Store):
+    """An iteration whose Task fails uncaught: MapIterationFailed, then its TaskStateAborted;
+    the iteration still waiting is aborted (MapIterationAborted, WaitStateAborted), all before
+    MapStateFailed, as AWS records a Map that fails (test_service_lambda_map_timeout)."""
+    caller = FakeCaller(TaskOutcome(error="Boom", cause="c"))
+    processor = {
+        "StartAt": "Which",
+        "States": {
+            "Which": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$", "NumericEquals": 0, "Next": "Nap"}],
+                "Default": "Deliver",
+            },
+            "Nap": {"Type": "Wait", "Seconds": 100, "End": True},
+            "Deliver": CALL,
+        },
+    }
+    definition = one_state({"Type": "Map", "ItemsPath": "$.items", "Iterator": processor})
+    engine = await running_engine(store, caller, definition, Clock())
+    started = await engine.start_execution("m", "x", json.dumps({"items": [0, 1]}))
+    done = await finished(store, started.execution.id)
+    await engine.drain(1.0)
+    assert (done.status, done.error) == ("FAILED", "Boom")
+    events = await types(store, done.id)
+    failed_at = events.index("MapIterationFailed")
+    assert events[failed_at:] == [
+        "MapIterationFailed",
+        "TaskStateAborted",
+        "MapIterationAborted",
+        "WaitStateAborted",
+        "MapStateFailed",
+        "ExecutionFailed",
+    ]
+
+
 async def test_a_failed_branch_stops_its_siblings(store: Store):
     """A branch failing fails the Parallel with its error; a sibling makes no further call."""
     caller = FakeCaller()
@@ -154,7 +189,12 @@ async def test_a_failed_branch_stops_its_siblings(store: Store):
     await engine.drain(1.0)
     assert (done.status, done.error, done.cause) == ("FAILED", "Boom", "c")
     assert len(caller.calls) <= 1  # the slow branch's first call at most, never its second
-    assert (await types(store, done.id))[-2:] == ["ParallelStateFailed", "ExecutionFailed"]
+    # the branch still calling is aborted before the Parallel fails, as AWS records it
+    assert (await types(store, done.id))[-3:] == [
+        "TaskStateAborted",
+        "ParallelStateFailed",
+        "ExecutionFailed",
+    ]
     assert await store.running_cursors(done.id) == []
 
 
