@@ -272,14 +272,15 @@ class Operations:
         name = _name(body)
         input_text = string(body, "input")
         began = time.monotonic()
+        arn = express_arn(self.arns, machine.name, name)
         execution = await run_sync(
             machine,
             name,
             "{}" if input_text is None else input_text,
             caller=self.engine.caller,
             arns=self.arns,
+            arn=arn,
         )
-        arn = express_arn(self.arns, machine.name, name)
         return sync_answer(execution, arn, self.arns, time.monotonic() - began)
 
     async def _find(self, arn: str) -> Execution:

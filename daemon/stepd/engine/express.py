@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stepd import logs
@@ -35,6 +35,18 @@ def express_arn(arns: Arns, machine: str, name: str) -> str:
     return f"arn:aws:states:{arns.region}:{arns.account}:express:{machine}:{name}:{uuid.uuid4()}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class _OneExpress(Arns):
+    """The ARNs the engine of one StartSyncExecution gives: its execution is named by the
+    express ARN the answer carries (`$$.Execution.Id` too, as on AWS)."""
+
+    express: str
+    name: str
+
+    def execution(self, machine: str, name: str) -> str:
+        return self.express if name == self.name else super().execution(machine, name)
+
+
 async def run_sync(
     machine: Machine,
     name: str,
@@ -42,13 +54,16 @@ async def run_sync(
     *,
     caller: Caller,
     arns: Arns,
+    arn: str,
     limit_seconds: float = MAX_EXPRESS_SECONDS,
 ) -> Execution:
-    """Run one execution of `machine` to its end (or `limit_seconds`); the execution as it
-    ended. Raises what StartExecution raises for a bad name or input."""
+    """Run one execution of `machine`, whose ARN is `arn` (`express_arn`), to its end (or
+    `limit_seconds`); the execution as it ended. Raises what StartExecution raises for a bad
+    name or input."""
     store = MemoryStore()
     await store.open()
-    engine = Engine(store=store, caller=caller, machines={}, arns=arns, workers=8)
+    named = _OneExpress(region=arns.region, account=arns.account, express=arn, name=name)
+    engine = Engine(store=store, caller=caller, machines={}, arns=named, workers=8)
     loop = asyncio.get_running_loop()
 
     def arm(execution_id: int, due: float) -> None:
