@@ -398,6 +398,7 @@ def test_state_task_with_a_mocked_error_that_a_retrier_takes(tsfn):
         input=json.dumps({"room": "blue"}),
         mock={"errorOutput": {"error": "Classroom.Busy", "cause": "try later"}},
         stateConfiguration={"retrierRetryCount": 1},
+        inspectionLevel="DEBUG",
     )
     assert (answer["status"], answer["error"], answer["cause"]) == (
         "RETRIABLE",
@@ -415,15 +416,23 @@ def test_state_task_with_a_mocked_error_that_a_catcher_takes(tsfn):
         input=json.dumps({"room": "blue"}),
         mock={"errorOutput": {"error": "Classroom.Busy", "cause": "try later"}},
         stateConfiguration={"retrierRetryCount": 3},
+        inspectionLevel="DEBUG",
     )
     other = tsfn.test_state(
         definition=json.dumps(TASK),
         input=json.dumps({"room": "blue"}),
         mock={"errorOutput": {"error": "Classroom.Gone"}},
+        inspectionLevel="TRACE",
     )
     for answer in (exhausted, other):
         assert (answer["status"], answer["nextState"]) == ("CAUGHT_ERROR", "Cleanup")
         assert answer["inspectionData"]["errorDetails"] == {"catchIndex": 0}
+    at_info = tsfn.test_state(  # as AWS answers at INFO: no inspectionData at all
+        definition=json.dumps(TASK),
+        input=json.dumps({"room": "blue"}),
+        mock={"errorOutput": {"error": "Classroom.Gone"}},
+    )
+    assert (at_info["status"], "inspectionData" in at_info) == ("CAUGHT_ERROR", False)
     assert json.loads(exhausted["output"]) == {
         "room": "blue",
         "error": {"Error": "Classroom.Busy", "Cause": "try later"},
@@ -919,3 +928,79 @@ def test_cli_completes_a_waiting_callback_task(start_daemon, classroom, aws_cli,
         again = aws_cli(d.url, "send-task-success", "--task-token", token, "--task-output", "{}")
         assert again.returncode != 0
         assert "TaskTimedOut" in again.stderr, again.stderr
+
+
+PARALLEL_STATE = {
+    "Type": "Parallel",
+    "Branches": [
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
+        {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}},
+    ],
+    "End": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "error", "says"),
+    [
+        pytest.param(
+            {"definition": PARALLEL_STATE, "mock": {"result": "{}"}},
+            "ValidationException",
+            "Mocked result must be an array.",
+            id="parallel-result-not-an-array",
+        ),
+        pytest.param(
+            {"definition": PARALLEL_STATE, "mock": {"result": "[1]"}},
+            "ValidationException",
+            "Mocked result must contain the same number of items as number of Parallel branches.",
+            id="parallel-result-of-another-length",
+        ),
+        pytest.param(
+            {"definition": TASK, "mock": {"result": "{}"}, "revealSecrets": True},
+            "ValidationException",
+            "TestState does not support RevealSecrets when a mock is specified.",
+            id="reveal-secrets-with-a-mock",
+        ),
+        pytest.param(
+            {"definition": PARALLEL_STATE},
+            "InvalidDefinition",
+            "TestState API does not support Map or Parallel states.",
+            id="parallel-without-a-mock",
+        ),
+    ],
+)
+def test_state_checks_its_mocks_as_aws_does(tsfn, request_fields, error, says):
+    """AWS-recorded answers (LocalStack's test_state_mock_validation snapshots)."""
+    body = {**request_fields, "definition": json.dumps(request_fields["definition"])}
+    with pytest.raises(getattr(tsfn.exceptions, error)) as refused:
+        tsfn.test_state(input="{}", **body)
+    assert says in refused.value.response["Error"]["Message"]
+
+
+def test_state_of_a_lone_state_runs_in_aws_context(tsfn):
+    """A lone state is named `StateName` (one nested in it may be called `TestState`), its
+    execution's id is an express ARN and its RoleArn the role given; no RedriveCount."""
+    state = {
+        "Type": "Pass",
+        "Parameters": {"context.$": "$$"},
+        "End": True,
+    }
+    role = "arn:aws:iam::123456789012:role/tester"
+    answer = tsfn.test_state(definition=json.dumps(state), input="{}", roleArn=role)
+    context = json.loads(answer["output"])["context"]
+    assert context["State"]["Name"] == "StateName"
+    assert context["Execution"]["RoleArn"] == role
+    assert ":express:" in context["Execution"]["Id"]
+    assert "RedriveCount" not in context["Execution"]
+    named_inside = {
+        "Type": "Map",
+        "ItemProcessor": {
+            "StartAt": "TestState",
+            "States": {"TestState": {"Type": "Pass", "End": True}},
+        },
+        "End": True,
+    }
+    mapped = tsfn.test_state(
+        definition=json.dumps(named_inside), input="[1, 2]", mock={"result": "[1, 2]"}
+    )
+    assert (mapped["status"], json.loads(mapped["output"])) == ("SUCCEEDED", [1, 2])

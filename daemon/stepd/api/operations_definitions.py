@@ -36,7 +36,8 @@ from stepd.asl.failures import STATES_QUERY_EVALUATION_ERROR, STATES_RUNTIME
 from stepd.asl.loader import parse_json_text
 from stepd.asl.retry import error_matches, next_retry
 from stepd.asl.validate import UNASSIGNED_VARIABLE, validate
-from stepd.engine.arns import Arns
+from stepd.engine.arns import ROLE_ARN, Arns
+from stepd.engine.express import express_arn
 from stepd.engine.history import dumps
 from stepd.errors import (
     DefinitionError,
@@ -54,7 +55,7 @@ INSPECTION_LEVELS: Final = ("INFO", "DEBUG", "TRACE")
 MOCK_VALIDATION_MODES: Final = ("STRICT", "PRESENT", "NONE")
 MOCKED_TYPES: Final = frozenset({"Task", "Map", "Parallel"})
 TEST_MACHINE: Final = "TestState"  # the machine name `$$.StateMachine` shows
-SINGLE_STATE: Final = "TestState"  # the name a lone state is tested under
+SINGLE_STATE: Final = "StateName"  # the name a lone state is tested under, as AWS's
 EXPRESS_PATTERNS: Final = (".sync", ".waitForTaskToken")
 SOURCE: Final = "definition"
 MAX_PROBLEMS_SHOWN: Final = 5  # findings quoted in an InvalidDefinition message
@@ -183,31 +184,27 @@ class DefinitionOperations:
         text = fields.required_string(body, "definition")
         input_text = fields.string(body, "input")
         level = fields.choice(body, "inspectionLevel", INSPECTION_LEVELS, "INFO")
-        fields.string(body, "roleArn")  # accepted; stepd calls nothing
-        fields.boolean(body, "revealSecrets")  # accepted; stepd has no connection secrets
+        role = fields.string(body, "roleArn")  # `$$.Execution.RoleArn`; stepd calls nothing
+        reveal = fields.boolean(body, "revealSecrets")  # stepd has no connection secrets
         state_name = fields.string(body, "stateName")
         mock = _mock(fields.structure(body, "mock"))
+        if reveal and mock is not None:
+            raise ValidationException(
+                "TestState does not support RevealSecrets when a mock is specified."
+            )
         context_text = fields.string(body, "context")
         if context_text is not None and mock is None:
             raise ValidationException("'context' may only be given together with a 'mock'")
         variables = _json_object(fields.string(body, "variables"), "variables")
-        retry_count = _retry_count(fields.structure(body, "stateConfiguration"))
+        configuration = fields.structure(body, "stateConfiguration")
+        retry_count = _retry_count(configuration)
         definition, name = _machine_of(_definition(text), state_name)
         state = definition["States"][name]
-        kind = state.get("Type")
-        if mock is not None and kind not in MOCKED_TYPES:
-            raise ValidationException(
-                f"A mock can only be given for a Task, Map or Parallel state, not a {kind} state"
-            )
-        if mock is None and kind in MOCKED_TYPES:
-            raise ValidationException(
-                f"stepd's TestState does not call anything: give the {kind} state a 'mock' "
-                "with its 'result' (JSON text) or its 'errorOutput' (error and cause)"
-            )
+        _check_mock(state, mock, fields.counter(configuration or {}, "mapIterationFailureCount"))
         state_input = _input(input_text)
         now = datetime.fromtimestamp(self.clock(), UTC)
         ctx = self._context(
-            state_input, name, now, retry_count, context_text, variables=variables or {}
+            state_input, name, now, retry_count, context_text, variables=variables or {}, role=role
         )
         test = _Test(definition=definition, name=name, state=state, input=state_input, ctx=ctx)
         answer = test.run(mock, now, retry_count)
@@ -218,7 +215,9 @@ class DefinitionOperations:
             shown = assigned if assigned is not None else variables
             if shown is not None:
                 inspection["variables"] = dumps(shown)
-        inspection.update(answer.pop("inspectionData", {}))
+        details = answer.pop("inspectionData", {})  # errorDetails: none at INFO, as AWS's
+        if level != "INFO":
+            inspection.update(details)
         if inspection:
             answer["inspectionData"] = inspection
         return answer
@@ -232,10 +231,13 @@ class DefinitionOperations:
         context_text: str | None,
         *,
         variables: Mapping[str, Any],
+        role: str | None,
     ) -> Context:
         execution = str(uuid.uuid4())
         facts: dict[str, Any] = {
-            "execution_id": self.arns.execution(TEST_MACHINE, execution),
+            "execution_id": express_arn(self.arns, TEST_MACHINE, execution),  # as AWS's
+            "role_arn": role or ROLE_ARN.format(account=self.arns.account),
+            "redrive_count": None,
             "execution_name": execution,
             "execution_input": state_input,
             "execution_start_time": now,
@@ -282,7 +284,8 @@ def _machine_of(document: Any, state_name: str | None) -> tuple[dict[str, Any], 
         )
     targets = set(_targets(document))
     name = SINGLE_STATE
-    while name in targets:
+    used = json.dumps(document)  # every name the state holds, nested states' too
+    while name in targets or f'"{name}"' in used:
         name += "_"
     machine = {
         "StartAt": name,
@@ -290,6 +293,43 @@ def _machine_of(document: Any, state_name: str | None) -> tuple[dict[str, Any], 
     }
     _check(machine, prefix=f"/States/{name}")
     return machine, name
+
+
+def _check_mock(state: Mapping[str, Any], mock: Mock | None, failures: int | None) -> None:
+    """Whether `state` is tested with a mock when it must be, as AWS checks it."""
+    kind = state.get("Type")
+    if mock is not None and kind not in MOCKED_TYPES:
+        raise ValidationException(
+            f"A mock can only be given for a Task, Map or Parallel state, not a {kind} state"
+        )
+    if mock is None and kind in {"Map", "Parallel"}:
+        raise InvalidDefinition(
+            "TestState API does not support Map or Parallel states. Supported state types "
+            "include: [Task, Wait, Pass, Succeed, Fail, Choice] (give it a 'mock')"
+        )
+    if mock is None and kind in MOCKED_TYPES:
+        raise ValidationException(
+            f"stepd's TestState does not call anything: give the {kind} state a 'mock' "
+            "with its 'result' (JSON text) or its 'errorOutput' (error and cause)"
+        )
+    if mock is None or not mock.has_result:
+        return
+    if kind == "Parallel":
+        _check_parallel_mock(mock.result, len(state.get("Branches") or ()))
+    if isinstance(mock.result, list) and failures is not None and failures > len(mock.result):
+        raise ValidationException(
+            "Map iteration failure count must be less than or equal to the number of Map iterations"
+        )
+
+
+def _check_parallel_mock(result: Any, branches: int) -> None:
+    """AWS's checks of a Parallel state's mocked result: one item per branch."""
+    if not isinstance(result, list):
+        raise ValidationException("Mocked result must be an array.")
+    if len(result) != branches:
+        raise ValidationException(
+            "Mocked result must contain the same number of items as number of Parallel branches."
+        )
 
 
 def _targets(state: Mapping[str, Any]) -> Iterator[str]:

@@ -53,7 +53,7 @@ class Context:
     state_entered_time: datetime
     retry_count: int = 0
     role_arn: str = ""
-    redrive_count: int = 0  # how many times the execution was redriven
+    redrive_count: int | None = 0  # how many times it was redriven (None: TestState's, none)
     redrive_time: datetime | None = None  # when it was last redriven (None: never)
     # `$$.Task.Token`: set only while a `.waitForTaskToken` Task is entered and runs; the
     # context object has no `Task` at all otherwise, as on AWS.
@@ -69,7 +69,7 @@ class Context:
                 "StartTime": iso_millis(self.execution_start_time),
                 "Name": self.execution_name,
                 "RoleArn": self.role_arn,
-                "RedriveCount": self.redrive_count,
+                **({} if self.redrive_count is None else {"RedriveCount": self.redrive_count}),
                 # only once it was redriven, as AWS's context object
                 **(
                     {}
