@@ -380,9 +380,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 value = _when(answer[key]) if key.endswith("Date") else answer[key]
                 print(f"{key:>19}: {value}")
         extra = answer.get("stepd") or {}
-        if extra:
+        if "state" in extra:  # running
             print(f"{'state':>19}: {extra.get('state')}")
             print(f"{'next step at':>19}: {_when(extra.get('dueAt'))}")
+        down = extra.get("hostDown")
+        if down:  # why a step due in the past has not gone out
+            print(
+                f"{'waiting for host':>19}: {down['host']}, down since {_when(down['since'])} "
+                f"({down['error']}); the call goes out when it answers again"
+            )
         for key in ("timeScale", "testCase"):
             if key in extra:
                 print(f"{key:>19}: {extra[key]}")

@@ -4,6 +4,7 @@ all of it clears once it answers again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -14,7 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.harness import DEFINITION, ENDPOINTS, Stepd, rfc3339, wait_until
+from tests.integration.harness import (
+    DEFINITION,
+    ENDPOINTS,
+    Stepd,
+    rfc3339,
+    run_cli,
+    wait_until,
+)
 
 from stepd.classroom import ClassroomServer
 from stepd.testing import free_port
@@ -111,6 +119,10 @@ async def test_a_down_classroom_server_is_reported_until_it_answers(
     described = await daemon.describe("class-42")
     assert described["stepd"]["hostDown"]["host"] == base_url
     assert described["stepd"]["hostDown"]["error"] == "States.Http.Socket"
+    told = await asyncio.to_thread(
+        run_cli, "describe", "classroom", "class-42", "--api", daemon.url
+    )  # `stepd describe` says why the step due in the past has not gone out
+    assert f"waiting for host: {base_url}, down since" in told.stdout, told.stdout + told.stderr
     listing = await page(daemon, "/ui/")
     assert "host-down-banner" in listing
     assert f"{base_url} down since" in listing
