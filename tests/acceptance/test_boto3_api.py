@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from tests.acceptance.callback_support import callback_machine, token_for
 from tests.acceptance.http_support import serving
 
@@ -548,9 +549,14 @@ def test_list_executions_of_an_unknown_machine(sfn):
 
 
 def test_list_executions_with_a_bad_token(sfn):
-    """A nextToken stepd did not issue is InvalidToken."""
+    """A nextToken stepd did not issue is InvalidToken; one longer than AWS's model allows
+    is a ValidationException, as AWS answers it."""
     with pytest.raises(sfn.exceptions.InvalidToken):
         sfn.list_executions(stateMachineArn=machine_arn("quick"), nextToken="not-a-token")
+    with pytest.raises(ClientError) as refused:
+        sfn.list_executions(stateMachineArn=machine_arn("quick"), nextToken="t" * 3097)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "less than or equal to 3096" in refused.value.response["Error"]["Message"]
 
 
 def test_list_answer_has_only_keys_botocore_knows(sfn, daemon, quick_run):

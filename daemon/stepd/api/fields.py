@@ -16,6 +16,9 @@ REDRIVE_FILTERS = {"REDRIVEN": True, "NOT_REDRIVEN": False}  # redriveFilter: re
 MAX_TOKEN_VALUE = 2**62  # page tokens carry a row or event id
 
 
+MAX_NEXT_TOKEN = 3096  # AWS's PageToken: at most this many characters
+
+
 def string(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     """`body[key]` as a string; None when absent (ValidationException if `required`)."""
     value = body.get(key)
@@ -25,6 +28,11 @@ def string(body: dict[str, Any], key: str, *, required: bool = False) -> str | N
         return None
     if not isinstance(value, str):
         raise ValidationException(f"'{key}' must be a string")
+    if key == "nextToken" and len(value) > MAX_NEXT_TOKEN:  # AWS's model, checked first
+        raise ValidationException(
+            f"1 validation error detected: Value '{value[:64]}' at 'nextToken' failed to satisfy "
+            f"constraint: Member must have length less than or equal to {MAX_NEXT_TOKEN}"
+        )
     return value
 
 
