@@ -206,7 +206,7 @@ def test_validate_max_results_truncates(sfn):
             '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "A": {"Type": "Succeed"}}}',
             "DUPLICATE_STATE_NAME",
         ),
-        (" ", "MISSING_DESCRIPTION"),
+        (" ", "SCHEMA_VALIDATION_FAILED"),
     ],
     ids=["not-json", "duplicate-state", "blank"],
 )
@@ -214,6 +214,23 @@ def test_validate_text_that_is_no_definition(sfn, text, code):
     answer = sfn.validate_state_machine_definition(definition=text)
     assert answer["result"] == "FAIL"
     assert [d["code"] for d in answer["diagnostics"]] == [code]
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        ({}, "These fields are required: [States, StartAt]"),
+        ({"States": {"A": {"Type": "Succeed"}}}, "These fields are required: [StartAt]"),
+    ],
+    ids=["empty", "no-start-at"],
+)
+def test_validate_names_missing_top_level_fields_at_the_root_as_aws(sfn, definition, message):
+    """One finding at "/" for the fields a machine lacks (AWS-recorded answers)."""
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(definition))
+    assert answer["result"] == "FAIL"
+    assert [(d["code"], d["location"], d["message"]) for d in answer["diagnostics"]] == [
+        ("SCHEMA_VALIDATION_FAILED", "/", message)
+    ]
 
 
 def test_validate_express_refuses_waiting_for_a_callback(sfn):

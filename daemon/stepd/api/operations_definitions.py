@@ -58,6 +58,7 @@ TEST_MACHINE: Final = "TestState"  # the machine name `$$.StateMachine` shows
 SINGLE_STATE: Final = "StateName"  # the name a lone state is tested under, as AWS's
 EXPRESS_PATTERNS: Final = (".sync", ".waitForTaskToken")
 SOURCE: Final = "definition"
+REQUIRED_FIELDS: Final = ("States", "StartAt")  # in the order AWS names them
 MAX_PROBLEMS_SHOWN: Final = 5  # findings quoted in an InvalidDefinition message
 
 
@@ -78,7 +79,13 @@ class Diagnostic:
 def diagnose(text: str, machine_type: str = "STANDARD") -> list[Diagnostic]:
     """Every diagnostic for the definition `text` (ASL JSON), errors first."""
     if not text.strip():
-        return [Diagnostic(severity="ERROR", code="MISSING_DESCRIPTION", message="empty")]
+        return [
+            Diagnostic(
+                severity="ERROR",
+                code="SCHEMA_VALIDATION_FAILED",
+                message="Definition must be a valid JSON object",
+            )
+        ]
     try:
         document = parse_json_text(text, SOURCE)
     except DefinitionError as exc:
@@ -96,6 +103,18 @@ def diagnose(text: str, machine_type: str = "STANDARD") -> list[Diagnostic]:
         )
         for finding in validate(document)
     ]
+    missing = [key for key in REQUIRED_FIELDS if isinstance(document, dict) and key not in document]
+    if missing:  # one finding for the fields a machine must have, at its root, as AWS's
+        found = [d for d in found if d.location not in {f"/{key}" for key in missing}]
+        found.insert(
+            0,
+            Diagnostic(
+                severity="ERROR",
+                code="SCHEMA_VALIDATION_FAILED",
+                message=f"These fields are required: [{', '.join(missing)}]",
+                location="/",
+            ),
+        )
     if machine_type == "EXPRESS":
         found += _express_problems(document, "")
     return sorted(found, key=lambda d: d.severity != "ERROR")
