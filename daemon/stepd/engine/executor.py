@@ -99,6 +99,7 @@ MAX_CALLBACK_OUTPUT_BYTES = 262_144  # SendTaskSuccess's output, as UTF-8
 ROW_CACHE_SECONDS = 120.0  # executions due within this long are kept in memory as committed
 PURGE_BATCH = 1000  # executions deleted per transaction, so writes never wait long
 PROBE_TIMEOUT_SECONDS = 5.0  # for the HEAD request that asks whether a down host is back
+REDRIVE_TOKEN_SECONDS = 900.0  # AWS answers a redrive's clientToken again for 15 minutes
 MAX_CURSORS_PER_TRANSITION = 64  # children stepped in one commit
 
 
@@ -600,16 +601,17 @@ class Engine:
         self, machine_name: str, name: str, client_token: str | None = None
     ) -> Execution:
         """Take a FAILED, TIMED_OUT or ABORTED execution up again where it stood, in one
-        commit; the same `client_token` again answers with the redrive it made."""
+        commit; the same `client_token` again, within AWS's 15 minutes, answers with the
+        redrive it made."""
         while True:
             execution = await self._store.find_execution(machine_name, name)
             if execution is None:
                 raise ExecutionDoesNotExist(
                     f"Execution Does Not Exist: '{self.arns.execution(machine_name, name)}'"
                 )
-            if client_token is not None and execution.redrive_token == client_token:
-                return execution
             now = self.clock()
+            if _same_redrive(execution, client_token, now):
+                return execution
             reason = refusal(execution, now)
             if reason is not None:
                 raise ExecutionNotRedrivable(reason)
@@ -1638,6 +1640,17 @@ def data_limit_cause(resource: Any) -> str:
     return (
         f"The state/task '{text}' returned a result with a size exceeding the maximum number "
         "of bytes service limit."
+    )
+
+
+def _same_redrive(execution: Execution, client_token: str | None, now: float) -> bool:
+    """Whether a redrive asked with `client_token` is the last one made (AWS keeps a token
+    for 15 minutes)."""
+    return (
+        client_token is not None
+        and execution.redrive_token == client_token
+        and execution.redrive_date is not None
+        and now - execution.redrive_date <= REDRIVE_TOKEN_SECONDS
     )
 
 

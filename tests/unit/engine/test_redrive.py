@@ -197,8 +197,12 @@ async def test_the_same_client_token_redrives_once(store: Store):
     await finished(store, started.execution.id)
     clock.now = T0 + 10
     again = await engine.redrive_execution("m", "x", "token-1")
+    await finished(store, started.execution.id)
+    clock.now = T0 + 5 + 15 * 60 + 1  # AWS keeps a token 15 minutes: then it redrives again
+    later = await engine.redrive_execution("m", "x", "token-1")
     await engine.drain(1.0)
     assert (first.redrive_count, again.redrive_count, again.redrive_date) == (1, 1, T0 + 5)
+    assert (later.redrive_count, later.redrive_date) == (2, clock.now)
 
 
 async def test_the_redrive_count_and_time_are_in_the_context_object(store: Store):
