@@ -289,7 +289,7 @@ def test_state_pass_debug_shows_each_step(tsfn):
         "input": {"class": {"room": "blue"}, "other": 1},
         "afterInputPath": {"room": "blue"},
         "afterParameters": {"room": "blue"},
-        "result": {"room": "blue"},
+        "afterResultSelector": {"room": "blue"},  # a Pass state's Result, as AWS names it
         "afterResultPath": combined,
     }
     assert model_problems(tsfn, "TestState", answer) == []
@@ -1021,3 +1021,65 @@ def test_state_of_a_lone_state_runs_in_aws_context(tsfn):
         definition=json.dumps(named_inside), input="[1, 2]", mock={"result": "[1, 2]"}
     )
     assert (mapped["status"], json.loads(mapped["output"])) == ("SUCCEEDED", [1, 2])
+
+
+def _inspection(answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value if key in {"errorDetails", "maxConcurrency"} else json.loads(value)
+        for key, value in answer["inspectionData"].items()
+    }
+
+
+def test_state_inspection_data_has_the_fields_aws_shows(tsfn):
+    """AWS-recorded shapes (LocalStack's test_test_state_scenarios and test_state_configuration
+    snapshots): a Succeed state's afterInputPath; a JSONata Task's afterArguments and none of
+    JSONPath's fields; a Map's maxConcurrency, 0 when not set; the retrier that a FAILED task
+    has used up."""
+    succeed = tsfn.test_state(
+        definition=json.dumps({"Type": "Succeed"}), input='{"a": 1}', inspectionLevel="DEBUG"
+    )
+    assert _inspection(succeed) == {"input": {"a": 1}, "afterInputPath": {"a": 1}}
+
+    jsonata_task = {
+        "Type": "Task",
+        "QueryLanguage": "JSONata",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Arguments": {"FunctionName": "foo", "Payload": "{% $states.input.v %}"},
+        "End": True,
+    }
+    called = tsfn.test_state(
+        definition=json.dumps(jsonata_task),
+        input='{"v": "bar"}',
+        mock={"result": "{}"},
+        inspectionLevel="DEBUG",
+    )
+    assert _inspection(called) == {
+        "input": {"v": "bar"},
+        "afterArguments": {"FunctionName": "foo", "Payload": "bar"},
+    }
+
+    mapped = tsfn.test_state(
+        definition=json.dumps(
+            {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+                "End": True,
+            }
+        ),
+        input="[1, 2]",
+        mock={"result": "[1, 2]"},
+        inspectionLevel="DEBUG",
+    )
+    assert _inspection(mapped)["maxConcurrency"] == 0
+
+    spent = tsfn.test_state(
+        definition=json.dumps({**TASK, "Catch": []}),
+        input=json.dumps({"room": "blue"}),
+        mock={"errorOutput": {"error": "Classroom.Busy", "cause": "try later"}},
+        stateConfiguration={"retrierRetryCount": 3},
+        inspectionLevel="DEBUG",
+    )
+    assert (spent["status"], spent["inspectionData"]["errorDetails"]) == (
+        "FAILED",
+        {"retryIndex": 0},
+    )

@@ -479,6 +479,17 @@ class _Test:
                         "retryBackoffIntervalSeconds": round(retry.delay_seconds),
                     }
                 }
+        elif isinstance(decision, Fail):  # the retrier that took it has made its attempts
+            spent = next(
+                (
+                    i
+                    for i, retrier in enumerate(self._rules("Retry"))
+                    if error_matches(retrier.get("ErrorEquals", ()), mock.error)
+                ),
+                None,
+            )
+            if spent is not None:
+                answer["inspectionData"] = {"errorDetails": {"retryIndex": spent}}
         return answer
 
     def _rules(self, key: str) -> list[Mapping[str, Any]]:
@@ -542,15 +553,21 @@ class _Test:
         """The data as each field of the state leaves it, as far as the state got."""
         kind = self.state.get("Type")
         data: dict[str, Any] = {"input": dumps(self.input)}
-        if kind in {"Fail", "Succeed"} and "InputPath" not in self.state:
+        if interpreter.is_jsonata(self.definition, self.state):
+            return self._inspect_jsonata(data)  # AWS shows no JSONPath field there
+        if kind == "Fail" and "InputPath" not in self.state:
             return data
         self._add(data, "afterInputPath", self._pass_through("InputPath"))
-        if kind in {"Pass", "Task", "Parallel"} and "Parameters" in self.state:
+        if kind == "Pass" or (kind in {"Task", "Parallel"} and "Parameters" in self.state):
             self._add(data, "afterParameters", self._pass_through("InputPath", "Parameters"))
         if kind == "Map":
             self._inspect_map(data)
-        if kind == "Pass":
-            self._add(data, "result", self._pass_through("InputPath", "Parameters", "Result"))
+        if kind == "Pass":  # AWS names a Pass state's Result so
+            self._add(
+                data,
+                "afterResultSelector",
+                self._pass_through("InputPath", "Parameters", "Result"),
+            )
             self._add(
                 data,
                 "afterResultPath",
@@ -565,6 +582,18 @@ class _Test:
                 "afterResultPath",
                 self._after_result(mock.result, "ResultSelector", "ResultPath"),
             )
+        return data
+
+    def _inspect_jsonata(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A JSONata state's: its `afterArguments` (a Task's), a Map's `maxConcurrency`."""
+        with contextlib.suppress(StateError):  # the run itself reports the failure
+            entered = interpreter.enter(
+                self.definition, self.name, self.input, self.ctx, self.ctx.state_entered_time
+            )
+            if isinstance(entered, CallTask) and "Arguments" in self.state:
+                data["afterArguments"] = dumps(entered.payload)
+            if isinstance(entered, FanOut) and entered.kind == "Map":
+                data["maxConcurrency"] = entered.max_concurrency
         return data
 
     @staticmethod
@@ -609,9 +638,7 @@ class _Test:
             return
         key = "afterItemBatcher" if "ItemBatcher" in self.state else "afterItemSelector"
         data[key] = dumps(list(fan_out.inputs))
-        concurrency = self.state.get("MaxConcurrency")
-        if isinstance(concurrency, int) and not isinstance(concurrency, bool):
-            data["maxConcurrency"] = concurrency
+        data["maxConcurrency"] = fan_out.max_concurrency  # as evaluated; 0 when not given
         if fan_out.tolerated_count is not None:
             data["toleratedFailureCount"] = fan_out.tolerated_count
         if fan_out.tolerated_percentage is not None:
