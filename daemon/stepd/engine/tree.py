@@ -221,7 +221,12 @@ class Work:
                 parent.add_iteration(
                     "MapIterationFailed", child.slot, error=child.error, cause=child.cause
                 )
-        if not ok and fan.map_run is None and self._state_type(child) == "Task":
+        if (
+            not ok
+            and fan.map_run is None
+            and not parent.history_full
+            and self._state_type(child) == "Task"
+        ):
             # the task failed and nothing caught it: AWS ends the state's events so
             self.step(child_id).add("TaskStateAborted", {})
         fan = replace(
@@ -271,7 +276,7 @@ class Work:
         (`TaskStateAborted`, `WaitStateAborted`...). A Map Run's children are executions of
         their own: its MapRunAborted says it."""
         fan = step.fanout
-        if fan is None or fan.map_run is not None:
+        if fan is None or fan.map_run is not None or step.history_full:
             return
         running = sorted(
             (c for c in self.cursors.values() if c.parent == cursor_id and c.status == RUNNING),
