@@ -705,10 +705,18 @@ def test_history_of_pass_task_succeed(sfn, quick_run):
 
 
 def test_history_ids_and_previous_event_ids(sfn, quick_run):
-    """Event ids count from 1; each event's previousEventId is the one before it."""
+    """Event ids count from 1; each event's previousEventId is the one before it, but for the
+    first state entered, which names none, as AWS links them."""
     events = all_events(sfn, quick_run["executionArn"])
     assert [e["id"] for e in events] == list(range(1, len(events) + 1))
-    assert [e["previousEventId"] for e in events] == list(range(len(events)))
+    assert [e["previousEventId"] for e in events] == [0, 0, *range(2, len(events))]
+    last_two = sfn.get_execution_history(  # a page links as the whole history does
+        executionArn=quick_run["executionArn"], reverseOrder=True, maxResults=2
+    )["events"]
+    assert [(e["id"], e["previousEventId"]) for e in last_two] == [
+        (len(events), len(events) - 1),
+        (len(events) - 1, len(events) - 2),
+    ]
 
 
 def test_history_names_the_states(sfn, quick_run):

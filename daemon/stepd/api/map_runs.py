@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from stepd.api.links import linked
 from stepd.engine import history
 from stepd.engine.arns import ROLE_ARN
 from stepd.store.records import ABORTED, FAILED, RUNNING, SUCCEEDED, Event, Execution
@@ -96,10 +97,12 @@ class Child:
         ]
         if self.stop_date is not None:
             shaped.append((self.stop_date, *self._end()))
-        return [
-            Event(id=n, previous_id=n - 1, ts=ts, type=kind, details=details)
-            for n, (ts, kind, details) in enumerate(shaped, start=1)
-        ]
+        return linked(
+            [
+                Event(id=n, previous_id=n - 1, ts=ts, type=kind, details=details)
+                for n, (ts, kind, details) in enumerate(shaped, start=1)
+            ]
+        )
 
     def _end(self) -> tuple[str, dict[str, Any]]:
         if self.status == SUCCEEDED:
@@ -174,10 +177,12 @@ def shown_history(events: Sequence[Event]) -> list[tuple[int, Event]]:
     """An execution's events as GetExecutionHistory shows them, each after the id it is
     stored with: a Map Run's children's left out, the others numbered again from 1, each
     naming the one before it."""
-    return [
+    shown = [
         (e.id, Event(id=n, previous_id=n - 1, ts=e.ts, type=e.type, details=e.details))
         for n, e in enumerate((e for e in events if not history.hidden(e.details)), start=1)
     ]
+    links = linked([event for _, event in shown])
+    return [(stored, event) for (stored, _), event in zip(shown, links, strict=True)]
 
 
 def runs_distributed(definition: Any) -> bool:

@@ -10,12 +10,14 @@ import json
 import re
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Final
 
 from stepd import logs
 from stepd.api.fields import MAX_PAGE, REDRIVE_FILTERS, Handler, choice, execution_filters, string
 from stepd.api.fields import page_start as _untoken
 from stepd.api.fields import page_token_for as _token
+from stepd.api.links import linked
 from stepd.api.operations_activities import ActivityOperations
 from stepd.api.operations_config import ConfigOperations
 from stepd.api.operations_definitions import DefinitionOperations
@@ -47,6 +49,7 @@ from stepd.store.records import TIMED_OUT, Event, Execution
 
 TARGET_PREFIX = "AWSStepFunctions."
 MAX_LOGGED = 300  # characters of a refused request's fields in its log line
+LINK_CONTEXT = 4  # events read before a history page, for the links of its first ones
 log = logs.get_logger("stepd.api")
 # what AWS describes of a machine with no logging or tracing configured (stepd has neither:
 # its log is its own)
@@ -447,12 +450,27 @@ class Operations:
         events = await self.engine.history(
             execution.id, reverse=reverse, limit=limit + 1, after=_untoken(token, scope)
         )
-        answer: dict[str, Any] = {
-            "events": [_event(e, include_data=include_data) for e in events[:limit]]
-        }
+        page = await self._linked(execution.id, events[:limit])
+        answer: dict[str, Any] = {"events": [_event(e, include_data=include_data) for e in page]}
         if len(events) > limit:
             answer["nextToken"] = _token(events[limit - 1].id, scope)
         return answer
+
+    async def _linked(self, execution_id: int, page: list[Event]) -> list[Event]:
+        """`page` with AWS's previousEventIds (`links.linked`), read with the few events
+        before it that they may name."""
+        if not page:
+            return page
+        first = min(e.id for e in page)
+        before = await self.engine.history(
+            execution_id,
+            reverse=False,
+            limit=LINK_CONTEXT,
+            after=max(0, first - 1 - LINK_CONTEXT),
+        )
+        ascending = [e for e in before if e.id < first] + sorted(page, key=lambda e: e.id)
+        previous = {e.id: e.previous_id for e in linked(ascending)}
+        return [replace(e, previous_id=previous[e.id]) for e in page]
 
     # -- state machines --------------------------------------------------------------
 
