@@ -110,6 +110,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     open_api = open_api_problem(settings)
     if open_api is not None:  # `stepd run` refuses it (exit 78): say so before a restart does
         print(f"{args.config}: API_NEEDS_KEYS: {open_api}")
+        if args.offline:  # checked elsewhere than where it runs: its keys may be loaded there
+            open_api = None
     store_problem = None if args.offline else _store_findings(settings, quiet=args.quiet)
     if store_problem is not None:
         print(store_problem)

@@ -663,9 +663,12 @@ def open_api_problem(settings: Settings, stores: Sequence[str] = CREDENTIAL_STOR
 def _may_exist(path: Path) -> bool:
     """Whether `path` exists, or this user may not look (a credential store is root's)."""
     try:
-        return path.exists()
+        path.stat()
     except PermissionError:
         return True
+    except OSError:
+        return False
+    return True
 
 
 def api_access(settings: Settings) -> ApiAccess:

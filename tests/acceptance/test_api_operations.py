@@ -999,6 +999,7 @@ def test_state_of_a_lone_state_runs_in_aws_context(tsfn):
     execution's id is an express ARN and its RoleArn the role given; no RedriveCount."""
     state = {
         "Type": "Pass",
+        "Comment": "StateName",  # a string that is no state's name takes no name away
         "Parameters": {"context.$": "$$"},
         "End": True,
     }

@@ -302,9 +302,9 @@ def _machine_of(document: Any, state_name: str | None) -> tuple[dict[str, Any], 
             "give 'stateName' to say which of its states to test"
         )
     targets = set(_targets(document))
+    taken = targets | set(_state_names(document))
     name = SINGLE_STATE
-    used = json.dumps(document)  # every name the state holds, nested states' too
-    while name in targets or f'"{name}"' in used:
+    while name in taken:
         name += "_"
     machine = {
         "StartAt": name,
@@ -312,6 +312,19 @@ def _machine_of(document: Any, state_name: str | None) -> tuple[dict[str, Any], 
     }
     _check(machine, prefix=f"/States/{name}")
     return machine, name
+
+
+def _state_names(node: Any) -> Iterator[str]:
+    """The names of the states nested in `node` (a Map's or a Parallel's)."""
+    if isinstance(node, dict):
+        states = node.get("States")
+        if isinstance(states, dict):
+            yield from (name for name in states if isinstance(name, str))
+        for value in node.values():
+            yield from _state_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _state_names(value)
 
 
 def _check_mock(state: Mapping[str, Any], mock: Mock | None, failures: int | None) -> None:

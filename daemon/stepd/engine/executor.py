@@ -1525,8 +1525,10 @@ class Engine:
                 f"(Resource {resource_text(task.resource)})",
             )
         http_invoke = is_http_invoke(task.resource)
-        # [http] timeout_seconds is for the calls stepd makes to the endpoints of the config
-        timeout = HTTP_TASK_TIMEOUT_SECONDS if http_invoke else self.task_timeout_seconds
+        # an HTTP Task may take AWS's 60 s, or the longer [http] timeout_seconds if one is set
+        timeout = self.task_timeout_seconds
+        if http_invoke:
+            timeout = max(timeout, HTTP_TASK_TIMEOUT_SECONDS)
         if task.timeout_seconds is not None:
             timeout = min(timeout, task.timeout_seconds)
         if resend:

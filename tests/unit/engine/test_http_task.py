@@ -44,7 +44,7 @@ async def test_an_http_task_call_may_take_what_aws_allows_it(
     store: Store, state: dict[str, Any], limit: float
 ) -> None:
     """An HTTP Task's request may take AWS's 60 s (a shorter TimeoutSeconds cuts it sooner),
-    whatever `[http] timeout_seconds` gives the calls to the config's endpoints (10 s)."""
+    though `[http] timeout_seconds` gives the calls to the config's endpoints 10 s."""
     await store.open()
     caller = FakeCaller()
     definition = one_state({"Type": "Task", **state})
@@ -52,5 +52,19 @@ async def test_an_http_task_call_may_take_what_aws_allows_it(
     await engine.start_execution("m", "x", "{}")
     [call] = await caller.wait_for(1)
     assert call.timeout_seconds == limit
+    engine.close()
+    await engine.drain(1.0)
+
+
+async def test_a_longer_http_timeout_of_the_config_holds_for_http_tasks_too(store: Store) -> None:
+    """`[http] timeout_seconds = 120` (for slow APIs) is not cut to AWS's 60 s."""
+    await store.open()
+    caller = FakeCaller()
+    definition = one_state({"Type": "Task", "Resource": HTTP_INVOKE, "Parameters": INVOICE})
+    engine = await running_engine(store, caller, definition, Clock())
+    engine.task_timeout_seconds = 120.0
+    await engine.start_execution("m", "x", "{}")
+    [call] = await caller.wait_for(1)
+    assert call.timeout_seconds == 120.0
     engine.close()
     await engine.drain(1.0)
