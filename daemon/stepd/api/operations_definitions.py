@@ -493,14 +493,7 @@ class _Test:
                     }
                 }
         elif isinstance(decision, Fail):  # the retrier that took it has made its attempts
-            spent = next(
-                (
-                    i
-                    for i, retrier in enumerate(self._rules("Retry"))
-                    if error_matches(retrier.get("ErrorEquals", ()), mock.error)
-                ),
-                None,
-            )
+            spent = self._first_matching("Retry", mock.error)
             if spent is not None:
                 answer["inspectionData"] = {"errorDetails": {"retryIndex": spent}}
         return answer
@@ -512,10 +505,19 @@ class _Test:
     def _retry_counts(self, error: str, retry_count: int) -> tuple[int, ...]:
         """The retriers' counters when the first retrier matching `error` has made
         `retry_count` attempts (TestState's `retrierRetryCount`)."""
-        for index, retrier in enumerate(self._rules("Retry")):
-            if error_matches(retrier.get("ErrorEquals", ()), error):
-                return (0,) * index + (retry_count,)
-        return ()
+        index = self._first_matching("Retry", error)
+        return () if index is None else (0,) * index + (retry_count,)
+
+    def _first_matching(self, key: str, error: str) -> int | None:
+        """The index of the first retrier or catcher (`key`) whose ErrorEquals has `error`."""
+        return next(
+            (
+                index
+                for index, rule in enumerate(self._rules(key))
+                if error_matches(rule.get("ErrorEquals", ()), error)
+            ),
+            None,
+        )
 
     def _answer(self, decision: Any) -> dict[str, Any]:
         answer = self._outcome(decision)
@@ -539,14 +541,7 @@ class _Test:
                     "nextState": next_state,
                     **_error_fields(error, cause),
                 }
-                index = next(
-                    (
-                        i
-                        for i, catcher in enumerate(self._rules("Catch"))
-                        if error_matches(catcher.get("ErrorEquals", ()), error)
-                    ),
-                    None,
-                )
+                index = self._first_matching("Catch", error)
                 if index is not None:
                     answer["inspectionData"] = {"errorDetails": {"catchIndex": index}}
                 return answer
