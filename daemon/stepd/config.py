@@ -536,11 +536,16 @@ def machine_specs(settings: Settings) -> tuple[MachineSpec, ...]:
     )
 
 
+def service_credential(credential: str) -> Path | None:
+    """Where systemd put the credential (`$CREDENTIALS_DIRECTORY/<credential>`), if given."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    return Path(directory) / credential if directory else None
+
+
 def read_secret(path: Path | None, credential: str) -> str | None:
     """A secret from systemd's $CREDENTIALS_DIRECTORY/<credential>, else from `path`."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory:
-        given = Path(directory) / credential
+    given = service_credential(credential)
+    if given is not None:
         try:
             if given.is_file():
                 return given.read_text(encoding="utf-8").strip()
@@ -616,8 +621,8 @@ def read_api_keys(settings: Settings) -> tuple[KeyPair, ...]:
     Empty when neither is set. Raises ConfigError for an unreadable or malformed source,
     without its content.
     """
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / API_CREDENTIAL).is_file():
+    given = service_credential(API_CREDENTIAL)
+    if given is not None and given.is_file():
         where = f"credential {API_CREDENTIAL}"
     elif settings.api.credentials_file is not None:
         where = str(settings.api.credentials_file)
@@ -648,8 +653,8 @@ def open_api_problem(settings: Settings, stores: Sequence[str] = CREDENTIAL_STOR
     not this process may read them."""
     if is_loopback(settings.api.listen) or settings.api.credentials_file is not None:
         return None
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / API_CREDENTIAL).is_file():
+    given = service_credential(API_CREDENTIAL)
+    if given is not None and given.is_file():
         return None
     if any(_may_exist(Path(store) / f"stepd.{API_CREDENTIAL}") for store in stores):
         return None
